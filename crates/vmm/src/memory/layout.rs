@@ -1,0 +1,60 @@
+//! The guest-physical address map shared by the loaders, ACPI tables and devices.
+//!
+//! Low memory holds the boot structures at fixed addresses below 1 MiB; RAM runs from 0 up to
+//! the 32-bit MMIO gap and continues above 4 GiB. The gap holds the IOAPIC and the local APICs.
+
+/// End of conventional low RAM (640 KiB minus the 1 KiB EBDA), as PCs report it.
+pub const LOW_RAM_END: u64 = 0x9_fc00;
+/// Boot GDT (bzImage 64-bit entry).
+pub const BOOT_GDT: u64 = 0x500;
+/// Boot IDT (empty, loaded so stray interrupts triple-fault visibly).
+pub const BOOT_IDT: u64 = 0x520;
+/// PVH `hvm_start_info`.
+pub const PVH_START_INFO: u64 = 0x6000;
+/// PVH memory map (array of `hvm_memmap_table_entry`), after the start info.
+pub const PVH_MEMMAP: u64 = 0x6040;
+/// Linux `boot_params` (the zero page).
+pub const ZERO_PAGE: u64 = 0x7000;
+/// Identity-mapping page tables for the 64-bit bzImage entry: PML4, PDPT, then 4 PDs.
+pub const PAGE_TABLES: u64 = 0x9000;
+/// Kernel command line (up to `CMDLINE_MAX` bytes).
+pub const CMDLINE: u64 = 0x2_0000;
+/// Longest command line we accept, terminating NUL included.
+pub const CMDLINE_MAX: usize = 0x1_0000;
+/// Start of the ACPI area (RSDP first, then the other tables); inside the BIOS area that
+/// firmware-less kernels scan for "RSD PTR ".
+pub const ACPI_START: u64 = 0xe_0000;
+/// End (exclusive) of the ACPI area.
+pub const ACPI_END: u64 = 0x10_0000;
+/// Where the protected-mode kernel of a bzImage is loaded.
+pub const KERNEL_LOAD: u64 = 0x10_0000;
+/// Start of the 32-bit MMIO gap (RAM above this address moves above 4 GiB).
+pub const MMIO_GAP_START: u64 = 0xc000_0000;
+/// End (exclusive) of the 32-bit MMIO gap.
+pub const MMIO_GAP_END: u64 = 0x1_0000_0000;
+/// The IOAPIC's MMIO base.
+pub const IOAPIC_ADDR: u64 = 0xfec0_0000;
+/// The local APICs' MMIO base.
+pub const LAPIC_ADDR: u64 = 0xfee0_0000;
+
+/// COM1 base port and its IRQ.
+pub const COM1_PORT: u16 = 0x3f8;
+pub const COM1_IRQ: u32 = 4;
+/// i8042 data and command/status ports.
+pub const I8042_DATA_PORT: u16 = 0x60;
+pub const I8042_CMD_PORT: u16 = 0x64;
+/// ACPI PM1a event block (status + enable, 4 bytes), PM1a control block (2 bytes) and the
+/// PM timer; ACPI is always enabled (SCI_EN reads as 1) so SMI_CMD is 0.
+pub const PM1A_EVT_PORT: u16 = 0x600;
+pub const PM1A_CNT_PORT: u16 = 0x604;
+pub const PM_TMR_PORT: u16 = 0x608;
+/// The SCI's IRQ.
+pub const SCI_IRQ: u32 = 9;
+/// The FADT reset register: writing `RESET_VALUE` to this port resets the machine.
+pub const RESET_PORT: u16 = 0xcf9;
+pub const RESET_VALUE: u8 = 0x06;
+/// SLP_TYP value our DSDT's `\_S5` package advertises.
+pub const S5_SLP_TYP: u8 = 5;
+/// QEMU's isa-debug-exit port; the probe writes here to power off under QEMU, and rvmm
+/// treats a write as a guest poweroff too.
+pub const DEBUG_EXIT_PORT: u16 = 0xf4;

@@ -1,0 +1,4 @@
+//! Guest physical memory: the address layout (RAM regions around the 32-bit MMIO gap and the
+//! fixed platform addresses), and the host mappings that back it.
+
+pub mod layout;

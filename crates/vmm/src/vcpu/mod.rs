@@ -1,0 +1,2 @@
+//! vCPU threads: spawning and naming them (`CPU N/KVM`), the KVM_RUN loop, the pure exit
+//! decoder, kicking a running vCPU out of the kernel, and per-vCPU statistics.
