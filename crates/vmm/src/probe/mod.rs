@@ -1,2 +1,5 @@
 //! The built-in probe guest: the PVH ELF built from `guest/probe` by build.rs and embedded
 //! here, and the decoder that turns its serial dump into what a guest sees.
+
+pub mod decode;
+pub mod image;

@@ -1,0 +1,1 @@
+//! Decodes the probe guest's serial dump (see guest/probe) into what the guest saw.
