@@ -1,3 +1,23 @@
 //! The `rvmm` binary: argv → VmConfig → Vmm. The only place anyhow lives.
+//!
+//! Every bad input ends here as one line on stderr (`rvmm: <what was wrong>`) and exit
+//! status 1 (2 for command-line syntax), never a panic.
 
-fn main() {}
+mod cli;
+mod commands;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args = match cli::parse() {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    match commands::dispatch(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rvmm: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -14,3 +14,4 @@ pub mod host;
 pub mod memory;
 pub mod probe;
 pub mod vcpu;
+pub mod vmm;

@@ -1,2 +1,10 @@
 //! Host capabilities, probed once: /dev/kvm and its capabilities, the CPUID and MSRs KVM can
 //! give a guest, host CPUs, NUMA nodes, huge page pools and KSM.
+//!
+//! Everything is read from the kernel (ioctls, procfs, sysfs), never guessed; callers get
+//! plain structs and never talk to /dev/kvm for capabilities themselves.
+
+pub mod kvm;
+pub mod meminfo;
+
+pub use kvm::{KvmError, KvmHost};

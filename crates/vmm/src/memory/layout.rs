@@ -58,3 +58,71 @@ pub const S5_SLP_TYP: u8 = 5;
 /// QEMU's isa-debug-exit port; the probe writes here to power off under QEMU, and rvmm
 /// treats a write as a guest poweroff too.
 pub const DEBUG_EXIT_PORT: u16 = 0xf4;
+
+/// A range of guest RAM: `[base, base + size)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RamRange {
+    pub base: u64,
+    pub size: u64,
+}
+
+impl RamRange {
+    /// One past the last byte.
+    pub fn end(&self) -> u64 {
+        self.base + self.size
+    }
+}
+
+/// Where `memory` bytes of guest RAM go: from 0 up to the MMIO gap, the rest above 4 GiB.
+pub fn ram_ranges(memory: u64) -> Vec<RamRange> {
+    let low = memory.min(MMIO_GAP_START);
+    let mut out = vec![RamRange { base: 0, size: low }];
+    if memory > low {
+        out.push(RamRange {
+            base: MMIO_GAP_END,
+            size: memory - low,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ram_splits_at_the_gap() {
+        assert_eq!(ram_ranges(1 << 30), vec![RamRange { base: 0, size: 1 << 30 }]);
+        assert_eq!(
+            ram_ranges(MMIO_GAP_START),
+            vec![RamRange { base: 0, size: MMIO_GAP_START }]
+        );
+        assert_eq!(
+            ram_ranges(4 << 30),
+            vec![
+                RamRange { base: 0, size: 3 << 30 },
+                RamRange { base: 4 << 30, size: 1 << 30 }
+            ]
+        );
+    }
+
+    #[test]
+    fn fixed_areas_do_not_overlap() {
+        let areas = [
+            (BOOT_GDT, 0x20),
+            (BOOT_IDT, 0x10),
+            (PVH_START_INFO, 0x40),
+            (PVH_MEMMAP, 0x1000 - 0x40),
+            (ZERO_PAGE, 0x1000),
+            (PAGE_TABLES, 0x6000),
+            (CMDLINE, CMDLINE_MAX as u64),
+            (ACPI_START, ACPI_END - ACPI_START),
+        ];
+        for (i, a) in areas.iter().enumerate() {
+            for b in &areas[i + 1..] {
+                assert!(a.0 + a.1 <= b.0 || b.0 + b.1 <= a.0, "{a:x?} overlaps {b:x?}");
+            }
+        }
+        assert!(PAGE_TABLES + 0x6000 <= LOW_RAM_END);
+    }
+}

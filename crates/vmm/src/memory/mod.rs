@@ -2,3 +2,6 @@
 //! fixed platform addresses), and the host mappings that back it.
 
 pub mod layout;
+pub mod guest;
+
+pub use guest::{GuestRam, MemoryError};

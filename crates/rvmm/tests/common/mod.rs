@@ -1,0 +1,117 @@
+//! Shared helpers for rvmm's integration tests: running the real binary, requiring /dev/kvm
+//! (or skipping only when RVMM_SKIP_KVM=1), finding QEMU and the cached guest image.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The rvmm binary under test.
+pub fn rvmm() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rvmm"));
+    c.stdin(Stdio::null());
+    c
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// True when tests that need /dev/kvm should run; panics when it is missing and the user did
+/// not ask to skip.
+pub fn kvm_available(test: &str) -> bool {
+    if std::env::var("RVMM_SKIP_KVM").as_deref() == Ok("1") {
+        eprintln!("{test}: skipped (RVMM_SKIP_KVM=1)");
+        return false;
+    }
+    let ok = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    assert!(ok, "{test}: /dev/kvm is missing or not accessible; set RVMM_SKIP_KVM=1 to skip KVM tests");
+    true
+}
+
+/// True when the host's KVM is kvm-pvm (software nested virtualization), where Linux cannot
+/// boot past its early log.
+pub fn is_kvm_pvm() -> bool {
+    Path::new("/sys/module/kvm_pvm").exists()
+}
+
+/// qemu-system-x86_64, which scripts/deps.sh installs; panics with the fix if absent.
+pub fn qemu() -> Command {
+    let path = "/usr/bin/qemu-system-x86_64";
+    assert!(Path::new(path).exists(), "qemu-system-x86_64 is missing: run scripts/deps.sh");
+    let mut c = Command::new(path);
+    c.stdin(Stdio::null());
+    c
+}
+
+/// Runs a command with a time limit, returning its output (stdout and stderr).
+pub fn run_with_timeout(mut cmd: Command, limit: Duration) -> Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let start = Instant::now();
+    let out_pipe = child.stdout.take().unwrap();
+    let err_pipe = child.stderr.take().unwrap();
+    let out_t = std::thread::spawn(move || read_all(out_pipe));
+    let err_t = std::thread::spawn(move || read_all(err_pipe));
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out_t.join().unwrap(),
+        stderr: err_t.join().unwrap(),
+    }
+}
+
+fn read_all(mut r: impl std::io::Read) -> Vec<u8> {
+    let mut v = Vec::new();
+    let _ = r.read_to_end(&mut v);
+    v
+}
+
+/// stdout and stderr as text.
+pub fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// The cached guest image built by scripts/guest-image.sh (bzImage, vmlinux, initramfs).
+pub struct GuestImage {
+    pub bzimage: PathBuf,
+    pub vmlinux: PathBuf,
+    pub initramfs: PathBuf,
+}
+
+pub fn guest_image() -> GuestImage {
+    let out = Command::new(repo().join("scripts/guest-image.sh"))
+        .arg("--print-paths")
+        .output()
+        .expect("run scripts/guest-image.sh");
+    assert!(out.status.success(), "scripts/guest-image.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let get = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .map(PathBuf::from)
+            .unwrap_or_else(|| panic!("guest-image.sh printed no {key}: {text}"))
+    };
+    GuestImage {
+        bzimage: get("KERNEL_BZIMAGE"),
+        vmlinux: get("KERNEL_VMLINUX"),
+        initramfs: get("INITRAMFS"),
+    }
+}

@@ -1,0 +1,110 @@
+//! The port-I/O bus: routes each guest IN/OUT to the device that owns the port. Unclaimed
+//! ports read as all-ones and ignore writes, as on a PC with nothing there. There is no
+//! user-space MMIO device yet: the local APICs and the IOAPIC live in KVM.
+
+use std::sync::Mutex;
+
+use super::pm::Pm;
+use super::serial::Com1;
+use super::{i8042, GuestEvent};
+use crate::memory::layout::{COM1_PORT, DEBUG_EXIT_PORT, I8042_CMD_PORT, I8042_DATA_PORT};
+
+/// The devices a vCPU can reach.
+pub struct Bus {
+    pub com1: Mutex<Com1>,
+    pub pm: Mutex<Pm>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A device's state stays usable even if a thread panicked holding it.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Bus {
+    /// A bus with COM1 and the PM registers.
+    pub fn new(com1: Com1) -> Self {
+        Bus {
+            com1: Mutex::new(com1),
+            pm: Mutex::new(Pm::default()),
+        }
+    }
+
+    /// Guest `IN` of `data.len()` bytes (a string IN delivers several bytes in one exit).
+    pub fn pio_read(&self, port: u16, data: &mut [u8]) {
+        match port {
+            p if (COM1_PORT..COM1_PORT + 8).contains(&p) => {
+                let mut uart = lock(&self.com1);
+                for d in data.iter_mut() {
+                    *d = uart.read((p - COM1_PORT) as u8);
+                }
+            }
+            I8042_DATA_PORT | I8042_CMD_PORT => data.fill(i8042::read(port)),
+            p if Pm::owns(p) => lock(&self.pm).read(p, data),
+            _ => data.fill(0xff),
+        }
+    }
+
+    /// Guest `OUT`; a string OUT (`rep outsb`) delivers all its bytes in one call.
+    pub fn pio_write(&self, port: u16, data: &[u8]) -> Option<GuestEvent> {
+        match port {
+            p if (COM1_PORT..COM1_PORT + 8).contains(&p) => {
+                let mut uart = lock(&self.com1);
+                for &d in data {
+                    // The only error is a failed interrupt trigger; the byte is still
+                    // written and the guest sees it on its next poll.
+                    let _ = uart.write((p - COM1_PORT) as u8, d);
+                }
+                None
+            }
+            I8042_DATA_PORT | I8042_CMD_PORT => data.first().and_then(|&v| i8042::write(port, v)),
+            DEBUG_EXIT_PORT => Some(GuestEvent::Poweroff),
+            p if Pm::owns(p) => lock(&self.pm).write(p, data),
+            _ => None,
+        }
+    }
+
+    /// Guest MMIO read outside RAM and the in-kernel devices.
+    pub fn mmio_read(&self, _addr: u64, data: &mut [u8]) {
+        data.fill(0xff);
+    }
+
+    /// Guest MMIO write outside RAM and the in-kernel devices.
+    pub fn mmio_write(&self, _addr: u64, _data: &[u8]) -> Option<GuestEvent> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::serial::{com1, SerialSink};
+    use std::sync::Arc;
+    use vmm_sys_util::eventfd::EventFd;
+
+    fn bus() -> (Bus, Arc<Mutex<Vec<u8>>>) {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let sink = SerialSink::Capture {
+            buffer: buffer.clone(),
+            marker: Arc::new(EventFd::new(libc::EFD_NONBLOCK).unwrap()),
+            echo: false,
+        };
+        (Bus::new(com1(EventFd::new(libc::EFD_NONBLOCK).unwrap(), sink)), buffer)
+    }
+
+    #[test]
+    fn routes_ports() {
+        let (bus, out) = bus();
+        assert_eq!(bus.pio_write(0x3f8, b"hi\n"), None);
+        assert_eq!(&*out.lock().unwrap(), b"hi\n");
+        assert_eq!(bus.pio_write(0x64, &[0xfe]), Some(GuestEvent::Reset));
+        assert_eq!(bus.pio_write(0xf4, &[0, 0, 0, 0]), Some(GuestEvent::Poweroff));
+        assert_eq!(bus.pio_write(0x604, &((5u16 << 10) | (1 << 13)).to_le_bytes()), Some(GuestEvent::Poweroff));
+        let mut b = [0u8; 2];
+        bus.pio_read(0x1234, &mut b);
+        assert_eq!(b, [0xff, 0xff]);
+        // LSR: transmitter empty.
+        let mut lsr = [0u8];
+        bus.pio_read(0x3fd, &mut lsr);
+        assert_eq!(lsr[0] & 0x60, 0x60);
+    }
+}

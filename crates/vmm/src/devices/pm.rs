@@ -1,0 +1,146 @@
+//! ACPI fixed-hardware power management (ACPI 6.5, 4.8): the PM1a event and control blocks
+//! the FADT points at, the PM timer, and the reset register. A write of SLP_EN with the
+//! `\_S5` sleep type powers the machine off.
+
+use std::time::Instant;
+
+use super::GuestEvent;
+use crate::memory::layout::{PM1A_CNT_PORT, PM1A_EVT_PORT, PM_TMR_PORT, RESET_PORT, RESET_VALUE, S5_SLP_TYP};
+
+/// PM1 control: SCI_EN (bit 0), SLP_TYP (bits 12:10), SLP_EN (bit 13).
+const PM1_CNT_SCI_EN: u16 = 1 << 0;
+const PM1_CNT_SLP_TYP_SHIFT: u16 = 10;
+const PM1_CNT_SLP_TYP_MASK: u16 = 0x7;
+const PM1_CNT_SLP_EN: u16 = 1 << 13;
+/// The PM timer runs at 3.579545 MHz (ACPI 6.5, 4.8.3.3).
+const PM_TIMER_HZ: u128 = 3_579_545;
+
+/// PM1a registers.
+#[derive(Debug)]
+pub struct Pm {
+    status: u16,
+    enable: u16,
+    control: u16,
+    start: Instant,
+}
+
+impl Default for Pm {
+    fn default() -> Self {
+        Pm {
+            status: 0,
+            enable: 0,
+            // ACPI is always on: there is no SMI_CMD to switch it.
+            control: PM1_CNT_SCI_EN,
+            start: Instant::now(),
+        }
+    }
+}
+
+/// Which register a port is, and the byte within it.
+fn decode(port: u16) -> Option<(u16, usize)> {
+    match port {
+        p if (PM1A_EVT_PORT..PM1A_EVT_PORT + 4).contains(&p) => Some((PM1A_EVT_PORT, (p - PM1A_EVT_PORT) as usize)),
+        p if (PM1A_CNT_PORT..PM1A_CNT_PORT + 2).contains(&p) => Some((PM1A_CNT_PORT, (p - PM1A_CNT_PORT) as usize)),
+        p if (PM_TMR_PORT..PM_TMR_PORT + 4).contains(&p) => Some((PM_TMR_PORT, (p - PM_TMR_PORT) as usize)),
+        RESET_PORT => Some((RESET_PORT, 0)),
+        _ => None,
+    }
+}
+
+impl Pm {
+    /// Whether `port` belongs to this device.
+    pub fn owns(port: u16) -> bool {
+        decode(port).is_some()
+    }
+
+    fn register(&self, base: u16) -> u32 {
+        match base {
+            PM1A_EVT_PORT => self.status as u32 | (self.enable as u32) << 16,
+            PM1A_CNT_PORT => self.control as u32,
+            PM_TMR_PORT => {
+                let ticks = self.start.elapsed().as_nanos() * PM_TIMER_HZ / 1_000_000_000;
+                (ticks as u32) & 0x00ff_ffff
+            }
+            _ => 0,
+        }
+    }
+
+    /// A read of `data.len()` bytes at `port`.
+    pub fn read(&self, port: u16, data: &mut [u8]) {
+        let Some((base, byte)) = decode(port) else {
+            data.fill(0xff);
+            return;
+        };
+        let value = self.register(base).to_le_bytes();
+        for (i, d) in data.iter_mut().enumerate() {
+            *d = value.get(byte + i).copied().unwrap_or(0xff);
+        }
+    }
+
+    /// A write of `data` at `port`.
+    pub fn write(&mut self, port: u16, data: &[u8]) -> Option<GuestEvent> {
+        let (base, byte) = decode(port)?;
+        let mut value = [0u8; 4];
+        for (i, d) in data.iter().enumerate().take(4 - byte) {
+            value[byte + i] = *d;
+        }
+        let v = u32::from_le_bytes(value);
+        match base {
+            PM1A_EVT_PORT => {
+                // Status bits are write-one-to-clear; enable bits are plain.
+                if byte < 2 {
+                    self.status &= !(v as u16);
+                }
+                if byte + data.len() > 2 {
+                    self.enable = (v >> 16) as u16;
+                }
+                None
+            }
+            PM1A_CNT_PORT => {
+                let written = v as u16;
+                self.control = (written & !PM1_CNT_SLP_EN) | PM1_CNT_SCI_EN;
+                let slp_typ = (written >> PM1_CNT_SLP_TYP_SHIFT) & PM1_CNT_SLP_TYP_MASK;
+                (written & PM1_CNT_SLP_EN != 0 && slp_typ == S5_SLP_TYP as u16).then_some(GuestEvent::Poweroff)
+            }
+            RESET_PORT => (data.first() == Some(&RESET_VALUE)).then_some(GuestEvent::Reset),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s5_powers_off() {
+        let mut pm = Pm::default();
+        let s5 = (5u16 << 10) | (1 << 13);
+        assert_eq!(pm.write(0x604, &s5.to_le_bytes()), Some(GuestEvent::Poweroff));
+        // Another sleep state (S3, type 1) is not a poweroff.
+        let s3 = (1u16 << 10) | (1 << 13);
+        assert_eq!(pm.write(0x604, &s3.to_le_bytes()), None);
+        // SLP_TYP without SLP_EN does nothing.
+        assert_eq!(pm.write(0x604, &(5u16 << 10).to_le_bytes()), None);
+    }
+
+    #[test]
+    fn sci_en_always_set_and_reset_register() {
+        let mut pm = Pm::default();
+        let mut b = [0u8; 2];
+        pm.read(0x604, &mut b);
+        assert_eq!(u16::from_le_bytes(b) & 1, 1);
+        assert_eq!(pm.write(0xcf9, &[0x06]), Some(GuestEvent::Reset));
+        assert_eq!(pm.write(0xcf9, &[0x02]), None);
+    }
+
+    #[test]
+    fn timer_advances_and_is_24_bits() {
+        let pm = Pm::default();
+        let mut a = [0u8; 4];
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        pm.read(0x608, &mut a);
+        let t = u32::from_le_bytes(a);
+        assert!(t > 0 && t <= 0xff_ffff, "timer {t:#x}");
+    }
+}

@@ -1,0 +1,151 @@
+//! /dev/kvm: opening it with errors that say how to fix it, the capabilities rvmm requires,
+//! and what KVM can give a guest (supported CPUID, MSR list, vCPU limits).
+
+use std::path::{Path, PathBuf};
+
+use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
+use kvm_ioctls::{Cap, Kvm};
+use thiserror::Error;
+
+use crate::cpu::cpuid::{self, CpuidEntry};
+
+/// The KVM device, overridable for tests of the "no /dev/kvm" path.
+pub const KVM_PATH_ENV: &str = "RVMM_KVM_DEVICE";
+/// The default KVM device node.
+pub const DEFAULT_KVM_PATH: &str = "/dev/kvm";
+
+/// The stable KVM API version every KVM since 2.6.22 reports.
+const KVM_API_VERSION: i32 = 12;
+
+/// Capabilities rvmm cannot run without, and why it needs each.
+const REQUIRED_CAPS: &[(Cap, &str, &str)] = &[
+    (Cap::Irqchip, "KVM_CAP_IRQCHIP", "in-kernel interrupt controllers"),
+    (Cap::Pit2, "KVM_CAP_PIT2", "in-kernel timer"),
+    (Cap::Irqfd, "KVM_CAP_IRQFD", "device interrupts"),
+    (Cap::ExtCpuid, "KVM_CAP_EXT_CPUID", "setting the guest's CPUID"),
+    (Cap::UserMemory, "KVM_CAP_USER_MEMORY", "guest RAM"),
+    (Cap::SetTssAddr, "KVM_CAP_SET_TSS_ADDR", "VMX real-mode support"),
+    (Cap::ImmediateExit, "KVM_CAP_IMMEDIATE_EXIT", "stopping vCPUs promptly"),
+];
+
+/// Why KVM cannot be used.
+#[derive(Debug, Error)]
+pub enum KvmError {
+    #[error("{path} does not exist: this host has no KVM. Load the module (modprobe kvm_intel or modprobe kvm_amd), enable virtualization (VT-x/AMD-V) in the firmware, or run on a host that has it")]
+    Missing { path: PathBuf },
+    #[error("{path}: permission denied. Add your user to the group that owns it (usermod -aG kvm $USER, then log in again) or run as root")]
+    Denied { path: PathBuf },
+    #[error("{path}: cannot open: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: KVM API version {got}, rvmm needs {KVM_API_VERSION}")]
+    ApiVersion { path: PathBuf, got: i32 },
+    #[error("KVM lacks {name} ({why}); this kernel's KVM is too old or restricted for rvmm")]
+    MissingCap { name: &'static str, why: &'static str },
+    #[error("KVM_GET_SUPPORTED_CPUID failed: {0}")]
+    SupportedCpuid(kvm_ioctls::Error),
+    #[error("KVM_GET_MSR_INDEX_LIST failed: {0}")]
+    MsrIndexList(kvm_ioctls::Error),
+}
+
+/// An open /dev/kvm and what it offers.
+pub struct KvmHost {
+    pub kvm: Kvm,
+    pub path: PathBuf,
+    pub api_version: i32,
+    /// KVM_CAP_NR_VCPUS: the recommended maximum (the host's CPU count).
+    pub nr_vcpus: u32,
+    /// KVM_CAP_MAX_VCPUS: the hard maximum.
+    pub max_vcpus: u32,
+    /// KVM_CAP_MAX_VCPU_ID: APIC IDs must stay below this.
+    pub max_vcpu_id: u32,
+    /// KVM_GET_SUPPORTED_CPUID.
+    pub supported_cpuid: Vec<CpuidEntry>,
+    /// KVM_GET_MSR_INDEX_LIST: the MSRs KVM saves/restores and accepts from userspace.
+    pub msr_index_list: Vec<u32>,
+}
+
+impl std::fmt::Debug for KvmHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KvmHost")
+            .field("path", &self.path)
+            .field("nr_vcpus", &self.nr_vcpus)
+            .field("max_vcpus", &self.max_vcpus)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The KVM device path: `$RVMM_KVM_DEVICE` or /dev/kvm.
+pub fn kvm_path() -> PathBuf {
+    std::env::var_os(KVM_PATH_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_KVM_PATH))
+}
+
+fn open_error(path: &Path, e: std::io::Error) -> KvmError {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => KvmError::Missing {
+            path: path.to_path_buf(),
+        },
+        std::io::ErrorKind::PermissionDenied => KvmError::Denied {
+            path: path.to_path_buf(),
+        },
+        _ => KvmError::Open {
+            path: path.to_path_buf(),
+            source: e,
+        },
+    }
+}
+
+impl KvmHost {
+    /// Opens the KVM device (see [`kvm_path`]) and probes it.
+    pub fn open() -> Result<Self, KvmError> {
+        Self::open_path(&kvm_path())
+    }
+
+    /// Opens the KVM device at `path` and probes it.
+    pub fn open_path(path: &Path) -> Result<Self, KvmError> {
+        // Open with std first: its error kinds tell missing from denied.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| open_error(path, e))?;
+        use std::os::fd::{FromRawFd, IntoRawFd};
+        let fd = file.into_raw_fd();
+        // SAFETY: `fd` was just opened by us, is a valid open file and ownership moves to Kvm.
+        let kvm = unsafe { Kvm::from_raw_fd(fd) };
+        let api_version = kvm.get_api_version();
+        if api_version != KVM_API_VERSION {
+            return Err(KvmError::ApiVersion {
+                path: path.to_path_buf(),
+                got: api_version,
+            });
+        }
+        for &(cap, name, why) in REQUIRED_CAPS {
+            if !kvm.check_extension(cap) {
+                return Err(KvmError::MissingCap { name, why });
+            }
+        }
+        let supported = kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(KvmError::SupportedCpuid)?;
+        let msrs = kvm.get_msr_index_list().map_err(KvmError::MsrIndexList)?;
+        let max_vcpu_id = match kvm.check_extension_int(Cap::MaxVcpuId) {
+            n if n > 0 => n as u32,
+            _ => kvm.get_max_vcpus() as u32,
+        };
+        Ok(KvmHost {
+            path: path.to_path_buf(),
+            api_version,
+            nr_vcpus: kvm.get_nr_vcpus() as u32,
+            max_vcpus: kvm.get_max_vcpus() as u32,
+            max_vcpu_id,
+            supported_cpuid: cpuid::from_kvm(&supported),
+            msr_index_list: msrs.as_slice().to_vec(),
+            kvm,
+        })
+    }
+}

@@ -1,0 +1,160 @@
+//! Host mappings that back guest RAM, and bounds-checked access to them by guest address.
+//!
+//! Each RAM range is one anonymous private mapping registered with KVM as one memory slot.
+//! The mappings live as long as `GuestRam`; vCPU threads hold an `Arc` to it.
+
+use std::ptr::NonNull;
+
+use thiserror::Error;
+
+use super::layout::{ram_ranges, RamRange};
+
+/// Why guest RAM could not be mapped or accessed.
+#[derive(Debug, Error)]
+pub enum MemoryError {
+    #[error("cannot map {size} bytes of guest RAM: {source}")]
+    Mmap { size: u64, source: std::io::Error },
+    #[error("guest range {addr:#x}+{len:#x} is not inside guest RAM")]
+    OutOfRange { addr: u64, len: u64 },
+}
+
+struct Mapping {
+    range: RamRange,
+    host: NonNull<u8>,
+}
+
+/// Guest RAM: one host mapping per RAM range.
+pub struct GuestRam {
+    mappings: Vec<Mapping>,
+}
+
+// SAFETY: the mappings are plain memory owned by GuestRam for its whole life; concurrent
+// access from vCPU threads is how guest RAM works (the guest does its own locking).
+unsafe impl Send for GuestRam {}
+// SAFETY: see Send; shared references only hand out raw addresses and bounds-checked copies.
+unsafe impl Sync for GuestRam {}
+
+impl std::fmt::Debug for GuestRam {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.mappings.iter().map(|m| m.range))
+            .finish()
+    }
+}
+
+impl GuestRam {
+    /// Maps `memory` bytes laid out by [`ram_ranges`]. Pages are reserved lazily
+    /// (MAP_NORESERVE): the host commits memory as the guest touches it.
+    pub fn new(memory: u64) -> Result<Self, MemoryError> {
+        let mut mappings = Vec::new();
+        for range in ram_ranges(memory) {
+            // SAFETY: an anonymous mapping at a kernel-chosen address; the result is checked.
+            let ptr = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    range.size as usize,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                    -1,
+                    0,
+                )
+            };
+            if ptr == libc::MAP_FAILED {
+                return Err(MemoryError::Mmap {
+                    size: range.size,
+                    source: std::io::Error::last_os_error(),
+                });
+            }
+            mappings.push(Mapping {
+                range,
+                host: NonNull::new(ptr.cast()).expect("mmap never returns NULL on success"),
+            });
+        }
+        Ok(GuestRam { mappings })
+    }
+
+    /// The RAM ranges and their host addresses, for KVM memory slots.
+    pub fn regions(&self) -> impl Iterator<Item = (RamRange, *mut u8)> + '_ {
+        self.mappings.iter().map(|m| (m.range, m.host.as_ptr()))
+    }
+
+    /// Total guest RAM in bytes.
+    pub fn size(&self) -> u64 {
+        self.mappings.iter().map(|m| m.range.size).sum()
+    }
+
+    /// The host address of `[addr, addr + len)`, which must lie within one range.
+    fn host_range(&self, addr: u64, len: u64) -> Result<*mut u8, MemoryError> {
+        for m in &self.mappings {
+            if addr >= m.range.base
+                && addr
+                    .checked_add(len)
+                    .is_some_and(|end| end <= m.range.end())
+            {
+                // SAFETY: the offset is within the mapping, checked just above.
+                return Ok(unsafe { m.host.as_ptr().add((addr - m.range.base) as usize) });
+            }
+        }
+        Err(MemoryError::OutOfRange { addr, len })
+    }
+
+    /// Copies `data` into guest RAM at `addr`.
+    pub fn write(&self, addr: u64, data: &[u8]) -> Result<(), MemoryError> {
+        let dst = self.host_range(addr, data.len() as u64)?;
+        // SAFETY: `dst..dst+len` is inside our mapping (host_range), and `data` is a
+        // separate Rust slice, so the ranges cannot overlap.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
+        Ok(())
+    }
+
+    /// Copies guest RAM at `addr` into `buf`.
+    pub fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let src = self.host_range(addr, buf.len() as u64)?;
+        // SAFETY: `src..src+len` is inside our mapping, `buf` is a separate Rust slice.
+        unsafe { std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+
+    /// Writes a little-endian u64 at `addr`.
+    pub fn write_u64(&self, addr: u64, v: u64) -> Result<(), MemoryError> {
+        self.write(addr, &v.to_le_bytes())
+    }
+
+    /// A mutable view of `[addr, addr + len)` for bulk loads (e.g. reading a kernel file
+    /// straight into guest RAM). Only call while no vCPU runs.
+    pub fn slice_mut(&self, addr: u64, len: u64) -> Result<&mut [u8], MemoryError> {
+        let p = self.host_range(addr, len)?;
+        // SAFETY: the range is inside our mapping; callers use it before vCPUs start, when
+        // nothing else accesses guest RAM.
+        Ok(unsafe { std::slice::from_raw_parts_mut(p, len as usize) })
+    }
+}
+
+impl Drop for GuestRam {
+    fn drop(&mut self) {
+        for m in &self.mappings {
+            // SAFETY: unmapping exactly the mapping we created; nothing uses it afterwards.
+            unsafe { libc::munmap(m.host.as_ptr().cast(), m.range.size as usize) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_write_and_bounds() {
+        let ram = GuestRam::new(4 << 20).unwrap();
+        assert_eq!(ram.size(), 4 << 20);
+        ram.write(0x1000, b"hello").unwrap();
+        let mut buf = [0u8; 5];
+        ram.read(0x1000, &mut buf).unwrap();
+        assert_eq!(&buf, b"hello");
+        let err = ram.write((4 << 20) - 2, b"abc").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "guest range 0x3ffffe+0x3 is not inside guest RAM"
+        );
+    }
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs what the tests need (Debian packages, the
+# guest image), checks formatting and lints, then runs every test tier in release mode.
+#   RVMM_SKIP_KVM=1  skip the tests that need /dev/kvm (they fail without it otherwise)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+start=$(date +%s)
+step() { printf '\n== %s (%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
+
+step "dependencies"
+scripts/deps.sh
+step "guest image"
+scripts/guest-image.sh
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy"
+cargo clippy --release --all-targets -- -D warnings
+step "cargo test"
+cargo test --release --workspace -- --test-threads="${RVMM_TEST_THREADS:-2}"
+step "done"
