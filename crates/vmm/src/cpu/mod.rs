@@ -1,4 +1,6 @@
 //! Guest CPU identity: topology (APIC IDs and the CPUID topology leaves), named features,
 //! CPU model tables, the per-vCPU CPUID table handed to KVM_SET_CPUID2, and boot MSRs.
 
+pub mod cache;
 pub mod cpuid;
+pub mod topology;
