@@ -307,3 +307,6 @@ mod tests {
 
 #[cfg(test)]
 mod qemu_golden_tests;
+
+#[cfg(test)]
+mod encoder_tests;
