@@ -159,6 +159,12 @@ impl CpuTopology {
         self.apic_id(self.max_cpus - 1) + 1
     }
 
+    /// The NUMA node QEMU 7.2 gives slot `index` when `-numa` assigns it none
+    /// (`x86_get_default_cpu_node_id`): package ID modulo the node count.
+    pub fn default_numa_node(&self, index: u32, num_nodes: u32) -> u32 {
+        self.ids(index).pkg % num_nodes.max(1)
+    }
+
     /// Logical processors per package: `dies * cores * threads`.
     pub fn threads_per_package(&self) -> u32 {
         self.dies * self.cores * self.threads
@@ -296,6 +302,13 @@ mod tests {
         // 255 cores in one socket: IDs 0..=254, the last xAPIC-addressable layout.
         assert_eq!(topo(1, 1, 255, 1).apic_id_limit(), 255);
         assert_eq!(topo(3, 1, 65, 1).apic_id_limit(), 128 * 2 + 65);
+    }
+
+    #[test]
+    fn default_numa_node_is_package_modulo_nodes() {
+        let tp = topo(3, 1, 2, 1);
+        let nodes: Vec<u32> = (0..6).map(|i| tp.default_numa_node(i, 2)).collect();
+        assert_eq!(nodes, [0, 0, 1, 1, 0, 0]);
     }
 
     #[test]
