@@ -358,7 +358,10 @@ impl SmpConfig {
 mod tests {
     use super::*;
 
-    fn resolved(text: &str) -> (u32, u32, u32, u32, u32, u32) {
+    /// (cpus, maxcpus, sockets, dies, cores, threads)
+    type Counts = (u32, u32, u32, u32, u32, u32);
+
+    fn resolved(text: &str) -> Counts {
         let c = SmpConfig::parse(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
         (c.cpus, c.maxcpus, c.sockets, c.dies, c.cores, c.threads)
     }
@@ -368,7 +371,7 @@ mod tests {
     /// present count and the largest socket/die/core/thread id + 1).
     #[test]
     fn valid_topologies_match_qemu_7_2() {
-        let table: &[(&str, (u32, u32, u32, u32, u32, u32))] = &[
+        let table: &[(&str, Counts)] = &[
             ("", (1, 1, 1, 1, 1, 1)),
             ("1", (1, 1, 1, 1, 1, 1)),
             ("4", (4, 4, 1, 1, 4, 1)),

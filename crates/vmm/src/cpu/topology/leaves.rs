@@ -145,89 +145,87 @@ pub fn patch_leaf_0x1(ctx: &TopologyContext, entry: &mut CpuidEntry) {
     entry.ebx = ebx;
 }
 
-/// One subleaf of the extended topology leaves 0xB and 0x1F.
-fn ext_topo_subleaf(
-    function: u32,
-    level: u32,
+/// One level of the extended topology leaves 0xB and 0x1F.
+struct TopoLevel {
     level_type: u32,
+    /// x2APIC ID shift to the next level.
     shift: u32,
+    /// Logical processors at this level.
     count: u32,
-    apic_id: u32,
-) -> CpuidEntry {
-    let mut e = indexed_entry(function, level);
-    e.eax = EXT_TOPO_EAX_SHIFT.encode(shift);
-    e.ebx = EXT_TOPO_EBX_COUNT.encode(count);
-    e.ecx = EXT_TOPO_ECX_LEVEL.encode(level) | EXT_TOPO_ECX_TYPE.encode(level_type);
-    e.edx = apic_id;
-    e
+}
+
+/// The subleaves of leaf 0xB or 0x1F: one per level, numbered from 0, then the invalid
+/// level that ends the enumeration (QEMU's KVM table keeps it). EDX is the x2APIC ID.
+fn ext_topo_leaf(function: u32, apic_id: u32, levels: &[TopoLevel]) -> Vec<CpuidEntry> {
+    let invalid = TopoLevel {
+        level_type: LEVEL_TYPE_INVALID,
+        shift: 0,
+        count: 0,
+    };
+    levels
+        .iter()
+        .chain([&invalid])
+        .zip(0u32..)
+        .map(|(l, number)| {
+            let mut e = indexed_entry(function, number);
+            e.eax = EXT_TOPO_EAX_SHIFT.encode(l.shift);
+            e.ebx = EXT_TOPO_EBX_COUNT.encode(l.count);
+            e.ecx = EXT_TOPO_ECX_LEVEL.encode(number) | EXT_TOPO_ECX_TYPE.encode(l.level_type);
+            e.edx = apic_id;
+            e
+        })
+        .collect()
 }
 
 /// Leaf 0xB subleaves as QEMU's KVM table has them: SMT (shift = core offset, count =
 /// threads), core (shift = package offset, count = cores * threads), then the invalid
 /// level 2 that ends the enumeration. With `cpuid-0xb=off`, one all-zero subleaf.
 pub fn leaf_0xb(ctx: &TopologyContext) -> Vec<CpuidEntry> {
-    const LEAF: u32 = 0xB;
     if !ctx.flags.cpuid_0xb {
-        return vec![indexed_entry(LEAF, 0)];
+        return vec![indexed_entry(0xB, 0)];
     }
     let t = ctx.topology;
-    vec![
-        ext_topo_subleaf(
-            LEAF,
-            0,
-            LEVEL_TYPE_SMT,
-            t.core_offset(),
-            t.threads(),
-            ctx.apic_id,
-        ),
-        ext_topo_subleaf(
-            LEAF,
-            1,
-            LEVEL_TYPE_CORE,
-            t.pkg_offset(),
-            logical_per_die(ctx),
-            ctx.apic_id,
-        ),
-        ext_topo_subleaf(LEAF, 2, LEVEL_TYPE_INVALID, 0, 0, ctx.apic_id),
-    ]
+    let levels = [
+        TopoLevel {
+            level_type: LEVEL_TYPE_SMT,
+            shift: t.core_offset(),
+            count: t.threads(),
+        },
+        TopoLevel {
+            level_type: LEVEL_TYPE_CORE,
+            shift: t.pkg_offset(),
+            count: logical_per_die(ctx),
+        },
+    ];
+    ext_topo_leaf(0xB, ctx.apic_id, &levels)
 }
 
 /// Leaf 0x1F subleaves: only when dies > 1 (otherwise QEMU leaves the leaf out of the
 /// table): SMT, core (shift = die offset), die (shift = package offset, count = dies *
 /// cores * threads), then the invalid level 3.
 pub fn leaf_0x1f(ctx: &TopologyContext) -> Vec<CpuidEntry> {
-    const LEAF: u32 = 0x1F;
     let t = ctx.topology;
     if t.dies() < 2 {
         return Vec::new();
     }
-    vec![
-        ext_topo_subleaf(
-            LEAF,
-            0,
-            LEVEL_TYPE_SMT,
-            t.core_offset(),
-            t.threads(),
-            ctx.apic_id,
-        ),
-        ext_topo_subleaf(
-            LEAF,
-            1,
-            LEVEL_TYPE_CORE,
-            t.die_offset(),
-            logical_per_die(ctx),
-            ctx.apic_id,
-        ),
-        ext_topo_subleaf(
-            LEAF,
-            2,
-            LEVEL_TYPE_DIE,
-            t.pkg_offset(),
-            t.threads_per_package(),
-            ctx.apic_id,
-        ),
-        ext_topo_subleaf(LEAF, 3, LEVEL_TYPE_INVALID, 0, 0, ctx.apic_id),
-    ]
+    let levels = [
+        TopoLevel {
+            level_type: LEVEL_TYPE_SMT,
+            shift: t.core_offset(),
+            count: t.threads(),
+        },
+        TopoLevel {
+            level_type: LEVEL_TYPE_CORE,
+            shift: t.die_offset(),
+            count: logical_per_die(ctx),
+        },
+        TopoLevel {
+            level_type: LEVEL_TYPE_DIE,
+            shift: t.pkg_offset(),
+            count: t.threads_per_package(),
+        },
+    ];
+    ext_topo_leaf(0x1F, ctx.apic_id, &levels)
 }
 
 /// Leaf 0x80000001: sets ECX.CmpLegacy when cores * threads > 1 and the vendor is not
