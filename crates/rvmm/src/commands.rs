@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use vmm::config::size::{parse_size, DefaultUnit};
-use vmm::config::{BootSource, VmConfig};
+use vmm::config::{BootSource, SmpConfig, VmConfig};
 use vmm::vcpu::VmOutcome;
 use vmm::vmm::{RunOptions, Vmm};
 
@@ -19,11 +19,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
 }
 
 fn vm_config(args: &RunArgs) -> Result<VmConfig> {
-    let vcpus: u32 = args
-        .smp
-        .trim()
-        .parse()
-        .map_err(|_| anyhow::anyhow!("--smp: '{}' is not a number of vCPUs", args.smp))?;
+    let smp = SmpConfig::parse(&args.smp)?;
     let memory = parse_size("-m", &args.memory, DefaultUnit::Mebibytes)?;
     let boot = match &args.kernel {
         Some(kernel) => BootSource::Kernel {
@@ -43,7 +39,7 @@ fn vm_config(args: &RunArgs) -> Result<VmConfig> {
     let config = VmConfig {
         name: args.name.clone(),
         boot,
-        vcpus,
+        smp,
         memory,
     };
     config.validate()?;

@@ -12,6 +12,8 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+pub use smp::SmpConfig;
+
 /// Smallest guest RAM we build a machine with: the boot structures, ACPI tables and a
 /// kernel need room below 1 MiB and above it.
 pub const MIN_MEMORY: u64 = 2 << 20;
@@ -35,8 +37,8 @@ pub struct VmConfig {
     /// The VM's name (`--name`), used for thread names and the control socket.
     pub name: Option<String>,
     pub boot: BootSource,
-    /// vCPUs present at boot.
-    pub vcpus: u32,
+    /// vCPUs at boot, maxcpus and the sockets/dies/cores/threads layout (`--smp`).
+    pub smp: SmpConfig,
     /// Guest RAM in bytes.
     pub memory: u64,
 }
@@ -44,8 +46,6 @@ pub struct VmConfig {
 /// Why a configuration is not acceptable on its own (host limits are checked later).
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
-    #[error("--smp: the number of vCPUs must be at least 1 (got {0})")]
-    ZeroVcpus(u32),
     #[error("-m: guest memory must be at least {min} MiB (got {got} bytes)", min = MIN_MEMORY >> 20)]
     MemoryTooSmall { got: u64 },
     #[error("-m: guest memory ({got} bytes) must be a multiple of 4 KiB")]
@@ -57,9 +57,6 @@ pub enum ConfigError {
 impl VmConfig {
     /// Checks the rules that need no host knowledge.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.vcpus == 0 {
-            return Err(ConfigError::ZeroVcpus(self.vcpus));
-        }
         if self.memory < MIN_MEMORY {
             return Err(ConfigError::MemoryTooSmall { got: self.memory });
         }
@@ -74,30 +71,26 @@ impl VmConfig {
 mod tests {
     use super::*;
 
-    fn probe(vcpus: u32, memory: u64) -> VmConfig {
+    fn probe(memory: u64) -> VmConfig {
         VmConfig {
             name: None,
             boot: BootSource::Probe {
                 cmdline: String::new(),
             },
-            vcpus,
+            smp: SmpConfig::default(),
             memory,
         }
     }
 
     #[test]
     fn validate_rules() {
-        assert_eq!(probe(1, 128 << 20).validate(), Ok(()));
+        assert_eq!(probe(128 << 20).validate(), Ok(()));
         assert_eq!(
-            probe(0, 128 << 20).validate().unwrap_err().to_string(),
-            "--smp: the number of vCPUs must be at least 1 (got 0)"
-        );
-        assert_eq!(
-            probe(1, 0).validate().unwrap_err().to_string(),
+            probe(0).validate().unwrap_err().to_string(),
             "-m: guest memory must be at least 2 MiB (got 0 bytes)"
         );
         assert_eq!(
-            probe(1, (128 << 20) + 1).validate().unwrap_err(),
+            probe((128 << 20) + 1).validate().unwrap_err(),
             ConfigError::MemoryUnaligned {
                 got: (128 << 20) + 1
             }

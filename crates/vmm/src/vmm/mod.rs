@@ -20,6 +20,7 @@ use crate::boot::image::ImageSource;
 use crate::boot::{self, BootEntry, BootError, BootImage};
 use crate::config::{BootSource, ConfigError, VmConfig};
 use crate::cpu::builder::{vcpu_cpuid, CpuidContext};
+use crate::cpu::topology::CpuTopology;
 use crate::cpu::{cpuid, msr};
 use crate::devices::serial::{com1, SerialSink};
 use crate::devices::Bus;
@@ -43,8 +44,8 @@ pub enum VmmError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Kvm(#[from] KvmError),
-    #[error("--smp: {vcpus} vCPUs exceed this host's KVM limit of {max} (KVM_CAP_MAX_VCPUS)")]
-    TooManyVcpus { vcpus: u32, max: u32 },
+    #[error(transparent)]
+    Smp(#[from] crate::config::smp::SmpError),
     #[error("-m: {requested} MiB of guest memory exceeds this host's RAM and swap ({host} MiB) and vm.overcommit_memory is {policy}; use less memory, or set vm.overcommit_memory=1 to allow overcommit")]
     MemoryExceedsHost { requested: u64, host: u64, policy: u32 },
     #[error(transparent)]
@@ -98,20 +99,16 @@ impl Vmm {
         let mut warnings = Vec::new();
 
         // Host limits.
-        if config.vcpus > host.max_vcpus {
-            return Err(VmmError::TooManyVcpus {
-                vcpus: config.vcpus,
-                max: host.max_vcpus,
-            });
-        }
-        if config.vcpus > host.nr_vcpus {
+        warnings.extend(config.smp.validate_limits(host.max_vcpus, host.nr_vcpus)?);
+        if config.smp.cpus > host.nr_vcpus {
             warnings.push(format!(
-                "Number of SMP cpus requested ({}) exceeds the recommended cpus supported by KVM ({}): the host's CPUs are overcommitted {:.1}:1",
-                config.vcpus,
+                "{} vCPUs on {} host CPUs: the host's CPUs are overcommitted {:.1}:1",
+                config.smp.cpus,
                 host.nr_vcpus,
-                config.vcpus as f64 / host.nr_vcpus as f64
+                config.smp.cpus as f64 / host.nr_vcpus as f64
             ));
         }
+        let topology = CpuTopology::from_smp(&config.smp);
         let hostmem = HostMemory::read();
         let ceiling = hostmem.total + hostmem.swap_total;
         if ceiling > 0 && config.memory > ceiling {
@@ -179,7 +176,7 @@ impl Vmm {
         let bus = Arc::new(Bus::new(com1(serial_irq, sink)));
 
         // Firmware tables and the kernel.
-        let apic_ids: Vec<u32> = (0..config.vcpus).collect();
+        let apic_ids = topology.apic_ids();
         let platform = AcpiPlatform {
             cpus: apic_ids
                 .iter()
@@ -187,7 +184,7 @@ impl Vmm {
                 .map(|(i, &apic_id)| AcpiCpu {
                     uid: i as u32,
                     apic_id,
-                    enabled: true,
+                    enabled: (i as u32) < config.smp.cpus,
                     node: None,
                 })
                 .collect(),
@@ -225,14 +222,14 @@ impl Vmm {
             )?,
         };
 
-        // vCPUs: KVM's vCPU id is the initial APIC ID; id 0 is the boot CPU.
+        // vCPUs present at boot: KVM's vCPU id is the initial APIC ID; id 0 is the boot CPU.
         let ctx = CpuidContext {
             supported: &host.supported_cpuid,
-            per_package: config.vcpus,
+            topology: &topology,
         };
         let boot_msrs = msr::boot_msrs(&host.msr_index_list);
-        let mut vcpus = Vec::with_capacity(apic_ids.len());
-        for (index, &apic_id) in apic_ids.iter().enumerate() {
+        let mut vcpus = Vec::with_capacity(config.smp.cpus as usize);
+        for (index, &apic_id) in apic_ids.iter().take(config.smp.cpus as usize).enumerate() {
             let vcpu = kvm_call("KVM_CREATE_VCPU", vm.create_vcpu(apic_id as u64))?;
             let table = cpuid::to_kvm(&vcpu_cpuid(&ctx, apic_id)).map_err(|e| VmmError::Io {
                 what: "CPUID table",
