@@ -17,6 +17,8 @@ mod srat;
 
 #[cfg(test)]
 mod iasl_tests;
+#[cfg(test)]
+mod qemu_tests;
 
 pub use aml::{Aml, AmlError, InterruptFlags, Resource};
 pub use srat::{qemu_memory_affinity, MemoryHotplugRegion, HOLE_640K_END, HOLE_640K_START};
