@@ -25,7 +25,7 @@ pub use srat::{qemu_memory_affinity, MemoryHotplugRegion, HOLE_640K_END, HOLE_64
 
 use crate::memory::layout;
 use sdt::OemIds;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use thiserror::Error;
 
 /// One vCPU slot as the firmware tables describe it.
@@ -294,7 +294,7 @@ fn validate(platform: &AcpiPlatform) -> Result<(), AcpiError> {
         return Err(AcpiError::NoEnabledCpu);
     }
     let mut uids = HashSet::new();
-    let mut apic_ids = std::collections::HashMap::new();
+    let mut apic_ids = HashMap::new();
     for cpu in cpus {
         if cpu.uid > dsdt::MAX_CPU_UID {
             return Err(AcpiError::UidTooLarge {
