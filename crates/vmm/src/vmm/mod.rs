@@ -205,7 +205,7 @@ impl Vmm {
                     initrd: None,
                     cmdline,
                 },
-                tables.rsdp_addr,
+                tables.rsdp_address(),
             )?,
             BootSource::Kernel {
                 kernel,
@@ -218,7 +218,7 @@ impl Vmm {
                     initrd: initrd.as_deref(),
                     cmdline,
                 },
-                tables.rsdp_addr,
+                tables.rsdp_address(),
             )?,
         };
 
