@@ -2,3 +2,6 @@
 //! CPU model tables, the per-vCPU CPUID table handed to KVM_SET_CPUID2, and boot MSRs.
 
 pub mod cpuid;
+pub mod features;
+pub mod filter;
+pub mod models;
