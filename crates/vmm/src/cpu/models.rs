@@ -122,8 +122,11 @@ pub struct ModelDef {
     pub xlevel2: u32,
     /// The brand string (CPUID.80000002H-80000004H), at most 48 bytes.
     pub model_id: &'static str,
-    /// Feature names (QEMU canonical spellings) the definition sets.
-    pub features: &'static [&'static str],
+    /// CPUID feature names (QEMU canonical spellings) the definition sets, separated by
+    /// whitespace, in QEMU's word and bit order.
+    pub features: &'static str,
+    /// Feature-MSR feature names (IA32_ARCH_CAPABILITIES, VMX capabilities, ...), likewise.
+    pub msr_features: &'static str,
     /// Bits the definition sets that QEMU 7.2 gives no name (IA32_VMX_EPT_VPID_CAP bit 14,
     /// "WB memory type for EPT").
     pub unnamed_bits: &'static [(FeatureWord, u8)],
@@ -154,10 +157,17 @@ impl ModelDef {
         format!("{}-v{}", self.name, version)
     }
 
+    /// Every feature name of the definition: CPUID features, then MSR features.
+    pub fn feature_names(&self) -> impl Iterator<Item = &'static str> {
+        self.features
+            .split_ascii_whitespace()
+            .chain(self.msr_features.split_ascii_whitespace())
+    }
+
     /// The definition's own feature bits, before any version props.
     pub fn base_features(&self) -> FeatureSet {
         let mut set = FeatureSet::new();
-        for name in self.features {
+        for name in self.feature_names() {
             // Every name in the tables is a QEMU property; a unit test checks this.
             set.set_named(name, true);
         }

@@ -12,7 +12,7 @@ use thiserror::Error;
 use super::{lookup, resolve, resolve_version, DefaultVersion, ModelRef, VendorId};
 use crate::cpu::cpuid::{CpuidEntry, CpuidReg};
 use crate::cpu::features::{feature_mask, name_of, FeatureSet, FeatureWord, WordLocation};
-use crate::cpu::filter::HostCpuSupport;
+use crate::cpu::filter::{warning_line, HostCpuSupport};
 
 use FeatureWord as W;
 
@@ -226,6 +226,9 @@ pub struct ExpandedCpu {
     /// these ("This feature depends on other features that were not requested") and
     /// counts them as filtered for `enforce`.
     pub dependency_dropped: FeatureSet,
+    /// QEMU's warning lines for `dependency_dropped`, in the order QEMU prints them
+    /// (dependency table order, then bit order).
+    pub dependency_warnings: Vec<String>,
     pub pmu: bool,
     /// QEMU's cache table name, for models that have one.
     pub cache_info: Option<&'static str>,
@@ -286,6 +289,7 @@ pub fn expand(req: &CpuRequest<'_>, accel: Accel<'_>) -> Result<ExpandedCpu, Exp
         features: FeatureSet::new(),
         user_features: FeatureSet::new(),
         dependency_dropped: FeatureSet::new(),
+        dependency_warnings: Vec::new(),
         pmu: false,
         cache_info: None,
     };
@@ -367,8 +371,12 @@ pub fn expand(req: &CpuRequest<'_>, accel: Accel<'_>) -> Result<ExpandedCpu, Exp
     for d in DEPENDENCIES {
         if st.features.word(d.from.0) & d.from.1 == 0 {
             let unavailable = st.features.word(d.to.0) & d.to.1;
-            out.dependency_dropped
-                .insert(d.to.0, unavailable & st.user.word(d.to.0));
+            let user_requested = unavailable & st.user.word(d.to.0);
+            out.dependency_dropped.insert(d.to.0, user_requested);
+            for bit in (0u8..64).filter(|b| user_requested & (1u64 << b) != 0) {
+                out.dependency_warnings
+                    .push(warning_line(DEPENDENCY_WARNING_PREFIX, d.to.0, bit));
+            }
             st.features.remove(d.to.0, unavailable);
         }
     }
