@@ -321,5 +321,54 @@ pub fn apply_check(check: Check, result: &FilterResult) -> Result<Vec<String>, F
     }
 }
 
+/// A synthetic host for unit tests elsewhere in `cpu`.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    fn leaf(function: u32, index: u32, regs: [u32; 4]) -> CpuidEntry {
+        CpuidEntry {
+            function,
+            index,
+            flags: 0,
+            eax: regs[0],
+            ebx: regs[1],
+            ecx: regs[2],
+            edx: regs[3],
+        }
+    }
+
+    /// An Intel host whose KVM offers a Haswell without FMA, PCID, MOVBE, F16C, RDRAND,
+    /// HLE, RTM and INVPCID, with IA32_ARCH_CAPABILITIES = RDCL_NO | IBRS_ALL.
+    pub(crate) fn host() -> HostCpuSupport {
+        let (b, d, c) = crate::cpu::models::VendorId::INTEL.regs();
+        HostCpuSupport {
+            cpuid: vec![
+                leaf(0, 0, [0xd, b, c, d]),
+                // ECX: sse3 pclmulqdq ssse3 cx16 sse4.1 sse4.2 x2apic popcnt aes xsave avx.
+                leaf(1, 0, [0x306c3, 0, 0x16b8_2203, 0x078b_fbff]),
+                // EBX: fsgsbase bmi1 avx2 smep bmi2 erms; EDX: arch-capabilities.
+                leaf(7, 0, [0, 0x3a9, 0, 1 << 29]),
+                leaf(0xA, 0, [0x0730_0402, 0, 0, 0x603]),
+                leaf(0xD, 0, [0x7, 0x340, 0x340, 0]),
+                leaf(0xD, 1, [0x1, 0, 0, 0]),
+                leaf(0xD, 2, [0x100, 0x240, 0, 0]),
+                leaf(0x4000_0001, 0, [0x0100_07fb, 0, 0, 0]),
+                leaf(0x8000_0000, 0, [0x8000_0008, 0, 0, 0]),
+                // ECX: lahf-lm abm; EDX: syscall nx rdtscp lm.
+                leaf(0x8000_0001, 0, [0, 0, 0x21, 0x2810_0800]),
+                leaf(0x8000_0008, 0, [0x3027, 0, 0, 0]),
+            ],
+            msr_features: BTreeMap::from([(0x10A, 0b11)]),
+            irqchip_in_kernel: true,
+            irqchip_split: false,
+            tsc_deadline_timer: true,
+            has_msr_arch_capabilities: true,
+            xcomp_guest_supp: None,
+            tsx_broken: false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;
