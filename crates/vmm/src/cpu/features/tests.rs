@@ -15,7 +15,9 @@ fn tables_hold_every_qemu_name() {
     // vmx-invept-single-context are two bits each).
     assert_eq!(CPUID_FEATURES.len(), 221);
     assert_eq!(MSR_FEATURES.len(), 100);
-    assert!(CPUID_FEATURES.iter().all(|f| !f.word.is_msr() && f.bit < 32));
+    assert!(CPUID_FEATURES
+        .iter()
+        .all(|f| !f.word.is_msr() && f.bit < 32));
     assert!(MSR_FEATURES.iter().all(|f| f.word.is_msr()));
 }
 
@@ -32,8 +34,16 @@ fn lookups_return_qemu_locations() {
     assert_eq!(feature_by_name("sse4_1").unwrap().name, "sse4.1");
     assert_eq!(feature_by_name("sse4-2").unwrap().name, "sse4.2");
     assert_eq!(feature_by_name("xd").unwrap().name, "nx");
-    assert_eq!(feature_by_name("sse41"), None, "QEMU 7.2 has no sse41 alias");
-    assert_eq!(feature_by_name("tsc_deadline"), None, "only key=value turns _ into -");
+    assert_eq!(
+        feature_by_name("sse41"),
+        None,
+        "QEMU 7.2 has no sse41 alias"
+    );
+    assert_eq!(
+        feature_by_name("tsc_deadline"),
+        None,
+        "only key=value turns _ into -"
+    );
     assert_eq!(normalize_property_name("tsc_deadline"), "tsc-deadline");
 }
 
@@ -58,7 +68,10 @@ fn descriptions_match_qemu_format() {
     assert_eq!(FeatureWord::Cpuid1Ecx.description(), "CPUID.01H:ECX");
     assert_eq!(FeatureWord::Cpuid7_0Ebx.description(), "CPUID.07H:EBX");
     assert_eq!(FeatureWord::Cpuid7_1Eax.description(), "CPUID.07H:EAX");
-    assert_eq!(FeatureWord::Cpuid8000_0001Edx.description(), "CPUID.80000001H:EDX");
+    assert_eq!(
+        FeatureWord::Cpuid8000_0001Edx.description(),
+        "CPUID.80000001H:EDX"
+    );
     assert_eq!(FeatureWord::Xsave.description(), "CPUID.0DH:EAX");
     assert_eq!(FeatureWord::Kvm.description(), "CPUID.40000001H:EAX");
     assert_eq!(FeatureWord::ArchCapabilities.description(), "MSR(10AH)");
@@ -71,11 +84,20 @@ fn nearest_names_rank_by_distance_then_prefix() {
     assert_eq!(edit_distance("kitten", "sitting"), 3);
     assert_eq!(edit_distance("", "abc"), 3);
     let names = accepted_names();
-    assert_eq!(nearest_names("avx3", names.iter().copied(), 2), ["avx", "avx2"]);
-    assert_eq!(nearest_names("sse4_1", names.iter().copied(), 1), ["sse4_1"]);
+    assert_eq!(
+        nearest_names("avx3", names.iter().copied(), 2),
+        ["avx", "avx2"]
+    );
+    assert_eq!(
+        nearest_names("sse4_1", names.iter().copied(), 1),
+        ["sse4_1"]
+    );
     assert!(nearest_names("zzzzzzzzzz", names.iter().copied(), 3).is_empty());
     let models = ["Haswell", "Haswell-v1", "Broadwell"];
-    assert_eq!(nearest_names("Haswel", models, 2), ["Haswell", "Haswell-v1"]);
+    assert_eq!(
+        nearest_names("Haswel", models, 2),
+        ["Haswell", "Haswell-v1"]
+    );
 }
 
 #[test]
@@ -90,7 +112,11 @@ fn set_operations_and_bit_order() {
     assert_eq!(a.intersection(&b).names(), ["hle"]);
     assert_eq!(
         a.bits().collect::<Vec<_>>(),
-        [(FeatureWord::Cpuid1Edx, 0), (FeatureWord::Cpuid7_0Ebx, 4), (FeatureWord::ArchCapabilities, 0)]
+        [
+            (FeatureWord::Cpuid1Edx, 0),
+            (FeatureWord::Cpuid7_0Ebx, 4),
+            (FeatureWord::ArchCapabilities, 0)
+        ]
     );
     assert!(!a.set_named("no-such-feature", true));
     assert!(FeatureSet::new().is_empty());

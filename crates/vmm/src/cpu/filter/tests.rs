@@ -13,19 +13,33 @@ fn set(names: &[&str]) -> FeatureSet {
 fn kvm_fixups_follow_qemu() {
     let mut h = host();
     let ecx = h.supported_word(FeatureWord::Cpuid1Ecx);
-    assert_ne!(ecx & CPUID_1_ECX_HYPERVISOR, 0, "hypervisor is always allowed");
-    assert_ne!(ecx & CPUID_1_ECX_TSC_DEADLINE, 0, "tsc-deadline from the capability");
+    assert_ne!(
+        ecx & CPUID_1_ECX_HYPERVISOR,
+        0,
+        "hypervisor is always allowed"
+    );
+    assert_ne!(
+        ecx & CPUID_1_ECX_TSC_DEADLINE,
+        0,
+        "tsc-deadline from the capability"
+    );
     assert_ne!(ecx & CPUID_1_ECX_X2APIC, 0);
     assert_eq!(h.supported_word(FeatureWord::Cpuid6Eax), CPUID_6_EAX_ARAT);
     assert_eq!(h.supported_word(FeatureWord::KvmHints), 1);
     // 80000001H:EDX gains the 01H:EDX bits AMD mirrors (fpu, ..., fxsr).
     let ext = h.supported_word(FeatureWord::Cpuid8000_0001Edx);
     assert_eq!(ext & AMD_ALIASES, 0x078b_fbff & AMD_ALIASES);
-    assert_ne!(h.supported_word(FeatureWord::Cpuid8000_0001Ecx) & CPUID_8000_0001_ECX_TOPOEXT, 0);
+    assert_ne!(
+        h.supported_word(FeatureWord::Cpuid8000_0001Ecx) & CPUID_8000_0001_ECX_TOPOEXT,
+        0
+    );
     h.irqchip_in_kernel = false;
     let ecx = h.supported_word(FeatureWord::Cpuid1Ecx);
     assert_eq!(ecx & (CPUID_1_ECX_X2APIC | CPUID_1_ECX_TSC_DEADLINE), 0);
-    assert_eq!(h.supported_word(FeatureWord::Kvm) & KVM_FEATURE_PV_UNHALT, 0);
+    assert_eq!(
+        h.supported_word(FeatureWord::Kvm) & KVM_FEATURE_PV_UNHALT,
+        0
+    );
     h.has_msr_arch_capabilities = false;
     assert_eq!(h.supported_word(FeatureWord::Cpuid7_0Edx), 0);
     h.xcomp_guest_supp = Some(0x6_0000_00e7);
@@ -36,16 +50,27 @@ fn kvm_fixups_follow_qemu() {
 #[test]
 fn vmx_controls_report_may_be_one_bits() {
     let mut h = host();
-    h.msr_features.insert(0x48E, (0xfff6_9dfe_u64 << 32) | 0x0401_e172);
+    h.msr_features
+        .insert(0x48E, (0xfff6_9dfe_u64 << 32) | 0x0401_e172);
     assert_eq!(h.supported_msr(0x48E), 0xfff6_9dfe & !0x0401_e172);
     h.msr_features.insert(0x485, 0x1234);
-    assert_eq!(h.supported_msr(0x485), 0x1234, "IA32_VMX_MISC is taken as is");
-    assert_eq!(h.supported_msr(0xCF), 0, "an MSR KVM does not list supports nothing");
+    assert_eq!(
+        h.supported_msr(0x485),
+        0x1234,
+        "IA32_VMX_MISC is taken as is"
+    );
+    assert_eq!(
+        h.supported_msr(0xCF),
+        0,
+        "an MSR KVM does not list supports nothing"
+    );
 }
 
 #[test]
 fn filter_keeps_drops_and_words_warnings_like_qemu() {
-    let requested = set(&["fpu", "sse4.2", "fma", "hle", "avx2", "rtm", "rdctl-no", "taa-no"]);
+    let requested = set(&[
+        "fpu", "sse4.2", "fma", "hle", "avx2", "rtm", "rdctl-no", "taa-no",
+    ]);
     let r = filter(&requested, &host());
     assert_eq!(r.kept.names(), ["fpu", "sse4.2", "avx2", "rdctl-no"]);
     assert_eq!(r.dropped_names(), ["fma", "hle", "rtm", "taa-no"]);
@@ -75,7 +100,10 @@ fn unnamed_bits_warn_without_a_name() {
 fn intel_pt_needs_qemu_minimum_capabilities() {
     let r = filter(&set(&["intel-pt"]), &host());
     assert_eq!(r.dropped_names(), ["intel-pt"]);
-    assert_eq!(r.warnings, ["host doesn't support requested feature: CPUID.07H:EBX.intel-pt [bit 25]"]);
+    assert_eq!(
+        r.warnings,
+        ["host doesn't support requested feature: CPUID.07H:EBX.intel-pt [bit 25]"]
+    );
 }
 
 #[test]
@@ -84,8 +112,13 @@ fn check_modes() {
     assert_eq!(apply_check(Check::None, &r), Ok(vec![]));
     assert_eq!(apply_check(Check::Warn, &r).unwrap().len(), 1);
     let err = apply_check(Check::Enforce, &r).unwrap_err();
-    assert_eq!(err.to_string(), "--cpu: enforce: host doesn't support requested features: hle");
+    assert_eq!(
+        err.to_string(),
+        "--cpu: enforce: host doesn't support requested features: hle"
+    );
     let ok = filter(&set(&["fpu"]), &host());
     assert_eq!(apply_check(Check::Enforce, &ok), Ok(vec![]));
-    assert!(tsx_broken(true, 6, 63, 2) && !tsx_broken(true, 6, 63, 4) && !tsx_broken(false, 6, 60, 1));
+    assert!(
+        tsx_broken(true, 6, 63, 2) && !tsx_broken(true, 6, 63, 4) && !tsx_broken(false, 6, 60, 1)
+    );
 }

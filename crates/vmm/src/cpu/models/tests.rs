@@ -10,7 +10,12 @@ fn every_name_in_the_tables_is_a_qemu_feature() {
         for v in def.versions() {
             for prop in v.props {
                 if let Prop::On(name) | Prop::Off(name) = prop {
-                    assert!(canonical_name(name).is_some(), "{}-v{}: {name}", def.name, v.version);
+                    assert!(
+                        canonical_name(name).is_some(),
+                        "{}-v{}: {name}",
+                        def.name,
+                        v.version
+                    );
                 }
             }
         }
@@ -26,7 +31,12 @@ fn tables_respect_qemu_invariants() {
         let ext = def.base_features().word(FeatureWord::Cpuid8000_0001Edx);
         assert_eq!(ext & crate::cpu::filter::AMD_ALIASES, 0, "{}", def.name);
         let versions: Vec<u32> = def.versions().iter().map(|v| v.version).collect();
-        assert_eq!(versions, (1..=def.last_version()).collect::<Vec<_>>(), "{}", def.name);
+        assert_eq!(
+            versions,
+            (1..=def.last_version()).collect::<Vec<_>>(),
+            "{}",
+            def.name
+        );
     }
 }
 
@@ -34,11 +44,33 @@ fn tables_respect_qemu_invariants() {
 fn lookup_follows_qemu_class_names() {
     let haswell = lookup("Haswell").unwrap();
     assert!(matches!(haswell, ModelRef::Builtin { def, version: None } if def.name == "Haswell"));
-    assert!(matches!(lookup("Haswell-noTSX"), Some(ModelRef::Builtin { version: Some(2), .. })));
-    assert!(matches!(lookup("Haswell-v4"), Some(ModelRef::Builtin { version: Some(4), .. })));
-    assert!(matches!(lookup("EPYC-IBPB"), Some(ModelRef::Builtin { version: Some(2), .. })));
+    assert!(matches!(
+        lookup("Haswell-noTSX"),
+        Some(ModelRef::Builtin {
+            version: Some(2),
+            ..
+        })
+    ));
+    assert!(matches!(
+        lookup("Haswell-v4"),
+        Some(ModelRef::Builtin {
+            version: Some(4),
+            ..
+        })
+    ));
+    assert!(matches!(
+        lookup("EPYC-IBPB"),
+        Some(ModelRef::Builtin {
+            version: Some(2),
+            ..
+        })
+    ));
     assert_eq!(lookup("Haswell-v5"), None);
-    assert_eq!(lookup("haswell"), None, "QEMU's class lookup is case-sensitive");
+    assert_eq!(
+        lookup("haswell"),
+        None,
+        "QEMU's class lookup is case-sensitive"
+    );
     assert_eq!(lookup("SapphireRapids"), None, "added in QEMU 8.0");
     assert_eq!(lookup("host"), Some(ModelRef::Host));
     assert_eq!(lookup("max"), Some(ModelRef::Max));
@@ -70,11 +102,20 @@ fn versions_apply_cumulatively() {
 
 #[test]
 fn msr_features_come_from_the_tables() {
-    let def = MODELS.iter().find(|d| d.name == "Cascadelake-Server").unwrap();
+    let def = MODELS
+        .iter()
+        .find(|d| d.name == "Cascadelake-Server")
+        .unwrap();
     let v1 = resolve(def, 1).unwrap();
     assert_eq!(v1.features.has_named("arch-capabilities"), Some(false));
     let v2 = resolve(def, 2).unwrap();
-    for name in ["arch-capabilities", "rdctl-no", "ibrs-all", "skip-l1dfl-vmentry", "mds-no"] {
+    for name in [
+        "arch-capabilities",
+        "rdctl-no",
+        "ibrs-all",
+        "skip-l1dfl-vmentry",
+        "mds-no",
+    ] {
         assert_eq!(v2.features.has_named(name), Some(true), "{name}");
     }
     // IA32_VMX_EPT_VPID_CAP bit 14 (WB memory type) has no name but is in the definition.

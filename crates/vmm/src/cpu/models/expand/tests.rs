@@ -30,9 +30,16 @@ fn tcg_expansion_of_haswell() {
     let cpu = expand(&req("Haswell", &[]), Accel::Tcg).unwrap();
     assert_eq!(cpu.versioned_name.as_deref(), Some("Haswell-v1"));
     assert_eq!(cpu.vendor, VendorId::INTEL);
-    assert_eq!((cpu.level, cpu.xlevel, cpu.xlevel2, cpu.level_func7), (0xd, 0x8000_0008, 0, 0));
+    assert_eq!(
+        (cpu.level, cpu.xlevel, cpu.xlevel2, cpu.level_func7),
+        (0xd, 0x8000_0008, 0, 0)
+    );
     let f = &cpu.features;
-    assert_eq!(f.has_named("vme"), Some(false), "tcg_default_props turn vme off");
+    assert_eq!(
+        f.has_named("vme"),
+        Some(false),
+        "tcg_default_props turn vme off"
+    );
     assert_eq!(f.has_named("hypervisor"), Some(true));
     assert_eq!(f.has_named("hle"), Some(true));
     // No vmx in CPUID.01H:ECX, so every VMX capability bit is pruned.
@@ -47,11 +54,28 @@ fn tcg_expansion_of_haswell() {
 fn kvm_defaults_and_host_vendor_apply_to_builtin_models() {
     let h = host();
     let id = identity();
-    let cpu = expand(&req("EPYC", &[]), Accel::Kvm { host: &h, identity: &id }).unwrap();
-    assert_eq!(cpu.vendor, VendorId::INTEL, "QEMU gives named models the host's vendor under KVM");
+    let cpu = expand(
+        &req("EPYC", &[]),
+        Accel::Kvm {
+            host: &h,
+            identity: &id,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        cpu.vendor,
+        VendorId::INTEL,
+        "QEMU gives named models the host's vendor under KVM"
+    );
     assert_eq!((cpu.family, cpu.model), (23, 1));
     let f = &cpu.features;
-    for (name, on) in [("kvmclock", true), ("kvm-pv-eoi", true), ("x2apic", true), ("svm", false), ("monitor", false)] {
+    for (name, on) in [
+        ("kvmclock", true),
+        ("kvm-pv-eoi", true),
+        ("x2apic", true),
+        ("svm", false),
+        ("monitor", false),
+    ] {
         assert_eq!(f.has_named(name), Some(on), "{name}");
     }
     assert_eq!(f.has_named("npt"), Some(false), "npt depends on svm");
@@ -60,11 +84,19 @@ fn kvm_defaults_and_host_vendor_apply_to_builtin_models() {
 
 #[test]
 fn user_changes_apply_in_order_and_count_as_user_features() {
-    let c = changes(&[("x2apic", true), ("avx512-bf16", true), ("x2apic", false), ("hle", false)]);
+    let c = changes(&[
+        ("x2apic", true),
+        ("avx512-bf16", true),
+        ("x2apic", false),
+        ("hle", false),
+    ]);
     let cpu = expand(&req("Haswell-v4", &c), Accel::Tcg).unwrap();
     assert_eq!(cpu.features.has_named("x2apic"), Some(false));
     assert_eq!(cpu.features.has_named("hle"), Some(false));
-    assert_eq!(cpu.level_func7, 1, "CPUID.(7,1):EAX in use raises the leaf-7 subleaf count");
+    assert_eq!(
+        cpu.level_func7, 1,
+        "CPUID.(7,1):EAX in use raises the leaf-7 subleaf count"
+    );
     assert_eq!(cpu.user_features.has_named("hle"), Some(true));
     assert_eq!(cpu.stepping, 1);
 }
@@ -99,7 +131,11 @@ fn automatic_levels() {
     assert_eq!(expand(&r, Accel::Tcg).unwrap().level, 0x1F);
     let mut r = req("EPYC", &[]);
     r.dies = 2;
-    assert_eq!(expand(&r, Accel::Tcg).unwrap().level, 0xd, "AMD keeps its level with dies");
+    assert_eq!(
+        expand(&r, Accel::Tcg).unwrap().level,
+        0xd,
+        "AMD keeps its level with dies"
+    );
 }
 
 #[test]
@@ -107,7 +143,14 @@ fn host_takes_everything_kvm_offers() {
     let h = host();
     let id = identity();
     let c = changes(&[("avx2", false)]);
-    let cpu = expand(&req("host", &c), Accel::Kvm { host: &h, identity: &id }).unwrap();
+    let cpu = expand(
+        &req("host", &c),
+        Accel::Kvm {
+            host: &h,
+            identity: &id,
+        },
+    )
+    .unwrap();
     assert_eq!(cpu.model_id, "Intel(R) Xeon(R) Processor");
     assert_eq!((cpu.family, cpu.model, cpu.stepping), (6, 143, 8));
     assert_eq!((cpu.level, cpu.xlevel), (0xd, 0x8000_0008));
@@ -118,18 +161,25 @@ fn host_takes_everything_kvm_offers() {
     assert_eq!(f.has_named("rdctl-no"), Some(true));
     assert_eq!(f.has_named("topoext"), Some(false), "never auto-enabled");
     assert_eq!(f.has_named("kvm-hint-dedicated"), Some(false));
-    assert_eq!(expand(&req("max", &[]), Accel::Tcg), Err(ExpandError::NeedsKvm("max".into())));
+    assert_eq!(
+        expand(&req("max", &[]), Accel::Tcg),
+        Err(ExpandError::NeedsKvm("max".into()))
+    );
 }
 
 #[test]
 fn errors_name_the_bad_value() {
     assert_eq!(
-        expand(&req("Haswel", &[]), Accel::Tcg).unwrap_err().to_string(),
+        expand(&req("Haswel", &[]), Accel::Tcg)
+            .unwrap_err()
+            .to_string(),
         "--cpu: unknown CPU model 'Haswel'"
     );
     let c = changes(&[("avx3", true)]);
     assert_eq!(
-        expand(&req("Haswell", &c), Accel::Tcg).unwrap_err().to_string(),
+        expand(&req("Haswell", &c), Accel::Tcg)
+            .unwrap_err()
+            .to_string(),
         "--cpu: unknown CPU feature 'avx3'"
     );
 }

@@ -45,26 +45,52 @@ fn haswell_leaves() {
     let c = cpu("Haswell", None);
     let e = model_leaves(&c, &c.features, &host());
     let l0 = find(&e, 0, 0);
-    assert_eq!((l0.eax, l0.ebx, l0.edx, l0.ecx), (0xd, 0x756e_6547, 0x4965_6e69, 0x6c65_746e));
+    assert_eq!(
+        (l0.eax, l0.ebx, l0.edx, l0.ecx),
+        (0xd, 0x756e_6547, 0x4965_6e69, 0x6c65_746e)
+    );
     let l1 = find(&e, 1, 0);
     assert_eq!(l1.eax, 0x0003_06c4);
-    assert_eq!(l1.ebx, 0x800, "CLFLUSH line size 8 quadwords; topology fields are the builder's");
+    assert_eq!(
+        l1.ebx, 0x800,
+        "CLFLUSH line size 8 quadwords; topology fields are the builder's"
+    );
     assert_eq!(l1.ecx, c.features.word(W::Cpuid1Ecx) as u32);
     assert_ne!(l1.ecx & (1 << 31), 0, "hypervisor");
     let l7 = find(&e, 7, 0);
     assert_eq!(l7.flags, KVM_CPUID_FLAG_SIGNIFCANT_INDEX);
     assert_eq!(l7.ebx, c.features.word(W::Cpuid7_0Ebx) as u32);
-    assert_eq!(find(&e, 0xA, 0), CpuidEntry { function: 0xA, ..Default::default() }, "pmu=off");
+    assert_eq!(
+        find(&e, 0xA, 0),
+        CpuidEntry {
+            function: 0xA,
+            ..Default::default()
+        },
+        "pmu=off"
+    );
     let xsave = find(&e, 0xD, 0);
-    assert_eq!((xsave.eax, xsave.ecx), (0b111, 0x340), "x87|SSE|AVX; AVX area ends at 0x240 + 0x100");
+    assert_eq!(
+        (xsave.eax, xsave.ecx),
+        (0b111, 0x340),
+        "x87|SSE|AVX; AVX area ends at 0x240 + 0x100"
+    );
     let ext = find(&e, 0x8000_0001, 0);
     assert_eq!(ext.eax, 0x0003_06c4);
     assert_eq!(ext.edx & AMD_ALIASES as u32, 0, "Intel: no 01H:EDX mirror");
     assert_eq!(find(&e, 0x8000_0002, 0).eax, u32::from_le_bytes(*b"Inte"));
-    assert_eq!(find(&e, 0x8000_0008, 0).eax, 0x3027, "address sizes from KVM");
+    assert_eq!(
+        find(&e, 0x8000_0008, 0).eax,
+        0x3027,
+        "address sizes from KVM"
+    );
     // Nothing above level 0DH or xlevel 80000008H.
-    assert!(e.iter().all(|x| x.function <= 0xd || x.function >= 0x4000_0000));
-    assert!(e.iter().filter(|x| x.function >= 0x8000_0000).all(|x| x.function <= 0x8000_0008));
+    assert!(e
+        .iter()
+        .all(|x| x.function <= 0xd || x.function >= 0x4000_0000));
+    assert!(e
+        .iter()
+        .filter(|x| x.function >= 0x8000_0000)
+        .all(|x| x.function <= 0x8000_0008));
 }
 
 #[test]
@@ -76,7 +102,11 @@ fn pmu_on_passes_kvm_leaf_a_and_pdcm() {
     assert_ne!(find(&e, 1, 0).ecx & CPUID_1_ECX_PDCM, 0);
     c.pmu = false;
     let e = model_leaves(&c, &c.features, &host());
-    assert_eq!(find(&e, 1, 0).ecx & CPUID_1_ECX_PDCM, 0, "pmu=off hides PDCM");
+    assert_eq!(
+        find(&e, 1, 0).ecx & CPUID_1_ECX_PDCM,
+        0,
+        "pmu=off hides PDCM"
+    );
     assert_eq!(find(&e, 0xA, 0).eax, 0);
 }
 
