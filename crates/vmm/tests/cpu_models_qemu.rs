@@ -326,6 +326,9 @@ fn kvm_filter_warnings_match_qemu() {
         "Snowridge",
         "Haswell,+vmx-ept,-avx2",
         "Skylake-Client,vmx=on,pmu=on",
+        "host,-arch-capabilities",
+        "host,-arch-capabilities,+hle,+pku",
+        "max,-arch-capabilities,-avx2",
     ];
     let mut diffs = Vec::new();
     for spec in specs {
