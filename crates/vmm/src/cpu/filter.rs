@@ -12,6 +12,7 @@ use thiserror::Error;
 
 use super::cpuid::{CpuidEntry, CpuidReg};
 use super::features::{name_of, FeatureSet, FeatureWord, WordLocation};
+use super::models::expand::ExpandedCpu;
 
 /// CPUID.01H:EDX bits QEMU always reports as supported under KVM (MTRR, PAT, MCE, MCA:
 /// "KVM before 2.6.30 misreports the following features").
@@ -64,8 +65,9 @@ const INTEL_PT_PSB_CYCLE_BITMAP: u32 = (0x003f << 16) | 0x1fff;
 /// The prefix of QEMU's filter warnings under KVM.
 pub const HOST_WARNING_PREFIX: &str = "host doesn't support requested feature";
 
-/// What the host's KVM supports, as read at the KVM edge.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What the host's KVM supports, as read at the KVM edge. `Default` is an empty host with
+/// QEMU's default irqchip (in the kernel, not split).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostCpuSupport {
     /// KVM_GET_SUPPORTED_CPUID.
     pub cpuid: Vec<CpuidEntry>,
@@ -86,6 +88,21 @@ pub struct HostCpuSupport {
     pub xcomp_guest_supp: Option<u64>,
     /// The host is a Haswell with broken TSX (see `tsx_broken`): HLE/RTM are not offered.
     pub tsx_broken: bool,
+}
+
+impl Default for HostCpuSupport {
+    fn default() -> Self {
+        HostCpuSupport {
+            cpuid: Vec::new(),
+            msr_features: BTreeMap::new(),
+            irqchip_in_kernel: true,
+            irqchip_split: false,
+            tsc_deadline_timer: false,
+            has_msr_arch_capabilities: false,
+            xcomp_guest_supp: None,
+            tsx_broken: false,
+        }
+    }
 }
 
 /// QEMU's `host_tsx_broken`: Intel family 6 model 60, 69, 70, or 63 with stepping < 4.
@@ -280,6 +297,18 @@ pub fn filter(requested: &FeatureSet, host: &HostCpuSupport) -> FilterResult {
         dropped,
         warnings,
     }
+}
+
+/// Filters an expanded CPU: `filter` on its features, with the bits its expansion already
+/// dropped for missing dependencies counted as dropped too (QEMU marks both as filtered,
+/// so both make `enforce` fail). `warnings` holds the host lines only: QEMU prints
+/// `cpu.dependency_warnings` whatever `check` says, and before these.
+pub fn filter_cpu(cpu: &ExpandedCpu, host: &HostCpuSupport) -> FilterResult {
+    let mut result = filter(&cpu.features, host);
+    for (word, bit) in cpu.dependency_dropped.bits() {
+        result.dropped.insert(word, 1u64 << bit);
+    }
+    result
 }
 
 /// What to do about dropped features (QEMU's `check` and `enforce` properties).

@@ -1,3 +1,5 @@
+//! Unit tests for the --cpu grammar and its error texts.
+
 use super::*;
 
 fn ch(list: &[(&str, bool)]) -> Vec<(String, bool)> {

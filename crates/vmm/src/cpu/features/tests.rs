@@ -1,3 +1,5 @@
+//! Unit tests for the feature tables and lookups.
+
 use super::*;
 
 #[test]

@@ -1,3 +1,5 @@
+//! Unit tests for the host filter, against a synthetic host.
+
 use super::testing::host;
 use super::*;
 
@@ -121,4 +123,31 @@ fn check_modes() {
     assert!(
         tsx_broken(true, 6, 63, 2) && !tsx_broken(true, 6, 63, 4) && !tsx_broken(false, 6, 60, 1)
     );
+}
+
+#[test]
+fn dependency_drops_count_for_enforce() {
+    use crate::cpu::models::expand::{expand, Accel, CpuRequest};
+    use crate::cpu::models::DefaultVersion;
+    let changes = vec![("vmx-ept".to_string(), true)];
+    let req = CpuRequest {
+        model: "qemu64",
+        changes: &changes,
+        pmu: None,
+        default_version: DefaultVersion::V1,
+        dies: 1,
+    };
+    let cpu = expand(&req, Accel::Tcg).unwrap();
+    let r = filter_cpu(&cpu, &host());
+    // qemu64 under TCG defaults keeps svm, which the synthetic host lacks.
+    assert_eq!(r.dropped_names(), ["svm", "vmx-ept"]);
+    assert_eq!(
+        r.warnings,
+        ["host doesn't support requested feature: CPUID.80000001H:ECX.svm [bit 2]"]
+    );
+    assert_eq!(
+        apply_check(Check::Enforce, &r).unwrap_err().to_string(),
+        "--cpu: enforce: host doesn't support requested features: svm, vmx-ept"
+    );
+    assert!(HostCpuSupport::default().irqchip_in_kernel);
 }

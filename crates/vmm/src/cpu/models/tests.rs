@@ -1,3 +1,5 @@
+//! Unit tests for the model tables, lookup and version resolution.
+
 use super::*;
 use crate::cpu::features::{canonical_name, feature_mask};
 

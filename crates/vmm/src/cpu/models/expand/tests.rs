@@ -1,3 +1,5 @@
+//! Unit tests for model expansion (accelerator defaults, user changes, dependencies, levels).
+
 use super::*;
 use crate::cpu::filter::testing::host;
 

@@ -1,3 +1,5 @@
+//! Unit tests for the model CPUID leaves and the version/brand encoders.
+
 use super::*;
 use crate::cpu::filter::testing::host;
 use crate::cpu::models::expand::{expand, Accel, CpuRequest};
