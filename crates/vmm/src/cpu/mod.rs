@@ -6,3 +6,6 @@ pub mod cpuid;
 pub mod msr;
 pub mod builder;
 pub mod topology;
+pub mod features;
+pub mod filter;
+pub mod models;

@@ -1,0 +1,83 @@
+//! Tier 3 and 4: the Debian cloud kernel under rvmm. On kvm-pvm hosts Linux only gets through
+//! its early boot log before KVM gives up, so these tests assert what the kernel printed
+//! about what rvmm gave it (e820 map, ACPI MADT, CPU count) and that rvmm then reports the
+//! KVM internal error cleanly. Where KVM is hardware-backed the full-boot test reaches /init.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const EARLY_APPEND: &str = "console=ttyS0 earlyprintk=serial,ttyS0 keep_bootcon";
+
+/// Boots `kernel` with `--smp 4 -m 1G` and checks the early log.
+fn early_boot(kernel: &std::path::Path, what: &str, smp: &str, allowing: &str) {
+    let mut cmd = rvmm();
+    cmd.args(["run", "--smp", smp, "-m", "1G", "--append", EARLY_APPEND, "--kernel"])
+        .arg(kernel);
+    let out = run_with_timeout(cmd, Duration::from_secs(400));
+    let (stdout, stderr) = text(&out);
+    let expect = [
+        "BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] usable",
+        "BIOS-e820: [mem 0x00000000000e0000-0x00000000000fffff] reserved",
+        "BIOS-e820: [mem 0x0000000000100000-0x000000003fffffff] usable",
+        "ACPI: Using ACPI (MADT) for SMP configuration information",
+        allowing,
+    ];
+    for line in expect {
+        assert!(
+            stdout.contains(line),
+            "{what}: the kernel log lacks {line:?}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+        );
+    }
+    if is_kvm_pvm() {
+        assert_eq!(out.status.code(), Some(1), "{what}: rvmm must exit 1 when KVM gives up: {stderr}");
+        assert!(
+            stderr.contains("KVM internal error (KVM_EXIT_INTERNAL_ERROR)") && stderr.contains("RIP="),
+            "{what}: rvmm must name the internal error and show registers: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn bzimage_early_boot_shows_e820_madt_and_cpus() {
+    if !kvm_available("bzimage_early_boot") {
+        return;
+    }
+    let img = guest_image();
+    early_boot(&img.bzimage, "bzImage", "4", "smpboot: Allowing 4 CPUs, 0 hotplug CPUs");
+}
+
+#[test]
+fn vmlinux_pvh_early_boot_shows_e820_madt_and_hotplug_cpus() {
+    if !kvm_available("vmlinux_early_boot") {
+        return;
+    }
+    let img = guest_image();
+    early_boot(&img.vmlinux, "vmlinux (PVH)", "4,maxcpus=8", "smpboot: Allowing 8 CPUs, 4 hotplug CPUs");
+}
+
+#[test]
+fn full_boot_reaches_init_with_all_vcpus() {
+    if !kvm_available("full_boot") {
+        return;
+    }
+    if is_kvm_pvm() {
+        eprintln!(
+            "full_boot_reaches_init_with_all_vcpus: skipped: /dev/kvm is kvm-pvm (software nested virtualization), where Linux stops after early boot"
+        );
+        return;
+    }
+    let img = guest_image();
+    let mut cmd = rvmm();
+    cmd.args(["run", "--smp", "4", "-m", "1G", "--append", "console=ttyS0 quiet", "--kernel"])
+        .arg(&img.bzimage)
+        .arg("--initrd")
+        .arg(&img.initramfs);
+    let out = run_with_timeout(cmd, Duration::from_secs(300));
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "guest did not power off cleanly: {stderr}\n{stdout}");
+    assert!(stdout.contains("RVMM-GUEST nproc=4"), "{stdout}");
+    assert!(stdout.contains("RVMM-GUEST done"), "{stdout}");
+}
