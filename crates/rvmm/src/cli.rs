@@ -37,6 +37,10 @@ pub struct RunArgs {
     /// vCPUs: N[,maxcpus=M][,sockets=S][,dies=D][,cores=C][,threads=T], as QEMU's -smp.
     #[arg(long, value_name = "SPEC", default_value = "1")]
     pub smp: String,
+    /// CPU model: MODEL[,+feat][,-feat][,feat=on|off][,pmu=on|off][,check|enforce], as
+    /// QEMU's -cpu (default qemu64; `rvmm cpu-models` lists them).
+    #[arg(long, value_name = "MODEL", default_value = "qemu64")]
+    pub cpu: String,
     /// Guest RAM: SIZE with K/M/G/T suffix (a bare number is MiB), as QEMU's -m.
     #[arg(short = 'm', long = "memory", value_name = "SIZE", default_value = "128M")]
     pub memory: String,

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use vmm::config::size::{parse_size, DefaultUnit};
+use vmm::config::cpu::parse_cpu;
 use vmm::config::{BootSource, SmpConfig, VmConfig};
 use vmm::vcpu::VmOutcome;
 use vmm::vmm::{RunOptions, Vmm};
@@ -20,6 +21,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
 
 fn vm_config(args: &RunArgs) -> Result<VmConfig> {
     let smp = SmpConfig::parse(&args.smp)?;
+    let cpu = parse_cpu(&args.cpu)?;
     let memory = parse_size("-m", &args.memory, DefaultUnit::Mebibytes)?;
     let boot = match &args.kernel {
         Some(kernel) => BootSource::Kernel {
@@ -40,6 +42,7 @@ fn vm_config(args: &RunArgs) -> Result<VmConfig> {
         name: args.name.clone(),
         boot,
         smp,
+        cpu,
         memory,
     };
     config.validate()?;

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+pub use cpu::CpuConfig;
 pub use smp::SmpConfig;
 
 /// Smallest guest RAM we build a machine with: the boot structures, ACPI tables and a
@@ -40,6 +41,8 @@ pub struct VmConfig {
     pub boot: BootSource,
     /// vCPUs at boot, maxcpus and the sockets/dies/cores/threads layout (`--smp`).
     pub smp: SmpConfig,
+    /// The CPU model and feature changes (`--cpu`).
+    pub cpu: CpuConfig,
     /// Guest RAM in bytes.
     pub memory: u64,
 }
@@ -79,6 +82,7 @@ mod tests {
                 cmdline: String::new(),
             },
             smp: SmpConfig::default(),
+            cpu: CpuConfig::default(),
             memory,
         }
     }

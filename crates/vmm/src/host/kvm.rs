@@ -7,7 +7,13 @@ use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
 use kvm_ioctls::{Cap, Kvm};
 use thiserror::Error;
 
+use std::collections::BTreeMap;
+
+use kvm_bindings::{kvm_device_attr, kvm_msr_entry, Msrs, KVM_X86_XCOMP_GUEST_SUPP};
+
 use crate::cpu::cpuid::{self, CpuidEntry};
+use crate::cpu::filter::{tsx_broken, HostCpuSupport};
+use crate::cpu::models::expand::HostIdentity;
 
 /// The KVM device, overridable for tests of the "no /dev/kvm" path.
 pub const KVM_PATH_ENV: &str = "RVMM_KVM_DEVICE";
@@ -48,6 +54,8 @@ pub enum KvmError {
     SupportedCpuid(kvm_ioctls::Error),
     #[error("KVM_GET_MSR_INDEX_LIST failed: {0}")]
     MsrIndexList(kvm_ioctls::Error),
+    #[error("the host CPU reports no CPUID leaf 0 or 1")]
+    HostCpuid,
 }
 
 /// An open /dev/kvm and what it offers.
@@ -65,6 +73,10 @@ pub struct KvmHost {
     pub supported_cpuid: Vec<CpuidEntry>,
     /// KVM_GET_MSR_INDEX_LIST: the MSRs KVM saves/restores and accepts from userspace.
     pub msr_index_list: Vec<u32>,
+    /// What KVM can give a guest CPU, as the CPU-model filter needs it.
+    pub cpu_support: HostCpuSupport,
+    /// The host CPU's own vendor, family/model/stepping and brand (for `--cpu host`).
+    pub identity: HostIdentity,
 }
 
 impl std::fmt::Debug for KvmHost {
@@ -137,15 +149,96 @@ impl KvmHost {
             n if n > 0 => n as u32,
             _ => kvm.get_max_vcpus() as u32,
         };
+        let supported_cpuid = cpuid::from_kvm(&supported);
+        let msr_index_list = msrs.as_slice().to_vec();
+        let identity = HostIdentity::from_cpuid(&host_cpuid()).ok_or(KvmError::HostCpuid)?;
+        let cpu_support = HostCpuSupport {
+            cpuid: supported_cpuid.clone(),
+            msr_features: msr_features(&kvm),
+            irqchip_in_kernel: true,
+            irqchip_split: false,
+            tsc_deadline_timer: kvm.check_extension(Cap::TscDeadlineTimer),
+            has_msr_arch_capabilities: msr_index_list.contains(&MSR_IA32_ARCH_CAPABILITIES),
+            xcomp_guest_supp: xcomp_guest_supp(&kvm),
+            tsx_broken: tsx_broken(
+                identity.vendor.is_intel(),
+                identity.family,
+                identity.model,
+                identity.stepping,
+            ),
+        };
         Ok(KvmHost {
             path: path.to_path_buf(),
             api_version,
             nr_vcpus: kvm.get_nr_vcpus() as u32,
             max_vcpus: kvm.get_max_vcpus() as u32,
             max_vcpu_id,
-            supported_cpuid: cpuid::from_kvm(&supported),
-            msr_index_list: msrs.as_slice().to_vec(),
+            supported_cpuid,
+            msr_index_list,
+            cpu_support,
+            identity,
             kvm,
         })
     }
+}
+
+/// IA32_ARCH_CAPABILITIES (SDM Vol. 4, Table 2-2).
+const MSR_IA32_ARCH_CAPABILITIES: u32 = 0x10a;
+
+/// The host CPU's leaves 0, 1 and the brand string, read with the CPUID instruction.
+pub fn host_cpuid() -> Vec<CpuidEntry> {
+    [0u32, 1, 0x8000_0000, 0x8000_0002, 0x8000_0003, 0x8000_0004]
+        .iter()
+        .map(|&leaf| {
+            let r = std::arch::x86_64::__cpuid_count(leaf, 0);
+            CpuidEntry {
+                function: leaf,
+                index: 0,
+                flags: 0,
+                eax: r.eax,
+                ebx: r.ebx,
+                ecx: r.ecx,
+                edx: r.edx,
+            }
+        })
+        .collect()
+}
+
+/// The feature MSRs KVM lists (KVM_GET_MSR_FEATURE_INDEX_LIST) and their values, read on
+/// the system fd; MSRs KVM will not read are left out (they support nothing).
+fn msr_features(kvm: &Kvm) -> BTreeMap<u32, u64> {
+    let mut out = BTreeMap::new();
+    let Ok(list) = kvm.get_msr_feature_index_list() else {
+        return out;
+    };
+    for &index in list.as_slice() {
+        let Ok(mut msrs) = Msrs::from_entries(&[kvm_msr_entry {
+            index,
+            ..Default::default()
+        }]) else {
+            continue;
+        };
+        if kvm.get_msrs(&mut msrs) == Ok(1) {
+            out.insert(index, msrs.as_slice()[0].data);
+        }
+    }
+    out
+}
+
+vmm_sys_util::ioctl_iow_nr!(KVM_GET_DEVICE_ATTR, 0xAE, 0xe2, kvm_device_attr);
+
+/// KVM_GET_DEVICE_ATTR(KVM_X86_XCOMP_GUEST_SUPP) on the system fd: the XSAVE components a
+/// guest may use; `None` on kernels without it.
+fn xcomp_guest_supp(kvm: &Kvm) -> Option<u64> {
+    let mut supp = 0u64;
+    let attr = kvm_device_attr {
+        group: 0,
+        attr: u64::from(KVM_X86_XCOMP_GUEST_SUPP),
+        addr: &mut supp as *mut u64 as u64,
+        flags: 0,
+    };
+    // SAFETY: KVM_GET_DEVICE_ATTR on the /dev/kvm fd reads `attr` and writes 8 bytes to
+    // `supp`, which outlives the call; the return value is checked.
+    let rc = unsafe { vmm_sys_util::ioctl::ioctl_with_ref(kvm, KVM_GET_DEVICE_ATTR(), &attr) };
+    (rc == 0).then_some(supp)
 }

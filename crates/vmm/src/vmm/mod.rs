@@ -19,7 +19,7 @@ use crate::boot::acpi::{self, AcpiCpu, AcpiPlatform};
 use crate::boot::image::ImageSource;
 use crate::boot::{self, BootEntry, BootError, BootImage};
 use crate::config::{BootSource, ConfigError, VmConfig};
-use crate::cpu::builder::{vcpu_cpuid, CpuidContext};
+use crate::cpu::builder::{self, vcpu_cpuid, BuilderError, CpuPlan};
 use crate::cpu::topology::CpuTopology;
 use crate::cpu::{cpuid, msr};
 use crate::devices::serial::{com1, SerialSink};
@@ -48,6 +48,8 @@ pub enum VmmError {
     Smp(#[from] crate::config::smp::SmpError),
     #[error("-m: {requested} MiB of guest memory exceeds this host's RAM and swap ({host} MiB) and vm.overcommit_memory is {policy}; use less memory, or set vm.overcommit_memory=1 to allow overcommit")]
     MemoryExceedsHost { requested: u64, host: u64, policy: u32 },
+    #[error(transparent)]
+    Cpu(#[from] BuilderError),
     #[error(transparent)]
     Memory(#[from] MemoryError),
     #[error(transparent)]
@@ -85,6 +87,8 @@ pub struct Vmm {
     serial_capture: Option<Arc<Mutex<Vec<u8>>>>,
     serial_marker: Arc<EventFd>,
     pub boot_entry: BootEntry,
+    /// The CPU model as expanded and filtered for this host.
+    pub cpu_plan: CpuPlan,
 }
 
 /// The built-in probe guest's image.
@@ -109,6 +113,8 @@ impl Vmm {
             ));
         }
         let topology = CpuTopology::from_smp(&config.smp);
+        let cpu_plan = builder::plan(&config.cpu, config.smp.dies, &host.cpu_support, &host.identity)?;
+        warnings.extend(cpu_plan.warnings.iter().cloned());
         let hostmem = HostMemory::read();
         let ceiling = hostmem.total + hostmem.swap_total;
         if ceiling > 0 && config.memory > ceiling {
@@ -223,15 +229,11 @@ impl Vmm {
         };
 
         // vCPUs present at boot: KVM's vCPU id is the initial APIC ID; id 0 is the boot CPU.
-        let ctx = CpuidContext {
-            supported: &host.supported_cpuid,
-            topology: &topology,
-        };
         let boot_msrs = msr::boot_msrs(&host.msr_index_list);
         let mut vcpus = Vec::with_capacity(config.smp.cpus as usize);
         for (index, &apic_id) in apic_ids.iter().take(config.smp.cpus as usize).enumerate() {
             let vcpu = kvm_call("KVM_CREATE_VCPU", vm.create_vcpu(apic_id as u64))?;
-            let table = cpuid::to_kvm(&vcpu_cpuid(&ctx, apic_id)).map_err(|e| VmmError::Io {
+            let table = cpuid::to_kvm(&vcpu_cpuid(&cpu_plan, &topology, apic_id)).map_err(|e| VmmError::Io {
                 what: "CPUID table",
                 source: std::io::Error::other(e.to_string()),
             })?;
@@ -254,6 +256,7 @@ impl Vmm {
             serial_capture,
             serial_marker,
             boot_entry,
+            cpu_plan,
         })
     }
 
