@@ -38,7 +38,11 @@ pvh_start:
 	/* Keep EBX (hvm_start_info) in ESI: rep stosl uses EAX, ECX and EDI. */
 	movl %ebx, %esi
 
-	/* Zero .bss: a loader copies only the file bytes and need not clear the rest. */
+	/*
+	 * Zero .bss: a loader copies only the file bytes and need not clear the rest.  Kept
+	 * small (stacks live in .stack, which needs no clearing): every REP iteration is
+	 * emulated one by one on some hosts.
+	 */
 	movl $__bss_start, %edi
 	movl $__bss_end, %ecx
 	subl %edi, %ecx
@@ -99,6 +103,31 @@ ap_long_entry:
 	call ap_main
 	jmp halt_forever
 
+/*
+ * void sleep_until_interrupt(void): enable interrupts and halt until one arrives.
+ *
+ * irq_entry (every IDT gate we install) does not IRET: it throws the interrupt frame
+ * away, restores the stack pointer saved here, sends the EOI and returns to our caller as
+ * if this function had returned.  The gate is an interrupt gate, so IF is clear again.
+ * STI's one-instruction interrupt shadow covers HLT, so an interrupt already pending when
+ * we get here wakes the HLT rather than being taken before it.
+ */
+	.globl sleep_until_interrupt
+sleep_until_interrupt:
+	movq %rsp, irq_resume_rsp(%rip)
+	sti
+	hlt
+	cli
+	ret
+
+	.globl irq_entry
+irq_entry:
+	movq irq_resume_rsp(%rip), %rsp
+	subq $8, %rsp		/* the ABI's 16-byte alignment at the call */
+	call apic_eoi
+	addq $8, %rsp
+	ret
+
 	.globl halt_forever
 halt_forever:
 	cli
@@ -110,6 +139,9 @@ halt_forever:
 	.balign 4
 start_info_paddr:
 	.long 0
+	.balign 8
+irq_resume_rsp:
+	.quad 0
 
 /*
  * GDT: null, flat 32-bit code (0x08), flat data (0x10), 64-bit code (0x18).  Descriptor
@@ -153,7 +185,7 @@ pd:
 	.set page, page + 1
 	.endr
 
-	.section .bss
+	.section .stack, "aw", @nobits
 	.balign 16
 bsp_stack:
 	.skip BSP_STACK_SIZE

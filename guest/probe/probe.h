@@ -137,6 +137,31 @@ void acpi_dump(const char sig[4]);
 
 __attribute__((noreturn)) void power_off(void);
 
+/* ---- apic.c: the local APIC --------------------------------------------------------- */
+
+#define APIC_WAKE_VECTOR 0x40 /* an AP tells the BSP it is done */
+#define APIC_TIMER_VECTOR 0x41 /* bounds each sleep of the BSP */
+#define APIC_SPURIOUS_VECTOR 0xff
+
+/* ICR delivery modes and flags (SDM Vol. 3A 11.6.1). */
+#define ICR_DM_FIXED (0u << 8)
+#define ICR_DM_INIT (5u << 8)
+#define ICR_DM_STARTUP (6u << 8)
+#define ICR_LEVEL_ASSERT (1u << 14)
+#define ICR_TRIGGER_LEVEL (1u << 15)
+
+void apic_init_bsp(void);
+void apic_init_ap(void);
+/* Switches the BSP to x2APIC mode; false if the CPU has none. */
+bool apic_enter_x2apic(void);
+bool apic_x2apic(void);
+uint32_t apic_self_id(void);
+void apic_send_ipi(uint32_t dest, uint32_t icr_low);
+void apic_eoi(void);
+void apic_timer_oneshot(uint32_t count);
+/* sti; hlt, returning with interrupts disabled after the next interrupt (entry.S). */
+void sleep_until_interrupt(void);
+
 /* ---- smp.c ---------------------------------------------------------------------------- */
 
 /* What an AP does once started (written by the BSP before the Start-up IPI). */
