@@ -1,0 +1,204 @@
+/*
+ * main.c - the BSP's program: read hvm_start_info and the command line, then run the mode.
+ *
+ *   mode=dump (default)  PROBE-BEGIN v1, every vCPU's CPUID, the MADT/SRAT/SLIT,
+ *                        PROBE-END cpus=N, power off
+ *   mode=hello           PROBE-HELLO, power off
+ *   mode=busy            the dump, then every vCPU loops on arithmetic; PROBE-BUSY cpus=N
+ *   mode=halt            the dump, PROBE-HALT cpus=N, every vCPU halts forever
+ *   mode=pio count=K     the dump, K one-byte writes to port 0x80, PROBE-PIO count=K,
+ *                        power off
+ *
+ * The strings and numbers here are mirrored in crates/vmm/src/probe/image.rs.
+ */
+#include "probe.h"
+
+/* struct hvm_start_info (Xen public/arch-x86/hvm/start_info.h). */
+#define HVM_START_MAGIC 0x336ec578
+#define HVM_START_CMDLINE_PADDR 24
+#define HVM_START_RSDP_PADDR 32
+
+#define PIO_PORT 0x80
+#define PIO_DEFAULT_COUNT 1000000ull
+#define CMDLINE_MAX 256
+
+enum mode { MODE_DUMP, MODE_HELLO, MODE_BUSY, MODE_HALT, MODE_PIO };
+
+static char cmdline[CMDLINE_MAX];
+
+/* A copy of the command line: its page may be reused (the AP trampoline) later. */
+static void read_cmdline(uint64_t paddr)
+{
+	if (!paddr || paddr >= 0x100000000ull)
+		return;
+	const char *src = phys(paddr);
+	for (size_t i = 0; i + 1 < CMDLINE_MAX && src[i]; i++)
+		cmdline[i] = src[i];
+}
+
+/* The value of `key=` in the command line (up to the next space), or NULL. */
+static const char *param(const char *key, size_t *len)
+{
+	size_t klen = strlen(key);
+
+	for (const char *p = cmdline; *p;) {
+		while (*p == ' ')
+			p++;
+		const char *word = p;
+		while (*p && *p != ' ')
+			p++;
+		if ((size_t)(p - word) > klen && memcmp(word, key, klen) == 0 && word[klen] == '=') {
+			*len = (size_t)(p - word) - klen - 1;
+			return word + klen + 1;
+		}
+	}
+	return NULL;
+}
+
+static bool value_is(const char *v, size_t len, const char *s)
+{
+	return len == strlen(s) && memcmp(v, s, len) == 0;
+}
+
+static void print_error(const char *what, const char *v, size_t len)
+{
+	char buf[CMDLINE_MAX + 64];
+	struct out o = OUT_INIT(buf);
+
+	out_str(&o, "PROBE-ERROR ");
+	out_str(&o, what);
+	for (size_t i = 0; i < len; i++)
+		out_char(&o, v[i]);
+	out_end(&o);
+}
+
+static void print_count(const char *what, uint64_t n)
+{
+	char buf[64];
+	struct out o = OUT_INIT(buf);
+
+	out_str(&o, what);
+	out_dec(&o, n);
+	out_end(&o);
+}
+
+/* Parses mode= and count=; prints PROBE-ERROR and powers off on a bad value. */
+static enum mode parse_mode(uint64_t *pio_count)
+{
+	size_t len = 0;
+	const char *v = param("mode", &len);
+	enum mode mode = MODE_DUMP;
+
+	if (!v || value_is(v, len, "dump"))
+		mode = MODE_DUMP;
+	else if (value_is(v, len, "hello"))
+		mode = MODE_HELLO;
+	else if (value_is(v, len, "busy"))
+		mode = MODE_BUSY;
+	else if (value_is(v, len, "halt"))
+		mode = MODE_HALT;
+	else if (value_is(v, len, "pio"))
+		mode = MODE_PIO;
+	else {
+		print_error("unknown mode ", v, len);
+		power_off();
+	}
+
+	*pio_count = PIO_DEFAULT_COUNT;
+	v = param("count", &len);
+	if (v) {
+		uint64_t n = 0;
+		for (size_t i = 0; i < len; i++) {
+			if (v[i] < '0' || v[i] > '9' || n > 1000000000000ull) {
+				print_error("bad count ", v, len);
+				power_off();
+			}
+			n = n * 10 + (uint64_t)(v[i] - '0');
+		}
+		*pio_count = n;
+	}
+	return mode;
+}
+
+/* PROBE-BEGIN .. PROBE-END; returns how many vCPUs dumped (APs that started + the BSP). */
+static uint32_t dump_all(uint32_t n)
+{
+	uint32_t started = 1;
+
+	cpuid_dump(smp_bsp_index());
+	acpi_dump("APIC");
+	acpi_dump("SRAT");
+	acpi_dump("SLIT");
+	acpi_dump("FACP");
+	for (uint32_t cpu = 0; cpu < n; cpu++) {
+		if (cpu == smp_bsp_index())
+			continue;
+		if (smp_run_ap(cpu, AP_TASK_DUMP)) {
+			started++;
+		} else {
+			char buf[64];
+			struct out o = OUT_INIT(buf);
+			out_str(&o, "PROBE-ERROR ap apic=");
+			out_dec(&o, smp_apic_id(cpu));
+			out_str(&o, " did not start");
+			out_end(&o);
+		}
+	}
+	print_count("PROBE-END cpus=", started);
+	return started;
+}
+
+/* mode=busy: restart each (parked) AP straight into the busy loop, then join them. */
+__attribute__((noreturn)) static void run_busy(uint32_t n)
+{
+	uint32_t busy = 1;
+
+	for (uint32_t cpu = 0; cpu < n; cpu++)
+		if (cpu != smp_bsp_index() && smp_run_ap(cpu, AP_TASK_BUSY))
+			busy++;
+	print_count("PROBE-BUSY cpus=", busy);
+	busy_forever();
+}
+
+void probe_main(uint32_t start_info_paddr);
+void probe_main(uint32_t start_info_paddr)
+{
+	const uint8_t *si = start_info_paddr ? phys(start_info_paddr) : NULL;
+	uint64_t rsdp_hint = 0;
+	uint64_t pio_count;
+
+	if (si && rd32(si) == HVM_START_MAGIC) {
+		read_cmdline(rd64(si + HVM_START_CMDLINE_PADDR));
+		rsdp_hint = rd64(si + HVM_START_RSDP_PADDR);
+	}
+	enum mode mode = parse_mode(&pio_count);
+	bool have_acpi = acpi_init(rsdp_hint);
+	if (mode == MODE_HELLO) {
+		out_line("PROBE-HELLO");
+		power_off();
+	}
+
+	out_line("PROBE-BEGIN v1");
+	const uint8_t *madt = acpi_find("APIC");
+	if (!have_acpi)
+		out_line("PROBE-ERROR no ACPI RSDP found");
+	else if (!madt)
+		out_line("PROBE-ERROR no MADT");
+	uint32_t n = smp_init(madt);
+	uint32_t cpus = dump_all(n);
+
+	switch (mode) {
+	case MODE_BUSY:
+		run_busy(n);
+	case MODE_HALT:
+		print_count("PROBE-HALT cpus=", cpus);
+		halt_forever();
+	case MODE_PIO:
+		for (uint64_t i = 0; i < pio_count; i++)
+			outb(PIO_PORT, 0);
+		print_count("PROBE-PIO count=", pio_count);
+		power_off();
+	default:
+		power_off();
+	}
+}

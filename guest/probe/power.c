@@ -1,0 +1,148 @@
+/*
+ * power.c - turn the VM off, trying in order:
+ *   1. ACPI S5 through the FADT (ACPI 6.5 7.4.2 "\_Sx (System States)", 4.8.3.2 "PM1
+ *      Control Registers", 4.8.3.7 "Sleep Control and Status Registers");
+ *   2. QEMU's isa-debug-exit at port 0xf4 (rvmm treats a write there as poweroff too);
+ *   3. a reset pulse through the i8042 keyboard controller;
+ *   4. halt forever.
+ */
+#include "probe.h"
+
+/* FADT field offsets (ACPI 6.5 5.2.9, Table 5.9). */
+#define FADT_DSDT 40
+#define FADT_PM1A_CNT_BLK 64
+#define FADT_PM1B_CNT_BLK 68
+#define FADT_FLAGS 112
+#define FADT_X_DSDT 140
+#define FADT_X_PM1A_CNT_BLK 172
+#define FADT_SLEEP_CONTROL_REG 244
+#define FADT_FLAG_HW_REDUCED_ACPI (1u << 20)
+
+/* Generic Address Structure (ACPI 6.5 5.2.3.2). */
+#define GAS_SPACE_ID 0
+#define GAS_BIT_WIDTH 1
+#define GAS_ADDRESS 4
+#define GAS_LEN 12
+#define GAS_SPACE_MEMORY 0
+#define GAS_SPACE_IO 1
+
+/* PM1 control register: SLP_TYPx bits [12:10], SLP_EN bit 13. */
+#define PM1_SLP_TYP_SHIFT 10
+#define PM1_SLP_EN (1u << 13)
+/* Sleep control register: SLP_TYPx bits [4:2], SLP_EN bit 5. */
+#define SLEEP_CTL_SLP_TYP_SHIFT 2
+#define SLEEP_CTL_SLP_EN (1u << 5)
+
+/* AML opcodes (ACPI 6.5 20.2): PackageOp, BytePrefix, ZeroOp, OneOp. */
+#define AML_PACKAGE_OP 0x12
+#define AML_BYTE_PREFIX 0x0a
+#define AML_ZERO_OP 0x00
+#define AML_ONE_OP 0x01
+
+#define DEBUG_EXIT_PORT 0xf4
+#define I8042_COMMAND_PORT 0x64
+#define I8042_PULSE_RESET 0xfe
+
+/*
+ * SLP_TYPa for S5 from the DSDT: the `_S5_` name followed by a Package whose first element
+ * is the value: Name (_S5, Package () { 5, ... }).  Default 0 (QEMU's piix4/q35 value).
+ */
+static uint32_t s5_sleep_type(const uint8_t *dsdt)
+{
+	if (!dsdt)
+		return 0;
+	uint32_t len = rd32(dsdt + 4);
+	for (uint32_t i = 36; i + 8 < len; i++) {
+		if (memcmp(dsdt + i, "_S5_", 4) != 0 || dsdt[i + 4] != AML_PACKAGE_OP)
+			continue;
+		/* PkgLength: bits [7:6] of its lead byte count the bytes that follow it. */
+		const uint8_t *p = dsdt + i + 5;
+		p += 1 + (p[0] >> 6);
+		p += 1; /* NumElements */
+		if (p[0] == AML_BYTE_PREFIX)
+			return p[1];
+		if (p[0] == AML_ONE_OP)
+			return 1;
+		return 0; /* ZeroOp or anything we do not decode */
+	}
+	return 0;
+}
+
+static void gas_write(const uint8_t *gas, uint32_t value)
+{
+	uint64_t addr = rd64(gas + GAS_ADDRESS);
+	uint8_t width = gas[GAS_BIT_WIDTH];
+
+	if (!addr)
+		return;
+	if (gas[GAS_SPACE_ID] == GAS_SPACE_IO) {
+		if (width == 16)
+			outw((uint16_t)addr, (uint16_t)value);
+		else if (width == 32)
+			outl((uint16_t)addr, value);
+		else
+			outb((uint16_t)addr, (uint8_t)value);
+	} else if (gas[GAS_SPACE_ID] == GAS_SPACE_MEMORY && addr < 0x100000000ull) {
+		if (width == 16)
+			*(volatile uint16_t *)phys(addr) = (uint16_t)value;
+		else if (width == 32)
+			*(volatile uint32_t *)phys(addr) = value;
+		else
+			*(volatile uint8_t *)phys(addr) = (uint8_t)value;
+	}
+}
+
+static void acpi_s5(void)
+{
+	const uint8_t *fadt = acpi_find("FACP");
+
+	if (!fadt)
+		return;
+	uint32_t len = rd32(fadt + 4);
+	uint64_t dsdt = 0;
+	if (len >= FADT_X_DSDT + 8)
+		dsdt = rd64(fadt + FADT_X_DSDT);
+	if (!dsdt || dsdt >= 0x100000000ull)
+		dsdt = rd32(fadt + FADT_DSDT);
+	uint32_t slp_typ = s5_sleep_type(dsdt ? phys(dsdt) : NULL) & 7;
+
+	if ((rd32(fadt + FADT_FLAGS) & FADT_FLAG_HW_REDUCED_ACPI) &&
+	    len >= FADT_SLEEP_CONTROL_REG + GAS_LEN) {
+		gas_write(fadt + FADT_SLEEP_CONTROL_REG,
+			  (slp_typ << SLEEP_CTL_SLP_TYP_SHIFT) | SLEEP_CTL_SLP_EN);
+		return;
+	}
+
+	uint16_t pm1 = (uint16_t)((slp_typ << PM1_SLP_TYP_SHIFT) | PM1_SLP_EN);
+	uint32_t pm1a = rd32(fadt + FADT_PM1A_CNT_BLK);
+	uint32_t pm1b = rd32(fadt + FADT_PM1B_CNT_BLK);
+	if (!pm1a && len >= FADT_X_PM1A_CNT_BLK + GAS_LEN &&
+	    fadt[FADT_X_PM1A_CNT_BLK + GAS_SPACE_ID] == GAS_SPACE_IO)
+		pm1a = (uint32_t)rd64(fadt + FADT_X_PM1A_CNT_BLK + GAS_ADDRESS);
+	if (pm1a)
+		outw((uint16_t)pm1a, pm1);
+	if (pm1b)
+		outw((uint16_t)pm1b, pm1);
+}
+
+/*
+ * A VMM may act on the S5 write asynchronously (QEMU queues a shutdown request and lets the
+ * vCPU run on), so give it a moment before the cruder fallbacks: isa-debug-exit would
+ * otherwise win the race and end QEMU with a non-zero status.
+ */
+static void settle(void)
+{
+	uint64_t start = rdtsc(), ticks = tsc_hz() / 20;
+
+	while (rdtsc() - start < ticks)
+		cpu_pause();
+}
+
+void power_off(void)
+{
+	acpi_s5();
+	settle();
+	outl(DEBUG_EXIT_PORT, 0);
+	outb(I8042_COMMAND_PORT, I8042_PULSE_RESET);
+	halt_forever();
+}
