@@ -80,8 +80,9 @@ pub struct Vmm {
     pub host: KvmHost,
     /// Warnings for the user (overcommit, ...), printed by the front end.
     pub warnings: Vec<String>,
-    vm: VmFd,
-    ram: Arc<GuestRam>,
+    /// The VM and its RAM, held for the VM's lifetime (vCPU fds and memory slots need them).
+    _vm: VmFd,
+    _ram: Arc<GuestRam>,
     bus: Arc<Bus>,
     vcpus: Vec<VcpuFd>,
     serial_capture: Option<Arc<Mutex<Vec<u8>>>>,
@@ -103,14 +104,17 @@ impl Vmm {
         let mut warnings = Vec::new();
 
         // Host limits.
-        warnings.extend(config.smp.validate_limits(host.max_vcpus, host.nr_vcpus)?);
-        if config.smp.cpus > host.nr_vcpus {
-            warnings.push(format!(
-                "{} vCPUs on {} host CPUs: the host's CPUs are overcommitted {:.1}:1",
-                config.smp.cpus,
-                host.nr_vcpus,
-                config.smp.cpus as f64 / host.nr_vcpus as f64
-            ));
+        // QEMU's own limit warnings, with the overcommit ratio added to the first.
+        for (i, mut w) in config.smp.validate_limits(host.max_vcpus, host.nr_vcpus)?.into_iter().enumerate() {
+            if i == 0 && config.smp.cpus > host.nr_vcpus {
+                w.push_str(&format!(
+                    ": {} vCPUs on {} host CPUs overcommits them {:.1}:1",
+                    config.smp.cpus,
+                    host.nr_vcpus,
+                    config.smp.cpus as f64 / host.nr_vcpus as f64
+                ));
+            }
+            warnings.push(w);
         }
         let topology = CpuTopology::from_smp(&config.smp);
         let cpu_plan = builder::plan(&config.cpu, config.smp.dies, &host.cpu_support, &host.identity)?;
@@ -249,8 +253,8 @@ impl Vmm {
             config,
             host,
             warnings,
-            vm,
-            ram,
+            _vm: vm,
+            _ram: ram,
             bus,
             vcpus,
             serial_capture,
