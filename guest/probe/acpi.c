@@ -42,7 +42,7 @@ static bool checksum_ok(const uint8_t *p, uint32_t len)
 
 static bool is_rsdp(const uint8_t *p)
 {
-	return memcmp(p, "RSD PTR ", 8) == 0 && checksum_ok(p, RSDP_V1_LEN);
+	return p[0] == 'R' && memcmp(p, "RSD PTR ", 8) == 0 && checksum_ok(p, RSDP_V1_LEN);
 }
 
 static const uint8_t *scan_rsdp(uint64_t start, uint64_t end)

@@ -42,6 +42,11 @@
 #define IDT_INTERRUPT_GATE (0xeull << 40)
 #define IDT_PRESENT (1ull << 47)
 #define IDT_ENTRIES 256
+#define FIRST_EXTERNAL_VECTOR 32
+
+/* Interrupt mask registers of the master and slave 8259A PICs. */
+#define PIC1_DATA 0x21
+#define PIC2_DATA 0xa1
 
 static uint64_t apic_base;
 static bool x2apic;
@@ -91,10 +96,19 @@ void apic_init_bsp(void)
 
 	apic_base = msr & APIC_BASE_ADDR_MASK;
 	x2apic = (msr & APIC_BASE_EN) && (msr & APIC_BASE_EXTD);
-	/* Only our vectors have gates; anything else would be a bug and faults. */
-	set_gate(APIC_WAKE_VECTOR, irq_entry);
-	set_gate(APIC_TIMER_VECTOR, irq_entry);
-	set_gate(APIC_SPURIOUS_VECTOR, irq_entry);
+	/*
+	 * Firmware (SeaBIOS) leaves the 8259 PICs unmasked with the PIT ticking and IRQs on
+	 * vectors 0x08-0x0f, which are exception vectors to us: mask every PIC line (OCW1).
+	 */
+	outb(PIC1_DATA, 0xff);
+	outb(PIC2_DATA, 0xff);
+	/*
+	 * Every external-interrupt vector just wakes the sleeper: interrupts are enabled only
+	 * inside sleep_until_interrupt().  Exception vectors 0-31 get no gate, so a fault
+	 * ends in a visible triple fault.
+	 */
+	for (uint32_t v = FIRST_EXTERNAL_VECTOR; v < IDT_ENTRIES; v++)
+		set_gate((uint8_t)v, irq_entry);
 	enable_this_cpu();
 }
 

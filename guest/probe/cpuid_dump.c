@@ -136,7 +136,7 @@ static void dump_basic(uint32_t cpu, uint32_t max)
 	}
 }
 
-/* `max` from the range's base leaf EAX, clamped to [base, base + MAX_RANGE_LEN). */
+/* The last leaf of a range from its base leaf's EAX, clamped to [base, cap]. */
 static uint32_t range_max(uint32_t base, uint32_t eax, uint32_t cap)
 {
 	if (eax < base)

@@ -129,7 +129,6 @@ static uint32_t dump_all(uint32_t n)
 	acpi_dump("APIC");
 	acpi_dump("SRAT");
 	acpi_dump("SLIT");
-	acpi_dump("FACP");
 	for (uint32_t cpu = 0; cpu < n; cpu++) {
 		if (cpu == smp_bsp_index())
 			continue;
@@ -148,13 +147,16 @@ static uint32_t dump_all(uint32_t n)
 	return started;
 }
 
-/* mode=busy: restart each (parked) AP straight into the busy loop, then join them. */
+/*
+ * mode=busy: restart each parked AP straight into the busy loop, then join them.  (APs
+ * park during the dump so that busy ones never slow down the one printing.)
+ */
 __attribute__((noreturn)) static void run_busy(uint32_t n)
 {
 	uint32_t busy = 1;
 
 	for (uint32_t cpu = 0; cpu < n; cpu++)
-		if (cpu != smp_bsp_index() && smp_run_ap(cpu, AP_TASK_BUSY))
+		if (cpu != smp_bsp_index() && smp_started(cpu) && smp_run_ap(cpu, AP_TASK_BUSY))
 			busy++;
 	print_count("PROBE-BUSY cpus=", busy);
 	busy_forever();
@@ -171,8 +173,9 @@ void probe_main(uint32_t start_info_paddr)
 		read_cmdline(rd64(si + HVM_START_CMDLINE_PADDR));
 		rsdp_hint = rd64(si + HVM_START_RSDP_PADDR);
 	}
-	enum mode mode = parse_mode(&pio_count);
+	/* ACPI first: even a bad command line ends in power_off(), which needs the FADT. */
 	bool have_acpi = acpi_init(rsdp_hint);
+	enum mode mode = parse_mode(&pio_count);
 	if (mode == MODE_HELLO) {
 		out_line("PROBE-HELLO");
 		power_off();

@@ -53,7 +53,9 @@ static uint32_t s5_sleep_type(const uint8_t *dsdt)
 		return 0;
 	uint32_t len = rd32(dsdt + 4);
 	for (uint32_t i = 36; i + 8 < len; i++) {
-		if (memcmp(dsdt + i, "_S5_", 4) != 0 || dsdt[i + 4] != AML_PACKAGE_OP)
+		/* The first-byte test keeps this loop short: every instruction counts here. */
+		if (dsdt[i] != '_' || memcmp(dsdt + i, "_S5_", 4) != 0 ||
+		    dsdt[i + 4] != AML_PACKAGE_OP)
 			continue;
 		/* PkgLength: bits [7:6] of its lead byte count the bytes that follow it. */
 		const uint8_t *p = dsdt + i + 5;

@@ -177,5 +177,7 @@ uint32_t smp_bsp_index(void);
 /* Starts the AP at MADT position `cpu` with `task` and waits for it; false on timeout. */
 bool smp_run_ap(uint32_t cpu, enum ap_task task);
 uint32_t smp_apic_id(uint32_t cpu);
+/* Whether the AP at MADT position `cpu` answered its last start. */
+bool smp_started(uint32_t cpu);
 
 #endif

@@ -26,6 +26,7 @@
 #define SLEEP_TIMER_COUNT 100000000u
 
 static uint32_t cpu_apic_ids[MAX_CPUS];
+static bool cpu_started[MAX_CPUS]; /* the AP answered its last start */
 static uint32_t ncpus;
 static uint32_t bsp_index;
 static uint32_t bsp_apic_id;
@@ -128,11 +129,17 @@ bool smp_run_ap(uint32_t cpu, enum ap_task task)
 	apic_send_ipi(apic_id, ICR_DM_STARTUP | TRAMPOLINE_SIPI_VECTOR);
 	apic_send_ipi(apic_id, ICR_DM_STARTUP | TRAMPOLINE_SIPI_VECTOR);
 
-	if (wait_done(tsc_hz()))
-		return true;
-	/* Put a late AP back into wait-for-SIPI so it cannot print over the BSP later. */
-	apic_send_ipi(apic_id, ICR_DM_INIT | ICR_LEVEL_ASSERT | ICR_TRIGGER_LEVEL);
-	return false;
+	cpu_started[cpu] = wait_done(tsc_hz());
+	if (!cpu_started[cpu]) {
+		/* Put a late AP back into wait-for-SIPI so it cannot print over the BSP later. */
+		apic_send_ipi(apic_id, ICR_DM_INIT | ICR_LEVEL_ASSERT | ICR_TRIGGER_LEVEL);
+	}
+	return cpu_started[cpu];
+}
+
+bool smp_started(uint32_t cpu)
+{
+	return cpu_started[cpu];
 }
 
 /* Tells the BSP this AP's task is under way or over. */
