@@ -80,9 +80,8 @@ impl fmt::Display for ProbeMode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use linux_loader::loader::{elf::Elf, KernelLoader, PvhBootCapability};
-    use std::io::Cursor;
-    use vm_memory::{GuestAddress, GuestMemoryMmap};
+    use crate::boot::image::{load_kernel, ImageSource, LoadedKernel};
+    use crate::memory::GuestRam;
 
     fn u16_at(b: &[u8], off: usize) -> u16 {
         u16::from_le_bytes([b[off], b[off + 1]])
@@ -97,22 +96,19 @@ mod tests {
     }
 
     #[test]
-    fn linux_loader_finds_the_pvh_entry() {
-        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 16 << 20)])
-            .expect("16 MiB of anonymous guest memory");
-        let loaded = Elf::load(
-            &mem,
-            None,
-            &mut Cursor::new(PROBE_ELF),
-            Some(GuestAddress(LOAD_PADDR)),
-        )
-        .expect("linux-loader loads the probe ELF");
-        assert_eq!(
-            loaded.pvh_boot_cap,
-            PvhBootCapability::PvhEntryPresent(GuestAddress(PVH_ENTRY))
-        );
-        assert_eq!(loaded.kernel_load, GuestAddress(PVH_ENTRY));
-        assert!(loaded.kernel_end > LOAD_PADDR && loaded.kernel_end < LOAD_PADDR + (1 << 20));
+    fn our_loader_finds_the_pvh_entry() {
+        let ram = GuestRam::new(16 << 20).expect("16 MiB of guest memory");
+        let src = ImageSource::Bytes {
+            bytes: PROBE_ELF,
+            name: "probe.elf",
+        };
+        match load_kernel(&ram, &src).expect("the probe ELF loads") {
+            LoadedKernel::Pvh { entry, end } => {
+                assert_eq!(entry, PVH_ENTRY);
+                assert!(end > LOAD_PADDR && end < LOAD_PADDR + (1 << 20), "end {end:#x}");
+            }
+            other => panic!("expected a PVH kernel, got {other:?}"),
+        }
     }
 
     #[test]
