@@ -3,3 +3,5 @@
 //!
 //! Front ends parse user text into VmConfig and reject bad input with an error naming the
 //! option, the value and the rule; nothing here touches KVM or the host.
+
+pub mod cpulist;
