@@ -162,6 +162,9 @@ fn u64_at(d: &[u8], at: usize) -> u64 {
     u64::from(u32_at(d, at)) | (u64::from(u32_at(d, at + 4)) << 32)
 }
 
+/// One table entry: (type, offset in the table, its bytes).
+type Entry<'a> = (u8, usize, &'a [u8]);
+
 /// Walks the type/length entries after `start`, checking each fits and has at least its
 /// type's minimum length.
 fn entries<'a>(
@@ -169,7 +172,7 @@ fn entries<'a>(
     data: &'a [u8],
     start: usize,
     min_len: fn(u8) -> usize,
-) -> Result<Vec<(u8, usize, &'a [u8])>, AcpiParseError> {
+) -> Result<Vec<Entry<'a>>, AcpiParseError> {
     let mut out = Vec::new();
     let mut at = start;
     while at < data.len() {

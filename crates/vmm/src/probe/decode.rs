@@ -179,11 +179,14 @@ pub fn parse(text: &str) -> Result<ProbeDump, DecodeError> {
     })
 }
 
+/// One CPU's leaves while parsing: (leaf, sub) -> (registers, line).
+type CpuLines = BTreeMap<(u32, u32), ([u32; 4], usize)>;
+
 /// Accumulates the lines of one block.
 #[derive(Default)]
 struct Builder {
-    /// cpu index -> (leaf, sub) -> (registers, line).
-    cpus: BTreeMap<u32, BTreeMap<(u32, u32), ([u32; 4], usize)>>,
+    /// cpu index -> its leaves.
+    cpus: BTreeMap<u32, CpuLines>,
     /// (table, line) in dump order.
     acpi: Vec<(AcpiTable, usize)>,
     warnings: Vec<String>,

@@ -6,6 +6,8 @@ pub mod decode;
 pub mod flags;
 pub mod image;
 pub mod leaves;
+pub mod render;
 #[cfg(test)]
 pub(crate) mod synth;
 pub mod topology;
+pub mod view;

@@ -15,8 +15,11 @@ fn dumps(regs: Vec<Regs>) -> Vec<CpuDump> {
         .collect()
 }
 
-/// (apic, package, die, core) per CPU, and the method of CPU 0.
-fn ids(topo: Topo, style: Style) -> (Vec<(u32, u32, u32, u32)>, Method, Counts, Vec<usize>) {
+/// (apic, package, die, core) of one CPU.
+type Ids = (u32, u32, u32, u32);
+
+/// Ids per CPU, the method of CPU 0, the counts and the thread ranks.
+fn ids(topo: Topo, style: Style) -> (Vec<Ids>, Method, Counts, Vec<usize>) {
     let cpus = dumps(topo.cpus(style));
     let topos: Vec<CpuTopology> = cpus.iter().map(|c| derive(&Leaves::new(c))).collect();
     let (counts, ranks) = count(&topos);
