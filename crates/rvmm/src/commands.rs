@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use vmm::config::size::{parse_size, DefaultUnit};
 use vmm::config::cpu::parse_cpu;
 use vmm::config::{BootSource, SmpConfig, VmConfig};
+use vmm::probe::view::GuestView;
 use vmm::vcpu::VmOutcome;
 use vmm::vmm::{RunOptions, Vmm};
 
@@ -79,7 +80,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     }
     // The probe: print the decoded view as soon as the dump is complete.
     let mut printed = false;
-    let mut decode_error = None;
+    let mut decode_error: Option<String> = None;
     let json = args.json;
     let listener = |out: &[u8]| {
         if printed {
@@ -92,11 +93,10 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         printed = true;
         match vmm::probe::decode::parse(&text) {
             Ok(dump) => {
-                let view = vmm::probe::decode::GuestView::from_dump(&dump);
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&view).unwrap_or_default());
-                } else {
-                    print!("{}", view.render());
+                match GuestView::from_dump(&dump) {
+                    Ok(view) if json => println!("{}", serde_json::to_string_pretty(&view).unwrap_or_default()),
+                    Ok(view) => print!("{}", view.render()),
+                    Err(e) => decode_error = Some(e.to_string()),
                 }
             }
             Err(e) => decode_error = Some(e.to_string()),
@@ -137,7 +137,7 @@ fn probe(args: ProbeArgs) -> Result<ExitCode> {
     }
     let text = String::from_utf8_lossy(&raw);
     let dump = vmm::probe::decode::parse(&text).with_context(|| format!("--decode: {}", path.display()))?;
-    let view = vmm::probe::decode::GuestView::from_dump(&dump);
+    let view = GuestView::from_dump(&dump).with_context(|| format!("--decode: {}", path.display()))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&view)?);
     } else {

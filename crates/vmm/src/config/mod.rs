@@ -6,6 +6,7 @@
 //! the host (vCPU limits, free memory) happen when the VM is built.
 
 pub mod cpu;
+pub mod cpulist;
 pub mod size;
 pub mod smp;
 

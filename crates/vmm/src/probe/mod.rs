@@ -1,5 +1,13 @@
 //! The built-in probe guest: the PVH ELF built from `guest/probe` by build.rs and embedded
 //! here, and the decoder that turns its serial dump into what a guest sees.
 
+pub mod acpi_parse;
 pub mod decode;
+pub mod flags;
 pub mod image;
+pub mod leaves;
+pub mod render;
+#[cfg(test)]
+pub(crate) mod synth;
+pub mod topology;
+pub mod view;
