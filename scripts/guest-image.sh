@@ -138,6 +138,15 @@ resolve_kernel() {
     echo "$dep=$version"
 }
 
+# first_file GLOB-RESULT...: print the first argument that exists (nothing if none).
+first_file() {
+    local f
+    for f in "$@"; do
+        [[ -e "$f" ]] && { echo "$f"; return; }
+    done
+    return 0
+}
+
 # u32 FILE OFFSET / u8 FILE OFFSET: little-endian integers from a file.
 u32() { od -An -tu4 -j "$2" -N4 "$1" | tr -d ' '; }
 u8() { od -An -tu1 -j "$2" -N1 "$1" | tr -d ' '; }
@@ -194,12 +203,13 @@ build_kernel() {
     pkgver="$(resolve_kernel)"
     pkg="${pkgver%%=*}"
     ver="${pkgver#*=}"
-    deb="$(ls "$GUEST/debs/${pkg}_"*.deb 2>/dev/null | head -n1 || true)"
+    deb="$(first_file "$GUEST/debs/${pkg}_"*.deb)"
     if [[ -z "$deb" || "$REFRESH" == 1 ]]; then
         say "downloading $pkg ($ver)"
         rm -f "$GUEST/debs/${pkg}_"*.deb
         apt_download "$pkgver"
-        deb="$(ls "$GUEST/debs/${pkg}_"*.deb | head -n1)"
+        deb="$(first_file "$GUEST/debs/${pkg}_"*.deb)"
+        [[ -n "$deb" ]] || die "apt-get download $pkgver left no .deb in $GUEST/debs"
     fi
     kroot="$TMP/kernel"
     dpkg-deb -x "$deb" "$kroot"
@@ -288,11 +298,12 @@ copy_with_libs() {
 build_initramfs() {
     local release root bbdeb
     release="$(cat "$GUEST/kernel-release")"
-    bbdeb="$(ls "$GUEST/debs/busybox-static_"*.deb 2>/dev/null | head -n1 || true)"
+    bbdeb="$(first_file "$GUEST/debs/busybox-static_"*.deb)"
     if [[ -z "$bbdeb" ]]; then
         say "downloading busybox-static"
         apt_download busybox-static
-        bbdeb="$(ls "$GUEST/debs/busybox-static_"*.deb | head -n1)"
+        bbdeb="$(first_file "$GUEST/debs/busybox-static_"*.deb)"
+        [[ -n "$bbdeb" ]] || die "apt-get download busybox-static left no .deb in $GUEST/debs"
     fi
     basename "$bbdeb" >"$GUEST/busybox-deb"
     say "building initramfs"
