@@ -42,7 +42,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "MODEL", default_value = "qemu64")]
     pub cpu: String,
     /// Guest RAM: SIZE with K/M/G/T suffix (a bare number is MiB), as QEMU's -m.
-    #[arg(short = 'm', long = "memory", value_name = "SIZE", default_value = "128M")]
+    #[arg(
+        short = 'm',
+        long = "memory",
+        value_name = "SIZE",
+        default_value = "128M"
+    )]
     pub memory: String,
     /// The VM's name.
     #[arg(long)]
@@ -76,9 +81,17 @@ pub fn parse() -> Result<Cli, ExitCode> {
         Err(e) => {
             use clap::error::ErrorKind;
             match e.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
                     let _ = e.print();
-                    Err(ExitCode::from(if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { 2 } else { 0 }))
+                    Err(ExitCode::from(
+                        if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                            2
+                        } else {
+                            0
+                        },
+                    ))
                 }
                 _ => {
                     let text = e.render().to_string();

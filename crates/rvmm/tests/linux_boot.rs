@@ -14,8 +14,17 @@ const EARLY_APPEND: &str = "console=ttyS0 earlyprintk=serial,ttyS0 keep_bootcon"
 /// Boots `kernel` with `--smp 4 -m 1G` and checks the early log.
 fn early_boot(kernel: &std::path::Path, what: &str, smp: &str, allowing: &str) {
     let mut cmd = rvmm();
-    cmd.args(["run", "--smp", smp, "-m", "1G", "--append", EARLY_APPEND, "--kernel"])
-        .arg(kernel);
+    cmd.args([
+        "run",
+        "--smp",
+        smp,
+        "-m",
+        "1G",
+        "--append",
+        EARLY_APPEND,
+        "--kernel",
+    ])
+    .arg(kernel);
     let out = run_with_timeout(cmd, Duration::from_secs(400));
     let (stdout, stderr) = text(&out);
     let expect = [
@@ -32,9 +41,14 @@ fn early_boot(kernel: &std::path::Path, what: &str, smp: &str, allowing: &str) {
         );
     }
     if is_kvm_pvm() {
-        assert_eq!(out.status.code(), Some(1), "{what}: rvmm must exit 1 when KVM gives up: {stderr}");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{what}: rvmm must exit 1 when KVM gives up: {stderr}"
+        );
         assert!(
-            stderr.contains("KVM internal error (KVM_EXIT_INTERNAL_ERROR)") && stderr.contains("RIP="),
+            stderr.contains("KVM internal error (KVM_EXIT_INTERNAL_ERROR)")
+                && stderr.contains("RIP="),
             "{what}: rvmm must name the internal error and show registers: {stderr}"
         );
     }
@@ -46,7 +60,12 @@ fn bzimage_early_boot_shows_e820_madt_and_cpus() {
         return;
     }
     let img = guest_image();
-    early_boot(&img.bzimage, "bzImage", "4", "smpboot: Allowing 4 CPUs, 0 hotplug CPUs");
+    early_boot(
+        &img.bzimage,
+        "bzImage",
+        "4",
+        "smpboot: Allowing 4 CPUs, 0 hotplug CPUs",
+    );
 }
 
 #[test]
@@ -55,7 +74,12 @@ fn vmlinux_pvh_early_boot_shows_e820_madt_and_hotplug_cpus() {
         return;
     }
     let img = guest_image();
-    early_boot(&img.vmlinux, "vmlinux (PVH)", "4,maxcpus=8", "smpboot: Allowing 8 CPUs, 4 hotplug CPUs");
+    early_boot(
+        &img.vmlinux,
+        "vmlinux (PVH)",
+        "4,maxcpus=8",
+        "smpboot: Allowing 8 CPUs, 4 hotplug CPUs",
+    );
 }
 
 #[test]
@@ -71,13 +95,25 @@ fn full_boot_reaches_init_with_all_vcpus() {
     }
     let img = guest_image();
     let mut cmd = rvmm();
-    cmd.args(["run", "--smp", "4", "-m", "1G", "--append", "console=ttyS0 quiet", "--kernel"])
-        .arg(&img.bzimage)
-        .arg("--initrd")
-        .arg(&img.initramfs);
+    cmd.args([
+        "run",
+        "--smp",
+        "4",
+        "-m",
+        "1G",
+        "--append",
+        "console=ttyS0 quiet",
+        "--kernel",
+    ])
+    .arg(&img.bzimage)
+    .arg("--initrd")
+    .arg(&img.initramfs);
     let out = run_with_timeout(cmd, Duration::from_secs(300));
     let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "guest did not power off cleanly: {stderr}\n{stdout}");
+    assert!(
+        out.status.success(),
+        "guest did not power off cleanly: {stderr}\n{stdout}"
+    );
     assert!(stdout.contains("RVMM-GUEST nproc=4"), "{stdout}");
     assert!(stdout.contains("RVMM-GUEST done"), "{stdout}");
 }
