@@ -24,6 +24,13 @@ fn vm_config(args: &RunArgs) -> Result<VmConfig> {
     let smp = SmpConfig::parse(&args.smp)?;
     let cpu = parse_cpu(&args.cpu)?;
     let memory = parse_size("-m", &args.memory, DefaultUnit::Mebibytes)?;
+    // Files are checked before anything is built, so a typo costs nothing.
+    for (option, path) in [("--kernel", &args.kernel), ("--initrd", &args.initrd)] {
+        if let Some(p) = path {
+            std::fs::File::open(p)
+                .with_context(|| format!("{option}: cannot open {}", p.display()))?;
+        }
+    }
     let boot = match &args.kernel {
         Some(kernel) => BootSource::Kernel {
             kernel: kernel.clone(),
