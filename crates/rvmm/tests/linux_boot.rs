@@ -66,6 +66,7 @@ fn bzimage_early_boot_shows_e820_madt_and_cpus() {
         &img.bzimage,
         "bzImage",
         "4",
+        "BIOS-e820: [mem 0x00000000000e0000-0x00000000000fffff] reserved",
         "smpboot: Allowing 4 CPUs, 0 hotplug CPUs",
     );
 }
@@ -80,6 +81,7 @@ fn vmlinux_pvh_early_boot_shows_e820_madt_and_hotplug_cpus() {
         &img.vmlinux,
         "vmlinux (PVH)",
         "4,maxcpus=8",
+        "BIOS-e820: [mem 0x00000000000a0000-0x00000000000fffff] reserved",
         "smpboot: Allowing 8 CPUs, 4 hotplug CPUs",
     );
 }
