@@ -61,10 +61,14 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
-#[group(required = true, multiple = false)]
 pub struct ProbeArgs {
     /// Write the probe guest's PVH ELF to FILE (boot it under QEMU with -kernel FILE).
-    #[arg(long, value_name = "FILE")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "decode",
+        required_unless_present = "decode"
+    )]
     pub elf: Option<PathBuf>,
     /// Decode a probe dump (serial log) from FILE, or - for stdin.
     #[arg(long, value_name = "LOG")]
