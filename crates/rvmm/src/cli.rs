@@ -98,10 +98,17 @@ pub fn parse() -> Result<Cli, ExitCode> {
                     ))
                 }
                 _ => {
+                    // clap's message runs until the first blank line (then usage and tips):
+                    // keep it, on one line.
                     let text = e.render().to_string();
-                    let first = text.lines().next().unwrap_or("invalid arguments");
-                    let first = first.strip_prefix("error: ").unwrap_or(first);
-                    eprintln!("rvmm: {first} (see rvmm --help)");
+                    let message: Vec<&str> = text
+                        .lines()
+                        .take_while(|l| !l.trim().is_empty())
+                        .map(str::trim)
+                        .collect();
+                    let message = message.join(" ");
+                    let message = message.strip_prefix("error: ").unwrap_or(&message);
+                    eprintln!("rvmm: {message} (see rvmm --help)");
                     Err(ExitCode::from(2))
                 }
             }
