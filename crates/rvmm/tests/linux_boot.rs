@@ -72,7 +72,7 @@ fn bzimage_early_boot_shows_e820_madt_and_cpus() {
 }
 
 #[test]
-fn vmlinux_pvh_early_boot_shows_e820_madt_and_hotplug_cpus() {
+fn vmlinux_pvh_early_boot_shows_e820_madt_and_cpus() {
     if !kvm_available("vmlinux_early_boot") {
         return;
     }
@@ -80,9 +80,71 @@ fn vmlinux_pvh_early_boot_shows_e820_madt_and_hotplug_cpus() {
     early_boot(
         &img.vmlinux,
         "vmlinux (PVH)",
-        "4,maxcpus=8",
+        "4",
         "BIOS-e820: [mem 0x00000000000a0000-0x00000000000fffff] reserved",
-        "smpboot: Allowing 8 CPUs, 4 hotplug CPUs",
+        "smpboot: Allowing 4 CPUs, 0 hotplug CPUs",
+    );
+}
+
+/// The "smpboot: Allowing N CPUs, M hotplug CPUs" line, once (keep_bootcon prints lines twice).
+fn smpboot_line(log: &str) -> Option<String> {
+    log.lines().find_map(|l| {
+        l.find("smpboot: Allowing")
+            .map(|i| l[i..].trim_end().to_string())
+    })
+}
+
+#[test]
+fn smpboot_line_equals_qemu_for_hotplug_slots() {
+    if !kvm_available("smpboot_vs_qemu") {
+        return;
+    }
+    let img = guest_image();
+    let smp = "4,maxcpus=8";
+    let mut q = qemu();
+    q.args([
+        "-M",
+        "microvm,x-option-roms=off,isa-serial=on,rtc=on",
+        "-nodefaults",
+        "-no-user-config",
+        "-enable-kvm",
+        "-cpu",
+        "qemu64",
+        "-smp",
+        smp,
+        "-m",
+        "1G",
+        "-serial",
+        "stdio",
+        "-display",
+        "none",
+        "-append",
+        EARLY_APPEND,
+        "-kernel",
+    ])
+    .arg(&img.vmlinux);
+    let qemu_log =
+        std::thread::spawn(move || run_until(q, "smpboot: Allowing", Duration::from_secs(300)));
+    let mut r = rvmm();
+    r.args([
+        "run",
+        "--smp",
+        smp,
+        "-m",
+        "1G",
+        "--append",
+        EARLY_APPEND,
+        "--kernel",
+    ])
+    .arg(&img.vmlinux);
+    let ours = run_until(r, "smpboot: Allowing", Duration::from_secs(300));
+    let theirs = qemu_log.join().unwrap();
+    let (a, b) = (smpboot_line(&ours), smpboot_line(&theirs));
+    assert!(a.is_some(), "rvmm: no smpboot line:\n{ours}");
+    assert_eq!(a, b, "rvmm vs QEMU");
+    assert_eq!(
+        a.as_deref(),
+        Some("smpboot: Allowing 8 CPUs, 4 hotplug CPUs")
     );
 }
 

@@ -128,3 +128,40 @@ pub fn guest_image() -> GuestImage {
         initramfs: get("INITRAMFS"),
     }
 }
+
+/// Runs `cmd` until a line of its stdout contains `needle` (or `limit` passes), then kills it;
+/// returns the stdout read so far. For VMMs that keep running after the part we test (QEMU
+/// stays paused after a KVM internal error).
+pub fn run_until(mut cmd: Command, needle: &str, limit: Duration) -> String {
+    use std::io::BufRead;
+    cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = cmd.spawn().expect("spawn");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let start = Instant::now();
+    let mut out = String::new();
+    while start.elapsed() < limit {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                out.push_str(&line);
+                out.push('\n');
+                if line.contains(needle) {
+                    break;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    out
+}

@@ -85,7 +85,11 @@ fn haswell_leaves() {
         0x3028,
         "QEMU -M pc: 40 physical bits for a named model, 48 linear bits without LA57"
     );
-    assert_eq!(find(&e, 5, 0).ecx, 0b11, "MONITOR leaf: EMX and IBE, as QEMU");
+    assert_eq!(
+        find(&e, 5, 0).ecx,
+        0b11,
+        "MONITOR leaf: EMX and IBE, as QEMU"
+    );
     assert!(
         e.iter().all(|x| !(x.function == 7 && x.index == 1)),
         "no 07H.1 while 07H.0:EAX (the last subleaf) is 0"
