@@ -6,6 +6,8 @@
  *   mode=hello           PROBE-HELLO, power off
  *   mode=busy            the dump, then every vCPU loops on arithmetic; PROBE-BUSY cpus=N
  *   mode=halt            the dump, PROBE-HALT cpus=N, every vCPU halts forever
+ *   mode=reset           PROBE-RESET, then an i8042 reset pulse (a guest reboot)
+ *   mode=triplefault     PROBE-TRIPLEFAULT, then ud2 with an empty IDT (a triple fault)
  *   mode=pio count=K     the dump, K one-byte writes to port 0x80, PROBE-PIO count=K,
  *                        power off
  *
@@ -22,7 +24,7 @@
 #define PIO_DEFAULT_COUNT 1000000ull
 #define CMDLINE_MAX 256
 
-enum mode { MODE_DUMP, MODE_HELLO, MODE_BUSY, MODE_HALT, MODE_PIO };
+enum mode { MODE_DUMP, MODE_HELLO, MODE_BUSY, MODE_HALT, MODE_PIO, MODE_RESET, MODE_TRIPLEFAULT };
 
 static char cmdline[CMDLINE_MAX];
 
@@ -99,6 +101,10 @@ static enum mode parse_mode(uint64_t *pio_count)
 		mode = MODE_HALT;
 	else if (value_is(v, len, "pio"))
 		mode = MODE_PIO;
+	else if (value_is(v, len, "reset"))
+		mode = MODE_RESET;
+	else if (value_is(v, len, "triplefault"))
+		mode = MODE_TRIPLEFAULT;
 	else {
 		print_error("unknown mode ", v, len);
 		power_off();
@@ -179,6 +185,14 @@ void probe_main(uint32_t start_info_paddr)
 	if (mode == MODE_HELLO) {
 		out_line("PROBE-HELLO");
 		power_off();
+	}
+	if (mode == MODE_RESET) {
+		out_line("PROBE-RESET");
+		reset();
+	}
+	if (mode == MODE_TRIPLEFAULT) {
+		out_line("PROBE-TRIPLEFAULT");
+		triple_fault();
 	}
 
 	out_line("PROBE-BEGIN v1");

@@ -140,6 +140,28 @@ static void settle(void)
 		cpu_pause();
 }
 
+/* A guest reboot the way Linux's reboot=k does it: pulse the CPU reset line. */
+void reset(void)
+{
+	outb(I8042_COMMAND_PORT, I8042_PULSE_RESET);
+	halt_forever();
+}
+
+/*
+ * An exception (#UD) with an empty IDT cannot be delivered (#GP, then #DF, then shutdown): a triple
+ * fault, which KVM reports as KVM_EXIT_SHUTDOWN.
+ */
+void triple_fault(void)
+{
+	struct __attribute__((packed)) {
+		uint16_t limit;
+		uint64_t base;
+	} empty = { 0, 0 };
+
+	__asm__ volatile("lidt %0\n\tud2" : : "m"(empty));
+	halt_forever();
+}
+
 void power_off(void)
 {
 	acpi_s5();

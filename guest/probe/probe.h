@@ -136,6 +136,8 @@ void acpi_dump(const char sig[4]);
 /* ---- power.c -------------------------------------------------------------------------- */
 
 __attribute__((noreturn)) void power_off(void);
+__attribute__((noreturn)) void reset(void);
+__attribute__((noreturn)) void triple_fault(void);
 
 /* ---- apic.c: the local APIC --------------------------------------------------------- */
 

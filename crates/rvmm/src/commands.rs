@@ -115,19 +115,22 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         }
     };
     let outcome = vmm.run(RunOptions {
-        console_input: false,
+        console_input: true,
         serial_listener: Some(Box::new(listener)),
     })?;
     let code = outcome_code(&outcome);
     if let Some(e) = decode_error {
         bail!("probe dump: {e}");
     }
-    if !printed && matches!(outcome, VmOutcome::Poweroff | VmOutcome::Reset) {
-        let out = vmm.serial_output().unwrap_or_default();
-        bail!(
-            "the probe guest powered off without a complete dump; its output was:\n{}",
-            String::from_utf8_lossy(&out)
-        );
+    if !printed {
+        let out = String::from_utf8_lossy(&vmm.serial_output().unwrap_or_default()).into_owned();
+        if out.contains("PROBE-BEGIN") {
+            bail!("the probe guest's dump is incomplete (no PROBE-END); its output was:\n{out}");
+        }
+        // Modes without a dump (hello, reset, triplefault): show what the guest said.
+        if !args.raw {
+            print!("{out}");
+        }
     }
     Ok(code)
 }
