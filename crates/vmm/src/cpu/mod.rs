@@ -1,6 +1,7 @@
 //! Guest CPU identity: topology (APIC IDs and the CPUID topology leaves), named features,
 //! CPU model tables, the per-vCPU CPUID table handed to KVM_SET_CPUID2, and boot MSRs.
 
+pub mod availability;
 pub mod cache;
 pub mod cpuid;
 pub mod msr;

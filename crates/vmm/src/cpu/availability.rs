@@ -1,0 +1,137 @@
+//! Which CPU models run on this host: every name of the `-cpu help` listing, expanded and
+//! filtered exactly as `cpu::builder::plan` does for a VM, with the features the host's KVM
+//! lacks (QEMU's `query-cpu-definitions` `unavailable-features`), and a model's full
+//! unfiltered expansion for `rvmm cpu-models --expand`.
+//!
+//! The listing itself is `cpu::models::list`; expansion `cpu::models::expand`; filtering
+//! `cpu::filter`. This module only runs them per model; nothing here touches /dev/kvm.
+
+use super::builder::DEFAULT_VERSION;
+use super::filter::{filter_cpu, HostCpuSupport};
+use super::models::expand::{expand, Accel, ExpandError, ExpandedCpu, HostIdentity};
+use super::models::list::{entries, EntryKind, ModelListEntry};
+use super::models::{lookup, resolve_version, ModelRef};
+use crate::config::cpu::CpuConfig;
+
+/// One model of the listing and whether it runs on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelAvailability {
+    pub entry: ModelListEntry,
+    /// The name the entry expands as (`Haswell-v1` for `Haswell`, `Haswell-v2` for
+    /// `Haswell-noTSX`); `host`, `max` and `base` stand for themselves.
+    pub resolves_to: String,
+    /// The features the host's KVM cannot give, in QEMU's warning order (named bits by
+    /// name, unnamed MSR bits as `MSR(48CH)[14]`); empty when the model runs unchanged.
+    pub unavailable: Vec<String>,
+}
+
+impl ModelAvailability {
+    /// True when every feature of the model survives filtering.
+    pub fn usable(&self) -> bool {
+        self.unavailable.is_empty()
+    }
+}
+
+/// The versioned name an unversioned name or alias resolves to under rvmm's default version.
+pub fn resolved_name(name: &str) -> Option<String> {
+    match lookup(name)? {
+        ModelRef::Builtin { def, version } => Some(
+            def.versioned_name(resolve_version(def, version, DEFAULT_VERSION)),
+        ),
+        ModelRef::Host => Some("host".to_string()),
+        ModelRef::Max => Some("max".to_string()),
+        ModelRef::Base => Some("base".to_string()),
+    }
+}
+
+/// Expands a `--cpu` configuration under KVM for this host, before filtering (what rvmm
+/// asks KVM for).
+pub fn expand_for_host(
+    cpu: &CpuConfig,
+    host: &HostCpuSupport,
+    identity: &HostIdentity,
+) -> Result<ExpandedCpu, ExpandError> {
+    expand(&cpu.request(DEFAULT_VERSION, 1), Accel::Kvm { host, identity })
+}
+
+/// Every model of the listing (in `-cpu help` order) with what the host lacks for it.
+pub fn model_availability(
+    host: &HostCpuSupport,
+    identity: &HostIdentity,
+) -> Vec<ModelAvailability> {
+    entries()
+        .into_iter()
+        .map(|entry| {
+            let resolves_to = match entry.kind {
+                EntryKind::Special => entry.name.clone(),
+                _ => resolved_name(&entry.name).unwrap_or_else(|| entry.name.clone()),
+            };
+            let cpu = CpuConfig {
+                model: entry.name.clone(),
+                ..CpuConfig::default()
+            };
+            let unavailable = match expand_for_host(&cpu, host, identity) {
+                Ok(expanded) => filter_cpu(&expanded, host).dropped_names(),
+                Err(e) => vec![e.to_string()],
+            };
+            ModelAvailability {
+                entry,
+                resolves_to,
+                unavailable,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::filter::testing;
+    use crate::cpu::models::VendorId;
+
+    fn identity() -> HostIdentity {
+        HostIdentity {
+            vendor: VendorId::INTEL,
+            family: 6,
+            model: 60,
+            stepping: 3,
+            model_id: "Test CPU".to_string(),
+        }
+    }
+
+    fn find<'a>(list: &'a [ModelAvailability], name: &str) -> &'a ModelAvailability {
+        list.iter().find(|m| m.entry.name == name).unwrap()
+    }
+
+    #[test]
+    fn haswell_lacks_what_the_test_host_lacks() {
+        let list = model_availability(&testing::host(), &identity());
+        assert_eq!(list.len(), 132);
+        let haswell = find(&list, "Haswell");
+        assert_eq!(haswell.resolves_to, "Haswell-v1");
+        // The synthetic host is a Haswell without FMA, PCID, MOVBE, F16C, RDRAND, HLE,
+        // RTM and INVPCID; it has no KVM paravirtual leaf features beyond 0x010007fb.
+        assert_eq!(
+            haswell.unavailable,
+            ["fma", "pcid", "movbe", "f16c", "rdrand", "hle", "invpcid", "rtm"]
+        );
+        // Haswell-noTSX (v2) no longer asks for HLE and RTM.
+        let notsx = find(&list, "Haswell-noTSX");
+        assert_eq!(notsx.resolves_to, "Haswell-v2");
+        assert_eq!(
+            notsx.unavailable,
+            ["fma", "pcid", "movbe", "f16c", "rdrand", "invpcid"]
+        );
+        assert!(find(&list, "base").usable());
+        assert!(find(&list, "host").usable());
+        assert!(find(&list, "qemu64").usable());
+    }
+
+    #[test]
+    fn resolved_names() {
+        assert_eq!(resolved_name("Haswell").as_deref(), Some("Haswell-v1"));
+        assert_eq!(resolved_name("Skylake-Client-IBRS").as_deref(), Some("Skylake-Client-v2"));
+        assert_eq!(resolved_name("max").as_deref(), Some("max"));
+        assert_eq!(resolved_name("Nope"), None);
+    }
+}
