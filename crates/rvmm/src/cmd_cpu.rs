@@ -14,6 +14,9 @@ use vmm::cpu::filter::{filter_cpu, HostCpuSupport};
 use vmm::cpu::models::expand::HostIdentity;
 use vmm::cpu::models::list::{help_text, recognized_flags, EntryKind};
 use vmm::cpu::models::{lookup, ModelRef};
+use vmm::cpu::baseline::{baseline, compare, Verdict};
+use vmm::cpu::hostdesc::{load_file, HostCpuDesc};
+use vmm::cpu::libvirt_map::{LibvirtCpuMap, LibvirtMapError};
 use vmm::host::KvmHost;
 
 #[derive(Debug, Args)]
@@ -270,10 +273,125 @@ fn expand_model(spec: &str, json_out: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn cpu_baseline(_args: CpuBaselineArgs) -> Result<ExitCode> {
-    anyhow::bail!("cpu-baseline: not yet")
+/// Loads every description in `files`, reading libvirt's CPU map once if any is XML.
+fn load_hosts(files: &[PathBuf]) -> Result<(Vec<HostCpuDesc>, Option<LibvirtCpuMap>)> {
+    let mut map: Option<LibvirtCpuMap> = None;
+    let mut hosts = Vec::new();
+    for f in files {
+        let mut get_map = || -> Result<LibvirtCpuMap, LibvirtMapError> {
+            if let Some(m) = &map {
+                return Ok(m.clone());
+            }
+            let m = LibvirtCpuMap::load()?;
+            map = Some(m.clone());
+            Ok(m)
+        };
+        hosts.extend(load_file(f, &mut get_map)?);
+    }
+    Ok((hosts, map))
 }
 
-pub fn cpu_compare(_args: CpuCompareArgs) -> Result<ExitCode> {
-    anyhow::bail!("cpu-compare: not yet")
+pub fn cpu_baseline(args: CpuBaselineArgs) -> Result<ExitCode> {
+    let (hosts, map) = load_hosts(&args.files)?;
+    let b = baseline(&hosts)?;
+    // The libvirt XML needs the map even when every input was JSON.
+    let map = match map {
+        Some(m) => Some(m),
+        None => match LibvirtCpuMap::load() {
+            Ok(m) => Some(m),
+            Err(e) => {
+                eprintln!("rvmm: warning: no libvirt XML: {e}");
+                None
+            }
+        },
+    };
+    let xml = map.as_ref().map(|m| b.libvirt_xml(m));
+    if args.json {
+        let out = json!({
+            "hosts": hosts.iter().map(|h| h.source.clone()).collect::<Vec<_>>(),
+            "vendor": b.vendor,
+            "model": b.model,
+            "alias": b.alias,
+            "extra": b.extra,
+            "libvirt_only": b.libvirt_only,
+            "common": b.common,
+            "cpu": b.cpu_string(),
+            "libvirt_model": map.as_ref().and_then(|m| b.libvirt_model(m)),
+            "libvirt_xml": xml,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("hosts: {}", hosts.iter().map(|h| h.source.as_str()).collect::<Vec<_>>().join(" "));
+    println!(
+        "model: {}{}",
+        b.model,
+        b.alias.as_ref().map(|a| format!(" ({a})")).unwrap_or_default()
+    );
+    println!(
+        "extra features: {}",
+        if b.extra.is_empty() { "none".to_string() } else { b.extra.join(" ") }
+    );
+    println!("--cpu {}", b.cpu_string());
+    if let Some(xml) = xml {
+        print!("{xml}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn cpu_compare(args: CpuCompareArgs) -> Result<ExitCode> {
+    let cpu = parse_cpu(&args.cpu)?;
+    let hosts = match &args.host {
+        Some(f) => load_hosts(std::slice::from_ref(f))?.0,
+        None => {
+            let kvm = KvmHost::open()?;
+            vec![HostCpuDesc::from_kvm(&kvm.cpu_support, &kvm.identity)]
+        }
+    };
+    let mut results = Vec::new();
+    for h in &hosts {
+        results.push((h.source.clone(), compare(&cpu, h)?));
+    }
+    if args.json {
+        let out: Vec<serde_json::Value> = results
+            .iter()
+            .map(|(src, c)| {
+                json!({
+                    "host": src,
+                    "model": c.model,
+                    "verdict": verdict_name(c.verdict),
+                    "missing": c.missing,
+                    "extra": c.extra,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for (src, c) in &results {
+            let host = if src == "kvm" { "this host" } else { src.as_str() };
+            match c.verdict {
+                Verdict::Identical => println!("{host}: identical to {}", c.model),
+                Verdict::Superset => println!(
+                    "{host}: superset of {} (the host also has: {})",
+                    c.model,
+                    c.extra.join(" ")
+                ),
+                Verdict::Incompatible => println!(
+                    "{host}: incompatible with {} (the host lacks: {})",
+                    c.model,
+                    c.missing.join(" ")
+                ),
+            }
+        }
+    }
+    // As `virsh cpu-compare`: an incompatible CPU is not an error of the command.
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verdict_name(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Identical => "identical",
+        Verdict::Superset => "superset",
+        Verdict::Incompatible => "incompatible",
+    }
 }

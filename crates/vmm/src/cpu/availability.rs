@@ -83,6 +83,48 @@ pub fn model_availability(
         .collect()
 }
 
+/// The most capable named model the host runs without losing a feature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosestModel {
+    /// `NAME-vN`.
+    pub name: String,
+    /// Its named features after expansion.
+    pub features: usize,
+}
+
+/// The most capable built-in model (every version of every model) whose features all
+/// survive filtering: the most named features, then the later model in QEMU's definition
+/// order (newer generation), then the higher version. Models of another vendor than the
+/// host are skipped unless they are QEMU's generic models (`qemu64`, `kvm64`, `qemu32`,
+/// `kvm32`), which run on any vendor.
+pub fn closest_model(host: &HostCpuSupport, identity: &HostIdentity) -> Option<ClosestModel> {
+    const GENERIC: [&str; 4] = ["qemu64", "kvm64", "qemu32", "kvm32"];
+    let mut best: Option<((usize, usize, u32), String)> = None;
+    for (order, def) in super::models::MODELS.iter().enumerate() {
+        if def.vendor != identity.vendor && !GENERIC.contains(&def.name) {
+            continue;
+        }
+        for v in def.versions() {
+            let name = def.versioned_name(v.version);
+            let cpu = CpuConfig {
+                model: name.clone(),
+                ..CpuConfig::default()
+            };
+            let Ok(expanded) = expand_for_host(&cpu, host, identity) else {
+                continue;
+            };
+            if !filter_cpu(&expanded, host).dropped.is_empty() {
+                continue;
+            }
+            let key = (expanded.features.names().len(), order, v.version);
+            if best.as_ref().is_none_or(|(k, _)| key > *k) {
+                best = Some((key, name));
+            }
+        }
+    }
+    best.map(|((features, _, _), name)| ClosestModel { name, features })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +167,14 @@ mod tests {
         assert!(find(&list, "base").usable());
         assert!(find(&list, "host").usable());
         assert!(find(&list, "qemu64").usable());
+    }
+
+    #[test]
+    fn closest_model_on_the_test_host() {
+        // Without FMA/MOVBE/... no Haswell, and without PCID no SandyBridge-IBRS; the
+        // most capable model whose features all survive is Westmere's newest version.
+        let closest = closest_model(&testing::host(), &identity()).unwrap();
+        assert_eq!(closest.name, "Westmere-v2");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! CPU model tables, the per-vCPU CPUID table handed to KVM_SET_CPUID2, and boot MSRs.
 
 pub mod availability;
+pub mod baseline;
 pub mod cache;
 pub mod cpuid;
 pub mod msr;
@@ -9,4 +10,6 @@ pub mod builder;
 pub mod topology;
 pub mod features;
 pub mod filter;
+pub mod hostdesc;
+pub mod libvirt_map;
 pub mod models;
