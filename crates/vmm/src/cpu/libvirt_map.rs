@@ -72,6 +72,10 @@ pub struct LvModel {
     pub vendor: Option<String>,
     /// Feature names, libvirt spelling.
     pub features: Vec<String>,
+    /// Features marked `removed='yes'`: QEMU dropped them from its model; libvirt keeps the
+    /// name for old domains, disables them in guests and does not count them as the
+    /// model's features.
+    pub removed: Vec<String>,
     /// `<signature family= model=>`.
     pub signatures: Vec<(u32, u32)>,
 }
@@ -270,12 +274,20 @@ impl LibvirtCpuMap {
                         name,
                         vendor: None,
                         features: Vec::new(),
+                        removed: Vec::new(),
                         signatures: Vec::new(),
                     };
                     for c in n.children().filter(|c| c.is_element()) {
                         match c.tag_name().name() {
                             "vendor" => m.vendor = c.attribute("name").map(String::from),
-                            "feature" => m.features.extend(c.attribute("name").map(String::from)),
+                            "feature" => {
+                                let name = c.attribute("name").map(String::from);
+                                if c.attribute("removed") == Some("yes") {
+                                    m.removed.extend(name);
+                                } else {
+                                    m.features.extend(name);
+                                }
+                            }
                             "signature" => {
                                 let num = |a: &str| {
                                     c.attribute(a)
@@ -350,7 +362,7 @@ mod tests {
 <feature name='rdctl-no'><msr index='0x10a' edx='0x00000000' eax='0x00000001'/></feature>\
 </cpus>";
     const MODELS: &str = "<cpus><model name='Tiny'><signature family='6' model='42'/>\
-<vendor name='Intel'/><feature name='pclmuldq'/></model></cpus>";
+<vendor name='Intel'/><feature name='pclmuldq'/><feature name='osxsave' removed='yes'/></model></cpus>";
 
     fn map() -> LibvirtCpuMap {
         LibvirtCpuMap::parse(INDEX, |f| {
@@ -384,6 +396,7 @@ mod tests {
         let tiny = m.model("Tiny").unwrap();
         assert_eq!(tiny.vendor.as_deref(), Some("Intel"));
         assert_eq!(tiny.features, ["pclmuldq"]);
+        assert_eq!(tiny.removed, ["osxsave"]);
         assert_eq!(tiny.signatures, [(6, 42)]);
         assert_eq!(m.vendor_string("Intel"), Some("GenuineIntel"));
         assert_eq!(m.vendor_name("GenuineIntel"), Some("Intel"));

@@ -90,11 +90,16 @@ fn libvirt_xml_uses_libvirt_names() {
         libvirt_only: vec!["osxsave".into()],
         common: vec!["sse2".into(), "vmx".into(), "tsc-adjust".into(), "avx".into()],
     };
-    assert_eq!(
-        b.libvirt_xml(&map),
-        "<cpu mode='custom' match='exact'>\n  <model fallback='forbid'>Tiny</model>\n  <vendor>Intel</vendor>\n\
-  <feature policy='require' name='osxsave'/>\n  <feature policy='require' name='tsc_adjust'/>\n\
-  <feature policy='require' name='vmx'/>\n  <feature policy='disable' name='pclmuldq'/>\n\
-  <!-- common features libvirt has no name for: avx -->\n</cpu>\n"
-    );
+    let expected = [
+        "<cpu mode='custom' match='exact'>",
+        "  <model fallback='forbid'>Tiny</model>",
+        "  <vendor>Intel</vendor>",
+        "  <feature policy='require' name='osxsave'/>",
+        "  <feature policy='require' name='tsc_adjust'/>",
+        "  <feature policy='require' name='vmx'/>",
+        "  <feature policy='disable' name='pclmuldq'/>",
+        "  <!-- common features libvirt has no name for: avx -->",
+        "</cpu>",
+    ];
+    assert_eq!(b.libvirt_xml(&map), expected.join("\n") + "\n");
 }
