@@ -6,8 +6,7 @@
 //!
 //! What must agree: the CPU each side describes. rvmm's libvirt XML is fed back to
 //! `virsh cpu-baseline --features`, which expands it into the full feature list exactly as
-//! it expands its own answer; both lists must be equal (apart from the differences listed
-//! in `FEATURE_DIFFERENCES`, each with its reason). The chosen model may differ: rvmm picks
+//! it expands its own answer; both lists must be equal. The chosen model may differ: rvmm picks
 //! the most capable model every host runs without disabling anything, libvirt the model
 //! that needs the fewest feature changes and may disable some; each group lists both
 //! choices and, where they differ, why.
@@ -173,10 +172,6 @@ this host has; libvirt has no model for v2 and lists the two as extra features",
     },
 ];
 
-/// Features libvirt's expansion of its own answer and of rvmm's answer legitimately differ
-/// in: (feature, why).
-const FEATURE_DIFFERENCES: &[(&str, &str)] = &[];
-
 fn rvmm_baseline(hosts: &[&str]) -> Value {
     let mut c = rvmm();
     c.arg("cpu-baseline").arg("--json");
@@ -229,9 +224,8 @@ fn baselines_match_libvirt() {
         );
         let _ = std::fs::remove_file(&ours_file);
         let _ = std::fs::remove_file(&file);
-        let explained = |f: &String| FEATURE_DIFFERENCES.iter().any(|(n, _)| n == f);
-        let only_lv: Vec<&String> = lv_full.difference(&ours_full).filter(|f| !explained(f)).collect();
-        let only_ours: Vec<&String> = ours_full.difference(&lv_full).filter(|f| !explained(f)).collect();
+        let only_lv: Vec<&String> = lv_full.difference(&ours_full).collect();
+        let only_ours: Vec<&String> = ours_full.difference(&lv_full).collect();
         if !only_lv.is_empty() || !only_ours.is_empty() {
             failures.push(format!(
                 "{:?}: features only in libvirt's baseline: {only_lv:?}; only in rvmm's: {only_ours:?}",

@@ -7,6 +7,7 @@
 //! `cpu::filter`. This module only runs them per model; nothing here touches /dev/kvm.
 
 use super::builder::DEFAULT_VERSION;
+use super::features::{name_of, FeatureSet};
 use super::filter::{filter_cpu, HostCpuSupport};
 use super::models::expand::{expand, Accel, ExpandError, ExpandedCpu, HostIdentity};
 use super::models::list::{entries, EntryKind, ModelListEntry};
@@ -20,8 +21,9 @@ pub struct ModelAvailability {
     /// The name the entry expands as (`Haswell-v1` for `Haswell`, `Haswell-v2` for
     /// `Haswell-noTSX`); `host`, `max` and `base` stand for themselves.
     pub resolves_to: String,
-    /// The features the host's KVM cannot give, in QEMU's warning order (named bits by
-    /// name, unnamed MSR bits as `MSR(48CH)[14]`); empty when the model runs unchanged.
+    /// The named features the host's KVM cannot give, in QEMU's word and bit order, each
+    /// once: QEMU's `unavailable-features`, which leaves out unnamed bits (XSAVE
+    /// components, unnamed MSR bits) although it drops them too.
     pub unavailable: Vec<String>,
 }
 
@@ -54,6 +56,19 @@ pub fn expand_for_host(
     expand(&cpu.request(DEFAULT_VERSION, 1), Accel::Kvm { host, identity })
 }
 
+/// The names of the named bits of `dropped`, each once, in word and bit order.
+pub fn unavailable_names(dropped: &FeatureSet) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (word, bit) in dropped.bits() {
+        if let Some(name) = name_of(word, bit) {
+            if !out.iter().any(|n| n == name) {
+                out.push(name.to_string());
+            }
+        }
+    }
+    out
+}
+
 /// Every model of the listing (in `-cpu help` order) with what the host lacks for it.
 pub fn model_availability(
     host: &HostCpuSupport,
@@ -71,7 +86,7 @@ pub fn model_availability(
                 ..CpuConfig::default()
             };
             let unavailable = match expand_for_host(&cpu, host, identity) {
-                Ok(expanded) => filter_cpu(&expanded, host).dropped_names(),
+                Ok(expanded) => unavailable_names(&filter_cpu(&expanded, host).dropped),
                 Err(e) => vec![e.to_string()],
             };
             ModelAvailability {
@@ -93,7 +108,7 @@ pub struct ClosestModel {
 }
 
 /// The most capable built-in model (every version of every model) whose features all
-/// survive filtering: the most named features, then the later model in QEMU's definition
+/// survive filtering (unnamed bits too): the most named features, then the later model in QEMU's definition
 /// order (newer generation), then the higher version. Models of another vendor than the
 /// host are skipped unless they are QEMU's generic models (`qemu64`, `kvm64`, `qemu32`,
 /// `kvm32`), which run on any vendor.
