@@ -62,6 +62,10 @@ impl Ksm {
 /// Everything above.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HostPages {
+    /// /proc/meminfo `MemTotal`, bytes.
+    pub mem_total: u64,
+    /// /proc/meminfo `MemAvailable`, bytes.
+    pub mem_available: u64,
     /// /proc/meminfo `Hugepagesize`, KiB.
     pub default_size_kib: Option<u64>,
     pub pools: Vec<HugePool>,
@@ -142,6 +146,8 @@ impl HostPages {
             })
             .collect();
         HostPages {
+            mem_total: meminfo.get("MemTotal").copied().unwrap_or(0),
+            mem_available: meminfo.get("MemAvailable").copied().unwrap_or(0),
             default_size_kib: meminfo.get("Hugepagesize").map(|b| b / 1024),
             pools,
             mounts: parse_hugetlbfs_mounts(&fs.read("/proc/mounts").unwrap_or_default()),
@@ -206,10 +212,11 @@ none /mnt/huge1g hugetlbfs rw 0 0\n",
         w("sys/kernel/mm/transparent_hugepage/enabled", "always [madvise] never\n");
         w("sys/kernel/mm/ksm/run", "1\n");
         w("sys/kernel/mm/ksm/pages_sharing", "1234\n");
-        w("proc/meminfo", "Hugepagesize:       2048 kB\n");
+        w("proc/meminfo", "MemTotal:       24684084 kB\nHugepagesize:       2048 kB\n");
         let p = HostPages::read(&HostFs::at(&dir), &[0]);
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(p.default_size_kib, Some(2048));
+        assert_eq!((p.mem_total, p.mem_available), (24684084 * 1024, 0));
         assert_eq!(p.pools.len(), 1);
         assert_eq!((p.pools[0].total, p.pools[0].free), (64, 60));
         assert_eq!(p.pools[0].nodes, [(0, 32, 30)]);

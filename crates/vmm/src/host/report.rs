@@ -210,9 +210,8 @@ impl HostReport {
         };
         let _ = writeln!(
             out,
-            "  {}:{} {}{}",
-            d.path.display(),
-            " ".repeat(19usize.saturating_sub(d.path.display().to_string().len() + 1)),
+            "  {:<20} {}{}",
+            format!("{}:", d.path.display()),
             if d.exists { "present" } else { "missing" },
             if owner.is_empty() { String::new() } else { format!(", {owner}") }
         );
@@ -299,6 +298,12 @@ impl HostReport {
     fn render_memory(&self, out: &mut String) {
         let p = &self.pages;
         out.push_str("\nMemory\n");
+        let _ = writeln!(
+            out,
+            "  RAM:                 {} MiB total, {} MiB available (/proc/meminfo)",
+            p.mem_total >> 20,
+            p.mem_available >> 20
+        );
         if let Some(d) = p.default_size_kib {
             let _ = writeln!(out, "  default huge page:   {d} kB");
         }
