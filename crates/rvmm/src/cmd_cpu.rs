@@ -10,13 +10,13 @@ use clap::Args;
 use serde_json::json;
 use vmm::config::cpu::parse_cpu;
 use vmm::cpu::availability::{expand_for_host, model_availability, ModelAvailability};
+use vmm::cpu::baseline::{baseline, compare, Verdict};
 use vmm::cpu::filter::{filter_cpu, HostCpuSupport};
+use vmm::cpu::hostdesc::{load_file, HostCpuDesc};
+use vmm::cpu::libvirt_map::{LibvirtCpuMap, LibvirtMapError};
 use vmm::cpu::models::expand::HostIdentity;
 use vmm::cpu::models::list::{help_text, recognized_flags, EntryKind};
 use vmm::cpu::models::{lookup, ModelRef};
-use vmm::cpu::baseline::{baseline, compare, Verdict};
-use vmm::cpu::hostdesc::{load_file, HostCpuDesc};
-use vmm::cpu::libvirt_map::{LibvirtCpuMap, LibvirtMapError};
 use vmm::host::KvmHost;
 
 #[derive(Debug, Args)]
@@ -217,14 +217,19 @@ fn expand_model(spec: &str, json_out: bool) -> Result<ExitCode> {
             (s, i, false)
         }
     };
-    let expanded = expand_for_host(&cpu, &support, &identity)
-        .with_context(|| format!("--expand {spec}"))?;
+    let expanded =
+        expand_for_host(&cpu, &support, &identity).with_context(|| format!("--expand {spec}"))?;
     let lacking = if on_kvm {
         Some(filter_cpu(&expanded, &support).dropped_names())
     } else {
         None
     };
-    let features: Vec<String> = expanded.features.names().iter().map(|s| s.to_string()).collect();
+    let features: Vec<String> = expanded
+        .features
+        .names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let versioned = expanded
         .versioned_name
         .clone()
@@ -322,15 +327,29 @@ pub fn cpu_baseline(args: CpuBaselineArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("hosts: {}", hosts.iter().map(|h| h.source.as_str()).collect::<Vec<_>>().join(" "));
+    println!(
+        "hosts: {}",
+        hosts
+            .iter()
+            .map(|h| h.source.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     println!(
         "model: {}{}",
         b.model,
-        b.alias.as_ref().map(|a| format!(" ({a})")).unwrap_or_default()
+        b.alias
+            .as_ref()
+            .map(|a| format!(" ({a})"))
+            .unwrap_or_default()
     );
     println!(
         "extra features: {}",
-        if b.extra.is_empty() { "none".to_string() } else { b.extra.join(" ") }
+        if b.extra.is_empty() {
+            "none".to_string()
+        } else {
+            b.extra.join(" ")
+        }
     );
     println!("--cpu {}", b.cpu_string());
     if let Some(xml) = xml {
@@ -368,7 +387,11 @@ pub fn cpu_compare(args: CpuCompareArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         for (src, c) in &results {
-            let host = if src == "kvm" { "this host" } else { src.as_str() };
+            let host = if src == "kvm" {
+                "this host"
+            } else {
+                src.as_str()
+            };
             match c.verdict {
                 Verdict::Identical => println!("{host}: identical to {}", c.model),
                 Verdict::Superset => println!(

@@ -100,10 +100,34 @@ disabling features the hosts lack; rvmm only picks a model every host runs as de
 started with its --cpu string never asks for a feature a host lacks";
 
 const GROUPS: &[Group] = &[
-    Group { hosts: &["sandybridge"], libvirt: "SandyBridge-IBRS", rvmm: "SandyBridge-v2", rvmm_libvirt: "SandyBridge-IBRS", why: "" },
-    Group { hosts: &["ivybridge"], libvirt: "IvyBridge-IBRS", rvmm: "IvyBridge-v2", rvmm_libvirt: "IvyBridge-IBRS", why: "" },
-    Group { hosts: &["haswell"], libvirt: "Haswell-noTSX-IBRS", rvmm: "Haswell-v4", rvmm_libvirt: "Haswell-noTSX-IBRS", why: "" },
-    Group { hosts: &["skylake"], libvirt: "Skylake-Server-IBRS", rvmm: "Skylake-Server-v2", rvmm_libvirt: "Skylake-Server-IBRS", why: "" },
+    Group {
+        hosts: &["sandybridge"],
+        libvirt: "SandyBridge-IBRS",
+        rvmm: "SandyBridge-v2",
+        rvmm_libvirt: "SandyBridge-IBRS",
+        why: "",
+    },
+    Group {
+        hosts: &["ivybridge"],
+        libvirt: "IvyBridge-IBRS",
+        rvmm: "IvyBridge-v2",
+        rvmm_libvirt: "IvyBridge-IBRS",
+        why: "",
+    },
+    Group {
+        hosts: &["haswell"],
+        libvirt: "Haswell-noTSX-IBRS",
+        rvmm: "Haswell-v4",
+        rvmm_libvirt: "Haswell-noTSX-IBRS",
+        why: "",
+    },
+    Group {
+        hosts: &["skylake"],
+        libvirt: "Skylake-Server-IBRS",
+        rvmm: "Skylake-Server-v2",
+        rvmm_libvirt: "Skylake-Server-IBRS",
+        why: "",
+    },
     Group {
         hosts: &["icelake"],
         libvirt: "Icelake-Server",
@@ -180,7 +204,10 @@ fn rvmm_baseline(hosts: &[&str]) -> Value {
     }
     let out = c.output().unwrap();
     let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "rvmm cpu-baseline {hosts:?}: {stderr}");
+    assert!(
+        out.status.success(),
+        "rvmm cpu-baseline {hosts:?}: {stderr}"
+    );
     serde_json::from_str(&stdout).unwrap()
 }
 
@@ -190,7 +217,8 @@ fn baselines_match_libvirt() {
     let mut failures = Vec::new();
     for g in GROUPS {
         let file = group_file(g.hosts);
-        let lv = virsh_baseline(&file, false).unwrap_or_else(|e| panic!("virsh cpu-baseline {:?}: {e}", g.hosts));
+        let lv = virsh_baseline(&file, false)
+            .unwrap_or_else(|e| panic!("virsh cpu-baseline {:?}: {e}", g.hosts));
         let lv_model = model_of(&lv);
         let ours = rvmm_baseline(g.hosts);
         let our_model = ours["model"].as_str().unwrap().to_string();
@@ -199,7 +227,11 @@ fn baselines_match_libvirt() {
         report.push(format!(
             "{:?}: libvirt {lv_model}, rvmm {our_model} (libvirt XML {our_lv_model}){}",
             g.hosts,
-            if g.why.is_empty() { String::new() } else { format!(" — differs: {}", g.why) }
+            if g.why.is_empty() {
+                String::new()
+            } else {
+                format!(" — differs: {}", g.why)
+            }
         ));
         if lv_model != g.libvirt || our_model != g.rvmm || our_lv_model != g.rvmm_libvirt {
             failures.push(format!(
@@ -212,15 +244,23 @@ fn baselines_match_libvirt() {
         let differs = g.libvirt != g.rvmm_libvirt
             || vmm::cpu::availability::resolved_name(g.libvirt).as_deref() != Some(g.rvmm);
         if differs == g.why.is_empty() {
-            failures.push(format!("{:?}: a difference needs a reason, agreement none", g.hosts));
+            failures.push(format!(
+                "{:?}: a difference needs a reason, agreement none",
+                g.hosts
+            ));
         }
         // The CPU both describe: libvirt's expansion of its answer and of ours.
         let lv_full = required(&virsh_baseline(&file, true).unwrap());
-        let as_host = our_xml.replacen("<cpu mode='custom' match='exact'>", "<cpu>\n  <arch>x86_64</arch>", 1);
+        let as_host = our_xml.replacen(
+            "<cpu mode='custom' match='exact'>",
+            "<cpu>\n  <arch>x86_64</arch>",
+            1,
+        );
         let ours_file = file.with_extension("rvmm.xml");
         std::fs::write(&ours_file, &as_host).unwrap();
         let ours_full = required(
-            &virsh_baseline(&ours_file, true).unwrap_or_else(|e| panic!("virsh reading rvmm's XML {as_host}: {e}")),
+            &virsh_baseline(&ours_file, true)
+                .unwrap_or_else(|e| panic!("virsh reading rvmm's XML {as_host}: {e}")),
         );
         let _ = std::fs::remove_file(&ours_file);
         let _ = std::fs::remove_file(&file);
@@ -285,7 +325,10 @@ fn cpu_compare_with_libvirt_hosts() {
         .unwrap();
     let (_, stderr) = text(&out);
     if !out.status.success() {
-        eprintln!("virsh -c test:///default cpu-compare is unavailable: {}", stderr.trim());
+        eprintln!(
+            "virsh -c test:///default cpu-compare is unavailable: {}",
+            stderr.trim()
+        );
     }
     let compare = |cpu: &str, host: &str| {
         let out = rvmm()
@@ -298,7 +341,8 @@ fn cpu_compare_with_libvirt_hosts() {
         stdout.trim().to_string()
     };
     let h = hosts_dir().join("haswell.xml").display().to_string();
-    assert!(compare("Haswell-noTSX-IBRS", "haswell").starts_with(&format!("{h}: superset of Haswell-v4 (the host also has: ")));
+    assert!(compare("Haswell-noTSX-IBRS", "haswell")
+        .starts_with(&format!("{h}: superset of Haswell-v4 (the host also has: ")));
     assert_eq!(
         compare("Haswell", "haswell"),
         format!("{h}: incompatible with Haswell-v1 (the host lacks: hle rtm)")

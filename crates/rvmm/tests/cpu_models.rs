@@ -24,7 +24,17 @@ fn run_ok(args: &[&str]) -> String {
 /// with repeats dropped (QEMU lists a name twice when two filtered bits carry it).
 fn qemu_definitions() -> BTreeMap<String, Vec<String>> {
     let mut child = qemu()
-        .args(["-machine", "none", "-accel", "kvm", "-qmp", "stdio", "-nodefaults", "-display", "none"])
+        .args([
+            "-machine",
+            "none",
+            "-accel",
+            "kvm",
+            "-qmp",
+            "stdio",
+            "-nodefaults",
+            "-display",
+            "none",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -61,7 +71,10 @@ fn qemu_definitions() -> BTreeMap<String, Vec<String>> {
             })
             .collect();
     }
-    panic!("QEMU gave no query-cpu-definitions answer: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    panic!(
+        "QEMU gave no query-cpu-definitions answer: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -83,7 +96,11 @@ fn usable_models_match_qemu_query_cpu_definitions() {
                 unavailable.push(f);
             }
         }
-        assert_eq!(m["usable"].as_bool().unwrap(), unavailable.is_empty(), "{name}");
+        assert_eq!(
+            m["usable"].as_bool().unwrap(),
+            unavailable.is_empty(),
+            "{name}"
+        );
         match qemu.get(name) {
             Some(q) if *q == unavailable => {}
             Some(q) => diffs.push(format!("{name}: QEMU {q:?}, rvmm {unavailable:?}")),
@@ -128,17 +145,42 @@ fn text_lists_every_model_with_qemus_description_and_qemus_flags() {
 
 #[test]
 fn expand_prints_the_unfiltered_feature_set() {
-    let v: Value = serde_json::from_str(&run_ok(&["cpu-models", "--expand", "Haswell-noTSX", "--json"])).unwrap();
+    let v: Value = serde_json::from_str(&run_ok(&[
+        "cpu-models",
+        "--expand",
+        "Haswell-noTSX",
+        "--json",
+    ]))
+    .unwrap();
     assert_eq!(v["resolves_to"], "Haswell-v2");
-    let features: Vec<&str> = v["features"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    let features: Vec<&str> = v["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
     for f in ["avx2", "fma", "x2apic", "tsc-deadline", "kvmclock"] {
         assert!(features.contains(&f), "{f}: {features:?}");
     }
     assert!(!features.contains(&"hle"));
-    let v: Value = serde_json::from_str(&run_ok(&["cpu-models", "--expand", "Haswell,-avx2,+avx512f", "--json"])).unwrap();
-    let features: Vec<&str> = v["features"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    let v: Value = serde_json::from_str(&run_ok(&[
+        "cpu-models",
+        "--expand",
+        "Haswell,-avx2,+avx512f",
+        "--json",
+    ]))
+    .unwrap();
+    let features: Vec<&str> = v["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
     assert!(!features.contains(&"avx2") && features.contains(&"avx512f"));
-    let out = rvmm().args(["cpu-models", "--expand", "Haswel"]).output().unwrap();
+    let out = rvmm()
+        .args(["cpu-models", "--expand", "Haswel"])
+        .output()
+        .unwrap();
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
@@ -151,8 +193,18 @@ fn expand_prints_the_unfiltered_feature_set() {
 fn dry_run_prints_the_resolved_configuration_without_kvm() {
     let out = rvmm()
         .args([
-            "run", "--smp", "4,sockets=2,cores=2", "--cpu", "Haswell-noTSX,+avx512f,-hle", "-m", "1G", "--name", "vm1",
-            "--append", "mode=halt", "--dry-run",
+            "run",
+            "--smp",
+            "4,sockets=2,cores=2",
+            "--cpu",
+            "Haswell-noTSX,+avx512f,-hle",
+            "-m",
+            "1G",
+            "--name",
+            "vm1",
+            "--append",
+            "mode=halt",
+            "--dry-run",
         ])
         .env("RVMM_KVM_DEVICE", "/nonexistent/kvm")
         .output()
@@ -175,7 +227,13 @@ fn show_cpuid_prints_one_table_per_vcpu() {
     if !kvm_available("show_cpuid_prints_one_table_per_vcpu") {
         return;
     }
-    let stdout = run_ok(&["run", "--smp", "3,sockets=1,cores=2,threads=2,maxcpus=4", "--dry-run", "--show-cpuid"]);
+    let stdout = run_ok(&[
+        "run",
+        "--smp",
+        "3,sockets=1,cores=2,threads=2,maxcpus=4",
+        "--dry-run",
+        "--show-cpuid",
+    ]);
     let headers: Vec<&str> = stdout.lines().filter(|l| l.starts_with("vCPU ")).collect();
     assert_eq!(headers.len(), 3, "{stdout}");
     // threads=2: APIC IDs 0, 1, 2 (SMT bit 0, core bit 1).

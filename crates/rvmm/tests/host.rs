@@ -14,7 +14,9 @@ use common::{is_kvm_pvm, kvm_available, rvmm, text};
 use serde_json::Value;
 
 fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e} (run scripts/deps.sh)"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (run scripts/deps.sh)"));
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{cmd:?}: {stderr}");
     stdout
@@ -61,21 +63,38 @@ fn cpu_figures_match_nproc_and_lscpu() {
     assert_eq!(h["sched"]["allowed_cpus"].as_array().unwrap().len(), nproc);
     let l = lscpu();
     let n = |v: &Value| v.as_u64().unwrap().to_string();
-    assert_eq!(h["cpus"]["online"].as_array().unwrap().len().to_string(), l["CPU(s)"]);
+    assert_eq!(
+        h["cpus"]["online"].as_array().unwrap().len().to_string(),
+        l["CPU(s)"]
+    );
     assert_eq!(h["cpus"]["vendor_id"].as_str().unwrap(), l["Vendor ID"]);
     assert_eq!(h["cpus"]["model_name"].as_str().unwrap(), l["Model name"]);
     assert_eq!(n(&h["cpus"]["family"]), l["CPU family"]);
     assert_eq!(n(&h["cpus"]["model"]), l["Model"]);
     assert_eq!(n(&h["cpus"]["stepping"]), l["Stepping"]);
     assert_eq!(n(&h["cpus"]["counts"]["sockets"]), l["Socket(s)"]);
-    assert_eq!(n(&h["cpus"]["counts"]["cores_per_socket"]), l["Core(s) per socket"]);
-    assert_eq!(n(&h["cpus"]["counts"]["threads_per_core"]), l["Thread(s) per core"]);
+    assert_eq!(
+        n(&h["cpus"]["counts"]["cores_per_socket"]),
+        l["Core(s) per socket"]
+    );
+    assert_eq!(
+        n(&h["cpus"]["counts"]["threads_per_core"]),
+        l["Thread(s) per core"]
+    );
     if let Some(nodes) = l.get("NUMA node(s)") {
-        assert_eq!(h["numa"]["nodes"].as_array().unwrap().len().to_string(), *nodes);
+        assert_eq!(
+            h["numa"]["nodes"].as_array().unwrap().len().to_string(),
+            *nodes
+        );
     }
     // lscpu's flags are /proc/cpuinfo's.
     let flags: Vec<&str> = l["Flags"].split_whitespace().collect();
-    let ours: Vec<&str> = h["cpus"]["flags"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    let ours: Vec<&str> = h["cpus"]["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
     let mut sorted = flags.clone();
     sorted.sort_unstable();
     assert_eq!(ours, sorted);
@@ -87,7 +106,12 @@ fn memory_figures_match_proc_meminfo() {
     let h = host_json();
     let after = meminfo();
     let p = &h["pages"];
-    within(p["mem_total"].as_u64().unwrap() >> 10, before["MemTotal"], after["MemTotal"], "MemTotal");
+    within(
+        p["mem_total"].as_u64().unwrap() >> 10,
+        before["MemTotal"],
+        after["MemTotal"],
+        "MemTotal",
+    );
     assert_eq!(p["default_size_kib"].as_u64(), Some(before["Hugepagesize"]));
     let pool = p["pools"]
         .as_array()
@@ -141,8 +165,18 @@ fn numa_matches_numactl() {
     assert_eq!(section, fixed);
     for node in h["numa"]["nodes"].as_array().unwrap() {
         let id = node["id"].as_u64().unwrap() as u32;
-        within(node["mem_total"].as_u64().unwrap() >> 20, size_before[&id], size_after[&id], "node size");
-        within(node["mem_free"].as_u64().unwrap() >> 20, free_before[&id], free_after[&id], "node free");
+        within(
+            node["mem_total"].as_u64().unwrap() >> 20,
+            size_before[&id],
+            size_after[&id],
+            "node size",
+        );
+        within(
+            node["mem_free"].as_u64().unwrap() >> 20,
+            free_before[&id],
+            free_after[&id],
+            "node free",
+        );
     }
 }
 
@@ -153,14 +187,28 @@ fn kvm_section_says_how_kvm_works_here() {
     }
     let out = run(rvmm().arg("host"));
     let flags = std::fs::read_to_string("/proc/cpuinfo").unwrap();
-    let hw = flags.lines().any(|l| l.starts_with("flags") && (l.contains(" vmx") || l.contains(" svm")));
+    let hw = flags
+        .lines()
+        .any(|l| l.starts_with("flags") && (l.contains(" vmx") || l.contains(" svm")));
     if is_kvm_pvm() && !hw {
-        assert!(out.contains("/dev/kvm works while /proc/cpuinfo shows no vmx/svm, because this is kvm-pvm"), "{out}");
+        assert!(
+            out.contains(
+                "/dev/kvm works while /proc/cpuinfo shows no vmx/svm, because this is kvm-pvm"
+            ),
+            "{out}"
+        );
         assert!(out.contains("CPU flags:           none (no vmx or svm in /proc/cpuinfo)"));
     }
     assert!(out.contains("KVM API version:     12"));
     assert!(out.contains("7 of 7 that rvmm needs present"), "{out}");
-    for section in ["Virtualization\n", "\nCPU\n", "\nNUMA", "\nMemory\n", "\nI/O virtualization\n", "\nScheduling\n"] {
+    for section in [
+        "Virtualization\n",
+        "\nCPU\n",
+        "\nNUMA",
+        "\nMemory\n",
+        "\nI/O virtualization\n",
+        "\nScheduling\n",
+    ] {
         assert!(out.contains(section), "{section}");
     }
 }
@@ -171,7 +219,12 @@ fn cpu_json_agrees_with_cpu_models_and_compare() {
         return;
     }
     let desc: Value = serde_json::from_str(&run(rvmm().args(["host", "--cpu-json"]))).unwrap();
-    let features: Vec<&str> = desc["features"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    let features: Vec<&str> = desc["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
     for f in &features {
         assert!(vmm::cpu::features::canonical_name(f).is_some(), "{f}");
     }
@@ -192,11 +245,15 @@ fn cpu_json_agrees_with_cpu_models_and_compare() {
         .unwrap();
         let verdict = cmp[0]["verdict"].as_str().unwrap();
         if m["usable"].as_bool().unwrap() != (verdict != "incompatible") {
-            disagree.push(format!("{name}: cpu-models usable={}, cpu-compare {verdict} {:?}", m["usable"], cmp[0]["missing"]));
+            disagree.push(format!(
+                "{name}: cpu-models usable={}, cpu-compare {verdict} {:?}",
+                m["usable"], cmp[0]["missing"]
+            ));
         }
     }
     // The baseline of this host alone is the closest model `rvmm host` names.
-    let b: Value = serde_json::from_str(&run(rvmm().args(["cpu-baseline", "--json"]).arg(&path))).unwrap();
+    let b: Value =
+        serde_json::from_str(&run(rvmm().args(["cpu-baseline", "--json"]).arg(&path))).unwrap();
     let _ = std::fs::remove_file(&path);
     let h = host_json();
     assert_eq!(b["model"], h["closest_model"][0]);

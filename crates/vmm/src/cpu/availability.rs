@@ -37,9 +37,9 @@ impl ModelAvailability {
 /// The versioned name an unversioned name or alias resolves to under rvmm's default version.
 pub fn resolved_name(name: &str) -> Option<String> {
     match lookup(name)? {
-        ModelRef::Builtin { def, version } => Some(
-            def.versioned_name(resolve_version(def, version, DEFAULT_VERSION)),
-        ),
+        ModelRef::Builtin { def, version } => {
+            Some(def.versioned_name(resolve_version(def, version, DEFAULT_VERSION)))
+        }
         ModelRef::Host => Some("host".to_string()),
         ModelRef::Max => Some("max".to_string()),
         ModelRef::Base => Some("base".to_string()),
@@ -53,7 +53,10 @@ pub fn expand_for_host(
     host: &HostCpuSupport,
     identity: &HostIdentity,
 ) -> Result<ExpandedCpu, ExpandError> {
-    expand(&cpu.request(DEFAULT_VERSION, 1), Accel::Kvm { host, identity })
+    expand(
+        &cpu.request(DEFAULT_VERSION, 1),
+        Accel::Kvm { host, identity },
+    )
 }
 
 /// The names of the named bits of `dropped`, each once, in word and bit order.
@@ -195,7 +198,10 @@ mod tests {
     #[test]
     fn resolved_names() {
         assert_eq!(resolved_name("Haswell").as_deref(), Some("Haswell-v1"));
-        assert_eq!(resolved_name("Skylake-Client-IBRS").as_deref(), Some("Skylake-Client-v2"));
+        assert_eq!(
+            resolved_name("Skylake-Client-IBRS").as_deref(),
+            Some("Skylake-Client-v2")
+        );
         assert_eq!(resolved_name("max").as_deref(), Some("max"));
         assert_eq!(resolved_name("Nope"), None);
     }

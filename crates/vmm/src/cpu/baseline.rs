@@ -67,7 +67,9 @@ pub struct Baseline {
 }
 
 /// Every host's features intersected; the vendor every host shares.
-fn common_features(hosts: &[HostCpuDesc]) -> Result<(String, FeatureSet, Vec<String>), BaselineError> {
+fn common_features(
+    hosts: &[HostCpuDesc],
+) -> Result<(String, FeatureSet, Vec<String>), BaselineError> {
     let first = hosts.first().ok_or(BaselineError::NoHosts)?;
     let mut common = first.feature_set()?;
     let mut libvirt_only = first.libvirt_only.clone();
@@ -104,10 +106,18 @@ fn alias_of(def: &ModelDef, version: u32) -> Option<String> {
 /// The most capable model whose features are all in `common`: the most features, then the
 /// later model in QEMU's order (newer generation), then the higher version. Models of
 /// another vendor are skipped, except QEMU's generic ones.
-pub fn best_model(vendor: &str, common: &FeatureSet) -> Option<(&'static ModelDef, u32, FeatureSet)> {
-    let mut best: Option<((usize, usize, u32), &'static ModelDef, u32, FeatureSet)> = None;
+pub fn best_model(
+    vendor: &str,
+    common: &FeatureSet,
+) -> Option<(&'static ModelDef, u32, FeatureSet)> {
+    // (feature count, definition order, version) ranks the candidates.
+    type Rank = (usize, usize, u32);
+    let mut best: Option<(Rank, &'static ModelDef, u32, FeatureSet)> = None;
     for (order, def) in MODELS.iter().enumerate() {
-        if !vendor.is_empty() && def.vendor.as_string() != vendor && !GENERIC_MODELS.contains(&def.name) {
+        if !vendor.is_empty()
+            && def.vendor.as_string() != vendor
+            && !GENERIC_MODELS.contains(&def.name)
+        {
             continue;
         }
         for v in def.versions() {
@@ -127,9 +137,10 @@ pub fn best_model(vendor: &str, common: &FeatureSet) -> Option<(&'static ModelDe
 /// The baseline of `hosts`.
 pub fn baseline(hosts: &[HostCpuDesc]) -> Result<Baseline, BaselineError> {
     let (vendor, common, libvirt_only) = common_features(hosts)?;
-    let (def, version, model) = best_model(&vendor, &common).ok_or_else(|| BaselineError::NoModel {
-        common: common.names().join(" "),
-    })?;
+    let (def, version, model) =
+        best_model(&vendor, &common).ok_or_else(|| BaselineError::NoModel {
+            common: common.names().join(" "),
+        })?;
     Ok(Baseline {
         vendor,
         model: def.versioned_name(version),
@@ -192,7 +203,12 @@ impl Baseline {
         let mut model_features: Vec<String> = Vec::new();
         if let Some(m) = model.and_then(|m| map.model(m)) {
             let _ = writeln!(out, "  <model fallback='forbid'>{}</model>", m.name);
-            model_features = m.features.iter().filter_map(|f| map.feature(f)).map(|f| f.name.clone()).collect();
+            model_features = m
+                .features
+                .iter()
+                .filter_map(|f| map.feature(f))
+                .map(|f| f.name.clone())
+                .collect();
         }
         if let Some(v) = map.vendor_name(&self.vendor) {
             let _ = writeln!(out, "  <vendor>{v}</vendor>");
@@ -206,11 +222,16 @@ impl Baseline {
             }
         }
         wanted.extend(self.libvirt_only.iter().cloned());
-        let mut require: Vec<&String> = wanted.iter().filter(|f| !model_features.contains(f)).collect();
+        let mut require: Vec<&String> = wanted
+            .iter()
+            .filter(|f| !model_features.contains(f))
+            .collect();
         require.sort();
         let mut disable: Vec<&String> = model_features
             .iter()
-            .filter(|f| !wanted.contains(f) && map.feature(f).and_then(|lf| lf.qemu) != Some("hypervisor"))
+            .filter(|f| {
+                !wanted.contains(f) && map.feature(f).and_then(|lf| lf.qemu) != Some("hypervisor")
+            })
             .collect();
         disable.sort();
         for f in require {
@@ -220,7 +241,11 @@ impl Baseline {
             let _ = writeln!(out, "  <feature policy='disable' name='{f}'/>");
         }
         if !unnamed.is_empty() {
-            let _ = writeln!(out, "  <!-- common features libvirt has no name for: {} -->", unnamed.join(" "));
+            let _ = writeln!(
+                out,
+                "  <!-- common features libvirt has no name for: {} -->",
+                unnamed.join(" ")
+            );
         }
         out.push_str("</cpu>\n");
         out

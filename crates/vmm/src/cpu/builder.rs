@@ -180,7 +180,10 @@ mod tests {
         };
         let t = tables_for(&config, &testing::host(), &identity()).unwrap();
         assert_eq!(
-            t.vcpus.iter().map(|v| (v.index, v.apic_id)).collect::<Vec<_>>(),
+            t.vcpus
+                .iter()
+                .map(|v| (v.index, v.apic_id))
+                .collect::<Vec<_>>(),
             [(0, 0), (1, 1), (2, 2)]
         );
         for v in &t.vcpus {

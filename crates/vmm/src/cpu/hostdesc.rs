@@ -24,10 +24,18 @@ pub enum HostDescError {
         source_name: String,
         error: std::io::Error,
     },
-    #[error("{source_name}: not a host CPU description (JSON from `rvmm host --cpu-json`): {message}")]
-    Json { source_name: String, message: String },
+    #[error(
+        "{source_name}: not a host CPU description (JSON from `rvmm host --cpu-json`): {message}"
+    )]
+    Json {
+        source_name: String,
+        message: String,
+    },
     #[error("{source_name}: not well-formed XML: {message}")]
-    Xml { source_name: String, message: String },
+    Xml {
+        source_name: String,
+        message: String,
+    },
     #[error("{source_name}: no <cpu> element with a <model> or <feature> (expected libvirt host CPU XML)")]
     NoCpu { source_name: String },
     #[error("{source_name}: <{element}>: {rule}")]
@@ -37,7 +45,10 @@ pub enum HostDescError {
         rule: String,
     },
     #[error("{source_name}: unknown CPU feature '{feature}' (not a QEMU 7.2 feature name)")]
-    UnknownFeature { source_name: String, feature: String },
+    UnknownFeature {
+        source_name: String,
+        feature: String,
+    },
     #[error(transparent)]
     Map(#[from] LibvirtMapError),
 }
@@ -254,7 +265,10 @@ fn cpu_from_xml(
         let f = map.feature(name).ok_or_else(|| {
             bad(
                 element,
-                format!("unknown feature '{name}' (not in libvirt's CPU map {})", LibvirtCpuMap::dir().display()),
+                format!(
+                    "unknown feature '{name}' (not in libvirt's CPU map {})",
+                    LibvirtCpuMap::dir().display()
+                ),
             )
         })?;
         match f.qemu {
@@ -276,7 +290,10 @@ fn cpu_from_xml(
         let def = map.model(m).ok_or_else(|| {
             bad(
                 "model",
-                format!("'{m}' is not in libvirt's CPU map {}", LibvirtCpuMap::dir().display()),
+                format!(
+                    "'{m}' is not in libvirt's CPU map {}",
+                    LibvirtCpuMap::dir().display()
+                ),
             )
         })?;
         for f in &def.features {
@@ -310,7 +327,10 @@ fn cpu_from_xml(
         None => String::new(),
     };
     let sig = cpu.children().find(|c| c.has_tag_name("signature"));
-    let sig_num = |a: &str| sig.and_then(|s| s.attribute(a)).and_then(|v| v.parse().ok());
+    let sig_num = |a: &str| {
+        sig.and_then(|s| s.attribute(a))
+            .and_then(|v| v.parse().ok())
+    };
     let set = comparable(&set);
     Ok(HostCpuDesc {
         arch: "x86_64".into(),

@@ -116,8 +116,9 @@ pub fn qemu_name_for(loc: LvLocation) -> Option<&'static str> {
             if mask.count_ones() != 1 {
                 return None;
             }
-            let word = FeatureWord::all()
-                .find(|w| matches!(w.info().location, WordLocation::Msr { index: i } if i == index))?;
+            let word = FeatureWord::all().find(
+                |w| matches!(w.info().location, WordLocation::Msr { index: i } if i == index),
+            )?;
             (word, mask.trailing_zeros() as u8)
         }
     };
@@ -311,10 +312,11 @@ impl LibvirtCpuMap {
 
     /// The feature called `name` (its name or one of its aliases).
     pub fn feature(&self, name: &str) -> Option<&LvFeature> {
-        self.features
-            .iter()
-            .find(|f| f.name == name)
-            .or_else(|| self.features.iter().find(|f| f.aliases.iter().any(|a| a == name)))
+        self.features.iter().find(|f| f.name == name).or_else(|| {
+            self.features
+                .iter()
+                .find(|f| f.aliases.iter().any(|a| a == name))
+        })
     }
 
     /// The libvirt name of QEMU's feature `qemu` (the first libvirt feature on that bit).
@@ -351,7 +353,8 @@ impl LibvirtCpuMap {
 mod tests {
     use super::*;
 
-    const INDEX: &str = "<cpus><arch name='x86'><include filename='v.xml'/><include filename='f.xml'/>\
+    const INDEX: &str =
+        "<cpus><arch name='x86'><include filename='v.xml'/><include filename='f.xml'/>\
 <include filename='m.xml'/></arch><arch name='ppc64'><include filename='ppc.xml'/></arch></cpus>";
     const VENDORS: &str = "<cpus><vendor name='Intel' string='GenuineIntel'/></cpus>";
     const FEATURES: &str = "<cpus>\
@@ -406,12 +409,25 @@ mod tests {
     fn errors_name_the_file_and_element() {
         let mut m = LibvirtCpuMap::default();
         let e = m
-            .add_file("f.xml", "<cpus><feature name='x'><cpuid eax_in='zz' eax='1'/></feature></cpus>")
+            .add_file(
+                "f.xml",
+                "<cpus><feature name='x'><cpuid eax_in='zz' eax='1'/></feature></cpus>",
+            )
             .unwrap_err();
-        assert_eq!(e.to_string(), "f.xml: <feature name='x'>: eax_in='zz' is not a number");
-        let e = m.add_file("f.xml", "<cpus><feature name='y'/></cpus>").unwrap_err();
-        assert_eq!(e.to_string(), "f.xml: <feature name='y'>: has neither <cpuid> nor <msr>");
+        assert_eq!(
+            e.to_string(),
+            "f.xml: <feature name='x'>: eax_in='zz' is not a number"
+        );
+        let e = m
+            .add_file("f.xml", "<cpus><feature name='y'/></cpus>")
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "f.xml: <feature name='y'>: has neither <cpuid> nor <msr>"
+        );
         let e = LibvirtCpuMap::load_dir(Path::new("/nonexistent")).unwrap_err();
-        assert!(e.to_string().starts_with("libvirt's CPU map /nonexistent is missing"));
+        assert!(e
+            .to_string()
+            .starts_with("libvirt's CPU map /nonexistent is missing"));
     }
 }

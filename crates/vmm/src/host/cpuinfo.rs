@@ -15,7 +15,9 @@ use crate::config::cpulist::parse_cpulist;
 pub enum CpuInfoError {
     #[error("/proc/cpuinfo: no \"processor\" entries")]
     Empty,
-    #[error("/proc/cpuinfo line {line}: field \"{field}\" has value \"{value}\", which is not a number")]
+    #[error(
+        "/proc/cpuinfo line {line}: field \"{field}\" has value \"{value}\", which is not a number"
+    )]
     BadNumber {
         line: usize,
         field: String,
@@ -106,7 +108,11 @@ pub struct TopologyCounts {
 /// Counts sockets, cores and threads over the online CPUs' places.
 pub fn count_topology(places: &[CpuPlace]) -> TopologyCounts {
     let cpus = places.len() as u32;
-    let sockets = places.iter().map(|p| p.package).collect::<BTreeSet<_>>().len() as u32;
+    let sockets = places
+        .iter()
+        .map(|p| p.package)
+        .collect::<BTreeSet<_>>()
+        .len() as u32;
     let cores = places
         .iter()
         .map(|p| (p.package, p.die, p.core))
@@ -115,8 +121,8 @@ pub fn count_topology(places: &[CpuPlace]) -> TopologyCounts {
     TopologyCounts {
         cpus,
         sockets,
-        cores_per_socket: if sockets == 0 { 0 } else { cores / sockets },
-        threads_per_core: if cores == 0 { 0 } else { cpus / cores },
+        cores_per_socket: cores.checked_div(sockets).unwrap_or(0),
+        threads_per_core: cpus.checked_div(cores).unwrap_or(0),
     }
 }
 

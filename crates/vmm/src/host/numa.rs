@@ -87,7 +87,8 @@ impl HostNuma {
                     .filter(|s| !s.is_empty())
                     .and_then(|s| parse_cpulist(&s).ok())
                     .unwrap_or_default();
-                let mem = parse_node_meminfo(&fs.read(&format!("{dir}/meminfo")).unwrap_or_default());
+                let mem =
+                    parse_node_meminfo(&fs.read(&format!("{dir}/meminfo")).unwrap_or_default());
                 NumaNode {
                     id,
                     cpus,

@@ -76,7 +76,10 @@ pub struct HostPages {
 
 /// `hugepages-2048kB` → 2048.
 pub fn parse_pool_dir(name: &str) -> Option<u64> {
-    name.strip_prefix("hugepages-")?.strip_suffix("kB")?.parse().ok()
+    name.strip_prefix("hugepages-")?
+        .strip_suffix("kB")?
+        .parse()
+        .ok()
 }
 
 /// The hugetlbfs mounts of a /proc/mounts text.
@@ -205,14 +208,32 @@ none /mnt/huge1g hugetlbfs rw 0 0\n",
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, v).unwrap();
         };
-        w("sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", "64\n");
-        w("sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", "60\n");
-        w("sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages", "32\n");
-        w("sys/devices/system/node/node0/hugepages/hugepages-2048kB/free_hugepages", "30\n");
-        w("sys/kernel/mm/transparent_hugepage/enabled", "always [madvise] never\n");
+        w(
+            "sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages",
+            "64\n",
+        );
+        w(
+            "sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages",
+            "60\n",
+        );
+        w(
+            "sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages",
+            "32\n",
+        );
+        w(
+            "sys/devices/system/node/node0/hugepages/hugepages-2048kB/free_hugepages",
+            "30\n",
+        );
+        w(
+            "sys/kernel/mm/transparent_hugepage/enabled",
+            "always [madvise] never\n",
+        );
         w("sys/kernel/mm/ksm/run", "1\n");
         w("sys/kernel/mm/ksm/pages_sharing", "1234\n");
-        w("proc/meminfo", "MemTotal:       24684084 kB\nHugepagesize:       2048 kB\n");
+        w(
+            "proc/meminfo",
+            "MemTotal:       24684084 kB\nHugepagesize:       2048 kB\n",
+        );
         let p = HostPages::read(&HostFs::at(&dir), &[0]);
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(p.default_size_kib, Some(2048));

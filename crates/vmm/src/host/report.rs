@@ -93,7 +93,11 @@ pub struct HostReport {
 impl HostReport {
     /// Reads the host under `fs`, with KVM at `kvm_path` (its CPU support from `kvm`, when
     /// it could be opened).
-    pub fn read(fs: &HostFs, kvm_path: &Path, kvm: Option<&KvmHost>) -> Result<HostReport, ReportError> {
+    pub fn read(
+        fs: &HostFs,
+        kvm_path: &Path,
+        kvm: Option<&KvmHost>,
+    ) -> Result<HostReport, ReportError> {
         let cpus = HostCpus::read(fs)?;
         let virt = HostVirt::read(fs, &cpus.flags, kvm_path);
         let supported = kvm.map(|k| k.cpu_support.supported_set());
@@ -195,10 +199,18 @@ impl HostReport {
             );
         }
         if m.kvm_amd {
-            let _ = writeln!(out, "  kvm_amd:             nested {} npt {}", opt(m.nested), opt(m.npt));
+            let _ = writeln!(
+                out,
+                "  kvm_amd:             nested {} npt {}",
+                opt(m.nested),
+                opt(m.npt)
+            );
         }
         if !m.kvm_intel && !m.kvm_amd {
-            let _ = writeln!(out, "  EPT/NPT, VPID:       not shown (neither kvm_intel nor kvm_amd is loaded)");
+            let _ = writeln!(
+                out,
+                "  EPT/NPT, VPID:       not shown (neither kvm_intel nor kvm_amd is loaded)"
+            );
         }
         let d = &v.device;
         let owner = match (d.mode, d.uid, d.gid) {
@@ -213,12 +225,20 @@ impl HostReport {
             "  {:<20} {}{}",
             format!("{}:", d.path.display()),
             if d.exists { "present" } else { "missing" },
-            if owner.is_empty() { String::new() } else { format!(", {owner}") }
+            if owner.is_empty() {
+                String::new()
+            } else {
+                format!(", {owner}")
+            }
         );
-        let _ = writeln!(out, "  read/write access:   {}", match &d.error {
-            None => "yes".to_string(),
-            Some(e) => format!("no: {e}"),
-        });
+        let _ = writeln!(
+            out,
+            "  read/write access:   {}",
+            match &d.error {
+                None => "yes".to_string(),
+                Some(e) => format!("no: {e}"),
+            }
+        );
         if let Some(k) = &v.kvm {
             let _ = writeln!(out, "  KVM API version:     {}", k.api_version);
             let missing = k.missing();
@@ -389,7 +409,10 @@ impl HostReport {
                 out,
                 "  SR-IOV NIC {}:{} {} of {} VFs enabled",
                 n.interface,
-                n.pci.as_ref().map(|p| format!(" ({p})")).unwrap_or_default(),
+                n.pci
+                    .as_ref()
+                    .map(|p| format!(" ({p})"))
+                    .unwrap_or_default(),
                 n.enabled_vfs,
                 n.total_vfs
             );
@@ -412,7 +435,8 @@ impl HostReport {
             "  nohz_full CPUs:      {}",
             match &s.nohz_full {
                 Some(v) => none_or(v),
-                None => "not supported by this kernel (no /sys/devices/system/cpu/nohz_full)".to_string(),
+                None => "not supported by this kernel (no /sys/devices/system/cpu/nohz_full)"
+                    .to_string(),
             }
         );
         if !s.cmdline.is_empty() {
@@ -458,7 +482,10 @@ impl HostReport {
             out,
             "  cpuset:              cgroup {}, CPUs {}",
             s.cpuset_cgroup.as_deref().unwrap_or("-"),
-            s.cpuset_cpus.as_deref().map(none_or).unwrap_or_else(|| "-".to_string())
+            s.cpuset_cpus
+                .as_deref()
+                .map(none_or)
+                .unwrap_or_else(|| "-".to_string())
         );
         let _ = writeln!(
             out,

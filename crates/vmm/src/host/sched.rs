@@ -243,7 +243,8 @@ cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0\n";
             isolation_params("quiet isolcpus=2-3 nohz_full=2-3 rcu_nocbs=2-3 -- isolcpus=9"),
             ["isolcpus=2-3", "nohz_full=2-3", "rcu_nocbs=2-3"]
         );
-        let status = "Name:\tcat\nCpus_allowed:\t3\nCpus_allowed_list:\t0-1\nMems_allowed_list:\t0\n";
+        let status =
+            "Name:\tcat\nCpus_allowed:\t3\nCpus_allowed_list:\t0-1\nMems_allowed_list:\t0\n";
         assert_eq!(status_field(status, "Cpus_allowed_list"), Some("0-1"));
         assert_eq!(status_field(status, "Cpus"), None);
     }

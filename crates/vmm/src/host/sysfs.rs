@@ -64,7 +64,7 @@ impl HostFs {
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
-        names.sort_by(|a, b| natural_key(a).cmp(&natural_key(b)));
+        names.sort_by_key(|a| natural_key(a));
         names
     }
 
@@ -116,7 +116,7 @@ mod tests {
     #[test]
     fn natural_order() {
         let mut v = vec!["node10", "node2", "node1", "has_cpu", "cpu0"];
-        v.sort_by(|a, b| natural_key(a).cmp(&natural_key(b)));
+        v.sort_by_key(|a| natural_key(a));
         assert_eq!(v, ["cpu0", "has_cpu", "node1", "node2", "node10"]);
     }
 

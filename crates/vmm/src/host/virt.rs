@@ -37,7 +37,11 @@ pub struct KvmProbe {
 impl KvmProbe {
     /// The names of the required capabilities KVM lacks.
     pub fn missing(&self) -> Vec<&'static str> {
-        self.caps.iter().filter(|c| !c.present).map(|c| c.name).collect()
+        self.caps
+            .iter()
+            .filter(|c| !c.present)
+            .map(|c| c.name)
+            .collect()
     }
 }
 
@@ -179,7 +183,11 @@ pub fn probe_kvm(path: &Path) -> Result<KvmProbe, KvmError> {
 
 impl HostVirt {
     /// Reads everything; `flags` are the host CPU's /proc/cpuinfo flags.
-    pub fn read(fs: &HostFs, flags: &std::collections::BTreeSet<String>, kvm_path: &Path) -> HostVirt {
+    pub fn read(
+        fs: &HostFs,
+        flags: &std::collections::BTreeSet<String>,
+        kvm_path: &Path,
+    ) -> HostVirt {
         let meta = std::fs::metadata(kvm_path).ok();
         let gid = meta.as_ref().map(|m| m.gid());
         let (kvm, error) = match probe_kvm(kvm_path) {
@@ -237,7 +245,10 @@ runs on a paravirtual or software backend)"
                 .to_string(),
             KvmVerdict::MissingCaps => format!(
                 "not usable by rvmm: KVM lacks {}",
-                self.kvm.as_ref().map(|k| k.missing().join(", ")).unwrap_or_default()
+                self.kvm
+                    .as_ref()
+                    .map(|k| k.missing().join(", "))
+                    .unwrap_or_default()
             ),
             KvmVerdict::Unusable => format!(
                 "not usable: {}",
@@ -303,13 +314,22 @@ mod tests {
 
     #[test]
     fn verdicts() {
-        assert_eq!(virt(true, false, Some(probe(true))).verdict(), KvmVerdict::Hardware);
-        assert_eq!(virt(false, true, Some(probe(true))).verdict(), KvmVerdict::Pvm);
+        assert_eq!(
+            virt(true, false, Some(probe(true))).verdict(),
+            KvmVerdict::Hardware
+        );
+        assert_eq!(
+            virt(false, true, Some(probe(true))).verdict(),
+            KvmVerdict::Pvm
+        );
         assert_eq!(
             virt(false, false, Some(probe(true))).verdict(),
             KvmVerdict::NoFlagsButWorks
         );
-        assert_eq!(virt(true, false, Some(probe(false))).verdict(), KvmVerdict::MissingCaps);
+        assert_eq!(
+            virt(true, false, Some(probe(false))).verdict(),
+            KvmVerdict::MissingCaps
+        );
         assert_eq!(
             virt(true, false, Some(probe(false))).verdict_text(),
             "not usable by rvmm: KVM lacks KVM_CAP_PIT2"
@@ -331,8 +351,8 @@ mod tests {
     #[test]
     fn missing_device_error_says_how_to_fix_it() {
         let e = probe_kvm(Path::new("/nonexistent/kvm")).unwrap_err();
-        assert!(e.to_string().starts_with(
-            "/nonexistent/kvm does not exist: this host has no KVM. Load the module"
-        ));
+        assert!(e
+            .to_string()
+            .starts_with("/nonexistent/kvm does not exist: this host has no KVM. Load the module"));
     }
 }

@@ -51,19 +51,29 @@ fn one_host_is_its_own_model_and_newest_version_wins() {
 
 #[test]
 fn vendors_must_match() {
-    let e = baseline(&[host("Haswell-v1", &[], INTEL), host("EPYC-v1", &[], "AuthenticAMD")]).unwrap_err();
+    let e = baseline(&[
+        host("Haswell-v1", &[], INTEL),
+        host("EPYC-v1", &[], "AuthenticAMD"),
+    ])
+    .unwrap_err();
     assert_eq!(
         e.to_string(),
         "cpu-baseline: CPU vendors do not match: Haswell-v1-host is GenuineIntel, EPYC-v1-host is AuthenticAMD"
     );
-    assert_eq!(baseline(&[]).unwrap_err().to_string(), "cpu-baseline: no host CPU descriptions given");
+    assert_eq!(
+        baseline(&[]).unwrap_err().to_string(),
+        "cpu-baseline: no host CPU descriptions given"
+    );
 }
 
 #[test]
 fn compare_verdicts() {
     let haswell = host("Haswell-v1", &[], INTEL);
     let c = compare(&parse_cpu("Haswell").unwrap(), &haswell).unwrap();
-    assert_eq!((c.verdict, c.model.as_str()), (Verdict::Identical, "Haswell-v1"));
+    assert_eq!(
+        (c.verdict, c.model.as_str()),
+        (Verdict::Identical, "Haswell-v1")
+    );
     let c = compare(&parse_cpu("Haswell-noTSX").unwrap(), &haswell).unwrap();
     assert_eq!(c.verdict, Verdict::Superset);
     assert_eq!(c.extra, ["hle", "rtm"]);
@@ -88,7 +98,12 @@ fn libvirt_xml_uses_libvirt_names() {
         alias: Some("Tiny".into()),
         extra: vec![],
         libvirt_only: vec!["osxsave".into()],
-        common: vec!["sse2".into(), "vmx".into(), "tsc-adjust".into(), "avx".into()],
+        common: vec![
+            "sse2".into(),
+            "vmx".into(),
+            "tsc-adjust".into(),
+            "avx".into(),
+        ],
     };
     let expected = [
         "<cpu mode='custom' match='exact'>",

@@ -38,7 +38,10 @@ fn reads_capabilities_cpu() {
     assert_eq!(d.len(), 1);
     let d = &d[0];
     assert_eq!(d.vendor, "GenuineIntel");
-    assert_eq!((d.family, d.model, d.stepping), (Some(6), Some(45), Some(7)));
+    assert_eq!(
+        (d.family, d.model, d.stepping),
+        (Some(6), Some(45), Some(7))
+    );
     assert_eq!(d.libvirt_model.as_deref(), Some("Tiny"));
     // QEMU names, QEMU table order; `hypervisor` is never compared.
     assert_eq!(d.features, ["sse2", "pclmulqdq", "vmx", "tsc-adjust"]);
@@ -69,7 +72,11 @@ fn domcapabilities_host_model() {
 
 #[test]
 fn xml_errors_name_the_element() {
-    let e = |xml: &str| parse_libvirt_xml(xml, "h.xml", &map()).unwrap_err().to_string();
+    let e = |xml: &str| {
+        parse_libvirt_xml(xml, "h.xml", &map())
+            .unwrap_err()
+            .to_string()
+    };
     assert_eq!(
         e("<cpu><model>Tiny</model><feature name='nope'/></cpu>"),
         format!(
@@ -122,7 +129,13 @@ fn json_round_trip_and_errors() {
 #[test]
 fn comparable_drops_kvm_words_and_hypervisor() {
     let mut s = FeatureSet::new();
-    for f in ["sse2", "hypervisor", "kvmclock", "rdctl-no", "vmx-exit-nosave-debugctl"] {
+    for f in [
+        "sse2",
+        "hypervisor",
+        "kvmclock",
+        "rdctl-no",
+        "vmx-exit-nosave-debugctl",
+    ] {
         assert!(s.set_named(f, true), "{f}");
     }
     assert_eq!(comparable(&s).names(), ["sse2", "rdctl-no"]);
