@@ -21,6 +21,15 @@ pub enum Command {
     Run(RunArgs),
     /// Write the probe guest's ELF, or decode a probe dump captured from any VMM.
     Probe(ProbeArgs),
+    /// Can this host run VMs, and how: KVM, CPU, NUMA, huge pages, KSM, IOMMU, SR-IOV, scheduling.
+    Host(crate::cmd_host::HostArgs),
+    /// Like `qemu-system-x86_64 -cpu help`: every CPU model, whether it runs on this host and
+    /// what it lacks, then the recognized feature flags.
+    CpuModels(crate::cmd_cpu::CpuModelsArgs),
+    /// The most capable CPU model (plus common features) every given host can run.
+    CpuBaseline(crate::cmd_cpu::CpuBaselineArgs),
+    /// Compare a CPU model with a host: identical, superset or incompatible.
+    CpuCompare(crate::cmd_cpu::CpuCompareArgs),
 }
 
 #[derive(Debug, Args)]
@@ -58,6 +67,12 @@ pub struct RunArgs {
     /// Probe guest: print the decoded view as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Resolve and print the configuration, create nothing and run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: also print each vCPU's CPUID table as handed to KVM_SET_CPUID2.
+    #[arg(long, requires = "dry_run")]
+    pub show_cpuid: bool,
 }
 
 #[derive(Debug, Args)]

@@ -17,10 +17,14 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run(args),
         Command::Probe(args) => probe(args),
+        Command::Host(args) => crate::cmd_host::host(args),
+        Command::CpuModels(args) => crate::cmd_cpu::cpu_models(args),
+        Command::CpuBaseline(args) => crate::cmd_cpu::cpu_baseline(args),
+        Command::CpuCompare(args) => crate::cmd_cpu::cpu_compare(args),
     }
 }
 
-fn vm_config(args: &RunArgs) -> Result<VmConfig> {
+pub(crate) fn vm_config(args: &RunArgs) -> Result<VmConfig> {
     let smp = SmpConfig::parse(&args.smp)?;
     let cpu = parse_cpu(&args.cpu)?;
     let memory = parse_size("-m", &args.memory, DefaultUnit::Mebibytes)?;
@@ -77,6 +81,9 @@ fn outcome_code(outcome: &VmOutcome) -> ExitCode {
 
 fn run(args: RunArgs) -> Result<ExitCode> {
     let config = vm_config(&args)?;
+    if args.dry_run {
+        return crate::dry_run::dry_run(&config, args.show_cpuid);
+    }
     let is_probe = matches!(config.boot, BootSource::Probe { .. });
     let mut vmm = Vmm::build(config, is_probe, args.raw)?;
     for w in &vmm.warnings {

@@ -4,7 +4,10 @@
 //! status 1 (2 for command-line syntax), never a panic.
 
 mod cli;
+mod cmd_cpu;
+mod cmd_host;
 mod commands;
+mod dry_run;
 
 use std::process::ExitCode;
 

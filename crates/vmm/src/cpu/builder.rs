@@ -17,6 +17,7 @@ use super::topology::apply::apply_topology;
 use super::topology::leaves::{CpuVendor, TopologyContext, TopologyFlags};
 use super::topology::CpuTopology;
 use crate::config::cpu::CpuConfig;
+use crate::config::VmConfig;
 
 /// CPUID.40000000H: the hypervisor's maximum leaf and signature ("KVMKVMKVM\0\0\0"), as
 /// KVM documents it (Documentation/virt/kvm/x86/cpuid.rst).
@@ -102,4 +103,98 @@ pub fn vcpu_cpuid(plan: &CpuPlan, topology: &CpuTopology, apic_id: u32) -> Vec<C
     };
     apply_topology(&ctx, &mut t);
     t
+}
+
+/// One vCPU's CPUID table, exactly as handed to KVM_SET_CPUID2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VcpuCpuid {
+    /// The vCPU's index (0 is the boot CPU).
+    pub index: u32,
+    /// Its initial APIC ID, which is also its KVM vCPU id.
+    pub apic_id: u32,
+    pub entries: Vec<CpuidEntry>,
+}
+
+/// The CPU of a whole VM: the shared plan and the table of every vCPU present at boot.
+#[derive(Debug, Clone)]
+pub struct VmCpuTables {
+    pub plan: CpuPlan,
+    pub topology: CpuTopology,
+    pub vcpus: Vec<VcpuCpuid>,
+}
+
+/// Every boot vCPU's CPUID table for `config` on a host whose KVM offers `host`: the plan
+/// (`plan`), the topology from `--smp`, then `vcpu_cpuid` for each of the first
+/// `smp.cpus` APIC IDs. `Vmm::build` hands exactly these tables to KVM; `rvmm run
+/// --dry-run --show-cpuid` prints them without creating a VM.
+pub fn tables_for(
+    config: &VmConfig,
+    host: &HostCpuSupport,
+    identity: &HostIdentity,
+) -> Result<VmCpuTables, BuilderError> {
+    let plan = plan(&config.cpu, config.smp.dies, host, identity)?;
+    let topology = CpuTopology::from_smp(&config.smp);
+    let vcpus = topology
+        .apic_ids()
+        .into_iter()
+        .take(config.smp.cpus as usize)
+        .enumerate()
+        .map(|(index, apic_id)| VcpuCpuid {
+            index: index as u32,
+            apic_id,
+            entries: vcpu_cpuid(&plan, &topology, apic_id),
+        })
+        .collect();
+    Ok(VmCpuTables {
+        plan,
+        topology,
+        vcpus,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{BootSource, SmpConfig};
+    use crate::cpu::filter::testing;
+    use crate::cpu::models::VendorId;
+
+    fn identity() -> HostIdentity {
+        HostIdentity {
+            vendor: VendorId::INTEL,
+            family: 6,
+            model: 60,
+            stepping: 3,
+            model_id: "Test CPU".to_string(),
+        }
+    }
+
+    #[test]
+    fn tables_for_gives_each_boot_vcpu_its_apic_id() {
+        let config = VmConfig {
+            name: None,
+            boot: BootSource::Probe {
+                cmdline: String::new(),
+            },
+            smp: SmpConfig::parse("3,sockets=2,cores=2,threads=1,maxcpus=4").unwrap(),
+            cpu: CpuConfig::default(),
+            memory: 128 << 20,
+        };
+        let t = tables_for(&config, &testing::host(), &identity()).unwrap();
+        assert_eq!(
+            t.vcpus
+                .iter()
+                .map(|v| (v.index, v.apic_id))
+                .collect::<Vec<_>>(),
+            [(0, 0), (1, 1), (2, 2)]
+        );
+        for v in &t.vcpus {
+            // CPUID.01H:EBX[31:24] is the initial APIC ID (SDM Vol. 2A, CPUID).
+            let leaf1 = crate::cpu::cpuid::find(&v.entries, 1, 0).unwrap();
+            assert_eq!(leaf1.ebx >> 24, v.apic_id);
+            // The KVM signature leaf is present in every table.
+            let sig = crate::cpu::cpuid::find(&v.entries, KVM_CPUID_SIGNATURE, 0).unwrap();
+            assert_eq!(sig.ebx.to_le_bytes(), *b"KVMK");
+        }
+    }
 }

@@ -24,7 +24,7 @@ pub const DEFAULT_KVM_PATH: &str = "/dev/kvm";
 const KVM_API_VERSION: i32 = 12;
 
 /// Capabilities rvmm cannot run without, and why it needs each.
-const REQUIRED_CAPS: &[(Cap, &str, &str)] = &[
+pub const REQUIRED_CAPS: &[(Cap, &str, &str)] = &[
     (
         Cap::Irqchip,
         "KVM_CAP_IRQCHIP",

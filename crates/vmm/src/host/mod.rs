@@ -4,7 +4,15 @@
 //! Everything is read from the kernel (ioctls, procfs, sysfs), never guessed; callers get
 //! plain structs and never talk to /dev/kvm for capabilities themselves.
 
+pub mod cpuinfo;
+pub mod iov;
 pub mod kvm;
 pub mod meminfo;
+pub mod numa;
+pub mod pages;
+pub mod report;
+pub mod sched;
+pub mod sysfs;
+pub mod virt;
 
 pub use kvm::{KvmError, KvmHost};

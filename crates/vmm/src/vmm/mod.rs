@@ -22,8 +22,7 @@ use crate::boot::acpi::{self, AcpiCpu, AcpiPlatform};
 use crate::boot::image::ImageSource;
 use crate::boot::{self, BootEntry, BootError, BootImage};
 use crate::config::{BootSource, ConfigError, VmConfig};
-use crate::cpu::builder::{self, vcpu_cpuid, BuilderError, CpuPlan};
-use crate::cpu::topology::CpuTopology;
+use crate::cpu::builder::{self, BuilderError, CpuPlan};
 use crate::cpu::{cpuid, msr};
 use crate::devices::serial::{com1, SerialSink};
 use crate::devices::Bus;
@@ -133,13 +132,9 @@ impl Vmm {
             }
             warnings.push(w);
         }
-        let topology = CpuTopology::from_smp(&config.smp);
-        let cpu_plan = builder::plan(
-            &config.cpu,
-            config.smp.dies,
-            &host.cpu_support,
-            &host.identity,
-        )?;
+        // Every boot vCPU's CPUID table (the same tables `rvmm run --dry-run --show-cpuid` prints).
+        let cpu_tables = builder::tables_for(&config, &host.cpu_support, &host.identity)?;
+        let cpu_plan = cpu_tables.plan.clone();
         warnings.extend(cpu_plan.warnings.iter().cloned());
         let hostmem = HostMemory::read();
         let ceiling = hostmem.total + hostmem.swap_total;
@@ -216,7 +211,7 @@ impl Vmm {
         let bus = Arc::new(Bus::new(com1(serial_irq, sink)));
 
         // Firmware tables and the kernel.
-        let apic_ids = topology.apic_ids();
+        let apic_ids = cpu_tables.topology.apic_ids();
         let platform = AcpiPlatform {
             cpus: apic_ids
                 .iter()
@@ -265,13 +260,11 @@ impl Vmm {
         // vCPUs present at boot: KVM's vCPU id is the initial APIC ID; id 0 is the boot CPU.
         let boot_msrs = msr::boot_msrs(&host.msr_index_list);
         let mut vcpus = Vec::with_capacity(config.smp.cpus as usize);
-        for (index, &apic_id) in apic_ids.iter().take(config.smp.cpus as usize).enumerate() {
-            let vcpu = kvm_call("KVM_CREATE_VCPU", vm.create_vcpu(apic_id as u64))?;
-            let table = cpuid::to_kvm(&vcpu_cpuid(&cpu_plan, &topology, apic_id)).map_err(|e| {
-                VmmError::Io {
-                    what: "CPUID table",
-                    source: std::io::Error::other(e.to_string()),
-                }
+        for (index, vcpu_table) in cpu_tables.vcpus.iter().enumerate() {
+            let vcpu = kvm_call("KVM_CREATE_VCPU", vm.create_vcpu(vcpu_table.apic_id as u64))?;
+            let table = cpuid::to_kvm(&vcpu_table.entries).map_err(|e| VmmError::Io {
+                what: "CPUID table",
+                source: std::io::Error::other(e.to_string()),
             })?;
             kvm_call("KVM_SET_CPUID2", vcpu.set_cpuid2(&table))?;
             set_msrs(&vcpu, index as u32, &boot_msrs)?;

@@ -1,0 +1,497 @@
+//! `rvmm host`: everything about this host that decides whether and how it runs VMs, read
+//! once from the kernel (procfs, sysfs, CPUID, KVM ioctls) into one `HostReport`, and its
+//! text form. Each section's facts come from its own module (virt, cpuinfo, numa, pages,
+//! iov, sched); this module adds the CPU features users look for (on the host CPU and
+//! through KVM) and the closest named CPU model, and renders the whole.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+use thiserror::Error;
+
+use super::cpuinfo::{CpuInfoError, HostCpus};
+use super::iov::HostIov;
+use super::kvm::KvmHost;
+use super::numa::HostNuma;
+use super::pages::HostPages;
+use super::sched::{CgroupMode, HostSched};
+use super::sysfs::HostFs;
+use super::virt::HostVirt;
+use crate::config::cpulist::cpulist;
+use crate::cpu::availability::closest_model;
+
+/// Why the report could not be made.
+#[derive(Debug, Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    CpuInfo(#[from] CpuInfoError),
+}
+
+/// The features users look for: (Linux's /proc/cpuinfo name, QEMU's name).
+pub const WATCHED_FEATURES: &[(&str, &str)] = &[
+    ("avx", "avx"),
+    ("avx2", "avx2"),
+    ("avx512f", "avx512f"),
+    ("avx512dq", "avx512dq"),
+    ("avx512cd", "avx512cd"),
+    ("avx512bw", "avx512bw"),
+    ("avx512vl", "avx512vl"),
+    ("avx512ifma", "avx512ifma"),
+    ("avx512vbmi", "avx512vbmi"),
+    ("avx512_vbmi2", "avx512vbmi2"),
+    ("avx512_vnni", "avx512vnni"),
+    ("avx512_bitalg", "avx512bitalg"),
+    ("avx512_vpopcntdq", "avx512-vpopcntdq"),
+    ("avx512_bf16", "avx512-bf16"),
+    ("avx512_fp16", "avx512-fp16"),
+    ("avx512_vp2intersect", "avx512-vp2intersect"),
+    ("avx512pf", "avx512pf"),
+    ("avx512er", "avx512er"),
+    ("avx512_4vnniw", "avx512-4vnniw"),
+    ("avx512_4fmaps", "avx512-4fmaps"),
+    ("xsave", "xsave"),
+    ("xsaveopt", "xsaveopt"),
+    ("aes", "aes"),
+    ("sha_ni", "sha-ni"),
+    ("rdrand", "rdrand"),
+    ("pcid", "pcid"),
+    ("invpcid", "invpcid"),
+    ("x2apic", "x2apic"),
+    ("tsc_deadline_timer", "tsc-deadline"),
+];
+
+/// One watched feature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FeatureRow {
+    /// Linux's name.
+    pub name: &'static str,
+    /// QEMU's name.
+    pub qemu: &'static str,
+    /// The host CPU has it (/proc/cpuinfo).
+    pub host: bool,
+    /// KVM can give it to a guest (KVM_GET_SUPPORTED_CPUID with QEMU's fixups); `None`
+    /// without KVM.
+    pub guest: Option<bool>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostReport {
+    pub virt: HostVirt,
+    pub cpus: HostCpus,
+    /// The watched features: those avx512 ones neither the host nor KVM has are left out.
+    pub features: Vec<FeatureRow>,
+    /// The most capable named model this host's KVM runs unchanged, and its feature count.
+    pub closest_model: Option<(String, usize)>,
+    pub numa: HostNuma,
+    pub pages: HostPages,
+    pub iov: HostIov,
+    pub sched: HostSched,
+}
+
+impl HostReport {
+    /// Reads the host under `fs`, with KVM at `kvm_path` (its CPU support from `kvm`, when
+    /// it could be opened).
+    pub fn read(
+        fs: &HostFs,
+        kvm_path: &Path,
+        kvm: Option<&KvmHost>,
+    ) -> Result<HostReport, ReportError> {
+        let cpus = HostCpus::read(fs)?;
+        let virt = HostVirt::read(fs, &cpus.flags, kvm_path);
+        let supported = kvm.map(|k| k.cpu_support.supported_set());
+        let features = WATCHED_FEATURES
+            .iter()
+            .map(|&(name, qemu)| FeatureRow {
+                name,
+                qemu,
+                host: cpus.has(name),
+                guest: supported.as_ref().and_then(|s| s.has_named(qemu)),
+            })
+            .filter(|r| !r.name.starts_with("avx512") || r.host || r.guest == Some(true))
+            .collect();
+        let closest_model = kvm
+            .and_then(|k| closest_model(&k.cpu_support, &k.identity))
+            .map(|c| (c.name, c.features));
+        let numa = HostNuma::read(fs);
+        let node_ids: Vec<u32> = numa.nodes.iter().map(|n| n.id).collect();
+        Ok(HostReport {
+            virt,
+            features,
+            closest_model,
+            pages: HostPages::read(fs, &node_ids),
+            numa,
+            iov: HostIov::read(fs),
+            sched: HostSched::read(fs),
+            cpus,
+        })
+    }
+
+    /// The report as text, one section per subject.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        self.render_virt(&mut out);
+        self.render_cpu(&mut out);
+        out.push_str("\nNUMA (as numactl --hardware)\n");
+        for l in self.numa.render_numactl().lines() {
+            let _ = writeln!(out, "  {l}");
+        }
+        self.render_memory(&mut out);
+        self.render_iov(&mut out);
+        self.render_sched(&mut out);
+        out
+    }
+
+    fn render_virt(&self, out: &mut String) {
+        let v = &self.virt;
+        let yn = |b: bool| if b { "yes" } else { "no" };
+        let opt = |b: Option<bool>| match b {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "-",
+        };
+        out.push_str("Virtualization\n");
+        let _ = writeln!(out, "  KVM:                 {}", v.verdict_text());
+        let flags = match (v.vmx, v.svm) {
+            (true, _) => "vmx (Intel VT-x)",
+            (_, true) => "svm (AMD-V)",
+            _ => "none (no vmx or svm in /proc/cpuinfo)",
+        };
+        let _ = writeln!(out, "  CPU flags:           {flags}");
+        let _ = writeln!(
+            out,
+            "  nested (hypervisor): {}",
+            if v.hypervisor {
+                "yes: this host is itself a guest (the hypervisor flag is set)"
+            } else {
+                "no: bare metal (no hypervisor flag)"
+            }
+        );
+        let m = &v.modules;
+        let loaded: Vec<&str> = [
+            ("kvm", m.kvm),
+            ("kvm_intel", m.kvm_intel),
+            ("kvm_amd", m.kvm_amd),
+            ("kvm_pvm", m.kvm_pvm),
+        ]
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(n, _)| *n)
+        .collect();
+        let _ = writeln!(
+            out,
+            "  modules:             {}",
+            if loaded.is_empty() {
+                "none loaded".to_string()
+            } else {
+                loaded.join(", ")
+            }
+        );
+        if m.kvm_intel {
+            let _ = writeln!(
+                out,
+                "  kvm_intel:           nested {} ept {} vpid {} unrestricted_guest {}",
+                opt(m.nested),
+                opt(m.ept),
+                opt(m.vpid),
+                opt(m.unrestricted_guest)
+            );
+        }
+        if m.kvm_amd {
+            let _ = writeln!(
+                out,
+                "  kvm_amd:             nested {} npt {}",
+                opt(m.nested),
+                opt(m.npt)
+            );
+        }
+        if !m.kvm_intel && !m.kvm_amd {
+            let _ = writeln!(
+                out,
+                "  EPT/NPT, VPID:       not shown (neither kvm_intel nor kvm_amd is loaded)"
+            );
+        }
+        let d = &v.device;
+        let owner = match (d.mode, d.uid, d.gid) {
+            (Some(mode), Some(uid), Some(gid)) => format!(
+                "mode {mode:04o}, owner uid {uid}, group {}",
+                d.group.clone().unwrap_or_else(|| gid.to_string())
+            ),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<20} {}{}",
+            format!("{}:", d.path.display()),
+            if d.exists { "present" } else { "missing" },
+            if owner.is_empty() {
+                String::new()
+            } else {
+                format!(", {owner}")
+            }
+        );
+        let _ = writeln!(
+            out,
+            "  read/write access:   {}",
+            match &d.error {
+                None => "yes".to_string(),
+                Some(e) => format!("no: {e}"),
+            }
+        );
+        if let Some(k) = &v.kvm {
+            let _ = writeln!(out, "  KVM API version:     {}", k.api_version);
+            let missing = k.missing();
+            let _ = writeln!(
+                out,
+                "  capabilities:        {} of {} that rvmm needs present{}",
+                k.caps.len() - missing.len(),
+                k.caps.len(),
+                if missing.is_empty() {
+                    String::new()
+                } else {
+                    format!("; missing: {}", missing.join(", "))
+                }
+            );
+            for c in &k.caps {
+                let _ = writeln!(out, "    {:<24} {:<4} {}", c.name, yn(c.present), c.why);
+            }
+            let _ = writeln!(
+                out,
+                "  vCPUs per VM:        {} recommended (KVM_CAP_NR_VCPUS), {} maximum (KVM_CAP_MAX_VCPUS), vCPU ids below {} (KVM_CAP_MAX_VCPU_ID)",
+                k.nr_vcpus, k.max_vcpus, k.max_vcpu_id
+            );
+        }
+    }
+
+    fn render_cpu(&self, out: &mut String) {
+        let c = &self.cpus;
+        out.push_str("\nCPU\n");
+        let _ = writeln!(out, "  vendor:              {}", c.vendor_id);
+        let _ = writeln!(out, "  model name:          {}", c.model_name);
+        let _ = writeln!(
+            out,
+            "  family/model/stepping: {}/{}/{} ({:#x}/{:#x}/{:#x})",
+            c.family, c.model, c.stepping, c.family, c.model, c.stepping
+        );
+        let k = &c.counts;
+        let _ = writeln!(
+            out,
+            "  topology:            {} socket(s) x {} core(s) x {} thread(s)",
+            k.sockets, k.cores_per_socket, k.threads_per_core
+        );
+        let _ = writeln!(
+            out,
+            "  CPUs:                {} online ({}), {} usable by this process ({})",
+            c.online.len(),
+            cpulist(&c.online),
+            self.sched.allowed_cpus.len(),
+            cpulist(&self.sched.allowed_cpus)
+        );
+        out.push_str("  features:            host CPU / a KVM guest\n");
+        for r in &self.features {
+            let guest = match r.guest {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "?",
+            };
+            let _ = writeln!(
+                out,
+                "    {:<22} {:<4} {}",
+                r.name,
+                if r.host { "yes" } else { "no" },
+                guest
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  closest CPU model:   {}",
+            match &self.closest_model {
+                Some((name, n)) => format!(
+                    "{name} (the most capable named model this host's KVM runs without dropping a feature; {n} features)"
+                ),
+                None => "unknown (KVM unavailable)".to_string(),
+            }
+        );
+    }
+
+    fn render_memory(&self, out: &mut String) {
+        let p = &self.pages;
+        out.push_str("\nMemory\n");
+        let _ = writeln!(
+            out,
+            "  RAM:                 {} MiB total, {} MiB available (/proc/meminfo)",
+            p.mem_total >> 20,
+            p.mem_available >> 20
+        );
+        if let Some(d) = p.default_size_kib {
+            let _ = writeln!(out, "  default huge page:   {d} kB");
+        }
+        if p.pools.is_empty() {
+            out.push_str("  huge page pools:     none (no /sys/kernel/mm/hugepages)\n");
+        }
+        for pool in &p.pools {
+            let nodes: Vec<String> = pool
+                .nodes
+                .iter()
+                .map(|(n, t, f)| format!("node {n}: {t} total, {f} free"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  huge pages {:>8} kB: {} total, {} free, {} reserved, {} surplus{}",
+                pool.size_kib,
+                pool.total,
+                pool.free,
+                pool.reserved,
+                pool.surplus,
+                if nodes.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", nodes.join("; "))
+                }
+            );
+        }
+        let mounts: Vec<String> = p
+            .mounts
+            .iter()
+            .map(|m| match &m.pagesize {
+                Some(s) => format!("{} (pagesize={s})", m.path),
+                None => m.path.clone(),
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "  hugetlbfs mounts:    {}",
+            if mounts.is_empty() {
+                "none".to_string()
+            } else {
+                mounts.join(", ")
+            }
+        );
+        let show = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".to_string());
+        let _ = writeln!(
+            out,
+            "  THP:                 enabled [{}], defrag [{}], shmem_enabled [{}]",
+            show(&p.thp.enabled),
+            show(&p.thp.defrag),
+            show(&p.thp.shmem_enabled)
+        );
+        let _ = writeln!(out, "  KSM:                 {}", p.ksm.state());
+        for (k, v) in &p.ksm.counters {
+            let _ = writeln!(out, "    {k:<36} {v}");
+        }
+    }
+
+    fn render_iov(&self, out: &mut String) {
+        let i = &self.iov;
+        out.push_str("\nI/O virtualization\n");
+        let _ = writeln!(
+            out,
+            "  IOMMU:               {}",
+            if i.iommus.is_empty() {
+                "none active (no /sys/class/iommu entries; enable VT-d/AMD-Vi in the firmware and boot with intel_iommu=on or amd_iommu=on)".to_string()
+            } else {
+                i.iommus.join(", ")
+            }
+        );
+        if !i.cmdline.is_empty() {
+            let _ = writeln!(out, "  boot parameters:     {}", i.cmdline.join(" "));
+        }
+        let _ = writeln!(out, "  IOMMU groups:        {}", i.groups.len());
+        for g in &i.groups {
+            let _ = writeln!(out, "    group {:<4} {}", g.id, g.devices.join(" "));
+        }
+        if i.sriov.is_empty() {
+            out.push_str("  SR-IOV NICs:         none\n");
+        }
+        for n in &i.sriov {
+            let _ = writeln!(
+                out,
+                "  SR-IOV NIC {}:{} {} of {} VFs enabled",
+                n.interface,
+                n.pci
+                    .as_ref()
+                    .map(|p| format!(" ({p})"))
+                    .unwrap_or_default(),
+                n.enabled_vfs,
+                n.total_vfs
+            );
+        }
+    }
+
+    fn render_sched(&self, out: &mut String) {
+        let s = &self.sched;
+        out.push_str("\nScheduling\n");
+        let none_or = |v: &[u32]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                cpulist(v)
+            }
+        };
+        let _ = writeln!(out, "  isolated CPUs:       {}", none_or(&s.isolated));
+        let _ = writeln!(
+            out,
+            "  nohz_full CPUs:      {}",
+            match &s.nohz_full {
+                Some(v) => none_or(v),
+                None => "not supported by this kernel (no /sys/devices/system/cpu/nohz_full)"
+                    .to_string(),
+            }
+        );
+        if !s.cmdline.is_empty() {
+            let _ = writeln!(out, "  boot parameters:     {}", s.cmdline.join(" "));
+        }
+        let _ = writeln!(
+            out,
+            "  irqbalance:          {}",
+            if s.irqbalance_pids.is_empty() {
+                "not running".to_string()
+            } else {
+                format!(
+                    "running (pid {})",
+                    s.irqbalance_pids
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        );
+        let mode = match s.cgroup_mode {
+            CgroupMode::V2 => "v2 (unified)",
+            CgroupMode::V1 => "v1",
+            CgroupMode::Hybrid => "hybrid (v1 controllers, v2 beside them)",
+            CgroupMode::None => "none mounted",
+        };
+        let _ = writeln!(out, "  cgroups:             {mode}");
+        for m in &s.cgroup_mounts {
+            let _ = writeln!(
+                out,
+                "    v{} {}{}",
+                m.version,
+                m.path,
+                if m.controllers.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", m.controllers.join(","))
+                }
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  cpuset:              cgroup {}, CPUs {}",
+            s.cpuset_cgroup.as_deref().unwrap_or("-"),
+            s.cpuset_cpus
+                .as_deref()
+                .map(none_or)
+                .unwrap_or_else(|| "-".to_string())
+        );
+        let _ = writeln!(
+            out,
+            "  this process:        CPUs {}, memory nodes {}",
+            none_or(&s.allowed_cpus),
+            none_or(&s.allowed_mems)
+        );
+    }
+}
