@@ -7,6 +7,7 @@
 
 pub mod cpu;
 pub mod cpulist;
+pub mod pinning;
 pub mod size;
 pub mod smp;
 

@@ -6,5 +6,6 @@
 
 pub mod kvm;
 pub mod meminfo;
+pub mod sched;
 
 pub use kvm::{KvmError, KvmHost};

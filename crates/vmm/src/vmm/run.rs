@@ -65,7 +65,7 @@ pub(super) fn run(vmm: &mut Vmm, mut options: RunOptions) -> Result<VmOutcome, V
 
     let mut handles: Vec<VcpuHandle> = Vec::new();
     for (index, vcpu) in std::mem::take(&mut vmm.vcpus).into_iter().enumerate() {
-        match spawn(index as u32, vcpu, vmm.bus.clone(), control.clone()) {
+        match spawn(index as u32, vcpu, vmm.bus.clone(), control.clone(), None) {
             Ok(h) => handles.push(h),
             Err(e) => {
                 control.finish(VmOutcome::Quit);
