@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 pub use cpu::CpuConfig;
+pub use pinning::PinningConfig;
 pub use smp::SmpConfig;
 
 /// Smallest guest RAM we build a machine with: the boot structures, ACPI tables and a
@@ -47,6 +48,10 @@ pub struct VmConfig {
     pub cpu: CpuConfig,
     /// Guest RAM in bytes.
     pub memory: u64,
+    /// Where the VM's threads may run (`--vcpu-pin`, `--cpuset`, `--emulator-pin`).
+    pub pinning: PinningConfig,
+    /// The QMP control socket (`--qmp unix:PATH`, or `--name` under the runtime directory).
+    pub qmp: Option<PathBuf>,
 }
 
 /// Why a configuration is not acceptable on its own (host limits are checked later).
@@ -58,6 +63,8 @@ pub enum ConfigError {
     MemoryUnaligned { got: u64 },
     #[error("--initrd: an initrd needs --kernel (the probe guest takes none)")]
     InitrdWithoutKernel,
+    #[error(transparent)]
+    Pinning(#[from] pinning::PinningError),
 }
 
 impl VmConfig {
@@ -69,6 +76,7 @@ impl VmConfig {
         if self.memory % 4096 != 0 {
             return Err(ConfigError::MemoryUnaligned { got: self.memory });
         }
+        self.pinning.validate(self.smp.maxcpus)?;
         Ok(())
     }
 }
@@ -86,6 +94,8 @@ mod tests {
             smp: SmpConfig::default(),
             cpu: CpuConfig::default(),
             memory,
+            pinning: PinningConfig::default(),
+            qmp: None,
         }
     }
 

@@ -37,23 +37,29 @@ pub enum PinningError {
     MissingEquals { value: String },
     #[error("--vcpu-pin: \"{value}\": vCPU \"{vcpu}\" is not a decimal vCPU number")]
     BadVcpu { value: String, vcpu: String },
-    #[error("{option}: \"{value}\": {source}")]
+    #[error("{option}: \"{value}\": {error}")]
     BadList {
         option: &'static str,
         value: String,
-        source: super::cpulist::CpulistError,
+        error: super::cpulist::CpulistError,
     },
     #[error("--vcpu-pin: vCPU {vcpu} is pinned twice (\"{first}\" and \"{second}\")")]
-    Duplicate { vcpu: u32, first: String, second: String },
+    Duplicate {
+        vcpu: u32,
+        first: String,
+        second: String,
+    },
     #[error("--vcpu-pin: vCPU {vcpu} does not exist (--smp gives vCPUs 0-{last})")]
     NoSuchVcpu { vcpu: u32, last: u32 },
 }
 
 /// Parses `VCPU=CPULIST`.
 pub fn parse_vcpu_pin(value: &str) -> Result<VcpuPin, PinningError> {
-    let (vcpu, list) = value.split_once('=').ok_or_else(|| PinningError::MissingEquals {
-        value: value.to_string(),
-    })?;
+    let (vcpu, list) = value
+        .split_once('=')
+        .ok_or_else(|| PinningError::MissingEquals {
+            value: value.to_string(),
+        })?;
     let vcpu_text = vcpu.trim();
     if vcpu_text.is_empty() || !vcpu_text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(PinningError::BadVcpu {
@@ -61,30 +67,36 @@ pub fn parse_vcpu_pin(value: &str) -> Result<VcpuPin, PinningError> {
             vcpu: vcpu_text.to_string(),
         });
     }
-    let vcpu = vcpu_text.parse::<u32>().map_err(|_| PinningError::BadVcpu {
-        value: value.to_string(),
-        vcpu: vcpu_text.to_string(),
-    })?;
-    let cpus = parse_cpulist(list).map_err(|source| PinningError::BadList {
+    let vcpu = vcpu_text
+        .parse::<u32>()
+        .map_err(|_| PinningError::BadVcpu {
+            value: value.to_string(),
+            vcpu: vcpu_text.to_string(),
+        })?;
+    let cpus = parse_cpulist(list).map_err(|error| PinningError::BadList {
         option: "--vcpu-pin",
         value: value.to_string(),
-        source,
+        error,
     })?;
     Ok(VcpuPin { vcpu, cpus })
 }
 
 /// Parses a plain CPU list option (`--cpuset`, `--emulator-pin`).
 pub fn parse_cpus(option: &'static str, value: &str) -> Result<Vec<u32>, PinningError> {
-    parse_cpulist(value).map_err(|source| PinningError::BadList {
+    parse_cpulist(value).map_err(|error| PinningError::BadList {
         option,
         value: value.to_string(),
-        source,
+        error,
     })
 }
 
 impl PinningConfig {
     /// Builds the configuration from the raw option values.
-    pub fn parse(vcpu_pins: &[String], cpuset: Option<&str>, emulator: Option<&str>) -> Result<Self, PinningError> {
+    pub fn parse(
+        vcpu_pins: &[String],
+        cpuset: Option<&str>,
+        emulator: Option<&str>,
+    ) -> Result<Self, PinningError> {
         let mut vcpus: Vec<(VcpuPin, &String)> = Vec::new();
         for text in vcpu_pins {
             let pin = parse_vcpu_pin(text)?;
@@ -102,7 +114,9 @@ impl PinningConfig {
         Ok(PinningConfig {
             vcpus,
             cpuset: cpuset.map(|v| parse_cpus("--cpuset", v)).transpose()?,
-            emulator: emulator.map(|v| parse_cpus("--emulator-pin", v)).transpose()?,
+            emulator: emulator
+                .map(|v| parse_cpus("--emulator-pin", v))
+                .transpose()?,
         })
     }
 
@@ -142,10 +156,20 @@ mod tests {
 
     #[test]
     fn parses_and_orders_pins() {
-        let p = PinningConfig::parse(&strings(&["1=4-7,^5", "0=2"]), Some("0-7"), Some("0")).unwrap();
+        let p =
+            PinningConfig::parse(&strings(&["1=4-7,^5", "0=2"]), Some("0-7"), Some("0")).unwrap();
         assert_eq!(
             p.vcpus,
-            vec![VcpuPin { vcpu: 0, cpus: vec![2] }, VcpuPin { vcpu: 1, cpus: vec![4, 6, 7] }]
+            vec![
+                VcpuPin {
+                    vcpu: 0,
+                    cpus: vec![2]
+                },
+                VcpuPin {
+                    vcpu: 1,
+                    cpus: vec![4, 6, 7]
+                }
+            ]
         );
         assert_eq!(p.cpuset, Some((0..8).collect()));
         assert_eq!(p.emulator, Some(vec![0]));
@@ -159,10 +183,23 @@ mod tests {
 
     #[test]
     fn errors_name_option_value_and_rule() {
-        let err = |pins: &[&str], cpuset: Option<&str>| PinningConfig::parse(&strings(pins), cpuset, None).unwrap_err().to_string();
-        assert_eq!(err(&["0"], None), "--vcpu-pin: \"0\": expected VCPU=CPULIST (e.g. 0=2 or 1=4-7,^5)");
-        assert_eq!(err(&["x=1"], None), "--vcpu-pin: \"x=1\": vCPU \"x\" is not a decimal vCPU number");
-        assert_eq!(err(&["=1"], None), "--vcpu-pin: \"=1\": vCPU \"\" is not a decimal vCPU number");
+        let err = |pins: &[&str], cpuset: Option<&str>| {
+            PinningConfig::parse(&strings(pins), cpuset, None)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            err(&["0"], None),
+            "--vcpu-pin: \"0\": expected VCPU=CPULIST (e.g. 0=2 or 1=4-7,^5)"
+        );
+        assert_eq!(
+            err(&["x=1"], None),
+            "--vcpu-pin: \"x=1\": vCPU \"x\" is not a decimal vCPU number"
+        );
+        assert_eq!(
+            err(&["=1"], None),
+            "--vcpu-pin: \"=1\": vCPU \"\" is not a decimal vCPU number"
+        );
         assert_eq!(
             err(&["0=3-1"], None),
             "--vcpu-pin: \"0=3-1\": CPU list \"3-1\": bad token \"3-1\": range start 3 is above its end 1"
@@ -172,9 +209,14 @@ mod tests {
             err(&["0=1", "0=2"], None),
             "--vcpu-pin: vCPU 0 is pinned twice (\"0=1\" and \"0=2\")"
         );
-        assert_eq!(err(&[], Some("a")), "--cpuset: \"a\": CPU list \"a\": bad token \"a\": \"a\" is not a decimal CPU number");
         assert_eq!(
-            PinningConfig::parse(&[], None, Some("")).unwrap_err().to_string(),
+            err(&[], Some("a")),
+            "--cpuset: \"a\": CPU list \"a\": bad token \"a\": \"a\" is not a decimal CPU number"
+        );
+        assert_eq!(
+            PinningConfig::parse(&[], None, Some(""))
+                .unwrap_err()
+                .to_string(),
             "--emulator-pin: \"\": empty CPU list"
         );
     }

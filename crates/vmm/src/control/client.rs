@@ -16,10 +16,18 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Client failures.
 #[derive(Debug, Error)]
 pub enum ClientError {
-    #[error("cannot connect to {path}: {source} (is a VM running with this --name or --qmp socket?)")]
-    Connect { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error(
+        "cannot connect to {path}: {error} (is a VM running with this --name or --qmp socket?)"
+    )]
+    Connect {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{path}: {error}")]
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("{path}: the server closed the connection")]
     Closed { path: PathBuf },
     #[error("{path}: not a QMP reply: {detail}")]
@@ -42,13 +50,13 @@ pub struct QmpClient {
 impl QmpClient {
     /// Connects to `path` and negotiates capabilities.
     pub fn connect(path: &Path) -> Result<QmpClient, ClientError> {
-        let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+        let stream = UnixStream::connect(path).map_err(|error| ClientError::Connect {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
-        let io = |source| ClientError::Io {
+        let io = |error| ClientError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         stream.set_read_timeout(Some(REPLY_TIMEOUT)).map_err(io)?;
         let writer = stream.try_clone().map_err(io)?;
@@ -72,12 +80,17 @@ impl QmpClient {
 
     fn read_message(&mut self) -> Result<Value, ClientError> {
         let mut line = String::new();
-        let n = self.reader.read_line(&mut line).map_err(|source| ClientError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
+        let n = self
+            .reader
+            .read_line(&mut line)
+            .map_err(|error| ClientError::Io {
+                path: self.path.clone(),
+                error,
+            })?;
         if n == 0 {
-            return Err(ClientError::Closed { path: self.path.clone() });
+            return Err(ClientError::Closed {
+                path: self.path.clone(),
+            });
         }
         serde_json::from_str(&line).map_err(|e| ClientError::Protocol {
             path: self.path.clone(),
@@ -90,10 +103,12 @@ impl QmpClient {
     pub fn raw(&mut self, text: &str) -> Result<Value, ClientError> {
         let mut data = text.trim_end().as_bytes().to_vec();
         data.push(b'\n');
-        self.writer.write_all(&data).map_err(|source| ClientError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
+        self.writer
+            .write_all(&data)
+            .map_err(|error| ClientError::Io {
+                path: self.path.clone(),
+                error,
+            })?;
         loop {
             let msg = self.read_message()?;
             if msg.get("event").is_none() {
@@ -103,7 +118,11 @@ impl QmpClient {
     }
 
     /// Executes `command` and returns its `return` value, or its error.
-    pub fn execute(&mut self, command: &str, arguments: Option<Value>) -> Result<Value, ClientError> {
+    pub fn execute(
+        &mut self,
+        command: &str,
+        arguments: Option<Value>,
+    ) -> Result<Value, ClientError> {
         let id = format!("rvmm-{}", self.next_id);
         self.next_id += 1;
         let mut request = json!({"execute": command, "id": id});
@@ -122,8 +141,14 @@ impl QmpClient {
         }
         let error = reply.get("error").cloned().unwrap_or_default();
         Err(ClientError::Qmp {
-            class: error["class"].as_str().unwrap_or("GenericError").to_string(),
-            desc: error["desc"].as_str().unwrap_or("unknown error").to_string(),
+            class: error["class"]
+                .as_str()
+                .unwrap_or("GenericError")
+                .to_string(),
+            desc: error["desc"]
+                .as_str()
+                .unwrap_or("unknown error")
+                .to_string(),
         })
     }
 }

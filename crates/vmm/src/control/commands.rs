@@ -81,9 +81,14 @@ pub enum Command {
         props: Map<String, Value>,
     },
     /// Without `cpus`: report; with `cpus` (and `vcpu`): pin, then report.
-    VcpuPin { vcpu: Option<u32>, cpus: Option<Vec<u32>> },
+    VcpuPin {
+        vcpu: Option<u32>,
+        cpus: Option<Vec<u32>>,
+    },
     /// Without `cpus`: report; with: pin every non-vCPU thread, then report.
-    EmulatorPin { cpus: Option<Vec<u32>> },
+    EmulatorPin {
+        cpus: Option<Vec<u32>>,
+    },
     VcpuInfo,
 }
 
@@ -93,7 +98,9 @@ struct Args {
 }
 
 fn type_error(name: &str, expected: &str) -> QmpError {
-    QmpError::generic(format!("Invalid parameter type for '{name}', expected: {expected}"))
+    QmpError::generic(format!(
+        "Invalid parameter type for '{name}', expected: {expected}"
+    ))
 }
 
 impl Args {
@@ -125,7 +132,11 @@ impl Args {
         }
     }
 
-    fn object(&mut self, name: &str, required: bool) -> Result<Option<Map<String, Value>>, QmpError> {
+    fn object(
+        &mut self,
+        name: &str,
+        required: bool,
+    ) -> Result<Option<Map<String, Value>>, QmpError> {
         match self.take(name, required)? {
             None => Ok(None),
             Some(Value::Object(m)) => Ok(Some(m)),
@@ -146,7 +157,9 @@ impl Args {
     /// Rejects members nobody consumed (the first, in name order).
     fn finish(self, prefix: &str) -> Result<(), QmpError> {
         match self.map.keys().next() {
-            Some(k) => Err(QmpError::generic(format!("Parameter '{prefix}{k}' is unexpected"))),
+            Some(k) => Err(QmpError::generic(format!(
+                "Parameter '{prefix}{k}' is unexpected"
+            ))),
             None => Ok(()),
         }
     }
@@ -160,16 +173,20 @@ pub fn check_capabilities(arguments: Map<String, Value>) -> Result<(), QmpError>
         let Value::Array(items) = enable else {
             return Err(type_error("enable", "array"));
         };
-        for item in items {
-            match item {
-                Value::String(s) if s == "oob" => {
-                    return Err(QmpError::generic("Capability 'oob' not available".to_string()))
-                }
-                Value::String(s) => {
-                    return Err(QmpError::generic(format!("Parameter 'enable' does not accept value '{s}'")))
-                }
-                _ => return Err(type_error("enable", "string")),
+        // rvmm's greeting offers no capability, so any entry is refused: the first decides how.
+        match items.first() {
+            None => {}
+            Some(Value::String(s)) if s == "oob" => {
+                return Err(QmpError::generic(
+                    "Capability 'oob' not available".to_string(),
+                ))
             }
+            Some(Value::String(s)) => {
+                return Err(QmpError::generic(format!(
+                    "Parameter 'enable' does not accept value '{s}'"
+                )))
+            }
+            Some(_) => return Err(type_error("enable", "string")),
         }
     }
     args.finish("")
@@ -197,7 +214,9 @@ pub fn parse(name: &str, arguments: Map<String, Value>) -> Result<Command, QmpEr
                 "static" => ExpansionType::Static,
                 "full" => ExpansionType::Full,
                 other => {
-                    return Err(QmpError::generic(format!("Parameter 'type' does not accept value '{other}'")))
+                    return Err(QmpError::generic(format!(
+                        "Parameter 'type' does not accept value '{other}'"
+                    )))
                 }
             };
             let model = args.object("model", true)?.unwrap_or_default();
@@ -221,7 +240,9 @@ pub fn parse(name: &str, arguments: Map<String, Value>) -> Result<Command, QmpEr
             let vcpu = args.uint32("vcpu", false)?;
             let cpus = args.cpulist("cpus")?;
             if cpus.is_some() && vcpu.is_none() {
-                return Err(QmpError::generic("Parameter 'vcpu' is missing (needed with 'cpus')".to_string()));
+                return Err(QmpError::generic(
+                    "Parameter 'vcpu' is missing (needed with 'cpus')".to_string(),
+                ));
             }
             Command::VcpuPin { vcpu, cpus }
         }
@@ -261,14 +282,23 @@ mod tests {
         assert_eq!(e.class, ErrorClass::CommandNotFound);
         assert_eq!(e.desc, "The command nope has not been found");
         // QEMU 7.2's texts for argument errors.
-        assert_eq!(err("query-status", json!({"a": 1})), "Parameter 'a' is unexpected");
-        assert_eq!(err("query-cpu-model-expansion", json!({})), "Parameter 'type' is missing");
+        assert_eq!(
+            err("query-status", json!({"a": 1})),
+            "Parameter 'a' is unexpected"
+        );
+        assert_eq!(
+            err("query-cpu-model-expansion", json!({})),
+            "Parameter 'type' is missing"
+        );
         assert_eq!(
             err("query-cpu-model-expansion", json!({"type": 5})),
             "Invalid parameter type for 'type', expected: string"
         );
         assert_eq!(
-            err("query-cpu-model-expansion", json!({"type": "bogus", "model": {"name": "qemu64"}})),
+            err(
+                "query-cpu-model-expansion",
+                json!({"type": "bogus", "model": {"name": "qemu64"}})
+            ),
             "Parameter 'type' does not accept value 'bogus'"
         );
     }
@@ -276,31 +306,54 @@ mod tests {
     #[test]
     fn model_expansion_arguments() {
         assert_eq!(
-            parse("query-cpu-model-expansion", args(json!({"type": "full", "model": {"name": "Haswell", "props": {"aes": false}}}))),
+            parse(
+                "query-cpu-model-expansion",
+                args(
+                    json!({"type": "full", "model": {"name": "Haswell", "props": {"aes": false}}})
+                )
+            ),
             Ok(Command::QueryCpuModelExpansion {
                 expansion: ExpansionType::Full,
                 model: "Haswell".into(),
                 props: args(json!({"aes": false})),
             })
         );
-        assert_eq!(err("query-cpu-model-expansion", json!({"type": "static"})), "Parameter 'model' is missing");
         assert_eq!(
-            err("query-cpu-model-expansion", json!({"type": "static", "model": {}})),
+            err("query-cpu-model-expansion", json!({"type": "static"})),
+            "Parameter 'model' is missing"
+        );
+        assert_eq!(
+            err(
+                "query-cpu-model-expansion",
+                json!({"type": "static", "model": {}})
+            ),
             "Parameter 'model.name' is missing"
         );
         assert_eq!(
-            err("query-cpu-model-expansion", json!({"type": "static", "model": {"name": "x", "props": 1}})),
+            err(
+                "query-cpu-model-expansion",
+                json!({"type": "static", "model": {"name": "x", "props": 1}})
+            ),
             "Invalid parameter type for 'model.props', expected: object"
         );
         assert_eq!(
-            err("query-cpu-model-expansion", json!({"type": "static", "model": {"name": "x", "extra": 1}})),
+            err(
+                "query-cpu-model-expansion",
+                json!({"type": "static", "model": {"name": "x", "extra": 1}})
+            ),
             "Parameter 'model.extra' is unexpected"
         );
     }
 
     #[test]
     fn pin_arguments() {
-        assert_eq!(parse(CMD_VCPUPIN, Map::new()), Ok(Command::VcpuPin { vcpu: None, cpus: None }));
+        assert_eq!(
+            parse(CMD_VCPUPIN, Map::new()),
+            Ok(Command::VcpuPin {
+                vcpu: None,
+                cpus: None
+            })
+        );
         assert_eq!(
             parse(CMD_VCPUPIN, args(json!({"vcpu": 1, "cpus": "0-3,^2"}))),
             Ok(Command::VcpuPin {
@@ -308,19 +361,36 @@ mod tests {
                 cpus: Some(vec![0, 1, 3])
             })
         );
-        assert_eq!(err(CMD_VCPUPIN, json!({"vcpu": "1"})), "Invalid parameter type for 'vcpu', expected: integer");
-        assert_eq!(err(CMD_VCPUPIN, json!({"vcpu": -1})), "Parameter 'vcpu' expects uint32");
-        assert_eq!(err(CMD_VCPUPIN, json!({"vcpu": 1.5})), "Invalid parameter type for 'vcpu', expected: integer");
-        assert_eq!(err(CMD_VCPUPIN, json!({"cpus": "0"})), "Parameter 'vcpu' is missing (needed with 'cpus')");
+        assert_eq!(
+            err(CMD_VCPUPIN, json!({"vcpu": "1"})),
+            "Invalid parameter type for 'vcpu', expected: integer"
+        );
+        assert_eq!(
+            err(CMD_VCPUPIN, json!({"vcpu": -1})),
+            "Parameter 'vcpu' expects uint32"
+        );
+        assert_eq!(
+            err(CMD_VCPUPIN, json!({"vcpu": 1.5})),
+            "Invalid parameter type for 'vcpu', expected: integer"
+        );
+        assert_eq!(
+            err(CMD_VCPUPIN, json!({"cpus": "0"})),
+            "Parameter 'vcpu' is missing (needed with 'cpus')"
+        );
         assert_eq!(
             err(CMD_VCPUPIN, json!({"vcpu": 0, "cpus": "x"})),
             "Parameter 'cpus': CPU list \"x\": bad token \"x\": \"x\" is not a decimal CPU number"
         );
         assert_eq!(
             parse(CMD_EMULATORPIN, args(json!({"cpus": "0"}))),
-            Ok(Command::EmulatorPin { cpus: Some(vec![0]) })
+            Ok(Command::EmulatorPin {
+                cpus: Some(vec![0])
+            })
         );
-        assert_eq!(err(CMD_EMULATORPIN, json!({"cpus": ["0"]})), "Invalid parameter type for 'cpus', expected: string");
+        assert_eq!(
+            err(CMD_EMULATORPIN, json!({"cpus": ["0"]})),
+            "Invalid parameter type for 'cpus', expected: string"
+        );
     }
 
     #[test]
@@ -328,7 +398,9 @@ mod tests {
         assert_eq!(check_capabilities(Map::new()), Ok(()));
         assert_eq!(check_capabilities(args(json!({"enable": []}))), Ok(()));
         assert_eq!(
-            check_capabilities(args(json!({"enable": ["oob"]}))).unwrap_err().desc,
+            check_capabilities(args(json!({"enable": ["oob"]})))
+                .unwrap_err()
+                .desc,
             "Capability 'oob' not available"
         );
         assert_eq!(
@@ -340,7 +412,10 @@ mod tests {
     #[test]
     fn downstream_names_carry_the_prefix() {
         for name in [CMD_VCPUPIN, CMD_EMULATORPIN, CMD_VCPUINFO] {
-            assert!(name.starts_with(RVMM_PREFIX) && COMMAND_NAMES.contains(&name), "{name}");
+            assert!(
+                name.starts_with(RVMM_PREFIX) && COMMAND_NAMES.contains(&name),
+                "{name}"
+            );
         }
     }
 }

@@ -14,6 +14,7 @@
 pub mod client;
 pub mod commands;
 pub mod qmp;
+pub mod queries;
 pub mod server;
 
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
@@ -46,11 +47,15 @@ pub fn check_name(name: &str) -> Result<(), ControlError> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME
         && !name.starts_with('.')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     if ok {
         Ok(())
     } else {
-        Err(ControlError::BadName { name: name.to_string() })
+        Err(ControlError::BadName {
+            name: name.to_string(),
+        })
     }
 }
 
@@ -86,9 +91,11 @@ pub fn resolve_vm(dir: &Path, vm: &str) -> PathBuf {
 
 /// Parses `--qmp unix:PATH[,server[=on]][,wait=off][,nowait]`, as QEMU's `-qmp` takes it.
 pub fn parse_qmp_option(value: &str) -> Result<PathBuf, ControlError> {
-    let rest = value.strip_prefix("unix:").ok_or_else(|| ControlError::QmpSyntax {
-        value: value.to_string(),
-    })?;
+    let rest = value
+        .strip_prefix("unix:")
+        .ok_or_else(|| ControlError::QmpSyntax {
+            value: value.to_string(),
+        })?;
     let mut parts = rest.split(',');
     let path = parts.next().unwrap_or_default();
     if path.is_empty() {
@@ -127,12 +134,17 @@ pub fn ensure_runtime_dir(dir: &Path) -> Result<(), ControlError> {
     }
     let meta = std::fs::symlink_metadata(dir).map_err(|e| err(e.to_string()))?;
     if !meta.file_type().is_dir() {
-        return Err(err("exists and is not a directory (a symbolic link is refused)".into()));
+        return Err(err(
+            "exists and is not a directory (a symbolic link is refused)".into(),
+        ));
     }
     // SAFETY: getuid has no preconditions and cannot fail.
     let uid = unsafe { libc::getuid() };
     if meta.uid() != uid {
-        return Err(err(format!("is owned by uid {}, not by us (uid {uid})", meta.uid())));
+        return Err(err(format!(
+            "is owned by uid {}, not by us (uid {uid})",
+            meta.uid()
+        )));
     }
     Ok(())
 }
@@ -143,7 +155,10 @@ mod tests {
 
     #[test]
     fn runtime_dirs() {
-        assert_eq!(runtime_dir(Some("/run/user/1000"), 1000), PathBuf::from("/run/user/1000/rvmm"));
+        assert_eq!(
+            runtime_dir(Some("/run/user/1000"), 1000),
+            PathBuf::from("/run/user/1000/rvmm")
+        );
         assert_eq!(runtime_dir(Some(""), 0), PathBuf::from("/run/rvmm"));
         assert_eq!(runtime_dir(None, 0), PathBuf::from("/run/rvmm"));
         assert_eq!(runtime_dir(None, 1000), PathBuf::from("/tmp/rvmm-1000"));
@@ -157,7 +172,13 @@ mod tests {
     fn names() {
         assert_eq!(check_name("web-1.test_a"), Ok(()));
         for bad in ["", ".hidden", "a/b", "a b", &"x".repeat(65)] {
-            assert_eq!(check_name(bad), Err(ControlError::BadName { name: bad.to_string() }), "{bad}");
+            assert_eq!(
+                check_name(bad),
+                Err(ControlError::BadName {
+                    name: bad.to_string()
+                }),
+                "{bad}"
+            );
         }
         assert_eq!(
             check_name("a/b").unwrap_err().to_string(),
@@ -167,16 +188,27 @@ mod tests {
 
     #[test]
     fn qmp_option() {
-        assert_eq!(parse_qmp_option("unix:/tmp/q.sock"), Ok(PathBuf::from("/tmp/q.sock")));
-        assert_eq!(parse_qmp_option("unix:q.sock,server=on,wait=off"), Ok(PathBuf::from("q.sock")));
-        assert_eq!(parse_qmp_option("unix:q.sock,server,nowait"), Ok(PathBuf::from("q.sock")));
+        assert_eq!(
+            parse_qmp_option("unix:/tmp/q.sock"),
+            Ok(PathBuf::from("/tmp/q.sock"))
+        );
+        assert_eq!(
+            parse_qmp_option("unix:q.sock,server=on,wait=off"),
+            Ok(PathBuf::from("q.sock"))
+        );
+        assert_eq!(
+            parse_qmp_option("unix:q.sock,server,nowait"),
+            Ok(PathBuf::from("q.sock"))
+        );
         assert_eq!(
             parse_qmp_option("tcp:localhost:4444").unwrap_err().to_string(),
             "--qmp: \"tcp:localhost:4444\": expected unix:PATH (optionally with ,server=on and ,wait=off)"
         );
         assert_eq!(
             parse_qmp_option("unix:").unwrap_err(),
-            ControlError::QmpSyntax { value: "unix:".into() }
+            ControlError::QmpSyntax {
+                value: "unix:".into()
+            }
         );
         assert_eq!(
             parse_qmp_option("unix:q,wait=on").unwrap_err().to_string(),

@@ -242,8 +242,8 @@ pub fn parse_envelope(bytes: &[u8]) -> Result<Envelope, Rejected> {
         id,
         error: QmpError::generic(desc),
     };
-    let value: Value =
-        serde_json::from_slice(bytes).map_err(|e| reject(None, format!("JSON parse error, {e}")))?;
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| reject(None, format!("JSON parse error, {e}")))?;
     let Value::Object(mut obj) = value else {
         return Err(reject(None, "QMP input must be a JSON object".into()));
     };
@@ -254,21 +254,37 @@ pub fn parse_envelope(bytes: &[u8]) -> Result<Envelope, Rejected> {
         match (key.as_str(), v) {
             ("execute", Value::String(s)) => execute = Some(s),
             ("arguments", Value::Object(m)) => arguments = m,
-            ("exec-oob", Value::String(_)) => {
+            ("exec-oob", Value::String(_)) => return Err(reject(
+                id,
+                "Please enable out-of-band first for the session during capabilities negotiation"
+                    .into(),
+            )),
+            ("execute" | "exec-oob", _) => {
                 return Err(reject(
                     id,
-                    "Please enable out-of-band first for the session during capabilities negotiation".into(),
+                    format!("QMP input member '{key}' must be a string"),
                 ))
             }
-            ("execute" | "exec-oob", _) => {
-                return Err(reject(id, format!("QMP input member '{key}' must be a string")))
+            ("arguments", _) => {
+                return Err(reject(
+                    id,
+                    "QMP input member 'arguments' must be an object".into(),
+                ))
             }
-            ("arguments", _) => return Err(reject(id, "QMP input member 'arguments' must be an object".into())),
-            _ => return Err(reject(id, format!("QMP input member '{key}' is unexpected"))),
+            _ => {
+                return Err(reject(
+                    id,
+                    format!("QMP input member '{key}' is unexpected"),
+                ))
+            }
         }
     }
     match execute {
-        Some(execute) => Ok(Envelope { id, execute, arguments }),
+        Some(execute) => Ok(Envelope {
+            id,
+            execute,
+            arguments,
+        }),
         None => Err(reject(id, "QMP input lacks member 'execute'".into())),
     }
 }
@@ -394,7 +410,10 @@ pub fn reply_return(id: Option<&Value>, value: Value) -> String {
 /// An error reply.
 pub fn reply_error(id: Option<&Value>, error: &QmpError) -> String {
     let mut obj = Map::new();
-    obj.insert("error".into(), json!({"class": error.class, "desc": error.desc}));
+    obj.insert(
+        "error".into(),
+        json!({"class": error.class, "desc": error.desc}),
+    );
     if let Some(id) = id {
         obj.insert("id".into(), id.clone());
     }
@@ -428,7 +447,10 @@ impl ShutdownCause {
 
     /// Whether the guest asked for it (the events' `guest` member).
     pub fn is_guest(self) -> bool {
-        matches!(self, ShutdownCause::GuestShutdown | ShutdownCause::GuestReset)
+        matches!(
+            self,
+            ShutdownCause::GuestShutdown | ShutdownCause::GuestReset
+        )
     }
 }
 
@@ -451,8 +473,14 @@ pub fn event_line(event: Event, at: SystemTime) -> String {
         json!({"seconds": since.as_secs(), "microseconds": since.subsec_micros()}),
     );
     let (name, data) = match event {
-        Event::Shutdown(c) => ("SHUTDOWN", Some(json!({"guest": c.is_guest(), "reason": c.as_str()}))),
-        Event::Reset(c) => ("RESET", Some(json!({"guest": c.is_guest(), "reason": c.as_str()}))),
+        Event::Shutdown(c) => (
+            "SHUTDOWN",
+            Some(json!({"guest": c.is_guest(), "reason": c.as_str()})),
+        ),
+        Event::Reset(c) => (
+            "RESET",
+            Some(json!({"guest": c.is_guest(), "reason": c.as_str()})),
+        ),
         Event::Stop => ("STOP", None),
         Event::Resume => ("RESUME", None),
         Event::Powerdown => ("POWERDOWN", None),
@@ -487,10 +515,16 @@ mod tests {
             vec!["{\"execute\":\n \"a\"}", "{\"execute\":\"b\"}", "[1,[2]]"]
         );
         // Brackets and quotes inside strings, escaped quotes, a value split across reads.
-        assert_eq!(messages(s.push(b"{\"a\":\"}]\\\"{\"")), Vec::<String>::new());
+        assert_eq!(
+            messages(s.push(b"{\"a\":\"}]\\\"{\"")),
+            Vec::<String>::new()
+        );
         assert_eq!(messages(s.push(b"}")), vec!["{\"a\":\"}]\\\"{\"}"]);
         // Bare tokens and stray closers are messages of their own (the parser rejects them).
-        assert_eq!(messages(s.push(b"garbage 12{}] \"s\"")), vec!["garbage", "12", "{}", "]", "\"s\""]);
+        assert_eq!(
+            messages(s.push(b"garbage 12{}] \"s\"")),
+            vec!["garbage", "12", "{}", "]", "\"s\""]
+        );
     }
 
     #[test]
@@ -499,7 +533,10 @@ mod tests {
         let mut big = b"{\"execute\":\"".to_vec();
         big.extend(std::iter::repeat_n(b'x', 100));
         big.extend(b"\"} {\"execute\":\"ok\"}");
-        assert_eq!(messages(s.push(&big)), vec!["<114 bytes>", "{\"execute\":\"ok\"}"]);
+        assert_eq!(
+            messages(s.push(&big)),
+            vec!["<114 bytes>", "{\"execute\":\"ok\"}"]
+        );
         // Exactly at the limit is fine.
         let mut s = Splitter::new(4);
         assert_eq!(messages(s.push(b"[12] [123]")), vec!["[12]", "<5 bytes>"]);
@@ -528,7 +565,10 @@ mod tests {
             "{\"error\":{\"class\":\"CommandNotFound\",\"desc\":\"Expecting capabilities negotiation with 'qmp_capabilities'\"},\"id\":7}\r\n"
         );
         assert!(!s.negotiated());
-        assert_eq!(reply(s.handle(msg(r#"{"execute":"qmp_capabilities","id":1}"#))), "{\"id\":1,\"return\":{}}\r\n");
+        assert_eq!(
+            reply(s.handle(msg(r#"{"execute":"qmp_capabilities","id":1}"#))),
+            "{\"id\":1,\"return\":{}}\r\n"
+        );
         assert!(s.negotiated());
         assert_eq!(
             reply(s.handle(msg(r#"{"execute":"qmp_capabilities"}"#))),
@@ -552,7 +592,13 @@ mod tests {
         };
         let e = err(&mut s, "garbage");
         assert_eq!(e["error"]["class"], "GenericError");
-        assert!(e["error"]["desc"].as_str().unwrap().starts_with("JSON parse error, "), "{e}");
+        assert!(
+            e["error"]["desc"]
+                .as_str()
+                .unwrap()
+                .starts_with("JSON parse error, "),
+            "{e}"
+        );
         assert_eq!(e.get("id"), None);
         assert_eq!(
             err(&mut s, "[1,2]"),
@@ -567,7 +613,10 @@ mod tests {
             json!({"error": {"class": "GenericError", "desc": "QMP input lacks member 'execute'"}})
         );
         assert_eq!(
-            err(&mut s, r#"{"execute":"query-status","arguments":[],"id":3}"#),
+            err(
+                &mut s,
+                r#"{"execute":"query-status","arguments":[],"id":3}"#
+            ),
             json!({"id": 3, "error": {"class": "GenericError", "desc": "QMP input member 'arguments' must be an object"}})
         );
         assert_eq!(
@@ -579,7 +628,10 @@ mod tests {
             json!({"id": {"a": [1]}, "error": {"class": "CommandNotFound", "desc": "The command nope has not been found"}})
         );
         assert_eq!(
-            err(&mut s, r#"{"execute":"query-status","arguments":{"a":1},"id":5}"#),
+            err(
+                &mut s,
+                r#"{"execute":"query-status","arguments":{"a":1},"id":5}"#
+            ),
             json!({"id": 5, "error": {"class": "GenericError", "desc": "Parameter 'a' is unexpected"}})
         );
         assert_eq!(

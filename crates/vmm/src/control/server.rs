@@ -43,11 +43,11 @@ pub enum ServerError {
     NotASocket { path: String, kind: &'static str },
     #[error("--qmp: {path}: another process is listening on this socket")]
     InUse { path: String },
-    #[error("--qmp: {path}: {what}: {source}")]
+    #[error("--qmp: {path}: {what}: {error}")]
     Io {
         path: String,
         what: &'static str,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("--qmp: {path}: after bind the socket has mode {mode:o}, expected 600")]
     Mode { path: String, mode: u32 },
@@ -82,7 +82,10 @@ struct Shared {
 
 impl Shared {
     fn remove(&self, id: u64) {
-        self.clients.lock().unwrap_or_else(|p| p.into_inner()).retain(|c| c.id != id);
+        self.clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|c| c.id != id);
     }
 }
 
@@ -115,10 +118,10 @@ fn kind_of(meta: &std::fs::Metadata) -> &'static str {
 /// Binds `path` as a 0600 socket, replacing only a stale socket.
 fn bind(path: &Path) -> Result<UnixListener, ServerError> {
     let io = |what: &'static str| {
-        move |source| ServerError::Io {
+        move |error| ServerError::Io {
             path: path.display().to_string(),
             what,
-            source,
+            error,
         }
     };
     match std::fs::symlink_metadata(path) {
@@ -164,10 +167,10 @@ impl QmpServer {
     /// Binds `path` and starts accepting clients.
     pub fn start(path: &Path, version: Version) -> Result<QmpServer, ServerError> {
         let io = |what: &'static str| {
-            move |source| ServerError::Io {
+            move |error| ServerError::Io {
                 path: path.display().to_string(),
                 what,
-                source,
+                error,
             }
         };
         let listener = bind(path)?;
@@ -220,8 +223,15 @@ impl QmpServer {
     /// Sends an event to every client in command mode, now.
     pub fn emit(&self, event: Event) {
         let text = qmp::event_line(event, SystemTime::now());
-        let clients = self.shared.clients.lock().unwrap_or_else(|p| p.into_inner());
-        for c in clients.iter().filter(|c| c.negotiated.load(Ordering::SeqCst)) {
+        let clients = self
+            .shared
+            .clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for c in clients
+            .iter()
+            .filter(|c| c.negotiated.load(Ordering::SeqCst))
+        {
             if let Err(TrySendError::Full(_)) = c.out.try_send(text.clone()) {
                 // A client this far behind is not reading: drop it.
                 let _ = c.stream.shutdown(std::net::Shutdown::Both);
@@ -242,10 +252,22 @@ impl QmpServer {
         }
         // Requests still queued are dropped: their clients see the reply channel close.
         self.requests = None;
-        for c in self.shared.clients.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for c in self
+            .shared
+            .clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             let _ = c.stream.shutdown(std::net::Shutdown::Read);
         }
-        let threads = std::mem::take(&mut *self.shared.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        let threads = std::mem::take(
+            &mut *self
+                .shared
+                .threads
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
         for t in threads {
             let _ = t.join();
         }
@@ -300,15 +322,23 @@ fn accept_loop(
             Ok((s, _)) => s,
             Err(_) => continue,
         };
-        if stream.set_nonblocking(false).is_err() || stream.set_write_timeout(Some(SEND_TIMEOUT)).is_err() {
+        if stream.set_nonblocking(false).is_err()
+            || stream.set_write_timeout(Some(SEND_TIMEOUT)).is_err()
+        {
             continue;
         }
         let mut threads = shared.threads.lock().unwrap_or_else(|p| p.into_inner());
         threads.retain(|t| !t.is_finished());
-        let count = shared.clients.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let count = shared
+            .clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len();
         if count >= MAX_CLIENTS {
             let mut s = stream;
-            let e = QmpError::generic(format!("too many QMP clients (at most {MAX_CLIENTS}); try again later"));
+            let e = QmpError::generic(format!(
+                "too many QMP clients (at most {MAX_CLIENTS}); try again later"
+            ));
             let _ = s.write_all(qmp::reply_error(None, &e).as_bytes());
             continue;
         }
@@ -331,12 +361,16 @@ fn start_client(
     let writer_stream = stream.try_clone()?;
     let slot_stream = stream.try_clone()?;
     let _ = out_tx.try_send(qmp::greeting(&shared.version));
-    shared.clients.lock().unwrap_or_else(|p| p.into_inner()).push(ClientSlot {
-        id,
-        negotiated: negotiated.clone(),
-        out: out_tx.clone(),
-        stream: slot_stream,
-    });
+    shared
+        .clients
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(ClientSlot {
+            id,
+            negotiated: negotiated.clone(),
+            out: out_tx.clone(),
+            stream: slot_stream,
+        });
     let writer = std::thread::Builder::new()
         .name(format!("qmp-out-{id}"))
         .spawn(move || client_writer(writer_stream, out_rx));
@@ -348,17 +382,19 @@ fn start_client(
         }
     };
     let reader_shared = shared.clone();
-    let reader = std::thread::Builder::new().name(format!("qmp-in-{id}")).spawn(move || {
-        let client = Client {
-            stream,
-            out: out_tx,
-            negotiated,
-            requests,
-            wake,
-        };
-        client.serve();
-        reader_shared.remove(id);
-    });
+    let reader = std::thread::Builder::new()
+        .name(format!("qmp-in-{id}"))
+        .spawn(move || {
+            let client = Client {
+                stream,
+                out: out_tx,
+                negotiated,
+                requests,
+                wake,
+            };
+            client.serve();
+            reader_shared.remove(id);
+        });
     match reader {
         Ok(r) => Ok((r, writer)),
         Err(e) => {
@@ -405,7 +441,8 @@ impl Client {
                         None => return,
                     },
                 };
-                self.negotiated.store(session.negotiated(), Ordering::SeqCst);
+                self.negotiated
+                    .store(session.negotiated(), Ordering::SeqCst);
                 if self.out.send(line).is_err() {
                     return;
                 }
@@ -446,12 +483,24 @@ mod tests {
         let path = temp_path("planted");
         let _ = std::fs::remove_file(&path);
         std::os::unix::fs::symlink("/etc/passwd", &path).unwrap();
-        let err = QmpServer::start(&path, version()).err().unwrap().to_string();
+        let err = QmpServer::start(&path, version())
+            .err()
+            .unwrap()
+            .to_string();
         assert_eq!(
             err,
-            format!("--qmp: {} exists and is a symbolic link, not a socket; refusing to replace it", path.display())
+            format!(
+                "--qmp: {} exists and is a symbolic link, not a socket; refusing to replace it",
+                path.display()
+            )
         );
-        assert!(std::fs::symlink_metadata(&path).unwrap().file_type().is_symlink(), "left alone");
+        assert!(
+            std::fs::symlink_metadata(&path)
+                .unwrap()
+                .file_type()
+                .is_symlink(),
+            "left alone"
+        );
         std::fs::remove_file(&path).unwrap();
         std::fs::write(&path, b"data").unwrap();
         assert!(QmpServer::start(&path, version()).is_err());
@@ -469,7 +518,10 @@ mod tests {
         let meta = std::fs::symlink_metadata(&path).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         // A second server on the same live socket is refused.
-        assert!(matches!(QmpServer::start(&path, version()), Err(ServerError::InUse { .. })));
+        assert!(matches!(
+            QmpServer::start(&path, version()),
+            Err(ServerError::InUse { .. })
+        ));
 
         let stream = UnixStream::connect(&path).unwrap();
         let mut reader = BufReader::new(stream.try_clone().unwrap());
@@ -477,7 +529,8 @@ mod tests {
         let mut line = String::new();
         reader.read_line(&mut line).unwrap();
         assert!(line.starts_with("{\"QMP\":"), "{line}");
-        w.write_all(b"{\"execute\":\"qmp_capabilities\"}\n{\"execute\":\"query-name\",\"id\":9}\n").unwrap();
+        w.write_all(b"{\"execute\":\"qmp_capabilities\"}\n{\"execute\":\"query-name\",\"id\":9}\n")
+            .unwrap();
         line.clear();
         reader.read_line(&mut line).unwrap();
         assert_eq!(line, "{\"return\":{}}\r\n");
@@ -499,7 +552,11 @@ mod tests {
         assert_eq!(line, "{\"id\":9,\"return\":{\"name\":\"t\"}}\r\n");
         server.shutdown();
         line.clear();
-        assert_eq!(reader.read_line(&mut line).unwrap(), 0, "closed at shutdown");
+        assert_eq!(
+            reader.read_line(&mut line).unwrap(),
+            0,
+            "closed at shutdown"
+        );
         assert!(std::fs::symlink_metadata(&path).is_err(), "socket removed");
     }
 }

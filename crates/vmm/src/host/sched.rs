@@ -19,31 +19,28 @@ const SYS_CPU: &str = "/sys/devices/system/cpu";
 /// Errors reading host scheduling facts or placing threads.
 #[derive(Debug, Error)]
 pub enum SchedError {
-    #[error("{path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("{path}: {error}")]
+    Read { path: String, error: std::io::Error },
     #[error("{path}: cannot parse {what}: {detail}")]
     Parse {
         path: String,
         what: &'static str,
         detail: String,
     },
-    #[error("sched_setaffinity(thread {tid}, CPUs {cpus}): {source}")]
+    #[error("sched_setaffinity(thread {tid}, CPUs {cpus}): {error}")]
     SetAffinity {
         tid: i32,
         cpus: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("sched_getaffinity(thread {tid}): {source}")]
-    GetAffinity { tid: i32, source: std::io::Error },
+    #[error("sched_getaffinity(thread {tid}): {error}")]
+    GetAffinity { tid: i32, error: std::io::Error },
 }
 
 fn read(path: &Path) -> Result<String, SchedError> {
-    std::fs::read_to_string(path).map_err(|source| SchedError::Read {
+    std::fs::read_to_string(path).map_err(|error| SchedError::Read {
         path: path.display().to_string(),
-        source,
+        error,
     })
 }
 
@@ -100,10 +97,12 @@ impl HostCpus {
                     detail,
                 }),
                 // Kernels without isolcpus support have no `isolated` file.
-                Err(e) if name == "isolated" && e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-                Err(source) => Err(SchedError::Read {
+                Err(e) if name == "isolated" && e.kind() == std::io::ErrorKind::NotFound => {
+                    Ok(Vec::new())
+                }
+                Err(error) => Err(SchedError::Read {
                     path: path.display().to_string(),
-                    source,
+                    error,
                 }),
             }
         };
@@ -132,7 +131,8 @@ pub fn cpuset_file(proc_cgroup: &str, mountinfo: &str) -> Option<PathBuf> {
     // Lines are `hierarchy-ID:controller-list:cgroup-path` (cgroups(7)).
     for line in proc_cgroup.lines() {
         let mut parts = line.splitn(3, ':');
-        let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+        let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
             continue;
         };
         if id == "0" && controllers.is_empty() {
@@ -146,19 +146,29 @@ pub fn cpuset_file(proc_cgroup: &str, mountinfo: &str) -> Option<PathBuf> {
     let mut v1_mount = None;
     let mut v2_mount = None;
     for line in mountinfo.lines() {
-        let Some((left, right)) = line.split_once(" - ") else { continue };
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
         let fields: Vec<&str> = left.split(' ').collect();
         let rest: Vec<&str> = right.split(' ').collect();
-        let (Some(mountpoint), Some(fstype)) = (fields.get(4), rest.first()) else { continue };
+        let (Some(mountpoint), Some(fstype)) = (fields.get(4), rest.first()) else {
+            continue;
+        };
         match *fstype {
             "cgroup2" if v2_mount.is_none() => v2_mount = Some(mountpoint.to_string()),
-            "cgroup" if rest.get(2).is_some_and(|o| o.split(',').any(|x| x == "cpuset")) => {
+            "cgroup"
+                if rest
+                    .get(2)
+                    .is_some_and(|o| o.split(',').any(|x| x == "cpuset")) =>
+            {
                 v1_mount = Some(mountpoint.to_string())
             }
             _ => {}
         }
     }
-    let join = |mount: &str, path: &str, file: &str| PathBuf::from(format!("{}{}/{file}", mount, path.trim_end_matches('/')));
+    let join = |mount: &str, path: &str, file: &str| {
+        PathBuf::from(format!("{}{}/{file}", mount, path.trim_end_matches('/')))
+    };
     if let (Some(m), Some(p)) = (&v1_mount, &v1_path) {
         return Some(join(m, p, "cpuset.effective_cpus"));
     }
@@ -231,12 +241,20 @@ pub fn parse_task_stat(text: &str) -> Result<TaskStat, String> {
     let comm = text[open + 1..close].to_string();
     let rest: Vec<&str> = text[close + 1..].split_whitespace().collect();
     // rest[0] is field 3.
-    let field = |n: usize| rest.get(n - STAT_STATE).copied().ok_or(format!("no field {n}"));
+    let field = |n: usize| {
+        rest.get(n - STAT_STATE)
+            .copied()
+            .ok_or(format!("no field {n}"))
+    };
     let number = |n: usize| -> Result<u64, String> {
         let f = field(n)?;
-        f.parse::<u64>().map_err(|_| format!("field {n} \"{f}\" is not a number"))
+        f.parse::<u64>()
+            .map_err(|_| format!("field {n} \"{f}\" is not a number"))
     };
-    let state = field(STAT_STATE)?.chars().next().ok_or("empty state field")?;
+    let state = field(STAT_STATE)?
+        .chars()
+        .next()
+        .ok_or("empty state field")?;
     Ok(TaskStat {
         comm,
         state,
@@ -271,9 +289,9 @@ pub fn clock_ticks_per_second() -> u64 {
 /// The TIDs of this process's threads (`/proc/self/task`), sorted.
 pub fn own_threads() -> Result<Vec<i32>, SchedError> {
     let dir = Path::new("/proc/self/task");
-    let entries = std::fs::read_dir(dir).map_err(|source| SchedError::Read {
+    let entries = std::fs::read_dir(dir).map_err(|error| SchedError::Read {
         path: dir.display().to_string(),
-        source,
+        error,
     })?;
     let mut tids: Vec<i32> = entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
@@ -315,12 +333,19 @@ pub fn from_mask(mask: &[u64]) -> Vec<u32> {
 pub fn set_affinity(tid: i32, cpus: &[u32]) -> Result<(), SchedError> {
     let mask = to_mask(cpus);
     // SAFETY: the kernel reads `mask.len() * 8` bytes from a buffer of exactly that size.
-    let r = unsafe { libc::syscall(libc::SYS_sched_setaffinity, tid, mask.len() * 8, mask.as_ptr()) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_sched_setaffinity,
+            tid,
+            mask.len() * 8,
+            mask.as_ptr(),
+        )
+    };
     if r != 0 {
         return Err(SchedError::SetAffinity {
             tid,
             cpus: cpulist(cpus),
-            source: std::io::Error::last_os_error(),
+            error: std::io::Error::last_os_error(),
         });
     }
     Ok(())
@@ -330,11 +355,18 @@ pub fn set_affinity(tid: i32, cpus: &[u32]) -> Result<(), SchedError> {
 pub fn get_affinity(tid: i32) -> Result<Vec<u32>, SchedError> {
     let mut mask = vec![0u64; MASK_WORDS];
     // SAFETY: the kernel writes at most `mask.len() * 8` bytes into our buffer.
-    let r = unsafe { libc::syscall(libc::SYS_sched_getaffinity, tid, mask.len() * 8, mask.as_mut_ptr()) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_sched_getaffinity,
+            tid,
+            mask.len() * 8,
+            mask.as_mut_ptr(),
+        )
+    };
     if r < 0 {
         return Err(SchedError::GetAffinity {
             tid,
-            source: std::io::Error::last_os_error(),
+            error: std::io::Error::last_os_error(),
         });
     }
     Ok(from_mask(&mask))
@@ -366,8 +398,12 @@ mod tests {
     fn stat_errors_name_the_field() {
         assert_eq!(parse_task_stat("1 (x) R 1 2").unwrap_err(), "no field 14");
         assert_eq!(parse_task_stat("1 x R").unwrap_err(), "no '(' before comm");
-        let bad = "1 (x) S 1 1 1 0 1 0 0 0 0 0 zz 0 0 0 20 0 1 0 1 1 1 1 1 1 0 0 0 0 0 0 0 0 0 0 0 0 0 3";
-        assert_eq!(parse_task_stat(bad).unwrap_err(), "field 14 \"zz\" is not a number");
+        let bad =
+            "1 (x) S 1 1 1 0 1 0 0 0 0 0 zz 0 0 0 20 0 1 0 1 1 1 1 1 1 0 0 0 0 0 0 0 0 0 0 0 0 0 3";
+        assert_eq!(
+            parse_task_stat(bad).unwrap_err(),
+            "field 14 \"zz\" is not a number"
+        );
     }
 
     #[test]
@@ -407,7 +443,9 @@ mod tests {
                          40 30 0:35 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
         assert_eq!(
             cpuset_file(cgroup_v1, mountinfo),
-            Some(PathBuf::from("/sys/fs/cgroup/cpuset/vms/a/cpuset.effective_cpus"))
+            Some(PathBuf::from(
+                "/sys/fs/cgroup/cpuset/vms/a/cpuset.effective_cpus"
+            ))
         );
         let root_v1 = "3:cpuset:/\n0::/\n";
         assert_eq!(
@@ -418,7 +456,9 @@ mod tests {
         let mi2 = "35 24 0:30 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
         assert_eq!(
             cpuset_file(v2_only, mi2),
-            Some(PathBuf::from("/sys/fs/cgroup/user.slice/session-1.scope/cpuset.cpus.effective"))
+            Some(PathBuf::from(
+                "/sys/fs/cgroup/user.slice/session-1.scope/cpuset.cpus.effective"
+            ))
         );
         assert_eq!(cpuset_file("", mi2), None);
     }
@@ -430,6 +470,9 @@ mod tests {
         set_affinity(0, &before).unwrap();
         assert_eq!(get_affinity(0).unwrap(), before);
         let err = set_affinity(0, &[MAX_CPU_ID]).unwrap_err().to_string();
-        assert_eq!(err, "sched_setaffinity(thread 0, CPUs 8191): Invalid argument (os error 22)");
+        assert_eq!(
+            err,
+            "sched_setaffinity(thread 0, CPUs 8191): Invalid argument (os error 22)"
+        );
     }
 }

@@ -18,9 +18,17 @@ use crate::host::sched::HostCpus;
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum AffinityError {
     #[error("{what}: host {cpus} not exist (this host's CPUs are {possible})")]
-    NoSuchCpu { what: String, cpus: String, possible: String },
+    NoSuchCpu {
+        what: String,
+        cpus: String,
+        possible: String,
+    },
     #[error("{what}: host {cpus} offline (online CPUs: {online})")]
-    Offline { what: String, cpus: String, online: String },
+    Offline {
+        what: String,
+        cpus: String,
+        online: String,
+    },
     #[error("{what}: host {cpus} outside this process's cpuset ({source_name}: {allowed})")]
     OutsideCpuset {
         what: String,
@@ -46,7 +54,10 @@ fn cpus_phrase(cpus: &[u32], verb: (&str, &str)) -> String {
 }
 
 fn missing_from(cpus: &[u32], set: &[u32]) -> Vec<u32> {
-    cpus.iter().copied().filter(|c| set.binary_search(c).is_err()).collect()
+    cpus.iter()
+        .copied()
+        .filter(|c| set.binary_search(c).is_err())
+        .collect()
 }
 
 /// Checks `cpus` for the request `what`; returns notes for the user (isolated CPUs).
@@ -76,7 +87,11 @@ pub fn check_cpus(what: &str, cpus: &[u32], host: &HostCpus) -> Result<Vec<Strin
             allowed: cpulist(&host.allowed),
         });
     }
-    let isolated: Vec<u32> = cpus.iter().copied().filter(|c| host.isolated.binary_search(c).is_ok()).collect();
+    let isolated: Vec<u32> = cpus
+        .iter()
+        .copied()
+        .filter(|c| host.isolated.binary_search(c).is_ok())
+        .collect();
     let mut notes = Vec::new();
     if !isolated.is_empty() {
         notes.push(format!(
@@ -93,7 +108,11 @@ pub fn shared_cpu_warnings(what: &str, pins: &[(u32, Vec<u32>)]) -> Vec<String> 
     let mut warnings = Vec::new();
     for (i, (a, a_cpus)) in pins.iter().enumerate() {
         for (b, b_cpus) in &pins[i + 1..] {
-            let shared: Vec<u32> = a_cpus.iter().copied().filter(|c| b_cpus.contains(c)).collect();
+            let shared: Vec<u32> = a_cpus
+                .iter()
+                .copied()
+                .filter(|c| b_cpus.contains(c))
+                .collect();
             if !shared.is_empty() {
                 warnings.push(format!(
                     "{what}: vCPUs {a} and {b} are both pinned to host {}; they will take turns on {}",
@@ -110,15 +129,31 @@ pub fn shared_cpu_warnings(what: &str, pins: &[(u32, Vec<u32>)]) -> Vec<String> 
 pub fn check_plan(plan: &PinningConfig, host: &HostCpus) -> Result<Vec<String>, AffinityError> {
     let mut notes = Vec::new();
     for pin in &plan.vcpus {
-        notes.extend(check_cpus(&format!("--vcpu-pin {}={}", pin.vcpu, cpulist(&pin.cpus)), &pin.cpus, host)?);
+        notes.extend(check_cpus(
+            &format!("--vcpu-pin {}={}", pin.vcpu, cpulist(&pin.cpus)),
+            &pin.cpus,
+            host,
+        )?);
     }
     if let Some(cpus) = &plan.cpuset {
-        notes.extend(check_cpus(&format!("--cpuset {}", cpulist(cpus)), cpus, host)?);
+        notes.extend(check_cpus(
+            &format!("--cpuset {}", cpulist(cpus)),
+            cpus,
+            host,
+        )?);
     }
     if let Some(cpus) = &plan.emulator {
-        notes.extend(check_cpus(&format!("--emulator-pin {}", cpulist(cpus)), cpus, host)?);
+        notes.extend(check_cpus(
+            &format!("--emulator-pin {}", cpulist(cpus)),
+            cpus,
+            host,
+        )?);
     }
-    let pins: Vec<(u32, Vec<u32>)> = plan.vcpus.iter().map(|p| (p.vcpu, p.cpus.clone())).collect();
+    let pins: Vec<(u32, Vec<u32>)> = plan
+        .vcpus
+        .iter()
+        .map(|p| (p.vcpu, p.cpus.clone()))
+        .collect();
     notes.extend(shared_cpu_warnings("--vcpu-pin", &pins));
     Ok(notes)
 }
@@ -143,15 +178,21 @@ mod tests {
         let h = host();
         assert_eq!(check_cpus("--cpuset 0-1", &[0, 1], &h), Ok(vec![]));
         assert_eq!(
-            check_cpus("--vcpu-pin 0=9", &[9], &h).unwrap_err().to_string(),
+            check_cpus("--vcpu-pin 0=9", &[9], &h)
+                .unwrap_err()
+                .to_string(),
             "--vcpu-pin 0=9: host CPU 9 does not exist (this host's CPUs are 0-7)"
         );
         assert_eq!(
-            check_cpus("--cpuset 0-11", &(0..12).collect::<Vec<_>>(), &h).unwrap_err().to_string(),
+            check_cpus("--cpuset 0-11", &(0..12).collect::<Vec<_>>(), &h)
+                .unwrap_err()
+                .to_string(),
             "--cpuset 0-11: host CPUs 8-11 do not exist (this host's CPUs are 0-7)"
         );
         assert_eq!(
-            check_cpus("vcpupin 1 6-7", &[6, 7], &h).unwrap_err().to_string(),
+            check_cpus("vcpupin 1 6-7", &[6, 7], &h)
+                .unwrap_err()
+                .to_string(),
             "vcpupin 1 6-7: host CPUs 6-7 are offline (online CPUs: 0-5)"
         );
         assert_eq!(

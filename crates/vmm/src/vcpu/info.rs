@@ -99,7 +99,9 @@ pub fn read_vcpu(vcpu: u32, tid: i32, paused: bool) -> Result<VcpuInfo, SchedErr
 
 /// virsh's affinity map: one `y` or `-` per host CPU.
 pub fn affinity_map(cpus: &[u32], width: u32) -> String {
-    (0..width).map(|c| if cpus.contains(&c) { 'y' } else { '-' }).collect()
+    (0..width)
+        .map(|c| if cpus.contains(&c) { 'y' } else { '-' })
+        .collect()
 }
 
 /// `virsh vcpuinfo`'s layout (labels padded to 15 columns, a blank line between vCPUs,
@@ -110,16 +112,34 @@ pub fn render_vcpuinfo(report: &VcpuInfoReport) -> String {
         if i > 0 {
             out.push('\n');
         }
-        let line = |out: &mut String, label: &str, value: &str| out.push_str(&format!("{label:<15} {value}\n"));
+        let line = |out: &mut String, label: &str, value: &str| {
+            out.push_str(&format!("{label:<15} {value}\n"))
+        };
         line(&mut out, "VCPU:", &v.vcpu.to_string());
-        line(&mut out, "CPU:", &v.cpu.map_or("N/A".to_string(), |c| c.to_string()));
+        line(
+            &mut out,
+            "CPU:",
+            &v.cpu.map_or("N/A".to_string(), |c| c.to_string()),
+        );
         line(&mut out, "State:", v.state.as_str());
         if v.cpu_time_ns != 0 {
-            line(&mut out, "CPU time:", &format!("{:.1}s", v.cpu_time_ns as f64 / 1e9));
+            line(
+                &mut out,
+                "CPU time:",
+                &format!("{:.1}s", v.cpu_time_ns as f64 / 1e9),
+            );
         }
         let cpus = parse_mask(&v.affinity).unwrap_or_default();
-        line(&mut out, "CPU Affinity:", &affinity_map(&cpus, report.host_cpus));
-        line(&mut out, "Thread ID:", &v.thread_id.map_or("N/A".to_string(), |t| t.to_string()));
+        line(
+            &mut out,
+            "CPU Affinity:",
+            &affinity_map(&cpus, report.host_cpus),
+        );
+        line(
+            &mut out,
+            "Thread ID:",
+            &v.thread_id.map_or("N/A".to_string(), |t| t.to_string()),
+        );
     }
     out
 }
@@ -144,7 +164,10 @@ pub fn render_table(header: &[&str], rows: &[Vec<String>]) -> String {
         out.push('\n');
     };
     let mut out = String::new();
-    print_row(&mut out, &header.iter().map(|h| h.to_string()).collect::<Vec<_>>());
+    print_row(
+        &mut out,
+        &header.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+    );
     out.push_str(&"-".repeat(widths.iter().map(|w| w + 3).sum()));
     out.push('\n');
     for row in rows {
@@ -155,7 +178,10 @@ pub fn render_table(header: &[&str], rows: &[Vec<String>]) -> String {
 
 /// `virsh vcpupin DOMAIN`: one row per vCPU with its affinity as a CPU list.
 pub fn render_vcpupin(rows: &[(u32, String)]) -> String {
-    let rows: Vec<Vec<String>> = rows.iter().map(|(v, cpus)| vec![v.to_string(), cpus.clone()]).collect();
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(v, cpus)| vec![v.to_string(), cpus.clone()])
+        .collect();
     render_table(&["VCPU", "CPU Affinity"], &rows)
 }
 
@@ -236,7 +262,10 @@ mod tests {
             serde_json::json!({"host-cpus": 2, "vcpus": [{"vcpu": 0, "thread-id": 1000, "state": "paused",
                 "cpu": 1, "cpu-time-ns": 5, "utime": 0, "stime": 0, "affinity": "1"}]})
         );
-        assert_eq!(serde_json::from_value::<VcpuInfoReport>(json).unwrap(), report);
+        assert_eq!(
+            serde_json::from_value::<VcpuInfoReport>(json).unwrap(),
+            report
+        );
     }
 
     #[test]

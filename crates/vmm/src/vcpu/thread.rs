@@ -301,7 +301,9 @@ pub fn spawn(
         }
         Err(_) => {
             handle.join();
-            Err(std::io::Error::other(format!("vCPU {index}: the thread ended before starting")))
+            Err(std::io::Error::other(format!(
+                "vCPU {index}: the thread ended before starting"
+            )))
         }
     }
 }
