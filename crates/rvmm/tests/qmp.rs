@@ -420,3 +420,81 @@ fn lifecycle_events_powerdown_and_reset() {
         "the probe's view was printed"
     );
 }
+
+#[test]
+fn cpu_model_queries_match_qemu_7_2() {
+    if !kvm_available("cpu_model_queries_match_qemu_7_2") {
+        return;
+    }
+    // QEMU 7.2 under KVM on this host is the oracle.
+    let dir = test_dir("qemu-oracle");
+    let qemu_socket = dir.join("qemu.qmp");
+    let mut qemu = common::qemu()
+        .args([
+            "-M",
+            "pc",
+            "-accel",
+            "kvm",
+            "-S",
+            "-nodefaults",
+            "-nographic",
+        ])
+        .args(["-monitor", "none", "-serial", "none", "-qmp"])
+        .arg(format!("unix:{},server=on,wait=off", qemu_socket.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start qemu-system-x86_64");
+    let vm = BackgroundVm::start("oracle", &["--append", "mode=halt"]);
+    let start = std::time::Instant::now();
+    while std::os::unix::net::UnixStream::connect(&qemu_socket).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "QEMU's QMP socket never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut q = TestClient::connect(&qemu_socket);
+    q.ok("qmp_capabilities", None);
+    let mut r = vm.client();
+
+    // Every model, in QEMU's member shapes, with exactly QEMU's unavailable-features.
+    let by_name = |v: Value| -> std::collections::BTreeMap<String, Value> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|d| (d["name"].as_str().unwrap().to_string(), d.clone()))
+            .collect()
+    };
+    let theirs = by_name(q.ok("query-cpu-definitions", None));
+    let ours = by_name(r.ok("query-cpu-definitions", None));
+    assert_eq!(
+        ours.keys().collect::<Vec<_>>(),
+        theirs.keys().collect::<Vec<_>>()
+    );
+    for (name, def) in &theirs {
+        assert_eq!(&ours[name], def, "query-cpu-definitions entry {name}");
+    }
+    // Full expansion: every feature property both report has the same value.
+    for model in ["qemu64", "Haswell", "EPYC-Rome", "Skylake-Server-v4"] {
+        let args = json!({"type": "full", "model": {"name": model, "props": {"aes": false}}});
+        let theirs = q.ok("query-cpu-model-expansion", Some(args.clone()));
+        let ours = r.ok("query-cpu-model-expansion", Some(args));
+        let (t, o) = (&theirs["model"]["props"], &ours["model"]["props"]);
+        let mut compared = 0;
+        for (k, v) in o.as_object().unwrap() {
+            if let (Some(tv), true) = (t.get(k), v.is_boolean()) {
+                assert_eq!(tv, v, "{model}: property {k}");
+                compared += 1;
+            }
+        }
+        assert!(
+            compared > 300,
+            "{model}: only {compared} properties in common"
+        );
+        assert_eq!(o["family"], t["family"], "{model}");
+        assert_eq!(o["model-id"], t["model-id"], "{model}");
+    }
+    q.ok("quit", None);
+    let _ = qemu.wait();
+}

@@ -12,9 +12,11 @@ use serde_json::{json, Map, Value};
 
 use super::commands::ExpansionType;
 use super::qmp::QmpError;
-use crate::cpu::features::{all_features, canonical_name, normalize_property_name};
+use crate::cpu::features::{
+    all_features, canonical_name, name_of, normalize_property_name, FeatureSet, FeatureWord,
+};
 use crate::cpu::filter::{filter_cpu, HostCpuSupport};
-use crate::cpu::models::expand::{expand, Accel, CpuRequest, HostIdentity};
+use crate::cpu::models::expand::{expand, Accel, CpuRequest, HostIdentity, XSAVE_COMPONENTS};
 use crate::cpu::models::{all_names, lookup, DefaultVersion, ModelRef};
 use crate::cpu::topology::CpuTopology;
 
@@ -99,6 +101,39 @@ fn alias_of(name: &str) -> Option<String> {
     }
 }
 
+/// QEMU's `x86_cpu_feature_name`: a bit's property name, where an XCR0 bit (an XSAVE
+/// component) is named after the feature that owns the component (PKRU → `pku`); a bit with
+/// no name at all is shown as `WORD[bit]`.
+fn feature_name(word: FeatureWord, bit: u8) -> String {
+    let (word, bit) = match word {
+        FeatureWord::XsaveXcr0Lo | FeatureWord::XsaveXcr0Hi => {
+            let component = u32::from(bit)
+                + if word == FeatureWord::XsaveXcr0Hi {
+                    32
+                } else {
+                    0
+                };
+            match XSAVE_COMPONENTS.iter().find(|(c, _, _)| *c == component) {
+                Some(&(_, owner, mask)) => (owner, mask.trailing_zeros() as u8),
+                None => (word, bit),
+            }
+        }
+        _ => (word, bit),
+    };
+    match name_of(word, bit) {
+        Some(name) => name.to_string(),
+        None => format!("{}[{bit}]", word.description()),
+    }
+}
+
+/// QEMU's `x86_cpu_list_feature_names`: one name per set bit, in word and bit order
+/// (a feature reached through several bits is listed once per bit, as QEMU does).
+fn feature_names(set: &FeatureSet) -> Vec<String> {
+    set.bits()
+        .map(|(word, bit)| feature_name(word, bit))
+        .collect()
+}
+
 /// What KVM on this host cannot give `name` (QEMU's `unavailable-features`): the features
 /// filtering drops, plus those expansion dropped for missing dependencies.
 fn unavailable(name: &str, host: &HostCpuSupport, identity: &HostIdentity) -> Vec<String> {
@@ -110,7 +145,7 @@ fn unavailable(name: &str, host: &HostCpuSupport, identity: &HostIdentity) -> Ve
         dies: 1,
     };
     match expand(&request, Accel::Kvm { host, identity }) {
-        Ok(cpu) => filter_cpu(&cpu, host).dropped_names(),
+        Ok(cpu) => feature_names(&filter_cpu(&cpu, host).dropped),
         // QEMU reports a model it cannot even expand as lacking its "type".
         Err(_) => vec!["type".to_string()],
     }
@@ -302,6 +337,22 @@ mod tests {
         assert!(!missing.iter().any(|m| m == "avx2"), "{missing:?}");
         assert_eq!(find("Haswell-v1").get("alias-of"), None);
         assert_eq!(find("qemu64")["unavailable-features"], json!([]));
+    }
+
+    #[test]
+    fn xsave_component_bits_are_named_as_qemu_names_them() {
+        let mut set = FeatureSet::new();
+        set.insert(FeatureWord::Cpuid7_0Ebx, 1 << 14);
+        set.insert(
+            FeatureWord::XsaveXcr0Lo,
+            (1 << 3) | (1 << 4) | (1 << 9) | (1 << 8),
+        );
+        // QEMU 7.2 lists Denverton's missing MPX as "mpx" three times (CPUID bit, BNDREGS,
+        // BNDCSR); component 8 has no owner and no name.
+        assert_eq!(
+            feature_names(&set),
+            ["mpx", "mpx", "mpx", "CPUID.0DH:EAX[8]", "pku"].map(String::from)
+        );
     }
 
     #[test]
