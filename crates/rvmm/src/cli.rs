@@ -18,7 +18,7 @@ pub struct Cli {
 pub enum Command {
     /// Boot a VM in the foreground, serial console on stdio. With no --kernel, boots the
     /// built-in probe guest and prints what the guest sees.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Write the probe guest's ELF, or decode a probe dump captured from any VMM.
     Probe(ProbeArgs),
     /// Can this host run VMs, and how: KVM, CPU, NUMA, huge pages, KSM, IOMMU, SR-IOV, scheduling.
@@ -30,6 +30,57 @@ pub enum Command {
     CpuBaseline(crate::cmd_cpu::CpuBaselineArgs),
     /// Compare a CPU model with a host: identical, superset or incompatible.
     CpuCompare(crate::cmd_cpu::CpuCompareArgs),
+    /// Per vCPU of a running VM: host CPU, state, CPU time, affinity, thread (virsh vcpuinfo).
+    Vcpuinfo(VcpuinfoArgs),
+    /// Show or set a running VM's vCPU affinity (virsh vcpupin).
+    Vcpupin(VcpupinArgs),
+    /// Show or set the affinity of a running VM's non-vCPU threads (virsh emulatorpin).
+    Emulatorpin(EmulatorpinArgs),
+    /// Send one raw QMP command to a running VM and print the reply.
+    Qmp(QmpArgs),
+}
+
+/// `VM`: a QMP socket path (anything with a '/') or a --name, resolved under the runtime
+/// directory ($XDG_RUNTIME_DIR/rvmm, /run/rvmm as root, else /tmp/rvmm-UID).
+const VM_HELP: &str = "The VM: its QMP socket path (anything containing '/') or its --name";
+
+#[derive(Debug, Args)]
+pub struct VcpuinfoArgs {
+    #[arg(value_name = "VM", help = VM_HELP)]
+    pub vm: String,
+    /// Print the QMP reply as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VcpupinArgs {
+    #[arg(value_name = "VM", help = VM_HELP)]
+    pub vm: String,
+    /// The vCPU to show or pin (all vCPUs when absent).
+    #[arg(value_name = "VCPU")]
+    pub vcpu: Option<u32>,
+    /// Host CPUs in the kernel's list syntax (0-3,8,^2); shows the affinity when absent.
+    #[arg(value_name = "CPULIST", allow_hyphen_values = true)]
+    pub cpulist: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EmulatorpinArgs {
+    #[arg(value_name = "VM", help = VM_HELP)]
+    pub vm: String,
+    /// Host CPUs in the kernel's list syntax; shows the affinity when absent.
+    #[arg(value_name = "CPULIST", allow_hyphen_values = true)]
+    pub cpulist: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct QmpArgs {
+    #[arg(value_name = "VM", help = VM_HELP)]
+    pub vm: String,
+    /// The request, e.g. '{"execute": "query-status"}'.
+    #[arg(value_name = "JSON", allow_hyphen_values = true)]
+    pub request: String,
 }
 
 #[derive(Debug, Args)]
@@ -58,9 +109,21 @@ pub struct RunArgs {
         default_value = "128M"
     )]
     pub memory: String,
-    /// The VM's name.
+    /// The VM's name; also names its QMP socket (RUNTIME/NAME.qmp) unless --qmp is given.
     #[arg(long)]
     pub name: Option<String>,
+    /// QMP control socket: unix:PATH (QEMU's ,server=on and ,wait=off are accepted).
+    #[arg(long, value_name = "unix:PATH")]
+    pub qmp: Option<String>,
+    /// Pin one vCPU: VCPU=CPULIST (host CPUs in the kernel's list syntax); repeatable.
+    #[arg(long = "vcpu-pin", value_name = "VCPU=CPULIST")]
+    pub vcpu_pin: Vec<String>,
+    /// Host CPUs for every thread of the VM (like taskset), unless a more specific pin applies.
+    #[arg(long, value_name = "CPULIST")]
+    pub cpuset: Option<String>,
+    /// Host CPUs for every thread that is not a vCPU (main loop, QMP server).
+    #[arg(long = "emulator-pin", value_name = "CPULIST")]
+    pub emulator_pin: Option<String>,
     /// Probe guest: also print its raw dump (serial output) as it arrives.
     #[arg(long)]
     pub raw: bool,

@@ -6,22 +6,46 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use vmm::config::cpu::parse_cpu;
 use vmm::config::size::{parse_size, DefaultUnit};
-use vmm::config::{BootSource, SmpConfig, VmConfig};
+use vmm::config::{BootSource, PinningConfig, SmpConfig, VmConfig};
+use vmm::control::commands::{CMD_EMULATORPIN, CMD_VCPUINFO, CMD_VCPUPIN};
+use vmm::control::{self as ctl, QmpClient};
 use vmm::probe::view::GuestView;
+use vmm::vcpu::info::{render_emulatorpin, render_vcpuinfo, render_vcpupin, VcpuInfoReport};
 use vmm::vcpu::VmOutcome;
 use vmm::vmm::{RunOptions, Vmm};
 
-use crate::cli::{Cli, Command, ProbeArgs, RunArgs};
+use crate::cli::{
+    Cli, Command, EmulatorpinArgs, ProbeArgs, QmpArgs, RunArgs, VcpuinfoArgs, VcpupinArgs,
+};
 
 pub fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Probe(args) => probe(args),
         Command::Host(args) => crate::cmd_host::host(args),
         Command::CpuModels(args) => crate::cmd_cpu::cpu_models(args),
         Command::CpuBaseline(args) => crate::cmd_cpu::cpu_baseline(args),
         Command::CpuCompare(args) => crate::cmd_cpu::cpu_compare(args),
+        Command::Vcpuinfo(args) => vcpuinfo(args),
+        Command::Vcpupin(args) => vcpupin(args),
+        Command::Emulatorpin(args) => emulatorpin(args),
+        Command::Qmp(args) => qmp(args),
     }
+}
+
+/// The QMP socket `--qmp` names, else the one `--name` implies (creating the runtime
+/// directory), else none.
+fn qmp_socket(args: &RunArgs) -> Result<Option<std::path::PathBuf>> {
+    if let Some(q) = &args.qmp {
+        return Ok(Some(ctl::parse_qmp_option(q)?));
+    }
+    let Some(name) = &args.name else {
+        return Ok(None);
+    };
+    ctl::check_name(name)?;
+    let dir = ctl::default_runtime_dir();
+    ctl::ensure_runtime_dir(&dir)?;
+    Ok(Some(ctl::socket_for_name(&dir, name)))
 }
 
 pub(crate) fn vm_config(args: &RunArgs) -> Result<VmConfig> {
@@ -50,12 +74,19 @@ pub(crate) fn vm_config(args: &RunArgs) -> Result<VmConfig> {
             }
         }
     };
+    let pinning = PinningConfig::parse(
+        &args.vcpu_pin,
+        args.cpuset.as_deref(),
+        args.emulator_pin.as_deref(),
+    )?;
     let config = VmConfig {
         name: args.name.clone(),
         boot,
         smp,
         cpu,
         memory,
+        pinning,
+        qmp: None,
     };
     config.validate()?;
     Ok(config)
@@ -80,10 +111,11 @@ fn outcome_code(outcome: &VmOutcome) -> ExitCode {
 }
 
 fn run(args: RunArgs) -> Result<ExitCode> {
-    let config = vm_config(&args)?;
+    let mut config = vm_config(&args)?;
     if args.dry_run {
         return crate::dry_run::dry_run(&config, args.show_cpuid);
     }
+    config.qmp = qmp_socket(&args)?;
     let is_probe = matches!(config.boot, BootSource::Probe { .. });
     let mut vmm = Vmm::build(config, is_probe, args.raw)?;
     for w in &vmm.warnings {
@@ -131,11 +163,15 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     }
     if !printed {
         let out = String::from_utf8_lossy(&vmm.serial_output().unwrap_or_default()).into_owned();
-        if out.contains("PROBE-BEGIN") {
+        // A dump cut short by the guest itself is an error; one cut short by the user
+        // (quit, a signal) is not.
+        let guest_ended = matches!(outcome, VmOutcome::Poweroff | VmOutcome::Reset);
+        let has_dump = out.contains("PROBE-BEGIN");
+        if has_dump && guest_ended {
             bail!("the probe guest's dump is incomplete (no PROBE-END); its output was:\n{out}");
         }
         // Modes without a dump (hello, reset, triplefault): show what the guest said.
-        if !args.raw {
+        if !args.raw && !has_dump {
             print!("{out}");
         }
     }
@@ -171,4 +207,90 @@ fn probe(args: ProbeArgs) -> Result<ExitCode> {
         print!("{}", view.render());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Connects to the VM a `VM` argument names.
+fn connect(vm: &str) -> Result<QmpClient> {
+    let path = ctl::resolve_vm(&ctl::default_runtime_dir(), vm);
+    Ok(QmpClient::connect(&path)?)
+}
+
+/// Prints a reply's `warnings` on stderr.
+fn print_warnings(reply: &serde_json::Value) {
+    for w in reply["warnings"].as_array().into_iter().flatten() {
+        if let Some(w) = w.as_str() {
+            eprintln!("rvmm: warning: {w}");
+        }
+    }
+}
+
+fn vcpuinfo(args: VcpuinfoArgs) -> Result<ExitCode> {
+    let reply = connect(&args.vm)?
+        .execute(CMD_VCPUINFO, None)
+        .context("vcpuinfo")?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reply)?);
+    } else {
+        let report: VcpuInfoReport =
+            serde_json::from_value(reply).context("vcpuinfo: unexpected reply")?;
+        print!("{}", render_vcpuinfo(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn vcpupin(args: VcpupinArgs) -> Result<ExitCode> {
+    let mut request = serde_json::Map::new();
+    if let Some(v) = args.vcpu {
+        request.insert("vcpu".into(), v.into());
+    }
+    if let Some(c) = &args.cpulist {
+        request.insert("cpus".into(), c.clone().into());
+    }
+    let reply = connect(&args.vm)?
+        .execute(CMD_VCPUPIN, Some(request.into()))
+        .context("vcpupin")?;
+    print_warnings(&reply);
+    if args.cpulist.is_none() {
+        let rows: Vec<(u32, String)> = reply["vcpus"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                (
+                    r["vcpu"].as_u64().unwrap_or(0) as u32,
+                    r["cpus"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        print!("{}", render_vcpupin(&rows));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn emulatorpin(args: EmulatorpinArgs) -> Result<ExitCode> {
+    let request = match &args.cpulist {
+        Some(c) => serde_json::json!({"cpus": c}),
+        None => serde_json::json!({}),
+    };
+    let reply = connect(&args.vm)?
+        .execute(CMD_EMULATORPIN, Some(request))
+        .context("emulatorpin")?;
+    print_warnings(&reply);
+    if args.cpulist.is_none() {
+        print!(
+            "{}",
+            render_emulatorpin(reply["cpus"].as_str().unwrap_or(""))
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn qmp(args: QmpArgs) -> Result<ExitCode> {
+    let reply = connect(&args.vm)?.raw(&args.request).context("qmp")?;
+    println!("{}", serde_json::to_string_pretty(&reply)?);
+    Ok(if reply.get("error").is_some() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

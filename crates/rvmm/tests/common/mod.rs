@@ -2,6 +2,8 @@
 //! (or skipping only when RVMM_SKIP_KVM=1), finding QEMU and the cached guest image.
 #![allow(dead_code)]
 
+pub mod vm;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};

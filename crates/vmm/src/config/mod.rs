@@ -7,6 +7,7 @@
 
 pub mod cpu;
 pub mod cpulist;
+pub mod pinning;
 pub mod size;
 pub mod smp;
 
@@ -15,6 +16,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 pub use cpu::CpuConfig;
+pub use pinning::PinningConfig;
 pub use smp::SmpConfig;
 
 /// Smallest guest RAM we build a machine with: the boot structures, ACPI tables and a
@@ -46,6 +48,10 @@ pub struct VmConfig {
     pub cpu: CpuConfig,
     /// Guest RAM in bytes.
     pub memory: u64,
+    /// Where the VM's threads may run (`--vcpu-pin`, `--cpuset`, `--emulator-pin`).
+    pub pinning: PinningConfig,
+    /// The QMP control socket (`--qmp unix:PATH`, or `--name` under the runtime directory).
+    pub qmp: Option<PathBuf>,
 }
 
 /// Why a configuration is not acceptable on its own (host limits are checked later).
@@ -57,6 +63,28 @@ pub enum ConfigError {
     MemoryUnaligned { got: u64 },
     #[error("--initrd: an initrd needs --kernel (the probe guest takes none)")]
     InitrdWithoutKernel,
+    #[error(transparent)]
+    Pinning(#[from] pinning::PinningError),
+}
+
+/// Default guest RAM, as QEMU's (128 MiB).
+pub const DEFAULT_MEMORY: u64 = 128 << 20;
+
+impl Default for VmConfig {
+    /// The probe guest with QEMU's defaults: 1 vCPU, qemu64, 128 MiB.
+    fn default() -> Self {
+        VmConfig {
+            name: None,
+            boot: BootSource::Probe {
+                cmdline: String::new(),
+            },
+            smp: SmpConfig::default(),
+            cpu: CpuConfig::default(),
+            memory: DEFAULT_MEMORY,
+            pinning: PinningConfig::default(),
+            qmp: None,
+        }
+    }
 }
 
 impl VmConfig {
@@ -68,6 +96,7 @@ impl VmConfig {
         if self.memory % 4096 != 0 {
             return Err(ConfigError::MemoryUnaligned { got: self.memory });
         }
+        self.pinning.validate(self.smp.maxcpus)?;
         Ok(())
     }
 }
@@ -78,13 +107,8 @@ mod tests {
 
     fn probe(memory: u64) -> VmConfig {
         VmConfig {
-            name: None,
-            boot: BootSource::Probe {
-                cmdline: String::new(),
-            },
-            smp: SmpConfig::default(),
-            cpu: CpuConfig::default(),
             memory,
+            ..Default::default()
         }
     }
 

@@ -177,8 +177,7 @@ mod tests {
                 cmdline: String::new(),
             },
             smp: SmpConfig::parse("3,sockets=2,cores=2,threads=1,maxcpus=4").unwrap(),
-            cpu: CpuConfig::default(),
-            memory: 128 << 20,
+            ..Default::default()
         };
         let t = tables_for(&config, &testing::host(), &identity()).unwrap();
         assert_eq!(

@@ -14,6 +14,9 @@ const PM1_CNT_SCI_EN: u16 = 1 << 0;
 const PM1_CNT_SLP_TYP_SHIFT: u16 = 10;
 const PM1_CNT_SLP_TYP_MASK: u16 = 0x7;
 const PM1_CNT_SLP_EN: u16 = 1 << 13;
+/// PM1 status and enable, bit 8: PWRBTN_STS / PWRBTN_EN, the fixed power button
+/// (ACPI 6.5, 4.8.3.1.1 and 4.8.3.1.2).
+const PM1_PWRBTN: u16 = 1 << 8;
 /// The PM timer runs at 3.579545 MHz (ACPI 6.5, 4.8.3.3).
 const PM_TIMER_HZ: u128 = 3_579_545;
 
@@ -71,6 +74,13 @@ impl Pm {
             }
             _ => 0,
         }
+    }
+
+    /// Presses the fixed-feature power button: sets PWRBTN_STS. Returns whether the guest
+    /// enabled the event (PWRBTN_EN), i.e. whether the SCI should be raised.
+    pub fn press_power_button(&mut self) -> bool {
+        self.status |= PM1_PWRBTN;
+        self.enable & PM1_PWRBTN != 0
     }
 
     /// A read of `data.len()` bytes at `port`.
@@ -144,6 +154,21 @@ mod tests {
         assert_eq!(u16::from_le_bytes(b) & 1, 1);
         assert_eq!(pm.write(0xcf9, &[0x06]), Some(GuestEvent::Reset));
         assert_eq!(pm.write(0xcf9, &[0x02]), None);
+    }
+
+    #[test]
+    fn power_button_sets_status_and_reports_enable() {
+        let mut pm = Pm::default();
+        assert!(!pm.press_power_button(), "PWRBTN_EN is clear at reset");
+        let mut b = [0u8; 2];
+        pm.read(0x600, &mut b);
+        assert_eq!(u16::from_le_bytes(b), 1 << 8, "PWRBTN_STS set");
+        // The guest clears the status (write one) and enables the event.
+        assert_eq!(pm.write(0x600, &(1u16 << 8).to_le_bytes()), None);
+        assert_eq!(pm.write(0x602, &(1u16 << 8).to_le_bytes()), None);
+        pm.read(0x600, &mut b);
+        assert_eq!(u16::from_le_bytes(b), 0);
+        assert!(pm.press_power_button());
     }
 
     #[test]

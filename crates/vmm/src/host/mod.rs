@@ -6,6 +6,7 @@
 
 pub mod cpuinfo;
 pub mod iov;
+pub mod isolation;
 pub mod kvm;
 pub mod meminfo;
 pub mod numa;

@@ -12,10 +12,10 @@ use thiserror::Error;
 
 use super::cpuinfo::{CpuInfoError, HostCpus};
 use super::iov::HostIov;
+use super::isolation::{CgroupMode, HostSched};
 use super::kvm::KvmHost;
 use super::numa::HostNuma;
 use super::pages::HostPages;
-use super::sched::{CgroupMode, HostSched};
 use super::sysfs::HostFs;
 use super::virt::HostVirt;
 use crate::config::cpulist::cpulist;

@@ -3,11 +3,18 @@
 //! A kick is `immediate_exit` plus a signal: the signal handler sets `kvm_run.immediate_exit`
 //! through a thread-local pointer, so a kick that lands just before KVM_RUN still makes it
 //! return at once (KVM API docs, "immediate_exit"). The loop then sees the stop flag.
+//!
+//! Each vCPU is a small state machine (Running → Paused → Running ... → Finished), driven
+//! by the kick: `VmControl::request_pause` sets the pause flag and the VMM thread kicks every
+//! vCPU; a kicked vCPU sees the flag, parks on a condition variable (it does not spin) and
+//! counts itself parked; `resume` and `finish` wake it. A vCPU pinned by the user sets its
+//! own affinity before its first KVM_RUN, so it never runs guest code anywhere else.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use kvm_bindings::kvm_run;
 use kvm_ioctls::VcpuFd;
@@ -46,12 +53,22 @@ impl VmOutcome {
     }
 }
 
+/// The pause request and how many vCPUs have parked for it.
+#[derive(Debug, Default)]
+struct PauseState {
+    requested: bool,
+    parked: usize,
+}
+
 /// State shared by the VMM thread and every vCPU thread.
 pub struct VmControl {
     stop: AtomicBool,
     outcome: Mutex<Option<VmOutcome>>,
     /// Signalled when the VM should stop; the emulator thread polls it.
     pub stop_evt: EventFd,
+    pause: Mutex<PauseState>,
+    /// Wakes parked vCPUs (resume, finish) and the VMM thread waiting for them to park.
+    pause_cv: Condvar,
 }
 
 impl VmControl {
@@ -60,17 +77,78 @@ impl VmControl {
             stop: AtomicBool::new(false),
             outcome: Mutex::new(None),
             stop_evt: EventFd::new(libc::EFD_NONBLOCK)?,
+            pause: Mutex::new(PauseState::default()),
+            pause_cv: Condvar::new(),
         })
     }
 
-    /// Records why the VM ends (the first reason wins) and wakes the VMM thread.
+    fn pause_state(&self) -> std::sync::MutexGuard<'_, PauseState> {
+        self.pause.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records why the VM ends (the first reason wins) and wakes the VMM thread and any
+    /// parked vCPU.
     pub fn finish(&self, outcome: VmOutcome) {
         let mut o = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
         if o.is_none() {
             *o = Some(outcome);
         }
+        drop(o);
         self.stop.store(true, Ordering::SeqCst);
         let _ = self.stop_evt.write(1);
+        // Taking the lock orders this wake-up after a parking vCPU's check of `stopping`.
+        let _guard = self.pause_state();
+        self.pause_cv.notify_all();
+    }
+
+    /// Asks every vCPU to park at its next exit; the caller then kicks them.
+    pub fn request_pause(&self) {
+        self.pause_state().requested = true;
+    }
+
+    /// Lets parked vCPUs run again.
+    pub fn resume(&self) {
+        self.pause_state().requested = false;
+        self.pause_cv.notify_all();
+    }
+
+    /// Whether a pause is requested (the VM is, or is becoming, paused).
+    pub fn pause_requested(&self) -> bool {
+        self.pause_state().requested
+    }
+
+    /// How many vCPUs are parked now.
+    pub fn parked(&self) -> usize {
+        self.pause_state().parked
+    }
+
+    /// Waits until `count` vCPUs are parked or `timeout` passes; true if they all parked.
+    pub fn wait_parked(&self, count: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.pause_state();
+        while st.parked < count && st.requested && !self.stopping() {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            st = self
+                .pause_cv
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        st.parked >= count
+    }
+
+    /// Called by a vCPU thread: parks until the pause ends or the VM stops.
+    fn park(&self) {
+        let mut st = self.pause_state();
+        st.parked += 1;
+        self.pause_cv.notify_all();
+        while st.requested && !self.stopping() {
+            st = self.pause_cv.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        st.parked -= 1;
     }
 
     pub fn stopping(&self) -> bool {
@@ -117,12 +195,35 @@ pub fn install_kick_handler() -> std::io::Result<()> {
     Ok(())
 }
 
+/// Where a vCPU thread is in its life (`VcpuHandle::run_state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum VcpuRunState {
+    /// In or around KVM_RUN.
+    Running = 0,
+    /// Parked for a VM-wide pause.
+    Paused = 1,
+    /// The thread has left its loop.
+    Finished = 2,
+}
+
+impl VcpuRunState {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            0 => VcpuRunState::Running,
+            1 => VcpuRunState::Paused,
+            _ => VcpuRunState::Finished,
+        }
+    }
+}
+
 /// A running vCPU thread.
 pub struct VcpuHandle {
     pub index: u32,
     thread: Option<JoinHandle<()>>,
-    /// The thread's kernel TID (0 until the thread has started).
+    /// The thread's kernel TID (known once `spawn` returns).
     pub tid: Arc<AtomicI32>,
+    state: Arc<AtomicU8>,
 }
 
 impl VcpuHandle {
@@ -133,6 +234,16 @@ impl VcpuHandle {
             // SAFETY: the pthread is alive until joined (we join only in `join`).
             unsafe { libc::pthread_kill(t.as_pthread_t(), kick_signal()) };
         }
+    }
+
+    /// The thread's kernel TID.
+    pub fn thread_id(&self) -> i32 {
+        self.tid.load(Ordering::SeqCst)
+    }
+
+    /// Running, paused or finished.
+    pub fn run_state(&self) -> VcpuRunState {
+        VcpuRunState::from_u8(self.state.load(Ordering::SeqCst))
     }
 
     /// Whether the thread has ended.
@@ -147,33 +258,67 @@ impl VcpuHandle {
     }
 }
 
-/// Spawns the thread for vCPU `index`, named as QEMU names them (`CPU N/KVM`).
+/// Spawns the thread for vCPU `index`, named as QEMU names them (`CPU N/KVM`). With `pin`,
+/// the thread sets its own affinity before its first KVM_RUN. Returns once the thread has
+/// published its TID (and pinned itself); a failed pin ends the thread and is returned.
 pub fn spawn(
     index: u32,
     mut vcpu: VcpuFd,
     bus: Arc<Bus>,
     control: Arc<VmControl>,
+    pin: Option<Vec<u32>>,
 ) -> std::io::Result<VcpuHandle> {
     let tid = Arc::new(AtomicI32::new(0));
-    let tid2 = tid.clone();
+    let state = Arc::new(AtomicU8::new(VcpuRunState::Running as u8));
+    let (tid2, state2) = (tid.clone(), state.clone());
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let thread = std::thread::Builder::new()
         .name(format!("CPU {index}/KVM"))
         .spawn(move || {
             // SAFETY: gettid has no preconditions.
             tid2.store(unsafe { libc::gettid() }, Ordering::SeqCst);
+            if let Some(cpus) = &pin {
+                if let Err(e) = crate::host::sched::set_affinity(0, cpus) {
+                    state2.store(VcpuRunState::Finished as u8, Ordering::SeqCst);
+                    let _ = started_tx.send(Err(e.to_string()));
+                    return;
+                }
+            }
+            let _ = started_tx.send(Ok(()));
             KVM_RUN_PTR.with(|c| c.set(vcpu.get_kvm_run() as *mut kvm_run));
-            run_loop(index, &mut vcpu, &bus, &control);
+            run_loop(index, &mut vcpu, &bus, &control, &state2);
             KVM_RUN_PTR.with(|c| c.set(std::ptr::null_mut()));
+            state2.store(VcpuRunState::Finished as u8, Ordering::SeqCst);
         })?;
-    Ok(VcpuHandle {
+    let mut handle = VcpuHandle {
         index,
         thread: Some(thread),
         tid,
-    })
+        state,
+    };
+    match started_rx.recv() {
+        Ok(Ok(())) => Ok(handle),
+        Ok(Err(e)) => {
+            handle.join();
+            Err(std::io::Error::other(format!("vCPU {index}: {e}")))
+        }
+        Err(_) => {
+            handle.join();
+            Err(std::io::Error::other(format!(
+                "vCPU {index}: the thread ended before starting"
+            )))
+        }
+    }
 }
 
-fn run_loop(index: u32, vcpu: &mut VcpuFd, bus: &Bus, control: &VmControl) {
+fn run_loop(index: u32, vcpu: &mut VcpuFd, bus: &Bus, control: &VmControl, state: &AtomicU8) {
     while !control.stopping() {
+        if control.pause_requested() {
+            state.store(VcpuRunState::Paused as u8, Ordering::SeqCst);
+            control.park();
+            state.store(VcpuRunState::Running as u8, Ordering::SeqCst);
+            continue;
+        }
         let action = match vcpu.run() {
             Ok(exit) => handle_exit(exit, bus),
             Err(e) if e.errno() == libc::EINTR => {

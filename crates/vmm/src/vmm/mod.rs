@@ -5,6 +5,7 @@
 //! clean up: an error at any step drops what was made before it. `Vmm::run` starts the vCPU
 //! threads, runs the emulator loop (console, signals) and returns how the VM ended.
 
+mod commands;
 mod run;
 pub mod term;
 
@@ -28,9 +29,10 @@ use crate::devices::serial::{com1, SerialSink};
 use crate::devices::Bus;
 use crate::host::meminfo::HostMemory;
 use crate::host::{KvmError, KvmHost};
-use crate::memory::layout::{ACPI_START, COM1_IRQ};
+use crate::memory::layout::{ACPI_START, COM1_IRQ, SCI_IRQ};
 use crate::memory::{GuestRam, MemoryError};
 use crate::vcpu::VmOutcome;
+use crate::{control, host::sched, vcpu::affinity};
 
 pub use run::RunOptions;
 
@@ -79,6 +81,12 @@ pub enum VmmError {
         what: &'static str,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Sched(#[from] sched::SchedError),
+    #[error(transparent)]
+    Affinity(#[from] affinity::AffinityError),
+    #[error(transparent)]
+    Qmp(#[from] control::ServerError),
 }
 
 fn kvm_call<T>(what: &'static str, r: Result<T, kvm_ioctls::Error>) -> Result<T, VmmError> {
@@ -98,6 +106,8 @@ pub struct Vmm {
     vcpus: Vec<VcpuFd>,
     serial_capture: Option<Arc<Mutex<Vec<u8>>>>,
     serial_marker: Arc<EventFd>,
+    /// Raises the ACPI SCI (IRQ 9): the power button of `system_powerdown`.
+    sci: EventFd,
     pub boot_entry: BootEntry,
     /// The CPU model as expanded and filtered for this host.
     pub cpu_plan: CpuPlan,
@@ -131,6 +141,13 @@ impl Vmm {
                 ));
             }
             warnings.push(w);
+        }
+        // Pinning: every host CPU asked for exists, is online and is in our cpuset.
+        if config.pinning != crate::config::PinningConfig::default() {
+            warnings.extend(affinity::check_plan(
+                &config.pinning,
+                &sched::HostCpus::read()?,
+            )?);
         }
         // Every boot vCPU's CPUID table (the same tables `rvmm run --dry-run --show-cpuid` prints).
         let cpu_tables = builder::tables_for(&config, &host.cpu_support, &host.identity)?;
@@ -188,6 +205,11 @@ impl Vmm {
             source,
         })?;
         kvm_call("KVM_IRQFD (COM1)", vm.register_irqfd(&serial_irq, COM1_IRQ))?;
+        let sci = EventFd::new(libc::EFD_NONBLOCK).map_err(|source| VmmError::Io {
+            what: "SCI eventfd",
+            source,
+        })?;
+        kvm_call("KVM_IRQFD (SCI)", vm.register_irqfd(&sci, SCI_IRQ))?;
         let serial_marker =
             Arc::new(
                 EventFd::new(libc::EFD_NONBLOCK).map_err(|source| VmmError::Io {
@@ -284,6 +306,7 @@ impl Vmm {
             vcpus,
             serial_capture,
             serial_marker,
+            sci,
             boot_entry,
             cpu_plan,
         })

@@ -1,6 +1,8 @@
-//! The emulator thread's loop while a VM runs: start the vCPU threads, forward console input,
-//! react to SIGINT/SIGTERM/SIGHUP and to the guest's serial "PROBE-" lines, then stop and
-//! join every vCPU and say how the VM ended.
+//! The emulator thread's loop while a VM runs: place the threads (`--cpuset`, `--vcpu-pin`,
+//! `--emulator-pin`), start the QMP server and the vCPU threads, forward console input,
+//! react to SIGINT/SIGTERM/SIGHUP, to the guest's serial "PROBE-" lines and to QMP requests
+//! (executed here, on this thread), then stop and join every vCPU, send the final event,
+//! close the control socket and say how the VM ended.
 
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -8,8 +10,12 @@ use std::time::Duration;
 
 use vmm_sys_util::signal::block_signal;
 
+use super::commands::{pin_emulator_threads, Controller};
 use super::term::{EscapeState, Input, RawMode};
 use super::{Vmm, VmmError};
+use crate::control::qmp::Version;
+use crate::control::QmpServer;
+use crate::host::sched;
 use crate::vcpu::thread::{install_kick_handler, spawn};
 use crate::vcpu::{VcpuHandle, VmControl, VmOutcome};
 
@@ -63,9 +69,27 @@ pub(super) fn run(vmm: &mut Vmm, mut options: RunOptions) -> Result<VmOutcome, V
     install_kick_handler().map_err(io_err("installing the vCPU kick handler"))?;
     let control = Arc::new(VmControl::new().map_err(io_err("stop eventfd"))?);
 
+    // --cpuset covers every thread: set it on this one before any other starts, and they
+    // inherit it.
+    if let Some(cpus) = &vmm.config.pinning.cpuset {
+        sched::set_affinity(0, cpus)?;
+    }
+    // The control socket exists before the vCPUs run, so a client can watch from the start.
+    let server = match &vmm.config.qmp {
+        Some(path) => Some(QmpServer::start(path, Version::rvmm())?),
+        None => None,
+    };
+
     let mut handles: Vec<VcpuHandle> = Vec::new();
     for (index, vcpu) in std::mem::take(&mut vmm.vcpus).into_iter().enumerate() {
-        match spawn(index as u32, vcpu, vmm.bus.clone(), control.clone()) {
+        let pin = vmm
+            .config
+            .pinning
+            .vcpus
+            .iter()
+            .find(|p| p.vcpu == index as u32)
+            .map(|p| p.cpus.clone());
+        match spawn(index as u32, vcpu, vmm.bus.clone(), control.clone(), pin) {
             Ok(h) => handles.push(h),
             Err(e) => {
                 control.finish(VmOutcome::Quit);
@@ -77,6 +101,17 @@ pub(super) fn run(vmm: &mut Vmm, mut options: RunOptions) -> Result<VmOutcome, V
             }
         }
     }
+    // Every thread that is not a vCPU (this one, the QMP accept thread) is an emulator
+    // thread; threads started later inherit from them.
+    if let Some(cpus) = &vmm.config.pinning.emulator {
+        if let Err(e) = pin_emulator_threads(&handles, cpus) {
+            control.finish(VmOutcome::Quit);
+            stop_all(&mut handles);
+            return Err(e.into());
+        }
+    }
+    let vmm: &Vmm = vmm;
+    let mut controller = Controller::new(vmm, &handles, &control, server.as_ref());
 
     let raw = if options.console_input {
         RawMode::enter(libc::STDIN_FILENO)
@@ -105,6 +140,14 @@ pub(super) fn run(vmm: &mut Vmm, mut options: RunOptions) -> Result<VmOutcome, V
                 revents: 0,
             },
         ];
+        if let Some(s) = &server {
+            fds.push(libc::pollfd {
+                fd: s.wake_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        let stdin_slot = fds.len();
         if stdin_open && pending_input.is_empty() {
             fds.push(libc::pollfd {
                 fd: libc::STDIN_FILENO,
@@ -147,7 +190,15 @@ pub(super) fn run(vmm: &mut Vmm, mut options: RunOptions) -> Result<VmOutcome, V
                 listener(&out);
             }
         }
-        if fds.len() > 3 && fds[3].revents & (libc::POLLIN | libc::POLLHUP) != 0 {
+        if let Some(s) = &server {
+            if fds[3].revents & libc::POLLIN != 0 {
+                while let Some(request) = s.next_request() {
+                    let result = controller.execute(&request.command);
+                    request.respond(result);
+                }
+            }
+        }
+        if fds.len() > stdin_slot && fds[stdin_slot].revents & (libc::POLLIN | libc::POLLHUP) != 0 {
             let mut buf = [0u8; 256];
             // SAFETY: reading into a stack buffer of the given size.
             let r = unsafe { libc::read(libc::STDIN_FILENO, buf.as_mut_ptr().cast(), buf.len()) };
@@ -178,7 +229,13 @@ pub(super) fn run(vmm: &mut Vmm, mut options: RunOptions) -> Result<VmOutcome, V
         }
     }
 
+    let outcome = control.outcome().unwrap_or(VmOutcome::Quit);
+    controller.emit_end(&outcome);
+    drop(controller);
     stop_all(&mut handles);
+    if let Some(s) = server {
+        s.shutdown();
+    }
     drop(raw);
     // SAFETY: closing the signalfd we created.
     unsafe { libc::close(sigfd) };
@@ -186,7 +243,7 @@ pub(super) fn run(vmm: &mut Vmm, mut options: RunOptions) -> Result<VmOutcome, V
     if let (Some(listener), Some(out)) = (options.serial_listener.as_mut(), vmm.serial_output()) {
         listener(&out);
     }
-    Ok(control.outcome().unwrap_or(VmOutcome::Quit))
+    Ok(outcome)
 }
 
 /// Kicks every vCPU until its thread has left KVM_RUN, then joins it.

@@ -86,7 +86,7 @@ const fn dep(from: FeatureWord, from_mask: u64, to: FeatureWord, to_mask: u64) -
 }
 
 /// QEMU's `x86_ext_save_areas[]`: XSAVE component → the feature that enables it.
-const XSAVE_COMPONENTS: &[(u32, FeatureWord, u64)] = &[
+pub(crate) const XSAVE_COMPONENTS: &[(u32, FeatureWord, u64)] = &[
     (0, W::Cpuid1Ecx, 1 << 26),    // x87: xsave
     (1, W::Cpuid1Ecx, 1 << 26),    // SSE: xsave
     (2, W::Cpuid1Ecx, 1 << 28),    // YMM: avx

@@ -1,0 +1,500 @@
+//! The QMP control socket, end to end: a real client (the `qemu.qmp` Python package that
+//! scripts/deps.sh installs) drives rvmm; several raw clients at once send garbage, huge
+//! messages and half requests and vanish, and the VM and the other clients carry on; the
+//! socket is private, found by --name, and never replaces a planted symlink; lifecycle
+//! commands emit QEMU's events. The probe guest's busy and halt modes give the VM load.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::vm::{comm, test_dir, BackgroundVm, TestClient};
+use common::{kvm_available, repo, run_with_timeout, rvmm};
+use serde_json::{json, Value};
+
+/// The venv python with `qemu.qmp`, or a failure telling how to get it.
+fn venv_python() -> PathBuf {
+    let cache = std::env::var_os("RVMM_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".cache"));
+    let python = cache.join("venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/deps.sh (it installs the qemu.qmp Python package)",
+        python.display()
+    );
+    python
+}
+
+const PY_CLIENT: &str = r#"
+import asyncio, json, sys
+from qemu.qmp import QMPClient, ExecuteError
+
+async def main(path):
+    qmp = QMPClient('rvmm-test')
+    await qmp.connect(path)
+    out = {'greeting': qmp.greeting._asdict()}
+    out['status'] = await qmp.execute('query-status')
+    out['cpus'] = await qmp.execute('query-cpus-fast')
+    await qmp.execute('stop')
+    out['stop_event'] = (await qmp.events.get())['event']
+    out['stopped'] = await qmp.execute('query-status')
+    await qmp.execute('cont')
+    out['cont_event'] = (await qmp.events.get())['event']
+    out['continued'] = await qmp.execute('query-status')
+    try:
+        await qmp.execute('no-such-command')
+    except ExecuteError as e:
+        out['error'] = [e.error_class, e.error.error.desc]
+    await qmp.execute('quit')
+    ev = await qmp.events.get()
+    out['quit_event'] = [ev['event'], ev['data']]
+    await qmp.disconnect()
+    print(json.dumps(out))
+
+asyncio.run(asyncio.wait_for(main(sys.argv[1]), 60))
+"#;
+
+#[test]
+fn python_qemu_qmp_client_drives_rvmm() {
+    if !kvm_available("python_qemu_qmp_client_drives_rvmm") {
+        return;
+    }
+    let python = venv_python();
+    let vm = BackgroundVm::start(
+        "pyqmp",
+        &["--smp", "2", "--append", "mode=busy", "--name", "pyvm"],
+    );
+    let pid = vm.pid();
+    // The vCPU threads, seen before the Python client ends the VM: named as QEMU names them.
+    let tids: Vec<i64> = vm
+        .client()
+        .ok("query-cpus-fast", None)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["thread-id"].as_i64().unwrap())
+        .collect();
+    for (i, &tid) in tids.iter().enumerate() {
+        assert_eq!(comm(pid, tid as i32), format!("CPU {i}/KVM"));
+    }
+    let script = vm.dir.join("client.py");
+    std::fs::write(&script, PY_CLIENT).unwrap();
+    let mut cmd = std::process::Command::new(&python);
+    cmd.arg(&script).arg(&vm.socket);
+    let out = run_with_timeout(cmd, Duration::from_secs(90));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the qemu.qmp client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(r["greeting"]["QMP"]["capabilities"], json!([]));
+    assert_eq!(
+        r["greeting"]["QMP"]["version"]["package"],
+        format!("rvmm {}", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(
+        r["status"],
+        json!({"status": "running", "singlestep": false, "running": true})
+    );
+    let cpus = r["cpus"].as_array().unwrap();
+    assert_eq!(cpus.len(), 2);
+    for (i, cpu) in cpus.iter().enumerate() {
+        assert_eq!(cpu["cpu-index"], i);
+        assert_eq!(cpu["target"], "x86_64");
+        assert_eq!(
+            cpu["props"],
+            json!({"socket-id": 0, "core-id": i, "thread-id": 0})
+        );
+        assert_eq!(cpu["thread-id"], tids[i]);
+    }
+    assert_eq!(r["stop_event"], "STOP");
+    assert_eq!(r["stopped"]["status"], "paused");
+    assert_eq!(r["cont_event"], "RESUME");
+    assert_eq!(r["continued"]["status"], "running");
+    assert_eq!(
+        r["error"],
+        json!([
+            "CommandNotFound",
+            "The command no-such-command has not been found"
+        ])
+    );
+    assert_eq!(
+        r["quit_event"],
+        json!(["SHUTDOWN", {"guest": false, "reason": "host-qmp-quit"}])
+    );
+    let out = vm.wait(Duration::from_secs(20));
+    assert!(out.status.success(), "rvmm after quit: {:?}", out.status);
+}
+
+/// A generic error's description.
+fn desc(reply: &Value) -> String {
+    assert_eq!(reply["error"]["class"], "GenericError", "{reply}");
+    reply["error"]["desc"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn bad_clients_do_not_disturb_the_vm_or_each_other() {
+    if !kvm_available("bad_clients_do_not_disturb_the_vm_or_each_other") {
+        return;
+    }
+    let mut vm = BackgroundVm::start("badqmp", &["--smp", "2", "--append", "mode=busy"]);
+    let mut a = vm.client();
+    let mut b = vm.client();
+    // Not negotiated: commands are refused as QEMU refuses them.
+    let mut c = TestClient::connect(&vm.socket);
+    assert_eq!(
+        c.execute("query-status", None),
+        json!({"error": {"class": "CommandNotFound", "desc": "Expecting capabilities negotiation with 'qmp_capabilities'"}})
+    );
+
+    // Malformed JSON, non-objects, bad envelopes, unknown commands, wrong argument types.
+    b.send(b"{\"execute\": }\n");
+    assert!(desc(&b.reply()).starts_with("JSON parse error, "));
+    b.send(b"garbage\n");
+    assert!(desc(&b.reply()).starts_with("JSON parse error, "));
+    b.send(b"[1, 2]\n");
+    assert_eq!(desc(&b.reply()), "QMP input must be a JSON object");
+    b.send(b"{\"execute\": 5}\n");
+    assert_eq!(
+        desc(&b.reply()),
+        "QMP input member 'execute' must be a string"
+    );
+    b.send(b"{\"execute\": \"nope\", \"id\": [\"x\", 1]}\n");
+    assert_eq!(
+        b.reply(),
+        json!({"id": ["x", 1], "error": {"class": "CommandNotFound", "desc": "The command nope has not been found"}})
+    );
+    assert_eq!(
+        desc(&b.execute("__org.rvmm_vcpupin", Some(json!({"vcpu": "zero"})))),
+        "Invalid parameter type for 'vcpu', expected: integer"
+    );
+    assert_eq!(
+        desc(&b.execute("query-cpu-model-expansion", Some(json!({"type": 5})))),
+        "Invalid parameter type for 'type', expected: string"
+    );
+    assert_eq!(
+        desc(&b.execute("query-status", Some(json!({"x": 1})))),
+        "Parameter 'x' is unexpected"
+    );
+    assert_eq!(
+        desc(&b.execute("__org.rvmm_vcpupin", Some(json!({"vcpu": 7, "cpus": "0"})))),
+        "vCPU 7 does not exist (the VM has vCPUs 0-1)"
+    );
+    // A request split across writes and lines is one request.
+    b.send(b"{\"execute\":\n");
+    b.send(b" \"query-name\", \"id\": 1}");
+    assert_eq!(b.reply(), json!({"id": 1, "return": {}}));
+
+    // An 8 MiB line: skipped with an error, and the same connection still works.
+    let mut d = vm.client();
+    let mut big = b"{\"execute\": \"query-status\", \"arguments\": {\"pad\": \"".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 8 << 20));
+    big.extend(b"\"}}\n");
+    d.send(&big);
+    let e = desc(&d.reply());
+    assert!(
+        e.starts_with(&format!(
+            "QMP input of {} bytes exceeds the limit of 1048576 bytes",
+            big.len() - 1
+        )),
+        "{e}"
+    );
+    assert_eq!(d.ok("query-status", None)["status"], "running");
+    // 8 MiB of bare garbage on one line, too.
+    let mut e8 = vm.client();
+    let mut junk = vec![b'a'; 8 << 20];
+    junk.push(b'\n');
+    e8.send(&junk);
+    assert!(desc(&e8.reply()).contains("exceeds the limit"));
+
+    // Abrupt disconnects: mid-message, and right after a request without reading the reply.
+    {
+        let mut f = vm.client();
+        f.send(b"{\"execute\": \"query-st");
+    }
+    {
+        let mut g = vm.client();
+        g.send(b"{\"execute\": \"query-cpus-fast\"}\n{\"execute\": \"query-status\"}\n");
+        let _ = g.stream.shutdown(std::net::Shutdown::Both);
+    }
+    // A client that stops mid-greeting.
+    drop(std::os::unix::net::UnixStream::connect(&vm.socket).unwrap());
+
+    // The VM runs on, and every remaining client is served and sees the events.
+    assert_eq!(a.ok("query-status", None)["status"], "running");
+    a.ok("stop", None);
+    assert_eq!(a.event("STOP")["event"], "STOP");
+    assert_eq!(b.event("STOP")["event"], "STOP");
+    a.ok("cont", None);
+    assert_eq!(b.event("RESUME")["event"], "RESUME");
+    let resume = a.event("RESUME");
+    assert!(
+        resume["timestamp"]["seconds"].as_u64().unwrap() > 1_600_000_000,
+        "{resume}"
+    );
+    assert!(
+        resume["timestamp"]["microseconds"].as_u64().unwrap() < 1_000_000,
+        "{resume}"
+    );
+    // c negotiates only now: it got no STOP/RESUME while it was not in command mode.
+    assert_eq!(c.execute("qmp_capabilities", None), json!({"return": {}}));
+    assert_eq!(c.ok("query-cpus-fast", None).as_array().unwrap().len(), 2);
+    assert!(
+        c.events.is_empty(),
+        "events before negotiation: {:?}",
+        c.events
+    );
+    assert!(vm.alive());
+
+    a.ok("quit", None);
+    assert_eq!(
+        b.event("SHUTDOWN")["data"],
+        json!({"guest": false, "reason": "host-qmp-quit"})
+    );
+    assert!(b.closed(), "the server closes clients when the VM ends");
+    let socket = vm.socket.clone();
+    let out = vm.wait(Duration::from_secs(20));
+    assert!(out.status.success());
+    assert!(!socket.exists(), "socket removed on exit");
+}
+
+#[test]
+fn socket_is_private_named_and_never_follows_a_planted_symlink() {
+    if !kvm_available("socket_is_private_named_and_never_follows_a_planted_symlink") {
+        return;
+    }
+    // --name puts the socket under $XDG_RUNTIME_DIR/rvmm, created 0700; the socket is 0600.
+    let dir = test_dir("named");
+    let mut cmd = rvmm();
+    cmd.env("XDG_RUNTIME_DIR", &dir).args([
+        "run",
+        "--smp",
+        "1",
+        "--append",
+        "mode=halt",
+        "--name",
+        "web1",
+    ]);
+    let socket = dir.join("rvmm/web1.qmp");
+    let vm = BackgroundVm::spawn(cmd, dir.clone(), socket.clone());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::symlink_metadata(p).unwrap().permissions().mode();
+    assert_eq!(mode(&socket) & 0o777, 0o600);
+    assert_eq!(mode(&dir.join("rvmm")) & 0o777, 0o700);
+    assert_eq!(vm.client().ok("query-name", None), json!({"name": "web1"}));
+    // `rvmm qmp NAME` finds it by name.
+    let out = rvmm()
+        .env("XDG_RUNTIME_DIR", &dir)
+        .args(["qmp", "web1", r#"{"execute": "query-status"}"#])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reply["return"]["status"], "running");
+    // A second VM with the same name is refused while the first listens.
+    let out = run_with_timeout(
+        {
+            let mut c = rvmm();
+            c.env("XDG_RUNTIME_DIR", &dir)
+                .args(["run", "--append", "mode=halt", "--name", "web1"]);
+            c
+        },
+        Duration::from_secs(30),
+    );
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).lines().last().unwrap(),
+        format!(
+            "rvmm: --qmp: {}: another process is listening on this socket",
+            socket.display()
+        )
+    );
+    drop(vm);
+
+    // A symlink planted at the socket path is an error, and its target is untouched.
+    let dir = test_dir("planted");
+    let target = dir.join("precious");
+    std::fs::write(&target, b"keep me").unwrap();
+    let socket = dir.join("vm.qmp");
+    std::os::unix::fs::symlink(&target, &socket).unwrap();
+    let mut cmd = rvmm();
+    cmd.args(["run", "--append", "mode=hello", "--qmp"])
+        .arg(format!("unix:{}", socket.display()));
+    let out = run_with_timeout(cmd, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).lines().last().unwrap(),
+        format!(
+            "rvmm: --qmp: {} exists and is a symbolic link, not a socket; refusing to replace it",
+            socket.display()
+        )
+    );
+    assert!(std::fs::symlink_metadata(&socket)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(std::fs::read(&target).unwrap(), b"keep me");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn lifecycle_events_powerdown_and_reset() {
+    if !kvm_available("lifecycle_events_powerdown_and_reset") {
+        return;
+    }
+    let vm = BackgroundVm::start("reset", &["--smp", "2,maxcpus=4", "--append", "mode=halt"]);
+    // Let the probe finish its dump (rvmm reports a probe that ends before that).
+    vm.wait_halted();
+    let mut a = vm.client();
+    // The probe has no power button driver: the event is what there is to see.
+    a.ok("system_powerdown", None);
+    assert!(a.event("POWERDOWN").get("data").is_none());
+    assert_eq!(a.ok("query-status", None)["status"], "running");
+    // Slots up to maxcpus, highest first; the present ones carry their qom-path.
+    let slots = a.ok("query-hotpluggable-cpus", None);
+    assert_eq!(slots.as_array().unwrap().len(), 4);
+    assert_eq!(slots[0]["type"], "qemu64-x86_64-cpu");
+    assert_eq!(slots[0].get("qom-path"), None);
+    assert_eq!(slots[3]["qom-path"], "/machine/unattached/device[0]");
+    let version = a.ok("query-version", None);
+    assert_eq!(
+        version["package"],
+        format!("rvmm {}", env!("CARGO_PKG_VERSION"))
+    );
+    let commands: Vec<String> = a
+        .ok("query-commands", None)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    for name in [
+        "query-status",
+        "query-cpus-fast",
+        "__org.rvmm_vcpupin",
+        "__org.rvmm_vcpuinfo",
+    ] {
+        assert!(
+            commands.iter().any(|c| c == name),
+            "{name} not in {commands:?}"
+        );
+    }
+    let defs = a.ok("query-cpu-definitions", None);
+    let qemu64 = defs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "qemu64")
+        .unwrap()
+        .clone();
+    assert_eq!(qemu64["alias-of"], "qemu64-v1");
+    let full = a.ok(
+        "query-cpu-model-expansion",
+        Some(json!({"type": "full", "model": {"name": "qemu64", "props": {"aes": true}}})),
+    );
+    assert_eq!(full["model"]["name"], "qemu64");
+    assert_eq!(full["model"]["props"]["aes"], true);
+    assert_eq!(full["model"]["props"]["lm"], true);
+    // system_reset: RESET, then the VM ends with outcome Reset (no in-place reset yet).
+    a.ok("system_reset", None);
+    assert_eq!(
+        a.event("RESET")["data"],
+        json!({"guest": false, "reason": "host-qmp-system-reset"})
+    );
+    let out = vm.wait(Duration::from_secs(20));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("CPU  APIC"),
+        "the probe's view was printed"
+    );
+}
+
+#[test]
+fn cpu_model_queries_match_qemu_7_2() {
+    if !kvm_available("cpu_model_queries_match_qemu_7_2") {
+        return;
+    }
+    // QEMU 7.2 under KVM on this host is the oracle.
+    let dir = test_dir("qemu-oracle");
+    let qemu_socket = dir.join("qemu.qmp");
+    let mut qemu = common::qemu()
+        .args([
+            "-M",
+            "pc",
+            "-accel",
+            "kvm",
+            "-S",
+            "-nodefaults",
+            "-nographic",
+        ])
+        .args(["-monitor", "none", "-serial", "none", "-qmp"])
+        .arg(format!("unix:{},server=on,wait=off", qemu_socket.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start qemu-system-x86_64");
+    let vm = BackgroundVm::start("oracle", &["--append", "mode=halt"]);
+    let start = std::time::Instant::now();
+    while std::os::unix::net::UnixStream::connect(&qemu_socket).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "QEMU's QMP socket never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut q = TestClient::connect(&qemu_socket);
+    q.ok("qmp_capabilities", None);
+    let mut r = vm.client();
+
+    // Every model, in QEMU's member shapes, with exactly QEMU's unavailable-features.
+    let by_name = |v: Value| -> std::collections::BTreeMap<String, Value> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|d| (d["name"].as_str().unwrap().to_string(), d.clone()))
+            .collect()
+    };
+    let theirs = by_name(q.ok("query-cpu-definitions", None));
+    let ours = by_name(r.ok("query-cpu-definitions", None));
+    assert_eq!(
+        ours.keys().collect::<Vec<_>>(),
+        theirs.keys().collect::<Vec<_>>()
+    );
+    for (name, def) in &theirs {
+        assert_eq!(&ours[name], def, "query-cpu-definitions entry {name}");
+    }
+    // Full expansion: every feature property both report has the same value.
+    for model in ["qemu64", "Haswell", "EPYC-Rome", "Skylake-Server-v4"] {
+        let args = json!({"type": "full", "model": {"name": model, "props": {"aes": false}}});
+        let theirs = q.ok("query-cpu-model-expansion", Some(args.clone()));
+        let ours = r.ok("query-cpu-model-expansion", Some(args));
+        let (t, o) = (&theirs["model"]["props"], &ours["model"]["props"]);
+        let mut compared = 0;
+        for (k, v) in o.as_object().unwrap() {
+            if let (Some(tv), true) = (t.get(k), v.is_boolean()) {
+                assert_eq!(tv, v, "{model}: property {k}");
+                compared += 1;
+            }
+        }
+        assert!(
+            compared > 300,
+            "{model}: only {compared} properties in common"
+        );
+        assert_eq!(o["family"], t["family"], "{model}");
+        assert_eq!(o["model-id"], t["model-id"], "{model}");
+    }
+    q.ok("quit", None);
+    let _ = qemu.wait();
+}

@@ -1,0 +1,670 @@
+//! The QMP wire protocol as QEMU 7.2 speaks it (docs/interop/qmp-spec.txt): the greeting,
+//! capabilities negotiation, `{"execute", "arguments", "id"}` requests checked member by
+//! member with QEMU's error texts, `return`/`error` replies carrying the request's `id`, and
+//! events with `{"seconds", "microseconds"}` timestamps. Every line ends in CRLF, as QEMU's.
+//!
+//! Framing follows QEMU's JSON streamer rather than lines: a message ends where its
+//! top-level value ends, whatever the newlines, so pretty-printed input works. Each message
+//! is bounded (`MAX_MESSAGE`): a longer one is skipped without being buffered and answered
+//! with an error, and the stream stays in step. All of this is pure: `server` does the I/O.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use thiserror::Error;
+
+use super::commands::{self, Command};
+
+/// The largest request accepted, in bytes (QMP commands are small; libvirt's largest are a
+/// few KiB).
+pub const MAX_MESSAGE: usize = 1 << 20;
+
+/// QMP error classes (qapi/error.json).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ErrorClass {
+    GenericError,
+    CommandNotFound,
+    DeviceNotActive,
+    DeviceNotFound,
+    KVMMissingCap,
+}
+
+/// An error reply.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{class:?}: {desc}")]
+pub struct QmpError {
+    pub class: ErrorClass,
+    pub desc: String,
+}
+
+impl QmpError {
+    pub fn generic(desc: impl Into<String>) -> Self {
+        QmpError {
+            class: ErrorClass::GenericError,
+            desc: desc.into(),
+        }
+    }
+
+    pub fn command_not_found(name: &str) -> Self {
+        QmpError {
+            class: ErrorClass::CommandNotFound,
+            desc: format!("The command {name} has not been found"),
+        }
+    }
+}
+
+/// One message cut from the byte stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// The bytes of one top-level JSON value (or of one stray token).
+    Message(Vec<u8>),
+    /// A value longer than the limit, skipped; its length in bytes.
+    TooLarge(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scan {
+    /// Between values (whitespace).
+    Idle,
+    /// Inside an object or array.
+    Nested,
+    /// Inside a top-level string.
+    TopString,
+    /// A bare top-level token (number, keyword, garbage).
+    Bare,
+}
+
+/// Splits a byte stream into top-level JSON values by tracking strings, escapes and
+/// bracket depth, as QEMU's json-streamer does.
+#[derive(Debug)]
+pub struct Splitter {
+    limit: usize,
+    buf: Vec<u8>,
+    /// Bytes of the current value, skipped ones included.
+    len: usize,
+    overflow: bool,
+    scan: Scan,
+    depth: usize,
+    in_string: bool,
+    escape: bool,
+}
+
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+impl Splitter {
+    pub fn new(limit: usize) -> Self {
+        Splitter {
+            limit,
+            buf: Vec::new(),
+            len: 0,
+            overflow: false,
+            scan: Scan::Idle,
+            depth: 0,
+            in_string: false,
+            escape: false,
+        }
+    }
+
+    fn append(&mut self, b: u8) {
+        self.len += 1;
+        if self.overflow {
+            return;
+        }
+        if self.buf.len() >= self.limit {
+            self.overflow = true;
+            self.buf = Vec::new();
+        } else {
+            self.buf.push(b);
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<Frame>) {
+        let frame = if self.overflow {
+            Frame::TooLarge(self.len)
+        } else {
+            Frame::Message(std::mem::take(&mut self.buf))
+        };
+        out.push(frame);
+        self.buf = Vec::new();
+        self.len = 0;
+        self.overflow = false;
+        self.scan = Scan::Idle;
+        self.depth = 0;
+        self.in_string = false;
+        self.escape = false;
+    }
+
+    /// Whether a string's state machine consumed `b` (and so brackets inside strings are
+    /// not counted).
+    fn string_byte(&mut self, b: u8) -> bool {
+        if !self.in_string {
+            return false;
+        }
+        if self.escape {
+            self.escape = false;
+        } else if b == b'\\' {
+            self.escape = true;
+        } else if b == b'"' {
+            self.in_string = false;
+        }
+        true
+    }
+
+    /// Feeds bytes; returns the messages they complete.
+    pub fn push(&mut self, data: &[u8]) -> Vec<Frame> {
+        let mut out = Vec::new();
+        for &b in data {
+            self.byte(b, &mut out);
+        }
+        out
+    }
+
+    fn byte(&mut self, b: u8, out: &mut Vec<Frame>) {
+        match self.scan {
+            Scan::Idle => match b {
+                _ if is_space(b) => {}
+                b'{' | b'[' => {
+                    self.scan = Scan::Nested;
+                    self.depth = 1;
+                    self.append(b);
+                }
+                b'"' => {
+                    self.scan = Scan::TopString;
+                    self.in_string = true;
+                    self.append(b);
+                }
+                b'}' | b']' => {
+                    self.append(b);
+                    self.finish(out);
+                }
+                _ => {
+                    self.scan = Scan::Bare;
+                    self.append(b);
+                }
+            },
+            Scan::Nested => {
+                self.append(b);
+                if self.string_byte(b) {
+                    return;
+                }
+                match b {
+                    b'"' => self.in_string = true,
+                    b'{' | b'[' => self.depth += 1,
+                    b'}' | b']' => {
+                        self.depth -= 1;
+                        if self.depth == 0 {
+                            self.finish(out);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Scan::TopString => {
+                self.append(b);
+                self.string_byte(b);
+                if !self.in_string {
+                    self.finish(out);
+                }
+            }
+            Scan::Bare => {
+                if is_space(b) || matches!(b, b'{' | b'}' | b'[' | b']' | b'"') {
+                    self.finish(out);
+                    self.byte(b, out);
+                } else {
+                    self.append(b);
+                }
+            }
+        }
+    }
+}
+
+/// A request's envelope after QEMU's checks (qmp_dispatch_check_obj).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    pub id: Option<Value>,
+    pub execute: String,
+    pub arguments: Map<String, Value>,
+}
+
+/// A request that cannot be executed: the error and the `id` to answer with, if known.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    pub id: Option<Value>,
+    pub error: QmpError,
+}
+
+/// Parses and checks one message.
+pub fn parse_envelope(bytes: &[u8]) -> Result<Envelope, Rejected> {
+    let reject = |id: Option<Value>, desc: String| Rejected {
+        id,
+        error: QmpError::generic(desc),
+    };
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| reject(None, format!("JSON parse error, {e}")))?;
+    let Value::Object(mut obj) = value else {
+        return Err(reject(None, "QMP input must be a JSON object".into()));
+    };
+    let id = obj.remove("id");
+    let mut execute = None;
+    let mut arguments = Map::new();
+    for (key, v) in obj {
+        match (key.as_str(), v) {
+            ("execute", Value::String(s)) => execute = Some(s),
+            ("arguments", Value::Object(m)) => arguments = m,
+            ("exec-oob", Value::String(_)) => return Err(reject(
+                id,
+                "Please enable out-of-band first for the session during capabilities negotiation"
+                    .into(),
+            )),
+            ("execute" | "exec-oob", _) => {
+                return Err(reject(
+                    id,
+                    format!("QMP input member '{key}' must be a string"),
+                ))
+            }
+            ("arguments", _) => {
+                return Err(reject(
+                    id,
+                    "QMP input member 'arguments' must be an object".into(),
+                ))
+            }
+            _ => {
+                return Err(reject(
+                    id,
+                    format!("QMP input member '{key}' is unexpected"),
+                ))
+            }
+        }
+    }
+    match execute {
+        Some(execute) => Ok(Envelope {
+            id,
+            execute,
+            arguments,
+        }),
+        None => Err(reject(id, "QMP input lacks member 'execute'".into())),
+    }
+}
+
+/// What to do with one message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Send this line back (negotiation, or an error found without the VMM).
+    Reply(String),
+    /// Ask the VMM thread, then answer with this `id`.
+    Execute { id: Option<Value>, command: Command },
+}
+
+/// One client's protocol state: capabilities negotiation, then command mode.
+#[derive(Debug, Default)]
+pub struct Session {
+    negotiated: bool,
+}
+
+impl Session {
+    /// Whether the client is in command mode (and receives events).
+    pub fn negotiated(&self) -> bool {
+        self.negotiated
+    }
+
+    /// Handles one frame.
+    pub fn handle(&mut self, frame: Frame) -> Step {
+        let bytes = match frame {
+            Frame::Message(b) => b,
+            Frame::TooLarge(n) => {
+                return Step::Reply(reply_error(
+                    None,
+                    &QmpError::generic(format!(
+                        "QMP input of {n} bytes exceeds the limit of {MAX_MESSAGE} bytes; it was discarded"
+                    )),
+                ))
+            }
+        };
+        let env = match parse_envelope(&bytes) {
+            Ok(e) => e,
+            Err(r) => return Step::Reply(reply_error(r.id.as_ref(), &r.error)),
+        };
+        let id = env.id;
+        if env.execute == "qmp_capabilities" {
+            if self.negotiated {
+                let e = QmpError {
+                    class: ErrorClass::CommandNotFound,
+                    desc: "Capabilities negotiation is already complete, command ignored".into(),
+                };
+                return Step::Reply(reply_error(id.as_ref(), &e));
+            }
+            return Step::Reply(match commands::check_capabilities(env.arguments) {
+                Ok(()) => {
+                    self.negotiated = true;
+                    reply_return(id.as_ref(), json!({}))
+                }
+                Err(e) => reply_error(id.as_ref(), &e),
+            });
+        }
+        if !self.negotiated {
+            let e = QmpError {
+                class: ErrorClass::CommandNotFound,
+                desc: "Expecting capabilities negotiation with 'qmp_capabilities'".into(),
+            };
+            return Step::Reply(reply_error(id.as_ref(), &e));
+        }
+        match commands::parse(&env.execute, env.arguments) {
+            Ok(command) => Step::Execute { id, command },
+            Err(e) => Step::Reply(reply_error(id.as_ref(), &e)),
+        }
+    }
+}
+
+/// The version QMP reports (greeting and `query-version`): QEMU's shape, rvmm's numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    pub major: u32,
+    pub minor: u32,
+    pub micro: u32,
+    pub package: String,
+}
+
+impl Version {
+    /// This build of rvmm.
+    pub fn rvmm() -> Version {
+        let n = |s: &str| s.parse().unwrap_or(0);
+        Version {
+            major: n(env!("CARGO_PKG_VERSION_MAJOR")),
+            minor: n(env!("CARGO_PKG_VERSION_MINOR")),
+            micro: n(env!("CARGO_PKG_VERSION_PATCH")),
+            package: format!("rvmm {}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+
+    /// `{"qemu": {"major", "minor", "micro"}, "package"}`: the member is named `qemu`
+    /// because the schema says so; clients read it as the server's version.
+    pub fn to_json(&self) -> Value {
+        json!({"qemu": {"major": self.major, "minor": self.minor, "micro": self.micro}, "package": self.package})
+    }
+}
+
+fn line(v: Value) -> String {
+    let mut s = v.to_string();
+    s.push_str("\r\n");
+    s
+}
+
+/// The greeting: no capabilities (rvmm has no out-of-band execution).
+pub fn greeting(version: &Version) -> String {
+    line(json!({"QMP": {"version": version.to_json(), "capabilities": []}}))
+}
+
+/// A success reply.
+pub fn reply_return(id: Option<&Value>, value: Value) -> String {
+    let mut obj = Map::new();
+    obj.insert("return".into(), value);
+    if let Some(id) = id {
+        obj.insert("id".into(), id.clone());
+    }
+    line(Value::Object(obj))
+}
+
+/// An error reply.
+pub fn reply_error(id: Option<&Value>, error: &QmpError) -> String {
+    let mut obj = Map::new();
+    obj.insert(
+        "error".into(),
+        json!({"class": error.class, "desc": error.desc}),
+    );
+    if let Some(id) = id {
+        obj.insert("id".into(), id.clone());
+    }
+    line(Value::Object(obj))
+}
+
+/// Why the VM shut down or reset (qapi/run-state.json, ShutdownCause).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownCause {
+    HostError,
+    HostQmpQuit,
+    HostQmpSystemReset,
+    HostSignal,
+    HostUi,
+    GuestShutdown,
+    GuestReset,
+}
+
+impl ShutdownCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShutdownCause::HostError => "host-error",
+            ShutdownCause::HostQmpQuit => "host-qmp-quit",
+            ShutdownCause::HostQmpSystemReset => "host-qmp-system-reset",
+            ShutdownCause::HostSignal => "host-signal",
+            ShutdownCause::HostUi => "host-ui",
+            ShutdownCause::GuestShutdown => "guest-shutdown",
+            ShutdownCause::GuestReset => "guest-reset",
+        }
+    }
+
+    /// Whether the guest asked for it (the events' `guest` member).
+    pub fn is_guest(self) -> bool {
+        matches!(
+            self,
+            ShutdownCause::GuestShutdown | ShutdownCause::GuestReset
+        )
+    }
+}
+
+/// Asynchronous events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    Shutdown(ShutdownCause),
+    Reset(ShutdownCause),
+    Stop,
+    Resume,
+    Powerdown,
+}
+
+/// An event line stamped with `at`.
+pub fn event_line(event: Event, at: SystemTime) -> String {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let mut obj = Map::new();
+    obj.insert(
+        "timestamp".into(),
+        json!({"seconds": since.as_secs(), "microseconds": since.subsec_micros()}),
+    );
+    let (name, data) = match event {
+        Event::Shutdown(c) => (
+            "SHUTDOWN",
+            Some(json!({"guest": c.is_guest(), "reason": c.as_str()})),
+        ),
+        Event::Reset(c) => (
+            "RESET",
+            Some(json!({"guest": c.is_guest(), "reason": c.as_str()})),
+        ),
+        Event::Stop => ("STOP", None),
+        Event::Resume => ("RESUME", None),
+        Event::Powerdown => ("POWERDOWN", None),
+    };
+    obj.insert("event".into(), Value::String(name.into()));
+    if let Some(d) = data {
+        obj.insert("data".into(), d);
+    }
+    line(Value::Object(obj))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn messages(frames: Vec<Frame>) -> Vec<String> {
+        frames
+            .into_iter()
+            .map(|f| match f {
+                Frame::Message(b) => String::from_utf8(b).unwrap(),
+                Frame::TooLarge(n) => format!("<{n} bytes>"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn splits_values_not_lines() {
+        let mut s = Splitter::new(MAX_MESSAGE);
+        assert_eq!(
+            messages(s.push(b"{\"execute\":\n \"a\"}{\"execute\":\"b\"}\r\n[1,[2]] ")),
+            vec!["{\"execute\":\n \"a\"}", "{\"execute\":\"b\"}", "[1,[2]]"]
+        );
+        // Brackets and quotes inside strings, escaped quotes, a value split across reads.
+        assert_eq!(
+            messages(s.push(b"{\"a\":\"}]\\\"{\"")),
+            Vec::<String>::new()
+        );
+        assert_eq!(messages(s.push(b"}")), vec!["{\"a\":\"}]\\\"{\"}"]);
+        // Bare tokens and stray closers are messages of their own (the parser rejects them).
+        assert_eq!(
+            messages(s.push(b"garbage 12{}] \"s\"")),
+            vec!["garbage", "12", "{}", "]", "\"s\""]
+        );
+    }
+
+    #[test]
+    fn oversized_values_are_skipped_and_counted() {
+        let mut s = Splitter::new(16);
+        let mut big = b"{\"execute\":\"".to_vec();
+        big.extend(std::iter::repeat_n(b'x', 100));
+        big.extend(b"\"} {\"execute\":\"ok\"}");
+        assert_eq!(
+            messages(s.push(&big)),
+            vec!["<114 bytes>", "{\"execute\":\"ok\"}"]
+        );
+        // Exactly at the limit is fine.
+        let mut s = Splitter::new(4);
+        assert_eq!(messages(s.push(b"[12] [123]")), vec!["[12]", "<5 bytes>"]);
+    }
+
+    fn reply(step: Step) -> String {
+        match step {
+            Step::Reply(r) => r,
+            Step::Execute { .. } => panic!("expected a reply"),
+        }
+    }
+
+    fn msg(text: &str) -> Frame {
+        Frame::Message(text.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn negotiation_as_qemu_7_2() {
+        let mut s = Session::default();
+        assert_eq!(
+            reply(s.handle(msg(r#"{"execute":"query-status"}"#))),
+            "{\"error\":{\"class\":\"CommandNotFound\",\"desc\":\"Expecting capabilities negotiation with 'qmp_capabilities'\"}}\r\n"
+        );
+        assert_eq!(
+            reply(s.handle(msg(r#"{"execute":"nope","id":7}"#))),
+            "{\"error\":{\"class\":\"CommandNotFound\",\"desc\":\"Expecting capabilities negotiation with 'qmp_capabilities'\"},\"id\":7}\r\n"
+        );
+        assert!(!s.negotiated());
+        assert_eq!(
+            reply(s.handle(msg(r#"{"execute":"qmp_capabilities","id":1}"#))),
+            "{\"id\":1,\"return\":{}}\r\n"
+        );
+        assert!(s.negotiated());
+        assert_eq!(
+            reply(s.handle(msg(r#"{"execute":"qmp_capabilities"}"#))),
+            "{\"error\":{\"class\":\"CommandNotFound\",\"desc\":\"Capabilities negotiation is already complete, command ignored\"}}\r\n"
+        );
+        assert_eq!(
+            s.handle(msg(r#"{"execute":"query-status","id":"x"}"#)),
+            Step::Execute {
+                id: Some(json!("x")),
+                command: Command::QueryStatus
+            }
+        );
+    }
+
+    #[test]
+    fn bad_envelopes_as_qemu_7_2() {
+        let mut s = Session::default();
+        s.handle(msg(r#"{"execute":"qmp_capabilities"}"#));
+        let err = |s: &mut Session, text: &str| -> Value {
+            serde_json::from_str(&reply(s.handle(msg(text)))).unwrap()
+        };
+        let e = err(&mut s, "garbage");
+        assert_eq!(e["error"]["class"], "GenericError");
+        assert!(
+            e["error"]["desc"]
+                .as_str()
+                .unwrap()
+                .starts_with("JSON parse error, "),
+            "{e}"
+        );
+        assert_eq!(e.get("id"), None);
+        assert_eq!(
+            err(&mut s, "[1,2]"),
+            json!({"error": {"class": "GenericError", "desc": "QMP input must be a JSON object"}})
+        );
+        assert_eq!(
+            err(&mut s, r#"{"execute":5}"#),
+            json!({"error": {"class": "GenericError", "desc": "QMP input member 'execute' must be a string"}})
+        );
+        assert_eq!(
+            err(&mut s, r#"{"arguments":{}}"#),
+            json!({"error": {"class": "GenericError", "desc": "QMP input lacks member 'execute'"}})
+        );
+        assert_eq!(
+            err(
+                &mut s,
+                r#"{"execute":"query-status","arguments":[],"id":3}"#
+            ),
+            json!({"id": 3, "error": {"class": "GenericError", "desc": "QMP input member 'arguments' must be an object"}})
+        );
+        assert_eq!(
+            err(&mut s, r#"{"execute":"query-status","foo":1,"id":4}"#),
+            json!({"id": 4, "error": {"class": "GenericError", "desc": "QMP input member 'foo' is unexpected"}})
+        );
+        assert_eq!(
+            err(&mut s, r#"{"execute":"nope","id":{"a":[1]}}"#),
+            json!({"id": {"a": [1]}, "error": {"class": "CommandNotFound", "desc": "The command nope has not been found"}})
+        );
+        assert_eq!(
+            err(
+                &mut s,
+                r#"{"execute":"query-status","arguments":{"a":1},"id":5}"#
+            ),
+            json!({"id": 5, "error": {"class": "GenericError", "desc": "Parameter 'a' is unexpected"}})
+        );
+        assert_eq!(
+            reply(s.handle(Frame::TooLarge(8 << 20))),
+            "{\"error\":{\"class\":\"GenericError\",\"desc\":\"QMP input of 8388608 bytes exceeds the limit of 1048576 bytes; it was discarded\"}}\r\n"
+        );
+        assert!(s.negotiated(), "errors leave the session in command mode");
+    }
+
+    #[test]
+    fn greeting_and_events() {
+        let v = Version {
+            major: 0,
+            minor: 1,
+            micro: 0,
+            package: "rvmm 0.1.0".into(),
+        };
+        assert_eq!(
+            greeting(&v),
+            "{\"QMP\":{\"capabilities\":[],\"version\":{\"package\":\"rvmm 0.1.0\",\"qemu\":{\"major\":0,\"micro\":0,\"minor\":1}}}}\r\n"
+        );
+        let at = UNIX_EPOCH + Duration::from_micros(1_795_310_514_352_094);
+        assert_eq!(
+            event_line(Event::Resume, at),
+            "{\"event\":\"RESUME\",\"timestamp\":{\"microseconds\":352094,\"seconds\":1795310514}}\r\n"
+        );
+        assert_eq!(
+            event_line(Event::Shutdown(ShutdownCause::HostQmpQuit), at),
+            "{\"data\":{\"guest\":false,\"reason\":\"host-qmp-quit\"},\"event\":\"SHUTDOWN\",\"timestamp\":{\"microseconds\":352094,\"seconds\":1795310514}}\r\n"
+        );
+        assert_eq!(
+            event_line(Event::Reset(ShutdownCause::GuestReset), at),
+            "{\"data\":{\"guest\":true,\"reason\":\"guest-reset\"},\"event\":\"RESET\",\"timestamp\":{\"microseconds\":352094,\"seconds\":1795310514}}\r\n"
+        );
+    }
+}
