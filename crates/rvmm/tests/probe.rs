@@ -125,6 +125,7 @@ fn probe_under_qemu_microvm_decodes_to_the_same_cpus() {
     assert_eq!(qemu_view["vcpus"], ours["vcpus"]);
     assert_eq!(apic_ids(&qemu_view), apic_ids(&ours));
     assert_eq!(qemu_view["madt"]["enabled"], ours["madt"]["enabled"]);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A fresh temporary directory under the target dir.

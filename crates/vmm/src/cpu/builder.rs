@@ -5,6 +5,7 @@
 //! This is the one place a vCPU's CPUID is assembled. `plan` runs once per VM (and yields
 //! QEMU's warnings); `vcpu_cpuid` runs once per vCPU.
 
+use kvm_bindings::KVM_CPUID_FLAG_SIGNIFCANT_INDEX;
 use thiserror::Error;
 
 use super::cache::CacheModel;
@@ -102,7 +103,36 @@ pub fn vcpu_cpuid(plan: &CpuPlan, topology: &CpuTopology, apic_id: u32) -> Vec<C
         apic_id,
     };
     apply_topology(&ctx, &mut t);
+    trim_like_qemu(&mut t);
     t
+}
+
+/// XSAVE leaf 0DH's last subleaf.
+const XSAVE_LAST_SUBLEAF: u32 = 63;
+
+/// Shapes the table as QEMU's kvm_arch_init_vcpu does, so the two can be compared entry for
+/// entry: leaves without subleaves that are all zero are left out (KVM answers zeros for a
+/// missing leaf anyway), and the 0DH list ends with an all-zero subleaf 63, which QEMU's
+/// subleaf loop always leaves behind.
+fn trim_like_qemu(t: &mut Vec<CpuidEntry>) {
+    t.retain(|e| e.flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX != 0 || e.regs() != [0; 4]);
+    let level = t.iter().find(|e| e.function == 0).map_or(0, |e| e.eax);
+    if level >= 0xd
+        && !t
+            .iter()
+            .any(|e| e.function == 0xd && e.index == XSAVE_LAST_SUBLEAF)
+    {
+        let at = t.iter().position(|e| e.function > 0xd).unwrap_or(t.len());
+        t.insert(
+            at,
+            CpuidEntry {
+                function: 0xd,
+                index: XSAVE_LAST_SUBLEAF,
+                flags: KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+                ..Default::default()
+            },
+        );
+    }
 }
 
 /// One vCPU's CPUID table, exactly as handed to KVM_SET_CPUID2.
