@@ -261,3 +261,29 @@ fn xcomp_guest_supp(kvm: &Kvm) -> Option<u64> {
     let rc = unsafe { vmm_sys_util::ioctl::ioctl_with_ref(kvm, KVM_GET_DEVICE_ATTR(), &attr) };
     (rc == 0).then_some(supp)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_errors_say_how_to_fix() {
+        let p = Path::new("/dev/kvm");
+        let denied = open_error(
+            p,
+            std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        );
+        assert_eq!(
+            denied.to_string(),
+            "/dev/kvm: permission denied. Add your user to the group that owns it (usermod -aG kvm $USER, then log in again) or run as root"
+        );
+        let missing = open_error(p, std::io::Error::from(std::io::ErrorKind::NotFound));
+        assert!(missing.to_string().starts_with("/dev/kvm does not exist: this host has no KVM. Load the module (modprobe kvm_intel or modprobe kvm_amd)"));
+    }
+
+    #[test]
+    fn a_missing_device_is_reported_not_panicked() {
+        let err = KvmHost::open_path(Path::new("/nonexistent/kvm")).unwrap_err();
+        assert!(matches!(err, KvmError::Missing { .. }), "{err}");
+    }
+}
