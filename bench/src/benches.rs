@@ -30,7 +30,7 @@ pub enum BenchError {
         vmm: &'static str,
         shape: String,
         guest: &'static str,
-        source: MeasureError,
+        source: Box<MeasureError>,
     },
     #[error(transparent)]
     KvmLoop(#[from] KvmLoopError),
@@ -53,7 +53,10 @@ fn ms(d: std::time::Duration) -> f64 {
 
 /// `median (min–max)` for log lines.
 fn brief(v: &[f64]) -> String {
-    Summary::of(v).map_or_else(|| "-".into(), |s| format!("{:.3} ({:.3}-{:.3})", s.median, s.min, s.max))
+    Summary::of(v).map_or_else(
+        || "-".into(),
+        |s| format!("{:.3} ({:.3}-{:.3})", s.median, s.min, s.max),
+    )
 }
 
 impl Bench<'_> {
@@ -62,19 +65,27 @@ impl Bench<'_> {
             vmm: vmm.name(),
             shape: shape.label(),
             guest: guest.name(),
-            source,
+            source: Box::new(source),
         }
     }
 
     /// One timed boot: (first line ms, exit ms, peak RSS MiB).
     fn boot(&self, vmm: Vmm, shape: Shape, guest: Guest) -> Result<measure::RunRecord, BenchError> {
         let mut cmd = self.tools.command(vmm, shape, guest);
-        measure::run_expecting(&mut cmd, guest.last_line(), vmm.ok_statuses(), self.plan.timeout)
-            .map_err(Self::err(vmm, shape, guest))
+        measure::run_expecting(
+            &mut cmd,
+            guest.last_line(),
+            vmm.ok_statuses(),
+            self.plan.timeout,
+        )
+        .map_err(Self::err(vmm, shape, guest))
     }
 
     /// Runs `f` for each VMM in every round, alternating, and keeps the counted samples.
-    fn alternate(&self, mut f: impl FnMut(Vmm) -> Result<f64, BenchError>) -> Result<Pair, BenchError> {
+    fn alternate(
+        &self,
+        mut f: impl FnMut(Vmm) -> Result<f64, BenchError>,
+    ) -> Result<Pair, BenchError> {
         let mut pair = Pair::default();
         for round in self.plan.rounds() {
             for vmm in Plan::order(round) {
@@ -153,8 +164,13 @@ impl Bench<'_> {
         for round in self.plan.rounds() {
             for vmm in Plan::order(round) {
                 let mut cmd = self.tools.command(vmm, shape, guest);
-                let m = measure::memory_at_exit(&mut cmd, guest.last_line(), shape.mem_bytes(), self.plan.timeout)
-                    .map_err(Self::err(vmm, shape, guest))?;
+                let m = measure::memory_at_exit(
+                    &mut cmd,
+                    guest.last_line(),
+                    shape.mem_bytes(),
+                    self.plan.timeout,
+                )
+                .map_err(Self::err(vmm, shape, guest))?;
                 if !self.plan.counted(round) {
                     continue;
                 }
@@ -203,7 +219,10 @@ impl Bench<'_> {
             _ => 0.0,
         };
         if loop_ms <= 0.0 {
-            return Err(BenchError::NoLoopTime { vmm: vmm.name(), loop_ms });
+            return Err(BenchError::NoLoopTime {
+                vmm: vmm.name(),
+                loop_ms,
+            });
         }
         Ok(count as f64 / (loop_ms / 1e3))
     }
@@ -252,7 +271,13 @@ impl Bench<'_> {
     }
 
     /// One batch: `vms` minimal VMs, `concurrency` at a time; VMs per second.
-    fn rate_batch(&self, vmm: Vmm, shape: Shape, concurrency: usize, vms: usize) -> Result<f64, BenchError> {
+    fn rate_batch(
+        &self,
+        vmm: Vmm,
+        shape: Shape,
+        concurrency: usize,
+        vms: usize,
+    ) -> Result<f64, BenchError> {
         let next = AtomicUsize::new(0);
         let failure: Mutex<Option<BenchError>> = Mutex::new(None);
         let start = Instant::now();
@@ -261,7 +286,10 @@ impl Bench<'_> {
                 s.spawn(|| {
                     while next.fetch_add(1, Ordering::SeqCst) < vms {
                         if let Err(e) = self.boot(vmm, shape, Guest::Hello) {
-                            failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+                            failure
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .get_or_insert(e);
                             return;
                         }
                     }
@@ -276,7 +304,12 @@ impl Bench<'_> {
     }
 
     /// Benchmark 4 at one concurrency.
-    pub fn rate_row(&self, shape: Shape, concurrency: usize, vms: usize) -> Result<RateRow, BenchError> {
+    pub fn rate_row(
+        &self,
+        shape: Shape,
+        concurrency: usize,
+        vms: usize,
+    ) -> Result<RateRow, BenchError> {
         let per_sec = self.alternate(|vmm| self.rate_batch(vmm, shape, concurrency, vms))?;
         (self.log)(&format!(
             "rate {} x{concurrency}: VMs/s rvmm {} qemu {}",
@@ -313,7 +346,11 @@ impl Bench<'_> {
             brief(&exits.rvmm),
             brief(&exits.qemu)
         ));
-        let rate = self.rate_row(shape, self.plan.scale_rate_concurrency, self.plan.scale_rate_vms)?;
+        let rate = self.rate_row(
+            shape,
+            self.plan.scale_rate_concurrency,
+            self.plan.scale_rate_vms,
+        )?;
         Ok(ScalePoint {
             shape,
             first_line_ms: start.first_line_ms,

@@ -97,7 +97,13 @@ pub fn run(exits: u64) -> Result<LoopResult, KvmLoopError> {
     let vm = kvm("KVM_CREATE_VM", kvm_fd.create_vm())?;
     kvm("KVM_SET_TSS_ADDR", vm.set_tss_address(TSS_ADDRESS))?;
     // SAFETY: CODE_GPA + the code lies inside the RAM_SIZE bytes just mapped.
-    unsafe { std::ptr::copy_nonoverlapping(GUEST_CODE.as_ptr(), ram.ptr.add(CODE_GPA as usize), GUEST_CODE.len()) };
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            GUEST_CODE.as_ptr(),
+            ram.ptr.add(CODE_GPA as usize),
+            GUEST_CODE.len(),
+        )
+    };
     let region = kvm_userspace_memory_region {
         slot: 0,
         flags: 0,
@@ -106,7 +112,9 @@ pub fn run(exits: u64) -> Result<LoopResult, KvmLoopError> {
         userspace_addr: ram.ptr as u64,
     };
     // SAFETY: the region is our live mapping of RAM_SIZE bytes, and `ram` outlives `vm`.
-    kvm("KVM_SET_USER_MEMORY_REGION", unsafe { vm.set_user_memory_region(region) })?;
+    kvm("KVM_SET_USER_MEMORY_REGION", unsafe {
+        vm.set_user_memory_region(region)
+    })?;
     let mut vcpu = kvm("KVM_CREATE_VCPU", vm.create_vcpu(0))?;
     let mut sregs = kvm("KVM_GET_SREGS", vcpu.get_sregs())?;
     sregs.cs.base = 0;

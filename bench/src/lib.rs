@@ -93,7 +93,12 @@ impl Selection {
 }
 
 /// Runs the selected benchmarks with `plan` and returns the results with their metadata.
-pub fn run(tools: &Tools, plan: &Plan, which: Selection, log: &(dyn Fn(&str) + Sync)) -> Result<Results, RunError> {
+pub fn run(
+    tools: &Tools,
+    plan: &Plan,
+    which: Selection,
+    log: &(dyn Fn(&str) + Sync),
+) -> Result<Results, RunError> {
     let began = Instant::now();
     let mut meta = machine::describe(&repo_root());
     let (rv, qv) = tools.versions()?;
@@ -132,7 +137,13 @@ mod tests {
 
     #[test]
     fn finds_rvmm_beside_the_bench_binaries() {
-        assert_eq!(rvmm_beside(Path::new("/t/release/rvmm-bench")), Path::new("/t/release/rvmm"));
-        assert_eq!(rvmm_beside(Path::new("/t/debug/deps/smoke-123")), Path::new("/t/debug/rvmm"));
+        assert_eq!(
+            rvmm_beside(Path::new("/t/release/rvmm-bench")),
+            Path::new("/t/release/rvmm")
+        );
+        assert_eq!(
+            rvmm_beside(Path::new("/t/debug/deps/smoke-123")),
+            Path::new("/t/debug/rvmm")
+        );
     }
 }

@@ -8,8 +8,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::results::Meta;
 
 fn first_match(text: &str, key: &str) -> Option<String> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(key).map(|r| r.trim_start_matches([' ', '\t', ':']).trim().to_string()))
+    text.lines().find_map(|l| {
+        l.strip_prefix(key)
+            .map(|r| r.trim_start_matches([' ', '\t', ':']).trim().to_string())
+    })
 }
 
 /// The first `model name` in a /proc/cpuinfo text.
@@ -82,10 +84,17 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 /// The current UTC time as `2025-01-31T12:34:56Z`.
 pub fn now_utc() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let t = secs.rem_euclid(86_400);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", t / 3600, t / 60 % 60, t % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        t / 3600,
+        t / 60 % 60,
+        t % 60
+    )
 }
 
 /// Everything about the machine that does not need the VMMs.
@@ -113,7 +122,10 @@ mod tests {
         let cpuinfo = "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) CPU @ 2.20GHz\n";
         assert_eq!(cpu_model(cpuinfo), "Intel(R) Xeon(R) CPU @ 2.20GHz");
         assert_eq!(cpu_model(""), "unknown");
-        assert_eq!(mem_total_mib("MemTotal:       24684000 kB\nMemFree: 1 kB\n"), 24105);
+        assert_eq!(
+            mem_total_mib("MemTotal:       24684000 kB\nMemFree: 1 kB\n"),
+            24105
+        );
     }
 
     #[test]

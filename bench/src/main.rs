@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use rvmm_bench::plan::Plan;
 use rvmm_bench::results::Results;
 use rvmm_bench::vmms::{Tools, QEMU_PATH};
-use rvmm_bench::{kvm_loop, report, repo_root, run, rvmm_beside, Selection, WorkDir};
+use rvmm_bench::{kvm_loop, repo_root, report, run, rvmm_beside, Selection, WorkDir};
 
 /// rvmm and QEMU side by side on the probe guest.
 #[derive(Debug, Parser)]
@@ -19,7 +19,8 @@ struct Cli {
     /// Counted runs per VMM and configuration (after one warm-up each).
     #[arg(long, default_value_t = 5, global = true)]
     runs: usize,
-    /// Each benchmark once, tiny (what the smoke test runs).
+    /// Each benchmark once, tiny (what the smoke test runs); `all --smoke` writes its page
+    /// under $TMPDIR/rvmm-bench-smoke unless --doc/--plots say otherwise.
     #[arg(long, global = true)]
     smoke: bool,
     /// The rvmm binary (default: the one beside rvmm-bench in the cargo target directory).
@@ -76,8 +77,17 @@ fn main() -> ExitCode {
 
 fn real_main() -> Result<()> {
     let cli = Cli::parse();
-    let doc = cli.doc.clone().unwrap_or_else(|| repo_root().join("docs/benchmarks.md"));
-    let plot_dir = cli.plots.clone().unwrap_or_else(|| repo_root().join("docs/bench"));
+    // A smoke run never overwrites the real page unless told to.
+    let out_root = if cli.smoke {
+        std::env::temp_dir().join("rvmm-bench-smoke")
+    } else {
+        repo_root().join("docs")
+    };
+    let doc = cli
+        .doc
+        .clone()
+        .unwrap_or_else(|| out_root.join("benchmarks.md"));
+    let plot_dir = cli.plots.clone().unwrap_or_else(|| out_root.join("bench"));
     let which = match cli.command {
         Command::KvmLoop { count } => {
             let r = kvm_loop::run(count)?;
@@ -92,10 +102,16 @@ fn real_main() -> Result<()> {
         }
         Command::Report => {
             let path = plot_dir.join("results.json");
-            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-            let results: Results = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let results: Results = serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", path.display()))?;
             report::write(&results, analysis().as_deref(), &doc, &plot_dir)?;
-            eprintln!("rvmm-bench: wrote {} and {}", doc.display(), plot_dir.display());
+            eprintln!(
+                "rvmm-bench: wrote {} and {}",
+                doc.display(),
+                plot_dir.display()
+            );
             return Ok(());
         }
         Command::All => Selection::ALL,
@@ -108,7 +124,11 @@ fn real_main() -> Result<()> {
     if cli.runs == 0 {
         bail!("--runs: 0 runs measure nothing; give at least 1");
     }
-    let plan = if cli.smoke { Plan::smoke() } else { Plan::full(cli.runs) };
+    let plan = if cli.smoke {
+        Plan::smoke()
+    } else {
+        Plan::full(cli.runs)
+    };
     let rvmm = match cli.rvmm {
         Some(p) => p,
         None => rvmm_beside(&std::env::current_exe().context("finding rvmm-bench's own path")?),
@@ -119,7 +139,11 @@ fn real_main() -> Result<()> {
     let results = run(&tools, &plan, which, &log)?;
     if which == Selection::ALL {
         report::write(&results, analysis().as_deref(), &doc, &plot_dir)?;
-        eprintln!("rvmm-bench: wrote {} and {}", doc.display(), plot_dir.display());
+        eprintln!(
+            "rvmm-bench: wrote {} and {}",
+            doc.display(),
+            plot_dir.display()
+        );
     } else {
         print!("{}", report::tables(&results));
     }

@@ -22,7 +22,10 @@ use crate::smaps::{self, GuestRamUse, SmapsError};
 #[derive(Debug, Error)]
 pub enum MeasureError {
     #[error("cannot start {program}: {source}")]
-    Spawn { program: String, source: std::io::Error },
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
     #[error("{program}: {call} failed: {source}")]
     Sys {
         program: String,
@@ -35,7 +38,9 @@ pub enum MeasureError {
         limit: Duration,
         output: String,
     },
-    #[error("{program} exited without printing {expected:?} ({status}); its output was:\n{output}")]
+    #[error(
+        "{program} exited without printing {expected:?} ({status}); its output was:\n{output}"
+    )]
     MissingLine {
         program: String,
         expected: String,
@@ -104,7 +109,10 @@ pub struct RunRecord {
 impl RunRecord {
     /// The arrival time of the first line that starts with `prefix`.
     pub fn line_at(&self, prefix: &str) -> Option<Duration> {
-        self.lines.iter().find(|l| l.text.starts_with(prefix)).map(|l| l.at)
+        self.lines
+            .iter()
+            .find(|l| l.text.starts_with(prefix))
+            .map(|l| l.at)
     }
 
     /// The first line's arrival time.
@@ -148,7 +156,9 @@ fn read_lines(mut r: impl Read + Send + 'static, start: Instant) -> JoinHandle<V
                     let at = start.elapsed();
                     for &b in &buf[..n] {
                         if b == b'\n' {
-                            let text = String::from_utf8_lossy(&partial).trim_end_matches('\r').to_string();
+                            let text = String::from_utf8_lossy(&partial)
+                                .trim_end_matches('\r')
+                                .to_string();
                             lines.push(Line { at, text });
                             partial.clear();
                         } else {
@@ -198,7 +208,14 @@ fn wait_exited_nowait(pid: i32) -> std::io::Result<()> {
         // SAFETY: a zeroed siginfo_t is a valid output buffer for waitid.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         // SAFETY: waiting on our own child with a valid siginfo buffer.
-        let r = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
         if r == 0 {
             return Ok(());
         }
@@ -229,7 +246,9 @@ fn reap(pid: i32) -> std::io::Result<(i32, u64)> {
 
 /// Runs `cmd` to its end (killing it after `limit`) and records its lines, exit and peak RSS.
 pub fn run(cmd: &mut Command, limit: Duration) -> Result<RunRecord, MeasureError> {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|source| MeasureError::Spawn {
         program: program(cmd),
@@ -277,7 +296,12 @@ pub fn run(cmd: &mut Command, limit: Duration) -> Result<RunRecord, MeasureError
 
 /// Runs `cmd` and checks that it printed a line starting with `expected` and ended with one
 /// of the `ok` exit statuses.
-pub fn run_expecting(cmd: &mut Command, expected: &str, ok: &[i32], limit: Duration) -> Result<RunRecord, MeasureError> {
+pub fn run_expecting(
+    cmd: &mut Command,
+    expected: &str,
+    ok: &[i32],
+    limit: Duration,
+) -> Result<RunRecord, MeasureError> {
     let r = run(cmd, limit)?;
     if r.line_at(expected).is_none() {
         return Err(MeasureError::MissingLine {
@@ -324,8 +348,15 @@ const PTRACE_EXIT_EVENT_STATUS: i32 = libc::SIGTRAP | (libc::PTRACE_EVENT_EXIT <
 /// Runs `cmd` traced (its main thread only), reads /proc/PID/status and /proc/PID/smaps at
 /// its exit stop, and checks it printed `expected`. `guest_bytes` is the guest RAM size,
 /// used to pick the guest RAM mappings out of smaps.
-pub fn memory_at_exit(cmd: &mut Command, expected: &str, guest_bytes: u64, limit: Duration) -> Result<ExitMemory, MeasureError> {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+pub fn memory_at_exit(
+    cmd: &mut Command,
+    expected: &str,
+    guest_bytes: u64,
+    limit: Duration,
+) -> Result<ExitMemory, MeasureError> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     // SAFETY: the closure runs in the child between fork and exec and only makes one
     // async-signal-safe system call.
     unsafe {
@@ -375,7 +406,9 @@ pub fn memory_at_exit(cmd: &mut Command, expected: &str, guest_bytes: u64, limit
         });
     }
     let Some((status_text, smaps_text)) = texts else {
-        return Err(MeasureError::NoExitStop { program: program(cmd) });
+        return Err(MeasureError::NoExitStop {
+            program: program(cmd),
+        });
     };
     let field = |name: &str| smaps::status_kib(&status_text, name);
     let smaps_err = |source| MeasureError::Smaps {
@@ -435,7 +468,8 @@ fn trace_to_exit(pid: i32, cmd: &Command) -> Result<(Option<(String, String)>, i
         if !options_set && libc::WSTOPSIG(status) == libc::SIGTRAP {
             // The stop after exec: from now on, stop at exit and at syscalls too (tagged),
             // and kill the child should we die.
-            let opts = libc::PTRACE_O_TRACEEXIT | libc::PTRACE_O_EXITKILL | libc::PTRACE_O_TRACESYSGOOD;
+            let opts =
+                libc::PTRACE_O_TRACEEXIT | libc::PTRACE_O_EXITKILL | libc::PTRACE_O_TRACESYSGOOD;
             // SAFETY: our tracee is in a ptrace stop.
             if unsafe { libc::ptrace(libc::PTRACE_SETOPTIONS, pid, 0, opts) } != 0 {
                 return Err(sys_err(cmd, "PTRACE_SETOPTIONS"));
@@ -463,11 +497,21 @@ fn is_big_munmap_entry(pid: i32) -> bool {
     // SAFETY: a zeroed user_regs_struct is a valid output buffer.
     let mut regs: libc::user_regs_struct = unsafe { std::mem::zeroed() };
     // SAFETY: our tracee is in a syscall stop; GETREGS fills our buffer.
-    if unsafe { libc::ptrace(libc::PTRACE_GETREGS, pid, 0, &mut regs as *mut libc::user_regs_struct) } != 0 {
+    if unsafe {
+        libc::ptrace(
+            libc::PTRACE_GETREGS,
+            pid,
+            0,
+            &mut regs as *mut libc::user_regs_struct,
+        )
+    } != 0
+    {
         return false;
     }
     // x86-64: at syscall entry rax reads -ENOSYS and orig_rax is the number; rsi is the
     // second argument (munmap's length).
     let entry = regs.rax as i64 == -i64::from(libc::ENOSYS);
-    entry && regs.orig_rax == libc::SYS_munmap as u64 && regs.rsi >> 10 >= smaps::GUEST_MAPPING_MIN_KIB
+    entry
+        && regs.orig_rax == libc::SYS_munmap as u64
+        && regs.rsi >> 10 >= smaps::GUEST_MAPPING_MIN_KIB
 }

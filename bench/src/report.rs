@@ -17,7 +17,15 @@ const QEMU_COLOR: &str = "#d62728";
 fn mmm(v: &[f64], digits: usize) -> String {
     Summary::of(v).map_or_else(
         || "-".into(),
-        |s| format!("{:.d$} / **{:.d$}** / {:.d$}", s.min, s.median, s.max, d = digits),
+        |s| {
+            format!(
+                "{:.d$} / **{:.d$}** / {:.d$}",
+                s.min,
+                s.median,
+                s.max,
+                d = digits
+            )
+        },
     )
 }
 
@@ -27,7 +35,12 @@ fn ratio_text(p: &Pair) -> String {
 
 /// A side-by-side row: label cells, then rvmm, QEMU and the ratio.
 fn pair_cells(p: &Pair, digits: usize) -> String {
-    format!("{} | {} | {}", mmm(&p.rvmm, digits), mmm(&p.qemu, digits), ratio_text(p))
+    format!(
+        "{} | {} | {}",
+        mmm(&p.rvmm, digits),
+        mmm(&p.qemu, digits),
+        ratio_text(p)
+    )
 }
 
 /// The commands as the tools would run them, with bare program names.
@@ -47,91 +60,139 @@ fn met_text(c: &Check) -> &'static str {
     }
 }
 
+/// One axis of the scaling curves.
+struct Axis<'a> {
+    /// In file names: `vcpus`, `memory`.
+    key: &'static str,
+    /// In titles.
+    title: &'static str,
+    x_label: &'static str,
+    points: &'a [ScalePoint],
+    x_of: fn(&Shape) -> f64,
+}
+
+/// Which of a point's pairs a series shows.
+type Metric = fn(&ScalePoint) -> &Pair;
+
+impl Axis<'_> {
+    /// One VMM's medians (times `scale`) of `metric` along this axis.
+    fn series(&self, vmm: Vmm, what: &str, dashed: bool, metric: Metric, scale: f64) -> Series {
+        let color = match vmm {
+            Vmm::Rvmm => RVMM_COLOR,
+            Vmm::Qemu => QEMU_COLOR,
+        };
+        let points = self
+            .points
+            .iter()
+            .filter_map(|p| {
+                let pair = metric(p);
+                let v = if vmm == Vmm::Rvmm {
+                    &pair.rvmm
+                } else {
+                    &pair.qemu
+                };
+                let s = Summary::of(v)?;
+                Some(Point {
+                    x: (self.x_of)(&p.shape),
+                    median: s.median * scale,
+                    min: s.min * scale,
+                    max: s.max * scale,
+                })
+            })
+            .collect();
+        Series {
+            name: format!("{} {what}", vmm.name()).trim().to_string(),
+            color,
+            dashed,
+            points,
+        }
+    }
+
+    fn both(&self, what: &str, metric: Metric, scale: f64) -> Vec<Series> {
+        Vmm::BOTH
+            .iter()
+            .map(|&v| self.series(v, what, false, metric, scale))
+            .collect()
+    }
+
+    fn plot(&self, title: String, y_label: &str, series: Vec<Series>) -> Plot {
+        Plot {
+            title,
+            x_label: self.x_label.into(),
+            y_label: y_label.into(),
+            x_ticks: self
+                .points
+                .iter()
+                .map(|p| {
+                    let x = (self.x_of)(&p.shape);
+                    (x, format!("{x}"))
+                })
+                .collect(),
+            series,
+        }
+    }
+}
+
 /// The plots of the scaling curves: (file name, plot).
 pub fn plots(r: &Results) -> Vec<(String, Plot)> {
     let Some(sc) = &r.scaling else {
         return Vec::new();
     };
-    let mut out = Vec::new();
-    type Get = fn(&ScalePoint) -> &Pair;
-    let axes: [(&str, &[ScalePoint], &str, fn(&Shape) -> f64); 2] = [
-        ("vcpus", &sc.vcpus, "vCPUs (128 MiB of guest memory)", |s| f64::from(s.vcpus)),
-        ("memory", &sc.memory, "guest memory, MiB (1 vCPU)", |s| s.mem_mib as f64),
+    let axes = [
+        Axis {
+            key: "vcpus",
+            title: "vCPUs",
+            x_label: "vCPUs (128 MiB of guest memory)",
+            points: &sc.vcpus,
+            x_of: |s| f64::from(s.vcpus),
+        },
+        Axis {
+            key: "memory",
+            title: "guest memory",
+            x_label: "guest memory, MiB (1 vCPU)",
+            points: &sc.memory,
+            x_of: |s| s.mem_mib as f64,
+        },
     ];
-    for (axis, points, x_label, x_of) in axes {
-        let ticks: Vec<(f64, String)> = points
-            .iter()
-            .map(|p| {
-                let x = x_of(&p.shape);
-                (x, format!("{x}"))
-            })
-            .collect();
-        let series = |name: String, color: &'static str, dashed: bool, get: Get, rvmm: bool, scale: f64| Series {
-            name,
-            color,
-            dashed,
-            points: points
-                .iter()
-                .filter_map(|p| {
-                    let v = if rvmm { &get(p).rvmm } else { &get(p).qemu };
-                    let s = Summary::of(v)?;
-                    Some(Point {
-                        x: x_of(&p.shape),
-                        median: s.median * scale,
-                        min: s.min * scale,
-                        max: s.max * scale,
-                    })
-                })
-                .collect(),
-        };
-        let axis_title = if axis == "vcpus" { "vCPUs" } else { "guest memory" };
-        let both = |what: &str, get: Get, scale: f64| {
-            vec![
-                series(format!("rvmm {what}"), RVMM_COLOR, false, get, true, scale),
-                series(format!("QEMU {what}"), QEMU_COLOR, false, get, false, scale),
-            ]
-        };
-        let mut start = both("first line", |p| &p.first_line_ms, 1.0);
-        start.push(series("rvmm exit".into(), RVMM_COLOR, true, |p| &p.exit_ms, true, 1.0));
-        start.push(series("QEMU exit".into(), QEMU_COLOR, true, |p| &p.exit_ms, false, 1.0));
+    let mut out = Vec::new();
+    for a in &axes {
+        let mut start = a.both("first line", |p| &p.first_line_ms, 1.0);
+        for vmm in Vmm::BOTH {
+            start.push(a.series(vmm, "exit", true, |p| &p.exit_ms, 1.0));
+        }
+        let t = a.title;
         let plots = [
-            ("start", format!("Start time vs {axis_title} (minimal guest)"), "ms", start),
+            (
+                "start",
+                a.plot(format!("Start time vs {t} (minimal guest)"), "ms", start),
+            ),
             (
                 "memory",
-                format!("Memory overhead vs {axis_title}"),
-                "peak RSS - guest RAM touched, MiB",
-                both("", |p| &p.overhead_mib, 1.0),
+                a.plot(
+                    format!("Memory overhead vs {t}"),
+                    "peak RSS - guest RAM touched, MiB",
+                    a.both("", |p| &p.overhead_mib, 1.0),
+                ),
             ),
             (
                 "exits",
-                format!("Port-I/O exits vs {axis_title}"),
-                "thousand exits / s",
-                both("", |p| &p.exits_per_sec, 1e-3),
+                a.plot(
+                    format!("Port-I/O exits vs {t}"),
+                    "thousand exits / s",
+                    a.both("", |p| &p.exits_per_sec, 1e-3),
+                ),
             ),
             (
                 "rate",
-                format!("Start rate vs {axis_title} ({} at a time)", sc.rate_concurrency),
-                "VMs / s",
-                both("", |p| &p.rate_per_sec, 1.0),
+                a.plot(
+                    format!("Start rate vs {t} ({} at a time)", sc.rate_concurrency),
+                    "VMs / s",
+                    a.both("", |p| &p.rate_per_sec, 1.0),
+                ),
             ),
         ];
-        for (metric, title, y_label, series) in plots {
-            out.push((
-                format!("{metric}-{axis}.svg"),
-                Plot {
-                    title,
-                    x_label: x_label.to_string(),
-                    y_label: y_label.to_string(),
-                    x_ticks: ticks.clone(),
-                    series: series
-                        .into_iter()
-                        .map(|mut s| {
-                            s.name = s.name.trim().to_string();
-                            s
-                        })
-                        .collect(),
-                },
-            ));
+        for (metric, plot) in plots {
+            out.push((format!("{metric}-{}.svg", a.key), plot));
         }
     }
     out
@@ -148,7 +209,11 @@ fn section_targets(s: &mut String, r: &Results) {
         .iter()
         .find(|x| x.guest == Guest::Hello && x.shape == targets::START_SHAPE)
         .and_then(|x| x.first_line_ms.qemu());
-    let qemu_rss = r.memory.iter().find(|m| m.guest == Guest::Hello).and_then(|m| m.hwm_mib.qemu());
+    let qemu_rss = r
+        .memory
+        .iter()
+        .find(|m| m.guest == Guest::Hello)
+        .and_then(|m| m.hwm_mib.qemu());
     if let (Some(f), Some(m)) = (qemu_first, qemu_rss) {
         let _ = writeln!(
             s,
@@ -166,15 +231,35 @@ fn section_machine(s: &mut String, r: &Results) {
     let _ = writeln!(s, "## Machine and versions\n");
     let _ = writeln!(s, "| | |\n|---|---|");
     for (k, v) in [
-        ("CPU", format!("{} ({} CPUs visible)", m.cpu_model, m.host_cpus)),
+        (
+            "CPU",
+            format!("{} ({} CPUs visible)", m.cpu_model, m.host_cpus),
+        ),
         ("memory", format!("{} MiB", m.host_mem_mib)),
         ("kernel", m.kernel.clone()),
         ("KVM", m.kvm_module.clone()),
         ("rvmm", format!("{} (git {})", m.rvmm_version, m.git_commit)),
         ("QEMU", m.qemu_version.clone()),
         ("date", m.date.clone()),
-        ("load average", format!("{} at the start, {} at the end", m.loadavg_start, m.loadavg_end)),
-        ("runs", format!("{} counted per VMM and configuration{}", m.runs, if m.warmup { ", after one warm-up each" } else { "" })),
+        (
+            "load average",
+            format!(
+                "{} at the start, {} at the end",
+                m.loadavg_start, m.loadavg_end
+            ),
+        ),
+        (
+            "runs",
+            format!(
+                "{} counted per VMM and configuration{}",
+                m.runs,
+                if m.warmup {
+                    ", after one warm-up each"
+                } else {
+                    ""
+                }
+            ),
+        ),
         ("wall time", format!("{:.0} s", m.duration_s)),
     ] {
         let _ = writeln!(s, "| {k} | {v} |");
@@ -250,9 +335,18 @@ fn section_start(s: &mut String, r: &Results) {
         );
     }
     let _ = writeln!(s, "\nPeak RSS of the same runs (getrusage), MiB:\n");
-    let _ = writeln!(s, "| guest | shape | rvmm | QEMU | rvmm/QEMU |\n|---|---|---|---|---|");
+    let _ = writeln!(
+        s,
+        "| guest | shape | rvmm | QEMU | rvmm/QEMU |\n|---|---|---|---|---|"
+    );
     for row in &r.start {
-        let _ = writeln!(s, "| {} | {} | {} |", row.guest.name(), row.shape.label(), pair_cells(&row.max_rss_mib, 2));
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} |",
+            row.guest.name(),
+            row.shape.label(),
+            pair_cells(&row.max_rss_mib, 2)
+        );
     }
     let _ = writeln!(s);
 }
@@ -263,16 +357,28 @@ fn section_memory(s: &mut String, r: &Results) {
     }
     let _ = writeln!(s, "## 2. Memory overhead\n");
     let _ = writeln!(s, "MiB, read at the VMM's exit stop.\n");
-    let _ = writeln!(s, "| guest | shape | quantity | rvmm | QEMU | rvmm/QEMU |\n|---|---|---|---|---|---|");
+    let _ = writeln!(
+        s,
+        "| guest | shape | quantity | rvmm | QEMU | rvmm/QEMU |\n|---|---|---|---|---|---|"
+    );
     for row in &r.memory {
         for (what, p) in [
-            ("**overhead** (peak RSS - guest RAM resident)", &row.overhead_mib),
+            (
+                "**overhead** (peak RSS - guest RAM resident)",
+                &row.overhead_mib,
+            ),
             ("peak RSS (VmHWM)", &row.hwm_mib),
             ("guest RAM resident", &row.guest_rss_mib),
             ("RSS at exit: anonymous", &row.anon_mib),
             ("RSS at exit: file-backed", &row.file_mib),
         ] {
-            let _ = writeln!(s, "| {} | {} | {what} | {} |", row.guest.name(), row.shape.label(), pair_cells(p, 2));
+            let _ = writeln!(
+                s,
+                "| {} | {} | {what} | {} |",
+                row.guest.name(),
+                row.shape.label(),
+                pair_cells(p, 2)
+            );
         }
     }
     let _ = writeln!(s);
@@ -289,9 +395,16 @@ fn section_exits(s: &mut String, r: &Results) {
         e.count,
         e.shape.label()
     );
-    let _ = writeln!(s, "| | exits / s (min / median / max) | rvmm / this |\n|---|---|---|");
+    let _ = writeln!(
+        s,
+        "| | exits / s (min / median / max) | rvmm / this |\n|---|---|---|"
+    );
     let rv = &e.per_sec.rvmm;
-    for (name, v) in [("rvmm", rv), ("QEMU", &e.per_sec.qemu), ("bare KVM_RUN loop", &e.bare_per_sec)] {
+    for (name, v) in [
+        ("rvmm", rv),
+        ("QEMU", &e.per_sec.qemu),
+        ("bare KVM_RUN loop", &e.bare_per_sec),
+    ] {
         let rel = crate::stats::ratio(rv, v).map_or_else(|| "-".into(), |x| format!("{x:.3}"));
         let _ = writeln!(s, "| {name} | {} | {rel} |", mmm(v, 0));
     }
@@ -317,7 +430,13 @@ fn section_rate(s: &mut String, r: &Results) {
     );
     let _ = writeln!(s, "| N at a time | VMs per batch | rvmm VMs/s | QEMU VMs/s | rvmm/QEMU |\n|---|---|---|---|---|");
     for row in &r.rate {
-        let _ = writeln!(s, "| {} | {} | {} |", row.concurrency, row.vms, pair_cells(&row.per_sec, 1));
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} |",
+            row.concurrency,
+            row.vms,
+            pair_cells(&row.per_sec, 1)
+        );
     }
     let _ = writeln!(s);
 }
@@ -338,14 +457,23 @@ at a time, {} per batch. Lines join the medians; bars span min to max.\n",
         let _ = writeln!(s, "![{}]({plot_dir}/{name})", name.trim_end_matches(".svg"));
     }
     for (axis, points) in [("vCPUs", &sc.vcpus), ("memory", &sc.memory)] {
-        let _ = writeln!(s, "\nAgainst {axis} (medians; ratio rvmm/QEMU in brackets):\n");
+        let _ = writeln!(
+            s,
+            "\nAgainst {axis} (medians; ratio rvmm/QEMU in brackets):\n"
+        );
         let _ = writeln!(
             s,
             "| shape | first line ms | exit ms | overhead MiB | exits/s | VMs/s |\n|---|---|---|---|---|---|"
         );
         for p in points.iter() {
             let cell = |pair: &Pair, d: usize| match (pair.rvmm(), pair.qemu()) {
-                (Some(a), Some(b)) => format!("{:.d$} vs {:.d$} ({})", a.median, b.median, ratio_text(pair), d = d),
+                (Some(a), Some(b)) => format!(
+                    "{:.d$} vs {:.d$} ({})",
+                    a.median,
+                    b.median,
+                    ratio_text(pair),
+                    d = d
+                ),
                 _ => "-".into(),
             };
             let _ = writeln!(
@@ -401,7 +529,12 @@ pub fn tables(r: &Results) -> String {
 }
 
 /// Writes `doc` and the plots into `plot_dir` (created if needed), and results.json there.
-pub fn write(r: &Results, analysis: Option<&str>, doc: &Path, plot_dir: &Path) -> std::io::Result<()> {
+pub fn write(
+    r: &Results,
+    analysis: Option<&str>,
+    doc: &Path,
+    plot_dir: &Path,
+) -> std::io::Result<()> {
     std::fs::create_dir_all(plot_dir)?;
     for (name, plot) in plots(r) {
         std::fs::write(plot_dir.join(name), plot.render())?;
@@ -415,9 +548,10 @@ pub fn write(r: &Results, analysis: Option<&str>, doc: &Path, plot_dir: &Path) -
 /// `plot_dir` relative to `doc`'s directory when it lies under it, else as given.
 fn relative_dir(doc: &Path, plot_dir: &Path) -> String {
     let base = doc.parent().unwrap_or(Path::new(""));
-    plot_dir
-        .strip_prefix(base)
-        .map_or_else(|_| plot_dir.display().to_string(), |p| p.display().to_string())
+    plot_dir.strip_prefix(base).map_or_else(
+        |_| plot_dir.display().to_string(),
+        |p| p.display().to_string(),
+    )
 }
 
 #[cfg(test)]
@@ -470,7 +604,9 @@ mod tests {
             md.contains("| minimal (mode=hello) | 1 vCPU, 128 MiB | 1.0 / **2.0** / 3.0 | 10.0 / **20.0** / 30.0 | 0.100 | - | - | - |"),
             "{md}"
         );
-        assert!(md.contains("| start → first serial line ≤ 0.1× QEMU microvm | 0.100× at 1 vCPU, 128 MiB"));
+        assert!(md.contains(
+            "| start → first serial line ≤ 0.1× QEMU microvm | 0.100× at 1 vCPU, 128 MiB"
+        ));
     }
 
     #[test]
@@ -502,7 +638,13 @@ mod tests {
 
     #[test]
     fn plot_dir_relative_to_doc() {
-        assert_eq!(relative_dir(Path::new("docs/benchmarks.md"), Path::new("docs/bench")), "bench");
-        assert_eq!(relative_dir(Path::new("/a/b.md"), Path::new("/c/d")), "/c/d");
+        assert_eq!(
+            relative_dir(Path::new("docs/benchmarks.md"), Path::new("docs/bench")),
+            "bench"
+        );
+        assert_eq!(
+            relative_dir(Path::new("/a/b.md"), Path::new("/c/d")),
+            "/c/d"
+        );
     }
 }

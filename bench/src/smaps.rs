@@ -79,7 +79,13 @@ fn parse_header(line: &str) -> Option<Mapping> {
 }
 
 fn field_kib(line: &str, name: &str) -> Option<u64> {
-    line.strip_prefix(name)?.strip_prefix(':')?.trim().strip_suffix("kB")?.trim().parse().ok()
+    line.strip_prefix(name)?
+        .strip_prefix(':')?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Finds the guest RAM mappings of a `guest_bytes` guest in an smaps text.
@@ -97,7 +103,10 @@ pub fn guest_ram(smaps: &str, guest_bytes: u64) -> Result<GuestRamUse, SmapsErro
         }
     }
     let mut use_ = GuestRamUse::default();
-    for m in maps.iter().filter(|m| m.rw_private && m.anonymous && m.size_kib >= GUEST_MAPPING_MIN_KIB) {
+    for m in maps
+        .iter()
+        .filter(|m| m.rw_private && m.anonymous && m.size_kib >= GUEST_MAPPING_MIN_KIB)
+    {
         use_.mappings += 1;
         use_.size_kib += m.size_kib;
         use_.rss_kib += m.rss_kib;
@@ -124,7 +133,10 @@ mod tests {
         assert_eq!(status_kib(STATUS, "VmHWM"), Ok(3316));
         assert_eq!(status_kib(STATUS, "VmRSS"), Ok(3000));
         assert_eq!(status_kib(STATUS, "RssAnon"), Ok(900));
-        assert_eq!(status_kib(STATUS, "RssFile"), Err(SmapsError::MissingField("RssFile".into())));
+        assert_eq!(
+            status_kib(STATUS, "RssFile"),
+            Err(SmapsError::MissingField("RssFile".into()))
+        );
         assert_eq!(
             status_kib(STATUS, "Threads"),
             Err(SmapsError::BadField {

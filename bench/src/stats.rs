@@ -20,7 +20,11 @@ impl Summary {
         let mut v = samples.to_vec();
         v.sort_by(|a, b| a.total_cmp(b));
         let n = v.len();
-        let median = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 };
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
         Some(Summary {
             n,
             min: v[0],
@@ -73,7 +77,10 @@ mod tests {
                 max: 5.0
             })
         );
-        assert_eq!(Summary::of(&[4.0, 1.0, 3.0, 10.0]).map(|s| s.median), Some(3.5));
+        assert_eq!(
+            Summary::of(&[4.0, 1.0, 3.0, 10.0]).map(|s| s.median),
+            Some(3.5)
+        );
         assert_eq!(Summary::of(&[]), None);
     }
 

@@ -63,19 +63,30 @@ pub fn nice_step(span: f64) -> f64 {
 
 /// `12`, `2.5`, `0.25`: a tick label with no more digits than the step needs.
 fn tick_label(v: f64, step: f64) -> String {
-    let decimals = if step >= 1.0 { 0 } else { (-step.log10()).ceil() as usize };
+    let decimals = if step >= 1.0 {
+        0
+    } else {
+        (-step.log10()).ceil() as usize
+    };
     format!("{v:.decimals$}")
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 impl Plot {
     /// The SVG document.
     pub fn render(&self) -> String {
         let finite = |v: f64| v.is_finite();
-        let xs: Vec<f64> = self.series.iter().flat_map(|s| s.points.iter().map(|p| p.x)).filter(|&x| x > 0.0).collect();
+        let xs: Vec<f64> = self
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.x))
+            .filter(|&x| x > 0.0)
+            .collect();
         let x_min = xs.iter().copied().fold(f64::INFINITY, f64::min);
         let x_max = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let (lx0, lx1) = if xs.is_empty() {
@@ -103,7 +114,10 @@ impl Plot {
             s,
             r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
         );
-        let _ = writeln!(s, r#"<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>"#);
+        let _ = writeln!(
+            s,
+            r#"<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>"#
+        );
         let _ = writeln!(
             s,
             r#"<text x="{}" y="22" text-anchor="middle" font-size="15" font-weight="bold">{}</text>"#,
@@ -158,7 +172,11 @@ impl Plot {
         );
         // Series, then the legend.
         for (i, series) in self.series.iter().enumerate() {
-            let dash = if series.dashed { r#" stroke-dasharray="6 4""# } else { "" };
+            let dash = if series.dashed {
+                r#" stroke-dasharray="6 4""#
+            } else {
+                ""
+            };
             let pts: Vec<String> = series
                 .points
                 .iter()
@@ -171,7 +189,11 @@ impl Plot {
                 pts.join(" "),
                 series.color
             );
-            for p in series.points.iter().filter(|p| p.x > 0.0 && finite(p.median)) {
+            for p in series
+                .points
+                .iter()
+                .filter(|p| p.x > 0.0 && finite(p.median))
+            {
                 let (x, y) = (px(p.x), py(p.median));
                 if finite(p.min) && finite(p.max) && p.max > p.min {
                     let _ = writeln!(
@@ -182,7 +204,11 @@ impl Plot {
                         series.color
                     );
                 }
-                let _ = writeln!(s, r#"<circle cx="{x:.1}" cy="{y:.1}" r="3" fill="{}"/>"#, series.color);
+                let _ = writeln!(
+                    s,
+                    r#"<circle cx="{x:.1}" cy="{y:.1}" r="3" fill="{}"/>"#,
+                    series.color
+                );
             }
             let ly = TOP + 10.0 + 20.0 * i as f64;
             let lx = LEFT + pw + 14.0;
@@ -227,8 +253,18 @@ mod tests {
                 color: "#1f77b4",
                 dashed: false,
                 points: vec![
-                    Point { x: 1.0, median: 5.0, min: 4.0, max: 6.0 },
-                    Point { x: 4.0, median: 9.0, min: 9.0, max: 9.0 },
+                    Point {
+                        x: 1.0,
+                        median: 5.0,
+                        min: 4.0,
+                        max: 6.0,
+                    },
+                    Point {
+                        x: 4.0,
+                        median: 9.0,
+                        min: 9.0,
+                        max: 9.0,
+                    },
                 ],
             }],
         }
@@ -241,9 +277,9 @@ mod tests {
         assert!(svg.ends_with("</svg>\n"));
         // y: top 9*1.05 = 9.45 -> step 2 -> y_max 10; plot height 305 from y=40.
         // x: log2 1..4 -> 0..2 over 460 px from x=70.
-        assert!(svg.contains(r#"<polyline points="70.0,192.5 530.0,70.5" fill="none" stroke="#1f77b4" stroke-width="2"/>"#), "{svg}");
+        assert!(svg.contains(r##"<polyline points="70.0,192.5 530.0,70.5" fill="none" stroke="#1f77b4" stroke-width="2"/>"##), "{svg}");
         // The min-max bar only where min < max.
-        assert!(svg.contains(r#"<line x1="70.0" y1="223.0" x2="70.0" y2="162.0" stroke="#1f77b4" stroke-width="1"/>"#));
+        assert!(svg.contains(r##"<line x1="70.0" y1="223.0" x2="70.0" y2="162.0" stroke="#1f77b4" stroke-width="1"/>"##));
         assert_eq!(svg.matches(r#"stroke-width="1"/>"#).count(), 1);
         // Text is escaped.
         assert!(svg.contains("start &lt;ms&gt;"));

@@ -91,7 +91,11 @@ impl Shape {
         } else {
             format!("{} MiB", self.mem_mib)
         };
-        format!("{} vCPU{}, {mem}", self.vcpus, if self.vcpus == 1 { "" } else { "s" })
+        format!(
+            "{} vCPU{}, {mem}",
+            self.vcpus,
+            if self.vcpus == 1 { "" } else { "s" }
+        )
     }
 }
 
@@ -180,7 +184,8 @@ impl Tools {
             Vmm::Rvmm => {
                 c = Command::new(&self.rvmm);
                 c.args(["run", "--kernel"]).arg(&self.probe_elf);
-                c.args(["--cpu", "host", "--smp"]).arg(shape.vcpus.to_string());
+                c.args(["--cpu", "host", "--smp"])
+                    .arg(shape.vcpus.to_string());
                 c.arg("-m").arg(format!("{}M", shape.mem_mib));
                 if let Some(a) = guest.append() {
                     c.arg("--append").arg(a);
@@ -221,9 +226,10 @@ impl Tools {
 }
 
 fn display_program(p: &std::ffi::OsStr) -> String {
-    Path::new(p)
-        .file_name()
-        .map_or_else(|| p.to_string_lossy().into_owned(), |n| n.to_string_lossy().into_owned())
+    Path::new(p).file_name().map_or_else(
+        || p.to_string_lossy().into_owned(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 fn version(program: &Path) -> Result<String, ToolError> {
@@ -231,7 +237,10 @@ fn version(program: &Path) -> Result<String, ToolError> {
         program: program.display().to_string(),
         why,
     };
-    let out = Command::new(program).arg("--version").output().map_err(|e| err(e.to_string()))?;
+    let out = Command::new(program)
+        .arg("--version")
+        .output()
+        .map_err(|e| err(e.to_string()))?;
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
         .next()
@@ -241,7 +250,10 @@ fn version(program: &Path) -> Result<String, ToolError> {
 
 /// Quotes `s` for a POSIX shell when it needs it.
 pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_=,./:+".contains(c)) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_=,./:+".contains(c))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))

@@ -14,8 +14,15 @@ fn kvm_available() -> bool {
         eprintln!("every_benchmark_once: skipped (RVMM_SKIP_KVM=1)");
         return false;
     }
-    let ok = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
-    assert!(ok, "/dev/kvm is missing or not accessible; set RVMM_SKIP_KVM=1 to skip KVM tests");
+    let ok = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    assert!(
+        ok,
+        "/dev/kvm is missing or not accessible; set RVMM_SKIP_KVM=1 to skip KVM tests"
+    );
     true
 }
 
@@ -31,7 +38,10 @@ fn every_benchmark_once() {
     if !kvm_available() {
         return;
     }
-    assert!(Path::new(QEMU_PATH).exists(), "qemu-system-x86_64 is missing: run scripts/deps.sh");
+    assert!(
+        Path::new(QEMU_PATH).exists(),
+        "qemu-system-x86_64 is missing: run scripts/deps.sh"
+    );
     let rvmm = rvmm_beside(&std::env::current_exe().unwrap());
     assert!(
         rvmm.exists(),
@@ -60,8 +70,17 @@ fn every_benchmark_once() {
     assert_eq!(r.rate.len(), 1);
     one_sample_each("rate", &r.rate[0].per_sec);
     let sc = r.scaling.as_ref().unwrap();
-    assert_eq!(sc.vcpus.iter().map(|p| p.shape.vcpus).collect::<Vec<_>>(), [1, 2]);
-    assert_eq!(sc.memory.iter().map(|p| p.shape.mem_mib).collect::<Vec<_>>(), [128, 256]);
+    assert_eq!(
+        sc.vcpus.iter().map(|p| p.shape.vcpus).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_eq!(
+        sc.memory
+            .iter()
+            .map(|p| p.shape.mem_mib)
+            .collect::<Vec<_>>(),
+        [128, 256]
+    );
     for p in sc.vcpus.iter().chain(&sc.memory) {
         one_sample_each("scaling exits", &p.exits_per_sec);
     }
@@ -70,12 +89,22 @@ fn every_benchmark_once() {
     let plots = work.0.join("bench");
     report::write(&r, Some("## Hot spots\n"), &doc, &plots).unwrap();
     let md = std::fs::read_to_string(&doc).unwrap();
-    for heading in ["## 1. Start time", "## 2. Memory overhead", "## 3. Exit round trip", "## 4. Start rate", "## 5. Scaling", "## Hot spots"] {
+    for heading in [
+        "## 1. Start time",
+        "## 2. Memory overhead",
+        "## 3. Exit round trip",
+        "## 4. Start rate",
+        "## 5. Scaling",
+        "## Hot spots",
+    ] {
         assert!(md.contains(heading), "{heading} missing from:\n{md}");
     }
     for (name, _) in report::plots(&r) {
         let svg = std::fs::read_to_string(plots.join(&name)).unwrap();
-        assert!(svg.starts_with("<svg") && svg.contains("<polyline"), "{name}");
+        assert!(
+            svg.starts_with("<svg") && svg.contains("<polyline"),
+            "{name}"
+        );
         assert!(md.contains(&format!("(bench/{name})")), "{name} not linked");
     }
     assert!(plots.join("results.json").exists());
