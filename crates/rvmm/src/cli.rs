@@ -42,7 +42,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "MODEL", default_value = "qemu64")]
     pub cpu: String,
     /// Guest RAM: SIZE with K/M/G/T suffix (a bare number is MiB), as QEMU's -m.
-    #[arg(short = 'm', long = "memory", value_name = "SIZE", default_value = "128M")]
+    #[arg(
+        short = 'm',
+        long = "memory",
+        value_name = "SIZE",
+        default_value = "128M"
+    )]
     pub memory: String,
     /// The VM's name.
     #[arg(long)]
@@ -56,10 +61,14 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
-#[group(required = true, multiple = false)]
 pub struct ProbeArgs {
     /// Write the probe guest's PVH ELF to FILE (boot it under QEMU with -kernel FILE).
-    #[arg(long, value_name = "FILE")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "decode",
+        required_unless_present = "decode"
+    )]
     pub elf: Option<PathBuf>,
     /// Decode a probe dump (serial log) from FILE, or - for stdin.
     #[arg(long, value_name = "LOG")]
@@ -76,15 +85,30 @@ pub fn parse() -> Result<Cli, ExitCode> {
         Err(e) => {
             use clap::error::ErrorKind;
             match e.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
                     let _ = e.print();
-                    Err(ExitCode::from(if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { 2 } else { 0 }))
+                    Err(ExitCode::from(
+                        if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                            2
+                        } else {
+                            0
+                        },
+                    ))
                 }
                 _ => {
+                    // clap's message runs until the first blank line (then usage and tips):
+                    // keep it, on one line.
                     let text = e.render().to_string();
-                    let first = text.lines().next().unwrap_or("invalid arguments");
-                    let first = first.strip_prefix("error: ").unwrap_or(first);
-                    eprintln!("rvmm: {first} (see rvmm --help)");
+                    let message: Vec<&str> = text
+                        .lines()
+                        .take_while(|l| !l.trim().is_empty())
+                        .map(str::trim)
+                        .collect();
+                    let message = message.join(" ");
+                    let message = message.strip_prefix("error: ").unwrap_or(&message);
+                    eprintln!("rvmm: {message} (see rvmm --help)");
                     Err(ExitCode::from(2))
                 }
             }

@@ -4,8 +4,8 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use vmm::config::size::{parse_size, DefaultUnit};
 use vmm::config::cpu::parse_cpu;
+use vmm::config::size::{parse_size, DefaultUnit};
 use vmm::config::{BootSource, SmpConfig, VmConfig};
 use vmm::probe::view::GuestView;
 use vmm::vcpu::VmOutcome;
@@ -24,6 +24,13 @@ fn vm_config(args: &RunArgs) -> Result<VmConfig> {
     let smp = SmpConfig::parse(&args.smp)?;
     let cpu = parse_cpu(&args.cpu)?;
     let memory = parse_size("-m", &args.memory, DefaultUnit::Mebibytes)?;
+    // Files are checked before anything is built, so a typo costs nothing.
+    for (option, path) in [("--kernel", &args.kernel), ("--initrd", &args.initrd)] {
+        if let Some(p) = path {
+            std::fs::File::open(p)
+                .with_context(|| format!("{option}: cannot open {}", p.display()))?;
+        }
+    }
     let boot = match &args.kernel {
         Some(kernel) => BootSource::Kernel {
             kernel: kernel.clone(),
@@ -52,7 +59,11 @@ fn vm_config(args: &RunArgs) -> Result<VmConfig> {
 
 fn outcome_code(outcome: &VmOutcome) -> ExitCode {
     match outcome {
-        VmOutcome::Fault { vcpu, fault, detail } => {
+        VmOutcome::Fault {
+            vcpu,
+            fault,
+            detail,
+        } => {
             eprintln!("rvmm: vCPU {vcpu}: {fault}\n{detail}");
             ExitCode::from(1)
         }
@@ -92,13 +103,14 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         }
         printed = true;
         match vmm::probe::decode::parse(&text) {
-            Ok(dump) => {
-                match GuestView::from_dump(&dump) {
-                    Ok(view) if json => println!("{}", serde_json::to_string_pretty(&view).unwrap_or_default()),
-                    Ok(view) => print!("{}", view.render()),
-                    Err(e) => decode_error = Some(e.to_string()),
-                }
-            }
+            Ok(dump) => match GuestView::from_dump(&dump) {
+                Ok(view) if json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&view).unwrap_or_default()
+                ),
+                Ok(view) => print!("{}", view.render()),
+                Err(e) => decode_error = Some(e.to_string()),
+            },
             Err(e) => decode_error = Some(e.to_string()),
         }
     };
@@ -131,13 +143,18 @@ fn probe(args: ProbeArgs) -> Result<ExitCode> {
     };
     let mut raw = Vec::new();
     if path.as_os_str() == "-" {
-        std::io::stdin().read_to_end(&mut raw).context("--decode: reading stdin")?;
+        std::io::stdin()
+            .read_to_end(&mut raw)
+            .context("--decode: reading stdin")?;
     } else {
-        raw = std::fs::read(&path).with_context(|| format!("--decode: cannot read {}", path.display()))?;
+        raw = std::fs::read(&path)
+            .with_context(|| format!("--decode: cannot read {}", path.display()))?;
     }
     let text = String::from_utf8_lossy(&raw);
-    let dump = vmm::probe::decode::parse(&text).with_context(|| format!("--decode: {}", path.display()))?;
-    let view = GuestView::from_dump(&dump).with_context(|| format!("--decode: {}", path.display()))?;
+    let dump = vmm::probe::decode::parse(&text)
+        .with_context(|| format!("--decode: {}", path.display()))?;
+    let view =
+        GuestView::from_dump(&dump).with_context(|| format!("--decode: {}", path.display()))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&view)?);
     } else {

@@ -11,16 +11,27 @@ use common::*;
 
 const EARLY_APPEND: &str = "console=ttyS0 earlyprintk=serial,ttyS0 keep_bootcon";
 
-/// Boots `kernel` with `--smp 4 -m 1G` and checks the early log.
-fn early_boot(kernel: &std::path::Path, what: &str, smp: &str, allowing: &str) {
+/// Boots `kernel` with `--smp SMP -m 1G` and checks the early log. `reserved` is the e820
+/// line for the legacy BIOS area: rvmm marks 0xe0000-0xfffff (the ACPI tables) reserved;
+/// Linux's PVH entry widens that to the whole ISA hole 0xa0000-0xfffff itself.
+fn early_boot(kernel: &std::path::Path, what: &str, smp: &str, reserved: &str, allowing: &str) {
     let mut cmd = rvmm();
-    cmd.args(["run", "--smp", smp, "-m", "1G", "--append", EARLY_APPEND, "--kernel"])
-        .arg(kernel);
+    cmd.args([
+        "run",
+        "--smp",
+        smp,
+        "-m",
+        "1G",
+        "--append",
+        EARLY_APPEND,
+        "--kernel",
+    ])
+    .arg(kernel);
     let out = run_with_timeout(cmd, Duration::from_secs(400));
     let (stdout, stderr) = text(&out);
     let expect = [
         "BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] usable",
-        "BIOS-e820: [mem 0x00000000000e0000-0x00000000000fffff] reserved",
+        reserved,
         "BIOS-e820: [mem 0x0000000000100000-0x000000003fffffff] usable",
         "ACPI: Using ACPI (MADT) for SMP configuration information",
         allowing,
@@ -32,9 +43,14 @@ fn early_boot(kernel: &std::path::Path, what: &str, smp: &str, allowing: &str) {
         );
     }
     if is_kvm_pvm() {
-        assert_eq!(out.status.code(), Some(1), "{what}: rvmm must exit 1 when KVM gives up: {stderr}");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{what}: rvmm must exit 1 when KVM gives up: {stderr}"
+        );
         assert!(
-            stderr.contains("KVM internal error (KVM_EXIT_INTERNAL_ERROR)") && stderr.contains("RIP="),
+            stderr.contains("KVM internal error (KVM_EXIT_INTERNAL_ERROR)")
+                && stderr.contains("RIP="),
             "{what}: rvmm must name the internal error and show registers: {stderr}"
         );
     }
@@ -46,16 +62,90 @@ fn bzimage_early_boot_shows_e820_madt_and_cpus() {
         return;
     }
     let img = guest_image();
-    early_boot(&img.bzimage, "bzImage", "4", "smpboot: Allowing 4 CPUs, 0 hotplug CPUs");
+    early_boot(
+        &img.bzimage,
+        "bzImage",
+        "4",
+        "BIOS-e820: [mem 0x00000000000e0000-0x00000000000fffff] reserved",
+        "smpboot: Allowing 4 CPUs, 0 hotplug CPUs",
+    );
 }
 
 #[test]
-fn vmlinux_pvh_early_boot_shows_e820_madt_and_hotplug_cpus() {
+fn vmlinux_pvh_early_boot_shows_e820_madt_and_cpus() {
     if !kvm_available("vmlinux_early_boot") {
         return;
     }
     let img = guest_image();
-    early_boot(&img.vmlinux, "vmlinux (PVH)", "4,maxcpus=8", "smpboot: Allowing 8 CPUs, 4 hotplug CPUs");
+    early_boot(
+        &img.vmlinux,
+        "vmlinux (PVH)",
+        "4",
+        "BIOS-e820: [mem 0x00000000000a0000-0x00000000000fffff] reserved",
+        "smpboot: Allowing 4 CPUs, 0 hotplug CPUs",
+    );
+}
+
+/// The "smpboot: Allowing N CPUs, M hotplug CPUs" line, once (keep_bootcon prints lines twice).
+fn smpboot_line(log: &str) -> Option<String> {
+    log.lines().find_map(|l| {
+        l.find("smpboot: Allowing")
+            .map(|i| l[i..].trim_end().to_string())
+    })
+}
+
+#[test]
+fn smpboot_line_equals_qemu_for_hotplug_slots() {
+    if !kvm_available("smpboot_vs_qemu") {
+        return;
+    }
+    let img = guest_image();
+    let smp = "4,maxcpus=8";
+    let mut q = qemu();
+    q.args([
+        "-M",
+        "microvm,x-option-roms=off,isa-serial=on,rtc=on",
+        "-nodefaults",
+        "-no-user-config",
+        "-enable-kvm",
+        "-cpu",
+        "qemu64",
+        "-smp",
+        smp,
+        "-m",
+        "1G",
+        "-serial",
+        "stdio",
+        "-display",
+        "none",
+        "-append",
+        EARLY_APPEND,
+        "-kernel",
+    ])
+    .arg(&img.vmlinux);
+    let qemu_log =
+        std::thread::spawn(move || run_until(q, "smpboot: Allowing", Duration::from_secs(300)));
+    let mut r = rvmm();
+    r.args([
+        "run",
+        "--smp",
+        smp,
+        "-m",
+        "1G",
+        "--append",
+        EARLY_APPEND,
+        "--kernel",
+    ])
+    .arg(&img.vmlinux);
+    let ours = run_until(r, "smpboot: Allowing", Duration::from_secs(300));
+    let theirs = qemu_log.join().unwrap();
+    let (a, b) = (smpboot_line(&ours), smpboot_line(&theirs));
+    assert!(a.is_some(), "rvmm: no smpboot line:\n{ours}");
+    assert_eq!(a, b, "rvmm vs QEMU");
+    assert_eq!(
+        a.as_deref(),
+        Some("smpboot: Allowing 8 CPUs, 4 hotplug CPUs")
+    );
 }
 
 #[test]
@@ -71,13 +161,25 @@ fn full_boot_reaches_init_with_all_vcpus() {
     }
     let img = guest_image();
     let mut cmd = rvmm();
-    cmd.args(["run", "--smp", "4", "-m", "1G", "--append", "console=ttyS0 quiet", "--kernel"])
-        .arg(&img.bzimage)
-        .arg("--initrd")
-        .arg(&img.initramfs);
+    cmd.args([
+        "run",
+        "--smp",
+        "4",
+        "-m",
+        "1G",
+        "--append",
+        "console=ttyS0 quiet",
+        "--kernel",
+    ])
+    .arg(&img.bzimage)
+    .arg("--initrd")
+    .arg(&img.initramfs);
     let out = run_with_timeout(cmd, Duration::from_secs(300));
     let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "guest did not power off cleanly: {stderr}\n{stdout}");
+    assert!(
+        out.status.success(),
+        "guest did not power off cleanly: {stderr}\n{stdout}"
+    );
     assert!(stdout.contains("RVMM-GUEST nproc=4"), "{stdout}");
     assert!(stdout.contains("RVMM-GUEST done"), "{stdout}");
 }

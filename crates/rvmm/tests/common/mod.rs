@@ -15,7 +15,10 @@ pub fn rvmm() -> Command {
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// True when tests that need /dev/kvm should run; panics when it is missing and the user did
@@ -30,7 +33,10 @@ pub fn kvm_available(test: &str) -> bool {
         .write(true)
         .open("/dev/kvm")
         .is_ok();
-    assert!(ok, "{test}: /dev/kvm is missing or not accessible; set RVMM_SKIP_KVM=1 to skip KVM tests");
+    assert!(
+        ok,
+        "{test}: /dev/kvm is missing or not accessible; set RVMM_SKIP_KVM=1 to skip KVM tests"
+    );
     true
 }
 
@@ -43,7 +49,10 @@ pub fn is_kvm_pvm() -> bool {
 /// qemu-system-x86_64, which scripts/deps.sh installs; panics with the fix if absent.
 pub fn qemu() -> Command {
     let path = "/usr/bin/qemu-system-x86_64";
-    assert!(Path::new(path).exists(), "qemu-system-x86_64 is missing: run scripts/deps.sh");
+    assert!(
+        Path::new(path).exists(),
+        "qemu-system-x86_64 is missing: run scripts/deps.sh"
+    );
     let mut c = Command::new(path);
     c.stdin(Stdio::null());
     c
@@ -101,7 +110,11 @@ pub fn guest_image() -> GuestImage {
         .arg("--print-paths")
         .output()
         .expect("run scripts/guest-image.sh");
-    assert!(out.status.success(), "scripts/guest-image.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "scripts/guest-image.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let get = |key: &str| {
         text.lines()
@@ -114,4 +127,41 @@ pub fn guest_image() -> GuestImage {
         vmlinux: get("KERNEL_VMLINUX"),
         initramfs: get("INITRAMFS"),
     }
+}
+
+/// Runs `cmd` until a line of its stdout contains `needle` (or `limit` passes), then kills it;
+/// returns the stdout read so far. For VMMs that keep running after the part we test (QEMU
+/// stays paused after a KVM internal error).
+pub fn run_until(mut cmd: Command, needle: &str, limit: Duration) -> String {
+    use std::io::BufRead;
+    cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = cmd.spawn().expect("spawn");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let start = Instant::now();
+    let mut out = String::new();
+    while start.elapsed() < limit {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                out.push_str(&line);
+                out.push('\n');
+                if line.contains(needle) {
+                    break;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    out
 }

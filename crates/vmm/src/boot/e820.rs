@@ -63,9 +63,21 @@ mod tests {
         assert_eq!(
             build(&ram_ranges(1 << 30)),
             vec![
-                E820Entry { addr: 0, size: 0x9fc00, kind: E820_RAM },
-                E820Entry { addr: 0xe0000, size: 0x20000, kind: E820_RESERVED },
-                E820Entry { addr: 0x100000, size: (1 << 30) - 0x100000, kind: E820_RAM },
+                E820Entry {
+                    addr: 0,
+                    size: 0x9fc00,
+                    kind: E820_RAM
+                },
+                E820Entry {
+                    addr: 0xe0000,
+                    size: 0x20000,
+                    kind: E820_RESERVED
+                },
+                E820Entry {
+                    addr: 0x100000,
+                    size: (1 << 30) - 0x100000,
+                    kind: E820_RAM
+                },
             ]
         );
     }
@@ -74,7 +86,21 @@ mod tests {
     fn map_above_the_gap() {
         let map = build(&ram_ranges(6 << 30));
         assert_eq!(map.len(), 4);
-        assert_eq!(map[2], E820Entry { addr: 0x100000, size: 0xc000_0000 - 0x100000, kind: E820_RAM });
-        assert_eq!(map[3], E820Entry { addr: 1 << 32, size: 3 << 30, kind: E820_RAM });
+        assert_eq!(
+            map[2],
+            E820Entry {
+                addr: 0x100000,
+                size: 0xc000_0000 - 0x100000,
+                kind: E820_RAM
+            }
+        );
+        assert_eq!(
+            map[3],
+            E820Entry {
+                addr: 1 << 32,
+                size: 3 << 30,
+                kind: E820_RAM
+            }
+        );
     }
 }

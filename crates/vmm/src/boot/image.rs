@@ -63,7 +63,11 @@ pub enum ImageError {
     #[error("--kernel: {path} has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY); build the kernel with CONFIG_PVH=y or boot its bzImage")]
     NoPvhNote { path: PathBuf },
     #[error("--kernel: {path}: boot protocol {major}.{minor:02} is too old; rvmm needs 2.12 or later (a 64-bit bzImage)")]
-    OldProtocol { path: PathBuf, major: u16, minor: u16 },
+    OldProtocol {
+        path: PathBuf,
+        major: u16,
+        minor: u16,
+    },
     #[error("--kernel: {path} has no 64-bit entry point (xloadflags XLF_KERNEL_64 clear)")]
     Not64Bit { path: PathBuf },
     #[error("{what} ({len:#x} bytes at {addr:#x}) does not fit in guest RAM; give the guest more memory (-m)")]
@@ -148,14 +152,12 @@ impl<'a> ImageSource<'a> {
         addr: u64,
         what: &str,
     ) -> Result<(), ImageError> {
-        let dst = ram
-            .slice_mut(addr, len)
+        ram.with_slice_mut(addr, len, |dst| self.read_at(offset, dst))
             .map_err(|_| ImageError::DoesNotFit {
                 what: what.to_string(),
                 addr,
                 len,
-            })?;
-        self.read_at(offset, dst)
+            })?
     }
 }
 
@@ -243,14 +245,12 @@ fn load_elf(ram: &GuestRam, src: &ImageSource, ehdr: &[u8]) -> Result<LoadedKern
                 }
                 let what = format!("kernel segment {i}");
                 src.load_into(ram, offset, filesz, paddr, &what)?;
-                let zero = ram
-                    .slice_mut(paddr + filesz, memsz - filesz)
+                ram.zero(paddr + filesz, memsz - filesz)
                     .map_err(|_| ImageError::DoesNotFit {
                         what,
                         addr: paddr,
                         len: memsz,
                     })?;
-                zero.fill(0);
                 end = end.max(paddr + memsz);
             }
             PT_NOTE if entry.is_none() => {
@@ -360,21 +360,25 @@ pub fn load_initrd(
             addr: floor,
             len: size,
         })?;
-    let dst = ram
-        .slice_mut(addr, size)
-        .map_err(|_| ImageError::DoesNotFit {
-            what,
-            addr,
-            len: size,
-        })?;
-    if let ImageSource::File { file, .. } = &src {
-        file.read_exact_at(dst, 0)
-            .map_err(|source| ImageError::Read {
-                option: "--initrd",
-                path: path.to_path_buf(),
-                source,
-            })?;
-    }
+    ram.with_slice_mut(addr, size, |dst| match &src {
+        ImageSource::File { file, .. } => {
+            file.read_exact_at(dst, 0)
+                .map_err(|source| ImageError::Read {
+                    option: "--initrd",
+                    path: path.to_path_buf(),
+                    source,
+                })
+        }
+        ImageSource::Bytes { bytes, .. } => {
+            dst.copy_from_slice(bytes);
+            Ok(())
+        }
+    })
+    .map_err(|_| ImageError::DoesNotFit {
+        what,
+        addr,
+        len: size,
+    })??;
     Ok((addr, size))
 }
 
@@ -424,18 +428,45 @@ mod tests {
             p[32..40].copy_from_slice(&fsz.to_le_bytes());
             p[40..48].copy_from_slice(&msz.to_le_bytes());
         };
-        ph(&mut f[64..120], PT_NOTE, notes_off, 0, notes.len() as u64, notes.len() as u64);
-        ph(&mut f[120..176], PT_LOAD, code_off, paddr, code.len() as u64, code.len() as u64 + 16);
+        ph(
+            &mut f[64..120],
+            PT_NOTE,
+            notes_off,
+            0,
+            notes.len() as u64,
+            notes.len() as u64,
+        );
+        ph(
+            &mut f[120..176],
+            PT_LOAD,
+            code_off,
+            paddr,
+            code.len() as u64,
+            code.len() as u64 + 16,
+        );
         f
     }
 
     #[test]
     fn loads_pvh_elf_segments() {
         let ram = GuestRam::new(4 << 20).unwrap();
-        let image = elf_with(&note(b"Xen\0", 18, &0x100010u32.to_le_bytes()), b"\xf4\xeb\xfd", 0x100000);
-        let src = ImageSource::Bytes { bytes: &image, name: "test.elf" };
+        let image = elf_with(
+            &note(b"Xen\0", 18, &0x100010u32.to_le_bytes()),
+            b"\xf4\xeb\xfd",
+            0x100000,
+        );
+        let src = ImageSource::Bytes {
+            bytes: &image,
+            name: "test.elf",
+        };
         let k = load_kernel(&ram, &src).unwrap();
-        assert_eq!(k, LoadedKernel::Pvh { entry: 0x100010, end: 0x100013 });
+        assert_eq!(
+            k,
+            LoadedKernel::Pvh {
+                entry: 0x100010,
+                end: 0x100013
+            }
+        );
         let mut b = [0u8; 3];
         ram.read(0x100000, &mut b).unwrap();
         assert_eq!(&b, b"\xf4\xeb\xfd");
@@ -445,19 +476,28 @@ mod tests {
     fn rejects_what_is_not_a_kernel() {
         let ram = GuestRam::new(4 << 20).unwrap();
         let junk = vec![0x55u8; 8192];
-        let src = ImageSource::Bytes { bytes: &junk, name: "junk.bin" };
+        let src = ImageSource::Bytes {
+            bytes: &junk,
+            name: "junk.bin",
+        };
         assert_eq!(
             load_kernel(&ram, &src).unwrap_err().to_string(),
             "--kernel: junk.bin is not a Linux kernel: it is neither an ELF vmlinux nor a bzImage (no 'HdrS' setup header)"
         );
         let no_note = elf_with(&note(b"GNU\0", 3, &[0; 4]), b"\x90", 0x100000);
-        let src = ImageSource::Bytes { bytes: &no_note, name: "plain.elf" };
+        let src = ImageSource::Bytes {
+            bytes: &no_note,
+            name: "plain.elf",
+        };
         assert_eq!(
             load_kernel(&ram, &src).unwrap_err().to_string(),
             "--kernel: plain.elf has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY); build the kernel with CONFIG_PVH=y or boot its bzImage"
         );
         let high = elf_with(&note(b"Xen\0", 18, &[0; 4]), b"\x90", 64 << 20);
-        let src = ImageSource::Bytes { bytes: &high, name: "high.elf" };
+        let src = ImageSource::Bytes {
+            bytes: &high,
+            name: "high.elf",
+        };
         assert_eq!(
             load_kernel(&ram, &src).unwrap_err().to_string(),
             "kernel segment 1 (0x1 bytes at 0x4000000) does not fit in guest RAM; give the guest more memory (-m)"
@@ -471,7 +511,10 @@ mod tests {
         img[HDR_SETUP_SECTS] = 1;
         img[HDR_MAGIC..HDR_MAGIC + 4].copy_from_slice(b"HdrS");
         img[HDR_VERSION..HDR_VERSION + 2].copy_from_slice(&0x0204u16.to_le_bytes());
-        let src = ImageSource::Bytes { bytes: &img, name: "old.bz" };
+        let src = ImageSource::Bytes {
+            bytes: &img,
+            name: "old.bz",
+        };
         assert_eq!(
             load_kernel(&ram, &src).unwrap_err().to_string(),
             "--kernel: old.bz: boot protocol 2.04 is too old; rvmm needs 2.12 or later (a 64-bit bzImage)"
@@ -482,9 +525,17 @@ mod tests {
         img[HDR_JUMP_LEN] = 0x66;
         img[HDR_INIT_SIZE..HDR_INIT_SIZE + 4].copy_from_slice(&0x4000u32.to_le_bytes());
         img[0x400] = 0xAB;
-        let src = ImageSource::Bytes { bytes: &img, name: "ok.bz" };
+        let src = ImageSource::Bytes {
+            bytes: &img,
+            name: "ok.bz",
+        };
         match load_kernel(&ram, &src).unwrap() {
-            LoadedKernel::BzImage { end, protocol, setup_header, .. } => {
+            LoadedKernel::BzImage {
+                end,
+                protocol,
+                setup_header,
+                ..
+            } => {
                 assert_eq!(protocol, 0x020f);
                 assert_eq!(end, 0x100000 + 0x4000);
                 assert_eq!(setup_header[HDR_MAGIC - HDR_START], b'H');

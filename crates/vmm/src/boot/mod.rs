@@ -16,8 +16,8 @@ use std::path::Path;
 use thiserror::Error;
 
 use crate::memory::layout::{
-    self, BOOT_GDT, CMDLINE, CMDLINE_MAX, MMIO_GAP_START, PAGE_TABLES, PVH_MEMMAP,
-    PVH_START_INFO, ZERO_PAGE,
+    self, BOOT_GDT, CMDLINE, CMDLINE_MAX, MMIO_GAP_START, PAGE_TABLES, PVH_MEMMAP, PVH_START_INFO,
+    ZERO_PAGE,
 };
 use crate::memory::{GuestRam, MemoryError};
 use image::{ImageError, ImageSource, LoadedKernel, BZIMAGE_ENTRY64_OFFSET};
@@ -83,9 +83,9 @@ pub fn load(ram: &GuestRam, image: &BootImage, rsdp_addr: u64) -> Result<BootEnt
     let initrd = match image.initrd {
         Some(path) => {
             let limit = match kernel {
-                LoadedKernel::BzImage { initrd_addr_max, .. } => {
-                    low_ram_top.min(initrd_addr_max as u64 + 1)
-                }
+                LoadedKernel::BzImage {
+                    initrd_addr_max, ..
+                } => low_ram_top.min(initrd_addr_max as u64 + 1),
                 LoadedKernel::Pvh { .. } => low_ram_top,
             };
             let floor = kernel.end().next_multiple_of(4096);

@@ -51,13 +51,29 @@ impl ZeroPage<'_> {
         p[BP_TYPE_OF_LOADER] = LOADER_TYPE_UNDEFINED;
         p[BP_LOADFLAGS] |= LOADFLAGS_CAN_USE_HEAP;
         put(&mut p, BP_HEAP_END_PTR, &0xfe00u16.to_le_bytes());
-        put(&mut p, BP_CMD_LINE_PTR, &(self.cmdline_addr as u32).to_le_bytes());
-        put(&mut p, BP_EXT_CMD_LINE_PTR, &((self.cmdline_addr >> 32) as u32).to_le_bytes());
+        put(
+            &mut p,
+            BP_CMD_LINE_PTR,
+            &(self.cmdline_addr as u32).to_le_bytes(),
+        );
+        put(
+            &mut p,
+            BP_EXT_CMD_LINE_PTR,
+            &((self.cmdline_addr >> 32) as u32).to_le_bytes(),
+        );
         if let Some((addr, size)) = self.initrd {
             put(&mut p, BP_RAMDISK_IMAGE, &(addr as u32).to_le_bytes());
             put(&mut p, BP_RAMDISK_SIZE, &(size as u32).to_le_bytes());
-            put(&mut p, BP_EXT_RAMDISK_IMAGE, &((addr >> 32) as u32).to_le_bytes());
-            put(&mut p, BP_EXT_RAMDISK_SIZE, &((size >> 32) as u32).to_le_bytes());
+            put(
+                &mut p,
+                BP_EXT_RAMDISK_IMAGE,
+                &((addr >> 32) as u32).to_le_bytes(),
+            );
+            put(
+                &mut p,
+                BP_EXT_RAMDISK_SIZE,
+                &((size >> 32) as u32).to_le_bytes(),
+            );
         }
         let n = self.e820.len().min(E820_MAX_ENTRIES_ZEROPAGE);
         p[BP_E820_ENTRIES] = n as u8;
@@ -140,8 +156,16 @@ mod tests {
     use crate::boot::e820::E820_RAM;
 
     const MAP: [E820Entry; 2] = [
-        E820Entry { addr: 0, size: 0x9fc00, kind: E820_RAM },
-        E820Entry { addr: 0x100000, size: 0x3ff00000, kind: E820_RAM },
+        E820Entry {
+            addr: 0,
+            size: 0x9fc00,
+            kind: E820_RAM,
+        },
+        E820Entry {
+            addr: 0x100000,
+            size: 0x3ff00000,
+            kind: E820_RAM,
+        },
     ];
 
     #[test]
@@ -158,13 +182,31 @@ mod tests {
         .to_bytes();
         assert_eq!(&p[0x202..0x206], b"HdrS");
         assert_eq!(p[0x210], 0xff);
-        assert_eq!(u32::from_le_bytes(p[0x228..0x22c].try_into().unwrap()), 0x20000);
-        assert_eq!(u32::from_le_bytes(p[0x218..0x21c].try_into().unwrap()), 0x3f000000);
-        assert_eq!(u32::from_le_bytes(p[0x21c..0x220].try_into().unwrap()), 0x123456);
-        assert_eq!(u64::from_le_bytes(p[0x70..0x78].try_into().unwrap()), 0xe0000);
+        assert_eq!(
+            u32::from_le_bytes(p[0x228..0x22c].try_into().unwrap()),
+            0x20000
+        );
+        assert_eq!(
+            u32::from_le_bytes(p[0x218..0x21c].try_into().unwrap()),
+            0x3f000000
+        );
+        assert_eq!(
+            u32::from_le_bytes(p[0x21c..0x220].try_into().unwrap()),
+            0x123456
+        );
+        assert_eq!(
+            u64::from_le_bytes(p[0x70..0x78].try_into().unwrap()),
+            0xe0000
+        );
         assert_eq!(p[0x1e8], 2);
-        assert_eq!(u64::from_le_bytes(p[0x2d0 + 20..0x2d0 + 28].try_into().unwrap()), 0x100000);
-        assert_eq!(u32::from_le_bytes(p[0x2d0 + 36..0x2d0 + 40].try_into().unwrap()), 1);
+        assert_eq!(
+            u64::from_le_bytes(p[0x2d0 + 20..0x2d0 + 28].try_into().unwrap()),
+            0x100000
+        );
+        assert_eq!(
+            u32::from_le_bytes(p[0x2d0 + 36..0x2d0 + 40].try_into().unwrap()),
+            1
+        );
     }
 
     #[test]

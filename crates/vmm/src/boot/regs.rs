@@ -68,12 +68,16 @@ pub fn gdt(mode: EntryMode) -> [u64; 5] {
 
 /// Decodes a GDT entry into the kvm_segment KVM wants for `selector`.
 fn segment(entry: u64, selector: u16) -> kvm_segment {
-    let base = (((entry >> 16) & 0xff_ffff) | ((entry >> 32) & 0xff00_0000)) as u64;
+    let base = ((entry >> 16) & 0xff_ffff) | ((entry >> 32) & 0xff00_0000);
     let limit_raw = ((entry & 0xffff) | ((entry >> 32) & 0xf_0000)) as u32;
     let g = ((entry >> 55) & 1) as u8;
     kvm_segment {
         base,
-        limit: if g == 1 { (limit_raw << 12) | 0xfff } else { limit_raw },
+        limit: if g == 1 {
+            (limit_raw << 12) | 0xfff
+        } else {
+            limit_raw
+        },
         selector,
         type_: ((entry >> 40) & 0xf) as u8,
         present: ((entry >> 47) & 1) as u8,
@@ -173,7 +177,10 @@ mod tests {
     fn gdt_descriptors_decode_flat() {
         let code64 = segment(gdt(EntryMode::Linux64)[2], CODE_SELECTOR);
         assert_eq!((code64.base, code64.limit), (0, 0xffff_ffff));
-        assert_eq!((code64.l, code64.db, code64.g, code64.present, code64.s), (1, 0, 1, 1, 1));
+        assert_eq!(
+            (code64.l, code64.db, code64.g, code64.present, code64.s),
+            (1, 0, 1, 1, 1)
+        );
         assert_eq!(code64.type_, 0xb);
         let code32 = segment(gdt(EntryMode::Pvh)[2], CODE_SELECTOR);
         assert_eq!((code32.l, code32.db), (0, 1));
@@ -201,10 +208,10 @@ mod tests {
     fn page_tables_map_four_gib() {
         let t = identity_page_tables();
         let entry = |at: usize| u64::from_le_bytes(t[at..at + 8].try_into().unwrap());
-        assert_eq!(entry(0), PAGE_TABLES + 0x1000 | 3);
-        assert_eq!(entry(0x1000 + 3 * 8), PAGE_TABLES + 0x5000 | 3);
+        assert_eq!(entry(0), (PAGE_TABLES + 0x1000) | 3);
+        assert_eq!(entry(0x1000 + 3 * 8), (PAGE_TABLES + 0x5000) | 3);
         assert_eq!(entry(0x2000), 0x83);
         // The last 2 MiB page maps 4 GiB - 2 MiB (LAPIC/IOAPIC live up there).
-        assert_eq!(entry(0x2000 + 2047 * 8), (4u64 << 30) - (2 << 20) | 0x83);
+        assert_eq!(entry(0x2000 + 2047 * 8), ((4u64 << 30) - (2 << 20)) | 0x83);
     }
 }

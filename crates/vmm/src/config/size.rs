@@ -79,7 +79,12 @@ pub fn parse_size(option: &str, value: &str, unit: DefaultUnit) -> Result<u64, S
 
 /// Formats a byte count the short way QEMU users read it (`512M`, `2G`, `1536M`).
 pub fn format_size(bytes: u64) -> String {
-    const UNITS: [(u64, &str); 4] = [(1 << 40, "T"), (1 << 30, "G"), (1 << 20, "M"), (1 << 10, "K")];
+    const UNITS: [(u64, &str); 4] = [
+        (1 << 40, "T"),
+        (1 << 30, "G"),
+        (1 << 20, "M"),
+        (1 << 10, "K"),
+    ];
     for (m, s) in UNITS {
         if bytes >= m && bytes % m == 0 {
             return format!("{}{}", bytes / m, s);
@@ -108,14 +113,21 @@ mod tests {
 
     #[test]
     fn errors_name_option_and_value() {
-        let p = |s| parse_size("-m", s, DefaultUnit::Mebibytes).unwrap_err().to_string();
+        let p = |s| {
+            parse_size("-m", s, DefaultUnit::Mebibytes)
+                .unwrap_err()
+                .to_string()
+        };
         assert_eq!(
             p("lots"),
             "-m: 'lots' is not a size (expected a number with an optional K, M, G or T suffix, e.g. 512M or 2G)"
         );
         assert_eq!(p("1X").split(':').next(), Some("-m"));
         assert!(p("").contains("'' is not a size"));
-        assert_eq!(p("99999999999999999999T"), "-m: '99999999999999999999T' is too large");
+        assert_eq!(
+            p("99999999999999999999T"),
+            "-m: '99999999999999999999T' is too large"
+        );
         assert_eq!(p("20000000T"), "-m: '20000000T' is too large");
     }
 

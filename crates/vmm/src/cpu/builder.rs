@@ -75,7 +75,9 @@ pub fn plan(
     });
     base.sort_by_key(|e| (e.function, e.index));
     let caches = match expanded.cache_info {
-        Some(_) => CacheModel::for_model(expanded.versioned_name.as_deref().unwrap_or(&expanded.name)),
+        Some(_) => {
+            CacheModel::for_model(expanded.versioned_name.as_deref().unwrap_or(&expanded.name))
+        }
         None => CacheModel::legacy(),
     };
     Ok(CpuPlan {

@@ -88,7 +88,10 @@ mod tests {
             marker: Arc::new(EventFd::new(libc::EFD_NONBLOCK).unwrap()),
             echo: false,
         };
-        (Bus::new(com1(EventFd::new(libc::EFD_NONBLOCK).unwrap(), sink)), buffer)
+        (
+            Bus::new(com1(EventFd::new(libc::EFD_NONBLOCK).unwrap(), sink)),
+            buffer,
+        )
     }
 
     #[test]
@@ -97,8 +100,14 @@ mod tests {
         assert_eq!(bus.pio_write(0x3f8, b"hi\n"), None);
         assert_eq!(&*out.lock().unwrap(), b"hi\n");
         assert_eq!(bus.pio_write(0x64, &[0xfe]), Some(GuestEvent::Reset));
-        assert_eq!(bus.pio_write(0xf4, &[0, 0, 0, 0]), Some(GuestEvent::Poweroff));
-        assert_eq!(bus.pio_write(0x604, &((5u16 << 10) | (1 << 13)).to_le_bytes()), Some(GuestEvent::Poweroff));
+        assert_eq!(
+            bus.pio_write(0xf4, &[0, 0, 0, 0]),
+            Some(GuestEvent::Poweroff)
+        );
+        assert_eq!(
+            bus.pio_write(0x604, &((5u16 << 10) | (1 << 13)).to_le_bytes()),
+            Some(GuestEvent::Poweroff)
+        );
         let mut b = [0u8; 2];
         bus.pio_read(0x1234, &mut b);
         assert_eq!(b, [0xff, 0xff]);

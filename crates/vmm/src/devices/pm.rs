@@ -5,7 +5,9 @@
 use std::time::Instant;
 
 use super::GuestEvent;
-use crate::memory::layout::{PM1A_CNT_PORT, PM1A_EVT_PORT, PM_TMR_PORT, RESET_PORT, RESET_VALUE, S5_SLP_TYP};
+use crate::memory::layout::{
+    PM1A_CNT_PORT, PM1A_EVT_PORT, PM_TMR_PORT, RESET_PORT, RESET_VALUE, S5_SLP_TYP,
+};
 
 /// PM1 control: SCI_EN (bit 0), SLP_TYP (bits 12:10), SLP_EN (bit 13).
 const PM1_CNT_SCI_EN: u16 = 1 << 0;
@@ -39,9 +41,15 @@ impl Default for Pm {
 /// Which register a port is, and the byte within it.
 fn decode(port: u16) -> Option<(u16, usize)> {
     match port {
-        p if (PM1A_EVT_PORT..PM1A_EVT_PORT + 4).contains(&p) => Some((PM1A_EVT_PORT, (p - PM1A_EVT_PORT) as usize)),
-        p if (PM1A_CNT_PORT..PM1A_CNT_PORT + 2).contains(&p) => Some((PM1A_CNT_PORT, (p - PM1A_CNT_PORT) as usize)),
-        p if (PM_TMR_PORT..PM_TMR_PORT + 4).contains(&p) => Some((PM_TMR_PORT, (p - PM_TMR_PORT) as usize)),
+        p if (PM1A_EVT_PORT..PM1A_EVT_PORT + 4).contains(&p) => {
+            Some((PM1A_EVT_PORT, (p - PM1A_EVT_PORT) as usize))
+        }
+        p if (PM1A_CNT_PORT..PM1A_CNT_PORT + 2).contains(&p) => {
+            Some((PM1A_CNT_PORT, (p - PM1A_CNT_PORT) as usize))
+        }
+        p if (PM_TMR_PORT..PM_TMR_PORT + 4).contains(&p) => {
+            Some((PM_TMR_PORT, (p - PM_TMR_PORT) as usize))
+        }
         RESET_PORT => Some((RESET_PORT, 0)),
         _ => None,
     }
@@ -100,7 +108,8 @@ impl Pm {
                 let written = v as u16;
                 self.control = (written & !PM1_CNT_SLP_EN) | PM1_CNT_SCI_EN;
                 let slp_typ = (written >> PM1_CNT_SLP_TYP_SHIFT) & PM1_CNT_SLP_TYP_MASK;
-                (written & PM1_CNT_SLP_EN != 0 && slp_typ == S5_SLP_TYP as u16).then_some(GuestEvent::Poweroff)
+                (written & PM1_CNT_SLP_EN != 0 && slp_typ == S5_SLP_TYP as u16)
+                    .then_some(GuestEvent::Poweroff)
             }
             RESET_PORT => (data.first() == Some(&RESET_VALUE)).then_some(GuestEvent::Reset),
             _ => None,
@@ -116,7 +125,10 @@ mod tests {
     fn s5_powers_off() {
         let mut pm = Pm::default();
         let s5 = (5u16 << 10) | (1 << 13);
-        assert_eq!(pm.write(0x604, &s5.to_le_bytes()), Some(GuestEvent::Poweroff));
+        assert_eq!(
+            pm.write(0x604, &s5.to_le_bytes()),
+            Some(GuestEvent::Poweroff)
+        );
         // Another sleep state (S3, type 1) is not a poweroff.
         let s3 = (1u16 << 10) | (1 << 13);
         assert_eq!(pm.write(0x604, &s3.to_le_bytes()), None);

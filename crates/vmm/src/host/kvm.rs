@@ -25,13 +25,29 @@ const KVM_API_VERSION: i32 = 12;
 
 /// Capabilities rvmm cannot run without, and why it needs each.
 const REQUIRED_CAPS: &[(Cap, &str, &str)] = &[
-    (Cap::Irqchip, "KVM_CAP_IRQCHIP", "in-kernel interrupt controllers"),
+    (
+        Cap::Irqchip,
+        "KVM_CAP_IRQCHIP",
+        "in-kernel interrupt controllers",
+    ),
     (Cap::Pit2, "KVM_CAP_PIT2", "in-kernel timer"),
     (Cap::Irqfd, "KVM_CAP_IRQFD", "device interrupts"),
-    (Cap::ExtCpuid, "KVM_CAP_EXT_CPUID", "setting the guest's CPUID"),
+    (
+        Cap::ExtCpuid,
+        "KVM_CAP_EXT_CPUID",
+        "setting the guest's CPUID",
+    ),
     (Cap::UserMemory, "KVM_CAP_USER_MEMORY", "guest RAM"),
-    (Cap::SetTssAddr, "KVM_CAP_SET_TSS_ADDR", "VMX real-mode support"),
-    (Cap::ImmediateExit, "KVM_CAP_IMMEDIATE_EXIT", "stopping vCPUs promptly"),
+    (
+        Cap::SetTssAddr,
+        "KVM_CAP_SET_TSS_ADDR",
+        "VMX real-mode support",
+    ),
+    (
+        Cap::ImmediateExit,
+        "KVM_CAP_IMMEDIATE_EXIT",
+        "stopping vCPUs promptly",
+    ),
 ];
 
 /// Why KVM cannot be used.
@@ -49,7 +65,10 @@ pub enum KvmError {
     #[error("{path}: KVM API version {got}, rvmm needs {KVM_API_VERSION}")]
     ApiVersion { path: PathBuf, got: i32 },
     #[error("KVM lacks {name} ({why}); this kernel's KVM is too old or restricted for rvmm")]
-    MissingCap { name: &'static str, why: &'static str },
+    MissingCap {
+        name: &'static str,
+        why: &'static str,
+    },
     #[error("KVM_GET_SUPPORTED_CPUID failed: {0}")]
     SupportedCpuid(kvm_ioctls::Error),
     #[error("KVM_GET_MSR_INDEX_LIST failed: {0}")]

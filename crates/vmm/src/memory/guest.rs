@@ -120,13 +120,24 @@ impl GuestRam {
         self.write(addr, &v.to_le_bytes())
     }
 
-    /// A mutable view of `[addr, addr + len)` for bulk loads (e.g. reading a kernel file
-    /// straight into guest RAM). Only call while no vCPU runs.
-    pub fn slice_mut(&self, addr: u64, len: u64) -> Result<&mut [u8], MemoryError> {
+    /// Runs `f` on a mutable view of `[addr, addr + len)`, for bulk loads (reading a kernel
+    /// file straight into guest RAM). Only call while no vCPU runs.
+    pub fn with_slice_mut<R>(
+        &self,
+        addr: u64,
+        len: u64,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, MemoryError> {
         let p = self.host_range(addr, len)?;
         // SAFETY: the range is inside our mapping; callers use it before vCPUs start, when
-        // nothing else accesses guest RAM.
-        Ok(unsafe { std::slice::from_raw_parts_mut(p, len as usize) })
+        // nothing else accesses guest RAM, and the slice does not outlive `f`.
+        let slice = unsafe { std::slice::from_raw_parts_mut(p, len as usize) };
+        Ok(f(slice))
+    }
+
+    /// Zeroes `[addr, addr + len)`.
+    pub fn zero(&self, addr: u64, len: u64) -> Result<(), MemoryError> {
+        self.with_slice_mut(addr, len, |s| s.fill(0))
     }
 }
 

@@ -92,16 +92,31 @@ mod tests {
 
     #[test]
     fn ram_splits_at_the_gap() {
-        assert_eq!(ram_ranges(1 << 30), vec![RamRange { base: 0, size: 1 << 30 }]);
+        assert_eq!(
+            ram_ranges(1 << 30),
+            vec![RamRange {
+                base: 0,
+                size: 1 << 30
+            }]
+        );
         assert_eq!(
             ram_ranges(MMIO_GAP_START),
-            vec![RamRange { base: 0, size: MMIO_GAP_START }]
+            vec![RamRange {
+                base: 0,
+                size: MMIO_GAP_START
+            }]
         );
         assert_eq!(
             ram_ranges(4 << 30),
             vec![
-                RamRange { base: 0, size: 3 << 30 },
-                RamRange { base: 4 << 30, size: 1 << 30 }
+                RamRange {
+                    base: 0,
+                    size: 3 << 30
+                },
+                RamRange {
+                    base: 4 << 30,
+                    size: 1 << 30
+                }
             ]
         );
     }
@@ -120,9 +135,12 @@ mod tests {
         ];
         for (i, a) in areas.iter().enumerate() {
             for b in &areas[i + 1..] {
-                assert!(a.0 + a.1 <= b.0 || b.0 + b.1 <= a.0, "{a:x?} overlaps {b:x?}");
+                assert!(
+                    a.0 + a.1 <= b.0 || b.0 + b.1 <= a.0,
+                    "{a:x?} overlaps {b:x?}"
+                );
             }
         }
-        assert!(PAGE_TABLES + 0x6000 <= LOW_RAM_END);
+        const { assert!(PAGE_TABLES + 0x6000 <= LOW_RAM_END) };
     }
 }

@@ -6,8 +6,9 @@
 //! comment has one, else the lower-cased macro name); bits whose name there is "" (hidden, e.g.
 //! OSXSAVE, the AMD IBPB/IBRS/STIBP copies) are left out, as are bits Linux 6.1 has no name
 //! for. The order is /proc/cpuinfo's (by Linux capability word, then bit). /proc/cpuinfo also
-//! shows flags Linux synthesizes (constant_tsc, xtopology, cpuid, ...) and may clear some of
-//! these (for a disabled kernel option or a missing dependency); those are not modeled here.
+//! shows flags Linux synthesizes (constant_tsc, xtopology, cpuid, ...; on AMD 3dnowprefetch
+//! whenever lm is set) and may clear some of these at run time (la57 without 5-level paging,
+//! a missing dependency); those are not modeled here: the list is the raw CPUID bits.
 
 use super::leaves::{Leaves, EAX, EBX, ECX, EDX, EXT_BASE};
 

@@ -105,7 +105,10 @@ mod tests {
         match load_kernel(&ram, &src).expect("the probe ELF loads") {
             LoadedKernel::Pvh { entry, end } => {
                 assert_eq!(entry, PVH_ENTRY);
-                assert!(end > LOAD_PADDR && end < LOAD_PADDR + (1 << 20), "end {end:#x}");
+                assert!(
+                    end > LOAD_PADDR && end < LOAD_PADDR + (1 << 20),
+                    "end {end:#x}"
+                );
             }
             other => panic!("expected a PVH kernel, got {other:?}"),
         }

@@ -397,3 +397,7 @@ fn slit_valid(matrix: &[Vec<u8>]) -> bool {
 #[cfg(test)]
 #[path = "view_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "oracle_tests.rs"]
+mod oracle_tests;

@@ -30,7 +30,15 @@ pub fn format_registers(r: &kvm_regs, s: &kvm_sregs) -> String {
         r.r12, r.r13, r.r14, r.r15
     ));
     out.push_str(&format!("RIP={:016x} RFL={:08x}\n", r.rip, r.rflags));
-    for (name, sg) in [("CS", &s.cs), ("SS", &s.ss), ("DS", &s.ds), ("ES", &s.es), ("FS", &s.fs), ("GS", &s.gs), ("TR", &s.tr)] {
+    for (name, sg) in [
+        ("CS", &s.cs),
+        ("SS", &s.ss),
+        ("DS", &s.ds),
+        ("ES", &s.es),
+        ("FS", &s.fs),
+        ("GS", &s.gs),
+        ("TR", &s.tr),
+    ] {
         out.push_str(&seg(name, sg));
         out.push('\n');
     }
@@ -56,8 +64,10 @@ mod tests {
             rax: 0xdead,
             ..Default::default()
         };
-        let mut s = kvm_sregs::default();
-        s.cr0 = 0x80000011;
+        let mut s = kvm_sregs {
+            cr0: 0x80000011,
+            ..Default::default()
+        };
         s.cs.selector = 0x10;
         let text = format_registers(&r, &s);
         assert!(text.contains("RIP=0000000001000000"), "{text}");

@@ -47,7 +47,10 @@ impl std::fmt::Display for VcpuFault {
             VcpuFault::TripleFault => write!(f, "triple fault (KVM_EXIT_SHUTDOWN)"),
             VcpuFault::InternalError => write!(f, "KVM internal error (KVM_EXIT_INTERNAL_ERROR)"),
             VcpuFault::FailEntry { reason } => {
-                write!(f, "VM entry failed (KVM_EXIT_FAIL_ENTRY, hardware reason {reason:#x})")
+                write!(
+                    f,
+                    "VM entry failed (KVM_EXIT_FAIL_ENTRY, hardware reason {reason:#x})"
+                )
             }
             VcpuFault::Unexpected(what) => write!(f, "unexpected exit {what}"),
         }
@@ -70,7 +73,9 @@ pub enum ExitAction {
 /// Handles one exit.
 pub fn handle_exit(exit: VcpuExit<'_>, io: &impl IoHandler) -> ExitAction {
     match exit {
-        VcpuExit::IoOut(port, data) => io.pio_write(port, data).map_or(ExitAction::Continue, ExitAction::Guest),
+        VcpuExit::IoOut(port, data) => io
+            .pio_write(port, data)
+            .map_or(ExitAction::Continue, ExitAction::Guest),
         VcpuExit::IoIn(port, data) => {
             io.pio_read(port, data);
             ExitAction::Continue
@@ -79,7 +84,9 @@ pub fn handle_exit(exit: VcpuExit<'_>, io: &impl IoHandler) -> ExitAction {
             io.mmio_read(addr, data);
             ExitAction::Continue
         }
-        VcpuExit::MmioWrite(addr, data) => io.mmio_write(addr, data).map_or(ExitAction::Continue, ExitAction::Guest),
+        VcpuExit::MmioWrite(addr, data) => io
+            .mmio_write(addr, data)
+            .map_or(ExitAction::Continue, ExitAction::Guest),
         VcpuExit::Intr => ExitAction::Interrupted,
         // With the in-kernel irqchip HLT stays in the kernel; should one reach us, re-entering
         // lets KVM block the vCPU as usual.
@@ -120,17 +127,26 @@ mod tests {
     #[test]
     fn io_exits_reach_the_bus() {
         let io = FakeIo::default();
-        assert_eq!(handle_exit(VcpuExit::IoOut(0x3f8, b"abc"), &io), ExitAction::Continue);
+        assert_eq!(
+            handle_exit(VcpuExit::IoOut(0x3f8, b"abc"), &io),
+            ExitAction::Continue
+        );
         assert_eq!(io.writes.borrow()[0], (0x3f8, b"abc".to_vec()));
         let mut buf = [0u8; 2];
-        assert_eq!(handle_exit(VcpuExit::IoIn(0x12, &mut buf), &io), ExitAction::Continue);
+        assert_eq!(
+            handle_exit(VcpuExit::IoIn(0x12, &mut buf), &io),
+            ExitAction::Continue
+        );
         assert_eq!(buf, [0x12, 0x12]);
         assert_eq!(
             handle_exit(VcpuExit::IoOut(0xf4, &[0]), &io),
             ExitAction::Guest(GuestEvent::Poweroff)
         );
         let mut m = [0u8; 4];
-        assert_eq!(handle_exit(VcpuExit::MmioRead(0xd000_0000, &mut m), &io), ExitAction::Continue);
+        assert_eq!(
+            handle_exit(VcpuExit::MmioRead(0xd000_0000, &mut m), &io),
+            ExitAction::Continue
+        );
         assert_eq!(m, [0xab; 4]);
         assert_eq!(
             handle_exit(VcpuExit::MmioWrite(0xd000_0000, &[1]), &io),
@@ -141,8 +157,14 @@ mod tests {
     #[test]
     fn faults_and_interrupts() {
         let io = FakeIo::default();
-        assert_eq!(handle_exit(VcpuExit::Shutdown, &io), ExitAction::Fault(VcpuFault::TripleFault));
-        assert_eq!(handle_exit(VcpuExit::InternalError, &io), ExitAction::Fault(VcpuFault::InternalError));
+        assert_eq!(
+            handle_exit(VcpuExit::Shutdown, &io),
+            ExitAction::Fault(VcpuFault::TripleFault)
+        );
+        assert_eq!(
+            handle_exit(VcpuExit::InternalError, &io),
+            ExitAction::Fault(VcpuFault::InternalError)
+        );
         assert_eq!(
             handle_exit(VcpuExit::FailEntry(0x80000021, 0), &io),
             ExitAction::Fault(VcpuFault::FailEntry { reason: 0x80000021 })

@@ -78,7 +78,10 @@ impl VmControl {
     }
 
     pub fn outcome(&self) -> Option<VmOutcome> {
-        self.outcome.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.outcome
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -209,7 +212,11 @@ fn fault_detail(vcpu: &mut VcpuFd, fault: &VcpuFault) -> String {
             3 => " (delivery event)",
             _ => "",
         };
-        out.push_str(&format!("suberror {}{what}, data {:x?}\n", internal.suberror, &internal.data[..n]));
+        out.push_str(&format!(
+            "suberror {}{what}, data {:x?}\n",
+            internal.suberror,
+            &internal.data[..n]
+        ));
     }
     match (vcpu.get_regs(), vcpu.get_sregs()) {
         (Ok(r), Ok(s)) => out.push_str(&format_registers(&r, &s)),

@@ -10,7 +10,10 @@ pub mod term;
 
 use std::sync::{Arc, Mutex};
 
-use kvm_bindings::{kvm_fpu, kvm_pit_config, kvm_userspace_memory_region, Msrs, kvm_msr_entry, KVM_PIT_SPEAKER_DUMMY};
+use kvm_bindings::{
+    kvm_fpu, kvm_msr_entry, kvm_pit_config, kvm_userspace_memory_region, Msrs,
+    KVM_PIT_SPEAKER_DUMMY,
+};
 use kvm_ioctls::{VcpuFd, VmFd};
 use thiserror::Error;
 use vmm_sys_util::eventfd::EventFd;
@@ -47,7 +50,11 @@ pub enum VmmError {
     #[error(transparent)]
     Smp(#[from] crate::config::smp::SmpError),
     #[error("-m: {requested} MiB of guest memory exceeds this host's RAM and swap ({host} MiB) and vm.overcommit_memory is {policy}; use less memory, or set vm.overcommit_memory=1 to allow overcommit")]
-    MemoryExceedsHost { requested: u64, host: u64, policy: u32 },
+    MemoryExceedsHost {
+        requested: u64,
+        host: u64,
+        policy: u32,
+    },
     #[error(transparent)]
     Cpu(#[from] BuilderError),
     #[error(transparent)]
@@ -62,7 +69,12 @@ pub enum VmmError {
         source: kvm_ioctls::Error,
     },
     #[error("vCPU {vcpu}: KVM accepted {set} of {total} boot MSRs (first refused: {refused:#x})")]
-    Msrs { vcpu: u32, set: usize, total: usize, refused: u32 },
+    Msrs {
+        vcpu: u32,
+        set: usize,
+        total: usize,
+        refused: u32,
+    },
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -105,7 +117,12 @@ impl Vmm {
 
         // Host limits.
         // QEMU's own limit warnings, with the overcommit ratio added to the first.
-        for (i, mut w) in config.smp.validate_limits(host.max_vcpus, host.nr_vcpus)?.into_iter().enumerate() {
+        for (i, mut w) in config
+            .smp
+            .validate_limits(host.max_vcpus, host.nr_vcpus)?
+            .into_iter()
+            .enumerate()
+        {
             if i == 0 && config.smp.cpus > host.nr_vcpus {
                 w.push_str(&format!(
                     ": {} vCPUs on {} host CPUs overcommits them {:.1}:1",
@@ -117,7 +134,12 @@ impl Vmm {
             warnings.push(w);
         }
         let topology = CpuTopology::from_smp(&config.smp);
-        let cpu_plan = builder::plan(&config.cpu, config.smp.dies, &host.cpu_support, &host.identity)?;
+        let cpu_plan = builder::plan(
+            &config.cpu,
+            config.smp.dies,
+            &host.cpu_support,
+            &host.identity,
+        )?;
         warnings.extend(cpu_plan.warnings.iter().cloned());
         let hostmem = HostMemory::read();
         let ceiling = hostmem.total + hostmem.swap_total;
@@ -139,7 +161,10 @@ impl Vmm {
         // The VM, guest RAM and the in-kernel interrupt controllers and timer.
         let vm = kvm_call("KVM_CREATE_VM", host.kvm.create_vm())?;
         kvm_call("KVM_SET_TSS_ADDR", vm.set_tss_address(KVM_TSS_ADDRESS))?;
-        kvm_call("KVM_SET_IDENTITY_MAP_ADDR", vm.set_identity_map_address(KVM_IDENTITY_MAP_ADDRESS))?;
+        kvm_call(
+            "KVM_SET_IDENTITY_MAP_ADDR",
+            vm.set_identity_map_address(KVM_IDENTITY_MAP_ADDRESS),
+        )?;
         kvm_call("KVM_CREATE_IRQCHIP", vm.create_irq_chip())?;
         let pit = kvm_pit_config {
             flags: KVM_PIT_SPEAKER_DUMMY,
@@ -157,7 +182,9 @@ impl Vmm {
             };
             // SAFETY: the region is our live mapping of exactly this size, kept alive by
             // `ram` for as long as the VM exists (Vmm owns both, and drops vm first).
-            kvm_call("KVM_SET_USER_MEMORY_REGION", unsafe { vm.set_user_memory_region(region) })?;
+            kvm_call("KVM_SET_USER_MEMORY_REGION", unsafe {
+                vm.set_user_memory_region(region)
+            })?;
         }
 
         // Devices.
@@ -166,10 +193,13 @@ impl Vmm {
             source,
         })?;
         kvm_call("KVM_IRQFD (COM1)", vm.register_irqfd(&serial_irq, COM1_IRQ))?;
-        let serial_marker = Arc::new(EventFd::new(libc::EFD_NONBLOCK).map_err(|source| VmmError::Io {
-            what: "serial eventfd",
-            source,
-        })?);
+        let serial_marker =
+            Arc::new(
+                EventFd::new(libc::EFD_NONBLOCK).map_err(|source| VmmError::Io {
+                    what: "serial eventfd",
+                    source,
+                })?,
+            );
         let (sink, serial_capture) = if capture_serial {
             let buffer = Arc::new(Mutex::new(Vec::new()));
             (
@@ -237,9 +267,11 @@ impl Vmm {
         let mut vcpus = Vec::with_capacity(config.smp.cpus as usize);
         for (index, &apic_id) in apic_ids.iter().take(config.smp.cpus as usize).enumerate() {
             let vcpu = kvm_call("KVM_CREATE_VCPU", vm.create_vcpu(apic_id as u64))?;
-            let table = cpuid::to_kvm(&vcpu_cpuid(&cpu_plan, &topology, apic_id)).map_err(|e| VmmError::Io {
-                what: "CPUID table",
-                source: std::io::Error::other(e.to_string()),
+            let table = cpuid::to_kvm(&vcpu_cpuid(&cpu_plan, &topology, apic_id)).map_err(|e| {
+                VmmError::Io {
+                    what: "CPUID table",
+                    source: std::io::Error::other(e.to_string()),
+                }
             })?;
             kvm_call("KVM_SET_CPUID2", vcpu.set_cpuid2(&table))?;
             set_msrs(&vcpu, index as u32, &boot_msrs)?;
@@ -306,7 +338,10 @@ fn setup_boot_vcpu(vcpu: &VcpuFd, entry: &BootEntry) -> Result<(), VmmError> {
     let mut sregs = kvm_call("KVM_GET_SREGS", vcpu.get_sregs())?;
     boot::regs::setup_sregs(&mut sregs, entry.mode);
     kvm_call("KVM_SET_SREGS", vcpu.set_sregs(&sregs))?;
-    kvm_call("KVM_SET_REGS", vcpu.set_regs(&boot::regs::boot_regs(entry.mode, entry.entry)))?;
+    kvm_call(
+        "KVM_SET_REGS",
+        vcpu.set_regs(&boot::regs::boot_regs(entry.mode, entry.entry)),
+    )?;
     // x87 and SSE control words at their power-on values (SDM Vol. 1, 8.1.5 and 10.2.3).
     let fpu = kvm_fpu {
         fcw: 0x37f,

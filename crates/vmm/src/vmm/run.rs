@@ -89,12 +89,28 @@ pub(super) fn run(vmm: &mut Vmm, mut options: RunOptions) -> Result<VmOutcome, V
 
     while !control.stopping() {
         let mut fds = vec![
-            libc::pollfd { fd: sigfd, events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: control.stop_evt.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: vmm.serial_marker.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd {
+                fd: sigfd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: control.stop_evt.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: vmm.serial_marker.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         if stdin_open && pending_input.is_empty() {
-            fds.push(libc::pollfd { fd: libc::STDIN_FILENO, events: libc::POLLIN, revents: 0 });
+            fds.push(libc::pollfd {
+                fd: libc::STDIN_FILENO,
+                events: libc::POLLIN,
+                revents: 0,
+            });
         }
         // Wake periodically while console input waits for room in the UART's FIFO.
         let timeout = if pending_input.is_empty() { -1 } else { 10 };
@@ -113,7 +129,11 @@ pub(super) fn run(vmm: &mut Vmm, mut options: RunOptions) -> Result<VmOutcome, V
             let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
             // SAFETY: reading into our own struct of the right size.
             let r = unsafe {
-                libc::read(sigfd, (&mut info as *mut libc::signalfd_siginfo).cast(), std::mem::size_of::<libc::signalfd_siginfo>())
+                libc::read(
+                    sigfd,
+                    (&mut info as *mut libc::signalfd_siginfo).cast(),
+                    std::mem::size_of::<libc::signalfd_siginfo>(),
+                )
             };
             if r > 0 {
                 control.finish(VmOutcome::Signal(info.ssi_signo as i32));
@@ -121,7 +141,9 @@ pub(super) fn run(vmm: &mut Vmm, mut options: RunOptions) -> Result<VmOutcome, V
         }
         if fds[2].revents & libc::POLLIN != 0 {
             let _ = vmm.serial_marker.read();
-            if let (Some(listener), Some(out)) = (options.serial_listener.as_mut(), vmm.serial_output()) {
+            if let (Some(listener), Some(out)) =
+                (options.serial_listener.as_mut(), vmm.serial_output())
+            {
                 listener(&out);
             }
         }
@@ -133,7 +155,11 @@ pub(super) fn run(vmm: &mut Vmm, mut options: RunOptions) -> Result<VmOutcome, V
                 stdin_open = false;
             } else {
                 let bytes = &buf[..r as usize];
-                let filtered = if raw.is_some() { escape.filter(bytes) } else { Input::Guest(bytes.to_vec()) };
+                let filtered = if raw.is_some() {
+                    escape.filter(bytes)
+                } else {
+                    Input::Guest(bytes.to_vec())
+                };
                 match filtered {
                     Input::Guest(b) => pending_input.extend(b),
                     Input::Quit(b) => {

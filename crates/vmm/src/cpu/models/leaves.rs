@@ -36,6 +36,19 @@ const CPUID_7_0_EBX_INTEL_PT: u64 = 1 << 25;
 const CPUID_14_0_ECX_LIP: u64 = 1 << 31;
 /// CPUID.80000001H:ECX[2], SVM.
 const CPUID_8000_0001_ECX_SVM: u64 = 1 << 2;
+/// CPUID.80000001H:EDX[29] LM (long mode).
+const CPUID_8000_0001_EDX_LM: u64 = 1 << 29;
+/// CPUID.07H:ECX[16] LA57 (5-level paging).
+const CPUID_7_0_ECX_LA57: u64 = 1 << 16;
+/// CPUID.05H:ECX[0] EMX (MWAIT extensions enumerated) and ECX[1] IBE (interrupts as break
+/// events): QEMU sets both in every model's MONITOR/MWAIT leaf.
+const CPUID_5_ECX_EMX_IBE: u32 = 0b11;
+/// QEMU's physical address width for named models when host-phys-bits is off (its pc and
+/// q35 machines; microvm turns host-phys-bits on).
+const QEMU_DEFAULT_PHYS_BITS: u32 = 40;
+/// CPUID.80000008H:EAX[15:8] linear address bits: 48, or 57 with LA57.
+const LINEAR_BITS_48: u32 = 48 << 8;
+const LINEAR_BITS_57: u32 = 57 << 8;
 /// Size of the legacy XSAVE region plus the XSAVE header (SDM Vol. 1, 13.4).
 const XSAVE_LEGACY_AND_HEADER: u32 = 576;
 /// Highest XSAVE component QEMU 7.2 knows (XTILEDATA).
@@ -137,6 +150,9 @@ pub fn model_leaves(
             low(f, W::Cpuid1Edx),
         ],
     ));
+    if cpu.level >= 5 {
+        out.push(entry(5, None, [0, 0, CPUID_5_ECX_EMX_IBE, 0]));
+    }
     if cpu.level >= 6 {
         out.push(entry(6, None, [low(f, W::Cpuid6Eax), 0, 0, 0]));
     }
@@ -152,7 +168,10 @@ pub fn model_leaves(
                 low(f, W::Cpuid7_0Edx),
             ],
         ));
-        out.push(entry(7, Some(1), [low(f, W::Cpuid7_1Eax), 0, 0, 0]));
+        // QEMU lists subleaf 1 only when subleaf 0's EAX (the last subleaf) says it exists.
+        if cpu.level_func7 >= 1 {
+            out.push(entry(7, Some(1), [low(f, W::Cpuid7_1Eax), 0, 0, 0]));
+        }
     }
     if cpu.level >= 0xA {
         let regs = if cpu.pmu {
@@ -164,7 +183,8 @@ pub fn model_leaves(
         out.push(entry(0xA, None, regs));
     }
     if cpu.level >= 0xD {
-        out.extend(xsave_leaves(f, host));
+        // QEMU leaves out every 0DH subleaf whose EAX is zero (kvm_arch_init_vcpu).
+        out.extend(xsave_leaves(f, host).into_iter().filter(|e| e.eax != 0));
     }
     if cpu.level >= 0x14 {
         out.extend(intel_pt_leaves(f));
@@ -223,7 +243,23 @@ fn extended_leaves(
         ));
     }
     if cpu.xlevel >= 0x8000_0008 {
-        let address_sizes = host.raw_cpuid(0x8000_0008, 0, CpuidReg::Eax);
+        // QEMU -M pc: 40 physical address bits for named models (TCG_PHYS_ADDR_BITS, as
+        // host-phys-bits is off), the host's for host/max; plus 57 linear bits with LA57 or
+        // 48 without, for 64-bit CPUs.
+        let phys = if matches!(cpu.name.as_str(), "host" | "max") {
+            host.raw_cpuid(0x8000_0008, 0, CpuidReg::Eax) & 0xff
+        } else {
+            QEMU_DEFAULT_PHYS_BITS
+        };
+        let address_sizes = if f.contains(W::Cpuid8000_0001Edx, CPUID_8000_0001_EDX_LM) {
+            phys | if f.contains(W::Cpuid7_0Ecx, CPUID_7_0_ECX_LA57) {
+                LINEAR_BITS_57
+            } else {
+                LINEAR_BITS_48
+            }
+        } else {
+            phys
+        };
         out.push(entry(
             0x8000_0008,
             None,

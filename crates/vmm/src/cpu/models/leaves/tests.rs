@@ -82,8 +82,17 @@ fn haswell_leaves() {
     assert_eq!(find(&e, 0x8000_0002, 0).eax, u32::from_le_bytes(*b"Inte"));
     assert_eq!(
         find(&e, 0x8000_0008, 0).eax,
-        0x3027,
-        "address sizes from KVM"
+        0x3028,
+        "QEMU -M pc: 40 physical bits for a named model, 48 linear bits without LA57"
+    );
+    assert_eq!(
+        find(&e, 5, 0).ecx,
+        0b11,
+        "MONITOR leaf: EMX and IBE, as QEMU"
+    );
+    assert!(
+        e.iter().all(|x| !(x.function == 7 && x.index == 1)),
+        "no 07H.1 while 07H.0:EAX (the last subleaf) is 0"
     );
     // Nothing above level 0DH or xlevel 80000008H.
     assert!(e

@@ -1,0 +1,146 @@
+//! Tier 2: the built-in probe guest on real KVM. rvmm boots it, the probe dumps what every
+//! vCPU sees, rvmm decodes it; the same ELF booted by QEMU is the oracle.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+fn rvmm_view(args: &[&str]) -> Value {
+    let mut cmd = rvmm();
+    cmd.args(["run", "--json"]).args(args);
+    let out = run_with_timeout(cmd, Duration::from_secs(60));
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "rvmm run {args:?} failed: {stderr}");
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("rvmm run {args:?}: bad JSON ({e}): {stdout}"))
+}
+
+fn apic_ids(view: &Value) -> Vec<u64> {
+    view["cpus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["apic_id"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn probe_smp4_prints_the_view_and_exits_0() {
+    if !kvm_available("probe_smp4") {
+        return;
+    }
+    let mut cmd = rvmm();
+    cmd.args(["run", "--smp", "4"]);
+    let out = run_with_timeout(cmd, Duration::from_secs(30));
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stdout.contains("vCPUs      4 online (MADT: 4 enabled of 4 slots)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("model name QEMU Virtual CPU version 2.5+"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("topology   1 socket x 1 die x 4 cores x 1 thread"),
+        "{stdout}"
+    );
+    let rows: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("CPU  APIC"))
+        .skip(1)
+        .take(4)
+        .collect();
+    for (i, row) in rows.iter().enumerate() {
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cols[..2], [i.to_string(), i.to_string()], "row {i}: {row}");
+    }
+}
+
+#[test]
+fn probe_counts_every_vcpu() {
+    if !kvm_available("probe_counts") {
+        return;
+    }
+    for n in [1u64, 2, 8] {
+        let v = rvmm_view(&["--smp", &n.to_string()]);
+        assert_eq!(v["vcpus"], n);
+        assert_eq!(v["madt"]["enabled"], n);
+        assert_eq!(apic_ids(&v), (0..n).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn probe_under_qemu_microvm_decodes_to_the_same_cpus() {
+    if !kvm_available("probe_vs_qemu") {
+        return;
+    }
+    let dir = tempdir();
+    let elf = dir.join("probe.elf");
+    let st = rvmm().args(["probe", "--elf"]).arg(&elf).status().unwrap();
+    assert!(st.success());
+    let mut q = qemu();
+    q.args([
+        "-M",
+        "microvm,x-option-roms=off,isa-serial=on,rtc=on",
+        "-nodefaults",
+        "-no-user-config",
+        "-enable-kvm",
+        "-cpu",
+        "host,-arch-capabilities",
+        "-smp",
+        "4",
+        "-m",
+        "128",
+        "-kernel",
+    ])
+    .arg(&elf)
+    .args([
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=4",
+        "-serial",
+        "stdio",
+        "-display",
+        "none",
+    ]);
+    let out = run_with_timeout(q, Duration::from_secs(60));
+    let log = dir.join("qemu.log");
+    std::fs::write(&log, &out.stdout).unwrap();
+    let mut dec = rvmm();
+    dec.args(["probe", "--json", "--decode"]).arg(&log);
+    let d = run_with_timeout(dec, Duration::from_secs(10));
+    let (stdout, stderr) = text(&d);
+    assert!(
+        d.status.success(),
+        "decoding QEMU's dump failed: {stderr}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let qemu_view: Value = serde_json::from_str(&stdout).unwrap();
+    let ours = rvmm_view(&["--smp", "4", "--cpu", "host"]);
+    assert_eq!(qemu_view["vcpus"], 4);
+    assert_eq!(qemu_view["vcpus"], ours["vcpus"]);
+    assert_eq!(apic_ids(&qemu_view), apic_ids(&ours));
+    assert_eq!(qemu_view["madt"]["enabled"], ours["madt"]["enabled"]);
+}
+
+/// A fresh temporary directory under the target dir.
+fn tempdir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "rvmm-test-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
