@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use thiserror::Error;
 
-use crate::kvm_loop::{self, KvmLoopError};
+use crate::kvm_loop::{self, KvmLoopError, Mode};
 use crate::measure::{self, MeasureError};
 use crate::plan::Plan;
 use crate::results::{ExitsResult, MemoryRow, RateRow, ScalePoint, Scaling, StartRow};
@@ -231,42 +231,37 @@ impl Bench<'_> {
     pub fn exits(&self) -> Result<ExitsResult, BenchError> {
         let (shape, count) = (self.plan.exits_shape, self.plan.exits_count);
         let mut per_sec = Pair::default();
-        let mut bare = Vec::new();
+        let (mut bare, mut bare_long) = (Vec::new(), Vec::new());
+        // Four takers, each in every position in turn: round r starts with taker r mod 4.
+        const TAKERS: usize = 4;
         for round in self.plan.rounds() {
             let counted = self.plan.counted(round);
-            // The bare loop takes the first, second and third place in turn.
-            let bare_slot = round % 3;
-            let mut vmms = Plan::order(round).into_iter();
-            for slot in 0..3 {
-                if slot == bare_slot {
-                    let b = kvm_loop::run(count)?.rate();
-                    if counted {
-                        bare.push(b);
-                    }
-                    continue;
-                }
-                let vmm = vmms.next().expect("two VMMs fill the other two slots");
-                let v = self.exit_rate(vmm, shape, count)?;
+            for i in 0..TAKERS {
+                let (v, into) = match (round + i) % TAKERS {
+                    0 => (self.exit_rate(Vmm::Rvmm, shape, count)?, &mut per_sec.rvmm),
+                    1 => (self.exit_rate(Vmm::Qemu, shape, count)?, &mut per_sec.qemu),
+                    2 => (kvm_loop::run_in(Mode::Real, count)?.rate(), &mut bare),
+                    _ => (kvm_loop::run_in(Mode::Long, count)?.rate(), &mut bare_long),
+                };
                 if counted {
-                    match vmm {
-                        Vmm::Rvmm => per_sec.rvmm.push(v),
-                        Vmm::Qemu => per_sec.qemu.push(v),
-                    }
+                    into.push(v);
                 }
             }
         }
         (self.log)(&format!(
-            "exits {}: per s rvmm {} qemu {} bare {}",
+            "exits {}: per s rvmm {} qemu {} bare {} bare long mode {}",
             shape.label(),
             brief(&per_sec.rvmm),
             brief(&per_sec.qemu),
-            brief(&bare)
+            brief(&bare),
+            brief(&bare_long)
         ));
         Ok(ExitsResult {
             shape,
             count,
             per_sec,
             bare_per_sec: bare,
+            bare_long_per_sec: bare_long,
         })
     }
 

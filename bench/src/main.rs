@@ -58,6 +58,9 @@ enum Command {
         /// Port writes to time.
         #[arg(long, default_value_t = 100_000)]
         count: u64,
+        /// Run the guest in 64-bit long mode (default: real mode).
+        #[arg(long)]
+        long_mode: bool,
     },
 }
 
@@ -89,8 +92,13 @@ fn real_main() -> Result<()> {
         .unwrap_or_else(|| out_root.join("benchmarks.md"));
     let plot_dir = cli.plots.clone().unwrap_or_else(|| out_root.join("bench"));
     let which = match cli.command {
-        Command::KvmLoop { count } => {
-            let r = kvm_loop::run(count)?;
+        Command::KvmLoop { count, long_mode } => {
+            let mode = if long_mode {
+                kvm_loop::Mode::Long
+            } else {
+                kvm_loop::Mode::Real
+            };
+            let r = kvm_loop::run_in(mode, count)?;
             println!(
                 "{} exits in {:.3} s: {:.0} exits/s, {:.3} µs each",
                 r.exits,

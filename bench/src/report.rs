@@ -403,7 +403,8 @@ fn section_exits(s: &mut String, r: &Results) {
     for (name, v) in [
         ("rvmm", rv),
         ("QEMU", &e.per_sec.qemu),
-        ("bare KVM_RUN loop", &e.bare_per_sec),
+        ("bare KVM_RUN loop, real mode", &e.bare_per_sec),
+        ("bare KVM_RUN loop, long mode", &e.bare_long_per_sec),
     ] {
         let rel = crate::stats::ratio(rv, v).map_or_else(|| "-".into(), |x| format!("{x:.3}"));
         let _ = writeln!(s, "| {name} | {} | {rel} |", mmm(v, 0));
@@ -411,10 +412,11 @@ fn section_exits(s: &mut String, r: &Results) {
     let per_exit = |v: &[f64]| Summary::of(v).map_or(f64::NAN, |x| 1e6 / x.median);
     let _ = writeln!(
         s,
-        "\nPer exit: rvmm {:.2} µs, QEMU {:.2} µs, bare loop {:.2} µs (medians).\n",
+        "\nPer exit: rvmm {:.2} µs, QEMU {:.2} µs, bare loop {:.2} µs in real mode, {:.2} µs in long mode (medians).\n",
         per_exit(rv),
         per_exit(&e.per_sec.qemu),
-        per_exit(&e.bare_per_sec)
+        per_exit(&e.bare_per_sec),
+        per_exit(&e.bare_long_per_sec)
     );
 }
 

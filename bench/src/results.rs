@@ -42,8 +42,11 @@ pub struct ExitsResult {
     /// Port writes per run.
     pub count: u64,
     pub per_sec: Pair,
-    /// The bare KVM_RUN loop (no VMM), same count.
+    /// The bare KVM_RUN loop (no VMM), same count, real-mode guest.
     pub bare_per_sec: Vec<f64>,
+    /// The same loop with the guest in 64-bit long mode, as the probe's loop runs.
+    #[serde(default)]
+    pub bare_long_per_sec: Vec<f64>,
 }
 
 /// VMs started, printing and exiting per second with `concurrency` in flight.

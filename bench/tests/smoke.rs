@@ -67,6 +67,7 @@ fn every_benchmark_once() {
     let exits = r.exits.as_ref().unwrap();
     one_sample_each("exits", &exits.per_sec);
     assert_eq!(exits.bare_per_sec.len(), 1);
+    assert_eq!(exits.bare_long_per_sec.len(), 1);
     assert_eq!(r.rate.len(), 1);
     one_sample_each("rate", &r.rate[0].per_sec);
     let sc = r.scaling.as_ref().unwrap();
