@@ -7,7 +7,7 @@
 //!    starts right after it) and its `PROBE-PIO` line (right after the loop), against the
 //!    bare KVM_RUN loop;
 //! 4. rate: batches of minimal VMs run `concurrency` at a time;
-//! 5. scaling: 1-4 along the vCPU and memory axes.
+//! 5. scaling: 1-4 along the vCPU and memory axes (in `scaling`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -18,7 +18,7 @@ use thiserror::Error;
 use crate::kvm_loop::{self, KvmLoopError, Mode};
 use crate::measure::{self, MeasureError};
 use crate::plan::Plan;
-use crate::results::{ExitsResult, MemoryRow, RateRow, ScalePoint, Scaling, StartRow};
+use crate::results::{ExitsResult, MemoryRow, RateRow, StartRow};
 use crate::stats::{Pair, Summary};
 use crate::vmms::{Guest, Shape, Tools, Vmm};
 
@@ -38,7 +38,7 @@ pub enum BenchError {
     NoLoopTime { vmm: &'static str, loop_ms: f64 },
 }
 
-const MIB: f64 = 1024.0;
+pub(crate) const MIB: f64 = 1024.0;
 
 /// Runs benchmarks with one set of tools and one plan; `log` sees one line per result.
 pub struct Bench<'a> {
@@ -47,12 +47,12 @@ pub struct Bench<'a> {
     pub log: &'a (dyn Fn(&str) + Sync),
 }
 
-fn ms(d: std::time::Duration) -> f64 {
+pub(crate) fn ms(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
 /// `median (min–max)` for log lines.
-fn brief(v: &[f64]) -> String {
+pub(crate) fn brief(v: &[f64]) -> String {
     Summary::of(v).map_or_else(
         || "-".into(),
         |s| format!("{:.3} ({:.3}-{:.3})", s.median, s.min, s.max),
@@ -60,7 +60,7 @@ fn brief(v: &[f64]) -> String {
 }
 
 impl Bench<'_> {
-    fn err(vmm: Vmm, shape: Shape, guest: Guest) -> impl Fn(MeasureError) -> BenchError {
+    pub(crate) fn err(vmm: Vmm, shape: Shape, guest: Guest) -> impl Fn(MeasureError) -> BenchError {
         move |source| BenchError::Run {
             vmm: vmm.name(),
             shape: shape.label(),
@@ -70,7 +70,12 @@ impl Bench<'_> {
     }
 
     /// One timed boot: (first line ms, exit ms, peak RSS MiB).
-    fn boot(&self, vmm: Vmm, shape: Shape, guest: Guest) -> Result<measure::RunRecord, BenchError> {
+    pub(crate) fn boot(
+        &self,
+        vmm: Vmm,
+        shape: Shape,
+        guest: Guest,
+    ) -> Result<measure::RunRecord, BenchError> {
         let mut cmd = self.tools.command(vmm, shape, guest);
         measure::run_expecting(
             &mut cmd,
@@ -209,7 +214,7 @@ impl Bench<'_> {
     }
 
     /// One pio run: port writes per second between PROBE-END and PROBE-PIO.
-    fn exit_rate(&self, vmm: Vmm, shape: Shape, count: u64) -> Result<f64, BenchError> {
+    pub(crate) fn exit_rate(&self, vmm: Vmm, shape: Shape, count: u64) -> Result<f64, BenchError> {
         let guest = Guest::Pio { count };
         let r = self.boot(vmm, shape, guest)?;
         let begin = r.line_at("PROBE-END");
@@ -234,7 +239,7 @@ impl Bench<'_> {
         let (mut bare, mut bare_long) = (Vec::new(), Vec::new());
         // Four takers, each in every position in turn: round r starts with taker r mod 4.
         const TAKERS: usize = 4;
-        for round in self.plan.rounds() {
+        for round in self.plan.rounds_of(self.plan.exits_runs) {
             let counted = self.plan.counted(round);
             for i in 0..TAKERS {
                 let (v, into) = match (round + i) % TAKERS {
@@ -266,7 +271,7 @@ impl Bench<'_> {
     }
 
     /// One batch: `vms` minimal VMs, `concurrency` at a time; VMs per second.
-    fn rate_batch(
+    pub(crate) fn rate_batch(
         &self,
         vmm: Vmm,
         shape: Shape,
@@ -327,64 +332,5 @@ impl Bench<'_> {
             .iter()
             .map(|&c| self.rate_row(self.plan.rate_shape, c, self.plan.rate_vms))
             .collect()
-    }
-
-    /// Benchmarks 1-4 at one point of a scaling curve.
-    pub fn scale_point(&self, shape: Shape) -> Result<ScalePoint, BenchError> {
-        let start = self.start_row(Guest::Hello, shape)?;
-        let memory = self.memory_row(Guest::Hello, shape)?;
-        let count = self.plan.scale_exits_count;
-        let exits = self.alternate(|vmm| self.exit_rate(vmm, shape, count))?;
-        (self.log)(&format!(
-            "exits {}: per s rvmm {} qemu {}",
-            shape.label(),
-            brief(&exits.rvmm),
-            brief(&exits.qemu)
-        ));
-        let rate = self.rate_row(
-            shape,
-            self.plan.scale_rate_concurrency,
-            self.plan.scale_rate_vms,
-        )?;
-        Ok(ScalePoint {
-            shape,
-            first_line_ms: start.first_line_ms,
-            exit_ms: start.exit_ms,
-            overhead_mib: memory.overhead_mib,
-            exits_per_sec: exits,
-            rate_per_sec: rate.per_sec,
-        })
-    }
-
-    /// Benchmark 5: both axes.
-    pub fn scaling(&self) -> Result<Scaling, BenchError> {
-        let base = self.plan.scale_base;
-        let vcpus = self
-            .plan
-            .scale_vcpus
-            .iter()
-            .map(|&v| self.scale_point(Shape::new(v, base.mem_mib)))
-            .collect::<Result<_, _>>()?;
-        let vcpus: Vec<ScalePoint> = vcpus;
-        // The point both axes share (1 vCPU at the base memory) is measured once.
-        let memory = self
-            .plan
-            .scale_mem_mib
-            .iter()
-            .map(|&m| {
-                let shape = Shape::new(base.vcpus, m);
-                match vcpus.iter().find(|p| p.shape == shape) {
-                    Some(p) => Ok(p.clone()),
-                    None => self.scale_point(shape),
-                }
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Scaling {
-            vcpus,
-            memory,
-            exits_count: self.plan.scale_exits_count,
-            rate_concurrency: self.plan.scale_rate_concurrency,
-            rate_vms: self.plan.scale_rate_vms,
-        })
     }
 }

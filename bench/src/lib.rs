@@ -4,7 +4,7 @@
 //! tests/ runs every benchmark once, tiny.
 //!
 //! Modules: `vmms` (the command lines), `measure` (timing and memory of one process),
-//! `smaps` (reading /proc), `plan` (what to run), `benches` (the benchmarks), `kvm_loop`
+//! `smaps` (reading /proc), `plan` (what to run), `benches` and `scaling` (the benchmarks), `kvm_loop`
 //! (the bare loop), `stats`, `results`, `targets`, `report` and `svg` (the output),
 //! `machine` (what it ran on).
 
@@ -15,6 +15,7 @@ pub mod measure;
 pub mod plan;
 pub mod report;
 pub mod results;
+pub mod scaling;
 pub mod smaps;
 pub mod stats;
 pub mod svg;

@@ -18,9 +18,12 @@ pub struct Plan {
     pub start_dump: Vec<Shape>,
     /// Memory overhead: the shape (the 1 vCPU, 512 MiB).
     pub memory_shape: Shape,
-    /// Exit round trips: the shape and the number of port writes per run.
+    /// Exit round trips: the shape, the number of port writes per run, and counted runs
+    /// (more and shorter than elsewhere: a run lasts under a second, and the rate of a
+    /// loaded host drifts over seconds, so many short alternations average it out).
     pub exits_shape: Shape,
     pub exits_count: u64,
+    pub exits_runs: usize,
     /// Start rate: the shape, concurrency levels and VMs per batch.
     pub rate_shape: Shape,
     pub rate_concurrency: Vec<usize>,
@@ -59,7 +62,8 @@ impl Plan {
             start_dump,
             memory_shape: Shape::new(1, 512),
             exits_shape: Shape::new(1, MIB_128),
-            exits_count: 100_000,
+            exits_count: 30_000,
+            exits_runs: 3 * runs,
             rate_shape: Shape::new(1, MIB_128),
             rate_concurrency: vec![1, 2, 4, 8],
             rate_vms: 24,
@@ -83,6 +87,7 @@ impl Plan {
             memory_shape: Shape::new(1, MIB_128),
             exits_shape: Shape::new(1, MIB_128),
             exits_count: 500,
+            exits_runs: 1,
             rate_shape: Shape::new(1, MIB_128),
             rate_concurrency: vec![2],
             rate_vms: 2,
@@ -109,7 +114,12 @@ impl Plan {
     /// Rounds to run: the warm-up (if any) then the counted ones; `counted(round)` says
     /// which is which.
     pub fn rounds(&self) -> std::ops::Range<usize> {
-        0..self.runs + usize::from(self.warmup)
+        self.rounds_of(self.runs)
+    }
+
+    /// [`Plan::rounds`] for `runs` counted runs.
+    pub fn rounds_of(&self, runs: usize) -> std::ops::Range<usize> {
+        0..runs + usize::from(self.warmup)
     }
 
     pub fn counted(&self, round: usize) -> bool {

@@ -391,9 +391,11 @@ fn section_exits(s: &mut String, r: &Results) {
     let _ = writeln!(s, "## 3. Exit round trip\n");
     let _ = writeln!(
         s,
-        "Port writes (KVM_EXIT_IO to user space) per second, {} per run, {}.\n",
+        "Port writes (KVM_EXIT_IO to user space) per second, {} per run, {}, {} counted runs of each \
+         (short runs, many of them, in rotating order: rvmm, QEMU and the two bare loops).\n",
         e.count,
-        e.shape.label()
+        e.shape.label(),
+        e.per_sec.rvmm.len()
     );
     let _ = writeln!(
         s,
@@ -452,7 +454,9 @@ fn section_scaling(s: &mut String, r: &Results, plot_dir: &str) {
         s,
         "Benchmarks 1-4 along two axes: vCPUs at 128 MiB, and guest memory at 1 vCPU (the memory is never touched
 by the guest). Start and memory use the minimal guest; exits use {} port writes per run; the start rate runs {}
-at a time, {} per batch. Lines join the medians; bars span min to max.\n",
+at a time, {} per batch. Rounds are the outer loop: each round visits every point of an axis (ascending, then
+descending in the next round), both VMMs at each, so load changes on the host shift whole curves rather than
+bend them. Lines join the medians; bars span min to max.\n",
         sc.exits_count, sc.rate_concurrency, sc.rate_vms
     );
     for (name, _) in plots(r) {
