@@ -108,7 +108,7 @@ impl Bench<'_> {
 
     /// Benchmark 1 for one guest and shape.
     pub fn start_row(&self, guest: Guest, shape: Shape) -> Result<StartRow, BenchError> {
-        let (mut first, mut exit, mut rss) = (Pair::default(), Pair::default(), Pair::default());
+        let (mut first, mut exit) = (Pair::default(), Pair::default());
         for round in self.plan.rounds() {
             for vmm in Plan::order(round) {
                 let r = self.boot(vmm, shape, guest)?;
@@ -116,13 +116,12 @@ impl Bench<'_> {
                     continue;
                 }
                 let first_ms = r.first_line().map_or(f64::NAN, ms);
-                let (f, e, m) = match vmm {
-                    Vmm::Rvmm => (&mut first.rvmm, &mut exit.rvmm, &mut rss.rvmm),
-                    Vmm::Qemu => (&mut first.qemu, &mut exit.qemu, &mut rss.qemu),
+                let (f, e) = match vmm {
+                    Vmm::Rvmm => (&mut first.rvmm, &mut exit.rvmm),
+                    Vmm::Qemu => (&mut first.qemu, &mut exit.qemu),
                 };
                 f.push(first_ms);
                 e.push(ms(r.exit));
-                m.push(r.max_rss_kib as f64 / MIB);
             }
         }
         (self.log)(&format!(
@@ -139,7 +138,6 @@ impl Bench<'_> {
             shape,
             first_line_ms: first,
             exit_ms: exit,
-            max_rss_mib: rss,
         })
     }
 

@@ -100,7 +100,9 @@ pub struct RunRecord {
     /// When the process was gone.
     pub exit: Duration,
     pub ending: Ending,
-    /// Peak resident set (getrusage ru_maxrss), KiB.
+    /// Peak resident set (getrusage ru_maxrss), KiB. Not the VMM's own peak when it is
+    /// small: std spawns with vfork semantics, and exec records the spawning process's
+    /// peak (ours, ~3.6 MiB) into ru_maxrss; `memory_at_exit` reads the VMM's own VmHWM.
     pub max_rss_kib: u64,
     /// stderr, for error messages.
     pub stderr: String,

@@ -334,20 +334,6 @@ fn section_start(s: &mut String, r: &Results) {
             pair_cells(&row.exit_ms, 1)
         );
     }
-    let _ = writeln!(s, "\nPeak RSS of the same runs (getrusage), MiB:\n");
-    let _ = writeln!(
-        s,
-        "| guest | shape | rvmm | QEMU | rvmm/QEMU |\n|---|---|---|---|---|"
-    );
-    for row in &r.start {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} |",
-            row.guest.name(),
-            row.shape.label(),
-            pair_cells(&row.max_rss_mib, 2)
-        );
-    }
     let _ = writeln!(s);
 }
 
@@ -590,7 +576,6 @@ mod tests {
                     qemu: vec![10.0, 20.0, 30.0],
                 },
                 exit_ms: Pair::default(),
-                max_rss_mib: Pair::default(),
             }],
             scaling: Some(Scaling {
                 vcpus: vec![point(1, 128, 1.0), point(2, 128, 2.0)],

@@ -15,8 +15,6 @@ pub struct StartRow {
     pub first_line_ms: Pair,
     /// Process start → process exit after the guest powered off, ms.
     pub exit_ms: Pair,
-    /// Peak RSS (getrusage), MiB.
-    pub max_rss_mib: Pair,
 }
 
 /// Memory at exit for one guest and shape.

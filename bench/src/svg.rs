@@ -40,6 +40,8 @@ const RIGHT: f64 = 190.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 55.0;
 const Y_TICKS: f64 = 5.0;
+/// The y axis reaches this much above the largest median.
+const Y_HEADROOM: f64 = 1.3;
 
 /// A round step near `span / Y_TICKS`: 1, 2 or 5 times a power of ten.
 pub fn nice_step(span: f64) -> f64 {
@@ -96,18 +98,21 @@ impl Plot {
         } else {
             (x_min.log2() - 1.0, x_min.log2() + 1.0)
         };
+        // The y range follows the medians (with headroom); one wild max on a noisy host
+        // would otherwise flatten every curve. Bars that go beyond are clipped at the top.
         let y_top = self
             .series
             .iter()
-            .flat_map(|s| s.points.iter().map(|p| p.max.max(p.median)))
+            .flat_map(|s| s.points.iter().map(|p| p.median))
             .filter(|&v| finite(v))
-            .fold(0.0, f64::max);
-        let step = nice_step(y_top * 1.05);
-        let y_max = ((y_top * 1.05 / step).ceil() * step).max(step);
+            .fold(0.0, f64::max)
+            * Y_HEADROOM;
+        let step = nice_step(y_top);
+        let y_max = ((y_top / step).ceil() * step).max(step);
         let pw = WIDTH - LEFT - RIGHT;
         let ph = HEIGHT - TOP - BOTTOM;
         let px = |x: f64| LEFT + (x.log2() - lx0) / (lx1 - lx0) * pw;
-        let py = |y: f64| TOP + ph - y / y_max * ph;
+        let py = |y: f64| TOP + ph - y.min(y_max) / y_max * ph;
 
         let mut s = String::new();
         let _ = writeln!(
@@ -263,7 +268,7 @@ mod tests {
                         x: 4.0,
                         median: 9.0,
                         min: 9.0,
-                        max: 9.0,
+                        max: 100.0,
                     },
                 ],
             }],
@@ -275,12 +280,14 @@ mod tests {
         let svg = plot().render();
         assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"720\""));
         assert!(svg.ends_with("</svg>\n"));
-        // y: top 9*1.05 = 9.45 -> step 2 -> y_max 10; plot height 305 from y=40.
+        // y: largest median 9 * 1.3 = 11.7 -> step 5 -> y_max 15; plot height 305 from y=40.
         // x: log2 1..4 -> 0..2 over 460 px from x=70.
-        assert!(svg.contains(r##"<polyline points="70.0,192.5 530.0,70.5" fill="none" stroke="#1f77b4" stroke-width="2"/>"##), "{svg}");
-        // The min-max bar only where min < max.
-        assert!(svg.contains(r##"<line x1="70.0" y1="223.0" x2="70.0" y2="162.0" stroke="#1f77b4" stroke-width="1"/>"##));
-        assert_eq!(svg.matches(r#"stroke-width="1"/>"#).count(), 1);
+        assert!(svg.contains(r##"<polyline points="70.0,243.3 530.0,162.0" fill="none" stroke="#1f77b4" stroke-width="2"/>"##), "{svg}");
+        // Min-max bars; the second one's max (100) is clipped at the top (y=40).
+        assert!(svg.contains(r##"<line x1="70.0" y1="263.7" x2="70.0" y2="223.0" stroke="#1f77b4" stroke-width="1"/>"##), "{svg}");
+        assert!(svg.contains(r##"<line x1="530.0" y1="162.0" x2="530.0" y2="40.0" stroke="#1f77b4" stroke-width="1"/>"##), "{svg}");
+        assert_eq!(svg.matches(r#"stroke-width="1"/>"#).count(), 2);
+        assert!(svg.contains(r#">15</text>"#), "top tick");
         // Text is escaped.
         assert!(svg.contains("start &lt;ms&gt;"));
         assert!(svg.contains("rvmm &amp; co"));

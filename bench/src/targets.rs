@@ -213,7 +213,6 @@ mod tests {
                 shape: START_SHAPE,
                 first_line_ms: pair(&[9.0], &[100.0]),
                 exit_ms: pair(&[20.0], &[100.0]),
-                max_rss_mib: Pair::default(),
             }],
             memory: vec![MemoryRow {
                 guest: Guest::Hello,
