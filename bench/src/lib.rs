@@ -32,7 +32,8 @@ use vmms::{ToolError, Tools};
 
 /// The repository root (bench/..).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    p.canonicalize().unwrap_or(p)
 }
 
 /// The rvmm binary next to `exe` in the same cargo target directory: `exe` is
