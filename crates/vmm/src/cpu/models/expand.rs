@@ -11,7 +11,7 @@ use thiserror::Error;
 
 use super::{lookup, resolve, resolve_version, DefaultVersion, ModelRef, VendorId};
 use crate::cpu::cpuid::{CpuidEntry, CpuidReg};
-use crate::cpu::features::{feature_mask, name_of, FeatureSet, FeatureWord, WordLocation};
+use crate::cpu::features::{all_features, feature_mask, FeatureSet, FeatureWord, WordLocation};
 use crate::cpu::filter::{warning_line, HostCpuSupport};
 
 use FeatureWord as W;
@@ -120,12 +120,11 @@ fn no_autoenable(word: FeatureWord) -> u64 {
 /// QEMU's `x86_cpu_get_migratable_flags`: named bits, minus `invtsc`, plus the XCR0
 /// components QEMU can migrate.
 fn migratable(word: FeatureWord) -> u64 {
-    let mut r = 0u64;
-    for bit in 0..64u8 {
-        if name_of(word, bit).is_some() {
-            r |= 1 << bit;
-        }
-    }
+    // One pass over the feature table: asking `name_of` for each of the 64 bits scanned the
+    // whole table 64 times per word, most of rvmm's start-up instructions with `-cpu host`.
+    let r = all_features()
+        .filter(|f| f.word == word)
+        .fold(0u64, |r, f| r | 1u64 << f.bit);
     match word {
         W::Cpuid8000_0007Edx => r & !(1 << 8),
         W::XsaveXcr0Lo => 0b11 | (1 << 2) | (0b11 << 3) | (0b111 << 5) | (1 << 9),

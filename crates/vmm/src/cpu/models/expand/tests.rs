@@ -217,3 +217,25 @@ fn host_identity_from_cpuid() {
     }
     assert_eq!(HostIdentity::from_cpuid(&entries), Some(identity()));
 }
+
+#[test]
+fn migratable_masks_are_the_named_bits() {
+    use crate::cpu::features::name_of;
+    for word in FeatureWord::all() {
+        let named = (0..64u8)
+            .filter(|&b| name_of(word, b).is_some())
+            .fold(0u64, |r, b| r | 1u64 << b);
+        let expected = match word {
+            W::Cpuid8000_0007Edx => named & !(1 << 8),
+            W::XsaveXcr0Lo => 0b11 | (1 << 2) | (0b11 << 3) | (0b111 << 5) | (1 << 9),
+            _ => named,
+        };
+        assert_eq!(migratable(word), expected, "{word:?}");
+    }
+    assert_eq!(
+        migratable(W::Cpuid8000_0007Edx) & (1 << 8),
+        0,
+        "invtsc is not migratable"
+    );
+    assert_eq!(migratable(W::Cpuid1Edx) & 1, 1, "fpu is");
+}

@@ -1,0 +1,171 @@
+//! `rvmm-bench`: run the benchmarks, print their tables, write docs/benchmarks.md.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use rvmm_bench::plan::Plan;
+use rvmm_bench::results::Results;
+use rvmm_bench::vmms::{Tools, QEMU_PATH};
+use rvmm_bench::{kvm_loop, repo_root, report, run, rvmm_beside, Selection, WorkDir};
+
+/// rvmm and QEMU side by side on the probe guest.
+#[derive(Debug, Parser)]
+#[command(name = "rvmm-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Counted runs per VMM and configuration (after one warm-up each).
+    #[arg(long, default_value_t = 5, global = true)]
+    runs: usize,
+    /// Each benchmark once, tiny (what the smoke test runs); `all --smoke` writes its page
+    /// under $TMPDIR/rvmm-bench-smoke unless --doc/--plots say otherwise.
+    #[arg(long, global = true)]
+    smoke: bool,
+    /// The rvmm binary (default: the one beside rvmm-bench in the cargo target directory).
+    #[arg(long, value_name = "PATH", global = true)]
+    rvmm: Option<PathBuf>,
+    /// qemu-system-x86_64.
+    #[arg(long, value_name = "PATH", default_value = QEMU_PATH, global = true)]
+    qemu: PathBuf,
+    /// Where `all` and `report` write the page.
+    #[arg(long, value_name = "FILE", global = true)]
+    doc: Option<PathBuf>,
+    /// Where `all` and `report` write the plots and results.json.
+    #[arg(long, value_name = "DIR", global = true)]
+    plots: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Every benchmark; writes docs/benchmarks.md, its plots and results.json.
+    All,
+    /// 1. Start → first serial line and → exit.
+    Start,
+    /// 2. Peak RSS minus the guest RAM touched.
+    Memory,
+    /// 3. Port-I/O exits per second, against a bare KVM_RUN loop.
+    Exits,
+    /// 4. Minimal VMs started per second, several at a time.
+    Rate,
+    /// 5. 1-4 against vCPUs and guest memory.
+    Scaling,
+    /// Re-render the page and plots from the plot directory's results.json.
+    Report,
+    /// The bare KVM_RUN loop alone.
+    KvmLoop {
+        /// Port writes to time.
+        #[arg(long, default_value_t = 100_000)]
+        count: u64,
+        /// Run the guest in 64-bit long mode (default: real mode).
+        #[arg(long)]
+        long_mode: bool,
+    },
+}
+
+fn analysis() -> Option<String> {
+    std::fs::read_to_string(repo_root().join("bench/analysis.md")).ok()
+}
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rvmm-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> Result<()> {
+    let cli = Cli::parse();
+    // A smoke run never overwrites the real page unless told to.
+    let out_root = if cli.smoke {
+        std::env::temp_dir().join("rvmm-bench-smoke")
+    } else {
+        repo_root().join("docs")
+    };
+    let doc = cli
+        .doc
+        .clone()
+        .unwrap_or_else(|| out_root.join("benchmarks.md"));
+    let plot_dir = cli.plots.clone().unwrap_or_else(|| out_root.join("bench"));
+    let which = match cli.command {
+        Command::KvmLoop { count, long_mode } => {
+            let mode = if long_mode {
+                kvm_loop::Mode::Long
+            } else {
+                kvm_loop::Mode::Real
+            };
+            let r = kvm_loop::run_in(mode, count)?;
+            println!(
+                "{} exits in {:.3} s: {:.0} exits/s, {:.3} µs each",
+                r.exits,
+                r.elapsed.as_secs_f64(),
+                r.rate(),
+                1e6 / r.rate()
+            );
+            return Ok(());
+        }
+        Command::Report => {
+            let path = plot_dir.join("results.json");
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let results: Results = serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", path.display()))?;
+            report::write(&results, analysis().as_deref(), &doc, &plot_dir)?;
+            eprintln!(
+                "rvmm-bench: wrote {} and {}",
+                doc.display(),
+                plot_dir.display()
+            );
+            return Ok(());
+        }
+        Command::All => Selection::ALL,
+        Command::Start => only(|s| s.start = true),
+        Command::Memory => only(|s| s.memory = true),
+        Command::Exits => only(|s| s.exits = true),
+        Command::Rate => only(|s| s.rate = true),
+        Command::Scaling => only(|s| s.scaling = true),
+    };
+    if cli.runs == 0 {
+        bail!("--runs: 0 runs measure nothing; give at least 1");
+    }
+    let plan = if cli.smoke {
+        Plan::smoke()
+    } else {
+        Plan::full(cli.runs)
+    };
+    let rvmm = match cli.rvmm {
+        Some(p) => p,
+        None => rvmm_beside(&std::env::current_exe().context("finding rvmm-bench's own path")?),
+    };
+    let work = WorkDir::new().context("creating a scratch directory")?;
+    let tools = Tools::prepare(&rvmm, &cli.qemu, &work.0)?;
+    let log = |line: &str| eprintln!("rvmm-bench: {line}");
+    let results = run(&tools, &plan, which, &log)?;
+    if which == Selection::ALL {
+        report::write(&results, analysis().as_deref(), &doc, &plot_dir)?;
+        eprintln!(
+            "rvmm-bench: wrote {} and {}",
+            doc.display(),
+            plot_dir.display()
+        );
+    } else {
+        print!("{}", report::tables(&results));
+    }
+    Ok(())
+}
+
+fn only(set: impl FnOnce(&mut Selection)) -> Selection {
+    let mut s = Selection {
+        start: false,
+        memory: false,
+        exits: false,
+        rate: false,
+        scaling: false,
+    };
+    set(&mut s);
+    s
+}

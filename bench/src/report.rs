@@ -1,0 +1,641 @@
+//! docs/benchmarks.md and its plots, rendered from a `Results` alone (plus the hand-written
+//! analysis in bench/analysis.md), so `rvmm-bench report` can redo them without measuring.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use crate::results::{Results, ScalePoint};
+use crate::stats::{Pair, Summary};
+use crate::svg::{Plot, Point, Series};
+use crate::targets::{self, Check};
+use crate::vmms::{Guest, Shape, Tools, Vmm};
+
+const RVMM_COLOR: &str = "#1f77b4";
+const QEMU_COLOR: &str = "#d62728";
+
+/// min / median / max with `digits` decimals, or `-`.
+fn mmm(v: &[f64], digits: usize) -> String {
+    Summary::of(v).map_or_else(
+        || "-".into(),
+        |s| {
+            format!(
+                "{:.d$} / **{:.d$}** / {:.d$}",
+                s.min,
+                s.median,
+                s.max,
+                d = digits
+            )
+        },
+    )
+}
+
+fn ratio_text(p: &Pair) -> String {
+    p.ratio().map_or_else(|| "-".into(), |r| format!("{r:.3}"))
+}
+
+/// A side-by-side row: label cells, then rvmm, QEMU and the ratio.
+fn pair_cells(p: &Pair, digits: usize) -> String {
+    format!(
+        "{} | {} | {}",
+        mmm(&p.rvmm, digits),
+        mmm(&p.qemu, digits),
+        ratio_text(p)
+    )
+}
+
+/// The commands as the tools would run them, with bare program names.
+fn generic_tools() -> Tools {
+    Tools {
+        rvmm: "rvmm".into(),
+        qemu: "qemu-system-x86_64".into(),
+        probe_elf: "probe.elf".into(),
+    }
+}
+
+fn met_text(c: &Check) -> &'static str {
+    match c.met {
+        Some(true) => "met",
+        Some(false) => "**not met**",
+        None => "not measured",
+    }
+}
+
+/// One axis of the scaling curves.
+struct Axis<'a> {
+    /// In file names: `vcpus`, `memory`.
+    key: &'static str,
+    /// In titles.
+    title: &'static str,
+    x_label: &'static str,
+    points: &'a [ScalePoint],
+    x_of: fn(&Shape) -> f64,
+}
+
+/// Which of a point's pairs a series shows.
+type Metric = fn(&ScalePoint) -> &Pair;
+
+impl Axis<'_> {
+    /// One VMM's medians (times `scale`) of `metric` along this axis.
+    fn series(&self, vmm: Vmm, what: &str, dashed: bool, metric: Metric, scale: f64) -> Series {
+        let color = match vmm {
+            Vmm::Rvmm => RVMM_COLOR,
+            Vmm::Qemu => QEMU_COLOR,
+        };
+        let points = self
+            .points
+            .iter()
+            .filter_map(|p| {
+                let pair = metric(p);
+                let v = if vmm == Vmm::Rvmm {
+                    &pair.rvmm
+                } else {
+                    &pair.qemu
+                };
+                let s = Summary::of(v)?;
+                Some(Point {
+                    x: (self.x_of)(&p.shape),
+                    median: s.median * scale,
+                    min: s.min * scale,
+                    max: s.max * scale,
+                })
+            })
+            .collect();
+        Series {
+            name: format!("{} {what}", vmm.name()).trim().to_string(),
+            color,
+            dashed,
+            points,
+        }
+    }
+
+    fn both(&self, what: &str, metric: Metric, scale: f64) -> Vec<Series> {
+        Vmm::BOTH
+            .iter()
+            .map(|&v| self.series(v, what, false, metric, scale))
+            .collect()
+    }
+
+    fn plot(&self, title: String, y_label: &str, series: Vec<Series>) -> Plot {
+        Plot {
+            title,
+            x_label: self.x_label.into(),
+            y_label: y_label.into(),
+            x_ticks: self
+                .points
+                .iter()
+                .map(|p| {
+                    let x = (self.x_of)(&p.shape);
+                    (x, format!("{x}"))
+                })
+                .collect(),
+            series,
+        }
+    }
+}
+
+/// The plots of the scaling curves: (file name, plot).
+pub fn plots(r: &Results) -> Vec<(String, Plot)> {
+    let Some(sc) = &r.scaling else {
+        return Vec::new();
+    };
+    let axes = [
+        Axis {
+            key: "vcpus",
+            title: "vCPUs",
+            x_label: "vCPUs (128 MiB of guest memory)",
+            points: &sc.vcpus,
+            x_of: |s| f64::from(s.vcpus),
+        },
+        Axis {
+            key: "memory",
+            title: "guest memory",
+            x_label: "guest memory, MiB (1 vCPU)",
+            points: &sc.memory,
+            x_of: |s| s.mem_mib as f64,
+        },
+    ];
+    let mut out = Vec::new();
+    for a in &axes {
+        let mut start = a.both("first line", |p| &p.first_line_ms, 1.0);
+        for vmm in Vmm::BOTH {
+            start.push(a.series(vmm, "exit", true, |p| &p.exit_ms, 1.0));
+        }
+        let t = a.title;
+        let plots = [
+            (
+                "start",
+                a.plot(format!("Start time vs {t} (minimal guest)"), "ms", start),
+            ),
+            (
+                "memory",
+                a.plot(
+                    format!("Memory overhead vs {t}"),
+                    "peak RSS - guest RAM touched, MiB",
+                    a.both("", |p| &p.overhead_mib, 1.0),
+                ),
+            ),
+            (
+                "exits",
+                a.plot(
+                    format!("Port-I/O exits vs {t}"),
+                    "thousand exits / s",
+                    a.both("", |p| &p.exits_per_sec, 1e-3),
+                ),
+            ),
+            (
+                "rate",
+                a.plot(
+                    format!("Start rate vs {t} ({} at a time)", sc.rate_concurrency),
+                    "VMs / s",
+                    a.both("", |p| &p.rate_per_sec, 1.0),
+                ),
+            ),
+        ];
+        for (metric, plot) in plots {
+            out.push((format!("{metric}-{}.svg", a.key), plot));
+        }
+    }
+    out
+}
+
+fn section_targets(s: &mut String, r: &Results) {
+    let _ = writeln!(s, "## The figures to beat\n");
+    let _ = writeln!(s, "| target | rvmm measured | |\n|---|---|---|");
+    for c in targets::evaluate(r) {
+        let _ = writeln!(s, "| {} | {} | {} |", c.target, c.measured, met_text(&c));
+    }
+    let qemu_first = r
+        .start
+        .iter()
+        .find(|x| x.guest == Guest::Hello && x.shape == targets::START_SHAPE)
+        .and_then(|x| x.first_line_ms.qemu());
+    let qemu_rss = r
+        .memory
+        .iter()
+        .find(|m| m.guest == Guest::Hello)
+        .and_then(|m| m.hwm_mib.qemu());
+    if let (Some(f), Some(m)) = (qemu_first, qemu_rss) {
+        let _ = writeln!(
+            s,
+            "\nQEMU's own figures in this run: {:.1} ms from start to the first line (minimal guest, {}), {:.1} MiB peak RSS (1 vCPU, 512 MiB).",
+            f.median,
+            targets::START_SHAPE.label(),
+            m.median
+        );
+    }
+    let _ = writeln!(s);
+}
+
+fn section_machine(s: &mut String, r: &Results) {
+    let m = &r.meta;
+    let _ = writeln!(s, "## Machine and versions\n");
+    let _ = writeln!(s, "| | |\n|---|---|");
+    for (k, v) in [
+        (
+            "CPU",
+            format!("{} ({} CPUs visible)", m.cpu_model, m.host_cpus),
+        ),
+        ("memory", format!("{} MiB", m.host_mem_mib)),
+        ("kernel", m.kernel.clone()),
+        ("KVM", m.kvm_module.clone()),
+        ("rvmm", format!("{} (git {})", m.rvmm_version, m.git_commit)),
+        ("QEMU", m.qemu_version.clone()),
+        ("date", m.date.clone()),
+        (
+            "load average",
+            format!(
+                "{} at the start, {} at the end",
+                m.loadavg_start, m.loadavg_end
+            ),
+        ),
+        (
+            "runs",
+            format!(
+                "{} counted per VMM and configuration{}",
+                m.runs,
+                if m.warmup {
+                    ", after one warm-up each"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        ("wall time", format!("{:.0} s", m.duration_s)),
+    ] {
+        let _ = writeln!(s, "| {k} | {v} |");
+    }
+    let _ = writeln!(s);
+}
+
+fn section_method(s: &mut String) {
+    let t = generic_tools();
+    let shape = Shape::new(1, 128);
+    let _ = writeln!(
+        s,
+        "## How it is measured
+
+Everything here is produced by one command, `bench/run.sh` (which builds and runs
+`rvmm-bench all`); `rvmm-bench report` re-renders this page and its plots from
+`docs/bench/results.json`. Both VMMs boot the very same PVH ELF, written by `rvmm probe --elf probe.elf`,
+with the same vCPU count, memory and guest command line:
+
+```
+{}
+{}
+```
+
+(`--smp`/`-smp`, `-m` and the guest's `mode=` vary per benchmark; `mode=hello` prints `PROBE-HELLO` and powers off,
+the default mode dumps every vCPU's CPUID and the ACPI tables, `mode=pio count=N` does the dump, then N one-byte
+`out` to port 0x80, then prints `PROBE-PIO count=N`.) The runs alternate: per configuration one warm-up run of each VMM,
+then counted rounds of one run each, rvmm first in even rounds and QEMU first in odd ones. Tables give
+min / **median** / max over the counted runs and the ratio rvmm median / QEMU median. This is a shared, noisy
+2-CPU machine with software-nested KVM (kvm-pvm, see DESIGN.md): absolute numbers drift with the load; the
+ratios of alternating runs are what count.
+
+- **Start**: the clock starts just before `fork`/`exec` of the VMM; a reader thread stamps each line of its stdout
+  as `read` returns it; the exit time is when `waitid` reports the process gone.
+- **Memory overhead**: the VMM runs under `ptrace` (main thread only, `PTRACE_O_TRACEEXIT`); at its exit stop, when
+  the guest has done all it will do and the address space is still whole, `/proc/PID/status` gives the peak RSS
+  (`VmHWM`) and `/proc/PID/smaps` the resident part of the guest RAM mappings (the anonymous read-write mappings of
+  at least 96 MiB, which must add up to the guest's memory). Overhead = peak RSS - guest RAM resident, i.e. the
+  VMM's own code, heap, stacks and libraries, counting shared library pages in full, as RSS does.
+- **Exit round trip**: the guest's loop of `out` to port 0x80 (no device claims it, so each write is a
+  KVM_EXIT_IO handled in the VMM's user space), timed between the arrival of its `PROBE-END` line (the loop starts
+  right after) and its `PROBE-PIO` line, so neither start nor dump time counts. The bare loop is `rvmm-bench`'s own
+  KVM_RUN loop (bench/src/kvm_loop.rs: one vCPU, real-mode `out dx, al; jmp` back, nothing else), timed in process.
+- **Start rate**: batches of minimal VMs (1 vCPU, 128 MiB unless the axis says otherwise), N running at a time,
+  each started as soon as one ends; rate = VMs per batch / batch wall time, one sample per batch.",
+        t.command_text(Vmm::Rvmm, shape, Guest::Hello),
+        t.command_text(Vmm::Qemu, shape, Guest::Hello),
+    );
+    let _ = writeln!(s);
+}
+
+fn section_start(s: &mut String, r: &Results) {
+    if r.start.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "## 1. Start time\n");
+    let _ = writeln!(
+        s,
+        "Process start → the guest's first serial line, and → process exit after the guest powered off, ms.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| guest | shape | first line: rvmm | QEMU | rvmm/QEMU | exit: rvmm | QEMU | rvmm/QEMU |\n|---|---|---|---|---|---|---|---|"
+    );
+    for row in &r.start {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} |",
+            row.guest.name(),
+            row.shape.label(),
+            pair_cells(&row.first_line_ms, 1),
+            pair_cells(&row.exit_ms, 1)
+        );
+    }
+    let _ = writeln!(s);
+}
+
+fn section_memory(s: &mut String, r: &Results) {
+    if r.memory.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "## 2. Memory overhead\n");
+    let _ = writeln!(s, "MiB, read at the VMM's exit stop.\n");
+    let _ = writeln!(
+        s,
+        "| guest | shape | quantity | rvmm | QEMU | rvmm/QEMU |\n|---|---|---|---|---|---|"
+    );
+    for row in &r.memory {
+        for (what, p) in [
+            (
+                "**overhead** (peak RSS - guest RAM resident)",
+                &row.overhead_mib,
+            ),
+            ("peak RSS (VmHWM)", &row.hwm_mib),
+            ("guest RAM resident", &row.guest_rss_mib),
+            ("RSS at exit: anonymous", &row.anon_mib),
+            ("RSS at exit: file-backed", &row.file_mib),
+        ] {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {what} | {} |",
+                row.guest.name(),
+                row.shape.label(),
+                pair_cells(p, 2)
+            );
+        }
+    }
+    let _ = writeln!(s);
+}
+
+fn section_exits(s: &mut String, r: &Results) {
+    let Some(e) = &r.exits else {
+        return;
+    };
+    let _ = writeln!(s, "## 3. Exit round trip\n");
+    let _ = writeln!(
+        s,
+        "Port writes (KVM_EXIT_IO to user space) per second, {} per run, {}, {} counted runs of each \
+         (short runs, many of them, in rotating order: rvmm, QEMU and the two bare loops).\n",
+        e.count,
+        e.shape.label(),
+        e.per_sec.rvmm.len()
+    );
+    let _ = writeln!(
+        s,
+        "| | exits / s (min / median / max) | rvmm / this |\n|---|---|---|"
+    );
+    let rv = &e.per_sec.rvmm;
+    for (name, v) in [
+        ("rvmm", rv),
+        ("QEMU", &e.per_sec.qemu),
+        ("bare KVM_RUN loop, real mode", &e.bare_per_sec),
+        ("bare KVM_RUN loop, long mode", &e.bare_long_per_sec),
+    ] {
+        let rel = crate::stats::ratio(rv, v).map_or_else(|| "-".into(), |x| format!("{x:.3}"));
+        let _ = writeln!(s, "| {name} | {} | {rel} |", mmm(v, 0));
+    }
+    let per_exit = |v: &[f64]| Summary::of(v).map_or(f64::NAN, |x| 1e6 / x.median);
+    let _ = writeln!(
+        s,
+        "\nPer exit: rvmm {:.2} µs, QEMU {:.2} µs, bare loop {:.2} µs in real mode, {:.2} µs in long mode (medians).\n",
+        per_exit(rv),
+        per_exit(&e.per_sec.qemu),
+        per_exit(&e.bare_per_sec),
+        per_exit(&e.bare_long_per_sec)
+    );
+}
+
+fn section_rate(s: &mut String, r: &Results) {
+    if r.rate.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "## 4. Start rate\n");
+    let _ = writeln!(
+        s,
+        "Minimal VMs ({}) started, printing `PROBE-HELLO` and exiting per second, N at a time.\n",
+        r.rate[0].shape.label()
+    );
+    let _ = writeln!(s, "| N at a time | VMs per batch | rvmm VMs/s | QEMU VMs/s | rvmm/QEMU |\n|---|---|---|---|---|");
+    for row in &r.rate {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} |",
+            row.concurrency,
+            row.vms,
+            pair_cells(&row.per_sec, 1)
+        );
+    }
+    let _ = writeln!(s);
+}
+
+fn section_scaling(s: &mut String, r: &Results, plot_dir: &str) {
+    let Some(sc) = &r.scaling else {
+        return;
+    };
+    let _ = writeln!(s, "## 5. Scaling\n");
+    let _ = writeln!(
+        s,
+        "Benchmarks 1-4 along two axes: vCPUs at 128 MiB, and guest memory at 1 vCPU (the memory is never touched
+by the guest). Start and memory use the minimal guest; exits use {} port writes per run; the start rate runs {}
+at a time, {} per batch. Rounds are the outer loop: each round visits every point of an axis (ascending, then
+descending in the next round), both VMMs at each, so load changes on the host shift whole curves rather than
+bend them. Lines join the medians; bars span min to max.\n",
+        sc.exits_count, sc.rate_concurrency, sc.rate_vms
+    );
+    for (name, _) in plots(r) {
+        let _ = writeln!(s, "![{}]({plot_dir}/{name})", name.trim_end_matches(".svg"));
+    }
+    for (axis, points) in [("vCPUs", &sc.vcpus), ("memory", &sc.memory)] {
+        let _ = writeln!(
+            s,
+            "\nAgainst {axis} (medians; ratio rvmm/QEMU in brackets):\n"
+        );
+        let _ = writeln!(
+            s,
+            "| shape | first line ms | exit ms | overhead MiB | exits/s | VMs/s |\n|---|---|---|---|---|---|"
+        );
+        for p in points.iter() {
+            let cell = |pair: &Pair, d: usize| match (pair.rvmm(), pair.qemu()) {
+                (Some(a), Some(b)) => format!(
+                    "{:.d$} vs {:.d$} ({})",
+                    a.median,
+                    b.median,
+                    ratio_text(pair),
+                    d = d
+                ),
+                _ => "-".into(),
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} |",
+                p.shape.label(),
+                cell(&p.first_line_ms, 1),
+                cell(&p.exit_ms, 1),
+                cell(&p.overhead_mib, 2),
+                cell(&p.exits_per_sec, 0),
+                cell(&p.rate_per_sec, 1)
+            );
+        }
+    }
+    let _ = writeln!(s);
+}
+
+/// The whole page. `plot_dir` is the plots' directory relative to the page.
+pub fn markdown(r: &Results, analysis: Option<&str>, plot_dir: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# Benchmarks: rvmm and QEMU {} microvm side by side\n",
+        r.meta.qemu_version.split_whitespace().nth(3).unwrap_or("")
+    );
+    let _ = writeln!(
+        s,
+        "<!-- Generated by `bench/run.sh` (rvmm-bench); edit bench/analysis.md or bench/src/report.rs, not this file. -->\n"
+    );
+    section_targets(&mut s, r);
+    if let Some(a) = analysis {
+        let _ = writeln!(s, "{}\n", a.trim_end());
+    }
+    section_machine(&mut s, r);
+    section_method(&mut s);
+    section_start(&mut s, r);
+    section_memory(&mut s, r);
+    section_exits(&mut s, r);
+    section_rate(&mut s, r);
+    section_scaling(&mut s, r, plot_dir);
+    s
+}
+
+/// Only the benchmark tables (for a single benchmark run on the command line).
+pub fn tables(r: &Results) -> String {
+    let mut s = String::new();
+    section_start(&mut s, r);
+    section_memory(&mut s, r);
+    section_exits(&mut s, r);
+    section_rate(&mut s, r);
+    section_scaling(&mut s, r, ".");
+    s
+}
+
+/// Writes `doc` and the plots into `plot_dir` (created if needed), and results.json there.
+pub fn write(
+    r: &Results,
+    analysis: Option<&str>,
+    doc: &Path,
+    plot_dir: &Path,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(plot_dir)?;
+    for (name, plot) in plots(r) {
+        std::fs::write(plot_dir.join(name), plot.render())?;
+    }
+    let json = serde_json::to_string_pretty(r).map_err(std::io::Error::other)?;
+    std::fs::write(plot_dir.join("results.json"), json + "\n")?;
+    let rel = relative_dir(doc, plot_dir);
+    std::fs::write(doc, markdown(r, analysis, &rel))
+}
+
+/// `plot_dir` relative to `doc`'s directory when it lies under it, else as given.
+fn relative_dir(doc: &Path, plot_dir: &Path) -> String {
+    let base = doc.parent().unwrap_or(Path::new(""));
+    plot_dir.strip_prefix(base).map_or_else(
+        |_| plot_dir.display().to_string(),
+        |p| p.display().to_string(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::{Scaling, StartRow};
+
+    fn point(vcpus: u32, mem: u64, v: f64) -> ScalePoint {
+        let p = Pair {
+            rvmm: vec![v],
+            qemu: vec![2.0 * v],
+        };
+        ScalePoint {
+            shape: Shape::new(vcpus, mem),
+            first_line_ms: p.clone(),
+            exit_ms: p.clone(),
+            overhead_mib: p.clone(),
+            exits_per_sec: p.clone(),
+            rate_per_sec: p,
+        }
+    }
+
+    fn results() -> Results {
+        Results {
+            start: vec![StartRow {
+                guest: Guest::Hello,
+                shape: Shape::new(1, 128),
+                first_line_ms: Pair {
+                    rvmm: vec![3.0, 1.0, 2.0],
+                    qemu: vec![10.0, 20.0, 30.0],
+                },
+                exit_ms: Pair::default(),
+            }],
+            scaling: Some(Scaling {
+                vcpus: vec![point(1, 128, 1.0), point(2, 128, 2.0)],
+                memory: vec![point(1, 128, 1.0), point(1, 256, 1.5)],
+                exits_count: 10,
+                rate_concurrency: 2,
+                rate_vms: 2,
+            }),
+            ..Results::default()
+        }
+    }
+
+    #[test]
+    fn start_table_row() {
+        let md = markdown(&results(), None, "bench");
+        assert!(
+            md.contains("| minimal (mode=hello) | 1 vCPU, 128 MiB | 1.0 / **2.0** / 3.0 | 10.0 / **20.0** / 30.0 | 0.100 | - | - | - |"),
+            "{md}"
+        );
+        assert!(md.contains(
+            "| start → first serial line ≤ 0.1× QEMU microvm | 0.100× at 1 vCPU, 128 MiB"
+        ));
+    }
+
+    #[test]
+    fn eight_plots_linked() {
+        let r = results();
+        let names: Vec<String> = plots(&r).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [
+                "start-vcpus.svg",
+                "memory-vcpus.svg",
+                "exits-vcpus.svg",
+                "rate-vcpus.svg",
+                "start-memory.svg",
+                "memory-memory.svg",
+                "exits-memory.svg",
+                "rate-memory.svg"
+            ]
+        );
+        let md = markdown(&r, Some("## Hot spots\n\ntext"), "bench");
+        assert!(md.contains("![start-vcpus](bench/start-vcpus.svg)"));
+        assert!(md.contains("## Hot spots\n\ntext\n"));
+        let start = &plots(&r)[0].1;
+        assert_eq!(start.series.len(), 4);
+        assert_eq!(start.series[3].name, "QEMU exit");
+        assert!(start.series[3].dashed);
+        assert_eq!(start.series[1].points[1].median, 4.0);
+    }
+
+    #[test]
+    fn plot_dir_relative_to_doc() {
+        assert_eq!(
+            relative_dir(Path::new("docs/benchmarks.md"), Path::new("docs/bench")),
+            "bench"
+        );
+        assert_eq!(
+            relative_dir(Path::new("/a/b.md"), Path::new("/c/d")),
+            "/c/d"
+        );
+    }
+}

@@ -1,0 +1,113 @@
+//! What a benchmark run produced, as plain serialisable data: docs/bench/results.json holds
+//! it, and the report and the plots are rendered from it alone.
+
+use serde::{Deserialize, Serialize};
+
+use crate::stats::Pair;
+use crate::vmms::{Guest, Shape};
+
+/// Start → first serial line and → exit, for one guest and shape.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StartRow {
+    pub guest: Guest,
+    pub shape: Shape,
+    /// Process start → the guest's first serial line, ms.
+    pub first_line_ms: Pair,
+    /// Process start → process exit after the guest powered off, ms.
+    pub exit_ms: Pair,
+}
+
+/// Memory at exit for one guest and shape.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemoryRow {
+    pub guest: Guest,
+    pub shape: Shape,
+    /// Peak RSS minus the guest RAM resident at exit, MiB.
+    pub overhead_mib: Pair,
+    /// Peak RSS (VmHWM), MiB.
+    pub hwm_mib: Pair,
+    /// Guest RAM resident at exit (touched by the guest or by the VMM loading it), MiB.
+    pub guest_rss_mib: Pair,
+    /// RSS at exit: anonymous and file-backed parts, MiB.
+    pub anon_mib: Pair,
+    pub file_mib: Pair,
+}
+
+/// Port-I/O exit round trips per second.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExitsResult {
+    pub shape: Shape,
+    /// Port writes per run.
+    pub count: u64,
+    pub per_sec: Pair,
+    /// The bare KVM_RUN loop (no VMM), same count, real-mode guest.
+    pub bare_per_sec: Vec<f64>,
+    /// The same loop with the guest in 64-bit long mode, as the probe's loop runs.
+    #[serde(default)]
+    pub bare_long_per_sec: Vec<f64>,
+}
+
+/// VMs started, printing and exiting per second with `concurrency` in flight.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RateRow {
+    pub shape: Shape,
+    pub concurrency: usize,
+    /// VMs per batch; one sample is one batch.
+    pub vms: usize,
+    pub per_sec: Pair,
+}
+
+/// Every metric at one point of a scaling curve.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScalePoint {
+    pub shape: Shape,
+    pub first_line_ms: Pair,
+    pub exit_ms: Pair,
+    pub overhead_mib: Pair,
+    pub exits_per_sec: Pair,
+    pub rate_per_sec: Pair,
+}
+
+/// The scaling curves: against vCPUs and against guest memory.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Scaling {
+    pub vcpus: Vec<ScalePoint>,
+    pub memory: Vec<ScalePoint>,
+    pub exits_count: u64,
+    pub rate_concurrency: usize,
+    pub rate_vms: usize,
+}
+
+/// The machine and software the numbers come from.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    pub cpu_model: String,
+    pub host_cpus: usize,
+    pub host_mem_mib: u64,
+    pub kernel: String,
+    /// Which KVM module is loaded (kvm_intel, kvm_amd, kvm_pvm).
+    pub kvm_module: String,
+    pub rvmm_version: String,
+    pub qemu_version: String,
+    pub git_commit: String,
+    /// When the run started (UTC, RFC 3339).
+    pub date: String,
+    /// The load average when the run started, for the reader's judgment of noise.
+    pub loadavg_start: String,
+    pub loadavg_end: String,
+    pub runs: usize,
+    pub warmup: bool,
+    /// Wall time of the whole run, s.
+    pub duration_s: f64,
+}
+
+/// Everything one `rvmm-bench all` measured.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Results {
+    pub meta: Meta,
+    pub start: Vec<StartRow>,
+    pub memory: Vec<MemoryRow>,
+    pub exits: Option<ExitsResult>,
+    pub rate: Vec<RateRow>,
+    pub scaling: Option<Scaling>,
+}

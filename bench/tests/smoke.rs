@@ -1,0 +1,112 @@
+//! The bench tool's smoke test: every benchmark once, tiny, on real KVM and QEMU, then the
+//! report and its plots written to a scratch directory. It checks that each benchmark
+//! produced its samples and that the page renders, never how fast anything was.
+
+use std::path::Path;
+
+use rvmm_bench::plan::Plan;
+use rvmm_bench::vmms::{Tools, QEMU_PATH};
+use rvmm_bench::{report, run, rvmm_beside, Selection, WorkDir};
+
+/// False when RVMM_SKIP_KVM=1; panics when /dev/kvm is unusable otherwise.
+fn kvm_available() -> bool {
+    if std::env::var("RVMM_SKIP_KVM").as_deref() == Ok("1") {
+        eprintln!("every_benchmark_once: skipped (RVMM_SKIP_KVM=1)");
+        return false;
+    }
+    let ok = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    assert!(
+        ok,
+        "/dev/kvm is missing or not accessible; set RVMM_SKIP_KVM=1 to skip KVM tests"
+    );
+    true
+}
+
+fn one_sample_each(what: &str, p: &rvmm_bench::stats::Pair) {
+    assert_eq!((p.rvmm.len(), p.qemu.len()), (1, 1), "{what}: {p:?}");
+    for v in p.rvmm.iter().chain(&p.qemu) {
+        assert!(v.is_finite() && *v > 0.0, "{what}: {p:?}");
+    }
+}
+
+#[test]
+fn every_benchmark_once() {
+    if !kvm_available() {
+        return;
+    }
+    assert!(
+        Path::new(QEMU_PATH).exists(),
+        "qemu-system-x86_64 is missing: run scripts/deps.sh"
+    );
+    let rvmm = rvmm_beside(&std::env::current_exe().unwrap());
+    assert!(
+        rvmm.exists(),
+        "{} is missing: `cargo test --workspace` builds it; alone, run `cargo build -p rvmm` with the same profile first",
+        rvmm.display()
+    );
+    let work = WorkDir::new().unwrap();
+    let tools = Tools::prepare(&rvmm, Path::new(QEMU_PATH), &work.0).unwrap();
+    let log = |line: &str| eprintln!("{line}");
+    let r = run(&tools, &Plan::smoke(), Selection::ALL, &log).unwrap_or_else(|e| panic!("{e}"));
+
+    assert_eq!(r.start.len(), 2);
+    for row in &r.start {
+        one_sample_each("start first line", &row.first_line_ms);
+        one_sample_each("start exit", &row.exit_ms);
+    }
+    assert_eq!(r.memory.len(), 2);
+    for row in &r.memory {
+        one_sample_each("peak RSS", &row.hwm_mib);
+        // The guest RAM was found in smaps, and the guest touched some of it.
+        one_sample_each("guest RAM resident", &row.guest_rss_mib);
+    }
+    let exits = r.exits.as_ref().unwrap();
+    one_sample_each("exits", &exits.per_sec);
+    assert_eq!(exits.bare_per_sec.len(), 1);
+    assert_eq!(exits.bare_long_per_sec.len(), 1);
+    assert_eq!(r.rate.len(), 1);
+    one_sample_each("rate", &r.rate[0].per_sec);
+    let sc = r.scaling.as_ref().unwrap();
+    assert_eq!(
+        sc.vcpus.iter().map(|p| p.shape.vcpus).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_eq!(
+        sc.memory
+            .iter()
+            .map(|p| p.shape.mem_mib)
+            .collect::<Vec<_>>(),
+        [128, 256]
+    );
+    for p in sc.vcpus.iter().chain(&sc.memory) {
+        one_sample_each("scaling exits", &p.exits_per_sec);
+    }
+
+    let doc = work.0.join("benchmarks.md");
+    let plots = work.0.join("bench");
+    report::write(&r, Some("## Hot spots\n"), &doc, &plots).unwrap();
+    let md = std::fs::read_to_string(&doc).unwrap();
+    for heading in [
+        "## 1. Start time",
+        "## 2. Memory overhead",
+        "## 3. Exit round trip",
+        "## 4. Start rate",
+        "## 5. Scaling",
+        "## Hot spots",
+    ] {
+        assert!(md.contains(heading), "{heading} missing from:\n{md}");
+    }
+    for (name, _) in report::plots(&r) {
+        let svg = std::fs::read_to_string(plots.join(&name)).unwrap();
+        assert!(
+            svg.starts_with("<svg") && svg.contains("<polyline"),
+            "{name}"
+        );
+        assert!(md.contains(&format!("(bench/{name})")), "{name} not linked");
+    }
+    assert!(plots.join("results.json").exists());
+}
