@@ -246,15 +246,20 @@ pub(super) fn run(vmm: &mut Vmm, mut options: RunOptions) -> Result<VmOutcome, V
     Ok(outcome)
 }
 
-/// Kicks every vCPU until its thread has left KVM_RUN, then joins it.
+/// Kicks every vCPU out of KVM_RUN (all at once, so stopping 64 vCPUs costs one wait, not
+/// 64), re-kicking stragglers every millisecond, then joins each thread.
 fn stop_all(handles: &mut [VcpuHandle]) {
+    for h in handles.iter().filter(|h| !h.is_finished()) {
+        h.kick();
+    }
     for h in handles.iter_mut() {
-        for _ in 0..500 {
-            if h.is_finished() {
-                break;
+        let mut waited = Duration::ZERO;
+        while !h.is_finished() && waited < Duration::from_millis(500) {
+            std::thread::sleep(Duration::from_micros(50));
+            waited += Duration::from_micros(50);
+            if waited.as_micros() % 1000 == 0 {
+                h.kick();
             }
-            h.kick();
-            std::thread::sleep(Duration::from_millis(1));
         }
         h.join();
     }
