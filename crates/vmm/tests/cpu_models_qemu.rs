@@ -17,15 +17,13 @@
 //! A missing qemu-system-x86_64 fails the tests (run scripts/deps.sh). Tests needing
 //! /dev/kvm fail without it unless RVMM_SKIP_KVM=1.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use serde_json::{json, Value};
-use vmm::cpu::cpuid::CpuidEntry;
 use vmm::cpu::features::accepted_names;
-use vmm::cpu::filter::{filter, tsx_broken, HostCpuSupport};
+use vmm::cpu::filter::{filter, HostCpuSupport};
 use vmm::cpu::models::expand::{expand, Accel, CpuRequest, ExpandedCpu, HostIdentity};
 use vmm::cpu::models::list::{entries, help_text, EntryKind};
 use vmm::cpu::models::DefaultVersion;
@@ -185,87 +183,10 @@ fn tcg_expansion_matches_qemu_for_every_model() {
 }
 
 /// This host as QEMU sees it: KVM's supported CPUID and feature MSRs, and the raw CPUID
-/// identity. (The KVM edge proper belongs to `host`; this is the test's own copy.)
+/// identity, probed the way `rvmm run` probes them.
 fn host_support() -> (HostCpuSupport, HostIdentity) {
-    use kvm_bindings::{
-        kvm_device_attr, kvm_msr_entry, Msrs, KVM_MAX_CPUID_ENTRIES, KVM_X86_XCOMP_GUEST_SUPP,
-    };
-    use kvm_ioctls::{Cap, Kvm};
-
-    let kvm = Kvm::new().expect("open /dev/kvm");
-    let cpuid: Vec<CpuidEntry> = kvm
-        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-        .expect("KVM_GET_SUPPORTED_CPUID")
-        .as_slice()
-        .iter()
-        .map(|e| CpuidEntry {
-            function: e.function,
-            index: e.index,
-            flags: e.flags,
-            eax: e.eax,
-            ebx: e.ebx,
-            ecx: e.ecx,
-            edx: e.edx,
-        })
-        .collect();
-    let mut msr_features = BTreeMap::new();
-    let list = kvm
-        .get_msr_feature_index_list()
-        .expect("KVM_GET_MSR_FEATURE_INDEX_LIST");
-    for &index in list.as_slice() {
-        let mut msrs = Msrs::from_entries(&[kvm_msr_entry {
-            index,
-            ..Default::default()
-        }])
-        .unwrap();
-        if kvm.get_msrs(&mut msrs) == Ok(1) {
-            msr_features.insert(index, msrs.as_slice()[0].data);
-        }
-    }
-    let msr_list = kvm.get_msr_index_list().expect("KVM_GET_MSR_INDEX_LIST");
-    let mut supp = 0u64;
-    let attr = kvm_device_attr {
-        group: 0,
-        attr: u64::from(KVM_X86_XCOMP_GUEST_SUPP),
-        addr: &mut supp as *mut u64 as u64,
-        flags: 0,
-    };
-    vmm_sys_util::ioctl_iow_nr!(KVM_GET_DEVICE_ATTR, 0xAE, 0xe2, kvm_device_attr);
-    // SAFETY: KVM_GET_DEVICE_ATTR on the /dev/kvm fd reads `attr` and writes 8 bytes to
-    // `supp`, which outlives the call.
-    let rc = unsafe { vmm_sys_util::ioctl::ioctl_with_ref(&kvm, KVM_GET_DEVICE_ATTR(), &attr) };
-    let raw: Vec<CpuidEntry> = [0u32, 1, 0x8000_0002, 0x8000_0003, 0x8000_0004]
-        .iter()
-        .map(|&leaf| {
-            let r = std::arch::x86_64::__cpuid_count(leaf, 0);
-            CpuidEntry {
-                function: leaf,
-                index: 0,
-                flags: 0,
-                eax: r.eax,
-                ebx: r.ebx,
-                ecx: r.ecx,
-                edx: r.edx,
-            }
-        })
-        .collect();
-    let identity = HostIdentity::from_cpuid(&raw).unwrap();
-    let host = HostCpuSupport {
-        cpuid,
-        msr_features,
-        irqchip_in_kernel: true,
-        irqchip_split: false,
-        tsc_deadline_timer: kvm.check_extension(Cap::TscDeadlineTimer),
-        has_msr_arch_capabilities: msr_list.as_slice().contains(&0x10a),
-        xcomp_guest_supp: (rc == 0).then_some(supp),
-        tsx_broken: tsx_broken(
-            identity.vendor.is_intel(),
-            identity.family,
-            identity.model,
-            identity.stepping,
-        ),
-    };
-    (host, identity)
+    let host = vmm::host::KvmHost::open().expect("open /dev/kvm");
+    (host.cpu_support, host.identity)
 }
 
 #[test]

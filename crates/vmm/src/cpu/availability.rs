@@ -147,17 +147,8 @@ pub fn closest_model(host: &HostCpuSupport, identity: &HostIdentity) -> Option<C
 mod tests {
     use super::*;
     use crate::cpu::filter::testing;
-    use crate::cpu::models::VendorId;
 
-    fn identity() -> HostIdentity {
-        HostIdentity {
-            vendor: VendorId::INTEL,
-            family: 6,
-            model: 60,
-            stepping: 3,
-            model_id: "Test CPU".to_string(),
-        }
-    }
+    use testing::identity;
 
     fn find<'a>(list: &'a [ModelAvailability], name: &str) -> &'a ModelAvailability {
         list.iter().find(|m| m.entry.name == name).unwrap()

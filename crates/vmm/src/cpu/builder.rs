@@ -187,17 +187,8 @@ mod tests {
     use super::*;
     use crate::config::{BootSource, SmpConfig};
     use crate::cpu::filter::testing;
-    use crate::cpu::models::VendorId;
 
-    fn identity() -> HostIdentity {
-        HostIdentity {
-            vendor: VendorId::INTEL,
-            family: 6,
-            model: 60,
-            stepping: 3,
-            model_id: "Test CPU".to_string(),
-        }
-    }
+    use testing::identity;
 
     #[test]
     fn tables_for_gives_each_boot_vcpu_its_apic_id() {

@@ -354,6 +354,19 @@ pub fn apply_check(check: Check, result: &FilterResult) -> Result<Vec<String>, F
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
+    use crate::cpu::models::expand::HostIdentity;
+    use crate::cpu::models::VendorId;
+
+    /// The identity of the Haswell test host below.
+    pub(crate) fn identity() -> HostIdentity {
+        HostIdentity {
+            vendor: VendorId::INTEL,
+            family: 6,
+            model: 60,
+            stepping: 3,
+            model_id: "Test CPU".to_string(),
+        }
+    }
 
     fn leaf(function: u32, index: u32, regs: [u32; 4]) -> CpuidEntry {
         CpuidEntry {
