@@ -4,9 +4,9 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use vmm::config::size::{parse_size, DefaultUnit};
 use vmm::config::cpu::parse_cpu;
-use vmm::config::{BootSource, SmpConfig, VmConfig};
+use vmm::config::memory::parse_memory;
+use vmm::config::{BootSource, NumaConfig, SmpConfig, VmConfig};
 use vmm::probe::view::GuestView;
 use vmm::vcpu::VmOutcome;
 use vmm::vmm::{RunOptions, Vmm};
@@ -23,28 +23,27 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
 fn vm_config(args: &RunArgs) -> Result<VmConfig> {
     let smp = SmpConfig::parse(&args.smp)?;
     let cpu = parse_cpu(&args.cpu)?;
-    let memory = parse_size("-m", &args.memory, DefaultUnit::Mebibytes)?;
+    let memory = parse_memory(&args.memory)?;
+    let numa = NumaConfig::parse(&args.numa)?;
     let boot = match &args.kernel {
         Some(kernel) => BootSource::Kernel {
             kernel: kernel.clone(),
             initrd: args.initrd.clone(),
             cmdline: args.append.clone().unwrap_or_default(),
         },
-        None => {
-            if args.initrd.is_some() {
-                bail!("--initrd: an initrd needs --kernel (the probe guest takes none)");
-            }
-            BootSource::Probe {
-                cmdline: args.append.clone().unwrap_or_default(),
-            }
-        }
+        None => BootSource::Probe {
+            cmdline: args.append.clone().unwrap_or_default(),
+            initrd: args.initrd.clone(),
+        },
     };
     let config = VmConfig {
         name: args.name.clone(),
         boot,
         smp,
         cpu,
-        memory,
+        memory: memory.size,
+        memory_backing: memory.backing,
+        numa,
     };
     config.validate()?;
     Ok(config)

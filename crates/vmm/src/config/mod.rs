@@ -7,6 +7,8 @@
 
 pub mod cpu;
 pub mod cpulist;
+pub mod memory;
+pub mod numa;
 pub mod size;
 pub mod smp;
 
@@ -15,6 +17,8 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 pub use cpu::CpuConfig;
+pub use memory::{MemoryBacking, MemoryConfig};
+pub use numa::{GuestNuma, NumaConfig};
 pub use smp::SmpConfig;
 
 /// Smallest guest RAM we build a machine with: the boot structures, ACPI tables and a
@@ -24,8 +28,13 @@ pub const MIN_MEMORY: u64 = 2 << 20;
 /// What the VM boots.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BootSource {
-    /// The built-in probe guest; `cmdline` selects its mode (`mode=busy`, ...).
-    Probe { cmdline: String },
+    /// The built-in probe guest; `cmdline` selects its mode (`mode=busy`, ...). An
+    /// `initrd` is loaded into guest RAM as a PVH module (the probe ignores it; tests use
+    /// it to fill guest memory with known content).
+    Probe {
+        cmdline: String,
+        initrd: Option<PathBuf>,
+    },
     /// A Linux kernel: bzImage (Linux boot protocol) or ELF vmlinux (PVH).
     Kernel {
         kernel: PathBuf,
@@ -46,6 +55,10 @@ pub struct VmConfig {
     pub cpu: CpuConfig,
     /// Guest RAM in bytes.
     pub memory: u64,
+    /// How the host backs guest RAM (`-m SIZE,hugepages=on,...`).
+    pub memory_backing: MemoryBacking,
+    /// Guest NUMA nodes and distances (`--numa`), as given; empty for no NUMA.
+    pub numa: NumaConfig,
 }
 
 /// Why a configuration is not acceptable on its own (host limits are checked later).
@@ -57,6 +70,10 @@ pub enum ConfigError {
     MemoryUnaligned { got: u64 },
     #[error("--initrd: an initrd needs --kernel (the probe guest takes none)")]
     InitrdWithoutKernel,
+    #[error(transparent)]
+    MemoryOption(#[from] memory::MemoryOptionError),
+    #[error(transparent)]
+    Numa(#[from] numa::NumaError),
 }
 
 impl VmConfig {
@@ -68,6 +85,12 @@ impl VmConfig {
         if self.memory % 4096 != 0 {
             return Err(ConfigError::MemoryUnaligned { got: self.memory });
         }
+        MemoryConfig {
+            size: self.memory,
+            backing: self.memory_backing.clone(),
+        }
+        .validate()?;
+        self.numa.resolve(&self.smp, self.memory)?;
         Ok(())
     }
 }
@@ -81,10 +104,13 @@ mod tests {
             name: None,
             boot: BootSource::Probe {
                 cmdline: String::new(),
+                initrd: None,
             },
             smp: SmpConfig::default(),
             cpu: CpuConfig::default(),
             memory,
+            memory_backing: MemoryBacking::default(),
+            numa: NumaConfig::default(),
         }
     }
 
@@ -100,6 +126,20 @@ mod tests {
             ConfigError::MemoryUnaligned {
                 got: (128 << 20) + 1
             }
+        );
+        let mut c = probe(128 << 20);
+        c.numa = NumaConfig::parse(&["node,mem=64M"]).unwrap();
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "--numa: total memory for NUMA nodes (0x4000000) should equal RAM size -m (0x8000000)"
+        );
+        let mut c = probe(129 << 20);
+        c.memory_backing = memory::parse_memory("2G,hugepages=on,hugepage-size=2M")
+            .unwrap()
+            .backing;
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "-m: the guest memory (129M) is not a multiple of the 2M huge page size"
         );
     }
 }

@@ -4,7 +4,9 @@
 //! Everything is read from the kernel (ioctls, procfs, sysfs), never guessed; callers get
 //! plain structs and never talk to /dev/kvm for capabilities themselves.
 
+pub mod hugepages;
 pub mod kvm;
 pub mod meminfo;
+pub mod numa;
 
 pub use kvm::{KvmError, KvmHost};
