@@ -65,8 +65,9 @@ pub struct BackingPlan {
     pub page_size: u64,
     /// madvise(MADV_MERGEABLE).
     pub merge: bool,
-    /// madvise(MADV_HUGEPAGE).
-    pub thp: bool,
+    /// THP advice: `Some(true)` MADV_HUGEPAGE, `Some(false)` MADV_NOHUGEPAGE (`thp=off`
+    /// holds even where the host's THP mode is `always`), `None` none.
+    pub thp: Option<bool>,
     pub prealloc: bool,
     /// Host NUMA policies, one per bound guest node.
     pub policies: Vec<RangePolicy>,
@@ -81,7 +82,7 @@ impl BackingPlan {
             shared: false,
             page_size: PAGE_SIZE,
             merge: false,
-            thp: false,
+            thp: None,
             prealloc: false,
             policies: Vec::new(),
         }
@@ -254,15 +255,16 @@ pub fn plan(
         }
     };
     let thp = match (backing.thp, huge, f.thp) {
-        (_, true, _) | (Some(false), ..) => false,
-        (None, _, ThpMode::Absent) => false,
-        (None, ..) => true,
+        (_, true, _) => None,
+        (Some(false), _, ThpMode::Absent) | (None, _, ThpMode::Absent) => None,
+        (Some(false), ..) => Some(false),
+        (None, ..) => Some(true),
         (Some(true), _, ThpMode::Absent) => {
             warnings.push(format!(
                 "-m thp=on: this host kernel has no transparent huge pages (/{THP_DIR} is \
                  missing: CONFIG_TRANSPARENT_HUGEPAGE is off)"
             ));
-            false
+            None
         }
         (Some(true), _, mode) => {
             if mode == ThpMode::Never {
@@ -271,7 +273,7 @@ pub fn plan(
                      never); enable them with: echo madvise > /{THP_DIR}/enabled"
                 ));
             }
-            true
+            Some(true)
         }
     };
     let source = match (&backing.mem_path, huge_page, backing.shared) {
@@ -558,10 +560,12 @@ pub fn map(
         size: plan.size,
         _file: file,
     };
-    for (on, advice, name) in [
+    let advice = [
         (plan.merge, libc::MADV_MERGEABLE, "MADV_MERGEABLE (KSM)"),
-        (plan.thp, libc::MADV_HUGEPAGE, "MADV_HUGEPAGE (THP)"),
-    ] {
+        (plan.thp == Some(true), libc::MADV_HUGEPAGE, "MADV_HUGEPAGE (THP)"),
+        (plan.thp == Some(false), libc::MADV_NOHUGEPAGE, "MADV_NOHUGEPAGE (THP)"),
+    ];
+    for (on, advice, name) in advice {
         // SAFETY: advising our own mapping.
         if on && unsafe { libc::madvise(mapping.as_ptr().cast(), plan.size as usize, advice) } != 0
         {

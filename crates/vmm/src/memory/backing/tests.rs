@@ -77,14 +77,14 @@ fn defaults_are_anonymous_with_ksm_and_thp() {
             shared: false,
             page_size: 4096,
             merge: true,
-            thp: true,
+            thp: Some(true),
             prealloc: false,
             policies: vec![],
         }
     );
     assert!(w.is_empty());
     let (p, _) = plan_for("1G,merge=off,thp=off,prealloc=on", &[], &host(1, 0)).unwrap();
-    assert_eq!((p.merge, p.thp, p.prealloc), (false, false, true));
+    assert_eq!((p.merge, p.thp, p.prealloc), (false, Some(false), true));
     let (p, _) = plan_for("1G,shared=on", &[], &host(1, 0)).unwrap();
     assert_eq!(
         (p.source, p.shared),
@@ -99,10 +99,10 @@ fn missing_ksm_and_thp() {
     h.features.thp = ThpMode::Absent;
     // Defaults are skipped quietly.
     let (p, w) = plan_for("1G", &[], &h).unwrap();
-    assert_eq!((p.merge, p.thp, w.len()), (false, false, 0));
+    assert_eq!((p.merge, p.thp, w.len()), (false, None, 0));
     // Asked for: said clearly.
     let (p, w) = plan_for("1G,merge=on,thp=on", &[], &h).unwrap();
-    assert_eq!((p.merge, p.thp), (false, false));
+    assert_eq!((p.merge, p.thp), (false, None));
     assert_eq!(
         w,
         vec![
@@ -112,10 +112,14 @@ fn missing_ksm_and_thp() {
              (/sys/kernel/mm/transparent_hugepage is missing: CONFIG_TRANSPARENT_HUGEPAGE is off)"
         ]
     );
+    // thp=off without THP in the kernel: nothing to advise (MADV_NOHUGEPAGE would fail).
+    assert_eq!(plan_for("1G,thp=off", &[], &h).unwrap().0.thp, None);
+    h.features.thp = ThpMode::Always;
+    assert_eq!(plan_for("1G,thp=off", &[], &h).unwrap().0.thp, Some(false));
     h.features.ksm = KsmState::Stopped;
     h.features.thp = ThpMode::Never;
     let (p, w) = plan_for("1G,merge=on,thp=on", &[], &h).unwrap();
-    assert_eq!((p.merge, p.thp), (true, true));
+    assert_eq!((p.merge, p.thp), (true, Some(true)));
     assert_eq!(
         w,
         vec![
@@ -134,7 +138,7 @@ fn huge_pages_from_memfd_or_map_hugetlb() {
     assert_eq!(p.source, Source::AnonHugeTlb { page_size: M2 });
     assert_eq!(
         (p.page_size, p.merge, p.thp, p.huge_page()),
-        (M2, false, false, Some(M2))
+        (M2, false, None, Some(M2))
     );
     assert!(w.is_empty());
     let (p, _) = plan_for("2G,hugepages=on,shared=on,hugepage-size=2M", &[], &h).unwrap();
@@ -290,7 +294,7 @@ fn mem_path_mounts() {
     // A hugetlbfs mem-path means huge pages even without hugepages=on; a tmpfs one is a file.
     let mem = parse_memory("2G,mem-path=/mnt/huge").unwrap();
     let (p, _) = plan(mem.size, &mem.backing, &numa, &h, Some(&hugetlbfs_2m)).unwrap();
-    assert_eq!((p.huge_page(), p.merge, p.thp), (Some(M2), false, false));
+    assert_eq!((p.huge_page(), p.merge, p.thp), (Some(M2), false, None));
     let (p, _) = plan(mem.size, &mem.backing, &numa, &h, Some(&tmpfs)).unwrap();
     assert_eq!((p.huge_page(), p.page_size, p.merge), (None, 4096, true));
 }
@@ -299,7 +303,7 @@ fn mem_path_mounts() {
 fn maps_anonymous_and_memfd_memory() {
     let mut plan = BackingPlan::anonymous(8 << 20);
     plan.prealloc = true;
-    plan.thp = true;
+    plan.thp = Some(true);
     let (m, w) = map(&plan, &mut |_| {}).unwrap();
     assert!(w.is_empty());
     assert_eq!(m.as_ptr() as u64 % (2 << 20), 0);
