@@ -54,9 +54,23 @@ fn bad_memory_options_get_one_clear_message() {
 /// Free pages of the 2 MiB pool and the sysctl that sizes it.
 fn pool_2m() -> (u64, u64, &'static str) {
     let dir = "/sys/kernel/mm/hugepages/hugepages-2048kB";
-    let read = |f: &str| -> u64 { std::fs::read_to_string(format!("{dir}/{f}")).unwrap().trim().parse().unwrap() };
-    let sysctl = if meminfo("Hugepagesize") == 2048 { NR_HUGEPAGES } else { "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages" };
-    (read("nr_hugepages"), read("free_hugepages") - read("resv_hugepages"), sysctl)
+    let read = |f: &str| -> u64 {
+        std::fs::read_to_string(format!("{dir}/{f}"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let sysctl = if meminfo("Hugepagesize") == 2048 {
+        NR_HUGEPAGES
+    } else {
+        "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
+    };
+    (
+        read("nr_hugepages"),
+        read("free_hugepages") - read("resv_hugepages"),
+        sysctl,
+    )
 }
 
 #[test]
@@ -83,11 +97,21 @@ fn hugepages_back_the_guest_and_a_small_pool_is_refused() {
     // Large enough: the guest's RAM comes from the pool, all of it up front with prealloc.
     pool.write(&(total + 1024 + 16).to_string());
     let (_, before, _) = pool_2m();
-    assert!(before >= 1024, "the kernel gave only {before} free 2M pages");
+    assert!(
+        before >= 1024,
+        "the kernel gave only {before} free 2M pages"
+    );
     let free_before = meminfo("HugePages_Free");
-    let vm = HaltedVm::start(&["-m", "2G,hugepages=on,prealloc=on"], Duration::from_secs(120));
+    let vm = HaltedVm::start(
+        &["-m", "2G,hugepages=on,prealloc=on"],
+        Duration::from_secs(120),
+    );
     let free_during = meminfo("HugePages_Free");
-    assert_eq!(free_before - free_during, 1024, "HugePages_Free must drop by the guest's 1024 pages");
+    assert_eq!(
+        free_before - free_during,
+        1024,
+        "HugePages_Free must drop by the guest's 1024 pages"
+    );
     let smaps = vm.proc("smaps");
     let mapping = smaps_mappings(&smaps)
         .into_iter()
@@ -95,10 +119,17 @@ fn hugepages_back_the_guest_and_a_small_pool_is_refused() {
         .unwrap_or_else(|| panic!("no 2 GiB hugetlb mapping in smaps:\n{smaps}"));
     assert_eq!(field(&mapping, "KernelPageSize"), 2048);
     let stderr = vm.stderr();
-    assert!(stderr.contains("rvmm: preallocating 2G of guest memory on "), "{stderr}");
+    assert!(
+        stderr.contains("rvmm: preallocating 2G of guest memory on "),
+        "{stderr}"
+    );
     assert!(stderr.contains("rvmm: preallocated 2G in "), "{stderr}");
     vm.stop();
-    assert_eq!(meminfo("HugePages_Free"), free_before, "the pages go back to the pool");
+    assert_eq!(
+        meminfo("HugePages_Free"),
+        free_before,
+        "the pages go back to the pool"
+    );
 }
 
 #[test]
@@ -112,7 +143,10 @@ fn prealloc_commits_guest_memory_before_the_guest_runs() {
     vm.stop();
     let vm = HaltedVm::start(&["-m", "1G,thp=off"], Duration::from_secs(60));
     let rss = field(&vm.proc("status"), "VmRSS");
-    assert!(rss < GIB_KB / 8, "without prealloc only touched pages count: VmRSS {rss} kB");
+    assert!(
+        rss < GIB_KB / 8,
+        "without prealloc only touched pages count: VmRSS {rss} kB"
+    );
 }
 
 #[test]
@@ -131,13 +165,19 @@ fn thp_backs_guest_memory_with_huge_pages() {
     eprintln!("thp=on: AnonHugePages {huge} kB of 512 MiB");
     vm.stop();
     let vm = HaltedVm::start(&["-m", "512M,thp=off,prealloc=on"], Duration::from_secs(60));
-    assert_eq!(field(&vm.proc("smaps_rollup"), "AnonHugePages"), 0, "thp=off");
+    assert_eq!(
+        field(&vm.proc("smaps_rollup"), "AnonHugePages"),
+        0,
+        "thp=off"
+    );
 }
 
 fn ksm_value(name: &str) -> u64 {
     let path = format!("{KSM}/{name}");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    text.trim().parse().unwrap_or_else(|_| panic!("{path}: {text:?}"))
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{path}: {text:?}"))
 }
 
 fn ksm_merging_pages(vm: &HaltedVm) -> u64 {
@@ -183,13 +223,18 @@ fn ksm_merges_identical_guest_memory_only_with_merge_on() {
     run.write("0");
     let vm = |merge: &str| {
         let m = format!("256M,merge={merge},thp=off");
-        HaltedVm::start(&["-m", &m, "--initrd", &initrd_arg], Duration::from_secs(120))
+        HaltedVm::start(
+            &["-m", &m, "--initrd", &initrd_arg],
+            Duration::from_secs(120),
+        )
     };
     let on = [vm("on"), vm("on")];
     let off = [vm("off"), vm("off")];
     run.write("1");
     let start = Instant::now();
-    while on.iter().any(|v| ksm_merging_pages(v) < initrd_pages) && start.elapsed() < Duration::from_secs(60) {
+    while on.iter().any(|v| ksm_merging_pages(v) < initrd_pages)
+        && start.elapsed() < Duration::from_secs(60)
+    {
         std::thread::sleep(Duration::from_millis(200));
     }
     let merged: Vec<u64> = on.iter().map(ksm_merging_pages).collect();
@@ -197,10 +242,16 @@ fn ksm_merges_identical_guest_memory_only_with_merge_on() {
     let sharing = ksm_value("pages_sharing");
     eprintln!("ksm: merge=on guests {merged:?} pages merged, merge=off guests {unmerged:?}; pages_sharing {sharing_before} -> {sharing}");
     for m in &merged {
-        assert!(*m >= initrd_pages, "merge=on: only {m} of the initrd's {initrd_pages} pages merged");
+        assert!(
+            *m >= initrd_pages,
+            "merge=on: only {m} of the initrd's {initrd_pages} pages merged"
+        );
     }
     assert_eq!(unmerged, [0, 0], "merge=off guests must not be merged");
-    assert!(sharing >= sharing_before + initrd_pages, "pages_sharing rose only from {sharing_before} to {sharing}");
+    assert!(
+        sharing >= sharing_before + initrd_pages,
+        "pages_sharing rose only from {sharing_before} to {sharing}"
+    );
     drop(on);
     drop(off);
     let _ = std::fs::remove_file(&initrd);

@@ -15,6 +15,11 @@ use vmm::probe::decode::{parse, ProbeDump};
 /// Bytes of the ACPI table header (signature ... creator revision): OEM fields differ.
 const ACPI_HEADER_LEN: usize = 36;
 
+/// Command-line words.
+fn words(args: &str) -> Vec<&str> {
+    args.split_whitespace().collect()
+}
+
 fn rvmm_dump(args: &[&str]) -> ProbeDump {
     let mut cmd = common::rvmm();
     cmd.arg("run").args(args).arg("--raw");
@@ -42,13 +47,16 @@ fn qemu_dump(args: &[&str]) -> ProbeDump {
 }
 
 fn table<'a>(dump: &'a ProbeDump, sig: &str, who: &str) -> &'a [u8] {
-    &dump.table(sig).unwrap_or_else(|| panic!("{who} gave no {sig}")).data
+    &dump
+        .table(sig)
+        .unwrap_or_else(|| panic!("{who} gave no {sig}"))
+        .data
 }
 
 /// Compares SRAT and SLIT bodies (after the header) of rvmm and QEMU; returns rvmm's SRAT.
-fn same_tables(rvmm_args: &[&str], qemu_args: &[&str]) -> (Srat, Vec<Vec<u8>>) {
-    let ours = rvmm_dump(rvmm_args);
-    let theirs = qemu_dump(qemu_args);
+fn same_tables(rvmm_args: &str, qemu_args: &str) -> (Srat, Vec<Vec<u8>>) {
+    let ours = rvmm_dump(&words(rvmm_args));
+    let theirs = qemu_dump(&words(qemu_args));
     for sig in ["SRAT", "SLIT"] {
         let (a, b) = (table(&ours, sig, "rvmm"), table(&theirs, sig, "QEMU"));
         assert_eq!(a.len(), b.len(), "{sig} length");
@@ -67,25 +75,32 @@ fn srat_and_slit_equal_qemus_for_two_nodes() {
         return;
     }
     let (srat, distances) = same_tables(
-        &[
-            "--smp", "4", "-m", "2G",
-            "--numa", "node,nodeid=0,cpus=0-1,mem=1G",
-            "--numa", "node,nodeid=1,cpus=2-3,mem=1G",
-            "--numa", "dist,src=0,dst=1,val=21",
-        ],
-        &[
-            "-smp", "4", "-m", "2G",
-            "-object", "memory-backend-ram,id=m0,size=1G",
-            "-object", "memory-backend-ram,id=m1,size=1G",
-            "-numa", "node,nodeid=0,cpus=0-1,memdev=m0",
-            "-numa", "node,nodeid=1,cpus=2-3,memdev=m1",
-            "-numa", "dist,src=0,dst=1,val=21",
-        ],
+        concat!(
+            "--smp 4 -m 2G ",
+            "--numa node,nodeid=0,cpus=0-1,mem=1G ",
+            "--numa node,nodeid=1,cpus=2-3,mem=1G ",
+            "--numa dist,src=0,dst=1,val=21",
+        ),
+        concat!(
+            "-smp 4 -m 2G ",
+            "-object memory-backend-ram,id=m0,size=1G ",
+            "-object memory-backend-ram,id=m1,size=1G ",
+            "-numa node,nodeid=0,cpus=0-1,memdev=m0 ",
+            "-numa node,nodeid=1,cpus=2-3,memdev=m1 ",
+            "-numa dist,src=0,dst=1,val=21",
+        ),
     );
-    let cpus: Vec<(u32, u32)> = srat.cpus.iter().map(|c| (c.apic_id, c.proximity_domain)).collect();
+    let cpus: Vec<(u32, u32)> = srat
+        .cpus
+        .iter()
+        .map(|c| (c.apic_id, c.proximity_domain))
+        .collect();
     assert_eq!(cpus, [(0, 0), (1, 0), (2, 1), (3, 1)]);
-    let mem: Vec<(u32, u64, u64, bool)> =
-        srat.memory.iter().map(|m| (m.proximity_domain, m.base, m.length, m.enabled)).collect();
+    let mem: Vec<(u32, u64, u64, bool)> = srat
+        .memory
+        .iter()
+        .map(|m| (m.proximity_domain, m.base, m.length, m.enabled))
+        .collect();
     assert_eq!(
         mem,
         [
@@ -106,26 +121,30 @@ fn srat_and_slit_equal_qemus_above_4g_with_default_cpu_placement() {
     // No cpus=: QEMU places vCPUs by socket. Node 1 crosses the 3 GiB hole start and
     // continues at 4 GiB; the distances differ by direction.
     let (srat, distances) = same_tables(
-        &[
-            "--smp", "4,sockets=2,cores=2", "-m", "4G",
-            "--numa", "node,mem=1G",
-            "--numa", "node,mem=3G",
-            "--numa", "dist,src=0,dst=1,val=20",
-            "--numa", "dist,src=1,dst=0,val=30",
-        ],
-        &[
-            "-smp", "4,sockets=2,cores=2", "-m", "4G",
-            "-object", "memory-backend-ram,id=m0,size=1G",
-            "-object", "memory-backend-ram,id=m1,size=3G",
-            "-numa", "node,memdev=m0",
-            "-numa", "node,memdev=m1",
-            "-numa", "dist,src=0,dst=1,val=20",
-            "-numa", "dist,src=1,dst=0,val=30",
-        ],
+        concat!(
+            "--smp 4,sockets=2,cores=2 -m 4G ",
+            "--numa node,mem=1G ",
+            "--numa node,mem=3G ",
+            "--numa dist,src=0,dst=1,val=20 ",
+            "--numa dist,src=1,dst=0,val=30",
+        ),
+        concat!(
+            "-smp 4,sockets=2,cores=2 -m 4G ",
+            "-object memory-backend-ram,id=m0,size=1G ",
+            "-object memory-backend-ram,id=m1,size=3G ",
+            "-numa node,memdev=m0 ",
+            "-numa node,memdev=m1 ",
+            "-numa dist,src=0,dst=1,val=20 ",
+            "-numa dist,src=1,dst=0,val=30",
+        ),
     );
     let cpus: Vec<u32> = srat.cpus.iter().map(|c| c.proximity_domain).collect();
     assert_eq!(cpus, [0, 0, 1, 1]);
-    let mem: Vec<(u32, u64, u64)> = srat.memory.iter().map(|m| (m.proximity_domain, m.base, m.length)).collect();
+    let mem: Vec<(u32, u64, u64)> = srat
+        .memory
+        .iter()
+        .map(|m| (m.proximity_domain, m.base, m.length))
+        .collect();
     assert_eq!(
         mem,
         [
@@ -140,7 +159,14 @@ fn srat_and_slit_equal_qemus_above_4g_with_default_cpu_placement() {
 
 #[test]
 fn numa_layouts_qemu_refuses_get_one_clear_message() {
-    let two = ["--smp", "4", "-m", "2G", "--numa", "node,nodeid=0,cpus=0-1,mem=1G"];
+    let two = [
+        "--smp",
+        "4",
+        "-m",
+        "2G",
+        "--numa",
+        "node,nodeid=0,cpus=0-1,mem=1G",
+    ];
     let with = |extra: &[&'static str]| {
         let mut a: Vec<&str> = two.to_vec();
         a.extend_from_slice(extra);
@@ -165,12 +191,22 @@ fn numa_layouts_qemu_refuses_get_one_clear_message() {
         "rvmm: --numa: node ID missing: 1 (node IDs must run from 0 without gaps)\n"
     );
     assert_eq!(
-        with(&["--numa", "node,nodeid=1,cpus=2-3,mem=1G", "--numa", "dist,src=0,dst=1,val=9"]),
+        with(&[
+            "--numa",
+            "node,nodeid=1,cpus=2-3,mem=1G",
+            "--numa",
+            "dist,src=0,dst=1,val=9"
+        ]),
         "rvmm: --numa dist,src=0,dst=1,val=9: NUMA distance (9) is invalid, it shouldn't be \
          less than 10\n"
     );
     assert_eq!(
-        with(&["--numa", "node,nodeid=1,cpus=2-3,mem=1G", "--numa", "dist,src=1,dst=1,val=20"]),
+        with(&[
+            "--numa",
+            "node,nodeid=1,cpus=2-3,mem=1G",
+            "--numa",
+            "dist,src=1,dst=1,val=20"
+        ]),
         "rvmm: --numa dist,src=1,dst=1,val=20: local distance of node 1 should be 10\n"
     );
     assert_eq!(
@@ -187,11 +223,16 @@ fn numa_layouts_qemu_refuses_get_one_clear_message() {
 
 /// The first node ID this host does not have, and the host's node list as rvmm words it.
 fn missing_host_node() -> (u32, String) {
-    let online = std::fs::read_to_string("/sys/devices/system/node/online").unwrap_or_else(|_| "0".into());
+    let online =
+        std::fs::read_to_string("/sys/devices/system/node/online").unwrap_or_else(|_| "0".into());
     let online = online.trim().to_string();
     let ids = vmm::config::cpulist::parse_cpulist(&online).unwrap();
     let missing = (0..).find(|i| !ids.contains(i)).unwrap();
-    let have = if ids.len() == 1 { format!("node {online}") } else { format!("nodes {online}") };
+    let have = if ids.len() == 1 {
+        format!("node {online}")
+    } else {
+        format!("nodes {online}")
+    };
     (missing, have)
 }
 
@@ -218,12 +259,12 @@ fn host_binding_shows_in_numa_maps() {
     }
     // Node 0 of the host always exists. 128 MiB per guest node = 32768 pages of 4 KiB.
     let vm = HaltedVm::start(
-        &[
-            "--smp", "3", "-m", "384M,prealloc=on,thp=off",
-            "--numa", "node,cpus=0,mem=128M,host-nodes=0",
-            "--numa", "node,cpus=1,mem=128M,host-nodes=0,policy=interleave",
-            "--numa", "node,cpus=2,mem=128M,host-nodes=0,policy=preferred",
-        ],
+        &words(concat!(
+            "--smp 3 -m 384M,prealloc=on,thp=off ",
+            "--numa node,cpus=0,mem=128M,host-nodes=0 ",
+            "--numa node,cpus=1,mem=128M,host-nodes=0,policy=interleave ",
+            "--numa node,cpus=2,mem=128M,host-nodes=0,policy=preferred",
+        )),
         Duration::from_secs(60),
     );
     let maps = vm.proc("numa_maps");

@@ -18,7 +18,8 @@ pub struct HostLock(File);
 impl HostLock {
     /// Blocks until no other test (in any process) holds the lock.
     pub fn acquire() -> HostLock {
-        let f = File::create(std::env::temp_dir().join("rvmm-host-memory-tests.lock")).expect("lock file");
+        let f = File::create(std::env::temp_dir().join("rvmm-host-memory-tests.lock"))
+            .expect("lock file");
         // SAFETY: flock on a descriptor we own; released when the file closes.
         let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
         assert_eq!(r, 0, "flock: {}", std::io::Error::last_os_error());
@@ -44,7 +45,8 @@ impl Sysctl {
     }
 
     pub fn write(&self, value: &str) {
-        std::fs::write(&self.path, value).unwrap_or_else(|e| panic!("write {value} > {}: {e}", self.path.display()));
+        std::fs::write(&self.path, value)
+            .unwrap_or_else(|e| panic!("write {value} > {}: {e}", self.path.display()));
     }
 
     pub fn original(&self) -> &str {
@@ -55,7 +57,11 @@ impl Sysctl {
 impl Drop for Sysctl {
     fn drop(&mut self) {
         if let Err(e) = std::fs::write(&self.path, &self.original) {
-            eprintln!("could not restore {} to {}: {e}", self.path.display(), self.original);
+            eprintln!(
+                "could not restore {} to {}: {e}",
+                self.path.display(),
+                self.original
+            );
         }
     }
 }
@@ -77,11 +83,11 @@ pub fn field(text: &str, key: &str) -> u64 {
 pub fn smaps_mappings(text: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for line in text.lines() {
-        let header = line
-            .split_once(' ')
-            .is_some_and(|(range, _)| range.split_once('-').is_some_and(|(a, b)| {
+        let header = line.split_once(' ').is_some_and(|(range, _)| {
+            range.split_once('-').is_some_and(|(a, b)| {
                 !a.is_empty() && a.chars().chain(b.chars()).all(|c| c.is_ascii_hexdigit())
-            }));
+            })
+        });
         if header || out.is_empty() {
             out.push(String::new());
         }
@@ -114,14 +120,22 @@ impl HaltedVm {
     /// vCPU halted; panics with the output if rvmm exits or times out first.
     pub fn start(args: &[&str], limit: Duration) -> HaltedVm {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rvmm"));
-        cmd.arg("run").args(args).args(["--raw", "--append", "mode=halt"]);
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.arg("run")
+            .args(args)
+            .args(["--raw", "--append", "mode=halt"]);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn rvmm");
         let stdout = Arc::new(Mutex::new(String::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
         collect(child.stdout.take().unwrap(), stdout.clone());
         collect(child.stderr.take().unwrap(), stderr.clone());
-        let mut vm = HaltedVm { child, stdout, stderr };
+        let mut vm = HaltedVm {
+            child,
+            stdout,
+            stderr,
+        };
         let start = Instant::now();
         loop {
             if vm.stdout().contains("PROBE-HALT cpus=") {
@@ -129,9 +143,18 @@ impl HaltedVm {
             }
             if let Some(status) = vm.child.try_wait().unwrap() {
                 std::thread::sleep(Duration::from_millis(100));
-                panic!("rvmm {args:?} exited ({status}) before halting:\n{}\n{}", vm.stdout(), vm.stderr());
+                panic!(
+                    "rvmm {args:?} exited ({status}) before halting:\n{}\n{}",
+                    vm.stdout(),
+                    vm.stderr()
+                );
             }
-            assert!(start.elapsed() < limit, "rvmm {args:?} did not halt in {limit:?}:\n{}\n{}", vm.stdout(), vm.stderr());
+            assert!(
+                start.elapsed() < limit,
+                "rvmm {args:?} did not halt in {limit:?}:\n{}\n{}",
+                vm.stdout(),
+                vm.stderr()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -188,7 +211,15 @@ pub fn refused(args: &[&str]) -> String {
         .output()
         .expect("run rvmm");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "rvmm {args:?} must exit 1 with one message; stderr:\n{stderr}");
-    assert!(out.stdout.is_empty(), "rvmm {args:?} printed: {}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "rvmm {args:?} must exit 1 with one message; stderr:\n{stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "rvmm {args:?} printed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     stderr
 }

@@ -24,7 +24,7 @@
 
 use thiserror::Error;
 
-use super::cpulist::{cpulist, parse_cpulist, CpulistError};
+use super::cpulist::{cpulist, parse_cpulist};
 use super::size::{parse_size, DefaultUnit, SizeError};
 use super::smp::SmpConfig;
 use crate::cpu::topology::CpuTopology;
@@ -171,12 +171,13 @@ pub enum NumaError {
         key: &'static str,
         value: String,
     },
-    #[error("--numa {text}: {key}='{value}': {source}")]
+    #[error("--numa {text}: {key}='{value}': {reason}")]
     BadList {
         text: String,
         key: &'static str,
         value: String,
-        source: CpulistError,
+        /// The cpulist parser's message.
+        reason: String,
     },
     #[error("--numa {text}: {source}")]
     BadSize { text: String, source: SizeError },
@@ -251,11 +252,11 @@ fn parse_u32(text: &str, key: &'static str, value: &str) -> Result<u32, NumaErro
 }
 
 fn parse_list(text: &str, key: &'static str, value: &str) -> Result<Vec<u32>, NumaError> {
-    parse_cpulist(value).map_err(|source| NumaError::BadList {
+    parse_cpulist(value).map_err(|e| NumaError::BadList {
         text: text.to_string(),
         key,
         value: value.to_string(),
-        source,
+        reason: e.to_string(),
     })
 }
 
@@ -410,11 +411,10 @@ impl NumaConfig {
         // Nodes, in command-line order (QEMU's parse_numa_node).
         let mut slots: Vec<Option<&NumaNodeSpec>> = vec![None; MAX_NODES as usize];
         let mut cpu_nodes: Vec<Option<u32>> = vec![None; smp.maxcpus as usize];
-        let mut count = 0u32;
         let mut max_id = 0u32;
-        for spec in &self.nodes {
+        for (count, spec) in self.nodes.iter().enumerate() {
             let text = || spec.text.clone();
-            let id = spec.nodeid.unwrap_or(count);
+            let id = spec.nodeid.unwrap_or(count as u32);
             if id >= MAX_NODES {
                 return Err(NumaError::TooManyNodes {
                     text: text(),
@@ -451,7 +451,6 @@ impl NumaConfig {
                 return Err(NumaError::NodeMemUnaligned { text: text(), mem });
             }
             slots[id as usize] = Some(spec);
-            count += 1;
             max_id = max_id.max(id + 1);
         }
         // numa_complete_configuration: no gaps (largest missing ID first), memory adds up.
@@ -519,6 +518,9 @@ impl NumaConfig {
 }
 
 /// `parse_numa_distance`, `validate_numa_distance` and `complete_init_numa_distance`.
+// The matrix is walked by (src, dst) index pairs on purpose: each step reads both m[s][d]
+// and its transpose, which iterators cannot express more clearly.
+#[allow(clippy::needless_range_loop)]
 fn resolve_distances(
     dists: &[NumaDistSpec],
     nodes: &[&NumaNodeSpec],

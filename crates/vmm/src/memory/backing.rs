@@ -562,8 +562,16 @@ pub fn map(
     };
     let advice = [
         (plan.merge, libc::MADV_MERGEABLE, "MADV_MERGEABLE (KSM)"),
-        (plan.thp == Some(true), libc::MADV_HUGEPAGE, "MADV_HUGEPAGE (THP)"),
-        (plan.thp == Some(false), libc::MADV_NOHUGEPAGE, "MADV_NOHUGEPAGE (THP)"),
+        (
+            plan.thp == Some(true),
+            libc::MADV_HUGEPAGE,
+            "MADV_HUGEPAGE (THP)",
+        ),
+        (
+            plan.thp == Some(false),
+            libc::MADV_NOHUGEPAGE,
+            "MADV_NOHUGEPAGE (THP)",
+        ),
     ];
     for (on, advice, name) in advice {
         // SAFETY: advising our own mapping.
