@@ -51,6 +51,12 @@ fn bad_memory_options_get_one_clear_message() {
     }
 }
 
+/// Hugetlb memory of one smaps mapping (the kernel counts a page as shared or private by
+/// a mapcount estimate, so both are summed).
+fn hugetlb_kb(mapping: &str) -> u64 {
+    field(mapping, "Private_Hugetlb") + field(mapping, "Shared_Hugetlb")
+}
+
 /// Free pages of the 2 MiB pool and the sysctl that sizes it.
 fn pool_2m() -> (u64, u64, &'static str) {
     let dir = "/sys/kernel/mm/hugepages/hugepages-2048kB";
@@ -115,7 +121,7 @@ fn hugepages_back_the_guest_and_a_small_pool_is_refused() {
     let smaps = vm.proc("smaps");
     let mapping = smaps_mappings(&smaps)
         .into_iter()
-        .find(|m| field(m, "Private_Hugetlb") == 2 * GIB_KB)
+        .find(|m| hugetlb_kb(m) == 2 * GIB_KB)
         .unwrap_or_else(|| panic!("no 2 GiB hugetlb mapping in smaps:\n{smaps}"));
     assert_eq!(field(&mapping, "KernelPageSize"), 2048);
     let stderr = vm.stderr();
@@ -255,4 +261,100 @@ fn ksm_merges_identical_guest_memory_only_with_merge_on() {
     drop(on);
     drop(off);
     let _ = std::fs::remove_file(&initrd);
+}
+
+#[test]
+fn one_gib_pages_back_the_guest_when_the_kernel_has_them() {
+    if !kvm_available("one_gib_pages_back_the_guest") {
+        return;
+    }
+    let _lock = HostLock::acquire();
+    let path = "/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages";
+    if !Path::new(path).exists() {
+        eprintln!("one_gib_pages: skipped, this host has no 1 GiB huge page pool");
+        return;
+    }
+    let total: u64 = std::fs::read_to_string(path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let pool = Sysctl::set(path, &(total + 2).to_string());
+    let got: u64 = std::fs::read_to_string(path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    if got < total + 2 {
+        // Runtime 1 GiB allocations need contiguous free memory the host may not have.
+        eprintln!(
+            "one_gib_pages: skipped, the kernel found only {} of 2 free 1 GiB pages",
+            got - total
+        );
+        return;
+    }
+    let vm = HaltedVm::start(
+        &["-m", "2G,hugepages=on,hugepage-size=1G,prealloc=on"],
+        Duration::from_secs(120),
+    );
+    let smaps = vm.proc("smaps");
+    let mapping = smaps_mappings(&smaps)
+        .into_iter()
+        .find(|m| hugetlb_kb(m) == 2 * GIB_KB)
+        .unwrap_or_else(|| panic!("no 2 GiB hugetlb mapping in smaps:\n{smaps}"));
+    assert_eq!(field(&mapping, "KernelPageSize"), GIB_KB);
+    vm.stop();
+    drop(pool);
+}
+
+/// A hugetlbfs mount on a temporary directory, unmounted on drop.
+struct HugetlbfsMount(std::path::PathBuf);
+
+impl Drop for HugetlbfsMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn mem_path_on_a_hugetlbfs_mount_as_qemu() {
+    if !kvm_available("mem_path_on_a_hugetlbfs_mount") {
+        return;
+    }
+    let _lock = HostLock::acquire();
+    let dir = std::env::temp_dir().join(format!("rvmm-hugetlbfs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mount = HugetlbfsMount(dir.clone());
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "hugetlbfs", "-o", "pagesize=2M", "none"])
+        .arg(&dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("mem_path_on_a_hugetlbfs_mount: skipped, cannot mount hugetlbfs (not root?)");
+        return;
+    }
+    let (total, _, sysctl) = pool_2m();
+    let _pool = Sysctl::set(sysctl, &(total + 128 + 8).to_string());
+    let m = format!("256M,mem-path={},prealloc=on", dir.display());
+    let vm = HaltedVm::start(&["-m", &m], Duration::from_secs(120));
+    let smaps = vm.proc("smaps");
+    let mapping = smaps_mappings(&smaps)
+        .into_iter()
+        .find(|m| m.contains(&format!("{}/rvmm-guest-ram.", dir.display())))
+        .unwrap_or_else(|| {
+            panic!(
+                "no mapping of a file in {} in smaps:\n{smaps}",
+                dir.display()
+            )
+        });
+    assert!(
+        mapping.contains("(deleted)"),
+        "the backing file is unlinked: {mapping}"
+    );
+    assert_eq!(field(&mapping, "KernelPageSize"), 2048);
+    assert_eq!(hugetlb_kb(&mapping), 256 << 10);
+    vm.stop();
+    drop(mount);
 }

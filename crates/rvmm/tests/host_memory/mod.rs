@@ -116,13 +116,12 @@ fn collect(r: impl std::io::Read + Send + 'static, into: Arc<Mutex<String>>) {
 }
 
 impl HaltedVm {
-    /// Starts `rvmm run ARGS --raw --append mode=halt` and waits (up to `limit`) until every
-    /// vCPU halted; panics with the output if rvmm exits or times out first.
+    /// Starts `rvmm run ARGS --append mode=halt` and waits (up to `limit`) until rvmm printed
+    /// the guest's view and every vCPU thread sleeps (halted in KVM); panics with the output
+    /// if rvmm exits or times out first.
     pub fn start(args: &[&str], limit: Duration) -> HaltedVm {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rvmm"));
-        cmd.arg("run")
-            .args(args)
-            .args(["--raw", "--append", "mode=halt"]);
+        cmd.arg("run").args(args).args(["--append", "mode=halt"]);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -137,9 +136,15 @@ impl HaltedVm {
             stderr,
         };
         let start = Instant::now();
+        let mut quiet_polls = 0;
         loop {
-            if vm.stdout().contains("PROBE-HALT cpus=") {
-                return vm;
+            if vm.stdout().contains("vCPUs ") && vcpus_sleep(vm.pid()) {
+                quiet_polls += 1;
+                if quiet_polls == 3 {
+                    return vm;
+                }
+            } else {
+                quiet_polls = 0;
             }
             if let Some(status) = vm.child.try_wait().unwrap() {
                 std::thread::sleep(Duration::from_millis(100));
@@ -149,12 +154,14 @@ impl HaltedVm {
                     vm.stderr()
                 );
             }
-            assert!(
-                start.elapsed() < limit,
-                "rvmm {args:?} did not halt in {limit:?}:\n{}\n{}",
-                vm.stdout(),
-                vm.stderr()
-            );
+            if start.elapsed() >= limit {
+                panic!(
+                    "rvmm {args:?} did not halt in {limit:?}:\n{}\n{}\n{}",
+                    vm.stdout(),
+                    vm.stderr(),
+                    threads(vm.pid())
+                );
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -200,6 +207,55 @@ impl Drop for HaltedVm {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// True when `pid` has vCPU threads ("CPU N/KVM") and all of them sleep.
+fn vcpus_sleep(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    let mut vcpus = 0;
+    for t in tasks.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if !(comm.starts_with("CPU ") && comm.trim_end().ends_with("/KVM")) {
+            continue;
+        }
+        vcpus += 1;
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().next());
+        if state != Some("S") {
+            return false;
+        }
+    }
+    vcpus > 0
+}
+
+/// Each thread of `pid`: name, state, CPU time and kernel stack, for diagnosing a stall.
+pub fn threads(pid: u32) -> String {
+    let mut out = String::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        let p = t.path();
+        let read = |f: &str| std::fs::read_to_string(p.join(f)).unwrap_or_default();
+        let stat = read("stat");
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or(vec![], |(_, r)| r.split_whitespace().collect());
+        out.push_str(&format!(
+            "thread {} {:?}: state {} utime {} stime {}\n{}",
+            t.file_name().to_string_lossy(),
+            read("comm").trim(),
+            fields.first().unwrap_or(&"?"),
+            fields.get(11).unwrap_or(&"?"),
+            fields.get(12).unwrap_or(&"?"),
+            read("stack")
+        ));
+    }
+    out
 }
 
 /// Runs `rvmm run ARGS` expecting a refusal: returns stderr after checking the exit status.
