@@ -210,6 +210,7 @@ fn ksm_merges_identical_guest_memory_only_with_merge_on() {
         chunk.copy_from_slice(&x.to_le_bytes());
     }
     std::fs::write(&initrd, &bytes).unwrap();
+    let _remove = RemoveOnDrop(initrd.clone());
     let initrd_arg = initrd.to_str().unwrap().to_string();
     let initrd_pages = (bytes.len() / 4096) as u64;
     drop(bytes);
@@ -258,9 +259,15 @@ fn ksm_merges_identical_guest_memory_only_with_merge_on() {
         sharing >= sharing_before + initrd_pages,
         "pages_sharing rose only from {sharing_before} to {sharing}"
     );
-    drop(on);
-    drop(off);
-    let _ = std::fs::remove_file(&initrd);
+}
+
+/// Deletes a temporary file when the test ends, failed or not.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 #[test]

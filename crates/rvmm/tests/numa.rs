@@ -114,22 +114,23 @@ fn srat_and_slit_equal_qemus_for_two_nodes() {
 }
 
 #[test]
-fn srat_and_slit_equal_qemus_above_4g_with_default_cpu_placement() {
+fn srat_and_slit_equal_qemus_above_4g_with_default_placement_and_hotplug_slots() {
     if !kvm_available("srat_and_slit_above_4g") {
         return;
     }
-    // No cpus=: QEMU places vCPUs by socket. Node 1 crosses the 3 GiB hole start and
-    // continues at 4 GiB; the distances differ by direction.
+    // No cpus=: QEMU places vCPUs by socket, hot-pluggable slots (2 of 4 present) too.
+    // Node 1 crosses the 3 GiB hole start and continues at 4 GiB; the distances differ by
+    // direction.
     let (srat, distances) = same_tables(
         concat!(
-            "--smp 4,sockets=2,cores=2 -m 4G ",
+            "--smp 2,maxcpus=4,sockets=2,cores=2 -m 4G ",
             "--numa node,mem=1G ",
             "--numa node,mem=3G ",
             "--numa dist,src=0,dst=1,val=20 ",
             "--numa dist,src=1,dst=0,val=30",
         ),
         concat!(
-            "-smp 4,sockets=2,cores=2 -m 4G ",
+            "-smp 2,maxcpus=4,sockets=2,cores=2 -m 4G ",
             "-object memory-backend-ram,id=m0,size=1G ",
             "-object memory-backend-ram,id=m1,size=3G ",
             "-numa node,memdev=m0 ",
