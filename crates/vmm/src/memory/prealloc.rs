@@ -85,15 +85,24 @@ unsafe fn populate(base: usize, len: u64, page_size: u64) -> std::io::Result<()>
         }
         NO_POPULATE_WRITE.store(true, Ordering::Relaxed);
     }
+    // SAFETY: same contract as ours.
+    unsafe { touch_pages(base, len, page_size) };
+    Ok(())
+}
+
+/// Faults in `[base, base + len)` by rewriting one byte per page with its own value (which
+/// faults the page in writable without changing content).
+///
+/// # Safety
+/// As for [`populate`].
+unsafe fn touch_pages(base: usize, len: u64, page_size: u64) {
     let mut off = 0;
     while off < len {
         let p = (base + off as usize) as *mut u8;
-        // SAFETY: `p` is inside the caller's mapping; rewriting a byte with its own value
-        // faults the page in writable without changing content.
+        // SAFETY: `p` is inside the caller's mapping.
         unsafe { p.write_volatile(p.read_volatile()) };
         off += page_size;
     }
-    Ok(())
 }
 
 /// Faults in all of `[base, base + size)` on up to one thread per host CPU, calling
@@ -191,10 +200,9 @@ mod tests {
         assert_eq!(thread_count(4096, 0), 1);
     }
 
-    #[test]
-    fn faults_in_a_mapping_and_reports() {
-        let size = 130u64 << 20;
-        // SAFETY: a fresh anonymous mapping, checked, unmapped at the end.
+    /// A fresh private anonymous mapping of `size` bytes.
+    fn mapping(size: u64) -> *mut libc::c_void {
+        // SAFETY: a fresh anonymous mapping, checked below.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -206,17 +214,49 @@ mod tests {
             )
         };
         assert_ne!(p, libc::MAP_FAILED);
+        // Base pages even where THP is "always", so one write makes one page resident.
+        // SAFETY: advising our own mapping.
+        unsafe { libc::madvise(p, size as usize, libc::MADV_NOHUGEPAGE) };
+        p
+    }
+
+    /// Resident flags of each page of the mapping.
+    fn resident(p: *mut libc::c_void, size: u64) -> Vec<bool> {
+        let mut flags = vec![0u8; (size / 4096) as usize];
+        // SAFETY: mincore on our mapping with a buffer of one byte per page.
+        assert_eq!(
+            unsafe { libc::mincore(p, size as usize, flags.as_mut_ptr()) },
+            0
+        );
+        flags.iter().map(|f| f & 1 == 1).collect()
+    }
+
+    #[test]
+    fn the_fallback_touches_every_page_and_keeps_content() {
+        let size = 64u64 << 12;
+        let p = mapping(size);
+        // SAFETY: writing inside our mapping.
+        unsafe { *p.cast::<u8>().add(5 * 4096 + 7) = 0xab };
+        assert_eq!(resident(p, size).iter().filter(|r| **r).count(), 1);
+        // SAFETY: our own page-aligned mapping, used by nobody else.
+        unsafe { touch_pages(p as usize, size, 4096) };
+        assert!(resident(p, size).iter().all(|r| *r));
+        // SAFETY: reading inside our mapping, then unmapping it.
+        unsafe {
+            assert_eq!(*p.cast::<u8>().add(5 * 4096 + 7), 0xab);
+            libc::munmap(p, size as usize);
+        }
+    }
+
+    #[test]
+    fn faults_in_a_mapping_and_reports() {
+        let size = 130u64 << 20;
+        let p = mapping(size);
         let mut events = Vec::new();
         // SAFETY: our own mapping, page-aligned, used by nobody else.
         unsafe { prealloc(p.cast(), size, 4096, &mut |e| events.push(e)).unwrap() };
-        let mut resident = vec![0u8; (size / 4096) as usize];
-        // SAFETY: mincore on our mapping with a buffer of one byte per page.
-        assert_eq!(
-            unsafe { libc::mincore(p, size as usize, resident.as_mut_ptr()) },
-            0
-        );
         assert!(
-            resident.iter().all(|&r| r & 1 == 1),
+            resident(p, size).iter().all(|r| *r),
             "every page is resident"
         );
         assert!(
