@@ -318,10 +318,10 @@ fn prealloc_progress(event: PreallocEvent) {
     let tty = err.is_terminal();
     match event {
         PreallocEvent::Start { total, threads } if total >= PREALLOC_REPORT_MIN => {
-            let size = format_size(total);
+            let (size, s) = (format_size(total), if threads == 1 { "" } else { "s" });
             let _ = writeln!(
                 err,
-                "rvmm: preallocating {size} of guest memory on {threads} threads"
+                "rvmm: preallocating {size} of guest memory on {threads} thread{s}"
             );
         }
         PreallocEvent::Progress { done, total } if total >= PREALLOC_REPORT_MIN && tty => {
