@@ -88,7 +88,7 @@ pub struct RunArgs {
     /// Linux kernel: a bzImage (Linux boot protocol) or an ELF vmlinux (PVH).
     #[arg(long, value_name = "FILE")]
     pub kernel: Option<PathBuf>,
-    /// Initial ramdisk.
+    /// Initial ramdisk (with the probe guest: loaded into guest RAM and otherwise unused).
     #[arg(long, value_name = "FILE")]
     pub initrd: Option<PathBuf>,
     /// Kernel command line (for the probe guest: mode=dump|hello|busy|halt|pio).
@@ -101,14 +101,21 @@ pub struct RunArgs {
     /// QEMU's -cpu (default qemu64; `rvmm cpu-models` lists them).
     #[arg(long, value_name = "MODEL", default_value = "qemu64")]
     pub cpu: String,
-    /// Guest RAM: SIZE with K/M/G/T suffix (a bare number is MiB), as QEMU's -m.
+    /// Guest RAM and its backing, as QEMU's -m: SIZE (K/M/G/T suffix, a bare number is MiB)
+    /// then comma-separated options: hugepages=on, hugepage-size=2M|1G, prealloc=on,
+    /// merge=on|off, thp=on|off, shared=on, mem-path=DIR.
     #[arg(
         short = 'm',
         long = "memory",
-        value_name = "SIZE",
+        value_name = "SIZE[,OPTS]",
         default_value = "128M"
     )]
     pub memory: String,
+    /// Guest NUMA, as QEMU's -numa (repeat it for each node and distance):
+    /// node[,nodeid=N][,cpus=A-B]...,mem=SIZE with optional host-nodes=LIST and
+    /// policy=bind|preferred|interleave, or dist,src=A,dst=B,val=D.
+    #[arg(long, value_name = "SPEC")]
+    pub numa: Vec<String>,
     /// The VM's name; also names its QMP socket (RUNTIME/NAME.qmp) unless --qmp is given.
     #[arg(long)]
     pub name: Option<String>,

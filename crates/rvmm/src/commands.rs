@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use vmm::config::cpu::parse_cpu;
-use vmm::config::size::{parse_size, DefaultUnit};
-use vmm::config::{BootSource, PinningConfig, SmpConfig, VmConfig};
+use vmm::config::memory::parse_memory;
+use vmm::config::{BootSource, NumaConfig, PinningConfig, SmpConfig, VmConfig};
 use vmm::control::commands::{CMD_EMULATORPIN, CMD_VCPUINFO, CMD_VCPUPIN};
 use vmm::control::{self as ctl, QmpClient};
 use vmm::probe::view::GuestView;
@@ -51,7 +51,8 @@ fn qmp_socket(args: &RunArgs) -> Result<Option<std::path::PathBuf>> {
 pub(crate) fn vm_config(args: &RunArgs) -> Result<VmConfig> {
     let smp = SmpConfig::parse(&args.smp)?;
     let cpu = parse_cpu(&args.cpu)?;
-    let memory = parse_size("-m", &args.memory, DefaultUnit::Mebibytes)?;
+    let memory = parse_memory(&args.memory)?;
+    let numa = NumaConfig::parse(&args.numa)?;
     // Files are checked before anything is built, so a typo costs nothing.
     for (option, path) in [("--kernel", &args.kernel), ("--initrd", &args.initrd)] {
         if let Some(p) = path {
@@ -65,14 +66,10 @@ pub(crate) fn vm_config(args: &RunArgs) -> Result<VmConfig> {
             initrd: args.initrd.clone(),
             cmdline: args.append.clone().unwrap_or_default(),
         },
-        None => {
-            if args.initrd.is_some() {
-                bail!("--initrd: an initrd needs --kernel (the probe guest takes none)");
-            }
-            BootSource::Probe {
-                cmdline: args.append.clone().unwrap_or_default(),
-            }
-        }
+        None => BootSource::Probe {
+            cmdline: args.append.clone().unwrap_or_default(),
+            initrd: args.initrd.clone(),
+        },
     };
     let pinning = PinningConfig::parse(
         &args.vcpu_pin,
@@ -84,7 +81,9 @@ pub(crate) fn vm_config(args: &RunArgs) -> Result<VmConfig> {
         boot,
         smp,
         cpu,
-        memory,
+        memory: memory.size,
+        memory_backing: memory.backing,
+        numa,
         pinning,
         qmp: None,
     };

@@ -25,10 +25,11 @@ pub fn render_config(config: &VmConfig) -> String {
     };
     line(&mut out, "name", config.name.as_deref().unwrap_or("-"));
     match &config.boot {
-        BootSource::Probe { cmdline } => {
+        BootSource::Probe { cmdline, initrd } => {
             line(&mut out, "boot", "probe");
             line(&mut out, "kernel", "-");
-            line(&mut out, "initrd", "-");
+            let initrd = initrd.as_ref().map(|p| p.display().to_string());
+            line(&mut out, "initrd", initrd.as_deref().unwrap_or("-"));
             line(&mut out, "cmdline", cmdline);
         }
         BootSource::Kernel {

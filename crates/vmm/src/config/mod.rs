@@ -7,6 +7,8 @@
 
 pub mod cpu;
 pub mod cpulist;
+pub mod memory;
+pub mod numa;
 pub mod pinning;
 pub mod size;
 pub mod smp;
@@ -16,6 +18,8 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 pub use cpu::CpuConfig;
+pub use memory::{MemoryBacking, MemoryConfig};
+pub use numa::{GuestNuma, NumaConfig};
 pub use pinning::PinningConfig;
 pub use smp::SmpConfig;
 
@@ -26,8 +30,13 @@ pub const MIN_MEMORY: u64 = 2 << 20;
 /// What the VM boots.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BootSource {
-    /// The built-in probe guest; `cmdline` selects its mode (`mode=busy`, ...).
-    Probe { cmdline: String },
+    /// The built-in probe guest; `cmdline` selects its mode (`mode=busy`, ...). An
+    /// `initrd` is loaded into guest RAM as a PVH module (the probe ignores it; tests use
+    /// it to fill guest memory with known content).
+    Probe {
+        cmdline: String,
+        initrd: Option<PathBuf>,
+    },
     /// A Linux kernel: bzImage (Linux boot protocol) or ELF vmlinux (PVH).
     Kernel {
         kernel: PathBuf,
@@ -52,6 +61,10 @@ pub struct VmConfig {
     pub pinning: PinningConfig,
     /// The QMP control socket (`--qmp unix:PATH`, or `--name` under the runtime directory).
     pub qmp: Option<PathBuf>,
+    /// How the host backs guest RAM (`-m SIZE,hugepages=on,...`).
+    pub memory_backing: MemoryBacking,
+    /// Guest NUMA nodes and distances (`--numa`), as given; empty for no NUMA.
+    pub numa: NumaConfig,
 }
 
 /// Why a configuration is not acceptable on its own (host limits are checked later).
@@ -61,8 +74,10 @@ pub enum ConfigError {
     MemoryTooSmall { got: u64 },
     #[error("-m: guest memory ({got} bytes) must be a multiple of 4 KiB")]
     MemoryUnaligned { got: u64 },
-    #[error("--initrd: an initrd needs --kernel (the probe guest takes none)")]
-    InitrdWithoutKernel,
+    #[error(transparent)]
+    MemoryOption(#[from] memory::MemoryOptionError),
+    #[error(transparent)]
+    Numa(#[from] numa::NumaError),
     #[error(transparent)]
     Pinning(#[from] pinning::PinningError),
 }
@@ -77,10 +92,13 @@ impl Default for VmConfig {
             name: None,
             boot: BootSource::Probe {
                 cmdline: String::new(),
+                initrd: None,
             },
             smp: SmpConfig::default(),
             cpu: CpuConfig::default(),
             memory: DEFAULT_MEMORY,
+            memory_backing: MemoryBacking::default(),
+            numa: NumaConfig::default(),
             pinning: PinningConfig::default(),
             qmp: None,
         }
@@ -97,6 +115,12 @@ impl VmConfig {
             return Err(ConfigError::MemoryUnaligned { got: self.memory });
         }
         self.pinning.validate(self.smp.maxcpus)?;
+        MemoryConfig {
+            size: self.memory,
+            backing: self.memory_backing.clone(),
+        }
+        .validate()?;
+        self.numa.resolve(&self.smp, self.memory)?;
         Ok(())
     }
 }
@@ -124,6 +148,20 @@ mod tests {
             ConfigError::MemoryUnaligned {
                 got: (128 << 20) + 1
             }
+        );
+        let mut c = probe(128 << 20);
+        c.numa = NumaConfig::parse(&["node,mem=64M"]).unwrap();
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "--numa: total memory for NUMA nodes (0x4000000) should equal RAM size -m (0x8000000)"
+        );
+        let mut c = probe(129 << 20);
+        c.memory_backing = memory::parse_memory("2G,hugepages=on,hugepage-size=2M")
+            .unwrap()
+            .backing;
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "-m: the guest memory (129M) is not a multiple of the 2M huge page size"
         );
     }
 }

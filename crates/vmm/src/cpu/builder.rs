@@ -185,7 +185,7 @@ pub fn tables_for(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{BootSource, SmpConfig};
+    use crate::config::SmpConfig;
     use crate::cpu::filter::testing;
 
     use testing::identity;
@@ -193,10 +193,6 @@ mod tests {
     #[test]
     fn tables_for_gives_each_boot_vcpu_its_apic_id() {
         let config = VmConfig {
-            name: None,
-            boot: BootSource::Probe {
-                cmdline: String::new(),
-            },
             smp: SmpConfig::parse("3,sockets=2,cores=2,threads=1,maxcpus=4").unwrap(),
             ..Default::default()
         };

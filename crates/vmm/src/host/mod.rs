@@ -5,11 +5,13 @@
 //! plain structs and never talk to /dev/kvm for capabilities themselves.
 
 pub mod cpuinfo;
+pub mod hugepages;
 pub mod iov;
 pub mod isolation;
 pub mod kvm;
 pub mod meminfo;
 pub mod numa;
+pub mod numactl;
 pub mod pages;
 pub mod report;
 pub mod sched;

@@ -14,7 +14,7 @@ use super::cpuinfo::{CpuInfoError, HostCpus};
 use super::iov::HostIov;
 use super::isolation::{CgroupMode, HostSched};
 use super::kvm::KvmHost;
-use super::numa::HostNuma;
+use super::numactl::HostNuma;
 use super::pages::HostPages;
 use super::sysfs::HostFs;
 use super::virt::HostVirt;

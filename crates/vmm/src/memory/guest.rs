@@ -1,19 +1,23 @@
 //! Host mappings that back guest RAM, and bounds-checked access to them by guest address.
 //!
-//! Each RAM range is one anonymous private mapping registered with KVM as one memory slot.
-//! The mappings live as long as `GuestRam`; vCPU threads hold an `Arc` to it.
+//! All of guest RAM is one host mapping (see `backing`), split into the RAM ranges of the
+//! layout: guest RAM offset `o` is at host address `base + o`, and each range is registered
+//! with KVM as one memory slot. The mapping lives as long as `GuestRam`; vCPU threads hold
+//! an `Arc` to it.
 
 use std::ptr::NonNull;
 
 use thiserror::Error;
 
+use super::backing::{self, BackingError, BackingPlan, HostMapping};
 use super::layout::{ram_ranges, RamRange};
+use super::prealloc::PreallocEvent;
 
 /// Why guest RAM could not be mapped or accessed.
 #[derive(Debug, Error)]
 pub enum MemoryError {
-    #[error("cannot map {size} bytes of guest RAM: {source}")]
-    Mmap { size: u64, source: std::io::Error },
+    #[error(transparent)]
+    Backing(#[from] BackingError),
     #[error("guest range {addr:#x}+{len:#x} is not inside guest RAM")]
     OutOfRange { addr: u64, len: u64 },
 }
@@ -23,9 +27,10 @@ struct Mapping {
     host: NonNull<u8>,
 }
 
-/// Guest RAM: one host mapping per RAM range.
+/// Guest RAM: one host mapping, one slice of it per RAM range.
 pub struct GuestRam {
     mappings: Vec<Mapping>,
+    backing: HostMapping,
 }
 
 // SAFETY: the mappings are plain memory owned by GuestRam for its whole life; concurrent
@@ -43,34 +48,38 @@ impl std::fmt::Debug for GuestRam {
 }
 
 impl GuestRam {
-    /// Maps `memory` bytes laid out by [`ram_ranges`]. Pages are reserved lazily
-    /// (MAP_NORESERVE): the host commits memory as the guest touches it.
+    /// Maps `memory` bytes of plain anonymous memory laid out by [`ram_ranges`]. Pages are
+    /// reserved lazily (MAP_NORESERVE): the host commits memory as the guest touches it.
     pub fn new(memory: u64) -> Result<Self, MemoryError> {
-        let mut mappings = Vec::new();
-        for range in ram_ranges(memory) {
-            // SAFETY: an anonymous mapping at a kernel-chosen address; the result is checked.
-            let ptr = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    range.size as usize,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                    -1,
-                    0,
-                )
-            };
-            if ptr == libc::MAP_FAILED {
-                return Err(MemoryError::Mmap {
-                    size: range.size,
-                    source: std::io::Error::last_os_error(),
-                });
-            }
-            mappings.push(Mapping {
-                range,
-                host: NonNull::new(ptr.cast()).expect("mmap never returns NULL on success"),
-            });
-        }
-        Ok(GuestRam { mappings })
+        Ok(Self::with_backing(&BackingPlan::anonymous(memory), &mut |_| {})?.0)
+    }
+
+    /// Maps guest RAM as `plan` says (huge pages, KSM/THP advice, host NUMA policies,
+    /// preallocation with `progress` reports). Returns warnings for the user too.
+    pub fn with_backing(
+        plan: &BackingPlan,
+        progress: &mut dyn FnMut(PreallocEvent),
+    ) -> Result<(Self, Vec<String>), MemoryError> {
+        let (backing, warnings) = backing::map(plan, progress)?;
+        let mut offset = 0u64;
+        let mappings = ram_ranges(plan.size)
+            .into_iter()
+            .map(|range| {
+                // SAFETY: the ranges add up to plan.size, the size of the mapping.
+                let host = unsafe { backing.as_ptr().add(offset as usize) };
+                offset += range.size;
+                Mapping {
+                    range,
+                    host: NonNull::new(host).expect("inside a non-null mapping"),
+                }
+            })
+            .collect();
+        Ok((GuestRam { mappings, backing }, warnings))
+    }
+
+    /// The host address of guest RAM offset 0 (RAM counted without the MMIO gap).
+    pub fn host_base(&self) -> *mut u8 {
+        self.backing.as_ptr()
     }
 
     /// The RAM ranges and their host addresses, for KVM memory slots.
@@ -141,15 +150,6 @@ impl GuestRam {
     }
 }
 
-impl Drop for GuestRam {
-    fn drop(&mut self) {
-        for m in &self.mappings {
-            // SAFETY: unmapping exactly the mapping we created; nothing uses it afterwards.
-            unsafe { libc::munmap(m.host.as_ptr().cast(), m.range.size as usize) };
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,5 +167,32 @@ mod tests {
             err.to_string(),
             "guest range 0x3ffffe+0x3 is not inside guest RAM"
         );
+        assert_eq!(
+            ram.host_base() as u64 % (2 << 20),
+            0,
+            "2 MiB aligned for THP"
+        );
+    }
+
+    #[test]
+    fn ranges_are_slices_of_one_mapping() {
+        use super::super::layout::MMIO_GAP_END;
+        // 3 GiB + 8 MiB: the last 8 MiB sit above 4 GiB, right after the low range in the
+        // host mapping (MAP_NORESERVE: nothing is committed).
+        let ram = GuestRam::new((3 << 30) + (8 << 20)).unwrap();
+        let regions: Vec<_> = ram.regions().collect();
+        assert_eq!(regions.len(), 2);
+        assert_eq!(
+            regions[1].0,
+            RamRange {
+                base: MMIO_GAP_END,
+                size: 8 << 20
+            }
+        );
+        assert_eq!(regions[1].1 as u64 - regions[0].1 as u64, 3 << 30);
+        ram.write(MMIO_GAP_END, b"high").unwrap();
+        // SAFETY: reading 4 bytes inside the mapping.
+        let at = unsafe { std::slice::from_raw_parts(ram.host_base().add(3 << 30), 4) };
+        assert_eq!(at, b"high");
     }
 }

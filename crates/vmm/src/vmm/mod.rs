@@ -19,7 +19,7 @@ use kvm_ioctls::{VcpuFd, VmFd};
 use thiserror::Error;
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::boot::acpi::{self, AcpiCpu, AcpiPlatform};
+use crate::boot::acpi::{self, qemu_memory_affinity, AcpiCpu, AcpiPlatform};
 use crate::boot::image::ImageSource;
 use crate::boot::{self, BootEntry, BootError, BootImage};
 use crate::config::{BootSource, ConfigError, VmConfig};
@@ -29,7 +29,9 @@ use crate::devices::serial::{com1, SerialSink};
 use crate::devices::Bus;
 use crate::host::meminfo::HostMemory;
 use crate::host::{KvmError, KvmHost};
-use crate::memory::layout::{ACPI_START, COM1_IRQ, SCI_IRQ};
+use crate::memory::backing::{self, BackingError, HostMemoryView};
+use crate::memory::layout::{ACPI_START, COM1_IRQ, MMIO_GAP_START, SCI_IRQ};
+use crate::memory::prealloc::PreallocEvent;
 use crate::memory::{GuestRam, MemoryError};
 use crate::vcpu::VmOutcome;
 use crate::{control, host::sched, vcpu::affinity};
@@ -60,6 +62,10 @@ pub enum VmmError {
     Cpu(#[from] BuilderError),
     #[error(transparent)]
     Memory(#[from] MemoryError),
+    #[error(transparent)]
+    Backing(#[from] BackingError),
+    #[error(transparent)]
+    Numa(#[from] crate::config::numa::NumaError),
     #[error(transparent)]
     Boot(#[from] BootError),
     #[error("ACPI tables: {0}")]
@@ -153,9 +159,25 @@ impl Vmm {
         let cpu_tables = builder::tables_for(&config, &host.cpu_support, &host.identity)?;
         let cpu_plan = cpu_tables.plan.clone();
         warnings.extend(cpu_plan.warnings.iter().cloned());
+        // Guest NUMA and how the host backs guest RAM (pools, KSM, THP, host nodes).
+        let numa = config.numa.resolve(&config.smp, config.memory)?;
+        warnings.extend(numa.warnings.iter().cloned());
+        let mem_path = match &config.memory_backing.mem_path {
+            Some(dir) => Some(backing::probe_mem_path(dir)?),
+            None => None,
+        };
+        let (backing_plan, backing_warnings) = backing::plan(
+            config.memory,
+            &config.memory_backing,
+            &numa,
+            &HostMemoryView::read(),
+            mem_path.as_ref(),
+        )?;
+        warnings.extend(backing_warnings);
         let hostmem = HostMemory::read();
         let ceiling = hostmem.total + hostmem.swap_total;
-        if ceiling > 0 && config.memory > ceiling {
+        // Huge pages come from their pool, which was checked above.
+        if backing_plan.huge_page().is_none() && ceiling > 0 && config.memory > ceiling {
             if hostmem.overcommit_policy != 1 {
                 return Err(VmmError::MemoryExceedsHost {
                     requested: config.memory >> 20,
@@ -177,7 +199,9 @@ impl Vmm {
             "KVM_SET_IDENTITY_MAP_ADDR",
             vm.set_identity_map_address(KVM_IDENTITY_MAP_ADDRESS),
         )?;
-        let ram = Arc::new(GuestRam::new(config.memory)?);
+        let (ram, map_warnings) = GuestRam::with_backing(&backing_plan, &mut prealloc_progress)?;
+        warnings.extend(map_warnings);
+        let ram = Arc::new(ram);
         for (slot, (range, host_addr)) in ram.regions().enumerate() {
             let region = kvm_userspace_memory_region {
                 slot: slot as u32,
@@ -244,24 +268,29 @@ impl Vmm {
                     uid: i as u32,
                     apic_id,
                     enabled: (i as u32) < config.smp.cpus,
-                    node: None,
+                    node: numa.cpu_nodes.get(i).copied(),
                 })
                 .collect(),
-            memory_affinity: Vec::new(),
-            distances: Vec::new(),
+            // QEMU's SRAT ranges for the nodes laid out back to back; no hotplug region.
+            memory_affinity: qemu_memory_affinity(
+                &numa.node_sizes(),
+                config.memory.min(MMIO_GAP_START),
+                None,
+            )?,
+            distances: numa.flat_distances(),
             oem_id: *b"RVMM  ",
         };
         let tables = acpi::build(&platform, ACPI_START)?;
         ram.write(ACPI_START, &tables.bytes)?;
         let boot_entry = match &config.boot {
-            BootSource::Probe { cmdline } => boot::load(
+            BootSource::Probe { cmdline, initrd } => boot::load(
                 &ram,
                 &BootImage {
                     kernel: ImageSource::Bytes {
                         bytes: crate::probe::image::PROBE_ELF,
                         name: PROBE_NAME,
                     },
-                    initrd: None,
+                    initrd: initrd.as_deref(),
                     cmdline,
                 },
                 tables.rsdp_address(),
@@ -324,6 +353,36 @@ impl Vmm {
     /// Runs the VM until it ends; see [`RunOptions`].
     pub fn run(&mut self, options: RunOptions) -> Result<VmOutcome, VmmError> {
         run::run(self, options)
+    }
+}
+
+/// Guests at least this large get a preallocation progress line on stderr.
+const PREALLOC_REPORT_MIN: u64 = 1 << 30;
+
+/// Reports preallocation of large guests on stderr: a start line, a percentage that
+/// updates in place on a terminal, and the time it took.
+fn prealloc_progress(event: PreallocEvent) {
+    use crate::config::size::format_size;
+    use std::io::{IsTerminal, Write};
+    let mut err = std::io::stderr();
+    let tty = err.is_terminal();
+    match event {
+        PreallocEvent::Start { total, threads } if total >= PREALLOC_REPORT_MIN => {
+            let (size, s) = (format_size(total), if threads == 1 { "" } else { "s" });
+            let _ = writeln!(
+                err,
+                "rvmm: preallocating {size} of guest memory on {threads} thread{s}"
+            );
+        }
+        PreallocEvent::Progress { done, total } if total >= PREALLOC_REPORT_MIN && tty => {
+            let _ = write!(err, "\rrvmm: preallocated {}%", done * 100 / total.max(1));
+        }
+        PreallocEvent::Done { total, elapsed, .. } if total >= PREALLOC_REPORT_MIN => {
+            let clear = if tty { "\r" } else { "" };
+            let (size, secs) = (format_size(total), elapsed.as_secs_f64());
+            let _ = writeln!(err, "{clear}rvmm: preallocated {size} in {secs:.1} s");
+        }
+        _ => {}
     }
 }
 
