@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# bench/run.sh — the one command behind docs/benchmarks.md: builds rvmm and rvmm-bench in
-# release mode, then runs every benchmark (rvmm and QEMU alternating) and writes
+# bench/run.sh — the one command behind docs/benchmarks.md: builds rvmm and rvmm-bench with
+# the `dist` profile (release + LTO, size-optimised: what rvmm ships as), then runs every benchmark (rvmm and QEMU alternating) and writes
 # docs/benchmarks.md, docs/bench/*.svg and docs/bench/results.json.
 #   bench/run.sh                 everything, 5 counted runs per configuration (~30 min here)
 #   bench/run.sh --runs 9        more runs
@@ -9,5 +9,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
-cargo build --release -p rvmm -p rvmm-bench
-exec "${CARGO_TARGET_DIR:-target}/release/rvmm-bench" all "$@"
+cargo build --profile dist -p rvmm -p rvmm-bench
+exec "${CARGO_TARGET_DIR:-target}/dist/rvmm-bench" all "$@"
