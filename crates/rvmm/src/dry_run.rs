@@ -160,12 +160,7 @@ fn render_numa(out: &mut String, config: &VmConfig) {
     let rows: Vec<String> = numa
         .distances
         .iter()
-        .map(|row| {
-            row.iter()
-                .map(u8::to_string)
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
+        .map(|row| row.iter().map(u8::to_string).collect::<Vec<_>>().join(" "))
         .collect();
     let distances = if rows.is_empty() {
         "-".to_string()

@@ -197,9 +197,9 @@ pub fn run_args(config: &VmConfig) -> Vec<String> {
 /// `arg` as a POSIX shell word: unchanged when it needs no quoting, else single-quoted.
 pub fn shell_word(arg: &str) -> String {
     let plain = !arg.is_empty()
-        && arg.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"-_=+,.:/@%^".contains(&b)
-        });
+        && arg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_=+,.:/@%^".contains(&b));
     if plain {
         arg.to_string()
     } else {

@@ -92,11 +92,7 @@ pub(super) fn vcpu<'d, 'i>(
 }
 
 /// `<vcpus>`: every vCPU listed with `enabled=yes|no`. Returns the vCPUs online at boot.
-pub(super) fn vcpus(
-    ctx: &mut Ctx,
-    n: Option<Node>,
-    spec: &VcpuSpec,
-) -> Result<u32, DomainError> {
+pub(super) fn vcpus(ctx: &mut Ctx, n: Option<Node>, spec: &VcpuSpec) -> Result<u32, DomainError> {
     let Some(n) = n else {
         return Ok(spec.current.unwrap_or(spec.max));
     };
@@ -290,11 +286,7 @@ struct FeatureLists {
     minus: Vec<&'static str>,
 }
 
-fn features(
-    ctx: &mut Ctx,
-    env: &DomainEnv,
-    list: &[Node],
-) -> Result<FeatureLists, DomainError> {
+fn features(ctx: &mut Ctx, env: &DomainEnv, list: &[Node]) -> Result<FeatureLists, DomainError> {
     let supported: Option<FeatureSet> = env.host.map(|h| h.support.supported_set());
     let mut out = FeatureLists {
         plus: Vec::new(),
@@ -448,7 +440,7 @@ pub(super) fn cpu(
     let lists = features(ctx, env, &feature_nodes)?;
     let mut plus: Vec<&'static str> = Vec::new();
     match mode {
-        "custom" => custom_model(ctx, env, n, model, vendor, &feature_nodes, &mut config)?,
+        "custom" => custom_model(ctx, env, model, vendor, &feature_nodes, &mut config)?,
         "host-model" => {
             let Some(host) = env.host else {
                 return Err(ctx.err(
@@ -503,7 +495,6 @@ pub(super) fn cpu(
 fn custom_model(
     ctx: &mut Ctx,
     env: &DomainEnv,
-    cpu: Node,
     model: Option<Node>,
     vendor: Option<Node>,
     feature_nodes: &[Node],
@@ -520,7 +511,6 @@ fn custom_model(
         if let Some(v) = vendor {
             return Err(ctx.text_err(v, "a <vendor> needs a CPU <model>"));
         }
-        let _ = cpu;
         return Ok(());
     };
     ctx.check_attrs(m, &["fallback", "vendor_id"]);
@@ -569,10 +559,7 @@ fn custom_model(
         )),
         Some(_) => Ok(()),
         None => {
-            ctx.warn(
-                v,
-                "not checked against the host (no KVM host information)",
-            );
+            ctx.warn(v, "not checked against the host (no KVM host information)");
             Ok(())
         }
     }

@@ -300,7 +300,10 @@ pub(super) fn numatune(
                     let rule = if count == 0 {
                         "the domain has no <numa> cells".to_string()
                     } else {
-                        format!("cell {id} does not exist (<numa> has cells 0-{})", count - 1)
+                        format!(
+                            "cell {id} does not exist (<numa> has cells 0-{})",
+                            count - 1
+                        )
                     };
                     return Err(ctx.attr_err(c, "cellid", rule));
                 };
@@ -323,11 +326,7 @@ pub(super) fn numatune(
 
 /// The page size backing each guest node (one entry without NUMA): `None` is the host's
 /// default huge page size, `Some(BASE_PAGE)` regular pages.
-fn page_sizes(
-    ctx: &mut Ctx,
-    h: Node,
-    cells: &[Cell],
-) -> Result<Vec<Option<u64>>, DomainError> {
+fn page_sizes(ctx: &mut Ctx, h: Node, cells: &[Cell]) -> Result<Vec<Option<u64>>, DomainError> {
     ctx.check_attrs(h, &[]);
     let nodes = cells.len().max(1);
     let pages: Vec<Node> = elements(h).filter(|p| p.has_tag_name("page")).collect();
@@ -491,8 +490,8 @@ pub(super) fn backing(
                 }
                 "allocation" => {
                     ctx.check_attrs(c, &["mode"]);
-                    b.prealloc =
-                        ctx.attr_choice(c, "mode", &["immediate", "ondemand"])? == Some("immediate");
+                    b.prealloc = ctx.attr_choice(c, "mode", &["immediate", "ondemand"])?
+                        == Some("immediate");
                 }
                 "discard" => ctx.ignored(c, "rvmm does not discard guest memory on shutdown"),
                 _ => ctx.ignored(c, "not supported"),
@@ -502,7 +501,10 @@ pub(super) fn backing(
     // With NUMA, each cell's memAccess (or the default) must agree.
     let access: Vec<bool> = cells.iter().map(|c| c.shared.unwrap_or(shared)).collect();
     if let Some(i) = access.iter().position(|a| *a != access[0]) {
-        let at = cells.iter().find(|c| c.shared.is_some()).unwrap_or(&cells[i]);
+        let at = cells
+            .iter()
+            .find(|c| c.shared.is_some())
+            .unwrap_or(&cells[i]);
         return Err(ctx.attr_err(
             at.node,
             "memAccess",

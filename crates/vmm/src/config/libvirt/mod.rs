@@ -218,13 +218,8 @@ impl<'d, 'i> Ctx<'d, 'i> {
 
     /// A required decimal attribute.
     pub(super) fn required_u32(&self, n: Node, attr: &str) -> Result<u32, DomainError> {
-        self.attr_u32(n, attr)?.ok_or_else(|| {
-            self.err(
-                n,
-                tag(n, &[]),
-                format!("the '{attr}' attribute is missing"),
-            )
-        })
+        self.attr_u32(n, attr)?
+            .ok_or_else(|| self.err(n, tag(n, &[]), format!("the '{attr}' attribute is missing")))
     }
 
     /// `v` as an unsigned decimal integer; errors name `attr` of `n` (or its text when
@@ -294,7 +289,8 @@ impl<'d, 'i> Ctx<'d, 'i> {
         let unit = n.attribute(unit_attr);
         units::scaled(value, unit, units::KIB).map_err(|e| match e {
             units::ScaleError::NotANumber => {
-                let rule = format!("'{value}' is not a number (expected an unsigned decimal integer)");
+                let rule =
+                    format!("'{value}' is not a number (expected an unsigned decimal integer)");
                 match value_attr {
                     Some(a) => self.attr_err(n, a, rule),
                     None => self.text_err(n, rule),
@@ -433,7 +429,9 @@ pub fn parse_domain(text: &str, file: &str, env: &DomainEnv) -> Result<Domain, D
         numa,
     };
     // The element checks above cover these rules; this is the backstop.
-    config.validate().map_err(|e| ctx.domain_err(e.to_string()))?;
+    config
+        .validate()
+        .map_err(|e| ctx.domain_err(e.to_string()))?;
     Ok(Domain {
         config,
         warnings: ctx.warnings,

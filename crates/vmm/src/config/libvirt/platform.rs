@@ -28,7 +28,10 @@ pub(super) fn domain_type(ctx: &mut Ctx, root: Node) -> Result<(), DomainError> 
             "type",
             format!("rvmm runs KVM domains (type='kvm'), not '{other}'"),
         )),
-        None => Err(ctx.text_err(root, "the 'type' attribute is missing (rvmm runs type='kvm')")),
+        None => Err(ctx.text_err(
+            root,
+            "the 'type' attribute is missing (rvmm runs type='kvm')",
+        )),
     }
 }
 
@@ -64,9 +67,7 @@ pub(super) fn other_top_level(ctx: &mut Ctx, n: Node) -> Result<(), DomainError>
         "iothreads" | "iothreadids" | "defaultiothread" => {
             ctx.ignored(n, "rvmm has no I/O threads")
         }
-        "memtune" | "blkiotune" | "resource" => {
-            ctx.ignored(n, "rvmm does not manage cgroups")
-        }
+        "memtune" | "blkiotune" | "resource" => ctx.ignored(n, "rvmm does not manage cgroups"),
         "clock" => ctx.ignored(n, "rvmm gives the guest QEMU's default clock and timers"),
         "pm" => ctx.ignored(n, "rvmm offers no S3/S4 sleep states"),
         "seclabel" => ctx.ignored(n, "rvmm applies no security labels"),
@@ -115,9 +116,9 @@ pub(super) fn features(
 /// `<os>`: what boots.
 pub(super) fn os(ctx: &mut Ctx, n: Option<Node>) -> Result<BootSource, DomainError> {
     let Some(n) = n else {
-        return Err(ctx.domain_err(
-            "<domain> has no <os> (libvirt requires <os><type>hvm</type></os>)",
-        ));
+        return Err(
+            ctx.domain_err("<domain> has no <os> (libvirt requires <os><type>hvm</type></os>)")
+        );
     };
     ctx.check_attrs(n, &[]);
     let (mut kernel, mut initrd, mut cmdline) = (None, None, None);
@@ -143,7 +144,10 @@ pub(super) fn os(ctx: &mut Ctx, n: Option<Node>) -> Result<BootSource, DomainErr
             }
             "cmdline" => cmdline = Some(text(c).to_string()),
             "boot" => boots.push(c),
-            _ => ctx.ignored(c, "rvmm boots a kernel or its probe guest, without firmware"),
+            _ => ctx.ignored(
+                c,
+                "rvmm boots a kernel or its probe guest, without firmware",
+            ),
         }
     }
     if !typed {
@@ -181,11 +185,7 @@ fn os_type(ctx: &mut Ctx, c: Node) -> Result<(), DomainError> {
     }
     if let Some(arch) = c.attribute("arch") {
         if arch != "x86_64" {
-            return Err(ctx.attr_err(
-                c,
-                "arch",
-                format!("rvmm runs x86_64 guests, not {arch}"),
-            ));
+            return Err(ctx.attr_err(c, "arch", format!("rvmm runs x86_64 guests, not {arch}")));
         }
     }
     match c.attribute("machine") {
