@@ -18,6 +18,7 @@ use crate::config::pinning::{PinningConfig, VcpuPin};
 use crate::config::smp::{SmpConfig, SmpOptions};
 use crate::cpu::availability::{closest_model, expand_for_host};
 use crate::cpu::features::{canonical_name, feature_mask, FeatureSet};
+use crate::cpu::filter::filter_cpu;
 use crate::cpu::models::lookup;
 
 /// `<vcpu>` as given.
@@ -488,7 +489,39 @@ pub(super) fn cpu(
     config
         .changes
         .extend(lists.minus.into_iter().map(|f| (f.to_string(), false)));
+    if let (Check::Enforce, Some(host), Some(m)) = (config.check, env.host, model) {
+        if mode == "custom" {
+            check_model(ctx, host, m, &config, check.unwrap_or(default_check))?;
+        }
+    }
     Ok(config)
+}
+
+/// `check='partial'|'full'`: libvirt refuses a model the host cannot give in full (QEMU's
+/// `enforce` would refuse it too, later and naming `--cpu`).
+fn check_model(
+    ctx: &Ctx,
+    host: DomainHost,
+    model: Node,
+    config: &CpuConfig,
+    check: &str,
+) -> Result<(), DomainError> {
+    let Ok(expanded) = expand_for_host(config, host.support, host.identity) else {
+        return Ok(());
+    };
+    let lacking = filter_cpu(&expanded, host.support).dropped_names();
+    if lacking.is_empty() {
+        return Ok(());
+    }
+    Err(ctx.text_err(
+        model,
+        format!(
+            "the host's KVM cannot give {}: {} (check='{check}' refuses such hosts; check='none' \
+             runs the model without them, as QEMU does by default)",
+            config.model,
+            lacking.join(", ")
+        ),
+    ))
 }
 
 /// `mode='custom'`: the `<model>` and the `<vendor>` check.

@@ -363,10 +363,19 @@ fn cpu_modes() {
     );
     let d = cpu("<cpu mode='maximum'/>");
     assert_eq!(d.config.cpu.model, "max");
-    let d = cpu("<cpu mode='custom' match='exact'><model>Haswell-noTSX</model></cpu>");
+    let d = cpu("<cpu mode='custom' match='exact'><model>SandyBridge-v1</model></cpu>");
     assert_eq!(
         (d.config.cpu.model.as_str(), d.config.cpu.check),
-        ("Haswell-noTSX", Check::Enforce)
+        ("SandyBridge-v1", Check::Enforce)
+    );
+    // check='partial' (custom's default) refuses a model the host cannot give in full.
+    assert_eq!(
+        err(&dom(
+            "<memory>131072</memory><cpu><model>Haswell-noTSX</model></cpu>"
+        )),
+        "--domain vm.xml:3: <model>: the host's KVM cannot give Haswell-noTSX: fma, pcid, movbe, \
+         f16c, rdrand, invpcid (check='partial' refuses such hosts; check='none' runs the model \
+         without them, as QEMU does by default)"
     );
     let d = cpu("<cpu check='full'><model>qemu64</model></cpu>");
     assert_eq!(d.config.cpu.check, Check::Enforce);
