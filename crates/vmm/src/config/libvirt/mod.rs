@@ -272,8 +272,8 @@ impl<'d, 'i> Ctx<'d, 'i> {
             .map_err(|e| self.attr_err(n, attr, e.to_string()))
     }
 
-    /// A size in bytes from `value` with `n`'s `unit_attr` (default KiB, libvirt's default
-    /// for memory). `what` names the value in errors: `None` for the element's text.
+    /// A size in bytes: the `value_attr` attribute of `n` (`None`: its text) scaled by its
+    /// `unit_attr` attribute (default KiB, libvirt's default for memory sizes).
     pub(super) fn size(
         &self,
         n: Node,

@@ -297,3 +297,42 @@ fn option_prefixes_are_stripped() {
     );
     assert_eq!(strip_option("other: x", "--numa"), "other: x");
 }
+
+#[test]
+fn approximations_are_warned_about() {
+    let d = parse(
+        "<domain type='qemu'><name>w</name><memory>131072</memory>\
+         <vcpu placement='auto' cpuset='1'>2</vcpu>\
+         <numatune><memory mode='interleave' nodeset='0-1'/></numatune>\
+         <cpu mode='host-passthrough' migratable='off' match='minimum'/>\
+         <os><type>hvm</type></os><features><acpi/><pmu state='on'/></features>\
+         <devices><memballoon model='virtio'/><serial type='tcp'/></devices></domain>",
+    )
+    .unwrap();
+    assert_eq!(d.config.pinning.cpuset, None);
+    assert!(d.config.numa.is_empty());
+    assert_eq!(d.config.cpu.model, "host");
+    assert_eq!(d.config.cpu.pmu, Some(true));
+    let w = "--domain vm.xml:1: domain";
+    assert_eq!(
+        d.warnings,
+        [
+            format!("{w}: type='qemu' asks for TCG emulation; rvmm always runs the guest on KVM"),
+            format!(
+                "{w}/vcpu: placement='auto' needs numad, which rvmm does not use; the vCPUs are \
+                 not pinned"
+            ),
+            format!("{w}/cpu: match='minimum' is treated as 'exact'"),
+            format!(
+                "{w}/cpu: migratable='off' is treated as 'on': rvmm's host model is QEMU's -cpu \
+                 host with its default migratable=on (invtsc is left out)"
+            ),
+            format!(
+                "{w}/numatune/memory: ignored (rvmm binds memory per guest NUMA node; without \
+                 <numa> cells it is not bound)"
+            ),
+            format!("{w}/devices/memballoon: ignored (rvmm has no balloon device)"),
+            format!("{w}/devices/serial: the console is rvmm's stdio whatever its type"),
+        ]
+    );
+}
