@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # deps.sh — install what rvmm's tests need, idempotently and without prompts.
 #
-# Debian packages: QEMU (the oracle), iasl, a static busybox (guest initramfs), virsh,
+# Debian packages: QEMU (the oracle), iasl, a static busybox (guest initramfs), virsh and
+# xmllint (virt-xml-validate checks the test domains against libvirt's schema),
 # cpio/xz/zstd/lz4 (guest image build), numactl and util-linux (host topology), python3-venv.
 # Python: a venv at ${RVMM_CACHE:-<repo>/.cache}/venv holding the `qemu.qmp` package.
 #
@@ -21,6 +22,7 @@ PKGS=(
     "acpica-tools:iasl"
     "busybox-static:"
     "libvirt-clients:virsh"
+    "libxml2-utils:xmllint"
     "cpio:cpio"
     "xz-utils:xz"
     "zstd:zstd"

@@ -85,6 +85,10 @@ pub struct QmpArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// A libvirt domain XML file: its name, vCPUs, CPU model, topology, NUMA, pinning,
+    /// memory backing and kernel instead of the flags (which then may not be given).
+    #[arg(long, value_name = "FILE.xml")]
+    pub domain: Option<PathBuf>,
     /// Linux kernel: a bzImage (Linux boot protocol) or an ELF vmlinux (PVH).
     #[arg(long, value_name = "FILE")]
     pub kernel: Option<PathBuf>,
@@ -94,23 +98,19 @@ pub struct RunArgs {
     /// Kernel command line (for the probe guest: mode=dump|hello|busy|halt|pio).
     #[arg(long, value_name = "CMDLINE", allow_hyphen_values = true)]
     pub append: Option<String>,
-    /// vCPUs: N[,maxcpus=M][,sockets=S][,dies=D][,cores=C][,threads=T], as QEMU's -smp.
-    #[arg(long, value_name = "SPEC", default_value = "1")]
-    pub smp: String,
+    /// vCPUs: N[,maxcpus=M][,sockets=S][,dies=D][,cores=C][,threads=T], as QEMU's -smp
+    /// [default: 1].
+    #[arg(long, value_name = "SPEC")]
+    pub smp: Option<String>,
     /// CPU model: MODEL[,+feat][,-feat][,feat=on|off][,pmu=on|off][,check|enforce], as
-    /// QEMU's -cpu (default qemu64; `rvmm cpu-models` lists them).
-    #[arg(long, value_name = "MODEL", default_value = "qemu64")]
-    pub cpu: String,
+    /// QEMU's -cpu (`rvmm cpu-models` lists them) [default: qemu64].
+    #[arg(long, value_name = "MODEL")]
+    pub cpu: Option<String>,
     /// Guest RAM and its backing, as QEMU's -m: SIZE (K/M/G/T suffix, a bare number is MiB)
     /// then comma-separated options: hugepages=on, hugepage-size=2M|1G, prealloc=on,
-    /// merge=on|off, thp=on|off, shared=on, mem-path=DIR.
-    #[arg(
-        short = 'm',
-        long = "memory",
-        value_name = "SIZE[,OPTS]",
-        default_value = "128M"
-    )]
-    pub memory: String,
+    /// merge=on|off, thp=on|off, shared=on, mem-path=DIR [default: 128M].
+    #[arg(short = 'm', long = "memory", value_name = "SIZE[,OPTS]")]
+    pub memory: Option<String>,
     /// Guest NUMA, as QEMU's -numa (repeat it for each node and distance):
     /// node[,nodeid=N][,cpus=A-B]...,mem=SIZE with optional host-nodes=LIST and
     /// policy=bind|preferred|interleave, or dist,src=A,dst=B,val=D.
@@ -137,7 +137,8 @@ pub struct RunArgs {
     /// Probe guest: print the decoded view as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Resolve and print the configuration, create nothing and run nothing.
+    /// Resolve and print the configuration (and the equivalent flags), create nothing and
+    /// run nothing.
     #[arg(long)]
     pub dry_run: bool,
     /// With --dry-run: also print each vCPU's CPUID table as handed to KVM_SET_CPUID2.

@@ -1,14 +1,18 @@
 //! What each subcommand does: turn its arguments into library calls and print the result.
 
 use std::io::Read;
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use vmm::config::cpu::parse_cpu;
+use vmm::config::cpu::{parse_cpu, DEFAULT_MODEL};
+use vmm::config::libvirt::{parse_domain, DomainEnv, DomainHost};
 use vmm::config::memory::parse_memory;
 use vmm::config::{BootSource, NumaConfig, PinningConfig, SmpConfig, VmConfig};
 use vmm::control::commands::{CMD_EMULATORPIN, CMD_VCPUINFO, CMD_VCPUPIN};
 use vmm::control::{self as ctl, QmpClient};
+use vmm::cpu::libvirt_map::LibvirtCpuMap;
+use vmm::host::KvmHost;
 use vmm::probe::view::GuestView;
 use vmm::vcpu::info::{render_emulatorpin, render_vcpuinfo, render_vcpupin, VcpuInfoReport};
 use vmm::vcpu::VmOutcome;
@@ -33,13 +37,13 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// The QMP socket `--qmp` names, else the one `--name` implies (creating the runtime
+/// The QMP socket `--qmp` names, else the one the VM's name implies (creating the runtime
 /// directory), else none.
-fn qmp_socket(args: &RunArgs) -> Result<Option<std::path::PathBuf>> {
-    if let Some(q) = &args.qmp {
+fn qmp_socket(qmp: Option<&str>, name: Option<&str>) -> Result<Option<std::path::PathBuf>> {
+    if let Some(q) = qmp {
         return Ok(Some(ctl::parse_qmp_option(q)?));
     }
-    let Some(name) = &args.name else {
+    let Some(name) = name else {
         return Ok(None);
     };
     ctl::check_name(name)?;
@@ -48,18 +52,80 @@ fn qmp_socket(args: &RunArgs) -> Result<Option<std::path::PathBuf>> {
     Ok(Some(ctl::socket_for_name(&dir, name)))
 }
 
-pub(crate) fn vm_config(args: &RunArgs) -> Result<VmConfig> {
-    let smp = SmpConfig::parse(&args.smp)?;
-    let cpu = parse_cpu(&args.cpu)?;
-    let memory = parse_memory(&args.memory)?;
-    let numa = NumaConfig::parse(&args.numa)?;
-    // Files are checked before anything is built, so a typo costs nothing.
-    for (option, path) in [("--kernel", &args.kernel), ("--initrd", &args.initrd)] {
+/// The first flag given that a `--domain` file replaces.
+fn domain_conflict(args: &RunArgs) -> Option<&'static str> {
+    [
+        ("--kernel", args.kernel.is_some()),
+        ("--initrd", args.initrd.is_some()),
+        ("--append", args.append.is_some()),
+        ("--smp", args.smp.is_some()),
+        ("--cpu", args.cpu.is_some()),
+        ("-m", args.memory.is_some()),
+        ("--numa", !args.numa.is_empty()),
+        ("--name", args.name.is_some()),
+        ("--vcpu-pin", !args.vcpu_pin.is_empty()),
+        ("--cpuset", args.cpuset.is_some()),
+        ("--emulator-pin", args.emulator_pin.is_some()),
+    ]
+    .into_iter()
+    .find_map(|(flag, given)| given.then_some(flag))
+}
+
+/// Checks the kernel and initrd files exist before anything is built, so a typo costs
+/// nothing; `names` are how the options are called in messages.
+fn check_boot_files(boot: &BootSource, names: [&str; 2]) -> Result<()> {
+    let (kernel, initrd) = match boot {
+        BootSource::Probe { initrd, .. } => (None, initrd),
+        BootSource::Kernel { kernel, initrd, .. } => (Some(kernel), initrd),
+    };
+    for (option, path) in names.into_iter().zip([kernel, initrd.as_ref()]) {
         if let Some(p) = path {
             std::fs::File::open(p)
                 .with_context(|| format!("{option}: cannot open {}", p.display()))?;
         }
     }
+    Ok(())
+}
+
+/// `--domain FILE`: the libvirt domain's configuration and the warnings about what it
+/// ignores. The host's KVM (for host-model and feature policies) and libvirt's CPU map (for
+/// feature names) are used when available.
+fn domain_config(args: &RunArgs, path: &Path) -> Result<(VmConfig, Vec<String>)> {
+    if let Some(flag) = domain_conflict(args) {
+        bail!("{flag} conflicts with --domain");
+    }
+    let shown = path.display().to_string();
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("--domain {shown}: cannot read"))?;
+    let map = LibvirtCpuMap::load().ok();
+    let host = KvmHost::open().ok();
+    let env = DomainEnv {
+        cpu_map: map.as_ref(),
+        host: host.as_ref().map(|h| DomainHost {
+            support: &h.cpu_support,
+            identity: &h.identity,
+        }),
+    };
+    let domain = parse_domain(&text, &shown, &env)?;
+    check_boot_files(
+        &domain.config.boot,
+        [
+            &format!("--domain {shown}: <kernel>"),
+            &format!("--domain {shown}: <initrd>"),
+        ],
+    )?;
+    Ok((domain.config, domain.warnings))
+}
+
+/// The VM the arguments describe (from `--domain` or the flags) and warnings to print.
+pub(crate) fn vm_config(args: &RunArgs) -> Result<(VmConfig, Vec<String>)> {
+    if let Some(path) = &args.domain {
+        return domain_config(args, path);
+    }
+    let smp = SmpConfig::parse(args.smp.as_deref().unwrap_or("1"))?;
+    let cpu = parse_cpu(args.cpu.as_deref().unwrap_or(DEFAULT_MODEL))?;
+    let memory = parse_memory(args.memory.as_deref().unwrap_or("128M"))?;
+    let numa = NumaConfig::parse(&args.numa)?;
     let boot = match &args.kernel {
         Some(kernel) => BootSource::Kernel {
             kernel: kernel.clone(),
@@ -71,6 +137,7 @@ pub(crate) fn vm_config(args: &RunArgs) -> Result<VmConfig> {
             initrd: args.initrd.clone(),
         },
     };
+    check_boot_files(&boot, ["--kernel", "--initrd"])?;
     let pinning = PinningConfig::parse(
         &args.vcpu_pin,
         args.cpuset.as_deref(),
@@ -88,7 +155,7 @@ pub(crate) fn vm_config(args: &RunArgs) -> Result<VmConfig> {
         qmp: None,
     };
     config.validate()?;
-    Ok(config)
+    Ok((config, Vec::new()))
 }
 
 fn outcome_code(outcome: &VmOutcome) -> ExitCode {
@@ -110,11 +177,14 @@ fn outcome_code(outcome: &VmOutcome) -> ExitCode {
 }
 
 fn run(args: RunArgs) -> Result<ExitCode> {
-    let mut config = vm_config(&args)?;
+    let (mut config, warnings) = vm_config(&args)?;
+    for w in &warnings {
+        eprintln!("rvmm: warning: {w}");
+    }
     if args.dry_run {
         return crate::dry_run::dry_run(&config, args.show_cpuid);
     }
-    config.qmp = qmp_socket(&args)?;
+    config.qmp = qmp_socket(args.qmp.as_deref(), config.name.as_deref())?;
     let is_probe = matches!(config.boot, BootSource::Probe { .. });
     let mut vmm = Vmm::build(config, is_probe, args.raw)?;
     for w in &vmm.warnings {

@@ -1,6 +1,7 @@
 //! `rvmm run --dry-run [--show-cpuid]`: the resolved configuration as stable `key: value`
 //! lines (compared line for line between front ends, e.g. `--domain X --dry-run` against
-//! the same VM given as flags), and optionally each boot vCPU's CPUID table exactly as rvmm
+//! the same VM given as flags), ending with `flags:`, the `rvmm run` flags that build the
+//! same configuration (`config::flags`), and optionally each boot vCPU's CPUID table exactly as rvmm
 //! would hand it to KVM_SET_CPUID2. Nothing is created: no VM, no vCPU, no guest memory.
 //!
 //! The configuration part needs no /dev/kvm; `--show-cpuid` opens it to read what KVM
@@ -10,8 +11,10 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Result;
+use vmm::config::cpulist::cpulist;
+use vmm::config::flags::{command_line, run_args};
 use vmm::config::size::format_size;
-use vmm::config::{BootSource, VmConfig};
+use vmm::config::{BootSource, MemoryBacking, PinningConfig, VmConfig};
 use vmm::cpu::availability::resolved_name;
 use vmm::cpu::builder::{tables_for, VcpuCpuid};
 use vmm::cpu::filter::Check;
@@ -89,7 +92,95 @@ pub fn render_config(config: &VmConfig) -> String {
         "memory",
         &format!("{} ({} bytes)", format_size(config.memory), config.memory),
     );
+    render_backing(&mut out, &config.memory_backing);
+    render_numa(&mut out, config);
+    render_pinning(&mut out, &config.pinning);
+    line(&mut out, "flags", &command_line(&run_args(config)));
     out
+}
+
+fn switch(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+fn optional_switch(value: Option<bool>) -> &'static str {
+    value.map_or("default", switch)
+}
+
+fn list_or_dash(cpus: Option<&[u32]>) -> String {
+    match cpus {
+        Some(c) if !c.is_empty() => cpulist(c),
+        _ => "-".to_string(),
+    }
+}
+
+/// How the host backs guest RAM: one `memory.KEY: value` line per `-m` option.
+fn render_backing(out: &mut String, b: &MemoryBacking) {
+    let hugepages = match (b.hugepages, b.hugepage_size) {
+        (false, _) => "off".to_string(),
+        (true, None) => "on (the host's default huge page size)".to_string(),
+        (true, Some(size)) => format!("on ({} pages)", format_size(size)),
+    };
+    let _ = writeln!(out, "memory.hugepages: {hugepages}");
+    let path = b.mem_path.as_ref().map(|p| p.display().to_string());
+    let _ = writeln!(out, "memory.mem-path: {}", path.as_deref().unwrap_or("-"));
+    let _ = writeln!(out, "memory.prealloc: {}", switch(b.prealloc));
+    let _ = writeln!(out, "memory.merge: {}", optional_switch(b.merge));
+    let _ = writeln!(out, "memory.thp: {}", optional_switch(b.thp));
+    let _ = writeln!(out, "memory.shared: {}", switch(b.shared));
+}
+
+/// The resolved guest NUMA nodes (vCPUs, memory, host binding) and distance matrix.
+fn render_numa(out: &mut String, config: &VmConfig) {
+    let numa = match config.numa.resolve(&config.smp, config.memory) {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = writeln!(out, "numa.nodes: invalid ({e})");
+            return;
+        }
+    };
+    let _ = writeln!(out, "numa.nodes: {}", numa.nodes.len());
+    for n in &numa.nodes {
+        let host = match &n.host {
+            Some(h) => format!("{}:{}", h.policy.name(), cpulist(&h.nodes)),
+            None => "-".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "numa.node{}: cpus={} mem={} host={host}",
+            n.id,
+            list_or_dash(Some(&n.cpus)),
+            format_size(n.mem)
+        );
+    }
+    let rows: Vec<String> = numa
+        .distances
+        .iter()
+        .map(|row| row.iter().map(u8::to_string).collect::<Vec<_>>().join(" "))
+        .collect();
+    let distances = if rows.is_empty() {
+        "-".to_string()
+    } else {
+        rows.join(" / ")
+    };
+    let _ = writeln!(out, "numa.distances: {distances}");
+}
+
+/// Where the VM's threads may run.
+fn render_pinning(out: &mut String, p: &PinningConfig) {
+    let _ = writeln!(out, "pinning.cpuset: {}", list_or_dash(p.cpuset.as_deref()));
+    let _ = writeln!(
+        out,
+        "pinning.emulator: {}",
+        list_or_dash(p.emulator.as_deref())
+    );
+    for pin in &p.vcpus {
+        let _ = writeln!(out, "pinning.vcpu{}: {}", pin.vcpu, cpulist(&pin.cpus));
+    }
 }
 
 /// One vCPU's table: a header line, then one line per entry with every field in hex.

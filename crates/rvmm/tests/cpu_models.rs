@@ -216,7 +216,11 @@ fn dry_run_prints_the_resolved_configuration_without_kvm() {
         "name: vm1\nboot: probe\nkernel: -\ninitrd: -\ncmdline: mode=halt\n\
 smp: cpus=4 maxcpus=4 sockets=2 dies=1 cores=2 threads=1\ncpu.model: Haswell-noTSX\n\
 cpu.resolved: Haswell-v2\ncpu.features: +avx512f,-hle\ncpu.pmu: default\ncpu.check: check\n\
-memory: 1G (1073741824 bytes)\n"
+memory: 1G (1073741824 bytes)\nmemory.hugepages: off\nmemory.mem-path: -\nmemory.prealloc: off\n\
+memory.merge: default\nmemory.thp: default\nmemory.shared: off\nnuma.nodes: 0\nnuma.distances: -\n\
+pinning.cpuset: -\npinning.emulator: -\n\
+flags: --name vm1 --append mode=halt --smp 4,maxcpus=4,sockets=2,dies=1,cores=2,threads=1 \
+--cpu Haswell-noTSX,+avx512f,-hle -m 1G\n"
     );
     let out = rvmm().args(["run", "--show-cpuid"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "--show-cpuid needs --dry-run");

@@ -7,6 +7,8 @@
 
 pub mod cpu;
 pub mod cpulist;
+pub mod flags;
+pub mod libvirt;
 pub mod memory;
 pub mod numa;
 pub mod pinning;

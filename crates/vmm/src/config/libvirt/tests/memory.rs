@@ -1,0 +1,338 @@
+//! Memory, NUMA, pinning and platform elements.
+
+use super::{dom, err, parse};
+use crate::config::libvirt::strip_option;
+use crate::config::memory::MemoryBacking;
+use crate::config::numa::HostPolicy;
+use crate::config::pinning::VcpuPin;
+use crate::config::BootSource;
+
+/// Two cells of 64 MiB on vCPUs 0-1 and 2-3.
+fn two_cells(cell_attrs: [&str; 2], extra: &str) -> String {
+    dom(&format!(
+        "<memory unit='MiB'>128</memory><vcpu>4</vcpu>{extra}<cpu><numa>\
+         <cell id='0' cpus='0-1' memory='64' unit='MiB' {}/>\
+         <cell id='1' cpus='2-3' memory='65536' {}/></numa></cpu>",
+        cell_attrs[0], cell_attrs[1]
+    ))
+}
+
+#[test]
+fn numa_cells_and_numatune() {
+    let d = parse(&two_cells(
+        ["", ""],
+        "<numatune><memnode cellid='1' mode='interleave' nodeset='0-1,3'/>\
+         <memory nodeset='2'/></numatune>",
+    ))
+    .unwrap();
+    let host: Vec<(Vec<u32>, Option<HostPolicy>)> = d
+        .config
+        .numa
+        .nodes
+        .iter()
+        .map(|n| (n.host_nodes.clone(), n.policy))
+        .collect();
+    assert_eq!(
+        host,
+        [
+            (vec![2], Some(HostPolicy::Bind)),
+            (vec![0, 1, 3], Some(HostPolicy::Interleave))
+        ]
+    );
+    assert_eq!(d.config.numa.distances, []);
+    // The cells' total is the guest's memory, as in libvirt.
+    let d = parse(
+        &two_cells(["", ""], "").replace("<memory unit='MiB'>128", "<memory unit='MiB'>4096"),
+    )
+    .unwrap();
+    assert_eq!(d.config.memory, 128 << 20);
+    assert_eq!(
+        d.warnings,
+        [
+            "--domain vm.xml:3: domain/memory: 4G differs from the NUMA cells' total 128M; the \
+          cells' total is used, as libvirt does"
+        ]
+    );
+    let d = parse(&two_cells(
+        ["discard='yes'", ""],
+        "<numatune><memnode cellid='0' mode='restrictive' nodeset='0'/></numatune>",
+    ))
+    .unwrap();
+    assert_eq!(d.config.numa.nodes[0].policy, Some(HostPolicy::Bind));
+    assert_eq!(
+        d.warnings,
+        [
+            "--domain vm.xml:3: domain/cpu/numa/cell/@discard: ignored (rvmm does not support \
+             this attribute)",
+            "--domain vm.xml:3: domain/numatune/memnode: mode='restrictive' (cgroup cpuset.mems \
+             only) is applied as 'strict' (mbind)"
+        ]
+    );
+    let e =
+        |attrs: [&str; 2], extra: &str| parse(&two_cells(attrs, extra)).unwrap_err().to_string();
+    assert_eq!(
+        e(
+            ["", ""],
+            "<numatune><memnode cellid='2' nodeset='0'/></numatune>"
+        ),
+        "--domain vm.xml:3: <memnode cellid='2'>: cell 2 does not exist (<numa> has cells 0-1)"
+    );
+    assert_eq!(
+        e(["memAccess='shared'", ""], ""),
+        "--domain vm.xml:3: <cell memAccess='shared'>: rvmm maps all guest memory shared or all \
+         private, but cell 1 differs from cell 0"
+    );
+    let bad = |cells: &str| {
+        err(&dom(&format!(
+            "<memory>131072</memory><vcpu>4</vcpu><cpu><numa>{cells}</numa></cpu>"
+        )))
+    };
+    assert_eq!(
+        bad("<cell id='0' cpus='0-4' memory='131072'/>"),
+        "--domain vm.xml:3: <cell cpus='0-4'>: vCPU 4 does not exist (<vcpu> gives vCPUs 0-3)"
+    );
+    assert_eq!(
+        bad("<cell id='0' cpus='0-2' memory='65536'/><cell id='1' cpus='2-3' memory='65536'/>"),
+        "--domain vm.xml:3: <cell cpus='2-3'>: vCPU 2 is already in cell 0"
+    );
+    assert_eq!(
+        bad("<cell id='0' cpus='0-3' memory='65536'/><cell id='2' memory='65536'/>"),
+        "--domain vm.xml:3: <cell id='2'>: cell 2 is out of range (the 2 cells must have IDs 0-1)"
+    );
+    assert_eq!(
+        bad("<cell id='0' cpus='0-3' memory='64' unit='XiB'/>"),
+        "--domain vm.xml:3: <cell unit='XiB'>: unknown unit 'XiB' (expected b, bytes, KB, k, \
+         KiB, MB, M, MiB, GB, G, GiB, TB, T, TiB, PB, P, PiB, EB, E, EiB)"
+    );
+    assert_eq!(
+        bad("<cell id='0' cpus='0-3' memory='131072'><distances><sibling id='0' value='20'/>\
+             </distances></cell>"),
+        "--domain vm.xml:3: <sibling id='0' value='20'>: the distance of a cell to itself must be 10"
+    );
+    assert_eq!(
+        bad("<cell id='0' cpus='0-1' memory='65536'><distances><sibling id='1' value='256'/>\
+             </distances></cell><cell id='1' cpus='2-3' memory='65536'/>"),
+        "--domain vm.xml:3: <sibling value='256'>: 256 is out of range (a NUMA distance is 10 to 255)"
+    );
+    // A third cell with no distance to the others: QEMU's rule, worded for the domain.
+    assert_eq!(
+        err(&dom("<memory>196608</memory><vcpu>3</vcpu><cpu><numa>\
+             <cell id='0' cpus='0' memory='65536'><distances><sibling id='1' value='20'/></distances></cell>\
+             <cell id='1' cpus='1' memory='65536'/><cell id='2' cpus='2' memory='65536'/></numa></cpu>")),
+        "--domain vm.xml:3: <numa>: the distance between node 0 and 2 is missing; give at least \
+         one distance value between each pair of nodes"
+    );
+}
+
+#[test]
+fn memory_backing() {
+    let b = |mb: &str| {
+        parse(&two_cells(
+            ["", ""],
+            &format!("<memoryBacking>{mb}</memoryBacking>"),
+        ))
+    };
+    let backing = |mb: &str| b(mb).unwrap().config.memory_backing;
+    assert_eq!(
+        backing("<hugepages/><allocation mode='immediate'/>"),
+        MemoryBacking {
+            hugepages: true,
+            prealloc: true,
+            ..MemoryBacking::default()
+        }
+    );
+    assert_eq!(
+        backing(
+            "<hugepages><page size='4' unit='KiB'/></hugepages><access mode='shared'/>\
+                 <nosharepages/>"
+        ),
+        MemoryBacking {
+            shared: true,
+            merge: Some(false),
+            ..MemoryBacking::default()
+        }
+    );
+    let d = b("<locked/><source type='memfd'/><discard/>").unwrap();
+    assert_eq!(
+        d.warnings,
+        [
+            "--domain vm.xml:3: domain/memoryBacking/locked: ignored (rvmm does not lock guest \
+             memory into host RAM)",
+            "--domain vm.xml:3: domain/memoryBacking/source: backed as anonymous memory: rvmm has \
+             no memfd backend (the guest sees no difference)",
+            "--domain vm.xml:3: domain/memoryBacking/discard: ignored (rvmm does not discard guest \
+             memory on shutdown)"
+        ]
+    );
+    let e = |mb: &str| b(mb).unwrap_err().to_string();
+    assert_eq!(
+        e("<hugepages><page size='1' unit='G'/></hugepages>"),
+        "--domain vm.xml:3: <hugepages>: the guest memory (128M) is not a multiple of the 1G huge \
+         page size"
+    );
+    assert_eq!(
+        e("<hugepages><page size='4096' unit='KiB'/></hugepages>"),
+        "--domain vm.xml:3: <page size='4096' unit='KiB'>: 4M is not a page size of x86-64 (4K, \
+         2M or 1G)"
+    );
+    assert_eq!(
+        e("<hugepages><page size='2048' nodeset='0'/></hugepages>"),
+        "--domain vm.xml:3: <hugepages>: rvmm backs all guest memory with one page size, but \
+         guest node 0 gets 2M pages and node 1 regular pages"
+    );
+    assert_eq!(
+        e("<hugepages><page size='2048' nodeset='2'/></hugepages>"),
+        "--domain vm.xml:3: <page nodeset='2'>: guest node 2 does not exist (<numa> has cells 0-1)"
+    );
+    // A per-node page that covers every node is one page size.
+    assert_eq!(
+        backing("<hugepages><page size='2' unit='M' nodeset='1'/><page size='2048'/></hugepages>"),
+        MemoryBacking {
+            hugepages: true,
+            hugepage_size: Some(2 << 20),
+            ..MemoryBacking::default()
+        }
+    );
+}
+
+#[test]
+fn cputune_and_pinning() {
+    let d = parse(&dom(
+        "<memory>131072</memory><vcpu cpuset='0-3,^1'>3</vcpu><cputune>\
+         <vcpupin vcpu='2' cpuset='5'/><vcpupin vcpu='0' cpuset='4-5'/>\
+         <emulatorpin cpuset='6'/><shares>2048</shares><period>100000</period></cputune>",
+    ))
+    .unwrap();
+    assert_eq!(
+        d.config.pinning.vcpus,
+        [
+            VcpuPin {
+                vcpu: 0,
+                cpus: vec![4, 5]
+            },
+            VcpuPin {
+                vcpu: 2,
+                cpus: vec![5]
+            }
+        ]
+    );
+    assert_eq!(d.config.pinning.cpuset, Some(vec![0, 2, 3]));
+    assert_eq!(d.config.pinning.emulator, Some(vec![6]));
+    assert_eq!(
+        d.warnings,
+        [
+            "--domain vm.xml:3: domain/cputune/shares: ignored (CPU bandwidth is not applied: \
+             rvmm does not manage cgroups)",
+            "--domain vm.xml:3: domain/cputune/period: ignored (CPU bandwidth is not applied: \
+             rvmm does not manage cgroups)"
+        ]
+    );
+    assert_eq!(
+        err(&dom(
+            "<memory>131072</memory><vcpu>2</vcpu><cputune><vcpupin vcpu='1' cpuset='0'/>\
+                  <vcpupin vcpu='1' cpuset='1'/></cputune>"
+        )),
+        "--domain vm.xml:3: <vcpupin vcpu='1'>: vCPU 1 is pinned twice"
+    );
+}
+
+#[test]
+fn os_devices_and_other_elements() {
+    let d = parse(
+        "<domain type='kvm'>\n<name>k</name>\n<uuid>4dea22b3-1d52-d8f3-2516-782e98ab3fa0</uuid>\
+         <memory>131072</memory>\n<os><type arch='x86_64' machine='pc-q35-7.2'>hvm</type>\
+         <kernel>/boot/vmlinuz</kernel><initrd>/boot/initrd.img</initrd>\
+         <cmdline>console=ttyS0</cmdline><loader>/x/OVMF.fd</loader></os>\n\
+         <features><acpi/><apic/><hyperv/></features>\n<clock offset='utc'/>\n\
+         <devices><emulator>/usr/bin/qemu-system-x86_64</emulator>\n\
+         <disk type='file' device='disk'/>\n<interface type='network'/>\n\
+         <serial type='pty'/><console type='pty'/><serial type='file'/>\n\
+         <graphics type='vnc'/></devices>\n</domain>",
+    )
+    .unwrap();
+    assert_eq!(
+        d.config.boot,
+        BootSource::Kernel {
+            kernel: "/boot/vmlinuz".into(),
+            initrd: Some("/boot/initrd.img".into()),
+            cmdline: "console=ttyS0".into()
+        }
+    );
+    assert_eq!(
+        d.warnings,
+        [
+            "--domain vm.xml:6: domain/clock: ignored (rvmm gives the guest QEMU's default clock \
+             and timers)",
+            "--domain vm.xml:5: domain/features/hyperv: ignored (not supported)",
+            "--domain vm.xml:4: domain/os/type: machine 'pc-q35-7.2': rvmm's machine resembles \
+             QEMU's pc (i440FX), not q35",
+            "--domain vm.xml:4: domain/os/loader: ignored (rvmm boots a kernel or its probe guest, \
+             without firmware)",
+            "--domain vm.xml:8: domain/devices/disk: ignored (rvmm has no virtio devices yet)",
+            "--domain vm.xml:9: domain/devices/interface: ignored (rvmm has no virtio devices yet)",
+            "--domain vm.xml:10: domain/devices/serial: ignored (rvmm has one serial port (COM1, \
+             on stdio))",
+            "--domain vm.xml:11: domain/devices/graphics: ignored (rvmm does not emulate this \
+             device)"
+        ]
+    );
+    assert_eq!(
+        err(&dom(
+            "<memory>131072</memory><devices><memory model='dimm'/></devices>"
+        )),
+        "--domain vm.xml:3: <memory>: memory devices are not supported; the guest would have \
+         less memory than libvirt gives it"
+    );
+}
+
+#[test]
+fn option_prefixes_are_stripped() {
+    assert_eq!(
+        strip_option("--numa: node ID missing: 1", "--numa"),
+        "node ID missing: 1"
+    );
+    assert_eq!(
+        strip_option("--numa node,nodeid=0,mem=1G: vCPU 1 is bad", "--numa"),
+        "vCPU 1 is bad"
+    );
+    assert_eq!(strip_option("other: x", "--numa"), "other: x");
+}
+
+#[test]
+fn approximations_are_warned_about() {
+    let d = parse(
+        "<domain type='qemu'><name>w</name><memory>131072</memory>\
+         <vcpu placement='auto' cpuset='1'>2</vcpu>\
+         <numatune><memory mode='interleave' nodeset='0-1'/></numatune>\
+         <cpu mode='host-passthrough' migratable='off' match='minimum'/>\
+         <os><type>hvm</type></os><features><acpi/><pmu state='on'/></features>\
+         <devices><memballoon model='virtio'/><serial type='tcp'/></devices></domain>",
+    )
+    .unwrap();
+    assert_eq!(d.config.pinning.cpuset, None);
+    assert!(d.config.numa.is_empty());
+    assert_eq!(d.config.cpu.model, "host");
+    assert_eq!(d.config.cpu.pmu, Some(true));
+    let w = "--domain vm.xml:1: domain";
+    assert_eq!(
+        d.warnings,
+        [
+            format!("{w}: type='qemu' asks for TCG emulation; rvmm always runs the guest on KVM"),
+            format!(
+                "{w}/vcpu: placement='auto' needs numad, which rvmm does not use; the vCPUs are \
+                 not pinned"
+            ),
+            format!("{w}/cpu: match='minimum' is treated as 'exact'"),
+            format!(
+                "{w}/cpu: migratable='off' is treated as 'on': rvmm's host model is QEMU's -cpu \
+                 host with its default migratable=on (invtsc is left out)"
+            ),
+            format!(
+                "{w}/numatune/memory: ignored (rvmm binds memory per guest NUMA node; without \
+                 <numa> cells it is not bound)"
+            ),
+            format!("{w}/devices/memballoon: ignored (rvmm has no balloon device)"),
+            format!("{w}/devices/serial: the console is rvmm's stdio whatever its type"),
+        ]
+    );
+}
