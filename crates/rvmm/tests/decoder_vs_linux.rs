@@ -81,36 +81,8 @@ fn linux_layout(smp: &str, img: &GuestImage) -> Layout {
 
 /// Boots the probe under QEMU (KVM) and decodes its dump with rvmm.
 fn probe_layout(smp: &str, elf: &Path, dir: &Path) -> Layout {
-    let machine = if smp.contains("dies") {
-        "pc"
-    } else {
-        "microvm,x-option-roms=off,isa-serial=on,rtc=on"
-    };
-    let mut q = qemu();
-    q.args([
-        "-M",
-        machine,
-        "-nodefaults",
-        "-no-user-config",
-        "-enable-kvm",
-        "-cpu",
-        CPU,
-        "-smp",
-        smp,
-        "-m",
-        "128",
-    ])
-    .arg("-kernel")
-    .arg(elf)
-    .args([
-        "-device",
-        "isa-debug-exit,iobase=0xf4,iosize=4",
-        "-serial",
-        "stdio",
-        "-display",
-        "none",
-    ]);
-    let out = run_with_timeout(q, Duration::from_secs(120));
+    let machine = if smp.contains("dies") { "pc" } else { MICROVM };
+    let out = qemu_probe(machine, smp, CPU, elf);
     let log = dir.join("dump.log");
     std::fs::write(&log, &out.stdout).unwrap();
     let mut dec = rvmm();

@@ -79,35 +79,9 @@ fn probe_under_qemu_microvm_decodes_to_the_same_cpus() {
     if !kvm_available("probe_vs_qemu") {
         return;
     }
-    let dir = tempdir();
-    let elf = dir.join("probe.elf");
-    let st = rvmm().args(["probe", "--elf"]).arg(&elf).status().unwrap();
-    assert!(st.success());
-    let mut q = qemu();
-    q.args([
-        "-M",
-        "microvm,x-option-roms=off,isa-serial=on,rtc=on",
-        "-nodefaults",
-        "-no-user-config",
-        "-enable-kvm",
-        "-cpu",
-        "host,-arch-capabilities",
-        "-smp",
-        "4",
-        "-m",
-        "128",
-        "-kernel",
-    ])
-    .arg(&elf)
-    .args([
-        "-device",
-        "isa-debug-exit,iobase=0xf4,iosize=4",
-        "-serial",
-        "stdio",
-        "-display",
-        "none",
-    ]);
-    let out = run_with_timeout(q, Duration::from_secs(60));
+    let dir = tempdir("probe-vs-qemu");
+    let elf = probe_elf(&dir);
+    let out = qemu_probe(MICROVM, "4", "host,-arch-capabilities", &elf);
     let log = dir.join("qemu.log");
     std::fs::write(&log, &out.stdout).unwrap();
     let mut dec = rvmm();
@@ -126,22 +100,4 @@ fn probe_under_qemu_microvm_decodes_to_the_same_cpus() {
     assert_eq!(apic_ids(&qemu_view), apic_ids(&ours));
     assert_eq!(qemu_view["madt"]["enabled"], ours["madt"]["enabled"]);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// A fresh temporary directory under the target dir.
-fn tempdir() -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "rvmm-test-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
 }

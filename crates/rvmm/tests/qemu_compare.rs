@@ -119,38 +119,8 @@ fn rvmm_dump(case: &Case) -> ProbeDump {
 }
 
 fn qemu_dump(case: &Case, elf: &Path) -> ProbeDump {
-    let mut q = qemu();
-    let machine = if case.pc {
-        "pc"
-    } else {
-        "microvm,x-option-roms=off,isa-serial=on,rtc=on"
-    };
-    q.args([
-        "-M",
-        machine,
-        "-nodefaults",
-        "-no-user-config",
-        "-enable-kvm",
-    ])
-    .args([
-        "-cpu",
-        case.qemu_cpu,
-        "-smp",
-        case.smp,
-        "-m",
-        "128",
-        "-kernel",
-    ])
-    .arg(elf)
-    .args([
-        "-device",
-        "isa-debug-exit,iobase=0xf4,iosize=4",
-        "-serial",
-        "stdio",
-        "-display",
-        "none",
-    ]);
-    let out = run_with_timeout(q, Duration::from_secs(120));
+    let machine = if case.pc { "pc" } else { MICROVM };
+    let out = qemu_probe(machine, case.smp, case.qemu_cpu, elf);
     let (stdout, stderr) = text(&out);
     parse(&stdout)
         .unwrap_or_else(|e| panic!("QEMU's dump ({machine}, -smp {}): {e}\n{stderr}", case.smp))

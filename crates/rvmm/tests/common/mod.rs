@@ -167,3 +167,49 @@ pub fn run_until(mut cmd: Command, needle: &str, limit: Duration) -> String {
     let _ = child.wait();
     out
 }
+
+/// QEMU's microvm as the probe guest's oracle (the command DESIGN.md gives).
+pub const MICROVM: &str = "microvm,x-option-roms=off,isa-serial=on,rtc=on";
+
+/// Writes the built-in probe ELF into `dir` and returns its path.
+pub fn probe_elf(dir: &Path) -> PathBuf {
+    let elf = dir.join("probe.elf");
+    let st = rvmm().args(["probe", "--elf"]).arg(&elf).status().unwrap();
+    assert!(st.success(), "rvmm probe --elf failed");
+    elf
+}
+
+/// Boots the probe ELF under QEMU with KVM (`machine`, `-smp`, `-cpu`, 128 MiB) and returns
+/// its serial output (the dump).
+pub fn qemu_probe(machine: &str, smp: &str, cpu: &str, elf: &Path) -> Output {
+    let mut q = qemu();
+    q.args([
+        "-M",
+        machine,
+        "-nodefaults",
+        "-no-user-config",
+        "-enable-kvm",
+    ])
+    .args(["-cpu", cpu, "-smp", smp, "-m", "128", "-kernel"])
+    .arg(elf)
+    .args([
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=4",
+        "-serial",
+        "stdio",
+        "-display",
+        "none",
+    ]);
+    run_with_timeout(q, Duration::from_secs(120))
+}
+
+/// A fresh temporary directory for one test.
+pub fn tempdir(tag: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let d = std::env::temp_dir().join(format!("rvmm-{tag}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
