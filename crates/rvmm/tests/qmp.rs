@@ -497,4 +497,5 @@ fn cpu_model_queries_match_qemu_7_2() {
     }
     q.ok("quit", None);
     let _ = qemu.wait();
+    let _ = std::fs::remove_dir_all(&dir);
 }
