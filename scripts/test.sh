@@ -15,7 +15,11 @@ scripts/guest-image.sh
 step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy"
-cargo clippy --release --all-targets -- -D warnings
+cargo clippy --release --workspace --all-targets -- -D warnings
 step "cargo test"
 cargo test --release --workspace -- --test-threads="${RVMM_TEST_THREADS:-2}"
+step "the README's first command"
+out=$(cargo run --release -q -- run --smp 4)
+printf '%s\n' "$out"
+grep -q "vCPUs      4 online (MADT: 4 enabled of 4 slots)" <<<"$out" || { echo "README command: no 4-vCPU view"; exit 1; }
 step "done"
