@@ -11,7 +11,6 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use vmm::config::cpulist::cpulist;
 use vmm::config::flags::{command_line, run_args};
 use vmm::config::size::format_size;
 use vmm::config::{BootSource, MemoryBacking, PinningConfig, VmConfig};
@@ -19,6 +18,7 @@ use vmm::cpu::availability::resolved_name;
 use vmm::cpu::builder::{tables_for, VcpuCpuid};
 use vmm::cpu::filter::Check;
 use vmm::host::KvmHost;
+use vmm::util::cpulist::cpulist;
 
 /// The configuration as `key: value` lines, one fact per line, in a fixed order.
 pub fn render_config(config: &VmConfig) -> String {

@@ -72,7 +72,7 @@ fn linux_layout(smp: &str, img: &GuestImage) -> Layout {
         };
         let cpu = num("cpu") as u32;
         let siblings =
-            vmm::config::cpulist::parse_cpulist(field(line, "thread_siblings").unwrap()).unwrap();
+            vmm::util::cpulist::parse_cpulist(field(line, "thread_siblings").unwrap()).unwrap();
         let thread = siblings.iter().position(|&s| s == cpu).unwrap() as u64;
         layout.insert(cpu, (num("package"), num("die"), num("core"), thread));
     }

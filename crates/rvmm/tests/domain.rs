@@ -17,7 +17,7 @@ use common::vm::{allowed_cpus, comm, taskset_list, test_dir, threads, Background
 use common::{kvm_available, run_with_timeout, rvmm, text};
 use host_memory::{field, smaps_mappings, HostLock, Sysctl};
 use serde_json::Value;
-use vmm::config::cpulist::parse_cpulist;
+use vmm::util::cpulist::parse_cpulist;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -227,7 +227,7 @@ fn missing_host_node() -> (u32, String) {
     let online =
         std::fs::read_to_string("/sys/devices/system/node/online").unwrap_or_else(|_| "0".into());
     let online = online.trim().to_string();
-    let ids = vmm::config::cpulist::parse_cpulist(&online).unwrap();
+    let ids = vmm::util::cpulist::parse_cpulist(&online).unwrap();
     let missing = (0..).find(|i| !ids.contains(i)).unwrap();
     let have = if ids.len() == 1 {
         format!("node {online}")

@@ -13,5 +13,6 @@ pub mod devices;
 pub mod host;
 pub mod memory;
 pub mod probe;
+pub mod util;
 pub mod vcpu;
 pub mod vmm;

@@ -6,13 +6,13 @@
 //! Not representable: a `mem-path` containing a comma (the `-m` grammar has no escape).
 
 use super::cpu::{Check, CpuConfig};
-use super::cpulist::cpulist;
 use super::memory::MemoryBacking;
 use super::numa::{NumaDistSpec, NumaNodeSpec};
 use super::pinning::VcpuPin;
 use super::size::format_size;
 use super::smp::SmpConfig;
 use super::{BootSource, VmConfig};
+use crate::util::cpulist::cpulist;
 
 /// A size the size parsers read back exactly (`512M`, `2G`; `4097B` for odd byte counts,
 /// since a bare number means MiB).

@@ -6,10 +6,10 @@
 //! the host (vCPU limits, free memory) happen when the VM is built.
 
 pub mod cpu;
-pub mod cpulist;
 pub mod flags;
 pub mod libvirt;
 pub mod memory;
+pub mod name;
 pub mod numa;
 pub mod pinning;
 pub mod size;

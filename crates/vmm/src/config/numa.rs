@@ -24,10 +24,10 @@
 
 use thiserror::Error;
 
-use super::cpulist::{cpulist, parse_cpulist};
 use super::size::{parse_size, DefaultUnit, SizeError};
 use super::smp::SmpConfig;
 use crate::cpu::topology::CpuTopology;
+use crate::util::cpulist::{cpulist, parse_cpulist};
 
 /// Most guest NUMA nodes (QEMU's MAX_NODES).
 pub const MAX_NODES: u32 = 128;

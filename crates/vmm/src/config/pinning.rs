@@ -1,7 +1,7 @@
 //! Where the VM's threads may run, as the user asked at start: `--vcpu-pin VCPU=CPULIST`
 //! (repeatable, libvirt's `<vcpupin vcpu= cpuset=>`), `--cpuset CPULIST` (the whole VM, like
 //! `taskset` or libvirt's `<vcpu cpuset=>`) and `--emulator-pin CPULIST` (every thread that is
-//! not a vCPU, libvirt's `<emulatorpin>`). CPU lists use the kernel's syntax (`config::cpulist`).
+//! not a vCPU, libvirt's `<emulatorpin>`). CPU lists use the kernel's syntax (`util::cpulist`).
 //!
 //! Only the grammar and the guest-side rules (a vCPU pinned once, and existing) live here;
 //! whether the host CPUs exist, are online and allowed is checked against the host by
@@ -9,7 +9,7 @@
 
 use thiserror::Error;
 
-use super::cpulist::parse_cpulist;
+use crate::util::cpulist::parse_cpulist;
 
 /// One `--vcpu-pin`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +41,7 @@ pub enum PinningError {
     BadList {
         option: &'static str,
         value: String,
-        error: super::cpulist::CpulistError,
+        error: crate::util::cpulist::CpulistError,
     },
     #[error("--vcpu-pin: vCPU {vcpu} is pinned twice (\"{first}\" and \"{second}\")")]
     Duplicate {

@@ -13,7 +13,7 @@
 use serde_json::{Map, Value};
 
 use super::qmp::QmpError;
-use crate::config::cpulist::parse_cpulist;
+use crate::util::cpulist::parse_cpulist;
 
 /// rvmm's downstream prefix (reverse domain name, QMP's `__RFQDN_`).
 pub const RVMM_PREFIX: &str = "__org.rvmm_";

@@ -33,30 +33,17 @@ pub enum ControlError {
     QmpSyntax { value: String },
     #[error("--qmp: \"{value}\": option \"{option}\" is not supported (rvmm listens on a Unix socket and never waits for a client)")]
     QmpOption { value: String, option: String },
-    #[error("--name: \"{name}\": a VM name may hold only letters, digits, '.', '_' and '-', must not start with '.', and is at most {MAX_NAME} characters (it names the control socket)")]
-    BadName { name: String },
+    #[error(transparent)]
+    BadName(#[from] crate::config::name::BadName),
     #[error("runtime directory {path}: {problem}")]
     RuntimeDir { path: String, problem: String },
 }
 
-/// Longest VM name (a socket path must fit in `sun_path`'s 108 bytes).
-pub const MAX_NAME: usize = 64;
+pub use crate::config::name::MAX_NAME;
 
 /// Checks a `--name` used for a socket name.
 pub fn check_name(name: &str) -> Result<(), ControlError> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_NAME
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ControlError::BadName {
-            name: name.to_string(),
-        })
-    }
+    crate::config::name::check_name(name).map_err(ControlError::from)
 }
 
 /// rvmm's runtime directory for a user with `xdg_runtime_dir` (`$XDG_RUNTIME_DIR`) and `uid`.
@@ -174,9 +161,9 @@ mod tests {
         for bad in ["", ".hidden", "a/b", "a b", &"x".repeat(65)] {
             assert_eq!(
                 check_name(bad),
-                Err(ControlError::BadName {
+                Err(ControlError::BadName(crate::config::name::BadName {
                     name: bad.to_string()
-                }),
+                })),
                 "{bad}"
             );
         }

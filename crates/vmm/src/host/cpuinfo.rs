@@ -8,7 +8,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use super::sysfs::HostFs;
-use crate::config::cpulist::parse_cpulist;
+use crate::util::cpulist::parse_cpulist;
 
 /// /proc/cpuinfo text that cannot be understood.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use super::sysfs::HostFs;
-use crate::config::cpulist::parse_cpulist;
+use crate::util::cpulist::parse_cpulist;
 
 /// Which cgroup hierarchies are mounted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use super::hugepages::{read_pools, HugePools};
-use crate::config::cpulist::{cpulist, parse_cpulist};
+use crate::util::cpulist::{cpulist, parse_cpulist};
 
 /// The sysfs directory of NUMA nodes, relative to the file system root.
 pub const NODE_DIR: &str = "sys/devices/system/node";

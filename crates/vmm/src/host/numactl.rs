@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::meminfo::parse_meminfo;
 use super::sysfs::HostFs;
-use crate::config::cpulist::{cpulist, parse_cpulist};
+use crate::util::cpulist::{cpulist, parse_cpulist};
 
 /// One node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

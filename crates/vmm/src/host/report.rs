@@ -18,8 +18,8 @@ use super::numactl::HostNuma;
 use super::pages::HostPages;
 use super::sysfs::HostFs;
 use super::virt::HostVirt;
-use crate::config::cpulist::cpulist;
 use crate::cpu::availability::closest_model;
+use crate::util::cpulist::cpulist;
 
 /// Why the report could not be made.
 #[derive(Debug, Error)]

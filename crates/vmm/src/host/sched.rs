@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::config::cpulist::{cpulist, parse_cpulist, MAX_CPU_ID};
+use crate::util::cpulist::{cpulist, parse_cpulist, MAX_CPU_ID};
 
 /// sysfs directory with the CPU masks (Documentation/ABI/stable/sysfs-devices-system-cpu).
 const SYS_CPU: &str = "/sys/devices/system/cpu";

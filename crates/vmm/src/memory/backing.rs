@@ -19,7 +19,6 @@ use thiserror::Error;
 
 use super::numa::{self, range_policies, NumaBindError, RangePolicy};
 use super::prealloc::{self, PreallocError, PreallocEvent};
-use crate::config::cpulist::cpulist;
 use crate::config::memory::{check_page_multiple, MemoryBacking, MemoryOptionError};
 use crate::config::numa::{GuestNuma, HostPolicy};
 use crate::config::size::format_size;
@@ -27,6 +26,7 @@ use crate::host::hugepages::{
     nr_hugepages_path, HostMemFeatures, KsmState, ThpMode, KSM_DIR, THP_DIR,
 };
 use crate::host::numa::HostNuma;
+use crate::util::cpulist::cpulist;
 
 /// The base page size.
 pub const PAGE_SIZE: u64 = 4096;

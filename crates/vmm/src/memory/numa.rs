@@ -9,9 +9,9 @@
 
 use thiserror::Error;
 
-use crate::config::cpulist::cpulist;
 use crate::config::numa::{GuestNuma, HostPolicy};
 use crate::host::numa::HostNuma;
+use crate::util::cpulist::cpulist;
 
 /// mbind mode: several preferred nodes (Linux 5.15+, include/uapi/linux/mempolicy.h).
 pub const MPOL_PREFERRED_MANY: libc::c_int = 5;

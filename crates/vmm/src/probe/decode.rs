@@ -315,7 +315,7 @@ impl Builder {
             let present: Vec<u32> = self.cpus.keys().copied().collect();
             return Err(DecodeError::CpuGap {
                 line,
-                present: crate::config::cpulist::cpulist(&present),
+                present: crate::util::cpulist::cpulist(&present),
                 missing,
             });
         }

@@ -8,9 +8,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::*;
-use crate::config::cpulist::{cpulist, parse_cpulist};
 use crate::probe::decode::parse;
 use crate::probe::flags::FEATURES;
+use crate::util::cpulist::{cpulist, parse_cpulist};
 
 /// The value after `prefix` on the first line that starts with it.
 fn after<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::view::{GuestView, NumaView};
-use crate::config::cpulist::cpulist;
+use crate::util::cpulist::cpulist;
 
 /// Width of the label column ("model name " and the like).
 const LABEL: usize = 11;

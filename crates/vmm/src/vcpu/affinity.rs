@@ -9,9 +9,9 @@
 
 use thiserror::Error;
 
-use crate::config::cpulist::cpulist;
 use crate::config::pinning::PinningConfig;
 use crate::host::sched::HostCpus;
+use crate::util::cpulist::cpulist;
 
 /// A pinning request the host cannot honour. `what` names the option or command and its
 /// value (`--vcpu-pin 1=5`, `vcpupin 1 5`).

@@ -7,8 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::cpulist::cpulist;
 use crate::host::sched::{self, parse_mask, SchedError};
+use crate::util::cpulist::cpulist;
 
 /// A vCPU's state as `vcpuinfo` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::Vmm;
-use crate::config::cpulist::cpulist;
 use crate::control::commands::{Command, COMMAND_NAMES};
 use crate::control::qmp::{Event, QmpError, ShutdownCause, Version};
 use crate::control::{queries, QmpServer};
 use crate::cpu::topology::CpuTopology;
 use crate::host::sched::{self, HostCpus};
+use crate::util::cpulist::cpulist;
 use crate::vcpu::affinity::{check_cpus, shared_cpu_warnings};
 use crate::vcpu::info::{read_vcpu, VcpuInfo, VcpuInfoReport, VcpuState};
 use crate::vcpu::{VcpuHandle, VcpuRunState, VmControl, VmOutcome};

@@ -267,7 +267,7 @@ impl<'d, 'i> Ctx<'d, 'i> {
         let Some(v) = n.attribute(attr) else {
             return Ok(None);
         };
-        super::cpulist::parse_cpulist(v)
+        crate::util::cpulist::parse_cpulist(v)
             .map(Some)
             .map_err(|e| self.attr_err(n, attr, e.to_string()))
     }

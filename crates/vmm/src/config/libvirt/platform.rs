@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use roxmltree::Node;
 
 use super::{elements, text, Ctx, DomainError};
+use crate::config::name::check_name;
 use crate::config::BootSource;
-use crate::control::check_name;
 
 /// `<domain type=>`: rvmm runs KVM domains.
 pub(super) fn domain_type(ctx: &mut Ctx, root: Node) -> Result<(), DomainError> {
@@ -38,11 +38,7 @@ pub(super) fn domain_type(ctx: &mut Ctx, root: Node) -> Result<(), DomainError> 
 /// `<name>`: also names the VM's control socket, so it follows `--name`'s rules.
 pub(super) fn name(ctx: &Ctx, n: Node) -> Result<String, DomainError> {
     let name = text(n);
-    check_name(name).map_err(|e| {
-        let message = e.to_string();
-        let rule = message.strip_prefix("--name: ").unwrap_or(&message);
-        ctx.text_err(n, rule.to_string())
-    })?;
+    check_name(name).map_err(|e| ctx.text_err(n, e.rule()))?;
     Ok(name.to_string())
 }
 
