@@ -15,10 +15,11 @@ use vmm::config::flags::{command_line, run_args};
 use vmm::config::size::format_size;
 use vmm::config::{BootSource, MemoryBacking, PinningConfig, VmConfig};
 use vmm::cpu::availability::resolved_name;
-use vmm::cpu::builder::{tables_for, VcpuCpuid};
+use vmm::cpu::builder::VcpuCpuid;
 use vmm::cpu::filter::Check;
 use vmm::host::KvmHost;
 use vmm::util::cpulist::cpulist;
+use vmm::vcpu::cpuid::tables_for;
 
 /// The configuration as `key: value` lines, one fact per line, in a fixed order.
 pub fn render_config(config: &VmConfig) -> String {

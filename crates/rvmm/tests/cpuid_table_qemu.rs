@@ -2,7 +2,7 @@
 //! and vCPU for vCPU, the table QEMU 7.2 `-M pc -accel kvm` hands KVM_SET_CPUID2 for the same
 //! `-smp`/`-cpu` on this host: features after filtering, levels, family/model/stepping, brand,
 //! topology and cache leaves. QEMU's table is captured with a small LD_PRELOAD shim
-//! (crates/vmm/src/cpu/topology/testdata/capture) that records the ioctl's argument; no guest
+//! (crates/cpu/src/topology/testdata/capture) that records the ioctl's argument; no guest
 //! runs. This is where feature bits are proven: on kvm-pvm hosts a guest sees the host's
 //! feature bits whatever the table says.
 
@@ -41,7 +41,7 @@ fn hex(s: &str) -> u32 {
 }
 
 fn shim(dir: &Path) -> PathBuf {
-    let src = repo().join("crates/vmm/src/cpu/topology/testdata/capture/cpuid_shim.c");
+    let src = repo().join("crates/cpu/src/topology/testdata/capture/cpuid_shim.c");
     let so = dir.join("cpuid_shim.so");
     let st = Command::new("gcc")
         .args(["-shared", "-fPIC", "-O2", "-o"])

@@ -8,7 +8,9 @@
 pub mod boot;
 pub mod config;
 pub mod control;
-pub mod cpu;
+/// CPU identity lives in its own crate (no KVM, no command-line syntax); `crate::cpu::…`
+/// and `vmm::cpu::…` name it here.
+pub use rvmm_cpu as cpu;
 pub mod devices;
 pub mod host;
 pub mod memory;

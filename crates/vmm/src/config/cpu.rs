@@ -15,52 +15,9 @@ use crate::cpu::features::{
     accepted_names, canonical_name, nearest_names, normalize_property_name,
 };
 pub use crate::cpu::filter::Check;
-use crate::cpu::models::expand::CpuRequest;
-use crate::cpu::models::{all_names, lookup, DefaultVersion};
-
-/// The model when `--cpu` is absent, as QEMU's `pc` machines.
-pub const DEFAULT_MODEL: &str = "qemu64";
-
-/// What `--cpu` asked for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CpuConfig {
-    /// The model name as given (`Haswell`, `Haswell-v2`, `host`, ...); known to exist.
-    pub model: String,
-    /// Feature changes in the order to apply them, names canonical: `feat=on|off` items in
-    /// command-line order, then `+feat` items, then `-feat` items.
-    pub changes: Vec<(String, bool)>,
-    /// `pmu=on|off`; `None` keeps the model's default.
-    pub pmu: Option<bool>,
-    /// `check`/`enforce` (QEMU: `check` is on unless `check=off`).
-    pub check: Check,
-    /// QEMU's warnings about the option text itself (ambiguous `+feat` and `feat=` mixes).
-    pub warnings: Vec<String>,
-}
-
-impl Default for CpuConfig {
-    fn default() -> Self {
-        CpuConfig {
-            model: DEFAULT_MODEL.to_string(),
-            changes: Vec::new(),
-            pmu: None,
-            check: Check::Warn,
-            warnings: Vec::new(),
-        }
-    }
-}
-
-impl CpuConfig {
-    /// The expansion request for this configuration.
-    pub fn request(&self, default_version: DefaultVersion, dies: u32) -> CpuRequest<'_> {
-        CpuRequest {
-            model: &self.model,
-            changes: &self.changes,
-            pmu: self.pmu,
-            default_version,
-            dies,
-        }
-    }
-}
+use crate::cpu::models::{all_names, lookup};
+/// The type `--cpu` parses into is the CPU crate's: `CpuConfig` is its name on this side.
+pub use crate::cpu::spec::{CpuSpec as CpuConfig, DEFAULT_MODEL};
 
 /// `--cpu` errors.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

@@ -26,7 +26,6 @@ use thiserror::Error;
 
 use super::size::{parse_size, DefaultUnit, SizeError};
 use super::smp::SmpConfig;
-use crate::cpu::topology::CpuTopology;
 use crate::util::cpulist::{cpulist, parse_cpulist};
 
 /// Most guest NUMA nodes (QEMU's MAX_NODES).
@@ -471,7 +470,7 @@ impl NumaConfig {
 
         // machine_numa_finish_cpu_init: default placement, or node 0 with a warning.
         let mut warnings = Vec::new();
-        let topology = CpuTopology::from_smp(smp);
+        let topology = smp.topology();
         let default_mapping = cpu_nodes.iter().all(Option::is_none);
         let unlisted: Vec<u32> = (0..smp.maxcpus)
             .filter(|&i| cpu_nodes[i as usize].is_none())

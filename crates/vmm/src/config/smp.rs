@@ -7,9 +7,12 @@
 //! cores are computed before sockets, threads last, `maxcpus` defaults to `cpus` and
 //! `cpus` to `maxcpus`, then `sockets * dies * cores * threads` must equal `maxcpus` and
 //! `cpus` must not exceed it. The KVM checks follow `kvm_init()` in accel/kvm/kvm-all.c.
-//! This module owns text → [`SmpConfig`]; APIC IDs and CPUID live in `cpu::topology`.
+//! This module owns text → [`SmpConfig`]; APIC IDs and CPUID live in `cpu::topology`,
+//! which takes the counts through [`SmpConfig::topology`].
 
 use thiserror::Error;
+
+use crate::cpu::topology::{CpuTopology, TopologyCounts};
 
 /// The keys `--smp` accepts, in the order QEMU documents them.
 pub const SMP_KEYS: [&str; 6] = ["cpus", "maxcpus", "sockets", "dies", "cores", "threads"];
@@ -316,6 +319,17 @@ impl SmpConfig {
     /// Parses and resolves `--smp` text (see [`SmpOptions::parse`] and [`SmpOptions::resolve`]).
     pub fn parse(text: &str) -> Result<SmpConfig, SmpError> {
         SmpOptions::parse(text)?.resolve()
+    }
+
+    /// The topology these counts describe (APIC IDs, CPUID topology leaves).
+    pub fn topology(&self) -> CpuTopology {
+        CpuTopology::new(TopologyCounts {
+            sockets: self.sockets,
+            dies: self.dies,
+            cores: self.cores,
+            threads: self.threads,
+            max_cpus: self.maxcpus,
+        })
     }
 
     /// vCPU slots per socket: `dies * cores * threads`.

@@ -246,10 +246,10 @@ pub fn model_expansion(
 mod tests {
     use super::*;
     use crate::config::smp::SmpConfig;
-    use crate::cpu::filter::testing;
+    use crate::cpu::support::testing;
 
     fn topo(spec: &str) -> CpuTopology {
-        CpuTopology::from_smp(&SmpConfig::parse(spec).unwrap())
+        SmpConfig::parse(spec).unwrap().topology()
     }
 
     fn identity() -> HostIdentity {
@@ -326,7 +326,7 @@ mod tests {
         let haswell = find("Haswell");
         assert_eq!(haswell["alias-of"], "Haswell-v1");
         assert_eq!(haswell["typename"], "Haswell-x86_64-cpu");
-        // The test host lacks exactly these of Haswell-v1's features (see filter::testing).
+        // The test host lacks exactly these of Haswell-v1's features (see support::testing).
         let missing: Vec<String> =
             serde_json::from_value(haswell["unavailable-features"].clone()).unwrap();
         for f in [

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use kvm_bindings::{kvm_device_attr, kvm_msr_entry, Msrs, KVM_X86_XCOMP_GUEST_SUPP};
 
-use crate::cpu::cpuid::{self, CpuidEntry};
+use crate::cpu::cpuid::CpuidEntry;
 use crate::cpu::filter::{tsx_broken, HostCpuSupport};
 use crate::cpu::models::expand::HostIdentity;
 
@@ -168,7 +168,7 @@ impl KvmHost {
             n if n > 0 => n as u32,
             _ => kvm.get_max_vcpus() as u32,
         };
-        let supported_cpuid = cpuid::from_kvm(&supported);
+        let supported_cpuid = crate::vcpu::cpuid::from_kvm(&supported);
         let msr_index_list = msrs.as_slice().to_vec();
         let identity = HostIdentity::from_cpuid(&host_cpuid()).ok_or(KvmError::HostCpuid)?;
         let cpu_support = HostCpuSupport {

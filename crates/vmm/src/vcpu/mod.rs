@@ -2,6 +2,7 @@
 //! decoder, kicking a running vCPU out of the kernel, and per-vCPU statistics.
 
 pub mod affinity;
+pub mod cpuid;
 pub mod dump;
 pub mod exit;
 pub mod info;

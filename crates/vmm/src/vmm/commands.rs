@@ -97,7 +97,7 @@ impl<'a> Controller<'a> {
     }
 
     fn topology(&self) -> CpuTopology {
-        CpuTopology::from_smp(&self.vmm.config.smp)
+        self.vmm.config.smp.topology()
     }
 
     /// Runs one command.

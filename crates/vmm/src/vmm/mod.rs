@@ -23,8 +23,8 @@ use crate::boot::acpi::{self, qemu_memory_affinity, AcpiCpu, AcpiPlatform};
 use crate::boot::image::ImageSource;
 use crate::boot::{self, BootEntry, BootError, BootImage};
 use crate::config::{BootSource, ConfigError, VmConfig};
-use crate::cpu::builder::{self, BuilderError, CpuPlan};
-use crate::cpu::{cpuid, msr};
+use crate::cpu::builder::{BuilderError, CpuPlan};
+use crate::cpu::msr;
 use crate::devices::serial::{com1, SerialSink};
 use crate::devices::Bus;
 use crate::host::meminfo::HostMemory;
@@ -156,7 +156,8 @@ impl Vmm {
             )?);
         }
         // Every boot vCPU's CPUID table (the same tables `rvmm run --dry-run --show-cpuid` prints).
-        let cpu_tables = builder::tables_for(&config, &host.cpu_support, &host.identity)?;
+        let cpu_tables =
+            crate::vcpu::cpuid::tables_for(&config, &host.cpu_support, &host.identity)?;
         let cpu_plan = cpu_tables.plan.clone();
         warnings.extend(cpu_plan.warnings.iter().cloned());
         // Guest NUMA and how the host backs guest RAM (pools, KSM, THP, host nodes).
@@ -315,10 +316,11 @@ impl Vmm {
         let mut vcpus = Vec::with_capacity(config.smp.cpus as usize);
         for (index, vcpu_table) in cpu_tables.vcpus.iter().enumerate() {
             let vcpu = kvm_call("KVM_CREATE_VCPU", vm.create_vcpu(vcpu_table.apic_id as u64))?;
-            let table = cpuid::to_kvm(&vcpu_table.entries).map_err(|e| VmmError::Io {
-                what: "CPUID table",
-                source: std::io::Error::other(e.to_string()),
-            })?;
+            let table =
+                crate::vcpu::cpuid::to_kvm(&vcpu_table.entries).map_err(|e| VmmError::Io {
+                    what: "CPUID table",
+                    source: std::io::Error::other(e.to_string()),
+                })?;
             kvm_call("KVM_SET_CPUID2", vcpu.set_cpuid2(&table))?;
             set_msrs(&vcpu, index as u32, &boot_msrs)?;
             if index == 0 {

@@ -1,6 +1,7 @@
 //! Unit tests for the --cpu grammar and its error texts.
 
 use super::*;
+use crate::cpu::models::DefaultVersion;
 
 fn ch(list: &[(&str, bool)]) -> Vec<(String, bool)> {
     list.iter().map(|(n, on)| (n.to_string(), *on)).collect()

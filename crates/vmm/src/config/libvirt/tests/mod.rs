@@ -8,7 +8,7 @@ use crate::config::cpu::{Check, CpuConfig};
 use crate::config::memory::MemoryBacking;
 use crate::config::numa::{HostPolicy, NumaNodeSpec};
 use crate::config::{BootSource, SmpConfig};
-use crate::cpu::filter::testing;
+use crate::cpu::support::testing;
 
 /// A slice of libvirt's x86_features.xml (bits as libvirt 9.0 has them).
 const FEATURES: &str = "<cpus>\
