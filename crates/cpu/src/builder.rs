@@ -75,12 +75,7 @@ pub fn plan(
         ..Default::default()
     });
     base.sort_by_key(|e| (e.function, e.index));
-    let caches = match expanded.cache_info {
-        Some(_) => {
-            CacheModel::for_model(expanded.versioned_name.as_deref().unwrap_or(&expanded.name))
-        }
-        None => CacheModel::legacy(),
-    };
+    let caches = CacheModel::for_caches(expanded.cache_info);
     Ok(CpuPlan {
         expanded,
         filter,

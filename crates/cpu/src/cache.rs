@@ -126,31 +126,40 @@ impl CacheModel {
         }
     }
 
-    /// What QEMU 7.2 uses for `model` with default properties: the model's own cache
+    /// What QEMU 7.2 uses for a model with default properties: the model's own cache
     /// info when it has one (legacy-cache defaults to off then), else the legacy caches.
-    pub fn for_model(model: &str) -> CacheModel {
-        model_cache_info(model).map_or(CacheModel::legacy(), CacheModel::uniform)
+    pub fn for_caches(caches: Option<ModelCaches>) -> CacheModel {
+        caches.map_or(CacheModel::legacy(), |c| CacheModel::uniform(c.set()))
     }
 }
 
-/// The cache info a QEMU 7.2 CPU model defines, by model name (versions `-vN` and the
-/// `EPYC-IBPB` alias share their base model's): EPYC and Dhyana use `epyc_cache_info`,
-/// EPYC-Rome `epyc_rome_cache_info`, EPYC-Milan `epyc_milan_cache_info`; no other
-/// 7.2 model has any.
-pub fn model_cache_info(model: &str) -> Option<CacheSet> {
-    let base = match model.rsplit_once("-v") {
-        Some((base, version))
-            if !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            base
+/// The cache tables QEMU 7.2 models define (`CPUCaches`), as a model's typed field: EPYC
+/// and Dhyana use `epyc_cache_info`, EPYC-Rome `epyc_rome_cache_info`, EPYC-Milan
+/// `epyc_milan_cache_info`; no other 7.2 model has any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelCaches {
+    Epyc,
+    EpycRome,
+    EpycMilan,
+}
+
+impl ModelCaches {
+    /// The caches of the table.
+    pub const fn set(self) -> CacheSet {
+        match self {
+            ModelCaches::Epyc => EPYC_CACHES,
+            ModelCaches::EpycRome => EPYC_ROME_CACHES,
+            ModelCaches::EpycMilan => EPYC_MILAN_CACHES,
         }
-        _ => model,
-    };
-    match base {
-        "EPYC" | "EPYC-IBPB" | "Dhyana" => Some(EPYC_CACHES),
-        "EPYC-Rome" => Some(EPYC_ROME_CACHES),
-        "EPYC-Milan" => Some(EPYC_MILAN_CACHES),
-        _ => None,
+    }
+
+    /// QEMU's name for the table.
+    pub const fn qemu_name(self) -> &'static str {
+        match self {
+            ModelCaches::Epyc => "epyc_cache_info",
+            ModelCaches::EpycRome => "epyc_rome_cache_info",
+            ModelCaches::EpycMilan => "epyc_milan_cache_info",
+        }
     }
 }
 
@@ -476,6 +485,8 @@ mod tests {
 
     #[test]
     fn models_with_cache_info() {
+        // The model tables name the cache table; versions and aliases share their model's.
+        let model_cache_info = |name: &str| crate::models::model_caches(name).map(ModelCaches::set);
         assert_eq!(model_cache_info("EPYC"), Some(EPYC_CACHES));
         assert_eq!(model_cache_info("EPYC-v3"), Some(EPYC_CACHES));
         assert_eq!(model_cache_info("EPYC-IBPB"), Some(EPYC_CACHES));
@@ -484,7 +495,8 @@ mod tests {
         assert_eq!(model_cache_info("EPYC-Milan"), Some(EPYC_MILAN_CACHES));
         assert_eq!(model_cache_info("Skylake-Server"), None);
         assert_eq!(model_cache_info("qemu64"), None);
-        assert_eq!(CacheModel::for_model("Haswell"), CacheModel::legacy());
+        let haswell = crate::models::model_caches("Haswell");
+        assert_eq!(CacheModel::for_caches(haswell), CacheModel::legacy());
         assert_eq!(EPYC_MILAN_CACHES.l3.size, 32 * MIB);
     }
 

@@ -7,6 +7,7 @@
 //! CPUID table a vCPU sees is assembled by `builder`. The one line QEMU prints for a
 //! feature bit (`warning_line`) is here because both filtering and expansion print it.
 
+pub mod ids;
 mod table;
 
 use super::cpuid::CpuidReg;
@@ -256,7 +257,7 @@ impl FeatureWord {
     }
 
     /// Index into `WORDS` and `FeatureSet`.
-    pub fn index(self) -> usize {
+    pub const fn index(self) -> usize {
         self as usize
     }
 
@@ -322,6 +323,32 @@ impl Feature {
             WordLocation::Cpuid { .. } => None,
         }
     }
+}
+
+/// A named feature as a typed value: its canonical name and every bit QEMU's property of
+/// that name sets. The constants are in [`ids`]; CPU model data is written with them (see
+/// [`feats!`](crate::feats)), so a misspelt name fails to compile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeatureId {
+    /// QEMU's canonical property name.
+    pub name: &'static str,
+    pub word: FeatureWord,
+    pub mask: u64,
+}
+
+impl FeatureId {
+    pub const fn new(name: &'static str, word: FeatureWord, mask: u64) -> FeatureId {
+        FeatureId { name, word, mask }
+    }
+}
+
+/// A `&[FeatureId]` from feature ids written as in [`ids`], space-separated:
+/// `feats![FPU VME SSE4_1]`. An unknown name is a compile error.
+#[macro_export]
+macro_rules! feats {
+    ($($id:ident)*) => {
+        &[$($crate::features::ids::$id),*]
+    };
 }
 
 /// Extra names QEMU 7.2 accepts for a feature (`object_property_add_alias` calls in
@@ -497,9 +524,63 @@ impl Default for FeatureSet {
 }
 
 impl FeatureSet {
+    /// The empty set, usable in constants.
+    pub const EMPTY: FeatureSet = FeatureSet {
+        words: [0; FEATURE_WORD_COUNT],
+    };
+
     /// The empty set.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The set of `ids`; for model tables (`FeatureSet::of(feats![FPU VME])`).
+    pub const fn of(ids: &[FeatureId]) -> FeatureSet {
+        FeatureSet::EMPTY.with(ids)
+    }
+
+    /// This set plus `ids`.
+    pub const fn with(mut self, ids: &[FeatureId]) -> FeatureSet {
+        let mut i = 0;
+        while i < ids.len() {
+            self.words[ids[i].word.index()] |= ids[i].mask;
+            i += 1;
+        }
+        self
+    }
+
+    /// This set without `ids`.
+    pub const fn without(mut self, ids: &[FeatureId]) -> FeatureSet {
+        let mut i = 0;
+        while i < ids.len() {
+            self.words[ids[i].word.index()] &= !ids[i].mask;
+            i += 1;
+        }
+        self
+    }
+
+    /// This set plus every bit of `other`.
+    pub const fn union(mut self, other: FeatureSet) -> FeatureSet {
+        let mut i = 0;
+        while i < FEATURE_WORD_COUNT {
+            self.words[i] |= other.words[i];
+            i += 1;
+        }
+        self
+    }
+
+    /// Sets or clears one feature.
+    pub fn set(&mut self, id: FeatureId, on: bool) {
+        if on {
+            self.insert(id.word, id.mask);
+        } else {
+            self.remove(id.word, id.mask);
+        }
+    }
+
+    /// True when every bit of `id` is set.
+    pub fn has(&self, id: FeatureId) -> bool {
+        self.contains(id.word, id.mask)
     }
 
     /// The bits of one word.

@@ -15,17 +15,19 @@ mod intel_xeon;
 pub mod leaves;
 mod legacy;
 pub mod list;
+mod vmx;
 
-use super::features::{FeatureSet, FeatureWord};
+use super::features::{ids, FeatureId, FeatureSet, FeatureWord};
+use crate::cache::ModelCaches;
 pub use crate::identity::VendorId;
 
 /// A property a model version sets on top of the previous versions (QEMU's `PropValue`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Prop {
     /// `feature=on`.
-    On(&'static str),
+    On(FeatureId),
     /// `feature=off`.
-    Off(&'static str),
+    Off(FeatureId),
     /// `stepping=N`.
     Stepping(u32),
     /// `model=N`.
@@ -82,17 +84,16 @@ pub struct ModelDef {
     pub xlevel2: u32,
     /// The brand string (CPUID.80000002H-80000004H), at most 48 bytes.
     pub model_id: &'static str,
-    /// CPUID feature names (QEMU canonical spellings) the definition sets, separated by
-    /// whitespace, in QEMU's word and bit order.
-    pub features: &'static str,
-    /// Feature-MSR feature names (IA32_ARCH_CAPABILITIES, VMX capabilities, ...), likewise.
-    pub msr_features: &'static str,
+    /// The CPUID features the definition sets.
+    pub features: FeatureSet,
+    /// The feature-MSR features (IA32_ARCH_CAPABILITIES, VMX capabilities, ...) it sets.
+    pub msr_features: FeatureSet,
     /// Bits the definition sets that QEMU 7.2 gives no name (IA32_VMX_EPT_VPID_CAP bit 14,
     /// "WB memory type for EPT").
     pub unnamed_bits: &'static [(FeatureWord, u8)],
-    /// The name of QEMU's `CPUCaches` table the model uses (e.g. `epyc_cache_info`);
-    /// `None` means QEMU's legacy cache info.
-    pub cache_info: Option<&'static str>,
+    /// QEMU's `CPUCaches` table the model uses (e.g. `epyc_cache_info`); `None` means
+    /// QEMU's legacy cache info.
+    pub cache_info: Option<ModelCaches>,
     /// Versions; empty means QEMU's default (only v1, no props).
     pub versions: &'static [VersionDef],
 }
@@ -117,20 +118,9 @@ impl ModelDef {
         format!("{}-v{}", self.name, version)
     }
 
-    /// Every feature name of the definition: CPUID features, then MSR features.
-    pub fn feature_names(&self) -> impl Iterator<Item = &'static str> {
-        self.features
-            .split_ascii_whitespace()
-            .chain(self.msr_features.split_ascii_whitespace())
-    }
-
     /// The definition's own feature bits, before any version props.
     pub fn base_features(&self) -> FeatureSet {
-        let mut set = FeatureSet::new();
-        for name in self.feature_names() {
-            // Every name in the tables is a QEMU property; a unit test checks this.
-            set.set_named(name, true);
-        }
+        let mut set = self.features.union(self.msr_features);
         for (word, bit) in self.unnamed_bits {
             set.insert(*word, 1u64 << bit);
         }
@@ -232,6 +222,15 @@ pub fn lookup(name: &str) -> Option<ModelRef> {
     None
 }
 
+/// The cache table of the model `name` refers to (any version or alias shares its
+/// model's); `None` for names without one and for unknown names.
+pub fn model_caches(name: &str) -> Option<ModelCaches> {
+    match lookup(name)? {
+        ModelRef::Builtin { def, .. } => def.cache_info,
+        ModelRef::Host | ModelRef::Max | ModelRef::Base => None,
+    }
+}
+
 /// Every model name QEMU 7.2 registers (for suggestions), in definition order.
 pub fn all_names() -> Vec<String> {
     let mut names = Vec::new();
@@ -293,16 +292,12 @@ pub fn resolve(def: &'static ModelDef, version: u32) -> Option<ResolvedModel> {
         features: def.base_features(),
     };
     // x86_cpu_load_model always sets CPUID.01H:ECX[31] (hypervisor present).
-    m.features.set_named("hypervisor", true);
+    m.features.set(ids::HYPERVISOR, true);
     for v in def.versions() {
         for prop in v.props {
             match *prop {
-                Prop::On(name) => {
-                    m.features.set_named(name, true);
-                }
-                Prop::Off(name) => {
-                    m.features.set_named(name, false);
-                }
+                Prop::On(id) => m.features.set(id, true),
+                Prop::Off(id) => m.features.set(id, false),
                 Prop::Stepping(s) => m.stepping = s,
                 Prop::Model(n) => m.model = n,
                 Prop::ModelId(id) => m.model_id = id.to_string(),

@@ -123,3 +123,18 @@ fn set_operations_and_bit_order() {
     assert!(!a.set_named("no-such-feature", true));
     assert!(FeatureSet::new().is_empty());
 }
+
+#[test]
+fn every_named_bit_has_a_typed_id() {
+    for f in all_features() {
+        let id = ids::ALL.iter().find(|id| id.name == f.name);
+        assert!(
+            id.is_some_and(|id| id.word == f.word && id.mask & f.mask() != 0),
+            "{} has no id",
+            f.name
+        );
+    }
+    assert_eq!(ids::SSE4_1.name, "sse4.1");
+    assert_eq!(ids::_3DNOW.name, "3dnow");
+    assert_eq!(ids::KVMCLOCK.mask, 1 << 0 | 1 << 3);
+}

@@ -1,10 +1,14 @@
 //! QEMU 7.2's AMD and Hygon models: Opteron G1-G5, EPYC, EPYC-Rome, EPYC-Milan, Dhyana.
 //!
 //! Data transcribed from `builtin_x86_defs[]` in QEMU 7.2 target/i386/cpu.c: features as
-//! space-separated QEMU names in QEMU's word and bit order, CPUID features and feature-MSR
-//! features apart; checked against QEMU's own expansion by tests/cpu_models_qemu.rs.
+//! typed ids (`feats!`, a misspelt name does not compile), CPUID features and feature-MSR
+//! features apart, each model written as the model it grew from plus what it adds or drops
+//! (VMX sets from `vmx`); checked against QEMU's own expansion by tests/cpu_models_qemu.rs.
 
 use super::{ModelDef, Prop, VendorId, VersionDef};
+use crate::cache::ModelCaches;
+use crate::feats;
+use crate::features::{ids as f, FeatureSet};
 
 /// QEMU 7.2 `Opteron_G1`.
 pub(super) const OPTERON_G1: ModelDef = ModelDef {
@@ -17,9 +21,11 @@ pub(super) const OPTERON_G1: ModelDef = ModelDef {
     xlevel: 0x8000_0008,
     xlevel2: 0x0,
     model_id: "AMD Opteron 240 (Gen 1 Class Opteron)",
-    features: "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush \
-              mmx fxsr sse sse2 pni syscall nx lm",
-    msr_features: "",
+    features: super::legacy::QEMU64
+        .features
+        .with(feats![VME])
+        .without(feats![CX16 LAHF_LM SVM]),
+    msr_features: FeatureSet::EMPTY,
     unnamed_bits: &[],
     cache_info: None,
     versions: &[],
@@ -36,9 +42,8 @@ pub(super) const OPTERON_G2: ModelDef = ModelDef {
     xlevel: 0x8000_0008,
     xlevel2: 0x0,
     model_id: "AMD Opteron 22xx (Gen 2 Class Opteron)",
-    features: "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush \
-              mmx fxsr sse sse2 pni cx16 syscall nx lm lahf-lm svm",
-    msr_features: "",
+    features: super::legacy::QEMU64.features.with(feats![VME]),
+    msr_features: FeatureSet::EMPTY,
     unnamed_bits: &[],
     cache_info: None,
     versions: &[],
@@ -55,10 +60,10 @@ pub(super) const OPTERON_G3: ModelDef = ModelDef {
     xlevel: 0x8000_0008,
     xlevel2: 0x0,
     model_id: "AMD Opteron 23xx (Gen 3 Class Opteron)",
-    features: "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush \
-              mmx fxsr sse sse2 pni monitor cx16 popcnt syscall nx rdtscp lm lahf-lm svm abm \
-              sse4a misalignsse",
-    msr_features: "",
+    features: OPTERON_G2
+        .features
+        .with(feats![MONITOR POPCNT RDTSCP ABM SSE4A MISALIGNSSE]),
+    msr_features: FeatureSet::EMPTY,
     unnamed_bits: &[],
     cache_info: None,
     versions: &[],
@@ -75,11 +80,10 @@ pub(super) const OPTERON_G4: ModelDef = ModelDef {
     xlevel: 0x8000_001a,
     xlevel2: 0x0,
     model_id: "AMD Opteron 62xx class CPU",
-    features: "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush \
-              mmx fxsr sse sse2 pni pclmulqdq ssse3 cx16 sse4.1 sse4.2 popcnt aes xsave avx \
-              syscall nx pdpe1gb rdtscp lm lahf-lm svm abm sse4a misalignsse 3dnowprefetch xop \
-              fma4 npt nrip-save",
-    msr_features: "",
+    features: OPTERON_G3.features.with(feats![
+        PCLMULQDQ SSSE3 SSE4_1 SSE4_2 AES XSAVE AVX PDPE1GB _3DNOWPREFETCH XOP FMA4 NPT NRIP_SAVE
+    ]).without(feats![MONITOR]),
+    msr_features: FeatureSet::EMPTY,
     unnamed_bits: &[],
     cache_info: None,
     versions: &[],
@@ -96,11 +100,8 @@ pub(super) const OPTERON_G5: ModelDef = ModelDef {
     xlevel: 0x8000_001a,
     xlevel2: 0x0,
     model_id: "AMD Opteron 63xx class CPU",
-    features: "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush \
-              mmx fxsr sse sse2 pni pclmulqdq ssse3 fma cx16 sse4.1 sse4.2 popcnt aes xsave avx \
-              f16c syscall nx pdpe1gb rdtscp lm lahf-lm svm abm sse4a misalignsse 3dnowprefetch \
-              xop fma4 tbm npt nrip-save",
-    msr_features: "",
+    features: OPTERON_G4.features.with(feats![FMA F16C TBM]),
+    msr_features: FeatureSet::EMPTY,
     unnamed_bits: &[],
     cache_info: None,
     versions: &[],
@@ -117,15 +118,13 @@ pub(super) const EPYC: ModelDef = ModelDef {
     xlevel: 0x8000_001e,
     xlevel2: 0x0,
     model_id: "AMD EPYC Processor",
-    features: "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush \
-              mmx fxsr sse sse2 pni pclmulqdq monitor ssse3 fma cx16 sse4.1 sse4.2 movbe popcnt \
-              aes xsave avx f16c rdrand fsgsbase bmi1 avx2 smep bmi2 rdseed adx smap clflushopt \
-              sha-ni syscall nx mmxext fxsr-opt pdpe1gb rdtscp lm lahf-lm svm cr8legacy abm \
-              sse4a misalignsse 3dnowprefetch osvw topoext npt nrip-save xsaveopt xsavec \
-              xgetbv1 arat",
-    msr_features: "",
+    features: OPTERON_G5.features.with(feats![
+        MONITOR MOVBE RDRAND FSGSBASE BMI1 AVX2 SMEP BMI2 RDSEED ADX SMAP CLFLUSHOPT SHA_NI MMXEXT
+        FXSR_OPT CR8LEGACY OSVW TOPOEXT XSAVEOPT XSAVEC XGETBV1 ARAT
+    ]).without(feats![XOP FMA4 TBM]),
+    msr_features: FeatureSet::EMPTY,
     unnamed_bits: &[],
-    cache_info: Some("epyc_cache_info"),
+    cache_info: Some(ModelCaches::Epyc),
     versions: &[
         VersionDef::new(1, None, None, &[]),
         VersionDef::new(
@@ -133,7 +132,7 @@ pub(super) const EPYC: ModelDef = ModelDef {
             Some("EPYC-IBPB"),
             None,
             &[
-                Prop::On("ibpb"),
+                Prop::On(f::IBPB),
                 Prop::ModelId("AMD EPYC Processor (with IBPB)"),
             ],
         ),
@@ -142,11 +141,11 @@ pub(super) const EPYC: ModelDef = ModelDef {
             None,
             None,
             &[
-                Prop::On("ibpb"),
-                Prop::On("perfctr-core"),
-                Prop::On("clzero"),
-                Prop::On("xsaveerptr"),
-                Prop::On("xsaves"),
+                Prop::On(f::IBPB),
+                Prop::On(f::PERFCTR_CORE),
+                Prop::On(f::CLZERO),
+                Prop::On(f::XSAVEERPTR),
+                Prop::On(f::XSAVES),
                 Prop::ModelId("AMD EPYC Processor"),
             ],
         ),
@@ -164,17 +163,16 @@ pub(super) const DHYANA: ModelDef = ModelDef {
     xlevel: 0x8000_001e,
     xlevel2: 0x0,
     model_id: "Hygon Dhyana Processor",
-    features: "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush \
-              mmx fxsr sse sse2 pni monitor ssse3 fma cx16 sse4.1 sse4.2 movbe popcnt xsave avx \
-              f16c rdrand fsgsbase bmi1 avx2 smep bmi2 rdseed adx smap clflushopt syscall nx \
-              mmxext fxsr-opt pdpe1gb rdtscp lm lahf-lm svm cr8legacy abm sse4a misalignsse \
-              3dnowprefetch osvw topoext ibpb npt nrip-save xsaveopt xsavec xgetbv1 arat",
-    msr_features: "",
+    features: EPYC
+        .features
+        .with(feats![IBPB])
+        .without(feats![PCLMULQDQ AES SHA_NI]),
+    msr_features: FeatureSet::EMPTY,
     unnamed_bits: &[],
-    cache_info: Some("epyc_cache_info"),
+    cache_info: Some(ModelCaches::Epyc),
     versions: &[
         VersionDef::new(1, None, None, &[]),
-        VersionDef::new(2, None, Some("XSAVES"), &[Prop::On("xsaves")]),
+        VersionDef::new(2, None, Some("XSAVES"), &[Prop::On(f::XSAVES)]),
     ],
 };
 
@@ -189,19 +187,15 @@ pub(super) const EPYC_ROME: ModelDef = ModelDef {
     xlevel: 0x8000_001e,
     xlevel2: 0x0,
     model_id: "AMD EPYC-Rome Processor",
-    features: "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush \
-              mmx fxsr sse sse2 pni pclmulqdq monitor ssse3 fma cx16 sse4.1 sse4.2 movbe popcnt \
-              aes xsave avx f16c rdrand fsgsbase bmi1 avx2 smep bmi2 rdseed adx smap clflushopt \
-              clwb sha-ni umip rdpid syscall nx mmxext fxsr-opt pdpe1gb rdtscp lm lahf-lm svm \
-              cr8legacy abm sse4a misalignsse 3dnowprefetch osvw topoext perfctr-core clzero \
-              xsaveerptr wbnoinvd ibpb amd-stibp npt nrip-save xsaveopt xsavec xgetbv1 xsaves \
-              arat",
-    msr_features: "",
+    features: EPYC.features.with(feats![
+        CLWB UMIP RDPID PERFCTR_CORE CLZERO XSAVEERPTR WBNOINVD IBPB AMD_STIBP XSAVES
+    ]),
+    msr_features: FeatureSet::EMPTY,
     unnamed_bits: &[],
-    cache_info: Some("epyc_rome_cache_info"),
+    cache_info: Some(ModelCaches::EpycRome),
     versions: &[
         VersionDef::new(1, None, None, &[]),
-        VersionDef::new(2, None, None, &[Prop::On("ibrs"), Prop::On("amd-ssbd")]),
+        VersionDef::new(2, None, None, &[Prop::On(f::IBRS), Prop::On(f::AMD_SSBD)]),
     ],
 };
 
@@ -216,15 +210,11 @@ pub(super) const EPYC_MILAN: ModelDef = ModelDef {
     xlevel: 0x8000_001e,
     xlevel2: 0x0,
     model_id: "AMD EPYC-Milan Processor",
-    features: "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush \
-              mmx fxsr sse sse2 pni pclmulqdq monitor ssse3 fma cx16 pcid sse4.1 sse4.2 movbe \
-              popcnt aes xsave avx f16c rdrand fsgsbase bmi1 avx2 smep bmi2 erms invpcid rdseed \
-              adx smap clflushopt clwb sha-ni umip pku rdpid fsrm syscall nx mmxext fxsr-opt \
-              pdpe1gb rdtscp lm lahf-lm svm cr8legacy abm sse4a misalignsse 3dnowprefetch osvw \
-              topoext perfctr-core clzero xsaveerptr wbnoinvd ibpb ibrs amd-stibp amd-ssbd npt \
-              nrip-save svme-addr-chk xsaveopt xsavec xgetbv1 xsaves arat",
-    msr_features: "",
+    features: EPYC_ROME
+        .features
+        .with(feats![PCID ERMS INVPCID PKU FSRM IBRS AMD_SSBD SVME_ADDR_CHK]),
+    msr_features: FeatureSet::EMPTY,
     unnamed_bits: &[],
-    cache_info: Some("epyc_milan_cache_info"),
+    cache_info: Some(ModelCaches::EpycMilan),
     versions: &[],
 };

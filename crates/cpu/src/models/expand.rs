@@ -10,9 +10,12 @@
 use thiserror::Error;
 
 use super::{lookup, resolve, resolve_version, DefaultVersion, ModelRef, VendorId};
+use crate::cache::ModelCaches;
 use crate::cpuid::CpuidReg;
 use crate::features::warning_line;
-use crate::features::{all_features, feature_mask, FeatureSet, FeatureWord, WordLocation};
+use crate::features::{
+    all_features, feature_mask, ids as f, FeatureId, FeatureSet, FeatureWord, WordLocation,
+};
 pub use crate::identity::HostIdentity;
 use crate::support::HostCpuSupport;
 
@@ -21,22 +24,22 @@ use FeatureWord as W;
 /// QEMU's `kvm_default_props`: applied to every built-in model under KVM, before the
 /// user's properties (`x2apic` becomes off without an in-kernel irqchip and
 /// `kvm-msi-ext-dest-id` on with a split one).
-const KVM_DEFAULTS: &[(&str, bool)] = &[
-    ("kvmclock", true),
-    ("kvm-nopiodelay", true),
-    ("kvm-asyncpf", true),
-    ("kvm-steal-time", true),
-    ("kvm-pv-eoi", true),
-    ("kvmclock-stable-bit", true),
-    ("x2apic", true),
-    ("kvm-msi-ext-dest-id", false),
-    ("acpi", false),
-    ("monitor", false),
-    ("svm", false),
+const KVM_DEFAULTS: &[(FeatureId, bool)] = &[
+    (f::KVMCLOCK, true),
+    (f::KVM_NOPIODELAY, true),
+    (f::KVM_ASYNCPF, true),
+    (f::KVM_STEAL_TIME, true),
+    (f::KVM_PV_EOI, true),
+    (f::KVMCLOCK_STABLE_BIT, true),
+    (f::X2APIC, true),
+    (f::KVM_MSI_EXT_DEST_ID, false),
+    (f::ACPI, false),
+    (f::MONITOR, false),
+    (f::SVM, false),
 ];
 
 /// QEMU's `tcg_default_props`.
-const TCG_DEFAULTS: &[(&str, bool)] = &[("vme", false)];
+const TCG_DEFAULTS: &[(FeatureId, bool)] = &[(f::VME, false)];
 
 /// One entry of QEMU's `feature_dependencies[]`: when no bit of `from` is set, the `to`
 /// bits are cleared.
@@ -194,8 +197,8 @@ pub struct ExpandedCpu {
     /// (dependency table order, then bit order).
     pub dependency_warnings: Vec<String>,
     pub pmu: bool,
-    /// QEMU's cache table name, for models that have one.
-    pub cache_info: Option<&'static str>,
+    /// QEMU's cache table, for models that have one.
+    pub cache_info: Option<ModelCaches>,
 }
 
 /// Expansion failures.
@@ -221,6 +224,11 @@ struct State {
 }
 
 impl State {
+    fn set_id(&mut self, id: FeatureId, on: bool) {
+        self.features.set(id, on);
+        self.user.insert(id.word, id.mask);
+    }
+
     fn set(&mut self, name: &str, on: bool) -> Result<(), ExpandError> {
         let (word, mask) =
             feature_mask(name).ok_or_else(|| ExpandError::UnknownFeature(name.to_string()))?;
@@ -278,23 +286,21 @@ pub fn expand(req: &CpuRequest<'_>, accel: Accel<'_>) -> Result<ExpandedCpu, Exp
             out.cache_info = def.cache_info;
             st.features = m.features;
             let defaults = match accel {
-                Accel::Tcg => TCG_DEFAULTS.to_vec(),
-                Accel::Kvm { host, identity } => {
+                Accel::Tcg => TCG_DEFAULTS,
+                Accel::Kvm { identity, .. } => {
                     out.vendor = identity.vendor;
                     KVM_DEFAULTS
-                        .iter()
-                        .map(|&(name, on)| match name {
-                            "x2apic" => (name, on && host.irqchip_in_kernel),
-                            "kvm-msi-ext-dest-id" => {
-                                (name, host.irqchip_in_kernel && host.irqchip_split)
-                            }
-                            _ => (name, on),
-                        })
-                        .collect()
                 }
             };
-            for (name, on) in defaults {
-                st.set(name, on)?;
+            for &(id, on) in defaults {
+                let on = match accel {
+                    Accel::Kvm { host, .. } if id == f::X2APIC => on && host.irqchip_in_kernel,
+                    Accel::Kvm { host, .. } if id == f::KVM_MSI_EXT_DEST_ID => {
+                        host.irqchip_in_kernel && host.irqchip_split
+                    }
+                    _ => on,
+                };
+                st.set_id(id, on);
             }
         }
         ModelRef::Host | ModelRef::Max => {
@@ -317,7 +323,8 @@ pub fn expand(req: &CpuRequest<'_>, accel: Accel<'_>) -> Result<ExpandedCpu, Exp
     if let Some(pmu) = req.pmu {
         out.pmu = pmu;
     }
-    // The user's changes: properties, then legacy +feat, then -feat (the `--cpu` parser orders them).
+    // The user's changes: properties, then legacy +feat, then -feat (as the `--cpu` parser
+    // orders them).
     for (name, on) in req.changes {
         st.set(name, *on)?;
     }

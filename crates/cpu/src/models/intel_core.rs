@@ -1,11 +1,14 @@
 //! QEMU 7.2's Intel Core models from Nehalem to Skylake-Client, with their versions.
 //!
 //! Data transcribed from `builtin_x86_defs[]` in QEMU 7.2 target/i386/cpu.c: features as
-//! space-separated QEMU names in QEMU's word and bit order, CPUID features and feature-MSR
-//! features apart; checked against QEMU's own expansion by tests/cpu_models_qemu.rs.
+//! typed ids (`feats!`, a misspelt name does not compile), CPUID features and feature-MSR
+//! features apart, each model written as the model it grew from plus what it adds or drops
+//! (VMX sets from `vmx`); checked against QEMU's own expansion by tests/cpu_models_qemu.rs.
 
+use super::vmx::{VMX_BROADWELL, VMX_HASWELL, VMX_IVYBRIDGE, VMX_NEHALEM, VMX_WESTMERE};
 use super::{ModelDef, Prop, VendorId, VersionDef};
-use crate::features::FeatureWord as W;
+use crate::feats;
+use crate::features::{ids as f, FeatureWord as W};
 
 /// QEMU 7.2 `Nehalem`.
 pub(super) const NEHALEM: ModelDef = ModelDef {
@@ -18,23 +21,8 @@ pub(super) const NEHALEM: ModelDef = ModelDef {
     xlevel: 0x8000_0008,
     xlevel2: 0x0,
     model_id: "Intel Core i7 9xx (Nehalem Class Core i7)",
-    features: "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush \
-              mmx fxsr sse sse2 pni ssse3 cx16 sse4.1 sse4.2 popcnt syscall nx lm lahf-lm",
-    msr_features: "vmx-vintr-pending vmx-tsc-offset vmx-hlt-exit vmx-invlpg-exit vmx-mwait-exit \
-                  vmx-rdpmc-exit vmx-rdtsc-exit vmx-cr3-load-noexit vmx-cr3-store-noexit \
-                  vmx-cr8-load-exit vmx-cr8-store-exit vmx-flexpriority vmx-vnmi-pending \
-                  vmx-movdr-exit vmx-io-exit vmx-io-bitmap vmx-mtf vmx-msr-bitmap \
-                  vmx-monitor-exit vmx-pause-exit vmx-secondary-ctls vmx-apicv-xapic vmx-ept \
-                  vmx-desc-exit vmx-rdtscp-exit vmx-apicv-x2apic vmx-vpid vmx-wbinvd-exit \
-                  vmx-intr-exit vmx-nmi-exit vmx-vnmi vmx-preemption-timer \
-                  vmx-exit-nosave-debugctl vmx-exit-load-perf-global-ctrl vmx-exit-ack-intr \
-                  vmx-exit-save-pat vmx-exit-load-pat vmx-exit-save-efer vmx-exit-load-efer \
-                  vmx-exit-save-preemption-timer vmx-entry-noload-debugctl vmx-entry-ia32e-mode \
-                  vmx-entry-load-perf-global-ctrl vmx-entry-load-pat vmx-entry-load-efer \
-                  vmx-activity-hlt vmx-ept-execonly vmx-page-walk-4 vmx-ept-2mb vmx-ept-1gb \
-                  vmx-invept vmx-invept-single-context vmx-invept-all-context vmx-invvpid \
-                  vmx-invvpid-single-addr vmx-invvpid-all-context \
-                  vmx-invept-single-context-noglobals vmx-ins-outs vmx-true-ctls",
+    features: super::legacy::PENRYN.features.with(feats![SSE4_2 POPCNT]),
+    msr_features: VMX_NEHALEM,
     unnamed_bits: &[(W::VmxEptVpidCaps, 14)],
     cache_info: None,
     versions: &[
@@ -44,7 +32,7 @@ pub(super) const NEHALEM: ModelDef = ModelDef {
             Some("Nehalem-IBRS"),
             None,
             &[
-                Prop::On("spec-ctrl"),
+                Prop::On(f::SPEC_CTRL),
                 Prop::ModelId("Intel Core i7 9xx (Nehalem Core i7, IBRS update)"),
             ],
         ),
@@ -62,25 +50,8 @@ pub(super) const WESTMERE: ModelDef = ModelDef {
     xlevel: 0x8000_0008,
     xlevel2: 0x0,
     model_id: "Westmere E56xx/L56xx/X56xx (Nehalem-C)",
-    features: "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush \
-              mmx fxsr sse sse2 pni pclmulqdq ssse3 cx16 sse4.1 sse4.2 popcnt aes syscall nx lm \
-              lahf-lm arat",
-    msr_features: "vmx-vintr-pending vmx-tsc-offset vmx-hlt-exit vmx-invlpg-exit vmx-mwait-exit \
-                  vmx-rdpmc-exit vmx-rdtsc-exit vmx-cr3-load-noexit vmx-cr3-store-noexit \
-                  vmx-cr8-load-exit vmx-cr8-store-exit vmx-flexpriority vmx-vnmi-pending \
-                  vmx-movdr-exit vmx-io-exit vmx-io-bitmap vmx-mtf vmx-msr-bitmap \
-                  vmx-monitor-exit vmx-pause-exit vmx-secondary-ctls vmx-apicv-xapic vmx-ept \
-                  vmx-desc-exit vmx-rdtscp-exit vmx-apicv-x2apic vmx-vpid vmx-wbinvd-exit \
-                  vmx-unrestricted-guest vmx-intr-exit vmx-nmi-exit vmx-vnmi \
-                  vmx-preemption-timer vmx-exit-nosave-debugctl vmx-exit-load-perf-global-ctrl \
-                  vmx-exit-ack-intr vmx-exit-save-pat vmx-exit-load-pat vmx-exit-save-efer \
-                  vmx-exit-load-efer vmx-exit-save-preemption-timer vmx-entry-noload-debugctl \
-                  vmx-entry-ia32e-mode vmx-entry-load-perf-global-ctrl vmx-entry-load-pat \
-                  vmx-entry-load-efer vmx-store-lma vmx-activity-hlt vmx-ept-execonly \
-                  vmx-page-walk-4 vmx-ept-2mb vmx-ept-1gb vmx-invept vmx-invept-single-context \
-                  vmx-invept-all-context vmx-invvpid vmx-invvpid-single-addr \
-                  vmx-invvpid-all-context vmx-invept-single-context-noglobals vmx-ins-outs \
-                  vmx-true-ctls",
+    features: NEHALEM.features.with(feats![PCLMULQDQ AES ARAT]),
+    msr_features: VMX_WESTMERE,
     unnamed_bits: &[(W::VmxEptVpidCaps, 14)],
     cache_info: None,
     versions: &[
@@ -90,7 +61,7 @@ pub(super) const WESTMERE: ModelDef = ModelDef {
             Some("Westmere-IBRS"),
             None,
             &[
-                Prop::On("spec-ctrl"),
+                Prop::On(f::SPEC_CTRL),
                 Prop::ModelId("Westmere E56xx/L56xx/X56xx (IBRS update)"),
             ],
         ),
@@ -108,25 +79,10 @@ pub(super) const SANDYBRIDGE: ModelDef = ModelDef {
     xlevel: 0x8000_0008,
     xlevel2: 0x0,
     model_id: "Intel Xeon E312xx (Sandy Bridge)",
-    features: "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush \
-              mmx fxsr sse sse2 pni pclmulqdq ssse3 cx16 sse4.1 sse4.2 x2apic popcnt \
-              tsc-deadline aes xsave avx syscall nx rdtscp lm lahf-lm xsaveopt arat",
-    msr_features: "vmx-vintr-pending vmx-tsc-offset vmx-hlt-exit vmx-invlpg-exit vmx-mwait-exit \
-                  vmx-rdpmc-exit vmx-rdtsc-exit vmx-cr3-load-noexit vmx-cr3-store-noexit \
-                  vmx-cr8-load-exit vmx-cr8-store-exit vmx-flexpriority vmx-vnmi-pending \
-                  vmx-movdr-exit vmx-io-exit vmx-io-bitmap vmx-mtf vmx-msr-bitmap \
-                  vmx-monitor-exit vmx-pause-exit vmx-secondary-ctls vmx-apicv-xapic vmx-ept \
-                  vmx-desc-exit vmx-rdtscp-exit vmx-apicv-x2apic vmx-vpid vmx-wbinvd-exit \
-                  vmx-unrestricted-guest vmx-intr-exit vmx-nmi-exit vmx-vnmi \
-                  vmx-preemption-timer vmx-exit-nosave-debugctl vmx-exit-load-perf-global-ctrl \
-                  vmx-exit-ack-intr vmx-exit-save-pat vmx-exit-load-pat vmx-exit-save-efer \
-                  vmx-exit-load-efer vmx-exit-save-preemption-timer vmx-entry-noload-debugctl \
-                  vmx-entry-ia32e-mode vmx-entry-load-perf-global-ctrl vmx-entry-load-pat \
-                  vmx-entry-load-efer vmx-store-lma vmx-activity-hlt vmx-ept-execonly \
-                  vmx-page-walk-4 vmx-ept-2mb vmx-ept-1gb vmx-invept vmx-invept-single-context \
-                  vmx-invept-all-context vmx-invvpid vmx-invvpid-single-addr \
-                  vmx-invvpid-all-context vmx-invept-single-context-noglobals vmx-ins-outs \
-                  vmx-true-ctls",
+    features: WESTMERE
+        .features
+        .with(feats![X2APIC TSC_DEADLINE XSAVE AVX RDTSCP XSAVEOPT]),
+    msr_features: VMX_WESTMERE,
     unnamed_bits: &[(W::VmxEptVpidCaps, 14)],
     cache_info: None,
     versions: &[
@@ -136,7 +92,7 @@ pub(super) const SANDYBRIDGE: ModelDef = ModelDef {
             Some("SandyBridge-IBRS"),
             None,
             &[
-                Prop::On("spec-ctrl"),
+                Prop::On(f::SPEC_CTRL),
                 Prop::ModelId("Intel Xeon E312xx (Sandy Bridge, IBRS update)"),
             ],
         ),
@@ -154,26 +110,10 @@ pub(super) const IVYBRIDGE: ModelDef = ModelDef {
     xlevel: 0x8000_0008,
     xlevel2: 0x0,
     model_id: "Intel Xeon E3-12xx v2 (Ivy Bridge)",
-    features: "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush \
-              mmx fxsr sse sse2 pni pclmulqdq ssse3 cx16 sse4.1 sse4.2 x2apic popcnt \
-              tsc-deadline aes xsave avx f16c rdrand fsgsbase smep erms syscall nx rdtscp lm \
-              lahf-lm xsaveopt arat",
-    msr_features: "vmx-vintr-pending vmx-tsc-offset vmx-hlt-exit vmx-invlpg-exit vmx-mwait-exit \
-                  vmx-rdpmc-exit vmx-rdtsc-exit vmx-cr3-load-noexit vmx-cr3-store-noexit \
-                  vmx-cr8-load-exit vmx-cr8-store-exit vmx-flexpriority vmx-vnmi-pending \
-                  vmx-movdr-exit vmx-io-exit vmx-io-bitmap vmx-mtf vmx-msr-bitmap \
-                  vmx-monitor-exit vmx-pause-exit vmx-secondary-ctls vmx-apicv-xapic vmx-ept \
-                  vmx-desc-exit vmx-rdtscp-exit vmx-apicv-x2apic vmx-vpid vmx-wbinvd-exit \
-                  vmx-unrestricted-guest vmx-apicv-register vmx-apicv-vid vmx-rdrand-exit \
-                  vmx-intr-exit vmx-nmi-exit vmx-vnmi vmx-preemption-timer vmx-posted-intr \
-                  vmx-exit-nosave-debugctl vmx-exit-load-perf-global-ctrl vmx-exit-ack-intr \
-                  vmx-exit-save-pat vmx-exit-load-pat vmx-exit-save-efer vmx-exit-load-efer \
-                  vmx-exit-save-preemption-timer vmx-entry-noload-debugctl vmx-entry-ia32e-mode \
-                  vmx-entry-load-perf-global-ctrl vmx-entry-load-pat vmx-entry-load-efer \
-                  vmx-store-lma vmx-activity-hlt vmx-ept-execonly vmx-page-walk-4 vmx-ept-2mb \
-                  vmx-ept-1gb vmx-invept vmx-invept-single-context vmx-invept-all-context \
-                  vmx-invvpid vmx-invvpid-single-addr vmx-invvpid-all-context \
-                  vmx-invept-single-context-noglobals vmx-ins-outs vmx-true-ctls",
+    features: SANDYBRIDGE
+        .features
+        .with(feats![F16C RDRAND FSGSBASE SMEP ERMS]),
+    msr_features: VMX_IVYBRIDGE,
     unnamed_bits: &[(W::VmxEptVpidCaps, 14)],
     cache_info: None,
     versions: &[
@@ -183,7 +123,7 @@ pub(super) const IVYBRIDGE: ModelDef = ModelDef {
             Some("IvyBridge-IBRS"),
             None,
             &[
-                Prop::On("spec-ctrl"),
+                Prop::On(f::SPEC_CTRL),
                 Prop::ModelId("Intel Xeon E3-12xx v2 (Ivy Bridge, IBRS)"),
             ],
         ),
@@ -201,29 +141,10 @@ pub(super) const HASWELL: ModelDef = ModelDef {
     xlevel: 0x8000_0008,
     xlevel2: 0x0,
     model_id: "Intel Core Processor (Haswell)",
-    features: "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush \
-              mmx fxsr sse sse2 pni pclmulqdq ssse3 fma cx16 pcid sse4.1 sse4.2 x2apic movbe \
-              popcnt tsc-deadline aes xsave avx f16c rdrand fsgsbase bmi1 hle avx2 smep bmi2 \
-              erms invpcid rtm syscall nx rdtscp lm lahf-lm abm xsaveopt arat",
-    msr_features: "vmx-vintr-pending vmx-tsc-offset vmx-hlt-exit vmx-invlpg-exit vmx-mwait-exit \
-                  vmx-rdpmc-exit vmx-rdtsc-exit vmx-cr3-load-noexit vmx-cr3-store-noexit \
-                  vmx-cr8-load-exit vmx-cr8-store-exit vmx-flexpriority vmx-vnmi-pending \
-                  vmx-movdr-exit vmx-io-exit vmx-io-bitmap vmx-mtf vmx-msr-bitmap \
-                  vmx-monitor-exit vmx-pause-exit vmx-secondary-ctls vmx-apicv-xapic vmx-ept \
-                  vmx-desc-exit vmx-rdtscp-exit vmx-apicv-x2apic vmx-vpid vmx-wbinvd-exit \
-                  vmx-unrestricted-guest vmx-apicv-register vmx-apicv-vid vmx-rdrand-exit \
-                  vmx-invpcid-exit vmx-vmfunc vmx-shadow-vmcs vmx-intr-exit vmx-nmi-exit \
-                  vmx-vnmi vmx-preemption-timer vmx-posted-intr vmx-exit-nosave-debugctl \
-                  vmx-exit-load-perf-global-ctrl vmx-exit-ack-intr vmx-exit-save-pat \
-                  vmx-exit-load-pat vmx-exit-save-efer vmx-exit-load-efer \
-                  vmx-exit-save-preemption-timer vmx-entry-noload-debugctl vmx-entry-ia32e-mode \
-                  vmx-entry-load-perf-global-ctrl vmx-entry-load-pat vmx-entry-load-efer \
-                  vmx-store-lma vmx-activity-hlt vmx-vmwrite-vmexit-fields vmx-ept-execonly \
-                  vmx-page-walk-4 vmx-ept-2mb vmx-ept-1gb vmx-invept vmx-eptad \
-                  vmx-invept-single-context vmx-invept-all-context vmx-invvpid \
-                  vmx-invvpid-single-addr vmx-invvpid-all-context \
-                  vmx-invept-single-context-noglobals vmx-ins-outs vmx-true-ctls \
-                  vmx-eptp-switching",
+    features: IVYBRIDGE
+        .features
+        .with(feats![FMA PCID MOVBE BMI1 HLE AVX2 BMI2 INVPCID RTM ABM]),
+    msr_features: VMX_HASWELL,
     unnamed_bits: &[(W::VmxEptVpidCaps, 14)],
     cache_info: None,
     versions: &[
@@ -233,8 +154,8 @@ pub(super) const HASWELL: ModelDef = ModelDef {
             Some("Haswell-noTSX"),
             None,
             &[
-                Prop::Off("hle"),
-                Prop::Off("rtm"),
+                Prop::Off(f::HLE),
+                Prop::Off(f::RTM),
                 Prop::Stepping(1),
                 Prop::ModelId("Intel Core Processor (Haswell, no TSX)"),
             ],
@@ -244,10 +165,10 @@ pub(super) const HASWELL: ModelDef = ModelDef {
             Some("Haswell-IBRS"),
             None,
             &[
-                Prop::On("hle"),
-                Prop::On("rtm"),
+                Prop::On(f::HLE),
+                Prop::On(f::RTM),
                 Prop::Stepping(4),
-                Prop::On("spec-ctrl"),
+                Prop::On(f::SPEC_CTRL),
                 Prop::ModelId("Intel Core Processor (Haswell, IBRS)"),
             ],
         ),
@@ -256,8 +177,8 @@ pub(super) const HASWELL: ModelDef = ModelDef {
             Some("Haswell-noTSX-IBRS"),
             None,
             &[
-                Prop::Off("hle"),
-                Prop::Off("rtm"),
+                Prop::Off(f::HLE),
+                Prop::Off(f::RTM),
                 Prop::Stepping(1),
                 Prop::ModelId("Intel Core Processor (Haswell, no TSX, IBRS)"),
             ],
@@ -276,30 +197,10 @@ pub(super) const BROADWELL: ModelDef = ModelDef {
     xlevel: 0x8000_0008,
     xlevel2: 0x0,
     model_id: "Intel Core Processor (Broadwell)",
-    features: "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush \
-              mmx fxsr sse sse2 pni pclmulqdq ssse3 fma cx16 pcid sse4.1 sse4.2 x2apic movbe \
-              popcnt tsc-deadline aes xsave avx f16c rdrand fsgsbase bmi1 hle avx2 smep bmi2 \
-              erms invpcid rtm rdseed adx smap syscall nx rdtscp lm lahf-lm abm 3dnowprefetch \
-              xsaveopt arat",
-    msr_features: "vmx-vintr-pending vmx-tsc-offset vmx-hlt-exit vmx-invlpg-exit vmx-mwait-exit \
-                  vmx-rdpmc-exit vmx-rdtsc-exit vmx-cr3-load-noexit vmx-cr3-store-noexit \
-                  vmx-cr8-load-exit vmx-cr8-store-exit vmx-flexpriority vmx-vnmi-pending \
-                  vmx-movdr-exit vmx-io-exit vmx-io-bitmap vmx-mtf vmx-msr-bitmap \
-                  vmx-monitor-exit vmx-pause-exit vmx-secondary-ctls vmx-apicv-xapic vmx-ept \
-                  vmx-desc-exit vmx-rdtscp-exit vmx-apicv-x2apic vmx-vpid vmx-wbinvd-exit \
-                  vmx-unrestricted-guest vmx-apicv-register vmx-apicv-vid vmx-rdrand-exit \
-                  vmx-invpcid-exit vmx-vmfunc vmx-shadow-vmcs vmx-rdseed-exit vmx-pml \
-                  vmx-intr-exit vmx-nmi-exit vmx-vnmi vmx-preemption-timer vmx-posted-intr \
-                  vmx-exit-nosave-debugctl vmx-exit-load-perf-global-ctrl vmx-exit-ack-intr \
-                  vmx-exit-save-pat vmx-exit-load-pat vmx-exit-save-efer vmx-exit-load-efer \
-                  vmx-exit-save-preemption-timer vmx-entry-noload-debugctl vmx-entry-ia32e-mode \
-                  vmx-entry-load-perf-global-ctrl vmx-entry-load-pat vmx-entry-load-efer \
-                  vmx-store-lma vmx-activity-hlt vmx-vmwrite-vmexit-fields vmx-ept-execonly \
-                  vmx-page-walk-4 vmx-ept-2mb vmx-ept-1gb vmx-invept vmx-eptad \
-                  vmx-invept-single-context vmx-invept-all-context vmx-invvpid \
-                  vmx-invvpid-single-addr vmx-invvpid-all-context \
-                  vmx-invept-single-context-noglobals vmx-ins-outs vmx-true-ctls \
-                  vmx-eptp-switching",
+    features: HASWELL
+        .features
+        .with(feats![RDSEED ADX SMAP _3DNOWPREFETCH]),
+    msr_features: VMX_BROADWELL,
     unnamed_bits: &[(W::VmxEptVpidCaps, 14)],
     cache_info: None,
     versions: &[
@@ -309,8 +210,8 @@ pub(super) const BROADWELL: ModelDef = ModelDef {
             Some("Broadwell-noTSX"),
             None,
             &[
-                Prop::Off("hle"),
-                Prop::Off("rtm"),
+                Prop::Off(f::HLE),
+                Prop::Off(f::RTM),
                 Prop::ModelId("Intel Core Processor (Broadwell, no TSX)"),
             ],
         ),
@@ -319,9 +220,9 @@ pub(super) const BROADWELL: ModelDef = ModelDef {
             Some("Broadwell-IBRS"),
             None,
             &[
-                Prop::On("hle"),
-                Prop::On("rtm"),
-                Prop::On("spec-ctrl"),
+                Prop::On(f::HLE),
+                Prop::On(f::RTM),
+                Prop::On(f::SPEC_CTRL),
                 Prop::ModelId("Intel Core Processor (Broadwell, IBRS)"),
             ],
         ),
@@ -330,8 +231,8 @@ pub(super) const BROADWELL: ModelDef = ModelDef {
             Some("Broadwell-noTSX-IBRS"),
             None,
             &[
-                Prop::Off("hle"),
-                Prop::Off("rtm"),
+                Prop::Off(f::HLE),
+                Prop::Off(f::RTM),
                 Prop::ModelId("Intel Core Processor (Broadwell, no TSX, IBRS)"),
             ],
         ),
@@ -349,29 +250,9 @@ pub(super) const SKYLAKE_CLIENT: ModelDef = ModelDef {
     xlevel: 0x8000_0008,
     xlevel2: 0x0,
     model_id: "Intel Core Processor (Skylake)",
-    features: "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush \
-              mmx fxsr sse sse2 pni pclmulqdq ssse3 fma cx16 pcid sse4.1 sse4.2 x2apic movbe \
-              popcnt tsc-deadline aes xsave avx f16c rdrand fsgsbase bmi1 hle avx2 smep bmi2 \
-              erms invpcid rtm rdseed adx smap syscall nx rdtscp lm lahf-lm abm 3dnowprefetch \
-              xsaveopt xsavec xgetbv1 arat",
-    msr_features: "vmx-vintr-pending vmx-tsc-offset vmx-hlt-exit vmx-invlpg-exit vmx-mwait-exit \
-                  vmx-rdpmc-exit vmx-rdtsc-exit vmx-cr3-load-noexit vmx-cr3-store-noexit \
-                  vmx-cr8-load-exit vmx-cr8-store-exit vmx-flexpriority vmx-vnmi-pending \
-                  vmx-movdr-exit vmx-io-exit vmx-io-bitmap vmx-mtf vmx-msr-bitmap \
-                  vmx-monitor-exit vmx-pause-exit vmx-secondary-ctls vmx-apicv-xapic vmx-ept \
-                  vmx-desc-exit vmx-rdtscp-exit vmx-vpid vmx-wbinvd-exit vmx-unrestricted-guest \
-                  vmx-rdrand-exit vmx-invpcid-exit vmx-vmfunc vmx-shadow-vmcs vmx-rdseed-exit \
-                  vmx-pml vmx-intr-exit vmx-nmi-exit vmx-vnmi vmx-preemption-timer \
-                  vmx-exit-nosave-debugctl vmx-exit-load-perf-global-ctrl vmx-exit-ack-intr \
-                  vmx-exit-save-pat vmx-exit-load-pat vmx-exit-save-efer vmx-exit-load-efer \
-                  vmx-exit-save-preemption-timer vmx-entry-noload-debugctl vmx-entry-ia32e-mode \
-                  vmx-entry-load-perf-global-ctrl vmx-entry-load-pat vmx-entry-load-efer \
-                  vmx-store-lma vmx-activity-hlt vmx-vmwrite-vmexit-fields vmx-ept-execonly \
-                  vmx-page-walk-4 vmx-ept-2mb vmx-ept-1gb vmx-invept vmx-eptad \
-                  vmx-invept-single-context vmx-invept-all-context vmx-invvpid \
-                  vmx-invvpid-single-addr vmx-invvpid-all-context \
-                  vmx-invept-single-context-noglobals vmx-ins-outs vmx-true-ctls \
-                  vmx-eptp-switching",
+    features: BROADWELL.features.with(feats![XSAVEC XGETBV1]),
+    msr_features: VMX_BROADWELL
+        .without(feats![VMX_APICV_X2APIC VMX_APICV_REGISTER VMX_APICV_VID VMX_POSTED_INTR]),
     unnamed_bits: &[(W::VmxEptVpidCaps, 14)],
     cache_info: None,
     versions: &[
@@ -381,7 +262,7 @@ pub(super) const SKYLAKE_CLIENT: ModelDef = ModelDef {
             Some("Skylake-Client-IBRS"),
             None,
             &[
-                Prop::On("spec-ctrl"),
+                Prop::On(f::SPEC_CTRL),
                 Prop::ModelId("Intel Core Processor (Skylake, IBRS)"),
             ],
         ),
@@ -390,8 +271,8 @@ pub(super) const SKYLAKE_CLIENT: ModelDef = ModelDef {
             Some("Skylake-Client-noTSX-IBRS"),
             None,
             &[
-                Prop::Off("hle"),
-                Prop::Off("rtm"),
+                Prop::Off(f::HLE),
+                Prop::Off(f::RTM),
                 Prop::ModelId("Intel Core Processor (Skylake, IBRS, no TSX)"),
             ],
         ),
@@ -399,7 +280,7 @@ pub(super) const SKYLAKE_CLIENT: ModelDef = ModelDef {
             4,
             None,
             Some("IBRS, XSAVES, no TSX"),
-            &[Prop::On("xsaves"), Prop::On("vmx-xsaves")],
+            &[Prop::On(f::XSAVES), Prop::On(f::VMX_XSAVES)],
         ),
     ],
 };

@@ -2,11 +2,14 @@
 //! KnightsMill).
 //!
 //! Data transcribed from `builtin_x86_defs[]` in QEMU 7.2 target/i386/cpu.c: features as
-//! space-separated QEMU names in QEMU's word and bit order, CPUID features and feature-MSR
-//! features apart; checked against QEMU's own expansion by tests/cpu_models_qemu.rs.
+//! typed ids (`feats!`, a misspelt name does not compile), CPUID features and feature-MSR
+//! features apart, each model written as the model it grew from plus what it adds or drops
+//! (VMX sets from `vmx`); checked against QEMU's own expansion by tests/cpu_models_qemu.rs.
 
+use super::vmx::{VMX_BROADWELL, VMX_HASWELL};
 use super::{ModelDef, Prop, VendorId, VersionDef};
-use crate::features::FeatureWord as W;
+use crate::feats;
+use crate::features::{ids as f, FeatureSet, FeatureWord as W};
 
 /// QEMU 7.2 `Icelake-Server`.
 pub(super) const ICELAKE_SERVER: ModelDef = ModelDef {
@@ -19,31 +22,11 @@ pub(super) const ICELAKE_SERVER: ModelDef = ModelDef {
     xlevel: 0x8000_0008,
     xlevel2: 0x0,
     model_id: "Intel Xeon Processor (Icelake)",
-    features: "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush \
-              mmx fxsr sse sse2 pni pclmulqdq ssse3 fma cx16 pcid sse4.1 sse4.2 x2apic movbe \
-              popcnt tsc-deadline aes xsave avx f16c rdrand fsgsbase bmi1 hle avx2 smep bmi2 \
-              erms invpcid rtm avx512f avx512dq rdseed adx smap clflushopt clwb avx512cd \
-              avx512bw avx512vl avx512vbmi umip pku avx512vbmi2 gfni vaes vpclmulqdq avx512vnni \
-              avx512bitalg avx512-vpopcntdq la57 spec-ctrl ssbd syscall nx pdpe1gb rdtscp lm \
-              lahf-lm abm 3dnowprefetch wbnoinvd xsaveopt xsavec xgetbv1 arat",
-    msr_features: "vmx-vintr-pending vmx-tsc-offset vmx-hlt-exit vmx-invlpg-exit vmx-mwait-exit \
-                  vmx-rdpmc-exit vmx-rdtsc-exit vmx-cr3-load-noexit vmx-cr3-store-noexit \
-                  vmx-cr8-load-exit vmx-cr8-store-exit vmx-flexpriority vmx-vnmi-pending \
-                  vmx-movdr-exit vmx-io-exit vmx-io-bitmap vmx-mtf vmx-msr-bitmap \
-                  vmx-monitor-exit vmx-pause-exit vmx-secondary-ctls vmx-apicv-xapic vmx-ept \
-                  vmx-desc-exit vmx-rdtscp-exit vmx-apicv-x2apic vmx-vpid vmx-wbinvd-exit \
-                  vmx-unrestricted-guest vmx-apicv-register vmx-apicv-vid vmx-rdrand-exit \
-                  vmx-invpcid-exit vmx-vmfunc vmx-shadow-vmcs vmx-intr-exit vmx-nmi-exit \
-                  vmx-vnmi vmx-preemption-timer vmx-posted-intr vmx-exit-nosave-debugctl \
-                  vmx-exit-load-perf-global-ctrl vmx-exit-ack-intr vmx-exit-save-pat \
-                  vmx-exit-load-pat vmx-exit-save-efer vmx-exit-load-efer \
-                  vmx-exit-save-preemption-timer vmx-entry-noload-debugctl vmx-entry-ia32e-mode \
-                  vmx-entry-load-perf-global-ctrl vmx-entry-load-pat vmx-entry-load-efer \
-                  vmx-store-lma vmx-activity-hlt vmx-vmwrite-vmexit-fields vmx-ept-execonly \
-                  vmx-page-walk-4 vmx-ept-2mb vmx-ept-1gb vmx-invept vmx-eptad \
-                  vmx-invept-single-context vmx-invept-all-context vmx-invvpid \
-                  vmx-invvpid-single-addr vmx-invvpid-all-context \
-                  vmx-invept-single-context-noglobals vmx-ins-outs vmx-true-ctls",
+    features: super::intel_xeon::CASCADELAKE_SERVER.features.with(feats![
+        AVX512VBMI UMIP AVX512VBMI2 GFNI VAES VPCLMULQDQ AVX512BITALG AVX512_VPOPCNTDQ LA57
+        WBNOINVD
+    ]),
+    msr_features: VMX_HASWELL.without(feats![VMX_EPTP_SWITCHING]),
     unnamed_bits: &[(W::VmxEptVpidCaps, 14)],
     cache_info: None,
     versions: &[
@@ -52,20 +35,20 @@ pub(super) const ICELAKE_SERVER: ModelDef = ModelDef {
             2,
             Some("Icelake-Server-noTSX"),
             Some("no TSX"),
-            &[Prop::Off("hle"), Prop::Off("rtm")],
+            &[Prop::Off(f::HLE), Prop::Off(f::RTM)],
         ),
         VersionDef::new(
             3,
             None,
             None,
             &[
-                Prop::On("arch-capabilities"),
-                Prop::On("rdctl-no"),
-                Prop::On("ibrs-all"),
-                Prop::On("skip-l1dfl-vmentry"),
-                Prop::On("mds-no"),
-                Prop::On("pschange-mc-no"),
-                Prop::On("taa-no"),
+                Prop::On(f::ARCH_CAPABILITIES),
+                Prop::On(f::RDCTL_NO),
+                Prop::On(f::IBRS_ALL),
+                Prop::On(f::SKIP_L1DFL_VMENTRY),
+                Prop::On(f::MDS_NO),
+                Prop::On(f::PSCHANGE_MC_NO),
+                Prop::On(f::TAA_NO),
             ],
         ),
         VersionDef::new(
@@ -73,13 +56,13 @@ pub(super) const ICELAKE_SERVER: ModelDef = ModelDef {
             None,
             None,
             &[
-                Prop::On("sha-ni"),
-                Prop::On("avx512ifma"),
-                Prop::On("rdpid"),
-                Prop::On("fsrm"),
-                Prop::On("vmx-rdseed-exit"),
-                Prop::On("vmx-pml"),
-                Prop::On("vmx-eptp-switching"),
+                Prop::On(f::SHA_NI),
+                Prop::On(f::AVX512IFMA),
+                Prop::On(f::RDPID),
+                Prop::On(f::FSRM),
+                Prop::On(f::VMX_RDSEED_EXIT),
+                Prop::On(f::VMX_PML),
+                Prop::On(f::VMX_EPTP_SWITCHING),
                 Prop::Model(106),
             ],
         ),
@@ -87,9 +70,14 @@ pub(super) const ICELAKE_SERVER: ModelDef = ModelDef {
             5,
             None,
             Some("XSAVES"),
-            &[Prop::On("xsaves"), Prop::On("vmx-xsaves")],
+            &[Prop::On(f::XSAVES), Prop::On(f::VMX_XSAVES)],
         ),
-        VersionDef::new(6, None, Some("5-level EPT"), &[Prop::On("vmx-page-walk-5")]),
+        VersionDef::new(
+            6,
+            None,
+            Some("5-level EPT"),
+            &[Prop::On(f::VMX_PAGE_WALK_5)],
+        ),
     ],
 };
 
@@ -104,31 +92,14 @@ pub(super) const DENVERTON: ModelDef = ModelDef {
     xlevel: 0x8000_0008,
     xlevel2: 0x0,
     model_id: "Intel Atom Processor (Denverton)",
-    features: "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush \
-              mmx fxsr sse sse2 pni pclmulqdq monitor ssse3 cx16 sse4.1 sse4.2 x2apic movbe \
-              popcnt tsc-deadline aes xsave rdrand fsgsbase smep erms mpx rdseed smap \
-              clflushopt sha-ni spec-ctrl arch-capabilities ssbd syscall nx pdpe1gb rdtscp lm \
-              lahf-lm 3dnowprefetch xsaveopt xsavec xgetbv1 arat",
-    msr_features: "rdctl-no skip-l1dfl-vmentry vmx-vintr-pending vmx-tsc-offset vmx-hlt-exit \
-                  vmx-invlpg-exit vmx-mwait-exit vmx-rdpmc-exit vmx-rdtsc-exit \
-                  vmx-cr3-load-noexit vmx-cr3-store-noexit vmx-cr8-load-exit vmx-cr8-store-exit \
-                  vmx-flexpriority vmx-vnmi-pending vmx-movdr-exit vmx-io-exit vmx-io-bitmap \
-                  vmx-mtf vmx-msr-bitmap vmx-monitor-exit vmx-pause-exit vmx-secondary-ctls \
-                  vmx-apicv-xapic vmx-ept vmx-desc-exit vmx-rdtscp-exit vmx-apicv-x2apic \
-                  vmx-vpid vmx-wbinvd-exit vmx-unrestricted-guest vmx-apicv-register \
-                  vmx-apicv-vid vmx-rdrand-exit vmx-invpcid-exit vmx-vmfunc vmx-shadow-vmcs \
-                  vmx-rdseed-exit vmx-pml vmx-intr-exit vmx-nmi-exit vmx-vnmi \
-                  vmx-preemption-timer vmx-posted-intr vmx-exit-nosave-debugctl \
-                  vmx-exit-load-perf-global-ctrl vmx-exit-ack-intr vmx-exit-save-pat \
-                  vmx-exit-load-pat vmx-exit-save-efer vmx-exit-load-efer \
-                  vmx-exit-save-preemption-timer vmx-entry-noload-debugctl vmx-entry-ia32e-mode \
-                  vmx-entry-load-perf-global-ctrl vmx-entry-load-pat vmx-entry-load-efer \
-                  vmx-store-lma vmx-activity-hlt vmx-vmwrite-vmexit-fields vmx-ept-execonly \
-                  vmx-page-walk-4 vmx-ept-2mb vmx-ept-1gb vmx-invept vmx-eptad \
-                  vmx-invept-single-context vmx-invept-all-context vmx-invvpid \
-                  vmx-invvpid-single-addr vmx-invvpid-all-context \
-                  vmx-invept-single-context-noglobals vmx-ins-outs vmx-true-ctls \
-                  vmx-eptp-switching",
+    features: super::intel_core::IVYBRIDGE
+        .features
+        .with(feats![
+            MONITOR MOVBE MPX RDSEED SMAP CLFLUSHOPT SHA_NI SPEC_CTRL ARCH_CAPABILITIES SSBD PDPE1GB
+            _3DNOWPREFETCH XSAVEC XGETBV1
+        ])
+        .without(feats![AVX F16C]),
+    msr_features: VMX_BROADWELL.with(feats![RDCTL_NO SKIP_L1DFL_VMENTRY]),
     unnamed_bits: &[(W::VmxEptVpidCaps, 14)],
     cache_info: None,
     versions: &[
@@ -137,13 +108,13 @@ pub(super) const DENVERTON: ModelDef = ModelDef {
             2,
             None,
             Some("no MPX, no MONITOR"),
-            &[Prop::Off("monitor"), Prop::Off("mpx")],
+            &[Prop::Off(f::MONITOR), Prop::Off(f::MPX)],
         ),
         VersionDef::new(
             3,
             None,
             Some("XSAVES, no MPX, no MONITOR"),
-            &[Prop::On("xsaves"), Prop::On("vmx-xsaves")],
+            &[Prop::On(f::XSAVES), Prop::On(f::VMX_XSAVES)],
         ),
     ],
 };
@@ -159,32 +130,10 @@ pub(super) const SNOWRIDGE: ModelDef = ModelDef {
     xlevel: 0x8000_0008,
     xlevel2: 0x0,
     model_id: "Intel Atom Processor (SnowRidge)",
-    features: "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush \
-              mmx fxsr sse sse2 pni pclmulqdq monitor ssse3 cx16 sse4.1 sse4.2 x2apic movbe \
-              popcnt tsc-deadline aes xsave rdrand fsgsbase smep erms mpx rdseed smap \
-              clflushopt clwb sha-ni umip gfni cldemote movdiri movdir64b spec-ctrl \
-              arch-capabilities core-capability ssbd syscall nx pdpe1gb rdtscp lm lahf-lm \
-              3dnowprefetch xsaveopt xsavec xgetbv1 arat",
-    msr_features: "split-lock-detect vmx-vintr-pending vmx-tsc-offset vmx-hlt-exit \
-                  vmx-invlpg-exit vmx-mwait-exit vmx-rdpmc-exit vmx-rdtsc-exit \
-                  vmx-cr3-load-noexit vmx-cr3-store-noexit vmx-cr8-load-exit vmx-cr8-store-exit \
-                  vmx-flexpriority vmx-vnmi-pending vmx-movdr-exit vmx-io-exit vmx-io-bitmap \
-                  vmx-mtf vmx-msr-bitmap vmx-monitor-exit vmx-pause-exit vmx-secondary-ctls \
-                  vmx-apicv-xapic vmx-ept vmx-desc-exit vmx-rdtscp-exit vmx-apicv-x2apic \
-                  vmx-vpid vmx-wbinvd-exit vmx-unrestricted-guest vmx-apicv-register \
-                  vmx-apicv-vid vmx-rdrand-exit vmx-invpcid-exit vmx-vmfunc vmx-shadow-vmcs \
-                  vmx-rdseed-exit vmx-pml vmx-intr-exit vmx-nmi-exit vmx-vnmi \
-                  vmx-preemption-timer vmx-posted-intr vmx-exit-nosave-debugctl \
-                  vmx-exit-load-perf-global-ctrl vmx-exit-ack-intr vmx-exit-save-pat \
-                  vmx-exit-load-pat vmx-exit-save-efer vmx-exit-load-efer \
-                  vmx-exit-save-preemption-timer vmx-entry-noload-debugctl vmx-entry-ia32e-mode \
-                  vmx-entry-load-perf-global-ctrl vmx-entry-load-pat vmx-entry-load-efer \
-                  vmx-store-lma vmx-activity-hlt vmx-vmwrite-vmexit-fields vmx-ept-execonly \
-                  vmx-page-walk-4 vmx-ept-2mb vmx-ept-1gb vmx-invept vmx-eptad \
-                  vmx-invept-single-context vmx-invept-all-context vmx-invvpid \
-                  vmx-invvpid-single-addr vmx-invvpid-all-context \
-                  vmx-invept-single-context-noglobals vmx-ins-outs vmx-true-ctls \
-                  vmx-eptp-switching",
+    features: DENVERTON
+        .features
+        .with(feats![CLWB UMIP GFNI CLDEMOTE MOVDIRI MOVDIR64B CORE_CAPABILITY]),
+    msr_features: VMX_BROADWELL.with(feats![SPLIT_LOCK_DETECT]),
     unnamed_bits: &[(W::VmxEptVpidCaps, 14)],
     cache_info: None,
     versions: &[
@@ -194,7 +143,7 @@ pub(super) const SNOWRIDGE: ModelDef = ModelDef {
             None,
             None,
             &[
-                Prop::Off("mpx"),
+                Prop::Off(f::MPX),
                 Prop::ModelId("Intel Atom Processor (Snowridge, no MPX)"),
             ],
         ),
@@ -202,13 +151,16 @@ pub(super) const SNOWRIDGE: ModelDef = ModelDef {
             3,
             None,
             Some("XSAVES, no MPX"),
-            &[Prop::On("xsaves"), Prop::On("vmx-xsaves")],
+            &[Prop::On(f::XSAVES), Prop::On(f::VMX_XSAVES)],
         ),
         VersionDef::new(
             4,
             None,
             Some("no split lock detect, no core-capability"),
-            &[Prop::Off("split-lock-detect"), Prop::Off("core-capability")],
+            &[
+                Prop::Off(f::SPLIT_LOCK_DETECT),
+                Prop::Off(f::CORE_CAPABILITY),
+            ],
         ),
     ],
 };
@@ -224,13 +176,10 @@ pub(super) const KNIGHTSMILL: ModelDef = ModelDef {
     xlevel: 0x8000_0008,
     xlevel2: 0x0,
     model_id: "Intel Xeon Phi Processor (Knights Mill)",
-    features: "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush \
-              mmx fxsr sse sse2 ss pni pclmulqdq ssse3 fma cx16 sse4.1 sse4.2 x2apic movbe \
-              popcnt tsc-deadline aes xsave avx f16c rdrand fsgsbase bmi1 avx2 smep bmi2 erms \
-              avx512f rdseed adx avx512pf avx512er avx512cd avx512-vpopcntdq avx512-4vnniw \
-              avx512-4fmaps syscall nx pdpe1gb rdtscp lm lahf-lm abm 3dnowprefetch xsaveopt \
-              arat",
-    msr_features: "",
+    features: super::intel_core::BROADWELL.features.with(feats![
+        SS AVX512F AVX512PF AVX512ER AVX512CD AVX512_VPOPCNTDQ AVX512_4VNNIW AVX512_4FMAPS PDPE1GB
+    ]).without(feats![PCID HLE INVPCID RTM SMAP]),
+    msr_features: FeatureSet::EMPTY,
     unnamed_bits: &[],
     cache_info: None,
     versions: &[],

@@ -1,11 +1,14 @@
 //! QEMU 7.2's Intel Xeon models Skylake-Server, Cascadelake-Server and Cooperlake.
 //!
 //! Data transcribed from `builtin_x86_defs[]` in QEMU 7.2 target/i386/cpu.c: features as
-//! space-separated QEMU names in QEMU's word and bit order, CPUID features and feature-MSR
-//! features apart; checked against QEMU's own expansion by tests/cpu_models_qemu.rs.
+//! typed ids (`feats!`, a misspelt name does not compile), CPUID features and feature-MSR
+//! features apart, each model written as the model it grew from plus what it adds or drops
+//! (VMX sets from `vmx`); checked against QEMU's own expansion by tests/cpu_models_qemu.rs.
 
+use super::vmx::VMX_BROADWELL;
 use super::{ModelDef, Prop, VendorId, VersionDef};
-use crate::features::FeatureWord as W;
+use crate::feats;
+use crate::features::{ids as f, FeatureWord as W};
 
 /// QEMU 7.2 `Skylake-Server`.
 pub(super) const SKYLAKE_SERVER: ModelDef = ModelDef {
@@ -18,30 +21,10 @@ pub(super) const SKYLAKE_SERVER: ModelDef = ModelDef {
     xlevel: 0x8000_0008,
     xlevel2: 0x0,
     model_id: "Intel Xeon Processor (Skylake)",
-    features: "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush \
-              mmx fxsr sse sse2 pni pclmulqdq ssse3 fma cx16 pcid sse4.1 sse4.2 x2apic movbe \
-              popcnt tsc-deadline aes xsave avx f16c rdrand fsgsbase bmi1 hle avx2 smep bmi2 \
-              erms invpcid rtm avx512f avx512dq rdseed adx smap clflushopt clwb avx512cd \
-              avx512bw avx512vl pku syscall nx pdpe1gb rdtscp lm lahf-lm abm 3dnowprefetch \
-              xsaveopt xsavec xgetbv1 arat",
-    msr_features: "vmx-vintr-pending vmx-tsc-offset vmx-hlt-exit vmx-invlpg-exit vmx-mwait-exit \
-                  vmx-rdpmc-exit vmx-rdtsc-exit vmx-cr3-load-noexit vmx-cr3-store-noexit \
-                  vmx-cr8-load-exit vmx-cr8-store-exit vmx-flexpriority vmx-vnmi-pending \
-                  vmx-movdr-exit vmx-io-exit vmx-io-bitmap vmx-mtf vmx-msr-bitmap \
-                  vmx-monitor-exit vmx-pause-exit vmx-secondary-ctls vmx-apicv-xapic vmx-ept \
-                  vmx-desc-exit vmx-rdtscp-exit vmx-apicv-x2apic vmx-vpid vmx-wbinvd-exit \
-                  vmx-unrestricted-guest vmx-apicv-register vmx-apicv-vid vmx-rdrand-exit \
-                  vmx-invpcid-exit vmx-vmfunc vmx-shadow-vmcs vmx-rdseed-exit vmx-pml \
-                  vmx-intr-exit vmx-nmi-exit vmx-vnmi vmx-preemption-timer vmx-posted-intr \
-                  vmx-exit-nosave-debugctl vmx-exit-load-perf-global-ctrl vmx-exit-ack-intr \
-                  vmx-exit-save-pat vmx-exit-load-pat vmx-exit-save-efer vmx-exit-load-efer \
-                  vmx-exit-save-preemption-timer vmx-entry-noload-debugctl vmx-entry-ia32e-mode \
-                  vmx-entry-load-perf-global-ctrl vmx-entry-load-pat vmx-entry-load-efer \
-                  vmx-store-lma vmx-activity-hlt vmx-vmwrite-vmexit-fields vmx-ept-execonly \
-                  vmx-page-walk-4 vmx-ept-2mb vmx-ept-1gb vmx-invept vmx-eptad \
-                  vmx-invept-single-context vmx-invept-all-context vmx-invvpid \
-                  vmx-invvpid-single-addr vmx-invvpid-all-context \
-                  vmx-invept-single-context-noglobals vmx-ins-outs vmx-true-ctls",
+    features: super::intel_core::SKYLAKE_CLIENT.features.with(feats![
+        AVX512F AVX512DQ CLFLUSHOPT CLWB AVX512CD AVX512BW AVX512VL PKU PDPE1GB
+    ]),
+    msr_features: VMX_BROADWELL.without(feats![VMX_EPTP_SWITCHING]),
     unnamed_bits: &[(W::VmxEptVpidCaps, 14)],
     cache_info: None,
     versions: &[
@@ -51,8 +34,8 @@ pub(super) const SKYLAKE_SERVER: ModelDef = ModelDef {
             Some("Skylake-Server-IBRS"),
             None,
             &[
-                Prop::Off("clflushopt"),
-                Prop::On("spec-ctrl"),
+                Prop::Off(f::CLFLUSHOPT),
+                Prop::On(f::SPEC_CTRL),
                 Prop::ModelId("Intel Xeon Processor (Skylake, IBRS)"),
             ],
         ),
@@ -61,8 +44,8 @@ pub(super) const SKYLAKE_SERVER: ModelDef = ModelDef {
             Some("Skylake-Server-noTSX-IBRS"),
             None,
             &[
-                Prop::Off("hle"),
-                Prop::Off("rtm"),
+                Prop::Off(f::HLE),
+                Prop::Off(f::RTM),
                 Prop::ModelId("Intel Xeon Processor (Skylake, IBRS, no TSX)"),
             ],
         ),
@@ -70,13 +53,13 @@ pub(super) const SKYLAKE_SERVER: ModelDef = ModelDef {
             4,
             None,
             Some("IBRS, EPT switching, no TSX"),
-            &[Prop::On("vmx-eptp-switching")],
+            &[Prop::On(f::VMX_EPTP_SWITCHING)],
         ),
         VersionDef::new(
             5,
             None,
             Some("IBRS, XSAVES, EPT switching, no TSX"),
-            &[Prop::On("xsaves"), Prop::On("vmx-xsaves")],
+            &[Prop::On(f::XSAVES), Prop::On(f::VMX_XSAVES)],
         ),
     ],
 };
@@ -92,30 +75,10 @@ pub(super) const CASCADELAKE_SERVER: ModelDef = ModelDef {
     xlevel: 0x8000_0008,
     xlevel2: 0x0,
     model_id: "Intel Xeon Processor (Cascadelake)",
-    features: "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush \
-              mmx fxsr sse sse2 pni pclmulqdq ssse3 fma cx16 pcid sse4.1 sse4.2 x2apic movbe \
-              popcnt tsc-deadline aes xsave avx f16c rdrand fsgsbase bmi1 hle avx2 smep bmi2 \
-              erms invpcid rtm avx512f avx512dq rdseed adx smap clflushopt clwb avx512cd \
-              avx512bw avx512vl pku avx512vnni spec-ctrl ssbd syscall nx pdpe1gb rdtscp lm \
-              lahf-lm abm 3dnowprefetch xsaveopt xsavec xgetbv1 arat",
-    msr_features: "vmx-vintr-pending vmx-tsc-offset vmx-hlt-exit vmx-invlpg-exit vmx-mwait-exit \
-                  vmx-rdpmc-exit vmx-rdtsc-exit vmx-cr3-load-noexit vmx-cr3-store-noexit \
-                  vmx-cr8-load-exit vmx-cr8-store-exit vmx-flexpriority vmx-vnmi-pending \
-                  vmx-movdr-exit vmx-io-exit vmx-io-bitmap vmx-mtf vmx-msr-bitmap \
-                  vmx-monitor-exit vmx-pause-exit vmx-secondary-ctls vmx-apicv-xapic vmx-ept \
-                  vmx-desc-exit vmx-rdtscp-exit vmx-apicv-x2apic vmx-vpid vmx-wbinvd-exit \
-                  vmx-unrestricted-guest vmx-apicv-register vmx-apicv-vid vmx-rdrand-exit \
-                  vmx-invpcid-exit vmx-vmfunc vmx-shadow-vmcs vmx-rdseed-exit vmx-pml \
-                  vmx-intr-exit vmx-nmi-exit vmx-vnmi vmx-preemption-timer vmx-posted-intr \
-                  vmx-exit-nosave-debugctl vmx-exit-load-perf-global-ctrl vmx-exit-ack-intr \
-                  vmx-exit-save-pat vmx-exit-load-pat vmx-exit-save-efer vmx-exit-load-efer \
-                  vmx-exit-save-preemption-timer vmx-entry-noload-debugctl vmx-entry-ia32e-mode \
-                  vmx-entry-load-perf-global-ctrl vmx-entry-load-pat vmx-entry-load-efer \
-                  vmx-store-lma vmx-activity-hlt vmx-vmwrite-vmexit-fields vmx-ept-execonly \
-                  vmx-page-walk-4 vmx-ept-2mb vmx-ept-1gb vmx-invept vmx-eptad \
-                  vmx-invept-single-context vmx-invept-all-context vmx-invvpid \
-                  vmx-invvpid-single-addr vmx-invvpid-all-context \
-                  vmx-invept-single-context-noglobals vmx-ins-outs vmx-true-ctls",
+    features: SKYLAKE_SERVER
+        .features
+        .with(feats![AVX512VNNI SPEC_CTRL SSBD]),
+    msr_features: SKYLAKE_SERVER.msr_features,
     unnamed_bits: &[(W::VmxEptVpidCaps, 14)],
     cache_info: None,
     versions: &[
@@ -125,30 +88,30 @@ pub(super) const CASCADELAKE_SERVER: ModelDef = ModelDef {
             None,
             Some("ARCH_CAPABILITIES"),
             &[
-                Prop::On("arch-capabilities"),
-                Prop::On("rdctl-no"),
-                Prop::On("ibrs-all"),
-                Prop::On("skip-l1dfl-vmentry"),
-                Prop::On("mds-no"),
+                Prop::On(f::ARCH_CAPABILITIES),
+                Prop::On(f::RDCTL_NO),
+                Prop::On(f::IBRS_ALL),
+                Prop::On(f::SKIP_L1DFL_VMENTRY),
+                Prop::On(f::MDS_NO),
             ],
         ),
         VersionDef::new(
             3,
             Some("Cascadelake-Server-noTSX"),
             Some("ARCH_CAPABILITIES, no TSX"),
-            &[Prop::Off("hle"), Prop::Off("rtm")],
+            &[Prop::Off(f::HLE), Prop::Off(f::RTM)],
         ),
         VersionDef::new(
             4,
             None,
             Some("ARCH_CAPABILITIES, EPT switching, no TSX"),
-            &[Prop::On("vmx-eptp-switching")],
+            &[Prop::On(f::VMX_EPTP_SWITCHING)],
         ),
         VersionDef::new(
             5,
             None,
             Some("ARCH_CAPABILITIES, EPT switching, XSAVES, no TSX"),
-            &[Prop::On("xsaves"), Prop::On("vmx-xsaves")],
+            &[Prop::On(f::XSAVES), Prop::On(f::VMX_XSAVES)],
         ),
     ],
 };
@@ -164,33 +127,11 @@ pub(super) const COOPERLAKE: ModelDef = ModelDef {
     xlevel: 0x8000_0008,
     xlevel2: 0x0,
     model_id: "Intel Xeon Processor (Cooperlake)",
-    features: "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush \
-              mmx fxsr sse sse2 pni pclmulqdq ssse3 fma cx16 pcid sse4.1 sse4.2 x2apic movbe \
-              popcnt tsc-deadline aes xsave avx f16c rdrand fsgsbase bmi1 hle avx2 smep bmi2 \
-              erms invpcid rtm avx512f avx512dq rdseed adx smap clflushopt clwb avx512cd \
-              avx512bw avx512vl pku avx512vnni spec-ctrl stibp arch-capabilities ssbd \
-              avx512-bf16 syscall nx pdpe1gb rdtscp lm lahf-lm abm 3dnowprefetch xsaveopt \
-              xsavec xgetbv1 arat",
-    msr_features: "rdctl-no ibrs-all skip-l1dfl-vmentry mds-no pschange-mc-no taa-no \
-                  vmx-vintr-pending vmx-tsc-offset vmx-hlt-exit vmx-invlpg-exit vmx-mwait-exit \
-                  vmx-rdpmc-exit vmx-rdtsc-exit vmx-cr3-load-noexit vmx-cr3-store-noexit \
-                  vmx-cr8-load-exit vmx-cr8-store-exit vmx-flexpriority vmx-vnmi-pending \
-                  vmx-movdr-exit vmx-io-exit vmx-io-bitmap vmx-mtf vmx-msr-bitmap \
-                  vmx-monitor-exit vmx-pause-exit vmx-secondary-ctls vmx-apicv-xapic vmx-ept \
-                  vmx-desc-exit vmx-rdtscp-exit vmx-apicv-x2apic vmx-vpid vmx-wbinvd-exit \
-                  vmx-unrestricted-guest vmx-apicv-register vmx-apicv-vid vmx-rdrand-exit \
-                  vmx-invpcid-exit vmx-vmfunc vmx-shadow-vmcs vmx-rdseed-exit vmx-pml \
-                  vmx-intr-exit vmx-nmi-exit vmx-vnmi vmx-preemption-timer vmx-posted-intr \
-                  vmx-exit-nosave-debugctl vmx-exit-load-perf-global-ctrl vmx-exit-ack-intr \
-                  vmx-exit-save-pat vmx-exit-load-pat vmx-exit-save-efer vmx-exit-load-efer \
-                  vmx-exit-save-preemption-timer vmx-entry-noload-debugctl vmx-entry-ia32e-mode \
-                  vmx-entry-load-perf-global-ctrl vmx-entry-load-pat vmx-entry-load-efer \
-                  vmx-store-lma vmx-activity-hlt vmx-vmwrite-vmexit-fields vmx-ept-execonly \
-                  vmx-page-walk-4 vmx-ept-2mb vmx-ept-1gb vmx-invept vmx-eptad \
-                  vmx-invept-single-context vmx-invept-all-context vmx-invvpid \
-                  vmx-invvpid-single-addr vmx-invvpid-all-context \
-                  vmx-invept-single-context-noglobals vmx-ins-outs vmx-true-ctls \
-                  vmx-eptp-switching",
+    features: CASCADELAKE_SERVER
+        .features
+        .with(feats![STIBP ARCH_CAPABILITIES AVX512_BF16]),
+    msr_features: VMX_BROADWELL
+        .with(feats![RDCTL_NO IBRS_ALL SKIP_L1DFL_VMENTRY MDS_NO PSCHANGE_MC_NO TAA_NO]),
     unnamed_bits: &[(W::VmxEptVpidCaps, 14)],
     cache_info: None,
     versions: &[
@@ -199,7 +140,7 @@ pub(super) const COOPERLAKE: ModelDef = ModelDef {
             2,
             None,
             Some("XSAVES"),
-            &[Prop::On("xsaves"), Prop::On("vmx-xsaves")],
+            &[Prop::On(f::XSAVES), Prop::On(f::VMX_XSAVES)],
         ),
     ],
 };

@@ -2,10 +2,13 @@
 //! Pentium III line, Core Duo/Core 2, Atom N270, Athlon and Phenom, Conroe and Penryn.
 //!
 //! Data transcribed from `builtin_x86_defs[]` in QEMU 7.2 target/i386/cpu.c: features as
-//! space-separated QEMU names in QEMU's word and bit order, CPUID features and feature-MSR
-//! features apart; checked against QEMU's own expansion by tests/cpu_models_qemu.rs.
+//! typed ids (`feats!`, a misspelt name does not compile), CPUID features and feature-MSR
+//! features apart, each model written as the model it grew from plus what it adds or drops
+//! (VMX sets from `vmx`); checked against QEMU's own expansion by tests/cpu_models_qemu.rs.
 
 use super::{ModelDef, VendorId};
+use crate::feats;
+use crate::features::FeatureSet;
 
 /// QEMU 7.2 `qemu64`.
 pub(super) const QEMU64: ModelDef = ModelDef {
@@ -18,9 +21,11 @@ pub(super) const QEMU64: ModelDef = ModelDef {
     xlevel: 0x8000_000a,
     xlevel2: 0x0,
     model_id: "QEMU Virtual CPU version 2.5+",
-    features: "fpu de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx \
-              fxsr sse sse2 pni cx16 syscall nx lm lahf-lm svm",
-    msr_features: "",
+    features: FeatureSet::of(feats![
+        FPU DE PSE TSC MSR PAE MCE CX8 APIC SEP MTRR PGE MCA CMOV PAT PSE36 CLFLUSH MMX FXSR SSE
+        SSE2 PNI CX16 SYSCALL NX LM LAHF_LM SVM
+    ]),
+    msr_features: FeatureSet::EMPTY,
     unnamed_bits: &[],
     cache_info: None,
     versions: &[],
@@ -37,10 +42,10 @@ pub(super) const PHENOM: ModelDef = ModelDef {
     xlevel: 0x8000_001a,
     xlevel2: 0x0,
     model_id: "AMD Phenom(tm) 9550 Quad-Core Processor",
-    features: "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush \
-              mmx fxsr sse sse2 pni monitor cx16 popcnt syscall nx mmxext fxsr-opt pdpe1gb \
-              rdtscp lm 3dnowext 3dnow lahf-lm svm abm sse4a npt",
-    msr_features: "",
+    features: QEMU64.features.with(feats![
+        VME MONITOR POPCNT MMXEXT FXSR_OPT PDPE1GB RDTSCP _3DNOWEXT _3DNOW ABM SSE4A NPT
+    ]),
+    msr_features: FeatureSet::EMPTY,
     unnamed_bits: &[],
     cache_info: None,
     versions: &[],
@@ -57,14 +62,17 @@ pub(super) const CORE2DUO: ModelDef = ModelDef {
     xlevel: 0x8000_0008,
     xlevel2: 0x0,
     model_id: "Intel(R) Core(TM)2 Duo CPU     T7700  @ 2.40GHz",
-    features: "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush \
-              acpi mmx fxsr sse sse2 ss pni monitor ssse3 cx16 syscall nx lm lahf-lm",
-    msr_features: "vmx-vintr-pending vmx-tsc-offset vmx-hlt-exit vmx-invlpg-exit vmx-mwait-exit \
-                  vmx-rdpmc-exit vmx-rdtsc-exit vmx-cr8-load-exit vmx-cr8-store-exit \
-                  vmx-flexpriority vmx-vnmi-pending vmx-movdr-exit vmx-io-exit vmx-io-bitmap \
-                  vmx-msr-bitmap vmx-monitor-exit vmx-pause-exit vmx-secondary-ctls \
-                  vmx-apicv-xapic vmx-intr-exit vmx-nmi-exit vmx-vnmi vmx-exit-ack-intr \
-                  vmx-entry-ia32e-mode vmx-activity-hlt vmx-ins-outs",
+    features: FeatureSet::of(feats![
+        FPU VME DE PSE TSC MSR PAE MCE CX8 APIC SEP MTRR PGE MCA CMOV PAT PSE36 CLFLUSH ACPI MMX
+        FXSR SSE SSE2 SS PNI MONITOR SSSE3 CX16 SYSCALL NX LM LAHF_LM
+    ]),
+    msr_features: FeatureSet::of(feats![
+        VMX_VINTR_PENDING VMX_TSC_OFFSET VMX_HLT_EXIT VMX_INVLPG_EXIT VMX_MWAIT_EXIT
+        VMX_RDPMC_EXIT VMX_RDTSC_EXIT VMX_CR8_LOAD_EXIT VMX_CR8_STORE_EXIT VMX_FLEXPRIORITY
+        VMX_VNMI_PENDING VMX_MOVDR_EXIT VMX_IO_EXIT VMX_IO_BITMAP VMX_MSR_BITMAP VMX_MONITOR_EXIT
+        VMX_PAUSE_EXIT VMX_SECONDARY_CTLS VMX_APICV_XAPIC VMX_INTR_EXIT VMX_NMI_EXIT VMX_VNMI
+        VMX_EXIT_ACK_INTR VMX_ENTRY_IA32E_MODE VMX_ACTIVITY_HLT VMX_INS_OUTS
+    ]),
     unnamed_bits: &[],
     cache_info: None,
     versions: &[],
@@ -81,13 +89,12 @@ pub(super) const KVM64: ModelDef = ModelDef {
     xlevel: 0x8000_0008,
     xlevel2: 0x0,
     model_id: "Common KVM processor",
-    features: "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush \
-              mmx fxsr sse sse2 pni cx16 syscall nx lm",
-    msr_features: "vmx-vintr-pending vmx-tsc-offset vmx-hlt-exit vmx-invlpg-exit vmx-mwait-exit \
-                  vmx-rdpmc-exit vmx-rdtsc-exit vmx-cr8-load-exit vmx-cr8-store-exit \
-                  vmx-flexpriority vmx-movdr-exit vmx-io-exit vmx-io-bitmap vmx-monitor-exit \
-                  vmx-pause-exit vmx-intr-exit vmx-nmi-exit vmx-exit-ack-intr \
-                  vmx-entry-ia32e-mode vmx-activity-hlt",
+    features: CORE2DUO
+        .features
+        .without(feats![ACPI SS MONITOR SSSE3 LAHF_LM]),
+    msr_features: CORE2DUO.msr_features.without(feats![
+        VMX_VNMI_PENDING VMX_MSR_BITMAP VMX_SECONDARY_CTLS VMX_APICV_XAPIC VMX_VNMI VMX_INS_OUTS
+    ]),
     unnamed_bits: &[],
     cache_info: None,
     versions: &[],
@@ -104,8 +111,10 @@ pub(super) const QEMU32: ModelDef = ModelDef {
     xlevel: 0x8000_0004,
     xlevel2: 0x0,
     model_id: "QEMU Virtual CPU version 2.5+",
-    features: "fpu de pse tsc msr pae mce cx8 apic sep pge cmov pat mmx fxsr sse sse2 pni",
-    msr_features: "",
+    features: KVM64
+        .features
+        .without(feats![VME MTRR MCA PSE36 CLFLUSH CX16 SYSCALL NX LM]),
+    msr_features: FeatureSet::EMPTY,
     unnamed_bits: &[],
     cache_info: None,
     versions: &[],
@@ -122,12 +131,11 @@ pub(super) const KVM32: ModelDef = ModelDef {
     xlevel: 0x8000_0008,
     xlevel2: 0x0,
     model_id: "Common 32-bit KVM processor",
-    features: "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush \
-              mmx fxsr sse sse2 pni",
-    msr_features: "vmx-vintr-pending vmx-tsc-offset vmx-hlt-exit vmx-invlpg-exit vmx-mwait-exit \
-                  vmx-rdpmc-exit vmx-rdtsc-exit vmx-movdr-exit vmx-io-exit vmx-io-bitmap \
-                  vmx-msr-bitmap vmx-monitor-exit vmx-pause-exit vmx-intr-exit vmx-nmi-exit \
-                  vmx-exit-ack-intr vmx-entry-ia32e-mode vmx-activity-hlt",
+    features: KVM64.features.without(feats![CX16 SYSCALL NX LM]),
+    msr_features: KVM64
+        .msr_features
+        .with(feats![VMX_MSR_BITMAP])
+        .without(feats![VMX_CR8_LOAD_EXIT VMX_CR8_STORE_EXIT VMX_FLEXPRIORITY]),
     unnamed_bits: &[],
     cache_info: None,
     versions: &[],
@@ -144,12 +152,11 @@ pub(super) const COREDUO: ModelDef = ModelDef {
     xlevel: 0x8000_0008,
     xlevel2: 0x0,
     model_id: "Genuine Intel(R) CPU           T2600  @ 2.16GHz",
-    features: "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat clflush acpi \
-              mmx fxsr sse sse2 ss pni monitor nx",
-    msr_features: "vmx-vintr-pending vmx-tsc-offset vmx-hlt-exit vmx-invlpg-exit vmx-mwait-exit \
-                  vmx-rdpmc-exit vmx-rdtsc-exit vmx-movdr-exit vmx-io-exit vmx-io-bitmap \
-                  vmx-msr-bitmap vmx-monitor-exit vmx-pause-exit vmx-intr-exit vmx-nmi-exit \
-                  vmx-exit-ack-intr vmx-entry-ia32e-mode vmx-activity-hlt",
+    features: KVM32
+        .features
+        .with(feats![ACPI SS MONITOR NX])
+        .without(feats![PSE36]),
+    msr_features: KVM32.msr_features,
     unnamed_bits: &[],
     cache_info: None,
     versions: &[],
@@ -166,8 +173,8 @@ pub(super) const I486: ModelDef = ModelDef {
     xlevel: 0x0,
     xlevel2: 0x0,
     model_id: "",
-    features: "fpu vme pse",
-    msr_features: "",
+    features: FeatureSet::of(feats![FPU VME PSE]),
+    msr_features: FeatureSet::EMPTY,
     unnamed_bits: &[],
     cache_info: None,
     versions: &[],
@@ -184,8 +191,8 @@ pub(super) const PENTIUM: ModelDef = ModelDef {
     xlevel: 0x0,
     xlevel2: 0x0,
     model_id: "",
-    features: "fpu vme de pse tsc msr mce cx8 apic mmx",
-    msr_features: "",
+    features: FeatureSet::of(feats![FPU VME DE PSE TSC MSR MCE CX8 APIC MMX]),
+    msr_features: FeatureSet::EMPTY,
     unnamed_bits: &[],
     cache_info: None,
     versions: &[],
@@ -202,8 +209,8 @@ pub(super) const PENTIUM2: ModelDef = ModelDef {
     xlevel: 0x0,
     xlevel2: 0x0,
     model_id: "",
-    features: "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 mmx fxsr",
-    msr_features: "",
+    features: KVM32.features.without(feats![CLFLUSH SSE SSE2 PNI]),
+    msr_features: FeatureSet::EMPTY,
     unnamed_bits: &[],
     cache_info: None,
     versions: &[],
@@ -220,9 +227,8 @@ pub(super) const PENTIUM3: ModelDef = ModelDef {
     xlevel: 0x0,
     xlevel2: 0x0,
     model_id: "",
-    features: "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 mmx fxsr \
-              sse",
-    msr_features: "",
+    features: PENTIUM2.features.with(feats![SSE]),
+    msr_features: FeatureSet::EMPTY,
     unnamed_bits: &[],
     cache_info: None,
     versions: &[],
@@ -239,9 +245,11 @@ pub(super) const ATHLON: ModelDef = ModelDef {
     xlevel: 0x8000_0008,
     xlevel2: 0x0,
     model_id: "QEMU Virtual CPU version 2.5+",
-    features: "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 mmx fxsr \
-              sse sse2 mmxext 3dnowext 3dnow",
-    msr_features: "",
+    features: QEMU64
+        .features
+        .with(feats![VME MMXEXT _3DNOWEXT _3DNOW])
+        .without(feats![CLFLUSH PNI CX16 SYSCALL NX LM LAHF_LM SVM]),
+    msr_features: FeatureSet::EMPTY,
     unnamed_bits: &[],
     cache_info: None,
     versions: &[],
@@ -258,9 +266,8 @@ pub(super) const N270: ModelDef = ModelDef {
     xlevel: 0x8000_0008,
     xlevel2: 0x0,
     model_id: "Intel(R) Atom(TM) CPU N270   @ 1.60GHz",
-    features: "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat clflush acpi \
-              mmx fxsr sse sse2 ss pni monitor ssse3 movbe nx lahf-lm",
-    msr_features: "",
+    features: COREDUO.features.with(feats![SSSE3 MOVBE LAHF_LM]),
+    msr_features: FeatureSet::EMPTY,
     unnamed_bits: &[],
     cache_info: None,
     versions: &[],
@@ -277,14 +284,11 @@ pub(super) const CONROE: ModelDef = ModelDef {
     xlevel: 0x8000_0008,
     xlevel2: 0x0,
     model_id: "Intel Celeron_4x0 (Conroe/Merom Class Core 2)",
-    features: "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush \
-              mmx fxsr sse sse2 pni ssse3 syscall nx lm lahf-lm",
-    msr_features: "vmx-vintr-pending vmx-tsc-offset vmx-hlt-exit vmx-invlpg-exit vmx-mwait-exit \
-                  vmx-rdpmc-exit vmx-rdtsc-exit vmx-cr8-load-exit vmx-cr8-store-exit \
-                  vmx-flexpriority vmx-vnmi-pending vmx-movdr-exit vmx-io-exit vmx-io-bitmap \
-                  vmx-msr-bitmap vmx-monitor-exit vmx-pause-exit vmx-secondary-ctls \
-                  vmx-apicv-xapic vmx-intr-exit vmx-nmi-exit vmx-vnmi vmx-exit-ack-intr \
-                  vmx-entry-ia32e-mode vmx-activity-hlt vmx-ins-outs",
+    features: KVM64
+        .features
+        .with(feats![SSSE3 LAHF_LM])
+        .without(feats![CX16]),
+    msr_features: CORE2DUO.msr_features,
     unnamed_bits: &[],
     cache_info: None,
     versions: &[],
@@ -301,15 +305,10 @@ pub(super) const PENRYN: ModelDef = ModelDef {
     xlevel: 0x8000_0008,
     xlevel2: 0x0,
     model_id: "Intel Core 2 Duo P9xxx (Penryn Class Core 2)",
-    features: "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush \
-              mmx fxsr sse sse2 pni ssse3 cx16 sse4.1 syscall nx lm lahf-lm",
-    msr_features: "vmx-vintr-pending vmx-tsc-offset vmx-hlt-exit vmx-invlpg-exit vmx-mwait-exit \
-                  vmx-rdpmc-exit vmx-rdtsc-exit vmx-cr8-load-exit vmx-cr8-store-exit \
-                  vmx-flexpriority vmx-vnmi-pending vmx-movdr-exit vmx-io-exit vmx-io-bitmap \
-                  vmx-msr-bitmap vmx-monitor-exit vmx-pause-exit vmx-secondary-ctls \
-                  vmx-apicv-xapic vmx-wbinvd-exit vmx-intr-exit vmx-nmi-exit vmx-vnmi \
-                  vmx-exit-load-perf-global-ctrl vmx-exit-ack-intr vmx-entry-ia32e-mode \
-                  vmx-entry-load-perf-global-ctrl vmx-activity-hlt vmx-ins-outs",
+    features: CONROE.features.with(feats![CX16 SSE4_1]),
+    msr_features: CORE2DUO.msr_features.with(feats![
+        VMX_WBINVD_EXIT VMX_EXIT_LOAD_PERF_GLOBAL_CTRL VMX_ENTRY_LOAD_PERF_GLOBAL_CTRL
+    ]),
     unnamed_bits: &[],
     cache_info: None,
     versions: &[],

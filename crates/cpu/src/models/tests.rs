@@ -1,22 +1,38 @@
 //! Unit tests for the model tables, lookup and version resolution.
 
 use super::*;
-use crate::features::{canonical_name, feature_mask};
+use crate::features::{canonical_name, feature_mask, ids, name_of};
 
 #[test]
 fn every_name_in_the_tables_is_a_qemu_feature() {
+    // The tables name features by typed id (a misspelt name does not compile); each id is
+    // QEMU's property of that name with all its bits.
+    for id in ids::ALL {
+        assert_eq!(canonical_name(id.name), Some(id.name), "{}", id.name);
+        assert_eq!(
+            feature_mask(id.name),
+            Some((id.word, id.mask)),
+            "{}",
+            id.name
+        );
+    }
     for def in MODELS {
-        for name in def.feature_names() {
-            assert_eq!(canonical_name(name), Some(name), "{}: {name}", def.name);
+        for (word, bit) in def.base_features().bits() {
+            assert!(
+                name_of(word, bit).is_some() || def.unnamed_bits.contains(&(word, bit)),
+                "{}: {word:?}[{bit}]",
+                def.name
+            );
         }
         for v in def.versions() {
             for prop in v.props {
-                if let Prop::On(name) | Prop::Off(name) = prop {
+                if let Prop::On(id) | Prop::Off(id) = prop {
                     assert!(
-                        canonical_name(name).is_some(),
-                        "{}-v{}: {name}",
+                        canonical_name(id.name).is_some(),
+                        "{}-v{}: {}",
                         def.name,
-                        v.version
+                        v.version,
+                        id.name
                     );
                 }
             }
@@ -125,7 +141,11 @@ fn msr_features_come_from_the_tables() {
     assert!(v2.features.contains(word, 1 << 14));
     assert_eq!(def.cache_info, None);
     let epyc = MODELS.iter().find(|d| d.name == "EPYC-Rome").unwrap();
-    assert_eq!(epyc.cache_info, Some("epyc_rome_cache_info"));
+    assert_eq!(epyc.cache_info, Some(ModelCaches::EpycRome));
+    assert_eq!(
+        epyc.cache_info.map(ModelCaches::qemu_name),
+        Some("epyc_rome_cache_info")
+    );
 }
 
 #[test]

@@ -193,7 +193,7 @@ fn erase_topology(table: &[CpuidEntry]) -> Vec<CpuidEntry> {
 fn apply_topology_reproduces_qemu_7_2_tables() {
     for golden in goldens() {
         let (cpus, topology) = super::explicit(golden.smp);
-        let caches = CacheModel::for_model(golden.model);
+        let caches = CacheModel::for_caches(crate::models::model_caches(golden.model));
         let vcpus = parse_dump(golden.data);
         assert_eq!(
             vcpus.len() as u32,
