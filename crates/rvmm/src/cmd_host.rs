@@ -8,8 +8,7 @@ use anyhow::Result;
 use clap::Args;
 use vmm::host::kvm::kvm_path;
 use vmm::host::report::HostReport;
-use vmm::host::sysfs::HostFs;
-use vmm::host::KvmHost;
+use vmm::host::{Host, KvmHost};
 
 #[derive(Debug, Args)]
 pub struct HostArgs {
@@ -30,7 +29,7 @@ pub fn host(args: HostArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let kvm = KvmHost::open();
-    let report = HostReport::read(&HostFs::real(), &kvm_path(), kvm.as_ref().ok())?;
+    let report = HostReport::read(&Host::real(), &kvm_path(), kvm.as_ref().ok())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -1,6 +1,7 @@
-//! The host's CPUs as the kernel reports them: /proc/cpuinfo (vendor, model name,
-//! family/model/stepping, flags) and the sysfs topology (online CPUs, package and core of
-//! each), summarized the way `lscpu` counts sockets, cores per socket and threads per core.
+//! What the host's CPUs are, as the kernel reports them: /proc/cpuinfo (vendor, model name,
+//! family/model/stepping, flags) and the sysfs topology (package, die and core of each
+//! online CPU), summarized the way `lscpu` counts sockets, cores per socket and threads per
+//! core. Which CPUs exist, are online or may be used is `host::cpus`'s.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -8,7 +9,6 @@ use serde::Serialize;
 use thiserror::Error;
 
 use super::sysfs::HostFs;
-use crate::util::cpulist::parse_cpulist;
 
 /// /proc/cpuinfo text that cannot be understood.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -126,18 +126,15 @@ pub fn count_topology(places: &[CpuPlace]) -> TopologyCounts {
     }
 }
 
-/// The host's CPUs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct HostCpus {
+/// What the host's CPUs are and where the online ones sit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuInfo {
     pub vendor_id: String,
     pub model_name: String,
     pub family: u32,
     pub model: u32,
     pub stepping: u32,
-    /// /sys/devices/system/cpu/online.
-    pub online: Vec<u32>,
-    /// /sys/devices/system/cpu/present.
-    pub present: Vec<u32>,
+    /// The online CPUs' places, in CPU order.
     pub places: Vec<CpuPlace>,
     pub counts: TopologyCounts,
     /// The first CPU's flags (Linux's names).
@@ -169,31 +166,27 @@ fn places(fs: &HostFs, online: &[u32], info: &[CpuInfoEntry]) -> Vec<CpuPlace> {
         .collect()
 }
 
-impl HostCpus {
-    /// Reads /proc/cpuinfo and /sys/devices/system/cpu.
-    pub fn read(fs: &HostFs) -> Result<HostCpus, CpuInfoError> {
+impl CpuInfo {
+    /// Reads /proc/cpuinfo and the topology of the `online` CPUs (`host::cpus`'s list; when
+    /// it is empty, the CPUs /proc/cpuinfo lists).
+    pub fn read(fs: &HostFs, online: &[u32]) -> Result<CpuInfo, CpuInfoError> {
         let info = parse_cpuinfo(&fs.read("/proc/cpuinfo").unwrap_or_default())?;
-        let list = |path: &str| {
-            fs.read_trim(path)
-                .and_then(|s| parse_cpulist(&s).ok())
-                .unwrap_or_default()
+        let listed: Vec<u32>;
+        let online = if online.is_empty() {
+            listed = info.iter().map(|e| e.processor).collect();
+            &listed
+        } else {
+            online
         };
-        let mut online = list("/sys/devices/system/cpu/online");
-        if online.is_empty() {
-            online = info.iter().map(|e| e.processor).collect();
-        }
-        let present = list("/sys/devices/system/cpu/present");
-        let places = places(fs, &online, &info);
+        let places = places(fs, online, &info);
         let first = &info[0];
-        Ok(HostCpus {
+        Ok(CpuInfo {
             vendor_id: first.vendor_id.clone(),
             model_name: first.model_name.clone(),
             family: first.family,
             model: first.model,
             stepping: first.stepping,
             counts: count_topology(&places),
-            online,
-            present,
             places,
             flags: first.flags.iter().cloned().collect(),
         })
@@ -257,6 +250,45 @@ physical id\t: 0\ncore id\t\t: 1\nflags\t\t: fpu vme avx2 hypervisor\n\n";
                 cores_per_socket: 2,
                 threads_per_core: 2
             }
+        );
+    }
+
+    #[test]
+    fn reads_a_fixture_tree() {
+        let dir = std::env::temp_dir().join(format!("rvmm-cpuinfo-{}", std::process::id()));
+        let w = |p: &str, v: &str| {
+            let path = dir.join(p);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, v).unwrap();
+        };
+        w("proc/cpuinfo", TWO_CPUS);
+        // CPU 1's sysfs topology puts it on package 1; CPU 0 has none (cpuinfo's ids).
+        w(
+            "sys/devices/system/cpu/cpu1/topology/physical_package_id",
+            "1\n",
+        );
+        w("sys/devices/system/cpu/cpu1/topology/core_id", "0\n");
+        let fs = HostFs::at(&dir);
+        let info = CpuInfo::read(&fs, &[0, 1]).unwrap();
+        let listed = CpuInfo::read(&fs, &[]).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(info.vendor_id, "GenuineIntel");
+        assert_eq!((info.family, info.model, info.stepping), (6, 167, 1));
+        assert!(info.has("avx2") && !info.has("avx512f"));
+        assert_eq!(
+            info.places[1],
+            CpuPlace {
+                cpu: 1,
+                package: 1,
+                die: 0,
+                core: 0
+            }
+        );
+        assert_eq!((info.counts.sockets, info.counts.cores_per_socket), (2, 1));
+        assert_eq!(listed, info);
+        assert_eq!(
+            CpuInfo::read(&HostFs::at("/nonexistent-root"), &[]).unwrap_err(),
+            CpuInfoError::Empty
         );
     }
 }

@@ -1,23 +1,28 @@
-//! `rvmm host`: everything about this host that decides whether and how it runs VMs, read
-//! once from the kernel (procfs, sysfs, CPUID, KVM ioctls) into one `HostReport`, and its
-//! text form. Each section's facts come from its own module (virt, cpuinfo, numa, pages,
-//! iov, sched); this module adds the CPU features users look for (on the host CPU and
-//! through KVM) and the closest named CPU model, and renders the whole.
+//! `rvmm host`: everything about this host that decides whether and how it runs VMs, taken
+//! from the one [`Host`] snapshot (the same the VM build checks against) plus the KVM
+//! facts, into one `HostReport`, and its text form. The facts come from their own modules
+//! (virt, cpus, cpuinfo, numa, memory, cgroups, iov); this module adds the CPU features
+//! users look for (on the host CPU and through KVM) and the closest named CPU model, lays
+//! the facts out in the report's sections (the `--json` shape) and renders the whole.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 
 use serde::Serialize;
 use thiserror::Error;
 
-use super::cpuinfo::{CpuInfoError, HostCpus};
+use super::cgroups::{CgroupMode, CgroupMount};
+use super::cpuinfo::{CpuPlace, TopologyCounts};
+use super::cpus::{irqbalance_pids, isolation_params};
 use super::iov::HostIov;
-use super::isolation::{CgroupMode, HostSched};
 use super::kvm::KvmHost;
-use super::numactl::HostNuma;
-use super::pages::HostPages;
-use super::sysfs::HostFs;
+use super::memory::{
+    pool_dir_name, read_hugetlbfs_mounts, read_ksm_counters, HugetlbfsMount, Ksm, Thp,
+};
+use super::numa::HostNuma;
 use super::virt::HostVirt;
+use super::{Host, HostError};
 use crate::cpu::availability::closest_model;
 use crate::util::cpulist::cpulist;
 
@@ -25,7 +30,7 @@ use crate::util::cpulist::cpulist;
 #[derive(Debug, Error)]
 pub enum ReportError {
     #[error(transparent)]
-    CpuInfo(#[from] CpuInfoError),
+    Host(#[from] HostError),
 }
 
 /// The features users look for: (Linux's /proc/cpuinfo name, QEMU's name).
@@ -75,38 +80,167 @@ pub struct FeatureRow {
     pub guest: Option<bool>,
 }
 
+/// The CPU section: what the CPUs are, and which are online and present.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CpuSection {
+    pub vendor_id: String,
+    pub model_name: String,
+    pub family: u32,
+    pub model: u32,
+    pub stepping: u32,
+    /// /sys/devices/system/cpu/online.
+    pub online: Vec<u32>,
+    /// /sys/devices/system/cpu/present.
+    pub present: Vec<u32>,
+    pub places: Vec<CpuPlace>,
+    pub counts: TopologyCounts,
+    /// The first CPU's flags (Linux's names).
+    pub flags: BTreeSet<String>,
+}
+
+/// One huge page size's pool as the memory section shows it (sizes in KiB, as the kernel
+/// names the pools).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PoolRow {
+    pub size_kib: u64,
+    pub total: u64,
+    pub free: u64,
+    pub reserved: u64,
+    pub surplus: u64,
+    /// Per node that has this pool: (node, total, free).
+    pub nodes: Vec<(u32, u64, u64)>,
+}
+
+/// KSM: `run` and every counter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KsmRow {
+    pub run: Option<u64>,
+    pub counters: BTreeMap<String, u64>,
+}
+
+impl KsmRow {
+    /// `run` in words.
+    pub fn state(&self) -> &'static str {
+        Ksm { run: self.run }.state()
+    }
+}
+
+/// The memory section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MemorySection {
+    /// /proc/meminfo `MemTotal`, bytes.
+    pub mem_total: u64,
+    /// /proc/meminfo `MemAvailable`, bytes.
+    pub mem_available: u64,
+    /// /proc/meminfo `Hugepagesize`, KiB.
+    pub default_size_kib: Option<u64>,
+    /// In the order of their directory names (`hugepages-1048576kB` before
+    /// `hugepages-2048kB`).
+    pub pools: Vec<PoolRow>,
+    pub mounts: Vec<HugetlbfsMount>,
+    pub thp: Thp,
+    pub ksm: KsmRow,
+}
+
+/// The scheduling section: CPU isolation, cgroups and this process's placement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SchedSection {
+    /// /sys/devices/system/cpu/isolated.
+    pub isolated: Vec<u32>,
+    /// /sys/devices/system/cpu/nohz_full; `None` when the kernel has no such file.
+    pub nohz_full: Option<Vec<u32>>,
+    /// `isolcpus=`, `nohz_full=`, `rcu_nocbs=` and `irqaffinity=` on the kernel command line.
+    pub cmdline: Vec<String>,
+    /// PIDs whose comm is `irqbalance`.
+    pub irqbalance_pids: Vec<u32>,
+    pub cgroup_mode: CgroupMode,
+    pub cgroup_mounts: Vec<CgroupMount>,
+    /// This process's cgroup path in the hierarchy that holds the cpuset controller.
+    pub cpuset_cgroup: Option<String>,
+    /// That cgroup's effective CPUs.
+    pub cpuset_cpus: Option<Vec<u32>>,
+    /// /proc/self/status `Cpus_allowed_list` (what sched_getaffinity and `nproc` see).
+    pub allowed_cpus: Vec<u32>,
+    /// /proc/self/status `Mems_allowed_list`.
+    pub allowed_mems: Vec<u32>,
+}
+
 /// The whole report.
 #[derive(Debug, Clone, Serialize)]
 pub struct HostReport {
     pub virt: HostVirt,
-    pub cpus: HostCpus,
+    pub cpus: CpuSection,
     /// The watched features: those avx512 ones neither the host nor KVM has are left out.
     pub features: Vec<FeatureRow>,
     /// The most capable named model this host's KVM runs unchanged, and its feature count.
     pub closest_model: Option<(String, usize)>,
     pub numa: HostNuma,
-    pub pages: HostPages,
+    pub pages: MemorySection,
     pub iov: HostIov,
-    pub sched: HostSched,
+    pub sched: SchedSection,
+}
+
+impl MemorySection {
+    /// The memory section of `host`: its memory and global pools, with each pool's per-node
+    /// figures from the NUMA nodes.
+    pub fn read(host: &Host) -> MemorySection {
+        let mem = host.memory();
+        let numa = host.numa();
+        let mut pools: Vec<PoolRow> = mem
+            .huge_pages
+            .pools
+            .iter()
+            .map(|pool| PoolRow {
+                size_kib: pool.size_kib(),
+                total: pool.total,
+                free: pool.free,
+                reserved: pool.reserved,
+                surplus: pool.surplus,
+                nodes: numa
+                    .nodes
+                    .iter()
+                    .filter_map(|n| {
+                        let p = n.huge_pages.get(pool.page_size)?;
+                        Some((n.id, p.total, p.free))
+                    })
+                    .collect(),
+            })
+            .collect();
+        pools.sort_by_key(|p| pool_dir_name(p.size_kib * 1024));
+        MemorySection {
+            mem_total: mem.total,
+            mem_available: mem.available,
+            default_size_kib: mem.huge_page_size.map(|b| b / 1024),
+            pools,
+            mounts: read_hugetlbfs_mounts(host.fs()),
+            thp: mem.thp.clone(),
+            ksm: KsmRow {
+                run: mem.ksm.run,
+                counters: read_ksm_counters(host.fs()),
+            },
+        }
+    }
 }
 
 impl HostReport {
-    /// Reads the host under `fs`, with KVM at `kvm_path` (its CPU support from `kvm`, when
-    /// it could be opened).
+    /// Reports `host`, with KVM at `kvm_path` (its CPU support from `kvm`, when it could be
+    /// opened).
     pub fn read(
-        fs: &HostFs,
+        host: &Host,
         kvm_path: &Path,
         kvm: Option<&KvmHost>,
     ) -> Result<HostReport, ReportError> {
-        let cpus = HostCpus::read(fs)?;
-        let virt = HostVirt::read(fs, &cpus.flags, kvm_path);
+        let fs = host.fs();
+        let cpus = host.cpus().map_err(HostError::from)?;
+        let info = host.cpu_info()?;
+        let virt = HostVirt::read(fs, &info.flags, kvm_path);
         let supported = kvm.map(|k| k.cpu_support.supported_set());
         let features = WATCHED_FEATURES
             .iter()
             .map(|&(name, qemu)| FeatureRow {
                 name,
                 qemu,
-                host: cpus.has(name),
+                host: info.has(name),
                 guest: supported.as_ref().and_then(|s| s.has_named(qemu)),
             })
             .filter(|r| !r.name.starts_with("avx512") || r.host || r.guest == Some(true))
@@ -114,17 +248,39 @@ impl HostReport {
         let closest_model = kvm
             .and_then(|k| closest_model(&k.cpu_support, &k.identity))
             .map(|c| (c.name, c.features));
-        let numa = HostNuma::read(fs);
-        let node_ids: Vec<u32> = numa.nodes.iter().map(|n| n.id).collect();
+        let cgroups = host.cgroups();
+        let cmdline = fs.read("/proc/cmdline").unwrap_or_default();
         Ok(HostReport {
             virt,
+            cpus: CpuSection {
+                vendor_id: info.vendor_id.clone(),
+                model_name: info.model_name.clone(),
+                family: info.family,
+                model: info.model,
+                stepping: info.stepping,
+                online: cpus.online.clone(),
+                present: cpus.present.clone(),
+                places: info.places.clone(),
+                counts: info.counts,
+                flags: info.flags.clone(),
+            },
             features,
             closest_model,
-            pages: HostPages::read(fs, &node_ids),
-            numa,
-            iov: HostIov::read(fs),
-            sched: HostSched::read(fs),
-            cpus,
+            numa: host.numa().clone(),
+            pages: MemorySection::read(host),
+            iov: host.iov().clone(),
+            sched: SchedSection {
+                isolated: cpus.isolated.clone(),
+                nohz_full: cpus.nohz_full.clone(),
+                cmdline: isolation_params(&cmdline),
+                irqbalance_pids: irqbalance_pids(fs),
+                cgroup_mode: cgroups.mode,
+                cgroup_mounts: cgroups.mounts.clone(),
+                cpuset_cgroup: cpus.cpuset.as_ref().map(|c| c.cgroup.clone()),
+                cpuset_cpus: cpus.cpuset.as_ref().and_then(|c| c.cpus.clone()),
+                allowed_cpus: cpus.process_cpus.clone(),
+                allowed_mems: cpus.process_mems.clone(),
+            },
         })
     }
 
@@ -493,5 +649,64 @@ impl HostReport {
             none_or(&s.allowed_cpus),
             none_or(&s.allowed_mems)
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::HostFs;
+
+    #[test]
+    fn memory_section_from_a_fixture_tree() {
+        let dir = std::env::temp_dir().join(format!("rvmm-pages-{}", std::process::id()));
+        let w = |p: &str, v: &str| {
+            let path = dir.join(p);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, v).unwrap();
+        };
+        for (size, total, free) in [("2048", "64\n", "60\n"), ("1048576", "2\n", "1\n")] {
+            let pool = format!("sys/kernel/mm/hugepages/hugepages-{size}kB");
+            w(&format!("{pool}/nr_hugepages"), total);
+            w(&format!("{pool}/free_hugepages"), free);
+        }
+        w("sys/devices/system/node/online", "0\n");
+        w(
+            "sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages",
+            "32\n",
+        );
+        w(
+            "sys/devices/system/node/node0/hugepages/hugepages-2048kB/free_hugepages",
+            "30\n",
+        );
+        w(
+            "sys/kernel/mm/transparent_hugepage/enabled",
+            "always [madvise] never\n",
+        );
+        w("sys/kernel/mm/ksm/run", "1\n");
+        w("sys/kernel/mm/ksm/pages_sharing", "1234\n");
+        w(
+            "proc/meminfo",
+            "MemTotal:       24684084 kB\nHugepagesize:       2048 kB\n",
+        );
+        w(
+            "proc/mounts",
+            "hugetlbfs /dev/hugepages hugetlbfs rw,relatime,pagesize=2M 0 0\n",
+        );
+        let p = MemorySection::read(&Host::new(HostFs::at(&dir)));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(p.default_size_kib, Some(2048));
+        assert_eq!((p.mem_total, p.mem_available), (24684084 * 1024, 0));
+        // Listed as the kernel's directory names sort, as `rvmm host` always showed them.
+        let sizes: Vec<u64> = p.pools.iter().map(|p| p.size_kib).collect();
+        assert_eq!(sizes, [1048576, 2048]);
+        assert_eq!((p.pools[1].total, p.pools[1].free), (64, 60));
+        assert_eq!(p.pools[1].nodes, [(0, 32, 30)]);
+        assert_eq!(p.pools[0].nodes, []);
+        assert_eq!(p.mounts[0].pagesize.as_deref(), Some("2M"));
+        assert_eq!(p.thp.enabled.as_deref(), Some("madvise"));
+        assert_eq!(p.thp.defrag, None);
+        assert_eq!(p.ksm.state(), "running");
+        assert_eq!(p.ksm.counters["pages_sharing"], 1234);
     }
 }

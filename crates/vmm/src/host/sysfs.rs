@@ -1,8 +1,12 @@
 //! Reading the kernel's text files (procfs, sysfs) under a root directory: `/` on a real
-//! host, a fixture tree in tests. Missing files read as `None`, never as a guessed value;
-//! the parsers that give the text meaning live with their subjects (cpuinfo, numa, ...).
+//! host, a fixture tree in tests. Every host reader in `host` goes through [`HostFs`].
+//! Missing files read as `None`, never as a guessed value; the parsers shared by several
+//! subjects (CPU masks, selection files, module parameters) live here, the others with
+//! their subjects (cpuinfo, numa, memory, ...).
 
 use std::path::{Path, PathBuf};
+
+use crate::util::cpulist::parse_cpulist;
 
 /// A view of the host's /proc and /sys, rooted at `root`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +104,16 @@ pub fn bracketed_choice(text: &str) -> Option<String> {
     Some(text[start + 1..end].to_string())
 }
 
+/// Parses a kernel CPU or node mask file (`0-3,8\n`). An empty file, and the `(null)`
+/// older kernels print for an unset mask, are the empty set.
+pub fn parse_mask(text: &str) -> Result<Vec<u32>, String> {
+    let t = text.trim();
+    if t.is_empty() || t == "(null)" {
+        return Ok(Vec::new());
+    }
+    parse_cpulist(t).map_err(|e| e.to_string())
+}
+
 /// A sysfs boolean module parameter (`Y`/`N`, `1`/`0`).
 pub fn parse_bool_param(text: &str) -> Option<bool> {
     match text.trim() {
@@ -127,6 +141,28 @@ mod tests {
             Some("madvise")
         );
         assert_eq!(bracketed_choice("always madvise never"), None);
+    }
+
+    #[test]
+    fn bracketed_words() {
+        // Moved from the second THP parser: the same file, the same answers.
+        assert_eq!(
+            bracketed_choice("[always] madvise never").as_deref(),
+            Some("always")
+        );
+        assert_eq!(
+            bracketed_choice("always defer defer+madvise [madvise] never").as_deref(),
+            Some("madvise")
+        );
+    }
+
+    #[test]
+    fn masks() {
+        assert_eq!(parse_mask("0-3,8\n").unwrap(), vec![0, 1, 2, 3, 8]);
+        assert_eq!(parse_mask("\n").unwrap(), Vec::<u32>::new());
+        assert_eq!(parse_mask("(null)\n").unwrap(), Vec::<u32>::new());
+        assert_eq!(parse_mask("2-3\n").unwrap(), vec![2, 3]);
+        assert!(parse_mask("3-x").is_err());
     }
 
     #[test]

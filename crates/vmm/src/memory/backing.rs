@@ -22,10 +22,8 @@ use super::prealloc::{self, PreallocError, PreallocEvent};
 use crate::config::memory::{check_page_multiple, MemoryBacking, MemoryOptionError};
 use crate::config::numa::{GuestNuma, HostPolicy};
 use crate::config::size::format_size;
-use crate::host::hugepages::{
-    nr_hugepages_path, HostMemFeatures, KsmState, ThpMode, KSM_DIR, THP_DIR,
-};
-use crate::host::numa::HostNuma;
+use crate::host::memory::{nr_hugepages_path, KsmState, ThpMode, KSM_DIR, THP_DIR};
+use crate::host::Host;
 use crate::util::cpulist::cpulist;
 
 /// The base page size.
@@ -105,23 +103,6 @@ pub struct MemPathInfo {
     pub hugetlb_page_size: Option<u64>,
 }
 
-/// The host state [`plan`] decides against.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostMemoryView {
-    pub features: HostMemFeatures,
-    pub numa: HostNuma,
-}
-
-impl HostMemoryView {
-    /// Reads the running host.
-    pub fn read() -> Self {
-        HostMemoryView {
-            features: HostMemFeatures::read(),
-            numa: HostNuma::read(),
-        }
-    }
-}
-
 /// Why guest RAM cannot be backed as asked.
 #[derive(Debug, Error)]
 pub enum BackingError {
@@ -196,11 +177,11 @@ pub fn plan(
     size: u64,
     backing: &MemoryBacking,
     numa: &GuestNuma,
-    host: &HostMemoryView,
+    host: &Host,
     mem_path: Option<&MemPathInfo>,
 ) -> Result<(BackingPlan, Vec<String>), BackingError> {
     let mut warnings = Vec::new();
-    numa::check_host_nodes(numa, &host.numa)?;
+    numa::check_host_nodes(numa, host.numa())?;
     let mount_page = mem_path.and_then(|m| m.hugetlb_page_size);
     let path_text = || {
         backing
@@ -224,7 +205,7 @@ pub fn plan(
                 })
             }
             (Some(p), _) | (None, Some(p)) => p,
-            (None, None) => host.features.default_huge_page,
+            (None, None) => host.memory().default_huge_page(),
         };
         check_pool(size, page, numa, host)?;
         Some(page)
@@ -232,8 +213,8 @@ pub fn plan(
         None
     };
 
-    let f = &host.features;
-    let merge = match (backing.merge, huge, f.ksm) {
+    let f = host.memory();
+    let merge = match (backing.merge, huge, f.ksm.run_state()) {
         (_, true, _) | (Some(false), ..) => false,
         (None, _, KsmState::Absent) => false,
         (None, ..) => true,
@@ -254,7 +235,7 @@ pub fn plan(
             true
         }
     };
-    let thp = match (backing.thp, huge, f.thp) {
+    let thp = match (backing.thp, huge, f.thp.mode()) {
         (_, true, _) => None,
         (Some(false), _, ThpMode::Absent) | (None, _, ThpMode::Absent) => None,
         (Some(false), ..) => Some(false),
@@ -302,13 +283,8 @@ pub fn plan(
 
 /// Checks that the `page`-sized pool can hold the guest, globally and on the host nodes
 /// each bound guest node names.
-fn check_pool(
-    size: u64,
-    page: u64,
-    numa: &GuestNuma,
-    host: &HostMemoryView,
-) -> Result<(), BackingError> {
-    let f = &host.features;
+fn check_pool(size: u64, page: u64, numa: &GuestNuma, host: &Host) -> Result<(), BackingError> {
+    let f = host.memory();
     if f.huge_pages.pools.is_empty() || page == 0 {
         return Err(BackingError::NoHugeTlb);
     }
@@ -338,7 +314,7 @@ fn check_pool(
             free: pool.available(),
             total: pool.total,
             suggest: pool.total + need - pool.available(),
-            sysctl: nr_hugepages_path(page, f.default_huge_page, None)
+            sysctl: nr_hugepages_path(page, f.default_huge_page(), None)
                 .display()
                 .to_string(),
         });
@@ -363,11 +339,11 @@ fn check_pool(
         }
     }
     for (hosts, guests, need) in groups {
-        let free = host.numa.free_huge_pages(page, &hosts);
+        let free = host.numa().free_huge_pages(page, &hosts);
         if need > free {
             let first = hosts[0];
             let first_total = host
-                .numa
+                .numa()
                 .node(first)
                 .and_then(|n| n.huge_pages.get(page))
                 .map_or(0, |p| p.total);
@@ -381,7 +357,7 @@ fn check_pool(
                 host: cpulist(&hosts),
                 free,
                 suggest: first_total + need - free,
-                sysctl: nr_hugepages_path(page, f.default_huge_page, Some(first))
+                sysctl: nr_hugepages_path(page, f.default_huge_page(), Some(first))
                     .display()
                     .to_string(),
             });

@@ -4,13 +4,13 @@
 //! error naming it (the kernel would refuse it, or silently narrow the mask). Pinning onto
 //! an isolated CPU (`isolcpus=`) is allowed and noted: it is the usual home of a pinned vCPU.
 //! Two vCPUs of the VM pinned onto a shared host CPU is allowed with a warning: they will
-//! take turns on it. The checks are pure (they take `HostCpus`); applying an affinity is
-//! `host::sched`'s job.
+//! take turns on it. The checks are pure (they take `host::cpus::HostCpus`); applying an
+//! affinity is `host::thread`'s job.
 
 use thiserror::Error;
 
 use crate::config::pinning::PinningConfig;
-use crate::host::sched::HostCpus;
+use crate::host::cpus::HostCpus;
 use crate::util::cpulist::cpulist;
 
 /// A pinning request the host cannot honour. `what` names the option or command and its
@@ -161,7 +161,7 @@ pub fn check_plan(plan: &PinningConfig, host: &HostCpus) -> Result<Vec<String>, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::sched::CpusetSource;
+    use crate::host::cpus::CpusetSource;
 
     fn host() -> HostCpus {
         HostCpus {
@@ -170,6 +170,7 @@ mod tests {
             isolated: vec![2, 3],
             allowed: vec![0, 1, 2, 3, 4],
             allowed_source: CpusetSource::Status,
+            ..Default::default()
         }
     }
 

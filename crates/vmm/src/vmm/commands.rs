@@ -20,7 +20,7 @@ use crate::control::commands::{Command, COMMAND_NAMES};
 use crate::control::qmp::{Event, QmpError, ShutdownCause, Version};
 use crate::control::{queries, QmpServer};
 use crate::cpu::topology::CpuTopology;
-use crate::host::sched::{self, HostCpus};
+use crate::host::{sched, Host};
 use crate::util::cpulist::cpulist;
 use crate::vcpu::affinity::{check_cpus, shared_cpu_warnings};
 use crate::vcpu::info::{read_vcpu, VcpuInfo, VcpuInfoReport, VcpuState};
@@ -237,8 +237,9 @@ impl<'a> Controller<'a> {
         let mut warnings = Vec::new();
         if let (Some(v), Some(cpus)) = (vcpu, cpus) {
             let what = format!("vcpupin {v} {}", cpulist(cpus));
-            let host = HostCpus::read().map_err(generic)?;
-            warnings.extend(check_cpus(&what, cpus, &host).map_err(generic)?);
+            let snapshot = Host::real();
+            let host = snapshot.cpus().map_err(generic)?;
+            warnings.extend(check_cpus(&what, cpus, host).map_err(generic)?);
             sched::set_affinity(self.handle(v)?.thread_id(), cpus).map_err(generic)?;
             self.pinned.insert(v, cpus.to_vec());
             // Warn about the pairs this pin makes, not about older ones.
@@ -271,9 +272,10 @@ impl<'a> Controller<'a> {
     fn emulatorpin(&mut self, cpus: Option<&[u32]>) -> Result<Value, QmpError> {
         let mut warnings = Vec::new();
         if let Some(cpus) = cpus {
-            let host = HostCpus::read().map_err(generic)?;
+            let snapshot = Host::real();
+            let host = snapshot.cpus().map_err(generic)?;
             warnings.extend(
-                check_cpus(&format!("emulatorpin {}", cpulist(cpus)), cpus, &host)
+                check_cpus(&format!("emulatorpin {}", cpulist(cpus)), cpus, host)
                     .map_err(generic)?,
             );
             pin_emulator_threads(self.handles, cpus).map_err(generic)?;
@@ -292,7 +294,8 @@ impl<'a> Controller<'a> {
 
     /// `__org.rvmm_vcpuinfo`: every vCPU slot as the kernel sees its thread.
     fn vcpuinfo(&self) -> Result<Value, QmpError> {
-        let host = HostCpus::read().map_err(generic)?;
+        let snapshot = Host::real();
+        let host = snapshot.cpus().map_err(generic)?;
         let mut vcpus = Vec::new();
         for index in 0..self.vmm.config.smp.maxcpus {
             match self.handles.iter().find(|h| h.index == index) {

@@ -27,9 +27,8 @@ use crate::cpu::builder::{BuilderError, CpuPlan};
 use crate::cpu::msr;
 use crate::devices::serial::{com1, SerialSink};
 use crate::devices::Bus;
-use crate::host::meminfo::HostMemory;
-use crate::host::{KvmError, KvmHost};
-use crate::memory::backing::{self, BackingError, HostMemoryView};
+use crate::host::{cpus::CpusError, Host, KvmError, KvmHost};
+use crate::memory::backing::{self, BackingError};
 use crate::memory::layout::{ACPI_START, COM1_IRQ, MMIO_GAP_START, SCI_IRQ};
 use crate::memory::prealloc::PreallocEvent;
 use crate::memory::{GuestRam, MemoryError};
@@ -90,6 +89,8 @@ pub enum VmmError {
     #[error(transparent)]
     Sched(#[from] sched::SchedError),
     #[error(transparent)]
+    HostCpus(#[from] CpusError),
+    #[error(transparent)]
     Affinity(#[from] affinity::AffinityError),
     #[error(transparent)]
     Qmp(#[from] control::ServerError),
@@ -128,6 +129,8 @@ impl Vmm {
     pub fn build(config: VmConfig, capture_serial: bool, echo: bool) -> Result<Vmm, VmmError> {
         config.validate()?;
         let host = KvmHost::open()?;
+        // The host's CPUs, NUMA nodes and memory, each read once when first checked below.
+        let host_facts = Host::real();
         let mut warnings = Vec::new();
 
         // Host limits.
@@ -150,10 +153,7 @@ impl Vmm {
         }
         // Pinning: every host CPU asked for exists, is online and is in our cpuset.
         if config.pinning != crate::config::PinningConfig::default() {
-            warnings.extend(affinity::check_plan(
-                &config.pinning,
-                &sched::HostCpus::read()?,
-            )?);
+            warnings.extend(affinity::check_plan(&config.pinning, host_facts.cpus()?)?);
         }
         // Every boot vCPU's CPUID table (the same tables `rvmm run --dry-run --show-cpuid` prints).
         let cpu_tables =
@@ -171,11 +171,11 @@ impl Vmm {
             config.memory,
             &config.memory_backing,
             &numa,
-            &HostMemoryView::read(),
+            &host_facts,
             mem_path.as_ref(),
         )?;
         warnings.extend(backing_warnings);
-        let hostmem = HostMemory::read();
+        let hostmem = host_facts.memory();
         let ceiling = hostmem.total + hostmem.swap_total;
         // Huge pages come from their pool, which was checked above.
         if backing_plan.huge_page().is_none() && ceiling > 0 && config.memory > ceiling {

@@ -4,8 +4,9 @@ use super::*;
 use crate::config::memory::parse_memory;
 use crate::config::numa::NumaConfig;
 use crate::config::SmpConfig;
-use crate::host::hugepages::{HugePool, HugePools};
-use crate::host::numa::HostNode;
+use crate::host::memory::{HostMemory, HugePool, HugePools, Ksm, Thp};
+use crate::host::numa::{HostNode, HostNuma};
+use crate::host::HostFs;
 
 const M2: u64 = 2 << 20;
 const G1: u64 = 1 << 30;
@@ -20,20 +21,49 @@ fn pool(page_size: u64, total: u64, free: u64) -> HugePool {
     }
 }
 
+/// The host facts `plan` reads, as plain fields the tests change.
+struct FakeHost {
+    features: HostMemory,
+    numa: HostNuma,
+}
+
+impl FakeHost {
+    /// A snapshot holding these facts (nothing is read from the running host).
+    fn snapshot(&self) -> Host {
+        Host::new(HostFs::at("/nonexistent-root"))
+            .with_memory(self.features.clone())
+            .with_numa(self.numa.clone())
+    }
+}
+
+/// THP whose `enabled` selects `mode` (`None`: no THP in the kernel).
+fn thp(mode: Option<&str>) -> Thp {
+    Thp {
+        enabled: mode.map(String::from),
+        ..Default::default()
+    }
+}
+
+/// KSM whose `run` is `run` (`None`: no KSM in the kernel).
+fn ksm(run: Option<u64>) -> Ksm {
+    Ksm { run }
+}
+
 /// A host with `nodes` NUMA nodes, each with `per_node` free 2M pages (of `per_node`), no 1G
 /// pages, KSM running and THP in madvise mode.
-fn host(nodes: u32, per_node: u64) -> HostMemoryView {
-    HostMemoryView {
-        features: HostMemFeatures {
-            default_huge_page: M2,
+fn host(nodes: u32, per_node: u64) -> FakeHost {
+    FakeHost {
+        features: HostMemory {
+            huge_page_size: Some(M2),
             huge_pages: HugePools {
                 pools: vec![
                     pool(M2, per_node * u64::from(nodes), per_node * u64::from(nodes)),
                     pool(G1, 0, 0),
                 ],
             },
-            ksm: KsmState::Running,
-            thp: ThpMode::Madvise,
+            ksm: ksm(Some(1)),
+            thp: thp(Some("madvise")),
+            ..Default::default()
         },
         numa: HostNuma {
             nodes: (0..nodes)
@@ -52,17 +82,17 @@ fn host(nodes: u32, per_node: u64) -> HostMemoryView {
 fn plan_for(
     m: &str,
     numa: &[&str],
-    host: &HostMemoryView,
+    host: &FakeHost,
 ) -> Result<(BackingPlan, Vec<String>), BackingError> {
     let mem = parse_memory(m).unwrap();
     let numa = NumaConfig::parse(numa)
         .unwrap()
         .resolve(&SmpConfig::parse("2").unwrap(), mem.size)
         .unwrap();
-    plan(mem.size, &mem.backing, &numa, host, None)
+    plan(mem.size, &mem.backing, &numa, &host.snapshot(), None)
 }
 
-fn err(m: &str, numa: &[&str], host: &HostMemoryView) -> String {
+fn err(m: &str, numa: &[&str], host: &FakeHost) -> String {
     plan_for(m, numa, host).unwrap_err().to_string()
 }
 
@@ -95,8 +125,8 @@ fn defaults_are_anonymous_with_ksm_and_thp() {
 #[test]
 fn missing_ksm_and_thp() {
     let mut h = host(1, 0);
-    h.features.ksm = KsmState::Absent;
-    h.features.thp = ThpMode::Absent;
+    h.features.ksm = ksm(None);
+    h.features.thp = thp(None);
     // Defaults are skipped quietly.
     let (p, w) = plan_for("1G", &[], &h).unwrap();
     assert_eq!((p.merge, p.thp, w.len()), (false, None, 0));
@@ -114,10 +144,10 @@ fn missing_ksm_and_thp() {
     );
     // thp=off without THP in the kernel: nothing to advise (MADV_NOHUGEPAGE would fail).
     assert_eq!(plan_for("1G,thp=off", &[], &h).unwrap().0.thp, None);
-    h.features.thp = ThpMode::Always;
+    h.features.thp = thp(Some("always"));
     assert_eq!(plan_for("1G,thp=off", &[], &h).unwrap().0.thp, Some(false));
-    h.features.ksm = KsmState::Stopped;
-    h.features.thp = ThpMode::Never;
+    h.features.ksm = ksm(Some(0));
+    h.features.thp = thp(Some("never"));
     let (p, w) = plan_for("1G,merge=on,thp=on", &[], &h).unwrap();
     assert_eq!((p.merge, p.thp), (true, Some(true)));
     assert_eq!(
@@ -269,7 +299,14 @@ fn mem_path_mounts() {
     let tmpfs = MemPathInfo {
         hugetlb_page_size: None,
     };
-    let (p, _) = plan(mem.size, &mem.backing, &numa, &h, Some(&hugetlbfs_2m)).unwrap();
+    let (p, _) = plan(
+        mem.size,
+        &mem.backing,
+        &numa,
+        &h.snapshot(),
+        Some(&hugetlbfs_2m),
+    )
+    .unwrap();
     assert_eq!(
         p.source,
         Source::File {
@@ -278,7 +315,7 @@ fn mem_path_mounts() {
         }
     );
     assert_eq!(
-        plan(mem.size, &mem.backing, &numa, &h, Some(&tmpfs))
+        plan(mem.size, &mem.backing, &numa, &h.snapshot(), Some(&tmpfs))
             .unwrap_err()
             .to_string(),
         "-m: mem-path=/dev/hugepages is not a hugetlbfs mount; hugepages=on needs one (mount -t \
@@ -286,16 +323,29 @@ fn mem_path_mounts() {
     );
     let mem = parse_memory("2G,hugepages=on,hugepage-size=1G,mem-path=/dev/hugepages").unwrap();
     assert_eq!(
-        plan(mem.size, &mem.backing, &numa, &h, Some(&hugetlbfs_2m))
-            .unwrap_err()
-            .to_string(),
+        plan(
+            mem.size,
+            &mem.backing,
+            &numa,
+            &h.snapshot(),
+            Some(&hugetlbfs_2m)
+        )
+        .unwrap_err()
+        .to_string(),
         "-m: hugepage-size=1G, but mem-path=/dev/hugepages is a hugetlbfs mount of 2M pages"
     );
     // A hugetlbfs mem-path means huge pages even without hugepages=on; a tmpfs one is a file.
     let mem = parse_memory("2G,mem-path=/mnt/huge").unwrap();
-    let (p, _) = plan(mem.size, &mem.backing, &numa, &h, Some(&hugetlbfs_2m)).unwrap();
+    let (p, _) = plan(
+        mem.size,
+        &mem.backing,
+        &numa,
+        &h.snapshot(),
+        Some(&hugetlbfs_2m),
+    )
+    .unwrap();
     assert_eq!((p.huge_page(), p.merge, p.thp), (Some(M2), false, None));
-    let (p, _) = plan(mem.size, &mem.backing, &numa, &h, Some(&tmpfs)).unwrap();
+    let (p, _) = plan(mem.size, &mem.backing, &numa, &h.snapshot(), Some(&tmpfs)).unwrap();
     assert_eq!((p.huge_page(), p.page_size, p.merge), (None, 4096, true));
 }
 
