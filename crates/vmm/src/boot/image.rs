@@ -1,15 +1,28 @@
 //! Reading kernel images (ELF vmlinux with a PVH note, bzImage) and the initrd into guest RAM,
 //! with errors that say what the file is not.
+//!
+//! rvmm checks an image first, with its own header parsing and error messages (what the file
+//! is not, which segment does not fit in guest RAM), and only then hands it to linux-loader's
+//! `Elf` or `BzImage` loader, which copies it into guest memory through `vm-memory`'s volatile
+//! reads. Two things stay rvmm's own: the PVH entry note (it decides, before anything is
+//! loaded, whether the ELF can boot at all; linux-loader only reports the note of the last
+//! PT_NOTE segment, after loading) and the initrd (linux-loader has no initrd loader), which
+//! `GuestRam::read_from` reads straight from the file. The boot structures are `params`'.
 
 use std::fs::File;
+use std::io::Cursor;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use linux_loader::loader::bootparam::setup_header;
+use linux_loader::loader::{BzImage, Elf, KernelLoader, KernelLoaderResult};
 use thiserror::Error;
+use vm_memory::{ByteValued, GuestAddress};
 
-use crate::memory::GuestRam;
+use crate::memory::{GuestRam, MemoryError};
 
 /// ELF identification and the fields we read (ELF-64 Object File Format, v1.5).
+const ELF64_PHDR_SIZE: u64 = 56;
 const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
 const ELFCLASS64: u8 = 2;
 const ELFDATA2LSB: u8 = 1;
@@ -72,6 +85,16 @@ pub enum ImageError {
     Not64Bit { path: PathBuf },
     #[error("{what} ({len:#x} bytes at {addr:#x}) does not fit in guest RAM; give the guest more memory (-m)")]
     DoesNotFit { what: String, addr: u64, len: u64 },
+    #[error("loading {what}: {source}")]
+    Memory {
+        what: String,
+        source: Box<MemoryError>,
+    },
+    #[error("--kernel: {path}: {source}")]
+    Loader {
+        path: PathBuf,
+        source: linux_loader::loader::Error,
+    },
 }
 
 /// Where a kernel image comes from: a file, or bytes built into rvmm (the probe).
@@ -143,34 +166,38 @@ impl<'a> ImageSource<'a> {
         }
     }
 
-    /// Reads `len` bytes at `offset` straight into guest RAM at `addr`.
-    fn load_into(
+    /// Runs linux-loader's loader `L` over the image (checked beforehand by our own code).
+    fn load_with<L: KernelLoader>(
         &self,
         ram: &GuestRam,
-        offset: u64,
-        len: u64,
-        addr: u64,
-        what: &str,
-    ) -> Result<(), ImageError> {
-        ram.with_slice_mut(addr, len, |dst| self.read_at(offset, dst))
-            .map_err(|_| ImageError::DoesNotFit {
-                what: what.to_string(),
-                addr,
-                len,
-            })?
+        offset: Option<GuestAddress>,
+    ) -> Result<KernelLoaderResult, ImageError> {
+        let result = match self {
+            ImageSource::File { file, .. } => {
+                let mut reader: &File = file;
+                L::load(ram.memory(), offset, &mut reader, None)
+            }
+            ImageSource::Bytes { bytes, .. } => {
+                L::load(ram.memory(), offset, &mut Cursor::new(*bytes), None)
+            }
+        };
+        result.map_err(|source| ImageError::Loader {
+            path: self.path(),
+            source,
+        })
     }
 }
 
 /// What kind of kernel was loaded and where it starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum LoadedKernel {
     /// ELF with a PVH note: enter at `entry` in 32-bit protected mode.
     Pvh { entry: u64, end: u64 },
     /// bzImage: protected-mode code at KERNEL_LOAD, 64-bit entry at +0x200; the setup header
-    /// bytes go into the zero page.
+    /// (as far as the image's header reaches, zero beyond) goes into the zero page.
     BzImage {
         end: u64,
-        setup_header: [u8; 0x80],
+        setup_header: setup_header,
         protocol: u16,
         initrd_addr_max: u32,
         cmdline_size: u32,
@@ -223,15 +250,19 @@ fn load_elf(ram: &GuestRam, src: &ImageSource, ehdr: &[u8]) -> Result<LoadedKern
     let phoff = u64_at(ehdr, 32);
     let phentsize = u16_at(ehdr, 54) as u64;
     let phnum = u16_at(ehdr, 56) as u64;
-    if phentsize < 56 || phnum == 0 || phnum > 256 {
+    // linux-loader reads ELF64 program headers back to back, so their size must be exact.
+    if phentsize != ELF64_PHDR_SIZE || phnum == 0 || phnum > 256 {
         return Err(bad(format!(
             "unusable program headers (entry size {phentsize}, count {phnum})"
         )));
     }
+    let file_len = src.len()?;
     let mut entry = None;
     let mut end = 0u64;
+    // The zero-filled tails (bss) of the loadable segments, which linux-loader leaves alone.
+    let mut tails = Vec::new();
     for i in 0..phnum {
-        let mut ph = [0u8; 56];
+        let mut ph = [0u8; ELF64_PHDR_SIZE as usize];
         src.read_at(phoff + i * phentsize, &mut ph)?;
         let p_type = u32_at(&ph, 0);
         let offset = u64_at(&ph, 8);
@@ -239,18 +270,32 @@ fn load_elf(ram: &GuestRam, src: &ImageSource, ehdr: &[u8]) -> Result<LoadedKern
         let filesz = u64_at(&ph, 32);
         let memsz = u64_at(&ph, 40);
         match p_type {
-            PT_LOAD if memsz > 0 => {
+            PT_LOAD if memsz > 0 || filesz > 0 => {
                 if filesz > memsz {
                     return Err(bad(format!("segment {i}: file size exceeds memory size")));
                 }
+                if offset.checked_add(filesz).is_none_or(|e| e > file_len) {
+                    return Err(bad(format!(
+                        "segment {i}: {filesz:#x} bytes at file offset {offset:#x} run past the \
+                         end of the file ({file_len:#x} bytes)"
+                    )));
+                }
                 let what = format!("kernel segment {i}");
-                src.load_into(ram, offset, filesz, paddr, &what)?;
-                ram.zero(paddr + filesz, memsz - filesz)
-                    .map_err(|_| ImageError::DoesNotFit {
+                if !ram.contains(paddr, filesz) {
+                    return Err(ImageError::DoesNotFit {
+                        what,
+                        addr: paddr,
+                        len: filesz,
+                    });
+                }
+                if !ram.contains(paddr + filesz, memsz - filesz) {
+                    return Err(ImageError::DoesNotFit {
                         what,
                         addr: paddr,
                         len: memsz,
-                    })?;
+                    });
+                }
+                tails.push((paddr + filesz, memsz - filesz));
                 end = end.max(paddr + memsz);
             }
             PT_NOTE if entry.is_none() => {
@@ -264,10 +309,19 @@ fn load_elf(ram: &GuestRam, src: &ImageSource, ehdr: &[u8]) -> Result<LoadedKern
             _ => {}
         }
     }
-    match entry {
-        Some(entry) => Ok(LoadedKernel::Pvh { entry, end }),
-        None => Err(ImageError::NoPvhNote { path: src.path() }),
+    let Some(entry) = entry else {
+        return Err(ImageError::NoPvhNote { path: src.path() });
+    };
+    // Every segment fits (checked above): linux-loader copies them to their physical
+    // addresses. Its own PVH answer (`pvh_boot_cap`) is not used: ours, from the note found
+    // above, decided already.
+    src.load_with::<Elf>(ram, None)?;
+    for (addr, len) in tails {
+        ram.zero(addr, len).map_err(|e| {
+            ImageError::from_memory("the kernel's zero-filled segment tail".into(), e)
+        })?;
     }
+    Ok(LoadedKernel::Pvh { entry, end })
 }
 
 /// Finds XEN_ELFNOTE_PHYS32_ENTRY in a note segment (ELF notes: namesz, descsz, type, then
@@ -326,11 +380,22 @@ fn load_bzimage(
     }
     let pm_len = len - pm_offset;
     let load = crate::memory::layout::KERNEL_LOAD;
-    src.load_into(ram, pm_offset, pm_len, load, "kernel")?;
+    if !ram.contains(load, pm_len) {
+        return Err(ImageError::DoesNotFit {
+            what: "kernel".to_string(),
+            addr: load,
+            len: pm_len,
+        });
+    }
+    let loaded = src.load_with::<BzImage>(ram, Some(GuestAddress(load)))?;
+    let mut setup_header = loaded.setup_header.unwrap_or_default();
+    // The zero page gets the header only as far as the image's header reaches (0x202 plus
+    // the jump's length byte, boot protocol "The Real-Mode Kernel Header"); past that the
+    // image holds setup code, not header fields.
+    let hdr_len = (HDR_MAGIC + head[HDR_JUMP_LEN] as usize - HDR_START)
+        .min(std::mem::size_of::<setup_header>());
+    setup_header.as_mut_slice()[hdr_len..].fill(0);
     let init_size = u32_at(head, HDR_INIT_SIZE) as u64;
-    let hdr_end = (HDR_MAGIC + head[HDR_JUMP_LEN] as usize).min(HDR_START + 0x80);
-    let mut setup_header = [0u8; 0x80];
-    setup_header[..hdr_end - HDR_START].copy_from_slice(&head[HDR_START..hdr_end]);
     Ok(LoadedKernel::BzImage {
         end: load + pm_len.max(init_size),
         setup_header,
@@ -338,6 +403,19 @@ fn load_bzimage(
         initrd_addr_max: u32_at(head, HDR_INITRD_ADDR_MAX),
         cmdline_size: u32_at(head, HDR_CMDLINE_SIZE),
     })
+}
+
+impl ImageError {
+    /// A guest RAM access for `what` that failed.
+    fn from_memory(what: String, e: MemoryError) -> Self {
+        match e {
+            MemoryError::OutOfRange { addr, len } => ImageError::DoesNotFit { what, addr, len },
+            source => ImageError::Memory {
+                what,
+                source: Box::new(source),
+            },
+        }
+    }
 }
 
 /// Loads the initrd at the highest page-aligned address that ends at or below `limit` and
@@ -360,25 +438,28 @@ pub fn load_initrd(
             addr: floor,
             len: size,
         })?;
-    ram.with_slice_mut(addr, size, |dst| match &src {
+    if !ram.contains(addr, size) {
+        return Err(ImageError::DoesNotFit {
+            what: what.clone(),
+            addr,
+            len: size,
+        });
+    }
+    let read = match &src {
         ImageSource::File { file, .. } => {
-            file.read_exact_at(dst, 0)
-                .map_err(|source| ImageError::Read {
-                    option: "--initrd",
-                    path: path.to_path_buf(),
-                    source,
-                })
+            let mut reader: &File = file;
+            ram.read_from(addr, &mut reader, size)
         }
-        ImageSource::Bytes { bytes, .. } => {
-            dst.copy_from_slice(bytes);
-            Ok(())
-        }
-    })
-    .map_err(|_| ImageError::DoesNotFit {
-        what,
-        addr,
-        len: size,
-    })??;
+        ImageSource::Bytes { bytes, .. } => ram.write(addr, bytes),
+    };
+    read.map_err(|e| match e {
+        MemoryError::Read { source, .. } => ImageError::Read {
+            option: "--initrd",
+            path: path.to_path_buf(),
+            source,
+        },
+        other => ImageError::from_memory(what, other),
+    })?;
     Ok((addr, size))
 }
 
@@ -538,12 +619,52 @@ mod tests {
             } => {
                 assert_eq!(protocol, 0x020f);
                 assert_eq!(end, 0x100000 + 0x4000);
-                assert_eq!(setup_header[HDR_MAGIC - HDR_START], b'H');
+                assert_eq!(setup_header.as_slice()[HDR_MAGIC - HDR_START], b'H');
             }
             other => panic!("expected bzImage, got {other:?}"),
         }
         let mut b = [0u8; 1];
         ram.read(0x100000, &mut b).unwrap();
         assert_eq!(b[0], 0xAB);
+    }
+
+    #[test]
+    fn elf_tails_are_zeroed_and_initrd_streams_from_its_file() {
+        let ram = GuestRam::new(4 << 20).unwrap();
+        // Dirty the segment's zero-filled tail: loading must clear it.
+        ram.write(0x100003, &[0xff; 16]).unwrap();
+        let image = elf_with(
+            &note(b"Xen\0", 18, &0x100000u32.to_le_bytes()),
+            b"\xf4\xeb\xfd",
+            0x100000,
+        );
+        let src = ImageSource::Bytes {
+            bytes: &image,
+            name: "tail.elf",
+        };
+        load_kernel(&ram, &src).unwrap();
+        let mut tail = [0xeeu8; 16];
+        ram.read(0x100003, &mut tail).unwrap();
+        assert_eq!(tail, [0; 16]);
+
+        let dir = std::env::temp_dir().join(format!("rvmm-initrd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("initrd.img");
+        let data: Vec<u8> = (0..=255u8).cycle().take(0x2345).collect();
+        std::fs::write(&path, &data).unwrap();
+        let (addr, size) = load_initrd(&ram, &path, 0x200000, 4 << 20).unwrap();
+        assert_eq!((addr, size), (((4 << 20) - 0x2345) & !0xfff, 0x2345));
+        let mut back = vec![0u8; data.len()];
+        ram.read(addr, &mut back).unwrap();
+        assert_eq!(back, data);
+        let err = load_initrd(&ram, &path, 0x3ff000, 4 << 20).unwrap_err();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "--initrd: {} (0x2345 bytes at 0x3ff000) does not fit in guest RAM; give the guest more memory (-m)",
+                path.display()
+            )
+        );
     }
 }

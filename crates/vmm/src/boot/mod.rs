@@ -2,8 +2,11 @@
 //! protocol (bzImage), PVH (ELF vmlinux and the probe guest), the e820 map and ACPI tables.
 //!
 //! `load` is the whole recipe for one boot: kernel, initrd, command line, e820, the zero page
-//! or PVH start info, GDT and page tables. The ACPI tables are built by the caller (they
-//! depend on the vCPU layout) and their RSDP address is passed in.
+//! or PVH start info, GDT and page tables. Kernels are checked by `image` and copied by
+//! linux-loader's `BzImage`/`Elf` loaders; the zero page and PVH start info are linux-loader's
+//! typed `boot_params` / `hvm_start_info`, filled by `params`. Guest RAM access is `memory`'s;
+//! the ACPI tables are built by the caller (they depend on the vCPU layout) and their RSDP
+//! address is passed in.
 
 pub mod acpi;
 pub mod e820;
@@ -14,6 +17,7 @@ pub mod regs;
 use std::path::Path;
 
 use thiserror::Error;
+use vm_memory::ByteValued;
 
 use crate::memory::layout::{
     self, BOOT_GDT, CMDLINE, CMDLINE_MAX, MMIO_GAP_START, PAGE_TABLES, PVH_MEMMAP, PVH_START_INFO,
@@ -104,9 +108,9 @@ pub fn load(ram: &GuestRam, image: &BootImage, rsdp_addr: u64) -> Result<BootEnt
                 e820: &e820,
                 initrd_module: initrd.map(|(addr, size)| (PVH_MODLIST, addr, size)),
             };
-            ram.write(PVH_START_INFO, &info.start_info_bytes())?;
-            ram.write(PVH_MEMMAP, &info.memmap_bytes())?;
-            ram.write(PVH_MODLIST, &info.modlist_bytes())?;
+            ram.write_obj(PVH_START_INFO, &info.start_info())?;
+            write_array(ram, PVH_MEMMAP, &info.memmap())?;
+            write_array(ram, PVH_MODLIST, &info.modlist())?;
             Ok(BootEntry {
                 mode: EntryMode::Pvh,
                 entry,
@@ -123,7 +127,7 @@ pub fn load(ram: &GuestRam, image: &BootImage, rsdp_addr: u64) -> Result<BootEnt
                 e820: &e820,
                 rsdp_addr,
             };
-            ram.write(ZERO_PAGE, &zero.to_bytes())?;
+            ram.write_obj(ZERO_PAGE, &zero.to_boot_params())?;
             Ok(BootEntry {
                 mode: EntryMode::Linux64,
                 entry: layout::KERNEL_LOAD + BZIMAGE_ENTRY64_OFFSET,
@@ -131,4 +135,14 @@ pub fn load(ram: &GuestRam, image: &BootImage, rsdp_addr: u64) -> Result<BootEnt
             })
         }
     }
+}
+
+/// Writes `items` back to back from `addr`.
+fn write_array<T: ByteValued>(ram: &GuestRam, addr: u64, items: &[T]) -> Result<(), MemoryError> {
+    let mut at = addr;
+    for item in items {
+        ram.write_obj(at, item)?;
+        at += size_of::<T>() as u64;
+    }
+    Ok(())
 }

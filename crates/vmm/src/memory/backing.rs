@@ -392,6 +392,9 @@ pub fn probe_mem_path(dir: &Path) -> Result<MemPathInfo, BackingError> {
 pub struct HostMapping {
     ptr: NonNull<u8>,
     size: u64,
+    /// The mmap flags it was created with (MAP_SHARED or MAP_PRIVATE, ...).
+    flags: libc::c_int,
+    hugetlb: bool,
     _file: Option<OwnedFd>,
 }
 
@@ -409,6 +412,16 @@ impl HostMapping {
 
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// The mmap flags the mapping was created with.
+    pub fn flags(&self) -> libc::c_int {
+        self.flags
+    }
+
+    /// Whether hugetlb pages back it.
+    pub fn is_hugetlb(&self) -> bool {
+        self.hugetlb
     }
 }
 
@@ -505,8 +518,9 @@ pub fn map(
     } else {
         libc::MAP_PRIVATE
     };
-    let ptr = match (&file, &plan.source) {
-        (Some(f), _) => {
+    let anon_flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+    let (ptr, flags) = match (&file, &plan.source) {
+        (Some(f), _) => (
             // SAFETY: mapping our own file at a kernel-chosen address; checked below.
             unsafe {
                 libc::mmap(
@@ -517,16 +531,21 @@ pub fn map(
                     std::os::fd::AsRawFd::as_raw_fd(f),
                     0,
                 )
-            }
-        }
+            },
+            share,
+        ),
         (None, Source::AnonHugeTlb { page_size }) => {
             // Not MAP_NORESERVE: the kernel reserves the pages now or fails here.
-            let flags =
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_HUGETLB | huge_flag(*page_size);
+            let flags = anon_flags | libc::MAP_HUGETLB | huge_flag(*page_size);
             // SAFETY: an anonymous mapping at a kernel-chosen address; checked below.
-            unsafe { libc::mmap(std::ptr::null_mut(), plan.size as usize, prot, flags, -1, 0) }
+            let ptr =
+                unsafe { libc::mmap(std::ptr::null_mut(), plan.size as usize, prot, flags, -1, 0) };
+            (ptr, flags)
         }
-        (None, _) => map_anonymous_aligned(plan.size).map_err(|e| map_err(e.to_string()))?,
+        (None, _) => (
+            map_anonymous_aligned(plan.size).map_err(|e| map_err(e.to_string()))?,
+            anon_flags | libc::MAP_NORESERVE,
+        ),
     };
     if ptr == libc::MAP_FAILED {
         return Err(map_err(last_os_error()));
@@ -534,6 +553,8 @@ pub fn map(
     let mapping = HostMapping {
         ptr: NonNull::new(ptr.cast()).expect("mmap never returns NULL on success"),
         size: plan.size,
+        flags,
+        hugetlb: plan.huge_page().is_some(),
         _file: file,
     };
     let advice = [

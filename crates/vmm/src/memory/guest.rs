@@ -1,13 +1,26 @@
-//! Host mappings that back guest RAM, and bounds-checked access to them by guest address.
+//! Guest RAM as rust-vmm's `vm-memory` sees it: a [`GuestMemoryMmap`] with one region per RAM
+//! range of the layout, built over the one host mapping `backing` creates, and bounds-checked,
+//! volatile access to it by guest address.
 //!
-//! All of guest RAM is one host mapping (see `backing`), split into the RAM ranges of the
-//! layout: guest RAM offset `o` is at host address `base + o`, and each range is registered
-//! with KVM as one memory slot. The mapping lives as long as `GuestRam`; vCPU threads hold
-//! an `Arc` to it.
+//! All of guest RAM is one host mapping (huge pages, NUMA binding, prealloc and KSM/THP advice
+//! are `backing`'s), split into the RAM ranges of the layout: guest RAM offset `o` is at host
+//! address `base + o`, and each range is one `GuestRegionMmap` and one KVM memory slot (the
+//! machine layer registers them from [`GuestRam::regions`]). vCPUs write guest RAM while the
+//! VMM reads it, so every access here is a volatile copy through `vm-memory`'s
+//! [`VolatileSlice`]; no safe API hands out a `&mut [u8]` into guest RAM.
+//!
+//! What is loaded where (kernels, boot structures) is `boot`'s business; this module only
+//! moves bytes.
 
-use std::ptr::NonNull;
+use std::io;
 
 use thiserror::Error;
+use vm_memory::mmap::MmapRegionBuilder;
+use vm_memory::{
+    ByteValued, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryError, GuestMemoryMmap,
+    GuestMemoryRegion, GuestRegionCollectionError, GuestRegionMmap, ReadVolatile,
+    VolatileMemoryError, VolatileSlice,
+};
 
 use super::backing::{self, BackingError, BackingPlan, HostMapping};
 use super::layout::{ram_ranges, RamRange};
@@ -20,29 +33,75 @@ pub enum MemoryError {
     Backing(#[from] BackingError),
     #[error("guest range {addr:#x}+{len:#x} is not inside guest RAM")]
     OutOfRange { addr: u64, len: u64 },
+    #[error("guest RAM range {base:#x}+{size:#x}: {source}")]
+    Region {
+        base: u64,
+        size: u64,
+        source: vm_memory::mmap::MmapRegionError,
+    },
+    #[error("guest RAM range at {base:#x} wraps around the guest address space")]
+    RegionWraps { base: u64 },
+    #[error("guest RAM layout: {0}")]
+    Layout(#[from] GuestRegionCollectionError),
+    #[error("guest range {addr:#x}+{len:#x}: {source}")]
+    Access {
+        addr: u64,
+        len: u64,
+        source: GuestMemoryError,
+    },
+    #[error("reading into guest range {addr:#x}+{len:#x}: {source}")]
+    Read {
+        addr: u64,
+        len: u64,
+        source: io::Error,
+    },
 }
 
-struct Mapping {
-    range: RamRange,
-    host: NonNull<u8>,
-}
-
-/// Guest RAM: one host mapping, one slice of it per RAM range.
+/// Guest RAM: the host mapping and the `vm-memory` regions over it.
+///
+/// Bulk access goes through [`VolatileSlice`] (volatile copies, which may alias one another and
+/// the vCPUs' own accesses); there is no way to get a `&mut [u8]` into guest RAM from a shared
+/// `GuestRam`, so two views of the same bytes can never be two mutable references. This does
+/// not compile:
+///
+/// ```compile_fail,E0308
+/// let ram = vmm::memory::GuestRam::new(2 << 20).unwrap();
+/// let bytes: &mut [u8] = ram.slice(0x1000, 16).unwrap();
+/// ```
+///
+/// and neither does the nested access the old `with_slice_mut(&self, ..)` allowed, where two
+/// `&mut [u8]` to the same bytes were live at once:
+///
+/// ```compile_fail,E0599
+/// let ram = vmm::memory::GuestRam::new(2 << 20).unwrap();
+/// ram.with_slice_mut(0x1000, 16, |outer: &mut [u8]| {
+///     ram.with_slice_mut(0x1000, 16, |inner: &mut [u8]| outer[0] = inner[0])
+/// });
+/// ```
+///
+/// while overlapping volatile views are fine:
+///
+/// ```
+/// let ram = vmm::memory::GuestRam::new(2 << 20).unwrap();
+/// let a = ram.slice(0x1000, 16).unwrap();
+/// let b = ram.slice(0x1008, 16).unwrap();
+/// a.copy_from(&[7u8; 16]);
+/// let mut out = [0u8; 16];
+/// b.copy_to(&mut out);
+/// assert_eq!(out[..8], [7; 8]);
+/// ```
 pub struct GuestRam {
-    mappings: Vec<Mapping>,
+    /// The regions, which do not own their memory (declared before `backing`, so they go
+    /// first on drop).
+    memory: GuestMemoryMmap,
+    /// Owns the host mapping the regions point into; unmaps it on drop.
     backing: HostMapping,
 }
-
-// SAFETY: the mappings are plain memory owned by GuestRam for its whole life; concurrent
-// access from vCPU threads is how guest RAM works (the guest does its own locking).
-unsafe impl Send for GuestRam {}
-// SAFETY: see Send; shared references only hand out raw addresses and bounds-checked copies.
-unsafe impl Sync for GuestRam {}
 
 impl std::fmt::Debug for GuestRam {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list()
-            .entries(self.mappings.iter().map(|m| m.range))
+            .entries(self.regions().map(|(range, _)| range))
             .finish()
     }
 }
@@ -62,19 +121,19 @@ impl GuestRam {
     ) -> Result<(Self, Vec<String>), MemoryError> {
         let (backing, warnings) = backing::map(plan, progress)?;
         let mut offset = 0u64;
-        let mappings = ram_ranges(plan.size)
-            .into_iter()
-            .map(|range| {
-                // SAFETY: the ranges add up to plan.size, the size of the mapping.
-                let host = unsafe { backing.as_ptr().add(offset as usize) };
-                offset += range.size;
-                Mapping {
-                    range,
-                    host: NonNull::new(host).expect("inside a non-null mapping"),
-                }
-            })
-            .collect();
-        Ok((GuestRam { mappings, backing }, warnings))
+        let mut regions = Vec::new();
+        for range in ram_ranges(plan.size) {
+            regions.push(region_over(&backing, offset, range)?);
+            offset += range.size;
+        }
+        let memory = GuestMemoryMmap::from_regions(regions)?;
+        Ok((GuestRam { memory, backing }, warnings))
+    }
+
+    /// The `vm-memory` view of guest RAM, for code written against its traits (linux-loader,
+    /// virtio queues).
+    pub fn memory(&self) -> &GuestMemoryMmap {
+        &self.memory
     }
 
     /// The host address of guest RAM offset 0 (RAM counted without the MMIO gap).
@@ -82,46 +141,77 @@ impl GuestRam {
         self.backing.as_ptr()
     }
 
-    /// The RAM ranges and their host addresses, for KVM memory slots.
+    /// The RAM ranges and their host addresses, for KVM memory slots (the same addresses the
+    /// regions read and write through).
     pub fn regions(&self) -> impl Iterator<Item = (RamRange, *mut u8)> + '_ {
-        self.mappings.iter().map(|m| (m.range, m.host.as_ptr()))
+        self.memory.iter().map(|r| {
+            (
+                RamRange {
+                    base: r.start_addr().0,
+                    size: r.len(),
+                },
+                r.as_ptr(),
+            )
+        })
     }
 
     /// Total guest RAM in bytes.
     pub fn size(&self) -> u64 {
-        self.mappings.iter().map(|m| m.range.size).sum()
+        self.memory.iter().map(|r| r.len()).sum()
     }
 
-    /// The host address of `[addr, addr + len)`, which must lie within one range.
-    fn host_range(&self, addr: u64, len: u64) -> Result<*mut u8, MemoryError> {
-        for m in &self.mappings {
-            if addr >= m.range.base
-                && addr
-                    .checked_add(len)
-                    .is_some_and(|end| end <= m.range.end())
-            {
-                // SAFETY: the offset is within the mapping, checked just above.
-                return Ok(unsafe { m.host.as_ptr().add((addr - m.range.base) as usize) });
-            }
+    /// Whether `[addr, addr + len)` lies within one RAM range.
+    pub fn contains(&self, addr: u64, len: u64) -> bool {
+        self.regions()
+            .any(|(r, _)| addr >= r.base && addr.checked_add(len).is_some_and(|end| end <= r.end()))
+    }
+
+    fn check(&self, addr: u64, len: u64) -> Result<(), MemoryError> {
+        if self.contains(addr, len) {
+            Ok(())
+        } else {
+            Err(MemoryError::OutOfRange { addr, len })
         }
-        Err(MemoryError::OutOfRange { addr, len })
+    }
+
+    /// A volatile view of `[addr, addr + len)`, which must lie within one RAM range.
+    pub fn slice(&self, addr: u64, len: u64) -> Result<VolatileSlice<'_>, MemoryError> {
+        self.check(addr, len)?;
+        self.memory
+            .get_slice(GuestAddress(addr), len as usize)
+            .map_err(|source| MemoryError::Access { addr, len, source })
     }
 
     /// Copies `data` into guest RAM at `addr`.
     pub fn write(&self, addr: u64, data: &[u8]) -> Result<(), MemoryError> {
-        let dst = self.host_range(addr, data.len() as u64)?;
-        // SAFETY: `dst..dst+len` is inside our mapping (host_range), and `data` is a
-        // separate Rust slice, so the ranges cannot overlap.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
-        Ok(())
+        let len = data.len() as u64;
+        self.check(addr, len)?;
+        self.memory
+            .write_slice(data, GuestAddress(addr))
+            .map_err(|source| MemoryError::Access { addr, len, source })
     }
 
     /// Copies guest RAM at `addr` into `buf`.
     pub fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
-        let src = self.host_range(addr, buf.len() as u64)?;
-        // SAFETY: `src..src+len` is inside our mapping, `buf` is a separate Rust slice.
-        unsafe { std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
-        Ok(())
+        let len = buf.len() as u64;
+        self.check(addr, len)?;
+        self.memory
+            .read_slice(buf, GuestAddress(addr))
+            .map_err(|source| MemoryError::Access { addr, len, source })
+    }
+
+    /// Writes a plain-data structure (a `boot_params`, an `hvm_start_info`) at `addr`.
+    pub fn write_obj<T: ByteValued>(&self, addr: u64, value: &T) -> Result<(), MemoryError> {
+        self.write(addr, value.as_slice())
+    }
+
+    /// Reads a plain-data structure at `addr`.
+    pub fn read_obj<T: ByteValued>(&self, addr: u64) -> Result<T, MemoryError> {
+        let len = std::mem::size_of::<T>() as u64;
+        self.check(addr, len)?;
+        self.memory
+            .read_obj(GuestAddress(addr))
+            .map_err(|source| MemoryError::Access { addr, len, source })
     }
 
     /// Writes a little-endian u64 at `addr`.
@@ -129,25 +219,69 @@ impl GuestRam {
         self.write(addr, &v.to_le_bytes())
     }
 
-    /// Runs `f` on a mutable view of `[addr, addr + len)`, for bulk loads (reading a kernel
-    /// file straight into guest RAM). Only call while no vCPU runs.
-    pub fn with_slice_mut<R>(
+    /// Reads exactly `len` bytes from `src` straight into guest RAM at `addr` (a kernel or
+    /// initrd file, with no bounce buffer).
+    pub fn read_from<F: ReadVolatile>(
         &self,
         addr: u64,
+        src: &mut F,
         len: u64,
-        f: impl FnOnce(&mut [u8]) -> R,
-    ) -> Result<R, MemoryError> {
-        let p = self.host_range(addr, len)?;
-        // SAFETY: the range is inside our mapping; callers use it before vCPUs start, when
-        // nothing else accesses guest RAM, and the slice does not outlive `f`.
-        let slice = unsafe { std::slice::from_raw_parts_mut(p, len as usize) };
-        Ok(f(slice))
+    ) -> Result<(), MemoryError> {
+        let mut slice = self.slice(addr, len)?;
+        src.read_exact_volatile(&mut slice).map_err(|e| match e {
+            VolatileMemoryError::IOError(source) => MemoryError::Read { addr, len, source },
+            other => MemoryError::Access {
+                addr,
+                len,
+                source: other.into(),
+            },
+        })
     }
 
     /// Zeroes `[addr, addr + len)`.
     pub fn zero(&self, addr: u64, len: u64) -> Result<(), MemoryError> {
-        self.with_slice_mut(addr, len, |s| s.fill(0))
+        const ZEROS: [u8; 4096] = [0; 4096];
+        self.check(addr, len)?;
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(ZEROS.len() as u64);
+            self.write(addr + done, &ZEROS[..n as usize])?;
+            done += n;
+        }
+        Ok(())
     }
+}
+
+/// The `vm-memory` region for `range`, at `offset` bytes into `backing`.
+fn region_over(
+    backing: &HostMapping,
+    offset: u64,
+    range: RamRange,
+) -> Result<GuestRegionMmap, MemoryError> {
+    assert!(
+        offset + range.size <= backing.size(),
+        "RAM ranges add up to the mapping's size"
+    );
+    let region_err = |source| MemoryError::Region {
+        base: range.base,
+        size: range.size,
+        source,
+    };
+    // SAFETY: `offset` is inside the mapping (asserted above: the ranges add up to its size).
+    let host = unsafe { backing.as_ptr().add(offset as usize) };
+    let builder = MmapRegionBuilder::new(range.size as usize)
+        .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
+        .with_mmap_flags(backing.flags())
+        .with_hugetlbfs(backing.is_hugetlb());
+    // SAFETY: `[host, host + range.size)` lies inside the live mapping `backing` owns (checked
+    // above). The region built here does not own it (vm-memory never unmaps a raw-pointer
+    // region), and `GuestRam` keeps `backing` alive, declared after `memory`, so the mapping
+    // outlives every region and every slice borrowed from them.
+    let mapping = unsafe { builder.with_raw_mmap_pointer(host) }
+        .build()
+        .map_err(region_err)?;
+    GuestRegionMmap::new(mapping, GuestAddress(range.base))
+        .ok_or(MemoryError::RegionWraps { base: range.base })
 }
 
 #[cfg(test)]
@@ -194,5 +328,78 @@ mod tests {
         // SAFETY: reading 4 bytes inside the mapping.
         let at = unsafe { std::slice::from_raw_parts(ram.host_base().add(3 << 30), 4) };
         assert_eq!(at, b"high");
+        // The vm-memory view agrees: the same bytes at the same guest address.
+        let mut via_vm_memory = [0u8; 4];
+        ram.memory()
+            .read_slice(&mut via_vm_memory, GuestAddress(MMIO_GAP_END))
+            .unwrap();
+        assert_eq!(&via_vm_memory, b"high");
+    }
+
+    #[test]
+    fn overlapping_views_alias_safely() {
+        // What `with_slice_mut` got wrong: two views of the same bytes from one `&GuestRam`.
+        // They are volatile slices now, not `&mut [u8]`, so holding both is sound and each
+        // sees the other's writes.
+        let ram = GuestRam::new(2 << 20).unwrap();
+        let outer = ram.slice(0x2000, 0x100).unwrap();
+        let inner = ram.slice(0x2080, 0x10).unwrap();
+        outer.copy_from(&[0xaau8; 0x100]);
+        inner.copy_from(&[0x55u8; 0x10]);
+        let mut seen = [0u8; 0x100];
+        outer.copy_to(&mut seen);
+        assert!(seen[..0x80].iter().all(|&b| b == 0xaa));
+        assert!(seen[0x80..0x90].iter().all(|&b| b == 0x55));
+        assert!(seen[0x90..].iter().all(|&b| b == 0xaa));
+        let err = ram.slice((2 << 20) - 8, 16).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "guest range 0x1ffff8+0x10 is not inside guest RAM"
+        );
+    }
+
+    #[test]
+    fn concurrent_writers_and_readers_share_one_ram() {
+        // vCPU threads write guest RAM while the VMM reads it: GuestRam is Sync, and every
+        // access is a bounds-checked volatile copy.
+        let ram = std::sync::Arc::new(GuestRam::new(2 << 20).unwrap());
+        let writers: Vec<_> = (0..2u8)
+            .map(|t| {
+                let ram = ram.clone();
+                std::thread::spawn(move || {
+                    for i in 0..1000u64 {
+                        ram.write_u64(0x3000 + 8 * u64::from(t), i).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..1000 {
+            // Whatever bytes a read catches come from values below 1000 (< 2^10).
+            let v: u64 = ram.read_obj(0x3000).unwrap();
+            assert!(v < 1 << 10, "{v}");
+        }
+        for w in writers {
+            w.join().unwrap();
+        }
+        assert_eq!(ram.read_obj::<u64>(0x3000).unwrap(), 999);
+        assert_eq!(ram.read_obj::<u64>(0x3008).unwrap(), 999);
+    }
+
+    #[test]
+    fn reads_files_straight_into_guest_ram() {
+        let ram = GuestRam::new(2 << 20).unwrap();
+        let data: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
+        ram.read_from(0x10_0000, &mut data.as_slice(), data.len() as u64)
+            .unwrap();
+        let mut back = vec![0u8; data.len()];
+        ram.read(0x10_0000, &mut back).unwrap();
+        assert_eq!(back, data);
+        // A source shorter than asked for is an I/O error, not a partial load.
+        let err = ram.read_from(0x10_0000, &mut &data[..10], 20).unwrap_err();
+        assert!(matches!(err, MemoryError::Read { .. }), "{err}");
+        ram.zero(0x10_0000, 5000).unwrap();
+        ram.read(0x10_0000, &mut back).unwrap();
+        assert!(back[..5000].iter().all(|&b| b == 0));
+        assert_eq!(back[5000..], data[5000..]);
     }
 }
