@@ -1,12 +1,14 @@
 //! A small synchronous QMP client, for rvmm's own subcommands (`vcpupin`, `vcpuinfo`, `qmp`,
 //! ...): connect, read the greeting, negotiate, then execute commands one at a time,
-//! skipping events and matching replies by `id`.
+//! skipping events and matching replies by `id`. `call` reads a reply into the command's
+//! own reply type (`control::commands::*`), so the two ends share one definition.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use thiserror::Error;
 
@@ -149,6 +151,19 @@ impl QmpClient {
                 .as_str()
                 .unwrap_or("unknown error")
                 .to_string(),
+        })
+    }
+
+    /// Executes `command` and reads its `return` value as `R` (the command's reply type).
+    pub fn call<R: DeserializeOwned>(
+        &mut self,
+        command: &str,
+        arguments: Option<Value>,
+    ) -> Result<R, ClientError> {
+        let value = self.execute(command, arguments)?;
+        serde_json::from_value(value).map_err(|e| ClientError::Protocol {
+            path: self.path.clone(),
+            detail: format!("{command}: unexpected reply: {e}"),
         })
     }
 }

@@ -2,20 +2,29 @@
 //! the VMM thread and VMM events into QMP events; a small synchronous QMP client for rvmm's
 //! own subcommands; and where control sockets live.
 //!
-//! `qmp` is the wire protocol (pure), `commands` the command set and its argument checks
-//! (pure), `server` the socket and its client threads, `client` the other end. Executing a
-//! command is the VMM thread's job (`vmm::commands`): the server only hands it `Command`s.
+//! The layers, each importing only those below it:
+//! - `error`: the QMP error (class and description) everything else answers with;
+//! - `args`: a command's arguments checked as QEMU's QAPI visitors check them;
+//! - `qmp`: the wire protocol (pure), which knows the command set only through
+//!   `qmp::ParseCommand`;
+//! - `view`: the narrow view of the running VM that commands act on (`VmView`);
+//! - `commands`: one module per command (arguments, execution, reply type), and the
+//!   `Command` enum generated from their list;
+//! - `server`: the socket and its client threads, handing `Command`s to the VMM thread,
+//!   which runs them against its `VmView` (`vmm::commands`); `client`: the other end.
 //!
 //! A VM started with `--name NAME` listens on `RUNTIME/NAME.qmp`, where RUNTIME is
 //! `$XDG_RUNTIME_DIR/rvmm`, else `/run/rvmm` for root, else `/tmp/rvmm-UID`; `--qmp
 //! unix:PATH` picks any path. A `VM` argument is a socket path (anything with a `/`) or a
 //! name resolved the same way.
 
+pub(crate) mod args;
 pub mod client;
 pub mod commands;
+pub mod error;
 pub mod qmp;
-pub mod queries;
 pub mod server;
+pub mod view;
 
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -24,6 +33,7 @@ use thiserror::Error;
 
 pub use client::{ClientError, QmpClient};
 pub use commands::Command;
+pub use error::{ErrorClass, QmpError};
 pub use server::{QmpServer, Request, ServerError};
 
 /// Errors in control options and the runtime directory.
