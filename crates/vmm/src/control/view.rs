@@ -21,7 +21,7 @@ use crate::vcpu::info::VcpuInfo;
 
 /// Why the VM could not do what a command asked.
 #[derive(Debug, Error)]
-pub enum VmError {
+pub(crate) enum VmError {
     #[error("only {parked} of {total} vCPUs stopped within {seconds} s; the VM keeps running")]
     PauseTimeout {
         parked: usize,
@@ -53,7 +53,7 @@ pub enum RunState {
 
 /// How a command ends the VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndRequest {
+pub(crate) enum EndRequest {
     /// `system_reset` (rvmm has no in-place reset yet).
     Reset,
     /// `quit`.
@@ -62,14 +62,14 @@ pub enum EndRequest {
 
 /// A present vCPU and its thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VcpuThread {
+pub(crate) struct VcpuThread {
     pub index: u32,
     pub thread_id: i32,
 }
 
 /// A thread of the process that is not a vCPU (the main loop, the QMP threads).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EmulatorThread {
+pub(crate) struct EmulatorThread {
     pub thread_id: i32,
     /// The thread's name (`comm`).
     pub name: String,
@@ -78,7 +78,7 @@ pub struct EmulatorThread {
 
 /// What KVM on this host offers CPU models, for the model queries.
 #[derive(Debug, Clone, Copy)]
-pub struct HostCpuView<'a> {
+pub(crate) struct HostCpuView<'a> {
     pub support: &'a HostCpuSupport,
     pub identity: &'a HostIdentity,
 }

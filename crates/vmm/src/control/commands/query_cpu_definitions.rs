@@ -101,7 +101,7 @@ fn unavailable(name: &str, host: HostCpuView<'_>) -> Vec<String> {
 }
 
 /// Every model, `max`, `host` and `base` first as QEMU lists them.
-pub fn cpu_definitions(host: HostCpuView<'_>) -> Vec<CpuDefinitionInfo> {
+pub(crate) fn cpu_definitions(host: HostCpuView<'_>) -> Vec<CpuDefinitionInfo> {
     let mut names = all_names();
     names.retain(|n| !matches!(n.as_str(), "max" | "host" | "base"));
     let mut out = Vec::with_capacity(names.len() + 3);

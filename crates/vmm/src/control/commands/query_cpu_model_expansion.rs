@@ -49,7 +49,7 @@ pub struct CpuModelExpansionInfo {
 }
 
 /// Expands `model` with `props` for this host.
-pub fn model_expansion(
+pub(crate) fn model_expansion(
     expansion: ExpansionType,
     model: &str,
     props: &Map<String, Value>,

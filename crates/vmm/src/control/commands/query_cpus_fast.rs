@@ -27,7 +27,7 @@ pub struct CpuInfoFast {
 }
 
 /// The entries for `vcpus`.
-pub fn cpus_fast(topology: &CpuTopology, vcpus: &[VcpuThread]) -> Vec<CpuInfoFast> {
+pub(crate) fn cpus_fast(topology: &CpuTopology, vcpus: &[VcpuThread]) -> Vec<CpuInfoFast> {
     vcpus
         .iter()
         .map(|v| CpuInfoFast {

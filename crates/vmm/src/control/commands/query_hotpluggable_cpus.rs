@@ -28,7 +28,7 @@ pub struct HotpluggableCpu {
 }
 
 /// The slots of `topology` when vCPUs `0..present` exist, for CPUs of `model`.
-pub fn hotpluggable_cpus(
+pub(crate) fn hotpluggable_cpus(
     topology: &CpuTopology,
     present: u32,
     model: &str,
