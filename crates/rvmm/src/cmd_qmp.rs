@@ -1,14 +1,14 @@
 //! The subcommands that talk to a running VM over its QMP socket: `vcpuinfo`, `vcpupin`,
-//! `emulatorpin` (libvirt's layouts) and raw `qmp`. Replies are read into the commands' own
-//! reply types (`vmm::control::commands::*`), the ones the server sends.
+//! `emulatorpin` (libvirt's layouts) and raw `qmp`. Requests and replies are the commands'
+//! own types (`vmm::control::commands::*`), the ones the server parses and sends.
 
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use serde_json::{json, Map, Value};
-use vmm::control::commands::emulatorpin::{self, EmulatorPinReply};
+use serde_json::Value;
+use vmm::control::commands::emulatorpin::EmulatorPinRequest;
 use vmm::control::commands::vcpuinfo::{self, VcpuInfoReport};
-use vmm::control::commands::vcpupin::{self, VcpuPinReply};
+use vmm::control::commands::vcpupin::VcpuPinRequest;
 use vmm::control::{self as ctl, QmpClient};
 use vmm::vcpu::info::{render_emulatorpin, render_vcpuinfo, render_vcpupin};
 
@@ -42,16 +42,11 @@ pub fn vcpuinfo(args: VcpuinfoArgs) -> Result<ExitCode> {
 }
 
 pub fn vcpupin(args: VcpupinArgs) -> Result<ExitCode> {
-    let mut request = Map::new();
-    if let Some(v) = args.vcpu {
-        request.insert("vcpu".into(), v.into());
-    }
-    if let Some(c) = &args.cpulist {
-        request.insert("cpus".into(), c.clone().into());
-    }
-    let reply: VcpuPinReply = connect(&args.vm)?
-        .call(vcpupin::NAME, Some(request.into()))
-        .context("vcpupin")?;
+    let request = VcpuPinRequest {
+        vcpu: args.vcpu,
+        cpus: args.cpulist.clone(),
+    };
+    let reply = connect(&args.vm)?.request(&request).context("vcpupin")?;
     print_warnings(&reply.warnings);
     if args.cpulist.is_none() {
         let rows: Vec<(u32, String)> = reply.vcpus.into_iter().map(|r| (r.vcpu, r.cpus)).collect();
@@ -61,12 +56,11 @@ pub fn vcpupin(args: VcpupinArgs) -> Result<ExitCode> {
 }
 
 pub fn emulatorpin(args: EmulatorpinArgs) -> Result<ExitCode> {
-    let request = match &args.cpulist {
-        Some(c) => json!({"cpus": c}),
-        None => json!({}),
+    let request = EmulatorPinRequest {
+        cpus: args.cpulist.clone(),
     };
-    let reply: EmulatorPinReply = connect(&args.vm)?
-        .call(emulatorpin::NAME, Some(request))
+    let reply = connect(&args.vm)?
+        .request(&request)
         .context("emulatorpin")?;
     print_warnings(&reply.warnings);
     if args.cpulist.is_none() {

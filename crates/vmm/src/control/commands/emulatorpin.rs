@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::QmpCommand;
+use super::{ClientRequest, QmpCommand};
 use crate::control::args::Args;
 use crate::control::error::QmpError;
 use crate::control::view::VmView;
@@ -16,6 +16,19 @@ pub const NAME: &str = "__org.rvmm_emulatorpin";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmulatorPin {
     pub cpus: Option<Vec<u32>>,
+}
+
+/// The arguments as a client sends them: the CPU list as text, which the server parses
+/// and checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EmulatorPinRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<String>,
+}
+
+impl ClientRequest for EmulatorPinRequest {
+    const NAME: &'static str = NAME;
+    type Reply = EmulatorPinReply;
 }
 
 /// One emulator thread.

@@ -36,6 +36,7 @@ pub mod vcpupin;
 #[cfg(test)]
 mod tests;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -66,6 +67,13 @@ pub(crate) trait QmpCommand: Sized {
     fn parse(args: &mut Args) -> Result<Self, QmpError>;
     /// Runs the command against the VM.
     fn execute(&self, vm: &mut dyn VmView) -> Result<Self::Reply, QmpError>;
+}
+
+/// A command as a client sends it: its name, its `arguments` (the type serializes to that
+/// object) and the type its reply is read into. rvmm's own subcommands send these.
+pub trait ClientRequest: Serialize {
+    const NAME: &'static str;
+    type Reply: DeserializeOwned;
 }
 
 /// The `{}` most commands return.

@@ -29,7 +29,7 @@ fn plain_commands() {
     assert_eq!(parse("quit", Map::new()), Ok(Command::Quit(quit::Quit)));
     assert_eq!(
         parse(CMD_VCPUINFO, Map::new()),
-        Ok(Command::VcpuInfo(vcpuinfo::VcpuInfoQuery))
+        Ok(Command::VcpuInfo(vcpuinfo::VcpuInfoQuery {}))
     );
     let e = parse("nope", Map::new()).unwrap_err();
     assert_eq!(e.class, ErrorClass::CommandNotFound);
@@ -420,4 +420,35 @@ fn vcpuinfo_shows_every_slot() {
     assert_eq!(report.vcpus[2].state, crate::vcpu::info::VcpuState::Offline);
     assert_eq!(report.vcpus[2].affinity, "0-7");
     assert_eq!(report.vcpus[3].affinity, "5");
+}
+
+#[test]
+fn client_requests_are_what_the_commands_parse() {
+    let pin = vcpupin::VcpuPinRequest {
+        vcpu: Some(1),
+        cpus: Some("0-3,^2".into()),
+    };
+    let sent = serde_json::to_value(&pin).unwrap();
+    assert_eq!(sent, json!({"vcpu": 1, "cpus": "0-3,^2"}));
+    assert_eq!(
+        parse(vcpupin::VcpuPinRequest::NAME, args(sent)),
+        Ok(Command::VcpuPin(vcpupin::VcpuPin {
+            vcpu: Some(1),
+            cpus: Some(vec![0, 1, 3])
+        }))
+    );
+    let show = serde_json::to_value(vcpupin::VcpuPinRequest::default()).unwrap();
+    assert_eq!(show, json!({}));
+    let emu = serde_json::to_value(emulatorpin::EmulatorPinRequest::default()).unwrap();
+    assert_eq!(
+        parse(emulatorpin::EmulatorPinRequest::NAME, args(emu)),
+        Ok(Command::EmulatorPin(emulatorpin::EmulatorPin {
+            cpus: None
+        }))
+    );
+    let info = serde_json::to_value(vcpuinfo::VcpuInfoQuery {}).unwrap();
+    assert_eq!(
+        parse(vcpuinfo::NAME, args(info)),
+        Ok(Command::VcpuInfo(vcpuinfo::VcpuInfoQuery {}))
+    );
 }

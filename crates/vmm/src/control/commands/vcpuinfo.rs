@@ -3,7 +3,9 @@
 //! are `offline`, with the affinity their vCPU would get. The record and its virsh layout
 //! are `vcpu::info`'s.
 
-use super::QmpCommand;
+use serde::Serialize;
+
+use super::{ClientRequest, QmpCommand};
 use crate::control::args::Args;
 use crate::control::error::QmpError;
 use crate::control::view::VmView;
@@ -13,15 +15,21 @@ use crate::vcpu::info::{VcpuInfo, VcpuState};
 
 pub const NAME: &str = "__org.rvmm_vcpuinfo";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VcpuInfoQuery;
+/// The command (it takes no arguments), also as a client sends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct VcpuInfoQuery {}
+
+impl ClientRequest for VcpuInfoQuery {
+    const NAME: &'static str = NAME;
+    type Reply = VcpuInfoReport;
+}
 
 impl QmpCommand for VcpuInfoQuery {
     const NAME: &'static str = NAME;
     type Reply = VcpuInfoReport;
 
     fn parse(_: &mut Args) -> Result<Self, QmpError> {
-        Ok(VcpuInfoQuery)
+        Ok(VcpuInfoQuery {})
     }
 
     fn execute(&self, vm: &mut dyn VmView) -> Result<VcpuInfoReport, QmpError> {

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::QmpCommand;
+use super::{ClientRequest, QmpCommand};
 use crate::control::args::{Args, Presence};
 use crate::control::error::QmpError;
 use crate::control::view::{VcpuThread, VmView};
@@ -18,6 +18,21 @@ pub const NAME: &str = "__org.rvmm_vcpupin";
 pub struct VcpuPin {
     pub vcpu: Option<u32>,
     pub cpus: Option<Vec<u32>>,
+}
+
+/// The arguments as a client sends them: the CPU list as text, which the server parses
+/// and checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct VcpuPinRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vcpu: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<String>,
+}
+
+impl ClientRequest for VcpuPinRequest {
+    const NAME: &'static str = NAME;
+    type Reply = VcpuPinReply;
 }
 
 /// One vCPU's affinity.
