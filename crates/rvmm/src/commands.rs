@@ -9,18 +9,14 @@ use vmm::config::cpu::{parse_cpu, DEFAULT_MODEL};
 use vmm::config::libvirt::{parse_domain, DomainEnv, DomainHost};
 use vmm::config::memory::parse_memory;
 use vmm::config::{BootSource, NumaConfig, PinningConfig, SmpConfig, VmConfig};
-use vmm::control::commands::{CMD_EMULATORPIN, CMD_VCPUINFO, CMD_VCPUPIN};
-use vmm::control::{self as ctl, QmpClient};
+use vmm::control as ctl;
 use vmm::cpu::libvirt_map::LibvirtCpuMap;
 use vmm::host::KvmHost;
 use vmm::probe::view::GuestView;
-use vmm::vcpu::info::{render_emulatorpin, render_vcpuinfo, render_vcpupin, VcpuInfoReport};
 use vmm::vcpu::VmOutcome;
 use vmm::vmm::{RunOptions, Vmm};
 
-use crate::cli::{
-    Cli, Command, EmulatorpinArgs, ProbeArgs, QmpArgs, RunArgs, VcpuinfoArgs, VcpupinArgs,
-};
+use crate::cli::{Cli, Command, ProbeArgs, RunArgs};
 
 pub fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
@@ -30,10 +26,10 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::CpuModels(args) => crate::cmd_cpu::cpu_models(args),
         Command::CpuBaseline(args) => crate::cmd_cpu::cpu_baseline(args),
         Command::CpuCompare(args) => crate::cmd_cpu::cpu_compare(args),
-        Command::Vcpuinfo(args) => vcpuinfo(args),
-        Command::Vcpupin(args) => vcpupin(args),
-        Command::Emulatorpin(args) => emulatorpin(args),
-        Command::Qmp(args) => qmp(args),
+        Command::Vcpuinfo(args) => crate::cmd_qmp::vcpuinfo(args),
+        Command::Vcpupin(args) => crate::cmd_qmp::vcpupin(args),
+        Command::Emulatorpin(args) => crate::cmd_qmp::emulatorpin(args),
+        Command::Qmp(args) => crate::cmd_qmp::qmp(args),
     }
 }
 
@@ -276,90 +272,4 @@ fn probe(args: ProbeArgs) -> Result<ExitCode> {
         print!("{}", view.render());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Connects to the VM a `VM` argument names.
-fn connect(vm: &str) -> Result<QmpClient> {
-    let path = ctl::resolve_vm(&ctl::default_runtime_dir(), vm);
-    Ok(QmpClient::connect(&path)?)
-}
-
-/// Prints a reply's `warnings` on stderr.
-fn print_warnings(reply: &serde_json::Value) {
-    for w in reply["warnings"].as_array().into_iter().flatten() {
-        if let Some(w) = w.as_str() {
-            eprintln!("rvmm: warning: {w}");
-        }
-    }
-}
-
-fn vcpuinfo(args: VcpuinfoArgs) -> Result<ExitCode> {
-    let reply = connect(&args.vm)?
-        .execute(CMD_VCPUINFO, None)
-        .context("vcpuinfo")?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&reply)?);
-    } else {
-        let report: VcpuInfoReport =
-            serde_json::from_value(reply).context("vcpuinfo: unexpected reply")?;
-        print!("{}", render_vcpuinfo(&report));
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn vcpupin(args: VcpupinArgs) -> Result<ExitCode> {
-    let mut request = serde_json::Map::new();
-    if let Some(v) = args.vcpu {
-        request.insert("vcpu".into(), v.into());
-    }
-    if let Some(c) = &args.cpulist {
-        request.insert("cpus".into(), c.clone().into());
-    }
-    let reply = connect(&args.vm)?
-        .execute(CMD_VCPUPIN, Some(request.into()))
-        .context("vcpupin")?;
-    print_warnings(&reply);
-    if args.cpulist.is_none() {
-        let rows: Vec<(u32, String)> = reply["vcpus"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|r| {
-                (
-                    r["vcpu"].as_u64().unwrap_or(0) as u32,
-                    r["cpus"].as_str().unwrap_or("").to_string(),
-                )
-            })
-            .collect();
-        print!("{}", render_vcpupin(&rows));
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn emulatorpin(args: EmulatorpinArgs) -> Result<ExitCode> {
-    let request = match &args.cpulist {
-        Some(c) => serde_json::json!({"cpus": c}),
-        None => serde_json::json!({}),
-    };
-    let reply = connect(&args.vm)?
-        .execute(CMD_EMULATORPIN, Some(request))
-        .context("emulatorpin")?;
-    print_warnings(&reply);
-    if args.cpulist.is_none() {
-        print!(
-            "{}",
-            render_emulatorpin(reply["cpus"].as_str().unwrap_or(""))
-        );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn qmp(args: QmpArgs) -> Result<ExitCode> {
-    let reply = connect(&args.vm)?.raw(&args.request).context("qmp")?;
-    println!("{}", serde_json::to_string_pretty(&reply)?);
-    Ok(if reply.get("error").is_some() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
 }

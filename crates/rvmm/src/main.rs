@@ -6,6 +6,7 @@
 mod cli;
 mod cmd_cpu;
 mod cmd_host;
+mod cmd_qmp;
 mod commands;
 mod dry_run;
 

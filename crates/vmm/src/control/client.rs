@@ -1,13 +1,18 @@
 //! A small synchronous QMP client, for rvmm's own subcommands (`vcpupin`, `vcpuinfo`, `qmp`,
 //! ...): connect, read the greeting, negotiate, then execute commands one at a time,
-//! skipping events and matching replies by `id`.
+//! skipping events and matching replies by `id`. `request` sends a command's typed
+//! arguments and reads the reply into its reply type (`control::commands::*`), so both ends
+//! share one definition.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
+
+use super::commands::ClientRequest;
 use thiserror::Error;
 
 /// How long to wait for any one reply.
@@ -150,5 +155,27 @@ impl QmpClient {
                 .unwrap_or("unknown error")
                 .to_string(),
         })
+    }
+
+    /// Executes `command` and reads its `return` value as `R` (the command's reply type).
+    pub fn call<R: DeserializeOwned>(
+        &mut self,
+        command: &str,
+        arguments: Option<Value>,
+    ) -> Result<R, ClientError> {
+        let value = self.execute(command, arguments)?;
+        serde_json::from_value(value).map_err(|e| ClientError::Protocol {
+            path: self.path.clone(),
+            detail: format!("{command}: unexpected reply: {e}"),
+        })
+    }
+
+    /// Sends `request` and reads its reply.
+    pub fn request<R: ClientRequest>(&mut self, request: &R) -> Result<R::Reply, ClientError> {
+        let arguments = serde_json::to_value(request).map_err(|e| ClientError::Protocol {
+            path: self.path.clone(),
+            detail: format!("{}: arguments: {e}", R::NAME),
+        })?;
+        self.call(R::NAME, Some(arguments))
     }
 }

@@ -7,52 +7,31 @@
 //! top-level value ends, whatever the newlines, so pretty-printed input works. Each message
 //! is bounded (`MAX_MESSAGE`): a longer one is skipped without being buffered and answered
 //! with an error, and the stream stays in step. All of this is pure: `server` does the I/O.
+//!
+//! The protocol knows nothing of the command set beyond [`ParseCommand`]: it handles
+//! `qmp_capabilities` itself (negotiation is the protocol's) and hands every other name and
+//! its arguments to the set it is given (`commands::Command` in rvmm).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use serde_json::{json, Map, Value};
-use thiserror::Error;
 
-use super::commands::{self, Command};
+use super::args::{type_error, Args, Presence};
+pub use super::error::{ErrorClass, QmpError};
+
+/// The negotiation command, handled by the protocol itself.
+pub const CAPABILITIES_COMMAND: &str = "qmp_capabilities";
+
+/// A command set as the protocol sees it: a name and its arguments in, a command (or
+/// QEMU's error for an unknown name or bad arguments) out.
+pub trait ParseCommand: Sized {
+    fn parse(name: &str, arguments: Map<String, Value>) -> Result<Self, QmpError>;
+}
 
 /// The largest request accepted, in bytes (QMP commands are small; libvirt's largest are a
 /// few KiB).
 pub const MAX_MESSAGE: usize = 1 << 20;
-
-/// QMP error classes (qapi/error.json).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum ErrorClass {
-    GenericError,
-    CommandNotFound,
-    DeviceNotActive,
-    DeviceNotFound,
-    KVMMissingCap,
-}
-
-/// An error reply.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("{class:?}: {desc}")]
-pub struct QmpError {
-    pub class: ErrorClass,
-    pub desc: String,
-}
-
-impl QmpError {
-    pub fn generic(desc: impl Into<String>) -> Self {
-        QmpError {
-            class: ErrorClass::GenericError,
-            desc: desc.into(),
-        }
-    }
-
-    pub fn command_not_found(name: &str) -> Self {
-        QmpError {
-            class: ErrorClass::CommandNotFound,
-            desc: format!("The command {name} has not been found"),
-        }
-    }
-}
 
 /// One message cut from the byte stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -291,11 +270,38 @@ pub fn parse_envelope(bytes: &[u8]) -> Result<Envelope, Rejected> {
 
 /// What to do with one message.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Step {
+pub enum Step<C> {
     /// Send this line back (negotiation, or an error found without the VMM).
     Reply(String),
     /// Ask the VMM thread, then answer with this `id`.
-    Execute { id: Option<Value>, command: Command },
+    Execute { id: Option<Value>, command: C },
+}
+
+/// Checks `qmp_capabilities`' arguments: `enable` may only list capabilities the greeting
+/// offered, and rvmm offers none (no out-of-band execution).
+pub fn check_capabilities(arguments: Map<String, Value>) -> Result<(), QmpError> {
+    let mut args = Args::new(arguments);
+    if let Some(enable) = args.take("enable", Presence::Optional)? {
+        let Value::Array(items) = enable else {
+            return Err(type_error("enable", "array"));
+        };
+        // rvmm's greeting offers no capability, so any entry is refused: the first decides how.
+        match items.first() {
+            None => {}
+            Some(Value::String(s)) if s == "oob" => {
+                return Err(QmpError::generic(
+                    "Capability 'oob' not available".to_string(),
+                ))
+            }
+            Some(Value::String(s)) => {
+                return Err(QmpError::generic(format!(
+                    "Parameter 'enable' does not accept value '{s}'"
+                )))
+            }
+            Some(_) => return Err(type_error("enable", "string")),
+        }
+    }
+    args.finish("")
 }
 
 /// One client's protocol state: capabilities negotiation, then command mode.
@@ -310,8 +316,8 @@ impl Session {
         self.negotiated
     }
 
-    /// Handles one frame.
-    pub fn handle(&mut self, frame: Frame) -> Step {
+    /// Handles one frame, parsing commands with the set `C`.
+    pub fn handle<C: ParseCommand>(&mut self, frame: Frame) -> Step<C> {
         let bytes = match frame {
             Frame::Message(b) => b,
             Frame::TooLarge(n) => {
@@ -328,7 +334,7 @@ impl Session {
             Err(r) => return Step::Reply(reply_error(r.id.as_ref(), &r.error)),
         };
         let id = env.id;
-        if env.execute == "qmp_capabilities" {
+        if env.execute == CAPABILITIES_COMMAND {
             if self.negotiated {
                 let e = QmpError {
                     class: ErrorClass::CommandNotFound,
@@ -336,7 +342,7 @@ impl Session {
                 };
                 return Step::Reply(reply_error(id.as_ref(), &e));
             }
-            return Step::Reply(match commands::check_capabilities(env.arguments) {
+            return Step::Reply(match check_capabilities(env.arguments) {
                 Ok(()) => {
                     self.negotiated = true;
                     reply_return(id.as_ref(), json!({}))
@@ -351,7 +357,7 @@ impl Session {
             };
             return Step::Reply(reply_error(id.as_ref(), &e));
         }
-        match commands::parse(&env.execute, env.arguments) {
+        match C::parse(&env.execute, env.arguments) {
             Ok(command) => Step::Execute { id, command },
             Err(e) => Step::Reply(reply_error(id.as_ref(), &e)),
         }
@@ -383,6 +389,13 @@ impl Version {
     /// because the schema says so; clients read it as the server's version.
     pub fn to_json(&self) -> Value {
         json!({"qemu": {"major": self.major, "minor": self.minor, "micro": self.micro}, "package": self.package})
+    }
+}
+
+/// QEMU's VersionInfo shape (`to_json`), so `query-version` can return a `Version`.
+impl Serialize for Version {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_json().serialize(serializer)
     }
 }
 
@@ -497,6 +510,13 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    fn args(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => panic!("not an object"),
+        }
+    }
+
     fn messages(frames: Vec<Frame>) -> Vec<String> {
         frames
             .into_iter()
@@ -542,10 +562,19 @@ mod tests {
         assert_eq!(messages(s.push(b"[12] [123]")), vec!["[12]", "<5 bytes>"]);
     }
 
-    fn reply(step: Step) -> String {
-        match step {
-            Step::Reply(r) => r,
-            Step::Execute { .. } => panic!("expected a reply"),
+    /// A command set of one command, `ping`, without arguments.
+    #[derive(Debug, PartialEq)]
+    struct Ping;
+
+    impl ParseCommand for Ping {
+        fn parse(name: &str, arguments: Map<String, Value>) -> Result<Ping, QmpError> {
+            if name != "ping" {
+                return Err(QmpError::command_not_found(name));
+            }
+            match arguments.keys().next() {
+                Some(k) => Err(QmpError::generic(format!("Parameter '{k}' is unexpected"))),
+                None => Ok(Ping),
+            }
         }
     }
 
@@ -554,91 +583,39 @@ mod tests {
     }
 
     #[test]
-    fn negotiation_as_qemu_7_2() {
+    fn the_session_hands_commands_to_the_set_it_is_given() {
         let mut s = Session::default();
+        let Step::Reply(_) = s.handle::<Ping>(msg(r#"{"execute":"ping"}"#)) else {
+            panic!("executed before negotiation");
+        };
+        s.handle::<Ping>(msg(r#"{"execute":"qmp_capabilities"}"#));
         assert_eq!(
-            reply(s.handle(msg(r#"{"execute":"query-status"}"#))),
-            "{\"error\":{\"class\":\"CommandNotFound\",\"desc\":\"Expecting capabilities negotiation with 'qmp_capabilities'\"}}\r\n"
-        );
-        assert_eq!(
-            reply(s.handle(msg(r#"{"execute":"nope","id":7}"#))),
-            "{\"error\":{\"class\":\"CommandNotFound\",\"desc\":\"Expecting capabilities negotiation with 'qmp_capabilities'\"},\"id\":7}\r\n"
-        );
-        assert!(!s.negotiated());
-        assert_eq!(
-            reply(s.handle(msg(r#"{"execute":"qmp_capabilities","id":1}"#))),
-            "{\"id\":1,\"return\":{}}\r\n"
-        );
-        assert!(s.negotiated());
-        assert_eq!(
-            reply(s.handle(msg(r#"{"execute":"qmp_capabilities"}"#))),
-            "{\"error\":{\"class\":\"CommandNotFound\",\"desc\":\"Capabilities negotiation is already complete, command ignored\"}}\r\n"
-        );
-        assert_eq!(
-            s.handle(msg(r#"{"execute":"query-status","id":"x"}"#)),
+            s.handle::<Ping>(msg(r#"{"execute":"ping","id":2}"#)),
             Step::Execute {
-                id: Some(json!("x")),
-                command: Command::QueryStatus
+                id: Some(json!(2)),
+                command: Ping
             }
+        );
+        assert_eq!(
+            s.handle::<Ping>(msg(r#"{"execute":"pong","id":3}"#)),
+            Step::Reply("{\"error\":{\"class\":\"CommandNotFound\",\"desc\":\"The command pong has not been found\"},\"id\":3}\r\n".into())
         );
     }
 
     #[test]
-    fn bad_envelopes_as_qemu_7_2() {
-        let mut s = Session::default();
-        s.handle(msg(r#"{"execute":"qmp_capabilities"}"#));
-        let err = |s: &mut Session, text: &str| -> Value {
-            serde_json::from_str(&reply(s.handle(msg(text)))).unwrap()
-        };
-        let e = err(&mut s, "garbage");
-        assert_eq!(e["error"]["class"], "GenericError");
-        assert!(
-            e["error"]["desc"]
-                .as_str()
-                .unwrap()
-                .starts_with("JSON parse error, "),
-            "{e}"
-        );
-        assert_eq!(e.get("id"), None);
+    fn capabilities_arguments() {
+        assert_eq!(check_capabilities(Map::new()), Ok(()));
+        assert_eq!(check_capabilities(args(json!({"enable": []}))), Ok(()));
         assert_eq!(
-            err(&mut s, "[1,2]"),
-            json!({"error": {"class": "GenericError", "desc": "QMP input must be a JSON object"}})
+            check_capabilities(args(json!({"enable": ["oob"]})))
+                .unwrap_err()
+                .desc,
+            "Capability 'oob' not available"
         );
         assert_eq!(
-            err(&mut s, r#"{"execute":5}"#),
-            json!({"error": {"class": "GenericError", "desc": "QMP input member 'execute' must be a string"}})
+            check_capabilities(args(json!({"x": 1}))).unwrap_err().desc,
+            "Parameter 'x' is unexpected"
         );
-        assert_eq!(
-            err(&mut s, r#"{"arguments":{}}"#),
-            json!({"error": {"class": "GenericError", "desc": "QMP input lacks member 'execute'"}})
-        );
-        assert_eq!(
-            err(
-                &mut s,
-                r#"{"execute":"query-status","arguments":[],"id":3}"#
-            ),
-            json!({"id": 3, "error": {"class": "GenericError", "desc": "QMP input member 'arguments' must be an object"}})
-        );
-        assert_eq!(
-            err(&mut s, r#"{"execute":"query-status","foo":1,"id":4}"#),
-            json!({"id": 4, "error": {"class": "GenericError", "desc": "QMP input member 'foo' is unexpected"}})
-        );
-        assert_eq!(
-            err(&mut s, r#"{"execute":"nope","id":{"a":[1]}}"#),
-            json!({"id": {"a": [1]}, "error": {"class": "CommandNotFound", "desc": "The command nope has not been found"}})
-        );
-        assert_eq!(
-            err(
-                &mut s,
-                r#"{"execute":"query-status","arguments":{"a":1},"id":5}"#
-            ),
-            json!({"id": 5, "error": {"class": "GenericError", "desc": "Parameter 'a' is unexpected"}})
-        );
-        assert_eq!(
-            reply(s.handle(Frame::TooLarge(8 << 20))),
-            "{\"error\":{\"class\":\"GenericError\",\"desc\":\"QMP input of 8388608 bytes exceeds the limit of 1048576 bytes; it was discarded\"}}\r\n"
-        );
-        assert!(s.negotiated(), "errors leave the session in command mode");
     }
 
     #[test]

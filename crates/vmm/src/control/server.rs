@@ -25,7 +25,8 @@ use thiserror::Error;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::commands::Command;
-use super::qmp::{self, Event, QmpError, Session, Splitter, Step, Version, MAX_MESSAGE};
+use super::error::QmpError;
+use super::qmp::{self, Event, Session, Splitter, Step, Version, MAX_MESSAGE};
 
 /// Clients served at once; more are told so and closed.
 pub const MAX_CLIENTS: usize = 16;
@@ -433,7 +434,7 @@ impl Client {
                 Ok(n) => n,
             };
             for frame in splitter.push(&buf[..n]) {
-                let line = match session.handle(frame) {
+                let line = match session.handle::<Command>(frame) {
                     Step::Reply(line) => line,
                     Step::Execute { id, command } => match self.execute(command) {
                         Some(Ok(v)) => qmp::reply_return(id.as_ref(), v),
@@ -541,7 +542,10 @@ mod tests {
             }
             std::thread::sleep(Duration::from_millis(5));
         };
-        assert_eq!(req.command, Command::QueryName);
+        assert_eq!(
+            req.command,
+            Command::QueryName(crate::control::commands::query_name::QueryName)
+        );
         server.emit(Event::Stop);
         req.respond(Ok(serde_json::json!({"name": "t"})));
         line.clear();

@@ -1,0 +1,29 @@
+//! `cont`: resumes a paused VM and sends `RESUME`; nothing to do when it runs.
+
+use super::{Empty, QmpCommand};
+use crate::control::args::Args;
+use crate::control::error::QmpError;
+use crate::control::qmp::Event;
+use crate::control::view::{RunState, VmView};
+
+pub const NAME: &str = "cont";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cont;
+
+impl QmpCommand for Cont {
+    const NAME: &'static str = NAME;
+    type Reply = Empty;
+
+    fn parse(_: &mut Args) -> Result<Self, QmpError> {
+        Ok(Cont)
+    }
+
+    fn execute(&self, vm: &mut dyn VmView) -> Result<Empty, QmpError> {
+        if vm.run_state() == RunState::Paused {
+            vm.resume();
+            vm.emit(Event::Resume);
+        }
+        Ok(Empty {})
+    }
+}

@@ -1,0 +1,454 @@
+//! The command set's tests: argument checks with QEMU 7.2's texts, the protocol session
+//! driving the real command set, and every command run against a fake VM.
+
+use serde_json::{json, Map, Value};
+
+use super::*;
+use crate::control::error::ErrorClass;
+use crate::control::qmp::{Frame, Session, Step};
+
+mod fake_vm;
+
+fn args(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => panic!("not an object"),
+    }
+}
+
+fn err(name: &str, v: Value) -> String {
+    parse(name, args(v)).unwrap_err().desc
+}
+
+#[test]
+fn plain_commands() {
+    assert_eq!(
+        parse("query-status", Map::new()),
+        Ok(Command::QueryStatus(query_status::QueryStatus))
+    );
+    assert_eq!(parse("quit", Map::new()), Ok(Command::Quit(quit::Quit)));
+    assert_eq!(
+        parse(CMD_VCPUINFO, Map::new()),
+        Ok(Command::VcpuInfo(vcpuinfo::VcpuInfoQuery {}))
+    );
+    let e = parse("nope", Map::new()).unwrap_err();
+    assert_eq!(e.class, ErrorClass::CommandNotFound);
+    assert_eq!(e.desc, "The command nope has not been found");
+    // QEMU 7.2's texts for argument errors.
+    assert_eq!(
+        err("query-status", json!({"a": 1})),
+        "Parameter 'a' is unexpected"
+    );
+    assert_eq!(
+        err("query-cpu-model-expansion", json!({})),
+        "Parameter 'type' is missing"
+    );
+    assert_eq!(
+        err("query-cpu-model-expansion", json!({"type": 5})),
+        "Invalid parameter type for 'type', expected: string"
+    );
+    assert_eq!(
+        err(
+            "query-cpu-model-expansion",
+            json!({"type": "bogus", "model": {"name": "qemu64"}})
+        ),
+        "Parameter 'type' does not accept value 'bogus'"
+    );
+}
+
+#[test]
+fn model_expansion_arguments() {
+    assert_eq!(
+        parse(
+            "query-cpu-model-expansion",
+            args(json!({"type": "full", "model": {"name": "Haswell", "props": {"aes": false}}}))
+        ),
+        Ok(Command::QueryCpuModelExpansion(
+            query_cpu_model_expansion::QueryCpuModelExpansion {
+                expansion: ExpansionType::Full,
+                model: "Haswell".into(),
+                props: args(json!({"aes": false})),
+            }
+        ))
+    );
+    assert_eq!(
+        err("query-cpu-model-expansion", json!({"type": "static"})),
+        "Parameter 'model' is missing"
+    );
+    assert_eq!(
+        err(
+            "query-cpu-model-expansion",
+            json!({"type": "static", "model": {}})
+        ),
+        "Parameter 'model.name' is missing"
+    );
+    assert_eq!(
+        err(
+            "query-cpu-model-expansion",
+            json!({"type": "static", "model": {"name": "x", "props": 1}})
+        ),
+        "Invalid parameter type for 'model.props', expected: object"
+    );
+    assert_eq!(
+        err(
+            "query-cpu-model-expansion",
+            json!({"type": "static", "model": {"name": "x", "extra": 1}})
+        ),
+        "Parameter 'model.extra' is unexpected"
+    );
+}
+
+#[test]
+fn pin_arguments() {
+    assert_eq!(
+        parse(CMD_VCPUPIN, Map::new()),
+        Ok(Command::VcpuPin(vcpupin::VcpuPin {
+            vcpu: None,
+            cpus: None
+        }))
+    );
+    assert_eq!(
+        parse(CMD_VCPUPIN, args(json!({"vcpu": 1, "cpus": "0-3,^2"}))),
+        Ok(Command::VcpuPin(vcpupin::VcpuPin {
+            vcpu: Some(1),
+            cpus: Some(vec![0, 1, 3])
+        }))
+    );
+    assert_eq!(
+        err(CMD_VCPUPIN, json!({"vcpu": "1"})),
+        "Invalid parameter type for 'vcpu', expected: integer"
+    );
+    assert_eq!(
+        err(CMD_VCPUPIN, json!({"vcpu": -1})),
+        "Parameter 'vcpu' expects uint32"
+    );
+    assert_eq!(
+        err(CMD_VCPUPIN, json!({"vcpu": 1.5})),
+        "Invalid parameter type for 'vcpu', expected: integer"
+    );
+    assert_eq!(
+        err(CMD_VCPUPIN, json!({"cpus": "0"})),
+        "Parameter 'vcpu' is missing (needed with 'cpus')"
+    );
+    assert_eq!(
+        err(CMD_VCPUPIN, json!({"vcpu": 0, "cpus": "x"})),
+        "Parameter 'cpus': CPU list \"x\": bad token \"x\": \"x\" is not a decimal CPU number"
+    );
+    assert_eq!(
+        parse(CMD_EMULATORPIN, args(json!({"cpus": "0"}))),
+        Ok(Command::EmulatorPin(emulatorpin::EmulatorPin {
+            cpus: Some(vec![0])
+        }))
+    );
+    assert_eq!(
+        err(CMD_EMULATORPIN, json!({"cpus": ["0"]})),
+        "Invalid parameter type for 'cpus', expected: string"
+    );
+}
+
+#[test]
+fn downstream_names_carry_the_prefix() {
+    for name in [CMD_VCPUPIN, CMD_EMULATORPIN, CMD_VCPUINFO] {
+        assert!(
+            name.starts_with(RVMM_PREFIX) && COMMAND_NAMES.contains(&name),
+            "{name}"
+        );
+    }
+}
+
+// The protocol session with the real command set (moved from `qmp`, which no longer
+// knows the command set).
+
+fn reply(step: Step<Command>) -> String {
+    match step {
+        Step::Reply(r) => r,
+        Step::Execute { .. } => panic!("expected a reply"),
+    }
+}
+
+fn msg(text: &str) -> Frame {
+    Frame::Message(text.as_bytes().to_vec())
+}
+
+#[test]
+fn negotiation_as_qemu_7_2() {
+    let mut s = Session::default();
+    assert_eq!(
+        reply(s.handle::<Command>(msg(r#"{"execute":"query-status"}"#))),
+        "{\"error\":{\"class\":\"CommandNotFound\",\"desc\":\"Expecting capabilities negotiation with 'qmp_capabilities'\"}}\r\n"
+    );
+    assert_eq!(
+        reply(s.handle::<Command>(msg(r#"{"execute":"nope","id":7}"#))),
+        "{\"error\":{\"class\":\"CommandNotFound\",\"desc\":\"Expecting capabilities negotiation with 'qmp_capabilities'\"},\"id\":7}\r\n"
+    );
+    assert!(!s.negotiated());
+    assert_eq!(
+        reply(s.handle::<Command>(msg(r#"{"execute":"qmp_capabilities","id":1}"#))),
+        "{\"id\":1,\"return\":{}}\r\n"
+    );
+    assert!(s.negotiated());
+    assert_eq!(
+        reply(s.handle::<Command>(msg(r#"{"execute":"qmp_capabilities"}"#))),
+        "{\"error\":{\"class\":\"CommandNotFound\",\"desc\":\"Capabilities negotiation is already complete, command ignored\"}}\r\n"
+    );
+    assert_eq!(
+        s.handle::<Command>(msg(r#"{"execute":"query-status","id":"x"}"#)),
+        Step::Execute {
+            id: Some(json!("x")),
+            command: Command::QueryStatus(query_status::QueryStatus)
+        }
+    );
+}
+
+#[test]
+fn bad_envelopes_as_qemu_7_2() {
+    let mut s = Session::default();
+    s.handle::<Command>(msg(r#"{"execute":"qmp_capabilities"}"#));
+    let err = |s: &mut Session, text: &str| -> Value {
+        serde_json::from_str(&reply(s.handle::<Command>(msg(text)))).unwrap()
+    };
+    let e = err(&mut s, "garbage");
+    assert_eq!(e["error"]["class"], "GenericError");
+    assert!(
+        e["error"]["desc"]
+            .as_str()
+            .unwrap()
+            .starts_with("JSON parse error, "),
+        "{e}"
+    );
+    assert_eq!(e.get("id"), None);
+    assert_eq!(
+        err(&mut s, "[1,2]"),
+        json!({"error": {"class": "GenericError", "desc": "QMP input must be a JSON object"}})
+    );
+    assert_eq!(
+        err(&mut s, r#"{"execute":5}"#),
+        json!({"error": {"class": "GenericError", "desc": "QMP input member 'execute' must be a string"}})
+    );
+    assert_eq!(
+        err(&mut s, r#"{"arguments":{}}"#),
+        json!({"error": {"class": "GenericError", "desc": "QMP input lacks member 'execute'"}})
+    );
+    assert_eq!(
+        err(
+            &mut s,
+            r#"{"execute":"query-status","arguments":[],"id":3}"#
+        ),
+        json!({"id": 3, "error": {"class": "GenericError", "desc": "QMP input member 'arguments' must be an object"}})
+    );
+    assert_eq!(
+        err(&mut s, r#"{"execute":"query-status","foo":1,"id":4}"#),
+        json!({"id": 4, "error": {"class": "GenericError", "desc": "QMP input member 'foo' is unexpected"}})
+    );
+    assert_eq!(
+        err(&mut s, r#"{"execute":"nope","id":{"a":[1]}}"#),
+        json!({"id": {"a": [1]}, "error": {"class": "CommandNotFound", "desc": "The command nope has not been found"}})
+    );
+    assert_eq!(
+        err(
+            &mut s,
+            r#"{"execute":"query-status","arguments":{"a":1},"id":5}"#
+        ),
+        json!({"id": 5, "error": {"class": "GenericError", "desc": "Parameter 'a' is unexpected"}})
+    );
+    assert_eq!(
+        reply(s.handle::<Command>(Frame::TooLarge(8 << 20))),
+        "{\"error\":{\"class\":\"GenericError\",\"desc\":\"QMP input of 8388608 bytes exceeds the limit of 1048576 bytes; it was discarded\"}}\r\n"
+    );
+    assert!(s.negotiated(), "errors leave the session in command mode");
+}
+
+// Every command run against a fake VM.
+
+use fake_vm::FakeVm;
+
+use crate::control::qmp::{Event, ShutdownCause};
+use crate::control::view::{EndRequest, RunState};
+
+/// Parses and runs `name` with `arguments` on `vm`.
+fn run(vm: &mut FakeVm, name: &str, arguments: Value) -> Result<Value, QmpError> {
+    parse(name, args(arguments))?.execute(vm)
+}
+
+#[test]
+fn query_commands_lists_the_command_enum() {
+    let mut vm = FakeVm::new("2");
+    let listed = run(&mut vm, "query-commands", json!({})).unwrap();
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, COMMAND_NAMES);
+    assert_eq!(names[0], "qmp_capabilities");
+    // Every listed name but the protocol's own parses into the command of that name.
+    for name in &names[1..] {
+        let mut arguments = Map::new();
+        if *name == "query-cpu-model-expansion" {
+            arguments = args(json!({"type": "full", "model": {"name": "qemu64"}}));
+        }
+        assert_eq!(parse(name, arguments).unwrap().name(), *name);
+    }
+    assert_eq!(names.len(), 17);
+}
+
+#[test]
+fn identity_queries() {
+    let mut vm = FakeVm::new("1");
+    assert_eq!(run(&mut vm, "query-name", json!({})), Ok(json!({})));
+    vm.name = Some("web1".into());
+    assert_eq!(
+        run(&mut vm, "query-name", json!({})),
+        Ok(json!({"name": "web1"}))
+    );
+    let version = run(&mut vm, "query-version", json!({})).unwrap();
+    assert_eq!(version, crate::control::qmp::Version::rvmm().to_json());
+}
+
+#[test]
+fn stop_cont_and_the_end() {
+    let mut vm = FakeVm::new("2");
+    assert_eq!(run(&mut vm, "stop", json!({})), Ok(json!({})));
+    assert_eq!(vm.state, RunState::Paused);
+    assert_eq!(
+        run(&mut vm, "query-status", json!({})),
+        Ok(json!({"status": "paused", "singlestep": false, "running": false}))
+    );
+    // A second stop changes nothing and sends no second STOP.
+    run(&mut vm, "stop", json!({})).unwrap();
+    run(&mut vm, "cont", json!({})).unwrap();
+    run(&mut vm, "cont", json!({})).unwrap();
+    assert_eq!(vm.state, RunState::Running);
+    run(&mut vm, "system_powerdown", json!({})).unwrap();
+    assert_eq!(vm.power_presses, 1);
+    assert_eq!(vm.events, [Event::Stop, Event::Resume, Event::Powerdown]);
+    assert_eq!(vm.ended, None);
+    run(&mut vm, "system_reset", json!({})).unwrap();
+    assert_eq!(vm.ended, Some(EndRequest::Reset));
+    run(&mut vm, "quit", json!({})).unwrap();
+    assert_eq!(vm.ended, Some(EndRequest::Quit));
+    assert_eq!(
+        vm.events[3..],
+        [
+            Event::Reset(ShutdownCause::HostQmpSystemReset),
+            Event::Shutdown(ShutdownCause::HostQmpQuit)
+        ]
+    );
+}
+
+#[test]
+fn cpu_slots_come_from_the_vm_topology() {
+    let mut vm = FakeVm::new("2,sockets=2,cores=2,maxcpus=4");
+    let fast = run(&mut vm, "query-cpus-fast", json!({})).unwrap();
+    assert_eq!(fast.as_array().unwrap().len(), 2);
+    assert_eq!(fast[1]["thread-id"], 101);
+    assert_eq!(
+        fast[1]["props"],
+        json!({"socket-id": 0, "core-id": 1, "thread-id": 0})
+    );
+    let slots = run(&mut vm, "query-hotpluggable-cpus", json!({})).unwrap();
+    assert_eq!(slots.as_array().unwrap().len(), 4);
+    assert_eq!(slots[0]["type"], "qemu64-x86_64-cpu");
+    assert_eq!(slots[0].get("qom-path"), None);
+    assert_eq!(slots[3]["qom-path"], "/machine/unattached/device[0]");
+    let defs = run(&mut vm, "query-cpu-definitions", json!({})).unwrap();
+    assert_eq!(defs[0]["name"], "max");
+    let expanded = run(
+        &mut vm,
+        "query-cpu-model-expansion",
+        json!({"type": "static", "model": {"name": "qemu64"}}),
+    )
+    .unwrap();
+    assert_eq!(expanded["model"]["name"], "base");
+}
+
+#[test]
+fn vcpupin_pins_warns_and_reports() {
+    let mut vm = FakeVm::new("2");
+    let all = run(&mut vm, CMD_VCPUPIN, json!({})).unwrap();
+    let reply: vcpupin::VcpuPinReply = serde_json::from_value(all).unwrap();
+    assert_eq!(reply.vcpus.len(), 2);
+    assert_eq!(reply.vcpus[1].thread_id, 101);
+    assert_eq!(reply.vcpus[1].cpus, "0-7");
+    assert!(reply.warnings.is_empty());
+    // No warning for the first pin; the second shares CPU 3 with it.
+    run(&mut vm, CMD_VCPUPIN, json!({"vcpu": 1, "cpus": "3"})).unwrap();
+    let second = run(&mut vm, CMD_VCPUPIN, json!({"vcpu": 0, "cpus": "2-3"})).unwrap();
+    assert_eq!(
+        second,
+        json!({"vcpus": [{"vcpu": 0, "thread-id": 100, "cpus": "2-3"}],
+               "warnings": ["vcpupin: vCPUs 0 and 1 are both pinned to host CPU 3; they will take turns on it"]})
+    );
+    assert_eq!(vm.affinity[&101], [3]);
+    assert_eq!(
+        run(&mut vm, CMD_VCPUPIN, json!({"vcpu": 7, "cpus": "0"}))
+            .unwrap_err()
+            .desc,
+        "vCPU 7 does not exist (the VM has vCPUs 0-1)"
+    );
+    assert_eq!(
+        run(&mut vm, CMD_VCPUPIN, json!({"vcpu": 1, "cpus": "9"}))
+            .unwrap_err()
+            .desc,
+        "vcpupin 1 9: host CPU 9 does not exist (this host's CPUs are 0-7)"
+    );
+    assert_eq!(vm.affinity[&101], [3], "a refused pin changes nothing");
+}
+
+#[test]
+fn emulatorpin_pins_every_other_thread() {
+    let mut vm = FakeVm::new("2");
+    let reply = run(&mut vm, CMD_EMULATORPIN, json!({"cpus": "0-1"})).unwrap();
+    let reply: emulatorpin::EmulatorPinReply = serde_json::from_value(reply).unwrap();
+    assert_eq!(reply.cpus, "0-1");
+    assert_eq!(reply.threads.len(), 2);
+    assert_eq!(reply.threads[1].name, "qmp-accept");
+    assert_eq!(reply.threads[1].cpus, "0-1");
+    assert_eq!(vm.affinity[&100].len(), 8, "vCPUs keep their affinity");
+}
+
+#[test]
+fn vcpuinfo_shows_every_slot() {
+    let mut vm = FakeVm::new("2,maxcpus=4");
+    vm.configured.insert(3, vec![5]);
+    let reply = run(&mut vm, CMD_VCPUINFO, json!({})).unwrap();
+    let report: vcpuinfo::VcpuInfoReport = serde_json::from_value(reply).unwrap();
+    assert_eq!(report.host_cpus, 8);
+    assert_eq!(report.vcpus.len(), 4);
+    assert_eq!(report.vcpus[1].thread_id, Some(101));
+    assert_eq!(report.vcpus[2].state, crate::vcpu::info::VcpuState::Offline);
+    assert_eq!(report.vcpus[2].affinity, "0-7");
+    assert_eq!(report.vcpus[3].affinity, "5");
+}
+
+#[test]
+fn client_requests_are_what_the_commands_parse() {
+    let pin = vcpupin::VcpuPinRequest {
+        vcpu: Some(1),
+        cpus: Some("0-3,^2".into()),
+    };
+    let sent = serde_json::to_value(&pin).unwrap();
+    assert_eq!(sent, json!({"vcpu": 1, "cpus": "0-3,^2"}));
+    assert_eq!(
+        parse(vcpupin::VcpuPinRequest::NAME, args(sent)),
+        Ok(Command::VcpuPin(vcpupin::VcpuPin {
+            vcpu: Some(1),
+            cpus: Some(vec![0, 1, 3])
+        }))
+    );
+    let show = serde_json::to_value(vcpupin::VcpuPinRequest::default()).unwrap();
+    assert_eq!(show, json!({}));
+    let emu = serde_json::to_value(emulatorpin::EmulatorPinRequest::default()).unwrap();
+    assert_eq!(
+        parse(emulatorpin::EmulatorPinRequest::NAME, args(emu)),
+        Ok(Command::EmulatorPin(emulatorpin::EmulatorPin {
+            cpus: None
+        }))
+    );
+    let info = serde_json::to_value(vcpuinfo::VcpuInfoQuery {}).unwrap();
+    assert_eq!(
+        parse(vcpuinfo::NAME, args(info)),
+        Ok(Command::VcpuInfo(vcpuinfo::VcpuInfoQuery {}))
+    );
+}

@@ -1,0 +1,182 @@
+//! A VM made of plain data, for running commands without KVM: it records what commands do
+//! (events, pins, the end) and answers queries from its fields.
+
+use std::collections::BTreeMap;
+
+use crate::config::smp::SmpConfig;
+use crate::control::qmp::Event;
+use crate::control::view::{
+    EmulatorThread, EndRequest, HostCpuView, RunState, VcpuThread, VmError, VmView,
+};
+use crate::cpu::filter::HostCpuSupport;
+use crate::cpu::models::expand::HostIdentity;
+use crate::cpu::support::testing;
+use crate::cpu::topology::CpuTopology;
+use crate::util::cpulist::cpulist;
+use crate::vcpu::affinity::AffinityError;
+use crate::vcpu::info::{VcpuInfo, VcpuState};
+
+pub(super) struct FakeVm {
+    pub name: Option<String>,
+    pub topology: CpuTopology,
+    pub support: HostCpuSupport,
+    pub identity: HostIdentity,
+    pub state: RunState,
+    pub events: Vec<Event>,
+    pub ended: Option<EndRequest>,
+    pub power_presses: u32,
+    pub vcpus: Vec<VcpuThread>,
+    /// Affinity by thread id.
+    pub affinity: BTreeMap<i32, Vec<u32>>,
+    pub configured: BTreeMap<u32, Vec<u32>>,
+    pub explicit: BTreeMap<u32, Vec<u32>>,
+    pub host_cpus: u32,
+    pub emulator: Vec<(i32, String)>,
+    pub main: Vec<u32>,
+}
+
+impl FakeVm {
+    /// A running VM of `smp` whose present vCPUs run on threads 100, 101, ... on every CPU
+    /// of an 8-CPU host.
+    pub fn new(smp: &str) -> FakeVm {
+        let smp = SmpConfig::parse(smp).unwrap();
+        let everything: Vec<u32> = (0..8).collect();
+        let vcpus: Vec<VcpuThread> = (0..smp.cpus)
+            .map(|index| VcpuThread {
+                index,
+                thread_id: 100 + index as i32,
+            })
+            .collect();
+        FakeVm {
+            name: None,
+            topology: smp.topology(),
+            support: testing::host(),
+            identity: super::super::query_cpu_definitions::tests::identity(),
+            state: RunState::Running,
+            events: Vec::new(),
+            ended: None,
+            power_presses: 0,
+            affinity: vcpus
+                .iter()
+                .map(|v| (v.thread_id, everything.clone()))
+                .chain([(1, everything.clone()), (2, everything.clone())])
+                .collect(),
+            vcpus,
+            configured: BTreeMap::new(),
+            explicit: BTreeMap::new(),
+            host_cpus: 8,
+            emulator: vec![(1, "rvmm".into()), (2, "qmp-accept".into())],
+            main: everything,
+        }
+    }
+}
+
+impl VmView for FakeVm {
+    fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+    fn topology(&self) -> &CpuTopology {
+        &self.topology
+    }
+    fn cpu_model(&self) -> &str {
+        "qemu64"
+    }
+    fn host_cpu(&self) -> HostCpuView<'_> {
+        HostCpuView {
+            support: &self.support,
+            identity: &self.identity,
+        }
+    }
+    fn run_state(&self) -> RunState {
+        self.state
+    }
+    fn pause(&mut self) -> Result<(), VmError> {
+        self.state = RunState::Paused;
+        Ok(())
+    }
+    fn resume(&mut self) {
+        self.state = RunState::Running;
+    }
+    fn press_power_button(&mut self) -> Result<(), VmError> {
+        self.power_presses += 1;
+        Ok(())
+    }
+    fn end(&mut self, how: EndRequest) {
+        self.ended = Some(how);
+    }
+    fn emit(&mut self, event: Event) {
+        self.events.push(event);
+    }
+    fn vcpus(&self) -> Vec<VcpuThread> {
+        self.vcpus.clone()
+    }
+    fn vcpu_info(&self, vcpu: VcpuThread) -> Result<VcpuInfo, VmError> {
+        Ok(VcpuInfo {
+            vcpu: vcpu.index,
+            thread_id: Some(vcpu.thread_id),
+            state: match self.state {
+                RunState::Paused => VcpuState::Paused,
+                RunState::Running => VcpuState::Running,
+            },
+            cpu: Some(0),
+            cpu_time_ns: 0,
+            utime: 0,
+            stime: 0,
+            affinity: cpulist(&self.affinity[&vcpu.thread_id]),
+        })
+    }
+    fn configured_pin(&self, index: u32) -> Option<Vec<u32>> {
+        self.configured.get(&index).cloned()
+    }
+    fn explicit_pins(&self) -> Vec<(u32, Vec<u32>)> {
+        self.explicit.iter().map(|(v, c)| (*v, c.clone())).collect()
+    }
+    fn check_host_cpus(&self, what: &str, cpus: &[u32]) -> Result<Vec<String>, VmError> {
+        let absent: Vec<u32> = cpus
+            .iter()
+            .copied()
+            .filter(|&c| c >= self.host_cpus)
+            .collect();
+        if absent.is_empty() {
+            return Ok(Vec::new());
+        }
+        Err(AffinityError::NoSuchCpu {
+            what: what.to_string(),
+            cpus: format!("CPU {} does", cpulist(&absent)),
+            possible: format!("0-{}", self.host_cpus - 1),
+        }
+        .into())
+    }
+    fn host_cpu_count(&self) -> Result<u32, VmError> {
+        Ok(self.host_cpus)
+    }
+    fn affinity(&self, vcpu: VcpuThread) -> Result<Vec<u32>, VmError> {
+        Ok(self.affinity[&vcpu.thread_id].clone())
+    }
+    fn main_affinity(&self) -> Result<Vec<u32>, VmError> {
+        Ok(self.main.clone())
+    }
+    fn pin_vcpu(&mut self, vcpu: VcpuThread, cpus: &[u32]) -> Result<(), VmError> {
+        self.affinity.insert(vcpu.thread_id, cpus.to_vec());
+        self.explicit.insert(vcpu.index, cpus.to_vec());
+        Ok(())
+    }
+    fn emulator_threads(&self) -> Result<Vec<EmulatorThread>, VmError> {
+        Ok(self
+            .emulator
+            .iter()
+            .map(|(tid, name)| EmulatorThread {
+                thread_id: *tid,
+                name: name.clone(),
+                affinity: self.affinity[tid].clone(),
+            })
+            .collect())
+    }
+    fn pin_emulator(&mut self, cpus: &[u32]) -> Result<(), VmError> {
+        for (tid, _) in &self.emulator {
+            self.affinity.insert(*tid, cpus.to_vec());
+        }
+        self.main = cpus.to_vec();
+        Ok(())
+    }
+}

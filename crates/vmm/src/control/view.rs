@@ -1,0 +1,135 @@
+//! What a QMP command may see and do of the running VM, and nothing more: run state
+//! (pause, resume), the ACPI power button, ending the VM, events, the present vCPUs with
+//! their threads and affinities, pinning, the VM's resolved topology and CPU model, and the
+//! host CPU facts model queries need. The VMM thread implements [`VmView`] over the real
+//! VM (`vmm::commands`); the commands' unit tests implement it over plain data.
+//!
+//! Errors keep their types here and become QMP `GenericError`s (with the same text) only
+//! when a command answers.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::error::QmpError;
+use super::qmp::Event;
+use crate::cpu::filter::HostCpuSupport;
+use crate::cpu::models::expand::HostIdentity;
+use crate::cpu::topology::CpuTopology;
+use crate::host::sched::SchedError;
+use crate::vcpu::affinity::AffinityError;
+use crate::vcpu::info::VcpuInfo;
+
+/// Why the VM could not do what a command asked.
+#[derive(Debug, Error)]
+pub(crate) enum VmError {
+    #[error("only {parked} of {total} vCPUs stopped within {seconds} s; the VM keeps running")]
+    PauseTimeout {
+        parked: usize,
+        total: usize,
+        seconds: u64,
+    },
+    #[error("raising the SCI: {0}")]
+    Sci(std::io::Error),
+    #[error(transparent)]
+    Sched(#[from] SchedError),
+    #[error(transparent)]
+    HostCpus(#[from] crate::host::cpus::CpusError),
+    #[error(transparent)]
+    Affinity(#[from] AffinityError),
+}
+
+impl From<VmError> for QmpError {
+    fn from(e: VmError) -> Self {
+        QmpError::generic(e.to_string())
+    }
+}
+
+/// The run states rvmm reports (a subset of QEMU's RunState).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    Running,
+    /// Every vCPU parked by `stop`.
+    Paused,
+}
+
+/// How a command ends the VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EndRequest {
+    /// `system_reset` (rvmm has no in-place reset yet).
+    Reset,
+    /// `quit`.
+    Quit,
+}
+
+/// A present vCPU and its thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct VcpuThread {
+    pub index: u32,
+    pub thread_id: i32,
+}
+
+/// A thread of the process that is not a vCPU (the main loop, the QMP threads).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EmulatorThread {
+    pub thread_id: i32,
+    /// The thread's name (`comm`).
+    pub name: String,
+    pub affinity: Vec<u32>,
+}
+
+/// What KVM on this host offers CPU models, for the model queries.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HostCpuView<'a> {
+    pub support: &'a HostCpuSupport,
+    pub identity: &'a HostIdentity,
+}
+
+/// The running VM as commands see it.
+pub(crate) trait VmView {
+    /// The VM's `--name`.
+    fn name(&self) -> Option<&str>;
+    /// The vCPU topology, resolved once for the VM's lifetime.
+    fn topology(&self) -> &CpuTopology;
+    /// The `--cpu` model name.
+    fn cpu_model(&self) -> &str;
+    /// What the host's KVM offers CPU models.
+    fn host_cpu(&self) -> HostCpuView<'_>;
+
+    /// Paused (by `stop`) or running.
+    fn run_state(&self) -> RunState;
+    /// Parks every vCPU; returns once they all are.
+    fn pause(&mut self) -> Result<(), VmError>;
+    /// Lets parked vCPUs run again.
+    fn resume(&mut self);
+    /// Presses the ACPI power button.
+    fn press_power_button(&mut self) -> Result<(), VmError>;
+    /// Ends the VM. The caller has sent the event that says so.
+    fn end(&mut self, how: EndRequest);
+    /// Sends an event to every negotiated client.
+    fn emit(&mut self, event: Event);
+
+    /// The present vCPUs, by index.
+    fn vcpus(&self) -> Vec<VcpuThread>;
+    /// One present vCPU as the kernel sees its thread.
+    fn vcpu_info(&self, vcpu: VcpuThread) -> Result<VcpuInfo, VmError>;
+    /// The pin the configuration gives vCPU slot `index` (`--vcpu-pin`, else `--cpuset`).
+    fn configured_pin(&self, index: u32) -> Option<Vec<u32>>;
+    /// vCPUs pinned explicitly (at start or since), with their CPUs.
+    fn explicit_pins(&self) -> Vec<(u32, Vec<u32>)>;
+    /// Checks `cpus` exist, are online and are ours; returns warnings. `what` names the
+    /// request in messages (`vcpupin 1 0-3`).
+    fn check_host_cpus(&self, what: &str, cpus: &[u32]) -> Result<Vec<String>, VmError>;
+    /// The number of possible host CPUs (the width of an affinity map).
+    fn host_cpu_count(&self) -> Result<u32, VmError>;
+    /// A vCPU thread's affinity.
+    fn affinity(&self, vcpu: VcpuThread) -> Result<Vec<u32>, VmError>;
+    /// The main thread's affinity (what threads started without a pin inherit).
+    fn main_affinity(&self) -> Result<Vec<u32>, VmError>;
+    /// Pins a present vCPU and records the pin.
+    fn pin_vcpu(&mut self, vcpu: VcpuThread, cpus: &[u32]) -> Result<(), VmError>;
+    /// The threads that are not vCPUs, with their affinities.
+    fn emulator_threads(&self) -> Result<Vec<EmulatorThread>, VmError>;
+    /// Pins every thread that is not a vCPU.
+    fn pin_emulator(&mut self, cpus: &[u32]) -> Result<(), VmError>;
+}
