@@ -1,15 +1,17 @@
-//! /dev/kvm: opening it with errors that say how to fix it, the capabilities rvmm requires,
-//! and what KVM can give a guest (supported CPUID, MSR list, vCPU limits).
-
-use std::path::{Path, PathBuf};
-
-use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
-use kvm_ioctls::{Cap, Kvm};
-use thiserror::Error;
+//! /dev/kvm: opening it with errors that say how to fix it, the capabilities rvmm requires
+//! and which of them KVM has (`KvmProbe`, what `rvmm host` shows), and what KVM can give a
+//! guest (`KvmHost`: supported CPUID, MSR list, vCPU limits), the one reader of these KVM
+//! facts for both `rvmm host` and the VM build.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
-use kvm_bindings::{kvm_device_attr, kvm_msr_entry, Msrs, KVM_X86_XCOMP_GUEST_SUPP};
+use kvm_bindings::{
+    kvm_device_attr, kvm_msr_entry, Msrs, KVM_MAX_CPUID_ENTRIES, KVM_X86_XCOMP_GUEST_SUPP,
+};
+use kvm_ioctls::{Cap, Kvm};
+use serde::Serialize;
+use thiserror::Error;
 
 use crate::cpu::cpuid::CpuidEntry;
 use crate::cpu::filter::{tsx_broken, HostCpuSupport};
@@ -77,6 +79,58 @@ pub enum KvmError {
     HostCpuid,
 }
 
+/// One KVM capability rvmm needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CapCheck {
+    pub name: &'static str,
+    pub why: &'static str,
+    pub present: bool,
+}
+
+/// What the open KVM device reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KvmProbe {
+    pub api_version: i32,
+    pub caps: Vec<CapCheck>,
+    /// KVM_CAP_NR_VCPUS.
+    pub nr_vcpus: u32,
+    /// KVM_CAP_MAX_VCPUS.
+    pub max_vcpus: u32,
+    /// KVM_CAP_MAX_VCPU_ID (0 when the kernel does not report it).
+    pub max_vcpu_id: u32,
+}
+
+impl KvmProbe {
+    /// The names of the required capabilities KVM lacks.
+    pub fn missing(&self) -> Vec<&'static str> {
+        self.caps
+            .iter()
+            .filter(|c| !c.present)
+            .map(|c| c.name)
+            .collect()
+    }
+}
+
+impl KvmProbe {
+    /// Asks an open KVM for its version, each required capability and the vCPU limits.
+    pub fn read(kvm: &Kvm) -> KvmProbe {
+        KvmProbe {
+            api_version: kvm.get_api_version(),
+            caps: REQUIRED_CAPS
+                .iter()
+                .map(|&(cap, name, why)| CapCheck {
+                    name,
+                    why,
+                    present: kvm.check_extension(cap),
+                })
+                .collect(),
+            nr_vcpus: kvm.get_nr_vcpus() as u32,
+            max_vcpus: kvm.get_max_vcpus() as u32,
+            max_vcpu_id: kvm.check_extension_int(Cap::MaxVcpuId).max(0) as u32,
+        }
+    }
+}
+
 /// An open /dev/kvm and what it offers.
 pub struct KvmHost {
     pub kvm: Kvm,
@@ -115,6 +169,21 @@ pub fn kvm_path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_KVM_PATH))
 }
 
+/// Opens the KVM device at `path` read/write; the error says how to fix a missing or
+/// forbidden device.
+pub fn open_device(path: &Path) -> Result<Kvm, KvmError> {
+    // Open with std first: its error kinds tell missing from denied.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| open_error(path, e))?;
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    // SAFETY: the fd was just opened by us and is a valid open file; ownership moves to
+    // `Kvm`, which closes it.
+    Ok(unsafe { Kvm::from_raw_fd(file.into_raw_fd()) })
+}
+
 fn open_error(path: &Path, e: std::io::Error) -> KvmError {
     match e.kind() {
         std::io::ErrorKind::NotFound => KvmError::Missing {
@@ -138,35 +207,28 @@ impl KvmHost {
 
     /// Opens the KVM device at `path` and probes it.
     pub fn open_path(path: &Path) -> Result<Self, KvmError> {
-        // Open with std first: its error kinds tell missing from denied.
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(|e| open_error(path, e))?;
-        use std::os::fd::{FromRawFd, IntoRawFd};
-        let fd = file.into_raw_fd();
-        // SAFETY: `fd` was just opened by us, is a valid open file and ownership moves to Kvm.
-        let kvm = unsafe { Kvm::from_raw_fd(fd) };
-        let api_version = kvm.get_api_version();
-        if api_version != KVM_API_VERSION {
+        let kvm = open_device(path)?;
+        let probe = KvmProbe::read(&kvm);
+        if probe.api_version != KVM_API_VERSION {
             return Err(KvmError::ApiVersion {
                 path: path.to_path_buf(),
-                got: api_version,
+                got: probe.api_version,
             });
         }
-        for &(cap, name, why) in REQUIRED_CAPS {
-            if !kvm.check_extension(cap) {
-                return Err(KvmError::MissingCap { name, why });
-            }
+        if let Some(c) = probe.caps.iter().find(|c| !c.present) {
+            return Err(KvmError::MissingCap {
+                name: c.name,
+                why: c.why,
+            });
         }
         let supported = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(KvmError::SupportedCpuid)?;
         let msrs = kvm.get_msr_index_list().map_err(KvmError::MsrIndexList)?;
-        let max_vcpu_id = match kvm.check_extension_int(Cap::MaxVcpuId) {
-            n if n > 0 => n as u32,
-            _ => kvm.get_max_vcpus() as u32,
+        // Kernels that do not report KVM_CAP_MAX_VCPU_ID take IDs below the vCPU maximum.
+        let max_vcpu_id = match probe.max_vcpu_id {
+            0 => probe.max_vcpus,
+            n => n,
         };
         let supported_cpuid = crate::vcpu::cpuid::from_kvm(&supported);
         let msr_index_list = msrs.as_slice().to_vec();
@@ -188,9 +250,9 @@ impl KvmHost {
         };
         Ok(KvmHost {
             path: path.to_path_buf(),
-            api_version,
-            nr_vcpus: kvm.get_nr_vcpus() as u32,
-            max_vcpus: kvm.get_max_vcpus() as u32,
+            api_version: probe.api_version,
+            nr_vcpus: probe.nr_vcpus,
+            max_vcpus: probe.max_vcpus,
             max_vcpu_id,
             supported_cpuid,
             msr_index_list,

@@ -2,48 +2,18 @@
 //! `hypervisor` flag of a nested host), the KVM modules loaded and their parameters
 //! (nested, EPT, VPID, NPT), the /dev/kvm node and whether we may open it, the KVM API
 //! version, each capability rvmm needs, and the vCPU limits. Read from /proc, /sys and KVM
-//! ioctls; the `KvmHost` used to run VMs is `host::kvm`'s.
+//! ioctls; opening /dev/kvm and what it reports (`KvmProbe`, the `KvmHost` used to run VMs)
+//! are `host::kvm`'s.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use kvm_ioctls::{Cap, Kvm};
 use serde::Serialize;
 
-use super::kvm::{KvmError, REQUIRED_CAPS};
+#[cfg(test)]
+use super::kvm::CapCheck;
+use super::kvm::{open_device, KvmError, KvmProbe};
 use super::sysfs::{parse_bool_param, HostFs};
-
-/// One KVM capability rvmm needs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CapCheck {
-    pub name: &'static str,
-    pub why: &'static str,
-    pub present: bool,
-}
-
-/// What the open KVM device reports.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct KvmProbe {
-    pub api_version: i32,
-    pub caps: Vec<CapCheck>,
-    /// KVM_CAP_NR_VCPUS.
-    pub nr_vcpus: u32,
-    /// KVM_CAP_MAX_VCPUS.
-    pub max_vcpus: u32,
-    /// KVM_CAP_MAX_VCPU_ID (0 when the kernel does not report it).
-    pub max_vcpu_id: u32,
-}
-
-impl KvmProbe {
-    /// The names of the required capabilities KVM lacks.
-    pub fn missing(&self) -> Vec<&'static str> {
-        self.caps
-            .iter()
-            .filter(|c| !c.present)
-            .map(|c| c.name)
-            .collect()
-    }
-}
 
 /// The KVM device node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -144,41 +114,7 @@ impl KvmModules {
 /// Opens `path` and asks KVM for its version, the capabilities rvmm needs and the vCPU
 /// limits. The error text says how to fix a missing or forbidden device.
 pub fn probe_kvm(path: &Path) -> Result<KvmProbe, KvmError> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => KvmError::Missing {
-                path: path.to_path_buf(),
-            },
-            std::io::ErrorKind::PermissionDenied => KvmError::Denied {
-                path: path.to_path_buf(),
-            },
-            _ => KvmError::Open {
-                path: path.to_path_buf(),
-                source: e,
-            },
-        })?;
-    use std::os::fd::{FromRawFd, IntoRawFd};
-    // SAFETY: the fd was just opened by us and is valid; ownership moves to `Kvm`, which
-    // closes it.
-    let kvm = unsafe { Kvm::from_raw_fd(file.into_raw_fd()) };
-    let caps = REQUIRED_CAPS
-        .iter()
-        .map(|&(cap, name, why)| CapCheck {
-            name,
-            why,
-            present: kvm.check_extension(cap),
-        })
-        .collect();
-    Ok(KvmProbe {
-        api_version: kvm.get_api_version(),
-        caps,
-        nr_vcpus: kvm.get_nr_vcpus() as u32,
-        max_vcpus: kvm.get_max_vcpus() as u32,
-        max_vcpu_id: kvm.check_extension_int(Cap::MaxVcpuId).max(0) as u32,
-    })
+    Ok(KvmProbe::read(&open_device(path)?))
 }
 
 impl HostVirt {
