@@ -106,10 +106,14 @@ const XSAVE_LAST_SUBLEAF: u32 = 63;
 
 /// Shapes the table as QEMU's kvm_arch_init_vcpu does, so the two can be compared entry for
 /// entry: leaves without subleaves that are all zero are left out (KVM answers zeros for a
-/// missing leaf anyway), and the 0DH list ends with an all-zero subleaf 63, which QEMU's
+/// missing leaf anyway) except leaf 2, which QEMU always lists once (its stateful-leaf loop
+/// emits the first read even when the leaf is all zero, as for a guest with an AMD vendor),
+/// and the 0DH list ends with an all-zero subleaf 63, which QEMU's
 /// subleaf loop always leaves behind.
 fn trim_like_qemu(t: &mut Vec<CpuidEntry>) {
-    t.retain(|e| e.flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX != 0 || e.regs() != [0; 4]);
+    t.retain(|e| {
+        e.function == 2 || e.flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX != 0 || e.regs() != [0; 4]
+    });
     let level = t.iter().find(|e| e.function == 0).map_or(0, |e| e.eax);
     if level >= 0xd
         && !t

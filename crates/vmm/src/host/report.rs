@@ -180,6 +180,13 @@ pub struct HostReport {
     pub sched: SchedSection,
 }
 
+impl HostReport {
+    /// Whether KVM's CPU support was read (the feature rows then carry a guest column).
+    fn kvm_usable(&self) -> bool {
+        self.features.iter().any(|r| r.guest.is_some())
+    }
+}
+
 impl MemorySection {
     /// The memory section of `host`: its memory and global pools, with each pool's per-node
     /// figures from the NUMA nodes.
@@ -466,6 +473,9 @@ impl HostReport {
                 Some((name, n)) => format!(
                     "{name} (the most capable named model this host's KVM runs without dropping a feature; {n} features)"
                 ),
+                None if self.kvm_usable() => {
+                    "none (every named model loses a feature on this host's KVM; use -cpu host or a model with -features)".to_string()
+                }
                 None => "unknown (KVM unavailable)".to_string(),
             }
         );
