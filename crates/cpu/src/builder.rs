@@ -15,8 +15,9 @@ use super::models::expand::{expand, Accel, ExpandError, ExpandedCpu, HostIdentit
 use super::models::leaves::model_leaves;
 use super::models::DefaultVersion;
 use super::topology::apply::apply_topology;
-use super::topology::leaves::{CpuVendor, TopologyContext, TopologyFlags};
+use super::topology::leaves::{hyperthreading_warning, CpuVendor, TopologyContext, TopologyFlags};
 use super::topology::CpuTopology;
+use crate::features::ids;
 use crate::spec::CpuSpec;
 
 /// CPUID.40000000H: the hypervisor's maximum leaf and signature ("KVMKVMKVM\0\0\0"), as
@@ -39,7 +40,8 @@ pub enum BuilderError {
 pub struct CpuPlan {
     pub expanded: ExpandedCpu,
     pub filter: FilterResult,
-    /// QEMU's warnings, in QEMU's order: dependency drops, then unsupported features.
+    /// QEMU's warnings, in QEMU's order: the `--cpu` text's own, dependency drops, then
+    /// unsupported features; `tables_for` adds the AMD-without-TopoExt hyperthreading one.
     pub warnings: Vec<String>,
     /// The model's leaves, filtered, with the hypervisor leaves; topology not yet applied.
     pub base: Vec<CpuidEntry>,
@@ -168,7 +170,12 @@ pub fn tables_for(
     identity: &HostIdentity,
 ) -> Result<VmCpuTables, BuilderError> {
     let topology = request.topology;
-    let plan = plan(request.cpu, topology.dies(), host, identity)?;
+    let mut plan = plan(request.cpu, topology.dies(), host, identity)?;
+    // QEMU prints this one at vCPU realize, after the filter's warnings.
+    let topoext = plan.filter.kept.has(ids::TOPOEXT);
+    let vendor = CpuVendor::from_vendor_id(&plan.expanded.vendor.as_string());
+    plan.warnings
+        .extend(hyperthreading_warning(vendor, topoext, topology.threads()));
     let vcpus = topology
         .apic_ids()
         .into_iter()
@@ -220,5 +227,48 @@ mod tests {
             let sig = crate::cpuid::find(&v.entries, KVM_CPUID_SIGNATURE, 0).unwrap();
             assert_eq!(sig.ebx.to_le_bytes(), *b"KVMK");
         }
+    }
+
+    /// QEMU 7.2 (`x86_cpu_realizefn`) warns once when the CPU's vendor is AMD, TopoExt is
+    /// off after filtering and there is more than one thread per core; under KVM a named
+    /// model has the host's vendor.
+    #[test]
+    fn amd_threads_without_topoext_warn_like_qemu() {
+        let amd = HostIdentity {
+            vendor: crate::identity::VendorId::AMD,
+            ..identity()
+        };
+        let warnings = |model: &str, changes: &[(&str, bool)], smp: &str, who: &HostIdentity| {
+            let cpu = CpuSpec {
+                model: model.to_string(),
+                changes: changes.iter().map(|&(n, on)| (n.to_string(), on)).collect(),
+                ..CpuSpec::default()
+            };
+            let (boot_vcpus, topology) = explicit(smp);
+            let request = VmCpuRequest {
+                cpu: &cpu,
+                topology,
+                boot_vcpus,
+            };
+            let t = tables_for(&request, &testing::host(), who).unwrap();
+            t.plan
+                .warnings
+                .iter()
+                .filter(|w| w.contains("hyperthreading"))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let two_threads = "2,sockets=1,cores=1,threads=2";
+        assert_eq!(
+            warnings("EPYC", &[("topoext", false)], two_threads, &amd),
+            [
+                "This family of AMD CPU doesn't support hyperthreading(2); configure --smp \
+              properly or enable the topoext feature"
+            ]
+        );
+        assert_eq!(warnings("qemu64", &[], two_threads, &amd).len(), 1);
+        assert!(warnings("EPYC", &[], two_threads, &amd).is_empty());
+        assert!(warnings("qemu64", &[], "2,sockets=1,cores=2,threads=1", &amd).is_empty());
+        assert!(warnings("qemu64", &[], two_threads, &identity()).is_empty());
     }
 }
