@@ -107,11 +107,12 @@ pub fn vcpu_cpuid(plan: &CpuPlan, topology: &CpuTopology, apic_id: u32) -> Vec<C
 const XSAVE_LAST_SUBLEAF: u32 = 63;
 
 /// Shapes the table as QEMU's kvm_arch_init_vcpu does, so the two can be compared entry for
-/// entry: leaves without subleaves that are all zero are left out (KVM answers zeros for a
-/// missing leaf anyway), and the 0DH list ends with an all-zero subleaf 63, which QEMU's
-/// subleaf loop always leaves behind.
+/// entry: plain leaves (no subleaves, no flags) that are all zero are left out (KVM answers
+/// zeros for a missing leaf anyway), while leaf 2 (STATEFUL_FUNC) stays even when it is all
+/// zero, as it is for an AMD vendor; and the 0DH list ends with an all-zero subleaf 63,
+/// which QEMU's subleaf loop always leaves behind.
 fn trim_like_qemu(t: &mut Vec<CpuidEntry>) {
-    t.retain(|e| e.flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX != 0 || e.regs() != [0; 4]);
+    t.retain(|e| e.flags != 0 || e.regs() != [0; 4]);
     let level = t.iter().find(|e| e.function == 0).map_or(0, |e| e.eax);
     if level >= 0xd
         && !t
@@ -270,5 +271,29 @@ mod tests {
         assert!(warnings("EPYC", &[], two_threads, &amd).is_empty());
         assert!(warnings("qemu64", &[], "2,sockets=1,cores=2,threads=1", &amd).is_empty());
         assert!(warnings("qemu64", &[], two_threads, &identity()).is_empty());
+    }
+
+    /// QEMU's kvm_arch_init_vcpu drops all-zero plain leaves but always passes leaf 2,
+    /// which is all zero for an AMD vendor.
+    #[test]
+    fn zero_leaf_2_stays_like_qemus() {
+        let amd = HostIdentity {
+            vendor: crate::identity::VendorId::AMD,
+            ..identity()
+        };
+        let cpu = CpuSpec::default();
+        let (boot_vcpus, topology) = explicit("1");
+        let request = VmCpuRequest {
+            cpu: &cpu,
+            topology,
+            boot_vcpus,
+        };
+        let t = tables_for(&request, &testing::host(), &amd).unwrap();
+        let leaf2 = crate::cpuid::find(&t.vcpus[0].entries, 2, 0).expect("leaf 2");
+        assert_eq!(leaf2.regs(), [0; 4]);
+        assert!(t.vcpus[0]
+            .entries
+            .iter()
+            .all(|e| e.flags != 0 || e.regs() != [0; 4]));
     }
 }
