@@ -15,8 +15,9 @@ use super::models::expand::{expand, Accel, ExpandError, ExpandedCpu, HostIdentit
 use super::models::leaves::model_leaves;
 use super::models::DefaultVersion;
 use super::topology::apply::apply_topology;
-use super::topology::leaves::{CpuVendor, TopologyContext, TopologyFlags};
+use super::topology::leaves::{hyperthreading_warning, CpuVendor, TopologyContext, TopologyFlags};
 use super::topology::CpuTopology;
+use crate::features::ids;
 use crate::spec::CpuSpec;
 
 /// CPUID.40000000H: the hypervisor's maximum leaf and signature ("KVMKVMKVM\0\0\0"), as
@@ -39,7 +40,8 @@ pub enum BuilderError {
 pub struct CpuPlan {
     pub expanded: ExpandedCpu,
     pub filter: FilterResult,
-    /// QEMU's warnings, in QEMU's order: dependency drops, then unsupported features.
+    /// QEMU's warnings, in QEMU's order: the `--cpu` text's own, dependency drops, then
+    /// unsupported features; `tables_for` adds the AMD-without-TopoExt hyperthreading one.
     pub warnings: Vec<String>,
     /// The model's leaves, filtered, with the hypervisor leaves; topology not yet applied.
     pub base: Vec<CpuidEntry>,
@@ -105,15 +107,12 @@ pub fn vcpu_cpuid(plan: &CpuPlan, topology: &CpuTopology, apic_id: u32) -> Vec<C
 const XSAVE_LAST_SUBLEAF: u32 = 63;
 
 /// Shapes the table as QEMU's kvm_arch_init_vcpu does, so the two can be compared entry for
-/// entry: leaves without subleaves that are all zero are left out (KVM answers zeros for a
-/// missing leaf anyway) except leaf 2, which QEMU always lists once (its stateful-leaf loop
-/// emits the first read even when the leaf is all zero, as for a guest with an AMD vendor),
-/// and the 0DH list ends with an all-zero subleaf 63, which QEMU's
-/// subleaf loop always leaves behind.
+/// entry: plain leaves (no subleaves, no flags) that are all zero are left out (KVM answers
+/// zeros for a missing leaf anyway), while leaf 2 (STATEFUL_FUNC) stays even when it is all
+/// zero, as it is for an AMD vendor; and the 0DH list ends with an all-zero subleaf 63,
+/// which QEMU's subleaf loop always leaves behind.
 fn trim_like_qemu(t: &mut Vec<CpuidEntry>) {
-    t.retain(|e| {
-        e.function == 2 || e.flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX != 0 || e.regs() != [0; 4]
-    });
+    t.retain(|e| e.flags != 0 || e.regs() != [0; 4]);
     let level = t.iter().find(|e| e.function == 0).map_or(0, |e| e.eax);
     if level >= 0xd
         && !t
@@ -172,7 +171,12 @@ pub fn tables_for(
     identity: &HostIdentity,
 ) -> Result<VmCpuTables, BuilderError> {
     let topology = request.topology;
-    let plan = plan(request.cpu, topology.dies(), host, identity)?;
+    let mut plan = plan(request.cpu, topology.dies(), host, identity)?;
+    // QEMU prints this one at vCPU realize, after the filter's warnings.
+    let topoext = plan.filter.kept.has(ids::TOPOEXT);
+    let vendor = CpuVendor::from_vendor_id(&plan.expanded.vendor.as_string());
+    plan.warnings
+        .extend(hyperthreading_warning(vendor, topoext, topology.threads()));
     let vcpus = topology
         .apic_ids()
         .into_iter()
@@ -224,5 +228,72 @@ mod tests {
             let sig = crate::cpuid::find(&v.entries, KVM_CPUID_SIGNATURE, 0).unwrap();
             assert_eq!(sig.ebx.to_le_bytes(), *b"KVMK");
         }
+    }
+
+    /// QEMU 7.2 (`x86_cpu_realizefn`) warns once when the CPU's vendor is AMD, TopoExt is
+    /// off after filtering and there is more than one thread per core; under KVM a named
+    /// model has the host's vendor.
+    #[test]
+    fn amd_threads_without_topoext_warn_like_qemu() {
+        let amd = HostIdentity {
+            vendor: crate::identity::VendorId::AMD,
+            ..identity()
+        };
+        let warnings = |model: &str, changes: &[(&str, bool)], smp: &str, who: &HostIdentity| {
+            let cpu = CpuSpec {
+                model: model.to_string(),
+                changes: changes.iter().map(|&(n, on)| (n.to_string(), on)).collect(),
+                ..CpuSpec::default()
+            };
+            let (boot_vcpus, topology) = explicit(smp);
+            let request = VmCpuRequest {
+                cpu: &cpu,
+                topology,
+                boot_vcpus,
+            };
+            let t = tables_for(&request, &testing::host(), who).unwrap();
+            t.plan
+                .warnings
+                .iter()
+                .filter(|w| w.contains("hyperthreading"))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let two_threads = "2,sockets=1,cores=1,threads=2";
+        assert_eq!(
+            warnings("EPYC", &[("topoext", false)], two_threads, &amd),
+            [
+                "This family of AMD CPU doesn't support hyperthreading(2); configure --smp \
+              properly or enable the topoext feature"
+            ]
+        );
+        assert_eq!(warnings("qemu64", &[], two_threads, &amd).len(), 1);
+        assert!(warnings("EPYC", &[], two_threads, &amd).is_empty());
+        assert!(warnings("qemu64", &[], "2,sockets=1,cores=2,threads=1", &amd).is_empty());
+        assert!(warnings("qemu64", &[], two_threads, &identity()).is_empty());
+    }
+
+    /// QEMU's kvm_arch_init_vcpu drops all-zero plain leaves but always passes leaf 2,
+    /// which is all zero for an AMD vendor.
+    #[test]
+    fn zero_leaf_2_stays_like_qemus() {
+        let amd = HostIdentity {
+            vendor: crate::identity::VendorId::AMD,
+            ..identity()
+        };
+        let cpu = CpuSpec::default();
+        let (boot_vcpus, topology) = explicit("1");
+        let request = VmCpuRequest {
+            cpu: &cpu,
+            topology,
+            boot_vcpus,
+        };
+        let t = tables_for(&request, &testing::host(), &amd).unwrap();
+        let leaf2 = crate::cpuid::find(&t.vcpus[0].entries, 2, 0).expect("leaf 2");
+        assert_eq!(leaf2.regs(), [0; 4]);
+        assert!(t.vcpus[0]
+            .entries
+            .iter()
+            .all(|e| e.flags != 0 || e.regs() != [0; 4]));
     }
 }

@@ -1,10 +1,9 @@
-//! What the host's KVM can give a guest, and the filtering of a CPU model's features against
-//! it: the kept and dropped features and QEMU 7.2's exact warning lines
-//! (`x86_cpu_filter_features` / `mark_unavailable_features` in target/i386/cpu.c).
+//! Filtering a CPU model's features against what the host's KVM can give: the kept and
+//! dropped features and QEMU 7.2's exact warning lines (`x86_cpu_filter_features` /
+//! `mark_unavailable_features` in target/i386/cpu.c), and `check`/`enforce`.
 //!
-//! Input is plain data (`HostCpuSupport`) that the KVM edge fills from
-//! KVM_GET_SUPPORTED_CPUID, KVM_GET_MSR_FEATURE_INDEX_LIST + KVM_GET_MSRS on the system fd,
-//! and a few KVM capabilities; nothing here touches /dev/kvm.
+//! What the host supports is plain data (`support::HostCpuSupport`, filled by the VMM at
+//! its KVM edge); nothing here touches /dev/kvm.
 
 use thiserror::Error;
 

@@ -210,8 +210,9 @@ pub fn lookup(name: &str) -> Option<ModelRef> {
         if def.name == name {
             return Some(ModelRef::Builtin { def, version: None });
         }
+        let version = versioned_number(name, def.name);
         for v in def.versions() {
-            if v.alias == Some(name) || def.versioned_name(v.version) == name {
+            if v.alias == Some(name) || version == Some(v.version) {
                 return Some(ModelRef::Builtin {
                     def,
                     version: Some(v.version),
@@ -220,6 +221,17 @@ pub fn lookup(name: &str) -> Option<ModelRef> {
         }
     }
     None
+}
+
+/// N when `name` is exactly `BASE-vN` as `versioned_name` writes it (decimal, no sign, no
+/// leading zero), without building every model's versioned names (a lookup runs on every
+/// `--cpu` parse and expansion).
+fn versioned_number(name: &str, base: &str) -> Option<u32> {
+    let digits = name.strip_prefix(base)?.strip_prefix("-v")?;
+    let canonical = !digits.is_empty()
+        && !digits.starts_with('0')
+        && digits.bytes().all(|b| b.is_ascii_digit());
+    canonical.then(|| digits.parse().ok()).flatten()
 }
 
 /// The cache table of the model `name` refers to (any version or alias shares its

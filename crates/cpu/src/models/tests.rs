@@ -156,3 +156,24 @@ fn vendor_registers_round_trip() {
     assert_eq!(VendorId::AMD.as_string(), "AuthenticAMD");
     assert!(VendorId::AMD.is_amd() && !VendorId::HYGON.is_amd());
 }
+
+#[test]
+fn versioned_names_are_matched_exactly() {
+    assert_eq!(versioned_number("Haswell-v4", "Haswell"), Some(4));
+    assert_eq!(versioned_number("EPYC-Rome-v12", "EPYC-Rome"), Some(12));
+    for bad in [
+        "Haswell-v04",
+        "Haswell-v+4",
+        "Haswell-v",
+        "Haswell-4",
+        "Haswellv4",
+        "Haswell",
+    ] {
+        assert_eq!(versioned_number(bad, "Haswell"), None, "{bad}");
+    }
+    assert!(lookup("Haswell-v04").is_none() && lookup("EPYC-v0").is_none());
+    // Every registered name resolves to itself.
+    for name in all_names() {
+        assert!(lookup(&name).is_some(), "{name}");
+    }
+}
