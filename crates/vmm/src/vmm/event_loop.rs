@@ -262,3 +262,26 @@ impl<'a, 'o> EventLoop<'a, 'o> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vmm_sys_util::eventfd::EventFd;
+
+    #[test]
+    fn poll_names_the_ready_sources() {
+        let stop = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        let qmp = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        let mut poll = Poll::default();
+        poll.watch(Source::VmStop, stop.as_raw_fd());
+        poll.watch(Source::Qmp, qmp.as_raw_fd());
+        assert_eq!(poll.wait(Some(Duration::ZERO)).unwrap(), []);
+        qmp.write(1).unwrap();
+        assert_eq!(
+            poll.wait(Some(Duration::from_millis(100))).unwrap(),
+            [Source::Qmp]
+        );
+        stop.write(1).unwrap();
+        assert_eq!(poll.wait(None).unwrap(), [Source::VmStop, Source::Qmp]);
+    }
+}

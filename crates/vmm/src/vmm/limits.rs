@@ -32,7 +32,11 @@ pub enum LimitError {
 
 /// vCPUs against KVM_CAP_MAX_VCPUS / KVM_CAP_NR_VCPUS: QEMU's own warnings, with the
 /// overcommit ratio added to the first.
-pub fn vcpus(smp: &SmpConfig, max_vcpus: u32, nr_vcpus: u32) -> Result<Vec<String>, LimitError> {
+pub(crate) fn vcpus(
+    smp: &SmpConfig,
+    max_vcpus: u32,
+    nr_vcpus: u32,
+) -> Result<Vec<String>, LimitError> {
     let mut warnings = Vec::new();
     for (i, mut w) in smp
         .validate_limits(max_vcpus, nr_vcpus)?
@@ -53,7 +57,7 @@ pub fn vcpus(smp: &SmpConfig, max_vcpus: u32, nr_vcpus: u32) -> Result<Vec<Strin
 }
 
 /// Pinning: every host CPU asked for exists, is online and is in our cpuset.
-pub fn pinning(pinning: &PinningConfig) -> Result<Vec<String>, LimitError> {
+pub(crate) fn pinning(pinning: &PinningConfig) -> Result<Vec<String>, LimitError> {
     if *pinning == PinningConfig::default() {
         return Ok(Vec::new());
     }
@@ -63,7 +67,7 @@ pub fn pinning(pinning: &PinningConfig) -> Result<Vec<String>, LimitError> {
 /// Guest RAM against the host's RAM and swap: refused unless the kernel allows overcommit
 /// (`vm.overcommit_memory=1`), then a warning. Huge pages come from their pool, which
 /// `memory::backing` checked, so they are not counted here.
-pub fn guest_memory(
+pub(crate) fn guest_memory(
     memory: u64,
     backing: &BackingPlan,
     host: &HostMemory,
