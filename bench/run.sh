@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh — the one command behind docs/benchmarks.md: builds rvmm and rvmm-bench with
-# the `dist` profile (release + LTO, size-optimised: what rvmm ships as), then runs every benchmark (rvmm and QEMU alternating) and writes
-# docs/benchmarks.md, docs/bench/*.svg and docs/bench/results.json.
+# the release profile (fat LTO, size-optimised: what `cargo build --release` ships), then
+# runs every benchmark (rvmm and QEMU alternating) and writes docs/benchmarks.md, docs/bench/*.svg and docs/bench/results.json.
 #   bench/run.sh                 everything, 5 counted runs per configuration (~30 min here)
 #   bench/run.sh --runs 9        more runs
 #   bench/run.sh --smoke         each benchmark once, tiny; writes to a scratch directory
@@ -9,5 +9,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
-cargo build --profile dist -p rvmm -p rvmm-bench
-exec "${CARGO_TARGET_DIR:-target}/dist/rvmm-bench" all "$@"
+cargo build --release -p rvmm -p rvmm-bench
+exec "${CARGO_TARGET_DIR:-target}/release/rvmm-bench" all "$@"

@@ -160,6 +160,7 @@ impl Bench<'_> {
             shape,
             overhead_mib: Pair::default(),
             hwm_mib: Pair::default(),
+            maxrss_mib: Pair::default(),
             guest_rss_mib: Pair::default(),
             anon_mib: Pair::default(),
             file_mib: Pair::default(),
@@ -180,6 +181,7 @@ impl Bench<'_> {
                 let values = [
                     (&mut row.overhead_mib, m.overhead_kib()),
                     (&mut row.hwm_mib, m.hwm_kib),
+                    (&mut row.maxrss_mib, m.maxrss_kib),
                     (&mut row.guest_rss_mib, m.guest.rss_kib),
                     (&mut row.anon_mib, m.rss_anon_kib),
                     (&mut row.file_mib, m.rss_file_kib),

@@ -330,6 +330,11 @@ pub fn run_expecting(
 pub struct ExitMemory {
     /// Peak resident set (VmHWM), KiB.
     pub hwm_kib: u64,
+    /// Peak resident set as `wait4` reports it (ru_maxrss), KiB: the VMM's own peak, since
+    /// the traced child is forked (not vforked), so what exec records for the pre-exec
+    /// address space is the child's copy of the bench's anonymous pages, not the bench's
+    /// whole peak.
+    pub maxrss_kib: u64,
     /// Resident set at exit (VmRSS), KiB, and its anonymous and file-backed parts.
     pub rss_kib: u64,
     pub rss_anon_kib: u64,
@@ -397,7 +402,7 @@ pub fn memory_at_exit(
             output: record.output(),
         });
     }
-    let (texts, status) = traced?;
+    let (texts, status, maxrss_kib) = traced?;
     let ending = Ending::from_wait_status(status);
     if record.line_at(expected).is_none() {
         return Err(MeasureError::MissingLine {
@@ -419,6 +424,7 @@ pub fn memory_at_exit(
     };
     Ok(ExitMemory {
         hwm_kib: field("VmHWM").map_err(smaps_err)?,
+        maxrss_kib,
         rss_kib: field("VmRSS").map_err(smaps_err)?,
         rss_anon_kib: field("RssAnon").map_err(smaps_err)?,
         rss_file_kib: field("RssFile").map_err(smaps_err)?,
@@ -441,20 +447,23 @@ const SYSCALL_STOP: i32 = libc::SIGTRAP | 0x80;
 /// stops; at the main thread's first `munmap` of at least [`smaps::GUEST_MAPPING_MIN_KIB`]
 /// (rvmm unmaps guest RAM before it exits) and at the exit stop it reads /proc; every
 /// other signal is passed on. Returns (/proc at the first big munmap or else at exit,
-/// status at exit) and the final wait status. Only the main thread is traced.
-fn trace_to_exit(pid: i32, cmd: &Command) -> Result<(Option<(String, String)>, i32), MeasureError> {
+/// status at exit), the final wait status and ru_maxrss in KiB. Only the main thread is
+/// traced.
+fn trace_to_exit(pid: i32, cmd: &Command) -> Result<(ProcTexts, i32, u64), MeasureError> {
     let mut before_unmap: ProcTexts = None;
     let mut at_exit: ProcTexts = None;
     let mut options_set = false;
     loop {
         let mut status = 0;
-        // SAFETY: waiting on our own traced child.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        // SAFETY: a zeroed rusage is a valid output buffer.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: waiting on our own traced child into valid buffers.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
         if r < 0 {
             if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
-            return Err(sys_err(cmd, "waitpid"));
+            return Err(sys_err(cmd, "wait4"));
         }
         if !libc::WIFSTOPPED(status) {
             // Peak RSS from the exit stop, guest RAM from before the first big munmap.
@@ -463,7 +472,7 @@ fn trace_to_exit(pid: i32, cmd: &Command) -> Result<(Option<(String, String)>, i
                 (None, at_exit) => at_exit,
                 (Some(b), None) => Some(b),
             };
-            return Ok((texts, status));
+            return Ok((texts, status, usage.ru_maxrss.max(0) as u64));
         }
         let mut deliver = 0;
         let mut resume = libc::PTRACE_SYSCALL;

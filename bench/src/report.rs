@@ -8,7 +8,7 @@ use crate::results::{Results, ScalePoint};
 use crate::stats::{Pair, Summary};
 use crate::svg::{Plot, Point, Series};
 use crate::targets::{self, Check};
-use crate::vmms::{Guest, Shape, Tools, Vmm};
+use crate::vmms::{Guest, Shape, Tools, Vmm, MACHINE_OPTIONS};
 
 const RVMM_COLOR: &str = "#1f77b4";
 const QEMU_COLOR: &str = "#d62728";
@@ -298,7 +298,11 @@ ratios of alternating runs are what count.
   the guest has done all it will do and the address space is still whole, `/proc/PID/status` gives the peak RSS
   (`VmHWM`) and `/proc/PID/smaps` the resident part of the guest RAM mappings (the anonymous read-write mappings of
   at least 96 MiB, which must add up to the guest's memory). Overhead = peak RSS - guest RAM resident, i.e. the
-  VMM's own code, heap, stacks and libraries, counting shared library pages in full, as RSS does.
+  VMM's own code, heap, stacks and libraries, counting shared library pages in full, as RSS does. The peak RSS
+  `wait4` reports for the process (`ru_maxrss`) is given beside `VmHWM`; the traced VMM is forked, not vforked,
+  so it is the VMM's own peak, not the benchmark's.
+- **Machine options**: both VMMs run without an in-kernel PIT (rvmm `--machine {MACHINE_OPTIONS}`, QEMU
+  `-M microvm,...,{MACHINE_OPTIONS}`): the probe times with the TSC, and the PIT only adds its teardown to every exit.
 - **Exit round trip**: the guest's loop of `out` to port 0x80 (no device claims it, so each write is a
   KVM_EXIT_IO handled in the VMM's user space), timed between the arrival of its `PROBE-END` line (the loop starts
   right after) and its `PROBE-PIO` line, so neither start nor dump time counts. The bare loop is `rvmm-bench`'s own
@@ -354,6 +358,7 @@ fn section_memory(s: &mut String, r: &Results) {
                 &row.overhead_mib,
             ),
             ("peak RSS (VmHWM)", &row.hwm_mib),
+            ("peak RSS (wait4 ru_maxrss)", &row.maxrss_mib),
             ("guest RAM resident", &row.guest_rss_mib),
             ("RSS at exit: anonymous", &row.anon_mib),
             ("RSS at exit: file-backed", &row.file_mib),

@@ -26,6 +26,9 @@ pub struct MemoryRow {
     pub overhead_mib: Pair,
     /// Peak RSS (VmHWM), MiB.
     pub hwm_mib: Pair,
+    /// Peak RSS as `wait4` reports it for the VMM process (ru_maxrss), MiB.
+    #[serde(default)]
+    pub maxrss_mib: Pair,
     /// Guest RAM resident at exit (touched by the guest or by the VMM loading it), MiB.
     pub guest_rss_mib: Pair,
     /// RSS at exit: anonymous and file-backed parts, MiB.

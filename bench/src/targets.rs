@@ -181,8 +181,20 @@ pub fn evaluate(r: &Results) -> Vec<Check> {
         sc.and_then(|s| axis_slope(&s.memory, gib, false)),
         sc.and_then(|s| axis_slope(&s.memory, gib, true)),
     ));
+    let maxrss = hello_row.and_then(|m| median(&m.maxrss_mib.rvmm));
+    out.push(Check {
+        target: "peak RSS (wait4 ru_maxrss) ≤ Firecracker's 4.0 MiB (minimal guest, 1 vCPU)",
+        measured: maxrss.map_or_else(
+            || "not measured".into(),
+            |v| format!("{v:.2} MiB (minimal guest){at}"),
+        ),
+        met: maxrss.map(|v| v <= FIRECRACKER_PEAK_RSS_MIB),
+    });
     out
 }
+
+/// Firecracker's peak RSS on the minimal guest (1 vCPU, 128 MiB), as issue 10 measured it.
+const FIRECRACKER_PEAK_RSS_MIB: f64 = 4.0;
 
 #[cfg(test)]
 mod tests {
@@ -219,6 +231,7 @@ mod tests {
                 shape: Shape::new(1, 512),
                 overhead_mib: pair(&[3.5], &[37.0]),
                 hwm_mib: Pair::default(),
+                maxrss_mib: pair(&[5.5], &[39.0]),
                 guest_rss_mib: Pair::default(),
                 anon_mib: Pair::default(),
                 file_mib: Pair::default(),
@@ -233,7 +246,7 @@ mod tests {
             ..Results::default()
         };
         let c = evaluate(&r);
-        assert_eq!(c.len(), 7);
+        assert_eq!(c.len(), 8);
         assert_eq!(c[0].met, Some(true));
         assert_eq!(c[0].measured, "0.090× at 1 vCPU, 128 MiB (minimal guest); worst 0.090× (minimal (mode=hello), 1 vCPU, 128 MiB)");
         assert_eq!(c[1].met, Some(false));
@@ -244,5 +257,7 @@ mod tests {
         assert_eq!(c[4].met, Some(true));
         assert_eq!(c[5].met, None);
         assert_eq!(c[6].measured, "not measured");
+        assert_eq!(c[7].measured, "5.50 MiB (minimal guest) at 1 vCPU, 512 MiB");
+        assert_eq!(c[7].met, Some(false));
     }
 }

@@ -10,11 +10,18 @@ use thiserror::Error;
 /// Where Debian's qemu-system-x86 package puts QEMU.
 pub const QEMU_PATH: &str = "/usr/bin/qemu-system-x86_64";
 
+/// The machine options both VMMs run with: no in-kernel PIT. The probe times with the TSC
+/// and never programs a PIT, and KVM's PIT costs every exit its teardown (~7 ms here,
+/// docs/benchmarks.md), so both VMMs leave it out: rvmm's `--machine pit=off`, QEMU's
+/// `-M microvm,pit=off`.
+pub const MACHINE_OPTIONS: &str = "pit=off";
+
 /// QEMU's arguments before the shape and the guest command line (the issue's recipe:
-/// microvm with no option ROMs, an ISA serial port on stdio, isa-debug-exit at 0xf4).
+/// microvm with no option ROMs, an ISA serial port on stdio, isa-debug-exit at 0xf4, and
+/// [`MACHINE_OPTIONS`]).
 pub const QEMU_ARGS: &[&str] = &[
     "-M",
-    "microvm,x-option-roms=off,isa-serial=on,rtc=on",
+    "microvm,x-option-roms=off,isa-serial=on,rtc=on,pit=off",
     "-nodefaults",
     "-no-user-config",
     "-enable-kvm",
@@ -187,6 +194,7 @@ impl Tools {
                 c.args(["--cpu", "host", "--smp"])
                     .arg(shape.vcpus.to_string());
                 c.arg("-m").arg(format!("{}M", shape.mem_mib));
+                c.args(["--machine", MACHINE_OPTIONS]);
                 if let Some(a) = guest.append() {
                     c.arg("--append").arg(a);
                 }
@@ -276,11 +284,11 @@ mod tests {
     fn rvmm_command_line() {
         assert_eq!(
             tools().command_text(Vmm::Rvmm, Shape::new(8, 1024), Guest::Pio { count: 5 }),
-            "rvmm run --kernel probe.elf --cpu host --smp 8 -m 1024M --append 'mode=pio count=5'"
+            "rvmm run --kernel probe.elf --cpu host --smp 8 -m 1024M --machine pit=off --append 'mode=pio count=5'"
         );
         assert_eq!(
             tools().command_text(Vmm::Rvmm, Shape::new(1, 128), Guest::Dump),
-            "rvmm run --kernel probe.elf --cpu host --smp 1 -m 128M"
+            "rvmm run --kernel probe.elf --cpu host --smp 1 -m 128M --machine pit=off"
         );
     }
 
@@ -288,7 +296,7 @@ mod tests {
     fn qemu_command_line() {
         assert_eq!(
             tools().command_text(Vmm::Qemu, Shape::new(2, 8192), Guest::Hello),
-            "qemu-system-x86_64 -M microvm,x-option-roms=off,isa-serial=on,rtc=on -nodefaults -no-user-config \
+            "qemu-system-x86_64 -M microvm,x-option-roms=off,isa-serial=on,rtc=on,pit=off -nodefaults -no-user-config \
              -enable-kvm -cpu host,-arch-capabilities -device isa-debug-exit,iobase=0xf4,iosize=4 -serial stdio \
              -display none -kernel probe.elf -smp 2 -m 8192M -append mode=hello"
         );

@@ -61,6 +61,7 @@ fn every_benchmark_once() {
     assert_eq!(r.memory.len(), 2);
     for row in &r.memory {
         one_sample_each("peak RSS", &row.hwm_mib);
+        one_sample_each("peak RSS (ru_maxrss)", &row.maxrss_mib);
         // The guest RAM was found in smaps, and the guest touched some of it.
         one_sample_each("guest RAM resident", &row.guest_rss_mib);
     }

@@ -111,6 +111,10 @@ pub struct RunArgs {
     /// merge=on|off, thp=on|off, shared=on, mem-path=DIR [default: 128M].
     #[arg(short = 'm', long = "memory", value_name = "SIZE[,OPTS]")]
     pub memory: Option<String>,
+    /// Machine properties, as QEMU's -machine: pit=on|off (KVM's in-kernel PIT) [default:
+    /// off for the built-in probe, on with --kernel].
+    #[arg(short = 'M', long, value_name = "OPTS")]
+    pub machine: Option<String>,
     /// Guest NUMA, as QEMU's -numa (repeat it for each node and distance):
     /// node[,nodeid=N][,cpus=A-B]...,mem=SIZE with optional host-nodes=LIST and
     /// policy=bind|preferred|interleave, or dist,src=A,dst=B,val=D.

@@ -7,14 +7,17 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use vmm::config::cpu::{parse_cpu, DEFAULT_MODEL};
 use vmm::config::libvirt::{parse_domain, DomainEnv, DomainHost};
+use vmm::config::machine::parse_machine;
 use vmm::config::memory::parse_memory;
-use vmm::config::{BootSource, NumaConfig, PinningConfig, SmpConfig, VmConfig};
+use vmm::config::{BootSource, MachineConfig, NumaConfig, PinningConfig, SmpConfig, VmConfig};
 use vmm::control as ctl;
 use vmm::cpu::libvirt_map::LibvirtCpuMap;
+use vmm::devices::serial::SerialOutput;
 use vmm::host::KvmHost;
+use vmm::probe::serial::{Echo, ProbeCapture};
 use vmm::probe::view::GuestView;
 use vmm::vcpu::VmOutcome;
-use vmm::vmm::{RunOptions, Vmm};
+use vmm::vmm::{BuildOptions, Console, RunOptions, SerialWatch, Vmm};
 
 use crate::cli::{Cli, Command, ProbeArgs, RunArgs};
 
@@ -102,7 +105,8 @@ fn domain_config(args: &RunArgs, path: &Path) -> Result<(VmConfig, Vec<String>)>
             identity: &h.identity,
         }),
     };
-    let domain = parse_domain(&text, &shown, &env)?;
+    let mut domain = parse_domain(&text, &shown, &env)?;
+    domain.config.machine = machine_config(args)?;
     check_boot_files(
         &domain.config.boot,
         [
@@ -111,6 +115,14 @@ fn domain_config(args: &RunArgs, path: &Path) -> Result<(VmConfig, Vec<String>)>
         ],
     )?;
     Ok((domain.config, domain.warnings))
+}
+
+/// `--machine` (the same with or without `--domain`).
+fn machine_config(args: &RunArgs) -> Result<MachineConfig> {
+    Ok(match &args.machine {
+        Some(text) => parse_machine(text)?,
+        None => MachineConfig::default(),
+    })
 }
 
 /// The VM the arguments describe (from `--domain` or the flags) and warnings to print.
@@ -149,6 +161,7 @@ pub(crate) fn vm_config(args: &RunArgs) -> Result<(VmConfig, Vec<String>)> {
         numa,
         pinning,
         qmp: None,
+        machine: machine_config(args)?,
     };
     config.validate()?;
     Ok((config, Vec::new()))
@@ -172,6 +185,12 @@ fn outcome_code(outcome: &VmOutcome) -> ExitCode {
     }
 }
 
+fn print_build_warnings(vmm: &Vmm) {
+    for w in &vmm.warnings {
+        eprintln!("rvmm: warning: {w}");
+    }
+}
+
 fn run(args: RunArgs) -> Result<ExitCode> {
     let (mut config, warnings) = vm_config(&args)?;
     for w in &warnings {
@@ -182,26 +201,36 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     }
     config.qmp = qmp_socket(args.qmp.as_deref(), config.name.as_deref())?;
     let is_probe = matches!(config.boot, BootSource::Probe { .. });
-    let mut vmm = Vmm::build(config, is_probe, args.raw)?;
-    for w in &vmm.warnings {
-        eprintln!("rvmm: warning: {w}");
-    }
     if !is_probe {
+        let mut vmm = Vmm::build(config, BuildOptions::default())?;
+        print_build_warnings(&vmm);
         let outcome = vmm.run(RunOptions {
-            console_input: true,
-            serial_listener: None,
+            console: Console::Stdin,
+            serial_watch: None,
         })?;
         return Ok(outcome_code(&outcome));
     }
-    // The probe: print the decoded view as soon as the dump is complete.
+    // The probe: its serial output is captured, and the decoded view printed as soon as the
+    // dump is complete.
+    let echo = if args.raw { Echo::Stdout } else { Echo::Quiet };
+    let capture = ProbeCapture::new(echo).context("probe serial capture")?;
+    let mut vmm = Vmm::build(
+        config,
+        BuildOptions {
+            serial: SerialOutput::To(capture.sink()),
+        },
+    )?;
+    print_build_warnings(&vmm);
     let mut printed = false;
     let mut decode_error: Option<String> = None;
     let json = args.json;
-    let listener = |out: &[u8]| {
+    let on_ready = || {
+        capture.clear_marker();
         if printed {
             return;
         }
-        let text = String::from_utf8_lossy(out);
+        let out = capture.output();
+        let text = String::from_utf8_lossy(&out);
         if !text.contains("PROBE-END") {
             return;
         }
@@ -219,15 +248,18 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         }
     };
     let outcome = vmm.run(RunOptions {
-        console_input: true,
-        serial_listener: Some(Box::new(listener)),
+        console: Console::Stdin,
+        serial_watch: Some(SerialWatch {
+            fd: capture.marker(),
+            on_ready: Box::new(on_ready),
+        }),
     })?;
     let code = outcome_code(&outcome);
     if let Some(e) = decode_error {
         bail!("probe dump: {e}");
     }
     if !printed {
-        let out = String::from_utf8_lossy(&vmm.serial_output().unwrap_or_default()).into_owned();
+        let out = String::from_utf8_lossy(&capture.output()).into_owned();
         // A dump cut short by the guest itself is an error; one cut short by the user
         // (quit, a signal) is not.
         let guest_ended = matches!(outcome, VmOutcome::Poweroff | VmOutcome::Reset);

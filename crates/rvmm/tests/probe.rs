@@ -101,3 +101,32 @@ fn probe_under_qemu_microvm_decodes_to_the_same_cpus() {
     assert_eq!(qemu_view["madt"]["enabled"], ours["madt"]["enabled"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--machine pit=on|off`: the probe (which times with the TSC) runs either way and sees the
+/// same machine. The same ELF given as `--kernel` (where the default is a PIT) dumps and
+/// powers off either way.
+#[test]
+fn probe_runs_with_and_without_the_pit() {
+    if !kvm_available("probe_pit") {
+        return;
+    }
+    let default = rvmm_view(&["--smp", "2"]);
+    assert_eq!(default["vcpus"], 2);
+    for pit in ["pit=on", "pit=off"] {
+        let v = rvmm_view(&["--smp", "2", "--machine", pit]);
+        assert_eq!(v, default, "--machine {pit}");
+    }
+    let dir = tempdir("probe-pit");
+    let elf = probe_elf(&dir);
+    let elf = elf.to_str().unwrap();
+    for machine in [None, Some("pit=off")] {
+        let mut cmd = rvmm();
+        cmd.args(["run", "--kernel", elf, "--smp", "2"]);
+        cmd.args(machine.iter().flat_map(|m| ["--machine", *m]));
+        let out = run_with_timeout(cmd, Duration::from_secs(60));
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{machine:?}: {stderr}");
+        assert!(stdout.contains("PROBE-END"), "{machine:?}: {stdout}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -13,8 +13,10 @@ pub mod control;
 pub use rvmm_cpu as cpu;
 pub mod devices;
 pub mod host;
+pub mod machine;
 pub mod memory;
 pub mod probe;
 pub mod util;
-pub mod vcpu;
+/// The vCPU layer's old path; it lives in `machine::vcpu` now.
+pub use machine::vcpu;
 pub mod vmm;

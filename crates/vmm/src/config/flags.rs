@@ -176,6 +176,10 @@ pub fn run_args(config: &VmConfig) -> Vec<String> {
     add("--smp", smp_option(&config.smp));
     add("--cpu", cpu_option(&config.cpu));
     add("-m", memory_option(config.memory, &config.memory_backing));
+    let machine = config.machine.option_text();
+    if !machine.is_empty() {
+        add("--machine", machine);
+    }
     for n in &config.numa.nodes {
         add("--numa", numa_node_option(n));
     }

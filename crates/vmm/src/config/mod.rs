@@ -8,6 +8,7 @@
 pub mod cpu;
 pub mod flags;
 pub mod libvirt;
+pub mod machine;
 pub mod memory;
 pub mod name;
 pub mod numa;
@@ -20,6 +21,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 pub use cpu::CpuConfig;
+pub use machine::MachineConfig;
 pub use memory::{MemoryBacking, MemoryConfig};
 pub use numa::{GuestNuma, NumaConfig};
 pub use pinning::PinningConfig;
@@ -67,6 +69,8 @@ pub struct VmConfig {
     pub memory_backing: MemoryBacking,
     /// Guest NUMA nodes and distances (`--numa`), as given; empty for no NUMA.
     pub numa: NumaConfig,
+    /// Machine properties (`--machine pit=on|off`).
+    pub machine: MachineConfig,
 }
 
 /// Why a configuration is not acceptable on its own (host limits are checked later).
@@ -103,6 +107,7 @@ impl Default for VmConfig {
             numa: NumaConfig::default(),
             pinning: PinningConfig::default(),
             qmp: None,
+            machine: MachineConfig::default(),
         }
     }
 }

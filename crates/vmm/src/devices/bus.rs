@@ -77,21 +77,30 @@ impl Bus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devices::serial::{com1, SerialSink};
+    use crate::devices::serial::{com1, SerialOutput};
+    use std::io::Write;
     use std::sync::Arc;
     use vmm_sys_util::eventfd::EventFd;
 
+    /// A serial output the test reads back.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
     fn bus() -> (Bus, Arc<Mutex<Vec<u8>>>) {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let sink = SerialSink::Capture {
-            buffer: buffer.clone(),
-            marker: Arc::new(EventFd::new(libc::EFD_NONBLOCK).unwrap()),
-            echo: false,
-        };
-        (
-            Bus::new(com1(EventFd::new(libc::EFD_NONBLOCK).unwrap(), sink)),
-            buffer,
-        )
+        let out = Captured::default();
+        let buffer = out.0.clone();
+        let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        (Bus::new(com1(irq, SerialOutput::To(Box::new(out)))), buffer)
     }
 
     #[test]

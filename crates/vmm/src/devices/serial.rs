@@ -1,9 +1,8 @@
 //! COM1: a 16550A-compatible UART (vm-superio's 8250 model) at 0x3f8, raising IRQ 4 through
-//! an irqfd. Its output goes to stdout, or into a buffer when rvmm reads the probe guest's
-//! dump; input comes from the emulator thread.
+//! an irqfd. Its output goes to stdout or to whatever writer the VMM is given (the probe's
+//! capture, `probe::serial`); input comes from the emulator thread.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
 
 use vm_superio::{Serial, Trigger};
 use vmm_sys_util::eventfd::EventFd;
@@ -20,45 +19,30 @@ impl Trigger for IrqTrigger {
 }
 
 /// Where the guest's serial output goes.
-#[derive(Clone)]
-pub enum SerialSink {
-    /// Straight to rvmm's stdout.
+pub enum SerialOutput {
+    /// rvmm's stdout, flushed at every write so each guest byte shows at once.
     Stdout,
-    /// Into a shared buffer; `marker` is signalled each time a line containing
-    /// `PROBE-` completes, so the emulator thread can look at the dump.
-    Capture {
-        buffer: Arc<Mutex<Vec<u8>>>,
-        marker: Arc<EventFd>,
-        echo: bool,
-    },
+    /// A writer the caller owns the other end of.
+    To(Box<dyn Write + Send>),
 }
 
-impl Write for SerialSink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+impl SerialOutput {
+    fn into_writer(self) -> Box<dyn Write + Send> {
         match self {
-            SerialSink::Stdout => {
-                let mut out = std::io::stdout().lock();
-                out.write_all(buf)?;
-                out.flush()?;
-            }
-            SerialSink::Capture {
-                buffer,
-                marker,
-                echo,
-            } => {
-                let mut b = buffer.lock().unwrap_or_else(|p| p.into_inner());
-                let line_start = b.iter().rposition(|&c| c == b'\n').map_or(0, |i| i + 1);
-                b.extend_from_slice(buf);
-                if buf.contains(&b'\n') && b[line_start..].windows(6).any(|w| w == b"PROBE-") {
-                    let _ = marker.write(1);
-                }
-                if *echo {
-                    let mut out = std::io::stdout().lock();
-                    out.write_all(buf)?;
-                    out.flush()?;
-                }
-            }
+            SerialOutput::Stdout => Box::new(Stdout),
+            SerialOutput::To(w) => w,
         }
+    }
+}
+
+/// stdout, flushed after every write.
+struct Stdout;
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut out = std::io::stdout().lock();
+        out.write_all(buf)?;
+        out.flush()?;
         Ok(buf.len())
     }
 
@@ -68,37 +52,9 @@ impl Write for SerialSink {
 }
 
 /// The UART type the bus holds.
-pub type Com1 = Serial<IrqTrigger, vm_superio::serial::NoEvents, SerialSink>;
+pub type Com1 = Serial<IrqTrigger, vm_superio::serial::NoEvents, Box<dyn Write + Send>>;
 
-/// Creates COM1 with its interrupt eventfd and output sink.
-pub fn com1(irq: EventFd, sink: SerialSink) -> Com1 {
-    Serial::new(IrqTrigger(irq), sink)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn capture_signals_on_probe_lines() {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let marker = Arc::new(EventFd::new(libc::EFD_NONBLOCK).unwrap());
-        let mut uart = com1(
-            EventFd::new(libc::EFD_NONBLOCK).unwrap(),
-            SerialSink::Capture {
-                buffer: buffer.clone(),
-                marker: marker.clone(),
-                echo: false,
-            },
-        );
-        for &b in b"hello\n" {
-            uart.write(0, b).unwrap();
-        }
-        assert!(marker.read().is_err(), "no PROBE line yet");
-        for &b in b"PROBE-END cpus=1\n" {
-            uart.write(0, b).unwrap();
-        }
-        assert_eq!(marker.read().unwrap(), 1);
-        assert_eq!(&*buffer.lock().unwrap(), b"hello\nPROBE-END cpus=1\n");
-    }
+/// Creates COM1 with its interrupt eventfd and output.
+pub fn com1(irq: EventFd, out: SerialOutput) -> Com1 {
+    Serial::new(IrqTrigger(irq), out.into_writer())
 }

@@ -1,5 +1,6 @@
 //! The built-in probe guest: the PVH ELF built from `guest/probe` by build.rs and embedded
-//! here, and the decoder that turns its serial dump into what a guest sees.
+//! here, the serial capture that watches COM1 for its dump markers (`serial`), and the
+//! decoder that turns the dump into what a guest sees.
 
 pub mod acpi_parse;
 pub mod decode;
@@ -7,6 +8,7 @@ pub mod flags;
 pub mod image;
 pub mod leaves;
 pub mod render;
+pub mod serial;
 #[cfg(test)]
 pub(crate) mod synth;
 pub mod topology;

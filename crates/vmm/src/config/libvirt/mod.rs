@@ -427,6 +427,7 @@ pub fn parse_domain(text: &str, file: &str, env: &DomainEnv) -> Result<Domain, D
         qmp: None,
         memory_backing: backing,
         numa,
+        machine: Default::default(),
     };
     // The element checks above cover these rules; this is the backstop.
     config

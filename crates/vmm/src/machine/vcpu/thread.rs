@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use kvm_bindings::kvm_run;
 use kvm_ioctls::VcpuFd;
+use thiserror::Error;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::dump::format_registers;
@@ -258,6 +259,21 @@ impl VcpuHandle {
     }
 }
 
+/// Why a vCPU thread did not start.
+#[derive(Debug, Error)]
+pub enum SpawnError {
+    #[error("{0}")]
+    Thread(#[source] std::io::Error),
+    /// `--vcpu-pin`: the thread could not set its own affinity.
+    #[error("vCPU {vcpu}: {source}")]
+    Pin {
+        vcpu: u32,
+        source: crate::host::sched::SchedError,
+    },
+    #[error("vCPU {vcpu}: the thread ended before starting")]
+    Vanished { vcpu: u32 },
+}
+
 /// Spawns the thread for vCPU `index`, named as QEMU names them (`CPU N/KVM`). With `pin`,
 /// the thread sets its own affinity before its first KVM_RUN. Returns once the thread has
 /// published its TID (and pinned itself); a failed pin ends the thread and is returned.
@@ -267,11 +283,12 @@ pub fn spawn(
     bus: Arc<Bus>,
     control: Arc<VmControl>,
     pin: Option<Vec<u32>>,
-) -> std::io::Result<VcpuHandle> {
+) -> Result<VcpuHandle, SpawnError> {
     let tid = Arc::new(AtomicI32::new(0));
     let state = Arc::new(AtomicU8::new(VcpuRunState::Running as u8));
     let (tid2, state2) = (tid.clone(), state.clone());
-    let (started_tx, started_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    let (started_tx, started_rx) =
+        std::sync::mpsc::channel::<Result<(), crate::host::sched::SchedError>>();
     let thread = std::thread::Builder::new()
         .name(format!("CPU {index}/KVM"))
         .spawn(move || {
@@ -280,7 +297,7 @@ pub fn spawn(
             if let Some(cpus) = &pin {
                 if let Err(e) = crate::host::sched::set_affinity(0, cpus) {
                     state2.store(VcpuRunState::Finished as u8, Ordering::SeqCst);
-                    let _ = started_tx.send(Err(e.to_string()));
+                    let _ = started_tx.send(Err(e));
                     return;
                 }
             }
@@ -289,7 +306,8 @@ pub fn spawn(
             run_loop(index, &mut vcpu, &bus, &control, &state2);
             KVM_RUN_PTR.with(|c| c.set(std::ptr::null_mut()));
             state2.store(VcpuRunState::Finished as u8, Ordering::SeqCst);
-        })?;
+        })
+        .map_err(SpawnError::Thread)?;
     let mut handle = VcpuHandle {
         index,
         thread: Some(thread),
@@ -298,15 +316,16 @@ pub fn spawn(
     };
     match started_rx.recv() {
         Ok(Ok(())) => Ok(handle),
-        Ok(Err(e)) => {
+        Ok(Err(source)) => {
             handle.join();
-            Err(std::io::Error::other(format!("vCPU {index}: {e}")))
+            Err(SpawnError::Pin {
+                vcpu: index,
+                source,
+            })
         }
         Err(_) => {
             handle.join();
-            Err(std::io::Error::other(format!(
-                "vCPU {index}: the thread ended before starting"
-            )))
+            Err(SpawnError::Vanished { vcpu: index })
         }
     }
 }

@@ -1,0 +1,133 @@
+//! One KVM VM: its file descriptor and the in-kernel parts of the machine.
+//!
+//! [`Vm::new`] creates the VM in the order that keeps starts fast: the TSS and identity map,
+//! then guest RAM as memory slots, then the in-kernel irqchip and (when asked) the PIT.
+//! Registering a slot once the irqchip or PIT exists waits for an RCU grace period in the
+//! kernel (~6 ms per start, docs/benchmarks.md hot spot 1). Devices reach the guest's
+//! interrupt controllers through irqfds ([`Vm::irqfd`]). Guest RAM itself (mapping, backing,
+//! prealloc) belongs to `memory`; this module only tells KVM where it is.
+
+use kvm_bindings::{kvm_pit_config, kvm_userspace_memory_region, KVM_PIT_SPEAKER_DUMMY};
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use vmm_sys_util::eventfd::EventFd;
+
+use super::{kvm_call, MachineError};
+use crate::config::machine::Switch;
+use crate::memory::layout::{COM1_IRQ, SCI_IRQ};
+
+/// Where KVM puts the TSS and identity map VMX needs for real mode (3 pages just below the
+/// BIOS ROM area at the top of the 32-bit space, inside the MMIO gap).
+const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
+const KVM_IDENTITY_MAP_ADDRESS: u64 = 0xfffb_c000;
+
+/// The machine's own options (`--machine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MachineOptions {
+    /// KVM's in-kernel i8254 PIT (KVM_CREATE_PIT2).
+    pub pit: Switch,
+}
+
+/// One range of guest RAM as KVM sees it: guest-physical base, size, and where it is
+/// mapped in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RamSlot {
+    pub guest_addr: u64,
+    pub size: u64,
+    pub host_addr: *mut u8,
+}
+
+/// The interrupt lines user-space devices raise through irqfds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IrqLine {
+    /// COM1's IRQ 4.
+    Com1,
+    /// The ACPI SCI, IRQ 9 (the FADT's SCI_INT).
+    Sci,
+}
+
+impl IrqLine {
+    fn gsi(self) -> u32 {
+        match self {
+            IrqLine::Com1 => COM1_IRQ,
+            IrqLine::Sci => SCI_IRQ,
+        }
+    }
+
+    fn eventfd_name(self) -> &'static str {
+        match self {
+            IrqLine::Com1 => "serial eventfd",
+            IrqLine::Sci => "SCI eventfd",
+        }
+    }
+
+    fn irqfd_name(self) -> &'static str {
+        match self {
+            IrqLine::Com1 => "KVM_IRQFD (COM1)",
+            IrqLine::Sci => "KVM_IRQFD (SCI)",
+        }
+    }
+}
+
+/// A KVM VM with its memory slots, irqchip and PIT.
+pub struct Vm {
+    fd: VmFd,
+}
+
+impl Vm {
+    /// Creates the VM with `ram` registered and the in-kernel devices `options` ask for.
+    ///
+    /// # Safety
+    ///
+    /// Every slot must describe a live mapping of `size` bytes at `host_addr` that outlives
+    /// the returned `Vm` (KVM maps guest memory from it until the VM fd is closed).
+    pub unsafe fn new(
+        kvm: &Kvm,
+        ram: impl IntoIterator<Item = RamSlot>,
+        options: MachineOptions,
+    ) -> Result<Vm, MachineError> {
+        let fd = kvm_call("KVM_CREATE_VM", kvm.create_vm())?;
+        kvm_call("KVM_SET_TSS_ADDR", fd.set_tss_address(KVM_TSS_ADDRESS))?;
+        kvm_call(
+            "KVM_SET_IDENTITY_MAP_ADDR",
+            fd.set_identity_map_address(KVM_IDENTITY_MAP_ADDRESS),
+        )?;
+        for (slot, r) in ram.into_iter().enumerate() {
+            let region = kvm_userspace_memory_region {
+                slot: slot as u32,
+                flags: 0,
+                guest_phys_addr: r.guest_addr,
+                memory_size: r.size,
+                userspace_addr: r.host_addr as u64,
+            };
+            // SAFETY: the caller guarantees the mapping is live, of this size, and outlives
+            // the VM (this function's contract).
+            kvm_call("KVM_SET_USER_MEMORY_REGION", unsafe {
+                fd.set_user_memory_region(region)
+            })?;
+        }
+        kvm_call("KVM_CREATE_IRQCHIP", fd.create_irq_chip())?;
+        if options.pit == Switch::On {
+            let pit = kvm_pit_config {
+                flags: KVM_PIT_SPEAKER_DUMMY,
+                ..Default::default()
+            };
+            kvm_call("KVM_CREATE_PIT2", fd.create_pit2(pit))?;
+        }
+        Ok(Vm { fd })
+    }
+
+    /// A new eventfd wired to `line`: writing it raises the guest interrupt.
+    pub fn irqfd(&self, line: IrqLine) -> Result<EventFd, MachineError> {
+        let evt = EventFd::new(libc::EFD_NONBLOCK).map_err(|source| MachineError::Eventfd {
+            what: line.eventfd_name(),
+            source,
+        })?;
+        kvm_call(line.irqfd_name(), self.fd.register_irqfd(&evt, line.gsi()))?;
+        Ok(evt)
+    }
+
+    /// Creates the vCPU whose KVM id (and initial APIC ID) is `apic_id`.
+    pub fn create_vcpu(&self, apic_id: u32) -> Result<VcpuFd, MachineError> {
+        kvm_call("KVM_CREATE_VCPU", self.fd.create_vcpu(apic_id as u64))
+    }
+}
