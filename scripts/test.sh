@@ -16,6 +16,8 @@ step "guest image"
 scripts/guest-image.sh
 step "cargo fmt --check"
 cargo fmt --all -- --check
+step "layers"
+scripts/layers.sh
 step "cargo clippy"
 cargo clippy --profile ci --workspace --all-targets -- -D warnings
 step "cargo test"

@@ -230,7 +230,7 @@ impl KvmHost {
             0 => probe.max_vcpus,
             n => n,
         };
-        let supported_cpuid = crate::vcpu::cpuid::from_kvm(&supported);
+        let supported_cpuid = from_kvm(&supported);
         let msr_index_list = msrs.as_slice().to_vec();
         let identity = HostIdentity::from_cpuid(&host_cpuid()).ok_or(KvmError::HostCpuid)?;
         let cpu_support = HostCpuSupport {
@@ -322,6 +322,23 @@ fn xcomp_guest_supp(kvm: &Kvm) -> Option<u64> {
     // `supp`, which outlives the call; the return value is checked.
     let rc = unsafe { vmm_sys_util::ioctl::ioctl_with_ref(kvm, KVM_GET_DEVICE_ATTR(), &attr) };
     (rc == 0).then_some(supp)
+}
+
+/// KVM_GET_SUPPORTED_CPUID's table as the `cpu` crate's plain entries.
+pub(crate) fn from_kvm(cpuid: &kvm_bindings::CpuId) -> Vec<crate::cpu::cpuid::CpuidEntry> {
+    cpuid
+        .as_slice()
+        .iter()
+        .map(|e| crate::cpu::cpuid::CpuidEntry {
+            function: e.function,
+            index: e.index,
+            flags: e.flags,
+            eax: e.eax,
+            ebx: e.ebx,
+            ecx: e.ecx,
+            edx: e.edx,
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! The KVM edge of a vCPU's CPUID: the `cpu` crate's plain `CpuidEntry` tables to and from
-//! `kvm_bindings::CpuId` (KVM_GET_SUPPORTED_CPUID in, KVM_SET_CPUID2 out), and the
+//! The KVM edge of a vCPU's CPUID: the `cpu` crate's plain `CpuidEntry` tables to
+//! `kvm_bindings::CpuId` for KVM_SET_CPUID2 (reading KVM_GET_SUPPORTED_CPUID is `host::kvm`'s), and the
 //! configuration's CPU request for the table builder. Building the tables is the `cpu`
 //! crate's (`cpu::builder`); this module only converts.
 
@@ -17,23 +17,6 @@ use crate::cpu::support::HostCpuSupport;
 pub enum CpuidError {
     #[error("CPUID table has {0} entries, more than KVM accepts")]
     TooMany(usize),
-}
-
-/// Converts KVM's table into ours.
-pub fn from_kvm(cpuid: &CpuId) -> Vec<CpuidEntry> {
-    cpuid
-        .as_slice()
-        .iter()
-        .map(|e| CpuidEntry {
-            function: e.function,
-            index: e.index,
-            flags: e.flags,
-            eax: e.eax,
-            ebx: e.ebx,
-            ecx: e.ecx,
-            edx: e.edx,
-        })
-        .collect()
 }
 
 /// Converts our table into the KVM_SET_CPUID2 argument.
@@ -102,6 +85,6 @@ mod tests {
             kvm.as_slice()[0].flags,
             kvm_bindings::KVM_CPUID_FLAG_SIGNIFCANT_INDEX
         );
-        assert_eq!(from_kvm(&kvm), entries);
+        assert_eq!(crate::host::kvm::from_kvm(&kvm), entries);
     }
 }
