@@ -181,9 +181,9 @@ pub fn tables_for(
         .apic_ids()
         .into_iter()
         .take(request.boot_vcpus as usize)
-        .enumerate()
-        .map(|(index, apic_id)| VcpuCpuid {
-            index: index as u32,
+        .zip(0u32..)
+        .map(|(apic_id, index)| VcpuCpuid {
+            index,
             apic_id,
             entries: vcpu_cpuid(&plan, &topology, apic_id),
         })

@@ -9,6 +9,11 @@
 //! into `spec::CpuSpec` / `topology::CpuTopology`, and hands the `cpuid::CpuidEntry`
 //! tables `builder` returns to KVM_SET_CPUID2 itself.
 
+// CPUID words, leaf numbers and bit positions are 32- and 8-bit fields: a narrowing cast
+// must say why it cannot lose bits (or use try_from).
+#![deny(clippy::cast_possible_truncation)]
+#![cfg_attr(test, allow(clippy::cast_possible_truncation))]
+
 pub mod availability;
 pub mod baseline;
 pub mod builder;

@@ -110,7 +110,8 @@ pub fn qemu_name_for(loc: LvLocation) -> Option<&'static str> {
                 } => l == leaf && r == reg && s.unwrap_or(0) == subleaf,
                 WordLocation::Msr { .. } => false,
             })?;
-            (word, mask.trailing_zeros() as u8)
+            // A one-bit mask's bit number is below 64.
+            (word, u8::try_from(mask.trailing_zeros()).ok()?)
         }
         LvLocation::Msr { index, mask } => {
             if mask.count_ones() != 1 {
@@ -119,7 +120,8 @@ pub fn qemu_name_for(loc: LvLocation) -> Option<&'static str> {
             let word = FeatureWord::all().find(
                 |w| matches!(w.info().location, WordLocation::Msr { index: i } if i == index),
             )?;
-            (word, mask.trailing_zeros() as u8)
+            // A one-bit mask's bit number is below 64.
+            (word, u8::try_from(mask.trailing_zeros()).ok()?)
         }
     };
     name_of(want, bit)
@@ -138,6 +140,17 @@ fn parse_num(file: &str, element: &str, attr: &str, text: &str) -> Result<u64, L
     })
 }
 
+/// [`parse_num`] for a 32-bit field (a CPUID leaf, register mask, MSR index, family or
+/// model): a larger value is refused, never truncated.
+fn parse_u32(file: &str, element: &str, attr: &str, text: &str) -> Result<u32, LibvirtMapError> {
+    let n = parse_num(file, element, attr, text)?;
+    u32::try_from(n).map_err(|_| LibvirtMapError::Bad {
+        file: file.to_string(),
+        element: element.to_string(),
+        rule: format!("{attr}='{text}' does not fit in 32 bits"),
+    })
+}
+
 fn parse_doc<'a>(file: &str, text: &'a str) -> Result<roxmltree::Document<'a>, LibvirtMapError> {
     roxmltree::Document::parse(text).map_err(|e| LibvirtMapError::Xml {
         file: file.to_string(),
@@ -148,9 +161,10 @@ fn parse_doc<'a>(file: &str, text: &'a str) -> Result<roxmltree::Document<'a>, L
 fn feature_location(file: &str, f: roxmltree::Node) -> Result<Option<LvLocation>, LibvirtMapError> {
     let name = f.attribute("name").unwrap_or("");
     for c in f.children().filter(|c| c.is_element()) {
-        let num = |attr: &str| -> Result<u64, LibvirtMapError> {
+        let element = format!("feature name='{name}'");
+        let num = |attr: &str| -> Result<u32, LibvirtMapError> {
             match c.attribute(attr) {
-                Some(v) => parse_num(file, &format!("feature name='{name}'"), attr, v),
+                Some(v) => parse_u32(file, &element, attr, v),
                 None => Ok(0),
             }
         };
@@ -163,11 +177,11 @@ fn feature_location(file: &str, f: roxmltree::Node) -> Result<Option<LvLocation>
                     ("edx", CpuidReg::Edx),
                 ];
                 for (attr, reg) in regs {
-                    let mask = num(attr)? as u32;
+                    let mask = num(attr)?;
                     if mask != 0 {
                         return Ok(Some(LvLocation::Cpuid {
-                            leaf: num("eax_in")? as u32,
-                            subleaf: num("ecx_in")? as u32,
+                            leaf: num("eax_in")?,
+                            subleaf: num("ecx_in")?,
                             reg,
                             mask,
                         }));
@@ -176,8 +190,8 @@ fn feature_location(file: &str, f: roxmltree::Node) -> Result<Option<LvLocation>
             }
             "msr" => {
                 return Ok(Some(LvLocation::Msr {
-                    index: num("index")? as u32,
-                    mask: (num("edx")? << 32) | num("eax")?,
+                    index: num("index")?,
+                    mask: (u64::from(num("edx")?) << 32) | u64::from(num("eax")?),
                 }))
             }
             _ => {}
@@ -292,11 +306,11 @@ impl LibvirtCpuMap {
                             "signature" => {
                                 let num = |a: &str| {
                                     c.attribute(a)
-                                        .map(|v| parse_num(file, "signature", a, v))
+                                        .map(|v| parse_u32(file, "signature", a, v))
                                         .transpose()
                                 };
                                 if let (Some(f), Some(mo)) = (num("family")?, num("model")?) {
-                                    m.signatures.push((f as u32, mo as u32));
+                                    m.signatures.push((f, mo));
                                 }
                             }
                             _ => {}

@@ -177,7 +177,8 @@ fn extended_leaves(
         let mut edx = low(f, W::Cpuid8000_0001Edx);
         if cpu.vendor.is_amd() {
             // On AMD, 80000001H:EDX repeats these 01H:EDX bits (QEMU's x86_cpu_realizefn).
-            edx = (edx & !(AMD_ALIASES as u32)) | (low(f, W::Cpuid1Edx) & AMD_ALIASES as u32);
+            let aliases = (AMD_ALIASES & 0xffff_ffff) as u32;
+            edx = (edx & !aliases) | (low(f, W::Cpuid1Edx) & aliases);
         }
         out.push(entry(
             0x8000_0001,

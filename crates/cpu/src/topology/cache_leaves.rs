@@ -161,7 +161,8 @@ pub fn leaf_0x4(ctx: &TopologyContext) -> Vec<CpuidEntry> {
             3,
         ));
     }
-    let end = out.len() as u32;
+    // At most a handful of cache levels: the count always fits.
+    let end = u32::try_from(out.len()).unwrap_or(u32::MAX);
     out.push(indexed_entry(4, end));
     out
 }

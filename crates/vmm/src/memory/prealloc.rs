@@ -224,10 +224,8 @@ mod tests {
     fn resident(p: *mut libc::c_void, size: u64) -> Vec<bool> {
         let mut flags = vec![0u8; (size / 4096) as usize];
         // SAFETY: mincore on our mapping with a buffer of one byte per page.
-        assert_eq!(
-            unsafe { libc::mincore(p, size as usize, flags.as_mut_ptr()) },
-            0
-        );
+        let rc = unsafe { libc::mincore(p, size as usize, flags.as_mut_ptr()) };
+        assert_eq!(rc, 0);
         flags.iter().map(|f| f & 1 == 1).collect()
     }
 

@@ -60,9 +60,8 @@ impl StopSignals {
             });
         }
         // SAFETY: `fd` is a new descriptor nothing else owns.
-        Ok(StopSignals {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(StopSignals { fd })
     }
 
     pub(super) fn fd(&self) -> RawFd {
