@@ -75,16 +75,22 @@ impl Write for ProbeCapture {
         let mut b = s.buffer.lock().unwrap_or_else(|p| p.into_inner());
         let line_start = b.iter().rposition(|&c| c == b'\n').map_or(0, |i| i + 1);
         b.extend_from_slice(buf);
-        if buf.contains(&b'\n') && b[line_start..].windows(MARKER.len()).any(|w| w == MARKER) {
+        let marked =
+            buf.contains(&b'\n') && b[line_start..].windows(MARKER.len()).any(|w| w == MARKER);
+        drop(b);
+        // Echo first, then wake the reader: what it prints after a marker must come after
+        // the marker line on stdout, never in the middle of it.
+        let echoed = match s.echo {
+            Echo::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(buf).and_then(|()| out.flush())
+            }
+            Echo::Quiet => Ok(()),
+        };
+        if marked {
             let _ = s.marker.write(1);
         }
-        drop(b);
-        if s.echo == Echo::Stdout {
-            let mut out = std::io::stdout().lock();
-            out.write_all(buf)?;
-            out.flush()?;
-        }
-        Ok(buf.len())
+        echoed.map(|()| buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
