@@ -15,7 +15,7 @@ use super::qmp::Event;
 use crate::cpu::filter::HostCpuSupport;
 use crate::cpu::models::expand::HostIdentity;
 use crate::cpu::topology::CpuTopology;
-use crate::host::sched::SchedError;
+use crate::host::thread::ThreadError;
 use crate::vcpu::affinity::AffinityError;
 use crate::vcpu::info::VcpuInfo;
 
@@ -31,7 +31,7 @@ pub(crate) enum VmError {
     #[error("raising the SCI: {0}")]
     Sci(std::io::Error),
     #[error(transparent)]
-    Sched(#[from] SchedError),
+    Sched(#[from] ThreadError),
     #[error(transparent)]
     HostCpus(#[from] crate::host::cpus::CpusError),
     #[error(transparent)]

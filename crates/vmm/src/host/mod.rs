@@ -27,7 +27,6 @@ pub mod kvm;
 pub mod memory;
 pub mod numa;
 pub mod report;
-pub mod sched;
 pub mod sysfs;
 pub mod thread;
 pub mod virt;

@@ -21,7 +21,7 @@ use crate::control::view::{
 };
 use crate::control::{Command, QmpError, QmpServer};
 use crate::cpu::topology::CpuTopology;
-use crate::host::sched;
+use crate::host::thread::{self as host_thread, ThreadError};
 use crate::host::Host;
 use crate::vcpu::affinity::check_cpus;
 use crate::vcpu::info::{read_vcpu, VcpuInfo};
@@ -219,15 +219,15 @@ impl VmView for Controller<'_> {
     }
 
     fn affinity(&self, vcpu: VcpuThread) -> Result<Vec<u32>, VmError> {
-        Ok(sched::get_affinity(vcpu.thread_id)?)
+        Ok(host_thread::get_affinity(vcpu.thread_id)?)
     }
 
     fn main_affinity(&self) -> Result<Vec<u32>, VmError> {
-        Ok(sched::get_affinity(std::process::id() as i32)?)
+        Ok(host_thread::get_affinity(std::process::id() as i32)?)
     }
 
     fn pin_vcpu(&mut self, vcpu: VcpuThread, cpus: &[u32]) -> Result<(), VmError> {
-        sched::set_affinity(vcpu.thread_id, cpus)?;
+        host_thread::set_affinity(vcpu.thread_id, cpus)?;
         self.pinned.insert(vcpu.index, cpus.to_vec());
         Ok(())
     }
@@ -237,8 +237,10 @@ impl VmView for Controller<'_> {
         let mut threads = Vec::new();
         for tid in emulator_threads(self.handles)? {
             // A thread may end between listing and reading.
-            if let (Ok(stat), Ok(affinity)) = (sched::task_stat(pid, tid), sched::get_affinity(tid))
-            {
+            if let (Ok(stat), Ok(affinity)) = (
+                host_thread::task_stat(pid, tid),
+                host_thread::get_affinity(tid),
+            ) {
                 threads.push(EmulatorThread {
                     thread_id: tid,
                     name: stat.comm,
@@ -255,9 +257,9 @@ impl VmView for Controller<'_> {
 }
 
 /// This process's threads that are not vCPUs: the main loop, the QMP threads, ...
-pub(super) fn emulator_threads(handles: &[VcpuHandle]) -> Result<Vec<i32>, sched::SchedError> {
+pub(super) fn emulator_threads(handles: &[VcpuHandle]) -> Result<Vec<i32>, ThreadError> {
     let vcpu_tids: Vec<i32> = handles.iter().map(|h| h.thread_id()).collect();
-    Ok(sched::own_threads()?
+    Ok(host_thread::own_threads()?
         .into_iter()
         .filter(|t| !vcpu_tids.contains(t))
         .collect())
@@ -268,12 +270,12 @@ pub(super) fn emulator_threads(handles: &[VcpuHandle]) -> Result<Vec<i32>, sched
 pub(super) fn pin_emulator_threads(
     handles: &[VcpuHandle],
     cpus: &[u32],
-) -> Result<(), sched::SchedError> {
+) -> Result<(), ThreadError> {
     for tid in emulator_threads(handles)? {
-        match sched::set_affinity(tid, cpus) {
+        match host_thread::set_affinity(tid, cpus) {
             Ok(()) => {}
             // The thread ended after we listed it.
-            Err(sched::SchedError::SetAffinity { ref error, .. })
+            Err(ThreadError::SetAffinity { ref error, .. })
                 if error.raw_os_error() == Some(libc::ESRCH) => {}
             Err(e) => return Err(e),
         }

@@ -24,10 +24,12 @@ use crate::boot::acpi::{self, qemu_memory_affinity, AcpiCpu, AcpiPlatform};
 use crate::boot::image::ImageSource;
 use crate::boot::{self, BootEntry, BootError, BootImage};
 use crate::config::{BootSource, ConfigError, GuestNuma, VmConfig};
+use crate::control;
 use crate::cpu::builder::{BuilderError, CpuPlan, VmCpuTables};
 use crate::cpu::msr;
 use crate::devices::serial::{com1, SerialOutput};
 use crate::devices::Bus;
+use crate::host::thread::ThreadError;
 use crate::host::{Host, KvmError, KvmHost};
 use crate::machine::vcpu::{self, VcpuSetup};
 use crate::machine::{IrqLine, MachineError, MachineOptions, RamSlot, Vm};
@@ -36,7 +38,6 @@ use crate::memory::layout::{ACPI_START, MMIO_GAP_START};
 use crate::memory::prealloc::PreallocEvent;
 use crate::memory::{GuestRam, MemoryError};
 use crate::vcpu::VmOutcome;
-use crate::{control, host::sched};
 
 pub use event_loop::{Console, SerialWatch};
 pub use limits::LimitError;
@@ -77,7 +78,7 @@ pub enum VmmError {
     #[error("spawning a vCPU thread: {0}")]
     Spawn(#[source] vcpu::SpawnError),
     #[error(transparent)]
-    Sched(#[from] sched::SchedError),
+    Sched(#[from] ThreadError),
     #[error(transparent)]
     Qmp(#[from] control::ServerError),
 }

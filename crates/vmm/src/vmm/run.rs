@@ -14,7 +14,7 @@ use super::event_loop::{Console, EventLoop, SerialWatch};
 use super::{Vmm, VmmError};
 use crate::control::qmp::Version;
 use crate::control::QmpServer;
-use crate::host::sched;
+use crate::host::thread as host_thread;
 use crate::vcpu::thread::{install_kick_handler, spawn};
 use crate::vcpu::{VcpuHandle, VmControl, VmOutcome};
 
@@ -92,7 +92,7 @@ pub(super) fn run(vmm: &mut Vmm, options: RunOptions) -> Result<VmOutcome, VmmEr
     // --cpuset covers every thread: set it on this one before any other starts, and they
     // inherit it.
     if let Some(cpus) = &vmm.config.pinning.cpuset {
-        sched::set_affinity(0, cpus)?;
+        host_thread::set_affinity(0, cpus)?;
     }
     // The control socket exists before the vCPUs run, so a client can watch from the start.
     let server = match &vmm.config.qmp {

@@ -7,7 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::host::sched::{self, parse_mask, SchedError};
+use crate::host::sysfs::parse_mask;
+use crate::host::thread::{self as host_thread, ThreadError};
 use crate::util::cpulist::cpulist;
 
 /// A vCPU's state as `vcpuinfo` reports it.
@@ -81,10 +82,10 @@ pub struct VcpuInfoReport {
 }
 
 /// Reads one present vCPU's record from the kernel.
-pub fn read_vcpu(vcpu: u32, tid: i32, paused: bool) -> Result<VcpuInfo, SchedError> {
-    let stat = sched::task_stat(std::process::id() as i32, tid)?;
-    let affinity = sched::get_affinity(tid)?;
-    let hz = sched::clock_ticks_per_second();
+pub fn read_vcpu(vcpu: u32, tid: i32, paused: bool) -> Result<VcpuInfo, ThreadError> {
+    let stat = host_thread::task_stat(std::process::id() as i32, tid)?;
+    let affinity = host_thread::get_affinity(tid)?;
+    let hz = host_thread::clock_ticks_per_second();
     Ok(VcpuInfo {
         vcpu,
         thread_id: Some(tid),

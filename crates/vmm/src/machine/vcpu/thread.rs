@@ -268,7 +268,7 @@ pub enum SpawnError {
     #[error("vCPU {vcpu}: {source}")]
     Pin {
         vcpu: u32,
-        source: crate::host::sched::SchedError,
+        source: crate::host::thread::ThreadError,
     },
     #[error("vCPU {vcpu}: the thread ended before starting")]
     Vanished { vcpu: u32 },
@@ -288,14 +288,14 @@ pub fn spawn(
     let state = Arc::new(AtomicU8::new(VcpuRunState::Running as u8));
     let (tid2, state2) = (tid.clone(), state.clone());
     let (started_tx, started_rx) =
-        std::sync::mpsc::channel::<Result<(), crate::host::sched::SchedError>>();
+        std::sync::mpsc::channel::<Result<(), crate::host::thread::ThreadError>>();
     let thread = std::thread::Builder::new()
         .name(format!("CPU {index}/KVM"))
         .spawn(move || {
             // SAFETY: gettid has no preconditions.
             tid2.store(unsafe { libc::gettid() }, Ordering::SeqCst);
             if let Some(cpus) = &pin {
-                if let Err(e) = crate::host::sched::set_affinity(0, cpus) {
+                if let Err(e) = crate::host::thread::set_affinity(0, cpus) {
                     state2.store(VcpuRunState::Finished as u8, Ordering::SeqCst);
                     let _ = started_tx.send(Err(e));
                     return;
