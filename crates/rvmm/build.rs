@@ -16,6 +16,8 @@
 //! placed before `.text`, so they share pages and the rest is never mapped: ~0.6-0.9 MiB
 //! less peak RSS. The list comes from callgrind runs of the probe guest
 //! (`scripts/hot-text.sh` regenerates it); a stale list costs memory, never correctness.
+//! The same script moves `.gcc_except_table` (read only when a panic unwinds) from the front
+//! of the read-only data to after `.eh_frame`, out of the pages a start faults in.
 //!
 //! Other crates' binaries (tests, benches) keep the default layout. The options live here
 //! rather than in a workspace `.cargo/config.toml` so that they follow the binary whichever
