@@ -31,6 +31,10 @@ pub const PAGE_SIZE: u64 = 4096;
 /// Anonymous mappings start on a 2 MiB boundary so THP can back them and KVM can map
 /// them with large pages (a huge page needs host and guest addresses congruent mod 2 MiB).
 const ANON_ALIGN: u64 = 2 << 20;
+
+/// Guest RAM below this offset is never advised into transparent huge pages (see the advice in
+/// [`map`]).
+const THP_SMALL_PAGES_BELOW: u64 = 2 << 20;
 /// Linux's hugetlbfs super block magic (include/uapi/linux/magic.h), as statfs reports it.
 const HUGETLBFS_MAGIC: u64 = 0x9584_58f6;
 /// Where mmap and memfd_create take log2(huge page size) (MAP_HUGE_SHIFT, MFD_HUGE_SHIFT).
@@ -557,23 +561,54 @@ pub fn map(
         hugetlb: plan.huge_page().is_some(),
         _file: file,
     };
+    // With THP, the first 2 MiB of guest RAM stay in small pages: they hold the boot
+    // structures, the real-mode area and the legacy holes, where a huge page gains the
+    // guest nothing but costs the host 2 MiB per VM as soon as the guest touches any of it.
+    let low = THP_SMALL_PAGES_BELOW.min(plan.size);
+    let thp_on = plan.thp == Some(true);
     let advice = [
-        (plan.merge, libc::MADV_MERGEABLE, "MADV_MERGEABLE (KSM)"),
         (
-            plan.thp == Some(true),
+            plan.merge,
+            0,
+            plan.size,
+            libc::MADV_MERGEABLE,
+            "MADV_MERGEABLE (KSM)",
+        ),
+        (
+            thp_on && plan.size > low,
+            low,
+            plan.size,
             libc::MADV_HUGEPAGE,
             "MADV_HUGEPAGE (THP)",
         ),
         (
+            thp_on,
+            0,
+            low,
+            libc::MADV_NOHUGEPAGE,
+            "MADV_NOHUGEPAGE (THP)",
+        ),
+        (
             plan.thp == Some(false),
+            0,
+            plan.size,
             libc::MADV_NOHUGEPAGE,
             "MADV_NOHUGEPAGE (THP)",
         ),
     ];
-    for (on, advice, name) in advice {
-        // SAFETY: advising our own mapping.
-        if on && unsafe { libc::madvise(mapping.as_ptr().cast(), plan.size as usize, advice) } != 0
-        {
+    for (on, start, end, advice, name) in advice {
+        if !on || start == end {
+            continue;
+        }
+        // SAFETY: advising a range of our own mapping (start <= end <= plan.size).
+        let rc = unsafe {
+            libc::madvise(
+                mapping.as_ptr().add(start as usize).cast(),
+                (end - start) as usize,
+                advice,
+            )
+        };
+        if rc != 0 {
             warnings.push(format!(
                 "-m: the kernel refused {name} for guest memory: {}",
                 last_os_error()

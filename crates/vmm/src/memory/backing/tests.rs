@@ -370,3 +370,42 @@ fn maps_anonymous_and_memfd_memory() {
     }
     assert_eq!(m.size(), 4 << 20);
 }
+
+/// The VmFlags of the /proc/self/smaps entry that starts at `addr`.
+fn vm_flags_at(addr: u64) -> Vec<String> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let mut inside = false;
+    for line in smaps.lines() {
+        if let Some((range, _)) = line.split_once(' ') {
+            if let Some((start, _)) = range.split_once('-') {
+                if let Ok(start) = u64::from_str_radix(start, 16) {
+                    inside = start == addr;
+                    continue;
+                }
+            }
+        }
+        if inside {
+            if let Some(flags) = line.strip_prefix("VmFlags:") {
+                return flags.split_whitespace().map(String::from).collect();
+            }
+        }
+    }
+    panic!("no smaps entry starts at {addr:#x}");
+}
+
+#[test]
+fn thp_advice_leaves_the_first_two_mib_in_small_pages() {
+    let mut plan = BackingPlan::anonymous(8 << 20);
+    plan.thp = Some(true);
+    let (m, w) = map(&plan, &mut |_| {}).unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    let base = m.as_ptr() as u64;
+    // Two advice ranges make two VMAs: nohugepage below 2 MiB, hugepage above.
+    assert!(vm_flags_at(base).contains(&"nh".to_string()));
+    assert!(vm_flags_at(base + (2 << 20)).contains(&"hg".to_string()));
+    let mut plan = BackingPlan::anonymous(8 << 20);
+    plan.thp = Some(false);
+    let (m, _) = map(&plan, &mut |_| {}).unwrap();
+    let flags = vm_flags_at(m.as_ptr() as u64);
+    assert!(flags.contains(&"nh".to_string()) && !flags.contains(&"hg".to_string()));
+}
