@@ -2,7 +2,9 @@
 //! RAM and how much of them is resident.
 //!
 //! Guest RAM is told apart by size: it is the anonymous read-write mappings of at least
-//! [`GUEST_MAPPING_MIN_KIB`]. Nothing else a VMM maps comes close: glibc's malloc arenas are
+//! [`GUEST_MAPPING_MIN_KIB`], counting mappings that follow each other without a gap as one
+//! (different madvise advice splits one mmap into several VMAs: rvmm keeps the first 2 MiB of
+//! guest RAM out of THP). Nothing else a VMM maps comes close: glibc's malloc arenas are
 //! 64 MiB reservations, thread stacks 8 MiB, QEMU's ROMs and rvmm's code a few MiB. The sizes
 //! found must add up to the guest's memory, or the reading is refused.
 
@@ -52,6 +54,8 @@ pub fn status_kib(status: &str, name: &str) -> Result<u64, SmapsError> {
 
 /// One mapping's header fields that matter here.
 struct Mapping {
+    start: u64,
+    end: u64,
     rw_private: bool,
     anonymous: bool,
     size_kib: u64,
@@ -63,14 +67,16 @@ fn parse_header(line: &str) -> Option<Mapping> {
     let mut f = line.split_whitespace();
     let range = f.next()?;
     let (start, end) = range.split_once('-')?;
-    u64::from_str_radix(start, 16).ok()?;
-    u64::from_str_radix(end, 16).ok()?;
+    let start = u64::from_str_radix(start, 16).ok()?;
+    let end = u64::from_str_radix(end, 16).ok()?;
     let perms = f.next()?;
     let _offset = f.next()?;
     let _dev = f.next()?;
     let inode = f.next()?;
     let path = f.next();
     Some(Mapping {
+        start,
+        end,
         rw_private: perms.starts_with("rw") && perms.ends_with('p'),
         anonymous: inode == "0" && path.is_none(),
         size_kib: 0,
@@ -102,10 +108,22 @@ pub fn guest_ram(smaps: &str, guest_bytes: u64) -> Result<GuestRamUse, SmapsErro
             }
         }
     }
+    // Adjacent anonymous read-write mappings are one mmap split by advice.
+    let mut regions: Vec<Mapping> = Vec::new();
+    for m in maps.into_iter().filter(|m| m.rw_private && m.anonymous) {
+        match regions.last_mut() {
+            Some(last) if last.end == m.start => {
+                last.end = m.end;
+                last.size_kib += m.size_kib;
+                last.rss_kib += m.rss_kib;
+            }
+            _ => regions.push(m),
+        }
+    }
     let mut use_ = GuestRamUse::default();
-    for m in maps
+    for m in regions
         .iter()
-        .filter(|m| m.rw_private && m.anonymous && m.size_kib >= GUEST_MAPPING_MIN_KIB)
+        .filter(|m| m.size_kib >= GUEST_MAPPING_MIN_KIB)
     {
         use_.mappings += 1;
         use_.size_kib += m.size_kib;
@@ -194,6 +212,27 @@ Rss:                  40 kB
         assert_eq!(
             e.to_string(),
             "smaps: the guest RAM mappings (rw anonymous, >= 98304 KiB) add up to 8388608 KiB, not the guest's 524288 KiB"
+        );
+    }
+
+    #[test]
+    fn adjacent_mappings_split_by_advice_are_one() {
+        // rvmm's 512 MiB: the first 2 MiB advised NOHUGEPAGE, the rest HUGEPAGE.
+        let smaps = "\
+7f0000000000-7f0000200000 rw-p 00000000 00:00 0 
+Size:               2048 kB
+Rss:                  88 kB
+7f0000200000-7f0020000000 rw-p 00000000 00:00 0 
+Size:             522240 kB
+Rss:                   0 kB
+";
+        assert_eq!(
+            guest_ram(smaps, 512 << 20),
+            Ok(GuestRamUse {
+                mappings: 1,
+                size_kib: 512 << 10,
+                rss_kib: 88
+            })
         );
     }
 }
