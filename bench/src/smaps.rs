@@ -2,9 +2,9 @@
 //! RAM and how much of them is resident.
 //!
 //! Guest RAM is told apart by size: it is the anonymous read-write mappings of at least
-//! [`GUEST_MAPPING_MIN_KIB`], counting mappings that follow each other without a gap as one
-//! (different madvise advice splits one mmap into several VMAs: rvmm keeps the first 2 MiB of
-//! guest RAM out of THP). Nothing else a VMM maps comes close: glibc's malloc arenas are
+//! [`GUEST_MAPPING_MIN_KIB`]. rvmm keeps the first 2 MiB of guest RAM out of THP, which
+//! splits its one mmap into a `nh` mapping followed without a gap by a `hg` one: those two
+//! (the `nh` one exactly 2 MiB) are joined before the size test. Nothing else a VMM maps comes close: glibc's malloc arenas are
 //! 64 MiB reservations, thread stacks 8 MiB, QEMU's ROMs and rvmm's code a few MiB. The sizes
 //! found must add up to the guest's memory, or the reading is refused.
 
@@ -13,6 +13,9 @@ use thiserror::Error;
 /// The smallest mapping taken for guest RAM: above glibc's 64 MiB arena reservations, and
 /// below the smallest guest benchmarked (128 MiB; rvmm splits RAM only at 3 GiB and 4 GiB).
 pub const GUEST_MAPPING_MIN_KIB: u64 = 96 << 10;
+
+/// The low part of guest RAM rvmm keeps out of THP (crates/vmm/src/memory/backing.rs).
+const RVMM_SMALL_PAGES_KIB: u64 = 2 << 10;
 
 /// Why a /proc text could not be read as expected.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -56,6 +59,9 @@ pub fn status_kib(status: &str, name: &str) -> Result<u64, SmapsError> {
 struct Mapping {
     start: u64,
     end: u64,
+    /// `VmFlags` has `nh` (MADV_NOHUGEPAGE) / `hg` (MADV_HUGEPAGE).
+    no_huge: bool,
+    huge: bool,
     rw_private: bool,
     anonymous: bool,
     size_kib: u64,
@@ -77,6 +83,8 @@ fn parse_header(line: &str) -> Option<Mapping> {
     Some(Mapping {
         start,
         end,
+        no_huge: false,
+        huge: false,
         rw_private: perms.starts_with("rw") && perms.ends_with('p'),
         anonymous: inode == "0" && path.is_none(),
         size_kib: 0,
@@ -105,15 +113,26 @@ pub fn guest_ram(smaps: &str, guest_bytes: u64) -> Result<GuestRamUse, SmapsErro
                 m.size_kib = v;
             } else if let Some(v) = field_kib(line, "Rss") {
                 m.rss_kib = v;
+            } else if let Some(flags) = line.strip_prefix("VmFlags:") {
+                m.no_huge = flags.split_whitespace().any(|f| f == "nh");
+                m.huge = flags.split_whitespace().any(|f| f == "hg");
             }
         }
     }
-    // Adjacent anonymous read-write mappings are one mmap split by advice.
+    // One mmap split by advice: rvmm keeps the first 2 MiB of guest RAM out of THP, so a
+    // `nh` mapping is followed without a gap by the `hg` rest. Those are joined; nothing else.
     let mut regions: Vec<Mapping> = Vec::new();
     for m in maps.into_iter().filter(|m| m.rw_private && m.anonymous) {
         match regions.last_mut() {
-            Some(last) if last.end == m.start => {
+            Some(last)
+                if last.end == m.start
+                    && last.size_kib == RVMM_SMALL_PAGES_KIB
+                    && last.no_huge
+                    && !last.huge
+                    && m.huge =>
+            {
                 last.end = m.end;
+                last.huge = true;
                 last.size_kib += m.size_kib;
                 last.rss_kib += m.rss_kib;
             }
@@ -222,9 +241,11 @@ Rss:                  40 kB
 7f0000000000-7f0000200000 rw-p 00000000 00:00 0 
 Size:               2048 kB
 Rss:                  88 kB
+VmFlags: rd wr mr mw me ac sd nh
 7f0000200000-7f0020000000 rw-p 00000000 00:00 0 
 Size:             522240 kB
 Rss:                   0 kB
+VmFlags: rd wr mr mw me ac sd hg
 ";
         assert_eq!(
             guest_ram(smaps, 512 << 20),
