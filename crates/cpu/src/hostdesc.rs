@@ -357,11 +357,22 @@ pub fn load_file(
         source_name: source_name.clone(),
         error,
     })?;
+    parse_text(&text, &source_name, map)
+}
+
+/// Host CPU descriptions from a file's text (read by the caller, e.g. with rvmm's bounded
+/// reader): JSON when it starts with `{` or `[`, libvirt XML otherwise (the CPU map is
+/// loaded only then, by `map`). `source_name` names the file in errors.
+pub fn parse_text(
+    text: &str,
+    source_name: &str,
+    map: &mut dyn FnMut() -> Result<LibvirtCpuMap, LibvirtMapError>,
+) -> Result<Vec<HostCpuDesc>, HostDescError> {
     let first = text.trim_start().chars().next();
     if matches!(first, Some('{') | Some('[')) {
-        parse_json(&text, &source_name)
+        parse_json(text, source_name)
     } else {
-        parse_libvirt_xml(&text, &source_name, &map()?)
+        parse_libvirt_xml(text, source_name, &map()?)
     }
 }
 

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::output::errln;
 use clap::{Args, Parser, Subcommand};
 
 /// rvmm: a KVM virtual machine monitor for people who care where guest CPUs and memory land.
@@ -178,7 +179,10 @@ pub fn parse() -> Result<Cli, ExitCode> {
                 ErrorKind::DisplayHelp
                 | ErrorKind::DisplayVersion
                 | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-                    let _ = e.print();
+                    if let Err(write) = e.print() {
+                        errln!("rvmm: {:#}", crate::output::stdout_error(&write));
+                        return Err(ExitCode::from(1));
+                    }
                     Err(ExitCode::from(
                         if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
                             2
@@ -198,7 +202,7 @@ pub fn parse() -> Result<Cli, ExitCode> {
                         .collect();
                     let message = message.join(" ");
                     let message = message.strip_prefix("error: ").unwrap_or(&message);
-                    eprintln!("rvmm: {message} (see rvmm --help)");
+                    errln!("rvmm: {message} (see rvmm --help)");
                     Err(ExitCode::from(2))
                 }
             }

@@ -5,19 +5,21 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use crate::output::{errln, out, outln};
+use anyhow::{anyhow, Context, Result};
 use clap::Args;
 use serde_json::json;
 use vmm::config::cpu::parse_cpu;
 use vmm::cpu::availability::{expand_for_host, model_availability, ModelAvailability};
 use vmm::cpu::baseline::{baseline, compare, Verdict};
 use vmm::cpu::filter::{filter_cpu, HostCpuSupport};
-use vmm::cpu::hostdesc::{load_file, HostCpuDesc};
+use vmm::cpu::hostdesc::{parse_text, HostCpuDesc};
 use vmm::cpu::libvirt_map::{LibvirtCpuMap, LibvirtMapError};
 use vmm::cpu::models::expand::HostIdentity;
 use vmm::cpu::models::list::{help_text, recognized_flags, EntryKind};
 use vmm::cpu::models::{lookup, ModelRef};
 use vmm::host::KvmHost;
+use vmm::util::file::{read_regular, FileKind};
 
 #[derive(Debug, Args)]
 pub struct CpuModelsArgs {
@@ -99,7 +101,7 @@ pub fn cpu_models(args: CpuModelsArgs) -> Result<ExitCode> {
     }
     let kvm = open_kvm();
     if let Err(e) = &kvm {
-        eprintln!("rvmm: warning: cannot tell which models run on this host: {e}");
+        errln!("rvmm: warning: cannot tell which models run on this host: {e}");
     }
     let list: Option<Vec<ModelAvailability>> = kvm
         .as_ref()
@@ -150,7 +152,7 @@ pub fn cpu_models(args: CpuModelsArgs) -> Result<ExitCode> {
             "models": models,
             "flags": recognized_flags(),
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = String::new();
@@ -186,7 +188,7 @@ pub fn cpu_models(args: CpuModelsArgs) -> Result<ExitCode> {
     if let Some(pos) = help.find("\nRecognized CPUID flags:") {
         out.push_str(&help[pos..]);
     }
-    print!("{out}");
+    out!("{out}")?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -212,7 +214,7 @@ fn expand_model(spec: &str, json_out: bool) -> Result<ExitCode> {
     let (support, identity, on_kvm) = match &kvm {
         Ok(h) => (h.cpu_support.clone(), h.identity.clone(), true),
         Err(e) => {
-            eprintln!("rvmm: warning: {e}; expanding without this host's KVM (the vendor is the model's own)");
+            errln!("rvmm: warning: {e}; expanding without this host's KVM (the vendor is the model's own)");
             let (s, i) = neutral_host(&cpu.model);
             (s, i, false)
         }
@@ -249,7 +251,7 @@ fn expand_model(spec: &str, json_out: bool) -> Result<ExitCode> {
             "features": features,
             "unavailable_on_this_host": lacking,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = String::new();
@@ -274,15 +276,23 @@ fn expand_model(spec: &str, json_out: bool) -> Result<ExitCode> {
         }
         None => {}
     }
-    print!("{out}");
+    out!("{out}")?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Loads every description in `files`, reading libvirt's CPU map once if any is XML.
-fn load_hosts(files: &[PathBuf]) -> Result<(Vec<HostCpuDesc>, Option<LibvirtCpuMap>)> {
+/// `option` names where the files were given (`cpu-baseline`, `--host`).
+fn load_hosts(
+    option: &str,
+    files: &[PathBuf],
+) -> Result<(Vec<HostCpuDesc>, Option<LibvirtCpuMap>)> {
     let mut map: Option<LibvirtCpuMap> = None;
     let mut hosts = Vec::new();
     for f in files {
+        let shown = f.display().to_string();
+        let bytes = read_regular(option, f, FileKind::Text)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|e| anyhow!("{option}: {shown}: not UTF-8 text: {}", e.utf8_error()))?;
         let mut get_map = || -> Result<LibvirtCpuMap, LibvirtMapError> {
             if let Some(m) = &map {
                 return Ok(m.clone());
@@ -291,13 +301,13 @@ fn load_hosts(files: &[PathBuf]) -> Result<(Vec<HostCpuDesc>, Option<LibvirtCpuM
             map = Some(m.clone());
             Ok(m)
         };
-        hosts.extend(load_file(f, &mut get_map)?);
+        hosts.extend(parse_text(&text, &shown, &mut get_map)?);
     }
     Ok((hosts, map))
 }
 
 pub fn cpu_baseline(args: CpuBaselineArgs) -> Result<ExitCode> {
-    let (hosts, map) = load_hosts(&args.files)?;
+    let (hosts, map) = load_hosts("cpu-baseline", &args.files)?;
     let b = baseline(&hosts)?;
     // The libvirt XML needs the map even when every input was JSON.
     let map = match map {
@@ -305,7 +315,7 @@ pub fn cpu_baseline(args: CpuBaselineArgs) -> Result<ExitCode> {
         None => match LibvirtCpuMap::load() {
             Ok(m) => Some(m),
             Err(e) => {
-                eprintln!("rvmm: warning: no libvirt XML: {e}");
+                errln!("rvmm: warning: no libvirt XML: {e}");
                 None
             }
         },
@@ -324,36 +334,36 @@ pub fn cpu_baseline(args: CpuBaselineArgs) -> Result<ExitCode> {
             "libvirt_model": map.as_ref().and_then(|m| b.libvirt_model(m)),
             "libvirt_xml": xml,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "hosts: {}",
         hosts
             .iter()
             .map(|h| h.source.as_str())
             .collect::<Vec<_>>()
             .join(" ")
-    );
-    println!(
+    )?;
+    outln!(
         "model: {}{}",
         b.model,
         b.alias
             .as_ref()
             .map(|a| format!(" ({a})"))
             .unwrap_or_default()
-    );
-    println!(
+    )?;
+    outln!(
         "extra features: {}",
         if b.extra.is_empty() {
             "none".to_string()
         } else {
             b.extra.join(" ")
         }
-    );
-    println!("--cpu {}", b.cpu_string());
+    )?;
+    outln!("--cpu {}", b.cpu_string())?;
     if let Some(xml) = xml {
-        print!("{xml}");
+        out!("{xml}")?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -361,7 +371,7 @@ pub fn cpu_baseline(args: CpuBaselineArgs) -> Result<ExitCode> {
 pub fn cpu_compare(args: CpuCompareArgs) -> Result<ExitCode> {
     let cpu = parse_cpu(&args.cpu)?;
     let hosts = match &args.host {
-        Some(f) => load_hosts(std::slice::from_ref(f))?.0,
+        Some(f) => load_hosts("--host", std::slice::from_ref(f))?.0,
         None => {
             let kvm = KvmHost::open()?;
             vec![HostCpuDesc::from_kvm(&kvm.cpu_support, &kvm.identity)]
@@ -384,7 +394,7 @@ pub fn cpu_compare(args: CpuCompareArgs) -> Result<ExitCode> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?)?;
     } else {
         for (src, c) in &results {
             let host = if src == "kvm" {
@@ -393,17 +403,17 @@ pub fn cpu_compare(args: CpuCompareArgs) -> Result<ExitCode> {
                 src.as_str()
             };
             match c.verdict {
-                Verdict::Identical => println!("{host}: identical to {}", c.model),
-                Verdict::Superset => println!(
+                Verdict::Identical => outln!("{host}: identical to {}", c.model)?,
+                Verdict::Superset => outln!(
                     "{host}: superset of {} (the host also has: {})",
                     c.model,
                     c.extra.join(" ")
-                ),
-                Verdict::Incompatible => println!(
+                )?,
+                Verdict::Incompatible => outln!(
                     "{host}: incompatible with {} (the host lacks: {})",
                     c.model,
                     c.missing.join(" ")
-                ),
+                )?,
             }
         }
     }

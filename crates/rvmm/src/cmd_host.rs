@@ -4,6 +4,7 @@
 
 use std::process::ExitCode;
 
+use crate::output::{out, outln};
 use anyhow::Result;
 use clap::Args;
 use vmm::host::kvm::kvm_path;
@@ -25,15 +26,15 @@ pub fn host(args: HostArgs) -> Result<ExitCode> {
     if args.cpu_json {
         let kvm = KvmHost::open()?;
         let desc = vmm::cpu::hostdesc::HostCpuDesc::from_kvm(&kvm.cpu_support, &kvm.identity);
-        println!("{}", desc.to_json());
+        outln!("{}", desc.to_json())?;
         return Ok(ExitCode::SUCCESS);
     }
     let kvm = KvmHost::open();
     let report = HostReport::read(&Host::real(), &kvm_path(), kvm.as_ref().ok())?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print!("{}", report.render());
+        out!("{}", report.render())?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -13,6 +13,7 @@ use vmm::control::{self as ctl, QmpClient};
 use vmm::vcpu::info::{render_emulatorpin, render_vcpuinfo, render_vcpupin};
 
 use crate::cli::{EmulatorpinArgs, QmpArgs, VcpuinfoArgs, VcpupinArgs};
+use crate::output::{errln, out, outln};
 
 /// Connects to the VM a `VM` argument names.
 fn connect(vm: &str) -> Result<QmpClient> {
@@ -23,7 +24,7 @@ fn connect(vm: &str) -> Result<QmpClient> {
 /// Prints a reply's warnings on stderr.
 fn print_warnings(warnings: &[String]) {
     for w in warnings {
-        eprintln!("rvmm: warning: {w}");
+        errln!("rvmm: warning: {w}");
     }
 }
 
@@ -32,11 +33,11 @@ pub fn vcpuinfo(args: VcpuinfoArgs) -> Result<ExitCode> {
         .call(vcpuinfo::NAME, None)
         .context("vcpuinfo")?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&reply)?);
+        outln!("{}", serde_json::to_string_pretty(&reply)?)?;
     } else {
         let report: VcpuInfoReport =
             serde_json::from_value(reply).context("vcpuinfo: unexpected reply")?;
-        print!("{}", render_vcpuinfo(&report));
+        out!("{}", render_vcpuinfo(&report))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -50,7 +51,7 @@ pub fn vcpupin(args: VcpupinArgs) -> Result<ExitCode> {
     print_warnings(&reply.warnings);
     if args.cpulist.is_none() {
         let rows: Vec<(u32, String)> = reply.vcpus.into_iter().map(|r| (r.vcpu, r.cpus)).collect();
-        print!("{}", render_vcpupin(&rows));
+        out!("{}", render_vcpupin(&rows))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -64,14 +65,14 @@ pub fn emulatorpin(args: EmulatorpinArgs) -> Result<ExitCode> {
         .context("emulatorpin")?;
     print_warnings(&reply.warnings);
     if args.cpulist.is_none() {
-        print!("{}", render_emulatorpin(&reply.cpus));
+        out!("{}", render_emulatorpin(&reply.cpus))?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn qmp(args: QmpArgs) -> Result<ExitCode> {
     let reply = connect(&args.vm)?.raw(&args.request).context("qmp")?;
-    println!("{}", serde_json::to_string_pretty(&reply)?);
+    outln!("{}", serde_json::to_string_pretty(&reply)?)?;
     Ok(if reply.get("error").is_some() {
         ExitCode::from(1)
     } else {

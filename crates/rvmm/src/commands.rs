@@ -1,10 +1,9 @@
 //! What each subcommand does: turn its arguments into library calls and print the result.
 
-use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use vmm::config::cpu::{parse_cpu, DEFAULT_MODEL};
 use vmm::config::libvirt::{parse_domain, DomainEnv, DomainHost};
 use vmm::config::machine::parse_machine;
@@ -16,10 +15,12 @@ use vmm::devices::serial::SerialOutput;
 use vmm::host::KvmHost;
 use vmm::probe::serial::{Echo, ProbeCapture};
 use vmm::probe::view::GuestView;
+use vmm::util::file::{open_regular, read_regular, read_regular_or_stdin, FileError, FileKind};
 use vmm::vcpu::VmOutcome;
 use vmm::vmm::{BuildOptions, Console, RunOptions, SerialWatch, Vmm};
 
 use crate::cli::{Cli, Command, ProbeArgs, RunArgs};
+use crate::output::{errln, out, outln};
 
 pub fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
@@ -79,8 +80,7 @@ fn check_boot_files(boot: &BootSource, names: [&str; 2]) -> Result<()> {
     };
     for (option, path) in names.into_iter().zip([kernel, initrd.as_ref()]) {
         if let Some(p) = path {
-            std::fs::File::open(p)
-                .with_context(|| format!("{option}: cannot open {}", p.display()))?;
+            open_regular(option, p, FileKind::Image)?;
         }
     }
     Ok(())
@@ -94,8 +94,12 @@ fn domain_config(args: &RunArgs, path: &Path) -> Result<(VmConfig, Vec<String>)>
         bail!("{flag} conflicts with --domain");
     }
     let shown = path.display().to_string();
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("--domain {shown}: cannot read"))?;
+    let bytes = read_regular("--domain", path, FileKind::Text).map_err(|e| match e {
+        FileError::Open { source, .. } => anyhow!("--domain {shown}: cannot read: {source}"),
+        e => e.into(),
+    })?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| anyhow!("--domain {shown}: not UTF-8 text: {}", e.utf8_error()))?;
     let map = LibvirtCpuMap::load().ok();
     let host = KvmHost::open().ok();
     let env = DomainEnv {
@@ -174,11 +178,11 @@ fn outcome_code(outcome: &VmOutcome) -> ExitCode {
             fault,
             detail,
         } => {
-            eprintln!("rvmm: vCPU {vcpu}: {fault}\n{detail}");
+            errln!("rvmm: vCPU {vcpu}: {fault}\n{detail}");
             ExitCode::from(1)
         }
         VmOutcome::Signal(sig) => {
-            eprintln!("rvmm: terminating on signal {sig}");
+            errln!("rvmm: terminating on signal {sig}");
             ExitCode::SUCCESS
         }
         _ => ExitCode::SUCCESS,
@@ -187,14 +191,14 @@ fn outcome_code(outcome: &VmOutcome) -> ExitCode {
 
 fn print_build_warnings(vmm: &Vmm) {
     for w in &vmm.warnings {
-        eprintln!("rvmm: warning: {w}");
+        errln!("rvmm: warning: {w}");
     }
 }
 
 fn run(args: RunArgs) -> Result<ExitCode> {
     let (mut config, warnings) = vm_config(&args)?;
     for w in &warnings {
-        eprintln!("rvmm: warning: {w}");
+        errln!("rvmm: warning: {w}");
     }
     if args.dry_run {
         return crate::dry_run::dry_run(&config, args.show_cpuid);
@@ -223,6 +227,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     print_build_warnings(&vmm);
     let mut printed = false;
     let mut decode_error: Option<String> = None;
+    let mut write_error: Option<anyhow::Error> = None;
     let json = args.json;
     let on_ready = || {
         capture.clear_marker();
@@ -235,16 +240,22 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             return;
         }
         printed = true;
-        match vmm::probe::decode::parse(&text) {
-            Ok(dump) => match GuestView::from_dump(&dump) {
-                Ok(view) if json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&view).unwrap_or_default()
-                ),
-                Ok(view) => print!("{}", view.render()),
-                Err(e) => decode_error = Some(e.to_string()),
-            },
-            Err(e) => decode_error = Some(e.to_string()),
+        let view = vmm::probe::decode::parse(&text)
+            .map_err(|e| e.to_string())
+            .and_then(|dump| GuestView::from_dump(&dump).map_err(|e| e.to_string()));
+        match view {
+            Ok(view) => {
+                let written = if json {
+                    outln!(
+                        "{}",
+                        serde_json::to_string_pretty(&view).unwrap_or_default()
+                    )
+                } else {
+                    out!("{}", view.render())
+                };
+                write_error = written.err();
+            }
+            Err(e) => decode_error = Some(e),
         }
     };
     let outcome = vmm.run(RunOptions {
@@ -255,6 +266,9 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         }),
     })?;
     let code = outcome_code(&outcome);
+    if let Some(e) = write_error {
+        return Err(e);
+    }
     if let Some(e) = decode_error {
         bail!("probe dump: {e}");
     }
@@ -269,7 +283,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         }
         // Modes without a dump (hello, reset, triplefault): show what the guest said.
         if !args.raw && !has_dump {
-            print!("{out}");
+            out!("{out}")?;
         }
     }
     Ok(code)
@@ -284,24 +298,16 @@ fn probe(args: ProbeArgs) -> Result<ExitCode> {
     let Some(path) = args.decode else {
         bail!("probe: give --elf FILE or --decode LOG");
     };
-    let mut raw = Vec::new();
-    if path.as_os_str() == "-" {
-        std::io::stdin()
-            .read_to_end(&mut raw)
-            .context("--decode: reading stdin")?;
-    } else {
-        raw = std::fs::read(&path)
-            .with_context(|| format!("--decode: cannot read {}", path.display()))?;
-    }
+    let raw = read_regular_or_stdin("--decode", &path, FileKind::Text)?;
     let text = String::from_utf8_lossy(&raw);
     let dump = vmm::probe::decode::parse(&text)
         .with_context(|| format!("--decode: {}", path.display()))?;
     let view =
         GuestView::from_dump(&dump).with_context(|| format!("--decode: {}", path.display()))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&view)?);
+        outln!("{}", serde_json::to_string_pretty(&view)?)?;
     } else {
-        print!("{}", view.render());
+        out!("{}", view.render())?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -10,6 +10,7 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
+use crate::output::{errln, out};
 use anyhow::Result;
 use vmm::config::flags::{command_line, run_args};
 use vmm::config::size::format_size;
@@ -205,15 +206,15 @@ pub fn render_cpuid(vcpu: &VcpuCpuid) -> String {
 
 /// Prints the configuration and, with `show_cpuid`, every boot vCPU's CPUID table.
 pub fn dry_run(config: &VmConfig, show_cpuid: bool) -> Result<ExitCode> {
-    print!("{}", render_config(config));
+    out!("{}", render_config(config))?;
     if show_cpuid {
         let host = KvmHost::open()?;
         let tables = tables_for(config, &host.cpu_support, &host.identity)?;
         for w in &tables.plan.warnings {
-            eprintln!("rvmm: warning: {w}");
+            errln!("rvmm: warning: {w}");
         }
         for vcpu in &tables.vcpus {
-            print!("{}", render_cpuid(vcpu));
+            out!("{}", render_cpuid(vcpu))?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -20,6 +20,7 @@ use thiserror::Error;
 use vm_memory::{ByteValued, GuestAddress};
 
 use crate::memory::{GuestRam, MemoryError};
+use crate::util::file::{open_regular, FileError, FileKind};
 
 /// ELF identification and the fields we read (ELF-64 Object File Format, v1.5).
 const ELF64_PHDR_SIZE: u64 = 56;
@@ -69,6 +70,9 @@ pub enum ImageError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Not a regular file, larger than the limit, or unreadable (`util::file`).
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("--kernel: {path} is not a Linux kernel: it is neither an ELF vmlinux nor a bzImage (no 'HdrS' setup header)")]
     NotAKernel { path: PathBuf },
     #[error("--kernel: {path}: {what}")]
@@ -106,11 +110,7 @@ pub enum ImageSource<'a> {
 impl<'a> ImageSource<'a> {
     /// Opens `path` for the flag `option`.
     pub fn open(option: &'static str, path: &Path) -> Result<Self, ImageError> {
-        let file = File::open(path).map_err(|source| ImageError::Open {
-            option,
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let (file, _) = open_regular(option, path, FileKind::Image)?;
         Ok(ImageSource::File {
             file,
             path: path.to_path_buf(),
