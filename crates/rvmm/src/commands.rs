@@ -95,7 +95,7 @@ fn domain_config(args: &RunArgs, path: &Path) -> Result<(VmConfig, Vec<String>)>
     }
     let shown = path.display().to_string();
     let bytes = read_regular("--domain", path, FileKind::Text).map_err(|e| match e {
-        FileError::Open { source, .. } => anyhow!("--domain {shown}: cannot read: {source}"),
+        FileError::Open { error, .. } => anyhow!("--domain {shown}: cannot read: {error}"),
         e => e.into(),
     })?;
     let text = String::from_utf8(bytes)

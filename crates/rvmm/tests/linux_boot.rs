@@ -253,8 +253,9 @@ fn full_boot_reaches_init_with_all_vcpus() {
         return;
     }
     if is_kvm_pvm() {
-        eprintln!(
-            "full_boot_reaches_init_with_all_vcpus: skipped: /dev/kvm is kvm-pvm (software nested virtualization), where Linux stops after early boot"
+        skip(
+            "full_boot_reaches_init_with_all_vcpus",
+            "/dev/kvm is kvm-pvm (software nested virtualization), where Linux stops after early boot",
         );
         return;
     }

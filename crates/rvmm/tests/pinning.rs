@@ -18,7 +18,7 @@ use serde_json::Value;
 fn two_cpus(test: &str) -> Option<(u32, u32)> {
     let cpus = allowed_cpus();
     if cpus.len() < 2 {
-        eprintln!("{test}: skipped (needs two usable host CPUs, have {cpus:?})");
+        common::skip(test, &format!("needs two usable host CPUs, have {cpus:?}"));
         return None;
     }
     Some((cpus[0], cpus[1]))

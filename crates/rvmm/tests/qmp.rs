@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::vm::{comm, test_dir, BackgroundVm, TestClient};
-use common::{kvm_available, repo, run_with_timeout, rvmm};
+use common::{failed_cleanly, kvm_available, repo, run_with_timeout, rvmm};
 use serde_json::{json, Value};
 
 /// The venv python with `qemu.qmp`, or a failure telling how to get it.
@@ -309,7 +309,7 @@ fn socket_is_private_named_and_never_follows_a_planted_symlink() {
         },
         Duration::from_secs(30),
     );
-    assert!(!out.status.success());
+    failed_cleanly(&out, "a second VM with the same name");
     assert_eq!(
         String::from_utf8_lossy(&out.stderr).lines().last().unwrap(),
         format!(

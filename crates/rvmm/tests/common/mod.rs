@@ -1,5 +1,6 @@
 //! Shared helpers for rvmm's integration tests: running the real binary, requiring /dev/kvm
-//! (or skipping only when RVMM_SKIP_KVM=1), finding QEMU and the cached guest image.
+//! (or skipping only when RVMM_SKIP_KVM=1), recording skipped tests, checking that a failure
+//! was an exit and not a crash, finding QEMU and the cached guest image.
 #![allow(dead_code)]
 
 pub mod vm;
@@ -23,11 +24,56 @@ pub fn repo() -> PathBuf {
         .unwrap()
 }
 
+/// Where skipped tests are recorded, one `test: reason` line each; scripts/test.sh empties it
+/// before the run and prints it after (`cargo test` itself can only say "ok").
+pub fn skip_log() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("skipped-tests.txt")
+}
+
+/// Records that `test` did not run its assertions because of `reason`, so that it is reported
+/// as skipped rather than counted as passed: a `SKIPPED: test: reason` line on stderr (shown
+/// with --nocapture) and a line in `skip_log()`. With RVMM_NO_SKIP=1 a skip is a failure (a
+/// machine meant to run everything must not pass by skipping). Call it as
+/// `return skip(test, reason);`.
+pub fn skip(test: &str, reason: &str) {
+    assert!(
+        std::env::var("RVMM_NO_SKIP").as_deref() != Ok("1"),
+        "{test}: cannot run here ({reason}) and RVMM_NO_SKIP=1"
+    );
+    eprintln!("SKIPPED: {test}: {reason}");
+    use std::io::Write;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(skip_log());
+    if let Ok(mut log) = log {
+        // One write per line: concurrent tests append whole lines.
+        let _ = log.write_all(format!("{test}: {reason}\n").as_bytes());
+    }
+}
+
+/// The exit code and stderr of a run that had to fail cleanly: it ended by itself (a status
+/// code, not a signal: a panic under `panic = "abort"` is SIGABRT, a hang killed by
+/// `run_with_timeout` is SIGKILL) with a non-zero code, and printed no panic message.
+pub fn failed_cleanly(out: &Output, what: &str) -> (i32, String) {
+    use std::os::unix::process::ExitStatusExt;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let Some(code) = out.status.code() else {
+        panic!(
+            "{what}: killed by signal {:?} instead of exiting with an error: {stderr}",
+            out.status.signal()
+        );
+    };
+    assert_ne!(code, 0, "{what} should fail: {stderr}");
+    assert!(!stderr.contains("panicked"), "{what} panicked: {stderr}");
+    (code, stderr)
+}
+
 /// True when tests that need /dev/kvm should run; panics when it is missing and the user did
-/// not ask to skip.
+/// not ask to skip (RVMM_SKIP_KVM=1, then the test is recorded as skipped).
 pub fn kvm_available(test: &str) -> bool {
     if std::env::var("RVMM_SKIP_KVM").as_deref() == Ok("1") {
-        eprintln!("{test}: skipped (RVMM_SKIP_KVM=1)");
+        skip(test, "needs /dev/kvm (RVMM_SKIP_KVM=1)");
         return false;
     }
     let ok = std::fs::OpenOptions::new()

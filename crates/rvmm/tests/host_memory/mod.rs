@@ -66,6 +66,42 @@ impl Drop for Sysctl {
     }
 }
 
+/// A huge page pool (`.../hugepages-<size>kB`): its size and pages free for a new mapping.
+pub fn hugepage_pool(size_kb: u64) -> (u64, u64) {
+    let dir = format!("/sys/kernel/mm/hugepages/hugepages-{size_kb}kB");
+    let read = |f: &str| -> u64 {
+        let text = std::fs::read_to_string(format!("{dir}/{f}"))
+            .unwrap_or_else(|e| panic!("read {dir}/{f}: {e}"));
+        text.trim().parse().unwrap()
+    };
+    let free = read("free_hugepages").saturating_sub(read("resv_hugepages"));
+    (read("nr_hugepages"), free)
+}
+
+/// Makes `needed` pages of `size_kb` free for the test, growing the pool by only what is
+/// missing, after asking the kernel to compact memory (a host that has run for a while has
+/// few contiguous free 2 MiB blocks, and a fresh CI machine once could not find 1,040).
+/// The returned guard puts the pool size back. Err: how many pages the kernel found, when it
+/// could not find them all even after compaction (the caller decides whether that skips).
+pub fn reserve_hugepages(size_kb: u64, needed: u64) -> Result<Sysctl, String> {
+    let path = format!("/sys/kernel/mm/hugepages/hugepages-{size_kb}kB/nr_hugepages");
+    let (total, free) = hugepage_pool(size_kb);
+    let missing = needed.saturating_sub(free);
+    // Compaction is best effort (it needs root, as the pool does).
+    if missing > 0 {
+        let _ = std::fs::write("/proc/sys/vm/compact_memory", "1");
+    }
+    let guard = Sysctl::set(&path, &(total + missing).to_string());
+    let (_, now) = hugepage_pool(size_kb);
+    if now < needed {
+        return Err(format!(
+            "the kernel found only {now} free {size_kb} kB huge pages of the {needed} needed, \
+             even after compacting memory"
+        ));
+    }
+    Ok(guard)
+}
+
 /// A `/proc/meminfo` field (the number before any unit).
 pub fn meminfo(key: &str) -> u64 {
     field(&std::fs::read_to_string("/proc/meminfo").unwrap(), key)

@@ -52,11 +52,11 @@ impl FileKind {
 /// `--domain x.xml: <initrd>`, ...), `path` the path as given.
 #[derive(Debug, Error)]
 pub enum FileError {
-    #[error("{option}: cannot open {path}: {source}")]
+    #[error("{option}: cannot open {path}: {error}")]
     Open {
         option: String,
         path: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{option}: {path} is a {what}: only regular files are accepted")]
     NotRegular {
@@ -70,11 +70,11 @@ pub enum FileError {
         path: String,
         limit: &'static str,
     },
-    #[error("{option}: cannot read {path}: {source}")]
+    #[error("{option}: cannot read {path}: {error}")]
     Read {
         option: String,
         path: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -118,16 +118,16 @@ pub fn open_regular(option: &str, path: &Path, kind: FileKind) -> Result<(File, 
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
-        .map_err(|source| FileError::Open {
+        .map_err(|error| FileError::Open {
             option: option.to_string(),
             path: shown(),
-            source,
+            error,
         })?;
     // What was opened, which may differ from what was looked at.
-    let meta = file.metadata().map_err(|source| FileError::Read {
+    let meta = file.metadata().map_err(|error| FileError::Read {
         option: option.to_string(),
         path: shown(),
-        source,
+        error,
     })?;
     if let Some(what) = type_name(meta.file_type()) {
         return Err(not_regular(what));
@@ -154,10 +154,10 @@ fn read_limited(
     reader
         .take(kind.limit().saturating_add(1))
         .read_to_end(&mut bytes)
-        .map_err(|source| FileError::Read {
+        .map_err(|error| FileError::Read {
             option: option.to_string(),
             path: shown.to_string(),
-            source,
+            error,
         })?;
     if bytes.len() as u64 > kind.limit() {
         return Err(FileError::TooLarge {
