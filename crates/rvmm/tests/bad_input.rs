@@ -122,3 +122,226 @@ fn machine_options_name_the_key_and_the_rule() {
     let (_, e) = fails(&["run", "--machine", "hpet=off"], &[]);
     assert_eq!(e, "rvmm: --machine: unknown option 'hpet' (expected pit)");
 }
+
+// ---- issue 11: files and output ----
+
+/// A FIFO (whose open would wait for a writer), /dev/zero (endless), a directory and a sparse
+/// file one byte over the limit, in a fresh directory; removed on drop.
+struct HostileFiles {
+    dir: std::path::PathBuf,
+    fifo: String,
+    dir_path: String,
+    big_text: String,
+    big_image: String,
+}
+
+impl HostileFiles {
+    fn new(tag: &str) -> HostileFiles {
+        let dir = tempdir(tag);
+        let fifo = dir.join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: `c` is a valid NUL-terminated path; mkfifo only creates a file there.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let sub = dir.join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let big_text = dir.join("big.xml");
+        std::fs::File::create(&big_text)
+            .unwrap()
+            .set_len((16 << 20) + 1)
+            .unwrap();
+        let big_image = dir.join("big.img");
+        std::fs::File::create(&big_image)
+            .unwrap()
+            .set_len((1 << 30) + 1)
+            .unwrap();
+        let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+        HostileFiles {
+            fifo: s(&fifo),
+            dir_path: s(&sub),
+            big_text: s(&big_text),
+            big_image: s(&big_image),
+            dir,
+        }
+    }
+}
+
+impl Drop for HostileFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The one error line for `args`; a hang (a FIFO open that waits) fails after 10 s instead of
+/// blocking the suite (`run_with_timeout` kills it, and `failed_cleanly` refuses the SIGKILL).
+fn refused_quickly(args: &[&str]) -> String {
+    let mut cmd = rvmm();
+    cmd.args(args);
+    let out = run_with_timeout(cmd, Duration::from_secs(10));
+    let (code, stderr) = failed_cleanly(&out, &format!("rvmm {args:?}"));
+    assert_eq!(code, 1, "rvmm {args:?}: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "rvmm {args:?}: {stderr}");
+    stderr.trim_end().to_string()
+}
+
+#[test]
+fn user_named_files_must_be_regular_files() {
+    let f = HostileFiles::new("hostile-files");
+    // Every option that reads a file, with each kind of non-file.
+    let options: [(&[&str], &str); 6] = [
+        (&["run", "--kernel"], "--kernel"),
+        (&["run", "--initrd"], "--initrd"),
+        (&["run", "--domain"], "--domain"),
+        (&["cpu-baseline"], "cpu-baseline"),
+        (&["cpu-compare", "qemu64", "--host"], "--host"),
+        (&["probe", "--decode"], "--decode"),
+    ];
+    for (args, option) in options {
+        for (path, what) in [
+            (f.fifo.as_str(), "a FIFO"),
+            ("/dev/zero", "a character device"),
+            (f.dir_path.as_str(), "a directory"),
+        ] {
+            let mut all = args.to_vec();
+            all.push(path);
+            assert_eq!(
+                refused_quickly(&all),
+                format!("rvmm: {option}: {path} is {what}: only regular files are accepted")
+            );
+        }
+    }
+    // A kernel named by a domain file.
+    let xml = f.dir.join("fifo-kernel.xml");
+    std::fs::write(
+        &xml,
+        format!(
+            "<domain type='kvm'><name>f</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>\
+             <os><type arch='x86_64'>hvm</type><kernel>{}</kernel></os></domain>",
+            f.fifo
+        ),
+    )
+    .unwrap();
+    let xml = xml.to_str().unwrap();
+    assert_eq!(
+        refused_quickly(&["run", "--domain", xml, "--dry-run"]),
+        format!(
+            "rvmm: --domain {xml}: <kernel>: {} is a FIFO: only regular files are accepted",
+            f.fifo
+        )
+    );
+}
+
+#[test]
+fn user_named_files_have_a_size_limit() {
+    let f = HostileFiles::new("large-files");
+    for (args, option, path, limit) in [
+        (&["run", "--domain"][..], "--domain", &f.big_text, "16 MiB"),
+        (&["cpu-baseline"][..], "cpu-baseline", &f.big_text, "16 MiB"),
+        (
+            &["probe", "--decode"][..],
+            "--decode",
+            &f.big_text,
+            "16 MiB",
+        ),
+        (&["run", "--kernel"][..], "--kernel", &f.big_image, "1 GiB"),
+        (&["run", "--initrd"][..], "--initrd", &f.big_image, "1 GiB"),
+    ] {
+        let mut all = args.to_vec();
+        all.push(path);
+        assert_eq!(
+            refused_quickly(&all),
+            format!(
+                "rvmm: {option}: {path} is larger than {limit}, the limit for this kind of file"
+            )
+        );
+    }
+    // stdin has the same limit: /dev/zero as stdin is cut at 16 MiB, not read until ENOMEM.
+    let mut cmd = rvmm();
+    cmd.args(["probe", "--decode", "-"])
+        .stdin(std::fs::File::open("/dev/zero").unwrap());
+    let out = run_with_timeout(cmd, Duration::from_secs(20));
+    let (_, stderr) = failed_cleanly(&out, "probe --decode - < /dev/zero");
+    assert_eq!(
+        stderr,
+        "rvmm: --decode: stdin is larger than 16 MiB, the limit for this kind of file\n"
+    );
+}
+
+/// Runs `rvmm args` with stdout on /dev/full.
+fn to_dev_full(args: &[&str]) -> std::process::Output {
+    let mut cmd = rvmm();
+    cmd.args(args)
+        .stdout(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap(),
+        )
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_full_disk_is_one_error_line_not_a_panic() {
+    let commands: [&[&str]; 7] = [
+        &["cpu-models"],
+        &["cpu-models", "--json"],
+        &["cpu-models", "--expand", "Haswell"],
+        &["host"],
+        &["host", "--json"],
+        &["--help"],
+        &["run", "--smp", "2", "--dry-run"],
+    ];
+    for args in commands {
+        let out = to_dev_full(args);
+        let (code, stderr) = failed_cleanly(&out, &format!("rvmm {args:?} > /dev/full"));
+        assert_eq!(code, 1, "rvmm {args:?}: {stderr}");
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.starts_with("rvmm: warning:"))
+            .collect();
+        assert_eq!(
+            errors,
+            ["rvmm: writing to stdout: No space left on device"],
+            "rvmm {args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_closed_pipe_ends_the_printing_commands_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    for args in [
+        &["cpu-models"][..],
+        &["host"][..],
+        &["--help"][..],
+        &["run", "--dry-run"][..],
+    ] {
+        // A pipe whose read end is closed before rvmm writes.
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 fills two descriptors this test owns.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: fds[0] is ours and closed once; fds[1] is handed to the child below.
+        unsafe { libc::close(fds[0]) };
+        // SAFETY: fds[1] is an open descriptor no one else owns.
+        let write_end = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fds[1]) };
+        let mut cmd = rvmm();
+        cmd.args(args)
+            .stdout(write_end)
+            .stderr(std::process::Stdio::piped());
+        let out = cmd.spawn().unwrap().wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "rvmm {args:?}: {stderr}");
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "rvmm {args:?} must end by SIGPIPE: {:?} {stderr}",
+            out.status
+        );
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.starts_with("rvmm: warning:"))
+            .collect();
+        assert!(errors.is_empty(), "rvmm {args:?}: {stderr}");
+    }
+}
