@@ -499,3 +499,45 @@ fn cpu_model_queries_match_qemu_7_2() {
     let _ = qemu.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The QMP client commands keep SIGPIPE ignored (they talk over a socket): a full disk or a
+/// closed pipe on their stdout is one error line and exit 1, and the VM is not disturbed.
+#[test]
+fn client_commands_report_a_failed_stdout() {
+    if !kvm_available("client_commands_report_a_failed_stdout") {
+        return;
+    }
+    let vm = BackgroundVm::start("client-stdout", &["--append", "mode=halt"]);
+    let socket = vm.socket.to_str().unwrap().to_string();
+    let args = ["qmp", socket.as_str(), r#"{"execute": "query-status"}"#];
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = rvmm()
+        .args(args)
+        .stdout(full)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let (code, stderr) = failed_cleanly(&out, "rvmm qmp > /dev/full");
+    assert_eq!(code, 1);
+    assert_eq!(stderr, "rvmm: writing to stdout: No space left on device\n");
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two descriptors this test owns.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: fds[0] is ours and closed once; fds[1] is handed to the child below.
+    unsafe { libc::close(fds[0]) };
+    // SAFETY: fds[1] is an open descriptor no one else owns.
+    let write_end = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fds[1]) };
+    let out = rvmm()
+        .args(args)
+        .stdout(write_end)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let (code, stderr) = failed_cleanly(&out, "rvmm qmp | (closed)");
+    assert_eq!(code, 1);
+    assert_eq!(stderr, "rvmm: writing to stdout: Broken pipe\n");
+    assert_eq!(vm.client().ok("query-status", None)["status"], "running");
+}
