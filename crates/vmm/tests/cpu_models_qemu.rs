@@ -41,7 +41,21 @@ fn qemu_binary() -> PathBuf {
 /// True when the KVM tests should run; panics when /dev/kvm is missing and not skipped.
 fn kvm_available() -> bool {
     if std::env::var("RVMM_SKIP_KVM").as_deref() == Ok("1") {
-        eprintln!("RVMM_SKIP_KVM=1: skipping a test that needs /dev/kvm");
+        // Recorded as skipped for scripts/test.sh (as rvmm's tests/common skip() does).
+        assert!(
+            std::env::var("RVMM_NO_SKIP").as_deref() != Ok("1"),
+            "cpu_models_qemu: needs /dev/kvm, and RVMM_NO_SKIP=1"
+        );
+        eprintln!("SKIPPED: cpu_models_qemu: needs /dev/kvm (RVMM_SKIP_KVM=1)");
+        use std::io::Write;
+        let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("skipped-tests.txt");
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+        {
+            let _ = f.write_all(b"cpu_models_qemu: needs /dev/kvm (RVMM_SKIP_KVM=1)\n");
+        }
         return false;
     }
     assert!(
