@@ -308,6 +308,17 @@ fn a_full_disk_is_one_error_line_not_a_panic() {
     }
 }
 
+/// The write end of a pipe whose read end is already closed.
+fn closed_pipe() -> std::fs::File {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two descriptors this test owns.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: fds[0] is ours and closed once; fds[1] is returned as its only owner.
+    unsafe { libc::close(fds[0]) };
+    // SAFETY: fds[1] is an open descriptor no one else owns.
+    unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fds[1]) }
+}
+
 #[test]
 fn a_closed_pipe_ends_the_printing_commands_quietly() {
     use std::os::unix::process::ExitStatusExt;
@@ -317,17 +328,9 @@ fn a_closed_pipe_ends_the_printing_commands_quietly() {
         &["--help"][..],
         &["run", "--dry-run"][..],
     ] {
-        // A pipe whose read end is closed before rvmm writes.
-        let mut fds = [0; 2];
-        // SAFETY: pipe2 fills two descriptors this test owns.
-        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-        // SAFETY: fds[0] is ours and closed once; fds[1] is handed to the child below.
-        unsafe { libc::close(fds[0]) };
-        // SAFETY: fds[1] is an open descriptor no one else owns.
-        let write_end = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fds[1]) };
         let mut cmd = rvmm();
         cmd.args(args)
-            .stdout(write_end)
+            .stdout(closed_pipe())
             .stderr(std::process::Stdio::piped());
         let out = cmd.spawn().unwrap().wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -344,4 +347,37 @@ fn a_closed_pipe_ends_the_printing_commands_quietly() {
             .collect();
         assert!(errors.is_empty(), "rvmm {args:?}: {stderr}");
     }
+}
+
+#[test]
+fn the_vmm_reports_a_failed_stdout_and_is_not_killed_by_sigpipe() {
+    if !kvm_available("the_vmm_reports_a_failed_stdout") {
+        return;
+    }
+    // `rvmm run` keeps SIGPIPE ignored (its QMP clients may leave at any time): the probe's
+    // view to a full disk or a closed pipe is one error line and exit 1.
+    let out = to_dev_full(&["run"]);
+    let (code, stderr) = failed_cleanly(&out, "rvmm run > /dev/full");
+    assert_eq!(code, 1, "{stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("rvmm: warning:"))
+        .collect();
+    assert_eq!(
+        errors,
+        ["rvmm: writing to stdout: No space left on device"],
+        "{stderr}"
+    );
+    let out = rvmm()
+        .arg("run")
+        .stdout(closed_pipe())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let (code, stderr) = failed_cleanly(&out, "rvmm run | (closed)");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.ends_with("rvmm: writing to stdout: Broken pipe\n"),
+        "{stderr}"
+    );
 }
