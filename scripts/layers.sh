@@ -8,15 +8,16 @@ cd "$(dirname "$0")/../crates/vmm/src"
 # module: the modules it may import (crate::vcpu is machine::vcpu under its older name).
 declare -A ALLOWED=(
     [util]=""
+    [sandbox]=""
     [config]="util"
     [host]="util"
-    [memory]="config host util"
+    [memory]="config host sandbox util"
     [devices]="memory"
     [boot]="memory config util"
-    [machine]="boot config devices host memory util"
+    [machine]="boot config devices host memory sandbox util"
     [probe]="boot devices memory util config"
-    [control]="config host machine util"
-    [vmm]="boot config control devices host machine memory probe util"
+    [control]="config host machine sandbox util"
+    [vmm]="boot config control devices host machine memory probe sandbox util"
 )
 
 bad=0

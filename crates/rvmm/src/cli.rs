@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::output::errln;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// rvmm: a KVM virtual machine monitor for people who care where guest CPUs and memory land.
 #[derive(Debug, Parser)]
@@ -149,6 +149,29 @@ pub struct RunArgs {
     /// With --dry-run: also print each vCPU's CPUID table as handed to KVM_SET_CPUID2.
     #[arg(long, requires = "dry_run")]
     pub show_cpuid: bool,
+    /// Seccomp filters per thread, as QEMU's -sandbox: on (a forbidden system call ends
+    /// rvmm with a message naming it, exit status 159), off, or log (allowed, but logged by
+    /// the kernel: dmesg) (docs/security.md).
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = Sandbox::On)]
+    pub sandbox: Sandbox,
+}
+
+/// `--sandbox` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Sandbox {
+    On,
+    Off,
+    Log,
+}
+
+impl From<Sandbox> for vmm::sandbox::SandboxMode {
+    fn from(s: Sandbox) -> Self {
+        match s {
+            Sandbox::On => vmm::sandbox::SandboxMode::On,
+            Sandbox::Off => vmm::sandbox::SandboxMode::Off,
+            Sandbox::Log => vmm::sandbox::SandboxMode::Log,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -204,6 +204,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         return crate::dry_run::dry_run(&config, args.show_cpuid);
     }
     config.qmp = qmp_socket(args.qmp.as_deref(), config.name.as_deref())?;
+    vmm::sandbox::init(args.sandbox.into())?;
     let is_probe = matches!(config.boot, BootSource::Probe { .. });
     if !is_probe {
         let mut vmm = Vmm::build(config, BuildOptions::default())?;

@@ -16,6 +16,7 @@ pub mod host;
 pub mod machine;
 pub mod memory;
 pub mod probe;
+pub mod sandbox;
 pub mod util;
 /// The vCPU layer's old path; it lives in `machine::vcpu` now.
 pub use machine::vcpu;

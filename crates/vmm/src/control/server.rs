@@ -191,7 +191,11 @@ impl QmpServer {
             let (shared, wake, stop) = (shared.clone(), wake.clone(), stop_accept.clone());
             std::thread::Builder::new()
                 .name("qmp-accept".into())
-                .spawn(move || accept_loop(listener, shared, tx, wake, stop))
+                .spawn(move || {
+                    // The client threads it starts inherit this filter.
+                    crate::sandbox::apply(crate::sandbox::Role::Control);
+                    accept_loop(listener, shared, tx, wake, stop)
+                })
                 .map_err(io("spawning the accept thread"))?
         };
         Ok(QmpServer {

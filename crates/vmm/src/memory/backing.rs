@@ -7,7 +7,7 @@
 //! the numbers and the command that fixes it (a hugetlb pool too small is caught here and
 //! again by the kernel's reservation at mmap time, never by a SIGBUS later). [`map`] then
 //! creates the mapping in this order: map → madvise → mbind → prealloc, so every page is
-//! first touched under its final policy.
+//! first touched under its final policy. Every mapping is MADV_DONTDUMP and MADV_DONTFORK.
 
 use std::ffi::CString;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -567,6 +567,10 @@ pub fn map(
     let low = THP_SMALL_PAGES_BELOW.min(plan.size);
     let thp_on = plan.thp == Some(true);
     let advice = [
+        // Guest RAM stays out of core dumps (a crash must not write the guest's secrets to
+        // disk) and out of any child process (docs/security.md).
+        (true, 0, plan.size, libc::MADV_DONTDUMP, "MADV_DONTDUMP"),
+        (true, 0, plan.size, libc::MADV_DONTFORK, "MADV_DONTFORK"),
         (
             plan.merge,
             0,

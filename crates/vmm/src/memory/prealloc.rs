@@ -134,6 +134,7 @@ pub unsafe fn prealloc(
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
+                crate::sandbox::apply(crate::sandbox::Role::Io);
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= chunks || failure.lock().map_or(true, |f| f.is_some()) {

@@ -111,6 +111,7 @@ pub(super) fn run(vmm: &mut Vmm, options: RunOptions) -> Result<VmOutcome, VmmEr
         &signals,
         options,
     );
+    crate::sandbox::apply(crate::sandbox::Role::Main);
     events.run();
     let (controller, serial_watch) = events.finish();
 

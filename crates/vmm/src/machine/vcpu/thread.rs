@@ -301,6 +301,7 @@ pub fn spawn(
                     return;
                 }
             }
+            crate::sandbox::apply(crate::sandbox::Role::Vcpu);
             let _ = started_tx.send(Ok(()));
             KVM_RUN_PTR.with(|c| c.set(vcpu.get_kvm_run() as *mut kvm_run));
             run_loop(index, &mut vcpu, &bus, &control, &state2);

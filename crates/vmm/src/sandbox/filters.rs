@@ -1,0 +1,300 @@
+//! The allow-lists, one per thread role, built with seccompiler's Rust API.
+//!
+//! Every role gets [`COMMON`] (what the Rust runtime, the allocator, a panic and the SIGSYS
+//! handler need) plus its own calls; `ioctl`, `fcntl`, `prctl`, `seccomp` and `clone` are
+//! allowed only with the arguments rvmm uses. The lists were found by running the
+//! integration tests under `strace -f` and `--sandbox log` (docs/security.md lists them with
+//! the reason for each).
+
+use std::collections::BTreeMap;
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule,
+};
+
+use super::{SandboxError, SandboxMode};
+
+/// What a thread does, which decides what it may ask of the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The emulator thread: event loop, QMP commands, pinning, the end of the VM.
+    Main = 0,
+    /// A vCPU thread: KVM_RUN and the device models it calls on exits.
+    Vcpu = 1,
+    /// The QMP server's threads: accept, read requests, write replies and events.
+    Control = 2,
+    /// Helper threads that only touch guest memory (preallocation).
+    Io = 3,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Main, Role::Vcpu, Role::Control, Role::Io];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Main => "main",
+            Role::Vcpu => "vcpu",
+            Role::Control => "control",
+            Role::Io => "io",
+        }
+    }
+}
+
+/// Calls every thread may make with any arguments.
+const COMMON: &[i64] = &[
+    // I/O on descriptors the thread already has (stderr for a panic and the SIGSYS
+    // message, eventfds, pipes).
+    libc::SYS_read,
+    libc::SYS_write,
+    libc::SYS_writev,
+    libc::SYS_close,
+    libc::SYS_poll,
+    libc::SYS_ppoll,
+    // The allocator and thread stacks.
+    libc::SYS_mmap,
+    libc::SYS_munmap,
+    libc::SYS_mremap,
+    libc::SYS_mprotect,
+    libc::SYS_madvise,
+    libc::SYS_brk,
+    // Locks, sleeps, time.
+    libc::SYS_futex,
+    libc::SYS_sched_yield,
+    libc::SYS_nanosleep,
+    libc::SYS_clock_nanosleep,
+    libc::SYS_clock_gettime,
+    libc::SYS_gettimeofday,
+    libc::SYS_restart_syscall,
+    // Signals: the vCPU kick, the SIGSYS handler's return, a panic's abort (raise).
+    libc::SYS_rt_sigprocmask,
+    libc::SYS_rt_sigreturn,
+    libc::SYS_rt_sigaction,
+    libc::SYS_sigaltstack,
+    libc::SYS_tgkill,
+    libc::SYS_tkill,
+    libc::SYS_getpid,
+    libc::SYS_gettid,
+    // Thread start and end (threads made by a filtered thread run its filter), std's
+    // hash seeds and CPU count.
+    libc::SYS_rseq,
+    libc::SYS_set_robust_list,
+    libc::SYS_getrandom,
+    libc::SYS_sched_getaffinity,
+    libc::SYS_exit,
+    libc::SYS_exit_group,
+];
+
+/// Extra calls, any arguments, per role.
+const MAIN: &[i64] = &[
+    // QMP commands read /proc and /sys (vCPU state, host CPUs) and the control socket is
+    // removed at the end.
+    libc::SYS_openat,
+    libc::SYS_newfstatat,
+    libc::SYS_fstat,
+    libc::SYS_statx,
+    libc::SYS_lseek,
+    libc::SYS_getdents64,
+    libc::SYS_readlink,
+    libc::SYS_readlinkat,
+    libc::SYS_access,
+    libc::SYS_faccessat,
+    libc::SYS_faccessat2,
+    libc::SYS_unlink,
+    libc::SYS_unlinkat,
+    libc::SYS_pread64,
+    libc::SYS_pwrite64,
+    // Pinning (vcpupin, emulatorpin) and thread placement.
+    libc::SYS_sched_setaffinity,
+    // Closing client connections at shutdown.
+    libc::SYS_shutdown,
+    libc::SYS_sendto,
+    libc::SYS_recvfrom,
+    libc::SYS_eventfd2,
+    libc::SYS_epoll_create1,
+    libc::SYS_epoll_ctl,
+    libc::SYS_epoll_wait,
+    libc::SYS_epoll_pwait,
+    libc::SYS_getuid,
+    libc::SYS_geteuid,
+    libc::SYS_getcwd,
+    libc::SYS_dup,
+    libc::SYS_dup3,
+];
+
+const VCPU: &[i64] = &[
+    // KVM binary statistics (pread on the stats fd).
+    libc::SYS_pread64,
+];
+
+const CONTROL: &[i64] = &[
+    libc::SYS_accept4,
+    libc::SYS_recvfrom,
+    libc::SYS_recvmsg,
+    libc::SYS_sendto,
+    libc::SYS_sendmsg,
+    libc::SYS_shutdown,
+    libc::SYS_setsockopt,
+    libc::SYS_getsockopt,
+    libc::SYS_getsockname,
+    libc::SYS_getpeername,
+    // Commands answered by the client thread itself (host CPU description from /proc
+    // and /sys).
+    libc::SYS_openat,
+    libc::SYS_newfstatat,
+    libc::SYS_fstat,
+    libc::SYS_statx,
+    libc::SYS_lseek,
+    libc::SYS_pread64,
+];
+
+const IO: &[i64] = &[];
+
+/// ioctl requests besides KVM's own type 0xAE: the terminal (raw mode, its size) and
+/// FIONBIO (set_nonblocking).
+const TTY_IOCTLS: &[u64] = &[
+    libc::TCGETS,
+    libc::TCSETS,
+    libc::TCSETSW,
+    libc::TCSETSF,
+    libc::TIOCGWINSZ,
+    libc::FIONBIO,
+    libc::FIOCLEX,
+];
+
+/// KVM's ioctl type (`_IO(KVMIO, nr)` with KVMIO = 0xAE): bits 8..16 of the request.
+const KVMIO: u64 = 0xAE;
+
+fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, String> {
+    SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value).map_err(|e| e.to_string())
+}
+
+/// One rule per value: argument `arg` equals one of `values`.
+fn one_of(arg: u8, values: &[u64]) -> Result<Vec<SeccompRule>, String> {
+    values
+        .iter()
+        .map(|&v| {
+            SeccompRule::new(vec![cond(arg, SeccompCmpOp::Eq, v)?]).map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+/// The argument-checked calls every role may make.
+fn common_rules(rules: &mut BTreeMap<i64, Vec<SeccompRule>>) -> Result<(), String> {
+    // Thread names (the SIGSYS handler reads its own) and seccompiler's apply_filter.
+    rules.insert(
+        libc::SYS_prctl,
+        one_of(
+            0,
+            &[
+                libc::PR_GET_NAME as u64,
+                libc::PR_SET_NAME as u64,
+                libc::PR_SET_NO_NEW_PRIVS as u64,
+            ],
+        )?,
+    );
+    // Adding a filter only ever takes rights away.
+    rules.insert(
+        libc::SYS_seccomp,
+        one_of(0, &[libc::SECCOMP_SET_MODE_FILTER as u64])?,
+    );
+    rules.insert(
+        libc::SYS_fcntl,
+        one_of(
+            1,
+            &[
+                libc::F_GETFD as u64,
+                libc::F_SETFD as u64,
+                libc::F_GETFL as u64,
+                libc::F_SETFL as u64,
+                libc::F_DUPFD_CLOEXEC as u64,
+            ],
+        )?,
+    );
+    Ok(())
+}
+
+/// ioctl: KVM's type plus the terminal requests.
+fn ioctl_rules() -> Result<Vec<SeccompRule>, String> {
+    let mut rules =
+        vec![
+            SeccompRule::new(vec![cond(1, SeccompCmpOp::MaskedEq(0xff00), KVMIO << 8)?])
+                .map_err(|e| e.to_string())?,
+        ];
+    rules.extend(one_of(1, TTY_IOCTLS)?);
+    Ok(rules)
+}
+
+/// clone for threads only (CLONE_THREAD set), never a new process; clone3's flags live in
+/// memory the filter cannot read, so it is allowed for the roles that start threads
+/// (glibc tries it first), and fork/vfork are never.
+fn thread_rules(rules: &mut BTreeMap<i64, Vec<SeccompRule>>) -> Result<(), String> {
+    let t = libc::CLONE_THREAD as u64;
+    rules.insert(
+        libc::SYS_clone,
+        vec![
+            SeccompRule::new(vec![cond(0, SeccompCmpOp::MaskedEq(t), t)?])
+                .map_err(|e| e.to_string())?,
+        ],
+    );
+    rules.insert(libc::SYS_clone3, vec![]);
+    Ok(())
+}
+
+/// The rules of `role`: syscall number → conditions (an empty list allows any arguments).
+pub fn rules(role: Role) -> Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
+    let extra = match role {
+        Role::Main => MAIN,
+        Role::Vcpu => VCPU,
+        Role::Control => CONTROL,
+        Role::Io => IO,
+    };
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = COMMON
+        .iter()
+        .chain(extra)
+        .map(|&nr| (nr, Vec::new()))
+        .collect();
+    common_rules(&mut rules)?;
+    match role {
+        Role::Main => {
+            rules.insert(libc::SYS_ioctl, ioctl_rules()?);
+            thread_rules(&mut rules)?;
+        }
+        Role::Vcpu => {
+            rules.insert(libc::SYS_ioctl, ioctl_rules()?);
+        }
+        Role::Control => {
+            // set_nonblocking on sockets.
+            rules.insert(libc::SYS_ioctl, one_of(1, &[libc::FIONBIO, libc::FIOCLEX])?);
+            thread_rules(&mut rules)?;
+        }
+        Role::Io => {}
+    }
+    Ok(rules)
+}
+
+/// Compiles `role`'s filter for `mode` (`on`: a call outside the list traps; `log`: it is
+/// logged and allowed).
+pub fn compile(role: Role, mode: SandboxMode) -> Result<BpfProgram, SandboxError> {
+    let err = |reason: String| SandboxError::Compile {
+        role: role.name(),
+        reason,
+    };
+    let mismatch = match mode {
+        SandboxMode::Log => SeccompAction::Log,
+        _ => SeccompAction::Trap,
+    };
+    let arch = std::env::consts::ARCH
+        .try_into()
+        .map_err(|e: seccompiler::BackendError| err(e.to_string()))?;
+    let filter = SeccompFilter::new(
+        rules(role).map_err(err)?,
+        mismatch,
+        SeccompAction::Allow,
+        arch,
+    )
+    .map_err(|e| err(e.to_string()))?;
+    filter
+        .try_into()
+        .map_err(|e: seccompiler::BackendError| err(e.to_string()))
+}

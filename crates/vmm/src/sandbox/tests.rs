@@ -1,0 +1,280 @@
+//! The filters at work: a forked child installs a role's filter (compiled before the fork,
+//! so the child only makes async-signal-safe calls) and then makes allowed and forbidden
+//! calls; the parent reads the child's stderr and exit status.
+
+use std::io::Read;
+use std::os::fd::FromRawFd;
+
+use super::filters::rules;
+use super::handler::message_text;
+use super::*;
+
+/// What a child did after installing a filter: its exit status (or the signal that killed
+/// it) and what it wrote on stderr.
+#[derive(Debug, PartialEq, Eq)]
+struct ChildEnd {
+    status: Result<i32, i32>,
+    stderr: String,
+}
+
+/// Forks; the child names itself `thread`, installs the SIGSYS handler when `trap`,
+/// applies `program`, runs `body` and exits 0 if it survived.
+fn in_child(thread: &str, program: &BpfProgram, trap: bool, body: fn()) -> ChildEnd {
+    let mut name = [0u8; 16];
+    name[..thread.len().min(15)].copy_from_slice(&thread.as_bytes()[..thread.len().min(15)]);
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two-element array.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: the child only makes async-signal-safe calls (dup2, prctl, sigaction,
+    // seccomp, the body's raw calls, _exit) before it ends.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        // SAFETY: see above; every call is a raw system call on our own data.
+        unsafe {
+            libc::dup2(fds[1], libc::STDERR_FILENO);
+            libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0);
+            if trap && handler::install().is_err() {
+                libc::_exit(90);
+            }
+            if seccompiler::apply_filter(program).is_err() {
+                libc::_exit(91);
+            }
+        }
+        body();
+        // SAFETY: ending the child without running the parent's atexit handlers.
+        unsafe { libc::_exit(0) };
+    }
+    // SAFETY: closing our copy of the write end; the child has its own.
+    unsafe { libc::close(fds[1]) };
+    // SAFETY: fds[0] is the read end we own.
+    let mut reader = unsafe { std::fs::File::from_raw_fd(fds[0]) };
+    let mut stderr = String::new();
+    reader.read_to_string(&mut stderr).unwrap();
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    let status = if libc::WIFEXITED(status) {
+        Ok(libc::WEXITSTATUS(status))
+    } else {
+        Err(libc::WTERMSIG(status))
+    };
+    ChildEnd { status, stderr }
+}
+
+fn program(role: Role, mode: SandboxMode) -> BpfProgram {
+    compile(role, mode).unwrap()
+}
+
+fn call_socket() {
+    // SAFETY: socket with integer arguments.
+    unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+}
+
+#[test]
+fn every_role_compiles_in_both_modes() {
+    for role in Role::ALL {
+        for mode in [SandboxMode::On, SandboxMode::Log] {
+            assert!(!program(role, mode).is_empty(), "{role:?} {mode:?}");
+        }
+    }
+}
+
+#[test]
+fn no_role_may_open_sockets_start_programs_or_processes() {
+    for role in Role::ALL {
+        let r = rules(role).unwrap();
+        for nr in [
+            libc::SYS_socket,
+            libc::SYS_connect,
+            libc::SYS_execve,
+            libc::SYS_execveat,
+            libc::SYS_fork,
+            libc::SYS_vfork,
+            libc::SYS_ptrace,
+            libc::SYS_mount,
+            libc::SYS_process_vm_writev,
+        ] {
+            assert!(
+                !r.contains_key(&nr),
+                "{role:?} allows {:?}",
+                syscall_name(nr)
+            );
+        }
+    }
+    // A vCPU thread opens nothing and starts no thread.
+    let vcpu = rules(Role::Vcpu).unwrap();
+    for nr in [
+        libc::SYS_openat,
+        libc::SYS_clone,
+        libc::SYS_clone3,
+        libc::SYS_accept4,
+    ] {
+        assert!(!vcpu.contains_key(&nr), "{:?}", syscall_name(nr));
+    }
+}
+
+#[test]
+fn modes_parse_and_bad_ones_are_named() {
+    assert_eq!(SandboxMode::parse("on").unwrap(), SandboxMode::On);
+    assert_eq!(SandboxMode::parse("off").unwrap(), SandboxMode::Off);
+    assert_eq!(SandboxMode::parse("log").unwrap(), SandboxMode::Log);
+    assert_eq!(
+        SandboxMode::parse("yes").unwrap_err().to_string(),
+        "--sandbox: 'yes' is not a mode (expected on, off or log)"
+    );
+    assert_eq!(SandboxMode::default(), SandboxMode::On);
+}
+
+#[test]
+fn the_message_names_thread_call_and_number() {
+    assert_eq!(
+        message_text("CPU 1/KVM", libc::SYS_socket),
+        "rvmm: seccomp: thread 'CPU 1/KVM' made a forbidden system call 41 (socket); exiting\n"
+    );
+    assert_eq!(
+        message_text("qmp-in-3", 100_000),
+        "rvmm: seccomp: thread 'qmp-in-3' made a forbidden system call 100000; exiting\n"
+    );
+    assert_eq!(syscall_name(libc::SYS_execve), Some("execve"));
+    assert_eq!(syscall_name(libc::SYS_clone3), Some("clone3"));
+}
+
+#[test]
+fn a_vcpu_thread_that_opens_a_socket_dies_with_the_message() {
+    let end = in_child(
+        "CPU 1/KVM",
+        &program(Role::Vcpu, SandboxMode::On),
+        true,
+        call_socket,
+    );
+    assert_eq!(
+        end,
+        ChildEnd {
+            status: Ok(EXIT_FORBIDDEN),
+            stderr: "rvmm: seccomp: thread 'CPU 1/KVM' made a forbidden system call 41 \
+                     (socket); exiting\n"
+                .into(),
+        }
+    );
+    assert_eq!(EXIT_FORBIDDEN, 159);
+}
+
+#[test]
+fn every_role_forbids_socket() {
+    for role in Role::ALL {
+        let end = in_child(
+            role.name(),
+            &program(role, SandboxMode::On),
+            true,
+            call_socket,
+        );
+        assert_eq!(end.status, Ok(EXIT_FORBIDDEN), "{role:?}: {end:?}");
+        assert!(end.stderr.contains("(socket); exiting"), "{end:?}");
+    }
+}
+
+#[test]
+fn vcpu_ioctls_are_limited_to_kvm_and_the_terminal() {
+    // KVM's type and TCGETS pass the filter (and fail on the bad descriptor: EBADF).
+    fn allowed() {
+        // SAFETY: ioctls on an invalid descriptor fail with EBADF; nothing is touched.
+        unsafe {
+            let mut buf = [0u8; 256];
+            libc::ioctl(-1, 0xAE00, 0); // KVM_GET_API_VERSION
+            libc::ioctl(-1, 0xAE80, 0); // KVM_RUN
+            libc::ioctl(-1, libc::TCGETS, buf.as_mut_ptr());
+            libc::ioctl(-1, libc::TIOCGWINSZ, buf.as_mut_ptr());
+        }
+    }
+    let end = in_child(
+        "CPU 0/KVM",
+        &program(Role::Vcpu, SandboxMode::On),
+        true,
+        allowed,
+    );
+    assert_eq!(end.status, Ok(0), "{end:?}");
+    // TIOCSTI (push characters into a terminal's input) is not rvmm's to make.
+    fn tiocsti() {
+        let c = b'x';
+        // SAFETY: as above.
+        unsafe { libc::ioctl(-1, libc::TIOCSTI, &c) };
+    }
+    let end = in_child(
+        "CPU 0/KVM",
+        &program(Role::Vcpu, SandboxMode::On),
+        true,
+        tiocsti,
+    );
+    assert_eq!(end.status, Ok(EXIT_FORBIDDEN), "{end:?}");
+    assert!(
+        end.stderr.ends_with("call 16 (ioctl); exiting\n"),
+        "{end:?}"
+    );
+}
+
+#[test]
+fn clone_is_allowed_only_for_threads() {
+    fn fork_like_clone() {
+        // SAFETY: a raw clone without CLONE_THREAD (a fork); the filter stops it before the
+        // kernel runs it. If it ran, the child would _exit at once.
+        unsafe {
+            let pid = libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_ulong, 0, 0, 0, 0);
+            if pid == 0 {
+                libc::_exit(0);
+            }
+        }
+    }
+    let end = in_child(
+        "qmp-accept",
+        &program(Role::Control, SandboxMode::On),
+        true,
+        fork_like_clone,
+    );
+    assert_eq!(end.status, Ok(EXIT_FORBIDDEN), "{end:?}");
+    assert!(end.stderr.contains("'qmp-accept'"), "{end:?}");
+    assert!(end.stderr.contains("(clone); exiting"), "{end:?}");
+}
+
+#[test]
+fn log_mode_lets_the_call_through() {
+    fn socket_must_work() {
+        // SAFETY: socket and close with integer arguments.
+        unsafe {
+            let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+            if fd < 0 {
+                libc::_exit(3);
+            }
+            libc::close(fd);
+        }
+    }
+    let end = in_child(
+        "CPU 0/KVM",
+        &program(Role::Vcpu, SandboxMode::Log),
+        false,
+        socket_must_work,
+    );
+    assert_eq!(
+        end,
+        ChildEnd {
+            status: Ok(0),
+            stderr: String::new()
+        }
+    );
+}
+
+#[test]
+fn without_init_apply_does_nothing() {
+    // The unit tests never call init: the library stays unfiltered.
+    assert_eq!(mode(), SandboxMode::Off);
+    let filters = || {
+        let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+        status
+            .lines()
+            .find(|l| l.starts_with("Seccomp_filters:"))
+            .map(str::to_string)
+    };
+    let before = filters();
+    try_apply(Role::Vcpu).unwrap();
+    assert_eq!(filters(), before);
+}
