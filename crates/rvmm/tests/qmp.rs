@@ -672,3 +672,35 @@ fn sigterm_ends_rvmm_promptly_despite_stuck_clients() {
     let received = drain(&stuck.stream);
     assert!(received < 6 * (100 << 10), "{received} bytes");
 }
+
+#[test]
+fn hostile_json_over_the_socket_gets_generic_errors() {
+    if !kvm_available("hostile_json_over_the_socket_gets_generic_errors") {
+        return;
+    }
+    let vm = BackgroundVm::start("hostile", &["--append", "mode=halt"]);
+    let mut c = vm.client();
+    // Invalid UTF-8 inside a string.
+    c.send(b"{\"execute\": \"query-status\", \"id\": \"\xff\xfe\"}\n");
+    assert!(desc(&c.reply()).starts_with("JSON parse error, "));
+    // Nesting as deep as a message may be long, on the QMP reader thread's own stack.
+    let n = (1 << 20) / 2 - 64;
+    let mut deep = b"{\"execute\": \"query-status\", \"id\": ".to_vec();
+    deep.extend(std::iter::repeat_n(b'[', n));
+    deep.extend(std::iter::repeat_n(b']', n));
+    deep.extend(b"}\n");
+    c.send(&deep);
+    assert!(desc(&c.reply()).contains("recursion limit exceeded"));
+    // Numbers beyond f64, beyond u32; wrong types.
+    c.send(b"{\"execute\": \"__org.rvmm_vcpupin\", \"arguments\": {\"vcpu\": 1e400}}\n");
+    assert!(desc(&c.reply()).starts_with("JSON parse error, "));
+    assert_eq!(
+        desc(&c.execute("__org.rvmm_vcpupin", Some(json!({"vcpu": 4294967296u64})))),
+        "Parameter 'vcpu' expects uint32"
+    );
+    assert_eq!(
+        desc(&c.execute("__org.rvmm_vcpupin", Some(json!({"vcpu": 0, "cpus": [0]})))),
+        "Invalid parameter type for 'cpus', expected: string"
+    );
+    assert_eq!(c.ok("query-status", None)["status"], "running");
+}
