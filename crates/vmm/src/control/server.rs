@@ -27,9 +27,9 @@
 //!   drops a monitor connection it cannot write to; a write that blocks for
 //!   [`SEND_TIMEOUT`] disconnects it too. A client's memory is thus bounded by
 //!   `OUTPUT_LIMIT` plus one message in and one out.
-//! - Shutdown stops accepting, closes every queue, and gives clients [`SHUTDOWN_GRACE`] in
-//!   all to take what is queued for them (the final SHUTDOWN event); then it closes every
-//!   socket, which ends the client threads at once.
+//! - Shutdown stops accepting, stops reading requests, and gives clients
+//!   [`SHUTDOWN_GRACE`] in all to take what is queued for them (the last reply and the
+//!   SHUTDOWN event); then it closes every socket, which ends the client threads at once.
 //!
 //! Thread roles, each entered through one function (where a per-role filter is applied):
 //! `accept_loop` (the `qmp-accept` thread), `Client::serve` (`qmp-in-N`) and
@@ -443,8 +443,9 @@ impl QmpServer {
         // Requests still queued are dropped: their clients see the reply channel close.
         self.requests = None;
         let threads = std::mem::take(&mut *lock(&self.shared.threads));
+        // Each reader ends at its next read (or request) and closes its queue itself: a
+        // reply it has in hand (`quit`'s) is still queued, and the writer sends it.
         for t in &threads {
-            t.conn.outbox.close();
             let _ = t.conn.stream.shutdown(std::net::Shutdown::Read);
         }
         let deadline = Instant::now() + self.shared.limits.shutdown_grace;
@@ -1041,5 +1042,31 @@ mod tests {
             (q.next(), q.next(), q.next()),
             (Some("a".into()), Some("b".into()), None)
         );
+    }
+
+    #[test]
+    fn a_reply_answered_just_before_shutdown_is_still_sent() {
+        // As `quit` does: the VMM thread answers, emits SHUTDOWN and shuts the server down
+        // at once, before the client's reader has queued the answer.
+        for round in 0..20 {
+            let path = temp_path(&format!("quit-{round}"));
+            let server = QmpServer::start(&path, version()).unwrap();
+            let (mut reader, mut w) = negotiate(&path);
+            w.write_all(b"{\"execute\":\"quit\",\"id\":1}\n").unwrap();
+            let req = loop {
+                if let Some(r) = server.next_request() {
+                    break r;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            };
+            req.respond(Ok(serde_json::json!({})));
+            server.emit(Event::Stop);
+            server.shutdown();
+            let lines = rest(&mut reader);
+            assert!(
+                lines.iter().any(|l| l == "{\"id\":1,\"return\":{}}"),
+                "round {round}: {lines:?}"
+            );
+        }
     }
 }
