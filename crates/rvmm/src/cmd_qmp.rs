@@ -15,9 +15,10 @@ use vmm::vcpu::info::{render_emulatorpin, render_vcpuinfo, render_vcpupin};
 use crate::cli::{EmulatorpinArgs, QmpArgs, VcpuinfoArgs, VcpupinArgs};
 use crate::output::{errln, out, outln};
 
-/// Connects to the VM a `VM` argument names.
+/// Connects to the VM a `VM` argument names (by name only through a runtime directory that
+/// is ours).
 fn connect(vm: &str) -> Result<QmpClient> {
-    let path = ctl::resolve_vm(&ctl::default_runtime_dir(), vm);
+    let path = ctl::resolve_vm_checked(&ctl::default_runtime_dir(), vm)?;
     Ok(QmpClient::connect(&path)?)
 }
 

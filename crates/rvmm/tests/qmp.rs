@@ -541,3 +541,208 @@ fn client_commands_report_a_failed_stdout() {
     assert_eq!(stderr, "rvmm: writing to stdout: Broken pipe\n");
     assert_eq!(vm.client().ok("query-status", None)["status"], "running");
 }
+
+/// Peak resident memory of process `pid` (`VmHWM`), in KiB.
+fn vm_hwm_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status"))
+}
+
+/// Reads a client's socket to its end (the server closed it); the bytes read.
+fn drain(stream: &std::os::unix::net::UnixStream) -> u64 {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    std::io::copy(&mut &*stream, &mut std::io::sink()).expect("read to the end")
+}
+
+#[test]
+fn silent_and_half_open_clients_cannot_lock_out_the_cli() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    if !kvm_available("silent_and_half_open_clients_cannot_lock_out_the_cli") {
+        return;
+    }
+    let vm = BackgroundVm::start("lockout", &["--append", "mode=halt"]);
+    // 20 clients that never negotiate: every other one stops in the middle of a message.
+    let silent: Vec<UnixStream> = (0..20)
+        .map(|i| {
+            let mut s = UnixStream::connect(&vm.socket).unwrap();
+            if i % 2 == 1 {
+                s.write_all(b"{\"execute\":").unwrap();
+            }
+            s
+        })
+        .collect();
+    // rvmm's own subcommand gets in at once, by evicting the oldest of them.
+    let mut cmd = rvmm();
+    cmd.arg("qmp")
+        .arg(&vm.socket)
+        .arg(r#"{"execute": "query-status"}"#);
+    let out = run_with_timeout(cmd, Duration::from_secs(5));
+    assert!(
+        out.status.success(),
+        "rvmm qmp: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reply["return"]["status"], "running");
+    // 16 slots, 21 clients: the five oldest silent ones were closed (greeting, then the end).
+    let closed: Vec<bool> = silent
+        .iter()
+        .map(|s| {
+            s.set_nonblocking(true).unwrap();
+            let mut buf = vec![0u8; 4096];
+            let mut got = 0;
+            loop {
+                match (&*s).read(&mut buf) {
+                    Ok(0) => return true,
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && got > 0 => {
+                        return false
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    Err(e) => panic!("read: {e}"),
+                }
+            }
+        })
+        .collect();
+    let expected: Vec<bool> = (0..20).map(|i| i < 5).collect();
+    assert_eq!(closed, expected, "which silent clients were evicted");
+    // The others are told why and closed when the negotiation time runs out.
+    for s in &silent[5..] {
+        s.set_nonblocking(false).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut text = String::new();
+        (&*s)
+            .read_to_string(&mut text)
+            .expect("closed by the server");
+        assert_eq!(
+            text,
+            "{\"error\":{\"class\":\"GenericError\",\"desc\":\"capabilities negotiation was not completed within 10 s; closing the connection\"}}\r\n"
+        );
+    }
+    assert_eq!(vm.client().ok("query-status", None)["status"], "running");
+}
+
+#[test]
+fn a_client_that_never_reads_is_dropped_and_rvmm_stays_small() {
+    use std::io::Write;
+    if !kvm_available("a_client_that_never_reads_is_dropped_and_rvmm_stays_small") {
+        return;
+    }
+    let vm = BackgroundVm::start("noread", &["--append", "mode=halt"]);
+    vm.wait_halted();
+    let before = vm_hwm_kib(vm.pid());
+    let client = vm.client();
+    // Each error reply echoes the request's 256 KiB id: 50 MiB of replies in all, if rvmm
+    // kept them for a client that reads none.
+    let count = 200;
+    let request = format!(
+        "{{\"execute\": \"no-such-command\", \"id\": \"{}\"}}\n",
+        "x".repeat(256 << 10)
+    );
+    let mut w = client.stream.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        (0..count)
+            .position(|_| w.write_all(request.as_bytes()).is_err())
+            .unwrap_or(count)
+    });
+    let sent = writer.join().unwrap();
+    assert!(
+        sent < count,
+        "rvmm read all {count} requests from a client that reads nothing"
+    );
+    let received = drain(&client.stream);
+    assert!(
+        received < (count as u64) << 18,
+        "{received} bytes: the client was not dropped"
+    );
+    let after = vm_hwm_kib(vm.pid());
+    assert!(
+        after < before + 16 * 1024,
+        "peak RSS grew from {before} KiB to {after} KiB for one client"
+    );
+    assert_eq!(vm.client().ok("query-status", None)["status"], "running");
+}
+
+#[test]
+fn sigterm_ends_rvmm_promptly_despite_stuck_clients() {
+    if !kvm_available("sigterm_ends_rvmm_promptly_despite_stuck_clients") {
+        return;
+    }
+    let vm = BackgroundVm::start("stuckterm", &["--smp", "2", "--append", "mode=halt"]);
+    vm.wait_halted();
+    // Replies of 600 KiB for a client that reads none: more than the socket holds (rvmm's
+    // writer blocks) and less than its queue limit (the client is not dropped).
+    let mut stuck = vm.client();
+    let request = format!(
+        "{{\"execute\": \"no-such-command\", \"id\": \"{}\"}}\n",
+        "x".repeat(100 << 10)
+    );
+    for _ in 0..6 {
+        stuck.send(request.as_bytes());
+    }
+    // And one that never negotiates, one in the middle of a message.
+    let _silent = std::os::unix::net::UnixStream::connect(&vm.socket).unwrap();
+    let mut half = vm.client();
+    half.send(b"{\"execute\": ");
+    // A round trip on another client: the stuck requests have been read by now or soon.
+    vm.client().ok("query-status", None);
+    std::thread::sleep(Duration::from_millis(300));
+    let start = std::time::Instant::now();
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(vm.pid(), libc::SIGTERM) };
+    let out = vm.wait(Duration::from_secs(30));
+    let took = start.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "SIGTERM took {took:?} with a stuck QMP client"
+    );
+    // The stuck client got part of its replies, then the end.
+    let received = drain(&stuck.stream);
+    assert!(received < 6 * (100 << 10), "{received} bytes");
+}
+
+#[test]
+fn hostile_json_over_the_socket_gets_generic_errors() {
+    if !kvm_available("hostile_json_over_the_socket_gets_generic_errors") {
+        return;
+    }
+    let vm = BackgroundVm::start("hostile", &["--append", "mode=halt"]);
+    let mut c = vm.client();
+    // Invalid UTF-8 inside a string.
+    c.send(b"{\"execute\": \"query-status\", \"id\": \"\xff\xfe\"}\n");
+    assert!(desc(&c.reply()).starts_with("JSON parse error, "));
+    // Nesting as deep as a message may be long, on the QMP reader thread's own stack.
+    let n = (1 << 20) / 2 - 64;
+    let mut deep = b"{\"execute\": \"query-status\", \"id\": ".to_vec();
+    deep.extend(std::iter::repeat_n(b'[', n));
+    deep.extend(std::iter::repeat_n(b']', n));
+    deep.extend(b"}\n");
+    c.send(&deep);
+    assert!(desc(&c.reply()).contains("recursion limit exceeded"));
+    // Numbers beyond f64, beyond u32; wrong types.
+    c.send(b"{\"execute\": \"__org.rvmm_vcpupin\", \"arguments\": {\"vcpu\": 1e400}}\n");
+    assert!(desc(&c.reply()).starts_with("JSON parse error, "));
+    assert_eq!(
+        desc(&c.execute("__org.rvmm_vcpupin", Some(json!({"vcpu": 4294967296u64})))),
+        "Parameter 'vcpu' expects uint32"
+    );
+    assert_eq!(
+        desc(&c.execute("__org.rvmm_vcpupin", Some(json!({"vcpu": 0, "cpus": [0]})))),
+        "Invalid parameter type for 'cpus', expected: string"
+    );
+    assert_eq!(c.ok("query-status", None)["status"], "running");
+}

@@ -2,9 +2,10 @@
 //! ...): connect, read the greeting, negotiate, then execute commands one at a time,
 //! skipping events and matching replies by `id`. `request` sends a command's typed
 //! arguments and reads the reply into its reply type (`control::commands::*`), so both ends
-//! share one definition.
+//! share one definition. A reply line is read up to [`MAX_REPLY`] bytes, so a socket that
+//! is not rvmm's cannot make the client allocate without bound.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,6 +18,9 @@ use thiserror::Error;
 
 /// How long to wait for any one reply.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest message accepted from the server, in bytes (rvmm's largest reply,
+/// `query-cpu-definitions`, is well under 1 MiB).
+pub const MAX_REPLY: u64 = 64 << 20;
 
 /// Client failures.
 #[derive(Debug, Error)]
@@ -84,10 +88,10 @@ impl QmpClient {
     }
 
     fn read_message(&mut self) -> Result<Value, ClientError> {
-        let mut line = String::new();
-        let n = self
-            .reader
-            .read_line(&mut line)
+        let mut line = Vec::new();
+        let n = (&mut self.reader)
+            .take(MAX_REPLY)
+            .read_until(b'\n', &mut line)
             .map_err(|error| ClientError::Io {
                 path: self.path.clone(),
                 error,
@@ -97,9 +101,15 @@ impl QmpClient {
                 path: self.path.clone(),
             });
         }
-        serde_json::from_str(&line).map_err(|e| ClientError::Protocol {
+        if !line.ends_with(b"\n") && n as u64 == MAX_REPLY {
+            return Err(ClientError::Protocol {
+                path: self.path.clone(),
+                detail: format!("a message longer than {MAX_REPLY} bytes"),
+            });
+        }
+        serde_json::from_slice(&line).map_err(|e| ClientError::Protocol {
             path: self.path.clone(),
-            detail: format!("{e}: {}", line.trim_end()),
+            detail: format!("{e}: {}", String::from_utf8_lossy(&line).trim_end()),
         })
     }
 
@@ -177,5 +187,51 @@ impl QmpClient {
             detail: format!("{}: arguments: {e}", R::NAME),
         })?;
         self.call(R::NAME, Some(arguments))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    /// A server that sends `greeting` and nothing else.
+    fn serve_once(tag: &str, greeting: Vec<u8>) -> (PathBuf, std::thread::JoinHandle<()>) {
+        let path = std::env::temp_dir().join(format!("rvmm-cl-{tag}-{}.qmp", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let _ = s.write_all(&greeting);
+        });
+        (path, server)
+    }
+
+    #[test]
+    fn an_endless_line_from_the_server_is_refused() {
+        let len = usize::try_from(MAX_REPLY).unwrap() + 16;
+        let (path, server) = serve_once("endless", vec![b' '; len]);
+        let err = QmpClient::connect(&path).err().unwrap().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{}: not a QMP reply: a message longer than 67108864 bytes",
+                path.display()
+            )
+        );
+        drop(server);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_greeting_that_is_not_json_is_refused() {
+        let (path, server) = serve_once("garbage", b"\xff\xfe\r\n".to_vec());
+        let err = QmpClient::connect(&path).err().unwrap().to_string();
+        assert!(
+            err.starts_with(&format!("{}: not a QMP reply: ", path.display())),
+            "{err}"
+        );
+        server.join().unwrap();
+        let _ = std::fs::remove_file(&path);
     }
 }

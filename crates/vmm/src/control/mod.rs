@@ -27,7 +27,7 @@ pub use client::{ClientError, QmpClient};
 pub use commands::Command;
 pub use error::{ErrorClass, QmpError};
 pub use runtime::{
-    check_name, default_runtime_dir, ensure_runtime_dir, parse_qmp_option, resolve_vm, runtime_dir,
-    socket_for_name, ControlError, MAX_NAME,
+    check_name, check_runtime_dir, default_runtime_dir, ensure_runtime_dir, parse_qmp_option,
+    resolve_vm, resolve_vm_checked, runtime_dir, socket_for_name, ControlError, MAX_NAME,
 };
 pub use server::{QmpServer, Request, ServerError};

@@ -132,6 +132,11 @@ impl Splitter {
         true
     }
 
+    /// Whether a message has begun and not yet ended.
+    pub fn pending(&self) -> bool {
+        self.scan != Scan::Idle
+    }
+
     /// Feeds bytes; returns the messages they complete.
     pub fn push(&mut self, data: &[u8]) -> Vec<Frame> {
         let mut out = Vec::new();

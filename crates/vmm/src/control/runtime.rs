@@ -3,6 +3,13 @@
 //! else `/tmp/rvmm-UID`; `--qmp unix:PATH` picks any path. A `VM` argument is a socket path
 //! (anything with a `/`) or a name resolved the same way. Binding and serving the socket is
 //! `server`'s job.
+//!
+//! The runtime directory is trusted only if it is ours: a real directory (checked with
+//! `lstat`, so a symbolic link is refused), owned by our effective uid, that neither group
+//! nor others may write to. Otherwise another user could have planted it (`/tmp/rvmm-UID`
+//! is predictable) and put their own socket where our VMs' would be. The server side
+//! creates it 0700 and checks it ([`ensure_runtime_dir`]); the client side checks it before
+//! it connects to a VM by name ([`resolve_vm_checked`]).
 
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -38,11 +45,16 @@ pub fn runtime_dir(xdg_runtime_dir: Option<&str>, uid: u32) -> PathBuf {
     }
 }
 
+/// This process's effective uid, the one that owns the files it creates.
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// This process's runtime directory.
 pub fn default_runtime_dir() -> PathBuf {
     let xdg = std::env::var("XDG_RUNTIME_DIR").ok();
-    // SAFETY: getuid has no preconditions and cannot fail.
-    runtime_dir(xdg.as_deref(), unsafe { libc::getuid() })
+    runtime_dir(xdg.as_deref(), euid())
 }
 
 /// The control socket of the VM named `name`.
@@ -57,6 +69,15 @@ pub fn resolve_vm(dir: &Path, vm: &str) -> PathBuf {
     } else {
         socket_for_name(dir, vm)
     }
+}
+
+/// `resolve_vm`, checking first that `dir` is ours when `vm` is a name (a missing `dir` is
+/// left to the connection to report).
+pub fn resolve_vm_checked(dir: &Path, vm: &str) -> Result<PathBuf, ControlError> {
+    if !vm.contains('/') && std::fs::symlink_metadata(dir).is_ok() {
+        check_runtime_dir(dir)?;
+    }
+    Ok(resolve_vm(dir, vm))
 }
 
 /// Parses `--qmp unix:PATH[,server[=on]][,wait=off][,nowait]`, as QEMU's `-qmp` takes it.
@@ -84,36 +105,50 @@ pub fn parse_qmp_option(value: &str) -> Result<PathBuf, ControlError> {
     Ok(PathBuf::from(path))
 }
 
-/// Creates `dir` (mode 0700) if needed and checks it is a real directory owned by us, not
-/// a symlink someone planted.
+/// Creates `dir` (mode 0700) if needed and checks it is ours ([`check_runtime_dir`]).
 pub fn ensure_runtime_dir(dir: &Path) -> Result<(), ControlError> {
-    let err = |problem: String| ControlError::RuntimeDir {
-        path: dir.display().to_string(),
-        problem,
-    };
     match std::fs::symlink_metadata(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
-                .map_err(|e| err(format!("cannot create it: {e}")))?;
+                .map_err(|e| runtime_dir_error(dir, format!("cannot create it: {e}")))?;
         }
-        Err(e) => return Err(err(e.to_string())),
+        Err(e) => return Err(runtime_dir_error(dir, e.to_string())),
         Ok(_) => {}
     }
+    check_runtime_dir(dir)
+}
+
+fn runtime_dir_error(dir: &Path, problem: String) -> ControlError {
+    ControlError::RuntimeDir {
+        path: dir.display().to_string(),
+        problem,
+    }
+}
+
+/// Checks that `dir` is a real directory (not a symbolic link) owned by our effective uid
+/// that neither group nor others may write to.
+pub fn check_runtime_dir(dir: &Path) -> Result<(), ControlError> {
+    let err = |problem: String| runtime_dir_error(dir, problem);
     let meta = std::fs::symlink_metadata(dir).map_err(|e| err(e.to_string()))?;
     if !meta.file_type().is_dir() {
         return Err(err(
             "exists and is not a directory (a symbolic link is refused)".into(),
         ));
     }
-    // SAFETY: getuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::getuid() };
+    let uid = euid();
     if meta.uid() != uid {
         return Err(err(format!(
             "is owned by uid {}, not by us (uid {uid})",
             meta.uid()
+        )));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(err(format!(
+            "has mode {mode:04o}: group or others may write to it (it must be 0700, or at least not group- or other-writable; chmod 700 it)"
         )));
     }
     Ok(())
@@ -197,6 +232,103 @@ mod tests {
         std::os::unix::fs::symlink(&dir, &link).unwrap();
         assert_eq!(
             ensure_runtime_dir(&link).unwrap_err().to_string(),
+            format!(
+                "runtime directory {}: exists and is not a directory (a symbolic link is refused)",
+                link.display()
+            )
+        );
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// A fresh directory for one test.
+    fn temp(tag: &str) -> PathBuf {
+        let base = std::env::temp_dir().join(format!("rvmm-rt-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        base
+    }
+
+    fn set_mode(p: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn runtime_dir_is_created_private_and_must_stay_so() {
+        let base = temp("mode");
+        let dir = base.join("rvmm");
+        ensure_runtime_dir(&dir).unwrap();
+        let meta = std::fs::symlink_metadata(&dir).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o700);
+        // Readable by others is fine; writable by group or others is not.
+        set_mode(&dir, 0o755);
+        assert_eq!(ensure_runtime_dir(&dir), Ok(()));
+        for mode in [0o770, 0o702, 0o1777] {
+            set_mode(&dir, mode);
+            assert_eq!(
+                ensure_runtime_dir(&dir).unwrap_err().to_string(),
+                format!(
+                    "runtime directory {}: has mode {mode:04o}: group or others may write to it (it must be 0700, or at least not group- or other-writable; chmod 700 it)",
+                    dir.display()
+                )
+            );
+            // The client refuses it too before connecting by name, not by path.
+            assert!(resolve_vm_checked(&dir, "web1").is_err());
+            assert_eq!(
+                resolve_vm_checked(&dir, "./web1.qmp"),
+                Ok(PathBuf::from("./web1.qmp"))
+            );
+        }
+        set_mode(&dir, 0o700);
+        assert_eq!(resolve_vm_checked(&dir, "web1"), Ok(dir.join("web1.qmp")));
+        // A missing directory is left to the connection to report.
+        let missing = base.join("missing");
+        assert_eq!(
+            resolve_vm_checked(&missing, "web1"),
+            Ok(missing.join("web1.qmp"))
+        );
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn runtime_dir_of_another_user_is_refused() {
+        let us = euid();
+        let base = temp("owner");
+        let dir = base.join("rvmm");
+        std::fs::create_dir(&dir).unwrap();
+        set_mode(&dir, 0o700);
+        // As root, give it away; as anyone else, "/" belongs to root already.
+        let (theirs, owner) = if us == 0 {
+            std::os::unix::fs::chown(&dir, Some(65534), None).unwrap();
+            (dir.clone(), 65534)
+        } else {
+            (PathBuf::from("/"), 0)
+        };
+        let expected = format!(
+            "runtime directory {}: is owned by uid {owner}, not by us (uid {us})",
+            theirs.display()
+        );
+        assert_eq!(
+            ensure_runtime_dir(&theirs).unwrap_err().to_string(),
+            expected
+        );
+        assert_eq!(
+            resolve_vm_checked(&theirs, "web1").unwrap_err().to_string(),
+            expected
+        );
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn client_refuses_a_planted_symlink() {
+        let base = temp("client-link");
+        let real = base.join("real");
+        std::fs::create_dir(&real).unwrap();
+        set_mode(&real, 0o700);
+        let link = base.join("rvmm");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert_eq!(
+            resolve_vm_checked(&link, "web1").unwrap_err().to_string(),
             format!(
                 "runtime directory {}: exists and is not a directory (a symbolic link is refused)",
                 link.display()

@@ -258,6 +258,139 @@ fn bad_envelopes_as_qemu_7_2() {
     assert!(s.negotiated(), "errors leave the session in command mode");
 }
 
+/// Hostile JSON (invalid UTF-8, deep nesting, numbers out of every range, members of the
+/// wrong type) gets GenericError replies, never a panic or a stack overflow; run on a
+/// thread with a quarter of a QMP reader thread's stack to show the margin.
+#[test]
+fn hostile_json_gets_generic_errors() {
+    let run = std::thread::Builder::new()
+        .stack_size(512 << 10)
+        .spawn(hostile_json)
+        .unwrap();
+    run.join().unwrap();
+}
+
+fn hostile_json() {
+    let mut s = Session::default();
+    s.handle::<Command>(msg(r#"{"execute":"qmp_capabilities"}"#));
+    let answer = |s: &mut Session, bytes: Vec<u8>| -> Value {
+        serde_json::from_str(&reply(s.handle::<Command>(Frame::Message(bytes)))).unwrap()
+    };
+    let generic = |v: &Value| -> String {
+        assert_eq!(v["error"]["class"], "GenericError", "{v}");
+        v["error"]["desc"].as_str().unwrap().to_string()
+    };
+    let parse_error = |v: &Value| {
+        let d = generic(v);
+        assert!(d.starts_with("JSON parse error, "), "{d}");
+        assert_eq!(v.get("id"), None, "{v}");
+    };
+    // Invalid UTF-8 in a string, in a key, and a lone surrogate escape.
+    parse_error(&answer(
+        &mut s,
+        b"{\"execute\":\"query-status\",\"id\":\"\xff\xfe\"}".to_vec(),
+    ));
+    parse_error(&answer(
+        &mut s,
+        b"{\"exe\xc3cute\":\"query-status\"}".to_vec(),
+    ));
+    parse_error(&answer(
+        &mut s,
+        br#"{"execute":"query-status","id":"\ud800"}"#.to_vec(),
+    ));
+    // Nesting: as deep as a message may be long, and just past serde_json's limit of 128.
+    let deep = |n: usize| {
+        let mut v = b"{\"execute\":\"nope\",\"id\":".to_vec();
+        v.extend(std::iter::repeat_n(b'[', n));
+        v.extend(std::iter::repeat_n(b']', n));
+        v.push(b'}');
+        v
+    };
+    parse_error(&answer(
+        &mut s,
+        deep(crate::control::qmp::MAX_MESSAGE / 2 - 16),
+    ));
+    parse_error(&answer(&mut s, deep(128)));
+    // Within the limit the id is echoed whole.
+    let v = answer(&mut s, deep(126));
+    assert_eq!(v["error"]["class"], "CommandNotFound");
+    let mut id = &v["id"];
+    for _ in 1..126 {
+        id = &id[0];
+    }
+    assert_eq!(id, &json!([]));
+    // Deep arguments reach the argument checks, which name the member.
+    let mut nested = "[".repeat(100);
+    nested.push_str(&"]".repeat(100));
+    let text = format!(r#"{{"execute":"query-status","arguments":{{"deep":{nested}}}}}"#);
+    assert_eq!(
+        generic(&answer(&mut s, text.into_bytes())),
+        "Parameter 'deep' is unexpected"
+    );
+    // Numbers: beyond f64, beyond u64, negative, fractional, beyond u32.
+    parse_error(&answer(
+        &mut s,
+        br#"{"execute":"__org.rvmm_vcpupin","arguments":{"vcpu":1e400}}"#.to_vec(),
+    ));
+    let vcpu = |s: &mut Session, n: &str| -> String {
+        let text = format!(r#"{{"execute":"__org.rvmm_vcpupin","arguments":{{"vcpu":{n}}}}}"#);
+        generic(&answer(s, text.into_bytes()))
+    };
+    // 4001 digits: beyond f64 too.
+    let long = format!(
+        r#"{{"execute":"__org.rvmm_vcpupin","arguments":{{"vcpu":1{}}}}}"#,
+        "0".repeat(4000)
+    );
+    parse_error(&answer(&mut s, long.into_bytes()));
+    for n in ["18446744073709551616", "1.5", "1e300"] {
+        assert_eq!(
+            vcpu(&mut s, n),
+            "Invalid parameter type for 'vcpu', expected: integer",
+            "{n}"
+        );
+    }
+    for n in [
+        "-1",
+        "4294967296",
+        "-9223372036854775808",
+        "18446744073709551615",
+    ] {
+        assert_eq!(vcpu(&mut s, n), "Parameter 'vcpu' expects uint32", "{n}");
+    }
+    // Members of the wrong type, in the envelope and in arguments.
+    let text = |t: &str| t.as_bytes().to_vec();
+    for (request, expected) in [
+        (
+            r#"{"execute":"__org.rvmm_vcpupin","arguments":{"vcpu":0,"cpus":5}}"#,
+            "Invalid parameter type for 'cpus', expected: string",
+        ),
+        (
+            r#"{"execute":"__org.rvmm_vcpupin","arguments":{"vcpu":null}}"#,
+            "Invalid parameter type for 'vcpu', expected: integer",
+        ),
+        (
+            r#"{"execute":"query-cpu-model-expansion","arguments":{"type":"full","model":"qemu64"}}"#,
+            "Invalid parameter type for 'model', expected: object",
+        ),
+        (
+            r#"{"execute":"qmp_capabilities","arguments":{"enable":"oob"}}"#,
+            "Capabilities negotiation is already complete, command ignored",
+        ),
+        (
+            r#"{"execute":["query-status"]}"#,
+            "QMP input member 'execute' must be a string",
+        ),
+        (
+            r#"{"execute":"query-status","arguments":"x"}"#,
+            "QMP input member 'arguments' must be an object",
+        ),
+    ] {
+        let v = answer(&mut s, text(request));
+        assert_eq!(v["error"]["desc"], expected, "{request}");
+    }
+    assert!(s.negotiated());
+}
+
 // Every command run against a fake VM.
 
 use fake_vm::FakeVm;
