@@ -196,6 +196,10 @@ pub fn parse_libvirt_xml(
     source_name: &str,
     map: &LibvirtCpuMap,
 ) -> Result<Vec<HostCpuDesc>, HostDescError> {
+    crate::xml_limits::check(text).map_err(|e| HostDescError::Xml {
+        source_name: source_name.to_string(),
+        message: format!("line {}: refused before parsing: {e}", e.line()),
+    })?;
     let body = text
         .trim_start()
         .strip_prefix("<?xml")
