@@ -53,7 +53,10 @@ pub fn check(text: &str) -> Result<(), XmlLimitError> {
             .and_then(|rest| rest.windows(pat.len()).position(|w| w == pat))
             .map_or(b.len(), |p| from + p + pat.len())
     };
-    while let Some(off) = b.get(i..).and_then(|rest| rest.iter().position(|&c| c == b'<')) {
+    while let Some(off) = b
+        .get(i..)
+        .and_then(|rest| rest.iter().position(|&c| c == b'<'))
+    {
         let at = i + off;
         let rest = &b[at..];
         if rest.starts_with(b"<!--") {
@@ -187,7 +190,17 @@ mod tests {
 
     #[test]
     fn non_ascii_and_truncated_text_is_scanned_safely() {
-        for text in ["<é", "<a x='é", "<!--", "<![CDATA[", "<?", "<!DOCTYPE [", "</", "<", "é<"] {
+        for text in [
+            "<é",
+            "<a x='é",
+            "<!--",
+            "<![CDATA[",
+            "<?",
+            "<!DOCTYPE [",
+            "</",
+            "<",
+            "é<",
+        ] {
             let _ = check(text);
         }
         assert_eq!(check("<ü><ö/></ü>"), Ok(()));

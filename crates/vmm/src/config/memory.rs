@@ -363,7 +363,9 @@ mod tests {
              must fit in x86-64's 52-bit physical addresses"
         );
         assert_eq!(
-            err("size=18446744073709551615,prealloc=on").split(" (").next(),
+            err("size=18446744073709551615,prealloc=on")
+                .split(" (")
+                .next(),
             Some("-m: '18446744073709551615' is too large")
         );
         assert_eq!(err("16777216T"), "-m: '16777216T' is too large");
@@ -372,7 +374,10 @@ mod tests {
             Some("-m: '4194304G'"),
             "4 PiB"
         );
-        assert_eq!(parse_memory("4194303G").unwrap().size, super::super::MAX_MEMORY);
+        assert_eq!(
+            parse_memory("4194303G").unwrap().size,
+            super::super::MAX_MEMORY
+        );
         assert_eq!(err("lots"), "-m: 'lots' is not a size (expected a number with an optional K, M, G or T suffix, e.g. 512M or 2G)");
     }
 }

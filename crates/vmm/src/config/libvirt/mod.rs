@@ -81,7 +81,11 @@ pub enum DomainError {
         message: String,
     },
     #[error("--domain {file}:{line}: refused before parsing: {rule}")]
-    Limit { file: String, line: u32, rule: String },
+    Limit {
+        file: String,
+        line: u32,
+        rule: String,
+    },
     #[error("--domain {file}:{line}: {element}: {rule}")]
     Element {
         file: String,

@@ -88,7 +88,17 @@ mod tests {
         assert_eq!(s("EiB"), Some(1 << 60));
         assert_eq!(s("EB"), Some(1_000_000_000_000_000_000));
         for bad in [
-            "XB", "KiBB", "Ki", "x", "KBytes", "iB", "éB", "é", "Kéb", "ẞiB", "\u{1F600}",
+            "XB",
+            "KiBB",
+            "Ki",
+            "x",
+            "KBytes",
+            "iB",
+            "éB",
+            "é",
+            "Kéb",
+            "ẞiB",
+            "\u{1F600}",
         ] {
             assert_eq!(s(bad), None, "{bad}");
         }

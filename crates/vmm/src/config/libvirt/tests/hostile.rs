@@ -52,11 +52,9 @@ fn memory_near_2_pow_64_is_refused() {
 #[test]
 fn numa_cell_sizes_that_wrap_are_refused() {
     // 2 * 8 EiB wraps to 0; with the cells' total used as guest RAM, a wrap would pass.
-    let xml = dom(
-        "<memory unit='MiB'>1024</memory><vcpu>2</vcpu><cpu><numa>\
+    let xml = dom("<memory unit='MiB'>1024</memory><vcpu>2</vcpu><cpu><numa>\
          <cell id='0' cpus='0' memory='8' unit='EiB'/>\
-         <cell id='1' cpus='1' memory='8' unit='EiB'/></numa></cpu>",
-    );
+         <cell id='1' cpus='1' memory='8' unit='EiB'/></numa></cpu>");
     assert_eq!(
         err(&xml),
         "--domain vm.xml:3: <cell id='1' memory='8' unit='EiB'>: the cells' memory adds up to \
@@ -64,12 +62,10 @@ fn numa_cell_sizes_that_wrap_are_refused() {
          9223372036854775808 bytes)"
     );
     // 15 EiB + 1 EiB + 1 GiB wraps to 1 GiB, which would equal <memory>.
-    let xml = dom(
-        "<memory unit='GiB'>1</memory><vcpu>3</vcpu><cpu><numa>\
+    let xml = dom("<memory unit='GiB'>1</memory><vcpu>3</vcpu><cpu><numa>\
          <cell id='0' cpus='0' memory='15' unit='EiB'/>\
          <cell id='1' cpus='1' memory='1' unit='EiB'/>\
-         <cell id='2' cpus='2' memory='1' unit='GiB'/></numa></cpu>",
-    );
+         <cell id='2' cpus='2' memory='1' unit='GiB'/></numa></cpu>");
     assert!(
         err(&xml).contains("the cells' memory adds up to more than 2^64 bytes"),
         "{}",
@@ -110,10 +106,15 @@ fn huge_vcpu_counts_are_refused_before_allocating() {
         );
     }
     assert_eq!(
-        err(&dom("<memory unit='MiB'>128</memory><vcpu>4294967296</vcpu>")),
+        err(&dom(
+            "<memory unit='MiB'>128</memory><vcpu>4294967296</vcpu>"
+        )),
         "--domain vm.xml:3: <vcpu>: 4294967296 is out of range (at most 4294967295)"
     );
-    let d = parse(&dom("<memory unit='MiB'>128</memory><vcpu current='2'>4096</vcpu>")).unwrap();
+    let d = parse(&dom(
+        "<memory unit='MiB'>128</memory><vcpu current='2'>4096</vcpu>",
+    ))
+    .unwrap();
     assert_eq!((d.config.smp.cpus, d.config.smp.maxcpus), (2, 4096));
 }
 
@@ -130,10 +131,7 @@ fn topology_products_that_wrap_are_refused() {
             "sockets='4294967295' dies='4294967295' cores='4294967295' threads='4294967295'",
             "340282366604025813516997721482669850625",
         ),
-        (
-            "sockets='4294967296' dies='1' cores='1' threads='1'",
-            "",
-        ),
+        ("sockets='4294967296' dies='1' cores='1' threads='1'", ""),
     ] {
         let xml = dom(&format!(
             "<memory unit='MiB'>128</memory><vcpu>4</vcpu><cpu><topology {attrs}/></cpu>"
@@ -147,7 +145,9 @@ fn topology_products_that_wrap_are_refused() {
             );
         } else {
             assert!(
-                e.contains(&format!("sockets × dies × cores × threads = {product}, but <vcpu> gives 4 vCPUs")),
+                e.contains(&format!(
+                    "sockets × dies × cores × threads = {product}, but <vcpu> gives 4 vCPUs"
+                )),
                 "{e}"
             );
         }
@@ -157,7 +157,11 @@ fn topology_products_that_wrap_are_refused() {
 #[test]
 fn deep_nesting_is_refused_before_parsing() {
     // 100000 levels inside an element rvmm ignores overflowed the parser's stack.
-    let deep = format!("<metadata>{}{}</metadata>", "<a>".repeat(100_000), "</a>".repeat(100_000));
+    let deep = format!(
+        "<metadata>{}{}</metadata>",
+        "<a>".repeat(100_000),
+        "</a>".repeat(100_000)
+    );
     let xml = dom(&format!("<memory unit='MiB'>128</memory>\n{deep}"));
     assert_eq!(
         err(&xml),
@@ -165,7 +169,11 @@ fn deep_nesting_is_refused_before_parsing() {
          levels"
     );
     // 250 levels are fine (ignored with a warning, as any metadata).
-    let ok = format!("<metadata>{}{}</metadata>", "<a>".repeat(250), "</a>".repeat(250));
+    let ok = format!(
+        "<metadata>{}{}</metadata>",
+        "<a>".repeat(250),
+        "</a>".repeat(250)
+    );
     assert!(parse(&dom(&format!("<memory unit='MiB'>128</memory>{ok}"))).is_ok());
 }
 
