@@ -194,7 +194,7 @@ fn fallback_note(
             let missing = model_features(d, v.version).difference(common);
             every = Some(match every {
                 Some(e) => e.intersection(&missing),
-                None => missing.clone(),
+                None => missing,
             });
             let count = missing.names().len();
             if best.as_ref().is_none_or(|(b, _)| count < b.names().len()) {
