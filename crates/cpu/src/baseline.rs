@@ -64,6 +64,11 @@ pub struct Baseline {
     pub libvirt_only: Vec<String>,
     /// Every feature every host has, QEMU names.
     pub common: Vec<String>,
+    /// Why the model is one of QEMU's generic ones (`qemu64`, `qemu32`, ...) when no named
+    /// model of the vendor fits: what every such model needs that the hosts lack, and
+    /// what the closest ones lack. `None` when a named model fits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Every host's features intersected; the vendor every host shares.
@@ -141,7 +146,12 @@ pub fn baseline(hosts: &[HostCpuDesc]) -> Result<Baseline, BaselineError> {
         best_model(&vendor, &common).ok_or_else(|| BaselineError::NoModel {
             common: common.names().join(" "),
         })?;
+    let note = GENERIC_MODELS
+        .contains(&def.name)
+        .then(|| fallback_note(&vendor, &common, def, version, &model))
+        .flatten();
     Ok(Baseline {
+        note,
         vendor,
         model: def.versioned_name(version),
         alias: alias_of(def, version),
@@ -154,6 +164,76 @@ pub fn baseline(hosts: &[HostCpuDesc]) -> Result<Baseline, BaselineError> {
         libvirt_only,
         common: common.names().iter().map(|s| s.to_string()).collect(),
     })
+}
+
+/// How many of the closest named models a fallback note lists.
+const CLOSEST_LISTED: usize = 3;
+
+/// Why the baseline fell back to generic model `def` (version `version`, features
+/// `model`): the features every named model of `vendor` (any vendor when unknown) needs
+/// and the hosts lack, and the closest models (fewest features missing over their
+/// versions) with what they lack. `None` when there is no named candidate at all.
+fn fallback_note(
+    vendor: &str,
+    common: &FeatureSet,
+    def: &ModelDef,
+    version: u32,
+    model: &FeatureSet,
+) -> Option<String> {
+    let mut every: Option<FeatureSet> = None;
+    // (missing count, definition order, name, missing names) per model family.
+    let mut closest: Vec<(usize, usize, String, Vec<&'static str>)> = Vec::new();
+    for (order, d) in MODELS.iter().enumerate() {
+        if GENERIC_MODELS.contains(&d.name)
+            || (!vendor.is_empty() && d.vendor.as_string() != vendor)
+        {
+            continue;
+        }
+        let mut best: Option<(FeatureSet, u32)> = None;
+        for v in d.versions() {
+            let missing = model_features(d, v.version).difference(common);
+            every = Some(match every {
+                Some(e) => e.intersection(&missing),
+                None => missing,
+            });
+            let count = missing.names().len();
+            if best.as_ref().is_none_or(|(b, _)| count < b.names().len()) {
+                best = Some((missing, v.version));
+            }
+        }
+        if let Some((missing, v)) = best {
+            let names = missing.names();
+            closest.push((names.len(), order, d.versioned_name(v), names));
+        }
+    }
+    let every = every?;
+    closest.sort();
+    let who = if vendor.is_empty() {
+        "named model".to_string()
+    } else {
+        format!("named {vendor} model")
+    };
+    let mut note = format!(
+        "no {who} fits every host, so the baseline is QEMU's generic {} plus {} features",
+        def.versioned_name(version),
+        common.difference(model).names().len()
+    );
+    let every = every.names();
+    if every.is_empty() {
+        note.push_str(&format!("; no one feature is missing for every {who}"));
+    } else {
+        note.push_str(&format!(
+            "; every {who} needs {}, which not every host has",
+            every.join(" ")
+        ));
+    }
+    let listed: Vec<String> = closest
+        .iter()
+        .take(CLOSEST_LISTED)
+        .map(|(_, _, name, missing)| format!("{name} lacks {}", missing.join(" ")))
+        .collect();
+    note.push_str(&format!(" (closest: {})", listed.join("; ")));
+    Some(note)
 }
 
 impl Baseline {

@@ -181,6 +181,14 @@ pub fn parse_json(text: &str, source_name: &str) -> Result<Vec<HostCpuDesc>, Hos
     Ok(descs)
 }
 
+/// The size and nesting limits of `xml_limits`, checked before the parser sees `text`.
+fn xml_limits(text: &str, source_name: &str) -> Result<(), HostDescError> {
+    crate::xml_limits::check(text).map_err(|e| HostDescError::Xml {
+        source_name: source_name.to_string(),
+        message: format!("line {}: refused before parsing: {e}", e.line()),
+    })
+}
+
 fn xml_doc<'a>(text: &'a str, source_name: &str) -> Result<roxmltree::Document<'a>, HostDescError> {
     roxmltree::Document::parse(text).map_err(|e| HostDescError::Xml {
         source_name: source_name.to_string(),
@@ -196,6 +204,7 @@ pub fn parse_libvirt_xml(
     source_name: &str,
     map: &LibvirtCpuMap,
 ) -> Result<Vec<HostCpuDesc>, HostDescError> {
+    xml_limits(text, source_name)?;
     let body = text
         .trim_start()
         .strip_prefix("<?xml")
@@ -372,6 +381,8 @@ pub fn parse_text(
     if matches!(first, Some('{') | Some('[')) {
         parse_json(text, source_name)
     } else {
+        // Before the CPU map is loaded: a refused document needs no map.
+        xml_limits(text, source_name)?;
         parse_libvirt_xml(text, source_name, &map()?)
     }
 }

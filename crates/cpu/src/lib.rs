@@ -29,3 +29,4 @@ pub mod msr;
 pub mod spec;
 pub mod support;
 pub mod topology;
+pub mod xml_limits;

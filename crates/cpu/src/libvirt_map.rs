@@ -152,6 +152,12 @@ fn parse_u32(file: &str, element: &str, attr: &str, text: &str) -> Result<u32, L
 }
 
 fn parse_doc<'a>(file: &str, text: &'a str) -> Result<roxmltree::Document<'a>, LibvirtMapError> {
+    // The map directory can be any directory (`$RVMM_LIBVIRT_CPU_MAP`): the same limits
+    // as every XML rvmm reads.
+    crate::xml_limits::check(text).map_err(|e| LibvirtMapError::Xml {
+        file: file.to_string(),
+        message: format!("line {}: refused before parsing: {e}", e.line()),
+    })?;
     roxmltree::Document::parse(text).map_err(|e| LibvirtMapError::Xml {
         file: file.to_string(),
         message: e.to_string(),
@@ -417,6 +423,23 @@ mod tests {
         assert_eq!(tiny.signatures, [(6, 42)]);
         assert_eq!(m.vendor_string("Intel"), Some("GenuineIntel"));
         assert_eq!(m.vendor_name("GenuineIntel"), Some("Intel"));
+    }
+
+    #[test]
+    fn deep_map_files_are_refused_before_parsing() {
+        let mut m = LibvirtCpuMap::default();
+        let deep = format!(
+            "<cpus>{}{}</cpus>",
+            "<x>".repeat(100_000),
+            "</x>".repeat(100_000)
+        );
+        assert_eq!(
+            m.add_file("x86_features.xml", &deep)
+                .unwrap_err()
+                .to_string(),
+            "x86_features.xml: not well-formed XML: line 1: refused before parsing: elements \
+             nest deeper than the limit of 256 levels"
+        );
     }
 
     #[test]

@@ -161,8 +161,16 @@ impl CpuTopology {
         if ids.smt >= self.threads || ids.core >= self.cores || ids.die >= self.dies {
             return None;
         }
-        let index =
-            ((ids.pkg * self.dies + ids.die) * self.cores + ids.core) * self.threads + ids.smt;
+        // Checked: the package field of an arbitrary APIC ID can be up to 2^32 - 1, and an
+        // index that does not fit is past maxcpus anyway.
+        let index = ids
+            .pkg
+            .checked_mul(self.dies)
+            .and_then(|v| v.checked_add(ids.die))
+            .and_then(|v| v.checked_mul(self.cores))
+            .and_then(|v| v.checked_add(ids.core))
+            .and_then(|v| v.checked_mul(self.threads))
+            .and_then(|v| v.checked_add(ids.smt))?;
         (index < self.max_cpus).then_some(index)
     }
 
@@ -336,6 +344,8 @@ mod tests {
         assert_eq!(tp.index_of_apic_id(6), None, "hole: core 3 does not exist");
         assert_eq!(tp.index_of_apic_id(9), Some(7));
         assert_eq!(tp.index_of_apic_id(16), None, "package 2 does not exist");
+        // Any u32 (a guest or a client may name one): None, never an overflow.
+        assert_eq!(tp.index_of_apic_id(u32::MAX), None);
     }
 
     #[test]

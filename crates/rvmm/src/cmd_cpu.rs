@@ -321,6 +321,9 @@ pub fn cpu_baseline(args: CpuBaselineArgs) -> Result<ExitCode> {
         },
     };
     let xml = map.as_ref().map(|m| b.libvirt_xml(m));
+    if let Some(note) = &b.note {
+        eprintln!("rvmm: note: {note}");
+    }
     if args.json {
         let out = json!({
             "hosts": hosts.iter().map(|h| h.source.clone()).collect::<Vec<_>>(),
@@ -333,6 +336,7 @@ pub fn cpu_baseline(args: CpuBaselineArgs) -> Result<ExitCode> {
             "cpu": b.cpu_string(),
             "libvirt_model": map.as_ref().and_then(|m| b.libvirt_model(m)),
             "libvirt_xml": xml,
+            "note": b.note,
         });
         outln!("{}", serde_json::to_string_pretty(&out)?)?;
         return Ok(ExitCode::SUCCESS);

@@ -381,3 +381,263 @@ fn the_vmm_reports_a_failed_stdout_and_is_not_killed_by_sigpipe() {
         "{stderr}"
     );
 }
+
+// ---- issue 11: configuration input ----
+
+/// Runs `rvmm ARGS` (in `dir` when given): it must exit (not die of a signal such as a
+/// stack overflow's SIGSEGV/SIGABRT) with status 1 and exactly one error line, no panic.
+/// Returns that line.
+fn config_error(args: &[&str], dir: Option<&std::path::Path>) -> String {
+    let mut cmd = rvmm();
+    cmd.args(args);
+    if let Some(d) = dir {
+        cmd.current_dir(d);
+    }
+    let out = run_with_timeout(cmd, Duration::from_secs(30));
+    let (_, stderr) = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "rvmm {args:?} should exit 1 (a signal is a crash): {:?} {stderr}",
+        out.status
+    );
+    assert!(!stderr.contains("panicked"), "rvmm {args:?}: {stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("rvmm: warning:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "rvmm {args:?}: {stderr}");
+    errors[0].to_string()
+}
+
+const VCPU_RULE: &str =
+    "exceeds the maximum of 4096 vCPUs (the largest KVM_MAX_VCPUS of x86 Linux)";
+const MEMORY_RULE: &str = "exceeds the maximum of 4 PiB less 1 GiB (4503598553628672 bytes): \
+                           guest RAM and the 1 GiB MMIO hole below 4 GiB must fit in x86-64's \
+                           52-bit physical addresses";
+
+#[test]
+fn smp_products_and_counts_that_overflow_are_one_error_line() {
+    let e = config_error(
+        &[
+            "run",
+            "--smp",
+            "sockets=65536,dies=65536,cores=65536,threads=65536",
+            "--dry-run",
+        ],
+        None,
+    );
+    assert_eq!(
+        e,
+        format!(
+            "rvmm: --smp: sockets (65536) * dies (65536) * cores (65536) * threads (65536) = \
+             18446744073709551616 {VCPU_RULE}"
+        )
+    );
+    // 2^32 * 2^32 wraps u64 to 0, which QEMU's arithmetic divides by.
+    let e = config_error(&["run", "--smp", "4,sockets=4294967296", "--dry-run"], None);
+    assert_eq!(
+        e,
+        "rvmm: --smp: sockets '4294967296' is too large (at most 4294967295)"
+    );
+    let e = config_error(
+        &[
+            "run",
+            "--smp",
+            "4,sockets=65536,dies=65536,threads=65536",
+            "--dry-run",
+        ],
+        None,
+    );
+    assert!(e.contains("= 0 does not equal maxcpus (4)"), "{e}");
+    // A huge maxcpus with NUMA used to size a vector by it (a 34 GB allocation).
+    let e = config_error(
+        &[
+            "run",
+            "--smp",
+            "1,maxcpus=4294967295",
+            "--numa",
+            "node,mem=128M",
+            "--dry-run",
+        ],
+        None,
+    );
+    assert_eq!(e, format!("rvmm: --smp: maxcpus (4294967295) {VCPU_RULE}"));
+    let e = config_error(&["run", "--smp", "18446744073709551615", "--dry-run"], None);
+    assert_eq!(
+        e,
+        "rvmm: --smp: cpus '18446744073709551615' is too large (at most 4294967295)"
+    );
+}
+
+#[test]
+fn memory_and_numa_sizes_near_2_pow_64_are_one_error_line() {
+    let e = config_error(&["run", "-m", "16777215T", "--dry-run"], None);
+    assert_eq!(
+        e,
+        format!("rvmm: -m: '16777215T' (18446742974197923840 bytes) {MEMORY_RULE}")
+    );
+    let e = config_error(&["run", "-m", "18446744073709551615", "--dry-run"], None);
+    assert_eq!(e, "rvmm: -m: '18446744073709551615' is too large");
+    // Two nodes of 2^63 bytes wrap to 0.
+    let e = config_error(
+        &[
+            "run",
+            "-m",
+            "1G",
+            "--numa",
+            "node,mem=9223372036854775808B",
+            "--numa",
+            "node,mem=9223372036854775808B",
+            "--dry-run",
+        ],
+        None,
+    );
+    assert!(
+        e.starts_with("rvmm: --numa node,mem=9223372036854775808B: total memory for NUMA nodes")
+            && e.contains("exceeds 2^64 bytes"),
+        "{e}"
+    );
+}
+
+#[test]
+fn huge_cpu_lists_and_pins_are_bounded() {
+    // ~120 KiB (one argument holds at most 128 KiB) of overlapping ranges over every CPU
+    // number: one bitmap, not a vector per group. The pinned vCPU does not exist, so the
+    // run stops at that rule.
+    let mut list = String::from("0-8191");
+    while list.len() < 120 << 10 {
+        list.push_str(",0-8191,1-8190:1/2,^8191");
+    }
+    let pin = format!("7={list}");
+    let e = config_error(&["run", "--vcpu-pin", &pin, "--dry-run"], None);
+    assert_eq!(
+        e,
+        "rvmm: --vcpu-pin: vCPU 7 does not exist (--smp gives vCPUs 0-0)"
+    );
+    let pin = format!("4294967295={list}");
+    let e = config_error(&["run", "--vcpu-pin", &pin, "--dry-run"], None);
+    assert!(
+        e.ends_with("vCPU 4294967295 does not exist (a VM has at most 4096 vCPUs)"),
+        "{}",
+        &e[e.len().saturating_sub(200)..]
+    );
+}
+
+/// Writes `xml` as vm.xml in a fresh directory and returns `rvmm run --domain vm.xml
+/// --dry-run`'s one error line.
+fn domain_error(tag: &str, xml: &str) -> String {
+    let dir = tempdir(tag);
+    std::fs::write(dir.join("vm.xml"), xml).unwrap();
+    let e = config_error(&["run", "--domain", "vm.xml", "--dry-run"], Some(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+    e
+}
+
+fn domain_with(body: &str) -> String {
+    format!(
+        "<domain type='kvm'>\n<name>t</name>\n{body}\n<os><type arch='x86_64'>hvm</type></os>\n\
+         <features><acpi/></features>\n</domain>\n"
+    )
+}
+
+#[test]
+fn hostile_domain_xml_is_one_error_line() {
+    // 100000 nested elements inside an ignored element: a SIGSEGV (stack overflow) before.
+    let deep = format!(
+        "<memory unit='MiB'>128</memory>\n<metadata>{}{}</metadata>",
+        "<a>".repeat(100_000),
+        "</a>".repeat(100_000)
+    );
+    assert_eq!(
+        domain_error("deep", &domain_with(&deep)),
+        "rvmm: --domain vm.xml:4: refused before parsing: elements nest deeper than the limit \
+         of 256 levels"
+    );
+    // A non-ASCII unit: a panic on a char boundary before.
+    assert_eq!(
+        domain_error("unit", &domain_with("<memory unit='éB'>4</memory>")),
+        "rvmm: --domain vm.xml:3: <memory unit='éB'>: unknown unit 'éB' (expected b, bytes, KB, \
+         k, KiB, MB, M, MiB, GB, G, GiB, TB, T, TiB, PB, P, PiB, EB, E, EiB)"
+    );
+    // A huge <vcpu> with <vcpus>: a 34 GB allocation before.
+    assert_eq!(
+        domain_error(
+            "vcpu",
+            &domain_with(
+                "<memory unit='MiB'>128</memory><vcpu>4294967295</vcpu>\
+                 <vcpus><vcpu id='0' enabled='yes'/></vcpus>"
+            )
+        ),
+        "rvmm: --domain vm.xml:3: <vcpu>: 4294967295 is out of range (at most 4096 vCPUs, the \
+         largest KVM_MAX_VCPUS of x86 Linux)"
+    );
+    // Memory near 2^64, and NUMA cells whose sizes wrap.
+    assert_eq!(
+        domain_error("mem", &domain_with("<memory unit='EiB'>15</memory>")),
+        format!("rvmm: --domain vm.xml:3: <memory unit='EiB'>: 17293822569102704640 bytes {MEMORY_RULE}")
+    );
+    let e = domain_error(
+        "cells",
+        &domain_with(
+            "<memory unit='MiB'>1024</memory><vcpu>2</vcpu><cpu><numa>\
+             <cell id='0' cpus='0' memory='8' unit='EiB'/>\
+             <cell id='1' cpus='1' memory='8' unit='EiB'/></numa></cpu>",
+        ),
+    );
+    assert!(
+        e.contains("<cell id='1' memory='8' unit='EiB'>: the cells' memory adds up to more than 2^64 bytes"),
+        "{e}"
+    );
+    // Topology factors whose product wraps u64.
+    let e = domain_error(
+        "topo",
+        &domain_with(
+            "<memory unit='MiB'>128</memory><vcpu>4</vcpu><cpu><topology sockets='65536' \
+             dies='65536' cores='65536' threads='65536'/></cpu>",
+        ),
+    );
+    assert!(
+        e.contains("sockets × dies × cores × threads = 18446744073709551616, but <vcpu> gives 4"),
+        "{e}"
+    );
+    // More than 1 MiB.
+    let big = domain_with(&format!(
+        "<memory unit='MiB'>128</memory><!--{}-->",
+        " ".repeat(1 << 20)
+    ));
+    assert_eq!(
+        domain_error("big", &big),
+        format!(
+            "rvmm: --domain vm.xml:1: refused before parsing: the document is {} bytes, more \
+             than the limit of 1048576 bytes (1 MiB)",
+            big.len()
+        )
+    );
+}
+
+#[test]
+fn deep_host_cpu_xml_is_one_error_line() {
+    let dir = tempdir("deep-host");
+    let file = dir.join("host.xml");
+    std::fs::write(
+        &file,
+        format!(
+            "<capabilities>{}{}</capabilities>",
+            "<x>".repeat(100_000),
+            "</x>".repeat(100_000)
+        ),
+    )
+    .unwrap();
+    let path = file.to_str().unwrap().to_string();
+    let e = config_error(&["cpu-baseline", &path], None);
+    let _ = std::fs::remove_dir_all(&dir);
+    // Refused before libvirt's CPU map is even loaded.
+    assert_eq!(
+        e,
+        format!(
+            "rvmm: {path}: not well-formed XML: line 1: refused before parsing: elements nest \
+             deeper than the limit of 256 levels"
+        )
+    );
+}

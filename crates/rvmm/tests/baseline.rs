@@ -353,3 +353,39 @@ fn cpu_compare_with_libvirt_hosts() {
         format!("{s}: incompatible with IvyBridge-v2 (the host lacks: f16c rdrand fsgsbase smep)")
     );
 }
+
+/// An incomplete AMD host description (no `lm`, no 3DNow!): no named AMD model fits, and
+/// the fallback to QEMU's generic kvm32 is explained on stderr and in the JSON (issue 11).
+#[test]
+fn generic_fallback_explains_itself() {
+    let dir = common::tempdir("baseline-fallback");
+    let file = dir.join("amd.json");
+    std::fs::write(
+        &file,
+        r#"{"arch":"x86_64","vendor":"AuthenticAMD","features":["fpu","vme","de","pse","tsc",
+"msr","pae","mce","cx8","apic","sep","mtrr","pge","mca","cmov","pat","pse36","clflush","mmx",
+"fxsr","sse","sse2","pni","cx16","syscall","nx"]}"#,
+    )
+    .unwrap();
+    let note = "no named AuthenticAMD model fits every host, so the baseline is QEMU's generic \
+                kvm32-v1 plus 3 features; no one feature is missing for every named \
+                AuthenticAMD model (closest: Opteron_G1-v1 lacks lm; athlon-v1 lacks mmxext \
+                3dnowext 3dnow; Opteron_G2-v1 lacks lm lahf-lm svm)";
+    let out = rvmm()
+        .args(["cpu-baseline", "--json"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stderr.trim_end(), format!("rvmm: note: {note}"));
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["model"], "kvm32-v1");
+    assert_eq!(v["note"], note);
+    let out = rvmm().arg("cpu-baseline").arg(&file).output().unwrap();
+    let (stdout, stderr) = text(&out);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("model: kvm32-v1"), "{stdout}");
+    assert_eq!(stderr.trim_end(), format!("rvmm: note: {note}"));
+}

@@ -38,6 +38,7 @@ fn host(model: &str, extra: &[&str], vendor: &str) -> HostCpuDesc {
 }
 
 const INTEL: &str = "GenuineIntel";
+const AMD: &str = "AuthenticAMD";
 
 #[test]
 fn haswell_and_sandybridge_share_sandybridge() {
@@ -117,6 +118,7 @@ fn libvirt_xml_uses_libvirt_names() {
             "tsc-adjust".into(),
             "avx".into(),
         ],
+        note: None,
     };
     let expected = [
         "<cpu mode='custom' match='exact'>",
@@ -130,4 +132,32 @@ fn libvirt_xml_uses_libvirt_names() {
         "</cpu>",
     ];
     assert_eq!(b.libvirt_xml(&map), expected.join("\n") + "\n");
+}
+
+/// An incomplete AMD host description (no `lm`, as a hand-trimmed libvirt XML may be): no
+/// named AMD model fits (the 64-bit ones need `lm`, athlon and phenom `3dnow`), and the
+/// fallback to a generic 32-bit model (kvm32) says why.
+#[test]
+fn fallback_to_a_generic_model_says_why() {
+    let mut h = host("EPYC-v1", &[], AMD);
+    h.features.retain(|f| f != "lm");
+    let b = baseline(&[h.clone()]).unwrap();
+    assert_eq!(b.model, "kvm32-v1");
+    let note = b.note.as_deref().expect("a note for the generic fallback");
+    assert_eq!(
+        note,
+        format!(
+            "no named AuthenticAMD model fits every host, so the baseline is QEMU's generic \
+             kvm32-v1 plus {} features; no one feature is missing for every named AuthenticAMD \
+             model (closest: Opteron_G1-v1 lacks lm; Opteron_G2-v1 lacks lm; Opteron_G3-v1 \
+             lacks lm)",
+            b.extra.len()
+        )
+    );
+    // Serialized only when there is one.
+    let json = serde_json::to_value(&b).unwrap();
+    assert_eq!(json["note"].as_str(), Some(note));
+    let named = baseline(&[host("EPYC-v1", &[], AMD)]).unwrap();
+    assert_eq!(named.note, None);
+    assert!(serde_json::to_value(&named).unwrap().get("note").is_none());
 }

@@ -140,3 +140,41 @@ fn comparable_drops_kvm_words_and_hypervisor() {
     }
     assert_eq!(comparable(&s).names(), ["sse2", "rdctl-no"]);
 }
+
+/// Host CPU XML nesting deeper than the parser's limit, or larger than 1 MiB, is refused
+/// before parsing (100000 levels used to overflow the stack).
+#[test]
+fn deep_or_huge_host_xml_is_refused_before_parsing() {
+    let deep = format!(
+        "<capabilities>\n<host>{}{}</host></capabilities>",
+        "<x>".repeat(100_000),
+        "</x>".repeat(100_000)
+    );
+    assert_eq!(
+        parse_libvirt_xml(&deep, "caps.xml", &map())
+            .unwrap_err()
+            .to_string(),
+        "caps.xml: not well-formed XML: line 2: refused before parsing: elements nest deeper \
+         than the limit of 256 levels"
+    );
+    let big = format!(
+        "<cpu><model>Tiny</model></cpu><!--{}-->",
+        " ".repeat(1 << 20)
+    );
+    assert_eq!(
+        parse_libvirt_xml(&big, "big.xml", &map())
+            .unwrap_err()
+            .to_string(),
+        format!(
+            "big.xml: not well-formed XML: line 1: refused before parsing: the document is {} \
+             bytes, more than the limit of 1048576 bytes (1 MiB)",
+            big.len()
+        )
+    );
+    // Non-ASCII names are plain unknown names.
+    let e = parse_libvirt_xml("<cpu><model>Tïny</model></cpu>", "u.xml", &map()).unwrap_err();
+    assert!(
+        e.to_string().contains("'Tïny' is not in libvirt's CPU map"),
+        "{e}"
+    );
+}

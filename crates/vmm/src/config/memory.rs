@@ -106,6 +106,8 @@ pub enum MemoryOptionError {
         key: &'static str,
         why: &'static str,
     },
+    #[error("-m: '{value}' ({bytes} bytes) exceeds {rule}", rule = super::MAX_MEMORY_RULE)]
+    TooLarge { value: String, bytes: u64 },
     #[error("-m: the guest memory ({size}) is not a multiple of the {page} huge page size")]
     NotHugePageMultiple { size: String, page: String },
 }
@@ -148,7 +150,15 @@ pub fn parse_memory(text: &str) -> Result<MemoryConfig, MemoryOptionError> {
         };
         let b = &mut config.backing;
         match key {
-            "size" => config.size = parse_size("-m", value, DefaultUnit::Mebibytes)?,
+            "size" => {
+                config.size = parse_size("-m", value, DefaultUnit::Mebibytes)?;
+                if config.size > super::MAX_MEMORY {
+                    return Err(MemoryOptionError::TooLarge {
+                        value: value.to_string(),
+                        bytes: config.size,
+                    });
+                }
+            }
             "hugepages" => hugepages = Some(parse_bool(key, value)?),
             "hugepage-size" => {
                 let size = parse_size("-m: hugepage-size", value, DefaultUnit::Bytes)?;
@@ -344,6 +354,29 @@ mod tests {
         assert_eq!(
             err("3G,hugepages=on,hugepage-size=1G,size=1536M"),
             "-m: the guest memory (1536M) is not a multiple of the 1G huge page size"
+        );
+        // Near 2^64: parsed without wrapping, then refused by the address-space rule.
+        assert_eq!(
+            err("16777215T"),
+            "-m: '16777215T' (18446742974197923840 bytes) exceeds the maximum of 4 PiB less \
+             1 GiB (4503598553628672 bytes): guest RAM and the 1 GiB MMIO hole below 4 GiB \
+             must fit in x86-64's 52-bit physical addresses"
+        );
+        assert_eq!(
+            err("size=18446744073709551615,prealloc=on")
+                .split(" (")
+                .next(),
+            Some("-m: '18446744073709551615' is too large")
+        );
+        assert_eq!(err("16777216T"), "-m: '16777216T' is too large");
+        assert_eq!(
+            err("4194304G").split(" (").next(),
+            Some("-m: '4194304G'"),
+            "4 PiB"
+        );
+        assert_eq!(
+            parse_memory("4194303G").unwrap().size,
+            super::super::MAX_MEMORY
         );
         assert_eq!(err("lots"), "-m: 'lots' is not a size (expected a number with an optional K, M, G or T suffix, e.g. 512M or 2G)");
     }

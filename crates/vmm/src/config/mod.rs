@@ -31,6 +31,16 @@ pub use smp::SmpConfig;
 /// kernel need room below 1 MiB and above it.
 pub const MIN_MEMORY: u64 = 2 << 20;
 
+/// Largest guest RAM: 4 PiB less 1 GiB, so that RAM and the 1 GiB MMIO hole below 4 GiB
+/// (RAM past 3 GiB is mapped from 4 GiB up) end within x86-64's largest physical address
+/// width, 52 bits. Sizes near 2^64 would otherwise wrap the guest address arithmetic.
+pub const MAX_MEMORY: u64 = (1 << 52) - (1 << 30);
+
+/// How [`MAX_MEMORY`] is named in errors.
+pub const MAX_MEMORY_RULE: &str = "the maximum of 4 PiB less 1 GiB (4503598553628672 bytes): \
+     guest RAM and the 1 GiB MMIO hole below 4 GiB must fit in x86-64's 52-bit physical \
+     addresses";
+
 /// What the VM boots.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BootSource {
@@ -78,6 +88,8 @@ pub struct VmConfig {
 pub enum ConfigError {
     #[error("-m: guest memory must be at least {min} MiB (got {got} bytes)", min = MIN_MEMORY >> 20)]
     MemoryTooSmall { got: u64 },
+    #[error("-m: guest memory ({got} bytes) exceeds {MAX_MEMORY_RULE}")]
+    MemoryTooLarge { got: u64 },
     #[error("-m: guest memory ({got} bytes) must be a multiple of 4 KiB")]
     MemoryUnaligned { got: u64 },
     #[error(transparent)]
@@ -118,6 +130,9 @@ impl VmConfig {
         if self.memory < MIN_MEMORY {
             return Err(ConfigError::MemoryTooSmall { got: self.memory });
         }
+        if self.memory > MAX_MEMORY {
+            return Err(ConfigError::MemoryTooLarge { got: self.memory });
+        }
         if self.memory % 4096 != 0 {
             return Err(ConfigError::MemoryUnaligned { got: self.memory });
         }
@@ -156,6 +171,13 @@ mod tests {
                 got: (128 << 20) + 1
             }
         );
+        assert_eq!(
+            probe(u64::MAX).validate().unwrap_err().to_string(),
+            "-m: guest memory (18446744073709551615 bytes) exceeds the maximum of 4 PiB less \
+             1 GiB (4503598553628672 bytes): guest RAM and the 1 GiB MMIO hole below 4 GiB \
+             must fit in x86-64's 52-bit physical addresses"
+        );
+        assert_eq!(probe(MAX_MEMORY).validate(), Ok(()));
         let mut c = probe(128 << 20);
         c.numa = NumaConfig::parse(&["node,mem=64M"]).unwrap();
         assert_eq!(

@@ -26,7 +26,7 @@ use thiserror::Error;
 
 use super::size::{parse_size, DefaultUnit, SizeError};
 use super::smp::SmpConfig;
-use crate::util::cpulist::{cpulist, parse_cpulist};
+use crate::util::cpulist::{cpulist, parse_cpulist, CpuSet};
 
 /// Most guest NUMA nodes (QEMU's MAX_NODES).
 pub const MAX_NODES: u32 = 128;
@@ -65,7 +65,7 @@ pub struct NumaNodeSpec {
     /// The option text, for error messages.
     pub text: String,
     pub nodeid: Option<u32>,
-    /// vCPU indices from every `cpus=`, in order.
+    /// vCPU indices from every `cpus=`, in order, each once.
     pub cpus: Vec<u32>,
     pub mem: Option<u64>,
     /// Host nodes from every `host-nodes=`, sorted and distinct.
@@ -213,6 +213,11 @@ pub enum NumaError {
          whole pages)"
     )]
     NodeMemUnaligned { text: String, mem: u64 },
+    #[error(
+        "--numa {text}: total memory for NUMA nodes so far ({total} bytes) plus mem={mem} \
+         bytes exceeds 2^64 bytes (it must equal RAM size -m)"
+    )]
+    MemoryTotalOverflow { text: String, total: u64, mem: u64 },
     #[error("--numa: node ID missing: {0} (node IDs must run from 0 without gaps)")]
     NodeMissing(u32),
     #[error(
@@ -264,6 +269,7 @@ fn parse_node(text: &str, items: &[&str]) -> Result<NumaNodeSpec, NumaError> {
         text: text.to_string(),
         ..Default::default()
     };
+    let mut seen = CpuSet::new();
     for &item in items {
         let Some((key, value)) = item.split_once('=') else {
             return Err(NumaError::BareValue {
@@ -273,7 +279,16 @@ fn parse_node(text: &str, items: &[&str]) -> Result<NumaNodeSpec, NumaError> {
         };
         match key {
             "nodeid" => node.nodeid = Some(parse_u32(text, "nodeid", value)?),
-            "cpus" => node.cpus.extend(parse_list(text, "cpus", value)?),
+            "cpus" => {
+                // Kept distinct (in the order given), so repeating `cpus=` cannot grow the
+                // list past one entry per CPU number.
+                for cpu in parse_list(text, "cpus", value)? {
+                    if !seen.contains(cpu) {
+                        seen.insert(cpu);
+                        node.cpus.push(cpu);
+                    }
+                }
+            }
             "mem" => {
                 let mem = parse_size("mem", value, DefaultUnit::Mebibytes).map_err(|source| {
                     NumaError::BadSize {
@@ -409,6 +424,7 @@ impl NumaConfig {
         }
         // Nodes, in command-line order (QEMU's parse_numa_node).
         let mut slots: Vec<Option<&NumaNodeSpec>> = vec![None; MAX_NODES as usize];
+        // `smp` comes from `SmpOptions::resolve`, which bounds maxcpus by MAX_VCPUS.
         let mut cpu_nodes: Vec<Option<u32>> = vec![None; smp.maxcpus as usize];
         let mut max_id = 0u32;
         for (count, spec) in self.nodes.iter().enumerate() {
@@ -462,7 +478,17 @@ impl NumaConfig {
             .flatten()
             .copied()
             .collect();
-        let total: u64 = specs.iter().map(|s| s.mem.unwrap_or(0)).sum();
+        let mut total: u64 = 0;
+        for spec in &specs {
+            let mem = spec.mem.unwrap_or(0);
+            total = total
+                .checked_add(mem)
+                .ok_or_else(|| NumaError::MemoryTotalOverflow {
+                    text: spec.text.clone(),
+                    total,
+                    mem,
+                })?;
+        }
         if total != memory {
             return Err(NumaError::MemoryMismatch { total, ram: memory });
         }

@@ -49,6 +49,11 @@ pub enum PinningError {
         first: String,
         second: String,
     },
+    #[error(
+        "--vcpu-pin: \"{value}\": vCPU {vcpu} does not exist (a VM has at most {max} vCPUs)",
+        max = crate::config::smp::MAX_VCPUS
+    )]
+    AboveMaxVcpus { value: String, vcpu: u32 },
     #[error("--vcpu-pin: vCPU {vcpu} does not exist (--smp gives vCPUs 0-{last})")]
     NoSuchVcpu { vcpu: u32, last: u32 },
 }
@@ -73,6 +78,13 @@ pub fn parse_vcpu_pin(value: &str) -> Result<VcpuPin, PinningError> {
             value: value.to_string(),
             vcpu: vcpu_text.to_string(),
         })?;
+    // Checked before the list is read: at most MAX_VCPUS pins can be held at once.
+    if vcpu >= crate::config::smp::MAX_VCPUS {
+        return Err(PinningError::AboveMaxVcpus {
+            value: value.to_string(),
+            vcpu,
+        });
+    }
     let cpus = parse_cpulist(list).map_err(|error| PinningError::BadList {
         option: "--vcpu-pin",
         value: value.to_string(),
@@ -228,6 +240,25 @@ mod tests {
         assert_eq!(
             p.validate(2).unwrap_err().to_string(),
             "--vcpu-pin: vCPU 3 does not exist (--smp gives vCPUs 0-1)"
+        );
+        // Past the largest possible VM: refused as the option is read, before its list.
+        for vcpu in ["4096", "4294967295"] {
+            let text = format!("{vcpu}=0-8191");
+            assert_eq!(
+                PinningConfig::parse(&strings(&[text.as_str()]), None, None)
+                    .unwrap_err()
+                    .to_string(),
+                format!(
+                    "--vcpu-pin: \"{text}\": vCPU {vcpu} does not exist (a VM has at most 4096 \
+                     vCPUs)"
+                )
+            );
+        }
+        assert_eq!(
+            PinningConfig::parse(&strings(&["4294967296=0"]), None, None)
+                .unwrap_err()
+                .to_string(),
+            "--vcpu-pin: \"4294967296=0\": vCPU \"4294967296\" is not a decimal vCPU number"
         );
     }
 }

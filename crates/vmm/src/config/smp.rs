@@ -14,6 +14,12 @@ use thiserror::Error;
 
 use crate::cpu::topology::{CpuTopology, TopologyCounts};
 
+/// The most vCPU slots (`maxcpus`) rvmm accepts: 4096, the largest `KVM_MAX_VCPUS` an x86
+/// Linux kernel can be built with (`CONFIG_KVM_MAX_NR_VCPUS`, 1024 by default, at most
+/// 4096), and QEMU 9's q35 limit. Checked when the text is read, before anything is sized
+/// by the count; the host's own `KVM_CAP_MAX_VCPUS` is checked when the VM is built.
+pub const MAX_VCPUS: u32 = 4096;
+
 /// The keys `--smp` accepts, in the order QEMU documents them.
 pub const SMP_KEYS: [&str; 6] = ["cpus", "maxcpus", "sockets", "dies", "cores", "threads"];
 
@@ -43,21 +49,26 @@ pub enum SmpError {
         dies: u32,
         cores: u32,
         threads: u32,
-        product: u64,
+        product: u128,
         maxcpus: u32,
     },
     #[error(
         "--smp: sockets ({sockets}) * dies ({dies}) * cores ({cores}) * threads ({threads}) \
-         = {product} is too many cpus (at most {max})",
-        max = u32::MAX
+         = {product} exceeds the maximum of {MAX_VCPUS} vCPUs (the largest KVM_MAX_VCPUS of \
+         x86 Linux)"
     )]
     ProductTooLarge {
         sockets: u32,
         dies: u32,
         cores: u32,
         threads: u32,
-        product: u64,
+        product: u128,
     },
+    #[error(
+        "--smp: {key} ({value}) exceeds the maximum of {MAX_VCPUS} vCPUs (the largest \
+         KVM_MAX_VCPUS of x86 Linux)"
+    )]
+    TooManyVcpus { key: &'static str, value: u32 },
     #[error("--smp: cpus ({cpus}) must not exceed maxcpus ({maxcpus})")]
     CpusExceedMaxcpus { cpus: u32, maxcpus: u32 },
     #[error(
@@ -210,13 +221,15 @@ impl SmpOptions {
             return Err(SmpError::Zero { key });
         }
 
-        // Computed in u64 so that an absurd product cannot wrap; QEMU uses `unsigned`.
-        let dies = u64::from(self.dies.unwrap_or(1));
-        let mut sockets = self.sockets.map_or(0, u64::from);
-        let mut cores = self.cores.map_or(0, u64::from);
-        let mut threads = self.threads.map_or(0, u64::from);
-        let mut maxcpus = self.maxcpus.map_or(0, u64::from);
-        let cpus = self.cpus.map_or(0, u64::from);
+        // Computed in u128: a product of four u32 factors cannot wrap there (QEMU uses
+        // `unsigned`, which wraps to 0 and then divides by it). Every quotient is at most
+        // `maxcpus`, a u32.
+        let dies = u128::from(self.dies.unwrap_or(1));
+        let mut sockets = self.sockets.map_or(0, u128::from);
+        let mut cores = self.cores.map_or(0, u128::from);
+        let mut threads = self.threads.map_or(0, u128::from);
+        let mut maxcpus = self.maxcpus.map_or(0, u128::from);
+        let cpus = self.cpus.map_or(0, u128::from);
 
         if cpus == 0 && maxcpus == 0 {
             sockets = sockets.max(1);
@@ -226,7 +239,8 @@ impl SmpOptions {
             if maxcpus == 0 {
                 maxcpus = cpus;
             }
-            // "prefer cores over sockets since 6.2"
+            // "prefer cores over sockets since 6.2"; every divisor is a product of counts
+            // of at least 1, so never 0.
             if cores == 0 {
                 sockets = sockets.max(1);
                 threads = threads.max(1);
@@ -237,16 +251,15 @@ impl SmpOptions {
             }
             // "try to calculate omitted threads at last"
             if threads == 0 {
-                threads = maxcpus / (sockets * dies * cores);
+                threads = maxcpus / (sockets * dies * cores).max(1);
             }
         }
 
-        // Every factor is now user-given (u32) or a quotient of a u32: only the product
-        // can leave u32, and it only becomes maxcpus when cpus and maxcpus were omitted.
-        let narrow = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+        // Every factor is user-given (u32) or a quotient of a u32, so fits in u32.
+        let narrow = |v: u128| u32::try_from(v).unwrap_or(u32::MAX);
         let product = sockets * dies * cores * threads;
         if maxcpus == 0 {
-            if product > u64::from(u32::MAX) {
+            if product > u128::from(MAX_VCPUS) {
                 return Err(SmpError::ProductTooLarge {
                     sockets: narrow(sockets),
                     dies: narrow(dies),
@@ -273,6 +286,18 @@ impl SmpOptions {
             return Err(SmpError::CpusExceedMaxcpus {
                 cpus: narrow(cpus),
                 maxcpus: narrow(maxcpus),
+            });
+        }
+        if maxcpus > u128::from(MAX_VCPUS) {
+            // Name what the user wrote: maxcpus, else cpus (maxcpus defaulted to it).
+            let key = if self.maxcpus.is_some() {
+                "maxcpus"
+            } else {
+                "cpus"
+            };
+            return Err(SmpError::TooManyVcpus {
+                key,
+                value: narrow(maxcpus),
             });
         }
         Ok(SmpConfig {
@@ -332,9 +357,12 @@ impl SmpConfig {
         })
     }
 
-    /// vCPU slots per socket: `dies * cores * threads`.
+    /// vCPU slots per socket: `dies * cores * threads` (saturating: a resolved
+    /// configuration keeps it at most [`MAX_VCPUS`]).
     pub fn threads_per_socket(&self) -> u32 {
-        self.dies * self.cores * self.threads
+        self.dies
+            .saturating_mul(self.cores)
+            .saturating_mul(self.threads)
     }
 
     /// Checks the topology against KVM's limits as QEMU's `kvm_init()` does: first the
@@ -496,7 +524,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "--smp: sockets (65536) * dies (1) * cores (65536) * threads (2) = 8589934592 \
-             is too many cpus (at most 4294967295)"
+             exceeds the maximum of 4096 vCPUs (the largest KVM_MAX_VCPUS of x86 Linux)"
         );
         let err = SmpConfig::parse("8,sockets=65536,cores=65536,threads=2").unwrap_err();
         assert_eq!(
@@ -504,6 +532,69 @@ mod tests {
             "--smp: sockets (65536) * dies (1) * cores (65536) * threads (2) = 8589934592 \
              does not equal maxcpus (8)"
         );
+    }
+
+    /// Products of u32 factors that wrap u32 and u64 (2^32 split across the factors, all
+    /// four at u32::MAX): an error naming the product, never a wrap to 0 (QEMU's `unsigned`
+    /// arithmetic divides by it), an overflow panic or a topology of 0 CPUs.
+    #[test]
+    fn topology_products_beyond_u64_are_errors() {
+        let max = u32::MAX;
+        let table: &[(String, &str)] = &[
+            (
+                format!("sockets={max},dies={max},cores={max},threads={max}"),
+                "--smp: sockets (4294967295) * dies (4294967295) * cores (4294967295) * threads \
+                 (4294967295) = 340282366604025813516997721482669850625 exceeds the maximum of \
+                 4096 vCPUs (the largest KVM_MAX_VCPUS of x86 Linux)",
+            ),
+            (
+                "sockets=65536,dies=65536,cores=65536,threads=65536".to_string(),
+                "--smp: sockets (65536) * dies (65536) * cores (65536) * threads (65536) = \
+                 18446744073709551616 exceeds the maximum of 4096 vCPUs (the largest \
+                 KVM_MAX_VCPUS of x86 Linux)",
+            ),
+            // 2^32 * 2^32 wraps u64 to 0: the cores quotient would divide by zero.
+            (
+                "4,sockets=65536,dies=65536,threads=4294967295".to_string(),
+                "--smp: sockets (65536) * dies (65536) * cores (0) * threads (4294967295) = 0 \
+                 does not equal maxcpus (4)",
+            ),
+            (
+                format!("{max},sockets=65536,dies=65536,cores=65536"),
+                "--smp: sockets (65536) * dies (65536) * cores (65536) * threads (0) = 0 does \
+                 not equal maxcpus (4294967295)",
+            ),
+            (
+                "maxcpus=4294967295".to_string(),
+                "--smp: maxcpus (4294967295) exceeds the maximum of 4096 vCPUs (the largest \
+                 KVM_MAX_VCPUS of x86 Linux)",
+            ),
+            (
+                "4097".to_string(),
+                "--smp: cpus (4097) exceeds the maximum of 4096 vCPUs (the largest \
+                 KVM_MAX_VCPUS of x86 Linux)",
+            ),
+            (
+                "2,maxcpus=65536,sockets=65536".to_string(),
+                "--smp: maxcpus (65536) exceeds the maximum of 4096 vCPUs (the largest \
+                 KVM_MAX_VCPUS of x86 Linux)",
+            ),
+            (
+                "18446744073709551615".to_string(),
+                "--smp: cpus '18446744073709551615' is too large (at most 4294967295)",
+            ),
+            (
+                "maxcpus=4294967296".to_string(),
+                "--smp: maxcpus '4294967296' is too large (at most 4294967295)",
+            ),
+        ];
+        for (text, message) in table {
+            let err = SmpConfig::parse(text).expect_err(text);
+            assert_eq!(err.to_string(), *message, "--smp {text}");
+        }
+        let c = SmpConfig::parse("4096,sockets=16,dies=4,threads=2").unwrap();
+        assert_eq!((c.maxcpus, c.cores), (4096, 32));
+        assert_eq!(c.threads_per_socket(), 256);
     }
 
     #[test]

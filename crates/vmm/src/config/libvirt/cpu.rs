@@ -15,7 +15,7 @@ use roxmltree::Node;
 use super::{elements, strip_option, tag, text, Ctx, DomainEnv, DomainError, DomainHost};
 use crate::config::cpu::{Check, CpuConfig};
 use crate::config::pinning::{PinningConfig, VcpuPin};
-use crate::config::smp::{SmpConfig, SmpOptions};
+use crate::config::smp::{SmpConfig, SmpOptions, MAX_VCPUS};
 use crate::cpu::availability::{closest_model, expand_for_host};
 use crate::cpu::features::{canonical_name, feature_mask, FeatureSet};
 use crate::cpu::filter::filter_cpu;
@@ -56,6 +56,16 @@ pub(super) fn vcpu<'d, 'i>(
     let max = ctx.number(n, "", text(n))?;
     if max == 0 {
         return Err(ctx.text_err(n, "0 is out of range (a domain has at least 1 vCPU)"));
+    }
+    // Before anything is sized by the count (`<vcpus>`, cells, pins).
+    if max > MAX_VCPUS {
+        return Err(ctx.text_err(
+            n,
+            format!(
+                "{max} is out of range (at most {MAX_VCPUS} vCPUs, the largest KVM_MAX_VCPUS of \
+                 x86 Linux)"
+            ),
+        ));
     }
     let current = ctx.attr_u32(n, "current")?;
     match current {
@@ -193,11 +203,12 @@ pub(super) fn smp(
                     "x86 machines have no clusters (QEMU 7.2's pc machine needs clusters='1')",
                 ));
             }
+            // Four u32 factors cannot wrap a u128.
             let product = [sockets, dies, cores, threads]
                 .iter()
-                .map(|&v| u64::from(v))
-                .product::<u64>();
-            if product != u64::from(spec.max) {
+                .map(|&v| u128::from(v))
+                .product::<u128>();
+            if product != u128::from(spec.max) {
                 return Err(ctx.err(
                     t,
                     tag(t, &["sockets", "dies", "cores", "threads"]),

@@ -12,10 +12,10 @@ use roxmltree::Node;
 
 use super::{elements, strip_option, tag, Ctx, DomainError};
 use crate::config::memory::{MemoryBacking, X86_HUGE_PAGE_SIZES};
-use crate::config::numa::{HostPolicy, NumaConfig, NumaDistSpec, NumaNodeSpec};
+use crate::config::numa::{HostPolicy, NumaConfig, NumaDistSpec, NumaNodeSpec, MAX_NODES};
 use crate::config::size::format_size;
 use crate::config::smp::SmpConfig;
-use crate::config::{flags, MIN_MEMORY};
+use crate::config::{flags, MAX_MEMORY, MAX_MEMORY_RULE, MIN_MEMORY};
 
 /// The base page size: a `<page>` of this size means regular pages.
 const BASE_PAGE: u64 = 4096;
@@ -49,7 +49,18 @@ pub(super) fn cells<'d, 'i>(
         return Ok(Vec::new());
     };
     ctx.check_attrs(numa, &[]);
-    let count = elements(numa).filter(|c| c.has_tag_name("cell")).count() as u32;
+    let count = elements(numa).filter(|c| c.has_tag_name("cell")).count();
+    if count > MAX_NODES as usize {
+        return Err(ctx.text_err(
+            numa,
+            format!(
+                "{count} cells are too many (at most {MAX_NODES} guest NUMA nodes, QEMU's \
+                 MAX_NODES)"
+            ),
+        ));
+    }
+    // At most MAX_NODES, checked above.
+    let count = count as u32;
     let mut cells: Vec<Cell> = Vec::new();
     let mut owner: Vec<Option<u32>> = vec![None; maxcpus as usize];
     for c in elements(numa) {
@@ -181,7 +192,20 @@ pub(super) fn memory(
     let (size, at) = if cells.is_empty() {
         given.ok_or_else(|| ctx.domain_err("<domain> has no <memory> (libvirt requires one)"))?
     } else {
-        let total: u64 = cells.iter().map(|c| c.mem).sum();
+        let mut total: u64 = 0;
+        for c in cells {
+            total = total.checked_add(c.mem).ok_or_else(|| {
+                ctx.err(
+                    c.node,
+                    tag(c.node, &["id", "memory", "unit"]),
+                    format!(
+                        "the cells' memory adds up to more than 2^64 bytes ({total} bytes before \
+                         this cell's {} bytes)",
+                        c.mem
+                    ),
+                )
+            })?;
+        }
         if let Some((g, n)) = given {
             if g != total {
                 ctx.warn(
@@ -205,6 +229,13 @@ pub(super) fn memory(
                 "{size} bytes is too small (rvmm needs at least {} MiB of guest memory)",
                 MIN_MEMORY >> 20
             ),
+        ));
+    }
+    if size > MAX_MEMORY {
+        return Err(ctx.err(
+            at,
+            tag(at, &["unit"]),
+            format!("{size} bytes exceeds {MAX_MEMORY_RULE}"),
         ));
     }
     if size % BASE_PAGE != 0 {

@@ -80,6 +80,12 @@ pub enum DomainError {
         line: u32,
         message: String,
     },
+    #[error("--domain {file}:{line}: refused before parsing: {rule}")]
+    Limit {
+        file: String,
+        line: u32,
+        rule: String,
+    },
     #[error("--domain {file}:{line}: {element}: {rule}")]
     Element {
         file: String,
@@ -367,6 +373,12 @@ fn top_level<'d, 'i>(
 
 /// Parses domain XML `text` (from `file`, for messages) into a VM configuration.
 pub fn parse_domain(text: &str, file: &str, env: &DomainEnv) -> Result<Domain, DomainError> {
+    // Size and nesting depth first: the parser recurses per nesting level.
+    crate::cpu::xml_limits::check(text).map_err(|e| DomainError::Limit {
+        file: file.to_string(),
+        line: e.line(),
+        rule: e.to_string(),
+    })?;
     let doc = Document::parse(text).map_err(|e| {
         // Errors found at the end of the text carry no position.
         let line = match e {

@@ -22,19 +22,23 @@ pub(super) fn unit_scale(unit: &str, default: u64) -> Option<u64> {
     if matches!(lower.as_str(), "b" | "byte" | "bytes") {
         return Some(1);
     }
-    let (prefix, rest) = lower.split_at(1);
+    // Split after the first character, not the first byte: the unit is user text and may
+    // start with a multi-byte character (`unit='éB'`).
+    let mut chars = lower.chars();
+    let prefix = chars.next()?;
+    let rest = chars.as_str();
     let base: u64 = match rest {
         "" | "ib" => 1024,
         "b" => 1000,
         _ => return None,
     };
     let power = match prefix {
-        "k" => 1,
-        "m" => 2,
-        "g" => 3,
-        "t" => 4,
-        "p" => 5,
-        "e" => 6,
+        'k' => 1,
+        'm' => 2,
+        'g' => 3,
+        't' => 4,
+        'p' => 5,
+        'e' => 6,
         _ => return None,
     };
     Some(base.pow(power))
@@ -83,7 +87,19 @@ mod tests {
         assert_eq!(s("PiB"), Some(1 << 50));
         assert_eq!(s("EiB"), Some(1 << 60));
         assert_eq!(s("EB"), Some(1_000_000_000_000_000_000));
-        for bad in ["XB", "KiBB", "Ki", "x", "KBytes", "iB"] {
+        for bad in [
+            "XB",
+            "KiBB",
+            "Ki",
+            "x",
+            "KBytes",
+            "iB",
+            "éB",
+            "é",
+            "Kéb",
+            "ẞiB",
+            "\u{1F600}",
+        ] {
             assert_eq!(s(bad), None, "{bad}");
         }
     }

@@ -356,3 +356,55 @@ fn asymmetric_distances() {
     .unwrap();
     assert_eq!(numa.distances, vec![vec![10, 15], vec![15, 10]]);
 }
+
+/// Node sizes whose sum wraps u64 (two nodes of 2^63, or 16777215T and more) are an error
+/// naming the node, not a wrapped total that happens to equal -m.
+#[test]
+fn node_memory_sums_that_wrap_are_errors() {
+    // 2 * 2^63 wraps to 0 bytes; 9223372036854775808 is 2^63.
+    let e = err(
+        &[
+            "node,mem=9223372036854775808B",
+            "node,mem=9223372036854775808B",
+        ],
+        1,
+        0,
+    );
+    assert_eq!(
+        e,
+        "--numa node,mem=9223372036854775808B: total memory for NUMA nodes so far \
+         (9223372036854775808 bytes) plus mem=9223372036854775808 bytes exceeds 2^64 bytes \
+         (it must equal RAM size -m)"
+    );
+    // 16777215T + 16777215T + 2T would wrap to exactly 1 GiB's neighbourhood; with -m 1G.
+    let e = err(
+        &["node,mem=16777215T", "node,mem=16777215T", "node,mem=1G"],
+        1,
+        G,
+    );
+    assert!(
+        e.starts_with("--numa node,mem=16777215T: total memory for NUMA nodes so far"),
+        "{e}"
+    );
+    assert_eq!(
+        err(&["node,mem=18446744073709551615"], 1, G),
+        "--numa node,mem=18446744073709551615: mem: '18446744073709551615' is too large"
+    );
+}
+
+/// `cpus=` repeated many times stays one entry per vCPU (no list grows with the
+/// repetitions), and vCPU numbers past maxcpus are the usual error.
+#[test]
+fn repeated_cpu_lists_stay_bounded() {
+    let mut text = String::from("node,mem=1G");
+    for _ in 0..2000 {
+        text.push_str(",cpus=0-8191");
+    }
+    let config = NumaConfig::parse(&[text.as_str()]).unwrap();
+    assert_eq!(config.nodes[0].cpus.len(), 8192);
+    let e = config.resolve(&smp(4), G).unwrap_err().to_string();
+    assert!(
+        e.ends_with("CPU index (4) should be smaller than maxcpus (4)"),
+        "{e}"
+    );
+}
