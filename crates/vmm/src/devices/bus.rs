@@ -99,7 +99,7 @@ mod tests {
     fn bus() -> (Bus, Arc<Mutex<Vec<u8>>>) {
         let out = Captured::default();
         let buffer = out.0.clone();
-        let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        let irq = EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC).unwrap();
         (Bus::new(com1(irq, SerialOutput::To(Box::new(out)))), buffer)
     }
 

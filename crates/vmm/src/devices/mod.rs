@@ -1,10 +1,12 @@
 //! Emulated devices and the port-I/O / MMIO bus that routes guest accesses to them: COM1
-//! (8250), the i8042 reset line, and the ACPI power-management registers.
+//! (8250) with its never-blocking way to stdout (`console`), the i8042 reset line, and the
+//! ACPI power-management registers.
 //!
 //! Devices never stop the VM themselves: an access that asks for poweroff or reset returns a
 //! [`GuestEvent`] and the vCPU loop decides what to do with it.
 
 pub mod bus;
+pub mod console;
 pub mod i8042;
 pub mod pm;
 pub mod serial;

@@ -103,9 +103,10 @@ pub struct Vmm {
     /// Warnings for the user (overcommit, ...), printed by the front end.
     pub warnings: Vec<String>,
     /// The VM and its RAM, held for the VM's lifetime (vCPU fds and memory slots need them);
-    /// the VM is declared first so that it is dropped first.
+    /// the VM is declared first so that it is dropped first. Every vCPU thread holds the
+    /// RAM too (`vcpu::thread::VcpuShared`), so it stays mapped until the last of them ends.
     _vm: Vm,
-    _ram: Arc<GuestRam>,
+    ram: Arc<GuestRam>,
     bus: Arc<Bus>,
     vcpus: Vec<VcpuFd>,
     /// Raises the ACPI SCI (IRQ 9): the power button of `system_powerdown`.
@@ -153,7 +154,7 @@ impl Vmm {
             host,
             warnings,
             _vm: vm,
-            _ram: ram,
+            ram,
             bus,
             vcpus,
             sci,
@@ -215,7 +216,7 @@ fn create_vm(host: &KvmHost, ram: &Arc<GuestRam>, config: &VmConfig) -> Result<V
         pit: config.machine.pit_for(&config.boot),
     };
     // SAFETY: the slots are `ram`'s live mappings, which the Vmm keeps until after the VM
-    // (it drops `_vm` before `_ram`).
+    // (it drops `_vm` before `ram`, and each vCPU thread holds `ram` until it ends).
     Ok(unsafe { Vm::new(&host.kvm, slots, options) }?)
 }
 

@@ -9,6 +9,12 @@
 //! vCPU; a kicked vCPU sees the flag, parks on a condition variable (it does not spin) and
 //! counts itself parked; `resume` and `finish` wake it. A vCPU pinned by the user sets its
 //! own affinity before its first KVM_RUN, so it never runs guest code anywhere else.
+//!
+//! Stopping has a deadline ([`STOP_DEADLINE`]): a vCPU that does not leave KVM_RUN (or is
+//! blocked elsewhere) is reported and left to the process exit, never waited on forever.
+//! Each vCPU thread holds the guest RAM ([`GuestRam`]) alive for as long as it runs, so
+//! nothing the main thread drops can unmap memory a vCPU still uses; a [`VcpuHandle`]
+//! dropped before it was stopped stops its thread (with the deadline) on drop.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
@@ -24,6 +30,10 @@ use vmm_sys_util::eventfd::EventFd;
 use super::dump::format_registers;
 use super::exit::{handle_exit, ExitAction, VcpuFault};
 use crate::devices::{Bus, GuestEvent};
+use crate::memory::GuestRam;
+
+/// How long stopping vCPU threads may take in all before rvmm gives up on the ones left.
+pub const STOP_DEADLINE: Duration = Duration::from_secs(2);
 
 /// How a VM ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +87,7 @@ impl VmControl {
         Ok(VmControl {
             stop: AtomicBool::new(false),
             outcome: Mutex::new(None),
-            stop_evt: EventFd::new(libc::EFD_NONBLOCK)?,
+            stop_evt: EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)?,
             pause: Mutex::new(PauseState::default()),
             pause_cv: Condvar::new(),
         })
@@ -218,13 +228,14 @@ impl VcpuRunState {
     }
 }
 
-/// A running vCPU thread.
+/// A running vCPU thread. Dropping it stops and joins the thread (see [`stop_all`]).
 pub struct VcpuHandle {
     pub index: u32,
     thread: Option<JoinHandle<()>>,
     /// The thread's kernel TID (known once `spawn` returns).
     pub tid: Arc<AtomicI32>,
     state: Arc<AtomicU8>,
+    control: Arc<VmControl>,
 }
 
 impl VcpuHandle {
@@ -252,11 +263,97 @@ impl VcpuHandle {
         self.thread.as_ref().is_none_or(|t| t.is_finished())
     }
 
-    pub fn join(&mut self) {
+    /// Joins the thread if it has ended; false (and nothing waited for) if it still runs.
+    fn join_finished(&mut self) -> bool {
+        match self.thread.take() {
+            Some(t) if t.is_finished() => {
+                let _ = t.join();
+                true
+            }
+            Some(t) => {
+                self.thread = Some(t);
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// Joins a thread that is ending by itself before its first KVM_RUN (a failed start).
+    fn join_ending(&mut self) {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
+
+    /// Leaves a thread that did not stop to the process exit (the JoinHandle is dropped,
+    /// which detaches it; it is never kicked again).
+    fn abandon(&mut self) {
+        self.thread = None;
+    }
+}
+
+impl Drop for VcpuHandle {
+    fn drop(&mut self) {
+        if self.join_finished() {
+            return;
+        }
+        // Not stopped by its owner (an error path, an unwinding caller): the first reason
+        // to end wins, so this changes nothing if the VM is already ending.
+        self.control.finish(VmOutcome::Quit);
+        let left = stop_all(std::slice::from_mut(self), STOP_DEADLINE);
+        if !left.is_empty() {
+            eprintln!("{}", StopReport(&left));
+        }
+    }
+}
+
+/// The vCPUs that did not stop in time, as rvmm reports them.
+pub struct StopReport<'a>(pub &'a [u32]);
+
+impl std::fmt::Display for StopReport<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list: Vec<String> = self.0.iter().map(u32::to_string).collect();
+        let s = if self.0.len() == 1 { "" } else { "s" };
+        write!(
+            f,
+            "rvmm: vCPU thread{s} {} did not stop within {} s; exiting without {}",
+            list.join(", "),
+            STOP_DEADLINE.as_secs(),
+            if self.0.len() == 1 { "it" } else { "them" }
+        )
+    }
+}
+
+/// Stops every vCPU thread once the VM is ending ([`VmControl::finish`] was called): kicks
+/// them all out of KVM_RUN at once (so stopping 64 vCPUs costs one wait, not 64), re-kicks
+/// stragglers every millisecond, and joins each one that ended within `deadline` in all.
+/// Returns the indexes of the threads that did not end; they are detached, and the process
+/// exit ends them.
+pub fn stop_all(handles: &mut [VcpuHandle], deadline: Duration) -> Vec<u32> {
+    const POLL: Duration = Duration::from_micros(50);
+    const REKICK: Duration = Duration::from_millis(1);
+    let start = Instant::now();
+    let mut last_kick = start;
+    for h in handles.iter().filter(|h| !h.is_finished()) {
+        h.kick();
+    }
+    while handles.iter().any(|h| !h.is_finished()) && start.elapsed() < deadline {
+        std::thread::sleep(POLL);
+        if last_kick.elapsed() >= REKICK {
+            last_kick = Instant::now();
+            for h in handles.iter().filter(|h| !h.is_finished()) {
+                h.kick();
+            }
+        }
+    }
+    let mut left = Vec::new();
+    for h in handles.iter_mut() {
+        if !h.join_finished() {
+            h.abandon();
+            left.push(h.index);
+        }
+    }
+    left
 }
 
 /// Why a vCPU thread did not start.
@@ -274,24 +371,36 @@ pub enum SpawnError {
     Vanished { vcpu: u32 },
 }
 
+/// What a vCPU thread runs with, besides its vCPU: shared with the VMM and every other
+/// vCPU.
+pub struct VcpuShared {
+    pub bus: Arc<Bus>,
+    pub control: Arc<VmControl>,
+    /// Guest RAM, held by the thread until it ends.
+    pub ram: Arc<GuestRam>,
+}
+
 /// Spawns the thread for vCPU `index`, named as QEMU names them (`CPU N/KVM`). With `pin`,
 /// the thread sets its own affinity before its first KVM_RUN. Returns once the thread has
 /// published its TID (and pinned itself); a failed pin ends the thread and is returned.
 pub fn spawn(
     index: u32,
     mut vcpu: VcpuFd,
-    bus: Arc<Bus>,
-    control: Arc<VmControl>,
+    shared: VcpuShared,
     pin: Option<Vec<u32>>,
 ) -> Result<VcpuHandle, SpawnError> {
+    let VcpuShared { bus, control, ram } = shared;
     let tid = Arc::new(AtomicI32::new(0));
     let state = Arc::new(AtomicU8::new(VcpuRunState::Running as u8));
-    let (tid2, state2) = (tid.clone(), state.clone());
+    let (tid2, state2, control2) = (tid.clone(), state.clone(), control.clone());
     let (started_tx, started_rx) =
         std::sync::mpsc::channel::<Result<(), crate::host::thread::ThreadError>>();
     let thread = std::thread::Builder::new()
         .name(format!("CPU {index}/KVM"))
         .spawn(move || {
+            // Guest RAM stays mapped while this thread may run guest code.
+            let _ram = ram;
+            let control = control2;
             // SAFETY: gettid has no preconditions.
             tid2.store(unsafe { libc::gettid() }, Ordering::SeqCst);
             if let Some(cpus) = &pin {
@@ -313,18 +422,19 @@ pub fn spawn(
         thread: Some(thread),
         tid,
         state,
+        control,
     };
     match started_rx.recv() {
         Ok(Ok(())) => Ok(handle),
         Ok(Err(source)) => {
-            handle.join();
+            handle.join_ending();
             Err(SpawnError::Pin {
                 vcpu: index,
                 source,
             })
         }
         Err(_) => {
-            handle.join();
+            handle.join_ending();
             Err(SpawnError::Vanished { vcpu: index })
         }
     }
