@@ -109,7 +109,10 @@ impl ConsoleOut {
         let started = std::thread::Builder::new()
             .name("console-out".into())
             .stack_size(WRITER_STACK)
-            .spawn(move || write_loop(&worker, out));
+            .spawn(move || {
+                block_all_signals();
+                write_loop(&worker, out)
+            });
         if started.is_err() {
             inner.lock().broken = true;
         }
@@ -177,6 +180,19 @@ impl Write for ConsoleOut {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// The writer thread takes no signals: SIGINT/SIGTERM/SIGHUP belong to the emulator
+/// thread's signalfd (a stop signal delivered here would kill rvmm before it could stop the
+/// VM), and a closed stdout must come back as EPIPE, not SIGPIPE. (The thread may start
+/// before the VMM blocks the stop signals, so it cannot rely on inheriting the mask.)
+fn block_all_signals() {
+    // SAFETY: a zeroed sigset is valid input for sigfillset, which fills our own set.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::sigfillset(&mut set) };
+    // SAFETY: changes only this thread's mask; the old mask is not wanted.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
 }
 
 /// The writer thread: takes whatever is queued and writes it out, until the output fails.

@@ -16,8 +16,10 @@ pub use bus::Bus;
 /// Something the guest asked of the machine through a device register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GuestEvent {
-    /// ACPI S5 (soft off) or QEMU's isa-debug-exit port.
+    /// ACPI S5 (soft off).
     Poweroff,
+    /// A write of this value to QEMU's isa-debug-exit port (when the machine has it).
+    DebugExit(u32),
     /// i8042 pulse-reset, or the FADT reset register.
     Reset,
 }

@@ -23,7 +23,7 @@ use crate::control::{Command, QmpError, QmpServer};
 use crate::cpu::topology::CpuTopology;
 use crate::host::thread::{self as host_thread, ThreadError};
 use crate::host::Host;
-use crate::vcpu::affinity::check_cpus;
+use crate::vcpu::affinity::{check_cpus, AffinityError};
 use crate::vcpu::info::{read_vcpu, VcpuInfo};
 use crate::vcpu::{VcpuHandle, VcpuRunState, VmControl, VmOutcome};
 
@@ -82,7 +82,7 @@ impl<'a> Controller<'a> {
         }
         self.final_event_sent = true;
         let cause = match outcome {
-            VmOutcome::Poweroff => ShutdownCause::GuestShutdown,
+            VmOutcome::Poweroff | VmOutcome::DebugExit(_) => ShutdownCause::GuestShutdown,
             VmOutcome::Reset => ShutdownCause::GuestReset,
             VmOutcome::Quit => ShutdownCause::HostUi,
             VmOutcome::Signal(_) => ShutdownCause::HostSignal,
@@ -227,6 +227,7 @@ impl VmView for Controller<'_> {
     }
 
     fn pin_vcpu(&mut self, vcpu: VcpuThread, cpus: &[u32]) -> Result<(), VmError> {
+        check_alive(self.handles, vcpu.index)?;
         host_thread::set_affinity(vcpu.thread_id, cpus)?;
         self.pinned.insert(vcpu.index, cpus.to_vec());
         Ok(())
@@ -253,6 +254,15 @@ impl VmView for Controller<'_> {
 
     fn pin_emulator(&mut self, cpus: &[u32]) -> Result<(), VmError> {
         Ok(pin_emulator_threads(self.handles, cpus)?)
+    }
+}
+
+/// Refuses to act on the thread of a vCPU that has exited: its thread id is stale (the
+/// kernel may have given it to another thread).
+fn check_alive(handles: &[VcpuHandle], index: u32) -> Result<(), AffinityError> {
+    match handles.iter().find(|h| h.index == index) {
+        Some(h) if h.is_finished() => Err(AffinityError::Exited { vcpu: index }),
+        _ => Ok(()),
     }
 }
 

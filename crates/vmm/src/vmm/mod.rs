@@ -23,6 +23,7 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::boot::acpi::{self, qemu_memory_affinity, AcpiCpu, AcpiPlatform};
 use crate::boot::image::ImageSource;
 use crate::boot::{self, BootEntry, BootError, BootImage};
+use crate::config::machine::Switch;
 use crate::config::{BootSource, ConfigError, GuestNuma, VmConfig};
 use crate::control;
 use crate::cpu::builder::{BuilderError, CpuPlan, VmCpuTables};
@@ -145,7 +146,8 @@ impl Vmm {
         let ram = Arc::new(ram);
         let vm = create_vm(&host, &ram, &config)?;
 
-        let (bus, sci) = create_devices(&vm, options.serial)?;
+        let debug_exit = config.machine.debug_exit_for(&config.boot) == Switch::On;
+        let (bus, sci) = create_devices(&vm, options.serial, debug_exit)?;
         let boot_entry = load_firmware_and_kernel(&config, &cpu_tables, &numa, &ram)?;
         let vcpus = create_vcpus(&vm, &host, &cpu_tables, &boot_entry)?;
 
@@ -220,11 +222,17 @@ fn create_vm(host: &KvmHost, ram: &Arc<GuestRam>, config: &VmConfig) -> Result<V
     Ok(unsafe { Vm::new(&host.kvm, slots, options) }?)
 }
 
-/// The device bus (COM1 on its irqfd, the PM registers) and the SCI's irqfd.
-fn create_devices(vm: &Vm, serial: SerialOutput) -> Result<(Arc<Bus>, EventFd), VmmError> {
+/// The device bus (COM1 on its irqfd, the PM registers, isa-debug-exit if wanted) and the
+/// SCI's irqfd.
+fn create_devices(
+    vm: &Vm,
+    serial: SerialOutput,
+    debug_exit: bool,
+) -> Result<(Arc<Bus>, EventFd), VmmError> {
     let serial_irq = vm.irqfd(IrqLine::Com1)?;
     let sci = vm.irqfd(IrqLine::Sci)?;
-    Ok((Arc::new(Bus::new(com1(serial_irq, serial))), sci))
+    let bus = Bus::new(com1(serial_irq, serial), debug_exit);
+    Ok((Arc::new(bus), sci))
 }
 
 /// The ACPI tables (MADT, SRAT, SLIT, DSDT, ...) and the kernel (or the probe) in guest RAM.

@@ -38,8 +38,10 @@ pub const STOP_DEADLINE: Duration = Duration::from_secs(2);
 /// How a VM ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VmOutcome {
-    /// The guest powered off (ACPI S5 or the debug-exit port).
+    /// The guest powered off (ACPI S5).
     Poweroff,
+    /// The guest wrote this value to isa-debug-exit (`--machine debug-exit=on`).
+    DebugExit(u32),
     /// The guest reset itself (i8042 or the FADT reset register).
     Reset,
     /// The user quit (Ctrl-A x, QMP `quit`).
@@ -55,10 +57,12 @@ pub enum VmOutcome {
 }
 
 impl VmOutcome {
-    /// The process exit status: 0 for orderly ends, 1 for faults.
+    /// The process exit status: 0 for orderly ends, 1 for faults, and QEMU's
+    /// `(value << 1) | 1` (as the low 8 bits a process exit status keeps) for isa-debug-exit.
     pub fn exit_code(&self) -> i32 {
         match self {
             VmOutcome::Fault { .. } => 1,
+            VmOutcome::DebugExit(value) => ((value << 1) | 1) as i32 & 0xff,
             _ => 0,
         }
     }
@@ -461,6 +465,9 @@ fn run_loop(index: u32, vcpu: &mut VcpuFd, bus: &Bus, control: &VmControl, state
             ExitAction::Continue | ExitAction::Interrupted => {}
             ExitAction::Guest(GuestEvent::Poweroff) => control.finish(VmOutcome::Poweroff),
             ExitAction::Guest(GuestEvent::Reset) => control.finish(VmOutcome::Reset),
+            ExitAction::Guest(GuestEvent::DebugExit(value)) => {
+                control.finish(VmOutcome::DebugExit(value))
+            }
             ExitAction::Fault(fault) => {
                 let detail = fault_detail(vcpu, &fault);
                 control.finish(VmOutcome::Fault {
