@@ -292,3 +292,19 @@ pub(super) fn pin_emulator_threads(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vcpu::thread::exited_handle_for_test;
+
+    #[test]
+    fn an_exited_vcpu_is_not_pinned() {
+        let handles = [exited_handle_for_test(3)];
+        assert_eq!(
+            check_alive(&handles, 3).unwrap_err().to_string(),
+            "vCPU 3 has exited"
+        );
+        assert!(check_alive(&handles, 4).is_ok(), "not ours to judge");
+    }
+}

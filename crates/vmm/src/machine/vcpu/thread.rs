@@ -311,6 +311,18 @@ impl Drop for VcpuHandle {
     }
 }
 
+/// A handle whose thread has ended (for tests of what refuses an exited vCPU).
+#[cfg(test)]
+pub(crate) fn exited_handle_for_test(index: u32) -> VcpuHandle {
+    VcpuHandle {
+        index,
+        thread: None,
+        tid: Arc::new(AtomicI32::new(0)),
+        state: Arc::new(AtomicU8::new(VcpuRunState::Finished as u8)),
+        control: Arc::new(VmControl::new().expect("eventfd")),
+    }
+}
+
 /// The vCPUs that did not stop in time, as rvmm reports them.
 pub struct StopReport<'a>(pub &'a [u32]);
 
@@ -504,4 +516,88 @@ fn fault_detail(vcpu: &mut VcpuFd, fault: &VcpuFault) -> String {
         (Err(e), _) | (_, Err(e)) => out.push_str(&format!("(registers unavailable: {e})")),
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handle over a plain thread that runs `body` (no KVM: stopping and joining only
+    /// look at the thread).
+    fn handle(
+        index: u32,
+        control: &Arc<VmControl>,
+        body: impl FnOnce() + Send + 'static,
+    ) -> VcpuHandle {
+        VcpuHandle {
+            index,
+            thread: Some(std::thread::spawn(body)),
+            tid: Arc::new(AtomicI32::new(0)),
+            state: Arc::new(AtomicU8::new(VcpuRunState::Running as u8)),
+            control: control.clone(),
+        }
+    }
+
+    #[test]
+    fn stop_all_gives_up_on_a_thread_that_never_stops_and_names_it() {
+        install_kick_handler().unwrap();
+        let control = Arc::new(VmControl::new().unwrap());
+        let release = Arc::new(AtomicBool::new(false));
+        let (c, r) = (control.clone(), release.clone());
+        let mut handles = vec![
+            // Stops as a vCPU does.
+            handle(0, &control, move || {
+                while !c.stopping() {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }),
+            // Ignores the stop (as a vCPU stuck outside KVM_RUN would).
+            handle(1, &control, move || {
+                while !r.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }),
+        ];
+        control.finish(VmOutcome::Quit);
+        assert_eq!(stop_all(&mut handles, Duration::from_millis(100)), [1]);
+        assert!(
+            handles.iter().all(|h| h.thread.is_none()),
+            "joined or let go"
+        );
+        release.store(true, Ordering::SeqCst);
+        assert_eq!(
+            StopReport(&[1]).to_string(),
+            "rvmm: vCPU thread 1 did not stop within 2 s; exiting without it"
+        );
+        assert_eq!(
+            StopReport(&[0, 3]).to_string(),
+            "rvmm: vCPU threads 0, 3 did not stop within 2 s; exiting without them"
+        );
+    }
+
+    #[test]
+    fn a_dropped_handle_stops_the_vm_and_joins_its_thread() {
+        install_kick_handler().unwrap();
+        let control = Arc::new(VmControl::new().unwrap());
+        let ended = Arc::new(AtomicBool::new(false));
+        let (c, e) = (control.clone(), ended.clone());
+        let h = handle(0, &control, move || {
+            while !c.stopping() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            e.store(true, Ordering::SeqCst);
+        });
+        drop(h);
+        assert!(control.stopping());
+        assert_eq!(control.outcome(), Some(VmOutcome::Quit));
+        assert!(ended.load(Ordering::SeqCst), "joined: the thread had ended");
+    }
+
+    #[test]
+    fn debug_exit_status_is_qemus() {
+        assert_eq!(VmOutcome::DebugExit(0).exit_code(), 1);
+        assert_eq!(VmOutcome::DebugExit(0x31).exit_code(), 0x63);
+        assert_eq!(VmOutcome::DebugExit(0xffff_ffff).exit_code(), 0xff);
+        assert_eq!(VmOutcome::Poweroff.exit_code(), 0);
+    }
 }
