@@ -10,6 +10,9 @@
  *   mode=triplefault     PROBE-TRIPLEFAULT, then ud2 with an empty IDT (a triple fault)
  *   mode=pio count=K     the dump, K one-byte writes to port 0x80, PROBE-PIO count=K,
  *                        power off
+ *   mode=debugexit       PROBE-DEBUGEXIT, then a 32-bit write of 0x31 to isa-debug-exit
+ *                        (port 0xf4); if the VM is still there, PROBE-DEBUGEXIT-IGNORED and
+ *                        power off
  *   mode=hostile         PROBE-HOSTILE, then everything a VMM must survive (hostile.c):
  *                        INIT/SIPI storms, every I/O port and the MMIO holes with random
  *                        values, a console flood, then PROBE-HOSTILE-ALIVE n forever
@@ -28,6 +31,8 @@
 #define RAM_END_DEFAULT 0xc0000000ull /* rvmm's MMIO gap start */
 
 #define PIO_PORT 0x80
+#define DEBUG_EXIT_PORT 0xf4
+#define DEBUG_EXIT_VALUE 0x31 /* QEMU exits with (0x31 << 1) | 1 = 99 */
 #define PIO_DEFAULT_COUNT 1000000ull
 #define CMDLINE_MAX 256
 
@@ -39,7 +44,8 @@ enum mode {
 	MODE_PIO,
 	MODE_RESET,
 	MODE_TRIPLEFAULT,
-	MODE_HOSTILE
+	MODE_HOSTILE,
+	MODE_DEBUGEXIT
 };
 
 static char cmdline[CMDLINE_MAX];
@@ -123,6 +129,8 @@ static enum mode parse_mode(uint64_t *pio_count)
 		mode = MODE_TRIPLEFAULT;
 	else if (value_is(v, len, "hostile"))
 		mode = MODE_HOSTILE;
+	else if (value_is(v, len, "debugexit"))
+		mode = MODE_DEBUGEXIT;
 	else {
 		print_error("unknown mode ", v, len);
 		power_off();
@@ -231,6 +239,12 @@ void probe_main(uint32_t start_info_paddr)
 	if (mode == MODE_TRIPLEFAULT) {
 		out_line("PROBE-TRIPLEFAULT");
 		triple_fault();
+	}
+	if (mode == MODE_DEBUGEXIT) {
+		out_line("PROBE-DEBUGEXIT");
+		outl(DEBUG_EXIT_PORT, DEBUG_EXIT_VALUE);
+		out_line("PROBE-DEBUGEXIT-IGNORED");
+		power_off();
 	}
 	if (mode == MODE_HOSTILE) {
 		out_line("PROBE-HOSTILE");

@@ -6,6 +6,10 @@
 //! panics, and ends on SIGTERM within a few seconds with status 0.
 //!
 //! These are hang checks, not benchmarks: the deadlines are generous.
+//!
+//! Also here, the other device a guest can end rvmm with: isa-debug-exit (port 0xf4), on
+//! for the probe by default and off with `--machine debug-exit=off`, exiting with QEMU's
+//! status `(value << 1) | 1`.
 
 mod common;
 
@@ -17,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::vm::{test_dir, TestClient};
-use common::{kvm_available, rvmm};
+use common::{kvm_available, run_with_timeout, rvmm, text};
 use serde_json::json;
 
 /// How long rvmm may take to end after SIGTERM.
@@ -231,4 +235,33 @@ fn hostile_guest_runs_to_the_end_and_rvmm_stays_answerable() {
         std::thread::sleep(Duration::from_millis(500));
     }
     vm.terminate();
+}
+
+/// The probe's `mode=debugexit` writes 0x31 to port 0xf4: rvmm exits 99 as QEMU does; with
+/// the device off the write is ignored and the guest powers off (status 0).
+#[test]
+fn isa_debug_exit_status_and_opt_out() {
+    if !kvm_available("isa_debug_exit_status_and_opt_out") {
+        return;
+    }
+    let mut on = rvmm();
+    on.args(["run", "--append", "mode=debugexit"]);
+    let out = run_with_timeout(on, Duration::from_secs(60));
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(99), "{stdout}\n{stderr}");
+    assert!(stdout.contains("PROBE-DEBUGEXIT\n"), "{stdout}");
+    assert!(!stdout.contains("IGNORED"), "{stdout}");
+
+    let mut off = rvmm();
+    off.args([
+        "run",
+        "--append",
+        "mode=debugexit",
+        "--machine",
+        "debug-exit=off",
+    ]);
+    let out = run_with_timeout(off, Duration::from_secs(60));
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("PROBE-DEBUGEXIT-IGNORED\n"), "{stdout}");
 }
