@@ -23,6 +23,7 @@ const SOURCES: &[&str] = &[
     "apic.c",
     "smp.c",
     "power.c",
+    "hostile.c",
     "util.c",
 ];
 

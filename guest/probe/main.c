@@ -10,6 +10,12 @@
  *   mode=triplefault     PROBE-TRIPLEFAULT, then ud2 with an empty IDT (a triple fault)
  *   mode=pio count=K     the dump, K one-byte writes to port 0x80, PROBE-PIO count=K,
  *                        power off
+ *   mode=debugexit       PROBE-DEBUGEXIT, then a 32-bit write of 0x31 to isa-debug-exit
+ *                        (port 0xf4); if the VM is still there, PROBE-DEBUGEXIT-IGNORED and
+ *                        power off
+ *   mode=hostile         PROBE-HOSTILE, then everything a VMM must survive (hostile.c):
+ *                        INIT/SIPI storms, every I/O port and the MMIO holes with random
+ *                        values, a console flood, then PROBE-HOSTILE-ALIVE n forever
  *
  * The strings and numbers here are mirrored in crates/vmm/src/probe/image.rs.
  */
@@ -19,12 +25,28 @@
 #define HVM_START_MAGIC 0x336ec578
 #define HVM_START_CMDLINE_PADDR 24
 #define HVM_START_RSDP_PADDR 32
+#define HVM_START_MEMMAP_PADDR 40
+#define HVM_START_MEMMAP_ENTRIES 48
+#define HVM_MEMMAP_TYPE_RAM 1
+#define RAM_END_DEFAULT 0xc0000000ull /* rvmm's MMIO gap start */
 
 #define PIO_PORT 0x80
+#define DEBUG_EXIT_PORT 0xf4
+#define DEBUG_EXIT_VALUE 0x31 /* QEMU exits with (0x31 << 1) | 1 = 99 */
 #define PIO_DEFAULT_COUNT 1000000ull
 #define CMDLINE_MAX 256
 
-enum mode { MODE_DUMP, MODE_HELLO, MODE_BUSY, MODE_HALT, MODE_PIO, MODE_RESET, MODE_TRIPLEFAULT };
+enum mode {
+	MODE_DUMP,
+	MODE_HELLO,
+	MODE_BUSY,
+	MODE_HALT,
+	MODE_PIO,
+	MODE_RESET,
+	MODE_TRIPLEFAULT,
+	MODE_HOSTILE,
+	MODE_DEBUGEXIT
+};
 
 static char cmdline[CMDLINE_MAX];
 
@@ -105,6 +127,10 @@ static enum mode parse_mode(uint64_t *pio_count)
 		mode = MODE_RESET;
 	else if (value_is(v, len, "triplefault"))
 		mode = MODE_TRIPLEFAULT;
+	else if (value_is(v, len, "hostile"))
+		mode = MODE_HOSTILE;
+	else if (value_is(v, len, "debugexit"))
+		mode = MODE_DEBUGEXIT;
 	else {
 		print_error("unknown mode ", v, len);
 		power_off();
@@ -168,6 +194,26 @@ __attribute__((noreturn)) static void run_busy(uint32_t n)
 	busy_forever();
 }
 
+/* The end of the RAM below 4 GiB, from hvm_start_info's memory map (version 1). */
+static uint64_t ram_end_below_4g(const uint8_t *si)
+{
+	uint64_t end = 0;
+
+	if (!si || rd32(si + 4) < 1)
+		return RAM_END_DEFAULT;
+	uint64_t map = rd64(si + HVM_START_MEMMAP_PADDR);
+	uint32_t entries = rd32(si + HVM_START_MEMMAP_ENTRIES);
+	if (!map || map >= 0x100000000ull || entries > 128)
+		return RAM_END_DEFAULT;
+	const uint8_t *e = phys(map);
+	for (uint32_t i = 0; i < entries; i++, e += 24) {
+		uint64_t top = rd64(e) + rd64(e + 8);
+		if (rd32(e + 16) == HVM_MEMMAP_TYPE_RAM && rd64(e) < 0x100000000ull && top > end)
+			end = top < 0x100000000ull ? top : 0x100000000ull;
+	}
+	return end ? end : RAM_END_DEFAULT;
+}
+
 void probe_main(uint32_t start_info_paddr);
 void probe_main(uint32_t start_info_paddr)
 {
@@ -193,6 +239,16 @@ void probe_main(uint32_t start_info_paddr)
 	if (mode == MODE_TRIPLEFAULT) {
 		out_line("PROBE-TRIPLEFAULT");
 		triple_fault();
+	}
+	if (mode == MODE_DEBUGEXIT) {
+		out_line("PROBE-DEBUGEXIT");
+		outl(DEBUG_EXIT_PORT, DEBUG_EXIT_VALUE);
+		out_line("PROBE-DEBUGEXIT-IGNORED");
+		power_off();
+	}
+	if (mode == MODE_HOSTILE) {
+		out_line("PROBE-HOSTILE");
+		hostile_run(smp_init(acpi_find("APIC")), ram_end_below_4g(si));
 	}
 
 	out_line("PROBE-BEGIN v1");

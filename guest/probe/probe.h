@@ -182,4 +182,10 @@ uint32_t smp_apic_id(uint32_t cpu);
 /* Whether the AP at MADT position `cpu` answered its last start. */
 bool smp_started(uint32_t cpu);
 
+/* ---- hostile.c ------------------------------------------------------------------------ */
+
+/* mode=hostile (see hostile.c): `n` processors from smp_init, RAM below 4 GiB ends at
+ * `ram_end`.  Never returns. */
+__attribute__((noreturn)) void hostile_run(uint32_t n, uint64_t ram_end);
+
 #endif

@@ -185,6 +185,7 @@ fn outcome_code(outcome: &VmOutcome) -> ExitCode {
             errln!("rvmm: terminating on signal {sig}");
             ExitCode::SUCCESS
         }
+        VmOutcome::DebugExit(_) => ExitCode::from(outcome.exit_code() as u8),
         _ => ExitCode::SUCCESS,
     }
 }
@@ -277,7 +278,10 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         let out = String::from_utf8_lossy(&capture.output()).into_owned();
         // A dump cut short by the guest itself is an error; one cut short by the user
         // (quit, a signal) is not.
-        let guest_ended = matches!(outcome, VmOutcome::Poweroff | VmOutcome::Reset);
+        let guest_ended = matches!(
+            outcome,
+            VmOutcome::Poweroff | VmOutcome::Reset | VmOutcome::DebugExit(_)
+        );
         let has_dump = out.contains("PROBE-BEGIN");
         if has_dump && guest_ended {
             bail!("the probe guest's dump is incomplete (no PROBE-END); its output was:\n{out}");

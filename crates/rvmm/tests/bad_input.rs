@@ -120,7 +120,10 @@ fn machine_options_name_the_key_and_the_rule() {
     let (_, e) = fails(&["run", "--machine", "pit=maybe"], &[]);
     assert_eq!(e, "rvmm: --machine: pit='maybe' is not on or off");
     let (_, e) = fails(&["run", "--machine", "hpet=off"], &[]);
-    assert_eq!(e, "rvmm: --machine: unknown option 'hpet' (expected pit)");
+    assert_eq!(
+        e,
+        "rvmm: --machine: unknown option 'hpet' (expected pit, debug-exit)"
+    );
 }
 
 // ---- issue 11: files and output ----

@@ -8,19 +8,26 @@
 //! `--kernel`, because Linux may calibrate against the PIT and checks that the timer
 //! interrupt reaches the IOAPIC at boot (`check_timer`). This module owns text →
 //! [`MachineConfig`]; the machine layer creates (or not) the device.
+//!
+//! `debug-exit` is QEMU's isa-debug-exit at port 0xf4 (`-device
+//! isa-debug-exit,iobase=0xf4,iosize=0x04`): a guest write of `v` ends rvmm with exit status
+//! `(v << 1) | 1`. QEMU makes it opt-in, and so does rvmm for a `--kernel`; the built-in
+//! probe has it on by default (it falls back to the port if ACPI S5 did not power off).
 
 use thiserror::Error;
 
 use super::BootSource;
 
 /// The keys `--machine` accepts, for error messages.
-const KEYS: &str = "pit";
+const KEYS: &str = "pit, debug-exit";
 
 /// What `--machine` asked for; `None` is "the default for this guest".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MachineConfig {
     /// The in-kernel PIT (`pit=on|off`).
     pub pit: Option<Switch>,
+    /// isa-debug-exit at port 0xf4 (`debug-exit=on|off`).
+    pub debug_exit: Option<Switch>,
 }
 
 /// An on/off machine property.
@@ -50,12 +57,24 @@ impl MachineConfig {
         })
     }
 
+    /// Whether the machine has isa-debug-exit: as asked, else on for the built-in probe and
+    /// off for a `--kernel` (see the module documentation).
+    pub fn debug_exit_for(&self, boot: &BootSource) -> Switch {
+        self.debug_exit.unwrap_or(match boot {
+            BootSource::Probe { .. } => Switch::On,
+            BootSource::Kernel { .. } => Switch::Off,
+        })
+    }
+
     /// The option text that gives this configuration back (`pit=off`); empty when every
     /// property is left to its default.
     pub fn option_text(&self) -> String {
         let mut items = Vec::new();
         if let Some(pit) = self.pit {
             items.push(format!("pit={}", pit.as_str()));
+        }
+        if let Some(debug_exit) = self.debug_exit {
+            items.push(format!("debug-exit={}", debug_exit.as_str()));
         }
         items.join(",")
     }
@@ -102,6 +121,7 @@ pub fn parse_machine(text: &str) -> Result<MachineConfig, MachineOptionError> {
         };
         match key {
             "pit" => config.pit = Some(parse_switch(key, value)?),
+            "debug-exit" => config.debug_exit = Some(parse_switch(key, value)?),
             _ => {
                 return Err(MachineOptionError::UnknownKey {
                     key: key.to_string(),
@@ -134,15 +154,41 @@ mod tests {
     }
 
     #[test]
+    fn debug_exit_is_opt_in_for_a_kernel_and_on_for_the_probe() {
+        let kernel = BootSource::Kernel {
+            kernel: "vmlinux".into(),
+            initrd: None,
+            cmdline: String::new(),
+        };
+        let probe = BootSource::Probe {
+            cmdline: String::new(),
+            initrd: None,
+        };
+        let default = MachineConfig::default();
+        assert_eq!(default.debug_exit_for(&kernel), Switch::Off);
+        assert_eq!(default.debug_exit_for(&probe), Switch::On);
+        let on = parse_machine("debug-exit=on").unwrap();
+        assert_eq!(on.debug_exit_for(&kernel), Switch::On);
+        assert_eq!(on.option_text(), "debug-exit=on");
+        let off = parse_machine("pit=on,debug-exit=off").unwrap();
+        assert_eq!(off.debug_exit_for(&probe), Switch::Off);
+        assert_eq!(off.option_text(), "pit=on,debug-exit=off");
+        assert_eq!(
+            err("debug-exit=2"),
+            "--machine: debug-exit='2' is not on or off"
+        );
+    }
+
+    #[test]
     fn errors_name_option_value_and_rule() {
         assert_eq!(err("pit=maybe"), "--machine: pit='maybe' is not on or off");
         assert_eq!(
             err("hpet=off"),
-            "--machine: unknown option 'hpet' (expected pit)"
+            "--machine: unknown option 'hpet' (expected pit, debug-exit)"
         );
         assert_eq!(
             err("microvm"),
-            "--machine: 'microvm' is not key=value (rvmm has one machine type; give its options: pit)"
+            "--machine: 'microvm' is not key=value (rvmm has one machine type; give its options: pit, debug-exit)"
         );
         assert_eq!(err("pit=on,"), "--machine: empty item in 'pit=on,'");
         assert_eq!(err(""), "--machine: empty item in ''");

@@ -1,6 +1,7 @@
 //! The port-I/O bus: routes each guest IN/OUT to the device that owns the port. Unclaimed
 //! ports read as all-ones and ignore writes, as on a PC with nothing there. There is no
-//! user-space MMIO device yet: the local APICs and the IOAPIC live in KVM.
+//! user-space MMIO device yet: the local APICs and the IOAPIC live in KVM. isa-debug-exit
+//! (port 0xf4) is there only when the machine has it (`--machine debug-exit=`).
 
 use std::sync::Mutex;
 
@@ -13,6 +14,8 @@ use crate::memory::layout::{COM1_PORT, DEBUG_EXIT_PORT, I8042_CMD_PORT, I8042_DA
 pub struct Bus {
     pub com1: Mutex<Com1>,
     pub pm: Mutex<Pm>,
+    /// Whether port 0xf4 is QEMU's isa-debug-exit.
+    debug_exit: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -21,11 +24,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Bus {
-    /// A bus with COM1 and the PM registers.
-    pub fn new(com1: Com1) -> Self {
+    /// A bus with COM1, the PM registers and, with `debug_exit`, isa-debug-exit.
+    pub fn new(com1: Com1, debug_exit: bool) -> Self {
         Bus {
             com1: Mutex::new(com1),
             pm: Mutex::new(Pm::default()),
+            debug_exit,
         }
     }
 
@@ -57,7 +61,14 @@ impl Bus {
                 None
             }
             I8042_DATA_PORT | I8042_CMD_PORT => data.first().and_then(|&v| i8042::write(port, v)),
-            DEBUG_EXIT_PORT => Some(GuestEvent::Poweroff),
+            DEBUG_EXIT_PORT if self.debug_exit => {
+                // The value written, zero-extended (QEMU's isa-debug-exit takes 1 to 4 bytes).
+                let mut value = [0u8; 4];
+                for (v, d) in value.iter_mut().zip(data) {
+                    *v = *d;
+                }
+                Some(GuestEvent::DebugExit(u32::from_le_bytes(value)))
+            }
             p if Pm::owns(p) => lock(&self.pm).write(p, data),
             _ => None,
         }
@@ -96,11 +107,34 @@ mod tests {
         }
     }
 
-    fn bus() -> (Bus, Arc<Mutex<Vec<u8>>>) {
+    fn bus_with(debug_exit: bool) -> (Bus, Arc<Mutex<Vec<u8>>>) {
         let out = Captured::default();
         let buffer = out.0.clone();
-        let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
-        (Bus::new(com1(irq, SerialOutput::To(Box::new(out)))), buffer)
+        let irq = EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC).unwrap();
+        let uart = com1(irq, SerialOutput::To(Box::new(out)));
+        (Bus::new(uart, debug_exit), buffer)
+    }
+
+    fn bus() -> (Bus, Arc<Mutex<Vec<u8>>>) {
+        bus_with(true)
+    }
+
+    #[test]
+    fn debug_exit_only_when_present() {
+        let (bus, _) = bus_with(false);
+        assert_eq!(bus.pio_write(0xf4, &[1, 0, 0, 0]), None);
+        let mut b = [0u8];
+        bus.pio_read(0xf4, &mut b);
+        assert_eq!(b[0], 0xff, "no device there");
+        let (bus, _) = bus_with(true);
+        assert_eq!(
+            bus.pio_write(0xf4, &[0x31]),
+            Some(GuestEvent::DebugExit(0x31))
+        );
+        assert_eq!(
+            bus.pio_write(0xf4, &0x1234_5678u32.to_le_bytes()),
+            Some(GuestEvent::DebugExit(0x1234_5678))
+        );
     }
 
     #[test]
@@ -111,7 +145,7 @@ mod tests {
         assert_eq!(bus.pio_write(0x64, &[0xfe]), Some(GuestEvent::Reset));
         assert_eq!(
             bus.pio_write(0xf4, &[0, 0, 0, 0]),
-            Some(GuestEvent::Poweroff)
+            Some(GuestEvent::DebugExit(0))
         );
         assert_eq!(
             bus.pio_write(0x604, &((5u16 << 10) | (1 << 13)).to_le_bytes()),

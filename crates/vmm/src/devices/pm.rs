@@ -1,13 +1,17 @@
 //! ACPI fixed-hardware power management (ACPI 6.5, 4.8): the PM1a event and control blocks
 //! the FADT points at, the PM timer, and the reset register. A write of SLP_EN with the
 //! `\_S5` sleep type powers the machine off.
+//!
+//! The reset register is port 0xCF9, the reset control register of Intel's PIIX/ICH chipsets
+//! (which the FADT names with the value 0x06): as in QEMU's PIIX model, any write with bit 2
+//! (RST_CPU) set resets the machine, whatever the reset type bits beside it (bit 1 SYS_RST
+//! "hard", bit 3 "full": Linux's `reboot=pci` writes 0x02 then 0x06, or 0x0E for a full
+//! reset); other writes only set the reset type, which reads return.
 
 use std::time::Instant;
 
 use super::GuestEvent;
-use crate::memory::layout::{
-    PM1A_CNT_PORT, PM1A_EVT_PORT, PM_TMR_PORT, RESET_PORT, RESET_VALUE, S5_SLP_TYP,
-};
+use crate::memory::layout::{PM1A_CNT_PORT, PM1A_EVT_PORT, PM_TMR_PORT, RESET_PORT, S5_SLP_TYP};
 
 /// PM1 control: SCI_EN (bit 0), SLP_TYP (bits 12:10), SLP_EN (bit 13).
 const PM1_CNT_SCI_EN: u16 = 1 << 0;
@@ -17,6 +21,10 @@ const PM1_CNT_SLP_EN: u16 = 1 << 13;
 /// PM1 status and enable, bit 8: PWRBTN_STS / PWRBTN_EN, the fixed power button
 /// (ACPI 6.5, 4.8.3.1.1 and 4.8.3.1.2).
 const PM1_PWRBTN: u16 = 1 << 8;
+/// Reset control register (0xCF9): RST_CPU (bit 2) triggers the reset; SYS_RST (bit 1)
+/// is the reset type that stays readable.
+const RCR_RST_CPU: u8 = 1 << 2;
+const RCR_SYS_RST: u8 = 1 << 1;
 /// The PM timer runs at 3.579545 MHz (ACPI 6.5, 4.8.3.3).
 const PM_TIMER_HZ: u128 = 3_579_545;
 
@@ -26,6 +34,8 @@ pub struct Pm {
     status: u16,
     enable: u16,
     control: u16,
+    /// The reset control register's kept bits (SYS_RST).
+    rcr: u8,
     start: Instant,
 }
 
@@ -36,6 +46,7 @@ impl Default for Pm {
             enable: 0,
             // ACPI is always on: there is no SMI_CMD to switch it.
             control: PM1_CNT_SCI_EN,
+            rcr: 0,
             start: Instant::now(),
         }
     }
@@ -72,6 +83,7 @@ impl Pm {
                 let ticks = self.start.elapsed().as_nanos() * PM_TIMER_HZ / 1_000_000_000;
                 (ticks as u32) & 0x00ff_ffff
             }
+            RESET_PORT => self.rcr as u32,
             _ => 0,
         }
     }
@@ -121,7 +133,14 @@ impl Pm {
                 (written & PM1_CNT_SLP_EN != 0 && slp_typ == S5_SLP_TYP as u16)
                     .then_some(GuestEvent::Poweroff)
             }
-            RESET_PORT => (data.first() == Some(&RESET_VALUE)).then_some(GuestEvent::Reset),
+            RESET_PORT => {
+                let written = data.first().copied().unwrap_or(0);
+                if written & RCR_RST_CPU != 0 {
+                    return Some(GuestEvent::Reset);
+                }
+                self.rcr = written & RCR_SYS_RST;
+                None
+            }
             _ => None,
         }
     }
@@ -154,6 +173,25 @@ mod tests {
         assert_eq!(u16::from_le_bytes(b) & 1, 1);
         assert_eq!(pm.write(0xcf9, &[0x06]), Some(GuestEvent::Reset));
         assert_eq!(pm.write(0xcf9, &[0x02]), None);
+    }
+
+    /// Linux `reboot=pci` (arch/x86/kernel/reboot.c): 0x02, then 0x06, or 0x0E with
+    /// `reboot=pci,full`... any write with RST_CPU resets, like QEMU's PIIX.
+    #[test]
+    fn reset_control_register_like_piix() {
+        let mut pm = Pm::default();
+        let mut b = [0u8];
+        assert_eq!(pm.write(0xcf9, &[0x02]), None, "reset type only");
+        pm.read(0xcf9, &mut b);
+        assert_eq!(b[0], 0x02, "SYS_RST reads back");
+        assert_eq!(pm.write(0xcf9, &[0x0e]), Some(GuestEvent::Reset));
+        assert_eq!(pm.write(0xcf9, &[0x04]), Some(GuestEvent::Reset));
+        assert_eq!(pm.write(0xcf9, &[0xfb]), None, "everything but RST_CPU");
+        pm.read(0xcf9, &mut b);
+        assert_eq!(b[0], 0x02, "only SYS_RST is kept");
+        assert_eq!(pm.write(0xcf9, &[0x00]), None);
+        pm.read(0xcf9, &mut b);
+        assert_eq!(b[0], 0);
     }
 
     #[test]

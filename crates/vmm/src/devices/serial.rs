@@ -1,6 +1,7 @@
 //! COM1: a 16550A-compatible UART (vm-superio's 8250 model) at 0x3f8, raising IRQ 4 through
-//! an irqfd. Its output goes to stdout or to whatever writer the VMM is given (the probe's
-//! capture, `probe::serial`); input comes from the emulator thread.
+//! an irqfd. Its output goes to stdout through the never-blocking console buffer
+//! (`devices::console`) or to whatever writer the VMM is given (the probe's capture,
+//! `probe::serial`); input comes from the emulator thread.
 
 use std::io::Write;
 
@@ -20,7 +21,8 @@ impl Trigger for IrqTrigger {
 
 /// Where the guest's serial output goes.
 pub enum SerialOutput {
-    /// rvmm's stdout, flushed at every write so each guest byte shows at once.
+    /// rvmm's stdout, through the console buffer (`devices::console::stdout`): each byte
+    /// goes out at once, and a stdout nobody drains drops bytes instead of blocking.
     Stdout,
     /// A writer the caller owns the other end of.
     To(Box<dyn Write + Send>),
@@ -29,25 +31,9 @@ pub enum SerialOutput {
 impl SerialOutput {
     fn into_writer(self) -> Box<dyn Write + Send> {
         match self {
-            SerialOutput::Stdout => Box::new(Stdout),
+            SerialOutput::Stdout => Box::new(super::console::stdout()),
             SerialOutput::To(w) => w,
         }
-    }
-}
-
-/// stdout, flushed after every write.
-struct Stdout;
-
-impl Write for Stdout {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut out = std::io::stdout().lock();
-        out.write_all(buf)?;
-        out.flush()?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stdout().flush()
     }
 }
 

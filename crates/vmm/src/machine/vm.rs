@@ -118,9 +118,11 @@ impl Vm {
 
     /// A new eventfd wired to `line`: writing it raises the guest interrupt.
     pub fn irqfd(&self, line: IrqLine) -> Result<EventFd, MachineError> {
-        let evt = EventFd::new(libc::EFD_NONBLOCK).map_err(|source| MachineError::Eventfd {
-            what: line.eventfd_name(),
-            source,
+        let evt = EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC).map_err(|source| {
+            MachineError::Eventfd {
+                what: line.eventfd_name(),
+                source,
+            }
         })?;
         kvm_call(line.irqfd_name(), self.fd.register_irqfd(&evt, line.gsi()))?;
         Ok(evt)

@@ -11,6 +11,11 @@
 //!
 //! What is loaded where (kernels, boot structures) is `boot`'s business; this module only
 //! moves bytes.
+//!
+//! Ownership: dropping a [`GuestRam`] unmaps guest memory, so it is shared as an
+//! `Arc<GuestRam>` by everything that may touch it while the guest runs: the VMM and each
+//! vCPU thread (`vcpu::thread::VcpuShared`), which holds its clone until it has left
+//! KVM_RUN for good. The mapping goes away only after the last of them.
 
 use std::io;
 

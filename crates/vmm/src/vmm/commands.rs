@@ -23,7 +23,7 @@ use crate::control::{Command, QmpError, QmpServer};
 use crate::cpu::topology::CpuTopology;
 use crate::host::thread::{self as host_thread, ThreadError};
 use crate::host::Host;
-use crate::vcpu::affinity::check_cpus;
+use crate::vcpu::affinity::{check_cpus, AffinityError};
 use crate::vcpu::info::{read_vcpu, VcpuInfo};
 use crate::vcpu::{VcpuHandle, VcpuRunState, VmControl, VmOutcome};
 
@@ -82,7 +82,7 @@ impl<'a> Controller<'a> {
         }
         self.final_event_sent = true;
         let cause = match outcome {
-            VmOutcome::Poweroff => ShutdownCause::GuestShutdown,
+            VmOutcome::Poweroff | VmOutcome::DebugExit(_) => ShutdownCause::GuestShutdown,
             VmOutcome::Reset => ShutdownCause::GuestReset,
             VmOutcome::Quit => ShutdownCause::HostUi,
             VmOutcome::Signal(_) => ShutdownCause::HostSignal,
@@ -227,6 +227,7 @@ impl VmView for Controller<'_> {
     }
 
     fn pin_vcpu(&mut self, vcpu: VcpuThread, cpus: &[u32]) -> Result<(), VmError> {
+        check_alive(self.handles, vcpu.index)?;
         host_thread::set_affinity(vcpu.thread_id, cpus)?;
         self.pinned.insert(vcpu.index, cpus.to_vec());
         Ok(())
@@ -256,6 +257,15 @@ impl VmView for Controller<'_> {
     }
 }
 
+/// Refuses to act on the thread of a vCPU that has exited: its thread id is stale (the
+/// kernel may have given it to another thread).
+fn check_alive(handles: &[VcpuHandle], index: u32) -> Result<(), AffinityError> {
+    match handles.iter().find(|h| h.index == index) {
+        Some(h) if h.is_finished() => Err(AffinityError::Exited { vcpu: index }),
+        _ => Ok(()),
+    }
+}
+
 /// This process's threads that are not vCPUs: the main loop, the QMP threads, ...
 pub(super) fn emulator_threads(handles: &[VcpuHandle]) -> Result<Vec<i32>, ThreadError> {
     let vcpu_tids: Vec<i32> = handles.iter().map(|h| h.thread_id()).collect();
@@ -281,4 +291,20 @@ pub(super) fn pin_emulator_threads(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vcpu::thread::exited_handle_for_test;
+
+    #[test]
+    fn an_exited_vcpu_is_not_pinned() {
+        let handles = [exited_handle_for_test(3)];
+        assert_eq!(
+            check_alive(&handles, 3).unwrap_err().to_string(),
+            "vCPU 3 has exited"
+        );
+        assert!(check_alive(&handles, 4).is_ok(), "not ours to judge");
+    }
 }

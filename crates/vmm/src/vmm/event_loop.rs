@@ -11,7 +11,7 @@ use super::run::{RunOptions, StopSignals};
 use super::term::{EscapeState, Input, RawMode};
 use super::Vmm;
 use crate::control::QmpServer;
-use crate::devices::Bus;
+use crate::devices::{console, Bus};
 use crate::vcpu::{VmControl, VmOutcome};
 
 /// Whether stdin feeds the guest's COM1.
@@ -168,7 +168,12 @@ pub(super) struct EventLoop<'a, 'o> {
     signals: &'a StopSignals,
     serial_watch: Option<SerialWatch<'o>>,
     console: ConsoleInput,
+    /// stdout did not drain once: the serial watcher no longer waits for it.
+    console_stuck: bool,
 }
+
+/// How long the serial watcher waits for the echoed output to reach stdout.
+const WATCH_FLUSH: Duration = Duration::from_millis(200);
 
 impl<'a, 'o> EventLoop<'a, 'o> {
     pub(super) fn new(
@@ -187,6 +192,7 @@ impl<'a, 'o> EventLoop<'a, 'o> {
             signals,
             serial_watch: options.serial_watch,
             console: ConsoleInput::new(options.console),
+            console_stuck: false,
         }
     }
 
@@ -216,6 +222,18 @@ impl<'a, 'o> EventLoop<'a, 'o> {
         (self.controller, self.serial_watch)
     }
 
+    /// Lets the guest output echoed so far reach stdout before the serial watcher prints
+    /// (its lines must follow the ones they are about). A stdout that does not drain within
+    /// [`WATCH_FLUSH`] is not waited for again.
+    fn flush_console(&mut self) {
+        if self.console_stuck {
+            return;
+        }
+        if let Some(out) = console::stdout_if_started() {
+            self.console_stuck = !out.flush(WATCH_FLUSH);
+        }
+    }
+
     fn live_sources(&self) -> Poll {
         let mut poll = Poll::default();
         poll.watch(Source::StopSignal, self.signals.fd());
@@ -242,6 +260,7 @@ impl<'a, 'o> EventLoop<'a, 'o> {
             // The loop condition sees it.
             Source::VmStop => {}
             Source::SerialWatch => {
+                self.flush_console();
                 if let Some(w) = &mut self.serial_watch {
                     (w.on_ready)();
                 }
@@ -270,8 +289,8 @@ mod tests {
 
     #[test]
     fn poll_names_the_ready_sources() {
-        let stop = EventFd::new(libc::EFD_NONBLOCK).unwrap();
-        let qmp = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        let stop = EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC).unwrap();
+        let qmp = EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC).unwrap();
         let mut poll = Poll::default();
         poll.watch(Source::VmStop, stop.as_raw_fd());
         poll.watch(Source::Qmp, qmp.as_raw_fd());

@@ -23,6 +23,7 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::boot::acpi::{self, qemu_memory_affinity, AcpiCpu, AcpiPlatform};
 use crate::boot::image::ImageSource;
 use crate::boot::{self, BootEntry, BootError, BootImage};
+use crate::config::machine::Switch;
 use crate::config::{BootSource, ConfigError, GuestNuma, VmConfig};
 use crate::control;
 use crate::cpu::builder::{BuilderError, CpuPlan, VmCpuTables};
@@ -103,9 +104,10 @@ pub struct Vmm {
     /// Warnings for the user (overcommit, ...), printed by the front end.
     pub warnings: Vec<String>,
     /// The VM and its RAM, held for the VM's lifetime (vCPU fds and memory slots need them);
-    /// the VM is declared first so that it is dropped first.
+    /// the VM is declared first so that it is dropped first. Every vCPU thread holds the
+    /// RAM too (`vcpu::thread::VcpuShared`), so it stays mapped until the last of them ends.
     _vm: Vm,
-    _ram: Arc<GuestRam>,
+    ram: Arc<GuestRam>,
     bus: Arc<Bus>,
     vcpus: Vec<VcpuFd>,
     /// Raises the ACPI SCI (IRQ 9): the power button of `system_powerdown`.
@@ -144,7 +146,8 @@ impl Vmm {
         let ram = Arc::new(ram);
         let vm = create_vm(&host, &ram, &config)?;
 
-        let (bus, sci) = create_devices(&vm, options.serial)?;
+        let debug_exit = config.machine.debug_exit_for(&config.boot) == Switch::On;
+        let (bus, sci) = create_devices(&vm, options.serial, debug_exit)?;
         let boot_entry = load_firmware_and_kernel(&config, &cpu_tables, &numa, &ram)?;
         let vcpus = create_vcpus(&vm, &host, &cpu_tables, &boot_entry)?;
 
@@ -153,7 +156,7 @@ impl Vmm {
             host,
             warnings,
             _vm: vm,
-            _ram: ram,
+            ram,
             bus,
             vcpus,
             sci,
@@ -215,15 +218,21 @@ fn create_vm(host: &KvmHost, ram: &Arc<GuestRam>, config: &VmConfig) -> Result<V
         pit: config.machine.pit_for(&config.boot),
     };
     // SAFETY: the slots are `ram`'s live mappings, which the Vmm keeps until after the VM
-    // (it drops `_vm` before `_ram`).
+    // (it drops `_vm` before `ram`, and each vCPU thread holds `ram` until it ends).
     Ok(unsafe { Vm::new(&host.kvm, slots, options) }?)
 }
 
-/// The device bus (COM1 on its irqfd, the PM registers) and the SCI's irqfd.
-fn create_devices(vm: &Vm, serial: SerialOutput) -> Result<(Arc<Bus>, EventFd), VmmError> {
+/// The device bus (COM1 on its irqfd, the PM registers, isa-debug-exit if wanted) and the
+/// SCI's irqfd.
+fn create_devices(
+    vm: &Vm,
+    serial: SerialOutput,
+    debug_exit: bool,
+) -> Result<(Arc<Bus>, EventFd), VmmError> {
     let serial_irq = vm.irqfd(IrqLine::Com1)?;
     let sci = vm.irqfd(IrqLine::Sci)?;
-    Ok((Arc::new(Bus::new(com1(serial_irq, serial))), sci))
+    let bus = Bus::new(com1(serial_irq, serial), debug_exit);
+    Ok((Arc::new(bus), sci))
 }
 
 /// The ACPI tables (MADT, SRAT, SLIT, DSDT, ...) and the kernel (or the probe) in guest RAM.

@@ -2,6 +2,10 @@
 //! the QMP server and the vCPU threads, hand over to the emulator thread's event loop
 //! (`event_loop`), then stop and join every vCPU, send the final event, close the control
 //! socket and say how the VM ended.
+//!
+//! Every wait on the way out has a deadline: the vCPU threads get
+//! [`STOP_DEADLINE`](crate::vcpu::thread::STOP_DEADLINE) in all (those left are named on
+//! stderr and ended by the process exit), the console's last bytes [`CONSOLE_FLUSH`].
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
@@ -14,9 +18,13 @@ use super::event_loop::{Console, EventLoop, SerialWatch};
 use super::{Vmm, VmmError};
 use crate::control::qmp::Version;
 use crate::control::QmpServer;
+use crate::devices::console;
 use crate::host::thread as host_thread;
-use crate::vcpu::thread::{install_kick_handler, spawn};
+use crate::vcpu::thread::{self, install_kick_handler, spawn, StopReport, VcpuShared};
 use crate::vcpu::{VcpuHandle, VmControl, VmOutcome};
+
+/// How long the guest's last console bytes may take to reach stdout as the VM ends.
+pub(super) const CONSOLE_FLUSH: Duration = Duration::from_millis(500);
 
 /// How to run.
 #[derive(Default)]
@@ -124,12 +132,26 @@ pub(super) fn run(vmm: &mut Vmm, options: RunOptions) -> Result<VmOutcome, VmmEr
         s.shutdown();
     }
     drop(signals);
+    report_console();
     // Output that arrived after the last wake-up (e.g. the final lines) reaches the reader
     // too.
     if let Some(mut watch) = serial_watch {
         (watch.on_ready)();
     }
     Ok(outcome)
+}
+
+/// Lets the guest's last console bytes reach stdout (within [`CONSOLE_FLUSH`]) and says how
+/// many never did.
+fn report_console() {
+    let Some(out) = console::stdout_if_started() else {
+        return;
+    };
+    out.flush(CONSOLE_FLUSH);
+    let dropped = out.undelivered();
+    if dropped > 0 {
+        eprintln!("rvmm: console: {dropped} bytes of guest output dropped (stdout not drained)");
+    }
 }
 
 /// Spawns every vCPU thread, each pinned per `--vcpu-pin`, then pins the emulator threads
@@ -146,7 +168,12 @@ fn start_vcpus(vmm: &mut Vmm, control: &Arc<VmControl>) -> Result<Vec<VcpuHandle
             .iter()
             .find(|p| p.vcpu == index as u32)
             .map(|p| p.cpus.clone());
-        match spawn(index as u32, vcpu, vmm.bus.clone(), control.clone(), pin) {
+        let shared = VcpuShared {
+            bus: vmm.bus.clone(),
+            control: control.clone(),
+            ram: vmm.ram.clone(),
+        };
+        match spawn(index as u32, vcpu, shared, pin) {
             Ok(h) => handles.push(h),
             Err(e) => {
                 control.finish(VmOutcome::Quit);
@@ -165,21 +192,11 @@ fn start_vcpus(vmm: &mut Vmm, control: &Arc<VmControl>) -> Result<Vec<VcpuHandle
     Ok(handles)
 }
 
-/// Kicks every vCPU out of KVM_RUN (all at once, so stopping 64 vCPUs costs one wait, not
-/// 64), re-kicking stragglers every millisecond, then joins each thread.
+/// Stops and joins every vCPU thread within [`thread::STOP_DEADLINE`]; names on stderr
+/// those that did not stop (the process exit ends them).
 fn stop_all(handles: &mut [VcpuHandle]) {
-    for h in handles.iter().filter(|h| !h.is_finished()) {
-        h.kick();
-    }
-    for h in handles.iter_mut() {
-        let mut waited = Duration::ZERO;
-        while !h.is_finished() && waited < Duration::from_millis(500) {
-            std::thread::sleep(Duration::from_micros(50));
-            waited += Duration::from_micros(50);
-            if waited.as_micros() % 1000 == 0 {
-                h.kick();
-            }
-        }
-        h.join();
+    let left = thread::stop_all(handles, thread::STOP_DEADLINE);
+    if !left.is_empty() {
+        eprintln!("{}", StopReport(&left));
     }
 }

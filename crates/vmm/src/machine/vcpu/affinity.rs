@@ -36,6 +36,9 @@ pub enum AffinityError {
         source_name: String,
         allowed: String,
     },
+    /// The vCPU's thread has ended: its thread id may already name another thread.
+    #[error("vCPU {vcpu} has exited")]
+    Exited { vcpu: u32 },
 }
 
 /// "CPU 5" / "CPUs 5-7".

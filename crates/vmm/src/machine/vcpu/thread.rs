@@ -9,6 +9,12 @@
 //! vCPU; a kicked vCPU sees the flag, parks on a condition variable (it does not spin) and
 //! counts itself parked; `resume` and `finish` wake it. A vCPU pinned by the user sets its
 //! own affinity before its first KVM_RUN, so it never runs guest code anywhere else.
+//!
+//! Stopping has a deadline ([`STOP_DEADLINE`]): a vCPU that does not leave KVM_RUN (or is
+//! blocked elsewhere) is reported and left to the process exit, never waited on forever.
+//! Each vCPU thread holds the guest RAM ([`GuestRam`]) alive for as long as it runs, so
+//! nothing the main thread drops can unmap memory a vCPU still uses; a [`VcpuHandle`]
+//! dropped before it was stopped stops its thread (with the deadline) on drop.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
@@ -24,12 +30,18 @@ use vmm_sys_util::eventfd::EventFd;
 use super::dump::format_registers;
 use super::exit::{handle_exit, ExitAction, VcpuFault};
 use crate::devices::{Bus, GuestEvent};
+use crate::memory::GuestRam;
+
+/// How long stopping vCPU threads may take in all before rvmm gives up on the ones left.
+pub const STOP_DEADLINE: Duration = Duration::from_secs(2);
 
 /// How a VM ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VmOutcome {
-    /// The guest powered off (ACPI S5 or the debug-exit port).
+    /// The guest powered off (ACPI S5).
     Poweroff,
+    /// The guest wrote this value to isa-debug-exit (`--machine debug-exit=on`).
+    DebugExit(u32),
     /// The guest reset itself (i8042 or the FADT reset register).
     Reset,
     /// The user quit (Ctrl-A x, QMP `quit`).
@@ -45,10 +57,12 @@ pub enum VmOutcome {
 }
 
 impl VmOutcome {
-    /// The process exit status: 0 for orderly ends, 1 for faults.
+    /// The process exit status: 0 for orderly ends, 1 for faults, and QEMU's
+    /// `(value << 1) | 1` (as the low 8 bits a process exit status keeps) for isa-debug-exit.
     pub fn exit_code(&self) -> i32 {
         match self {
             VmOutcome::Fault { .. } => 1,
+            VmOutcome::DebugExit(value) => ((value << 1) | 1) as i32 & 0xff,
             _ => 0,
         }
     }
@@ -77,7 +91,7 @@ impl VmControl {
         Ok(VmControl {
             stop: AtomicBool::new(false),
             outcome: Mutex::new(None),
-            stop_evt: EventFd::new(libc::EFD_NONBLOCK)?,
+            stop_evt: EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)?,
             pause: Mutex::new(PauseState::default()),
             pause_cv: Condvar::new(),
         })
@@ -218,13 +232,14 @@ impl VcpuRunState {
     }
 }
 
-/// A running vCPU thread.
+/// A running vCPU thread. Dropping it stops and joins the thread (see [`stop_all`]).
 pub struct VcpuHandle {
     pub index: u32,
     thread: Option<JoinHandle<()>>,
     /// The thread's kernel TID (known once `spawn` returns).
     pub tid: Arc<AtomicI32>,
     state: Arc<AtomicU8>,
+    control: Arc<VmControl>,
 }
 
 impl VcpuHandle {
@@ -252,11 +267,109 @@ impl VcpuHandle {
         self.thread.as_ref().is_none_or(|t| t.is_finished())
     }
 
-    pub fn join(&mut self) {
+    /// Joins the thread if it has ended; false (and nothing waited for) if it still runs.
+    fn join_finished(&mut self) -> bool {
+        match self.thread.take() {
+            Some(t) if t.is_finished() => {
+                let _ = t.join();
+                true
+            }
+            Some(t) => {
+                self.thread = Some(t);
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// Joins a thread that is ending by itself before its first KVM_RUN (a failed start).
+    fn join_ending(&mut self) {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
+
+    /// Leaves a thread that did not stop to the process exit (the JoinHandle is dropped,
+    /// which detaches it; it is never kicked again).
+    fn abandon(&mut self) {
+        self.thread = None;
+    }
+}
+
+impl Drop for VcpuHandle {
+    fn drop(&mut self) {
+        if self.join_finished() {
+            return;
+        }
+        // Not stopped by its owner (an error path, an unwinding caller): the first reason
+        // to end wins, so this changes nothing if the VM is already ending.
+        self.control.finish(VmOutcome::Quit);
+        let left = stop_all(std::slice::from_mut(self), STOP_DEADLINE);
+        if !left.is_empty() {
+            eprintln!("{}", StopReport(&left));
+        }
+    }
+}
+
+/// A handle whose thread has ended (for tests of what refuses an exited vCPU).
+#[cfg(test)]
+pub(crate) fn exited_handle_for_test(index: u32) -> VcpuHandle {
+    VcpuHandle {
+        index,
+        thread: None,
+        tid: Arc::new(AtomicI32::new(0)),
+        state: Arc::new(AtomicU8::new(VcpuRunState::Finished as u8)),
+        control: Arc::new(VmControl::new().expect("eventfd")),
+    }
+}
+
+/// The vCPUs that did not stop in time, as rvmm reports them.
+pub struct StopReport<'a>(pub &'a [u32]);
+
+impl std::fmt::Display for StopReport<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list: Vec<String> = self.0.iter().map(u32::to_string).collect();
+        let s = if self.0.len() == 1 { "" } else { "s" };
+        write!(
+            f,
+            "rvmm: vCPU thread{s} {} did not stop within {} s; exiting without {}",
+            list.join(", "),
+            STOP_DEADLINE.as_secs(),
+            if self.0.len() == 1 { "it" } else { "them" }
+        )
+    }
+}
+
+/// Stops every vCPU thread once the VM is ending ([`VmControl::finish`] was called): kicks
+/// them all out of KVM_RUN at once (so stopping 64 vCPUs costs one wait, not 64), re-kicks
+/// stragglers every millisecond, and joins each one that ended within `deadline` in all.
+/// Returns the indexes of the threads that did not end; they are detached, and the process
+/// exit ends them.
+pub fn stop_all(handles: &mut [VcpuHandle], deadline: Duration) -> Vec<u32> {
+    const POLL: Duration = Duration::from_micros(50);
+    const REKICK: Duration = Duration::from_millis(1);
+    let start = Instant::now();
+    let mut last_kick = start;
+    for h in handles.iter().filter(|h| !h.is_finished()) {
+        h.kick();
+    }
+    while handles.iter().any(|h| !h.is_finished()) && start.elapsed() < deadline {
+        std::thread::sleep(POLL);
+        if last_kick.elapsed() >= REKICK {
+            last_kick = Instant::now();
+            for h in handles.iter().filter(|h| !h.is_finished()) {
+                h.kick();
+            }
+        }
+    }
+    let mut left = Vec::new();
+    for h in handles.iter_mut() {
+        if !h.join_finished() {
+            h.abandon();
+            left.push(h.index);
+        }
+    }
+    left
 }
 
 /// Why a vCPU thread did not start.
@@ -274,24 +387,36 @@ pub enum SpawnError {
     Vanished { vcpu: u32 },
 }
 
+/// What a vCPU thread runs with, besides its vCPU: shared with the VMM and every other
+/// vCPU.
+pub struct VcpuShared {
+    pub bus: Arc<Bus>,
+    pub control: Arc<VmControl>,
+    /// Guest RAM, held by the thread until it ends.
+    pub ram: Arc<GuestRam>,
+}
+
 /// Spawns the thread for vCPU `index`, named as QEMU names them (`CPU N/KVM`). With `pin`,
 /// the thread sets its own affinity before its first KVM_RUN. Returns once the thread has
 /// published its TID (and pinned itself); a failed pin ends the thread and is returned.
 pub fn spawn(
     index: u32,
     mut vcpu: VcpuFd,
-    bus: Arc<Bus>,
-    control: Arc<VmControl>,
+    shared: VcpuShared,
     pin: Option<Vec<u32>>,
 ) -> Result<VcpuHandle, SpawnError> {
+    let VcpuShared { bus, control, ram } = shared;
     let tid = Arc::new(AtomicI32::new(0));
     let state = Arc::new(AtomicU8::new(VcpuRunState::Running as u8));
-    let (tid2, state2) = (tid.clone(), state.clone());
+    let (tid2, state2, control2) = (tid.clone(), state.clone(), control.clone());
     let (started_tx, started_rx) =
         std::sync::mpsc::channel::<Result<(), crate::host::thread::ThreadError>>();
     let thread = std::thread::Builder::new()
         .name(format!("CPU {index}/KVM"))
         .spawn(move || {
+            // Guest RAM stays mapped while this thread may run guest code.
+            let _ram = ram;
+            let control = control2;
             // SAFETY: gettid has no preconditions.
             tid2.store(unsafe { libc::gettid() }, Ordering::SeqCst);
             if let Some(cpus) = &pin {
@@ -314,18 +439,19 @@ pub fn spawn(
         thread: Some(thread),
         tid,
         state,
+        control,
     };
     match started_rx.recv() {
         Ok(Ok(())) => Ok(handle),
         Ok(Err(source)) => {
-            handle.join();
+            handle.join_ending();
             Err(SpawnError::Pin {
                 vcpu: index,
                 source,
             })
         }
         Err(_) => {
-            handle.join();
+            handle.join_ending();
             Err(SpawnError::Vanished { vcpu: index })
         }
     }
@@ -352,6 +478,9 @@ fn run_loop(index: u32, vcpu: &mut VcpuFd, bus: &Bus, control: &VmControl, state
             ExitAction::Continue | ExitAction::Interrupted => {}
             ExitAction::Guest(GuestEvent::Poweroff) => control.finish(VmOutcome::Poweroff),
             ExitAction::Guest(GuestEvent::Reset) => control.finish(VmOutcome::Reset),
+            ExitAction::Guest(GuestEvent::DebugExit(value)) => {
+                control.finish(VmOutcome::DebugExit(value))
+            }
             ExitAction::Fault(fault) => {
                 let detail = fault_detail(vcpu, &fault);
                 control.finish(VmOutcome::Fault {
@@ -388,4 +517,88 @@ fn fault_detail(vcpu: &mut VcpuFd, fault: &VcpuFault) -> String {
         (Err(e), _) | (_, Err(e)) => out.push_str(&format!("(registers unavailable: {e})")),
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handle over a plain thread that runs `body` (no KVM: stopping and joining only
+    /// look at the thread).
+    fn handle(
+        index: u32,
+        control: &Arc<VmControl>,
+        body: impl FnOnce() + Send + 'static,
+    ) -> VcpuHandle {
+        VcpuHandle {
+            index,
+            thread: Some(std::thread::spawn(body)),
+            tid: Arc::new(AtomicI32::new(0)),
+            state: Arc::new(AtomicU8::new(VcpuRunState::Running as u8)),
+            control: control.clone(),
+        }
+    }
+
+    #[test]
+    fn stop_all_gives_up_on_a_thread_that_never_stops_and_names_it() {
+        install_kick_handler().unwrap();
+        let control = Arc::new(VmControl::new().unwrap());
+        let release = Arc::new(AtomicBool::new(false));
+        let (c, r) = (control.clone(), release.clone());
+        let mut handles = vec![
+            // Stops as a vCPU does.
+            handle(0, &control, move || {
+                while !c.stopping() {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }),
+            // Ignores the stop (as a vCPU stuck outside KVM_RUN would).
+            handle(1, &control, move || {
+                while !r.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }),
+        ];
+        control.finish(VmOutcome::Quit);
+        assert_eq!(stop_all(&mut handles, Duration::from_millis(100)), [1]);
+        assert!(
+            handles.iter().all(|h| h.thread.is_none()),
+            "joined or let go"
+        );
+        release.store(true, Ordering::SeqCst);
+        assert_eq!(
+            StopReport(&[1]).to_string(),
+            "rvmm: vCPU thread 1 did not stop within 2 s; exiting without it"
+        );
+        assert_eq!(
+            StopReport(&[0, 3]).to_string(),
+            "rvmm: vCPU threads 0, 3 did not stop within 2 s; exiting without them"
+        );
+    }
+
+    #[test]
+    fn a_dropped_handle_stops_the_vm_and_joins_its_thread() {
+        install_kick_handler().unwrap();
+        let control = Arc::new(VmControl::new().unwrap());
+        let ended = Arc::new(AtomicBool::new(false));
+        let (c, e) = (control.clone(), ended.clone());
+        let h = handle(0, &control, move || {
+            while !c.stopping() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            e.store(true, Ordering::SeqCst);
+        });
+        drop(h);
+        assert!(control.stopping());
+        assert_eq!(control.outcome(), Some(VmOutcome::Quit));
+        assert!(ended.load(Ordering::SeqCst), "joined: the thread had ended");
+    }
+
+    #[test]
+    fn debug_exit_status_is_qemus() {
+        assert_eq!(VmOutcome::DebugExit(0).exit_code(), 1);
+        assert_eq!(VmOutcome::DebugExit(0x31).exit_code(), 0x63);
+        assert_eq!(VmOutcome::DebugExit(0xffff_ffff).exit_code(), 0xff);
+        assert_eq!(VmOutcome::Poweroff.exit_code(), 0);
+    }
 }
