@@ -17,6 +17,7 @@ declare -A ALLOWED=(
     [probe]="boot devices memory util config"
     [control]="config host machine util"
     [vmm]="boot config control devices host machine memory probe util"
+    [fuzz_targets]="boot config control devices machine memory probe util"
 )
 
 bad=0
