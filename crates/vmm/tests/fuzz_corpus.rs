@@ -20,6 +20,9 @@ fn inputs(kind: &str) -> Vec<(String, PathBuf)> {
     };
     for dir in dirs {
         let dir = dir.expect("reading a fuzz input directory").path();
+        if !dir.is_dir() {
+            continue;
+        }
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         for file in std::fs::read_dir(&dir).expect("reading a fuzz input directory") {
             let file = file.expect("reading a fuzz input directory").path();
