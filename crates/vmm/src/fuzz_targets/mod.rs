@@ -272,6 +272,11 @@ pub fn host_cpu(data: &[u8]) {
 /// rules) and one already negotiated (command parsing). Parsed commands run against a
 /// plain-data VM, and every answer is rendered as the server would send it.
 pub fn qmp(data: &[u8]) {
+    let _ = run_qmp(data);
+}
+
+/// The `qmp` target's body; returns how many commands ran on the plain-data VM.
+fn run_qmp(data: &[u8]) -> usize {
     let chunk = data.first().map_or(1, |&b| usize::from(b % 64) + 1);
     let mut splitter = Splitter::new(4096);
     let mut frames = Vec::new();
@@ -283,11 +288,13 @@ pub fn qmp(data: &[u8]) {
     let hello = Frame::Message(br#"{"execute":"qmp_capabilities"}"#.to_vec());
     let _ = negotiated.handle::<Command>(hello);
     let mut vm = fake_vm::FakeVm::new();
+    let mut executed = 0;
     for frame in frames {
         for session in [&mut fresh, &mut negotiated] {
             match session.handle::<Command>(frame.clone()) {
                 Step::Reply(line) => drop(line),
                 Step::Execute { id, command } => {
+                    executed += 1;
                     let _ = command.name();
                     let _ = match command.execute(&mut vm) {
                         Ok(value) => reply_return(id.as_ref(), value),
@@ -298,6 +305,7 @@ pub fn qmp(data: &[u8]) {
         }
     }
     let _ = reply_return(None, json!({}));
+    executed
 }
 
 /// Guest RAM for the boot target: 64 MiB, mapped once per thread and reused.
@@ -436,5 +444,37 @@ pub fn device_bus(data: &[u8]) {
                 let _ = pm.press_power_button();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qmp_commands_run_only_after_negotiation() {
+        let stream = br#"{"execute":"query-status"} {"execute":"__org.rvmm_vcpupin",
+            "arguments":{"vcpu":1,"cpus":"0-3"}}{"execute":"nope"}"#;
+        // The pre-negotiated session runs the two known commands; the fresh one runs none.
+        assert_eq!(run_qmp(stream), 2);
+        let negotiating = br#"{"execute":"qmp_capabilities"}{"execute":"query-status"}"#;
+        assert_eq!(run_qmp(negotiating), 2);
+    }
+
+    #[test]
+    fn every_target_is_found_by_name() {
+        for (name, _) in TARGETS {
+            assert!(target(name).is_some(), "{name}");
+        }
+        assert!(target("nope").is_none());
+    }
+
+    #[test]
+    fn the_fake_host_and_the_cpu_map_are_usable() {
+        let (support, identity) = host();
+        assert!(!support.cpuid.is_empty());
+        assert_eq!(identity.family, 6);
+        assert!(cpu_map().model("Tiny").is_some());
+        assert!(cpu_map().feature("tsc-adjust").is_some());
     }
 }
