@@ -12,12 +12,13 @@ declare -A ALLOWED=(
     [config]="util"
     [host]="util"
     [memory]="config host sandbox util"
-    [devices]="memory"
+    [devices]="memory sandbox"
     [boot]="memory config util"
     [machine]="boot config devices host memory sandbox util"
     [probe]="boot devices memory util config"
     [control]="config host machine sandbox util"
     [vmm]="boot config control devices host machine memory probe sandbox util"
+    [fuzz_targets]="boot config control devices machine memory probe util"
 )
 
 bad=0

@@ -12,6 +12,7 @@ pub mod control;
 /// and `vmm::cpu::…` name it here.
 pub use rvmm_cpu as cpu;
 pub mod devices;
+pub mod fuzz_targets;
 pub mod host;
 pub mod machine;
 pub mod memory;

@@ -111,6 +111,7 @@ impl ConsoleOut {
             .stack_size(WRITER_STACK)
             .spawn(move || {
                 block_all_signals();
+                crate::sandbox::apply(crate::sandbox::Role::Io);
                 write_loop(&worker, out)
             });
         if started.is_err() {

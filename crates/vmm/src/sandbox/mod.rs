@@ -12,7 +12,7 @@
 //! | [`Role::Vcpu`] | `CPU N/KVM` | start of the vCPU thread, before the first KVM_RUN |
 //! | [`Role::Control`] | `qmp-accept` (and `qmp-in-N` / `qmp-out-N`, which inherit it) | start of the accept thread |
 //! | [`Role::Main`] | the emulator thread (event loop, QMP commands) | after setup, before the event loop |
-//! | [`Role::Io`] | preallocation workers | start of each worker |
+//! | [`Role::Io`] | preallocation workers, `console-out` | start of each worker; the console writer after blocking signals |
 //!
 //! A thread created by a filtered thread inherits its creator's filter (the kernel copies
 //! it), so no thread of a running VM is unfiltered. A call outside the allow-list:
