@@ -15,6 +15,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::fd::AsRawFd;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Stdio};
 use std::sync::{Arc, Mutex};
@@ -54,11 +55,19 @@ struct HostileVm {
 
 impl HostileVm {
     fn start(tag: &str) -> (HostileVm, ChildStdout) {
+        Self::start_with(tag, true)
+    }
+
+    /// As [`HostileVm::start`]; without `raw`, rvmm prints what it captured once the VM ends.
+    fn start_with(tag: &str, raw: bool) -> (HostileVm, ChildStdout) {
         let dir = test_dir(tag);
         let socket = dir.join("vm.qmp");
         let mut cmd = rvmm();
-        cmd.args(["run", "--smp", "2", "--append", "mode=hostile", "--raw"])
-            .arg("--qmp")
+        cmd.args(["run", "--smp", "2", "--append", "mode=hostile"]);
+        if raw {
+            cmd.arg("--raw");
+        }
+        cmd.arg("--qmp")
             .arg(format!("unix:{}", socket.display()))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -161,6 +170,52 @@ fn pipe_fill(pipe: &ChildStdout) -> usize {
     let r = unsafe { libc::ioctl(pipe.as_raw_fd(), libc::FIONREAD, &mut n) };
     assert_eq!(r, 0, "FIONREAD");
     n as usize
+}
+
+/// Without `--raw` rvmm prints the probe's capture after the VM ends: to a stdout nobody
+/// drains that write blocks like any program's, but the stop signals act as usual again by
+/// then, so a second SIGTERM ends rvmm (by the signal, or by exiting if the write got
+/// through) instead of being ignored.
+#[test]
+fn a_final_write_to_an_undrained_stdout_ends_on_sigterm() {
+    if !kvm_available("a_final_write_to_an_undrained_stdout_ends_on_sigterm") {
+        return;
+    }
+    let (mut vm, stdout) = HostileVm::start_with("hostile-final-write", false);
+    let mut c = vm.client();
+    // The guest floods its console for its first seconds: rvmm captures far more than a
+    // pipe holds, and prints it all after the VM ends.
+    for _ in 0..12 {
+        vm.check_running(&mut c);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    drop(c);
+    let pid = vm.child.id() as i32;
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    std::thread::sleep(Duration::from_secs(3));
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = vm.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < STOP_LIMIT,
+            "rvmm ignored a second SIGTERM while writing to a full stdout:\n{}",
+            vm.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let stderr = vm.stderr();
+    assert!(!stderr.contains("panicked"), "rvmm panicked:\n{stderr}");
+    assert!(
+        status.success() || status.signal() == Some(libc::SIGTERM),
+        "rvmm after two SIGTERMs: {status:?}\n{stderr}"
+    );
+    drop(stdout);
 }
 
 /// Nobody reads rvmm's stdout: the guest's flood fills the pipe, the console buffer fills

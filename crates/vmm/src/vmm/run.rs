@@ -11,7 +11,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use vmm_sys_util::signal::block_signal;
+use vmm_sys_util::signal::{block_signal, unblock_signal};
 
 use super::commands::{pin_emulator_threads, Controller};
 use super::event_loop::{Console, EventLoop, SerialWatch};
@@ -89,6 +89,16 @@ impl StopSignals {
             )
         };
         (r > 0).then_some(info.ssi_signo as i32)
+    }
+}
+
+/// Once the VM has ended, the stop signals act as usual again: a process still blocked in
+/// its last output (a stdout nobody drains) ends on the next SIGTERM instead of ignoring it.
+impl Drop for StopSignals {
+    fn drop(&mut self) {
+        for s in STOP_SIGNALS {
+            let _ = unblock_signal(s);
+        }
     }
 }
 
