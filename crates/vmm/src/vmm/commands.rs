@@ -190,6 +190,7 @@ impl VmView for Controller<'_> {
     }
 
     fn vcpu_info(&self, vcpu: VcpuThread) -> Result<VcpuInfo, VmError> {
+        check_alive(self.handles, vcpu.index)?;
         let paused = self
             .handles
             .iter()
@@ -219,6 +220,7 @@ impl VmView for Controller<'_> {
     }
 
     fn affinity(&self, vcpu: VcpuThread) -> Result<Vec<u32>, VmError> {
+        check_alive(self.handles, vcpu.index)?;
         Ok(host_thread::get_affinity(vcpu.thread_id)?)
     }
 
@@ -257,7 +259,7 @@ impl VmView for Controller<'_> {
     }
 }
 
-/// Refuses to act on the thread of a vCPU that has exited: its thread id is stale (the
+/// Refuses to act on (or read) the thread of a vCPU that has exited: its thread id is stale (the
 /// kernel may have given it to another thread).
 fn check_alive(handles: &[VcpuHandle], index: u32) -> Result<(), AffinityError> {
     match handles.iter().find(|h| h.index == index) {
