@@ -214,6 +214,66 @@ fn common_rules(rules: &mut BTreeMap<i64, Vec<SeccompRule>>) -> Result<(), Strin
     Ok(())
 }
 
+// The KVM ioctls that build or rewire a VM: made by the emulator thread while it builds the
+// VM, never by a vCPU thread. A vCPU thread that could make them could map rvmm's own memory
+// into the guest (a memory region over its heap) or create VMs, vCPUs and devices.
+vmm_sys_util::ioctl_io_nr!(KVM_CREATE_VM, 0xAE, 0x01);
+vmm_sys_util::ioctl_io_nr!(KVM_CREATE_VCPU, 0xAE, 0x41);
+vmm_sys_util::ioctl_iow_nr!(
+    KVM_SET_USER_MEMORY_REGION,
+    0xAE,
+    0x46,
+    kvm_bindings::kvm_userspace_memory_region
+);
+vmm_sys_util::ioctl_iow_nr!(
+    KVM_SET_USER_MEMORY_REGION2,
+    0xAE,
+    0x49,
+    kvm_bindings::kvm_userspace_memory_region2
+);
+vmm_sys_util::ioctl_iow_nr!(
+    KVM_SET_GSI_ROUTING,
+    0xAE,
+    0x6a,
+    kvm_bindings::kvm_irq_routing
+);
+vmm_sys_util::ioctl_iow_nr!(KVM_IRQFD, 0xAE, 0x76, kvm_bindings::kvm_irqfd);
+vmm_sys_util::ioctl_iow_nr!(KVM_IOEVENTFD, 0xAE, 0x79, kvm_bindings::kvm_ioeventfd);
+vmm_sys_util::ioctl_iow_nr!(KVM_SET_CPUID2, 0xAE, 0x90, kvm_bindings::kvm_cpuid2);
+vmm_sys_util::ioctl_iowr_nr!(
+    KVM_CREATE_DEVICE,
+    0xAE,
+    0xe0,
+    kvm_bindings::kvm_create_device
+);
+
+/// The VM-building KVM ioctls a vCPU thread may not make (see above).
+pub fn vm_building_ioctls() -> [u64; 9] {
+    [
+        KVM_CREATE_VM(),
+        KVM_CREATE_VCPU(),
+        KVM_SET_USER_MEMORY_REGION(),
+        KVM_SET_USER_MEMORY_REGION2(),
+        KVM_SET_GSI_ROUTING(),
+        KVM_IRQFD(),
+        KVM_IOEVENTFD(),
+        KVM_SET_CPUID2(),
+        KVM_CREATE_DEVICE(),
+    ]
+    .map(u64::from)
+}
+
+/// A vCPU thread's ioctls: KVM's type except the VM-building ones, and the terminal's.
+fn vcpu_ioctl_rules() -> Result<Vec<SeccompRule>, String> {
+    let mut conditions = vec![cond(1, SeccompCmpOp::MaskedEq(0xff00), KVMIO << 8)?];
+    for nr in vm_building_ioctls() {
+        conditions.push(cond(1, SeccompCmpOp::Ne, nr)?);
+    }
+    let mut rules = vec![SeccompRule::new(conditions).map_err(|e| e.to_string())?];
+    rules.extend(one_of(1, TTY_IOCTLS)?);
+    Ok(rules)
+}
+
 /// ioctl: KVM's type plus the terminal requests.
 fn ioctl_rules() -> Result<Vec<SeccompRule>, String> {
     let mut rules =
@@ -261,7 +321,7 @@ pub fn rules(role: Role) -> Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
             thread_rules(&mut rules)?;
         }
         Role::Vcpu => {
-            rules.insert(libc::SYS_ioctl, ioctl_rules()?);
+            rules.insert(libc::SYS_ioctl, vcpu_ioctl_rules()?);
         }
         Role::Control => {
             // set_nonblocking on sockets.
