@@ -90,44 +90,51 @@ pub fn check(text: &str) -> Result<(), XmlLimitError> {
     Ok(())
 }
 
+/// The bytes of `b` from `from` on that are outside quoted attribute values, with their
+/// indexes (the quotes themselves are skipped too).
+fn unquoted(b: &[u8], from: usize) -> impl Iterator<Item = (usize, u8)> + '_ {
+    let mut quote: Option<u8> = None;
+    b.iter()
+        .enumerate()
+        .skip(from)
+        .filter_map(move |(i, &c)| match quote {
+            Some(q) => {
+                if c == q {
+                    quote = None;
+                }
+                None
+            }
+            None if c == b'"' || c == b'\'' => {
+                quote = Some(c);
+                None
+            }
+            None => Some((i, c)),
+        })
+}
+
 /// The index past the `>` ending the tag whose name starts at `from` (the end of the
 /// text if none), and whether it is an empty-element tag (`/>`).
 fn tag_end(b: &[u8], from: usize) -> (usize, bool) {
-    let mut quote: Option<u8> = None;
-    let mut i = from;
-    while let Some(&c) = b.get(i) {
-        match quote {
-            Some(q) if c == q => quote = None,
-            Some(_) => {}
-            None if c == b'"' || c == b'\'' => quote = Some(c),
-            None if c == b'>' => return (i + 1, i > from && b[i - 1] == b'/'),
-            None => {}
-        }
-        i += 1;
-    }
-    (b.len(), false)
+    unquoted(b, from)
+        .find(|&(_, c)| c == b'>')
+        .map_or((b.len(), false), |(i, _)| {
+            (i + 1, i > from && b[i - 1] == b'/')
+        })
 }
 
 /// The index past the `>` ending a `<!...` declaration, skipping a bracketed subset.
 fn declaration_end(b: &[u8], from: usize) -> usize {
     let mut brackets = 0usize;
-    let mut quote: Option<u8> = None;
-    let mut i = from;
-    while let Some(&c) = b.get(i) {
-        match quote {
-            Some(q) if c == q => quote = None,
-            Some(_) => {}
-            None => match c {
-                b'"' | b'\'' => quote = Some(c),
+    unquoted(b, from)
+        .find(|&(_, c)| {
+            match c {
                 b'[' => brackets += 1,
                 b']' => brackets = brackets.saturating_sub(1),
-                b'>' if brackets == 0 => return i + 1,
                 _ => {}
-            },
-        }
-        i += 1;
-    }
-    b.len()
+            }
+            c == b'>' && brackets == 0
+        })
+        .map_or(b.len(), |(i, _)| i + 1)
 }
 
 #[cfg(test)]

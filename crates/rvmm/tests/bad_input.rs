@@ -7,13 +7,10 @@ use std::time::Duration;
 
 use common::*;
 
-/// Runs rvmm with `args` (and extra env) and returns (exit code, stderr).
-fn fails(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
-    let mut cmd = rvmm();
+/// Runs `cmd` with `args`: it must fail cleanly (an exit status, not a signal; no panic)
+/// with exactly one error line besides warnings. Returns the status and that line.
+fn error_line(mut cmd: std::process::Command, args: &[&str]) -> (i32, String) {
     cmd.args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
     let out = run_with_timeout(cmd, Duration::from_secs(30));
     let (code, stderr) = failed_cleanly(&out, &format!("rvmm {args:?}"));
     let errors: Vec<&str> = stderr
@@ -26,6 +23,15 @@ fn fails(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
         "rvmm {args:?}: expected one error line, got: {stderr}"
     );
     (code, errors[0].to_string())
+}
+
+/// Runs `rvmm ARGS` with `env`; see [`error_line`].
+fn fails(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut cmd = rvmm();
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    error_line(cmd, args)
 }
 
 #[test]
@@ -392,25 +398,12 @@ fn the_vmm_reports_a_failed_stdout_and_is_not_killed_by_sigpipe() {
 /// Returns that line.
 fn config_error(args: &[&str], dir: Option<&std::path::Path>) -> String {
     let mut cmd = rvmm();
-    cmd.args(args);
     if let Some(d) = dir {
         cmd.current_dir(d);
     }
-    let out = run_with_timeout(cmd, Duration::from_secs(30));
-    let (_, stderr) = text(&out);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "rvmm {args:?} should exit 1 (a signal is a crash): {:?} {stderr}",
-        out.status
-    );
-    assert!(!stderr.contains("panicked"), "rvmm {args:?}: {stderr}");
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| !l.starts_with("rvmm: warning:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "rvmm {args:?}: {stderr}");
-    errors[0].to_string()
+    let (code, line) = error_line(cmd, args);
+    assert_eq!(code, 1, "rvmm {args:?} should exit 1: {line}");
+    line
 }
 
 const VCPU_RULE: &str =
