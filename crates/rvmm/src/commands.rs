@@ -296,8 +296,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
 
 fn probe(args: ProbeArgs) -> Result<ExitCode> {
     if let Some(path) = args.elf {
-        std::fs::write(&path, vmm::probe::image::PROBE_ELF)
-            .with_context(|| format!("--elf: cannot write {}", path.display()))?;
+        vmm::util::file::write_regular("--elf", &path, vmm::probe::image::PROBE_ELF)?;
         return Ok(ExitCode::SUCCESS);
     }
     let Some(path) = args.decode else {

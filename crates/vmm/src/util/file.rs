@@ -9,7 +9,7 @@
 //! an option accepts it, is read with the same limit. What the bytes mean is the callers'.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -69,6 +69,12 @@ pub enum FileError {
         option: String,
         path: String,
         limit: &'static str,
+    },
+    #[error("{option}: cannot write {path}: {error}")]
+    Write {
+        option: String,
+        path: String,
+        error: std::io::Error,
     },
     #[error("{option}: cannot read {path}: {error}")]
     Read {
@@ -140,6 +146,40 @@ pub fn open_regular(option: &str, path: &Path, kind: FileKind) -> Result<(File, 
         });
     }
     Ok((file, meta.len()))
+}
+
+/// Writes `bytes` to `path`, created or truncated, if it is (or becomes) a regular file: a
+/// FIFO, a device or a directory is refused before anything is written (the open is
+/// `O_NONBLOCK`, so a FIFO with no reader cannot hang it).
+pub fn write_regular(option: &str, path: &Path, bytes: &[u8]) -> Result<(), FileError> {
+    let shown = || path.display().to_string();
+    let not_regular = |what| FileError::NotRegular {
+        option: option.to_string(),
+        path: shown(),
+        what,
+    };
+    if let Ok(meta) = std::fs::metadata(path) {
+        if let Some(what) = type_name(meta.file_type()) {
+            return Err(not_regular(what));
+        }
+    }
+    let write_error = |error| FileError::Write {
+        option: option.to_string(),
+        path: shown(),
+        error,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(write_error)?;
+    let meta = file.metadata().map_err(write_error)?;
+    if let Some(what) = type_name(meta.file_type()) {
+        return Err(not_regular(what));
+    }
+    file.write_all(bytes).map_err(write_error)
 }
 
 /// Reads at most `kind`'s limit from `reader`; more is an error.
@@ -240,6 +280,32 @@ mod tests {
                 path.display()
             )
         );
+        // Nor is it written to (a FIFO with no reader would block the open).
+        let err = write_regular("--elf", &path, b"x").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "--elf: {} is a FIFO: only regular files are accepted",
+                path.display()
+            )
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn regular_files_are_created_or_truncated_and_devices_refused() {
+        let dir = scratch("write");
+        let path = dir.join("probe.elf");
+        write_regular("--elf", &path, b"long content").unwrap();
+        write_regular("--elf", &path, b"short").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"short");
+        let err = write_regular("--elf", Path::new("/dev/null"), b"x").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--elf: /dev/null is a character device: only regular files are accepted"
+        );
+        let err = write_regular("--elf", &dir.join("no/such/dir"), b"x").unwrap_err();
+        assert!(err.to_string().starts_with("--elf: cannot write "), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
