@@ -297,6 +297,31 @@ fn hotpluggable(vm: &mut HotplugVm) -> Vec<(u64, Option<String>)> {
         .collect()
 }
 
+/// query-cpus-fast as `[(cpu-index, qom-path, core-id)]`, checking the rest of each entry.
+fn cpus_fast(vm: &mut HotplugVm) -> Vec<(u64, String, u64)> {
+    let r = vm.execute("query-cpus-fast", json!({}));
+    let list = r["return"].as_array().unwrap_or_else(|| panic!("{r}"));
+    let mut tids: Vec<i64> = list
+        .iter()
+        .map(|c| c["thread-id"].as_i64().unwrap())
+        .collect();
+    tids.sort_unstable();
+    tids.dedup();
+    assert_eq!(tids.len(), list.len(), "one thread per vCPU: {r}");
+    list.iter()
+        .map(|c| {
+            assert_eq!(c["target"], "x86_64", "{c}");
+            assert_eq!(c["props"]["socket-id"], 0, "{c}");
+            assert_eq!(c["props"]["thread-id"], 0, "{c}");
+            (
+                c["cpu-index"].as_u64().unwrap(),
+                c["qom-path"].as_str().unwrap().to_string(),
+                c["props"]["core-id"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 fn error_desc(vm: &mut HotplugVm, cmd: &str, args: Value) -> (String, String) {
     let r = vm.execute(cmd, args.clone());
     let e = r
@@ -413,6 +438,13 @@ fn first_plugs(vm: &mut HotplugVm) -> Vec<(u32, u32)> {
             (2, Some("/machine/peripheral/cpu2".into())),
             (1, None),
             (0, boot_cpu)
+        ]
+    );
+    assert_eq!(
+        cpus_fast(vm),
+        [
+            (0, "/machine/unattached/device[0]".into(), 0),
+            (2, "/machine/peripheral/cpu2".into(), 2)
         ]
     );
     boot_leaves
