@@ -10,9 +10,13 @@
  *      bitmap has bit 0 (the boot CPU) set before the switch, and CPU 0 reads enabled after
  *      it: together these tell a real block from an unclaimed port.
  *   2. Enable GPE0 bit 2 (the GPE0 block from the FADT: status bytes, then enable bytes).
- *   3. PROBE-HOTPLUG ready cpus=N max=M (N boot vCPUs dumped, M processor entries in the
- *      MADT, enabled or not).
- *   4. Every POLL_MS, read GPE0 status bit 2.  Set: walk the CPUs with events (command 0,
+ *   3. Start the CPUs that are enabled in the block but were not enabled in the MADT (plugged
+ *      before the switch, so no insert event comes for them), as an OS's boot-time scan of
+ *      its processor objects would: PROBE-HOTPLUG present slot=S apic=A, its CPUID lines,
+ *      PROBE-HOTPLUG online slot=S apic=A, no _OST.
+ *   4. PROBE-HOTPLUG ready cpus=N max=M (N vCPUs running, M processor entries in the MADT,
+ *      enabled or not).
+ *   5. Every ~10 ms, read GPE0 status bit 2.  Set: walk the CPUs with events (command 0,
  *      "next CPU with event", from selector 0) and for each
  *        insert: clear the insert event, read its APIC ID (command 3), print
  *                PROBE-HOTPLUG insert slot=S apic=A, INIT/SIPI it; it prints its CPUID
@@ -209,8 +213,47 @@ static void scan(void)
 	}
 }
 
-void hotplug_run(const uint8_t *madt, uint32_t cpus)
+/* Whether a boot-time processor (one of the `n` from smp_init) with `apic` is running. */
+static bool booted(uint32_t apic, uint32_t n)
 {
+	for (uint32_t i = 0; i < n; i++)
+		if (smp_apic_id(i) == apic && (i == smp_bsp_index() || smp_started(i)))
+			return true;
+	return false;
+}
+
+/*
+ * The OS's boot-time scan of the processor objects: a slot that is enabled (_STA) but was not
+ * in the MADT as enabled (plugged after the firmware built the tables, before our switch, so
+ * no insert event will come for it) is started like an inserted one, without _OST (there was
+ * no notification to answer).  Returns how many it started.
+ */
+static uint32_t start_present(uint32_t slots, uint32_t n)
+{
+	uint32_t started = 0;
+
+	for (uint32_t slot = 0; slot < slots; slot++) {
+		outl(CPUHP_SELECTOR, slot);
+		if (!(inb(CPUHP_FLAGS) & CPUHP_STS_ENABLED))
+			continue;
+		uint32_t apic = selected_apic_id();
+		if (booted(apic, n))
+			continue;
+		print_slot("PROBE-HOTPLUG present", slot, apic);
+		if (smp_start(apic, HOTPLUG_STACK_BASE + slot, slot, AP_TASK_DUMP)) {
+			print_slot("PROBE-HOTPLUG online", slot, apic);
+			started++;
+		} else {
+			print_slot("PROBE-ERROR hotplug did not start", slot, apic);
+		}
+	}
+	return started;
+}
+
+void hotplug_run(const uint8_t *madt, uint32_t n, uint32_t cpus)
+{
+	uint32_t slots = smp_madt_slots(madt);
+
 	if (!switch_to_modern()) {
 		out_line("PROBE-ERROR hotplug: no modern CPU hotplug interface at 0xaf00");
 		power_off();
@@ -218,13 +261,14 @@ void hotplug_run(const uint8_t *madt, uint32_t cpus)
 	find_gpe0();
 	outb(gpe0_sts, GPE_CPU_HOTPLUG_BIT); /* write-one-to-clear anything stale */
 	outb(gpe0_en, (uint8_t)(inb(gpe0_en) | GPE_CPU_HOTPLUG_BIT));
+	cpus += start_present(slots, n);
 
 	char buf[64];
 	struct out o = OUT_INIT(buf);
 	out_str(&o, "PROBE-HOTPLUG ready cpus=");
 	out_dec(&o, cpus);
 	out_str(&o, " max=");
-	out_dec(&o, smp_madt_slots(madt));
+	out_dec(&o, slots);
 	out_end(&o);
 
 	for (;;) {

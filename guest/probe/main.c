@@ -18,7 +18,9 @@
  *                        values, a console flood, then PROBE-HOSTILE-ALIVE n forever
  *   mode=hotplug         the dump, then the OS side of ACPI CPU hotplug (hotplug.c): switch
  *                        the CPU hotplug block at 0xaf00 to its modern interface, enable
- *                        GPE0 bit 2, PROBE-HOTPLUG ready cpus=N max=M; then, forever, for
+ *                        GPE0 bit 2, start the vCPUs plugged before the switch (PROBE-HOTPLUG
+ *                        present slot=S apic=A, CPUID lines, PROBE-HOTPLUG online ...),
+ *                        PROBE-HOTPLUG ready cpus=N max=M; then, forever, for
  *                        each event: PROBE-HOTPLUG insert slot=S apic=A, that vCPU's
  *                        CPUID lines (cpu=S), PROBE-HOTPLUG online slot=S apic=A; or
  *                        PROBE-HOTPLUG eject slot=S apic=A once it is ejected
@@ -276,7 +278,7 @@ void probe_main(uint32_t start_info_paddr)
 		print_count("PROBE-HALT cpus=", cpus);
 		halt_forever();
 	case MODE_HOTPLUG:
-		hotplug_run(madt, cpus);
+		hotplug_run(madt, n, cpus);
 	case MODE_PIO:
 		for (uint64_t i = 0; i < pio_count; i++)
 			outb(PIO_PORT, 0);

@@ -198,7 +198,8 @@ __attribute__((noreturn)) void hostile_run(uint32_t n, uint64_t ram_end);
 
 /* ---- hotplug.c ------------------------------------------------------------------------ */
 
-/* mode=hotplug (see hotplug.c), after the dump of `cpus` boot vCPUs.  Never returns. */
-__attribute__((noreturn)) void hotplug_run(const uint8_t *madt, uint32_t cpus);
+/* mode=hotplug (see hotplug.c), after the dump: `n` processors from smp_init, `cpus` of them
+ * running.  Never returns. */
+__attribute__((noreturn)) void hotplug_run(const uint8_t *madt, uint32_t n, uint32_t cpus);
 
 #endif

@@ -9,6 +9,8 @@
 //! The sequence: `device_add` cpu1 at core-id 1 (slot 1, APIC ID 1), `device_del` cpu1,
 //! `device_add` cpu2 at core-id 2, the error replies QEMU gives for bad requests, then
 //! `device_add` cpu1 again into the slot that was ejected, which starts it again.
+//! Separately, a vCPU plugged before the guest switched the block (no insert event comes for
+//! it) is started while the guest boots and can then be unplugged.
 //!
 //! QEMU 7.2 on a kvm-pvm host cannot plug a slot a second time: it reuses the parked KVM vCPU
 //! and KVM_SET_CPUID2 on a vCPU that has run fails with EINVAL there, so QEMU exits with
@@ -457,14 +459,72 @@ fn replug(vm: &mut HotplugVm, boot_leaves: &[(u32, u32)]) {
     assert_eq!(vm.execute("quit", json!({})), json!({"return": {}}));
 }
 
-#[test]
-fn qemu_hotplug_oracle() {
-    if !kvm_available("qemu_hotplug_oracle") {
-        return;
+/// A vCPU plugged right after the VMM starts, before the guest switched the block to the
+/// modern interface: no insert event will come for it, so the probe starts it while it boots,
+/// either from the MADT (if the firmware built the tables after the plug) or from the block's
+/// enabled bit (PROBE-HOTPLUG present), as an OS's boot-time scan does. Then it unplugs.
+fn early_plug(vm: &mut HotplugVm) {
+    assert_eq!(
+        vm.execute("device_add", add_args("cpu1", 1)),
+        json!({"return": {}})
+    );
+    let lines = vm.lines_until("PROBE-HOTPLUG ready", BOOT_LIMIT);
+    assert_eq!(
+        lines.last().unwrap(),
+        "PROBE-HOTPLUG ready cpus=2 max=4",
+        "{}",
+        vm.summary()
+    );
+    let dump = parse(&lines.join("\n")).unwrap_or_else(|e| panic!("the boot dump: {e}"));
+    let apic_of = |cpu: &vmm::probe::decode::CpuDump| cpu.get(1, 0).expect("CPUID leaf 1")[1] >> 24;
+    let after: Vec<&String> = lines
+        .iter()
+        .skip_while(|l| !l.starts_with("PROBE-END"))
+        .skip(1)
+        .filter(|l| l.starts_with("PROBE-"))
+        .collect();
+    if dump.cpus.len() == 2 {
+        assert_eq!(apic_of(&dump.cpus[1]), 1);
+        assert_eq!(
+            after,
+            ["PROBE-HOTPLUG ready cpus=2 max=4"],
+            "{}",
+            vm.summary()
+        );
+    } else {
+        assert_eq!(dump.cpus.len(), 1, "{}", vm.summary());
+        assert_eq!(
+            after,
+            [
+                "PROBE-HOTPLUG present slot=1 apic=1",
+                "PROBE-HOTPLUG online slot=1 apic=1",
+                "PROBE-HOTPLUG ready cpus=2 max=4"
+            ],
+            "{}",
+            vm.summary()
+        );
+        let cpu1 = lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("CPUID cpu=1 "))
+            .map(|l| format!("CPUID cpu=0 {l}"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let d = parse(&format!("PROBE-BEGIN v1\n{cpu1}\nPROBE-END cpus=1\n"))
+            .unwrap_or_else(|e| panic!("the plugged vCPU's dump: {e}"));
+        assert_eq!(apic_of(&d.cpus[0]), 1);
     }
-    let dir = tempdir("hotplug-qemu");
-    let elf = probe_elf(&dir);
-    let socket = dir.join("qmp.sock");
+    assert!(
+        vm.qmp.events.is_empty(),
+        "no _OST for a vCPU the guest found at boot: {:?}",
+        vm.qmp.events
+    );
+    unplug(vm, "cpu1", 1);
+    assert_eq!(vm.execute("quit", json!({})), json!({"return": {}}));
+}
+
+/// QEMU -M pc with KVM, `-smp 1,maxcpus=4`, the probe in `mode=hotplug`, QMP on `socket`.
+fn qemu_hotplug(dir: &Path, socket: &Path) -> Command {
+    let elf = probe_elf(dir);
     let mut q = qemu();
     q.args([
         "-M",
@@ -493,6 +553,58 @@ fn qemu_hotplug_oracle() {
         "-qmp",
     ])
     .arg(format!("unix:{},server=on,wait=off", socket.display()));
+    q
+}
+
+/// `rvmm run` with the probe in `mode=hotplug`, `--smp 1,maxcpus=4`, QMP on `socket`.
+fn rvmm_hotplug(socket: &Path) -> Command {
+    let mut cmd = rvmm();
+    cmd.args([
+        "run",
+        "--raw",
+        "--cpu",
+        MODEL,
+        "--smp",
+        "1,maxcpus=4",
+        "--append",
+        "mode=hotplug",
+        "--qmp",
+    ])
+    .arg(format!("unix:{}", socket.display()));
+    cmd
+}
+
+#[test]
+fn qemu_vcpu_plugged_before_the_guest_is_ready() {
+    if !kvm_available("qemu_vcpu_plugged_before_the_guest_is_ready") {
+        return;
+    }
+    let dir = tempdir("hotplug-qemu-early");
+    let socket = dir.join("qmp.sock");
+    let mut vm = HotplugVm::start(qemu_hotplug(&dir, &socket), &socket, dir);
+    early_plug(&mut vm);
+}
+
+#[test]
+#[ignore = "needs device_add (issue 12 integration)"]
+fn rvmm_vcpu_plugged_before_the_guest_is_ready() {
+    if !kvm_available("rvmm_vcpu_plugged_before_the_guest_is_ready") {
+        return;
+    }
+    let dir = tempdir("hotplug-rvmm-early");
+    let socket = dir.join("qmp.sock");
+    let mut vm = HotplugVm::start(rvmm_hotplug(&socket), &socket, dir);
+    early_plug(&mut vm);
+}
+
+#[test]
+fn qemu_hotplug_oracle() {
+    if !kvm_available("qemu_hotplug_oracle") {
+        return;
+    }
+    let dir = tempdir("hotplug-qemu");
+    let socket = dir.join("qmp.sock");
+    let q = qemu_hotplug(&dir, &socket);
     let mut vm = HotplugVm::start(q, &socket, dir);
     let boot_leaves = first_plugs(&mut vm);
     if !is_kvm_pvm() {
@@ -536,19 +648,7 @@ fn rvmm_hotplug_matches_qemu() {
     }
     let dir = tempdir("hotplug-rvmm");
     let socket = dir.join("qmp.sock");
-    let mut cmd = rvmm();
-    cmd.args([
-        "run",
-        "--raw",
-        "--cpu",
-        MODEL,
-        "--smp",
-        "1,maxcpus=4",
-        "--append",
-        "mode=hotplug",
-        "--qmp",
-    ])
-    .arg(format!("unix:{}", socket.display()));
+    let cmd = rvmm_hotplug(&socket);
     let mut vm = HotplugVm::start(cmd, &socket, dir);
     let boot_leaves = first_plugs(&mut vm);
     replug(&mut vm, &boot_leaves);
