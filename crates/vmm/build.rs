@@ -24,6 +24,7 @@ const SOURCES: &[&str] = &[
     "smp.c",
     "power.c",
     "hostile.c",
+    "hotplug.c",
     "util.c",
 ];
 

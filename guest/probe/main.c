@@ -16,6 +16,14 @@
  *   mode=hostile         PROBE-HOSTILE, then everything a VMM must survive (hostile.c):
  *                        INIT/SIPI storms, every I/O port and the MMIO holes with random
  *                        values, a console flood, then PROBE-HOSTILE-ALIVE n forever
+ *   mode=hotplug         the dump, then the OS side of ACPI CPU hotplug (hotplug.c): switch
+ *                        the CPU hotplug block at 0xaf00 to its modern interface, enable
+ *                        GPE0 bit 2, start the vCPUs plugged before the switch (PROBE-HOTPLUG
+ *                        present slot=S apic=A, CPUID lines, PROBE-HOTPLUG online ...),
+ *                        PROBE-HOTPLUG ready cpus=N max=M; then, forever, for
+ *                        each event: PROBE-HOTPLUG insert slot=S apic=A, that vCPU's
+ *                        CPUID lines (cpu=S), PROBE-HOTPLUG online slot=S apic=A; or
+ *                        PROBE-HOTPLUG eject slot=S apic=A once it is ejected
  *
  * The strings and numbers here are mirrored in crates/vmm/src/probe/image.rs.
  */
@@ -45,7 +53,8 @@ enum mode {
 	MODE_RESET,
 	MODE_TRIPLEFAULT,
 	MODE_HOSTILE,
-	MODE_DEBUGEXIT
+	MODE_DEBUGEXIT,
+	MODE_HOTPLUG
 };
 
 static char cmdline[CMDLINE_MAX];
@@ -131,6 +140,8 @@ static enum mode parse_mode(uint64_t *pio_count)
 		mode = MODE_HOSTILE;
 	else if (value_is(v, len, "debugexit"))
 		mode = MODE_DEBUGEXIT;
+	else if (value_is(v, len, "hotplug"))
+		mode = MODE_HOTPLUG;
 	else {
 		print_error("unknown mode ", v, len);
 		power_off();
@@ -266,6 +277,8 @@ void probe_main(uint32_t start_info_paddr)
 	case MODE_HALT:
 		print_count("PROBE-HALT cpus=", cpus);
 		halt_forever();
+	case MODE_HOTPLUG:
+		hotplug_run(madt, n, cpus);
 	case MODE_PIO:
 		for (uint64_t i = 0; i < pio_count; i++)
 			outb(PIO_PORT, 0);

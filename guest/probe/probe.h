@@ -178,6 +178,14 @@ uint32_t smp_init(const uint8_t *madt);
 uint32_t smp_bsp_index(void);
 /* Starts the AP at MADT position `cpu` with `task` and waits for it; false on timeout. */
 bool smp_run_ap(uint32_t cpu, enum ap_task task);
+/*
+ * Starts the processor with `apic_id` (INIT, Start-up, Start-up) with `task`, on the AP stack
+ * numbered `stack_index`, printing `cpu=dump_index` in its CPUID lines, and waits for it;
+ * false on timeout (or an APIC ID this APIC mode cannot address).
+ */
+bool smp_start(uint32_t apic_id, uint32_t stack_index, uint32_t dump_index, enum ap_task task);
+/* Processor entries in the MADT, enabled or not (the possible CPUs; at least 1). */
+uint32_t smp_madt_slots(const uint8_t *madt);
 uint32_t smp_apic_id(uint32_t cpu);
 /* Whether the AP at MADT position `cpu` answered its last start. */
 bool smp_started(uint32_t cpu);
@@ -187,5 +195,11 @@ bool smp_started(uint32_t cpu);
 /* mode=hostile (see hostile.c): `n` processors from smp_init, RAM below 4 GiB ends at
  * `ram_end`.  Never returns. */
 __attribute__((noreturn)) void hostile_run(uint32_t n, uint64_t ram_end);
+
+/* ---- hotplug.c ------------------------------------------------------------------------ */
+
+/* mode=hotplug (see hotplug.c), after the dump: `n` processors from smp_init, `cpus` of them
+ * running.  Never returns. */
+__attribute__((noreturn)) void hotplug_run(const uint8_t *madt, uint32_t n, uint32_t cpus);
 
 #endif

@@ -107,20 +107,18 @@ static bool wait_done(uint64_t timeout_ticks)
 	return done;
 }
 
-bool smp_run_ap(uint32_t cpu, enum ap_task task)
+bool smp_start(uint32_t apic_id, uint32_t stack_index, uint32_t dump_index, enum ap_task task)
 {
-	uint32_t apic_id = cpu_apic_ids[cpu];
-
 	if (apic_id > XAPIC_MAX_ID && !apic_x2apic())
 		return false;
 	if (!trampoline_ready) {
 		memcpy(phys(TRAMPOLINE_PADDR), tramp_start, (size_t)(tramp_end - tramp_start));
 		trampoline_ready = true;
 	}
-	/* Stacks above the image, one per MADT position, so busy APs never share one. */
+	/* Stacks above the image, one per index, so busy APs never share one. */
 	uint64_t stacks = ((uint64_t)(uintptr_t)__image_end + 0xfff) & ~0xfffull;
-	ap_stack_top = stacks + (uint64_t)(cpu + 1) * AP_STACK_SIZE;
-	ap_cpu = cpu;
+	ap_stack_top = stacks + (uint64_t)(stack_index + 1) * AP_STACK_SIZE;
+	ap_cpu = dump_index;
 	ap_task = task;
 	__atomic_store_n(&ap_done, 0, __ATOMIC_RELEASE);
 
@@ -129,12 +127,36 @@ bool smp_run_ap(uint32_t cpu, enum ap_task task)
 	apic_send_ipi(apic_id, ICR_DM_STARTUP | TRAMPOLINE_SIPI_VECTOR);
 	apic_send_ipi(apic_id, ICR_DM_STARTUP | TRAMPOLINE_SIPI_VECTOR);
 
-	cpu_started[cpu] = wait_done(tsc_hz());
-	if (!cpu_started[cpu]) {
+	bool done = wait_done(tsc_hz());
+	if (!done) {
 		/* Put a late AP back into wait-for-SIPI so it cannot print over the BSP later. */
 		apic_send_ipi(apic_id, ICR_DM_INIT | ICR_LEVEL_ASSERT | ICR_TRIGGER_LEVEL);
 	}
+	return done;
+}
+
+bool smp_run_ap(uint32_t cpu, enum ap_task task)
+{
+	cpu_started[cpu] = smp_start(cpu_apic_ids[cpu], cpu, cpu, task);
 	return cpu_started[cpu];
+}
+
+uint32_t smp_madt_slots(const uint8_t *madt)
+{
+	uint32_t slots = 0;
+
+	if (!madt)
+		return 1;
+	uint32_t len = rd32(madt + 4);
+	for (uint32_t off = MADT_ENTRIES; off + 2 <= len;) {
+		const uint8_t *e = madt + off;
+		if (e[1] < 2)
+			break; /* malformed: would not advance */
+		if ((e[0] == MADT_TYPE_LAPIC && e[1] >= 8) || (e[0] == MADT_TYPE_X2APIC && e[1] >= 16))
+			slots++;
+		off += e[1];
+	}
+	return slots ? slots : 1;
 }
 
 bool smp_started(uint32_t cpu)
