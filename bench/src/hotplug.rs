@@ -32,8 +32,11 @@ pub const SMP: &str = "1,maxcpus=2";
 pub const MEM_MIB: u64 = 128;
 /// The guest's line once it handles hotplug events.
 pub const READY: &str = "PROBE-HOTPLUG ready";
-/// The first line the inserted vCPU prints itself (it runs guest code).
-pub const RUNNING: &str = "PROBE-HOTPLUG online";
+/// The first line the inserted vCPU prints itself (it runs guest code): its first CPUID
+/// line, `CPUID cpu=1 leaf=0 ...`, right after the boot vCPU's `PROBE-HOTPLUG insert`.
+pub const RUNNING: &str = "CPUID cpu=1 ";
+/// The line that ends the new vCPU's start (its dump is complete).
+pub const ONLINE: &str = "PROBE-HOTPLUG online";
 /// How long any one step may take (QEMU -M pc boots through SeaBIOS in ~8 s here).
 const STEP_LIMIT: Duration = Duration::from_secs(60);
 
@@ -309,6 +312,7 @@ fn one_vm(
         let (_, added) = vm.qmp.execute("device_add", args.clone())?;
         let running = vm.line(RUNNING)?;
         add.push(ms(running.saturating_duration_since(added)));
+        vm.line(ONLINE)?;
         let (_, asked) = vm.qmp.execute("device_del", json!({"id": "cpu1"}))?;
         let deleted = vm.qmp.event("DEVICE_DELETED")?;
         del.push(ms(deleted.saturating_duration_since(asked)));
