@@ -3,11 +3,13 @@
 //! `mode=hotplug` (it handles the ACPI CPU hotplug events as an OS does: it starts an inserted
 //! vCPU with INIT/SIPI, and ejects a removed one).
 //!
-//! Both VMMs run the same probe ELF with the same topology (`-smp 1,maxcpus=2`) and QEMU's
+//! Both VMMs run the same probe ELF with the same topology (`-smp 1,maxcpus=6`) and QEMU's
 //! ACPI CPU hotplug interface: rvmm as usual, QEMU as `-M pc` (microvm has no CPU hotplug).
-//! One VM per VMM and run; each VM goes through [`CYCLES`] add/remove cycles of slot 1, every
-//! cycle one sample. The guest notices events by polling GPE0 between waits, so both VMMs'
-//! figures include the same guest-side delay.
+//! One VM per VMM and run; each VM plugs its free slots one after the other, lowest first,
+//! then unplugs them in the same order, every step one sample. No slot is plugged twice:
+//! QEMU cannot re-plug an ejected slot on this host (KVM_SET_CPUID2 on the reused vCPU
+//! fails with EINVAL under kvm-pvm). The guest notices events by polling GPE0 every 10 ms,
+//! so both VMMs' figures include the same guest-side delay.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -24,18 +26,20 @@ use crate::results::HotplugResult;
 use crate::stats::Pair;
 use crate::vmms::{Tools, Vmm, MACHINE_OPTIONS};
 
-/// Add/remove cycles per VM.
+/// Slots plugged and unplugged per VM.
 pub const CYCLES: usize = 5;
-/// The topology: one boot vCPU, one free slot.
-pub const SMP: &str = "1,maxcpus=2";
+/// The topology: one boot vCPU, [`CYCLES`] free slots.
+pub const SMP: &str = "1,maxcpus=6";
 /// Guest memory, MiB.
 pub const MEM_MIB: u64 = 128;
 /// The guest's line once it handles hotplug events.
 pub const READY: &str = "PROBE-HOTPLUG ready";
-/// The first line the inserted vCPU prints itself (it runs guest code): its first CPUID
-/// line, `CPUID cpu=1 leaf=0 ...`, right after the boot vCPU's `PROBE-HOTPLUG insert`.
-pub const RUNNING: &str = "CPUID cpu=1 ";
-/// The line that ends the new vCPU's start (its dump is complete).
+/// The first line vCPU `slot` prints itself once plugged (it runs guest code): its first
+/// CPUID line, right after the boot vCPU's `PROBE-HOTPLUG insert`.
+fn running(slot: usize) -> String {
+    format!("CPUID cpu={slot} ")
+}
+/// The line that ends a new vCPU's start (its dump is complete).
 pub const ONLINE: &str = "PROBE-HOTPLUG online";
 /// How long any one step may take (QEMU -M pc boots through SeaBIOS in ~8 s here).
 const STEP_LIMIT: Duration = Duration::from_secs(60);
@@ -267,10 +271,15 @@ impl Qmp {
         }
     }
 
-    /// Waits for event `name`; returns when it arrived.
-    fn event(&mut self, name: &str) -> Result<Instant, HotplugError> {
+    /// Waits for the `DEVICE_DELETED` event of device `id` (QEMU sends one for the CPU's
+    /// local APIC first, without a device name); returns when it arrived.
+    fn device_deleted(&mut self, id: &Value) -> Result<Instant, HotplugError> {
         loop {
-            if let Some(i) = self.events.iter().position(|(_, e)| e["event"] == name) {
+            if let Some(i) = self
+                .events
+                .iter()
+                .position(|(_, e)| e["event"] == "DEVICE_DELETED" && &e["data"]["device"] == id)
+            {
                 return Ok(self.events.remove(i).0);
             }
             let m = self.message()?;
@@ -281,20 +290,32 @@ impl Qmp {
     }
 }
 
-/// The free slot's `device_add` arguments from query-hotpluggable-cpus: its type and props.
-fn free_slot(qmp: &mut Qmp) -> Result<Value, HotplugError> {
+/// The free slots' `device_add` arguments from query-hotpluggable-cpus (type and props,
+/// id `cpuN`), lowest slot first, with their slot numbers (QEMU lists slots highest first).
+fn free_slots(qmp: &mut Qmp) -> Result<Vec<(usize, Value)>, HotplugError> {
     let (slots, _) = qmp.execute("query-hotpluggable-cpus", json!({}))?;
-    let free = slots
-        .as_array()
-        .and_then(|a| a.iter().find(|s| s.get("qom-path").is_none()))
-        .ok_or_else(|| HotplugError::Qmp {
+    let all = slots.as_array().cloned().unwrap_or_default();
+    let n = all.len();
+    let free: Vec<(usize, Value)> = all
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.get("qom-path").is_none())
+        .map(|(i, s)| {
+            let slot = n - 1 - i;
+            let mut args = s["props"].clone();
+            args["driver"] = s["type"].clone();
+            args["id"] = json!(format!("cpu{slot}"));
+            (slot, args)
+        })
+        .rev()
+        .collect();
+    if free.is_empty() {
+        return Err(HotplugError::Qmp {
             vmm: qmp.vmm.name(),
             why: format!("no free vCPU slot in {slots}"),
-        })?;
-    let mut args = free["props"].clone();
-    args["driver"] = free["type"].clone();
-    args["id"] = json!("cpu1");
-    Ok(args)
+        });
+    }
+    Ok(free)
 }
 
 /// One VM's samples: add → running, and del → DEVICE_DELETED, ms.
@@ -306,15 +327,18 @@ fn one_vm(
 ) -> Result<(Vec<f64>, Vec<f64>), HotplugError> {
     let mut vm = Vm::start(tools, vmm, dir)?;
     vm.line(READY)?;
-    let args = free_slot(&mut vm.qmp)?;
+    let slots: Vec<(usize, Value)> = free_slots(&mut vm.qmp)?.into_iter().take(cycles).collect();
     let (mut add, mut del) = (Vec::new(), Vec::new());
-    for _ in 0..cycles {
+    for (slot, args) in &slots {
         let (_, added) = vm.qmp.execute("device_add", args.clone())?;
-        let running = vm.line(RUNNING)?;
+        let running = vm.line(&running(*slot))?;
         add.push(ms(running.saturating_duration_since(added)));
         vm.line(ONLINE)?;
-        let (_, asked) = vm.qmp.execute("device_del", json!({"id": "cpu1"}))?;
-        let deleted = vm.qmp.event("DEVICE_DELETED")?;
+    }
+    for (_, args) in &slots {
+        let id = args["id"].clone();
+        let (_, asked) = vm.qmp.execute("device_del", json!({ "id": id }))?;
+        let deleted = vm.qmp.device_deleted(&id)?;
         del.push(ms(deleted.saturating_duration_since(asked)));
     }
     Ok((add, del))

@@ -450,7 +450,7 @@ fn section_hotplug(s: &mut String, r: &Results) {
     );
     let _ = writeln!(
         s,
-        "The probe guest in `mode=hotplug` with `-smp {}` (rvmm; QEMU as `-M pc`, which has the same ACPI CPU hotplug interface), slot 1 added and removed {} times per VM; ms. \
+        "The probe guest in `mode=hotplug` with `-smp {}` (rvmm; QEMU as `-M pc`, which has the same ACPI CPU hotplug interface), {} free slots plugged one after the other, then unplugged, per VM; ms. \
          **add**: QMP `device_add`'s reply → the new vCPU's first line of guest output (the guest notices the GPE, starts the vCPU with INIT/SIPI). \
          **remove**: QMP `device_del`'s reply → the `DEVICE_DELETED` event (the guest notices the GPE, ejects the vCPU through `_EJ0`'s register).\n",
         h.smp, h.cycles

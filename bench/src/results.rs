@@ -81,7 +81,7 @@ pub struct Scaling {
     pub rate_vms: usize,
 }
 
-/// vCPU hotplug latencies (`-smp 1,maxcpus=2`, slot 1 added and removed `cycles` times per VM).
+/// vCPU hotplug latencies: `cycles` slots plugged, then unplugged, per VM.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HotplugResult {
     pub smp: String,
