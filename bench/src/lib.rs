@@ -4,11 +4,13 @@
 //! tests/ runs every benchmark once, tiny.
 //!
 //! Modules: `vmms` (the command lines), `measure` (timing and memory of one process),
-//! `smaps` (reading /proc), `plan` (what to run), `benches` and `scaling` (the benchmarks), `kvm_loop`
+//! `smaps` (reading /proc), `plan` (what to run), `benches`, `scaling` and `hotplug` (the
+//! benchmarks), `kvm_loop`
 //! (the bare loop), `stats`, `results`, `targets`, `report` and `svg` (the output),
 //! `machine` (what it ran on).
 
 pub mod benches;
+pub mod hotplug;
 pub mod kvm_loop;
 pub mod machine;
 pub mod measure;
@@ -72,6 +74,8 @@ pub enum RunError {
     Tools(#[from] ToolError),
     #[error(transparent)]
     Bench(#[from] BenchError),
+    #[error(transparent)]
+    Hotplug(#[from] hotplug::HotplugError),
 }
 
 /// Which benchmarks to run.
@@ -82,6 +86,7 @@ pub struct Selection {
     pub exits: bool,
     pub rate: bool,
     pub scaling: bool,
+    pub hotplug: bool,
 }
 
 impl Selection {
@@ -91,6 +96,17 @@ impl Selection {
         exits: true,
         rate: true,
         scaling: true,
+        hotplug: true,
+    };
+
+    /// Nothing selected (a single benchmark starts from this).
+    pub const NONE: Selection = Selection {
+        start: false,
+        memory: false,
+        exits: false,
+        rate: false,
+        scaling: false,
+        hotplug: false,
     };
 }
 
@@ -127,6 +143,10 @@ pub fn run(
     }
     if which.scaling {
         r.scaling = Some(b.scaling()?);
+    }
+    if which.hotplug {
+        let dir = tools.probe_elf.parent().unwrap_or(Path::new("."));
+        r.hotplug = Some(b.hotplug(dir)?);
     }
     r.meta.loadavg_end = machine::loadavg();
     r.meta.duration_s = began.elapsed().as_secs_f64();

@@ -35,6 +35,10 @@ struct Cli {
     /// Where `all` and `report` write the plots and results.json.
     #[arg(long, value_name = "DIR", global = true)]
     plots: Option<PathBuf>,
+    /// For a single benchmark: put its figures into the plot directory's results.json
+    /// (replacing that benchmark's) and re-render the page, instead of printing its table.
+    #[arg(long, global = true)]
+    update: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -51,6 +55,8 @@ enum Command {
     Rate,
     /// 5. 1-4 against vCPUs and guest memory.
     Scaling,
+    /// 6. vCPU hotplug: device_add → the vCPU runs, device_del → DEVICE_DELETED.
+    Hotplug,
     /// Re-render the page and plots from the plot directory's results.json.
     Report,
     /// The bare KVM_RUN loop alone.
@@ -128,6 +134,7 @@ fn real_main() -> Result<()> {
         Command::Exits => only(|s| s.exits = true),
         Command::Rate => only(|s| s.rate = true),
         Command::Scaling => only(|s| s.scaling = true),
+        Command::Hotplug => only(|s| s.hotplug = true),
     };
     if cli.runs == 0 {
         bail!("--runs: 0 runs measure nothing; give at least 1");
@@ -152,20 +159,73 @@ fn real_main() -> Result<()> {
             doc.display(),
             plot_dir.display()
         );
+    } else if cli.update {
+        let path = plot_dir.join("results.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let mut all: Results =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        merge(&mut all, results, which);
+        report::write(&all, analysis().as_deref(), &doc, &plot_dir)?;
+        eprintln!(
+            "rvmm-bench: updated {} and {}",
+            doc.display(),
+            plot_dir.display()
+        );
     } else {
         print!("{}", report::tables(&results));
     }
     Ok(())
 }
 
+/// Replaces the selected benchmarks' figures in `all` with `new`'s; the metadata keeps the
+/// full run's, with this run's date and commit noted beside it.
+fn merge(all: &mut Results, new: Results, which: Selection) {
+    if which.start {
+        all.start = new.start;
+    }
+    if which.memory {
+        all.memory = new.memory;
+    }
+    if which.exits {
+        all.exits = new.exits;
+    }
+    if which.rate {
+        all.rate = new.rate;
+    }
+    if which.scaling {
+        all.scaling = new.scaling;
+    }
+    if which.hotplug {
+        all.hotplug = new.hotplug;
+    }
+    all.meta.updates.push(format!(
+        "{} at {} ({})",
+        selection_names(which),
+        new.meta.date,
+        new.meta.git_commit
+    ));
+}
+
+fn selection_names(s: Selection) -> String {
+    let names = [
+        (s.start, "start"),
+        (s.memory, "memory"),
+        (s.exits, "exits"),
+        (s.rate, "rate"),
+        (s.scaling, "scaling"),
+        (s.hotplug, "hotplug"),
+    ];
+    names
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, n)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn only(set: impl FnOnce(&mut Selection)) -> Selection {
-    let mut s = Selection {
-        start: false,
-        memory: false,
-        exits: false,
-        rate: false,
-        scaling: false,
-    };
+    let mut s = Selection::NONE;
     set(&mut s);
     s
 }

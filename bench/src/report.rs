@@ -264,6 +264,9 @@ fn section_machine(s: &mut String, r: &Results) {
     ] {
         let _ = writeln!(s, "| {k} | {v} |");
     }
+    for u in &m.updates {
+        let _ = writeln!(s, "| re-run since | {u} |");
+    }
     let _ = writeln!(s);
 }
 
@@ -436,6 +439,30 @@ fn section_rate(s: &mut String, r: &Results) {
     let _ = writeln!(s);
 }
 
+fn section_hotplug(s: &mut String, r: &Results) {
+    let Some(h) = &r.hotplug else {
+        return;
+    };
+    let _ = writeln!(
+        s,
+        "## 6. vCPU hotplug
+"
+    );
+    let _ = writeln!(
+        s,
+        "The probe guest in `mode=hotplug` with `-smp {}` (rvmm; QEMU as `-M pc`, which has the same ACPI CPU hotplug interface), {} free slots plugged one after the other, then unplugged, per VM; ms. \
+         **add**: QMP `device_add`'s reply → the new vCPU's first line of guest output (the guest notices the GPE, starts the vCPU with INIT/SIPI). \
+         **remove**: QMP `device_del`'s reply → the `DEVICE_DELETED` event (the guest notices the GPE, ejects the vCPU through `_EJ0`'s register).\n",
+        h.smp, h.cycles
+    );
+    let _ = writeln!(
+        s,
+        "| | rvmm | QEMU | rvmm/QEMU |\n|---|---|---|---|\n| add → vCPU running | {} |\n| remove → DEVICE_DELETED | {} |\n",
+        pair_cells(&h.add_to_running_ms, 2),
+        pair_cells(&h.del_to_deleted_ms, 2)
+    );
+}
+
 fn section_scaling(s: &mut String, r: &Results, plot_dir: &str) {
     let Some(sc) = &r.scaling else {
         return;
@@ -511,6 +538,7 @@ pub fn markdown(r: &Results, analysis: Option<&str>, plot_dir: &str) -> String {
     section_exits(&mut s, r);
     section_rate(&mut s, r);
     section_scaling(&mut s, r, plot_dir);
+    section_hotplug(&mut s, r);
     s
 }
 
@@ -522,6 +550,7 @@ pub fn tables(r: &Results) -> String {
     section_exits(&mut s, r);
     section_rate(&mut s, r);
     section_scaling(&mut s, r, ".");
+    section_hotplug(&mut s, r);
     s
 }
 

@@ -81,6 +81,17 @@ pub struct Scaling {
     pub rate_vms: usize,
 }
 
+/// vCPU hotplug latencies: `cycles` slots plugged, then unplugged, per VM.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HotplugResult {
+    pub smp: String,
+    pub cycles: usize,
+    /// QMP `device_add`'s reply → the new vCPU's first line of guest output, ms.
+    pub add_to_running_ms: Pair,
+    /// QMP `device_del`'s reply → the `DEVICE_DELETED` event, ms.
+    pub del_to_deleted_ms: Pair,
+}
+
 /// The machine and software the numbers come from.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Meta {
@@ -102,6 +113,9 @@ pub struct Meta {
     pub warmup: bool,
     /// Wall time of the whole run, s.
     pub duration_s: f64,
+    /// Benchmarks re-run since (`rvmm-bench NAME --update`): which, when, at which commit.
+    #[serde(default)]
+    pub updates: Vec<String>,
 }
 
 /// Everything one `rvmm-bench all` measured.
@@ -113,4 +127,6 @@ pub struct Results {
     pub exits: Option<ExitsResult>,
     pub rate: Vec<RateRow>,
     pub scaling: Option<Scaling>,
+    #[serde(default)]
+    pub hotplug: Option<HotplugResult>,
 }

@@ -53,6 +53,9 @@ fn every_benchmark_once() {
     let log = |line: &str| eprintln!("{line}");
     let r = run(&tools, &Plan::smoke(), Selection::ALL, &log).unwrap_or_else(|e| panic!("{e}"));
 
+    let h = r.hotplug.as_ref().expect("the hotplug benchmark ran");
+    one_sample_each("hotplug add", &h.add_to_running_ms);
+    one_sample_each("hotplug remove", &h.del_to_deleted_ms);
     assert_eq!(r.start.len(), 2);
     for row in &r.start {
         one_sample_each("start first line", &row.first_line_ms);
