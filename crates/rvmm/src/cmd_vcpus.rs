@@ -1,0 +1,152 @@
+//! `rvmm setvcpus VM COUNT` and `rvmm vcpucount VM` (virsh's commands for a running
+//! domain): read the slots with `query-hotpluggable-cpus`, carry out vcpu_plan.rs's plan with
+//! `device_add` / `device_del`, and wait until the slots show it done.
+//!
+//! Waiting. A plugged vCPU is present as soon as the VMM has created it; an unplugged one
+//! stays present until the guest ejects it (its OS must offline it first), which may take a
+//! while or never happen (a guest without ACPI CPU hotplug). setvcpus polls
+//! query-hotpluggable-cpus every [`POLL`] until every vCPU it asked for is there or gone,
+//! for at most `--timeout` seconds (default [`DEFAULT_TIMEOUT`]; libvirt waits 5 s for an
+//! unplug, which a loaded Linux guest can exceed). On a timeout it names the vCPUs still
+//! present and exits non-zero; the requests stay pending with the guest.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use vmm::control::commands::query_hotpluggable_cpus::{self, HotpluggableCpu};
+use vmm::control::{ClientError, QmpClient};
+
+use crate::cli::{SetvcpusArgs, VcpucountArgs};
+use crate::cmd_qmp::connect;
+use crate::output::{out, outln};
+use crate::vcpu_plan::{
+    check_count, name_vcpus, plan, render_vcpucount, slots, waiting_for, Plan, Slot, VcpuCount,
+};
+
+/// `--timeout`'s default, in seconds.
+pub const DEFAULT_TIMEOUT: u64 = 30;
+/// How often the slots are read while waiting.
+const POLL: Duration = Duration::from_millis(100);
+
+/// The VM's slots, numbered.
+fn read_slots(client: &mut QmpClient) -> Result<Vec<Slot>> {
+    let reply: Vec<HotpluggableCpu> = client
+        .call(query_hotpluggable_cpus::NAME, None)
+        .context(query_hotpluggable_cpus::NAME)?;
+    Ok(slots(reply)?)
+}
+
+/// Reads the slots until `vcpus` are all `present` (or all gone), or `timeout` passes;
+/// returns those still waited for.
+fn wait(
+    client: &mut QmpClient,
+    vcpus: &[u32],
+    present: bool,
+    timeout: Duration,
+) -> Result<Vec<u32>> {
+    let start = Instant::now();
+    loop {
+        let left = waiting_for(&read_slots(client)?, vcpus, present);
+        if left.is_empty() || start.elapsed() >= timeout {
+            return Ok(left);
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Whether a device_del error says an unplug request is pending already (QEMU's text).
+fn already_unplugging(e: &ClientError) -> bool {
+    matches!(e, ClientError::Qmp { desc, .. } if desc.contains("is already in the process of unplug"))
+}
+
+pub fn setvcpus(args: SetvcpusArgs) -> Result<ExitCode> {
+    // COUNT 0 needs no VM to be wrong.
+    check_count(args.count).context("setvcpus")?;
+    let timeout = Duration::from_secs(args.timeout);
+    let mut client = connect(&args.vm)?;
+    let slots = read_slots(&mut client).context("setvcpus")?;
+    match plan(&slots, args.count).context("setvcpus")? {
+        Plan::Unchanged => {}
+        Plan::Plug(plugs) => {
+            let mut done: Vec<u32> = Vec::new();
+            for p in &plugs {
+                client.request(&p.request).map_err(|e| {
+                    let before = if done.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{} plugged, then ", name_vcpus(&done))
+                    };
+                    anyhow!(
+                        "setvcpus: {before}device_add of vCPU {} ({}) failed: {e}",
+                        p.vcpu,
+                        p.request.id
+                    )
+                })?;
+                done.push(p.vcpu);
+            }
+            let left = wait(&mut client, &done, true, timeout).context("setvcpus")?;
+            if !left.is_empty() {
+                bail!(
+                    "setvcpus: device_add returned, but {} did not appear within {} s",
+                    name_vcpus(&left),
+                    args.timeout
+                );
+            }
+        }
+        Plan::Unplug(unplugs) => {
+            let mut asked: Vec<u32> = Vec::new();
+            for u in &unplugs {
+                match client.request(&u.request) {
+                    Ok(_) => {}
+                    Err(e) if already_unplugging(&e) => {}
+                    Err(e) => {
+                        let before = if asked.is_empty() {
+                            String::new()
+                        } else {
+                            format!("unplug of {} requested, then ", name_vcpus(&asked))
+                        };
+                        bail!(
+                            "setvcpus: {before}device_del of vCPU {} ({}) failed: {e}",
+                            u.vcpu,
+                            u.request.id
+                        );
+                    }
+                }
+                asked.push(u.vcpu);
+            }
+            let left = wait(&mut client, &asked, false, timeout).context("setvcpus")?;
+            if !left.is_empty() {
+                let (verb, pronoun) = if left.len() == 1 {
+                    ("is", "its request stays")
+                } else {
+                    ("are", "their requests stay")
+                };
+                bail!(
+                    "setvcpus: the guest did not eject {} within {} s: {} still present and \
+                     {pronoun} pending (the guest may eject later; `rvmm vcpucount` shows the \
+                     count; a guest without ACPI CPU hotplug never ejects)",
+                    name_vcpus(&left),
+                    args.timeout,
+                    verb
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn vcpucount(args: VcpucountArgs) -> Result<ExitCode> {
+    let mut client = connect(&args.vm)?;
+    let count = VcpuCount::of(&read_slots(&mut client).context("vcpucount")?);
+    // virsh: with any flag, just the number asked for (--live and --current mean the
+    // running VM, the only state an rvmm VM has).
+    if args.maximum {
+        outln!("{}", count.maximum)?;
+    } else if args.active || args.live || args.current {
+        outln!("{}", count.current)?;
+    } else {
+        out!("{}", render_vcpucount(count))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
