@@ -117,18 +117,17 @@ pub fn setvcpus(args: SetvcpusArgs) -> Result<ExitCode> {
             }
             let left = wait(&mut client, &asked, false, timeout).context("setvcpus")?;
             if !left.is_empty() {
-                let (verb, pronoun) = if left.len() == 1 {
-                    ("is", "its request stays")
+                let (they, theirs) = if left.len() == 1 {
+                    ("it is", "its request stays")
                 } else {
-                    ("are", "their requests stay")
+                    ("they are", "their requests stay")
                 };
                 bail!(
-                    "setvcpus: the guest did not eject {} within {} s: {} still present and \
-                     {pronoun} pending (the guest may eject later; `rvmm vcpucount` shows the \
+                    "setvcpus: the guest did not eject {} within {} s: {they} still present and \
+                     {theirs} pending (the guest may eject later, `rvmm vcpucount` shows the \
                      count; a guest without ACPI CPU hotplug never ejects)",
                     name_vcpus(&left),
-                    args.timeout,
-                    verb
+                    args.timeout
                 );
             }
         }
