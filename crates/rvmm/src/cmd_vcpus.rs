@@ -8,7 +8,9 @@
 //! query-hotpluggable-cpus every [`POLL`] until every vCPU it asked for is there or gone,
 //! for at most `--timeout` seconds (default [`DEFAULT_TIMEOUT`]; libvirt waits 5 s for an
 //! unplug, which a loaded Linux guest can exceed). On a timeout it names the vCPUs still
-//! present and exits non-zero; the requests stay pending with the guest.
+//! present and exits non-zero; the requests stay pending with the guest. A guest that
+//! reports an eject failed (`ACPI_DEVICE_OST`, vcpu_plan.rs's `rejected_unplug`) ends the
+//! wait at once with the reason.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -21,7 +23,8 @@ use crate::cli::{SetvcpusArgs, VcpucountArgs};
 use crate::cmd_qmp::connect;
 use crate::output::{out, outln};
 use crate::vcpu_plan::{
-    check_count, name_vcpus, plan, render_vcpucount, slots, waiting_for, Plan, Slot, VcpuCount,
+    check_count, name_vcpus, plan, rejected_message, rejected_unplug, render_vcpucount, slots,
+    timeout_message, waiting_for, Plan, Plug, Rejection, Slot, Unplug, VcpuCount,
 };
 
 /// `--timeout`'s default, in seconds.
@@ -37,19 +40,35 @@ fn read_slots(client: &mut QmpClient) -> Result<Vec<Slot>> {
     Ok(slots(reply)?)
 }
 
-/// Reads the slots until `vcpus` are all `present` (or all gone), or `timeout` passes;
-/// returns those still waited for.
-fn wait(
-    client: &mut QmpClient,
-    vcpus: &[u32],
-    present: bool,
-    timeout: Duration,
-) -> Result<Vec<u32>> {
+/// How a wait ended.
+enum Waited {
+    Done,
+    /// These were still waited for.
+    TimedOut(Vec<u32>),
+    /// The guest refused to eject these.
+    Rejected(Vec<Rejection>),
+}
+
+/// Reads the slots until `vcpus` are all `present` (or all gone), `timeout` passes or, when
+/// waiting for them to go, the guest reports it refuses to eject one.
+fn wait(client: &mut QmpClient, vcpus: &[u32], present: bool, timeout: Duration) -> Result<Waited> {
     let start = Instant::now();
     loop {
         let left = waiting_for(&read_slots(client)?, vcpus, present);
-        if left.is_empty() || start.elapsed() >= timeout {
-            return Ok(left);
+        if left.is_empty() {
+            return Ok(Waited::Done);
+        }
+        let rejected: Vec<Rejection> = client
+            .take_events()
+            .iter()
+            .filter_map(rejected_unplug)
+            .filter(|r| !present && left.contains(&r.vcpu))
+            .collect();
+        if !rejected.is_empty() {
+            return Ok(Waited::Rejected(rejected));
+        }
+        if start.elapsed() >= timeout {
+            return Ok(Waited::TimedOut(left));
         }
         std::thread::sleep(POLL);
     }
@@ -60,77 +79,76 @@ fn already_unplugging(e: &ClientError) -> bool {
     matches!(e, ClientError::Qmp { desc, .. } if desc.contains("is already in the process of unplug"))
 }
 
+/// `device_add` for each plug in order, then waits until they are all present.
+fn plug_all(client: &mut QmpClient, plugs: &[Plug], args: &SetvcpusArgs) -> Result<()> {
+    let mut done: Vec<u32> = Vec::new();
+    for p in plugs {
+        client.request(&p.request).map_err(|e| {
+            let before = if done.is_empty() {
+                String::new()
+            } else {
+                format!("{} plugged, then ", name_vcpus(&done))
+            };
+            anyhow!(
+                "setvcpus: {before}device_add of vCPU {} ({}) failed: {e}",
+                p.vcpu,
+                p.request.id
+            )
+        })?;
+        done.push(p.vcpu);
+    }
+    let timeout = Duration::from_secs(args.timeout);
+    match wait(client, &done, true, timeout).context("setvcpus")? {
+        Waited::Done | Waited::Rejected(_) => Ok(()),
+        Waited::TimedOut(left) => bail!(
+            "setvcpus: device_add returned, but {} did not appear within {} s",
+            name_vcpus(&left),
+            args.timeout
+        ),
+    }
+}
+
+/// `device_del` for each unplug in order, then waits until the guest has ejected them all.
+fn unplug_all(client: &mut QmpClient, unplugs: &[Unplug], args: &SetvcpusArgs) -> Result<()> {
+    // Only what the guest says about these requests counts.
+    client.take_events();
+    let mut asked: Vec<u32> = Vec::new();
+    for u in unplugs {
+        match client.request(&u.request) {
+            Ok(_) => {}
+            Err(e) if already_unplugging(&e) => {}
+            Err(e) => {
+                let before = if asked.is_empty() {
+                    String::new()
+                } else {
+                    format!("unplug of {} requested, then ", name_vcpus(&asked))
+                };
+                bail!(
+                    "setvcpus: {before}device_del of vCPU {} ({}) failed: {e}",
+                    u.vcpu,
+                    u.request.id
+                );
+            }
+        }
+        asked.push(u.vcpu);
+    }
+    let timeout = Duration::from_secs(args.timeout);
+    match wait(client, &asked, false, timeout).context("setvcpus")? {
+        Waited::Done => Ok(()),
+        Waited::Rejected(rejected) => bail!("setvcpus: {}", rejected_message(&rejected)),
+        Waited::TimedOut(left) => bail!("setvcpus: {}", timeout_message(&left, args.timeout)),
+    }
+}
+
 pub fn setvcpus(args: SetvcpusArgs) -> Result<ExitCode> {
     // COUNT 0 needs no VM to be wrong.
     check_count(args.count).context("setvcpus")?;
-    let timeout = Duration::from_secs(args.timeout);
     let mut client = connect(&args.vm)?;
     let slots = read_slots(&mut client).context("setvcpus")?;
     match plan(&slots, args.count).context("setvcpus")? {
         Plan::Unchanged => {}
-        Plan::Plug(plugs) => {
-            let mut done: Vec<u32> = Vec::new();
-            for p in &plugs {
-                client.request(&p.request).map_err(|e| {
-                    let before = if done.is_empty() {
-                        String::new()
-                    } else {
-                        format!("{} plugged, then ", name_vcpus(&done))
-                    };
-                    anyhow!(
-                        "setvcpus: {before}device_add of vCPU {} ({}) failed: {e}",
-                        p.vcpu,
-                        p.request.id
-                    )
-                })?;
-                done.push(p.vcpu);
-            }
-            let left = wait(&mut client, &done, true, timeout).context("setvcpus")?;
-            if !left.is_empty() {
-                bail!(
-                    "setvcpus: device_add returned, but {} did not appear within {} s",
-                    name_vcpus(&left),
-                    args.timeout
-                );
-            }
-        }
-        Plan::Unplug(unplugs) => {
-            let mut asked: Vec<u32> = Vec::new();
-            for u in &unplugs {
-                match client.request(&u.request) {
-                    Ok(_) => {}
-                    Err(e) if already_unplugging(&e) => {}
-                    Err(e) => {
-                        let before = if asked.is_empty() {
-                            String::new()
-                        } else {
-                            format!("unplug of {} requested, then ", name_vcpus(&asked))
-                        };
-                        bail!(
-                            "setvcpus: {before}device_del of vCPU {} ({}) failed: {e}",
-                            u.vcpu,
-                            u.request.id
-                        );
-                    }
-                }
-                asked.push(u.vcpu);
-            }
-            let left = wait(&mut client, &asked, false, timeout).context("setvcpus")?;
-            if !left.is_empty() {
-                let (they, theirs) = if left.len() == 1 {
-                    ("it is", "its request stays")
-                } else {
-                    ("they are", "their requests stay")
-                };
-                bail!(
-                    "setvcpus: the guest did not eject {} within {} s: {they} still present and \
-                     {theirs} pending (the guest may eject later, `rvmm vcpucount` shows the \
-                     count; a guest without ACPI CPU hotplug never ejects)",
-                    name_vcpus(&left),
-                    args.timeout
-                );
-            }
-        }
+        Plan::Plug(plugs) => plug_all(&mut client, &plugs, &args)?,
+        Plan::Unplug(unplugs) => unplug_all(&mut client, &unplugs, &args)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -14,6 +14,7 @@
 use std::fmt::Write as _;
 
 use serde::Serialize;
+use serde_json::Value;
 use thiserror::Error;
 use vmm::control::commands::cpu_slot::CpuInstanceProperties;
 use vmm::control::commands::query_hotpluggable_cpus::HotpluggableCpu;
@@ -261,6 +262,86 @@ pub fn name_vcpus(vcpus: &[u32]) -> String {
     }
 }
 
+/// An unplug the guest refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejection {
+    pub vcpu: u32,
+    /// The `_OST` status code.
+    pub status: u64,
+}
+
+impl Rejection {
+    /// ACPI's name for the status (ACPI 6.4, table 6.207, "_OST ejection status codes").
+    pub fn reason(&self) -> &'static str {
+        match self.status {
+            0x01 => "non-specific failure",
+            0x80 => "ejection not supported by the guest OS",
+            0x81 => "device in use by an application",
+            0x82 => "device busy",
+            _ => "ejection dependency busy or not supported",
+        }
+    }
+}
+
+/// The vCPU whose unplug `event` reports refused by the guest: an `ACPI_DEVICE_OST` of a
+/// CPU slot (QEMU's slot is the vCPU index) for an eject (source 0x003, the eject request,
+/// or 0x103, eject processing) with a failure status (0x01 or 0x80-0x83), the rule libvirt
+/// applies to memory devices (qemuProcessHandleAcpiOstInfo).
+pub fn rejected_unplug(event: &Value) -> Option<Rejection> {
+    if event["event"] != "ACPI_DEVICE_OST" {
+        return None;
+    }
+    let info = &event["data"]["info"];
+    if info["slot-type"] != "CPU" || !matches!(info["source"].as_u64()?, 0x003 | 0x103) {
+        return None;
+    }
+    let status = info["status"].as_u64()?;
+    if !matches!(status, 0x01 | 0x80..=0x83) {
+        return None;
+    }
+    let vcpu = info["slot"].as_str()?.parse().ok()?;
+    Some(Rejection { vcpu, status })
+}
+
+/// Why an unplug ended: the guest refused to eject `rejected`.
+pub fn rejected_message(rejected: &[Rejection]) -> String {
+    let each: Vec<String> = rejected
+        .iter()
+        .map(|r| {
+            format!(
+                "vCPU {} (_OST status {:#x}: {})",
+                r.vcpu,
+                r.status,
+                r.reason()
+            )
+        })
+        .collect();
+    let stay = if rejected.len() == 1 {
+        "it stays"
+    } else {
+        "they stay"
+    };
+    format!(
+        "the guest refused to eject {}; {stay} present",
+        each.join(", ")
+    )
+}
+
+/// Why an unplug ended: `left` were still present after `seconds`.
+pub fn timeout_message(left: &[u32], seconds: u64) -> String {
+    let (they, theirs) = if left.len() == 1 {
+        ("it is", "its request stays")
+    } else {
+        ("they are", "their requests stay")
+    };
+    format!(
+        "the guest did not eject {} within {seconds} s: {they} still present and {theirs} \
+         pending (the guest may eject later, `rvmm vcpucount` shows the count; a guest without \
+         ACPI CPU hotplug never ejects)",
+        name_vcpus(left)
+    )
+}
+
 /// The VM's vCPU counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VcpuCount {
@@ -490,6 +571,73 @@ mod tests {
         assert_eq!(name_vcpus(&[3]), "vCPU 3");
         assert_eq!(name_vcpus(&[3, 2]), "vCPUs 3 and 2");
         assert_eq!(name_vcpus(&[4, 3, 2]), "vCPUs 4, 3 and 2");
+    }
+
+    #[test]
+    fn eject_failures_reported_by_the_guest_are_rejections() {
+        let ost = |slot_type: &str, slot: &str, source: u64, status: u64| {
+            json!({"event": "ACPI_DEVICE_OST", "data": {"info": {"device": "vcpu2",
+                   "slot": slot, "slot-type": slot_type, "source": source, "status": status}},
+                   "timestamp": {"seconds": 1, "microseconds": 0}})
+        };
+        let r = rejected_unplug(&ost("CPU", "2", 0x103, 0x82)).unwrap();
+        assert_eq!(
+            r,
+            Rejection {
+                vcpu: 2,
+                status: 0x82
+            }
+        );
+        assert_eq!(r.reason(), "device busy");
+        assert_eq!(
+            rejected_unplug(&ost("CPU", "3", 0x003, 0x01)).map(|r| r.reason()),
+            Some("non-specific failure")
+        );
+        // Success, "in progress", insertion events, other devices, malformed slots: not.
+        assert_eq!(rejected_unplug(&ost("CPU", "2", 0x103, 0x00)), None);
+        assert_eq!(rejected_unplug(&ost("CPU", "2", 0x103, 0x84)), None);
+        assert_eq!(rejected_unplug(&ost("CPU", "2", 0x200, 0x01)), None);
+        assert_eq!(rejected_unplug(&ost("DIMM", "2", 0x103, 0x01)), None);
+        assert_eq!(rejected_unplug(&ost("CPU", "x", 0x103, 0x01)), None);
+        assert_eq!(
+            rejected_unplug(&json!({"event": "DEVICE_DELETED", "data": {"device": "vcpu2"}})),
+            None
+        );
+    }
+
+    #[test]
+    fn unplugs_that_end_badly_name_the_vcpus() {
+        assert_eq!(
+            rejected_message(&[Rejection {
+                vcpu: 2,
+                status: 0x82
+            }]),
+            "the guest refused to eject vCPU 2 (_OST status 0x82: device busy); it stays present"
+        );
+        assert_eq!(
+            rejected_message(&[
+                Rejection {
+                    vcpu: 3,
+                    status: 0x01
+                },
+                Rejection {
+                    vcpu: 2,
+                    status: 0x80
+                }
+            ]),
+            "the guest refused to eject vCPU 3 (_OST status 0x1: non-specific failure), vCPU 2 \
+             (_OST status 0x80: ejection not supported by the guest OS); they stay present"
+        );
+        assert_eq!(
+            timeout_message(&[3], 30),
+            "the guest did not eject vCPU 3 within 30 s: it is still present and its request \
+             stays pending (the guest may eject later, `rvmm vcpucount` shows the count; a guest \
+             without ACPI CPU hotplug never ejects)"
+        );
+        assert!(timeout_message(&[3, 2], 1).starts_with(
+            "the guest did not eject vCPUs 3 and 2 within 1 s: they are still present and their \
+             requests stay pending"
+        ));
     }
 
     #[test]
