@@ -1,16 +1,21 @@
 //! `rvmm setvcpus VM COUNT` and `rvmm vcpucount VM` against a running probe VM: virsh's
 //! table and single numbers, agreeing with QMP; counts out of range, unknown VMs and bad
-//! syntax are one error line that changes nothing. The tests that plug and unplug need the
-//! server's `device_add` / `device_del` and the probe's `mode=hotplug` (issue 12) and are
-//! ignored until those land.
+//! syntax are one error line that changes nothing. QEMU is the oracle for the requests:
+//! `rvmm setvcpus` plugs vCPUs into `qemu-system-x86_64 -M pc` through its QMP socket, with
+//! the device ids, slots and cpu-index QEMU reports. The tests that plug and unplug rvmm's
+//! own VM need the server's `device_add` / `device_del` and the probe's `mode=hotplug`
+//! (issue 12) and are ignored until those land.
 
 mod common;
 
 use std::process::Output;
 use std::time::Duration;
 
+use common::vm::test_dir;
 use common::vm::{comm, threads, BackgroundVm};
-use common::{failed_cleanly, kvm_available, run_with_timeout, rvmm, tempdir, text};
+use common::{
+    failed_cleanly, kvm_available, probe_elf, qemu, run_with_timeout, rvmm, tempdir, text,
+};
 use serde_json::Value;
 
 /// `rvmm ARGS` (a minute at most).
@@ -45,7 +50,8 @@ fn probe_vm(tag: &str, smp: &str, mode: &str) -> (BackgroundVm, String) {
     (vm, socket)
 }
 
-/// Per slot, highest first: (socket-id, qom-path or "-").
+/// Per slot, highest first: (core-id, qom-path or "-"). The VMs here have QEMU 7.2's
+/// default topology for `-smp N,maxcpus=4`: one socket of 4 cores.
 fn slots(vm: &BackgroundVm) -> Vec<(u64, String)> {
     vm.client()
         .ok("query-hotpluggable-cpus", None)
@@ -54,7 +60,7 @@ fn slots(vm: &BackgroundVm) -> Vec<(u64, String)> {
         .iter()
         .map(|s| {
             (
-                s["props"]["socket-id"].as_u64().unwrap(),
+                s["props"]["core-id"].as_u64().unwrap(),
                 s["qom-path"].as_str().unwrap_or("-").to_string(),
             )
         })
@@ -193,6 +199,72 @@ fn bad_arguments_and_unknown_vms_are_one_error_line() {
     );
 }
 
+#[test]
+fn setvcpus_plugs_vcpus_into_qemu_as_qemu_numbers_them() {
+    if !kvm_available("setvcpus_plugs_vcpus_into_qemu_as_qemu_numbers_them") {
+        return;
+    }
+    // QEMU -M pc with the probe guest (which never switches the CPU hotplug block to its
+    // modern mode, so QEMU refuses unplugs).
+    let dir = test_dir("setvcpus-qemu");
+    let elf = probe_elf(&dir);
+    let socket = dir.join("qemu.qmp");
+    let mut q = qemu();
+    q.args(["-M", "pc", "-nodefaults", "-no-user-config", "-enable-kvm"])
+        .args([
+            "-cpu",
+            "qemu64",
+            "-smp",
+            "1,maxcpus=4",
+            "-m",
+            "128",
+            "-kernel",
+        ])
+        .arg(&elf)
+        .args(["-append", "mode=halt", "-display", "none", "-serial"])
+        .arg(format!("file:{}", dir.join("serial.log").display()))
+        .arg("-qmp")
+        .arg(format!("unix:{},server=on,wait=off", socket.display()));
+    let vm = BackgroundVm::spawn(q, dir, socket);
+    let sock = vm.socket.to_str().unwrap().to_string();
+    assert_eq!(ok(&["vcpucount", &sock]), table(4, 1));
+    assert_eq!(ok(&["setvcpus", &sock, "3"]), "");
+    assert_eq!(ok(&["vcpucount", &sock]), table(4, 3));
+    // The vCPU numbers setvcpus gives are QEMU's cpu-index.
+    let cpus = vm.client().ok("query-cpus-fast", None);
+    let plugged: Vec<(u64, String)> = cpus
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["cpu-index"].as_u64().unwrap(),
+                c["qom-path"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        plugged,
+        [
+            (0, "/machine/unattached/device[0]".to_string()),
+            (1, "/machine/peripheral/vcpu1".to_string()),
+            (2, "/machine/peripheral/vcpu2".to_string()),
+        ]
+    );
+    assert_eq!(
+        fails(&["setvcpus", &sock, "5"], 1),
+        "rvmm: setvcpus: COUNT 5 is above the VM's maximum of 4 vCPUs (--smp maxcpus, or <vcpu> \
+         of its domain)\n"
+    );
+    // QEMU's own refusal is passed on, naming the vCPU; nothing is unplugged.
+    assert_eq!(
+        fails(&["setvcpus", &sock, "1", "--timeout", "1"], 1),
+        "rvmm: setvcpus: device_del of vCPU 2 (vcpu2) failed: acpi: device unplug request for \
+         not supported device type: qemu64-x86_64-cpu\n"
+    );
+    assert_eq!(ok(&["vcpucount", &sock, "--active"]), "3\n");
+}
+
 /// The `CPU N/KVM` threads of the VM, by name.
 fn vcpu_threads(vm: &BackgroundVm) -> Vec<String> {
     let pid = vm.pid();
@@ -288,14 +360,15 @@ fn setvcpus_plugs_dies_with_their_die_id() {
 
 #[test]
 #[ignore = "needs device_add (issue 12 integration)"]
-fn a_guest_that_never_ejects_times_out_naming_the_vcpus() {
-    if !kvm_available("a_guest_that_never_ejects_times_out_naming_the_vcpus") {
+fn a_paused_guest_times_out_naming_the_vcpus_then_ejects_them() {
+    if !kvm_available("a_paused_guest_times_out_naming_the_vcpus_then_ejects_them") {
         return;
     }
-    // mode=halt handles no hotplug event: plugging works (the VMM does it), ejecting never
-    // happens.
-    let (vm, sock) = probe_vm("setvcpus-stuck", "1,maxcpus=4", "halt");
+    let (vm, sock) = probe_vm("setvcpus-stuck", "1,maxcpus=4", "hotplug");
     assert_eq!(ok(&["setvcpus", &sock, "3"]), "");
+    // Paused, the guest cannot take the SCI: the unplugs stay pending.
+    let mut c = vm.client();
+    assert_eq!(c.ok("stop", None), serde_json::json!({}));
     assert_eq!(
         fails(&["setvcpus", &sock, "1", "--timeout", "1"], 1),
         "rvmm: setvcpus: the guest did not eject vCPUs 2 and 1 within 1 s: they are still \
@@ -303,12 +376,38 @@ fn a_guest_that_never_ejects_times_out_naming_the_vcpus() {
          shows the count; a guest without ACPI CPU hotplug never ejects)\n"
     );
     assert_eq!(ok(&["vcpucount", &sock, "--active"]), "3\n");
-    // Asking again while the requests are pending waits for the same vCPUs.
+    assert_eq!(cpus_fast(&vm), [0, 1, 2]);
+    // Asking again while they are pending waits for the same vCPUs.
     assert_eq!(
         fails(&["setvcpus", &sock, "2", "--timeout", "1"], 1),
         "rvmm: setvcpus: the guest did not eject vCPU 2 within 1 s: it is still present and its \
          request stays pending (the guest may eject later, `rvmm vcpucount` shows the count; a \
          guest without ACPI CPU hotplug never ejects)\n"
+    );
+    // Running again, the guest ejects both.
+    assert_eq!(c.ok("cont", None), serde_json::json!({}));
+    let start = std::time::Instant::now();
+    while ok(&["vcpucount", &sock, "--active"]) != "1\n" {
+        assert!(start.elapsed() < Duration::from_secs(20), "never ejected");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(ok(&["setvcpus", &sock, "1"]), "");
+}
+
+#[test]
+#[ignore = "needs device_add (issue 12 integration)"]
+fn a_guest_in_legacy_mode_gets_qemus_unplug_refusal() {
+    if !kvm_available("a_guest_in_legacy_mode_gets_qemus_unplug_refusal") {
+        return;
+    }
+    // mode=halt never switches the hotplug block to its modern mode: QEMU refuses unplugs
+    // then (setvcpus_plugs_vcpus_into_qemu_as_qemu_numbers_them shows the same text).
+    let (vm, sock) = probe_vm("setvcpus-legacy", "1,maxcpus=4", "halt");
+    assert_eq!(ok(&["setvcpus", &sock, "3"]), "");
+    assert_eq!(
+        fails(&["setvcpus", &sock, "1", "--timeout", "1"], 1),
+        "rvmm: setvcpus: device_del of vCPU 2 (vcpu2) failed: acpi: device unplug request for \
+         not supported device type: qemu64-x86_64-cpu\n"
     );
     assert_eq!(cpus_fast(&vm), [0, 1, 2]);
 }
