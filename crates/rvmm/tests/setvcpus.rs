@@ -215,7 +215,7 @@ fn setvcpus_plugs_vcpus_into_qemu_as_qemu_numbers_them() {
             "-cpu",
             "qemu64",
             "-smp",
-            "1,maxcpus=4",
+            "2,maxcpus=4",
             "-m",
             "128",
             "-kernel",
@@ -227,9 +227,16 @@ fn setvcpus_plugs_vcpus_into_qemu_as_qemu_numbers_them() {
         .arg(format!("unix:{},server=on,wait=off", socket.display()));
     let vm = BackgroundVm::spawn(q, dir, socket);
     let sock = vm.socket.to_str().unwrap().to_string();
-    assert_eq!(ok(&["vcpucount", &sock]), table(4, 1));
-    assert_eq!(ok(&["setvcpus", &sock, "3"]), "");
-    assert_eq!(ok(&["vcpucount", &sock]), table(4, 3));
+    assert_eq!(ok(&["vcpucount", &sock]), table(4, 2));
+    // A boot vCPU has no id: device_del names it by the QOM path QEMU reports, which QEMU
+    // resolves (else: "Device '...' not found"), then refuses in legacy mode.
+    assert_eq!(
+        fails(&["setvcpus", &sock, "1", "--timeout", "1"], 1),
+        "rvmm: setvcpus: device_del of vCPU 1 (/machine/unattached/device[2]) failed: acpi: \
+         device unplug request for not supported device type: qemu64-x86_64-cpu\n"
+    );
+    assert_eq!(ok(&["setvcpus", &sock, "4"]), "");
+    assert_eq!(ok(&["vcpucount", &sock]), table(4, 4));
     // The vCPU numbers setvcpus gives are QEMU's cpu-index.
     let cpus = vm.client().ok("query-cpus-fast", None);
     let plugged: Vec<(u64, String)> = cpus
@@ -244,11 +251,10 @@ fn setvcpus_plugs_vcpus_into_qemu_as_qemu_numbers_them() {
         })
         .collect();
     assert_eq!(
-        plugged,
+        plugged[2..],
         [
-            (0, "/machine/unattached/device[0]".to_string()),
-            (1, "/machine/peripheral/vcpu1".to_string()),
             (2, "/machine/peripheral/vcpu2".to_string()),
+            (3, "/machine/peripheral/vcpu3".to_string()),
         ]
     );
     assert_eq!(
@@ -256,13 +262,13 @@ fn setvcpus_plugs_vcpus_into_qemu_as_qemu_numbers_them() {
         "rvmm: setvcpus: COUNT 5 is above the VM's maximum of 4 vCPUs (--smp maxcpus, or <vcpu> \
          of its domain)\n"
     );
-    // QEMU's own refusal is passed on, naming the vCPU; nothing is unplugged.
+    // The highest goes first, by its id; QEMU's refusal is passed on and nothing changes.
     assert_eq!(
-        fails(&["setvcpus", &sock, "1", "--timeout", "1"], 1),
-        "rvmm: setvcpus: device_del of vCPU 2 (vcpu2) failed: acpi: device unplug request for \
+        fails(&["setvcpus", &sock, "3", "--timeout", "1"], 1),
+        "rvmm: setvcpus: device_del of vCPU 3 (vcpu3) failed: acpi: device unplug request for \
          not supported device type: qemu64-x86_64-cpu\n"
     );
-    assert_eq!(ok(&["vcpucount", &sock, "--active"]), "3\n");
+    assert_eq!(ok(&["vcpucount", &sock, "--active"]), "4\n");
 }
 
 /// The `CPU N/KVM` threads of the VM, by name.
