@@ -24,7 +24,7 @@ use crate::cmd_qmp::connect;
 use crate::output::{out, outln};
 use crate::vcpu_plan::{
     check_count, name_vcpus, plan, rejected_message, rejected_unplug, render_vcpucount, slots,
-    timeout_message, waiting_for, Plan, Plug, Rejection, Slot, Unplug, VcpuCount,
+    timeout_message, waiting_for, Awaited, Plan, Plug, Rejection, Slot, Unplug, VcpuCount,
 };
 
 /// `--timeout`'s default, in seconds.
@@ -49,12 +49,17 @@ enum Waited {
     Rejected(Vec<Rejection>),
 }
 
-/// Reads the slots until `vcpus` are all `present` (or all gone), `timeout` passes or, when
+/// Reads the slots until `vcpus` are all what is `awaited`, `timeout` passes or, when
 /// waiting for them to go, the guest reports it refuses to eject one.
-fn wait(client: &mut QmpClient, vcpus: &[u32], present: bool, timeout: Duration) -> Result<Waited> {
+fn wait(
+    client: &mut QmpClient,
+    vcpus: &[u32],
+    awaited: Awaited,
+    timeout: Duration,
+) -> Result<Waited> {
     let start = Instant::now();
     loop {
-        let left = waiting_for(&read_slots(client)?, vcpus, present);
+        let left = waiting_for(&read_slots(client)?, vcpus, awaited);
         if left.is_empty() {
             return Ok(Waited::Done);
         }
@@ -62,7 +67,7 @@ fn wait(client: &mut QmpClient, vcpus: &[u32], present: bool, timeout: Duration)
             .take_events()
             .iter()
             .filter_map(rejected_unplug)
-            .filter(|r| !present && left.contains(&r.vcpu))
+            .filter(|r| awaited == Awaited::Gone && left.contains(&r.vcpu))
             .collect();
         if !rejected.is_empty() {
             return Ok(Waited::Rejected(rejected));
@@ -98,7 +103,7 @@ fn plug_all(client: &mut QmpClient, plugs: &[Plug], args: &SetvcpusArgs) -> Resu
         done.push(p.vcpu);
     }
     let timeout = Duration::from_secs(args.timeout);
-    match wait(client, &done, true, timeout).context("setvcpus")? {
+    match wait(client, &done, Awaited::Present, timeout).context("setvcpus")? {
         Waited::Done | Waited::Rejected(_) => Ok(()),
         Waited::TimedOut(left) => bail!(
             "setvcpus: device_add returned, but {} did not appear within {} s",
@@ -133,7 +138,7 @@ fn unplug_all(client: &mut QmpClient, unplugs: &[Unplug], args: &SetvcpusArgs) -
         asked.push(u.vcpu);
     }
     let timeout = Duration::from_secs(args.timeout);
-    match wait(client, &asked, false, timeout).context("setvcpus")? {
+    match wait(client, &asked, Awaited::Gone, timeout).context("setvcpus")? {
         Waited::Done => Ok(()),
         Waited::Rejected(rejected) => bail!("setvcpus: {}", rejected_message(&rejected)),
         Waited::TimedOut(left) => bail!("setvcpus: {}", timeout_message(&left, args.timeout)),

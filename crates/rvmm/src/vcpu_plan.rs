@@ -237,9 +237,18 @@ pub fn plan(slots: &[Slot], count: u32) -> Result<Plan, PlanError> {
     Ok(Plan::Unchanged)
 }
 
-/// Which of `vcpus` are `present` (true) or absent (false) in `slots`: the ones still
-/// waited for.
-pub fn waiting_for(slots: &[Slot], vcpus: &[u32], present: bool) -> Vec<u32> {
+/// What setvcpus waits for its vCPUs to become.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Awaited {
+    /// Plugged: present.
+    Present,
+    /// Unplugged: ejected by the guest.
+    Gone,
+}
+
+/// Which of `vcpus` are not yet what is `awaited` in `slots`.
+pub fn waiting_for(slots: &[Slot], vcpus: &[u32], awaited: Awaited) -> Vec<u32> {
+    let want_present = awaited == Awaited::Present;
     vcpus
         .iter()
         .copied()
@@ -247,7 +256,7 @@ pub fn waiting_for(slots: &[Slot], vcpus: &[u32], present: bool) -> Vec<u32> {
             slots
                 .iter()
                 .find(|s| s.vcpu == v)
-                .is_some_and(|s| s.present() != present)
+                .is_some_and(|s| s.present() != want_present)
         })
         .collect()
 }
@@ -566,8 +575,8 @@ mod tests {
     #[test]
     fn waiting_lists_the_vcpus_not_there_yet() {
         let s = slots(reply(4, &[0, 1, 3])).unwrap();
-        assert_eq!(waiting_for(&s, &[3, 2], false), [3]);
-        assert_eq!(waiting_for(&s, &[3, 2], true), [2]);
+        assert_eq!(waiting_for(&s, &[3, 2], Awaited::Gone), [3]);
+        assert_eq!(waiting_for(&s, &[3, 2], Awaited::Present), [2]);
         assert_eq!(name_vcpus(&[3]), "vCPU 3");
         assert_eq!(name_vcpus(&[3, 2]), "vCPUs 3 and 2");
         assert_eq!(name_vcpus(&[4, 3, 2]), "vCPUs 4, 3 and 2");
