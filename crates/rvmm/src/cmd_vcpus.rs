@@ -172,3 +172,24 @@ pub fn vcpucount(args: VcpucountArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pending_unplug_is_not_an_error_to_ask_again() {
+        let qmp = |desc: &str| ClientError::Qmp {
+            class: "GenericError".into(),
+            desc: desc.into(),
+        };
+        // QEMU's qmp_device_del text for a device whose unplug is pending.
+        assert!(already_unplugging(&qmp(
+            "Device vcpu2 is already in the process of unplug"
+        )));
+        assert!(!already_unplugging(&qmp("Boot CPU is unpluggable")));
+        assert!(!already_unplugging(&ClientError::Closed {
+            path: "/x.qmp".into()
+        }));
+    }
+}
