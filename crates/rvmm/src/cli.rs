@@ -37,6 +37,10 @@ pub enum Command {
     Vcpupin(VcpupinArgs),
     /// Show or set the affinity of a running VM's non-vCPU threads (virsh emulatorpin).
     Emulatorpin(EmulatorpinArgs),
+    /// Plug or unplug vCPUs of a running VM until COUNT are present (virsh setvcpus).
+    Setvcpus(SetvcpusArgs),
+    /// A running VM's maximum and current vCPU counts (virsh vcpucount).
+    Vcpucount(VcpucountArgs),
     /// Send one raw QMP command to a running VM and print the reply.
     Qmp(QmpArgs),
 }
@@ -73,6 +77,49 @@ pub struct EmulatorpinArgs {
     /// Host CPUs in the kernel's list syntax; shows the affinity when absent.
     #[arg(value_name = "CPULIST", allow_hyphen_values = true)]
     pub cpulist: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SetvcpusArgs {
+    #[arg(value_name = "VM", help = VM_HELP)]
+    pub vm: String,
+    /// vCPUs the VM should have (1 to its maxcpus): plugs the lowest free slots, or unplugs
+    /// the highest present vCPUs (never vCPU 0) and waits for the guest to eject them.
+    #[arg(value_name = "COUNT")]
+    pub count: u32,
+    /// How long to wait for the guest to eject unplugged vCPUs (and for plugged ones to
+    /// appear) before giving up with an error naming them.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = crate::cmd_vcpus::DEFAULT_TIMEOUT,
+        value_parser = clap::value_parser!(u64).range(1..=86400)
+    )]
+    pub timeout: u64,
+    /// Change the running VM (virsh's flag; the only state an rvmm VM has).
+    #[arg(long, conflicts_with = "current")]
+    pub live: bool,
+    /// Same as --live for a running VM (virsh's flag).
+    #[arg(long)]
+    pub current: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VcpucountArgs {
+    #[arg(value_name = "VM", help = VM_HELP)]
+    pub vm: String,
+    /// Print only the maximum (the VM's maxcpus).
+    #[arg(long, conflicts_with = "active")]
+    pub maximum: bool,
+    /// Print only the number of vCPUs present now.
+    #[arg(long)]
+    pub active: bool,
+    /// The running VM's counts (virsh's flag; the only state an rvmm VM has).
+    #[arg(long, conflicts_with = "current")]
+    pub live: bool,
+    /// Same as --live for a running VM (virsh's flag).
+    #[arg(long)]
+    pub current: bool,
 }
 
 #[derive(Debug, Args)]

@@ -17,7 +17,7 @@ use crate::output::{errln, out, outln};
 
 /// Connects to the VM a `VM` argument names (by name only through a runtime directory that
 /// is ours).
-fn connect(vm: &str) -> Result<QmpClient> {
+pub(crate) fn connect(vm: &str) -> Result<QmpClient> {
     let path = ctl::resolve_vm_checked(&ctl::default_runtime_dir(), vm)?;
     Ok(QmpClient::connect(&path)?)
 }

@@ -33,6 +33,8 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Vcpuinfo(args) => crate::cmd_qmp::vcpuinfo(args),
         Command::Vcpupin(args) => crate::cmd_qmp::vcpupin(args),
         Command::Emulatorpin(args) => crate::cmd_qmp::emulatorpin(args),
+        Command::Setvcpus(args) => crate::cmd_vcpus::setvcpus(args),
+        Command::Vcpucount(args) => crate::cmd_vcpus::vcpucount(args),
         Command::Qmp(args) => crate::cmd_qmp::qmp(args),
     }
 }

@@ -9,9 +9,11 @@ mod cli;
 mod cmd_cpu;
 mod cmd_host;
 mod cmd_qmp;
+mod cmd_vcpus;
 mod commands;
 mod dry_run;
 mod output;
+mod vcpu_plan;
 
 use std::process::ExitCode;
 
@@ -23,9 +25,12 @@ use output::{errln, set_sigpipe, SigPipe};
 fn uses_sockets(command: &Command) -> bool {
     match command {
         Command::Run(args) => !args.dry_run,
-        Command::Vcpuinfo(_) | Command::Vcpupin(_) | Command::Emulatorpin(_) | Command::Qmp(_) => {
-            true
-        }
+        Command::Vcpuinfo(_)
+        | Command::Vcpupin(_)
+        | Command::Emulatorpin(_)
+        | Command::Setvcpus(_)
+        | Command::Vcpucount(_)
+        | Command::Qmp(_) => true,
         Command::Probe(_)
         | Command::Host(_)
         | Command::CpuModels(_)

@@ -8,8 +8,9 @@
 //! by SIGPIPE. Commands that talk over sockets keep it ignored, because a peer closing its end
 //! must be an error to handle, not the end of rvmm: `rvmm run` (its QMP server writes to
 //! clients that may leave at any time, and a VM must not die with its console reader) and the
-//! QMP client commands (`qmp`, `vcpuinfo`, `vcpupin`, `emulatorpin`). For those a closed
-//! stdout is reported as one error line (`rvmm: writing to stdout: Broken pipe`), exit 1.
+//! QMP client commands (`qmp`, `vcpuinfo`, `vcpupin`, `emulatorpin`, `setvcpus`,
+//! `vcpucount`). For those a closed stdout is reported as one error line (`rvmm: writing to
+//! stdout: Broken pipe`), exit 1.
 
 use std::io::Write;
 

@@ -82,7 +82,7 @@ fn test_domains_are_valid_libvirt_xml() {
         "virt-xml-validate (libvirt-clients) or xmllint (libxml2-utils) is missing: run \
          scripts/deps.sh"
     );
-    for name in ["acceptance.xml", "tuned.xml"] {
+    for name in ["acceptance.xml", "tuned.xml", "hotplug.xml"] {
         let path = fixture(name);
         let out = Command::new(tool)
             .arg(&path)
@@ -134,11 +134,17 @@ const TUNED_FLAGS: &str = "--name rvmm-domain-tuned --kernel /etc/passwd \
 --numa node,nodeid=1,cpus=4-7,mem=512M,host-nodes=0,policy=interleave \
 --vcpu-pin 5=1 --cpuset 0-1";
 
+/// hotplug.xml: 2 of 4 vCPUs online at boot (`<vcpu current>` and `<vcpus>`), the others
+/// hot-pluggable slots.
+const HOTPLUG_FLAGS: &str = "--name rvmm-domain-hotplug --append mode=halt \
+--smp 2,maxcpus=4,sockets=4,dies=1,cores=1,threads=1 --cpu qemu64 -m 128M";
+
 #[test]
 fn dry_run_of_a_domain_equals_dry_run_of_its_flags() {
     for (name, flags) in [
         ("acceptance.xml", ACCEPTANCE_FLAGS),
         ("tuned.xml", TUNED_FLAGS),
+        ("hotplug.xml", HOTPLUG_FLAGS),
     ] {
         let path = if name == "acceptance.xml" {
             acceptance_for_this_host("dry-run")
@@ -492,4 +498,75 @@ fn a_required_feature_the_host_lacks_is_refused() {
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("\ncpu.features: -\n"), "{stdout}");
     assert_eq!(stderr, "");
+}
+
+#[test]
+fn a_hotplug_domain_runs_with_its_vcpu_counts() {
+    if !kvm_available("a_hotplug_domain_runs_with_its_vcpu_counts") {
+        return;
+    }
+    let dir = test_dir("hotplug-domain");
+    let socket = dir.join("vm.qmp");
+    let mut cmd = rvmm();
+    cmd.arg("run")
+        .arg("--domain")
+        .arg(fixture("hotplug.xml"))
+        .arg("--qmp")
+        .arg(format!("unix:{}", socket.display()));
+    let vm = BackgroundVm::spawn(cmd, dir, socket);
+    let (table, _) = ok(&strings(&["vcpucount", vm.socket.to_str().unwrap()]));
+    assert_eq!(
+        table,
+        "maximum      live           4\ncurrent      live           2\n"
+    );
+    // vCPUs 0 and 1 are the present ones: slots 2 and 3 are free for `rvmm setvcpus`.
+    let slots = vm.client().ok("query-hotpluggable-cpus", None);
+    let present: Vec<(u64, bool)> = slots
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["props"]["socket-id"].as_u64().unwrap(),
+                s.get("qom-path").is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(present, [(3, false), (2, false), (1, true), (0, true)]);
+}
+
+#[test]
+fn bad_vcpus_get_one_exact_error() {
+    let vcpus = |list: &str| {
+        format!(
+            "<domain type='kvm'>\n  <name>bad</name>\n  <memory unit='MiB'>128</memory>\n  \
+             <vcpu current='2'>4</vcpu>\n  <vcpus>{list}</vcpus>\n  <os><type>hvm</type></os>\n\
+             </domain>\n"
+        )
+    };
+    let off = "<vcpu id='2' enabled='no'/><vcpu id='3' enabled='no'/>";
+    assert_eq!(
+        refused(
+            "vcpu0",
+            &vcpus(&format!(
+                "<vcpu id='0' enabled='yes' hotpluggable='yes'/><vcpu id='1' enabled='yes'/>{off}"
+            )),
+            &[]
+        ),
+        "rvmm: --domain vm.xml:5: <vcpu id='0' hotpluggable='yes'>: vCPU 0 cannot be \
+         hotpluggable (it is the boot vCPU, which can never be unplugged)"
+    );
+    assert_eq!(
+        refused(
+            "offline-fixed",
+            &vcpus(
+                "<vcpu id='0' enabled='yes'/><vcpu id='1' enabled='yes'/>\
+                 <vcpu id='2' enabled='no' hotpluggable='no'/><vcpu id='3' enabled='no'/>"
+            ),
+            &[]
+        ),
+        "rvmm: --domain vm.xml:5: <vcpu id='2' enabled='no' hotpluggable='no'>: vCPU 2 is both \
+         disabled and not hotpluggable (libvirt refuses it: a vCPU that is off at boot can only \
+         be plugged later)"
+    );
 }

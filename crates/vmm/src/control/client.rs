@@ -3,8 +3,10 @@
 //! skipping events and matching replies by `id`. `request` sends a command's typed
 //! arguments and reads the reply into its reply type (`control::commands::*`), so both ends
 //! share one definition. A reply line is read up to [`MAX_REPLY`] bytes, so a socket that
-//! is not rvmm's cannot make the client allocate without bound.
+//! is not rvmm's cannot make the client allocate without bound. Events read while waiting
+//! for a reply are kept (the last [`MAX_EVENTS`]) for `take_events`.
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -21,6 +23,8 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest message accepted from the server, in bytes (rvmm's largest reply,
 /// `query-cpu-definitions`, is well under 1 MiB).
 pub const MAX_REPLY: u64 = 64 << 20;
+/// How many unread events the client keeps (the oldest are dropped first).
+pub const MAX_EVENTS: usize = 1024;
 
 /// Client failures.
 #[derive(Debug, Error)]
@@ -54,6 +58,8 @@ pub struct QmpClient {
     /// The server's greeting.
     pub greeting: Value,
     next_id: u64,
+    /// Events read while waiting for replies, oldest first.
+    events: VecDeque<Value>,
 }
 
 impl QmpClient {
@@ -75,6 +81,7 @@ impl QmpClient {
             writer,
             greeting: Value::Null,
             next_id: 1,
+            events: VecDeque::new(),
         };
         client.greeting = client.read_message()?;
         if client.greeting.get("QMP").is_none() {
@@ -114,7 +121,7 @@ impl QmpClient {
     }
 
     /// Sends a raw request line and returns the first reply (`return` or `error` object,
-    /// whole), skipping events.
+    /// whole); events on the way are kept for [`QmpClient::take_events`].
     pub fn raw(&mut self, text: &str) -> Result<Value, ClientError> {
         let mut data = text.trim_end().as_bytes().to_vec();
         data.push(b'\n');
@@ -129,7 +136,16 @@ impl QmpClient {
             if msg.get("event").is_none() {
                 return Ok(msg);
             }
+            if self.events.len() == MAX_EVENTS {
+                self.events.pop_front();
+            }
+            self.events.push_back(msg);
         }
+    }
+
+    /// The events read so far while waiting for replies, oldest first.
+    pub fn take_events(&mut self) -> Vec<Value> {
+        self.events.drain(..).collect()
     }
 
     /// Executes `command` and returns its `return` value, or its error.
@@ -220,6 +236,35 @@ mod tests {
             )
         );
         drop(server);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn events_before_a_reply_are_kept_for_take_events() {
+        let path = std::env::temp_dir().join(format!("rvmm-cl-events-{}.qmp", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.write_all(b"{\"QMP\": {}}\r\n").unwrap();
+            let mut line = String::new();
+            BufReader::new(s.try_clone().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            let mut out = Vec::new();
+            for n in 0..MAX_EVENTS + 2 {
+                out.extend(format!("{{\"event\": \"E\", \"data\": {{\"n\": {n}}}}}\r\n").bytes());
+            }
+            out.extend(b"{\"return\": {}, \"id\": \"rvmm-1\"}\r\n");
+            s.write_all(&out).unwrap();
+        });
+        let mut client = QmpClient::connect(&path).unwrap();
+        let events = client.take_events();
+        // The oldest two were dropped.
+        assert_eq!(events.len(), MAX_EVENTS);
+        assert_eq!(events[0], json!({"event": "E", "data": {"n": 2}}));
+        assert!(client.take_events().is_empty());
+        server.join().unwrap();
         let _ = std::fs::remove_file(&path);
     }
 

@@ -1,9 +1,9 @@
-//! The vCPU side of a domain: `<vcpu>`, `<vcpus>`, `<cpu>` (mode, model, vendor, features,
-//! topology; `<numa>` is memory.rs's) and `<cputune>` pinning.
+//! The CPU side of a domain: `<cpu>` (mode, model, vendor, features, topology; `<numa>` is
+//! memory.rs's, `<vcpu>` and `<vcpus>` are vcpus.rs's) and `<cputune>` pinning.
 //!
-//! libvirt semantics kept: `<vcpu current=N>M</vcpu>` is N vCPUs at boot of M; without
-//! `<topology>` libvirt asks QEMU for `sockets=M,cores=1,threads=1`, and so do we; a
-//! topology must multiply out to M. Feature policies: `require` fails when the host's KVM
+//! libvirt semantics kept: without `<topology>` libvirt asks QEMU for
+//! `sockets=M,cores=1,threads=1` for the M vCPUs of `<vcpu>`, and so do we; a topology must
+//! multiply out to M. Feature policies: `require` fails when the host's KVM
 //! cannot give the feature, `optional` is dropped silently then, `force` cannot be faked
 //! (the guest sees only what KVM gives) and is dropped with a warning, `disable` turns the
 //! feature off and `forbid` also fails when the host has it. `check='partial'|'full'` (the
@@ -12,160 +12,15 @@
 
 use roxmltree::Node;
 
+use super::vcpus::{no_such_vcpu, VcpuSpec};
 use super::{elements, strip_option, tag, text, Ctx, DomainEnv, DomainError, DomainHost};
 use crate::config::cpu::{Check, CpuConfig};
 use crate::config::pinning::{PinningConfig, VcpuPin};
-use crate::config::smp::{SmpConfig, SmpOptions, MAX_VCPUS};
+use crate::config::smp::{SmpConfig, SmpOptions};
 use crate::cpu::availability::{closest_model, expand_for_host};
 use crate::cpu::features::{canonical_name, feature_mask, FeatureSet};
 use crate::cpu::filter::filter_cpu;
 use crate::cpu::models::lookup;
-
-/// `<vcpu>` as given.
-pub(super) struct VcpuSpec<'d, 'i> {
-    /// The element text: vCPU slots.
-    pub max: u32,
-    /// `current=`: vCPUs at boot.
-    pub current: Option<u32>,
-    /// `cpuset=` (dropped for `placement='auto'`).
-    pub cpuset: Option<Vec<u32>>,
-    pub node: Option<Node<'d, 'i>>,
-}
-
-fn no_such_vcpu(vcpu: u32, max: u32) -> String {
-    format!(
-        "vCPU {vcpu} does not exist (<vcpu> gives vCPUs 0-{})",
-        max - 1
-    )
-}
-
-pub(super) fn vcpu<'d, 'i>(
-    ctx: &mut Ctx<'d, 'i>,
-    n: Option<Node<'d, 'i>>,
-) -> Result<VcpuSpec<'d, 'i>, DomainError> {
-    let Some(n) = n else {
-        // libvirt's default: one vCPU.
-        return Ok(VcpuSpec {
-            max: 1,
-            current: None,
-            cpuset: None,
-            node: None,
-        });
-    };
-    ctx.check_attrs(n, &["placement", "cpuset", "current"]);
-    let max = ctx.number(n, "", text(n))?;
-    if max == 0 {
-        return Err(ctx.text_err(n, "0 is out of range (a domain has at least 1 vCPU)"));
-    }
-    // Before anything is sized by the count (`<vcpus>`, cells, pins).
-    if max > MAX_VCPUS {
-        return Err(ctx.text_err(
-            n,
-            format!(
-                "{max} is out of range (at most {MAX_VCPUS} vCPUs, the largest KVM_MAX_VCPUS of \
-                 x86 Linux)"
-            ),
-        ));
-    }
-    let current = ctx.attr_u32(n, "current")?;
-    match current {
-        Some(0) => {
-            return Err(ctx.attr_err(
-                n,
-                "current",
-                "0 is out of range (at least 1 vCPU is online at boot)",
-            ))
-        }
-        Some(c) if c > max => {
-            return Err(ctx.attr_err(
-                n,
-                "current",
-                format!("{c} is more than the {max} vCPUs of <vcpu>"),
-            ))
-        }
-        _ => {}
-    }
-    let placement = ctx.attr_choice(n, "placement", &["static", "auto"])?;
-    let mut cpuset = ctx.attr_list(n, "cpuset")?;
-    if placement == Some("auto") {
-        ctx.warn(
-            n,
-            "placement='auto' needs numad, which rvmm does not use; the vCPUs are not pinned",
-        );
-        cpuset = None;
-    }
-    Ok(VcpuSpec {
-        max,
-        current,
-        cpuset,
-        node: Some(n),
-    })
-}
-
-/// `<vcpus>`: every vCPU listed with `enabled=yes|no`. Returns the vCPUs online at boot.
-pub(super) fn vcpus(ctx: &mut Ctx, n: Option<Node>, spec: &VcpuSpec) -> Result<u32, DomainError> {
-    let Some(n) = n else {
-        return Ok(spec.current.unwrap_or(spec.max));
-    };
-    ctx.check_attrs(n, &[]);
-    let mut listed: Vec<Option<(bool, Node)>> = vec![None; spec.max as usize];
-    for v in elements(n) {
-        if !v.has_tag_name("vcpu") {
-            ctx.ignored(v, "not a <vcpu>");
-            continue;
-        }
-        ctx.check_attrs(v, &["id", "enabled", "hotpluggable", "order"]);
-        let id = ctx.required_u32(v, "id")?;
-        let Some(slot) = listed.get_mut(id as usize) else {
-            return Err(ctx.attr_err(v, "id", no_such_vcpu(id, spec.max)));
-        };
-        if slot.is_some() {
-            return Err(ctx.attr_err(v, "id", format!("vCPU {id} is listed twice")));
-        }
-        let enabled = ctx
-            .attr_choice(v, "enabled", &["yes", "no"])?
-            .ok_or_else(|| ctx.text_err(v, "the 'enabled' attribute is missing"))?;
-        ctx.attr_choice(v, "hotpluggable", &["yes", "no"])?;
-        *slot = Some((enabled == "yes", v));
-    }
-    if let Some(missing) = listed.iter().position(Option::is_none) {
-        return Err(ctx.text_err(
-            n,
-            format!(
-                "vCPU {missing} is not listed (libvirt needs every vCPU up to the <vcpu> count)"
-            ),
-        ));
-    }
-    let states: Vec<(bool, Node)> = listed.into_iter().flatten().collect();
-    let online = states.iter().filter(|(on, _)| *on).count() as u32;
-    // rvmm brings up vCPUs 0..N-1 at boot, as QEMU's -smp N does; libvirt would hot-plug
-    // the others after start.
-    if let Some((i, (_, v))) = states
-        .iter()
-        .enumerate()
-        .find(|(i, (on, _))| *on && *i as u32 >= online)
-    {
-        let off = states.iter().position(|(on, _)| !on).unwrap_or(0);
-        return Err(ctx.err(
-            *v,
-            tag(*v, &["id", "enabled"]),
-            format!(
-                "vCPU {i} is enabled but vCPU {off} is not (rvmm brings up vCPUs 0 to N-1 at boot; \
-                 enable the first N)"
-            ),
-        ));
-    }
-    if let (Some(current), Some(vn)) = (spec.current, spec.node) {
-        if current != online {
-            return Err(ctx.attr_err(
-                vn,
-                "current",
-                format!("<vcpus> enables {online} vCPUs, not {current}"),
-            ));
-        }
-    }
-    Ok(online)
-}
 
 /// The topology: `<cpu><topology>`, else libvirt's `sockets=M,cores=1,threads=1`.
 pub(super) fn smp(

@@ -5,7 +5,7 @@
 //! |----------------------------------------------------|-------------------------------------------|
 //! | `<name>`                                           | `name` (`--name`)                          |
 //! | `<memory unit>` (or the sum of `<cell memory>`)    | `memory` (`-m SIZE`)                       |
-//! | `<vcpu current cpuset>M</vcpu>`, `<vcpus>`          | `smp.cpus`/`maxcpus`, `pinning.cpuset`     |
+//! | `<vcpu current cpuset>M</vcpu>`, `<vcpus>`          | `smp.cpus`/`maxcpus`, `pinning.cpuset` (vcpus.rs) |
 //! | `<cpu><topology sockets dies cores threads>`       | `smp` (none: `sockets=M,cores=1,threads=1`, as libvirt) |
 //! | `<cpu mode='custom'><model>`                       | `cpu.model`                                |
 //! | `<cpu mode='host-passthrough'>` / `'maximum'`      | `cpu.model = host` / `max`                 |
@@ -32,6 +32,7 @@ mod cpu;
 mod memory;
 mod platform;
 mod units;
+mod vcpus;
 
 #[cfg(test)]
 mod tests;
@@ -409,8 +410,8 @@ pub fn parse_domain(text: &str, file: &str, env: &DomainEnv) -> Result<Domain, D
         Some(n) => platform::name(&ctx, n)?,
         None => return Err(ctx.domain_err("<domain> has no <name> (libvirt requires one)")),
     };
-    let vcpu = cpu::vcpu(&mut ctx, top.vcpu)?;
-    let current = cpu::vcpus(&mut ctx, top.vcpus, &vcpu)?;
+    let vcpu = vcpus::vcpu(&mut ctx, top.vcpu)?;
+    let current = vcpus::vcpus(&mut ctx, top.vcpus, &vcpu)?;
     let smp = cpu::smp(&mut ctx, top.cpu, &vcpu, current)?;
     let pmu = platform::features(&mut ctx, root, top.features)?;
     let cpu_config = cpu::cpu(&mut ctx, top.cpu, pmu, env)?;

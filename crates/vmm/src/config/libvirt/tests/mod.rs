@@ -3,6 +3,7 @@
 
 mod hostile;
 mod memory;
+mod vcpus;
 
 use super::*;
 use crate::config::cpu::{Check, CpuConfig};
@@ -206,7 +207,7 @@ fn vcpu_current_and_libvirt_default_topology() {
     );
     let d = parse(&dom(
         "<memory>1048576</memory><vcpu>4</vcpu><vcpus>\
-         <vcpu id='0' enabled='yes' hotpluggable='no'/><vcpu id='1' enabled='yes'/>\
+         <vcpu id='0' enabled='yes' hotpluggable='no' order='1'/><vcpu id='1' enabled='yes' order='2'/>\
          <vcpu id='2' enabled='yes' order='3'/><vcpu id='3' enabled='no' hotpluggable='yes'/>\
          </vcpus><cpu><topology sockets='1' dies='2' cores='2' threads='1'/></cpu>",
     ))
