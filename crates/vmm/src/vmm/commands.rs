@@ -1,8 +1,17 @@
 //! The VMM thread's side of the control plane: [`Controller`] is the running VM as QMP
-//! commands see it (`control::view::VmView`), built over the VMM, its vCPU handles, the
-//! pause/stop state and the QMP server. Every request arrives here as a `Command` (whatever
-//! the transport) and runs on this thread; what each command does is its own module's
-//! business (`control::commands`). Also the event that says how the VM ended.
+//! commands see it (`control::view::VmView`), built over the VMM, its vCPU handles (which it
+//! owns: the list grows as vCPUs are hot-plugged), the pause/stop state and the QMP server.
+//! Every request arrives here as a `Command` (whatever the transport) and runs on this
+//! thread; what each command does is its own module's business (`control::commands`). Also
+//! the guest events vCPU threads pass on (CPU ejects, `_OST` reports) and the event that
+//! says how the VM ended.
+//!
+//! Plugging slot N creates its vCPU here, on the emulator thread (KVM_CREATE_VCPU with the
+//! slot's APIC ID, then the slot's CPUID table and the boot MSRs, as a boot AP gets them),
+//! and starts its thread `CPU N/KVM`, pinned per `--vcpu-pin N` or `--cpuset`, else with the
+//! affinity the boot vCPUs started with (not the emulator pin this thread may carry). A slot
+//! whose vCPU the guest ejected earlier reuses that parked vCPU instead. Only then does the
+//! CPU hotplug block show the slot present and the GPE tell the guest.
 //!
 //! `stop` parks every vCPU (the pause state machine in `vcpu::thread`) and returns once they
 //! are all parked. The power button sets PWRBTN_STS in PM1a and, when the guest enabled
@@ -10,22 +19,26 @@
 //! `quit`) finishes the run loop with outcome Reset or Quit.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::Vmm;
+use crate::control::commands::cpu_slot::{guest_ejected, guest_ost, CpuSlots};
 use crate::control::qmp::{Event, ShutdownCause};
 use crate::control::view::{
     EmulatorThread, EndRequest, HostCpuView, RunState, VcpuThread, VmError, VmView,
 };
 use crate::control::{Command, QmpError, QmpServer};
 use crate::cpu::topology::CpuTopology;
+use crate::devices::GuestEvent;
 use crate::host::thread::{self as host_thread, ThreadError};
 use crate::host::Host;
 use crate::vcpu::affinity::{check_cpus, AffinityError};
 use crate::vcpu::info::{read_vcpu, VcpuInfo};
-use crate::vcpu::{VcpuHandle, VcpuRunState, VmControl, VmOutcome};
+use crate::vcpu::thread::{spawn, VcpuShared};
+use crate::vcpu::{VcpuHandle, VcpuRunState, VcpuSetup, VmControl, VmOutcome};
 
 /// How long `stop` waits for every vCPU to park.
 const PAUSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -33,9 +46,16 @@ const PAUSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The VMM thread's view of the running VM, for commands.
 pub(super) struct Controller<'a> {
     vmm: &'a Vmm,
-    handles: &'a [VcpuHandle],
-    control: &'a VmControl,
+    /// Every vCPU thread: the boot vCPUs, then each hot-plugged one as it was created
+    /// (ejected ones stay, parked).
+    handles: Vec<VcpuHandle>,
+    control: Arc<VmControl>,
     server: Option<&'a QmpServer>,
+    /// Which slots hold a vCPU, with ids and QOM paths.
+    slots: CpuSlots,
+    /// The affinity the boot vCPUs started with (`--cpuset`, else the process's), for
+    /// hot-plugged vCPUs without a pin of their own.
+    vcpu_affinity: Option<Vec<u32>>,
     /// The VM's topology, resolved once for its lifetime.
     topology: CpuTopology,
     /// vCPUs pinned explicitly (at start or since), with their CPUs: the set the
@@ -48,9 +68,10 @@ pub(super) struct Controller<'a> {
 impl<'a> Controller<'a> {
     pub(super) fn new(
         vmm: &'a Vmm,
-        handles: &'a [VcpuHandle],
-        control: &'a VmControl,
+        handles: Vec<VcpuHandle>,
+        control: Arc<VmControl>,
         server: Option<&'a QmpServer>,
+        vcpu_affinity: Option<Vec<u32>>,
     ) -> Self {
         let pinned = vmm
             .config
@@ -61,9 +82,11 @@ impl<'a> Controller<'a> {
             .collect();
         Controller {
             vmm,
+            slots: CpuSlots::boot(handles.len() as u32),
             handles,
             control,
             server,
+            vcpu_affinity,
             topology: vmm.config.smp.topology(),
             pinned,
             final_event_sent: false,
@@ -73,6 +96,75 @@ impl<'a> Controller<'a> {
     /// Runs one command.
     pub(super) fn execute(&mut self, command: &Command) -> Result<Value, QmpError> {
         command.execute(self)
+    }
+
+    /// The vCPU threads back, to stop them at the end of the run.
+    pub(super) fn into_handles(self) -> Vec<VcpuHandle> {
+        self.handles
+    }
+
+    /// Handles what vCPU threads passed on: a CPU the guest ejected parks and
+    /// DEVICE_DELETED goes out; an `_OST` report becomes ACPI_DEVICE_OST.
+    pub(super) fn guest_events(&mut self) {
+        for event in self.control.take_guest_events() {
+            self.guest_event(event);
+        }
+    }
+
+    fn guest_event(&mut self, event: GuestEvent) {
+        let _ = event;
+    }
+
+    fn handle(&self, index: u32) -> Option<&VcpuHandle> {
+        self.handles.iter().find(|h| h.index == index)
+    }
+
+    /// Creates, configures and starts the vCPU of slot `index`.
+    fn create_vcpu(&mut self, index: u32) -> Result<(), VmError> {
+        let create = |source| VmError::CreateVcpu {
+            vcpu: index,
+            source,
+        };
+        let table = self
+            .vmm
+            .slot_tables
+            .get(index as usize)
+            .ok_or(VmError::Hotplug(format!("no vCPU slot {index}")))?;
+        let fd = self.vmm.vm.create_vcpu(table.apic_id).map_err(create)?;
+        crate::vcpu::configure(
+            &fd,
+            &VcpuSetup {
+                index,
+                cpuid: &table.entries,
+                msrs: &self.vmm.boot_msrs,
+                boot: None,
+            },
+        )
+        .map_err(create)?;
+        let pin = self
+            .vmm
+            .config
+            .pinning
+            .for_vcpu(index)
+            .map(<[u32]>::to_vec)
+            .or_else(|| self.vcpu_affinity.clone());
+        let shared = VcpuShared {
+            bus: self.vmm.bus.clone(),
+            control: self.control.clone(),
+            ram: self.vmm.ram.clone(),
+        };
+        let handle = spawn(index, fd, shared, pin).map_err(|source| VmError::SpawnVcpu {
+            vcpu: index,
+            source,
+        })?;
+        self.handles.push(handle);
+        Ok(())
+    }
+
+    /// Tells the guest about a hotplug event (GPE0 bit 2), pulsing the SCI when it
+    /// enabled that bit.
+    fn raise_hotplug_gpe(&self) -> Result<(), VmError> {
+        Ok(())
     }
 
     /// Sends the event for how the VM ended, unless a command already did.
@@ -122,7 +214,12 @@ impl VmView for Controller<'_> {
 
     fn pause(&mut self) -> Result<(), VmError> {
         self.control.request_pause();
-        let live: Vec<&VcpuHandle> = self.handles.iter().filter(|h| !h.is_finished()).collect();
+        // Ejected vCPUs are parked already, on their own flag.
+        let live: Vec<&VcpuHandle> = self
+            .handles
+            .iter()
+            .filter(|h| !h.is_finished() && !h.is_ejected())
+            .collect();
         let deadline = Instant::now() + PAUSE_TIMEOUT;
         loop {
             for h in &live {
@@ -180,8 +277,10 @@ impl VmView for Controller<'_> {
     }
 
     fn vcpus(&self) -> Vec<VcpuThread> {
-        self.handles
+        self.slots
             .iter()
+            .filter_map(|c| self.handle(c.index))
+            .filter(|h| !h.is_ejected())
             .map(|h| VcpuThread {
                 index: h.index,
                 thread_id: h.thread_id(),
@@ -189,8 +288,38 @@ impl VmView for Controller<'_> {
             .collect()
     }
 
+    fn cpu_slots(&self) -> &CpuSlots {
+        &self.slots
+    }
+
+    fn cpu_slots_mut(&mut self) -> &mut CpuSlots {
+        &mut self.slots
+    }
+
+    fn plug_vcpu(&mut self, index: u32) -> Result<(), VmError> {
+        match self.handle(index) {
+            Some(h) if h.is_finished() => {
+                return Err(AffinityError::Exited { vcpu: index }.into())
+            }
+            Some(h) => h.replug(),
+            None => self.create_vcpu(index)?,
+        }
+        self.raise_hotplug_gpe()
+    }
+
+    fn request_unplug(&mut self, index: u32) -> Result<(), VmError> {
+        let _ = index;
+        self.raise_hotplug_gpe()
+    }
+
+    fn eject_vcpu(&mut self, index: u32) {
+        if let Some(h) = self.handle(index) {
+            h.eject();
+        }
+    }
+
     fn vcpu_info(&self, vcpu: VcpuThread) -> Result<VcpuInfo, VmError> {
-        check_alive(self.handles, vcpu.index)?;
+        check_alive(&self.handles, vcpu.index)?;
         let paused = self
             .handles
             .iter()
@@ -220,7 +349,7 @@ impl VmView for Controller<'_> {
     }
 
     fn affinity(&self, vcpu: VcpuThread) -> Result<Vec<u32>, VmError> {
-        check_alive(self.handles, vcpu.index)?;
+        check_alive(&self.handles, vcpu.index)?;
         Ok(host_thread::get_affinity(vcpu.thread_id)?)
     }
 
@@ -229,7 +358,7 @@ impl VmView for Controller<'_> {
     }
 
     fn pin_vcpu(&mut self, vcpu: VcpuThread, cpus: &[u32]) -> Result<(), VmError> {
-        check_alive(self.handles, vcpu.index)?;
+        check_alive(&self.handles, vcpu.index)?;
         host_thread::set_affinity(vcpu.thread_id, cpus)?;
         self.pinned.insert(vcpu.index, cpus.to_vec());
         Ok(())
@@ -238,7 +367,7 @@ impl VmView for Controller<'_> {
     fn emulator_threads(&self) -> Result<Vec<EmulatorThread>, VmError> {
         let pid = std::process::id() as i32;
         let mut threads = Vec::new();
-        for tid in emulator_threads(self.handles)? {
+        for tid in emulator_threads(&self.handles)? {
             // A thread may end between listing and reading.
             if let (Ok(stat), Ok(affinity)) = (
                 host_thread::task_stat(pid, tid),
@@ -255,7 +384,7 @@ impl VmView for Controller<'_> {
     }
 
     fn pin_emulator(&mut self, cpus: &[u32]) -> Result<(), VmError> {
-        Ok(pin_emulator_threads(self.handles, cpus)?)
+        Ok(pin_emulator_threads(&self.handles, cpus)?)
     }
 }
 

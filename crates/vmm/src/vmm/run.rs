@@ -112,14 +112,23 @@ pub(super) fn run(vmm: &mut Vmm, options: RunOptions) -> Result<VmOutcome, VmmEr
     if let Some(cpus) = &vmm.config.pinning.cpuset {
         host_thread::set_affinity(0, cpus)?;
     }
+    // What the boot vCPUs inherit, for vCPUs plugged later by this thread once it may
+    // carry the emulator pin.
+    let vcpu_affinity = host_thread::get_affinity(0).ok();
     // The control socket exists before the vCPUs run, so a client can watch from the start.
     let server = match &vmm.config.qmp {
         Some(path) => Some(QmpServer::start(path, Version::rvmm())?),
         None => None,
     };
-    let mut handles = start_vcpus(vmm, &control)?;
+    let handles = start_vcpus(vmm, &control)?;
     let vmm: &Vmm = vmm;
-    let controller = Controller::new(vmm, &handles, &control, server.as_ref());
+    let controller = Controller::new(
+        vmm,
+        handles,
+        control.clone(),
+        server.as_ref(),
+        vcpu_affinity,
+    );
 
     let mut events = EventLoop::new(
         vmm,
@@ -136,7 +145,7 @@ pub(super) fn run(vmm: &mut Vmm, options: RunOptions) -> Result<VmOutcome, VmmEr
     let outcome = control.outcome().unwrap_or(VmOutcome::Quit);
     let mut controller = controller;
     controller.emit_end(&outcome);
-    drop(controller);
+    let mut handles = controller.into_handles();
     stop_all(&mut handles);
     if let Some(s) = server {
         s.shutdown();

@@ -10,6 +10,16 @@
 //! counts itself parked; `resume` and `finish` wake it. A vCPU pinned by the user sets its
 //! own affinity before its first KVM_RUN, so it never runs guest code anywhere else.
 //!
+//! A vCPU the guest ejected (CPU hot-unplug) parks the same way on its own flag
+//! ([`VcpuHandle::eject`]): KVM cannot destroy a vCPU, so its thread waits, visible as
+//! [`VcpuRunState::Ejected`], until the slot is plugged again ([`VcpuHandle::replug`]). Then
+//! the thread itself puts the vCPU back in the state of a newly created application
+//! processor (KVM_MP_STATE_UNINITIALIZED: it waits for INIT/SIPI) and runs it again.
+//!
+//! Events the guest raises that are not the end of the VM (a CPU eject, an `_OST` report)
+//! go to the emulator thread through a bounded queue and its eventfd
+//! ([`VmControl::take_guest_events`]).
+//!
 //! Stopping has a deadline ([`STOP_DEADLINE`]): a vCPU that does not leave KVM_RUN (or is
 //! blocked elsewhere) is reported and left to the process exit, never waited on forever.
 //! Each vCPU thread holds the guest RAM ([`GuestRam`]) alive for as long as it runs, so
@@ -17,12 +27,13 @@
 //! dropped before it was stopped stops its thread (with the deadline) on drop.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use kvm_bindings::kvm_run;
+use kvm_bindings::{kvm_mp_state, kvm_run, KVM_MP_STATE_UNINITIALIZED};
 use kvm_ioctls::VcpuFd;
 use thiserror::Error;
 use vmm_sys_util::eventfd::EventFd;
@@ -75,6 +86,10 @@ struct PauseState {
     parked: usize,
 }
 
+/// Guest events queued for the emulator thread at most; more are dropped (and counted)
+/// until it catches up, so a guest writing a register in a loop cannot grow rvmm's memory.
+pub const GUEST_EVENT_QUEUE: usize = 1024;
+
 /// State shared by the VMM thread and every vCPU thread.
 pub struct VmControl {
     stop: AtomicBool,
@@ -82,8 +97,15 @@ pub struct VmControl {
     /// Signalled when the VM should stop; the emulator thread polls it.
     pub stop_evt: EventFd,
     pause: Mutex<PauseState>,
-    /// Wakes parked vCPUs (resume, finish) and the VMM thread waiting for them to park.
+    /// Wakes parked vCPUs (resume, finish, replug) and the VMM thread waiting for them to
+    /// park.
     pause_cv: Condvar,
+    /// Guest events for the emulator thread (CPU ejects, `_OST` reports), oldest first.
+    guest_events: Mutex<VecDeque<GuestEvent>>,
+    /// Signalled when `guest_events` has something; the emulator thread polls it.
+    pub guest_evt: EventFd,
+    /// Guest events dropped because the queue was full.
+    guest_events_dropped: AtomicU64,
 }
 
 impl VmControl {
@@ -94,7 +116,59 @@ impl VmControl {
             stop_evt: EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)?,
             pause: Mutex::new(PauseState::default()),
             pause_cv: Condvar::new(),
+            guest_events: Mutex::new(VecDeque::new()),
+            guest_evt: EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)?,
+            guest_events_dropped: AtomicU64::new(0),
         })
+    }
+
+    /// Queues a guest event for the emulator thread and wakes it (a vCPU thread calls
+    /// this). Returns false if the queue was full and the event was dropped.
+    pub fn post_guest_event(&self, event: GuestEvent) -> bool {
+        let mut q = self
+            .guest_events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if q.len() >= GUEST_EVENT_QUEUE {
+            self.guest_events_dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        q.push_back(event);
+        drop(q);
+        let _ = self.guest_evt.write(1);
+        true
+    }
+
+    /// Every queued guest event, oldest first (the emulator thread calls this when
+    /// `guest_evt` is readable).
+    pub fn take_guest_events(&self) -> Vec<GuestEvent> {
+        let _ = self.guest_evt.read();
+        let mut q = self
+            .guest_events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        q.drain(..).collect()
+    }
+
+    /// How many guest events were dropped because the queue was full.
+    pub fn guest_events_dropped(&self) -> u64 {
+        self.guest_events_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Wakes every thread waiting on the pause condition (parked, ejected or waiting for
+    /// parks) to look at its flags again.
+    fn wake_parked(&self) {
+        let _guard = self.pause_state();
+        self.pause_cv.notify_all();
+    }
+
+    /// Called by a vCPU thread the guest ejected: waits until it is plugged again
+    /// (`ejected` cleared) or the VM stops.
+    fn park_ejected(&self, ejected: &AtomicBool) {
+        let mut st = self.pause_state();
+        while ejected.load(Ordering::SeqCst) && !self.stopping() {
+            st = self.pause_cv.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
     }
 
     fn pause_state(&self) -> std::sync::MutexGuard<'_, PauseState> {
@@ -220,6 +294,9 @@ pub enum VcpuRunState {
     Paused = 1,
     /// The thread has left its loop.
     Finished = 2,
+    /// Parked because the guest ejected the vCPU (CPU hot-unplug); a later plug of its
+    /// slot runs it again.
+    Ejected = 3,
 }
 
 impl VcpuRunState {
@@ -227,9 +304,19 @@ impl VcpuRunState {
         match v {
             0 => VcpuRunState::Running,
             1 => VcpuRunState::Paused,
+            3 => VcpuRunState::Ejected,
             _ => VcpuRunState::Finished,
         }
     }
+}
+
+/// A vCPU's hotplug flags, shared by its handle and its thread.
+#[derive(Debug, Default)]
+struct SlotFlags {
+    /// The guest ejected the vCPU: its thread parks.
+    ejected: AtomicBool,
+    /// Plugged again after an eject: the thread resets the vCPU before running it.
+    reset: AtomicBool,
 }
 
 /// A running vCPU thread. Dropping it stops and joins the thread (see [`stop_all`]).
@@ -240,9 +327,30 @@ pub struct VcpuHandle {
     pub tid: Arc<AtomicI32>,
     state: Arc<AtomicU8>,
     control: Arc<VmControl>,
+    slot: Arc<SlotFlags>,
 }
 
 impl VcpuHandle {
+    /// Parks the vCPU the guest ejected: it stops running guest code at its next exit (it
+    /// is kicked now) and its thread waits until [`replug`](Self::replug).
+    pub fn eject(&self) {
+        self.slot.ejected.store(true, Ordering::SeqCst);
+        self.kick();
+    }
+
+    /// Runs an ejected vCPU again as a new application processor: its thread resets it to
+    /// wait for INIT/SIPI, then enters KVM_RUN.
+    pub fn replug(&self) {
+        self.slot.reset.store(true, Ordering::SeqCst);
+        self.slot.ejected.store(false, Ordering::SeqCst);
+        self.control.wake_parked();
+    }
+
+    /// Whether the guest ejected this vCPU (and it was not plugged again since).
+    pub fn is_ejected(&self) -> bool {
+        self.slot.ejected.load(Ordering::SeqCst)
+    }
+
     /// Interrupts KVM_RUN on this vCPU.
     pub fn kick(&self) {
         if let Some(t) = &self.thread {
@@ -320,6 +428,7 @@ pub(crate) fn exited_handle_for_test(index: u32) -> VcpuHandle {
         tid: Arc::new(AtomicI32::new(0)),
         state: Arc::new(AtomicU8::new(VcpuRunState::Finished as u8)),
         control: Arc::new(VmControl::new().expect("eventfd")),
+        slot: Arc::default(),
     }
 }
 
@@ -408,7 +517,9 @@ pub fn spawn(
     let VcpuShared { bus, control, ram } = shared;
     let tid = Arc::new(AtomicI32::new(0));
     let state = Arc::new(AtomicU8::new(VcpuRunState::Running as u8));
-    let (tid2, state2, control2) = (tid.clone(), state.clone(), control.clone());
+    let slot = Arc::new(SlotFlags::default());
+    let (tid2, state2, control2, slot2) =
+        (tid.clone(), state.clone(), control.clone(), slot.clone());
     let (started_tx, started_rx) =
         std::sync::mpsc::channel::<Result<(), crate::host::thread::ThreadError>>();
     let thread = std::thread::Builder::new()
@@ -429,7 +540,11 @@ pub fn spawn(
             crate::sandbox::apply(crate::sandbox::Role::Vcpu);
             let _ = started_tx.send(Ok(()));
             KVM_RUN_PTR.with(|c| c.set(vcpu.get_kvm_run() as *mut kvm_run));
-            run_loop(index, &mut vcpu, &bus, &control, &state2);
+            let flags = LoopFlags {
+                state: &state2,
+                slot: &slot2,
+            };
+            run_loop(index, &mut vcpu, &bus, &control, flags);
             KVM_RUN_PTR.with(|c| c.set(std::ptr::null_mut()));
             state2.store(VcpuRunState::Finished as u8, Ordering::SeqCst);
         })
@@ -440,6 +555,7 @@ pub fn spawn(
         tid,
         state,
         control,
+        slot,
     };
     match started_rx.recv() {
         Ok(Ok(())) => Ok(handle),
@@ -457,8 +573,40 @@ pub fn spawn(
     }
 }
 
-fn run_loop(index: u32, vcpu: &mut VcpuFd, bus: &Bus, control: &VmControl, state: &AtomicU8) {
+/// A vCPU thread's own state words.
+#[derive(Clone, Copy)]
+struct LoopFlags<'a> {
+    state: &'a AtomicU8,
+    slot: &'a SlotFlags,
+}
+
+/// Puts a vCPU back in the state KVM gives a new application processor: waiting for
+/// INIT/SIPI (the INIT resets its registers and local APIC).
+fn reset_for_plug(vcpu: &VcpuFd) -> Result<(), kvm_ioctls::Error> {
+    vcpu.set_mp_state(kvm_mp_state {
+        mp_state: KVM_MP_STATE_UNINITIALIZED,
+    })
+}
+
+fn run_loop(index: u32, vcpu: &mut VcpuFd, bus: &Bus, control: &VmControl, flags: LoopFlags) {
+    let LoopFlags { state, slot } = flags;
     while !control.stopping() {
+        if slot.ejected.load(Ordering::SeqCst) {
+            state.store(VcpuRunState::Ejected as u8, Ordering::SeqCst);
+            control.park_ejected(&slot.ejected);
+            state.store(VcpuRunState::Running as u8, Ordering::SeqCst);
+            continue;
+        }
+        if slot.reset.swap(false, Ordering::SeqCst) {
+            if let Err(e) = reset_for_plug(vcpu) {
+                control.finish(VmOutcome::Fault {
+                    vcpu: index,
+                    fault: VcpuFault::Unexpected(format!("KVM_SET_MP_STATE failed: {e}")),
+                    detail: String::new(),
+                });
+                continue;
+            }
+        }
         if control.pause_requested() {
             state.store(VcpuRunState::Paused as u8, Ordering::SeqCst);
             control.park();
@@ -536,6 +684,7 @@ mod tests {
             tid: Arc::new(AtomicI32::new(0)),
             state: Arc::new(AtomicU8::new(VcpuRunState::Running as u8)),
             control: control.clone(),
+            slot: Arc::default(),
         }
     }
 
