@@ -1,10 +1,13 @@
 //! The port-I/O bus: routes each guest IN/OUT to the device that owns the port. Unclaimed
 //! ports read as all-ones and ignore writes, as on a PC with nothing there. There is no
 //! user-space MMIO device yet: the local APICs and the IOAPIC live in KVM. isa-debug-exit
-//! (port 0xf4) is there only when the machine has it (`--machine debug-exit=`).
+//! (port 0xf4) is there only when the machine has it (`--machine debug-exit=`). The CPU
+//! hotplug block (0xaf00) and GPE0 (0xafe0) are QEMU PIIX-PM's.
 
 use std::sync::Mutex;
 
+use super::cpu_hotplug::CpuHotplug;
+use super::gpe::Gpe0;
 use super::pm::Pm;
 use super::serial::Com1;
 use super::{i8042, GuestEvent};
@@ -14,6 +17,8 @@ use crate::memory::layout::{COM1_PORT, DEBUG_EXIT_PORT, I8042_CMD_PORT, I8042_DA
 pub struct Bus {
     pub com1: Mutex<Com1>,
     pub pm: Mutex<Pm>,
+    pub cpu_hotplug: Mutex<CpuHotplug>,
+    pub gpe: Mutex<Gpe0>,
     /// Whether port 0xf4 is QEMU's isa-debug-exit.
     debug_exit: bool,
 }
@@ -24,11 +29,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Bus {
-    /// A bus with COM1, the PM registers and, with `debug_exit`, isa-debug-exit.
-    pub fn new(com1: Com1, debug_exit: bool) -> Self {
+    /// A bus with COM1, the PM registers, GPE0, the CPU hotplug block and, with
+    /// `debug_exit`, isa-debug-exit.
+    pub fn new(com1: Com1, debug_exit: bool, cpu_hotplug: CpuHotplug) -> Self {
         Bus {
             com1: Mutex::new(com1),
             pm: Mutex::new(Pm::default()),
+            cpu_hotplug: Mutex::new(cpu_hotplug),
+            gpe: Mutex::new(Gpe0::default()),
             debug_exit,
         }
     }
@@ -44,6 +52,8 @@ impl Bus {
             }
             I8042_DATA_PORT | I8042_CMD_PORT => data.fill(i8042::read(port)),
             p if Pm::owns(p) => lock(&self.pm).read(p, data),
+            p if CpuHotplug::owns(p) => lock(&self.cpu_hotplug).read(p, data),
+            p if Gpe0::owns(p) => lock(&self.gpe).read(p, data),
             _ => data.fill(0xff),
         }
     }
@@ -70,6 +80,11 @@ impl Bus {
                 Some(GuestEvent::DebugExit(u32::from_le_bytes(value)))
             }
             p if Pm::owns(p) => lock(&self.pm).write(p, data),
+            p if CpuHotplug::owns(p) => lock(&self.cpu_hotplug).write(p, data),
+            p if Gpe0::owns(p) => {
+                lock(&self.gpe).write(p, data);
+                None
+            }
             _ => None,
         }
     }
@@ -112,7 +127,10 @@ mod tests {
         let buffer = out.0.clone();
         let irq = EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC).unwrap();
         let uart = com1(irq, SerialOutput::To(Box::new(out)));
-        (Bus::new(uart, debug_exit), buffer)
+        (
+            Bus::new(uart, debug_exit, CpuHotplug::new(vec![0, 1], 1)),
+            buffer,
+        )
     }
 
     fn bus() -> (Bus, Arc<Mutex<Vec<u8>>>) {
@@ -158,5 +176,32 @@ mod tests {
         let mut lsr = [0u8];
         bus.pio_read(0x3fd, &mut lsr);
         assert_eq!(lsr[0] & 0x60, 0x60);
+    }
+
+    #[test]
+    fn routes_cpu_hotplug_and_gpe0() {
+        let (bus, _) = bus();
+        // The legacy bitmap: the boot CPU's bit; then the switch to the modern block.
+        let mut b = [0u8; 4];
+        bus.pio_read(0xaf00, &mut b);
+        assert_eq!(b, [1, 0, 0, 0]);
+        assert_eq!(bus.pio_write(0xaf00, &[0, 0, 0, 0]), None);
+        assert!(bus.cpu_hotplug.lock().unwrap().is_modern());
+        bus.cpu_hotplug.lock().unwrap().plug(1).unwrap();
+        bus.pio_write(0xaf00, &1u32.to_le_bytes());
+        bus.pio_read(0xaf04, &mut b[..1]);
+        assert_eq!(b[0], 0b11, "enabled, insert event");
+        assert_eq!(
+            bus.pio_write(0xaf04, &[1 << 3]),
+            Some(GuestEvent::CpuEject { slot: 1 })
+        );
+        // GPE0: enable bit 2, raise it, clear it.
+        bus.pio_write(0xafe2, &[1 << 2]);
+        assert!(bus.gpe.lock().unwrap().raise(2));
+        bus.pio_read(0xafe0, &mut b);
+        assert_eq!(b, [4, 0, 4, 0]);
+        assert_eq!(bus.pio_write(0xafe0, &[4]), None);
+        bus.pio_read(0xafe0, &mut b[..1]);
+        assert_eq!(b[0], 0);
     }
 }

@@ -407,7 +407,11 @@ pub fn device_bus(data: &[u8]) {
     let Ok(irq) = EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) else {
         return;
     };
-    let bus = Bus::new(com1(irq, SerialOutput::To(Box::new(std::io::sink()))), true);
+    let bus = Bus::new(
+        com1(irq, SerialOutput::To(Box::new(std::io::sink()))),
+        true,
+        crate::devices::cpu_hotplug::CpuHotplug::new(vec![0, 1, 2, 3], 1),
+    );
     const OPS: [BusOp; 6] = [
         BusOp::PioRead,
         BusOp::PioWrite,

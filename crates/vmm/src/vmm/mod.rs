@@ -28,6 +28,7 @@ use crate::config::{BootSource, ConfigError, GuestNuma, VmConfig};
 use crate::control;
 use crate::cpu::builder::{BuilderError, CpuPlan, VcpuCpuid, VmCpuTables};
 use crate::cpu::msr;
+use crate::devices::cpu_hotplug::CpuHotplug;
 use crate::devices::serial::{com1, SerialOutput};
 use crate::devices::Bus;
 use crate::host::thread::ThreadError;
@@ -153,7 +154,8 @@ impl Vmm {
         let vm = create_vm(&host, &ram, &config)?;
 
         let debug_exit = config.machine.debug_exit_for(&config.boot) == Switch::On;
-        let (bus, sci) = create_devices(&vm, options.serial, debug_exit)?;
+        let hotplug = CpuHotplug::new(cpu_tables.topology.apic_ids(), config.smp.cpus);
+        let (bus, sci) = create_devices(&vm, options.serial, debug_exit, hotplug)?;
         let boot_entry = load_firmware_and_kernel(&config, &cpu_tables, &numa, &ram)?;
         let boot_msrs = msr::boot_msrs(&host.msr_index_list);
         let vcpus = create_vcpus(&vm, &cpu_tables, &boot_msrs, &boot_entry)?;
@@ -232,16 +234,17 @@ fn create_vm(host: &KvmHost, ram: &Arc<GuestRam>, config: &VmConfig) -> Result<V
     Ok(unsafe { Vm::new(&host.kvm, slots, options) }?)
 }
 
-/// The device bus (COM1 on its irqfd, the PM registers, isa-debug-exit if wanted) and the
-/// SCI's irqfd.
+/// The device bus (COM1 on its irqfd, the PM registers, GPE0 and the CPU hotplug block,
+/// isa-debug-exit if wanted) and the SCI's irqfd.
 fn create_devices(
     vm: &Vm,
     serial: SerialOutput,
     debug_exit: bool,
+    cpu_hotplug: CpuHotplug,
 ) -> Result<(Arc<Bus>, EventFd), VmmError> {
     let serial_irq = vm.irqfd(IrqLine::Com1)?;
     let sci = vm.irqfd(IrqLine::Sci)?;
-    let bus = Bus::new(com1(serial_irq, serial), debug_exit);
+    let bus = Bus::new(com1(serial_irq, serial), debug_exit, cpu_hotplug);
     Ok((Arc::new(bus), sci))
 }
 

@@ -629,6 +629,8 @@ fn run_loop(index: u32, vcpu: &mut VcpuFd, bus: &Bus, control: &VmControl, flags
             ExitAction::Guest(GuestEvent::DebugExit(value)) => {
                 control.finish(VmOutcome::DebugExit(value))
             }
+            // The emulator thread's business (vCPU hotplug); not routed there yet.
+            ExitAction::Guest(GuestEvent::CpuEject { .. } | GuestEvent::CpuOst { .. }) => {}
             ExitAction::Fault(fault) => {
                 let detail = fault_detail(vcpu, &fault);
                 control.finish(VmOutcome::Fault {
