@@ -277,7 +277,10 @@ mod tests {
         assert_eq!(one.slot_table(0).unwrap(), one.vcpus[0]);
         let slot3 = one.slot_table(3).unwrap();
         assert_eq!((slot3.index, slot3.apic_id), (3, 3));
-        assert_eq!(crate::cpuid::find(&slot3.entries, 1, 0).unwrap().ebx >> 24, 3);
+        assert_eq!(
+            crate::cpuid::find(&slot3.entries, 1, 0).unwrap().ebx >> 24,
+            3
+        );
         assert_eq!(one.slot_table(4), None);
     }
 

@@ -52,6 +52,10 @@ pub(crate) enum VmError {
     /// The CPU hotplug register block refused the request.
     #[error("CPU hotplug: {0}")]
     Hotplug(String),
+    /// QEMU's PIIX-PM text for an unplug before the guest switched the CPU hotplug block to
+    /// its modern mode.
+    #[error("acpi: device unplug request for not supported device type: {type_name}")]
+    UnplugUnsupported { type_name: String },
 }
 
 impl From<VmError> for QmpError {

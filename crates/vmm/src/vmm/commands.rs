@@ -25,16 +25,18 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::Vmm;
-use crate::control::commands::cpu_slot::{guest_ejected, guest_ost, CpuSlots};
+use crate::control::commands::cpu_slot::{guest_ejected, guest_ost, type_name, CpuSlots};
 use crate::control::qmp::{Event, ShutdownCause};
 use crate::control::view::{
     EmulatorThread, EndRequest, HostCpuView, RunState, VcpuThread, VmError, VmView,
 };
 use crate::control::{Command, QmpError, QmpServer};
 use crate::cpu::topology::CpuTopology;
+use crate::devices::cpu_hotplug::{CpuHotplug, CpuHotplugError};
 use crate::devices::GuestEvent;
 use crate::host::thread::{self as host_thread, ThreadError};
 use crate::host::Host;
+use crate::memory::layout::GPE_CPU_HOTPLUG_BIT;
 use crate::vcpu::affinity::{check_cpus, AffinityError};
 use crate::vcpu::info::{read_vcpu, VcpuInfo};
 use crate::vcpu::thread::{spawn, VcpuShared};
@@ -112,7 +114,24 @@ impl<'a> Controller<'a> {
     }
 
     fn guest_event(&mut self, event: GuestEvent) {
-        let _ = event;
+        match event {
+            GuestEvent::CpuEject { slot } => guest_ejected(self, slot),
+            GuestEvent::CpuOst {
+                slot,
+                event,
+                status,
+            } => guest_ost(self, slot, event, status),
+            // Ends of the VM never come this way (the vCPU thread finishes the VM).
+            GuestEvent::Poweroff | GuestEvent::Reset | GuestEvent::DebugExit(_) => {}
+        }
+    }
+
+    fn cpu_hotplug(&self) -> std::sync::MutexGuard<'_, CpuHotplug> {
+        self.vmm
+            .bus
+            .cpu_hotplug
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     fn handle(&self, index: u32) -> Option<&VcpuHandle> {
@@ -164,6 +183,16 @@ impl<'a> Controller<'a> {
     /// Tells the guest about a hotplug event (GPE0 bit 2), pulsing the SCI when it
     /// enabled that bit.
     fn raise_hotplug_gpe(&self) -> Result<(), VmError> {
+        let raise = self
+            .vmm
+            .bus
+            .gpe
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .raise(GPE_CPU_HOTPLUG_BIT);
+        if raise {
+            self.vmm.sci.write(1).map_err(VmError::Sci)?;
+        }
         Ok(())
     }
 
@@ -297,19 +326,33 @@ impl VmView for Controller<'_> {
     }
 
     fn plug_vcpu(&mut self, index: u32) -> Result<(), VmError> {
+        // The vCPU exists (waiting for INIT/SIPI) before the guest can see the slot enabled.
         match self.handle(index) {
-            Some(h) if h.is_finished() => {
-                return Err(AffinityError::Exited { vcpu: index }.into())
-            }
+            Some(h) if h.is_finished() => return Err(AffinityError::Exited { vcpu: index }.into()),
             Some(h) => h.replug(),
             None => self.create_vcpu(index)?,
+        }
+        let plugged = self.cpu_hotplug().plug(index);
+        if let Err(e) = plugged {
+            // Not reachable while the slot table and the block agree; the vCPU is parked
+            // again rather than left running in a slot the guest does not see.
+            self.eject_vcpu(index);
+            return Err(VmError::Hotplug(e.to_string()));
         }
         self.raise_hotplug_gpe()
     }
 
     fn request_unplug(&mut self, index: u32) -> Result<(), VmError> {
-        let _ = index;
-        self.raise_hotplug_gpe()
+        let requested = self.cpu_hotplug().request_unplug(index);
+        match requested {
+            Ok(()) => self.raise_hotplug_gpe(),
+            // QEMU's PIIX-PM has no unplug for CPUs until the guest switches to the modern
+            // interface.
+            Err(CpuHotplugError::LegacyMode) => Err(VmError::UnplugUnsupported {
+                type_name: type_name(&self.vmm.config.cpu.model),
+            }),
+            Err(e) => Err(VmError::Hotplug(e.to_string())),
+        }
     }
 
     fn eject_vcpu(&mut self, index: u32) {

@@ -125,10 +125,7 @@ impl VmControl {
     /// Queues a guest event for the emulator thread and wakes it (a vCPU thread calls
     /// this). Returns false if the queue was full and the event was dropped.
     pub fn post_guest_event(&self, event: GuestEvent) -> bool {
-        let mut q = self
-            .guest_events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut q = self.guest_events.lock().unwrap_or_else(|p| p.into_inner());
         if q.len() >= GUEST_EVENT_QUEUE {
             self.guest_events_dropped.fetch_add(1, Ordering::Relaxed);
             return false;
@@ -143,10 +140,7 @@ impl VmControl {
     /// `guest_evt` is readable).
     pub fn take_guest_events(&self) -> Vec<GuestEvent> {
         let _ = self.guest_evt.read();
-        let mut q = self
-            .guest_events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut q = self.guest_events.lock().unwrap_or_else(|p| p.into_inner());
         q.drain(..).collect()
     }
 
@@ -629,8 +623,12 @@ fn run_loop(index: u32, vcpu: &mut VcpuFd, bus: &Bus, control: &VmControl, flags
             ExitAction::Guest(GuestEvent::DebugExit(value)) => {
                 control.finish(VmOutcome::DebugExit(value))
             }
-            // The emulator thread's business (vCPU hotplug); not routed there yet.
-            ExitAction::Guest(GuestEvent::CpuEject { .. } | GuestEvent::CpuOst { .. }) => {}
+            // The emulator thread's business (vCPU hotplug).
+            ExitAction::Guest(
+                event @ (GuestEvent::CpuEject { .. } | GuestEvent::CpuOst { .. }),
+            ) => {
+                control.post_guest_event(event);
+            }
             ExitAction::Fault(fault) => {
                 let detail = fault_detail(vcpu, &fault);
                 control.finish(VmOutcome::Fault {
@@ -743,6 +741,92 @@ mod tests {
         assert!(control.stopping());
         assert_eq!(control.outcome(), Some(VmOutcome::Quit));
         assert!(ended.load(Ordering::SeqCst), "joined: the thread had ended");
+    }
+
+    #[test]
+    fn guest_events_queue_in_order_and_are_bounded() {
+        use std::os::fd::AsRawFd;
+        let control = VmControl::new().unwrap();
+        let readable = |c: &VmControl| {
+            let mut fd = libc::pollfd {
+                fd: c.guest_evt.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd, no wait.
+            unsafe { libc::poll(&mut fd, 1, 0) == 1 }
+        };
+        assert!(!readable(&control));
+        assert!(control.post_guest_event(GuestEvent::CpuEject { slot: 2 }));
+        assert!(control.post_guest_event(GuestEvent::CpuOst {
+            slot: 2,
+            event: 3,
+            status: 0
+        }));
+        assert!(readable(&control));
+        assert_eq!(
+            control.take_guest_events(),
+            [
+                GuestEvent::CpuEject { slot: 2 },
+                GuestEvent::CpuOst {
+                    slot: 2,
+                    event: 3,
+                    status: 0
+                }
+            ]
+        );
+        assert!(
+            !readable(&control),
+            "taking the events consumes the wake-up"
+        );
+        for slot in 0..GUEST_EVENT_QUEUE as u32 {
+            assert!(control.post_guest_event(GuestEvent::CpuEject { slot }));
+        }
+        assert!(!control.post_guest_event(GuestEvent::CpuEject { slot: 0 }));
+        assert_eq!(control.guest_events_dropped(), 1);
+        assert_eq!(control.take_guest_events().len(), GUEST_EVENT_QUEUE);
+    }
+
+    /// An ejected vCPU's thread waits on its flag through pauses and resumes, and leaves
+    /// when it is plugged again or the VM stops.
+    #[test]
+    fn an_ejected_vcpu_parks_until_replugged_or_stopped() {
+        install_kick_handler().unwrap();
+        let control = Arc::new(VmControl::new().unwrap());
+        let parked_thread = |h: &VcpuHandle| {
+            let (c, slot, done) = (
+                control.clone(),
+                h.slot.clone(),
+                Arc::new(AtomicBool::new(false)),
+            );
+            let d = done.clone();
+            let t = std::thread::spawn(move || {
+                c.park_ejected(&slot.ejected);
+                d.store(true, Ordering::SeqCst);
+            });
+            (t, done)
+        };
+        let h = handle(5, &control, || {});
+        h.eject();
+        assert!(h.is_ejected());
+        let (t, done) = parked_thread(&h);
+        control.request_pause();
+        control.resume();
+        assert!(!done.load(Ordering::SeqCst) || !h.is_ejected());
+        h.replug();
+        t.join().unwrap();
+        assert!(done.load(Ordering::SeqCst));
+        assert!(!h.is_ejected());
+        assert!(
+            h.slot.reset.load(Ordering::SeqCst),
+            "the thread resets it first"
+        );
+
+        h.eject();
+        let (t, done) = parked_thread(&h);
+        control.finish(VmOutcome::Quit);
+        t.join().unwrap();
+        assert!(done.load(Ordering::SeqCst));
     }
 
     #[test]

@@ -135,7 +135,8 @@ impl VmView for FakeVm {
         }
         let thread_id = 100 + index as i32;
         self.vcpus.push(VcpuThread { index, thread_id });
-        self.affinity.insert(thread_id, (0..self.host_cpus).collect());
+        self.affinity
+            .insert(thread_id, (0..self.host_cpus).collect());
         self.plugged.push(index);
         Ok(())
     }

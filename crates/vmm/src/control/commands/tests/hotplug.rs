@@ -93,10 +93,7 @@ fn device_add_checks_as_qemu_7_2() {
             cpu(json!({"thread-id": 1})),
             "Invalid CPU thread-id: 1 must be in range 0:0",
         ),
-        (
-            cpu(json!({"socket-id": 0})),
-            "CPU[0] with APIC ID 0 exists",
-        ),
+        (cpu(json!({"socket-id": 0})), "CPU[0] with APIC ID 0 exists"),
     ] {
         assert_eq!(add_err(&mut vm, arguments.clone()), expected, "{arguments}");
     }
@@ -200,7 +197,9 @@ fn device_del_asks_the_guest_and_the_eject_deletes() {
         "Parameter 'id' is missing"
     );
     assert_eq!(
-        run(&mut vm, "device_del", json!({"id": 2})).unwrap_err().desc,
+        run(&mut vm, "device_del", json!({"id": 2}))
+            .unwrap_err()
+            .desc,
         "Invalid parameter type for 'id', expected: string"
     );
     let e = run(&mut vm, "device_del", json!({"id": "cpu2"})).unwrap_err();
@@ -233,11 +232,17 @@ fn device_del_asks_the_guest_and_the_eject_deletes() {
         json!({"driver": CPU, "id": "cpu2", "socket-id": 1, "core-id": 0, "thread-id": 0}),
     )
     .unwrap();
-    assert_eq!(run(&mut vm, "device_del", json!({"id": "cpu2"})), Ok(json!({})));
+    assert_eq!(
+        run(&mut vm, "device_del", json!({"id": "cpu2"})),
+        Ok(json!({}))
+    );
     // Asking again before the guest answers is allowed for CPUs.
     run(&mut vm, "device_del", json!({"id": "cpu2"})).unwrap();
     assert_eq!(vm.unplug_requests, [1, 2, 2]);
-    assert!(vm.events.is_empty(), "no DEVICE_DELETED before the guest ejects");
+    assert!(
+        vm.events.is_empty(),
+        "no DEVICE_DELETED before the guest ejects"
+    );
     assert_eq!(slot_path(&mut vm, 2), "/machine/peripheral/cpu2");
 
     // The guest reports, then ejects.
