@@ -4,11 +4,15 @@
 //! thread `CPU N/KVM`, pinned per `--vcpu-pin`, and the queries show it with its props and
 //! qom-path), QEMU 7.2's refusals and texts, `device_del` of the boot CPU refused and of a
 //! plugged one answered as QEMU's PIIX-PM answers before the guest switched to the modern
-//! interface; the hot-added vCPU pauses, resumes and stops with the others.
+//! interface; the hot-added vCPU pauses, resumes and stops with the others. And, on the
+//! library's vCPU threads with a real KVM vCPU, what an eject does: the thread parks, a
+//! replug resets the vCPU from its own thread and runs it again, and a parked thread still
+//! stops with the VM.
 
 mod common;
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::kvm_available;
 use common::vm::{allowed_cpus, comm, task_stat, taskset_list, threads, BackgroundVm};
@@ -128,13 +132,27 @@ fn device_add_creates_a_pinned_vcpu_thread_and_the_queries_follow() {
     assert!(threads(pid).contains(&tid), "thread {tid} is rvmm's");
     assert_eq!(comm(pid, tid), "CPU 2/KVM");
     assert_eq!(taskset_list(tid), pin.to_string());
+    // Filtered like every vCPU thread: the emulator thread's filter, inherited, and the
+    // vCPU role's on top.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(|v| v.trim().to_string())
+    };
+    assert_eq!(field("Seccomp").as_deref(), Some("2"), "{status}");
+    assert_eq!(field("NoNewPrivs").as_deref(), Some("1"), "{status}");
+    if let Some(n) = field("Seccomp_filters") {
+        assert_eq!(n, "2", "{status}");
+    }
     let slots = c.ok("query-hotpluggable-cpus", None);
     assert_eq!(slots[1]["qom-path"], "/machine/peripheral/cpu2");
     assert_eq!(slots[3]["qom-path"], "/machine/unattached/device[0]");
     assert_eq!(slots[0].get("qom-path"), None);
 
     // It waits for INIT/SIPI inside KVM_RUN: halted, not spinning.
-    let start = std::time::Instant::now();
+    let start = Instant::now();
     while task_stat(pid, tid).0 != 'S' {
         assert!(
             start.elapsed() < Duration::from_secs(10),
@@ -211,4 +229,158 @@ fn device_add_creates_a_pinned_vcpu_thread_and_the_queries_follow() {
         "{:?}",
         c.events
     );
+}
+
+/// A vCPU plugged while the emulator thread carries `--emulator-pin` starts with the boot
+/// vCPUs' affinity, not the emulator's; `vcpupin`, `emulatorpin` and `vcpuinfo` see it.
+#[test]
+fn a_plugged_vcpu_is_not_an_emulator_thread() {
+    let test = "a_plugged_vcpu_is_not_an_emulator_thread";
+    if !kvm_available(test) {
+        return;
+    }
+    let cpus = allowed_cpus();
+    if cpus.len() < 2 {
+        common::skip(test, "needs two usable host CPUs");
+        return;
+    }
+    let (a, b) = (cpus[0], cpus[1]);
+    let vm = BackgroundVm::start(
+        "hotplug-emulator-pin",
+        &[
+            "--smp",
+            "1,maxcpus=2",
+            "--emulator-pin",
+            &a.to_string(),
+            "--append",
+            "mode=halt",
+        ],
+    );
+    vm.wait_halted();
+    let mut c = vm.client();
+    let slot1 = c.ok("query-hotpluggable-cpus", None)[0].clone();
+    let mut args = slot1["props"].clone();
+    args["driver"] = slot1["type"].clone();
+    c.ok("device_add", Some(args));
+    let fast = c.ok("query-cpus-fast", None);
+    let tid = |i: usize| fast[i]["thread-id"].as_i64().unwrap() as i32;
+    assert_eq!(
+        fast[1]["qom-path"], "/machine/peripheral-anon/device[0]",
+        "no id: QEMU's anonymous path"
+    );
+    assert_eq!(taskset_list(tid(1)), taskset_list(tid(0)));
+    assert_ne!(taskset_list(tid(1)), a.to_string());
+
+    // emulatorpin moves every thread but the vCPUs, the plugged one included.
+    let before = taskset_list(tid(1));
+    c.ok(
+        "__org.rvmm_emulatorpin",
+        Some(json!({"cpus": b.to_string()})),
+    );
+    assert_eq!(taskset_list(tid(1)), before);
+    // vcpupin reaches it.
+    let pinned = c.ok(
+        "__org.rvmm_vcpupin",
+        Some(json!({"vcpu": 1, "cpus": b.to_string()})),
+    );
+    assert_eq!(pinned["vcpus"][0]["thread-id"], tid(1));
+    assert_eq!(taskset_list(tid(1)), b.to_string());
+    let info = c.ok("__org.rvmm_vcpuinfo", None);
+    assert_eq!(info["vcpus"][1]["thread-id"], tid(1));
+    assert_eq!(info["vcpus"][1]["affinity"], b.to_string());
+    c.ok("quit", None);
+    assert!(vm.wait(Duration::from_secs(20)).status.success());
+}
+
+/// Waits (up to 10 s) until `done` holds; panics naming `what` otherwise.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(10), "never: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn an_ejected_vcpu_parks_and_a_replug_runs_it_again() {
+    use vmm::devices::cpu_hotplug::CpuHotplug;
+    use vmm::devices::serial::{com1, SerialOutput};
+    use vmm::devices::Bus;
+    use vmm::host::KvmHost;
+    use vmm::machine::{IrqLine, MachineOptions, RamSlot, Vm};
+    use vmm::memory::GuestRam;
+    use vmm::vcpu::thread::{install_kick_handler, spawn, stop_all, VcpuShared};
+    use vmm::vcpu::{VcpuRunState, VmControl, VmOutcome};
+
+    if !kvm_available("an_ejected_vcpu_parks_and_a_replug_runs_it_again") {
+        return;
+    }
+    let host = KvmHost::open().unwrap();
+    let ram = Arc::new(GuestRam::new(4 << 20).unwrap());
+    let slots: Vec<RamSlot> = ram
+        .regions()
+        .map(|(range, host_addr)| RamSlot {
+            guest_addr: range.base,
+            size: range.size,
+            host_addr,
+        })
+        .collect();
+    let options = MachineOptions {
+        pit: vmm::config::machine::Switch::Off,
+    };
+    // SAFETY: the slots are `ram`'s live mappings; `ram` outlives the VM (declared
+    // before it, dropped after it, and held by the vCPU thread until it ends).
+    let vm = unsafe { Vm::new(&host.kvm, slots, options) }.unwrap();
+    let uart = com1(
+        vm.irqfd(IrqLine::Com1).unwrap(),
+        SerialOutput::To(Box::new(std::io::sink())),
+    );
+    let bus = Arc::new(Bus::new(uart, false, CpuHotplug::new(vec![0, 1], 1)));
+    install_kick_handler().unwrap();
+    let control = Arc::new(VmControl::new().unwrap());
+    // An application processor (APIC ID 1): it waits for INIT/SIPI inside KVM_RUN.
+    let fd = vm.create_vcpu(1).unwrap();
+    let shared = VcpuShared {
+        bus,
+        control: control.clone(),
+        ram: ram.clone(),
+        boot_msrs: Arc::from(vmm::cpu::msr::boot_msrs(&host.msr_index_list)),
+    };
+    let mut handles = vec![spawn(1, fd, shared, None).unwrap()];
+    let h = &handles[0];
+    let tid = h.thread_id();
+    let pid = std::process::id() as i32;
+    wait_until("the AP sleeps in KVM_RUN", || task_stat(pid, tid).0 == 'S');
+    assert_eq!(h.run_state(), VcpuRunState::Running);
+
+    h.eject();
+    wait_until("the ejected vCPU parks", || {
+        h.run_state() == VcpuRunState::Ejected
+    });
+    assert!(h.is_ejected());
+    // A VM-wide pause and resume leave it parked.
+    control.request_pause();
+    control.resume();
+    assert_eq!(h.run_state(), VcpuRunState::Ejected);
+
+    h.replug();
+    wait_until("the replugged vCPU runs again", || {
+        h.run_state() == VcpuRunState::Running
+    });
+    // Reset to a new AP (KVM_SET_MP_STATE from its own thread), it sleeps in KVM_RUN again
+    // waiting for INIT/SIPI, and nothing failed on the way.
+    wait_until("the replugged AP sleeps in KVM_RUN", || {
+        task_stat(pid, tid).0 == 'S'
+    });
+    assert_eq!(control.outcome(), None);
+
+    // Parked again, it still stops with the VM.
+    h.eject();
+    wait_until("parked again", || h.run_state() == VcpuRunState::Ejected);
+    control.finish(VmOutcome::Quit);
+    assert_eq!(
+        stop_all(&mut handles, Duration::from_secs(5)),
+        Vec::<u32>::new()
+    );
+    drop(vm);
 }

@@ -171,6 +171,7 @@ impl<'a> Controller<'a> {
             bus: self.vmm.bus.clone(),
             control: self.control.clone(),
             ram: self.vmm.ram.clone(),
+            boot_msrs: self.vmm.boot_msrs.clone(),
         };
         let handle = spawn(index, fd, shared, pin).map_err(|source| VmError::SpawnVcpu {
             vcpu: index,

@@ -116,7 +116,7 @@ pub struct Vmm {
     /// gets exactly what a boot vCPU in its slot would): its CPUID table and APIC ID, by
     /// slot index, and the boot MSRs.
     slot_tables: Vec<VcpuCpuid>,
-    boot_msrs: Vec<(u32, u64)>,
+    boot_msrs: Arc<[(u32, u64)]>,
     /// Raises the ACPI SCI (IRQ 9): the power button of `system_powerdown`.
     sci: EventFd,
     pub boot_entry: BootEntry,
@@ -170,7 +170,7 @@ impl Vmm {
             bus,
             vcpus,
             slot_tables,
-            boot_msrs,
+            boot_msrs: Arc::from(boot_msrs),
             sci,
             boot_entry,
             cpu_plan: cpu_tables.plan,

@@ -178,6 +178,7 @@ fn report_console() {
 /// error the threads already started are stopped.
 fn start_vcpus(vmm: &mut Vmm, control: &Arc<VmControl>) -> Result<Vec<VcpuHandle>, VmmError> {
     let mut handles: Vec<VcpuHandle> = Vec::new();
+    let boot_msrs = vmm.boot_msrs.clone();
     for (index, vcpu) in std::mem::take(&mut vmm.vcpus).into_iter().enumerate() {
         // Only an explicit --vcpu-pin: --cpuset is inherited from this thread.
         let pin = vmm
@@ -191,6 +192,7 @@ fn start_vcpus(vmm: &mut Vmm, control: &Arc<VmControl>) -> Result<Vec<VcpuHandle
             bus: vmm.bus.clone(),
             control: control.clone(),
             ram: vmm.ram.clone(),
+            boot_msrs: boot_msrs.clone(),
         };
         match spawn(index as u32, vcpu, shared, pin) {
             Ok(h) => handles.push(h),

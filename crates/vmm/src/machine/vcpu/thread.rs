@@ -38,9 +38,11 @@ use kvm_ioctls::VcpuFd;
 use thiserror::Error;
 use vmm_sys_util::eventfd::EventFd;
 
+use super::configure::set_msrs;
 use super::dump::format_registers;
 use super::exit::{handle_exit, ExitAction, VcpuFault};
 use crate::devices::{Bus, GuestEvent};
+use crate::machine::{kvm_call, MachineError};
 use crate::memory::GuestRam;
 
 /// How long stopping vCPU threads may take in all before rvmm gives up on the ones left.
@@ -497,6 +499,9 @@ pub struct VcpuShared {
     pub control: Arc<VmControl>,
     /// Guest RAM, held by the thread until it ends.
     pub ram: Arc<GuestRam>,
+    /// The boot MSRs, set again when a replugged vCPU is reset (as QEMU's CPU reset puts
+    /// them back).
+    pub boot_msrs: Arc<[(u32, u64)]>,
 }
 
 /// Spawns the thread for vCPU `index`, named as QEMU names them (`CPU N/KVM`). With `pin`,
@@ -508,7 +513,12 @@ pub fn spawn(
     shared: VcpuShared,
     pin: Option<Vec<u32>>,
 ) -> Result<VcpuHandle, SpawnError> {
-    let VcpuShared { bus, control, ram } = shared;
+    let VcpuShared {
+        bus,
+        control,
+        ram,
+        boot_msrs,
+    } = shared;
     let tid = Arc::new(AtomicI32::new(0));
     let state = Arc::new(AtomicU8::new(VcpuRunState::Running as u8));
     let slot = Arc::new(SlotFlags::default());
@@ -537,6 +547,7 @@ pub fn spawn(
             let flags = LoopFlags {
                 state: &state2,
                 slot: &slot2,
+                boot_msrs: &boot_msrs,
             };
             run_loop(index, &mut vcpu, &bus, &control, flags);
             KVM_RUN_PTR.with(|c| c.set(std::ptr::null_mut()));
@@ -572,18 +583,27 @@ pub fn spawn(
 struct LoopFlags<'a> {
     state: &'a AtomicU8,
     slot: &'a SlotFlags,
+    boot_msrs: &'a [(u32, u64)],
 }
 
-/// Puts a vCPU back in the state KVM gives a new application processor: waiting for
-/// INIT/SIPI (the INIT resets its registers and local APIC).
-fn reset_for_plug(vcpu: &VcpuFd) -> Result<(), kvm_ioctls::Error> {
-    vcpu.set_mp_state(kvm_mp_state {
-        mp_state: KVM_MP_STATE_UNINITIALIZED,
-    })
+/// Puts a vCPU back in the state a newly plugged application processor has: the boot MSRs,
+/// and waiting for INIT/SIPI (the INIT resets its registers and local APIC).
+fn reset_for_plug(vcpu: &VcpuFd, index: u32, boot_msrs: &[(u32, u64)]) -> Result<(), MachineError> {
+    set_msrs(vcpu, index, boot_msrs)?;
+    kvm_call(
+        "KVM_SET_MP_STATE",
+        vcpu.set_mp_state(kvm_mp_state {
+            mp_state: KVM_MP_STATE_UNINITIALIZED,
+        }),
+    )
 }
 
 fn run_loop(index: u32, vcpu: &mut VcpuFd, bus: &Bus, control: &VmControl, flags: LoopFlags) {
-    let LoopFlags { state, slot } = flags;
+    let LoopFlags {
+        state,
+        slot,
+        boot_msrs,
+    } = flags;
     while !control.stopping() {
         if slot.ejected.load(Ordering::SeqCst) {
             state.store(VcpuRunState::Ejected as u8, Ordering::SeqCst);
@@ -592,10 +612,10 @@ fn run_loop(index: u32, vcpu: &mut VcpuFd, bus: &Bus, control: &VmControl, flags
             continue;
         }
         if slot.reset.swap(false, Ordering::SeqCst) {
-            if let Err(e) = reset_for_plug(vcpu) {
+            if let Err(e) = reset_for_plug(vcpu, index, boot_msrs) {
                 control.finish(VmOutcome::Fault {
                     vcpu: index,
-                    fault: VcpuFault::Unexpected(format!("KVM_SET_MP_STATE failed: {e}")),
+                    fault: VcpuFault::Unexpected(format!("resetting the replugged vCPU: {e}")),
                     detail: String::new(),
                 });
                 continue;
