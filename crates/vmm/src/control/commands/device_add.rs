@@ -159,13 +159,13 @@ impl DeviceAdd {
                 "Parameter 'driver' expects a non-abstract device type",
             ));
         }
-        if !is_cpu_type(driver) {
+        let expected = type_name(vm.cpu_model());
+        if !is_cpu_type(driver) && driver != expected {
             return Err(QmpError::generic(format!(
                 "'{driver}' is not a valid device model name"
             )));
         }
         let [socket, die, core, thread] = requested_ids(driver, &self.properties)?;
-        let expected = type_name(vm.cpu_model());
         if driver != expected {
             return Err(QmpError::generic(format!(
                 "Invalid CPU type, expected cpu type: '{expected}'"
