@@ -150,6 +150,32 @@ pub struct VmCpuTables {
     pub vcpus: Vec<VcpuCpuid>,
 }
 
+impl VmCpuTables {
+    /// The table of vCPU slot `index` (boot or hot-pluggable): what a vCPU plugged there
+    /// gets, equal to the boot table for a boot slot. None past maxcpus.
+    pub fn slot_table(&self, index: u32) -> Option<VcpuCpuid> {
+        if index >= self.topology.max_cpus() {
+            return None;
+        }
+        if let Some(boot) = self.vcpus.get(index as usize) {
+            return Some(boot.clone());
+        }
+        let apic_id = self.topology.apic_id(index);
+        Some(VcpuCpuid {
+            index,
+            apic_id,
+            entries: vcpu_cpuid(&self.plan, &self.topology, apic_id),
+        })
+    }
+
+    /// Every slot's table up to maxcpus, by index.
+    pub fn slot_tables(&self) -> Vec<VcpuCpuid> {
+        (0..self.topology.max_cpus())
+            .filter_map(|i| self.slot_table(i))
+            .collect()
+    }
+}
+
 /// The CPU of a VM as its configuration asks for it.
 #[derive(Debug, Clone, Copy)]
 pub struct VmCpuRequest<'a> {
@@ -228,6 +254,34 @@ mod tests {
             let sig = crate::cpuid::find(&v.entries, KVM_CPUID_SIGNATURE, 0).unwrap();
             assert_eq!(sig.ebx.to_le_bytes(), *b"KVMK");
         }
+    }
+
+    /// A hot-pluggable slot's table is the one a boot vCPU in that slot gets: the same
+    /// request with more boot vCPUs gives the same table.
+    #[test]
+    fn every_slot_has_the_table_a_boot_vcpu_there_would_get() {
+        let cpu = CpuSpec::default();
+        let tables = |smp: &str| {
+            let (boot_vcpus, topology) = explicit(smp);
+            let request = VmCpuRequest {
+                cpu: &cpu,
+                topology,
+                boot_vcpus,
+            };
+            tables_for(&request, &testing::host(), &identity()).unwrap()
+        };
+        let one = tables("1,sockets=2,cores=2,threads=1,maxcpus=4");
+        let all = tables("4,sockets=2,cores=2,threads=1,maxcpus=4");
+        assert_eq!(one.vcpus.len(), 1);
+        assert_eq!(one.slot_tables(), all.vcpus);
+        assert_eq!(one.slot_table(0).unwrap(), one.vcpus[0]);
+        let slot3 = one.slot_table(3).unwrap();
+        assert_eq!((slot3.index, slot3.apic_id), (3, 3));
+        assert_eq!(
+            crate::cpuid::find(&slot3.entries, 1, 0).unwrap().ebx >> 24,
+            3
+        );
+        assert_eq!(one.slot_table(4), None);
     }
 
     /// QEMU 7.2 (`x86_cpu_realizefn`) warns once when the CPU's vendor is AMD, TopoExt is

@@ -99,6 +99,12 @@ impl Args {
         }
     }
 
+    /// Takes every member left, for commands whose members are open-ended (`device_add`'s
+    /// device properties).
+    pub(crate) fn take_all(&mut self) -> Map<String, Value> {
+        std::mem::take(&mut self.map)
+    }
+
     /// Rejects members nobody consumed (the first, in name order); `prefix` names the
     /// enclosing member for nested objects (`model.`).
     pub(crate) fn finish(self, prefix: &str) -> Result<(), QmpError> {

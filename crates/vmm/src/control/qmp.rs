@@ -472,14 +472,36 @@ impl ShutdownCause {
     }
 }
 
+/// What the guest's OSPM reported through a device's `_OST` (qapi/acpi.json, ACPIOSTInfo):
+/// always a CPU slot here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcpiOstInfo {
+    /// The id of the device in the slot, when it has one.
+    pub device: Option<String>,
+    /// The slot's index, as a decimal string.
+    pub slot: String,
+    /// The OST event (1 device check, 3 eject request, ...).
+    pub source: u32,
+    /// The OST status code.
+    pub status: u32,
+}
+
 /// Asynchronous events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Shutdown(ShutdownCause),
     Reset(ShutdownCause),
     Stop,
     Resume,
     Powerdown,
+    /// A device is gone (qapi/qdev.json): for a vCPU, once the guest ejected it. `device` is
+    /// its id, when it has one; `path` its QOM path.
+    DeviceDeleted {
+        device: Option<String>,
+        path: String,
+    },
+    /// The guest's `_OST` report for a slot (qapi/acpi.json).
+    AcpiDeviceOst(AcpiOstInfo),
 }
 
 /// An event line stamped with `at`.
@@ -502,6 +524,25 @@ pub fn event_line(event: Event, at: SystemTime) -> String {
         Event::Stop => ("STOP", None),
         Event::Resume => ("RESUME", None),
         Event::Powerdown => ("POWERDOWN", None),
+        Event::DeviceDeleted { device, path } => {
+            let mut data = Map::new();
+            if let Some(id) = device {
+                data.insert("device".into(), Value::String(id));
+            }
+            data.insert("path".into(), Value::String(path));
+            ("DEVICE_DELETED", Some(Value::Object(data)))
+        }
+        Event::AcpiDeviceOst(info) => {
+            let mut data = Map::new();
+            if let Some(id) = info.device {
+                data.insert("device".into(), Value::String(id));
+            }
+            data.insert("slot".into(), Value::String(info.slot));
+            data.insert("slot-type".into(), Value::String("CPU".into()));
+            data.insert("source".into(), info.source.into());
+            data.insert("status".into(), info.status.into());
+            ("ACPI_DEVICE_OST", Some(json!({ "info": data })))
+        }
     };
     obj.insert("event".into(), Value::String(name.into()));
     if let Some(d) = data {
@@ -647,6 +688,43 @@ mod tests {
         assert_eq!(
             event_line(Event::Reset(ShutdownCause::GuestReset), at),
             "{\"data\":{\"guest\":true,\"reason\":\"guest-reset\"},\"event\":\"RESET\",\"timestamp\":{\"microseconds\":352094,\"seconds\":1795310514}}\r\n"
+        );
+        // QEMU 7.2's DEVICE_DELETED and ACPI_DEVICE_OST data; `device` only with an id.
+        let data = |e: Event| -> Value {
+            let v: Value = serde_json::from_str(&event_line(e, at)).unwrap();
+            json!([v["event"], v["data"]])
+        };
+        assert_eq!(
+            data(Event::DeviceDeleted {
+                device: Some("cpu2".into()),
+                path: "/machine/peripheral/cpu2".into()
+            }),
+            json!(["DEVICE_DELETED", {"device": "cpu2", "path": "/machine/peripheral/cpu2"}])
+        );
+        assert_eq!(
+            data(Event::DeviceDeleted {
+                device: None,
+                path: "/machine/peripheral-anon/device[0]".into()
+            }),
+            json!(["DEVICE_DELETED", {"path": "/machine/peripheral-anon/device[0]"}])
+        );
+        assert_eq!(
+            data(Event::AcpiDeviceOst(AcpiOstInfo {
+                device: Some("cpu2".into()),
+                slot: "2".into(),
+                source: 1,
+                status: 0
+            })),
+            json!(["ACPI_DEVICE_OST", {"info": {"device": "cpu2", "slot": "2", "slot-type": "CPU", "source": 1, "status": 0}}])
+        );
+        assert_eq!(
+            data(Event::AcpiDeviceOst(AcpiOstInfo {
+                device: None,
+                slot: "3".into(),
+                source: 3,
+                status: 0x80
+            })),
+            json!(["ACPI_DEVICE_OST", {"info": {"slot": "3", "slot-type": "CPU", "source": 3, "status": 128}}])
         );
     }
 }

@@ -1,7 +1,8 @@
 //! What a QMP command may see and do of the running VM, and nothing more: run state
 //! (pause, resume), the ACPI power button, ending the VM, events, the present vCPUs with
-//! their threads and affinities, pinning, the VM's resolved topology and CPU model, and the
-//! host CPU facts model queries need. The VMM thread implements [`VmView`] over the real
+//! their threads and affinities, pinning, vCPU hotplug (plugging a slot, asking the guest
+//! to give one back, parking what it ejected), the VM's resolved topology and CPU model, and
+//! the host CPU facts model queries need. The VMM thread implements [`VmView`] over the real
 //! VM (`vmm::commands`); the commands' unit tests implement it over plain data.
 //!
 //! Errors keep their types here and become QMP `GenericError`s (with the same text) only
@@ -10,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::commands::cpu_slot::CpuSlots;
 use super::error::QmpError;
 use super::qmp::Event;
 use crate::cpu::filter::HostCpuSupport;
@@ -36,6 +38,24 @@ pub(crate) enum VmError {
     HostCpus(#[from] crate::host::cpus::CpusError),
     #[error(transparent)]
     Affinity(#[from] AffinityError),
+    /// Creating or configuring a hot-plugged vCPU failed.
+    #[error("vCPU {vcpu}: {source}")]
+    CreateVcpu {
+        vcpu: u32,
+        source: crate::machine::MachineError,
+    },
+    #[error("vCPU {vcpu}: starting its thread: {source}")]
+    SpawnVcpu {
+        vcpu: u32,
+        source: crate::vcpu::SpawnError,
+    },
+    /// The CPU hotplug register block refused the request.
+    #[error("CPU hotplug: {0}")]
+    Hotplug(String),
+    /// QEMU's PIIX-PM text for an unplug before the guest switched the CPU hotplug block to
+    /// its modern mode.
+    #[error("acpi: device unplug request for not supported device type: {type_name}")]
+    UnplugUnsupported { type_name: String },
 }
 
 impl From<VmError> for QmpError {
@@ -109,8 +129,21 @@ pub(crate) trait VmView {
     /// Sends an event to every negotiated client.
     fn emit(&mut self, event: Event);
 
-    /// The present vCPUs, by index.
+    /// The present vCPUs (plugged and not ejected), in QEMU's order (creation order).
     fn vcpus(&self) -> Vec<VcpuThread>;
+    /// Which slots hold a vCPU, with their ids and QOM paths.
+    fn cpu_slots(&self) -> &CpuSlots;
+    /// The same, to record a plug or an eject.
+    fn cpu_slots_mut(&mut self) -> &mut CpuSlots;
+    /// Gives the empty slot `index` a vCPU waiting for INIT/SIPI (a new one, or the parked
+    /// one the guest ejected from it earlier), marks it present in the CPU hotplug block and
+    /// raises the hotplug GPE.
+    fn plug_vcpu(&mut self, index: u32) -> Result<(), VmError>;
+    /// Asks the guest to eject the vCPU in slot `index` (remove event and GPE).
+    fn request_unplug(&mut self, index: u32) -> Result<(), VmError>;
+    /// Stops the vCPU in slot `index` running guest code and parks its thread (the guest
+    /// ejected it; KVM cannot destroy a vCPU).
+    fn eject_vcpu(&mut self, index: u32);
     /// One present vCPU as the kernel sees its thread.
     fn vcpu_info(&self, vcpu: VcpuThread) -> Result<VcpuInfo, VmError>;
     /// The pin the configuration gives vCPU slot `index` (`--vcpu-pin`, else `--cpuset`).

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::smp::SmpConfig;
+use crate::control::commands::cpu_slot::CpuSlots;
 use crate::control::qmp::Event;
 use crate::control::view::{
     EmulatorThread, EndRequest, HostCpuView, RunState, VcpuThread, VmError, VmView,
@@ -82,6 +83,7 @@ pub(super) struct FakeVm {
     affinity: BTreeMap<i32, Vec<u32>>,
     explicit: BTreeMap<u32, Vec<u32>>,
     main: Vec<u32>,
+    slots: CpuSlots,
 }
 
 impl FakeVm {
@@ -109,6 +111,7 @@ impl FakeVm {
             vcpus,
             explicit: BTreeMap::new(),
             main: everything,
+            slots: CpuSlots::boot(smp.cpus),
         }
     }
 
@@ -150,6 +153,25 @@ impl VmView for FakeVm {
     fn emit(&mut self, _event: Event) {}
     fn vcpus(&self) -> Vec<VcpuThread> {
         self.vcpus.clone()
+    }
+    fn cpu_slots(&self) -> &CpuSlots {
+        &self.slots
+    }
+    fn cpu_slots_mut(&mut self) -> &mut CpuSlots {
+        &mut self.slots
+    }
+    fn plug_vcpu(&mut self, index: u32) -> Result<(), VmError> {
+        let thread_id = 100 + index as i32;
+        self.vcpus.push(VcpuThread { index, thread_id });
+        self.affinity
+            .insert(thread_id, (0..HOST_CPUS).collect::<Vec<u32>>());
+        Ok(())
+    }
+    fn request_unplug(&mut self, _index: u32) -> Result<(), VmError> {
+        Ok(())
+    }
+    fn eject_vcpu(&mut self, index: u32) {
+        self.vcpus.retain(|v| v.index != index);
     }
     fn vcpu_info(&self, vcpu: VcpuThread) -> Result<VcpuInfo, VmError> {
         Ok(VcpuInfo {

@@ -252,8 +252,9 @@ fn vcpu_threads_cannot_rebuild_the_vm() {
         );
     }
     // The calls a vCPU thread does make still pass.
-    for nr in [0xAE80u64, 0x8090_AE81, 0x8138_AE83] {
-        // KVM_RUN, KVM_GET_REGS, KVM_GET_SREGS
+    for nr in [0xAE80u64, 0x8090_AE81, 0x8138_AE83, 0x4004_AE99] {
+        // KVM_RUN, KVM_GET_REGS, KVM_GET_SREGS, and KVM_SET_MP_STATE (a replugged vCPU
+        // resets itself to wait for INIT/SIPI).
         REQUEST.store(nr, std::sync::atomic::Ordering::Relaxed);
         let end = in_child(
             "CPU 0/KVM",

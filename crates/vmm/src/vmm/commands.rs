@@ -1,8 +1,17 @@
 //! The VMM thread's side of the control plane: [`Controller`] is the running VM as QMP
-//! commands see it (`control::view::VmView`), built over the VMM, its vCPU handles, the
-//! pause/stop state and the QMP server. Every request arrives here as a `Command` (whatever
-//! the transport) and runs on this thread; what each command does is its own module's
-//! business (`control::commands`). Also the event that says how the VM ended.
+//! commands see it (`control::view::VmView`), built over the VMM, its vCPU handles (which it
+//! owns: the list grows as vCPUs are hot-plugged), the pause/stop state and the QMP server.
+//! Every request arrives here as a `Command` (whatever the transport) and runs on this
+//! thread; what each command does is its own module's business (`control::commands`). Also
+//! the guest events vCPU threads pass on (CPU ejects, `_OST` reports) and the event that
+//! says how the VM ended.
+//!
+//! Plugging slot N creates its vCPU here, on the emulator thread (KVM_CREATE_VCPU with the
+//! slot's APIC ID, then the slot's CPUID table and the boot MSRs, as a boot AP gets them),
+//! and starts its thread `CPU N/KVM`, pinned per `--vcpu-pin N` or `--cpuset`, else with the
+//! affinity the boot vCPUs started with (not the emulator pin this thread may carry). A slot
+//! whose vCPU the guest ejected earlier reuses that parked vCPU instead. Only then does the
+//! CPU hotplug block show the slot present and the GPE tell the guest.
 //!
 //! `stop` parks every vCPU (the pause state machine in `vcpu::thread`) and returns once they
 //! are all parked. The power button sets PWRBTN_STS in PM1a and, when the guest enabled
@@ -10,22 +19,28 @@
 //! `quit`) finishes the run loop with outcome Reset or Quit.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::Vmm;
+use crate::control::commands::cpu_slot::{guest_ejected, guest_ost, type_name, CpuSlots};
 use crate::control::qmp::{Event, ShutdownCause};
 use crate::control::view::{
     EmulatorThread, EndRequest, HostCpuView, RunState, VcpuThread, VmError, VmView,
 };
 use crate::control::{Command, QmpError, QmpServer};
 use crate::cpu::topology::CpuTopology;
+use crate::devices::cpu_hotplug::{CpuHotplug, CpuHotplugError};
+use crate::devices::GuestEvent;
 use crate::host::thread::{self as host_thread, ThreadError};
 use crate::host::Host;
+use crate::memory::layout::GPE_CPU_HOTPLUG_BIT;
 use crate::vcpu::affinity::{check_cpus, AffinityError};
 use crate::vcpu::info::{read_vcpu, VcpuInfo};
-use crate::vcpu::{VcpuHandle, VcpuRunState, VmControl, VmOutcome};
+use crate::vcpu::thread::{spawn, VcpuShared};
+use crate::vcpu::{VcpuHandle, VcpuRunState, VcpuSetup, VmControl, VmOutcome};
 
 /// How long `stop` waits for every vCPU to park.
 const PAUSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -33,9 +48,16 @@ const PAUSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The VMM thread's view of the running VM, for commands.
 pub(super) struct Controller<'a> {
     vmm: &'a Vmm,
-    handles: &'a [VcpuHandle],
-    control: &'a VmControl,
+    /// Every vCPU thread: the boot vCPUs, then each hot-plugged one as it was created
+    /// (ejected ones stay, parked).
+    handles: Vec<VcpuHandle>,
+    control: Arc<VmControl>,
     server: Option<&'a QmpServer>,
+    /// Which slots hold a vCPU, with ids and QOM paths.
+    slots: CpuSlots,
+    /// The affinity the boot vCPUs started with (`--cpuset`, else the process's), for
+    /// hot-plugged vCPUs without a pin of their own.
+    vcpu_affinity: Option<Vec<u32>>,
     /// The VM's topology, resolved once for its lifetime.
     topology: CpuTopology,
     /// vCPUs pinned explicitly (at start or since), with their CPUs: the set the
@@ -48,9 +70,10 @@ pub(super) struct Controller<'a> {
 impl<'a> Controller<'a> {
     pub(super) fn new(
         vmm: &'a Vmm,
-        handles: &'a [VcpuHandle],
-        control: &'a VmControl,
+        handles: Vec<VcpuHandle>,
+        control: Arc<VmControl>,
         server: Option<&'a QmpServer>,
+        vcpu_affinity: Option<Vec<u32>>,
     ) -> Self {
         let pinned = vmm
             .config
@@ -61,9 +84,11 @@ impl<'a> Controller<'a> {
             .collect();
         Controller {
             vmm,
+            slots: CpuSlots::boot(handles.len() as u32),
             handles,
             control,
             server,
+            vcpu_affinity,
             topology: vmm.config.smp.topology(),
             pinned,
             final_event_sent: false,
@@ -73,6 +98,103 @@ impl<'a> Controller<'a> {
     /// Runs one command.
     pub(super) fn execute(&mut self, command: &Command) -> Result<Value, QmpError> {
         command.execute(self)
+    }
+
+    /// The vCPU threads back, to stop them at the end of the run.
+    pub(super) fn into_handles(self) -> Vec<VcpuHandle> {
+        self.handles
+    }
+
+    /// Handles what vCPU threads passed on: a CPU the guest ejected parks and
+    /// DEVICE_DELETED goes out; an `_OST` report becomes ACPI_DEVICE_OST.
+    pub(super) fn guest_events(&mut self) {
+        for event in self.control.take_guest_events() {
+            self.guest_event(event);
+        }
+    }
+
+    fn guest_event(&mut self, event: GuestEvent) {
+        match event {
+            GuestEvent::CpuEject { slot } => guest_ejected(self, slot),
+            GuestEvent::CpuOst {
+                slot,
+                event,
+                status,
+            } => guest_ost(self, slot, event, status),
+            // Ends of the VM never come this way (the vCPU thread finishes the VM).
+            GuestEvent::Poweroff | GuestEvent::Reset | GuestEvent::DebugExit(_) => {}
+        }
+    }
+
+    fn cpu_hotplug(&self) -> std::sync::MutexGuard<'_, CpuHotplug> {
+        self.vmm
+            .bus
+            .cpu_hotplug
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn handle(&self, index: u32) -> Option<&VcpuHandle> {
+        self.handles.iter().find(|h| h.index == index)
+    }
+
+    /// Creates, configures and starts the vCPU of slot `index`.
+    fn create_vcpu(&mut self, index: u32) -> Result<(), VmError> {
+        let create = |source| VmError::CreateVcpu {
+            vcpu: index,
+            source,
+        };
+        let table = self
+            .vmm
+            .slot_tables
+            .get(index as usize)
+            .ok_or(VmError::Hotplug(format!("no vCPU slot {index}")))?;
+        let fd = self.vmm.vm.create_vcpu(table.apic_id).map_err(create)?;
+        crate::vcpu::configure(
+            &fd,
+            &VcpuSetup {
+                index,
+                cpuid: &table.entries,
+                msrs: &self.vmm.boot_msrs,
+                boot: None,
+            },
+        )
+        .map_err(create)?;
+        let pin = self
+            .vmm
+            .config
+            .pinning
+            .for_vcpu(index)
+            .map(<[u32]>::to_vec)
+            .or_else(|| self.vcpu_affinity.clone());
+        let shared = VcpuShared {
+            bus: self.vmm.bus.clone(),
+            control: self.control.clone(),
+            ram: self.vmm.ram.clone(),
+            boot_msrs: self.vmm.boot_msrs.clone(),
+        };
+        let handle = spawn(index, fd, shared, pin).map_err(|source| VmError::SpawnVcpu {
+            vcpu: index,
+            source,
+        })?;
+        self.handles.push(handle);
+        Ok(())
+    }
+
+    /// Tells the guest about a hotplug event (GPE0 bit 2), pulsing the SCI when it
+    /// enabled that bit.
+    fn raise_hotplug_gpe(&self) -> Result<(), VmError> {
+        let raise = self
+            .vmm
+            .bus
+            .gpe
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .raise(GPE_CPU_HOTPLUG_BIT);
+        if raise {
+            self.vmm.sci.write(1).map_err(VmError::Sci)?;
+        }
+        Ok(())
     }
 
     /// Sends the event for how the VM ended, unless a command already did.
@@ -122,7 +244,12 @@ impl VmView for Controller<'_> {
 
     fn pause(&mut self) -> Result<(), VmError> {
         self.control.request_pause();
-        let live: Vec<&VcpuHandle> = self.handles.iter().filter(|h| !h.is_finished()).collect();
+        // Ejected vCPUs are parked already, on their own flag.
+        let live: Vec<&VcpuHandle> = self
+            .handles
+            .iter()
+            .filter(|h| !h.is_finished() && !h.is_ejected())
+            .collect();
         let deadline = Instant::now() + PAUSE_TIMEOUT;
         loop {
             for h in &live {
@@ -180,8 +307,10 @@ impl VmView for Controller<'_> {
     }
 
     fn vcpus(&self) -> Vec<VcpuThread> {
-        self.handles
+        self.slots
             .iter()
+            .filter_map(|c| self.handle(c.index))
+            .filter(|h| !h.is_ejected())
             .map(|h| VcpuThread {
                 index: h.index,
                 thread_id: h.thread_id(),
@@ -189,8 +318,52 @@ impl VmView for Controller<'_> {
             .collect()
     }
 
+    fn cpu_slots(&self) -> &CpuSlots {
+        &self.slots
+    }
+
+    fn cpu_slots_mut(&mut self) -> &mut CpuSlots {
+        &mut self.slots
+    }
+
+    fn plug_vcpu(&mut self, index: u32) -> Result<(), VmError> {
+        // The vCPU exists (waiting for INIT/SIPI) before the guest can see the slot enabled.
+        match self.handle(index) {
+            Some(h) if h.is_finished() => return Err(AffinityError::Exited { vcpu: index }.into()),
+            Some(h) => h.replug(),
+            None => self.create_vcpu(index)?,
+        }
+        let plugged = self.cpu_hotplug().plug(index);
+        if let Err(e) = plugged {
+            // Not reachable while the slot table and the block agree; the vCPU is parked
+            // again rather than left running in a slot the guest does not see.
+            self.eject_vcpu(index);
+            return Err(VmError::Hotplug(e.to_string()));
+        }
+        self.raise_hotplug_gpe()
+    }
+
+    fn request_unplug(&mut self, index: u32) -> Result<(), VmError> {
+        let requested = self.cpu_hotplug().request_unplug(index);
+        match requested {
+            Ok(()) => self.raise_hotplug_gpe(),
+            // QEMU's PIIX-PM has no unplug for CPUs until the guest switches to the modern
+            // interface.
+            Err(CpuHotplugError::LegacyMode) => Err(VmError::UnplugUnsupported {
+                type_name: type_name(&self.vmm.config.cpu.model),
+            }),
+            Err(e) => Err(VmError::Hotplug(e.to_string())),
+        }
+    }
+
+    fn eject_vcpu(&mut self, index: u32) {
+        if let Some(h) = self.handle(index) {
+            h.eject();
+        }
+    }
+
     fn vcpu_info(&self, vcpu: VcpuThread) -> Result<VcpuInfo, VmError> {
-        check_alive(self.handles, vcpu.index)?;
+        check_alive(&self.handles, vcpu.index)?;
         let paused = self
             .handles
             .iter()
@@ -220,7 +393,7 @@ impl VmView for Controller<'_> {
     }
 
     fn affinity(&self, vcpu: VcpuThread) -> Result<Vec<u32>, VmError> {
-        check_alive(self.handles, vcpu.index)?;
+        check_alive(&self.handles, vcpu.index)?;
         Ok(host_thread::get_affinity(vcpu.thread_id)?)
     }
 
@@ -229,7 +402,7 @@ impl VmView for Controller<'_> {
     }
 
     fn pin_vcpu(&mut self, vcpu: VcpuThread, cpus: &[u32]) -> Result<(), VmError> {
-        check_alive(self.handles, vcpu.index)?;
+        check_alive(&self.handles, vcpu.index)?;
         host_thread::set_affinity(vcpu.thread_id, cpus)?;
         self.pinned.insert(vcpu.index, cpus.to_vec());
         Ok(())
@@ -238,7 +411,7 @@ impl VmView for Controller<'_> {
     fn emulator_threads(&self) -> Result<Vec<EmulatorThread>, VmError> {
         let pid = std::process::id() as i32;
         let mut threads = Vec::new();
-        for tid in emulator_threads(self.handles)? {
+        for tid in emulator_threads(&self.handles)? {
             // A thread may end between listing and reading.
             if let (Ok(stat), Ok(affinity)) = (
                 host_thread::task_stat(pid, tid),
@@ -255,7 +428,7 @@ impl VmView for Controller<'_> {
     }
 
     fn pin_emulator(&mut self, cpus: &[u32]) -> Result<(), VmError> {
-        Ok(pin_emulator_threads(self.handles, cpus)?)
+        Ok(pin_emulator_threads(&self.handles, cpus)?)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The emulator thread's event loop while the VM runs, keyed by [`Source`]: stop signals,
-//! the VM's stop event (a vCPU or a command ended it), the serial watcher's wake-up, queued
-//! QMP requests, and console input, which is fed into COM1's FIFO as room frees up.
+//! the VM's stop event (a vCPU or a command ended it), guest events vCPU threads pass on
+//! (CPU ejects, `_OST` reports), the serial watcher's wake-up, queued QMP requests, and
+//! console input, which is fed into COM1's FIFO as room frees up.
 //! Each iteration polls the sources that are live, then handles each ready one by name.
 
 use std::os::fd::{AsRawFd, RawFd};
@@ -39,6 +40,8 @@ enum Source {
     StopSignal,
     /// The VM is ending (`VmControl::stop_evt`).
     VmStop,
+    /// A vCPU thread queued a guest event (`VmControl::guest_evt`).
+    GuestEvent,
     /// The serial watcher's fd.
     SerialWatch,
     /// A QMP request is queued.
@@ -238,6 +241,7 @@ impl<'a, 'o> EventLoop<'a, 'o> {
         let mut poll = Poll::default();
         poll.watch(Source::StopSignal, self.signals.fd());
         poll.watch(Source::VmStop, self.control.stop_evt.as_raw_fd());
+        poll.watch(Source::GuestEvent, self.control.guest_evt.as_raw_fd());
         if let Some(w) = &self.serial_watch {
             poll.watch(Source::SerialWatch, w.fd);
         }
@@ -259,6 +263,7 @@ impl<'a, 'o> EventLoop<'a, 'o> {
             }
             // The loop condition sees it.
             Source::VmStop => {}
+            Source::GuestEvent => self.controller.guest_events(),
             Source::SerialWatch => {
                 self.flush_console();
                 if let Some(w) = &mut self.serial_watch {

@@ -26,7 +26,7 @@ use crate::boot::{self, BootEntry, BootError, BootImage};
 use crate::config::machine::Switch;
 use crate::config::{BootSource, ConfigError, GuestNuma, VmConfig};
 use crate::control;
-use crate::cpu::builder::{BuilderError, CpuPlan, VmCpuTables};
+use crate::cpu::builder::{BuilderError, CpuPlan, VcpuCpuid, VmCpuTables};
 use crate::cpu::msr;
 use crate::devices::cpu_hotplug::CpuHotplug;
 use crate::devices::serial::{com1, SerialOutput};
@@ -107,10 +107,16 @@ pub struct Vmm {
     /// The VM and its RAM, held for the VM's lifetime (vCPU fds and memory slots need them);
     /// the VM is declared first so that it is dropped first. Every vCPU thread holds the
     /// RAM too (`vcpu::thread::VcpuShared`), so it stays mapped until the last of them ends.
-    _vm: Vm,
+    /// The emulator thread creates hot-plugged vCPUs on it.
+    vm: Vm,
     ram: Arc<GuestRam>,
     bus: Arc<Bus>,
     vcpus: Vec<VcpuFd>,
+    /// What configuring a vCPU takes, for every slot up to maxcpus (a hot-plugged vCPU
+    /// gets exactly what a boot vCPU in its slot would): its CPUID table and APIC ID, by
+    /// slot index, and the boot MSRs.
+    slot_tables: Vec<VcpuCpuid>,
+    boot_msrs: Arc<[(u32, u64)]>,
     /// Raises the ACPI SCI (IRQ 9): the power button of `system_powerdown`.
     sci: EventFd,
     pub boot_entry: BootEntry,
@@ -151,16 +157,20 @@ impl Vmm {
         let hotplug = CpuHotplug::new(cpu_tables.topology.apic_ids(), config.smp.cpus);
         let (bus, sci) = create_devices(&vm, options.serial, debug_exit, hotplug)?;
         let boot_entry = load_firmware_and_kernel(&config, &cpu_tables, &numa, &ram)?;
-        let vcpus = create_vcpus(&vm, &host, &cpu_tables, &boot_entry)?;
+        let boot_msrs = msr::boot_msrs(&host.msr_index_list);
+        let vcpus = create_vcpus(&vm, &cpu_tables, &boot_msrs, &boot_entry)?;
+        let slot_tables = cpu_tables.slot_tables();
 
         Ok(Vmm {
             config,
             host,
             warnings,
-            _vm: vm,
+            vm,
             ram,
             bus,
             vcpus,
+            slot_tables,
+            boot_msrs: Arc::from(boot_msrs),
             sci,
             boot_entry,
             cpu_plan: cpu_tables.plan,
@@ -301,11 +311,10 @@ fn load_firmware_and_kernel(
 /// The vCPUs present at boot: KVM's vCPU id is the initial APIC ID; id 0 is the boot CPU.
 fn create_vcpus(
     vm: &Vm,
-    host: &KvmHost,
     cpu_tables: &VmCpuTables,
+    boot_msrs: &[(u32, u64)],
     boot_entry: &BootEntry,
 ) -> Result<Vec<VcpuFd>, VmmError> {
-    let boot_msrs = msr::boot_msrs(&host.msr_index_list);
     let mut vcpus = Vec::with_capacity(cpu_tables.vcpus.len());
     for (index, table) in cpu_tables.vcpus.iter().enumerate() {
         let fd = vm.create_vcpu(table.apic_id)?;
@@ -314,7 +323,7 @@ fn create_vcpus(
             &VcpuSetup {
                 index: index as u32,
                 cpuid: &table.entries,
-                msrs: &boot_msrs,
+                msrs: boot_msrs,
                 boot: (index == 0).then_some(boot_entry),
             },
         )?;

@@ -112,14 +112,23 @@ pub(super) fn run(vmm: &mut Vmm, options: RunOptions) -> Result<VmOutcome, VmmEr
     if let Some(cpus) = &vmm.config.pinning.cpuset {
         host_thread::set_affinity(0, cpus)?;
     }
+    // What the boot vCPUs inherit, for vCPUs plugged later by this thread once it may
+    // carry the emulator pin.
+    let vcpu_affinity = host_thread::get_affinity(0).ok();
     // The control socket exists before the vCPUs run, so a client can watch from the start.
     let server = match &vmm.config.qmp {
         Some(path) => Some(QmpServer::start(path, Version::rvmm())?),
         None => None,
     };
-    let mut handles = start_vcpus(vmm, &control)?;
+    let handles = start_vcpus(vmm, &control)?;
     let vmm: &Vmm = vmm;
-    let controller = Controller::new(vmm, &handles, &control, server.as_ref());
+    let controller = Controller::new(
+        vmm,
+        handles,
+        control.clone(),
+        server.as_ref(),
+        vcpu_affinity,
+    );
 
     let mut events = EventLoop::new(
         vmm,
@@ -136,7 +145,7 @@ pub(super) fn run(vmm: &mut Vmm, options: RunOptions) -> Result<VmOutcome, VmmEr
     let outcome = control.outcome().unwrap_or(VmOutcome::Quit);
     let mut controller = controller;
     controller.emit_end(&outcome);
-    drop(controller);
+    let mut handles = controller.into_handles();
     stop_all(&mut handles);
     if let Some(s) = server {
         s.shutdown();
@@ -169,6 +178,7 @@ fn report_console() {
 /// error the threads already started are stopped.
 fn start_vcpus(vmm: &mut Vmm, control: &Arc<VmControl>) -> Result<Vec<VcpuHandle>, VmmError> {
     let mut handles: Vec<VcpuHandle> = Vec::new();
+    let boot_msrs = vmm.boot_msrs.clone();
     for (index, vcpu) in std::mem::take(&mut vmm.vcpus).into_iter().enumerate() {
         // Only an explicit --vcpu-pin: --cpuset is inherited from this thread.
         let pin = vmm
@@ -182,6 +192,7 @@ fn start_vcpus(vmm: &mut Vmm, control: &Arc<VmControl>) -> Result<Vec<VcpuHandle
             bus: vmm.bus.clone(),
             control: control.clone(),
             ram: vmm.ram.clone(),
+            boot_msrs: boot_msrs.clone(),
         };
         match spawn(index as u32, vcpu, shared, pin) {
             Ok(h) => handles.push(h),

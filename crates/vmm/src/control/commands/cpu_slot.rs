@@ -1,12 +1,18 @@
-//! How QEMU names a vCPU slot, shared by `query-cpus-fast` and `query-hotpluggable-cpus`:
-//! its topology properties (x86's CpuInstanceProperties), its object path and its CPU type.
+//! How QEMU names a vCPU slot, shared by `query-cpus-fast`, `query-hotpluggable-cpus`,
+//! `device_add` and `device_del`: its topology properties (x86's CpuInstanceProperties), its
+//! object path and its CPU type; which slots hold a vCPU now ([`CpuSlots`]); and what the
+//! guest's ejects and `_OST` reports do to them ([`guest_ejected`], [`guest_ost`]).
 //!
-//! rvmm has no QOM tree: `qom-path` mimics QEMU's `/machine/unattached/device[N]`, numbered
-//! by vCPU index (QEMU numbers unattached devices in creation order, which gives the same
-//! numbers for the boot vCPUs).
+//! rvmm has no QOM tree: `qom-path` mimics QEMU's. A boot vCPU is
+//! `/machine/unattached/device[N]`, numbered by vCPU index (QEMU numbers unattached devices
+//! in creation order, which gives the same numbers for the boot vCPUs); a vCPU plugged by
+//! `device_add` is `/machine/peripheral/ID`, or without an id
+//! `/machine/peripheral-anon/device[N]`, N counting every id-less device ever added.
 
 use serde::{Deserialize, Serialize};
 
+use crate::control::qmp::{AcpiOstInfo, Event};
+use crate::control::view::VmView;
 use crate::cpu::topology::CpuTopology;
 
 /// QMP's target name for this architecture.
@@ -45,4 +51,114 @@ impl CpuInstanceProperties {
             thread_id: ids.smt,
         }
     }
+}
+
+/// A vCPU slot that holds a vCPU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluggedCpu {
+    /// The slot's index (QEMU's cpu-index).
+    pub index: u32,
+    /// The id `device_add` gave it; boot vCPUs have none.
+    pub id: Option<String>,
+    pub qom_path: String,
+    /// Plugged by `device_add` (not present at boot).
+    pub hotplugged: bool,
+}
+
+/// The slots holding a vCPU, in the order QEMU lists CPUs (creation order: the boot vCPUs,
+/// then each plugged one as it was plugged).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CpuSlots {
+    cpus: Vec<PluggedCpu>,
+    /// Id-less devices added so far (QEMU's peripheral-anon counter, never reused).
+    anon_count: u32,
+}
+
+impl CpuSlots {
+    /// The boot vCPUs `0..present`.
+    pub fn boot(present: u32) -> CpuSlots {
+        CpuSlots {
+            cpus: (0..present)
+                .map(|index| PluggedCpu {
+                    index,
+                    id: None,
+                    qom_path: qom_path(index),
+                    hotplugged: false,
+                })
+                .collect(),
+            anon_count: 0,
+        }
+    }
+
+    /// Every plugged vCPU, in QEMU's order.
+    pub fn iter(&self) -> impl Iterator<Item = &PluggedCpu> {
+        self.cpus.iter()
+    }
+
+    /// The vCPU in slot `index`, if there is one.
+    pub fn get(&self, index: u32) -> Option<&PluggedCpu> {
+        self.cpus.iter().find(|c| c.index == index)
+    }
+
+    /// The vCPU a `device_del` id names: an absolute QOM path, or the id given at plug time
+    /// (a child of /machine/peripheral), as QEMU's `find_device_state` resolves it.
+    pub fn find(&self, id: &str) -> Option<&PluggedCpu> {
+        if id.starts_with('/') {
+            self.cpus.iter().find(|c| c.qom_path == id)
+        } else {
+            self.cpus.iter().find(|c| c.id.as_deref() == Some(id))
+        }
+    }
+
+    /// Records a vCPU plugged into slot `index` with `id`; its QOM path.
+    pub fn plug(&mut self, index: u32, id: Option<String>) -> String {
+        let qom_path = match &id {
+            Some(id) => format!("/machine/peripheral/{id}"),
+            None => {
+                let n = self.anon_count;
+                self.anon_count = self.anon_count.saturating_add(1);
+                format!("/machine/peripheral-anon/device[{n}]")
+            }
+        };
+        self.cpus.retain(|c| c.index != index);
+        self.cpus.push(PluggedCpu {
+            index,
+            id,
+            qom_path: qom_path.clone(),
+            hotplugged: true,
+        });
+        qom_path
+    }
+
+    /// Forgets the vCPU in slot `index` (the guest ejected it); what it was.
+    pub fn remove(&mut self, index: u32) -> Option<PluggedCpu> {
+        let at = self.cpus.iter().position(|c| c.index == index)?;
+        Some(self.cpus.remove(at))
+    }
+}
+
+/// The guest ejected the vCPU in `slot` (QEMU's acpi_cpu eject → unplug → unparent): its
+/// thread parks, the slot is free, and DEVICE_DELETED says which device went. An eject of
+/// a slot with no vCPU changes nothing.
+pub(crate) fn guest_ejected(vm: &mut dyn VmView, slot: u32) {
+    let Some(cpu) = vm.cpu_slots_mut().remove(slot) else {
+        return;
+    };
+    vm.eject_vcpu(slot);
+    vm.emit(Event::DeviceDeleted {
+        device: cpu.id,
+        path: cpu.qom_path,
+    });
+}
+
+/// The guest reported `_OST` `event`/`status` for `slot` (QEMU's ACPI_DEVICE_OST, whose
+/// `device` is the id of the vCPU in the slot, when it has one).
+pub(crate) fn guest_ost(vm: &mut dyn VmView, slot: u32, event: u32, status: u32) {
+    let device = vm.cpu_slots().get(slot).and_then(|c| c.id.clone());
+    vm.emit(Event::AcpiDeviceOst(AcpiOstInfo {
+        device,
+        slot: slot.to_string(),
+        source: event,
+        status,
+    }));
 }

@@ -17,6 +17,8 @@
 
 pub mod cont;
 pub mod cpu_slot;
+pub mod device_add;
+pub mod device_del;
 pub mod emulatorpin;
 pub mod query_commands;
 pub mod query_cpu_definitions;
@@ -142,6 +144,8 @@ command_set! {
     VcpuPin(vcpupin::VcpuPin),
     EmulatorPin(emulatorpin::EmulatorPin),
     VcpuInfo(vcpuinfo::VcpuInfoQuery),
+    DeviceAdd(device_add::DeviceAdd),
+    DeviceDel(device_del::DeviceDel),
 }
 
 fn reply_value<R: Serialize>(reply: &R) -> Result<Value, QmpError> {

@@ -1,9 +1,11 @@
 //! `query-cpus-fast`: one entry per present vCPU with its thread and topology properties,
-//! in QEMU 7.2's CpuInfoFast shape (checked against a live QEMU 7.2).
+//! in QEMU 7.2's CpuInfoFast shape (checked against a live QEMU 7.2), in QEMU's order (boot
+//! vCPUs, then plugged ones as they were plugged); a plugged vCPU's `qom-path` is the one
+//! `device_add` gave it.
 
 use serde::{Deserialize, Serialize};
 
-use super::cpu_slot::{qom_path, CpuInstanceProperties, TARGET};
+use super::cpu_slot::{qom_path, CpuInstanceProperties, CpuSlots, TARGET};
 use super::QmpCommand;
 use crate::control::args::Args;
 use crate::control::error::QmpError;
@@ -26,13 +28,19 @@ pub struct CpuInfoFast {
     pub target: String,
 }
 
-/// The entries for `vcpus`.
-pub(crate) fn cpus_fast(topology: &CpuTopology, vcpus: &[VcpuThread]) -> Vec<CpuInfoFast> {
+/// The entries for `vcpus`, named as `slots` names them.
+pub(crate) fn cpus_fast(
+    topology: &CpuTopology,
+    vcpus: &[VcpuThread],
+    slots: &CpuSlots,
+) -> Vec<CpuInfoFast> {
     vcpus
         .iter()
         .map(|v| CpuInfoFast {
             cpu_index: v.index,
-            qom_path: qom_path(v.index),
+            qom_path: slots
+                .get(v.index)
+                .map_or_else(|| qom_path(v.index), |c| c.qom_path.clone()),
             thread_id: v.thread_id,
             props: CpuInstanceProperties::of(topology, v.index),
             target: TARGET.to_string(),
@@ -49,7 +57,7 @@ impl QmpCommand for QueryCpusFast {
     }
 
     fn execute(&self, vm: &mut dyn VmView) -> Result<Self::Reply, QmpError> {
-        Ok(cpus_fast(vm.topology(), &vm.vcpus()))
+        Ok(cpus_fast(vm.topology(), &vm.vcpus(), vm.cpu_slots()))
     }
 }
 
@@ -72,7 +80,7 @@ mod tests {
             thread_id: 4242,
         }];
         assert_eq!(
-            serde_json::to_value(cpus_fast(&t, &vcpus)).unwrap(),
+            serde_json::to_value(cpus_fast(&t, &vcpus, &CpuSlots::boot(2))).unwrap(),
             json!([{"cpu-index": 1, "qom-path": "/machine/unattached/device[1]", "thread-id": 4242,
                     "props": {"core-id": 1, "thread-id": 0, "die-id": 0, "socket-id": 0}, "target": "x86_64"}])
         );

@@ -1,9 +1,10 @@
 //! `query-hotpluggable-cpus`: every vCPU slot up to maxcpus, highest first as QEMU lists
-//! them; present vCPUs carry their `qom-path` (QEMU 7.2's HotpluggableCPU shape).
+//! them; slots holding a vCPU carry its `qom-path` (QEMU 7.2's HotpluggableCPU shape), so a
+//! plug or an eject shows here at once.
 
 use serde::{Deserialize, Serialize};
 
-use super::cpu_slot::{qom_path, type_name, CpuInstanceProperties};
+use super::cpu_slot::{type_name, CpuInstanceProperties, CpuSlots};
 use super::QmpCommand;
 use crate::control::args::Args;
 use crate::control::error::QmpError;
@@ -27,10 +28,10 @@ pub struct HotpluggableCpu {
     pub type_name: String,
 }
 
-/// The slots of `topology` when vCPUs `0..present` exist, for CPUs of `model`.
+/// The slots of `topology` when `slots` hold vCPUs, for CPUs of `model`.
 pub(crate) fn hotpluggable_cpus(
     topology: &CpuTopology,
-    present: u32,
+    slots: &CpuSlots,
     model: &str,
 ) -> Vec<HotpluggableCpu> {
     (0..topology.max_cpus())
@@ -38,7 +39,7 @@ pub(crate) fn hotpluggable_cpus(
         .map(|index| HotpluggableCpu {
             props: CpuInstanceProperties::of(topology, index),
             vcpus_count: 1,
-            qom_path: (index < present).then(|| qom_path(index)),
+            qom_path: slots.get(index).map(|c| c.qom_path.clone()),
             type_name: type_name(model),
         })
         .collect()
@@ -53,8 +54,11 @@ impl QmpCommand for QueryHotpluggableCpus {
     }
 
     fn execute(&self, vm: &mut dyn VmView) -> Result<Self::Reply, QmpError> {
-        let present = u32::try_from(vm.vcpus().len()).unwrap_or(u32::MAX);
-        Ok(hotpluggable_cpus(vm.topology(), present, vm.cpu_model()))
+        Ok(hotpluggable_cpus(
+            vm.topology(),
+            vm.cpu_slots(),
+            vm.cpu_model(),
+        ))
     }
 }
 
@@ -69,7 +73,7 @@ mod tests {
         let t = SmpConfig::parse("2,sockets=2,cores=2,maxcpus=4")
             .unwrap()
             .topology();
-        let v = serde_json::to_value(hotpluggable_cpus(&t, 2, "qemu64")).unwrap();
+        let v = serde_json::to_value(hotpluggable_cpus(&t, &CpuSlots::boot(2), "qemu64")).unwrap();
         assert_eq!(v.as_array().unwrap().len(), 4);
         assert_eq!(
             v[0],

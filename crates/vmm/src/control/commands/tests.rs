@@ -8,6 +8,7 @@ use crate::control::error::ErrorClass;
 use crate::control::qmp::{Frame, Session, Step};
 
 mod fake_vm;
+mod hotplug;
 
 fn args(v: Value) -> Map<String, Value> {
     match v {
@@ -421,9 +422,12 @@ fn query_commands_lists_the_command_enum() {
         if *name == "query-cpu-model-expansion" {
             arguments = args(json!({"type": "full", "model": {"name": "qemu64"}}));
         }
+        if *name == "device_del" {
+            arguments = args(json!({"id": "cpu1"}));
+        }
         assert_eq!(parse(name, arguments).unwrap().name(), *name);
     }
-    assert_eq!(names.len(), 17);
+    assert_eq!(names.len(), 19);
 }
 
 #[test]

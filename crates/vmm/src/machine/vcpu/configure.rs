@@ -34,7 +34,8 @@ pub fn configure(vcpu: &VcpuFd, setup: &VcpuSetup) -> Result<(), MachineError> {
     Ok(())
 }
 
-fn set_msrs(vcpu: &VcpuFd, index: u32, msrs: &[(u32, u64)]) -> Result<(), MachineError> {
+/// Sets `msrs` (index, value) on `vcpu`; every one must be accepted.
+pub(crate) fn set_msrs(vcpu: &VcpuFd, index: u32, msrs: &[(u32, u64)]) -> Result<(), MachineError> {
     let entries: Vec<kvm_msr_entry> = msrs
         .iter()
         .map(|&(i, data)| kvm_msr_entry {

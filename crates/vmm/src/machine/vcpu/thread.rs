@@ -10,6 +10,16 @@
 //! counts itself parked; `resume` and `finish` wake it. A vCPU pinned by the user sets its
 //! own affinity before its first KVM_RUN, so it never runs guest code anywhere else.
 //!
+//! A vCPU the guest ejected (CPU hot-unplug) parks the same way on its own flag
+//! ([`VcpuHandle::eject`]): KVM cannot destroy a vCPU, so its thread waits, visible as
+//! [`VcpuRunState::Ejected`], until the slot is plugged again ([`VcpuHandle::replug`]). Then
+//! the thread itself puts the vCPU back in the state of a newly created application
+//! processor (KVM_MP_STATE_UNINITIALIZED: it waits for INIT/SIPI) and runs it again.
+//!
+//! Events the guest raises that are not the end of the VM (a CPU eject, an `_OST` report)
+//! go to the emulator thread through a bounded queue and its eventfd
+//! ([`VmControl::take_guest_events`]).
+//!
 //! Stopping has a deadline ([`STOP_DEADLINE`]): a vCPU that does not leave KVM_RUN (or is
 //! blocked elsewhere) is reported and left to the process exit, never waited on forever.
 //! Each vCPU thread holds the guest RAM ([`GuestRam`]) alive for as long as it runs, so
@@ -17,19 +27,22 @@
 //! dropped before it was stopped stops its thread (with the deadline) on drop.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use kvm_bindings::kvm_run;
+use kvm_bindings::{kvm_mp_state, kvm_run, KVM_MP_STATE_UNINITIALIZED};
 use kvm_ioctls::VcpuFd;
 use thiserror::Error;
 use vmm_sys_util::eventfd::EventFd;
 
+use super::configure::set_msrs;
 use super::dump::format_registers;
 use super::exit::{handle_exit, ExitAction, VcpuFault};
 use crate::devices::{Bus, GuestEvent};
+use crate::machine::{kvm_call, MachineError};
 use crate::memory::GuestRam;
 
 /// How long stopping vCPU threads may take in all before rvmm gives up on the ones left.
@@ -75,6 +88,10 @@ struct PauseState {
     parked: usize,
 }
 
+/// Guest events queued for the emulator thread at most; more are dropped (and counted)
+/// until it catches up, so a guest writing a register in a loop cannot grow rvmm's memory.
+pub const GUEST_EVENT_QUEUE: usize = 1024;
+
 /// State shared by the VMM thread and every vCPU thread.
 pub struct VmControl {
     stop: AtomicBool,
@@ -82,8 +99,15 @@ pub struct VmControl {
     /// Signalled when the VM should stop; the emulator thread polls it.
     pub stop_evt: EventFd,
     pause: Mutex<PauseState>,
-    /// Wakes parked vCPUs (resume, finish) and the VMM thread waiting for them to park.
+    /// Wakes parked vCPUs (resume, finish, replug) and the VMM thread waiting for them to
+    /// park.
     pause_cv: Condvar,
+    /// Guest events for the emulator thread (CPU ejects, `_OST` reports), oldest first.
+    guest_events: Mutex<VecDeque<GuestEvent>>,
+    /// Signalled when `guest_events` has something; the emulator thread polls it.
+    pub guest_evt: EventFd,
+    /// Guest events dropped because the queue was full.
+    guest_events_dropped: AtomicU64,
 }
 
 impl VmControl {
@@ -94,7 +118,53 @@ impl VmControl {
             stop_evt: EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)?,
             pause: Mutex::new(PauseState::default()),
             pause_cv: Condvar::new(),
+            guest_events: Mutex::new(VecDeque::new()),
+            guest_evt: EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)?,
+            guest_events_dropped: AtomicU64::new(0),
         })
+    }
+
+    /// Queues a guest event for the emulator thread and wakes it (a vCPU thread calls
+    /// this). Returns false if the queue was full and the event was dropped.
+    pub fn post_guest_event(&self, event: GuestEvent) -> bool {
+        let mut q = self.guest_events.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() >= GUEST_EVENT_QUEUE {
+            self.guest_events_dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        q.push_back(event);
+        drop(q);
+        let _ = self.guest_evt.write(1);
+        true
+    }
+
+    /// Every queued guest event, oldest first (the emulator thread calls this when
+    /// `guest_evt` is readable).
+    pub fn take_guest_events(&self) -> Vec<GuestEvent> {
+        let _ = self.guest_evt.read();
+        let mut q = self.guest_events.lock().unwrap_or_else(|p| p.into_inner());
+        q.drain(..).collect()
+    }
+
+    /// How many guest events were dropped because the queue was full.
+    pub fn guest_events_dropped(&self) -> u64 {
+        self.guest_events_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Wakes every thread waiting on the pause condition (parked, ejected or waiting for
+    /// parks) to look at its flags again.
+    fn wake_parked(&self) {
+        let _guard = self.pause_state();
+        self.pause_cv.notify_all();
+    }
+
+    /// Called by a vCPU thread the guest ejected: waits until it is plugged again
+    /// (`ejected` cleared) or the VM stops.
+    fn park_ejected(&self, ejected: &AtomicBool) {
+        let mut st = self.pause_state();
+        while ejected.load(Ordering::SeqCst) && !self.stopping() {
+            st = self.pause_cv.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
     }
 
     fn pause_state(&self) -> std::sync::MutexGuard<'_, PauseState> {
@@ -220,6 +290,9 @@ pub enum VcpuRunState {
     Paused = 1,
     /// The thread has left its loop.
     Finished = 2,
+    /// Parked because the guest ejected the vCPU (CPU hot-unplug); a later plug of its
+    /// slot runs it again.
+    Ejected = 3,
 }
 
 impl VcpuRunState {
@@ -227,9 +300,19 @@ impl VcpuRunState {
         match v {
             0 => VcpuRunState::Running,
             1 => VcpuRunState::Paused,
+            3 => VcpuRunState::Ejected,
             _ => VcpuRunState::Finished,
         }
     }
+}
+
+/// A vCPU's hotplug flags, shared by its handle and its thread.
+#[derive(Debug, Default)]
+struct SlotFlags {
+    /// The guest ejected the vCPU: its thread parks.
+    ejected: AtomicBool,
+    /// Plugged again after an eject: the thread resets the vCPU before running it.
+    reset: AtomicBool,
 }
 
 /// A running vCPU thread. Dropping it stops and joins the thread (see [`stop_all`]).
@@ -240,9 +323,30 @@ pub struct VcpuHandle {
     pub tid: Arc<AtomicI32>,
     state: Arc<AtomicU8>,
     control: Arc<VmControl>,
+    slot: Arc<SlotFlags>,
 }
 
 impl VcpuHandle {
+    /// Parks the vCPU the guest ejected: it stops running guest code at its next exit (it
+    /// is kicked now) and its thread waits until [`replug`](Self::replug).
+    pub fn eject(&self) {
+        self.slot.ejected.store(true, Ordering::SeqCst);
+        self.kick();
+    }
+
+    /// Runs an ejected vCPU again as a new application processor: its thread resets it to
+    /// wait for INIT/SIPI, then enters KVM_RUN.
+    pub fn replug(&self) {
+        self.slot.reset.store(true, Ordering::SeqCst);
+        self.slot.ejected.store(false, Ordering::SeqCst);
+        self.control.wake_parked();
+    }
+
+    /// Whether the guest ejected this vCPU (and it was not plugged again since).
+    pub fn is_ejected(&self) -> bool {
+        self.slot.ejected.load(Ordering::SeqCst)
+    }
+
     /// Interrupts KVM_RUN on this vCPU.
     pub fn kick(&self) {
         if let Some(t) = &self.thread {
@@ -320,6 +424,7 @@ pub(crate) fn exited_handle_for_test(index: u32) -> VcpuHandle {
         tid: Arc::new(AtomicI32::new(0)),
         state: Arc::new(AtomicU8::new(VcpuRunState::Finished as u8)),
         control: Arc::new(VmControl::new().expect("eventfd")),
+        slot: Arc::default(),
     }
 }
 
@@ -394,6 +499,9 @@ pub struct VcpuShared {
     pub control: Arc<VmControl>,
     /// Guest RAM, held by the thread until it ends.
     pub ram: Arc<GuestRam>,
+    /// The boot MSRs, set again when a replugged vCPU is reset (as QEMU's CPU reset puts
+    /// them back).
+    pub boot_msrs: Arc<[(u32, u64)]>,
 }
 
 /// Spawns the thread for vCPU `index`, named as QEMU names them (`CPU N/KVM`). With `pin`,
@@ -405,10 +513,17 @@ pub fn spawn(
     shared: VcpuShared,
     pin: Option<Vec<u32>>,
 ) -> Result<VcpuHandle, SpawnError> {
-    let VcpuShared { bus, control, ram } = shared;
+    let VcpuShared {
+        bus,
+        control,
+        ram,
+        boot_msrs,
+    } = shared;
     let tid = Arc::new(AtomicI32::new(0));
     let state = Arc::new(AtomicU8::new(VcpuRunState::Running as u8));
-    let (tid2, state2, control2) = (tid.clone(), state.clone(), control.clone());
+    let slot = Arc::new(SlotFlags::default());
+    let (tid2, state2, control2, slot2) =
+        (tid.clone(), state.clone(), control.clone(), slot.clone());
     let (started_tx, started_rx) =
         std::sync::mpsc::channel::<Result<(), crate::host::thread::ThreadError>>();
     let thread = std::thread::Builder::new()
@@ -429,7 +544,12 @@ pub fn spawn(
             crate::sandbox::apply(crate::sandbox::Role::Vcpu);
             let _ = started_tx.send(Ok(()));
             KVM_RUN_PTR.with(|c| c.set(vcpu.get_kvm_run() as *mut kvm_run));
-            run_loop(index, &mut vcpu, &bus, &control, &state2);
+            let flags = LoopFlags {
+                state: &state2,
+                slot: &slot2,
+                boot_msrs: &boot_msrs,
+            };
+            run_loop(index, &mut vcpu, &bus, &control, flags);
             KVM_RUN_PTR.with(|c| c.set(std::ptr::null_mut()));
             state2.store(VcpuRunState::Finished as u8, Ordering::SeqCst);
         })
@@ -440,6 +560,7 @@ pub fn spawn(
         tid,
         state,
         control,
+        slot,
     };
     match started_rx.recv() {
         Ok(Ok(())) => Ok(handle),
@@ -457,8 +578,49 @@ pub fn spawn(
     }
 }
 
-fn run_loop(index: u32, vcpu: &mut VcpuFd, bus: &Bus, control: &VmControl, state: &AtomicU8) {
+/// A vCPU thread's own state words.
+#[derive(Clone, Copy)]
+struct LoopFlags<'a> {
+    state: &'a AtomicU8,
+    slot: &'a SlotFlags,
+    boot_msrs: &'a [(u32, u64)],
+}
+
+/// Puts a vCPU back in the state a newly plugged application processor has: the boot MSRs,
+/// and waiting for INIT/SIPI (the INIT resets its registers and local APIC).
+fn reset_for_plug(vcpu: &VcpuFd, index: u32, boot_msrs: &[(u32, u64)]) -> Result<(), MachineError> {
+    set_msrs(vcpu, index, boot_msrs)?;
+    kvm_call(
+        "KVM_SET_MP_STATE",
+        vcpu.set_mp_state(kvm_mp_state {
+            mp_state: KVM_MP_STATE_UNINITIALIZED,
+        }),
+    )
+}
+
+fn run_loop(index: u32, vcpu: &mut VcpuFd, bus: &Bus, control: &VmControl, flags: LoopFlags) {
+    let LoopFlags {
+        state,
+        slot,
+        boot_msrs,
+    } = flags;
     while !control.stopping() {
+        if slot.ejected.load(Ordering::SeqCst) {
+            state.store(VcpuRunState::Ejected as u8, Ordering::SeqCst);
+            control.park_ejected(&slot.ejected);
+            state.store(VcpuRunState::Running as u8, Ordering::SeqCst);
+            continue;
+        }
+        if slot.reset.swap(false, Ordering::SeqCst) {
+            if let Err(e) = reset_for_plug(vcpu, index, boot_msrs) {
+                control.finish(VmOutcome::Fault {
+                    vcpu: index,
+                    fault: VcpuFault::Unexpected(format!("resetting the replugged vCPU: {e}")),
+                    detail: String::new(),
+                });
+                continue;
+            }
+        }
         if control.pause_requested() {
             state.store(VcpuRunState::Paused as u8, Ordering::SeqCst);
             control.park();
@@ -481,8 +643,12 @@ fn run_loop(index: u32, vcpu: &mut VcpuFd, bus: &Bus, control: &VmControl, state
             ExitAction::Guest(GuestEvent::DebugExit(value)) => {
                 control.finish(VmOutcome::DebugExit(value))
             }
-            // The emulator thread's business (vCPU hotplug); not routed there yet.
-            ExitAction::Guest(GuestEvent::CpuEject { .. } | GuestEvent::CpuOst { .. }) => {}
+            // The emulator thread's business (vCPU hotplug).
+            ExitAction::Guest(
+                event @ (GuestEvent::CpuEject { .. } | GuestEvent::CpuOst { .. }),
+            ) => {
+                control.post_guest_event(event);
+            }
             ExitAction::Fault(fault) => {
                 let detail = fault_detail(vcpu, &fault);
                 control.finish(VmOutcome::Fault {
@@ -538,6 +704,7 @@ mod tests {
             tid: Arc::new(AtomicI32::new(0)),
             state: Arc::new(AtomicU8::new(VcpuRunState::Running as u8)),
             control: control.clone(),
+            slot: Arc::default(),
         }
     }
 
@@ -594,6 +761,92 @@ mod tests {
         assert!(control.stopping());
         assert_eq!(control.outcome(), Some(VmOutcome::Quit));
         assert!(ended.load(Ordering::SeqCst), "joined: the thread had ended");
+    }
+
+    #[test]
+    fn guest_events_queue_in_order_and_are_bounded() {
+        use std::os::fd::AsRawFd;
+        let control = VmControl::new().unwrap();
+        let readable = |c: &VmControl| {
+            let mut fd = libc::pollfd {
+                fd: c.guest_evt.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd, no wait.
+            unsafe { libc::poll(&mut fd, 1, 0) == 1 }
+        };
+        assert!(!readable(&control));
+        assert!(control.post_guest_event(GuestEvent::CpuEject { slot: 2 }));
+        assert!(control.post_guest_event(GuestEvent::CpuOst {
+            slot: 2,
+            event: 3,
+            status: 0
+        }));
+        assert!(readable(&control));
+        assert_eq!(
+            control.take_guest_events(),
+            [
+                GuestEvent::CpuEject { slot: 2 },
+                GuestEvent::CpuOst {
+                    slot: 2,
+                    event: 3,
+                    status: 0
+                }
+            ]
+        );
+        assert!(
+            !readable(&control),
+            "taking the events consumes the wake-up"
+        );
+        for slot in 0..GUEST_EVENT_QUEUE as u32 {
+            assert!(control.post_guest_event(GuestEvent::CpuEject { slot }));
+        }
+        assert!(!control.post_guest_event(GuestEvent::CpuEject { slot: 0 }));
+        assert_eq!(control.guest_events_dropped(), 1);
+        assert_eq!(control.take_guest_events().len(), GUEST_EVENT_QUEUE);
+    }
+
+    /// An ejected vCPU's thread waits on its flag through pauses and resumes, and leaves
+    /// when it is plugged again or the VM stops.
+    #[test]
+    fn an_ejected_vcpu_parks_until_replugged_or_stopped() {
+        install_kick_handler().unwrap();
+        let control = Arc::new(VmControl::new().unwrap());
+        let parked_thread = |h: &VcpuHandle| {
+            let (c, slot, done) = (
+                control.clone(),
+                h.slot.clone(),
+                Arc::new(AtomicBool::new(false)),
+            );
+            let d = done.clone();
+            let t = std::thread::spawn(move || {
+                c.park_ejected(&slot.ejected);
+                d.store(true, Ordering::SeqCst);
+            });
+            (t, done)
+        };
+        let h = handle(5, &control, || {});
+        h.eject();
+        assert!(h.is_ejected());
+        let (t, done) = parked_thread(&h);
+        control.request_pause();
+        control.resume();
+        assert!(!done.load(Ordering::SeqCst) || !h.is_ejected());
+        h.replug();
+        t.join().unwrap();
+        assert!(done.load(Ordering::SeqCst));
+        assert!(!h.is_ejected());
+        assert!(
+            h.slot.reset.load(Ordering::SeqCst),
+            "the thread resets it first"
+        );
+
+        h.eject();
+        let (t, done) = parked_thread(&h);
+        control.finish(VmOutcome::Quit);
+        t.join().unwrap();
+        assert!(done.load(Ordering::SeqCst));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::smp::SmpConfig;
+use crate::control::commands::cpu_slot::CpuSlots;
 use crate::control::qmp::Event;
 use crate::control::view::{
     EmulatorThread, EndRequest, HostCpuView, RunState, VcpuThread, VmError, VmView,
@@ -33,6 +34,13 @@ pub(super) struct FakeVm {
     pub host_cpus: u32,
     pub emulator: Vec<(i32, String)>,
     pub main: Vec<u32>,
+    pub slots: CpuSlots,
+    /// Slots plugged, unplug requests and ejects, in order.
+    pub plugged: Vec<u32>,
+    pub unplug_requests: Vec<u32>,
+    pub ejected: Vec<u32>,
+    /// When set, plugging fails with this text.
+    pub plug_error: Option<String>,
 }
 
 impl FakeVm {
@@ -67,6 +75,11 @@ impl FakeVm {
             host_cpus: 8,
             emulator: vec![(1, "rvmm".into()), (2, "qmp-accept".into())],
             main: everything,
+            slots: CpuSlots::boot(smp.cpus),
+            plugged: Vec::new(),
+            unplug_requests: Vec::new(),
+            ejected: Vec::new(),
+            plug_error: None,
         }
     }
 }
@@ -109,6 +122,31 @@ impl VmView for FakeVm {
     }
     fn vcpus(&self) -> Vec<VcpuThread> {
         self.vcpus.clone()
+    }
+    fn cpu_slots(&self) -> &CpuSlots {
+        &self.slots
+    }
+    fn cpu_slots_mut(&mut self) -> &mut CpuSlots {
+        &mut self.slots
+    }
+    fn plug_vcpu(&mut self, index: u32) -> Result<(), VmError> {
+        if let Some(e) = &self.plug_error {
+            return Err(VmError::Hotplug(e.clone()));
+        }
+        let thread_id = 100 + index as i32;
+        self.vcpus.push(VcpuThread { index, thread_id });
+        self.affinity
+            .insert(thread_id, (0..self.host_cpus).collect());
+        self.plugged.push(index);
+        Ok(())
+    }
+    fn request_unplug(&mut self, index: u32) -> Result<(), VmError> {
+        self.unplug_requests.push(index);
+        Ok(())
+    }
+    fn eject_vcpu(&mut self, index: u32) {
+        self.vcpus.retain(|v| v.index != index);
+        self.ejected.push(index);
     }
     fn vcpu_info(&self, vcpu: VcpuThread) -> Result<VcpuInfo, VmError> {
         Ok(VcpuInfo {
