@@ -22,7 +22,7 @@
  *                PROBE-HOTPLUG insert slot=S apic=A, INIT/SIPI it; it prints its CPUID
  *                (CPUID cpu=S ... lines, as in the dump) and parks; then
  *                PROBE-HOTPLUG online slot=S apic=A and _OST(1 device check, 0 success);
- *        remove: clear the remove event, _OST(3 eject request, 0x80 in progress), the eject
+ *        remove: clear the remove event, _OST(3 eject request, 0x84 ejection in progress, as Linux reports it), the eject
  *                bit (the vCPU is already parked in cli; hlt), _OST(3, 0 success), then
  *                PROBE-HOTPLUG eject slot=S apic=A.
  *      then clear GPE0 status bit 2, and walk again if an event came in meanwhile.
@@ -61,7 +61,7 @@
 #define OST_EVENT_EJECT_REQUEST 3
 #define OST_SUCCESS 0
 #define OST_FAILURE 1
-#define OST_EJECT_IN_PROGRESS 0x80
+#define OST_EJECT_IN_PROGRESS 0x84
 
 /* FADT (ACPI 6.5 Table 5.9): GPE0_BLK (I/O port, 4 bytes) and GPE0_BLK_LEN (1 byte). */
 #define FADT_GPE0_BLK 80

@@ -97,7 +97,7 @@ fn plug_all(client: &mut QmpClient, plugs: &[Plug], args: &SetvcpusArgs) -> Resu
             anyhow!(
                 "setvcpus: {before}device_add of vCPU {} ({}) failed: {e}",
                 p.vcpu,
-                p.request.id
+                p.request.id.as_deref().unwrap_or("no id")
             )
         })?;
         done.push(p.vcpu);

@@ -13,43 +13,12 @@
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
 use serde_json::Value;
 use thiserror::Error;
 use vmm::control::commands::cpu_slot::CpuInstanceProperties;
 use vmm::control::commands::query_hotpluggable_cpus::HotpluggableCpu;
-use vmm::control::commands::{ClientRequest, Empty};
-
-/// QMP `device_add` of one vCPU: the CPU type and the slot's topology ids.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct DeviceAddRequest {
-    /// The `type` query-hotpluggable-cpus reports (`qemu64-x86_64-cpu`).
-    pub driver: String,
-    pub id: String,
-    pub socket_id: u32,
-    /// Only when the slot reports one (more than one die per socket).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub die_id: Option<u32>,
-    pub core_id: u32,
-    pub thread_id: u32,
-}
-
-impl ClientRequest for DeviceAddRequest {
-    const NAME: &'static str = "device_add";
-    type Reply = Empty;
-}
-
-/// QMP `device_del`: a device id or a QOM path.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DeviceDelRequest {
-    pub id: String,
-}
-
-impl ClientRequest for DeviceDelRequest {
-    const NAME: &'static str = "device_del";
-    type Reply = Empty;
-}
+use vmm::control::commands::device_add::DeviceAddRequest;
+use vmm::control::commands::device_del::DeviceDel as DeviceDelRequest;
 
 /// Why the slots cannot be read or the count cannot be reached. Nothing has been changed
 /// when one of these is returned.
@@ -205,7 +174,7 @@ pub fn plan(slots: &[Slot], count: u32) -> Result<Plan, PlanError> {
                 vcpu: s.vcpu,
                 request: DeviceAddRequest {
                     driver: s.driver.clone(),
-                    id: vcpu_alias(s.vcpu),
+                    id: Some(vcpu_alias(s.vcpu)),
                     socket_id: s.props.socket_id,
                     die_id: s.props.die_id,
                     core_id: s.props.core_id,
@@ -408,7 +377,7 @@ mod tests {
 
     fn plugs(p: Plan) -> Vec<(u32, String)> {
         match p {
-            Plan::Plug(v) => v.into_iter().map(|p| (p.vcpu, p.request.id)).collect(),
+            Plan::Plug(v) => v.into_iter().map(|p| (p.vcpu, p.request.id.unwrap_or_default())).collect(),
             other => panic!("expected plugs, got {other:?}"),
         }
     }

@@ -254,7 +254,7 @@ fn plug(vm: &mut HotplugVm, id: &str, slot: u32, boot_leaves: &[(u32, u32)]) {
     );
 }
 
-/// Unplugs `id` (in `slot`) and checks the eject line and QEMU's events: _OST(3, 0x80) before
+/// Unplugs `id` (in `slot`) and checks the eject line and QEMU's events: _OST(3, 0x84) before
 /// the eject, DEVICE_DELETED for the CPU's local APIC child and for the CPU itself, then
 /// _OST(3, 0) without a device (it is gone).
 fn unplug(vm: &mut HotplugVm, id: &str, slot: u32) {
@@ -272,7 +272,7 @@ fn unplug(vm: &mut HotplugVm, id: &str, slot: u32) {
         [
             json!({"event": "ACPI_DEVICE_OST", "data": {"info": {
                 "device": id, "slot": slot.to_string(), "slot-type": "CPU", "source": 3,
-                "status": 128}}}),
+                "status": 132}}}),
             json!({"event": "DEVICE_DELETED", "data": {"path": format!("{path}/lapic")}}),
             json!({"event": "DEVICE_DELETED", "data": {"device": id, "path": path}}),
             json!({"event": "ACPI_DEVICE_OST", "data": {"info": {
@@ -586,7 +586,6 @@ fn qemu_vcpu_plugged_before_the_guest_is_ready() {
 }
 
 #[test]
-#[ignore = "needs device_add (issue 12 integration)"]
 fn rvmm_vcpu_plugged_before_the_guest_is_ready() {
     if !kvm_available("rvmm_vcpu_plugged_before_the_guest_is_ready") {
         return;
@@ -641,7 +640,6 @@ fn qemu_hotplug_oracle() {
 }
 
 #[test]
-#[ignore = "needs device_add (issue 12 integration)"]
 fn rvmm_hotplug_matches_qemu() {
     if !kvm_available("rvmm_hotplug_matches_qemu") {
         return;

@@ -179,7 +179,7 @@ fn device_add_creates_a_pinned_vcpu_thread_and_the_queries_follow() {
     slot3["id"] = json!("cpu2");
     assert_eq!(
         generic(c.execute("device_add", Some(slot3))),
-        "Duplicate ID 'cpu2' for device"
+        "Duplicate device ID 'cpu2'"
     );
 
     // device_del: the boot CPU is refused, an unknown id is not found, and the plugged one

@@ -18,6 +18,8 @@ pub struct BackgroundVm {
     child: Option<Child>,
     pub dir: PathBuf,
     pub socket: PathBuf,
+    /// The guest's serial lines so far, once [`BackgroundVm::wait_line`] started reading them.
+    lines: Option<std::sync::Arc<std::sync::Mutex<Vec<String>>>>,
 }
 
 /// A fresh private directory for one test.
@@ -49,6 +51,7 @@ impl BackgroundVm {
             child: Some(child),
             dir,
             socket,
+            lines: None,
         };
         let start = Instant::now();
         loop {
@@ -84,6 +87,32 @@ impl BackgroundVm {
         let mut c = TestClient::connect(&self.socket);
         assert_eq!(c.execute("qmp_capabilities", None), json!({"return": {}}));
         c
+    }
+
+    /// Waits (30 s at most) for a line of guest output starting with `prefix`. The first call
+    /// starts a thread that reads stdout from then on; `wait` returns what it read.
+    pub fn wait_line(&mut self, prefix: &str) {
+        let lines = self.lines.get_or_insert_with(|| {
+            let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let stdout = self.child.as_mut().unwrap().stdout.take().unwrap();
+            let sink = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    sink.lock().unwrap().push(line);
+                }
+            });
+            lines
+        });
+        let start = Instant::now();
+        while !lines.lock().unwrap().iter().any(|l| l.starts_with(prefix)) {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no line starting with {prefix:?} after 30 s; the guest printed:\n{}",
+                lines.lock().unwrap().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Waits until every present vCPU is halted (the probe's `mode=halt` after its dump).
@@ -125,7 +154,15 @@ impl BackgroundVm {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        child.wait_with_output().unwrap()
+        let mut out = child.wait_with_output().unwrap();
+        if let Some(lines) = &self.lines {
+            // The reader thread sees the pipe's end once the process is gone.
+            std::thread::sleep(Duration::from_millis(50));
+            let mut text = lines.lock().unwrap().join("\n");
+            text.push('\n');
+            out.stdout = text.into_bytes();
+        }
+        out
     }
 }
 

@@ -160,6 +160,7 @@ impl<'a> Controller<'a> {
             },
         )
         .map_err(create)?;
+        crate::vcpu::configure::refresh_apic_map(&fd).map_err(create)?;
         let pin = self
             .vmm
             .config

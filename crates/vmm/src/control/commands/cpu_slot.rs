@@ -145,6 +145,11 @@ pub(crate) fn guest_ejected(vm: &mut dyn VmView, slot: u32) {
         return;
     };
     vm.eject_vcpu(slot);
+    // QEMU unrealizes the vCPU's local APIC, a child device without an id, first.
+    vm.emit(Event::DeviceDeleted {
+        device: None,
+        path: format!("{}/lapic", cpu.qom_path),
+    });
     vm.emit(Event::DeviceDeleted {
         device: cpu.id,
         path: cpu.qom_path,

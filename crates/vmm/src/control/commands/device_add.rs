@@ -147,7 +147,7 @@ impl DeviceAdd {
                 return Err(QmpError::generic("Parameter 'id' expects an identifier"));
             }
             if vm.cpu_slots().iter().any(|c| c.id.as_deref() == Some(id)) {
-                return Err(QmpError::generic(format!("Duplicate ID '{id}' for device")));
+                return Err(QmpError::generic(format!("Duplicate device ID '{id}'")));
             }
         }
         let driver = self

@@ -34,6 +34,17 @@ pub fn configure(vcpu: &VcpuFd, setup: &VcpuSetup) -> Result<(), MachineError> {
     Ok(())
 }
 
+/// Makes a vCPU created while the VM runs reachable by IPIs: KVM computes the map from
+/// APIC IDs to vCPUs when a local APIC's ID or state changes, and a new vCPU's reset does
+/// that before KVM counts the vCPU as online, so INIT/SIPI for its APIC ID would find no
+/// one. Writing its local APIC state back (KVM_GET_LAPIC, KVM_SET_LAPIC) recomputes the map
+/// with it in. Boot vCPUs need none of this: the guest's own APIC setup recomputes the map
+/// after every one of them exists.
+pub fn refresh_apic_map(vcpu: &VcpuFd) -> Result<(), MachineError> {
+    let lapic = kvm_call("KVM_GET_LAPIC", vcpu.get_lapic())?;
+    kvm_call("KVM_SET_LAPIC", vcpu.set_lapic(&lapic))
+}
+
 /// Sets `msrs` (index, value) on `vcpu`; every one must be accepted.
 pub(crate) fn set_msrs(vcpu: &VcpuFd, index: u32, msrs: &[(u32, u64)]) -> Result<(), MachineError> {
     let entries: Vec<kvm_msr_entry> = msrs

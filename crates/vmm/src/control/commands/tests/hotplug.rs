@@ -151,7 +151,7 @@ fn device_add_plugs_and_every_query_shows_it() {
             &mut vm,
             json!({"driver": CPU, "id": "cpu2", "socket-id": 1, "core-id": 1, "thread-id": 0})
         ),
-        "Duplicate ID 'cpu2' for device"
+        "Duplicate device ID 'cpu2'"
     );
 
     // Without an id: QEMU's peripheral-anon path; a non-string id is dropped as QemuOpts
@@ -259,6 +259,10 @@ fn device_del_asks_the_guest_and_the_eject_deletes() {
                 status: 0x84
             }),
             Event::DeviceDeleted {
+                device: None,
+                path: "/machine/peripheral/cpu2/lapic".into()
+            },
+            Event::DeviceDeleted {
                 device: Some("cpu2".into()),
                 path: "/machine/peripheral/cpu2".into()
             },
@@ -282,7 +286,7 @@ fn device_del_asks_the_guest_and_the_eject_deletes() {
     );
     // An eject of an empty slot changes nothing.
     guest_ejected(&mut vm, 3);
-    assert_eq!(vm.events.len(), 3);
+    assert_eq!(vm.events.len(), 4);
     assert_eq!(vm.ejected, [2]);
 
     // The slot and the id are free again.
@@ -297,10 +301,16 @@ fn device_del_asks_the_guest_and_the_eject_deletes() {
     // A boot vCPU ejected by the guest goes with its unattached path and no id.
     guest_ejected(&mut vm, 1);
     assert_eq!(
-        vm.events[3],
-        Event::DeviceDeleted {
-            device: None,
-            path: "/machine/unattached/device[1]".into()
-        }
+        vm.events[4..],
+        [
+            Event::DeviceDeleted {
+                device: None,
+                path: "/machine/unattached/device[1]/lapic".into()
+            },
+            Event::DeviceDeleted {
+                device: None,
+                path: "/machine/unattached/device[1]".into()
+            }
+        ]
     );
 }
