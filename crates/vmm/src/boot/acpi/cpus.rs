@@ -408,3 +408,157 @@ fn cpu_device(slot: usize, cpu: &AcpiCpu) -> Result<Aml, AmlError> {
     }
     Aml::device(&cpu_device_name(cpu.uid), body)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    /// `\_SB.PRES.<seg>` as a NameString: RootChar, MultiNamePrefix, 3 segments.
+    fn pres(seg: &[u8; 4]) -> Vec<u8> {
+        [&b"\\\x2f\x03_SB_PRES"[..], seg].concat()
+    }
+
+    #[test]
+    fn device_names() {
+        assert_eq!(cpu_device_name(0), "C000");
+        assert_eq!(cpu_device_name(0x11f), "C11F");
+        assert_eq!(cpu_device_name(MAX_CPU_UID), "CFFF");
+    }
+
+    #[test]
+    fn cpu_device_bytes() {
+        let cpu = AcpiCpu {
+            uid: 0x11f,
+            apic_id: 0x11f,
+            enabled: false,
+            node: Some(1),
+        };
+        let d = cpu_device(2, &cpu).unwrap();
+        let mut body = b"C11F".to_vec();
+        body.extend_from_slice(b"\x08_HID\x0dACPI0007\x00");
+        body.extend_from_slice(b"\x08_UID\x0b\x1f\x01");
+        // Method (_STA, 0, Serialized) { Return (CSTA (2)) }
+        body.extend_from_slice(b"\x14\x0d_STA\x08\xa4CSTA\x0a\x02");
+        // Name (_MAT, Buffer (16) {x2APIC entry, enabled}): APIC ID 0x11f > 254.
+        body.extend_from_slice(b"\x08_MAT\x11\x13\x0a\x10");
+        body.extend_from_slice(&[9, 16, 0, 0, 0x1f, 1, 0, 0, 1, 0, 0, 0, 0x1f, 1, 0, 0]);
+        // Method (_EJ0, 1, NotSerialized) { CEJ0 (2) }
+        body.extend_from_slice(b"\x14\x0c_EJ0\x01CEJ0\x0a\x02");
+        // Method (_OST, 3, Serialized) { COST (2, Arg0, Arg1, Arg2) }
+        body.extend_from_slice(b"\x14\x0f_OST\x0bCOST\x0a\x02\x68\x69\x6a");
+        body.extend_from_slice(b"\x08_PXM\x01");
+        let mut expect = vec![0x5b, 0x82, 0x40 | ((body.len() + 2) & 0xf) as u8];
+        expect.push(((body.len() + 2) >> 4) as u8);
+        expect.extend_from_slice(&body);
+        assert_eq!(d.as_bytes(), &expect[..]);
+    }
+
+    #[test]
+    fn the_boot_slot_has_no_eject_method() {
+        let cpu = AcpiCpu {
+            uid: 0,
+            apic_id: 0,
+            enabled: true,
+            node: None,
+        };
+        let boot = cpu_device(0, &cpu).unwrap();
+        assert!(!contains(boot.as_bytes(), b"_EJ0"));
+        assert!(!contains(boot.as_bytes(), b"_PXM"));
+        // xAPIC _MAT entry, enabled.
+        assert!(contains(
+            boot.as_bytes(),
+            b"\x08_MAT\x11\x0b\x0a\x08\x00\x08\x00\x00\x01\x00\x00\x00"
+        ));
+        let other = cpu_device(1, &AcpiCpu { uid: 1, ..cpu }).unwrap();
+        assert!(contains(other.as_bytes(), b"\x14\x0b_EJ0\x01CEJ0\x01"));
+    }
+
+    #[test]
+    fn status_method_bytes() {
+        let m = status_method().unwrap();
+        let mut body = b"CSTA\x09".to_vec(); // 1 argument, Serialized
+        body.extend_from_slice(&[&b"\x5b\x23"[..], &pres(b"CPLK"), b"\xff\xff"].concat());
+        body.extend_from_slice(&[&b"\x70\x68"[..], &pres(b"CSEL")].concat());
+        body.extend_from_slice(b"\x70\x00\x60");
+        let predicate = [&b"\x93"[..], &pres(b"CPEN"), b"\x01"].concat();
+        body.push(0xa0);
+        body.push((1 + predicate.len() + 4) as u8);
+        body.extend_from_slice(&predicate);
+        body.extend_from_slice(b"\x70\x0a\x0f\x60");
+        body.extend_from_slice(&[&b"\x5b\x27"[..], &pres(b"CPLK")].concat());
+        body.extend_from_slice(b"\xa4\x60");
+        let mut expect = vec![0x14, 0x40 | ((body.len() + 2) & 0xf) as u8];
+        expect.push(((body.len() + 2) >> 4) as u8);
+        expect.extend_from_slice(&body);
+        assert_eq!(m.as_bytes(), &expect[..]);
+    }
+
+    #[test]
+    fn register_block_describes_the_layout_ports() {
+        let d = register_block().unwrap();
+        let b = d.as_bytes();
+        // _CRS IO (Decode16, 0xaf00, 0xaf00, 1, 12) and OperationRegion (PRST, SystemIO,
+        // 0xaf00, 12).
+        assert!(contains(
+            b,
+            &[0x47, 0x01, 0x00, 0xaf, 0x00, 0xaf, 0x01, 0x0c]
+        ));
+        assert!(contains(b, b"\x5b\x80PRST\x01\x0b\x00\xaf\x0a\x0c"));
+        assert!(contains(b, b"\x5b\x01CPLK\x00"));
+        // Field (PRST, ByteAcc, NoLock, WriteAsZeros): flags at byte 4, command at byte 5.
+        assert!(contains(
+            b,
+            b"PRST\x41\x00\x20CPEN\x01CINS\x01CRMV\x01CEJ0\x01CEJF\x01\x00\x03CCMD\x08"
+        ));
+        // Field (PRST, DWordAcc, NoLock, Preserve): selector at 0, data at 8.
+        assert!(contains(b, b"PRST\x03CSEL\x20\x00\x20CDAT\x20"));
+        // Method (_INI, 0, Serialized) { Store (Zero, CSEL) }: the switch to modern mode.
+        assert!(contains(b, b"\x14\x0c_INI\x08\x70\x00CSEL"));
+    }
+
+    #[test]
+    fn gpe_scope_bytes() {
+        let s = gpe_scope().unwrap();
+        let mut body = b"\\_GPE".to_vec();
+        body.extend_from_slice(b"\x08_HID\x0dACPI0006\x00");
+        // Method (_E02, 0, NotSerialized) { \_SB.CPUS.CSCN () }
+        body.extend_from_slice(b"\x14\x15_E02\x00\\\x2f\x03_SB_CPUSCSCN");
+        let mut expect = vec![0x10, (body.len() + 1) as u8];
+        expect.extend_from_slice(&body);
+        assert_eq!(s.as_bytes(), &expect[..]);
+    }
+
+    #[test]
+    fn scan_and_notify_cover_every_slot() {
+        let slots: Vec<AcpiCpu> = (0..3)
+            .map(|i| AcpiCpu {
+                uid: 0x10 + i,
+                apic_id: i,
+                enabled: i == 0,
+                node: None,
+            })
+            .collect();
+        let c = container(&slots).unwrap();
+        let b = c.as_bytes();
+        // CTFY: If (LEqual (Arg0, slot)) { Notify (C<uid>, Arg1) }; the selector is the
+        // slot position, the name carries the UID.
+        assert!(contains(b, b"\xa0\x0a\x93\x68\x00\x86C010\x69"));
+        assert!(contains(b, b"\xa0\x0b\x93\x68\x0a\x02\x86C012\x69"));
+        // CSCN's walk stops at the slot count: LLess (Local3, 3).
+        assert!(contains(b, b"\x95\x63\x0a\x03"));
+        // Name (CNEW, Package (0xFF) {}).
+        assert!(contains(b, b"\x08CNEW\x12\x02\xff"));
+        // Each slot's device: its name then _HID; slot 2 passes 2 to CSTA.
+        for name in ["C010", "C011", "C012"] {
+            assert!(contains(b, format!("{name}\x08_HID").as_bytes()), "{name}");
+        }
+        assert!(contains(
+            b,
+            b"\x08_UID\x0a\x12\x14\x0d_STA\x08\xa4CSTA\x0a\x02"
+        ));
+    }
+}
