@@ -6,8 +6,11 @@
 //!
 //! The guest drives the modern register block of QEMU's docs/specs/acpi_cpu_hotplug.rst at
 //! `layout::CPU_HOTPLUG_PORT`; its selector is the slot's position in
-//! `AcpiPlatform::cpus`, which must be the device model's slot order. Differences from
-//! QEMU's DSDT, all without effect on what the guest can do:
+//! `AcpiPlatform::cpus`, which must be the device model's slot order. As in QEMU, all of it
+//! is emitted even when every slot is present at boot, and each slot's `_MAT` is a constant
+//! buffer with the MADT entry's Enabled flag set: OSPM only reads `_MAT` of a slot whose
+//! `_STA` (the register block's enabled bit) says present. Differences from QEMU's DSDT,
+//! all without effect on what the guest can do:
 //! - QEMU puts `PRES` and `GPE0` under `\_SB.PCI0`; rvmm has no PCI, so they sit in `\_SB`
 //!   (as COM1 and KBD do).
 //! - QEMU declares a slot whose APIC ID is below 255 with the ACPI 1.0 `Processor ()`
@@ -120,6 +123,10 @@ fn gpe0_resources() -> Result<Aml, AmlError> {
     )
 }
 
+// An IO descriptor's length is one byte.
+const _: () = assert!(layout::GPE0_LEN <= 0xff && layout::CPU_HOTPLUG_LEN <= 0xff);
+
+/// `IO (Decode16, port, port, 1, len)`.
 fn io_range(port: u16, len: u16) -> Resource {
     Resource::Io {
         min: port,

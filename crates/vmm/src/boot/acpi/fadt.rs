@@ -68,8 +68,9 @@ const PM1_EVT_LEN: u8 = 4;
 const PM1_CNT_LEN: u8 = 2;
 /// PM timer block length (a 24-bit counter in a 32-bit register).
 const PM_TMR_LEN: u8 = 4;
-/// GPE0 block length: GPE0_STS and GPE0_EN, 2 bytes each.
+/// GPE0 block length: GPE0_STS and GPE0_EN, 2 bytes each (the FADT field is one byte).
 const GPE0_LEN: u8 = layout::GPE0_LEN as u8;
+const _: () = assert!(layout::GPE0_LEN <= 0xff);
 
 /// Addresses the FADT points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
