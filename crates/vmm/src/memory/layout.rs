@@ -58,13 +58,15 @@ pub const S5_SLP_TYP: u8 = 5;
 /// QEMU's isa-debug-exit port; the probe writes here to power off under QEMU, and rvmm
 /// treats a write as a guest poweroff too.
 pub const DEBUG_EXIT_PORT: u16 = 0xf4;
-/// QEMU PIIX-PM's ACPI CPU hotplug register block (legacy bitmap 32 bytes, modern block
-/// `CPU_HOTPLUG_LEN` bytes) and the GPE0 block (2 status bytes, then 2 enable bytes) whose
-/// bit `GPE_CPU_HOTPLUG_BIT` announces CPU hotplug events, as in QEMU's `pc` machine.
+/// The ACPI CPU hotplug register block (QEMU PIIX-PM's base; docs/specs/acpi_cpu_hotplug.rst):
+/// 12 bytes in modern mode, the legacy CPU bitmap 0xaf00-0xaf1f before the guest switches.
 pub const CPU_HOTPLUG_PORT: u16 = 0xaf00;
 pub const CPU_HOTPLUG_LEN: u16 = 12;
+/// The FADT's GPE0 block (QEMU PIIX-PM's): 2 status bytes (write one to clear), then 2
+/// enable bytes.
 pub const GPE0_PORT: u16 = 0xafe0;
 pub const GPE0_LEN: u16 = 4;
+/// The GPE0 bit that signals a CPU hotplug event (the DSDT's `\_GPE._E02`).
 pub const GPE_CPU_HOTPLUG_BIT: u8 = 2;
 
 /// A range of guest RAM: `[base, base + size)`.

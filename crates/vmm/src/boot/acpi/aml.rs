@@ -2,8 +2,13 @@
 //! packages, buffers, resource templates, scopes, devices and methods (ACPI 6.x §20.2).
 //!
 //! [`Aml`] is an encoded term; constructors validate names and sizes and return
-//! [`AmlError`] instead of emitting bad bytecode. What the DSDT says lives in `dsdt.rs`; new
-//! opcodes (for CPU hotplug: fields, notify, if/while...) are added here as constructors.
+//! [`AmlError`] instead of emitting bad bytecode. What the DSDT says lives in `dsdt.rs`; the
+//! opcodes of control methods (regions, fields, mutexes, statements, expressions) are in
+//! [`code`].
+
+mod code;
+
+pub use code::{FieldAccess, FieldEntry, FieldUpdate, RegionSpace};
 
 use thiserror::Error;
 
@@ -29,6 +34,14 @@ pub enum AmlError {
     IrqOutOfRange { irq: u8 },
     #[error("AML object of {len} bytes exceeds the 2^28-1 bytes a PkgLength can encode")]
     TooLong { len: usize },
+    #[error("AML field of {bits} bits exceeds the 2^28-1 bits a field length can encode")]
+    FieldTooLong { bits: usize },
+    #[error("AML Local{index}: a method has Local0 to Local7 only")]
+    NoSuchLocal { index: u8 },
+    #[error("AML Arg{index}: a method has Arg0 to Arg6 only")]
+    NoSuchArg { index: u8 },
+    #[error("AML mutex {name:?}: sync level {level} is above 15")]
+    BadSyncLevel { name: String, level: u8 },
 }
 
 /// Opcodes and prefixes (ACPI 6.x §20.3, Table 20.x "AML Byte Stream Byte Values").

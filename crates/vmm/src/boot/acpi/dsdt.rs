@@ -1,26 +1,22 @@
-//! The DSDT (ACPI 6.x §5.2.11.1): `\_S5` for poweroff, and under `\_SB` the COM1 UART, the
-//! i8042 keyboard controller and one processor device per vCPU slot.
+//! The DSDT (ACPI 6.x §5.2.11.1): `\_S5` for poweroff; under `\_SB` the COM1 UART, the
+//! i8042 keyboard controller and the vCPU hotplug devices (the processor container
+//! `\_SB.CPUS` with one processor device per vCPU slot); the `\_GPE` scope.
 //!
 //! Device content follows QEMU 7.2's `pc` DSDT (COM1 and KBD are the ISA devices it puts under
-//! `\_SB.PCI0.ISA`; we have no PCI, so they sit directly in `\_SB`). Processor objects are
-//! `ACPI0007` devices with `_STA`; CPU hotplug will replace [`cpu_status`] with a method that
-//! asks the hotplug controller, and may add `_MAT`, `_EJ0` and `_OST` beside it.
+//! `\_SB.PCI0.ISA`; we have no PCI, so they sit directly in `\_SB`). The hotplug AML, and
+//! how it differs from QEMU's, is in `cpus.rs`.
 
 use super::aml::{Aml, AmlError, Resource};
+use super::cpus;
 use super::sdt::{OemIds, Sdt};
-use super::{AcpiCpu, AcpiPlatform};
+use super::AcpiPlatform;
 use crate::memory::layout;
 
 /// DSDT revision 2: integers are 64-bit (revision 1 would make them 32-bit).
 const DSDT_REVISION: u8 = 2;
 
-/// The last vCPU UID a processor device name `Cxxx` (three hex digits) can carry.
-pub const MAX_CPU_UID: u32 = 0xfff;
-
 /// `_STA` bits (ACPI 6.x §6.3.7): present, enabled, shown in UI, functioning.
 const STA_PRESENT_ENABLED_SHOWN_FUNCTIONING: u64 = 0xf;
-/// `_STA` of an absent device.
-const STA_ABSENT: u64 = 0;
 
 /// COM1 I/O range length (8250 registers).
 const COM1_PORT_LEN: u8 = 8;
@@ -30,10 +26,12 @@ const I8042_KBD_IRQ: u8 = 1;
 /// Builds the DSDT.
 pub fn build(platform: &AcpiPlatform, oem: &OemIds) -> Result<Vec<u8>, AmlError> {
     let mut sb = vec![com1()?, keyboard()?];
-    for cpu in &platform.cpus {
-        sb.push(cpu_device(cpu)?);
-    }
-    let terms = [sleep_state_s5()?, Aml::scope("\\_SB", sb)?];
+    sb.extend(cpus::system_bus_devices(&platform.cpus)?);
+    let terms = [
+        sleep_state_s5()?,
+        Aml::scope("\\_SB", sb)?,
+        cpus::gpe_scope()?,
+    ];
     let mut t = Sdt::new(b"DSDT", DSDT_REVISION, oem);
     for term in terms {
         t.bytes(term.as_bytes());
@@ -108,35 +106,6 @@ fn keyboard() -> Result<Aml, AmlError> {
     )
 }
 
-/// The processor device name for `uid`: `C` and three uppercase hex digits, as QEMU's
-/// `C%03X`.
-pub fn cpu_device_name(uid: u32) -> String {
-    format!("C{uid:03X}")
-}
-
-/// `Device (Cxxx) { _HID "ACPI0007", _UID uid, _STA, [_PXM node] }`.
-pub fn cpu_device(cpu: &AcpiCpu) -> Result<Aml, AmlError> {
-    let mut body = vec![
-        Aml::name("_HID", Aml::string("ACPI0007")?)?,
-        Aml::name("_UID", Aml::int(u64::from(cpu.uid)))?,
-        cpu_status(cpu)?,
-    ];
-    if let Some(node) = cpu.node {
-        body.push(Aml::name("_PXM", Aml::int(u64::from(node)))?);
-    }
-    Aml::device(&cpu_device_name(cpu.uid), body)
-}
-
-/// `Method (_STA) { Return (0x0F or 0) }`: present slots are enabled, others absent.
-pub fn cpu_status(cpu: &AcpiCpu) -> Result<Aml, AmlError> {
-    let sta = if cpu.enabled {
-        STA_PRESENT_ENABLED_SHOWN_FUNCTIONING
-    } else {
-        STA_ABSENT
-    };
-    Aml::method("_STA", 0, false, vec![Aml::ret(Aml::int(sta))])
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::sdt::tests::{byte_sum, le};
@@ -191,38 +160,11 @@ mod tests {
     }
 
     #[test]
-    fn cpu_devices() {
-        let cpu = AcpiCpu {
-            uid: 0x11f,
-            apic_id: 0x11f,
-            enabled: false,
-            node: Some(1),
-        };
-        let d = cpu_device(&cpu).unwrap();
-        let mut expect = vec![0x5b, 0x82, 0]; // PkgLength patched below.
-        expect.extend_from_slice(b"C11F");
-        expect.extend_from_slice(b"\x08_HID\x0dACPI0007\x00");
-        expect.extend_from_slice(b"\x08_UID\x0b\x1f\x01");
-        expect.extend_from_slice(b"\x14\x08_STA\x00\xa4\x00");
-        expect.extend_from_slice(b"\x08_PXM\x01");
-        expect[2] = (expect.len() - 2) as u8;
-        assert_eq!(d.as_bytes(), &expect[..]);
-        assert_eq!(cpu_device_name(0), "C000");
-        assert_eq!(cpu_device_name(0xfff), "CFFF");
-        let on = cpu_status(&AcpiCpu {
-            enabled: true,
-            ..cpu
-        })
-        .unwrap();
-        assert_eq!(on.as_bytes(), b"\x14\x09_STA\x00\xa4\x0a\x0f");
-    }
-
-    #[test]
     fn every_slot_has_a_device() {
         let oem = OemIds { oem_id: [b' '; 6] };
         let t = build(&platform(cpus(300)), &oem).unwrap();
         for uid in [0u32, 0xff, 0x12b] {
-            let name = cpu_device_name(uid);
+            let name = cpus::cpu_device_name(uid);
             assert!(contains(&t, name.as_bytes()), "{name}");
         }
         assert!(!contains(&t, b"C12C"));

@@ -1,7 +1,8 @@
 //! The root and fixed-hardware tables: RSDP (rev 2), XSDT, FADT (rev 6) and FACS.
 //!
-//! The FADT describes a full (not hardware-reduced) PC: the PM1a event/control blocks and
-//! PM timer at the `memory::layout` ports, SCI on IRQ 9, no SMI command port (ACPI is
+//! The FADT describes a full (not hardware-reduced) PC: the PM1a event/control blocks, the
+//! PM timer and the GPE0 block (PIIX-PM's, whose bit 2 signals CPU hotplug) at the
+//! `memory::layout` ports, SCI on IRQ 9, no SMI command port (ACPI is
 //! always enabled), the reset register at 0xcf9. Its feature flags are those QEMU 7.2 sets
 //! for `-M pc`/`q35` plus RESET_REG_SUP. Which tables the XSDT lists is decided by `build`.
 
@@ -67,6 +68,9 @@ const PM1_EVT_LEN: u8 = 4;
 const PM1_CNT_LEN: u8 = 2;
 /// PM timer block length (a 24-bit counter in a 32-bit register).
 const PM_TMR_LEN: u8 = 4;
+/// GPE0 block length: GPE0_STS and GPE0_EN, 2 bytes each (the FADT field is one byte).
+const GPE0_LEN: u8 = layout::GPE0_LEN as u8;
+const _: () = assert!(layout::GPE0_LEN <= 0xff);
 
 /// Addresses the FADT points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +108,9 @@ pub fn build_fadt(addr: &FadtAddresses, possible_cpus: usize, oem: &OemIds) -> V
         AccessSize::Undefined,
     );
     let pm_tmr = Gas::system_io(layout::PM_TMR_PORT, PM_TMR_LEN * 8, AccessSize::Undefined);
+    // X_GPE0_BLK as QEMU fills it in its revision 3 FADT (`-M q35`); its `pc` FADT is
+    // revision 1 and has only the 32-bit GPE0_BLK, which matches ours.
+    let gpe0 = Gas::system_io(layout::GPE0_PORT, GPE0_LEN * 8, AccessSize::Undefined);
     let reset = Gas::system_io(layout::RESET_PORT, 8, AccessSize::Byte);
 
     let mut t = Sdt::new(b"FACP", FADT_REVISION, oem);
@@ -123,13 +130,13 @@ pub fn build_fadt(addr: &FadtAddresses, possible_cpus: usize, oem: &OemIds) -> V
         .u32(0) // 68 PM1b_CNT_BLK
         .u32(0) // 72 PM2_CNT_BLK
         .u32(u32::from(layout::PM_TMR_PORT)) // 76 PM_TMR_BLK
-        .u32(0) // 80 GPE0_BLK
+        .u32(u32::from(layout::GPE0_PORT)) // 80 GPE0_BLK
         .u32(0) // 84 GPE1_BLK
         .u8(PM1_EVT_LEN) // 88 PM1_EVT_LEN
         .u8(PM1_CNT_LEN) // 89 PM1_CNT_LEN
         .u8(0) // 90 PM2_CNT_LEN
         .u8(PM_TMR_LEN) // 91 PM_TMR_LEN
-        .u8(0) // 92 GPE0_BLK_LEN
+        .u8(GPE0_LEN) // 92 GPE0_BLK_LEN
         .u8(0) // 93 GPE1_BLK_LEN
         .u8(0) // 94 GPE1_BASE
         .u8(0) // 95 CST_CNT
@@ -157,7 +164,7 @@ pub fn build_fadt(addr: &FadtAddresses, possible_cpus: usize, oem: &OemIds) -> V
         .gas(&Gas::NONE) // 184 X_PM1b_CNT_BLK
         .gas(&Gas::NONE) // 196 X_PM2_CNT_BLK
         .gas(&pm_tmr) // 208 X_PM_TMR_BLK
-        .gas(&Gas::NONE) // 220 X_GPE0_BLK
+        .gas(&gpe0) // 220 X_GPE0_BLK
         .gas(&Gas::NONE) // 232 X_GPE1_BLK
         .gas(&Gas::NONE) // 244 SLEEP_CONTROL_REG (hardware-reduced only)
         .gas(&Gas::NONE) // 256 SLEEP_STATUS_REG (hardware-reduced only)
@@ -238,11 +245,12 @@ mod tests {
         assert_eq!(le(&f, 56, 4), 0x600, "PM1a_EVT_BLK");
         assert_eq!(le(&f, 64, 4), 0x604, "PM1a_CNT_BLK");
         assert_eq!(le(&f, 76, 4), 0x608, "PM_TMR_BLK");
-        assert_eq!(le(&f, 80, 4), 0, "GPE0_BLK");
+        assert_eq!(le(&f, 80, 4), 0xafe0, "GPE0_BLK");
+        assert_eq!(le(&f, 84, 4), 0, "GPE1_BLK");
         assert_eq!(
-            &f[88..92],
-            &[4, 2, 0, 4],
-            "PM1_EVT/PM1_CNT/PM2_CNT/PM_TMR lengths"
+            &f[88..95],
+            &[4, 2, 0, 4, 4, 0, 0],
+            "PM1_EVT/PM1_CNT/PM2_CNT/PM_TMR/GPE0/GPE1 lengths, GPE1_BASE"
         );
         assert_eq!(le(&f, 96, 2), 0xfff);
         assert_eq!(le(&f, 98, 2), 0xfff);
@@ -269,10 +277,11 @@ mod tests {
         assert_eq!(&f[172..184], &[1, 16, 0, 0, 0x04, 0x06, 0, 0, 0, 0, 0, 0]);
         assert_eq!(&f[208..220], &[1, 32, 0, 0, 0x08, 0x06, 0, 0, 0, 0, 0, 0]);
         assert_eq!(
-            &f[220..268],
-            &[0; 48],
-            "GPE0/GPE1/SLEEP_CONTROL/SLEEP_STATUS"
+            &f[220..232],
+            &[1, 32, 0, 0, 0xe0, 0xaf, 0, 0, 0, 0, 0, 0],
+            "X_GPE0_BLK"
         );
+        assert_eq!(&f[232..268], &[0; 36], "GPE1/SLEEP_CONTROL/SLEEP_STATUS");
         assert_eq!(&f[268..276], b"RVMM\0\0\0\0");
     }
 

@@ -60,29 +60,32 @@ pub fn uses_x2apic_entry(cpu: &AcpiCpu) -> bool {
     cpu.apic_id > XAPIC_ID_MAX || cpu.uid > XAPIC_ID_MAX
 }
 
+/// The Processor Local APIC (8 bytes) or Processor Local x2APIC (16 bytes) structure of
+/// `cpu`, with the Enabled flag set when `enabled`. The DSDT's `_MAT` returns it with
+/// `enabled` set, as QEMU's `pc_madt_cpu_entry` with `force_present`.
+pub fn cpu_entry(cpu: &AcpiCpu, enabled: bool) -> Vec<u8> {
+    let flags = if enabled { LAPIC_ENABLED } else { 0 };
+    let mut e = Vec::with_capacity(16);
+    if uses_x2apic_entry(cpu) {
+        e.extend_from_slice(&[entry::LOCAL_X2APIC, 16]);
+        e.extend_from_slice(&0u16.to_le_bytes()); // Reserved
+        e.extend_from_slice(&cpu.apic_id.to_le_bytes());
+        e.extend_from_slice(&flags.to_le_bytes());
+        e.extend_from_slice(&cpu.uid.to_le_bytes());
+    } else {
+        e.extend_from_slice(&[entry::LOCAL_APIC, 8, cpu.uid as u8, cpu.apic_id as u8]);
+        e.extend_from_slice(&flags.to_le_bytes());
+    }
+    e
+}
+
 /// Builds the MADT for the vCPU slots, in order.
 pub fn build(cpus: &[AcpiCpu], oem: &OemIds) -> Vec<u8> {
     let mut t = Sdt::new(b"APIC", MADT_REVISION, oem);
     t.u32(layout::LAPIC_ADDR as u32) // Local Interrupt Controller Address
         .u32(PCAT_COMPAT);
-    let mut any_x2apic = false;
     for cpu in cpus {
-        let flags = if cpu.enabled { LAPIC_ENABLED } else { 0 };
-        if uses_x2apic_entry(cpu) {
-            any_x2apic = true;
-            t.u8(entry::LOCAL_X2APIC)
-                .u8(16)
-                .u16(0) // Reserved
-                .u32(cpu.apic_id)
-                .u32(flags)
-                .u32(cpu.uid);
-        } else {
-            t.u8(entry::LOCAL_APIC)
-                .u8(8)
-                .u8(cpu.uid as u8)
-                .u8(cpu.apic_id as u8)
-                .u32(flags);
-        }
+        t.bytes(&cpu_entry(cpu, cpu.enabled));
     }
     t.u8(entry::IO_APIC)
         .u8(12)
@@ -98,7 +101,7 @@ pub fn build(cpus: &[AcpiCpu], oem: &OemIds) -> Vec<u8> {
         layout::SCI_IRQ,
         inti::ACTIVE_HIGH | inti::LEVEL_TRIGGERED,
     );
-    if any_x2apic {
+    if cpus.iter().any(uses_x2apic_entry) {
         t.u8(entry::LOCAL_X2APIC_NMI)
             .u8(12)
             .u16(inti::CONFORMS)
@@ -208,5 +211,17 @@ mod tests {
         assert_eq!(le(&t, 48, 4), 3);
         assert_eq!(le(&t, 52, 4), 1);
         assert_eq!(le(&t, 56, 4), 300);
+    }
+
+    #[test]
+    fn cpu_entries_with_forced_enabled_flag() {
+        let mut c = cpus(256);
+        c[3].enabled = false;
+        assert_eq!(cpu_entry(&c[3], false), [0, 8, 3, 3, 0, 0, 0, 0]);
+        assert_eq!(cpu_entry(&c[3], true), [0, 8, 3, 3, 1, 0, 0, 0]);
+        assert_eq!(
+            cpu_entry(&c[255], true),
+            [9, 16, 0, 0, 0xff, 0, 0, 0, 1, 0, 0, 0, 0xff, 0, 0, 0]
+        );
     }
 }

@@ -17,6 +17,8 @@
 //! - E: `-M q35,kernel-irqchip=split -device intel-iommu,intremap=on,eim=on
 //!   -smp 2,maxcpus=288 -m 512M`, nodes 0 (cpus 0-143, 256M) and 1 (cpus 144-287, 256M):
 //!   x2APIC entries. Too large to inline; compared through an FNV-1a hash of the body.
+//! - F: `-M pc -smp 1,maxcpus=4 -m 256`: the FADT (revision 1, 116 bytes, in
+//!   testdata/) and the DSDT, whose CPU hotplug AML `iasl_tests` compares line by line.
 
 use super::tests::platform;
 use super::{build, qemu_memory_affinity, AcpiCpu, AcpiPlatform, MemoryHotplugRegion};
@@ -167,6 +169,39 @@ fn case_e_288_slots_with_x2apic() {
         0xc242_2998_b42f_71a0,
         "MADT body differs from QEMU's"
     );
+}
+
+/// QEMU's `pc` FADT is revision 1 (the ACPI 1.0 116 bytes); ours is revision 6 and its
+/// first 116 bytes must equal QEMU's but for the table addresses and three documented
+/// choices.
+#[test]
+fn case_f_fadt_revision_1_part_with_the_gpe0_block() {
+    let qemu: &[u8] = include_bytes!("testdata/qemu-pc-smp1-maxcpus4.facp");
+    assert_eq!(qemu.len(), 116);
+    let mut c = super::tests::cpus(4);
+    c.iter_mut().skip(1).for_each(|c| c.enabled = false);
+    let t = build(&platform(c), layout::ACPI_START).unwrap();
+    let ours = t.table(b"FACP").unwrap();
+    let mut expected = qemu.to_vec();
+    // FIRMWARE_CTRL and DSDT: where each builder put the tables.
+    expected[36..40].copy_from_slice(&ours[36..40]);
+    expected[40..44].copy_from_slice(&ours[40..44]);
+    // INT_MODEL: 1 in ACPI 1.0, a reserved 0 since ACPI 2.0 (our revision 6).
+    assert_eq!(expected[44], 1);
+    expected[44] = 0;
+    // IAPC_BOOT_ARCH is reserved in revision 1; ours says 8042 present, VGA not present.
+    assert_eq!(expected[109..111], [0, 0]);
+    expected[109..111].copy_from_slice(&0b110u16.to_le_bytes());
+    // Flags: ours adds RESET_REG_SUP (bit 10), its reset register being a revision 2 field.
+    expected[113] |= 1 << 2;
+    assert_eq!(
+        &ours[44..116],
+        &expected[44..116],
+        "FADT differs from QEMU 7.2's"
+    );
+    // The GPE0 block itself: GPE0_BLK 0xafe0, GPE0_BLK_LEN 4.
+    assert_eq!(qemu[80..84], 0xafe0u32.to_le_bytes());
+    assert_eq!(qemu[92], 4);
 }
 
 /// Case A MADT (144 bytes).
