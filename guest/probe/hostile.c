@@ -11,7 +11,10 @@
  *      values, except the accesses that would legitimately end the VM (the reset control
  *      register 0xcf9, the i8042 command port, port 0x92, isa-debug-exit 0xf4 and the PM1a
  *      control block from the FADT); then those registers, the PM1a event block and the
- *      PM timer hammered with values that do not power off or reset.
+ *      PM timer hammered with values that do not power off or reset; then QEMU's CPU hotplug
+ *      block (0xaf00) switched to its modern interface and fed what a broken OSPM might
+ *      write: selectors out of range, reserved control bits, ejects of the boot CPU, reserved
+ *      commands and command data (PROBE-HOSTILE cpuhp done).
  *   4. The MMIO hole between the end of RAM and the IOAPIC, read and written with sizes
  *      1, 2, 4 and 8 (every MiB, at a random offset); the IOAPIC and local APIC pages read
  *      at every offset and size, and written wherever a write cannot send the BSP an INIT,
@@ -37,6 +40,11 @@
 #define PORT92 0x92
 #define DEBUG_EXIT_PORT 0xf4
 #define COM1 0x3f8
+#define CPUHP_BASE 0xaf00
+#define CPUHP_FLAGS (CPUHP_BASE + 4)
+#define CPUHP_COMMAND (CPUHP_BASE + 5)
+#define CPUHP_DATA (CPUHP_BASE + 8)
+#define CPUHP_EJECT 0x08
 
 #define MMIO_HOLE_END 0xfec00000ull
 #define IOAPIC_BASE 0xfec00000ull
@@ -128,6 +136,36 @@ static void sweep_ports(void)
 				port_access((uint16_t)port, size, true);
 		}
 	}
+}
+
+/* QEMU's CPU hotplug block, as a broken OSPM would drive it.  None of this may eject the boot
+ * CPU (the next line on the console proves it still runs) or disturb the VMM. */
+static void hammer_cpu_hotplug(void)
+{
+	static const uint32_t selectors[] = { 0xffffffffu, 0x80000000u, 4096, 255, 0 };
+
+	outl(CPUHP_BASE, 0); /* the switch to the modern interface */
+	for (uint32_t i = 0; i < sizeof(selectors) / sizeof(selectors[0]); i++) {
+		outl(CPUHP_BASE, selectors[i]);
+		outb(CPUHP_FLAGS, 0xe0);	/* reserved control bits */
+		outb(CPUHP_FLAGS, CPUHP_EJECT); /* out of range, or the boot CPU */
+		outb(CPUHP_COMMAND, (uint8_t)rnd());
+		outl(CPUHP_DATA, (uint32_t)rnd());
+		sink = inl(CPUHP_DATA);
+		sink = inl(CPUHP_BASE);
+		sink = inb(CPUHP_FLAGS);
+	}
+	for (uint32_t cmd = 4; cmd < 256; cmd++) { /* reserved commands */
+		outl(CPUHP_BASE, 0);
+		outb(CPUHP_COMMAND, (uint8_t)cmd);
+		outl(CPUHP_DATA, (uint32_t)rnd());
+		sink = inl(CPUHP_DATA);
+	}
+	outl(CPUHP_BASE, 0);
+	for (uint32_t bits = 0; bits < 256; bits++) /* every control value on the boot CPU */
+		outb(CPUHP_FLAGS, (uint8_t)bits);
+	for (uint32_t off = 0; off < 32; off++) /* every byte, also past the modern block */
+		sink = inb((uint16_t)(CPUHP_BASE + off));
 }
 
 /* The registers that can end the VM, with values that do not. */
@@ -325,6 +363,8 @@ void hostile_run(uint32_t n, uint64_t ram_end)
 	hammer_power_registers();
 	serial_reset();
 	out_line("PROBE-HOSTILE ports done");
+	hammer_cpu_hotplug();
+	out_line("PROBE-HOSTILE cpuhp done");
 	sweep_mmio_hole(ram_end);
 	sweep_ioapic();
 	sweep_lapic();

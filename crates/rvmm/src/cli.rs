@@ -143,7 +143,7 @@ pub struct RunArgs {
     /// Initial ramdisk (with the probe guest: loaded into guest RAM and otherwise unused).
     #[arg(long, value_name = "FILE")]
     pub initrd: Option<PathBuf>,
-    /// Kernel command line (for the probe guest: mode=dump|hello|busy|halt|pio).
+    /// Kernel command line (for the probe guest: mode=dump|hello|busy|halt|pio|hotplug|...; see README).
     #[arg(long, value_name = "CMDLINE", allow_hyphen_values = true)]
     pub append: Option<String>,
     /// vCPUs: N[,maxcpus=M][,sockets=S][,dies=D][,cores=C][,threads=T], as QEMU's -smp

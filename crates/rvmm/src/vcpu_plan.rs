@@ -16,9 +16,9 @@ use std::fmt::Write as _;
 use serde_json::Value;
 use thiserror::Error;
 use vmm::control::commands::cpu_slot::CpuInstanceProperties;
-use vmm::control::commands::query_hotpluggable_cpus::HotpluggableCpu;
 use vmm::control::commands::device_add::DeviceAddRequest;
 use vmm::control::commands::device_del::DeviceDel as DeviceDelRequest;
+use vmm::control::commands::query_hotpluggable_cpus::HotpluggableCpu;
 
 /// Why the slots cannot be read or the count cannot be reached. Nothing has been changed
 /// when one of these is returned.
@@ -377,7 +377,10 @@ mod tests {
 
     fn plugs(p: Plan) -> Vec<(u32, String)> {
         match p {
-            Plan::Plug(v) => v.into_iter().map(|p| (p.vcpu, p.request.id.unwrap_or_default())).collect(),
+            Plan::Plug(v) => v
+                .into_iter()
+                .map(|p| (p.vcpu, p.request.id.unwrap_or_default()))
+                .collect(),
             other => panic!("expected plugs, got {other:?}"),
         }
     }

@@ -274,10 +274,16 @@ fn hostile_guest_runs_to_the_end_and_rvmm_stays_answerable() {
                 "PROBE-HOSTILE flood lines=",
                 "PROBE-HOSTILE storm done",
                 "PROBE-HOSTILE ports done",
+                "PROBE-HOSTILE cpuhp done",
                 "PROBE-HOSTILE mmio done",
             ] {
                 assert!(text.contains(phase), "no {phase:?} in the guest's output");
             }
+            // The garbage written to the CPU hotplug block left the boot vCPU in its slot
+            // (it printed the lines above; the slot still holds it).
+            let slots = c.ok("query-hotpluggable-cpus", None);
+            let boot = slots.as_array().unwrap().last().unwrap().clone();
+            assert_eq!(boot["qom-path"], "/machine/unattached/device[0]", "{slots}");
             break;
         }
         assert!(

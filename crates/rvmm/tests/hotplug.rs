@@ -656,3 +656,52 @@ fn rvmm_hotplug_matches_qemu() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The guest-visible CPUID of a vCPU hot-added into slot 3 equals, line for line, that of the
+/// boot-time vCPU in slot 3 of the same topology with every slot present (`--smp 4`): the
+/// slot's table (`rvmm run --dry-run --show-cpuid --smp 4` prints it) is what it runs with.
+#[test]
+fn rvmm_hot_added_vcpu_sees_the_cpuid_of_its_boot_time_slot() {
+    if !kvm_available("rvmm_hot_added_vcpu_sees_the_cpuid_of_its_boot_time_slot") {
+        return;
+    }
+    let dir = tempdir("hotplug-rvmm-cpuid");
+    let socket = dir.join("qmp.sock");
+    let mut vm = HotplugVm::start(rvmm_hotplug(&socket), &socket, dir);
+    boot(&mut vm);
+    assert_eq!(
+        vm.execute("device_add", add_args("cpu3", 3)),
+        json!({"return": {}})
+    );
+    let prefix = "CPUID cpu=3 ";
+    let hot: Vec<String> = vm
+        .lines_until("PROBE-HOTPLUG online slot=3", STEP_LIMIT)
+        .into_iter()
+        .filter(|l| l.starts_with(prefix))
+        .collect();
+
+    let mut cmd = rvmm();
+    cmd.args([
+        "run",
+        "--raw",
+        "--cpu",
+        MODEL,
+        "--smp",
+        "4",
+        "--append",
+        "mode=dump",
+    ]);
+    let out = common::run_with_timeout(cmd, BOOT_LIMIT);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let boot_time: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .map(str::to_string)
+        .collect();
+    assert!(!boot_time.is_empty(), "the --smp 4 dump has vCPU 3");
+    assert_eq!(hot, boot_time, "hot-added vs boot-time vCPU 3");
+}

@@ -283,3 +283,69 @@ fn full_boot_reaches_init_with_all_vcpus() {
     assert!(stdout.contains("RVMM-GUEST nproc=4"), "{stdout}");
     assert!(stdout.contains("RVMM-GUEST done"), "{stdout}");
 }
+
+/// Linux onlines a vCPU plugged while it runs: the guest's `/init` reports `nproc=1`, QMP
+/// `device_add` plugs the free slot, and the guest's command waits for
+/// `/sys/devices/system/cpu/cpu1`, onlines it and prints `nproc` again. Needs a Linux that
+/// gets past early boot, so hardware-backed KVM.
+#[test]
+fn linux_onlines_a_hot_added_vcpu() {
+    let name = "linux_onlines_a_hot_added_vcpu";
+    if !kvm_available(name) {
+        return;
+    }
+    if is_kvm_pvm() {
+        skip(
+            name,
+            "/dev/kvm is kvm-pvm (software nested virtualization), where Linux stops in early \
+             boot, before its ACPI CPU hotplug driver runs",
+        );
+        return;
+    }
+    let img = guest_image();
+    let wait_and_online = "i=0; while [ ! -e /sys/devices/system/cpu/cpu1/online ] && \
+        [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; \
+        echo 1 > /sys/devices/system/cpu/cpu1/online; nproc";
+    let append = format!("console=ttyS0 quiet rvmm.cmd=\"{wait_and_online}\"");
+    let (bzimage, initrd) = (
+        img.bzimage.to_str().unwrap().to_string(),
+        img.initramfs.to_str().unwrap().to_string(),
+    );
+    let mut vm = vm::BackgroundVm::start(
+        "linux-hotplug",
+        &[
+            "--smp",
+            "1,maxcpus=2",
+            "-m",
+            "1G",
+            "--kernel",
+            &bzimage,
+            "--initrd",
+            &initrd,
+            "--append",
+            &append,
+        ],
+    );
+    vm.wait_line_within("RVMM-GUEST nproc=1", Duration::from_secs(120));
+    let mut c = vm.client();
+    let slots = c.ok("query-hotpluggable-cpus", None);
+    let free = slots
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s.get("qom-path").is_none())
+        .expect("a free slot")
+        .clone();
+    let mut args = free["props"].clone();
+    args["driver"] = free["type"].clone();
+    args["id"] = "cpu1".into();
+    assert_eq!(c.ok("device_add", Some(args)), serde_json::json!({}));
+    let out = vm.wait(Duration::from_secs(300));
+    let (stdout, stderr) = text(&out);
+    assert!(
+        out.status.success(),
+        "guest did not power off cleanly: {stderr}\n{stdout}"
+    );
+    assert!(stdout.contains("RVMM-GUEST cmd 2"), "nproc after: {stdout}");
+    assert!(stdout.contains("RVMM-GUEST cmd-rc=0"), "{stdout}");
+}

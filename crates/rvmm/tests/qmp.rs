@@ -50,7 +50,12 @@ async def main(path):
     await qmp.execute('quit')
     ev = await qmp.events.get()
     out['quit_event'] = [ev['event'], ev['data']]
-    await qmp.disconnect()
+    try:
+        await qmp.disconnect()
+    except EOFError:
+        # The server closed the stream after quit before we did: expected (QEMU's own
+        # python/qemu/machine does the same with QEMU).
+        pass
     print(json.dumps(out))
 
 asyncio.run(asyncio.wait_for(main(sys.argv[1]), 60))

@@ -92,6 +92,11 @@ impl BackgroundVm {
     /// Waits (30 s at most) for a line of guest output starting with `prefix`. The first call
     /// starts a thread that reads stdout from then on; `wait` returns what it read.
     pub fn wait_line(&mut self, prefix: &str) {
+        self.wait_line_within(prefix, Duration::from_secs(30));
+    }
+
+    /// [`BackgroundVm::wait_line`] with a limit of its own.
+    pub fn wait_line_within(&mut self, prefix: &str, limit: Duration) {
         let lines = self.lines.get_or_insert_with(|| {
             let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
             let stdout = self.child.as_mut().unwrap().stdout.take().unwrap();
@@ -107,8 +112,8 @@ impl BackgroundVm {
         let start = Instant::now();
         while !lines.lock().unwrap().iter().any(|l| l.starts_with(prefix)) {
             assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "no line starting with {prefix:?} after 30 s; the guest printed:\n{}",
+                start.elapsed() < limit,
+                "no line starting with {prefix:?} after {limit:?}; the guest printed:\n{}",
                 lines.lock().unwrap().join("\n")
             );
             std::thread::sleep(Duration::from_millis(10));
