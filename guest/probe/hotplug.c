@@ -80,20 +80,6 @@
 static uint16_t gpe0_sts;
 static uint16_t gpe0_en;
 
-static inline uint8_t inb(uint16_t port)
-{
-	uint8_t v;
-	__asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
-	return v;
-}
-
-static inline uint32_t inl(uint16_t port)
-{
-	uint32_t v;
-	__asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
-	return v;
-}
-
 static void print_slot(const char *what, uint32_t slot, uint32_t apic)
 {
 	char buf[96];

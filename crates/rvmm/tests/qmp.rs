@@ -751,3 +751,99 @@ fn hostile_json_over_the_socket_gets_generic_errors() {
     );
     assert_eq!(c.ok("query-status", None)["status"], "running");
 }
+
+const PY_HOTPLUG: &str = r#"
+import asyncio, json, sys
+from qemu.qmp import QMPClient, ExecuteError
+
+async def event(qmp, name, **match):
+    async for ev in qmp.events:
+        if ev['event'] == name and all(ev['data'].get(k) == v for k, v in match.items()):
+            return ev['data']
+
+async def main(path):
+    qmp = QMPClient('rvmm-hotplug-test')
+    await qmp.connect(path)
+    out = {}
+    slots = await qmp.execute('query-hotpluggable-cpus')
+    free = [s for s in slots if 'qom-path' not in s][-1]
+    args = dict(free['props'], driver=free['type'], id='cpu1')
+    out['add'] = await qmp.execute('device_add', args)
+    out['ost'] = await event(qmp, 'ACPI_DEVICE_OST')
+    out['plugged'] = [s.get('qom-path') for s in await qmp.execute('query-hotpluggable-cpus')]
+    out['cpus'] = [c['cpu-index'] for c in await qmp.execute('query-cpus-fast')]
+    try:
+        await qmp.execute('device_del', {'id': '/machine/unattached/device[0]'})
+    except ExecuteError as e:
+        out['boot_del'] = e.error.error.desc
+    out['del'] = await qmp.execute('device_del', {'id': 'cpu1'})
+    out['deleted'] = await event(qmp, 'DEVICE_DELETED', device='cpu1')
+    out['after'] = [c['cpu-index'] for c in await qmp.execute('query-cpus-fast')]
+    await qmp.execute('quit')
+    try:
+        await qmp.disconnect()
+    except EOFError:
+        pass
+    print(json.dumps(out))
+
+asyncio.run(asyncio.wait_for(main(sys.argv[1]), 60))
+"#;
+
+/// vCPU hotplug driven by QEMU's own Python client: device_add, the guest's _OST, both
+/// queries, QEMU's refusal to unplug the boot CPU, device_del and DEVICE_DELETED once the
+/// probe (`mode=hotplug`, acting as the OS) ejected the vCPU.
+#[test]
+fn python_qemu_qmp_client_plugs_and_unplugs_a_vcpu() {
+    if !kvm_available("python_qemu_qmp_client_plugs_and_unplugs_a_vcpu") {
+        return;
+    }
+    let python = venv_python();
+    let mut vm = BackgroundVm::start(
+        "pyqmp-hotplug",
+        &["--raw", "--smp", "1,maxcpus=4", "--append", "mode=hotplug"],
+    );
+    vm.wait_line("PROBE-HOTPLUG ready");
+    let script = vm.dir.join("hotplug.py");
+    std::fs::write(&script, PY_HOTPLUG).unwrap();
+    let mut cmd = std::process::Command::new(&python);
+    cmd.arg(&script).arg(&vm.socket);
+    let out = run_with_timeout(cmd, Duration::from_secs(90));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the qemu.qmp client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(r["add"], json!({}));
+    assert_eq!(
+        r["ost"],
+        json!({"info": {"device": "cpu1", "slot": "1", "slot-type": "CPU", "source": 1, "status": 0}})
+    );
+    assert_eq!(
+        r["plugged"],
+        json!([
+            null,
+            null,
+            "/machine/peripheral/cpu1",
+            "/machine/unattached/device[0]"
+        ])
+    );
+    assert_eq!(r["cpus"], json!([0, 1]));
+    assert_eq!(r["boot_del"], "Boot CPU is unpluggable");
+    assert_eq!(r["del"], json!({}));
+    assert_eq!(
+        r["deleted"],
+        json!({"device": "cpu1", "path": "/machine/peripheral/cpu1"})
+    );
+    assert_eq!(r["after"], json!([0]));
+    let out = vm.wait(Duration::from_secs(10));
+    let guest = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "PROBE-HOTPLUG insert slot=1 apic=1",
+        "PROBE-HOTPLUG online slot=1 apic=1",
+        "PROBE-HOTPLUG eject slot=1 apic=1",
+    ] {
+        assert!(guest.contains(line), "no {line:?} in:\n{guest}");
+    }
+}

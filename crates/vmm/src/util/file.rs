@@ -103,22 +103,33 @@ fn type_name(t: std::fs::FileType) -> Option<&'static str> {
     }
 }
 
+/// Refuses what `meta` describes unless it is a regular file.
+fn require_regular(option: &str, path: &Path, meta: &std::fs::Metadata) -> Result<(), FileError> {
+    match type_name(meta.file_type()) {
+        None => Ok(()),
+        Some(what) => Err(FileError::NotRegular {
+            option: option.to_string(),
+            path: path.display().to_string(),
+            what,
+        }),
+    }
+}
+
+/// A first look at `path` without opening it: most non-files are refused before a device
+/// or FIFO is touched. A path that does not exist (yet) passes.
+fn look_before_opening(option: &str, path: &Path) -> Result<(), FileError> {
+    match std::fs::metadata(path) {
+        Ok(meta) => require_regular(option, path, &meta),
+        Err(_) => Ok(()),
+    }
+}
+
 /// Opens `path` for reading if it is a regular file of at most `kind`'s limit; returns the
 /// file and its size. The file is opened close-on-exec; `O_NONBLOCK` has no effect on a
 /// regular file's reads.
 pub fn open_regular(option: &str, path: &Path, kind: FileKind) -> Result<(File, u64), FileError> {
     let shown = || path.display().to_string();
-    let not_regular = |what| FileError::NotRegular {
-        option: option.to_string(),
-        path: shown(),
-        what,
-    };
-    // A first look without opening: most non-files are refused before a device is touched.
-    if let Ok(meta) = std::fs::metadata(path) {
-        if let Some(what) = type_name(meta.file_type()) {
-            return Err(not_regular(what));
-        }
-    }
+    look_before_opening(option, path)?;
     // std opens with O_CLOEXEC.
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -135,9 +146,7 @@ pub fn open_regular(option: &str, path: &Path, kind: FileKind) -> Result<(File, 
         path: shown(),
         error,
     })?;
-    if let Some(what) = type_name(meta.file_type()) {
-        return Err(not_regular(what));
-    }
+    require_regular(option, path, &meta)?;
     if meta.len() > kind.limit() {
         return Err(FileError::TooLarge {
             option: option.to_string(),
@@ -152,20 +161,10 @@ pub fn open_regular(option: &str, path: &Path, kind: FileKind) -> Result<(File, 
 /// FIFO, a device or a directory is refused before anything is written (the open is
 /// `O_NONBLOCK`, so a FIFO with no reader cannot hang it).
 pub fn write_regular(option: &str, path: &Path, bytes: &[u8]) -> Result<(), FileError> {
-    let shown = || path.display().to_string();
-    let not_regular = |what| FileError::NotRegular {
-        option: option.to_string(),
-        path: shown(),
-        what,
-    };
-    if let Ok(meta) = std::fs::metadata(path) {
-        if let Some(what) = type_name(meta.file_type()) {
-            return Err(not_regular(what));
-        }
-    }
+    look_before_opening(option, path)?;
     let write_error = |error| FileError::Write {
         option: option.to_string(),
-        path: shown(),
+        path: path.display().to_string(),
         error,
     };
     let mut file = std::fs::OpenOptions::new()
@@ -176,9 +175,7 @@ pub fn write_regular(option: &str, path: &Path, bytes: &[u8]) -> Result<(), File
         .open(path)
         .map_err(write_error)?;
     let meta = file.metadata().map_err(write_error)?;
-    if let Some(what) = type_name(meta.file_type()) {
-        return Err(not_regular(what));
-    }
+    require_regular(option, path, &meta)?;
     file.write_all(bytes).map_err(write_error)
 }
 
