@@ -64,7 +64,8 @@ pub enum VmmError {
     Numa(#[from] crate::config::numa::NumaError),
     #[error(transparent)]
     Boot(#[from] BootError),
-    #[error("ACPI tables: {0}")]
+    /// (Its text starts with "ACPI:" already.)
+    #[error(transparent)]
     Acpi(#[from] acpi::AcpiError),
     #[error(transparent)]
     Machine(#[from] MachineError),

@@ -171,7 +171,8 @@ pub enum AcpiError {
     MisalignedBase { base: u64 },
     #[error(
         "ACPI: the tables ({size} bytes at {base:#x}) do not fit in the ACPI area \
-         {start:#x}..{end:#x}"
+         {start:#x}..{end:#x}; fewer vCPU slots (maxcpus) make them smaller: each costs a \
+         MADT entry and its processor device in the DSDT"
     )]
     DoesNotFit {
         size: usize,
@@ -490,7 +491,8 @@ pub(crate) mod tests {
             build(&p, layout::ACPI_END - 16).unwrap_err().to_string(),
             format!(
                 "ACPI: the tables ({size} bytes at 0xffff0) do not fit in the ACPI area \
-                 0xe0000..0x100000"
+                 0xe0000..0x100000; fewer vCPU slots (maxcpus) make them smaller: each costs \
+                 a MADT entry and its processor device in the DSDT"
             )
         );
         assert!(matches!(
