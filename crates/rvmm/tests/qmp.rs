@@ -27,6 +27,22 @@ fn venv_python() -> PathBuf {
     python
 }
 
+/// Runs the qemu.qmp `script` against `vm`'s socket; the JSON object it prints.
+fn run_python_client(vm: &BackgroundVm, name: &str, script: &str) -> Value {
+    let path = vm.dir.join(name);
+    std::fs::write(&path, script).unwrap();
+    let mut cmd = std::process::Command::new(venv_python());
+    cmd.arg(&path).arg(&vm.socket);
+    let out = run_with_timeout(cmd, Duration::from_secs(90));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the qemu.qmp client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap()
+}
+
 const PY_CLIENT: &str = r#"
 import asyncio, json, sys
 from qemu.qmp import QMPClient, ExecuteError
@@ -66,7 +82,6 @@ fn python_qemu_qmp_client_drives_rvmm() {
     if !kvm_available("python_qemu_qmp_client_drives_rvmm") {
         return;
     }
-    let python = venv_python();
     let vm = BackgroundVm::start(
         "pyqmp",
         &["--smp", "2", "--append", "mode=busy", "--name", "pyvm"],
@@ -84,18 +99,7 @@ fn python_qemu_qmp_client_drives_rvmm() {
     for (i, &tid) in tids.iter().enumerate() {
         assert_eq!(comm(pid, tid as i32), format!("CPU {i}/KVM"));
     }
-    let script = vm.dir.join("client.py");
-    std::fs::write(&script, PY_CLIENT).unwrap();
-    let mut cmd = std::process::Command::new(&python);
-    cmd.arg(&script).arg(&vm.socket);
-    let out = run_with_timeout(cmd, Duration::from_secs(90));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "the qemu.qmp client failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let r = run_python_client(&vm, "client.py", PY_CLIENT);
     assert_eq!(r["greeting"]["QMP"]["capabilities"], json!([]));
     assert_eq!(
         r["greeting"]["QMP"]["version"]["package"],
@@ -797,24 +801,12 @@ fn python_qemu_qmp_client_plugs_and_unplugs_a_vcpu() {
     if !kvm_available("python_qemu_qmp_client_plugs_and_unplugs_a_vcpu") {
         return;
     }
-    let python = venv_python();
     let mut vm = BackgroundVm::start(
         "pyqmp-hotplug",
         &["--raw", "--smp", "1,maxcpus=4", "--append", "mode=hotplug"],
     );
     vm.wait_line("PROBE-HOTPLUG ready");
-    let script = vm.dir.join("hotplug.py");
-    std::fs::write(&script, PY_HOTPLUG).unwrap();
-    let mut cmd = std::process::Command::new(&python);
-    cmd.arg(&script).arg(&vm.socket);
-    let out = run_with_timeout(cmd, Duration::from_secs(90));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "the qemu.qmp client failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let r = run_python_client(&vm, "hotplug.py", PY_HOTPLUG);
     assert_eq!(r["add"], json!({}));
     assert_eq!(
         r["ost"],
