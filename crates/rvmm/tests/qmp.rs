@@ -783,11 +783,7 @@ async def main(path):
     out['del'] = await qmp.execute('device_del', {'id': 'cpu1'})
     out['deleted'] = await event(qmp, 'DEVICE_DELETED', device='cpu1')
     out['after'] = [c['cpu-index'] for c in await qmp.execute('query-cpus-fast')]
-    await qmp.execute('quit')
-    try:
-        await qmp.disconnect()
-    except EOFError:
-        pass
+    await qmp.disconnect()
     print(json.dumps(out))
 
 asyncio.run(asyncio.wait_for(main(sys.argv[1]), 60))
@@ -829,6 +825,9 @@ fn python_qemu_qmp_client_plugs_and_unplugs_a_vcpu() {
         json!({"device": "cpu1", "path": "/machine/peripheral/cpu1"})
     );
     assert_eq!(r["after"], json!([0]));
+    // The guest prints its eject line after the eject write that sent DEVICE_DELETED.
+    vm.wait_line("PROBE-HOTPLUG eject slot=1 apic=1");
+    vm.client().ok("quit", None);
     let out = vm.wait(Duration::from_secs(10));
     let guest = String::from_utf8_lossy(&out.stdout);
     for line in [
