@@ -146,8 +146,8 @@ impl<'a> Controller<'a> {
         };
         let table = self
             .vmm
-            .slot_tables
-            .get(index as usize)
+            .cpu_tables
+            .slot_table(index)
             .ok_or(VmError::Hotplug(format!("no vCPU slot {index}")))?;
         let fd = self.vmm.vm.create_vcpu(table.apic_id).map_err(create)?;
         crate::vcpu::configure(

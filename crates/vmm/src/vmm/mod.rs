@@ -26,7 +26,7 @@ use crate::boot::{self, BootEntry, BootError, BootImage};
 use crate::config::machine::Switch;
 use crate::config::{BootSource, ConfigError, GuestNuma, VmConfig};
 use crate::control;
-use crate::cpu::builder::{BuilderError, CpuPlan, VcpuCpuid, VmCpuTables};
+use crate::cpu::builder::{BuilderError, VmCpuTables};
 use crate::cpu::msr;
 use crate::devices::cpu_hotplug::CpuHotplug;
 use crate::devices::serial::{com1, SerialOutput};
@@ -113,16 +113,15 @@ pub struct Vmm {
     ram: Arc<GuestRam>,
     bus: Arc<Bus>,
     vcpus: Vec<VcpuFd>,
-    /// What configuring a vCPU takes, for every slot up to maxcpus (a hot-plugged vCPU
-    /// gets exactly what a boot vCPU in its slot would): its CPUID table and APIC ID, by
-    /// slot index, and the boot MSRs.
-    slot_tables: Vec<VcpuCpuid>,
+    /// The boot MSRs, which a hot-plugged vCPU gets too.
     boot_msrs: Arc<[(u32, u64)]>,
     /// Raises the ACPI SCI (IRQ 9): the power button of `system_powerdown`.
     sci: EventFd,
     pub boot_entry: BootEntry,
-    /// The CPU model as expanded and filtered for this host.
-    pub cpu_plan: CpuPlan,
+    /// The CPU model as expanded and filtered for this host (`plan`), the topology and the
+    /// boot vCPUs' CPUID tables; a hot-plugged vCPU's table is made from them when it is
+    /// plugged (`VmCpuTables::slot_table`), the same a boot vCPU in its slot gets.
+    pub cpu_tables: VmCpuTables,
 }
 
 /// The built-in probe guest's image.
@@ -160,7 +159,6 @@ impl Vmm {
         let boot_entry = load_firmware_and_kernel(&config, &cpu_tables, &numa, &ram)?;
         let boot_msrs = msr::boot_msrs(&host.msr_index_list);
         let vcpus = create_vcpus(&vm, &cpu_tables, &boot_msrs, &boot_entry)?;
-        let slot_tables = cpu_tables.slot_tables();
 
         Ok(Vmm {
             config,
@@ -170,11 +168,10 @@ impl Vmm {
             ram,
             bus,
             vcpus,
-            slot_tables,
             boot_msrs: Arc::from(boot_msrs),
             sci,
             boot_entry,
-            cpu_plan: cpu_tables.plan,
+            cpu_tables,
         })
     }
 
