@@ -557,11 +557,12 @@ fn qemu_hotplug(dir: &Path, socket: &Path) -> Command {
 }
 
 /// `rvmm run` with the probe in `mode=hotplug`, `--smp 1,maxcpus=4`, QMP on `socket`.
-fn rvmm_hotplug(socket: &Path) -> Command {
+/// The probe ELF boots as a `--kernel` so that stdout carries the guest's lines alone (the
+/// built-in probe's `--raw` also prints the decoded view, which can land among them).
+fn rvmm_hotplug(dir: &Path, socket: &Path) -> Command {
     let mut cmd = rvmm();
+    cmd.args(["run", "--kernel"]).arg(probe_elf(dir));
     cmd.args([
-        "run",
-        "--raw",
         "--cpu",
         MODEL,
         "--smp",
@@ -592,7 +593,7 @@ fn rvmm_vcpu_plugged_before_the_guest_is_ready() {
     }
     let dir = tempdir("hotplug-rvmm-early");
     let socket = dir.join("qmp.sock");
-    let mut vm = HotplugVm::start(rvmm_hotplug(&socket), &socket, dir);
+    let mut vm = HotplugVm::start(rvmm_hotplug(&dir, &socket), &socket, dir);
     early_plug(&mut vm);
 }
 
@@ -646,7 +647,7 @@ fn rvmm_hotplug_matches_qemu() {
     }
     let dir = tempdir("hotplug-rvmm");
     let socket = dir.join("qmp.sock");
-    let cmd = rvmm_hotplug(&socket);
+    let cmd = rvmm_hotplug(&dir, &socket);
     let mut vm = HotplugVm::start(cmd, &socket, dir);
     let boot_leaves = first_plugs(&mut vm);
     replug(&mut vm, &boot_leaves);
@@ -667,7 +668,7 @@ fn rvmm_hot_added_vcpu_sees_the_cpuid_of_its_boot_time_slot() {
     }
     let dir = tempdir("hotplug-rvmm-cpuid");
     let socket = dir.join("qmp.sock");
-    let mut vm = HotplugVm::start(rvmm_hotplug(&socket), &socket, dir);
+    let mut vm = HotplugVm::start(rvmm_hotplug(&dir, &socket), &socket, dir);
     boot(&mut vm);
     assert_eq!(
         vm.execute("device_add", add_args("cpu3", 3)),

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::kvm_available;
-use common::vm::{allowed_cpus, comm, task_stat, taskset_list, threads, BackgroundVm};
+use common::vm::{
+    allowed_cpus, comm, task_stat, taskset_list, thread_names, threads, BackgroundVm,
+};
 use serde_json::{json, Value};
 
 /// The `desc` of an error reply (panics on success).
@@ -111,7 +113,7 @@ fn device_add_creates_a_pinned_vcpu_thread_and_the_queries_follow() {
         "'e1000' is not a valid device model name"
     );
     assert!(
-        !threads(pid).iter().any(|&t| comm(pid, t) == "CPU 2/KVM"),
+        !thread_names(pid).iter().any(|n| n == "CPU 2/KVM"),
         "no thread before the plug"
     );
 

@@ -797,9 +797,9 @@ fn python_qemu_qmp_client_plugs_and_unplugs_a_vcpu() {
     if !kvm_available("python_qemu_qmp_client_plugs_and_unplugs_a_vcpu") {
         return;
     }
-    let mut vm = BackgroundVm::start(
+    let mut vm = BackgroundVm::start_probe_elf(
         "pyqmp-hotplug",
-        &["--raw", "--smp", "1,maxcpus=4", "--append", "mode=hotplug"],
+        &["--smp", "1,maxcpus=4", "--append", "mode=hotplug"],
     );
     vm.wait_line("PROBE-HOTPLUG ready");
     let r = run_python_client(&vm, "hotplug.py", PY_HOTPLUG);

@@ -12,7 +12,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use common::vm::test_dir;
-use common::vm::{comm, threads, BackgroundVm};
+use common::vm::{thread_names, BackgroundVm};
 use common::{
     failed_cleanly, kvm_available, probe_elf, qemu, run_with_timeout, rvmm, tempdir, text,
 };
@@ -46,8 +46,7 @@ fn fails(args: &[&str], code: i32) -> String {
 /// A probe VM (`mode`) with `smp`, named by its socket path.
 fn probe_vm(tag: &str, smp: &str, mode: &str) -> (BackgroundVm, String) {
     let append = format!("mode={mode}");
-    // --raw: the guest's serial lines as they come (not the decoded dump).
-    let mut vm = BackgroundVm::start(tag, &["--raw", "--smp", smp, "--append", &append]);
+    let mut vm = BackgroundVm::start_probe_elf(tag, &["--smp", smp, "--append", &append]);
     if mode == "hotplug" {
         // The guest handles hotplug events (its block is in the modern mode) from here on.
         vm.wait_line("PROBE-HOTPLUG ready");
@@ -279,10 +278,8 @@ fn setvcpus_plugs_vcpus_into_qemu_as_qemu_numbers_them() {
 
 /// The `CPU N/KVM` threads of the VM, by name.
 fn vcpu_threads(vm: &BackgroundVm) -> Vec<String> {
-    let pid = vm.pid();
-    let mut names: Vec<String> = threads(pid)
+    let mut names: Vec<String> = thread_names(vm.pid())
         .into_iter()
-        .map(|t| comm(pid, t))
         .filter(|n| n.starts_with("CPU "))
         .collect();
     names.sort();

@@ -43,6 +43,22 @@ impl BackgroundVm {
         Self::spawn(cmd, dir, socket)
     }
 
+    /// `rvmm run --kernel probe.elf ARGS --qmp ...`: the probe booted as a plain kernel, so
+    /// stdout carries its serial lines alone (the built-in probe's `--raw` also prints the
+    /// decoded view, which can land among them).
+    pub fn start_probe_elf(tag: &str, args: &[&str]) -> BackgroundVm {
+        let dir = test_dir(tag);
+        let elf = super::probe_elf(&dir);
+        let socket = dir.join("vm.qmp");
+        let mut cmd = rvmm();
+        cmd.args(["run", "--kernel"])
+            .arg(&elf)
+            .args(args)
+            .arg("--qmp")
+            .arg(format!("unix:{}", socket.display()));
+        Self::spawn(cmd, dir, socket)
+    }
+
     /// Starts `cmd` (an `rvmm run` that will listen on `socket`).
     pub fn spawn(mut cmd: std::process::Command, dir: PathBuf, socket: PathBuf) -> BackgroundVm {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -323,6 +339,16 @@ pub fn threads(pid: i32) -> Vec<i32> {
         .collect();
     v.sort_unstable();
     v
+}
+
+/// The names of `pid`'s threads, skipping any that ends between the listing and the read
+/// (a QMP client's threads end when it disconnects).
+pub fn thread_names(pid: i32) -> Vec<String> {
+    threads(pid)
+        .into_iter()
+        .filter_map(|t| std::fs::read_to_string(format!("/proc/{pid}/task/{t}/comm")).ok())
+        .map(|n| n.trim_end().to_string())
+        .collect()
 }
 
 /// A thread's name (`/proc/PID/task/TID/comm`).
