@@ -16,9 +16,10 @@ declare -A ALLOWED=(
     [boot]="memory config util"
     [machine]="boot config devices host memory sandbox util"
     [probe]="boot devices memory util config"
-    [control]="config host machine sandbox util"
-    [vmm]="boot config control devices host machine memory probe sandbox util"
-    [fuzz_targets]="boot config control devices machine memory probe util"
+    [monitor]="host machine util"
+    [control]="config host machine monitor sandbox util"
+    [vmm]="boot config control devices host machine memory monitor probe sandbox util"
+    [fuzz_targets]="boot config control devices machine memory monitor probe util"
 )
 
 bad=0

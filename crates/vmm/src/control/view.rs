@@ -1,8 +1,9 @@
 //! What a QMP command may see and do of the running VM, and nothing more: run state
 //! (pause, resume), the ACPI power button, ending the VM, events, the present vCPUs with
 //! their threads and affinities, pinning, vCPU hotplug (plugging a slot, asking the guest
-//! to give one back, parking what it ejected), the VM's resolved topology and CPU model, and
-//! the host CPU facts model queries need. The VMM thread implements [`VmView`] over the real
+//! to give one back, parking what it ejected), the VM's resolved topology and CPU model,
+//! the host CPU facts model queries need, and what the VM costs the host (KVM statistics,
+//! thread figures). The VMM thread implements [`VmView`] over the real
 //! VM (`vmm::commands`); the commands' unit tests implement it over plain data.
 //!
 //! Errors keep their types here and become QMP `GenericError`s (with the same text) only
@@ -18,6 +19,8 @@ use crate::cpu::filter::HostCpuSupport;
 use crate::cpu::models::expand::HostIdentity;
 use crate::cpu::topology::CpuTopology;
 use crate::host::thread::ThreadError;
+use crate::machine::stats::KvmStat;
+use crate::monitor::sample::ThreadSample;
 use crate::vcpu::affinity::AffinityError;
 use crate::vcpu::info::VcpuInfo;
 
@@ -52,6 +55,9 @@ pub(crate) enum VmError {
     /// The CPU hotplug register block refused the request.
     #[error("CPU hotplug: {0}")]
     Hotplug(String),
+    /// KVM's binary statistics could not be read.
+    #[error("{0}")]
+    Stats(String),
     /// QEMU's PIIX-PM text for an unplug before the guest switched the CPU hotplug block to
     /// its modern mode.
     #[error("acpi: device unplug request for not supported device type: {type_name}")]
@@ -165,4 +171,11 @@ pub(crate) trait VmView {
     fn emulator_threads(&self) -> Result<Vec<EmulatorThread>, VmError>;
     /// Pins every thread that is not a vCPU.
     fn pin_emulator(&mut self, cpus: &[u32]) -> Result<(), VmError>;
+
+    /// The VM's KVM binary statistics with their current values.
+    fn vm_kvm_stats(&self) -> Result<Vec<KvmStat>, VmError>;
+    /// A present vCPU's KVM binary statistics with their current values.
+    fn vcpu_kvm_stats(&self, vcpu: VcpuThread) -> Result<Vec<KvmStat>, VmError>;
+    /// One thread of the VMM's process as the host scheduler sees it.
+    fn thread_sample(&self, thread_id: i32) -> Result<ThreadSample, VmError>;
 }

@@ -3,6 +3,8 @@
 //! of four slots on an eight-CPU host, whose KVM offers a Haswell-like CPU. Nothing here
 //! touches a thread, /dev/kvm or /proc.
 
+use crate::machine::stats::KvmStat;
+use crate::monitor::sample::{example_kvm_stats, ThreadSample};
 use std::collections::BTreeMap;
 
 use crate::config::smp::SmpConfig;
@@ -236,5 +238,18 @@ impl VmView for FakeVm {
         }
         self.main = cpus.to_vec();
         Ok(())
+    }
+    fn vm_kvm_stats(&self) -> Result<Vec<KvmStat>, VmError> {
+        Ok(example_kvm_stats(0))
+    }
+    fn vcpu_kvm_stats(&self, vcpu: VcpuThread) -> Result<Vec<KvmStat>, VmError> {
+        Ok(example_kvm_stats(100 * (vcpu.index as u64 + 1)))
+    }
+    fn thread_sample(&self, thread_id: i32) -> Result<ThreadSample, VmError> {
+        Ok(ThreadSample {
+            thread_id,
+            affinity: cpulist(self.affinity.get(&thread_id).map_or(&[][..], |a| a)),
+            ..ThreadSample::default()
+        })
     }
 }

@@ -1,7 +1,8 @@
-//! One thread's placement, as the kernel reports and sets it: its scheduler state from
-//! `/proc/PID/task/TID/stat` (state, utime, stime, the CPU it last ran on), this process's
-//! threads (`/proc/self/task`) and a thread's CPU affinity (`sched_setaffinity`,
-//! `sched_getaffinity` on a TID).
+//! One thread's placement and use, as the kernel reports and sets them: its scheduler
+//! state from `/proc/PID/task/TID/stat` (state, utime, stime, guest time, the CPU it last
+//! ran on), `schedstat` (time on a CPU, run delay), `status` (context switches) and `sched`
+//! (migrations), this process's threads (`/proc/self/task`) and a thread's CPU affinity
+//! (`sched_setaffinity`, `sched_getaffinity` on a TID).
 //!
 //! These are not host facts: they change while a VM runs and are read per thread, from the
 //! running kernel (never from a fixture tree). The host's CPU sets are `host::cpus`'s.
@@ -53,6 +54,9 @@ pub struct TaskStat {
     pub stime: u64,
     /// Field 39: the CPU the thread last ran on.
     pub processor: u32,
+    /// Field 43: time spent running a guest, in clock ticks (0 where the kernel does not
+    /// account guest time to the thread, as under kvm-pvm).
+    pub guest_time: u64,
 }
 
 /// Field numbers (1-based, as proc(5) numbers them).
@@ -60,6 +64,7 @@ const STAT_STATE: usize = 3;
 const STAT_UTIME: usize = 14;
 const STAT_STIME: usize = 15;
 const STAT_PROCESSOR: usize = 39;
+const STAT_GUEST_TIME: usize = 43;
 
 /// Parses one `stat` line. `comm` may hold spaces and parentheses, so the fields after it
 /// are found from the last `)`.
@@ -92,6 +97,12 @@ pub fn parse_task_stat(text: &str) -> Result<TaskStat, String> {
         utime: number(STAT_UTIME)?,
         stime: number(STAT_STIME)?,
         processor: number(STAT_PROCESSOR)? as u32,
+        // Linux has had field 43 since 2.6.24; a shorter line reads as no guest time.
+        guest_time: if rest.len() > STAT_GUEST_TIME - STAT_STATE {
+            number(STAT_GUEST_TIME)?
+        } else {
+            0
+        },
     })
 }
 
@@ -104,6 +115,95 @@ pub fn task_stat(pid: i32, tid: i32) -> Result<TaskStat, ThreadError> {
         what: "a task stat line",
         detail,
     })
+}
+
+/// `/proc/PID/task/TID/schedstat`: the thread's time on a CPU, its time runnable but
+/// waiting for one (run delay: what its guest sees as steal, and where a CPU quota's
+/// throttling shows), and how many times it was scheduled in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SchedStat {
+    pub run_ns: u64,
+    pub wait_ns: u64,
+    pub timeslices: u64,
+}
+
+/// Parses a schedstat line (three numbers).
+pub fn parse_schedstat(text: &str) -> Result<SchedStat, String> {
+    let f: Vec<&str> = text.split_whitespace().collect();
+    if f.len() < 3 {
+        return Err(format!("{} fields, expected 3", f.len()));
+    }
+    let n = |i: usize| {
+        f[i].parse::<u64>()
+            .map_err(|_| format!("field {} \"{}\" is not a number", i + 1, f[i]))
+    };
+    Ok(SchedStat {
+        run_ns: n(0)?,
+        wait_ns: n(1)?,
+        timeslices: n(2)?,
+    })
+}
+
+/// Reads `/proc/PID/task/TID/schedstat`.
+pub fn schedstat(pid: i32, tid: i32) -> Result<SchedStat, ThreadError> {
+    let path = PathBuf::from(format!("/proc/{pid}/task/{tid}/schedstat"));
+    let text = read(&path)?;
+    parse_schedstat(&text).map_err(|detail| ThreadError::Parse {
+        path: path.display().to_string(),
+        what: "schedstat",
+        detail,
+    })
+}
+
+/// Context switches from `/proc/PID/task/TID/status`: voluntary (the thread blocked, e.g.
+/// a halted vCPU) and involuntary (the scheduler took the CPU away).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Switches {
+    pub voluntary: u64,
+    pub involuntary: u64,
+}
+
+/// Parses the `voluntary_ctxt_switches` and `nonvoluntary_ctxt_switches` lines.
+pub fn parse_switches(status: &str) -> Result<Switches, String> {
+    let field = |key: &str| -> Result<u64, String> {
+        let line = status
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .ok_or(format!("no {key} line"))?;
+        line.trim()
+            .parse()
+            .map_err(|_| format!("{key} \"{}\" is not a number", line.trim()))
+    };
+    Ok(Switches {
+        voluntary: field("voluntary_ctxt_switches")?,
+        involuntary: field("nonvoluntary_ctxt_switches")?,
+    })
+}
+
+/// Reads the context switches of a thread.
+pub fn switches(pid: i32, tid: i32) -> Result<Switches, ThreadError> {
+    let path = PathBuf::from(format!("/proc/{pid}/task/{tid}/status"));
+    let text = read(&path)?;
+    parse_switches(&text).map_err(|detail| ThreadError::Parse {
+        path: path.display().to_string(),
+        what: "context switches",
+        detail,
+    })
+}
+
+/// `se.nr_migrations` from a `/proc/.../sched` text (moves between host CPUs).
+pub fn parse_migrations(sched: &str) -> Option<u64> {
+    sched.lines().find_map(|l| {
+        let (key, value) = l.split_once(':')?;
+        (key.trim() == "se.nr_migrations").then(|| value.trim().parse().ok())?
+    })
+}
+
+/// How many times a thread moved between host CPUs; `None` where the kernel has no
+/// `/proc/PID/task/TID/sched` (CONFIG_SCHED_DEBUG off).
+pub fn migrations(pid: i32, tid: i32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/sched")).ok()?;
+    parse_migrations(&text)
 }
 
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), the unit of utime and stime.
@@ -223,6 +323,59 @@ mod tests {
         let s = parse_task_stat(&odd).unwrap();
         assert_eq!(s.comm, "a) b (c");
         assert_eq!(s.processor, 1);
+    }
+
+    #[test]
+    fn guest_time_and_scheduler_figures() {
+        let line = "4242 (CPU 0/KVM) R 1 4242 1 34816 4242 4194368 1036 0 0 0 375 12 0 0 20 0 4 0 \
+                    98765 1234567 890 18446744073709551615 1 1 0 0 0 0 0 4096 1260 0 0 0 -1 1 0 0 0 77 0 \
+                    0 0 0 0 0 0 0";
+        assert_eq!(parse_task_stat(line).unwrap().guest_time, 77);
+        // A line that stops at field 39 has no guest time.
+        let short: Vec<&str> = line.split(' ').filter(|f| !f.is_empty()).collect();
+        let short = short[..40].join(" ");
+        assert_eq!(parse_task_stat(&short).unwrap().guest_time, 0);
+
+        assert_eq!(
+            parse_schedstat("4911109245 71779684 164\n").unwrap(),
+            SchedStat {
+                run_ns: 4911109245,
+                wait_ns: 71779684,
+                timeslices: 164
+            }
+        );
+        assert_eq!(parse_schedstat("1 2").unwrap_err(), "2 fields, expected 3");
+        assert_eq!(
+            parse_schedstat("1 x 3").unwrap_err(),
+            "field 2 \"x\" is not a number"
+        );
+
+        let status =
+            "Name:\tCPU 0/KVM\nvoluntary_ctxt_switches:\t3\nnonvoluntary_ctxt_switches:\t163\n";
+        assert_eq!(
+            parse_switches(status).unwrap(),
+            Switches {
+                voluntary: 3,
+                involuntary: 163
+            }
+        );
+        assert_eq!(
+            parse_switches("Name:\tx\n").unwrap_err(),
+            "no voluntary_ctxt_switches line"
+        );
+        let sched = "CPU 0/KVM (4242, #threads: 5)\n----\nse.exec_start    :    1.5\nse.nr_migrations                             :                    12\n";
+        assert_eq!(parse_migrations(sched), Some(12));
+        assert_eq!(parse_migrations("se.exec_start : 1\n"), None);
+    }
+
+    #[test]
+    fn own_thread_scheduler_figures_are_readable() {
+        let pid = std::process::id() as i32;
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        let s = schedstat(pid, tid).unwrap();
+        assert!(s.timeslices > 0, "a running thread was scheduled in: {s:?}");
+        switches(pid, tid).unwrap();
     }
 
     #[test]

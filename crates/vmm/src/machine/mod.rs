@@ -6,8 +6,10 @@
 //! thread that runs KVM_RUN, the pure exit decoder, kicks and the pause state machine, and
 //! what `vcpuinfo` reads about their threads. What the machine looks like (the CPUID
 //! tables, the RAM layout, the boot entry) is decided elsewhere (`cpu`, `memory`, `boot`)
-//! and handed in as plain data; the recipe that puts it together is `vmm::Vmm::build`.
+//! and handed in as plain data. `stats` reads KVM's binary statistics (KVM_GET_STATS_FD) of
+//! the VM and of each vCPU; the recipe that puts it together is `vmm::Vmm::build`.
 
+pub mod stats;
 pub mod vcpu;
 pub mod vm;
 

@@ -116,6 +116,13 @@ impl Vm {
         Ok(Vm { fd })
     }
 
+    /// The VM's KVM binary statistics.
+    pub fn stats(
+        &self,
+    ) -> Result<crate::machine::stats::StatsFd, crate::machine::stats::StatsError> {
+        crate::machine::stats::StatsFd::open_vm(&self.fd)
+    }
+
     /// A new eventfd wired to `line`: writing it raises the guest interrupt.
     pub fn irqfd(&self, line: IrqLine) -> Result<EventFd, MachineError> {
         let evt = EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC).map_err(|source| {

@@ -36,7 +36,9 @@ use crate::devices::cpu_hotplug::{CpuHotplug, CpuHotplugError};
 use crate::devices::GuestEvent;
 use crate::host::thread::{self as host_thread, ThreadError};
 use crate::host::Host;
+use crate::machine::stats::{KvmStat, StatsError, StatsFd};
 use crate::memory::layout::GPE_CPU_HOTPLUG_BIT;
+use crate::monitor::sample::{read_thread, ThreadSample};
 use crate::vcpu::affinity::{check_cpus, AffinityError};
 use crate::vcpu::info::{read_vcpu, VcpuInfo};
 use crate::vcpu::thread::{spawn, VcpuShared};
@@ -65,6 +67,8 @@ pub(super) struct Controller<'a> {
     pinned: BTreeMap<u32, Vec<u32>>,
     /// Whether the event that ends the VM (SHUTDOWN, or RESET for system_reset) went out.
     final_event_sent: bool,
+    /// The VM's KVM statistics (or why this kernel has none).
+    vm_stats: Result<StatsFd, StatsError>,
 }
 
 impl<'a> Controller<'a> {
@@ -92,6 +96,7 @@ impl<'a> Controller<'a> {
             topology: vmm.config.smp.topology(),
             pinned,
             final_event_sent: false,
+            vm_stats: vmm.vm.stats(),
         }
     }
 
@@ -430,6 +435,27 @@ impl VmView for Controller<'_> {
 
     fn pin_emulator(&mut self, cpus: &[u32]) -> Result<(), VmError> {
         Ok(pin_emulator_threads(&self.handles, cpus)?)
+    }
+
+    fn vm_kvm_stats(&self) -> Result<Vec<KvmStat>, VmError> {
+        let fd = self
+            .vm_stats
+            .as_ref()
+            .map_err(|e| VmError::Stats(e.to_string()))?;
+        fd.sample().map_err(|e| VmError::Stats(e.to_string()))
+    }
+
+    fn vcpu_kvm_stats(&self, vcpu: VcpuThread) -> Result<Vec<KvmStat>, VmError> {
+        check_alive(&self.handles, vcpu.index)?;
+        let handle = self
+            .handle(vcpu.index)
+            .ok_or(VmError::Stats(format!("no vCPU {}", vcpu.index)))?;
+        let fd = handle.stats().map_err(|e| VmError::Stats(e.to_string()))?;
+        fd.sample().map_err(|e| VmError::Stats(e.to_string()))
+    }
+
+    fn thread_sample(&self, thread_id: i32) -> Result<ThreadSample, VmError> {
+        Ok(read_thread(std::process::id() as i32, thread_id)?)
     }
 }
 

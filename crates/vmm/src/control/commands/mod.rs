@@ -29,6 +29,7 @@ pub mod query_name;
 pub mod query_status;
 pub mod query_version;
 pub mod quit;
+pub mod stats;
 pub mod stop;
 pub mod system_powerdown;
 pub mod system_reset;
@@ -57,6 +58,8 @@ pub const CMD_VCPUPIN: &str = vcpupin::NAME;
 pub const CMD_EMULATORPIN: &str = emulatorpin::NAME;
 /// Per-vCPU state, host CPU, CPU time and affinity (libvirt's `vcpuinfo`).
 pub const CMD_VCPUINFO: &str = vcpuinfo::NAME;
+/// KVM statistics and thread figures of the VM and every vCPU (`rvmm stats`).
+pub const CMD_STATS: &str = stats::NAME;
 
 /// One QMP command: its name, its arguments, how it runs and what it returns.
 pub(crate) trait QmpCommand: Sized {
@@ -146,6 +149,7 @@ command_set! {
     VcpuInfo(vcpuinfo::VcpuInfoQuery),
     DeviceAdd(device_add::DeviceAdd),
     DeviceDel(device_del::DeviceDel),
+    Stats(stats::StatsQuery),
 }
 
 fn reply_value<R: Serialize>(reply: &R) -> Result<Value, QmpError> {

@@ -427,7 +427,7 @@ fn query_commands_lists_the_command_enum() {
         }
         assert_eq!(parse(name, arguments).unwrap().name(), *name);
     }
-    assert_eq!(names.len(), 19);
+    assert_eq!(names.len(), 20);
 }
 
 #[test]
@@ -557,6 +557,37 @@ fn vcpuinfo_shows_every_slot() {
     assert_eq!(report.vcpus[2].state, crate::vcpu::info::VcpuState::Offline);
     assert_eq!(report.vcpus[2].affinity, "0-7");
     assert_eq!(report.vcpus[3].affinity, "5");
+}
+
+#[test]
+fn stats_reports_every_present_vcpu_or_one() {
+    let mut vm = FakeVm::new("2,maxcpus=4");
+    let reply = run(&mut vm, CMD_STATS, json!({})).unwrap();
+    let report: crate::monitor::sample::StatsReport = serde_json::from_value(reply).unwrap();
+    assert_eq!(report.pid, std::process::id() as i32);
+    assert_eq!(report.vcpus.len(), 2, "offline slots have no sample");
+    assert_eq!(report.vcpus[1].vcpu, 1);
+    assert_eq!(report.vcpus[1].thread.thread_id, 101);
+    assert_eq!(
+        crate::machine::stats::value_of(&report.vcpus[1].kvm, "exits"),
+        Some(200)
+    );
+    assert_eq!(report.kvm_error, None);
+    assert_eq!(report.emulator.len(), 2);
+    let one = run(&mut vm, CMD_STATS, json!({"vcpu": 1})).unwrap();
+    assert_eq!(one["vcpus"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        run(&mut vm, CMD_STATS, json!({"vcpu": 3}))
+            .unwrap_err()
+            .desc,
+        "vCPU 3 does not exist (the VM has vCPUs 0-1)"
+    );
+    assert_eq!(
+        run(&mut vm, CMD_STATS, json!({"vcpu": "x"}))
+            .unwrap_err()
+            .desc,
+        "Invalid parameter type for 'vcpu', expected: integer"
+    );
 }
 
 #[test]

@@ -35,6 +35,8 @@ use std::time::{Duration, Instant};
 
 use kvm_bindings::{kvm_mp_state, kvm_run, KVM_MP_STATE_UNINITIALIZED};
 use kvm_ioctls::VcpuFd;
+
+use crate::machine::stats::{StatsError, StatsFd};
 use thiserror::Error;
 use vmm_sys_util::eventfd::EventFd;
 
@@ -324,9 +326,20 @@ pub struct VcpuHandle {
     state: Arc<AtomicU8>,
     control: Arc<VmControl>,
     slot: Arc<SlotFlags>,
+    /// The vCPU's KVM statistics, opened before its first KVM_RUN (the ioctl would wait
+    /// for a running vCPU); the error when this kernel has none.
+    stats: Result<Arc<StatsFd>, Arc<StatsError>>,
 }
 
 impl VcpuHandle {
+    /// The vCPU's KVM binary statistics.
+    pub fn stats(&self) -> Result<&StatsFd, &StatsError> {
+        match &self.stats {
+            Ok(s) => Ok(s),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Parks the vCPU the guest ejected: it stops running guest code at its next exit (it
     /// is kicked now) and its thread waits until [`replug`](Self::replug).
     pub fn eject(&self) {
@@ -425,7 +438,13 @@ pub(crate) fn exited_handle_for_test(index: u32) -> VcpuHandle {
         state: Arc::new(AtomicU8::new(VcpuRunState::Finished as u8)),
         control: Arc::new(VmControl::new().expect("eventfd")),
         slot: Arc::default(),
+        stats: Err(Arc::new(no_stats_for_test())),
     }
+}
+
+#[cfg(test)]
+fn no_stats_for_test() -> StatsError {
+    StatsError::Malformed("a test handle has no vCPU".into())
 }
 
 /// The vCPUs that did not stop in time, as rvmm reports them.
@@ -519,6 +538,7 @@ pub fn spawn(
         ram,
         boot_msrs,
     } = shared;
+    let stats = StatsFd::open_vcpu(&vcpu).map(Arc::new).map_err(Arc::new);
     let tid = Arc::new(AtomicI32::new(0));
     let state = Arc::new(AtomicU8::new(VcpuRunState::Running as u8));
     let slot = Arc::new(SlotFlags::default());
@@ -561,6 +581,7 @@ pub fn spawn(
         state,
         control,
         slot,
+        stats,
     };
     match started_rx.recv() {
         Ok(Ok(())) => Ok(handle),
@@ -705,6 +726,7 @@ mod tests {
             state: Arc::new(AtomicU8::new(VcpuRunState::Running as u8)),
             control: control.clone(),
             slot: Arc::default(),
+            stats: Err(Arc::new(no_stats_for_test())),
         }
     }
 
