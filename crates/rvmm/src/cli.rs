@@ -43,6 +43,63 @@ pub enum Command {
     Vcpucount(VcpucountArgs),
     /// Send one raw QMP command to a running VM and print the reply.
     Qmp(QmpArgs),
+    /// A running VM's KVM statistics and vCPU thread figures (virsh domstats --vcpu).
+    Stats(StatsArgs),
+    /// A live per-vCPU view of a running VM, refreshed every second (top -H / virt-top).
+    Top(TopArgs),
+    /// Measure a running VM's vCPU use over a window and recommend a vCPU count.
+    Advise(AdviseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    #[arg(value_name = "VM", help = VM_HELP)]
+    pub vm: String,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Only this vCPU.
+    #[arg(long, value_name = "N")]
+    pub vcpu: Option<u32>,
+    /// Also count host PMU events per vCPU thread with perf_event_open, over --duration.
+    #[arg(long)]
+    pub perf: bool,
+    /// How long --perf counts (e.g. 1s, 500ms).
+    #[arg(long, value_name = "DURATION", default_value = "1s", requires = "perf")]
+    pub duration: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    #[arg(value_name = "VM", help = VM_HELP)]
+    pub vm: String,
+    /// Plain text for scripts: no terminal control, one block per refresh.
+    #[arg(long, short = 'b')]
+    pub batch: bool,
+    /// Stop after this many refreshes.
+    #[arg(long, short = 'n', value_name = "N")]
+    pub iterations: Option<u64>,
+    /// Seconds between refreshes.
+    #[arg(long, short = 'd', value_name = "SECONDS", default_value = "1")]
+    pub delay: String,
+    /// The column to sort vCPUs by (vcpu, busy, guest, vmm, steal, exits).
+    #[arg(long, value_name = "COLUMN", default_value = "vcpu")]
+    pub sort: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AdviseArgs {
+    #[arg(value_name = "VM", help = VM_HELP)]
+    pub vm: String,
+    /// How long to watch (e.g. 30s, 5m, 1h).
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub window: String,
+    /// Time between samples; the window must hold at least two.
+    #[arg(long, value_name = "DURATION", default_value = "1s")]
+    pub interval: String,
+    /// Print the figures and the advice as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `VM`: a QMP socket path (anything with a '/') or a --name, resolved under the runtime

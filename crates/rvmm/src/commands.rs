@@ -36,6 +36,9 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Setvcpus(args) => crate::cmd_vcpus::setvcpus(args),
         Command::Vcpucount(args) => crate::cmd_vcpus::vcpucount(args),
         Command::Qmp(args) => crate::cmd_qmp::qmp(args),
+        Command::Stats(args) => crate::cmd_stats::stats(args),
+        Command::Top(args) => crate::cmd_top::top(args),
+        Command::Advise(args) => crate::cmd_advise::advise(args),
     }
 }
 

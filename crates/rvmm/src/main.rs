@@ -6,9 +6,13 @@
 //! the commands that only print by SIGPIPE, as other Unix tools (output.rs says which).
 
 mod cli;
+mod cmd_advise;
 mod cmd_cpu;
 mod cmd_host;
+mod cmd_perf;
 mod cmd_qmp;
+mod cmd_stats;
+mod cmd_top;
 mod cmd_vcpus;
 mod commands;
 mod dry_run;
@@ -30,7 +34,10 @@ fn uses_sockets(command: &Command) -> bool {
         | Command::Emulatorpin(_)
         | Command::Setvcpus(_)
         | Command::Vcpucount(_)
-        | Command::Qmp(_) => true,
+        | Command::Qmp(_)
+        | Command::Stats(_)
+        | Command::Top(_)
+        | Command::Advise(_) => true,
         Command::Probe(_)
         | Command::Host(_)
         | Command::CpuModels(_)
