@@ -26,6 +26,8 @@ pub mod query_cpu_model_expansion;
 pub mod query_cpus_fast;
 pub mod query_hotpluggable_cpus;
 pub mod query_name;
+pub mod query_stats;
+pub mod query_stats_schemas;
 pub mod query_status;
 pub mod query_version;
 pub mod quit;
@@ -150,6 +152,8 @@ command_set! {
     DeviceAdd(device_add::DeviceAdd),
     DeviceDel(device_del::DeviceDel),
     Stats(stats::StatsQuery),
+    QueryStats(query_stats::QueryStats),
+    QueryStatsSchemas(query_stats_schemas::QueryStatsSchemas),
 }
 
 fn reply_value<R: Serialize>(reply: &R) -> Result<Value, QmpError> {

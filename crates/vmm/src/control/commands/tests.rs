@@ -9,6 +9,7 @@ use crate::control::qmp::{Frame, Session, Step};
 
 mod fake_vm;
 mod hotplug;
+mod query_stats;
 
 fn args(v: Value) -> Map<String, Value> {
     match v {
@@ -425,9 +426,12 @@ fn query_commands_lists_the_command_enum() {
         if *name == "device_del" {
             arguments = args(json!({"id": "cpu1"}));
         }
+        if *name == "query-stats" {
+            arguments = args(json!({"target": "vm"}));
+        }
         assert_eq!(parse(name, arguments).unwrap().name(), *name);
     }
-    assert_eq!(names.len(), 20);
+    assert_eq!(names.len(), 22);
 }
 
 #[test]

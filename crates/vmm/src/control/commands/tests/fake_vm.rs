@@ -43,6 +43,8 @@ pub(super) struct FakeVm {
     pub ejected: Vec<u32>,
     /// When set, plugging fails with this text.
     pub plug_error: Option<String>,
+    /// When set, reading KVM statistics fails with this text (a kernel without them).
+    pub stats_error: Option<String>,
 }
 
 impl FakeVm {
@@ -82,6 +84,7 @@ impl FakeVm {
             unplug_requests: Vec::new(),
             ejected: Vec::new(),
             plug_error: None,
+            stats_error: None,
         }
     }
 }
@@ -220,9 +223,15 @@ impl VmView for FakeVm {
         Ok(())
     }
     fn vm_kvm_stats(&self) -> Result<Vec<KvmStat>, VmError> {
+        if let Some(e) = &self.stats_error {
+            return Err(VmError::Stats(e.clone()));
+        }
         Ok(example_kvm_stats(0))
     }
     fn vcpu_kvm_stats(&self, vcpu: VcpuThread) -> Result<Vec<KvmStat>, VmError> {
+        if let Some(e) = &self.stats_error {
+            return Err(VmError::Stats(e.clone()));
+        }
         Ok(example_kvm_stats(100 * (vcpu.index as u64 + 1)))
     }
     fn thread_sample(&self, thread_id: i32) -> Result<ThreadSample, VmError> {
