@@ -3,7 +3,8 @@
 #
 # Debian packages: QEMU (the oracle), iasl, a static busybox (guest initramfs), virsh and
 # xmllint (virt-xml-validate checks the test domains against libvirt's schema),
-# cpio/xz/zstd/lz4 (guest image build), numactl and util-linux (host topology), python3-venv.
+# cpio/xz/zstd/lz4 (guest image build), numactl and util-linux (host topology), python3-venv,
+# tmux (`rvmm top` is tested in a real terminal).
 # Python: a venv at ${RVMM_CACHE:-<repo>/.cache}/venv holding the `qemu.qmp` package.
 #
 # Quick when everything is present: packages are checked with dpkg/command -v first,
@@ -31,6 +32,7 @@ PKGS=(
     "util-linux:lscpu"
     "python3-venv:"
     "binutils:readelf"
+    "tmux:tmux"
 )
 
 have_pkg() {

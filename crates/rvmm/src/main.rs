@@ -17,6 +17,7 @@ mod cmd_vcpus;
 mod commands;
 mod dry_run;
 mod output;
+mod top_term;
 mod vcpu_plan;
 
 use std::process::ExitCode;

@@ -9,7 +9,9 @@
 //! clients (the `rvmm` binary, the metrics server) only render.
 
 pub mod rates;
+pub mod render;
 pub mod sample;
+pub mod top;
 
 use thiserror::Error;
 
