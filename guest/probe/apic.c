@@ -29,6 +29,7 @@
 #define APIC_ICR_HIGH 0x310
 #define APIC_LVT_TIMER 0x320
 #define APIC_TIMER_INITIAL 0x380
+#define APIC_TIMER_CURRENT 0x390
 #define APIC_TIMER_DIVIDE 0x3e0
 #define X2APIC_MSR(reg) (0x800 + (reg) / 16)
 
@@ -176,4 +177,10 @@ void apic_timer_oneshot(uint32_t count)
 		apic_write(APIC_LVT_TIMER, APIC_TIMER_VECTOR);
 	}
 	apic_write(APIC_TIMER_INITIAL, count);
+}
+
+/* The timer's current count (counts down from the initial count to 0). */
+uint32_t apic_timer_current(void)
+{
+	return apic_read(APIC_TIMER_CURRENT);
 }

@@ -24,6 +24,10 @@
  *                        each event: PROBE-HOTPLUG insert slot=S apic=A, that vCPU's
  *                        CPUID lines (cpu=S), PROBE-HOTPLUG online slot=S apic=A; or
  *                        PROBE-HOTPLUG eject slot=S apic=A once it is ejected
+ *   mode=load duty=D0,D1,... [period=MS]
+ *                        every vCPU busy D % of each period (default 100 ms) and halted the
+ *                        rest, timed by the TSC (load.c); PROBE-LOAD cpus=N duty=...
+ *                        period=MS tsc_khz=K once all run; no dump
  *
  * The strings and numbers here are mirrored in crates/vmm/src/probe/image.rs.
  */
@@ -54,7 +58,8 @@ enum mode {
 	MODE_TRIPLEFAULT,
 	MODE_HOSTILE,
 	MODE_DEBUGEXIT,
-	MODE_HOTPLUG
+	MODE_HOTPLUG,
+	MODE_LOAD
 };
 
 static char cmdline[CMDLINE_MAX];
@@ -86,6 +91,11 @@ static const char *param(const char *key, size_t *len)
 		}
 	}
 	return NULL;
+}
+
+const char *probe_param(const char *key, size_t *len)
+{
+	return param(key, len);
 }
 
 static bool value_is(const char *v, size_t len, const char *s)
@@ -142,6 +152,8 @@ static enum mode parse_mode(uint64_t *pio_count)
 		mode = MODE_DEBUGEXIT;
 	else if (value_is(v, len, "hotplug"))
 		mode = MODE_HOTPLUG;
+	else if (value_is(v, len, "load"))
+		mode = MODE_LOAD;
 	else {
 		print_error("unknown mode ", v, len);
 		power_off();
@@ -261,6 +273,9 @@ void probe_main(uint32_t start_info_paddr)
 		out_line("PROBE-HOSTILE");
 		hostile_run(smp_init(acpi_find("APIC")), ram_end_below_4g(si));
 	}
+
+	if (mode == MODE_LOAD)
+		load_run(smp_init(acpi_find("APIC")));
 
 	out_line("PROBE-BEGIN v1");
 	const uint8_t *madt = acpi_find("APIC");

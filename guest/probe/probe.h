@@ -182,6 +182,7 @@ uint32_t apic_self_id(void);
 void apic_send_ipi(uint32_t dest, uint32_t icr_low);
 void apic_eoi(void);
 void apic_timer_oneshot(uint32_t count);
+uint32_t apic_timer_current(void);
 /* sti; hlt, returning with interrupts disabled after the next interrupt (entry.S). */
 void sleep_until_interrupt(void);
 
@@ -191,6 +192,7 @@ void sleep_until_interrupt(void);
 enum ap_task {
 	AP_TASK_DUMP = 1, /* dump CPUID, report done, park */
 	AP_TASK_BUSY = 2, /* report done, then loop on arithmetic forever */
+	AP_TASK_LOAD = 3, /* report done, then load_loop() (load.c) */
 };
 
 /* Reads the MADT; returns the number of enabled processors (at least 1, the BSP). */
@@ -222,5 +224,18 @@ __attribute__((noreturn)) void hostile_run(uint32_t n, uint64_t ram_end);
 /* mode=hotplug (see hotplug.c), after the dump: `n` processors from smp_init, `cpus` of them
  * running.  Never returns. */
 __attribute__((noreturn)) void hotplug_run(const uint8_t *madt, uint32_t n, uint32_t cpus);
+
+/* ---- main.c --------------------------------------------------------------------------- */
+
+/* The value of `key=` on the guest command line (up to the next space) and its length, or
+ * NULL. */
+const char *probe_param(const char *key, size_t *len);
+
+/* ---- load.c --------------------------------------------------------------------------- */
+
+/* mode=load (see load.c): `n` processors from smp_init.  Never returns. */
+__attribute__((noreturn)) void load_run(uint32_t n);
+/* One vCPU's duty loop (MADT position `cpu`).  Never returns. */
+__attribute__((noreturn)) void load_loop(uint32_t cpu);
 
 #endif

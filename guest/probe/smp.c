@@ -180,6 +180,11 @@ void ap_main(void)
 		report_done();
 		busy_forever();
 	}
+	if (ap_task == AP_TASK_LOAD) {
+		uint32_t cpu = ap_cpu; /* the BSP reuses ap_cpu once we report */
+		report_done();
+		load_loop(cpu);
+	}
 	cpuid_dump(ap_cpu);
 	report_done();
 	halt_forever();
