@@ -170,6 +170,7 @@ pub(crate) fn vm_config(args: &RunArgs) -> Result<(VmConfig, Vec<String>)> {
         numa,
         pinning,
         qmp: None,
+        metrics: None,
         machine: machine_config(args)?,
     };
     config.validate()?;

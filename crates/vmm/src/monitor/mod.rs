@@ -8,6 +8,7 @@
 //! `__org.rvmm_stats` reply; everything computed from them is pure and lives here, so the
 //! clients (the `rvmm` binary, the metrics server) only render.
 
+pub mod prometheus;
 pub mod rates;
 pub mod sample;
 
