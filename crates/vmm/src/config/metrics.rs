@@ -66,7 +66,9 @@ impl MetricsAddress {
                 return Err(MetricsAddressError::EmptyPath);
             }
             if path.contains('\0') {
-                return Err(MetricsAddressError::PathNul(path.escape_debug().to_string()));
+                return Err(MetricsAddressError::PathNul(
+                    path.escape_debug().to_string(),
+                ));
             }
             if path.len() > MAX_UNIX_PATH {
                 return Err(MetricsAddressError::PathTooLong {
@@ -182,6 +184,8 @@ mod tests {
             "--metrics: unix: needs a socket path (unix:PATH)"
         );
         let long = format!("unix:/{}", "a".repeat(120));
-        assert!(err(&long).contains("the path is 121 bytes, longer than a socket path may be (107)"));
+        assert!(
+            err(&long).contains("the path is 121 bytes, longer than a socket path may be (107)")
+        );
     }
 }
