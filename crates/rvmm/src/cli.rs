@@ -231,6 +231,10 @@ pub struct RunArgs {
     /// QMP control socket: unix:PATH (QEMU's ,server=on and ,wait=off are accepted).
     #[arg(long, value_name = "unix:PATH")]
     pub qmp: Option<String>,
+    /// Prometheus metrics endpoint: tcp:HOST:PORT or unix:PATH; GET /metrics answers in
+    /// the text exposition format (per-vCPU run/steal time, KVM statistics, ...).
+    #[arg(long, value_name = "tcp:HOST:PORT|unix:PATH")]
+    pub metrics: Option<String>,
     /// Pin one vCPU: VCPU=CPULIST (host CPUs in the kernel's list syntax); repeatable.
     #[arg(long = "vcpu-pin", value_name = "VCPU=CPULIST")]
     pub vcpu_pin: Vec<String>,

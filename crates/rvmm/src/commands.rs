@@ -170,6 +170,7 @@ pub(crate) fn vm_config(args: &RunArgs) -> Result<(VmConfig, Vec<String>)> {
         numa,
         pinning,
         qmp: None,
+        metrics: None,
         machine: machine_config(args)?,
     };
     config.validate()?;
@@ -206,6 +207,11 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     for w in &warnings {
         errln!("rvmm: warning: {w}");
     }
+    config.metrics = args
+        .metrics
+        .as_deref()
+        .map(vmm::config::metrics::MetricsAddress::parse)
+        .transpose()?;
     if args.dry_run {
         return crate::dry_run::dry_run(&config, args.show_cpuid);
     }

@@ -10,6 +10,7 @@ pub mod flags;
 pub mod libvirt;
 pub mod machine;
 pub mod memory;
+pub mod metrics;
 pub mod name;
 pub mod numa;
 pub mod pinning;
@@ -75,6 +76,8 @@ pub struct VmConfig {
     pub pinning: PinningConfig,
     /// The QMP control socket (`--qmp unix:PATH`, or `--name` under the runtime directory).
     pub qmp: Option<PathBuf>,
+    /// Where the Prometheus endpoint listens (`--metrics tcp:HOST:PORT | unix:PATH`).
+    pub metrics: Option<metrics::MetricsAddress>,
     /// How the host backs guest RAM (`-m SIZE,hugepages=on,...`).
     pub memory_backing: MemoryBacking,
     /// Guest NUMA nodes and distances (`--numa`), as given; empty for no NUMA.
@@ -119,6 +122,7 @@ impl Default for VmConfig {
             numa: NumaConfig::default(),
             pinning: PinningConfig::default(),
             qmp: None,
+            metrics: None,
             machine: MachineConfig::default(),
         }
     }

@@ -12,12 +12,15 @@
 //!   `Command` enum generated from their list;
 //! - `server`: the socket and its client threads, handing `Command`s to the VMM thread,
 //!   which runs them against its `VmView` (`vmm::commands`); `client`: the other end;
+//! - `metrics`: the `--metrics` HTTP endpoint, a second way in for `__org.rvmm_stats`
+//!   (Prometheus's text format);
 //! - `runtime`: where control sockets live (`--name`, `--qmp`, the runtime directory).
 
 pub(crate) mod args;
 pub mod client;
 pub mod commands;
 pub mod error;
+pub mod metrics;
 pub mod qmp;
 pub mod runtime;
 pub mod server;
@@ -26,6 +29,7 @@ pub(crate) mod view;
 pub use client::{ClientError, QmpClient};
 pub use commands::Command;
 pub use error::{ErrorClass, QmpError};
+pub use metrics::{MetricsError, MetricsServer};
 pub use runtime::{
     check_name, check_runtime_dir, default_runtime_dir, ensure_runtime_dir, parse_qmp_option,
     resolve_vm, resolve_vm_checked, runtime_dir, socket_for_name, ControlError, MAX_NAME,

@@ -112,6 +112,13 @@ pub struct Request {
 }
 
 impl Request {
+    /// A request made by another server of this process (the metrics endpoint), with the
+    /// channel its answer comes back on.
+    pub(crate) fn new(command: Command) -> (Request, Receiver<Result<Value, QmpError>>) {
+        let (reply, rx) = mpsc::channel();
+        (Request { command, reply }, rx)
+    }
+
     /// Answers the client (who may have gone; that is fine).
     pub fn respond(self, result: Result<Value, QmpError>) {
         let _ = self.reply.send(result);

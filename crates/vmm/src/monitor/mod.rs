@@ -9,6 +9,7 @@
 //! clients (the `rvmm` binary, the metrics server) only render.
 
 pub mod advise;
+pub mod prometheus;
 pub mod rates;
 pub mod render;
 pub mod sample;

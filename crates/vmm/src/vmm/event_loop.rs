@@ -11,7 +11,7 @@ use super::commands::Controller;
 use super::run::{RunOptions, StopSignals};
 use super::term::{EscapeState, Input, RawMode};
 use super::Vmm;
-use crate::control::QmpServer;
+use crate::control::{MetricsServer, QmpServer};
 use crate::devices::{console, Bus};
 use crate::vcpu::{VmControl, VmOutcome};
 
@@ -46,6 +46,8 @@ enum Source {
     SerialWatch,
     /// A QMP request is queued.
     Qmp,
+    /// A scrape of the metrics endpoint is queued.
+    Metrics,
     /// Console input (or its end).
     Stdin,
 }
@@ -168,6 +170,7 @@ pub(super) struct EventLoop<'a, 'o> {
     control: &'a VmControl,
     controller: Controller<'a>,
     server: Option<&'a QmpServer>,
+    metrics: Option<&'a MetricsServer>,
     signals: &'a StopSignals,
     serial_watch: Option<SerialWatch<'o>>,
     console: ConsoleInput,
@@ -184,6 +187,7 @@ impl<'a, 'o> EventLoop<'a, 'o> {
         control: &'a VmControl,
         controller: Controller<'a>,
         server: Option<&'a QmpServer>,
+        metrics: Option<&'a MetricsServer>,
         signals: &'a StopSignals,
         options: RunOptions<'o>,
     ) -> Self {
@@ -192,6 +196,7 @@ impl<'a, 'o> EventLoop<'a, 'o> {
             control,
             controller,
             server,
+            metrics,
             signals,
             serial_watch: options.serial_watch,
             console: ConsoleInput::new(options.console),
@@ -248,6 +253,9 @@ impl<'a, 'o> EventLoop<'a, 'o> {
         if let Some(s) = self.server {
             poll.watch(Source::Qmp, s.wake_fd());
         }
+        if let Some(m) = self.metrics {
+            poll.watch(Source::Metrics, m.wake_fd());
+        }
         if self.console.wants_input() {
             poll.watch(Source::Stdin, libc::STDIN_FILENO);
         }
@@ -273,6 +281,15 @@ impl<'a, 'o> EventLoop<'a, 'o> {
             Source::Qmp => {
                 if let Some(s) = self.server {
                     while let Some(request) = s.next_request() {
+                        let result = self.controller.execute(&request.command);
+                        request.respond(result);
+                    }
+                }
+            }
+            // The metrics endpoint's scrapes run the same commands as QMP clients'.
+            Source::Metrics => {
+                if let Some(m) = self.metrics {
+                    while let Some(request) = m.next_request() {
                         let result = self.controller.execute(&request.command);
                         request.respond(result);
                     }

@@ -84,6 +84,8 @@ pub enum VmmError {
     Sched(#[from] ThreadError),
     #[error(transparent)]
     Qmp(#[from] control::ServerError),
+    #[error(transparent)]
+    Metrics(#[from] control::MetricsError),
 }
 
 /// How to build: where the guest's serial output goes.

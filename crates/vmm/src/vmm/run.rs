@@ -1,5 +1,5 @@
 //! Running a built VM: place the threads (`--cpuset`, `--vcpu-pin`, `--emulator-pin`), start
-//! the QMP server and the vCPU threads, hand over to the emulator thread's event loop
+//! the QMP server, the metrics endpoint and the vCPU threads, hand over to the emulator thread's event loop
 //! (`event_loop`), then stop and join every vCPU, send the final event, close the control
 //! socket and say how the VM ended.
 //!
@@ -17,7 +17,7 @@ use super::commands::{pin_emulator_threads, Controller};
 use super::event_loop::{Console, EventLoop, SerialWatch};
 use super::{Vmm, VmmError};
 use crate::control::qmp::Version;
-use crate::control::QmpServer;
+use crate::control::{MetricsServer, QmpServer};
 use crate::devices::console;
 use crate::host::thread as host_thread;
 use crate::vcpu::thread::{self, install_kick_handler, spawn, StopReport, VcpuShared};
@@ -120,6 +120,11 @@ pub(super) fn run(vmm: &mut Vmm, options: RunOptions) -> Result<VmOutcome, VmmEr
         Some(path) => Some(QmpServer::start(path, Version::rvmm())?),
         None => None,
     };
+    // So is the metrics endpoint (bound here, before the sandbox applies).
+    let metrics = match &vmm.config.metrics {
+        Some(address) => Some(MetricsServer::start(address)?),
+        None => None,
+    };
     let handles = start_vcpus(vmm, &control)?;
     let vmm: &Vmm = vmm;
     let controller = Controller::new(
@@ -135,6 +140,7 @@ pub(super) fn run(vmm: &mut Vmm, options: RunOptions) -> Result<VmOutcome, VmmEr
         &control,
         controller,
         server.as_ref(),
+        metrics.as_ref(),
         &signals,
         options,
     );
@@ -149,6 +155,9 @@ pub(super) fn run(vmm: &mut Vmm, options: RunOptions) -> Result<VmOutcome, VmmEr
     stop_all(&mut handles);
     if let Some(s) = server {
         s.shutdown();
+    }
+    if let Some(m) = metrics {
+        m.shutdown();
     }
     drop(signals);
     report_console();

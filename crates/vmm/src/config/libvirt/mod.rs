@@ -438,6 +438,7 @@ pub fn parse_domain(text: &str, file: &str, env: &DomainEnv) -> Result<Domain, D
         memory: size,
         pinning,
         qmp: None,
+        metrics: None,
         memory_backing: backing,
         numa,
         machine: Default::default(),
