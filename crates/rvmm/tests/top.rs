@@ -248,6 +248,38 @@ fn top_batch_shows_busy_vcpus() {
 
 #[test]
 fn top_and_stats_bad_input() {
+    // An unknown name: resolved under $XDG_RUNTIME_DIR/rvmm, here an empty private one.
+    let runtime = common::tempdir("top-runtime");
+    let rvmm_dir = runtime.join("rvmm");
+    std::fs::create_dir(&rvmm_dir).unwrap();
+    std::fs::set_permissions(
+        &rvmm_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let socket = rvmm_dir.join("nosuch.qmp");
+    for args in [
+        &["top", "nosuch", "--batch"][..],
+        &["top", "nosuch"],
+        &["stats", "nosuch"],
+        &["stats", "nosuch", "--json"],
+    ] {
+        let mut cmd = rvmm();
+        cmd.env("XDG_RUNTIME_DIR", &runtime).args(args);
+        let out = run_with_timeout(cmd, Duration::from_secs(30));
+        let (code, stderr) = failed_cleanly(&out, &format!("{args:?}"));
+        assert_eq!(code, 1);
+        assert_eq!(
+            stderr,
+            format!(
+                "rvmm: cannot connect to {}: No such file or directory (os error 2) \
+                 (is a VM running with this --name or --qmp socket?)\n",
+                socket.display()
+            ),
+            "{args:?}"
+        );
+        assert_eq!(text(&out).0, "", "{args:?}");
+    }
     let err = fails(&["top", "/nonexistent/vm.qmp", "--batch"]);
     assert!(
         err.starts_with("rvmm: cannot connect to /nonexistent/vm.qmp"),
