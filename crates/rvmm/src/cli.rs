@@ -79,10 +79,11 @@ pub struct TopArgs {
     /// Stop after this many refreshes.
     #[arg(long, short = 'n', value_name = "N")]
     pub iterations: Option<u64>,
-    /// Seconds between refreshes.
+    /// Time between refreshes: seconds (1, 0.5) or a duration (500ms, 2s).
     #[arg(long, short = 'd', value_name = "SECONDS", default_value = "1")]
     pub delay: String,
-    /// The column to sort vCPUs by (vcpu, busy, guest, vmm, steal, exits).
+    /// The column to sort vCPUs by (vcpu, busy, guest, vmm, steal, exits, cpu); keys
+    /// change it in interactive mode.
     #[arg(long, value_name = "COLUMN", default_value = "vcpu")]
     pub sort: String,
 }

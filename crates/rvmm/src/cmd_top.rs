@@ -25,6 +25,20 @@ use crate::cmd_qmp::connect;
 use crate::output::write_stdout;
 use crate::top_term::{Input, Terminal};
 
+/// Whether a failed request means the VM is gone (its end of the socket closed), rather
+/// than, say, a reply that did not come in time.
+fn vm_ended(e: &ClientError) -> bool {
+    use std::io::ErrorKind;
+    match e {
+        ClientError::Closed { .. } => true,
+        ClientError::Io { error, .. } => matches!(
+            error.kind(),
+            ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::UnexpectedEof
+        ),
+        _ => false,
+    }
+}
+
 /// Samples one VM.
 struct Sampler {
     client: QmpClient,
@@ -41,9 +55,7 @@ impl Sampler {
                 }
                 Ok(report)
             }
-            Err(ClientError::Closed { .. } | ClientError::Io { .. }) => {
-                bail!("top: VM {} ended", self.name)
-            }
+            Err(e) if vm_ended(&e) => bail!("top: VM {} ended", self.name),
             Err(e) => Err(e).context("top"),
         }
     }
@@ -189,5 +201,31 @@ fn interactive(
             return Ok(code);
         }
         before = after;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Error, ErrorKind};
+    use std::path::PathBuf;
+
+    #[test]
+    fn a_closed_socket_is_the_vm_ending_a_timeout_is_not() {
+        let io = |kind| ClientError::Io {
+            path: PathBuf::from("/x.qmp"),
+            error: Error::from(kind),
+        };
+        assert!(vm_ended(&ClientError::Closed {
+            path: PathBuf::from("/x.qmp")
+        }));
+        assert!(vm_ended(&io(ErrorKind::ConnectionReset)));
+        assert!(vm_ended(&io(ErrorKind::BrokenPipe)));
+        assert!(!vm_ended(&io(ErrorKind::WouldBlock)));
+        assert!(!vm_ended(&io(ErrorKind::TimedOut)));
+        assert!(!vm_ended(&ClientError::Qmp {
+            class: "GenericError".into(),
+            desc: "x".into()
+        }));
     }
 }

@@ -248,6 +248,38 @@ fn top_batch_shows_busy_vcpus() {
 
 #[test]
 fn top_and_stats_bad_input() {
+    // An unknown name: resolved under $XDG_RUNTIME_DIR/rvmm, here an empty private one.
+    let runtime = common::tempdir("top-runtime");
+    let rvmm_dir = runtime.join("rvmm");
+    std::fs::create_dir(&rvmm_dir).unwrap();
+    std::fs::set_permissions(
+        &rvmm_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let socket = rvmm_dir.join("nosuch.qmp");
+    for args in [
+        &["top", "nosuch", "--batch"][..],
+        &["top", "nosuch"],
+        &["stats", "nosuch"],
+        &["stats", "nosuch", "--json"],
+    ] {
+        let mut cmd = rvmm();
+        cmd.env("XDG_RUNTIME_DIR", &runtime).args(args);
+        let out = run_with_timeout(cmd, Duration::from_secs(30));
+        let (code, stderr) = failed_cleanly(&out, &format!("{args:?}"));
+        assert_eq!(code, 1);
+        assert_eq!(
+            stderr,
+            format!(
+                "rvmm: cannot connect to {}: No such file or directory (os error 2) \
+                 (is a VM running with this --name or --qmp socket?)\n",
+                socket.display()
+            ),
+            "{args:?}"
+        );
+        assert_eq!(text(&out).0, "", "{args:?}");
+    }
     let err = fails(&["top", "/nonexistent/vm.qmp", "--batch"]);
     assert!(
         err.starts_with("rvmm: cannot connect to /nonexistent/vm.qmp"),
@@ -344,6 +376,17 @@ impl Tmux {
         }
     }
 
+    /// The shell's terminal settings (`stty -g`, written to `file`).
+    fn stty(&self, file: &Path) -> String {
+        let _ = std::fs::remove_file(file);
+        self.line(&format!(
+            "stty -g > {}.tmp && mv {0}.tmp {0}",
+            file.display()
+        ));
+        self.wait_for("stty's settings", |_| file.exists());
+        std::fs::read_to_string(file).unwrap()
+    }
+
     /// The shell's process id.
     fn shell_pid(&self) -> i32 {
         self.cmd(&["display-message", "-p", "-t", "top", "#{pane_pid}"])
@@ -402,14 +445,20 @@ fn top_in_a_terminal() {
     if !kvm_available("top_in_a_terminal") {
         return;
     }
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        common::skip(
+            "top_in_a_terminal",
+            "needs 2 host CPUs to pin the vCPUs apart",
+        );
+        return;
+    }
     let (vm, socket) = probe_vm("top-tty", "ttyvm", "busy");
     // vCPU 0 on host CPU 1, vCPU 1 on host CPU 0: sorting by CPU reverses the rows.
     ok(&["vcpupin", &socket, "0", "1"]);
     ok(&["vcpupin", &socket, "1", "0"]);
     let tmux = Tmux::start(&vm.dir);
-    let stty_before = vm.dir.join("stty-before");
-    let stty_after = vm.dir.join("stty-after");
-    tmux.line(&format!("stty -g > {}", stty_before.display()));
+    let stty = vm.dir.join("stty");
+    let settings = tmux.stty(&stty);
     let top = format!("{} top {socket} --delay 0.3", env!("CARGO_BIN_EXE_rvmm"));
     tmux.line(&top);
 
@@ -421,8 +470,8 @@ fn top_in_a_terminal() {
         s.lines().all(|l| l.chars().count() <= 100),
         "cut to the width"
     );
-    // The rows show the pinning once both threads ran after it.
-    // (CPU and AFFINITY are the 9th and 10th fields.)
+    // The rows show the pinning once both threads ran after it (CPU and AFFINITY are the
+    // 9th and 10th fields).
     let pinned = |s: &str, vcpu: &str, cpu: &str| {
         s.lines().any(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
@@ -451,17 +500,9 @@ fn top_in_a_terminal() {
     let s = tmux.wait_for("the shell after q", |s| !s.contains("TOP EXITS/s"));
     assert!(s.contains("top-shell$"), "{s}");
     assert_eq!(tmux.last_status(), "0");
-    tmux.line(&format!("stty -g > {}", stty_after.display()));
-    tmux.wait_for("stty", |_| stty_after.exists());
-    std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(
-        std::fs::read_to_string(&stty_before).unwrap(),
-        std::fs::read_to_string(&stty_after).unwrap(),
-        "the terminal settings are restored after q"
-    );
+    assert_eq!(tmux.stty(&stty), settings, "terminal settings after q");
 
-    // SIGTERM: the same, exit status 128 + 15.
-    std::fs::remove_file(&stty_after).unwrap();
+    // SIGTERM and ^C (SIGINT): the same, exit status 128 + the signal.
     tmux.line(&top);
     tmux.wait_for("top's rows", |s| screen_order(s).len() == 2);
     let pid = top_pid(&tmux);
@@ -469,14 +510,18 @@ fn top_in_a_terminal() {
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     tmux.wait_for("the shell after SIGTERM", |s| !s.contains("TOP EXITS/s"));
     assert_eq!(tmux.last_status(), "143");
-    tmux.line(&format!("stty -g > {}", stty_after.display()));
-    tmux.wait_for("stty", |_| stty_after.exists());
-    std::thread::sleep(Duration::from_millis(200));
     assert_eq!(
-        std::fs::read_to_string(&stty_before).unwrap(),
-        std::fs::read_to_string(&stty_after).unwrap(),
-        "the terminal settings are restored after SIGTERM"
+        tmux.stty(&stty),
+        settings,
+        "terminal settings after SIGTERM"
     );
+
+    tmux.line(&top);
+    tmux.wait_for("top's rows", |s| screen_order(s).len() == 2);
+    tmux.cmd(&["send-keys", "-t", "top", "C-c"]);
+    tmux.wait_for("the shell after ^C", |s| !s.contains("TOP EXITS/s"));
+    assert_eq!(tmux.last_status(), "130");
+    assert_eq!(tmux.stty(&stty), settings, "terminal settings after ^C");
 }
 
 #[test]
@@ -486,6 +531,8 @@ fn a_vm_that_ends_while_watched() {
     }
     let (mut vm, socket) = probe_vm("top-end", "endvm", "halt");
     let tmux = Tmux::start(&vm.dir);
+    let stty = vm.dir.join("stty");
+    let settings = tmux.stty(&stty);
     tmux.line(&format!(
         "{} top {socket} --delay 0.2",
         env!("CARGO_BIN_EXE_rvmm")
@@ -523,4 +570,9 @@ fn a_vm_that_ends_while_watched() {
     assert!(s.contains("rvmm: top: VM endvm ended"), "{s}");
     assert!(!s.contains("TOP EXITS/s"), "back on the normal screen: {s}");
     assert_eq!(tmux.last_status(), "1");
+    assert_eq!(
+        tmux.stty(&stty),
+        settings,
+        "terminal settings after the VM ended"
+    );
 }
