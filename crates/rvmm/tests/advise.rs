@@ -286,3 +286,54 @@ fn bad_input_is_one_clear_message() {
     assert!(e.contains("the VM exited while being watched"), "{e}");
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn load_mode_keeps_the_duty_cycle_and_rejects_bad_values() {
+    let test = "load_mode_keeps_the_duty_cycle_and_rejects_bad_values";
+    if !kvm_available(test) {
+        return;
+    }
+    // vCPU 0 at 30 %, vCPU 1 idle. Demand (busy + steal) is what the guest asked for: busy
+    // alone drops when other tests take the host's 2 cores; a wake-up that waits for a CPU
+    // adds a little steal, hence the wide upper bound.
+    let vm = load_vm("adv-duty", "2", "30,0", &[]);
+    let a = advise_json(&vm);
+    let f = &a["vcpu-figures"];
+    let d0 = f[0]["demand"]["average"].as_f64().unwrap();
+    let b0 = f[0]["busy"]["average"].as_f64().unwrap();
+    let b1 = f[1]["busy"]["average"].as_f64().unwrap();
+    eprintln!("duty 30: busy {b0:.1} %, demand {d0:.1} %; duty 0: busy {b1:.1} %");
+    assert!(
+        (20.0..=50.0).contains(&d0),
+        "duty 30 gave demand {d0}: {a:#}"
+    );
+    assert!(b0 <= 35.0, "duty 30 gave busy {b0}");
+    assert!(b1 < 2.0, "duty 0 gave busy {b1}");
+    drop(vm);
+
+    for (append, error) in [
+        (
+            "mode=load duty=101",
+            "PROBE-ERROR bad duty (0..100 per vCPU) 101",
+        ),
+        (
+            "mode=load duty=50,x",
+            "PROBE-ERROR bad duty (0..100 per vCPU) 50,x",
+        ),
+        (
+            "mode=load period=0",
+            "PROBE-ERROR bad period (1..10000 ms) 0",
+        ),
+    ] {
+        let dir = common::tempdir("adv-bad");
+        let elf = common::probe_elf(&dir);
+        let mut cmd = rvmm();
+        cmd.args(["run", "--kernel"])
+            .arg(&elf)
+            .args(["--append", append]);
+        let out = common::run_with_timeout(cmd, Duration::from_secs(30));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.lines().any(|l| l == error), "{append}: {text}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
