@@ -137,11 +137,13 @@ static uint64_t calibrate_tsc(void)
 	apic_timer_oneshot(0xffffffffu);
 	uint32_t c0 = apic_timer_current();
 	uint64_t t0 = rdtsc();
+	uint64_t give_up = tsc_hz(); /* ~1 s by the CPUID guess: a timer that does not count */
 	uint32_t c1;
+	uint64_t t1;
 	do {
 		c1 = apic_timer_current();
-	} while (c0 - c1 < CALIBRATE_COUNT && c1 != 0);
-	uint64_t t1 = rdtsc();
+		t1 = rdtsc();
+	} while (c0 - c1 < CALIBRATE_COUNT && c1 != 0 && t1 - t0 < give_up);
 	apic_timer_oneshot(0);
 	if (c0 == c1)
 		return tsc_hz();

@@ -19,7 +19,7 @@ use vmm::util::duration::parse_duration;
 
 use crate::cli::AdviseArgs;
 use crate::cmd_qmp::connect;
-use crate::output::out;
+use crate::output::{errln, out};
 use crate::vcpu_plan::{slots, VcpuCount};
 
 /// The window and interval, checked: the window holds at least two intervals.
@@ -121,7 +121,7 @@ fn render(a: &Advice, interval: &str) -> String {
     );
     let z = &a.sizing;
     let change = if z.to == z.from {
-        format!("keep {} vCPUs", z.from)
+        format!("{} vCPUs", z.from)
     } else {
         format!("{} → {} vCPUs", z.from, z.to)
     };
@@ -166,6 +166,12 @@ pub fn advise(args: AdviseArgs) -> Result<ExitCode> {
         .context(query_hotpluggable_cpus::NAME)?;
     let count = VcpuCount::of(&slots(reply)?);
     let (series, first) = watch(&mut client, &args.vm, window, interval)?;
+    if let Some(e) = &first.kvm_error {
+        errln!(
+            "rvmm: warning: {}: no KVM binary statistics ({e}); busy includes KVM's halt polling",
+            args.vm
+        );
+    }
     let host = HostView {
         vm: args.vm.clone(),
         host_cpus: first.host_cpus,

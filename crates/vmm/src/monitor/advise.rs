@@ -337,27 +337,25 @@ pub fn sizing(vm: &VmFigures, host: &HostView, contended: bool) -> Sizing {
             f1(avg),
             f1(peak)
         ));
+        let to = n + step(n);
+        why.push(format!(
+            "step: change a little at a time: {} vCPU(s) ({} % of {n}, at least one), {n} → {to}; watch again after the change",
+            step(n),
+            STEP_FRACTION * 100.0
+        ));
+        if to > host.host_cpus {
+            why.push(format!(
+                "note: {to} vCPUs are more than the host's {} CPUs; they would contend with each other",
+                host.host_cpus
+            ));
+        }
         if contended {
             why.push(
-                "but the host is contended (see below): more vCPUs would wait for host CPUs too; keep the count and remove the contention first"
+                "note: the host is contended (see below): part of this demand is steal, time the vCPUs waited for a host CPU; remove the contention first, or more vCPUs will wait too"
                     .to_string(),
             );
-            (Rule::Keep, n)
-        } else {
-            let to = n + step(n);
-            why.push(format!(
-                "step: change a little at a time: {} vCPU(s) ({} % of {n}, at least one), {n} → {to}; watch again after the change",
-                step(n),
-                STEP_FRACTION * 100.0
-            ));
-            if to > host.host_cpus {
-                why.push(format!(
-                    "note: {to} vCPUs are more than the host's {} CPUs; they would contend with each other",
-                    host.host_cpus
-                ));
-            }
-            (Rule::Increase, to)
         }
+        (Rule::Increase, to)
     } else {
         why.push(format!(
             "rule keep: neither single-threaded (peak about {} %), reduce (average < {REDUCE_AVERAGE_BELOW} % and peak < {REDUCE_PEAK_BELOW} %) nor increase (average > {INCREASE_AVERAGE_ABOVE} % and peak > {INCREASE_PEAK_ABOVE} %) holds{}",
@@ -705,11 +703,19 @@ mod tests {
     }
 
     #[test]
-    fn increase_on_a_contended_host_keeps() {
+    fn increase_on_a_contended_host_says_so() {
         let s = uniform(2, &[95.0]);
         let r = sizing(&figures(&s).0, &host(2, 4), true);
-        assert_eq!((r.rule, r.to), (Rule::Keep, 2));
-        assert!(r.command.is_none());
+        assert_eq!((r.rule, r.to), (Rule::Increase, 3));
+        assert!(r
+            .why
+            .iter()
+            .any(|w| w.starts_with("note: the host is contended")));
+        let r = sizing(&figures(&s).0, &host(2, 4), false);
+        assert!(!r
+            .why
+            .iter()
+            .any(|w| w.starts_with("note: the host is contended")));
     }
 
     #[test]
