@@ -30,6 +30,12 @@ pub const MIN_INTERVALS: usize = 1;
 /// "about 100/N %" → 1 vCPU.
 pub const SINGLE_THREAD_TOLERANCE: f64 = 0.2;
 
+/// Rule "single-threaded", its second half: the VM's one vCPU's worth must come from one
+/// vCPU doing the work, so the busiest vCPU's peak demand must reach this (percent of a host
+/// CPU). Without it, N vCPUs each at 100/N % (a light multi-threaded load that would
+/// saturate a single vCPU) would read as single-threaded.
+pub const SINGLE_THREAD_VCPU_PEAK: f64 = 80.0;
+
 /// Rule: "average < 38 % and peak < 45 % → reduce the vCPU count" (the average half).
 pub const REDUCE_AVERAGE_BELOW: f64 = 38.0;
 /// Rule: "average < 38 % and peak < 45 % → reduce the vCPU count" (the peak half).
@@ -107,6 +113,8 @@ pub struct VmFigures {
     pub busy: AvgPeak,
     pub steal: AvgPeak,
     pub demand: AvgPeak,
+    /// The highest peak demand of any one vCPU.
+    pub busiest_vcpu_peak: f64,
 }
 
 /// Which sizing rule applied.
@@ -219,7 +227,7 @@ pub fn figures(series: &[VmRates]) -> (VmFigures, Vec<VcpuFigures>) {
         .collect();
     ids.sort_unstable();
     ids.dedup();
-    let vcpus = ids
+    let vcpus: Vec<VcpuFigures> = ids
         .iter()
         .map(|&id| {
             let rows: Vec<_> = series
@@ -250,7 +258,12 @@ pub fn figures(series: &[VmRates]) -> (VmFigures, Vec<VcpuFigures>) {
                 .collect::<Vec<_>>(),
         )
     };
+    let busiest_vcpu_peak = vcpus
+        .iter()
+        .map(|v: &VcpuFigures| v.demand.peak)
+        .fold(0.0, f64::max);
     let vm = VmFigures {
+        busiest_vcpu_peak,
         intervals: series.len(),
         window_s: series.iter().map(|r| r.interval_s).sum(),
         busy: vm_of(&|r| r.busy_pct),
@@ -308,12 +321,16 @@ pub fn sizing(vm: &VmFigures, host: &HostView, contended: bool) -> Sizing {
         f1(vm.busy.peak)
     );
     let mut why = vec![figures];
-    let (rule, to) = if n >= 2 && (peak - one).abs() <= one * SINGLE_THREAD_TOLERANCE {
+    let (rule, to) = if n >= 2
+        && (peak - one).abs() <= one * SINGLE_THREAD_TOLERANCE
+        && vm.busiest_vcpu_peak >= SINGLE_THREAD_VCPU_PEAK
+    {
         why.push(format!(
-            "rule single-threaded: with {n} vCPUs a VM peak of about 100/{n} = {} % (±{} %, one vCPU's worth) means the application is single-threaded; peak {} % → 1 vCPU",
+            "rule single-threaded: with {n} vCPUs a VM peak of about 100/{n} = {} % (±{} %, one vCPU's worth) means the application is single-threaded; peak {} %, carried by one vCPU (its peak {} % ≥ {SINGLE_THREAD_VCPU_PEAK} %) → 1 vCPU",
             f1(one),
             f1(SINGLE_THREAD_TOLERANCE * 100.0),
-            f1(peak)
+            f1(peak),
+            f1(vm.busiest_vcpu_peak)
         ));
         (Rule::SingleThreaded, 1)
     } else if avg < REDUCE_AVERAGE_BELOW && peak < REDUCE_PEAK_BELOW && n > 1 {
@@ -616,22 +633,41 @@ mod tests {
         assert!(a.contention.is_none());
     }
 
+    /// One interval where the VM's mean busy is `vm_peak` %, carried as far as it goes by
+    /// vCPU 0 and the rest spread over the others.
+    fn concentrated(n: usize, vm_peak: f64) -> Vec<VmRates> {
+        let total = vm_peak * n as f64;
+        let first = total.min(100.0);
+        let rest = (total - first) / (n - 1) as f64;
+        let mut v = vec![(rest, 0.0, "0-7"); n];
+        v[0].0 = first;
+        vec![interval(&v)]
+    }
+
     #[test]
     fn single_threaded_band_edges() {
-        // 4 vCPUs: one vCPU's worth is 25 %, the band 20..30 %.
+        // 4 vCPUs: one vCPU's worth is 25 %, the band 20..30 %; vCPU 0 carries it.
         for (peak, rule) in [
             (19.9, Rule::Reduce),
             (20.0, Rule::SingleThreaded),
             (30.0, Rule::SingleThreaded),
             (30.1, Rule::Reduce),
         ] {
-            let s = uniform(4, &[peak]);
+            let s = concentrated(4, peak);
             assert_eq!(
                 sizing(&figures(&s).0, &host(4, 4), false).rule,
                 rule,
                 "peak {peak}"
             );
         }
+        // The same VM peak spread evenly over the vCPUs is not one thread's work.
+        assert_eq!(
+            sizing(&figures(&uniform(4, &[25.0])).0, &host(4, 4), false).rule,
+            Rule::Reduce
+        );
+        let both_half = uniform(2, &[50.0]);
+        let r = sizing(&figures(&both_half).0, &host(2, 2), false);
+        assert_eq!(r.rule, Rule::Keep, "{r:?}");
         // 1 vCPU is never "single-threaded → 1".
         let s = uniform(1, &[100.0]);
         assert_eq!(
