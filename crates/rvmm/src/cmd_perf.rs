@@ -9,8 +9,9 @@
 //! The guest's own PMU (what the guest sees through CPUID leaf 0xA) is `--cpu ...,pmu=` and
 //! not this command's business.
 
+use std::path::Path;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -24,6 +25,9 @@ use vmm::util::duration::parse_duration;
 use crate::cli::StatsArgs;
 use crate::cmd_qmp::connect;
 use crate::output::{out, outln};
+
+/// How often the count checks that the VM is still there.
+const POLL: Duration = Duration::from_millis(100);
 
 /// What `--perf` found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -132,6 +136,25 @@ fn look(vm: &str, vcpu: Option<u32>) -> Result<StatsReport> {
     }
 }
 
+/// Sleeps until `deadline`, or until the first counted vCPU thread is gone (the VM ended:
+/// the check after the count says so at once rather than after the whole duration).
+fn wait_counting(report: &StatsReport, deadline: Instant) {
+    let thread = report
+        .vcpus
+        .first()
+        .map(|v| format!("/proc/{}/task/{}", report.pid, v.thread.thread_id));
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return;
+        }
+        std::thread::sleep((deadline - now).min(POLL));
+        if thread.as_ref().is_some_and(|t| !Path::new(t).exists()) {
+            return;
+        }
+    }
+}
+
 pub fn perf(args: &StatsArgs) -> Result<ExitCode> {
     let duration = parse_duration("--duration", &args.duration)?;
     let before = look(&args.vm, args.vcpu)?;
@@ -147,7 +170,7 @@ pub fn perf(args: &StatsArgs) -> Result<ExitCode> {
         .iter()
         .map(|v| (v.vcpu, v.thread.thread_id, start(v.thread.thread_id)))
         .collect();
-    std::thread::sleep(duration);
+    wait_counting(&before, began + duration);
     let seconds = began.elapsed().as_secs_f64();
     let vcpus: Vec<VcpuPerf> = started
         .into_iter()

@@ -203,3 +203,53 @@ fn perf_bad_input() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(vm.alive());
 }
+
+/// Whether process `pid` holds a perf event fd (it is counting).
+fn counting(pid: u32) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .map(|l| l.to_string_lossy().contains("perf_event"))
+            .unwrap_or(false)
+    })
+}
+
+#[test]
+fn perf_reports_a_vm_that_ends_while_counted() {
+    if !kvm_available("perf_reports_a_vm_that_ends_while_counted") {
+        return;
+    }
+    let mut vm =
+        BackgroundVm::start_probe_elf("stats-perf-end", &["--smp", "1", "--append", "mode=busy"]);
+    vm.wait_line("PROBE-BUSY");
+    let mut cmd = rvmm();
+    cmd.arg("stats")
+        .arg(&vm.socket)
+        .args(["--perf", "--duration", "30s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let start = std::time::Instant::now();
+    while !counting(child.id()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "rvmm stats --perf never opened a counter"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    vm.client().ok("quit", None);
+    let _ = vm.wait(Duration::from_secs(10));
+    let out = child.wait_with_output().unwrap();
+    let (_, stderr) = failed_cleanly(&out, "stats --perf on a VM that quit");
+    assert!(
+        stderr.contains("ended while its vCPUs were being counted"),
+        "{stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
