@@ -13,7 +13,8 @@
 //! `cgroups` (mounted hierarchies, the process's cpuset), `iov` (IOMMU groups, SR-IOV) and
 //! `virt` (the KVM modules and device as `rvmm host` reports them). `kvm` opens /dev/kvm and
 //! holds what KVM can give a guest; it is passed beside the snapshot, since the VM build
-//! keeps its fd. `thread` is not a host fact: it reads and sets one thread's placement.
+//! keeps its fd. `thread` is not a host fact: it reads and sets one thread's placement;
+//! nor is `perf`, which counts one thread's PMU and software events.
 //! Deciding what the facts allow is left to the callers (`vcpu::affinity`,
 //! `memory::backing`, `memory::numa`, `vmm`).
 
@@ -26,6 +27,7 @@ pub mod iov;
 pub mod kvm;
 pub mod memory;
 pub mod numa;
+pub mod perf;
 pub mod report;
 pub mod sysfs;
 pub mod thread;
