@@ -506,6 +506,14 @@ fn section_monitoring(s: &mut String, r: &Results) {
             answered(answers)
         );
     }
+    if let Some(u) = crate::stats::Summary::of(&m.unwatched) {
+        let _ = writeln!(
+            s,
+            "\nThe unwatched runs alone spread by {:.1} % (min → max); a change of the median smaller than that is \
+             the host's noise, not the monitor's cost.",
+            (u.max / u.min - 1.0) * 100.0
+        );
+    }
     let _ = writeln!(s);
 }
 

@@ -232,6 +232,19 @@ fn prometheus_client_parses_two_scrapes_and_the_counters_grow() {
         );
         assert_eq!(buckets.last().unwrap().1, count, "{name}");
     }
+    // Every series the Grafana dashboard queries is served.
+    let served: Vec<&str> = scrapes[1]["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s[0].as_str().unwrap())
+        .collect();
+    for name in dashboard_metric_names() {
+        assert!(
+            served.contains(&name.as_str()),
+            "the dashboard queries {name}, which is not served"
+        );
+    }
     // The busy guest's vCPUs ran, and exited to KVM, between the scrapes.
     for vcpu in ["0", "1"] {
         let l = [("vm", "metrics-vm"), ("vcpu", vcpu)];
@@ -370,4 +383,52 @@ fn bad_metrics_values_are_refused_with_one_message() {
     );
     assert_eq!(std::fs::read(&planted).unwrap(), b"keep");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The metric names the Grafana dashboard's queries use (regular expressions aside).
+fn dashboard_metric_names() -> Vec<String> {
+    let path = repo().join("docs/grafana/rvmm-dashboard.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let dash: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
+    let mut names = Vec::new();
+    let mut exprs = Vec::new();
+    for panel in dash["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().into_iter().flatten() {
+            exprs.push(t["expr"].as_str().unwrap().to_string());
+        }
+    }
+    assert!(exprs.len() >= 8, "{exprs:?}");
+    for e in &exprs {
+        let mut rest = e.as_str();
+        while let Some(i) = rest.find("rvmm_") {
+            let tail = &rest[i..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            let name = &tail[..end];
+            // A regular expression over names (`rvmm_vcpu_kvm_.+_exits_total`) is not one.
+            if !tail[end..].starts_with(['.', '(']) {
+                names.push(name.to_string());
+            }
+            rest = &tail[end..];
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+#[test]
+fn grafana_dashboard_is_json_and_queries_rvmm_metrics() {
+    let names = dashboard_metric_names();
+    for must in [
+        "rvmm_vcpu_run_seconds_total",
+        "rvmm_vcpu_steal_seconds_total",
+        "rvmm_vcpu_kvm_halt_poll_success_seconds_total",
+        "rvmm_vcpu_kvm_exits_total",
+        "rvmm_vcpu_host_cpu",
+    ] {
+        assert!(names.iter().any(|n| n == must), "{must} not in {names:?}");
+    }
 }
