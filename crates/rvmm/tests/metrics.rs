@@ -432,3 +432,32 @@ fn grafana_dashboard_is_json_and_queries_rvmm_metrics() {
         assert!(names.iter().any(|n| n == must), "{must} not in {names:?}");
     }
 }
+
+#[test]
+fn a_libvirt_domain_takes_metrics_too() {
+    if !kvm_available("a_libvirt_domain_takes_metrics_too") {
+        return;
+    }
+    let dir = common::vm::test_dir("metrics-domain");
+    let socket = dir.join("vm.qmp");
+    let metrics = dir.join("metrics.sock");
+    let mut cmd = rvmm();
+    cmd.arg("run")
+        .arg("--domain")
+        .arg(repo().join("crates/rvmm/tests/data/domains/hotplug.xml"))
+        .arg("--qmp")
+        .arg(format!("unix:{}", socket.display()))
+        .arg("--metrics")
+        .arg(format!("unix:{}", metrics.display()));
+    let vm = BackgroundVm::spawn(cmd, dir, socket);
+    let s = UnixStream::connect(&metrics).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let (status, _, body) = http(s, &get("/metrics"));
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    // The domain's <name> is the vm label; 2 of its 4 vCPUs are present.
+    assert!(
+        body.contains("\nrvmm_vm_vcpus{vm=\"rvmm-domain-hotplug\"} 2\n"),
+        "{body}"
+    );
+    drop(vm);
+}
