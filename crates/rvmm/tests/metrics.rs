@@ -270,6 +270,20 @@ fn prometheus_client_parses_two_scrapes_and_the_counters_grow() {
     assert_eq!(status, "HTTP/1.1 400 Bad Request");
     let mut vm = vm;
     assert!(vm.alive(), "the VM carries on");
+    // The serving thread runs under a seccomp filter (the sandbox is on by default).
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", vm.pid())).unwrap();
+    let status = tasks
+        .filter_map(|t| {
+            let dir = t.ok()?.path();
+            let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+            (comm.trim() == "metrics").then(|| std::fs::read_to_string(dir.join("status")).ok())?
+        })
+        .next()
+        .expect("a thread named metrics");
+    assert!(
+        status.lines().any(|l| l == "Seccomp:\t2"),
+        "the metrics thread is not filtered:\n{status}"
+    );
 }
 
 #[test]
