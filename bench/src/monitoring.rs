@@ -129,10 +129,21 @@ impl Monitor {
     }
 }
 
-/// `(after / before − 1)` in %.
+/// `(after / before − 1)` in %, of the medians.
 pub fn change_pct(before: &[f64], after: &[f64]) -> Option<f64> {
     let (b, a) = (Summary::of(before)?, Summary::of(after)?);
     Some((a.median / b.median - 1.0) * 100.0)
+}
+
+/// The median over rounds of `(after[i] / before[i] − 1)` in %: sample i of both comes
+/// from the same round, so a drift of the host between rounds cancels out.
+pub fn paired_change_pct(before: &[f64], after: &[f64]) -> Option<f64> {
+    let ratios: Vec<f64> = before
+        .iter()
+        .zip(after)
+        .map(|(b, a)| (a / b - 1.0) * 100.0)
+        .collect();
+    Summary::of(&ratios).map(|s| s.median)
 }
 
 impl Bench<'_> {
@@ -195,12 +206,12 @@ impl Bench<'_> {
         let [unwatched, qmp, metrics] = rates;
         let [_, qmp_answers, metrics_answers] = answers;
         (self.log)(&format!(
-            "monitoring: exits/s unwatched {}, qmp 1/s {} ({:+.2} %), metrics 1/s {} ({:+.2} %)",
+            "monitoring: exits/s unwatched {}, qmp 1/s {} ({:+.2} % paired), metrics 1/s {} ({:+.2} % paired)",
             brief(&unwatched),
             brief(&qmp),
-            change_pct(&unwatched, &qmp).unwrap_or(f64::NAN),
+            paired_change_pct(&unwatched, &qmp).unwrap_or(f64::NAN),
             brief(&metrics),
-            change_pct(&unwatched, &metrics).unwrap_or(f64::NAN),
+            paired_change_pct(&unwatched, &metrics).unwrap_or(f64::NAN),
         ));
         Ok(MonitoringResult {
             count,
@@ -222,6 +233,8 @@ mod tests {
     fn change_of_medians() {
         let c = change_pct(&[100.0, 50.0, 100.0], &[98.0]).unwrap();
         assert!((c + 2.0).abs() < 1e-9, "{c}");
+        let p = paired_change_pct(&[100.0, 50.0, 200.0], &[99.0, 55.0, 100.0]).unwrap();
+        assert!((p + 1.0).abs() < 1e-9, "{p}");
         assert_eq!(change_pct(&[], &[1.0]), None);
     }
 }
