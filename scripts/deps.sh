@@ -5,7 +5,8 @@
 # xmllint (virt-xml-validate checks the test domains against libvirt's schema),
 # cpio/xz/zstd/lz4 (guest image build), numactl and util-linux (host topology), python3-venv,
 # tmux (`rvmm top` is tested in a real terminal).
-# Python: a venv at ${RVMM_CACHE:-<repo>/.cache}/venv holding the `qemu.qmp` package.
+# Python: a venv at ${RVMM_CACHE:-<repo>/.cache}/venv holding the `qemu.qmp` package and
+# `prometheus_client` (its exposition-format parser checks the --metrics endpoint).
 #
 # Quick when everything is present: packages are checked with dpkg/command -v first,
 # `apt-get update` runs at most once and only when something must be installed.
@@ -74,12 +75,13 @@ fi
 
 # The venv uses whichever python3 is first on PATH; it needs the venv and ensurepip modules
 # (Debian's python3-venv provides them for the system python).
-if ! "$VENV/bin/python" -c 'import qemu.qmp' >/dev/null 2>&1; then
+PY_PACKAGES=(qemu.qmp prometheus_client)
+if ! "$VENV/bin/python" -c 'import qemu.qmp, prometheus_client.parser' >/dev/null 2>&1; then
     mkdir -p "$CACHE"
     if [[ ! -x "$VENV/bin/python" ]]; then
         echo "deps: creating Python venv $VENV"
         python3 -m venv "$VENV"
     fi
-    echo "deps: installing PyPI package qemu.qmp into $VENV"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check qemu.qmp </dev/null
+    echo "deps: installing PyPI packages ${PY_PACKAGES[*]} into $VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}" </dev/null
 fi

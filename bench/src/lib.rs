@@ -14,6 +14,7 @@ pub mod hotplug;
 pub mod kvm_loop;
 pub mod machine;
 pub mod measure;
+pub mod monitoring;
 pub mod plan;
 pub mod report;
 pub mod results;
@@ -87,6 +88,7 @@ pub struct Selection {
     pub rate: bool,
     pub scaling: bool,
     pub hotplug: bool,
+    pub monitoring: bool,
 }
 
 impl Selection {
@@ -97,6 +99,7 @@ impl Selection {
         rate: true,
         scaling: true,
         hotplug: true,
+        monitoring: true,
     };
 
     /// Nothing selected (a single benchmark starts from this).
@@ -107,6 +110,7 @@ impl Selection {
         rate: false,
         scaling: false,
         hotplug: false,
+        monitoring: false,
     };
 }
 
@@ -147,6 +151,10 @@ pub fn run(
     if which.hotplug {
         let dir = tools.probe_elf.parent().unwrap_or(Path::new("."));
         r.hotplug = Some(b.hotplug(dir)?);
+    }
+    if which.monitoring {
+        let dir = tools.probe_elf.parent().unwrap_or(Path::new("."));
+        r.monitoring = Some(b.monitoring(dir)?);
     }
     r.meta.loadavg_end = machine::loadavg();
     r.meta.duration_s = began.elapsed().as_secs_f64();

@@ -57,6 +57,8 @@ enum Command {
     Scaling,
     /// 6. vCPU hotplug: device_add → the vCPU runs, device_del → DEVICE_DELETED.
     Hotplug,
+    /// 7. The cost of watching: pio exits/s unwatched, and sampled 1/s (QMP, /metrics).
+    Monitoring,
     /// Re-render the page and plots from the plot directory's results.json.
     Report,
     /// The bare KVM_RUN loop alone.
@@ -135,6 +137,7 @@ fn real_main() -> Result<()> {
         Command::Rate => only(|s| s.rate = true),
         Command::Scaling => only(|s| s.scaling = true),
         Command::Hotplug => only(|s| s.hotplug = true),
+        Command::Monitoring => only(|s| s.monitoring = true),
     };
     if cli.runs == 0 {
         bail!("--runs: 0 runs measure nothing; give at least 1");
@@ -199,6 +202,9 @@ fn merge(all: &mut Results, new: Results, which: Selection) {
     if which.hotplug {
         all.hotplug = new.hotplug;
     }
+    if which.monitoring {
+        all.monitoring = new.monitoring;
+    }
     all.meta.updates.push(format!(
         "{} at {} ({})",
         selection_names(which),
@@ -215,6 +221,7 @@ fn selection_names(s: Selection) -> String {
         (s.rate, "rate"),
         (s.scaling, "scaling"),
         (s.hotplug, "hotplug"),
+        (s.monitoring, "monitoring"),
     ];
     names
         .iter()

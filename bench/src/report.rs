@@ -463,6 +463,62 @@ fn section_hotplug(s: &mut String, r: &Results) {
     );
 }
 
+fn section_monitoring(s: &mut String, r: &Results) {
+    let Some(m) = &r.monitoring else {
+        return;
+    };
+    let _ = writeln!(s, "## 7. The cost of watching\n");
+    let _ = writeln!(
+        s,
+        "The pio guest ({}, {} port writes per run) under rvmm with its QMP socket and `--metrics` endpoint open, \
+         unwatched and sampled once a second, the three configurations rotating each round: \
+         **qmp**: `rvmm qmp SOCKET '{{\"execute\":\"__org.rvmm_stats\"}}'`, a new process per sample, as a script running `rvmm stats` each second would (the cost includes starting that process on the host's CPUs, which the vCPU thread shares; `rvmm top` keeps one connection); \
+         **metrics**: `GET /metrics` on the endpoint, as Prometheus scrapes. The goal (issue 13): within 2 % of unwatched.\n",
+        m.shape.label(),
+        m.count
+    );
+    let _ = writeln!(
+        s,
+        "| | exits / s (min / median / max) | change of the median | change, paired by round (median) | samples answered per run |\n|---|---|---|---|---|"
+    );
+    let cells = |v: &[f64]| {
+        crate::stats::Summary::of(v).map_or_else(
+            || "-".to_string(),
+            |x| format!("{:.0} / **{:.0}** / {:.0}", x.min, x.median, x.max),
+        )
+    };
+    let answered = |v: &[usize]| match (v.iter().min(), v.iter().max()) {
+        (Some(a), Some(b)) if a == b => a.to_string(),
+        (Some(a), Some(b)) => format!("{a}-{b}"),
+        _ => "-".into(),
+    };
+    let _ = writeln!(s, "| unwatched | {} | | | |", cells(&m.unwatched));
+    for (name, v, answers) in [
+        ("qmp 1/s", &m.qmp, &m.qmp_answers),
+        ("metrics 1/s", &m.metrics, &m.metrics_answers),
+    ] {
+        let change = crate::monitoring::change_pct(&m.unwatched, v)
+            .map_or_else(|| "-".to_string(), |c| format!("{c:+.2} %"));
+        let paired = crate::monitoring::paired_change_pct(&m.unwatched, v)
+            .map_or_else(|| "-".to_string(), |c| format!("{c:+.2} %"));
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {change} | {paired} | {} |",
+            cells(v),
+            answered(answers)
+        );
+    }
+    if let Some(u) = crate::stats::Summary::of(&m.unwatched) {
+        let _ = writeln!(
+            s,
+            "\nThe unwatched runs alone spread by {:.1} % (min → max); a change of the median smaller than that is \
+             the host's noise, not the monitor's cost.",
+            (u.max / u.min - 1.0) * 100.0
+        );
+    }
+    let _ = writeln!(s);
+}
+
 fn section_scaling(s: &mut String, r: &Results, plot_dir: &str) {
     let Some(sc) = &r.scaling else {
         return;
@@ -539,6 +595,7 @@ pub fn markdown(r: &Results, analysis: Option<&str>, plot_dir: &str) -> String {
     section_rate(&mut s, r);
     section_scaling(&mut s, r, plot_dir);
     section_hotplug(&mut s, r);
+    section_monitoring(&mut s, r);
     s
 }
 
@@ -551,6 +608,7 @@ pub fn tables(r: &Results) -> String {
     section_rate(&mut s, r);
     section_scaling(&mut s, r, ".");
     section_hotplug(&mut s, r);
+    section_monitoring(&mut s, r);
     s
 }
 

@@ -92,6 +92,24 @@ pub struct HotplugResult {
     pub del_to_deleted_ms: Pair,
 }
 
+/// The cost of watching: the pio guest's exits per second unwatched and sampled once a
+/// second (benchmark 7).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MonitoringResult {
+    /// Port writes per run.
+    pub count: u64,
+    pub shape: Shape,
+    /// Exits per second, one per counted run.
+    pub unwatched: Vec<f64>,
+    /// With `rvmm qmp SOCKET __org.rvmm_stats` once a second.
+    pub qmp: Vec<f64>,
+    /// With `GET /metrics` once a second.
+    pub metrics: Vec<f64>,
+    /// Samples answered during each counted run.
+    pub qmp_answers: Vec<usize>,
+    pub metrics_answers: Vec<usize>,
+}
+
 /// The machine and software the numbers come from.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Meta {
@@ -129,4 +147,6 @@ pub struct Results {
     pub scaling: Option<Scaling>,
     #[serde(default)]
     pub hotplug: Option<HotplugResult>,
+    #[serde(default)]
+    pub monitoring: Option<MonitoringResult>,
 }

@@ -68,6 +68,15 @@ fn every_benchmark_once() {
         // The guest RAM was found in smaps, and the guest touched some of it.
         one_sample_each("guest RAM resident", &row.guest_rss_mib);
     }
+    let m = r.monitoring.as_ref().expect("the monitoring benchmark ran");
+    for (what, v) in [
+        ("unwatched", &m.unwatched),
+        ("qmp", &m.qmp),
+        ("metrics", &m.metrics),
+    ] {
+        assert_eq!(v.len(), 1, "monitoring {what}: {v:?}");
+        assert!(v[0] > 0.0, "monitoring {what}: {v:?}");
+    }
     let exits = r.exits.as_ref().unwrap();
     one_sample_each("exits", &exits.per_sec);
     assert_eq!(exits.bare_per_sec.len(), 1);

@@ -5,7 +5,7 @@
 //! exposition format 0.0.4 ([`crate::monitor::prometheus`]); another path gets 404,
 //! another method 405 (`Allow: GET`), a malformed request 400, a request head over
 //! [`MAX_REQUEST`] bytes 431, one that does not arrive in full within [`READ_TIMEOUT`]
-//! 408; every answer closes the connection. A client that does not read its answer is
+//! 408; every answer closes the connection (after a lingering close of at most 0.5 s). A client that does not read its answer is
 //! dropped after [`WRITE_TIMEOUT`]. So a silent or slow client holds the endpoint for at
 //! most those times and never holds the VM.
 //!
@@ -49,6 +49,9 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the VMM thread may take to answer for the figures.
 pub const REPORT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long, and how many bytes, the close after an answer waits for the client's end.
+const LINGER: Duration = Duration::from_millis(500);
+const LINGER_BYTES: usize = 64 * 1024;
 /// Socket reads and writes wait at most this long at a time, so shutdown is noticed.
 const SLICE: Duration = Duration::from_millis(100);
 
@@ -107,6 +110,13 @@ impl Stream {
             Stream::Tcp(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
         }
+    }
+
+    fn shutdown_write(&self) {
+        let _ = match self {
+            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+        };
     }
 
     fn close(&self) {
@@ -445,7 +455,33 @@ impl Serving {
             }
         };
         self.write_all(&mut stream, &answer.bytes());
+        self.linger(&mut stream);
         stream.close();
+    }
+
+    /// A lingering close: ends our side, then reads and drops what the client still sends
+    /// (the rest of an oversized request) until it closes, for at most [`LINGER`] and
+    /// [`LINGER_BYTES`]. Closing with unread input would reset the connection, and the
+    /// client could lose the answer.
+    fn linger(&self, stream: &mut Stream) {
+        stream.shutdown_write();
+        let deadline = Instant::now() + LINGER;
+        let mut left = LINGER_BYTES;
+        let mut chunk = [0u8; 4096];
+        while left > 0 && Instant::now() < deadline && !self.stopping.load(Ordering::SeqCst) {
+            match stream.read(&mut chunk) {
+                Ok(0) => return,
+                Ok(n) => left = left.saturating_sub(n),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::Interrupted
+                    ) => {}
+                Err(_) => return,
+            }
+        }
     }
 
     /// The request head; `Err(Some)` the answer when it is too large, late or cut short,
@@ -629,26 +665,24 @@ mod tests {
             MetricsServer::start(&address),
             Err(MetricsError::InUse { .. })
         ));
-        // Play the VMM thread.
-        let (done_tx, done_rx) = mpsc::channel::<()>();
-        let vmm = std::thread::scope(|scope| {
-            scope.spawn(|| loop {
-                if done_rx.try_recv().is_ok() {
-                    return;
-                }
-                if let Some(r) = server.next_request() {
-                    assert_eq!(r.command, Command::Stats(StatsQuery { vcpu: None }));
-                    r.respond(Ok(serde_json::to_value(fake_report()).unwrap()));
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            });
-            let ok = exchange(&path, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
-            let other = exchange(&path, b"GET /x HTTP/1.1\r\n\r\n");
-            let huge = exchange(&path, &vec![b'a'; 3 * MAX_REQUEST]);
-            done_tx.send(()).unwrap();
-            (ok, other, huge)
+        // The clients on another thread; this one plays the VMM thread.
+        let clients = std::thread::spawn({
+            let path = path.clone();
+            move || {
+                let ok = exchange(&path, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+                let other = exchange(&path, b"GET /x HTTP/1.1\r\n\r\n");
+                let huge = exchange(&path, &vec![b'a'; 3 * MAX_REQUEST]);
+                (ok, other, huge)
+            }
         });
-        let (ok, other, huge) = vmm;
+        while !clients.is_finished() {
+            if let Some(r) = server.next_request() {
+                assert_eq!(r.command, Command::Stats(StatsQuery { vcpu: None }));
+                r.respond(Ok(serde_json::to_value(fake_report()).unwrap()));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let (ok, other, huge) = clients.join().unwrap();
         assert!(
             ok.starts_with("HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4"),
             "{ok}"

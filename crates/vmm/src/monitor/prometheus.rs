@@ -21,16 +21,19 @@
 //!   time in seconds × 10^exponent is converted to seconds and its name's unit suffix
 //!   (`_ns`, `_us`, `_ms`) replaced by `_seconds` (`halt_wait_ns` →
 //!   `rvmm_vcpu_kvm_halt_wait_seconds_total`); bytes get `_bytes`, cycles `_cycles`.
-//!   Histograms become histogram families (`_hist` dropped from the name): cumulative
-//!   `_bucket{le=...}` and `_count`. KVM's log2 bucket N (N ≥ 1) holds the integer values
+//!   Histograms become histogram families (`halt_wait_hist` →
+//!   `rvmm_vcpu_kvm_halt_wait_hist_seconds`; keeping `_hist` keeps the family apart from
+//!   the `halt_wait_ns` counter, which OpenMetrics parsers name without `_total`):
+//!   cumulative `_bucket{le=...}` and `_count`. KVM's log2 bucket N (N ≥ 1) holds the integer values
 //!   in [2^(N-1), 2^N), so its upper bound is `le` = (2^N − 1) in the stat's unit (bucket
 //!   0 holds 0); a linear bucket N holds [N·w, (N+1)·w), `le` = (N+1)·w − 1. The last
 //!   bucket of either kind also takes every larger value, so it is `le="+Inf"`. These
 //!   bounds are exact. KVM keeps no sum of the values, so there is no `_sum` series
 //!   (Prometheus's text format does not require one; `histogram_quantile` works without).
 //!
-//! A family whose name another family already took (two KVM names that sanitize alike) is
-//! left out rather than emitted twice.
+//! A family whose name, or one of whose series names, another family already took (two
+//! KVM names that sanitize alike; a counter `x_total` and a histogram `x`) is left out
+//! rather than emitted twice.
 
 use std::collections::BTreeSet;
 use std::fmt::Write;
@@ -142,11 +145,6 @@ fn kvm_shape(stat: &KvmStat) -> KvmShape {
         StatType::Instant | StatType::Peak => Kind::Gauge,
         StatType::LinearHistogram | StatType::Log2Histogram => Kind::Histogram,
     };
-    if kind == Kind::Histogram {
-        if let Some(n) = name.strip_suffix("_hist") {
-            name = n.to_string();
-        }
-    }
     let scale = Scale {
         base: d.base,
         exponent: d.exponent,
@@ -389,9 +387,14 @@ impl Families {
     }
 }
 
-/// The series names a family of `kind` writes.
+/// The series names a family of `kind` writes, and for a counter its OpenMetrics family
+/// name (without `_total`).
 fn series_names(name: &str, kind: Kind) -> Vec<String> {
     match kind {
+        Kind::Counter => vec![
+            name.to_string(),
+            name.strip_suffix("_total").unwrap_or(name).to_string(),
+        ],
         Kind::Histogram => vec![
             name.to_string(),
             format!("{name}_bucket"),
@@ -662,14 +665,14 @@ mod tests {
         assert!(text.contains("# TYPE rvmm_vcpu_kvm_guest_mode gauge\n"));
         // Log2 histogram [0, 1, 2] in ns: bucket 0 holds 0, bucket 1 holds 1, the last
         // holds everything from 2 up.
-        assert!(text.contains("# TYPE rvmm_vcpu_kvm_halt_wait_seconds histogram\n"));
+        assert!(text.contains("# TYPE rvmm_vcpu_kvm_halt_wait_hist_seconds histogram\n"));
         assert_eq!(
-            lines_of(&text, "rvmm_vm_kvm_halt_wait_seconds"),
+            lines_of(&text, "rvmm_vm_kvm_halt_wait_hist_seconds"),
             [
-                format!("rvmm_vm_kvm_halt_wait_seconds_bucket{{{VM},le=\"0\"}} 0"),
-                format!("rvmm_vm_kvm_halt_wait_seconds_bucket{{{VM},le=\"0.000000001\"}} 1"),
-                format!("rvmm_vm_kvm_halt_wait_seconds_bucket{{{VM},le=\"+Inf\"}} 3"),
-                format!("rvmm_vm_kvm_halt_wait_seconds_count{{{VM}}} 3"),
+                format!("rvmm_vm_kvm_halt_wait_hist_seconds_bucket{{{VM},le=\"0\"}} 0"),
+                format!("rvmm_vm_kvm_halt_wait_hist_seconds_bucket{{{VM},le=\"0.000000001\"}} 1"),
+                format!("rvmm_vm_kvm_halt_wait_hist_seconds_bucket{{{VM},le=\"+Inf\"}} 3"),
+                format!("rvmm_vm_kvm_halt_wait_hist_seconds_count{{{VM}}} 3"),
             ]
         );
     }
@@ -758,9 +761,17 @@ mod tests {
                 0,
                 StatValue::Scalar(1),
             ),
-            // Would write `rvmm_vm_kvm_lin_count`, a series of the histogram.
+            // A counter whose OpenMetrics family name is the histogram's.
             stat(
-                "lin_count",
+                "lin_hist",
+                StatType::Cumulative,
+                StatUnit::None,
+                0,
+                StatValue::Scalar(1),
+            ),
+            // Would write `rvmm_vm_kvm_lin_hist_count`, a series of the histogram.
+            stat(
+                "lin_hist_count",
                 StatType::Instant,
                 StatUnit::None,
                 0,
@@ -769,18 +780,19 @@ mod tests {
         ];
         let text = render(&r);
         assert_eq!(
-            lines_of(&text, "rvmm_vm_kvm_lin"),
+            lines_of(&text, "rvmm_vm_kvm_lin_hist"),
             [
-                format!("rvmm_vm_kvm_lin_bucket{{{VM},le=\"3\"}} 1"),
-                format!("rvmm_vm_kvm_lin_bucket{{{VM},le=\"7\"}} 1"),
-                format!("rvmm_vm_kvm_lin_bucket{{{VM},le=\"+Inf\"}} 3"),
-                format!("rvmm_vm_kvm_lin_count{{{VM}}} 3"),
+                format!("rvmm_vm_kvm_lin_hist_bucket{{{VM},le=\"3\"}} 1"),
+                format!("rvmm_vm_kvm_lin_hist_bucket{{{VM},le=\"7\"}} 1"),
+                format!("rvmm_vm_kvm_lin_hist_bucket{{{VM},le=\"+Inf\"}} 3"),
+                format!("rvmm_vm_kvm_lin_hist_count{{{VM}}} 3"),
             ]
         );
         assert!(text.contains(&format!("rvmm_vm_kvm_max_x_bytes{{{VM}}} 7\n")));
         assert!(text.contains(&format!("rvmm_vm_kvm_wait_seconds{{{VM}}} 0.000003\n")));
         assert_eq!(lines_of(&text, "rvmm_vm_kvm_max_x_bytes").len(), 1);
-        assert_eq!(text.matches("# TYPE rvmm_vm_kvm_lin_count").count(), 0);
+        assert_eq!(text.matches("# TYPE rvmm_vm_kvm_lin_hist_count").count(), 0);
+        assert!(!text.contains("rvmm_vm_kvm_lin_hist_total"));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! | role | threads | where |
 //! | --- | --- | --- |
 //! | [`Role::Vcpu`] | `CPU N/KVM` | start of the vCPU thread, before the first KVM_RUN |
-//! | [`Role::Control`] | `qmp-accept` (and `qmp-in-N` / `qmp-out-N`, which inherit it) | start of the accept thread |
+//! | [`Role::Control`] | `qmp-accept` (and `qmp-in-N` / `qmp-out-N`, which inherit it), `metrics` | start of the accept thread, of the metrics thread |
 //! | [`Role::Main`] | the emulator thread (event loop, QMP commands) | after setup, before the event loop |
 //! | [`Role::Io`] | preallocation workers, `console-out` | start of each worker; the console writer after blocking signals |
 //!

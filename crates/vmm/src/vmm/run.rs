@@ -115,14 +115,15 @@ pub(super) fn run(vmm: &mut Vmm, options: RunOptions) -> Result<VmOutcome, VmmEr
     // What the boot vCPUs inherit, for vCPUs plugged later by this thread once it may
     // carry the emulator pin.
     let vcpu_affinity = host_thread::get_affinity(0).ok();
-    // The control socket exists before the vCPUs run, so a client can watch from the start.
-    let server = match &vmm.config.qmp {
-        Some(path) => Some(QmpServer::start(path, Version::rvmm())?),
-        None => None,
-    };
-    // So is the metrics endpoint (bound here, before the sandbox applies).
+    // The metrics endpoint and the control socket exist before the vCPUs run, so a client
+    // can watch from the start; both are bound here, before the sandbox applies. The
+    // endpoint comes first: once the QMP socket is there, so is it (tests rely on that).
     let metrics = match &vmm.config.metrics {
         Some(address) => Some(MetricsServer::start(address)?),
+        None => None,
+    };
+    let server = match &vmm.config.qmp {
+        Some(path) => Some(QmpServer::start(path, Version::rvmm())?),
         None => None,
     };
     let handles = start_vcpus(vmm, &control)?;
