@@ -36,7 +36,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::commands::stats::StatsQuery;
 use super::commands::Command;
-use super::server::Request;
+use super::server::{wait_for_client, Request, Wakeup};
 use crate::config::metrics::MetricsAddress;
 use crate::monitor::prometheus;
 use crate::monitor::sample::StatsReport;
@@ -406,28 +406,11 @@ fn head_end(buf: &[u8]) -> Option<usize> {
 impl Serving {
     fn accept_loop(&self, listener: &Listener, stop: &EventFd) {
         loop {
-            let mut fds = [
-                libc::pollfd {
-                    fd: listener.fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    fd: stop.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-            ];
-            // SAFETY: fds is a valid array of two pollfd.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-            if n < 0 {
-                if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return;
-            }
-            if fds[1].revents != 0 || self.stopping.load(Ordering::SeqCst) {
-                return;
+            match wait_for_client(listener.fd(), stop.as_raw_fd()) {
+                Wakeup::Retry => continue,
+                Wakeup::Stop => return,
+                Wakeup::Client if self.stopping.load(Ordering::SeqCst) => return,
+                Wakeup::Client => {}
             }
             match listener.accept() {
                 Ok(stream) => self.serve(stream),

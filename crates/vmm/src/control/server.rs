@@ -487,6 +487,46 @@ impl Drop for QmpServer {
     }
 }
 
+/// Why an accepting thread woke up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wakeup {
+    /// The listener has a client waiting.
+    Client,
+    /// `stop` was written, or polling failed: the thread ends.
+    Stop,
+    /// A signal interrupted the wait.
+    Retry,
+}
+
+/// Waits until listener `listen` has a client or eventfd `stop` is written (the accept
+/// loops of the QMP server and the metrics endpoint).
+pub(crate) fn wait_for_client(listen: RawFd, stop: RawFd) -> Wakeup {
+    let mut fds = [
+        libc::pollfd {
+            fd: listen,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: stop,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    // SAFETY: fds is a valid array of two pollfd.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+    if n < 0 {
+        if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            return Wakeup::Retry;
+        }
+        return Wakeup::Stop;
+    }
+    if fds[1].revents != 0 {
+        return Wakeup::Stop;
+    }
+    Wakeup::Client
+}
+
 /// The `qmp-accept` thread: accepts clients until `stop` is written.
 fn accept_loop(
     listener: UnixListener,
@@ -496,28 +536,10 @@ fn accept_loop(
     stop: Arc<EventFd>,
 ) {
     loop {
-        let mut fds = [
-            libc::pollfd {
-                fd: listener.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: stop.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: fds is a valid array of two pollfd.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-        if n < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return;
-        }
-        if fds[1].revents != 0 {
-            return;
+        match wait_for_client(listener.as_raw_fd(), stop.as_raw_fd()) {
+            Wakeup::Retry => continue,
+            Wakeup::Stop => return,
+            Wakeup::Client => {}
         }
         let stream = match listener.accept() {
             Ok((s, _)) => s,
