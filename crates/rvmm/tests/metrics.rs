@@ -10,26 +10,12 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::vm::BackgroundVm;
 use common::{failed_cleanly, kvm_available, repo, run_with_timeout, rvmm};
 use serde_json::Value;
-
-/// The venv python with `prometheus_client`, or a failure telling how to get it.
-fn venv_python() -> PathBuf {
-    let cache = std::env::var_os("RVMM_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".cache"));
-    let python = cache.join("venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/deps.sh (it installs the prometheus_client Python package)",
-        python.display()
-    );
-    python
-}
 
 /// Parses each file with prometheus_client and prints, per file, the families (name →
 /// type, documentation) and every sample (name, labels, value).
@@ -55,7 +41,7 @@ print(json.dumps(out))
 fn parse_with_prometheus_client(dir: &Path, bodies: &[String]) -> Vec<Value> {
     let script = dir.join("parse.py");
     std::fs::write(&script, PY_PARSE).unwrap();
-    let mut cmd = std::process::Command::new(venv_python());
+    let mut cmd = std::process::Command::new(common::venv_python("prometheus_client"));
     cmd.arg(&script);
     for (i, body) in bodies.iter().enumerate() {
         let p = dir.join(format!("scrape{i}.txt"));

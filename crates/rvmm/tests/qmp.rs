@@ -6,32 +6,17 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::vm::{comm, test_dir, BackgroundVm, TestClient};
-use common::{failed_cleanly, kvm_available, repo, run_with_timeout, rvmm};
+use common::{failed_cleanly, kvm_available, run_with_timeout, rvmm};
 use serde_json::{json, Value};
-
-/// The venv python with `qemu.qmp`, or a failure telling how to get it.
-fn venv_python() -> PathBuf {
-    let cache = std::env::var_os("RVMM_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".cache"));
-    let python = cache.join("venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/deps.sh (it installs the qemu.qmp Python package)",
-        python.display()
-    );
-    python
-}
 
 /// Runs the qemu.qmp `script` against `vm`'s socket; the JSON object it prints.
 fn run_python_client(vm: &BackgroundVm, name: &str, script: &str) -> Value {
     let path = vm.dir.join(name);
     std::fs::write(&path, script).unwrap();
-    let mut cmd = std::process::Command::new(venv_python());
+    let mut cmd = std::process::Command::new(common::venv_python("qemu.qmp"));
     cmd.arg(&path).arg(&vm.socket);
     let out = run_with_timeout(cmd, Duration::from_secs(90));
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -14,24 +14,10 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::vm::BackgroundVm;
-use common::{kvm_available, probe_elf, qemu, repo, run_with_timeout, MICROVM};
+use common::{kvm_available, probe_elf, qemu, run_with_timeout, MICROVM};
 use serde_json::{json, Value};
 
 const SMP: &str = "2";
-
-/// The venv python with `qemu.qmp`, or a failure telling how to get it.
-fn venv_python() -> PathBuf {
-    let cache = std::env::var_os("RVMM_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".cache"));
-    let python = cache.join("venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/deps.sh (it installs the qemu.qmp Python package)",
-        python.display()
-    );
-    python
-}
 
 /// Runs each command of `script` (`[name, arguments]`, or `["sleep", seconds]`) through
 /// qemu.qmp and prints one `{"ok": reply}` or `{"err": [class, desc]}` per command.
@@ -61,7 +47,7 @@ asyncio.run(asyncio.wait_for(main(sys.argv[1], json.loads(sys.argv[2])), 60))
 fn ask(dir: &Path, socket: &Path, script: &Value) -> Vec<Value> {
     let path = dir.join("ask.py");
     std::fs::write(&path, PY_ASK).unwrap();
-    let mut cmd = std::process::Command::new(venv_python());
+    let mut cmd = std::process::Command::new(common::venv_python("qemu.qmp"));
     cmd.arg(&path).arg(socket).arg(script.to_string());
     let out = run_with_timeout(cmd, Duration::from_secs(90));
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -16,6 +16,21 @@ pub fn rvmm() -> Command {
     c
 }
 
+/// The test venv's python (scripts/deps.sh builds it with `package`), or a failure telling
+/// how to get it.
+pub fn venv_python(package: &str) -> PathBuf {
+    let cache = std::env::var_os("RVMM_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".cache"));
+    let python = cache.join("venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/deps.sh (it installs the {package} Python package)",
+        python.display()
+    );
+    python
+}
+
 /// The repository root.
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
