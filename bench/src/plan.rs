@@ -86,7 +86,7 @@ impl Plan {
             start_dump: vec![Shape::new(1, MIB_128)],
             memory_shape: Shape::new(1, MIB_128),
             exits_shape: Shape::new(1, MIB_128),
-            exits_count: 500,
+            exits_count: 5000,
             exits_runs: 1,
             rate_shape: Shape::new(1, MIB_128),
             rate_concurrency: vec![2],
