@@ -36,7 +36,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::commands::stats::StatsQuery;
 use super::commands::Command;
-use super::server::{wait_for_client, Request, Wakeup};
+use super::server::{kind_of, wait_for_client, Request, Wakeup};
 use crate::config::metrics::MetricsAddress;
 use crate::monitor::prometheus;
 use crate::monitor::sample::StatsReport;
@@ -153,19 +153,6 @@ pub struct MetricsServer {
     stop: Arc<EventFd>,
     stopping: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
-}
-
-fn kind_of(meta: &std::fs::Metadata) -> &'static str {
-    let t = meta.file_type();
-    if t.is_symlink() {
-        "a symbolic link"
-    } else if t.is_dir() {
-        "a directory"
-    } else if t.is_file() {
-        "a regular file"
-    } else {
-        "a special file"
-    }
 }
 
 /// Binds `path` as a 0600 socket, replacing only a stale socket.

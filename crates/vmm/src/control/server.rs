@@ -295,7 +295,9 @@ pub struct QmpServer {
     acceptor: Option<JoinHandle<()>>,
 }
 
-fn kind_of(meta: &std::fs::Metadata) -> &'static str {
+/// What a path that is not our socket is, for messages (the QMP socket and the metrics
+/// endpoint's).
+pub(crate) fn kind_of(meta: &std::fs::Metadata) -> &'static str {
     let t = meta.file_type();
     if t.is_symlink() {
         "a symbolic link"
