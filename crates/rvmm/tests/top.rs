@@ -397,10 +397,17 @@ impl Tmux {
 
     /// Clears the screen, runs `$?`-echo and returns the status of the last command.
     fn last_status(&self) -> String {
-        self.line("s=$?; clear; echo \"status=$s\"");
+        // A fresh tag per call: the normal screen a TUI returns to still shows the
+        // previous call's line, which must not be read as this one's.
+        static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let tag = format!(
+            "status{}=",
+            CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
+        self.line(&format!("s=$?; clear; echo \"{tag}$s\""));
         let status = |s: &str| {
             s.lines()
-                .find_map(|l| l.strip_prefix("status="))
+                .find_map(|l| l.strip_prefix(tag.as_str()))
                 .map(|v| v.trim().to_string())
         };
         let s = self.wait_for("a status line", |s| status(s).is_some());
