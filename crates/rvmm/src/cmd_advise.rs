@@ -155,6 +155,27 @@ fn render(a: &Advice, interval: &str) -> String {
             }
         }
     }
+    if let Some(p) = &a.placement {
+        let verdict = if p.misplaced.is_empty() {
+            "vCPUs near their memory"
+        } else {
+            "vCPUs away from their memory"
+        };
+        let _ = writeln!(
+            s,
+            "
+NUMA placement: {verdict}"
+        );
+        for w in &p.why {
+            let _ = writeln!(s, "  why: {w}");
+        }
+        for cmd in &p.commands {
+            let _ = writeln!(s, "  command: {cmd}");
+        }
+        for x in &p.libvirt_xml {
+            let _ = writeln!(s, "  libvirt: {x}");
+        }
+    }
     s
 }
 
@@ -177,6 +198,7 @@ pub fn advise(args: AdviseArgs) -> Result<ExitCode> {
         host_cpus: first.host_cpus,
         vcpus: count.current,
         maxcpus: count.maximum,
+        host_nodes: first.host_nodes.clone(),
     };
     let advice = make_advice(&series, &host).map_err(|e| anyhow!("{}: {e}", args.vm))?;
     if args.json {

@@ -168,6 +168,60 @@ fn idle_vcpus_are_reduced_a_step() {
 }
 
 #[test]
+fn vcpus_are_checked_against_the_host_node_of_their_memory() {
+    let test = "vcpus_are_checked_against_the_host_node_of_their_memory";
+    if !kvm_available(test) {
+        return;
+    }
+    // Guest node 0 (vCPU 0) has its memory bound to host node 0; guest node 1 (vCPU 1) is
+    // not bound, so only vCPU 0 is checked. This host has one node holding every CPU, so
+    // vCPU 0 cannot run away from its memory.
+    let vm = load_vm(
+        "adv-numa",
+        "2",
+        "50",
+        &[
+            "-m",
+            "256M",
+            "--numa",
+            "node,nodeid=0,cpus=0,mem=128M,host-nodes=0,policy=bind",
+            "--numa",
+            "node,nodeid=1,cpus=1,mem=128M",
+        ],
+    );
+    let out = run_with_timeout(
+        {
+            let mut c = rvmm();
+            c.args(["stats", vm.socket.to_str().unwrap(), "--json"]);
+            c
+        },
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "{}", failed(&out, "rvmm stats"));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("stats --json prints JSON");
+    let vcpus = report["vcpus"].as_array().unwrap();
+    assert_eq!(vcpus[0]["guest-node"], 0, "{report:#}");
+    assert_eq!(vcpus[0]["memory-host-nodes"], serde_json::json!([0]));
+    assert_eq!(vcpus[1]["guest-node"], 1);
+    assert!(vcpus[1].get("memory-host-nodes").is_none(), "{report:#}");
+    let online = std::fs::read_to_string("/sys/devices/system/node/node0/cpulist").unwrap();
+    assert_eq!(report["host-nodes"][0]["node"], 0);
+    assert_eq!(report["host-nodes"][0]["cpus"], online.trim());
+
+    let a = advise_json(&vm);
+    let p = &a["placement"];
+    assert_eq!(p["checked"], serde_json::json!([0]), "{a:#}");
+    assert_eq!(p["misplaced"], serde_json::json!([]), "{a:#}");
+    assert!(
+        p["why"][0]
+            .as_str()
+            .unwrap()
+            .contains("vCPUs 0 ran on the host nodes their guest nodes' memory is bound to"),
+        "{a:#}"
+    );
+}
+
+#[test]
 fn a_saturated_vcpu_is_increased_within_maxcpus_or_by_restart() {
     let test = "a_saturated_vcpu_is_increased_within_maxcpus_or_by_restart";
     if !kvm_available(test) {

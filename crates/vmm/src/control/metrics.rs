@@ -622,6 +622,7 @@ mod tests {
             kvm_error: None,
             vcpus: Vec::new(),
             emulator: Vec::new(),
+            host_nodes: Vec::new(),
         }
     }
 

@@ -20,7 +20,7 @@ use crate::cpu::models::expand::HostIdentity;
 use crate::cpu::topology::CpuTopology;
 use crate::host::thread::ThreadError;
 use crate::machine::stats::KvmStat;
-use crate::monitor::sample::ThreadSample;
+use crate::monitor::sample::{HostNodeCpus, ThreadSample};
 use crate::vcpu::affinity::AffinityError;
 use crate::vcpu::info::VcpuInfo;
 
@@ -178,4 +178,9 @@ pub(crate) trait VmView {
     fn vcpu_kvm_stats(&self, vcpu: VcpuThread) -> Result<Vec<KvmStat>, VmError>;
     /// One thread of the VMM's process as the host scheduler sees it.
     fn thread_sample(&self, thread_id: i32) -> Result<ThreadSample, VmError>;
+    /// The guest NUMA node of vCPU slot `index` and the host nodes that node's memory is
+    /// bound to (empty when unbound); `None` without guest NUMA.
+    fn guest_node(&self, index: u32) -> Option<(u32, Vec<u32>)>;
+    /// The host's NUMA nodes and their CPUs.
+    fn host_nodes(&self) -> Vec<HostNodeCpus>;
 }

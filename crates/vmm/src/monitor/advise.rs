@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::rates::VmRates;
+use super::sample::HostNodeCpus;
 use crate::util::cpulist::{cpulist, parse_cpulist};
 
 /// Rule: "watch over a period, and separate the average from the peak": advice needs at
@@ -56,6 +57,12 @@ pub const STEP_FRACTION: f64 = 0.25;
 /// window above this (percent of wall time per vCPU) means the vCPUs wait for host CPUs.
 pub const STEAL_CONTENDED_PCT: f64 = 10.0;
 
+/// Host side: "vCPUs running on a host NUMA node other than their guest node's memory": a
+/// vCPU whose guest node's memory is bound to host nodes (`--numa node,host-nodes=`) and
+/// whose thread ran on a CPU of another host node in more than this share of the intervals
+/// reaches its memory across the host's interconnect most of the time.
+pub const REMOTE_NODE_SHARE: f64 = 0.5;
+
 /// Why no advice can be given.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum AdviseError {
@@ -81,6 +88,9 @@ pub struct HostView {
     /// The VM's present vCPUs and its maximum.
     pub vcpus: u32,
     pub maxcpus: u32,
+    /// The host's NUMA nodes and their CPUs (from the last sample).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_nodes: Vec<HostNodeCpus>,
 }
 
 /// An average and a peak over the window, in percent.
@@ -188,6 +198,39 @@ pub struct Contention {
     pub commands: Vec<String>,
 }
 
+/// A vCPU that ran away from its memory's host nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Misplaced {
+    pub vcpu: u32,
+    pub guest_node: u32,
+    /// The host nodes its guest node's memory is bound to, as a list.
+    pub memory_host_nodes: String,
+    /// The host nodes it ran on instead, as a list.
+    pub ran_on_nodes: String,
+    /// Intervals it spent on another node, of those whose node is known.
+    pub remote_intervals: usize,
+    pub intervals: usize,
+    /// Its affinity (last sample), and whether that allows any CPU of the memory's nodes.
+    pub affinity: String,
+    pub affinity_reaches_memory: bool,
+}
+
+/// Where the vCPUs ran against where their guest node's memory lives. Present when some
+/// vCPU's memory is bound to host nodes; `misplaced` empty means they all ran near it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Placement {
+    /// vCPUs with bound memory that were checked.
+    pub checked: Vec<u32>,
+    pub misplaced: Vec<Misplaced>,
+    pub why: Vec<String>,
+    /// `rvmm vcpupin` commands that keep each misplaced vCPU on its memory's CPUs.
+    pub commands: Vec<String>,
+    /// The same as libvirt `<cputune>` elements.
+    pub libvirt_xml: Vec<String>,
+}
+
 /// Everything `rvmm advise` reports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -201,6 +244,8 @@ pub struct Advice {
     pub sizing: Sizing,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub contention: Option<Contention>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
 }
 
 /// Time-weighted average and peak of `values` (value, interval seconds).
@@ -496,6 +541,118 @@ pub fn contention(vm: &VmFigures, vcpus: &[VcpuFigures], host: &HostView) -> Opt
     })
 }
 
+/// The host CPUs of `nodes` (those `host` lists), ascending.
+fn node_cpus(host: &HostView, nodes: &[u32]) -> Vec<u32> {
+    let mut cpus: Vec<u32> = host
+        .host_nodes
+        .iter()
+        .filter(|n| nodes.contains(&n.node))
+        .filter_map(|n| parse_cpulist(&n.cpus).ok())
+        .flatten()
+        .collect();
+    cpus.sort_unstable();
+    cpus.dedup();
+    cpus
+}
+
+/// The host side: vCPUs whose threads ran on a host node other than the ones their guest
+/// node's memory is bound to, in more than [`REMOTE_NODE_SHARE`] of the intervals; `None`
+/// when no vCPU's memory is bound.
+pub fn placement(series: &[VmRates], host: &HostView) -> Option<Placement> {
+    let mut checked: Vec<u32> = Vec::new();
+    let mut misplaced = Vec::new();
+    let mut why = Vec::new();
+    let mut commands = Vec::new();
+    let mut libvirt_xml = Vec::new();
+    let last = series.last()?;
+    for v in last
+        .vcpus
+        .iter()
+        .filter(|v| !v.memory_host_nodes.is_empty())
+    {
+        let Some(guest_node) = v.guest_node else {
+            continue;
+        };
+        checked.push(v.vcpu);
+        let mut known = 0;
+        let mut remote = 0;
+        let mut ran_on: Vec<u32> = Vec::new();
+        for r in series
+            .iter()
+            .flat_map(|i| i.vcpus.iter().find(|x| x.vcpu == v.vcpu))
+        {
+            let Some(node) = r.host_node else { continue };
+            known += 1;
+            if !v.memory_host_nodes.contains(&node) {
+                remote += 1;
+                ran_on.push(node);
+            }
+        }
+        if known == 0 || (remote as f64) <= REMOTE_NODE_SHARE * known as f64 {
+            continue;
+        }
+        ran_on.sort_unstable();
+        ran_on.dedup();
+        let memory_cpus = node_cpus(host, &v.memory_host_nodes);
+        let affinity = parse_cpulist(&v.affinity).unwrap_or_default();
+        let reaches = affinity.iter().any(|c| memory_cpus.contains(c));
+        let m = Misplaced {
+            vcpu: v.vcpu,
+            guest_node,
+            memory_host_nodes: cpulist(&v.memory_host_nodes),
+            ran_on_nodes: cpulist(&ran_on),
+            remote_intervals: remote,
+            intervals: known,
+            affinity: v.affinity.clone(),
+            affinity_reaches_memory: reaches,
+        };
+        why.push(format!(
+            "rule remote memory: a vCPU should run on the host nodes its guest node's memory is bound to; vCPU {} (guest node {}, memory on host node {}) ran on host node {} in {} of {} intervals{}",
+            m.vcpu,
+            m.guest_node,
+            m.memory_host_nodes,
+            m.ran_on_nodes,
+            m.remote_intervals,
+            m.intervals,
+            if reaches {
+                String::new()
+            } else {
+                format!(
+                    "; its affinity {} holds no CPU of those nodes",
+                    m.affinity
+                )
+            }
+        ));
+        if memory_cpus.is_empty() {
+            why.push(format!(
+                "host node {} lists no CPUs: pin vCPU {} to the CPUs nearest to it by hand",
+                m.memory_host_nodes, m.vcpu
+            ));
+        } else {
+            let cpus = cpulist(&memory_cpus);
+            commands.push(format!("rvmm vcpupin {} {} {cpus}", host.vm, m.vcpu));
+            libvirt_xml.push(format!("<vcpupin vcpu='{}' cpuset='{cpus}'/>", m.vcpu));
+        }
+        misplaced.push(m);
+    }
+    if checked.is_empty() {
+        return None;
+    }
+    if misplaced.is_empty() {
+        why.push(format!(
+            "rule remote memory: vCPUs {} ran on the host nodes their guest nodes' memory is bound to",
+            cpulist(&checked)
+        ));
+    }
+    Some(Placement {
+        checked,
+        misplaced,
+        why,
+        commands,
+        libvirt_xml,
+    })
+}
+
 /// The advice for a window of `series` (one [`VmRates`] per interval, oldest first).
 pub fn advise(series: &[VmRates], host: &HostView) -> Result<Advice, AdviseError> {
     if series.len() < MIN_INTERVALS {
@@ -513,6 +670,7 @@ pub fn advise(series: &[VmRates], host: &HostView) -> Result<Advice, AdviseError
     }
     let contention = contention(&vm, &vcpus, host);
     let sizing = sizing(&vm, host, contention.is_some());
+    let placement = placement(series, host);
     Ok(Advice {
         vm: host.vm.clone(),
         host_cpus: host.host_cpus,
@@ -522,6 +680,7 @@ pub fn advise(series: &[VmRates], host: &HostView) -> Result<Advice, AdviseError
         vcpu_figures: vcpus,
         sizing,
         contention,
+        placement,
     })
 }
 
@@ -547,6 +706,9 @@ mod tests {
             exit_reasons: Vec::new(),
             involuntary_per_s: 0.0,
             migrations_per_s: None,
+            host_node: None,
+            guest_node: None,
+            memory_host_nodes: Vec::new(),
         }
     }
 
@@ -582,7 +744,89 @@ mod tests {
             host_cpus: 8,
             vcpus,
             maxcpus,
+            host_nodes: vec![
+                HostNodeCpus {
+                    node: 0,
+                    cpus: "0-3".into(),
+                },
+                HostNodeCpus {
+                    node: 1,
+                    cpus: "4-7".into(),
+                },
+            ],
         }
+    }
+
+    /// Two vCPUs of guest nodes 0 and 1, whose memory is bound to host nodes 0 and 1; each
+    /// interval gives the host node each ran on.
+    fn numa_series(ran_on: &[(u32, u32)], affinity: &str) -> Vec<VmRates> {
+        ran_on
+            .iter()
+            .map(|&(a, b)| {
+                let mut i = interval(&[(50.0, 0.0, affinity), (50.0, 0.0, affinity)]);
+                for (v, node) in i.vcpus.iter_mut().zip([a, b]) {
+                    v.guest_node = Some(v.vcpu);
+                    v.memory_host_nodes = vec![v.vcpu];
+                    v.host_node = Some(node);
+                    v.cpu = node * 4;
+                }
+                i
+            })
+            .collect()
+    }
+
+    #[test]
+    fn vcpus_near_their_memory_are_fine() {
+        let p = placement(&numa_series(&[(0, 1), (0, 1), (1, 1)], "0-7"), &host(2, 2)).unwrap();
+        assert_eq!(p.checked, vec![0, 1]);
+        assert!(p.misplaced.is_empty(), "{p:?}");
+        assert!(p.commands.is_empty());
+        assert!(
+            p.why[0].contains("vCPUs 0-1 ran on the host nodes"),
+            "{:?}",
+            p.why
+        );
+    }
+
+    #[test]
+    fn a_vcpu_mostly_on_the_other_node_is_pinned_to_its_memory() {
+        // vCPU 1's memory is on host node 1; it ran on node 0 in 2 of 3 intervals.
+        let series = numa_series(&[(0, 0), (0, 0), (0, 1)], "0-7");
+        let advice = advise(&series, &host(2, 2)).unwrap();
+        let p = advice.placement.unwrap();
+        assert_eq!(p.misplaced.len(), 1);
+        let m = &p.misplaced[0];
+        assert_eq!((m.vcpu, m.guest_node), (1, 1));
+        assert_eq!((m.remote_intervals, m.intervals), (2, 3));
+        assert_eq!(m.ran_on_nodes, "0");
+        assert!(m.affinity_reaches_memory);
+        assert_eq!(p.commands, vec!["rvmm vcpupin web 1 4-7"]);
+        assert_eq!(p.libvirt_xml, vec!["<vcpupin vcpu='1' cpuset='4-7'/>"]);
+        assert!(
+            p.why[0].contains("ran on host node 0 in 2 of 3 intervals"),
+            "{:?}",
+            p.why
+        );
+    }
+
+    #[test]
+    fn remote_share_edge_and_affinity_that_excludes_the_memory() {
+        // Half the intervals away is not "most": no finding.
+        let p = placement(&numa_series(&[(0, 0), (0, 1)], "0-3"), &host(2, 2)).unwrap();
+        assert!(p.misplaced.is_empty(), "{p:?}");
+        // Always away, and pinned where it cannot reach its memory.
+        let p = placement(&numa_series(&[(0, 0), (0, 0)], "0-3"), &host(2, 2)).unwrap();
+        assert!(!p.misplaced[0].affinity_reaches_memory);
+        assert!(p.why[0].contains("its affinity 0-3 holds no CPU of those nodes"));
+    }
+
+    #[test]
+    fn no_bound_memory_no_placement_check() {
+        assert_eq!(placement(&uniform(2, &[50.0, 50.0]), &host(2, 2)), None);
+        assert_eq!(
+            advise(&uniform(2, &[50.0]), &host(2, 2)).unwrap().placement,
+            None
+        );
     }
 
     #[test]

@@ -593,15 +593,20 @@ mod tests {
                     state: VcpuState::Running,
                     thread: thread(100, 3_000_000_000),
                     kvm: example_kvm_stats(1000),
+                    guest_node: None,
+                    memory_host_nodes: Vec::new(),
                 },
                 VcpuSample {
                     vcpu: 1,
                     state: VcpuState::Halted,
                     thread: thread(101, 1),
                     kvm: example_kvm_stats(10),
+                    guest_node: None,
+                    memory_host_nodes: Vec::new(),
                 },
             ],
             emulator: vec![thread(99, 500_000_000), thread(98, 250_000_000)],
+            host_nodes: Vec::new(),
         }
     }
 

@@ -44,6 +44,15 @@ pub struct VcpuRates {
     pub involuntary_per_s: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migrations_per_s: Option<f64>,
+    /// The host NUMA node of `cpu` (absent when the report does not list it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_node: Option<u32>,
+    /// The guest node of the vCPU and the host nodes its memory is bound to
+    /// ([`VcpuSample`]'s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_node: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub memory_host_nodes: Vec<u32>,
 }
 
 /// The whole VM between two samples.
@@ -75,7 +84,13 @@ pub fn is_exit_counter(name: &str, kind: StatType, unit: StatUnit) -> bool {
         && (name == "exits" || name.ends_with("_exits"))
 }
 
-fn vcpu_rates(before: &VcpuSample, after: &VcpuSample, wall: u64, guest: bool) -> VcpuRates {
+fn vcpu_rates(
+    before: &VcpuSample,
+    after: &VcpuSample,
+    wall: u64,
+    guest: bool,
+    host_node: Option<u32>,
+) -> VcpuRates {
     let (b, a) = (&before.thread, &after.thread);
     let run = a.run_ns.saturating_sub(b.run_ns);
     let poll = after.halt_poll_ns().saturating_sub(before.halt_poll_ns());
@@ -122,6 +137,9 @@ fn vcpu_rates(before: &VcpuSample, after: &VcpuSample, wall: u64, guest: bool) -
             (Some(x), Some(y)) => Some(per_s(y.saturating_sub(x))),
             _ => None,
         },
+        host_node,
+        guest_node: after.guest_node,
+        memory_host_nodes: after.memory_host_nodes.clone(),
     }
 }
 
@@ -149,7 +167,8 @@ pub fn rates(before: &StatsReport, after: &StatsReport) -> Result<VmRates, Monit
             let b = before
                 .vcpu(a.vcpu)
                 .filter(|b| b.thread.thread_id == a.thread.thread_id)?;
-            Some(vcpu_rates(b, a, wall, guest))
+            let node = after.host_node_of(a.thread.cpu);
+            Some(vcpu_rates(b, a, wall, guest, node))
         })
         .collect();
     let n = vcpus.len().max(1) as f64;
@@ -225,6 +244,8 @@ mod tests {
                 counter("halt_poll_success_ns", StatUnit::Seconds, -9, poll),
                 counter("pf_taken", StatUnit::None, 0, 5),
             ],
+            guest_node: None,
+            memory_host_nodes: Vec::new(),
         }
     }
 
@@ -238,6 +259,7 @@ mod tests {
             kvm_error: None,
             vcpus,
             emulator: vec![],
+            host_nodes: Vec::new(),
         }
     }
 

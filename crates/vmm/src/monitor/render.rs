@@ -161,6 +161,8 @@ mod tests {
                     state: VcpuState::Running,
                     thread: thread(101, "vcpu0"),
                     kvm: example_kvm_stats(100),
+                    guest_node: None,
+                    memory_host_nodes: Vec::new(),
                 },
                 VcpuSample {
                     vcpu: 2,
@@ -170,9 +172,12 @@ mod tests {
                         ..thread(103, "vcpu2")
                     },
                     kvm: vec![],
+                    guest_node: None,
+                    memory_host_nodes: Vec::new(),
                 },
             ],
             emulator: vec![thread(100, "rvmm")],
+            host_nodes: Vec::new(),
         }
     }
 

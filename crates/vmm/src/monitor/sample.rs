@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::host::thread::{self as host_thread, ThreadError};
 use crate::machine::stats::{value_of, KvmStat, StatUnit};
-use crate::util::cpulist::cpulist;
+use crate::util::cpulist::{cpulist, parse_cpulist};
 use crate::vcpu::info::{ticks_to_ns, VcpuState};
 
 /// Everything one look gathers.
@@ -31,6 +31,18 @@ pub struct StatsReport {
     pub vcpus: Vec<VcpuSample>,
     /// The threads that are not vCPUs.
     pub emulator: Vec<ThreadSample>,
+    /// The host's NUMA nodes with their CPUs: which node a vCPU's host CPU is on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_nodes: Vec<HostNodeCpus>,
+}
+
+/// One host NUMA node and its CPUs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct HostNodeCpus {
+    pub node: u32,
+    /// Its CPUs as a kernel CPU list.
+    pub cpus: String,
 }
 
 /// One present vCPU.
@@ -42,6 +54,13 @@ pub struct VcpuSample {
     pub thread: ThreadSample,
     /// The vCPU's KVM statistics (empty when the kernel has none).
     pub kvm: Vec<KvmStat>,
+    /// The guest NUMA node of the vCPU's slot (absent without guest NUMA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_node: Option<u32>,
+    /// The host nodes that guest node's memory is bound to (`host-nodes=`); empty when
+    /// it is not bound.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub memory_host_nodes: Vec<u32>,
 }
 
 /// One thread as the host scheduler sees it. Times are nanoseconds since the thread
@@ -144,6 +163,19 @@ impl StatsReport {
     pub fn vcpu(&self, index: u32) -> Option<&VcpuSample> {
         self.vcpus.iter().find(|v| v.vcpu == index)
     }
+
+    /// The host NUMA node holding host CPU `cpu`, when the report lists it.
+    pub fn host_node_of(&self, cpu: u32) -> Option<u32> {
+        host_node_of(&self.host_nodes, cpu)
+    }
+}
+
+/// The node in `nodes` whose CPU list holds `cpu`.
+pub fn host_node_of(nodes: &[HostNodeCpus], cpu: u32) -> Option<u32> {
+    nodes
+        .iter()
+        .find(|n| parse_cpulist(&n.cpus).is_ok_and(|c| c.contains(&cpu)))
+        .map(|n| n.node)
 }
 
 /// A few statistics shaped as KVM publishes them (a counter, a time, a histogram, a
@@ -240,6 +272,8 @@ mod tests {
             state: VcpuState::Running,
             thread: ThreadSample::default(),
             kvm: stats,
+            guest_node: None,
+            memory_host_nodes: Vec::new(),
         };
         assert_eq!(v.halt_poll_ns(), 3500);
     }

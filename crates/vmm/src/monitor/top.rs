@@ -285,6 +285,9 @@ mod tests {
             ],
             involuntary_per_s: 0.0,
             migrations_per_s: None,
+            host_node: None,
+            guest_node: None,
+            memory_host_nodes: Vec::new(),
         }
     }
 

@@ -38,7 +38,8 @@ use crate::host::thread::{self as host_thread, ThreadError};
 use crate::host::Host;
 use crate::machine::stats::{KvmStat, StatsError, StatsFd};
 use crate::memory::layout::GPE_CPU_HOTPLUG_BIT;
-use crate::monitor::sample::{read_thread, ThreadSample};
+use crate::monitor::sample::{read_thread, HostNodeCpus, ThreadSample};
+use crate::util::cpulist::cpulist;
 use crate::vcpu::affinity::{check_cpus, AffinityError};
 use crate::vcpu::info::{read_vcpu, VcpuInfo};
 use crate::vcpu::thread::{spawn, VcpuShared};
@@ -456,6 +457,31 @@ impl VmView for Controller<'_> {
 
     fn thread_sample(&self, thread_id: i32) -> Result<ThreadSample, VmError> {
         Ok(read_thread(std::process::id() as i32, thread_id)?)
+    }
+
+    fn guest_node(&self, index: u32) -> Option<(u32, Vec<u32>)> {
+        let numa = &self.vmm.numa;
+        let node = *numa.cpu_nodes.get(index as usize)?;
+        let host = numa
+            .nodes
+            .iter()
+            .find(|n| n.id == node)
+            .and_then(|n| n.host.as_ref())
+            .map(|h| h.nodes.clone())
+            .unwrap_or_default();
+        Some((node, host))
+    }
+
+    fn host_nodes(&self) -> Vec<HostNodeCpus> {
+        Host::real()
+            .numa()
+            .nodes
+            .iter()
+            .map(|n| HostNodeCpus {
+                node: n.id,
+                cpus: cpulist(&n.cpus),
+            })
+            .collect()
     }
 }
 

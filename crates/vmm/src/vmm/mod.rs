@@ -124,6 +124,8 @@ pub struct Vmm {
     /// boot vCPUs' CPUID tables; a hot-plugged vCPU's table is made from them when it is
     /// plugged (`VmCpuTables::slot_table`), the same a boot vCPU in its slot gets.
     pub cpu_tables: VmCpuTables,
+    /// The guest NUMA layout (empty without `--numa`) with each node's host binding.
+    pub numa: GuestNuma,
 }
 
 /// The built-in probe guest's image.
@@ -174,6 +176,7 @@ impl Vmm {
             sci,
             boot_entry,
             cpu_tables,
+            numa,
         })
     }
 

@@ -57,11 +57,17 @@ impl QmpCommand for StatsQuery {
         for v in &present {
             let info = vm.vcpu_info(*v)?;
             let kvm = vm.vcpu_kvm_stats(*v).unwrap_or_else(&mut note);
+            let (guest_node, memory_host_nodes) = match vm.guest_node(v.index) {
+                Some((node, host)) => (Some(node), host),
+                None => (None, Vec::new()),
+            };
             vcpus.push(VcpuSample {
                 vcpu: v.index,
                 state: info.state,
                 thread: vm.thread_sample(v.thread_id)?,
                 kvm,
+                guest_node,
+                memory_host_nodes,
             });
         }
         let mut emulator = Vec::new();
@@ -80,6 +86,7 @@ impl QmpCommand for StatsQuery {
             kvm_error,
             vcpus,
             emulator,
+            host_nodes: vm.host_nodes(),
         })
     }
 }

@@ -2,7 +2,7 @@
 //! (events, pins, the end) and answers queries from its fields.
 
 use crate::machine::stats::KvmStat;
-use crate::monitor::sample::{example_kvm_stats, ThreadSample};
+use crate::monitor::sample::{example_kvm_stats, HostNodeCpus, ThreadSample};
 use std::collections::BTreeMap;
 
 use crate::config::smp::SmpConfig;
@@ -240,5 +240,16 @@ impl VmView for FakeVm {
             affinity: cpulist(self.affinity.get(&thread_id).map_or(&[][..], |a| a)),
             ..ThreadSample::default()
         })
+    }
+
+    fn guest_node(&self, _index: u32) -> Option<(u32, Vec<u32>)> {
+        None
+    }
+
+    fn host_nodes(&self) -> Vec<HostNodeCpus> {
+        vec![HostNodeCpus {
+            node: 0,
+            cpus: "0-3".into(),
+        }]
     }
 }
