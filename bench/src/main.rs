@@ -57,7 +57,7 @@ enum Command {
     Scaling,
     /// 6. vCPU hotplug: device_add → the vCPU runs, device_del → DEVICE_DELETED.
     Hotplug,
-    /// 7. The cost of watching: pio exits/s unwatched, and sampled 1/s (QMP, /metrics).
+    /// 7. The cost of watching: pio exits/s unwatched, and sampled 1/s (QMP, `rvmm top`, /metrics).
     Monitoring,
     /// Re-render the page and plots from the plot directory's results.json.
     Report,

@@ -6,16 +6,19 @@
 //! open, so the only difference between the configurations is the sampling:
 //! - **unwatched**: nobody asks;
 //! - **qmp**: `rvmm qmp SOCKET '{"execute":"__org.rvmm_stats"}'` once a second, a new
-//!   process each time, as `rvmm stats`/`rvmm top` do each refresh (the same
-//!   `__org.rvmm_stats` on the VMM thread; `rvmm top` itself was not built yet when this
-//!   benchmark was written);
+//!   process each time, as a script running `rvmm stats` each second would (the same
+//!   `__org.rvmm_stats` on the VMM thread);
+//! - **top**: one `rvmm top SOCKET --batch --delay 1 --iterations N` (N far beyond the run)
+//!   for the whole run, as a user watching the VM would run it: started as soon as the QMP
+//!   socket exists, its output read as it comes (each refresh counts as a sample answered),
+//!   killed when the VM has ended;
 //! - **metrics**: `GET /metrics` on the endpoint once a second, as Prometheus scrapes.
 //!
 //! The configurations rotate within each round, so slow drifts of the host hit all alike;
 //! the exit rate is the guest's own (its `count` port writes between `PROBE-END` and
 //! `PROBE-PIO`), the loop long enough (several seconds) to span several samples.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -35,6 +38,11 @@ pub const FULL_COUNT: u64 = 600_000;
 pub const SMOKE_COUNT: u64 = 2_000;
 /// How often the monitor samples.
 pub const PERIOD: Duration = Duration::from_secs(1);
+/// `rvmm top --iterations` for the top configuration: a day of refreshes, far beyond any
+/// run (top is killed when the run ends).
+pub const TOP_ITERATIONS: u64 = 86_400;
+/// How `rvmm top --batch` begins each refresh's block (vmm::monitor::top::render_top).
+pub const TOP_BLOCK_START: &str = "rvmm top - ";
 
 /// What watches the VM during a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,24 +50,27 @@ pub enum Watcher {
     None,
     Qmp,
     Metrics,
+    Top,
 }
 
 impl Watcher {
-    pub const ALL: [Watcher; 3] = [Watcher::None, Watcher::Qmp, Watcher::Metrics];
+    pub const ALL: [Watcher; 4] = [Watcher::None, Watcher::Qmp, Watcher::Metrics, Watcher::Top];
 
     pub fn name(self) -> &'static str {
         match self {
             Watcher::None => "unwatched",
             Watcher::Qmp => "qmp __org.rvmm_stats 1/s",
             Watcher::Metrics => "GET /metrics 1/s",
+            Watcher::Top => "rvmm top --batch --delay 1",
         }
     }
 }
 
-/// One sample by `watcher`; whether it got an answer.
+/// One sample by `watcher`; whether it got an answer. (The top configuration does not
+/// sample from here: [`watch_with_top`] runs one `rvmm top` for the whole run.)
 fn sample(watcher: Watcher, rvmm: &Path, qmp: &Path, metrics: &Path) -> bool {
     match watcher {
-        Watcher::None => true,
+        Watcher::None | Watcher::Top => true,
         Watcher::Qmp => Command::new(rvmm)
             .arg("qmp")
             .arg(qmp)
@@ -85,6 +96,72 @@ fn sample(watcher: Watcher, rvmm: &Path, qmp: &Path, metrics: &Path) -> bool {
     }
 }
 
+/// The number of refreshes in `rvmm top --batch`'s output, read to its end.
+fn count_top_blocks(out: impl Read, answers: &AtomicUsize) {
+    for line in BufReader::new(out).lines() {
+        let Ok(line) = line else {
+            return;
+        };
+        if line.starts_with(TOP_BLOCK_START) {
+            answers.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Runs one `rvmm top SOCKET --batch` from the moment the QMP socket exists until `stop`,
+/// then kills it; counts its refreshes into `answers`. A top that ends before printing
+/// anything (the socket was there but not yet listening) is started again.
+fn watch_with_top(rvmm: &Path, qmp: &Path, stop: &AtomicBool, answers: &Arc<AtomicUsize>) {
+    let poll = Duration::from_millis(10);
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        if !qmp.exists() {
+            std::thread::sleep(poll);
+            continue;
+        }
+        let Ok(mut top) = Command::new(rvmm)
+            .arg("top")
+            .arg(qmp)
+            .args(["--batch", "--delay", "1", "--iterations"])
+            .arg(TOP_ITERATIONS.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+        else {
+            return;
+        };
+        let reader = top.stdout.take().map(|out| {
+            let answers = answers.clone();
+            std::thread::spawn(move || count_top_blocks(out, &answers))
+        });
+        let ended_alone = loop {
+            if stop.load(Ordering::SeqCst) {
+                let _ = top.kill();
+                break false;
+            }
+            match top.try_wait() {
+                Ok(Some(_)) => break true,
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+                Err(_) => {
+                    let _ = top.kill();
+                    break false;
+                }
+            }
+        };
+        let _ = top.wait();
+        if let Some(r) = reader {
+            let _ = r.join();
+        }
+        if !ended_alone || answers.load(Ordering::SeqCst) > 0 {
+            return;
+        }
+        std::thread::sleep(poll);
+    }
+}
+
 /// Samples every [`PERIOD`] on a thread until dropped; counts the answers.
 struct Monitor {
     stop: Arc<AtomicBool>,
@@ -99,6 +176,9 @@ impl Monitor {
         let thread = (watcher != Watcher::None).then(|| {
             let (stop, answers) = (stop.clone(), answers.clone());
             std::thread::spawn(move || {
+                if watcher == Watcher::Top {
+                    return watch_with_top(&rvmm, &qmp, &stop, &answers);
+                }
                 let mut next = Instant::now() + PERIOD;
                 while !stop.load(Ordering::SeqCst) {
                     let now = Instant::now();
@@ -156,6 +236,9 @@ impl Bench<'_> {
     ) -> Result<(f64, usize), BenchError> {
         let qmp = dir.join("monitoring.qmp");
         let metrics = dir.join("monitoring.metrics");
+        // The previous run's socket, if rvmm left it, must not pass for this run's (the top
+        // configuration starts `rvmm top` once the socket exists); rvmm would replace it anyway.
+        let _ = std::fs::remove_file(&qmp);
         let shape = self.plan.exits_shape;
         let guest = Guest::Pio { count };
         let mut cmd = self.tools.command(Vmm::Rvmm, shape, guest);
@@ -191,8 +274,8 @@ impl Bench<'_> {
         } else {
             FULL_COUNT
         };
-        let mut rates: [Vec<f64>; 3] = Default::default();
-        let mut answers: [Vec<usize>; 3] = Default::default();
+        let mut rates: [Vec<f64>; 4] = Default::default();
+        let mut answers: [Vec<usize>; 4] = Default::default();
         for round in self.plan.rounds() {
             for i in 0..Watcher::ALL.len() {
                 let k = (round + i) % Watcher::ALL.len();
@@ -203,15 +286,17 @@ impl Bench<'_> {
                 }
             }
         }
-        let [unwatched, qmp, metrics] = rates;
-        let [_, qmp_answers, metrics_answers] = answers;
+        let [unwatched, qmp, metrics, top] = rates;
+        let [_, qmp_answers, metrics_answers, top_answers] = answers;
         (self.log)(&format!(
-            "monitoring: exits/s unwatched {}, qmp 1/s {} ({:+.2} % paired), metrics 1/s {} ({:+.2} % paired)",
+            "monitoring: exits/s unwatched {}, qmp 1/s {} ({:+.2} % paired), metrics 1/s {} ({:+.2} % paired), top {} ({:+.2} % paired)",
             brief(&unwatched),
             brief(&qmp),
             paired_change_pct(&unwatched, &qmp).unwrap_or(f64::NAN),
             brief(&metrics),
             paired_change_pct(&unwatched, &metrics).unwrap_or(f64::NAN),
+            brief(&top),
+            paired_change_pct(&unwatched, &top).unwrap_or(f64::NAN),
         ));
         Ok(MonitoringResult {
             count,
@@ -221,6 +306,8 @@ impl Bench<'_> {
             metrics,
             qmp_answers,
             metrics_answers,
+            top,
+            top_answers,
         })
     }
 }
@@ -236,5 +323,17 @@ mod tests {
         let p = paired_change_pct(&[100.0, 50.0, 200.0], &[99.0, 55.0, 100.0]).unwrap();
         assert!((p + 1.0).abs() < 1e-9, "{p}");
         assert_eq!(change_pct(&[], &[1.0]), None);
+    }
+
+    #[test]
+    fn counts_the_refreshes_of_top_batch_output() {
+        let block = "rvmm top - vm0  1 vCPU  interval 1.00s  sorted by VCPU\nVM: busy 1.0% avg\n\nVCPU     TID\n   0     123\n";
+        let out = format!("{block}\n{block}\n{block}");
+        let answers = AtomicUsize::new(0);
+        count_top_blocks(out.as_bytes(), &answers);
+        assert_eq!(answers.load(Ordering::SeqCst), 3);
+        let answers = AtomicUsize::new(0);
+        count_top_blocks(&b""[..], &answers);
+        assert_eq!(answers.load(Ordering::SeqCst), 0);
     }
 }

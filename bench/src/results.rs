@@ -108,6 +108,13 @@ pub struct MonitoringResult {
     /// Samples answered during each counted run.
     pub qmp_answers: Vec<usize>,
     pub metrics_answers: Vec<usize>,
+    /// With one `rvmm top SOCKET --batch --delay 1` running through the whole run (empty
+    /// in results from before this configuration existed).
+    #[serde(default)]
+    pub top: Vec<f64>,
+    /// Refreshes `rvmm top` printed during each counted run.
+    #[serde(default)]
+    pub top_answers: Vec<usize>,
 }
 
 /// The machine and software the numbers come from.

@@ -73,6 +73,7 @@ fn every_benchmark_once() {
         ("unwatched", &m.unwatched),
         ("qmp", &m.qmp),
         ("metrics", &m.metrics),
+        ("top", &m.top),
     ] {
         assert_eq!(v.len(), 1, "monitoring {what}: {v:?}");
         assert!(v[0] > 0.0, "monitoring {what}: {v:?}");
