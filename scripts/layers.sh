@@ -10,7 +10,7 @@ declare -A ALLOWED=(
     [util]=""
     [sandbox]=""
     [config]="util"
-    [host]="util"
+    [host]="config util"
     [memory]="config host sandbox util"
     [devices]="memory sandbox"
     [boot]="memory config util"
@@ -19,7 +19,7 @@ declare -A ALLOWED=(
     [monitor]="host machine util"
     [control]="config host machine monitor sandbox util"
     [vmm]="boot config control devices host machine memory monitor probe sandbox util"
-    [fuzz_targets]="boot config control devices machine memory monitor probe util"
+    [fuzz_targets]="boot config control devices host machine memory monitor probe util"
 )
 
 bad=0

@@ -172,6 +172,9 @@ pub(crate) fn vm_config(args: &RunArgs) -> Result<(VmConfig, Vec<String>)> {
         qmp: None,
         metrics: None,
         machine: machine_config(args)?,
+        cputune: Default::default(),
+        memtune: Default::default(),
+        cgroup: Default::default(),
     };
     config.validate()?;
     Ok((config, Vec::new()))

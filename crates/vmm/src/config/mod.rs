@@ -6,6 +6,7 @@
 //! the host (vCPU limits, free memory) happen when the VM is built.
 
 pub mod cpu;
+pub mod cputune;
 pub mod flags;
 pub mod libvirt;
 pub mod machine;
@@ -84,6 +85,12 @@ pub struct VmConfig {
     pub numa: NumaConfig,
     /// Machine properties (`--machine pit=on|off`).
     pub machine: MachineConfig,
+    /// CPU shares and bandwidth for the VM's cgroups (`--cpu-shares`, `--cpu-quota`).
+    pub cputune: cputune::CpuTune,
+    /// The hard memory limit (`--memory-limit`).
+    pub memtune: cputune::MemTune,
+    /// Whether and where the VM gets a cgroup (`--cgroup`, `--cgroup-parent`).
+    pub cgroup: cputune::CgroupConfig,
 }
 
 /// Why a configuration is not acceptable on its own (host limits are checked later).
@@ -124,6 +131,9 @@ impl Default for VmConfig {
             qmp: None,
             metrics: None,
             machine: MachineConfig::default(),
+            cputune: Default::default(),
+            memtune: Default::default(),
+            cgroup: Default::default(),
         }
     }
 }

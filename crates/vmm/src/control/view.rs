@@ -15,10 +15,12 @@ use thiserror::Error;
 use super::commands::cpu_slot::CpuSlots;
 use super::error::QmpError;
 use super::qmp::Event;
+use crate::config::cputune::{SchedInfo, SchedParam};
 use crate::cpu::filter::HostCpuSupport;
 use crate::cpu::models::expand::HostIdentity;
 use crate::cpu::topology::CpuTopology;
 use crate::host::thread::ThreadError;
+use crate::host::vmcgroup::CgroupCpuStat;
 use crate::machine::stats::KvmStat;
 use crate::monitor::sample::{HostNodeCpus, ThreadSample};
 use crate::vcpu::affinity::AffinityError;
@@ -62,6 +64,14 @@ pub(crate) enum VmError {
     /// its modern mode.
     #[error("acpi: device unplug request for not supported device type: {type_name}")]
     UnplugUnsupported { type_name: String },
+    /// The VM runs in the cgroup it was started in.
+    #[allow(dead_code)] // issue 14: schedinfo, landing in the next commits
+    #[error("the VM has no cgroup of its own (it was started with --cgroup off, or --cgroup auto found no writable cpu controller): its scheduler parameters cannot be read or set")]
+    NoCgroup,
+    /// Reading or writing the VM's cgroup failed.
+    #[allow(dead_code)] // issue 14: schedinfo, landing in the next commits
+    #[error("cgroup: {0}")]
+    Cgroup(String),
 }
 
 impl From<VmError> for QmpError {
@@ -183,4 +193,16 @@ pub(crate) trait VmView {
     fn guest_node(&self, index: u32) -> Option<(u32, Vec<u32>)>;
     /// The host's NUMA nodes and their CPUs.
     fn host_nodes(&self) -> Vec<HostNodeCpus>;
+
+    /// The VM's scheduler parameters, read back from its cgroup.
+    #[allow(dead_code)] // issue 14: schedinfo, landing in the next commits
+    fn schedinfo(&self) -> Result<SchedInfo, VmError>;
+    /// Applies `changes` to the VM's cgroup (every change is range-checked when parsed; the
+    /// kernel may still refuse one, e.g. a child quota above the VM's) and returns the
+    /// parameters after.
+    #[allow(dead_code)] // issue 14: schedinfo, landing in the next commits
+    fn set_schedinfo(&mut self, changes: &[SchedParam]) -> Result<SchedInfo, VmError>;
+    /// vCPU slot `index`'s group: its quota and throttling; `None` without a cgroup.
+    #[allow(dead_code)] // issue 14: stats and vcpuinfo, landing in the next commits
+    fn vcpu_cgroup(&self, index: u32) -> Option<CgroupCpuStat>;
 }

@@ -3,6 +3,8 @@
 //! of four slots on an eight-CPU host, whose KVM offers a Haswell-like CPU. Nothing here
 //! touches a thread, /dev/kvm or /proc.
 
+use crate::config::cputune::{SchedInfo, SchedParam};
+use crate::host::vmcgroup::CgroupCpuStat;
 use crate::machine::stats::KvmStat;
 use crate::monitor::sample::{example_kvm_stats, HostNodeCpus, ThreadSample};
 use std::collections::BTreeMap;
@@ -262,5 +264,17 @@ impl VmView for FakeVm {
             node: 0,
             cpus: "0-3".into(),
         }]
+    }
+
+    fn schedinfo(&self) -> Result<SchedInfo, VmError> {
+        Err(VmError::NoCgroup)
+    }
+
+    fn set_schedinfo(&mut self, _changes: &[SchedParam]) -> Result<SchedInfo, VmError> {
+        Err(VmError::NoCgroup)
+    }
+
+    fn vcpu_cgroup(&self, _index: u32) -> Option<CgroupCpuStat> {
+        None
     }
 }

@@ -32,6 +32,7 @@ pub mod report;
 pub mod sysfs;
 pub mod thread;
 pub mod virt;
+pub mod vmcgroup;
 
 pub use kvm::{KvmError, KvmHost};
 pub use sysfs::HostFs;

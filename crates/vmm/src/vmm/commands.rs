@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::Vmm;
+use crate::config::cputune::{SchedInfo, SchedParam};
 use crate::control::commands::cpu_slot::{guest_ejected, guest_ost, type_name, CpuSlots};
 use crate::control::qmp::{Event, ShutdownCause};
 use crate::control::view::{
@@ -35,6 +36,7 @@ use crate::cpu::topology::CpuTopology;
 use crate::devices::cpu_hotplug::{CpuHotplug, CpuHotplugError};
 use crate::devices::GuestEvent;
 use crate::host::thread::{self as host_thread, ThreadError};
+use crate::host::vmcgroup::CgroupCpuStat;
 use crate::host::Host;
 use crate::machine::stats::{KvmStat, StatsError, StatsFd};
 use crate::memory::layout::GPE_CPU_HOTPLUG_BIT;
@@ -482,6 +484,19 @@ impl VmView for Controller<'_> {
                 cpus: cpulist(&n.cpus),
             })
             .collect()
+    }
+
+    // Issue 14 in progress: the VM's cgroup is created in a later commit.
+    fn schedinfo(&self) -> Result<SchedInfo, VmError> {
+        Err(VmError::NoCgroup)
+    }
+
+    fn set_schedinfo(&mut self, _changes: &[SchedParam]) -> Result<SchedInfo, VmError> {
+        Err(VmError::NoCgroup)
+    }
+
+    fn vcpu_cgroup(&self, _index: u32) -> Option<CgroupCpuStat> {
+        None
     }
 }
 

@@ -442,6 +442,9 @@ pub fn parse_domain(text: &str, file: &str, env: &DomainEnv) -> Result<Domain, D
         memory_backing: backing,
         numa,
         machine: Default::default(),
+        cputune: Default::default(),
+        memtune: Default::default(),
+        cgroup: Default::default(),
     };
     // The element checks above cover these rules; this is the backstop.
     config

@@ -1,6 +1,8 @@
 //! A VM made of plain data, for running commands without KVM: it records what commands do
 //! (events, pins, the end) and answers queries from its fields.
 
+use crate::config::cputune::{SchedInfo, SchedParam};
+use crate::host::vmcgroup::CgroupCpuStat;
 use crate::machine::stats::KvmStat;
 use crate::monitor::sample::{example_kvm_stats, HostNodeCpus, ThreadSample};
 use std::collections::BTreeMap;
@@ -251,5 +253,17 @@ impl VmView for FakeVm {
             node: 0,
             cpus: "0-3".into(),
         }]
+    }
+
+    fn schedinfo(&self) -> Result<SchedInfo, VmError> {
+        Err(VmError::NoCgroup)
+    }
+
+    fn set_schedinfo(&mut self, _changes: &[SchedParam]) -> Result<SchedInfo, VmError> {
+        Err(VmError::NoCgroup)
+    }
+
+    fn vcpu_cgroup(&self, _index: u32) -> Option<CgroupCpuStat> {
+        None
     }
 }
