@@ -245,6 +245,33 @@ pub struct RunArgs {
     /// Host CPUs for every thread that is not a vCPU (main loop, QMP server).
     #[arg(long = "emulator-pin", value_name = "CPULIST")]
     pub emulator_pin: Option<String>,
+    /// CPU weight against other VMs' (libvirt's <shares>): 2-262144, 1024 is the kernel's
+    /// default; cgroup v1 cpu.shares, v2 cpu.weight = N×100/1024 (docs/cgroups.md).
+    #[arg(long = "cpu-shares", value_name = "N")]
+    pub cpu_shares: Option<String>,
+    /// CFS bandwidth, KEY=MICROSECONDS[,...] (repeatable): period, quota (the whole VM, also
+    /// global_period, global_quota), vcpu_period, vcpu_quota (each vCPU), emulator_period,
+    /// emulator_quota (the other threads). Periods 1000-1000000; quota -1 (no limit) or
+    /// 1000-17592186044415.
+    #[arg(
+        long = "cpu-quota",
+        value_name = "KEY=US[,...]",
+        allow_hyphen_values = true
+    )]
+    pub cpu_quota: Vec<String>,
+    /// Hard memory limit for the whole VM process (libvirt's <memtune><hard_limit>), as -m's
+    /// SIZE (a bare number is MiB): at least guest RAM plus 64M for rvmm itself.
+    #[arg(long = "memory-limit", value_name = "SIZE")]
+    pub memory_limit: Option<String>,
+    /// Put the VM in a cgroup of its own (PARENT/rvmm-NAME.scope with vcpuN and emulator
+    /// children): on, off, or auto (when the host allows; any tuning option makes it
+    /// mandatory) [default: auto].
+    #[arg(long, value_name = "on|off|auto")]
+    pub cgroup: Option<String>,
+    /// The cgroup the VM's scope is created under, a path inside the hierarchy that must
+    /// exist (e.g. /machine.slice) [default: /rvmm.slice, created when missing].
+    #[arg(long = "cgroup-parent", value_name = "PATH")]
+    pub cgroup_parent: Option<String>,
     /// Probe guest: also print its raw dump (serial output) as it arrives.
     #[arg(long)]
     pub raw: bool,

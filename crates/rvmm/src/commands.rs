@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
 use vmm::config::cpu::{parse_cpu, DEFAULT_MODEL};
+use vmm::config::cputune::{CgroupSwitch, TuningOptions};
 use vmm::config::libvirt::{parse_domain, DomainEnv, DomainHost};
 use vmm::config::machine::parse_machine;
 use vmm::config::memory::parse_memory;
@@ -71,6 +72,9 @@ fn domain_conflict(args: &RunArgs) -> Option<&'static str> {
         ("--vcpu-pin", !args.vcpu_pin.is_empty()),
         ("--cpuset", args.cpuset.is_some()),
         ("--emulator-pin", args.emulator_pin.is_some()),
+        ("--cpu-shares", args.cpu_shares.is_some()),
+        ("--cpu-quota", !args.cpu_quota.is_empty()),
+        ("--memory-limit", args.memory_limit.is_some()),
     ]
     .into_iter()
     .find_map(|(flag, given)| given.then_some(flag))
@@ -116,6 +120,8 @@ fn domain_config(args: &RunArgs, path: &Path) -> Result<(VmConfig, Vec<String>)>
     };
     let mut domain = parse_domain(&text, &shown, &env)?;
     domain.config.machine = machine_config(args)?;
+    domain.config.cgroup = tuning_options(args).parse()?.cgroup;
+    check_domain_cgroup(&domain.config, &shown)?;
     check_boot_files(
         &domain.config.boot,
         [
@@ -124,6 +130,46 @@ fn domain_config(args: &RunArgs, path: &Path) -> Result<(VmConfig, Vec<String>)>
         ],
     )?;
     Ok((domain.config, domain.warnings))
+}
+
+/// The cgroup and tuning options as given (`--cgroup` and `--cgroup-parent` also apply to
+/// a `--domain`; the tuning options conflict with it).
+fn tuning_options(args: &RunArgs) -> TuningOptions<'_> {
+    TuningOptions {
+        cpu_shares: args.cpu_shares.as_deref(),
+        cpu_quota: &args.cpu_quota,
+        memory_limit: args.memory_limit.as_deref(),
+        cgroup: args.cgroup.as_deref(),
+        cgroup_parent: args.cgroup_parent.as_deref(),
+    }
+}
+
+/// `--cgroup off` with a domain whose `<cputune>`/`<memtune>` need a cgroup: an error
+/// naming the element (the flags' rules are `VmConfig::validate`'s).
+fn check_domain_cgroup(config: &VmConfig, shown: &str) -> Result<()> {
+    if config.cgroup.switch == CgroupSwitch::Off {
+        let t = &config.cputune;
+        let element = [
+            (t.shares.is_some(), "<cputune><shares>"),
+            (t.vcpu.is_set(), "<cputune><period>/<quota>"),
+            (t.global.is_set(), "<cputune><global_period>/<global_quota>"),
+            (
+                t.emulator.is_set(),
+                "<cputune><emulator_period>/<emulator_quota>",
+            ),
+            (config.memtune.hard_limit.is_some(), "<memtune><hard_limit>"),
+        ]
+        .into_iter()
+        .find_map(|(set, e)| set.then_some(e));
+        if let Some(element) = element {
+            bail!(
+                "--cgroup off conflicts with {element} of --domain {shown}: without a cgroup \
+                 of its own the VM's CPU and memory tuning cannot be applied"
+            );
+        }
+    }
+    config.validate()?;
+    Ok(())
 }
 
 /// `--machine` (the same with or without `--domain`).
@@ -160,6 +206,7 @@ pub(crate) fn vm_config(args: &RunArgs) -> Result<(VmConfig, Vec<String>)> {
         args.cpuset.as_deref(),
         args.emulator_pin.as_deref(),
     )?;
+    let tuning = tuning_options(args).parse()?;
     let config = VmConfig {
         name: args.name.clone(),
         boot,
@@ -172,9 +219,9 @@ pub(crate) fn vm_config(args: &RunArgs) -> Result<(VmConfig, Vec<String>)> {
         qmp: None,
         metrics: None,
         machine: machine_config(args)?,
-        cputune: Default::default(),
-        memtune: Default::default(),
-        cgroup: Default::default(),
+        cputune: tuning.cputune,
+        memtune: tuning.memtune,
+        cgroup: tuning.cgroup,
     };
     config.validate()?;
     Ok((config, Vec::new()))

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use crate::output::{errln, out};
 use anyhow::Result;
+use vmm::config::cputune::{shares_to_weight, Bandwidth, CgroupSwitch};
 use vmm::config::flags::{command_line, run_args};
 use vmm::config::size::format_size;
 use vmm::config::{BootSource, MemoryBacking, PinningConfig, VmConfig};
@@ -97,6 +98,7 @@ pub fn render_config(config: &VmConfig) -> String {
     render_backing(&mut out, &config.memory_backing);
     render_numa(&mut out, config);
     render_pinning(&mut out, &config.pinning);
+    render_cgroup(&mut out, config);
     line(&mut out, "flags", &command_line(&run_args(config)));
     out
 }
@@ -182,6 +184,59 @@ fn render_pinning(out: &mut String, p: &PinningConfig) {
     );
     for pin in &p.vcpus {
         let _ = writeln!(out, "pinning.vcpu{}: {}", pin.vcpu, cpulist(&pin.cpus));
+    }
+}
+
+/// The cgroup plan: whether, where, and what goes into the groups (only what is set).
+fn render_cgroup(out: &mut String, config: &VmConfig) {
+    let c = &config.cgroup;
+    let scope = match &config.name {
+        Some(name) => c.scope_path(Some(name), 0),
+        None => format!(
+            "{}/rvmm-pid<PID>.scope",
+            c.parent_path().trim_end_matches('/')
+        ),
+    };
+    let mode = match c.switch {
+        CgroupSwitch::Off => "off".to_string(),
+        CgroupSwitch::On => format!("on {scope}"),
+        CgroupSwitch::Auto if config.cputune.is_set() || config.memtune.hard_limit.is_some() => {
+            format!("on {scope} (required by the tuning options)")
+        }
+        CgroupSwitch::Auto => format!("auto {scope}"),
+    };
+    let _ = writeln!(out, "cgroup: {mode}");
+    if c.switch == CgroupSwitch::Off {
+        return;
+    }
+    let t = &config.cputune;
+    if let Some(s) = t.shares {
+        let _ = writeln!(
+            out,
+            "cgroup.shares: {s} (v2 cpu.weight {})",
+            shares_to_weight(s)
+        );
+    }
+    let bandwidth = |b: &Bandwidth| {
+        let period = b.period_us.map_or("default".to_string(), |p| p.to_string());
+        let quota = match b.quota_us {
+            None => "default".to_string(),
+            Some(-1) => "unlimited".to_string(),
+            Some(q) => q.to_string(),
+        };
+        format!("period={period} quota={quota}")
+    };
+    for (group, b) in [
+        ("global", &t.global),
+        ("vcpu", &t.vcpu),
+        ("emulator", &t.emulator),
+    ] {
+        if b.is_set() {
+            let _ = writeln!(out, "cgroup.{group}: {}", bandwidth(b));
+        }
+    }
+    if let Some(l) = config.memtune.hard_limit {
+        let _ = writeln!(out, "cgroup.memory-limit: {} ({l} bytes)", format_size(l));
     }
 }
 

@@ -6,6 +6,7 @@
 //! Not representable: a `mem-path` containing a comma (the `-m` grammar has no escape).
 
 use super::cpu::{Check, CpuConfig};
+use super::cputune::{Bandwidth, CgroupSwitch, CpuTune};
 use super::memory::MemoryBacking;
 use super::numa::{NumaDistSpec, NumaNodeSpec};
 use super::pinning::VcpuPin;
@@ -146,6 +147,23 @@ pub fn vcpu_pin_option(p: &VcpuPin) -> String {
     format!("{}={}", p.vcpu, cpulist(&p.cpus))
 }
 
+/// `--cpu-quota`: every bandwidth set, as `KEY=US` items (`None` when none is).
+pub fn cpu_quota_option(t: &CpuTune) -> Option<String> {
+    let mut items = Vec::new();
+    let mut add = |name: &str, b: &Bandwidth| {
+        if let Some(p) = b.period_us {
+            items.push(format!("{name}_period={p}"));
+        }
+        if let Some(q) = b.quota_us {
+            items.push(format!("{name}_quota={q}"));
+        }
+    };
+    add("global", &t.global);
+    add("vcpu", &t.vcpu);
+    add("emulator", &t.emulator);
+    (!items.is_empty()).then(|| items.join(","))
+}
+
 /// The `rvmm run` arguments that build `config` (its QMP socket aside).
 pub fn run_args(config: &VmConfig) -> Vec<String> {
     let mut args: Vec<String> = Vec::new();
@@ -194,6 +212,21 @@ pub fn run_args(config: &VmConfig) -> Vec<String> {
     }
     if let Some(c) = &config.pinning.emulator {
         add("--emulator-pin", cpulist(c));
+    }
+    if let Some(s) = config.cputune.shares {
+        add("--cpu-shares", s.to_string());
+    }
+    if let Some(q) = cpu_quota_option(&config.cputune) {
+        add("--cpu-quota", q);
+    }
+    if let Some(limit) = config.memtune.hard_limit {
+        add("--memory-limit", size_text(limit));
+    }
+    if config.cgroup.switch != CgroupSwitch::Auto {
+        add("--cgroup", config.cgroup.switch.name().to_string());
+    }
+    if let Some(p) = &config.cgroup.parent {
+        add("--cgroup-parent", p.clone());
     }
     args
 }
@@ -333,6 +366,40 @@ mod tests {
              --smp 1,maxcpus=1,sockets=1,dies=1,cores=1,threads=1 --cpu qemu64 -m 128M"
         );
         assert_eq!(shell_word("it's"), r"'it'\''s'");
+        let mut tuned = VmConfig::default();
+        tuned.cputune.shares = Some(2048);
+        tuned.cputune.vcpu.quota_us = Some(25_000);
+        tuned.cputune.global.period_us = Some(10_000);
+        tuned.cputune.emulator.quota_us = Some(-1);
+        tuned.memtune.hard_limit = Some(1 << 30);
+        tuned.cgroup.switch = CgroupSwitch::On;
+        tuned.cgroup.parent = Some("/machine.slice".into());
+        assert_eq!(
+            command_line(&run_args(&tuned)),
+            "--smp 1,maxcpus=1,sockets=1,dies=1,cores=1,threads=1 --cpu qemu64 -m 128M \
+             --cpu-shares 2048 \
+             --cpu-quota global_period=10000,vcpu_quota=25000,emulator_quota=-1 \
+             --memory-limit 1G --cgroup on --cgroup-parent /machine.slice"
+        );
+        // The options read back to the same configuration.
+        let args = run_args(&tuned);
+        let value = |flag: &str| {
+            let i = args.iter().position(|a| a == flag).unwrap();
+            args[i + 1].clone()
+        };
+        let quota = [value("--cpu-quota")];
+        let back = crate::config::cputune::TuningOptions {
+            cpu_shares: Some(&value("--cpu-shares")),
+            cpu_quota: &quota,
+            memory_limit: Some(&value("--memory-limit")),
+            cgroup: Some(&value("--cgroup")),
+            cgroup_parent: Some(&value("--cgroup-parent")),
+        }
+        .parse()
+        .unwrap();
+        assert_eq!(back.cputune, tuned.cputune);
+        assert_eq!(back.memtune, tuned.memtune);
+        assert_eq!(back.cgroup, tuned.cgroup);
         assert_eq!(shell_word(""), "''");
     }
 }

@@ -108,6 +108,8 @@ pub enum ConfigError {
     Numa(#[from] numa::NumaError),
     #[error(transparent)]
     Pinning(#[from] pinning::PinningError),
+    #[error(transparent)]
+    Cputune(#[from] cputune::CputuneError),
 }
 
 /// Default guest RAM, as QEMU's (128 MiB).
@@ -157,6 +159,7 @@ impl VmConfig {
         }
         .validate()?;
         self.numa.resolve(&self.smp, self.memory)?;
+        cputune::validate(&self.cputune, &self.memtune, &self.cgroup, self.memory)?;
         Ok(())
     }
 }
