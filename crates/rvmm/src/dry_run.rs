@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use crate::output::{errln, out};
 use anyhow::Result;
-use vmm::config::cputune::{shares_to_weight, Bandwidth, CgroupSwitch};
+use vmm::config::cputune::{first_tuning_option, shares_to_weight, Bandwidth, CgroupSwitch};
 use vmm::config::flags::{command_line, run_args};
 use vmm::config::size::format_size;
 use vmm::config::{BootSource, MemoryBacking, PinningConfig, VmConfig};
@@ -200,10 +200,10 @@ fn render_cgroup(out: &mut String, config: &VmConfig) {
     let mode = match c.switch {
         CgroupSwitch::Off => "off".to_string(),
         CgroupSwitch::On => format!("on {scope}"),
-        CgroupSwitch::Auto if config.cputune.is_set() || config.memtune.hard_limit.is_some() => {
-            format!("on {scope} (required by the tuning options)")
-        }
-        CgroupSwitch::Auto => format!("auto {scope}"),
+        CgroupSwitch::Auto => match first_tuning_option(&config.cputune, &config.memtune, c) {
+            Some((option, _)) => format!("on {scope} (required by {option})"),
+            None => format!("auto {scope}"),
+        },
     };
     let _ = writeln!(out, "cgroup: {mode}");
     if c.switch == CgroupSwitch::Off {

@@ -132,7 +132,8 @@ const TUNED_FLAGS: &str = "--name rvmm-domain-tuned --kernel /etc/passwd \
 --cpu host,-hle,pmu=on -m 1G,hugepages=on,prealloc=on,shared=on \
 --numa node,nodeid=0,cpus=0-3,mem=512M,host-nodes=0,policy=bind \
 --numa node,nodeid=1,cpus=4-7,mem=512M,host-nodes=0,policy=interleave \
---vcpu-pin 5=1 --cpuset 0-1";
+--vcpu-pin 5=1 --cpuset 0-1 --cpu-shares 1024 \
+--cpu-quota vcpu_period=100000,vcpu_quota=25000,emulator_quota=-1 --memory-limit 2G";
 
 /// hotplug.xml: 2 of 4 vCPUs online at boot (`<vcpu current>` and `<vcpus>`), the others
 /// hot-pluggable slots.
@@ -176,11 +177,14 @@ fn dry_run_of_a_domain_equals_dry_run_of_its_flags() {
         format!(
             "rvmm: warning: --domain {p}:4: domain/currentMemory: the guest gets all 1G of \
              <memory>: rvmm has no balloon device to hold 256M back\n\
-             rvmm: warning: --domain {p}:13: domain/cputune/shares: ignored (CPU bandwidth is \
-             not applied: rvmm does not manage cgroups)\n\
-             rvmm: warning: --domain {p}:38: domain/devices/disk: ignored (rvmm has no virtio \
+             rvmm: warning: --domain {p}:17: domain/cputune/iothread_quota: ignored (rvmm has \
+             no I/O threads; their work runs in the emulator group \
+             (<emulator_period>/<emulator_quota>))\n\
+             rvmm: warning: --domain {p}:21: domain/memtune/soft_limit: ignored (rvmm sets no \
+             soft limit (v1 memory.soft_limit_in_bytes, v2 memory.high))\n\
+             rvmm: warning: --domain {p}:46: domain/devices/disk: ignored (rvmm has no virtio \
              devices yet)\n\
-             rvmm: warning: --domain {p}:43: domain/devices/interface: ignored (rvmm has no \
+             rvmm: warning: --domain {p}:51: domain/devices/interface: ignored (rvmm has no \
              virtio devices yet)\n"
         )
     );

@@ -1,5 +1,7 @@
 //! The CPU side of a domain: `<cpu>` (mode, model, vendor, features, topology; `<numa>` is
-//! memory.rs's, `<vcpu>` and `<vcpus>` are vcpus.rs's) and `<cputune>` pinning.
+//! memory.rs's, `<vcpu>` and `<vcpus>` are vcpus.rs's) and `<cputune>`: pinning, shares and
+//! CFS bandwidth (`<period>`/`<quota>` for each vCPU's group, `global_*` for the VM's scope,
+//! `emulator_*` for the emulator group, as libvirt applies them).
 //!
 //! libvirt semantics kept: without `<topology>` libvirt asks QEMU for
 //! `sockets=M,cores=1,threads=1` for the M vCPUs of `<vcpu>`, and so do we; a topology must
@@ -15,6 +17,7 @@ use roxmltree::Node;
 use super::vcpus::{no_such_vcpu, VcpuSpec};
 use super::{elements, strip_option, tag, text, Ctx, DomainEnv, DomainError, DomainHost};
 use crate::config::cpu::{Check, CpuConfig};
+use crate::config::cputune::{parse_period, parse_quota, parse_shares, Bandwidth, CpuTune};
 use crate::config::pinning::{PinningConfig, VcpuPin};
 use crate::config::smp::{SmpConfig, SmpOptions};
 use crate::cpu::availability::{closest_model, expand_for_host};
@@ -464,20 +467,44 @@ fn custom_model(
     }
 }
 
-/// `<cputune>`: vCPU and emulator pinning; bandwidth and scheduler settings are warned
-/// about and not applied.
+/// One `<cputune>` bandwidth element (`<period>`, `<global_quota>`, ...) into `b`; each
+/// may appear once.
+fn bandwidth(ctx: &Ctx, c: Node, b: &mut Bandwidth, is_period: bool) -> Result<(), DomainError> {
+    let element = tag(c, &[]);
+    let taken = if is_period {
+        b.period_us.is_some()
+    } else {
+        b.quota_us.is_some()
+    };
+    if taken {
+        return Err(ctx.text_err(c, "appears more than once (libvirt allows one)"));
+    }
+    let rule = |e: crate::config::cputune::CputuneError| {
+        ctx.text_err(c, strip_option(&e.to_string(), &element).to_string())
+    };
+    if is_period {
+        b.period_us = Some(parse_period(&element, text(c)).map_err(rule)?);
+    } else {
+        b.quota_us = Some(parse_quota(&element, text(c)).map_err(rule)?);
+    }
+    Ok(())
+}
+
+/// `<cputune>`: vCPU and emulator pinning, shares and CFS bandwidth; scheduling policies
+/// and iothread settings are warned about and not applied.
 pub(super) fn cputune(
     ctx: &mut Ctx,
     n: Option<Node>,
     maxcpus: u32,
     cpuset: Option<Vec<u32>>,
-) -> Result<PinningConfig, DomainError> {
+) -> Result<(PinningConfig, CpuTune), DomainError> {
     let mut pinning = PinningConfig {
         cpuset,
         ..PinningConfig::default()
     };
+    let mut tune = CpuTune::default();
     let Some(n) = n else {
-        return Ok(pinning);
+        return Ok((pinning, tune));
     };
     ctx.check_attrs(n, &[]);
     for c in elements(n) {
@@ -506,12 +533,26 @@ pub(super) fn cputune(
                         .ok_or_else(|| ctx.text_err(c, "the 'cpuset' attribute is missing"))?,
                 );
             }
-            "shares" | "period" | "quota" | "global_period" | "global_quota"
-            | "emulator_period" | "emulator_quota" | "iothread_period" | "iothread_quota" => ctx
-                .ignored(
-                    c,
-                    "CPU bandwidth is not applied: rvmm does not manage cgroups",
-                ),
+            "shares" => {
+                ctx.check_attrs(c, &[]);
+                if tune.shares.is_some() {
+                    return Err(ctx.text_err(c, "appears more than once (libvirt allows one)"));
+                }
+                let shares = parse_shares("<shares>", text(c))
+                    .map_err(|e| ctx.text_err(c, strip_option(&e.to_string(), "<shares>")))?;
+                tune.shares = Some(shares);
+            }
+            "period" => bandwidth(ctx, c, &mut tune.vcpu, true)?,
+            "quota" => bandwidth(ctx, c, &mut tune.vcpu, false)?,
+            "global_period" => bandwidth(ctx, c, &mut tune.global, true)?,
+            "global_quota" => bandwidth(ctx, c, &mut tune.global, false)?,
+            "emulator_period" => bandwidth(ctx, c, &mut tune.emulator, true)?,
+            "emulator_quota" => bandwidth(ctx, c, &mut tune.emulator, false)?,
+            "iothread_period" | "iothread_quota" => ctx.ignored(
+                c,
+                "rvmm has no I/O threads; their work runs in the emulator group \
+                 (<emulator_period>/<emulator_quota>)",
+            ),
             "vcpusched" | "iothreadsched" | "emulatorsched" => {
                 ctx.ignored(c, "rvmm does not set scheduling policies")
             }
@@ -520,5 +561,5 @@ pub(super) fn cputune(
         }
     }
     pinning.vcpus.sort_by_key(|p| p.vcpu);
-    Ok(pinning)
+    Ok((pinning, tune))
 }

@@ -11,6 +11,7 @@
 use roxmltree::Node;
 
 use super::{elements, strip_option, tag, Ctx, DomainError};
+use crate::config::cputune::{check_memory_limit, MemTune};
 use crate::config::memory::{MemoryBacking, X86_HUGE_PAGE_SIZES};
 use crate::config::numa::{HostPolicy, NumaConfig, NumaDistSpec, NumaNodeSpec, MAX_NODES};
 use crate::config::size::format_size;
@@ -594,4 +595,60 @@ pub(super) fn numa_config(
             .map_err(|e| ctx.text_err(at, strip_option(&e.to_string(), "--numa")))?;
     }
     Ok(numa)
+}
+
+/// libvirt's "unlimited" for a `<memtune>` limit: `VIR_DOMAIN_MEMORY_PARAM_UNLIMITED`,
+/// 2^53 - 1 KiB (what `virsh memtune --hard-limit -1` stores).
+const MEMTUNE_UNLIMITED_KIB: u64 = (1 << 53) - 1;
+
+/// `<memtune>`: `<hard_limit>` (default unit KiB) becomes the VM's memory limit, which must
+/// hold guest RAM plus the VMM's overhead; the other limits are warned about.
+pub(super) fn memtune(
+    ctx: &mut Ctx,
+    n: Option<Node>,
+    guest_ram: u64,
+) -> Result<MemTune, DomainError> {
+    let mut tune = MemTune::default();
+    let Some(n) = n else {
+        return Ok(tune);
+    };
+    ctx.check_attrs(n, &[]);
+    let mut seen_hard = false;
+    for c in elements(n) {
+        match c.tag_name().name() {
+            "hard_limit" => {
+                ctx.check_attrs(c, &["unit"]);
+                if seen_hard {
+                    return Err(ctx.text_err(c, "appears more than once (libvirt allows one)"));
+                }
+                seen_hard = true;
+                let limit = ctx.size(c, None, "unit")?;
+                if limit == MEMTUNE_UNLIMITED_KIB * 1024 {
+                    continue;
+                }
+                check_memory_limit(limit, guest_ram).map_err(|e| {
+                    ctx.err(
+                        c,
+                        tag(c, &["unit"]),
+                        strip_option(&e.to_string(), "--memory-limit"),
+                    )
+                })?;
+                tune.hard_limit = Some(limit);
+            }
+            "soft_limit" => ctx.ignored(
+                c,
+                "rvmm sets no soft limit (v1 memory.soft_limit_in_bytes, v2 memory.high)",
+            ),
+            "swap_hard_limit" => ctx.ignored(
+                c,
+                "rvmm sets no swap limit (v1 memory.memsw.limit_in_bytes, v2 memory.swap.max)",
+            ),
+            "min_guarantee" => ctx.ignored(
+                c,
+                "rvmm reserves no memory (min_guarantee is for VMware/ESX hosts in libvirt)",
+            ),
+            _ => ctx.ignored(c, "not supported"),
+        }
+    }
+    Ok(tune)
 }

@@ -18,6 +18,11 @@
 //! | `<numatune><memory>`, `<memnode>`                  | host-nodes and policy of each guest node   |
 //! | `<memoryBacking>`                                  | `memory_backing` (hugepages, merge, prealloc, shared) |
 //! | `<cputune><vcpupin>`, `<emulatorpin>`              | `pinning` (`--vcpu-pin`, `--emulator-pin`) |
+//! | `<cputune><shares>`                                | `cputune.shares` (`--cpu-shares`)          |
+//! | `<cputune><period>`, `<quota>`                     | `cputune.vcpu`: each vCPU's group (`--cpu-quota vcpu_period=,vcpu_quota=`) |
+//! | `<cputune><global_period>`, `<global_quota>`       | `cputune.global`: the VM's scope (`--cpu-quota global_period=,global_quota=`) |
+//! | `<cputune><emulator_period>`, `<emulator_quota>`   | `cputune.emulator` (`--cpu-quota emulator_period=,emulator_quota=`) |
+//! | `<memtune><hard_limit unit>` (default KiB)         | `memtune.hard_limit` (`--memory-limit`)    |
 //! | `<os><kernel><initrd><cmdline>`                    | `boot` (no kernel: the probe guest, `<cmdline>` its mode) |
 //!
 //! Anything else is either ignored with a warning that names it (`domain/devices/disk`), or
@@ -332,6 +337,7 @@ struct TopLevel<'d, 'i> {
     vcpu: Option<Node<'d, 'i>>,
     vcpus: Option<Node<'d, 'i>>,
     cputune: Option<Node<'d, 'i>>,
+    memtune: Option<Node<'d, 'i>>,
     cpu: Option<Node<'d, 'i>>,
     numatune: Option<Node<'d, 'i>>,
     features: Option<Node<'d, 'i>>,
@@ -354,6 +360,7 @@ fn top_level<'d, 'i>(
             "vcpu" => &mut top.vcpu,
             "vcpus" => &mut top.vcpus,
             "cputune" => &mut top.cputune,
+            "memtune" => &mut top.memtune,
             "cpu" => &mut top.cpu,
             "numatune" => &mut top.numatune,
             "features" => &mut top.features,
@@ -426,7 +433,8 @@ pub fn parse_domain(text: &str, file: &str, env: &DomainEnv) -> Result<Domain, D
     memory::numatune(&mut ctx, top.numatune, &mut cells)?;
     let backing = memory::backing(&mut ctx, top.memory_backing, &cells, size)?;
     let numa = memory::numa_config(&ctx, top.cpu, &cells, &smp, size)?;
-    let pinning = cpu::cputune(&mut ctx, top.cputune, smp.maxcpus, vcpu.cpuset)?;
+    let (pinning, cputune) = cpu::cputune(&mut ctx, top.cputune, smp.maxcpus, vcpu.cpuset)?;
+    let memtune = memory::memtune(&mut ctx, top.memtune, size)?;
     let boot = platform::os(&mut ctx, top.os)?;
     platform::devices(&mut ctx, top.devices)?;
 
@@ -442,8 +450,8 @@ pub fn parse_domain(text: &str, file: &str, env: &DomainEnv) -> Result<Domain, D
         memory_backing: backing,
         numa,
         machine: Default::default(),
-        cputune: Default::default(),
-        memtune: Default::default(),
+        cputune,
+        memtune,
         cgroup: Default::default(),
     };
     // The element checks above cover these rules; this is the backstop.

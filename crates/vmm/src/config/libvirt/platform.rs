@@ -63,7 +63,11 @@ pub(super) fn other_top_level(ctx: &mut Ctx, n: Node) -> Result<(), DomainError>
         "iothreads" | "iothreadids" | "defaultiothread" => {
             ctx.ignored(n, "rvmm has no I/O threads")
         }
-        "memtune" | "blkiotune" | "resource" => ctx.ignored(n, "rvmm does not manage cgroups"),
+        "blkiotune" => ctx.ignored(n, "rvmm has no block devices to tune"),
+        "resource" => ctx.ignored(
+            n,
+            "rvmm does not read <partition>: its cgroup parent is --cgroup-parent",
+        ),
         "clock" => ctx.ignored(n, "rvmm gives the guest QEMU's default clock and timers"),
         "pm" => ctx.ignored(n, "rvmm offers no S3/S4 sleep states"),
         "seclabel" => ctx.ignored(n, "rvmm applies no security labels"),

@@ -1,6 +1,7 @@
 //! Memory, NUMA, pinning and platform elements.
 
 use super::{dom, err, parse};
+use crate::config::cputune::Bandwidth;
 use crate::config::libvirt::strip_option;
 use crate::config::memory::MemoryBacking;
 use crate::config::numa::HostPolicy;
@@ -218,15 +219,9 @@ fn cputune_and_pinning() {
     );
     assert_eq!(d.config.pinning.cpuset, Some(vec![0, 2, 3]));
     assert_eq!(d.config.pinning.emulator, Some(vec![6]));
-    assert_eq!(
-        d.warnings,
-        [
-            "--domain vm.xml:3: domain/cputune/shares: ignored (CPU bandwidth is not applied: \
-             rvmm does not manage cgroups)",
-            "--domain vm.xml:3: domain/cputune/period: ignored (CPU bandwidth is not applied: \
-             rvmm does not manage cgroups)"
-        ]
-    );
+    assert_eq!(d.config.cputune.shares, Some(2048));
+    assert_eq!(d.config.cputune.vcpu.period_us, Some(100_000));
+    assert!(d.warnings.is_empty(), "{:?}", d.warnings);
     assert_eq!(
         err(&dom(
             "<memory>131072</memory><vcpu>2</vcpu><cputune><vcpupin vcpu='1' cpuset='0'/>\
@@ -335,4 +330,144 @@ fn approximations_are_warned_about() {
             format!("{w}/devices/serial: the console is rvmm's stdio whatever its type"),
         ]
     );
+}
+
+#[test]
+fn cputune_bandwidth_and_shares() {
+    let d = parse(&dom("<memory>131072</memory><vcpu>2</vcpu><cputune>\
+         <shares>512</shares><period>50000</period><quota>12500</quota>\
+         <global_period>100000</global_period><global_quota>-1</global_quota>\
+         <emulator_period>20000</emulator_period><emulator_quota>5000</emulator_quota>\
+         <iothread_period>1000</iothread_period><iothread_quota>2000</iothread_quota>\
+         <vcpusched vcpus='0' scheduler='fifo' priority='1'/></cputune>"))
+    .unwrap();
+    let t = &d.config.cputune;
+    assert_eq!(t.shares, Some(512));
+    let bw = |p, q| Bandwidth {
+        period_us: Some(p),
+        quota_us: Some(q),
+    };
+    // libvirt: <period>/<quota> are each vCPU's, global_* the VM's, emulator_* the rest.
+    assert_eq!(t.vcpu, bw(50_000, 12_500));
+    assert_eq!(t.global, bw(100_000, -1));
+    assert_eq!(t.emulator, bw(20_000, 5_000));
+    assert_eq!(
+        d.warnings,
+        [
+            "--domain vm.xml:3: domain/cputune/iothread_period: ignored (rvmm has no I/O \
+             threads; their work runs in the emulator group (<emulator_period>/<emulator_quota>))",
+            "--domain vm.xml:3: domain/cputune/iothread_quota: ignored (rvmm has no I/O \
+             threads; their work runs in the emulator group (<emulator_period>/<emulator_quota>))",
+            "--domain vm.xml:3: domain/cputune/vcpusched: ignored (rvmm does not set scheduling \
+             policies)",
+        ]
+    );
+    let bad = |tune: &str| {
+        err(&dom(&format!(
+            "<memory>131072</memory><vcpu>2</vcpu><cputune>{tune}</cputune>"
+        )))
+    };
+    assert_eq!(
+        bad("<quota>0</quota>"),
+        "--domain vm.xml:3: <quota>: 0 is not a valid quota (a CFS quota is -1 (no limit) or \
+         1000 to 17592186044415 microseconds; 0 and other negative values are refused)"
+    );
+    assert!(bad("<global_quota>-7</global_quota>")
+        .starts_with("--domain vm.xml:3: <global_quota>: -7 is not a valid quota"));
+    assert!(bad("<emulator_quota>999</emulator_quota>")
+        .starts_with("--domain vm.xml:3: <emulator_quota>: 999 is not a valid quota"));
+    assert_eq!(
+        bad("<period>999</period>"),
+        "--domain vm.xml:3: <period>: 999 is out of range (a CFS period is 1000 to 1000000 \
+         microseconds (the kernel's cpu.cfs_period_us range))"
+    );
+    assert!(bad("<global_period>1000001</global_period>")
+        .starts_with("--domain vm.xml:3: <global_period>: 1000001 is out of range"));
+    assert!(bad("<emulator_period>x</emulator_period>")
+        .starts_with("--domain vm.xml:3: <emulator_period>: 'x' is not a number"));
+    assert_eq!(
+        bad("<shares>1</shares>"),
+        "--domain vm.xml:3: <shares>: 1 is out of range (CPU shares are 2 to 262144 (cgroup v1 \
+         cpu.shares, libvirt's <shares>))"
+    );
+    assert!(bad("<shares>262145</shares>").contains("<shares>: 262145 is out of range"));
+    assert_eq!(
+        bad("<quota>2000</quota><quota>3000</quota>"),
+        "--domain vm.xml:3: <quota>: appears more than once (libvirt allows one)"
+    );
+    assert!(bad("<shares>2</shares><shares>3</shares>").contains("appears more than once"));
+}
+
+#[test]
+fn memtune_hard_limit() {
+    let tuned = |tune: &str| {
+        parse(&dom(&format!(
+            "<memory unit='MiB'>128</memory><vcpu>1</vcpu><memtune>{tune}</memtune>"
+        )))
+    };
+    // libvirt's default unit is KiB.
+    let d = tuned("<hard_limit>262144</hard_limit>").unwrap();
+    assert_eq!(d.config.memtune.hard_limit, Some(256 << 20));
+    assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+    let d = tuned("<hard_limit unit='GiB'>1</hard_limit>").unwrap();
+    assert_eq!(d.config.memtune.hard_limit, Some(1 << 30));
+    // Exactly guest RAM plus the overhead.
+    let d = tuned("<hard_limit unit='MiB'>192</hard_limit>").unwrap();
+    assert_eq!(d.config.memtune.hard_limit, Some(192 << 20));
+    // libvirt's "unlimited" (virsh memtune --hard-limit -1).
+    let d = tuned("<hard_limit unit='KiB'>9007199254740991</hard_limit>").unwrap();
+    assert_eq!(d.config.memtune.hard_limit, None);
+    let d = tuned(
+        "<hard_limit unit='GiB'>2</hard_limit><soft_limit unit='GiB'>1</soft_limit>\
+         <swap_hard_limit unit='GiB'>3</swap_hard_limit><min_guarantee>65536</min_guarantee>",
+    )
+    .unwrap();
+    assert_eq!(d.config.memtune.hard_limit, Some(2 << 30));
+    assert_eq!(
+        d.warnings,
+        [
+            "--domain vm.xml:3: domain/memtune/soft_limit: ignored (rvmm sets no soft limit (v1 \
+             memory.soft_limit_in_bytes, v2 memory.high))",
+            "--domain vm.xml:3: domain/memtune/swap_hard_limit: ignored (rvmm sets no swap \
+             limit (v1 memory.memsw.limit_in_bytes, v2 memory.swap.max))",
+            "--domain vm.xml:3: domain/memtune/min_guarantee: ignored (rvmm reserves no memory \
+             (min_guarantee is for VMware/ESX hosts in libvirt))",
+        ]
+    );
+    assert_eq!(
+        tuned("<hard_limit unit='MiB'>100</hard_limit>")
+            .unwrap_err()
+            .to_string(),
+        "--domain vm.xml:3: <hard_limit unit='MiB'>: 100M (104857600 bytes) is below the guest \
+         RAM of 128M (134217728 bytes): the limit must be at least guest RAM plus the VMM's 64M \
+         overhead, 192M (201326592 bytes)"
+    );
+    assert_eq!(
+        tuned("<hard_limit>196604</hard_limit>")
+            .unwrap_err()
+            .to_string(),
+        "--domain vm.xml:3: <hard_limit>: 196604K (201322496 bytes) leaves less than the VMM's \
+         64M overhead (MEMORY_OVERHEAD) above the guest RAM of 128M (134217728 bytes): the limit \
+         must be at least 192M (201326592 bytes)"
+    );
+    assert!(tuned("<hard_limit unit='XB'>1</hard_limit>")
+        .unwrap_err()
+        .to_string()
+        .contains("<hard_limit unit='XB'>: unknown unit 'XB'"));
+    assert!(tuned("<hard_limit>-1</hard_limit>")
+        .unwrap_err()
+        .to_string()
+        .contains("<hard_limit>: '-1' is not a number"));
+    assert!(
+        tuned("<hard_limit>300000</hard_limit><hard_limit>300000</hard_limit>")
+            .unwrap_err()
+            .to_string()
+            .contains("appears more than once")
+    );
+    assert!(parse(&dom(
+        "<memory>131072</memory><vcpu>1</vcpu><memtune/><memtune/>"
+    ))
+    .unwrap_err()
+    .to_string()
+    .contains("<memtune>: appears more than once"));
 }
