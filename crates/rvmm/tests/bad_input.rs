@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -636,4 +637,134 @@ fn deep_host_cpu_xml_is_one_error_line() {
              deeper than the limit of 256 levels"
         )
     );
+}
+
+/// The scope a VM named `name` would get under the default parent in the v1 cpu hierarchy
+/// (this host's layout) and in the unified one.
+fn scope_dirs(name: &str) -> [String; 2] {
+    [
+        format!("/sys/fs/cgroup/cpu/rvmm.slice/rvmm-{name}.scope"),
+        format!("/sys/fs/cgroup/rvmm.slice/rvmm-{name}.scope"),
+    ]
+}
+
+#[test]
+fn cgroup_tuning_options_name_the_option_and_the_rule() {
+    const QUOTA_RULE: &str = "a CFS quota is -1 (no limit) or 1000 to 17592186044415 \
+        microseconds; 0 and other negative values are refused";
+    const PERIOD_RULE: &str =
+        "a CFS period is 1000 to 1000000 microseconds (the kernel's cpu.cfs_period_us range)";
+    let cases: [(&[&str], String); 10] = [
+        (
+            &["--cpu-quota", "vcpu_quota=0"],
+            format!("--cpu-quota vcpu_quota: 0 is not a valid quota ({QUOTA_RULE})"),
+        ),
+        (
+            &["--cpu-quota", "period=100000,quota=-5000"],
+            format!("--cpu-quota quota: -5000 is not a valid quota ({QUOTA_RULE})"),
+        ),
+        (
+            &["--cpu-quota", "emulator_quota=-2"],
+            format!("--cpu-quota emulator_quota: -2 is not a valid quota ({QUOTA_RULE})"),
+        ),
+        (
+            &["--cpu-quota", "vcpu_period=999"],
+            format!("--cpu-quota vcpu_period: 999 is out of range ({PERIOD_RULE})"),
+        ),
+        (
+            &["--cpu-quota", "global_period=1000001"],
+            format!("--cpu-quota global_period: 1000001 is out of range ({PERIOD_RULE})"),
+        ),
+        (
+            &["--cpu-quota", "vcpu_qouta=25000"],
+            "--cpu-quota: unknown key 'vcpu_qouta' (expected one of period, quota, \
+             global_period, global_quota, vcpu_period, vcpu_quota, emulator_period, \
+             emulator_quota)"
+                .to_string(),
+        ),
+        (
+            &["--cpu-shares", "1"],
+            "--cpu-shares: 1 is out of range (CPU shares are 2 to 262144 (cgroup v1 cpu.shares, \
+             libvirt's <shares>))"
+                .to_string(),
+        ),
+        (
+            &["-m", "256M", "--memory-limit", "200M"],
+            "--memory-limit: 200M (209715200 bytes) is below the guest RAM of 256M (268435456 \
+             bytes): the limit must be at least guest RAM plus the VMM's 64M overhead, 320M \
+             (335544320 bytes)"
+                .to_string(),
+        ),
+        (
+            &["--cgroup", "off", "--cpu-shares", "2048"],
+            "--cgroup off conflicts with --cpu-shares: without a cgroup of its own the VM's CPU \
+             shares cannot be applied"
+                .to_string(),
+        ),
+        (
+            &["--cgroup-parent", "machine.slice"],
+            "--cgroup-parent: 'machine.slice' is not an absolute path inside the cgroup \
+             hierarchy (e.g. /machine.slice)"
+                .to_string(),
+        ),
+    ];
+    for (i, (options, message)) in cases.iter().enumerate() {
+        let name = format!("rvmm-badcg-{}-{i}", std::process::id());
+        let mut args = vec!["run", "--name", &name, "--append", "mode=halt"];
+        args.extend_from_slice(options);
+        let (code, e) = fails(&args, &[]);
+        assert_eq!(code, 1, "{options:?}");
+        assert_eq!(e, format!("rvmm: {message}"), "{options:?}");
+        for dir in scope_dirs(&name) {
+            assert!(!Path::new(&dir).exists(), "{options:?} left {dir}");
+        }
+    }
+}
+
+#[test]
+fn cgroup_options_and_domain_files() {
+    let dir = tempdir("cgroup-domain");
+    let xml = dir.join("quota.xml");
+    let write = |tune: &str| {
+        std::fs::write(
+            &xml,
+            format!(
+                "<domain type='kvm'><name>q</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>\n\
+                 {tune}\n<os><type arch='x86_64'>hvm</type></os></domain>"
+            ),
+        )
+        .unwrap();
+    };
+    let x = xml.to_str().unwrap();
+    write("<cputune><quota>0</quota></cputune>");
+    assert_eq!(
+        fails(&["run", "--domain", x], &[]).1,
+        format!(
+            "rvmm: --domain {x}:2: <quota>: 0 is not a valid quota (a CFS quota is -1 (no \
+             limit) or 1000 to 17592186044415 microseconds; 0 and other negative values are \
+             refused)"
+        )
+    );
+    write("<memtune><hard_limit unit='MiB'>64</hard_limit></memtune>");
+    assert_eq!(
+        fails(&["run", "--domain", x], &[]).1,
+        format!(
+            "rvmm: --domain {x}:2: <hard_limit unit='MiB'>: 64M (67108864 bytes) is below the \
+             guest RAM of 128M (134217728 bytes): the limit must be at least guest RAM plus the \
+             VMM's 64M overhead, 192M (201326592 bytes)"
+        )
+    );
+    write("<cputune><shares>512</shares></cputune>");
+    assert_eq!(
+        fails(&["run", "--domain", x, "--cgroup", "off"], &[]).1,
+        format!(
+            "rvmm: --cgroup off conflicts with <cputune><shares> of --domain {x}: without a \
+             cgroup of its own the VM's CPU and memory tuning cannot be applied"
+        )
+    );
+    assert_eq!(
+        fails(&["run", "--domain", x, "--cpu-shares", "100"], &[]).1,
+        "rvmm: --cpu-shares conflicts with --domain"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
