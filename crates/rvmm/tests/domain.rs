@@ -190,6 +190,75 @@ fn dry_run_of_a_domain_equals_dry_run_of_its_flags() {
     );
 }
 
+/// The cgroup lines of a dry run.
+fn cgroup_plan(dry_run: &str) -> Vec<&str> {
+    dry_run
+        .lines()
+        .filter(|l| l.starts_with("cgroup"))
+        .collect()
+}
+
+#[test]
+fn dry_run_shows_the_cgroup_plan() {
+    let (out, _) = ok(&strings(&["run", "--dry-run"]));
+    assert_eq!(
+        cgroup_plan(&out),
+        ["cgroup: auto /rvmm.slice/rvmm-pid<PID>.scope"]
+    );
+    let (out, _) = ok(&strings(&["run", "--dry-run", "--cgroup", "off"]));
+    assert_eq!(cgroup_plan(&out), ["cgroup: off"]);
+    assert!(flags_of(&out).ends_with(&strings(&["--cgroup", "off"])));
+    let (out, _) = ok(&strings(&[
+        "run",
+        "--dry-run",
+        "--name",
+        "web",
+        "-m",
+        "256M",
+        "--cpu-shares",
+        "512",
+        "--cpu-quota",
+        "period=100000,quota=200000",
+        "--cpu-quota",
+        "vcpu_quota=25000,emulator_period=10000,emulator_quota=-1",
+        "--memory-limit",
+        "1G",
+        "--cgroup-parent",
+        "/machine.slice",
+    ]));
+    assert_eq!(
+        cgroup_plan(&out),
+        [
+            "cgroup: on /machine.slice/rvmm-web.scope (required by --cpu-shares)",
+            "cgroup.shares: 512 (v2 cpu.weight 50)",
+            "cgroup.global: period=100000 quota=200000",
+            "cgroup.vcpu: period=default quota=25000",
+            "cgroup.emulator: period=10000 quota=unlimited",
+            "cgroup.memory-limit: 1G (1073741824 bytes)",
+        ]
+    );
+    // The flags line spells every setting with its canonical key, and reads back the same.
+    let flags = flags_of(&out);
+    assert!(
+        flags.ends_with(&strings(&[
+            "--cpu-shares",
+            "512",
+            "--cpu-quota",
+            "global_period=100000,global_quota=200000,vcpu_quota=25000,\
+             emulator_period=10000,emulator_quota=-1",
+            "--memory-limit",
+            "1G",
+            "--cgroup-parent",
+            "/machine.slice",
+        ])),
+        "{flags:?}"
+    );
+    let mut again = strings(&["run"]);
+    again.extend(flags);
+    again.push("--dry-run".into());
+    assert_eq!(ok(&again).0, out);
+}
+
 /// What a running acceptance VM looks like from the guest, rvmm and the kernel.
 #[derive(Debug, PartialEq)]
 struct Observed {
