@@ -247,7 +247,7 @@ pub struct RunArgs {
     pub emulator_pin: Option<String>,
     /// CPU weight against other VMs' (libvirt's <shares>): 2-262144, 1024 is the kernel's
     /// default; cgroup v1 cpu.shares, v2 cpu.weight = N×100/1024 (docs/cgroups.md).
-    #[arg(long = "cpu-shares", value_name = "N")]
+    #[arg(long = "cpu-shares", value_name = "N", allow_hyphen_values = true)]
     pub cpu_shares: Option<String>,
     /// CFS bandwidth, KEY=MICROSECONDS[,...] (repeatable): period, quota (the whole VM, also
     /// global_period, global_quota), vcpu_period, vcpu_quota (each vCPU), emulator_period,
@@ -261,7 +261,7 @@ pub struct RunArgs {
     pub cpu_quota: Vec<String>,
     /// Hard memory limit for the whole VM process (libvirt's <memtune><hard_limit>), as -m's
     /// SIZE (a bare number is MiB): at least guest RAM plus 64M for rvmm itself.
-    #[arg(long = "memory-limit", value_name = "SIZE")]
+    #[arg(long = "memory-limit", value_name = "SIZE", allow_hyphen_values = true)]
     pub memory_limit: Option<String>,
     /// Put the VM in a cgroup of its own (PARENT/rvmm-NAME.scope with vcpuN and emulator
     /// children): on, off, or auto (when the host allows; any tuning option makes it

@@ -654,7 +654,19 @@ fn cgroup_tuning_options_name_the_option_and_the_rule() {
         microseconds; 0 and other negative values are refused";
     const PERIOD_RULE: &str =
         "a CFS period is 1000 to 1000000 microseconds (the kernel's cpu.cfs_period_us range)";
-    let cases: [(&[&str], String); 10] = [
+    let cases: [(&[&str], String); 12] = [
+        (
+            &["--cpu-shares", "-5"],
+            "--cpu-shares: '-5' is not a number (CPU shares are 2 to 262144 (cgroup v1 \
+             cpu.shares, libvirt's <shares>))"
+                .to_string(),
+        ),
+        (
+            &["--memory-limit", "-1"],
+            "--memory-limit: '-1' is not a size (expected a number with an optional K, M, G or \
+             T suffix, e.g. 512M or 2G)"
+                .to_string(),
+        ),
         (
             &["--cpu-quota", "vcpu_quota=0"],
             format!("--cpu-quota vcpu_quota: 0 is not a valid quota ({QUOTA_RULE})"),
