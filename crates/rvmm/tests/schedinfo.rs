@@ -50,7 +50,11 @@ fn schedinfo_shows_and_sets_the_vcpu_quota_in_the_group() {
         return;
     }
     let name = format!("sched{}", std::process::id());
-    let vm = BackgroundVm::start("schedinfo", &["--smp", "2", "--name", &name]);
+    // Default options but a name (the group is named after it) and a guest that stays up.
+    let vm = BackgroundVm::start(
+        "schedinfo",
+        &["--smp", "2", "--name", &name, "--append", "mode=halt"],
+    );
     let sock = vm.socket.to_str().unwrap().to_string();
     let group = format!("/sys/fs/cgroup/cpu/rvmm.slice/rvmm-{name}.scope");
     let quota_file = format!("{group}/vcpu0/cpu.cfs_quota_us");
@@ -76,8 +80,8 @@ fn schedinfo_shows_and_sets_the_vcpu_quota_in_the_group() {
         "25000",
         "vcpu_quota applies to each vCPU's group"
     );
-    // By name too, and as JSON with virsh's names.
-    let json: serde_json::Value = serde_json::from_str(&schedinfo_ok(&[&name, "--json"])).unwrap();
+    // As JSON, with virsh's names.
+    let json: serde_json::Value = serde_json::from_str(&schedinfo_ok(&[&sock, "--json"])).unwrap();
     assert_eq!(json["vcpu_quota"], 25_000);
     assert_eq!(json["cpu_shares"], 1024);
 
