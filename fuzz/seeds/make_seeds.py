@@ -68,6 +68,8 @@ qmp = [
     Q + '{"execute":"query-cpu-model-expansion","arguments":{"type":"static","model":{"name":"host"}}}',
     Q + '{"execute":"__org.rvmm_vcpupin","arguments":{"vcpu":1,"cpus":"0-3,^2"}}\n{"execute":"__org.rvmm_vcpupin"}',
     Q + '{"execute":"__org.rvmm_emulatorpin","arguments":{"cpus":"1"}}\n{"execute":"__org.rvmm_vcpuinfo"}',
+    Q + '{"execute":"__org.rvmm_schedinfo"}\n{"execute":"__org.rvmm_schedinfo","arguments":{"set":{"vcpu_quota":25000,"cpu_shares":512}}}',
+    Q + '{"execute":"__org.rvmm_schedinfo","arguments":{"set":{"vcpu_quota":0,"bogus":1}}}\n{"execute":"__org.rvmm_stats"}',
     '{"execute":"query-status"}\n{"execute":"qmp_capabilities","arguments":{"enable":["oob"]}}',
     '{"execute": }\n{"execute": 5}\n{"execute": "nope", "id": ["x", 1]}\n[1,2]\n"str"\n123 true {"exec-oob":"x"}',
     Q + '{\n  "execute": "query-status",\n  "arguments": {"pad": "\\"}]"}\n}\n',

@@ -49,6 +49,22 @@ pub enum Command {
     Top(TopArgs),
     /// Measure a running VM's vCPU use over a window and recommend a vCPU count.
     Advise(AdviseArgs),
+    /// Show or set a running VM's cgroup shares and CPU quotas (virsh schedinfo).
+    Schedinfo(SchedinfoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SchedinfoArgs {
+    #[arg(value_name = "VM", help = VM_HELP)]
+    pub vm: String,
+    /// Change one parameter (virsh's names: cpu_shares, vcpu_period, vcpu_quota,
+    /// emulator_period, emulator_quota, global_period, global_quota; quotas -1 for no
+    /// limit). May repeat; all are checked before any is applied.
+    #[arg(long = "set", value_name = "KEY=VALUE", allow_hyphen_values = true)]
+    pub set: Vec<String>,
+    /// Print the reply as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -40,6 +40,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Stats(args) => crate::cmd_stats::stats(args),
         Command::Top(args) => crate::cmd_top::top(args),
         Command::Advise(args) => crate::cmd_advise::advise(args),
+        Command::Schedinfo(args) => crate::cmd_schedinfo::schedinfo(args),
     }
 }
 

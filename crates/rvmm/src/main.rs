@@ -11,6 +11,7 @@ mod cmd_cpu;
 mod cmd_host;
 mod cmd_perf;
 mod cmd_qmp;
+mod cmd_schedinfo;
 mod cmd_stats;
 mod cmd_top;
 mod cmd_vcpus;
@@ -38,7 +39,8 @@ fn uses_sockets(command: &Command) -> bool {
         | Command::Qmp(_)
         | Command::Stats(_)
         | Command::Top(_)
-        | Command::Advise(_) => true,
+        | Command::Advise(_)
+        | Command::Schedinfo(_) => true,
         Command::Probe(_)
         | Command::Host(_)
         | Command::CpuModels(_)

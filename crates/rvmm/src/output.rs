@@ -9,7 +9,7 @@
 //! must be an error to handle, not the end of rvmm: `rvmm run` (its QMP server writes to
 //! clients that may leave at any time, and a VM must not die with its console reader) and the
 //! QMP client commands (`qmp`, `vcpuinfo`, `vcpupin`, `emulatorpin`, `setvcpus`,
-//! `vcpucount`). For those a closed stdout is reported as one error line (`rvmm: writing to
+//! `vcpucount`, `stats`, `top`, `advise`, `schedinfo`). For those a closed stdout is reported as one error line (`rvmm: writing to
 //! stdout: Broken pipe`), exit 1.
 
 use std::io::Write;

@@ -88,6 +88,8 @@ pub(super) struct FakeVm {
     explicit: BTreeMap<u32, Vec<u32>>,
     main: Vec<u32>,
     slots: CpuSlots,
+    /// The VM's cgroup parameters, as a fresh group has them.
+    sched: SchedInfo,
 }
 
 impl FakeVm {
@@ -116,6 +118,15 @@ impl FakeVm {
             explicit: BTreeMap::new(),
             main: everything,
             slots: CpuSlots::boot(smp.cpus),
+            sched: SchedInfo {
+                cpu_shares: 1024,
+                vcpu_period: 100_000,
+                vcpu_quota: -1,
+                emulator_period: 100_000,
+                emulator_quota: -1,
+                global_period: 100_000,
+                global_quota: -1,
+            },
         }
     }
 
@@ -190,6 +201,7 @@ impl VmView for FakeVm {
             utime: 0,
             stime: 0,
             affinity: cpulist(&self.affinity_of(vcpu.thread_id)),
+            cgroup: None,
         })
     }
     fn configured_pin(&self, _index: u32) -> Option<Vec<u32>> {
@@ -267,14 +279,34 @@ impl VmView for FakeVm {
     }
 
     fn schedinfo(&self) -> Result<SchedInfo, VmError> {
-        Err(VmError::NoCgroup)
+        Ok(self.sched)
     }
 
-    fn set_schedinfo(&mut self, _changes: &[SchedParam]) -> Result<SchedInfo, VmError> {
-        Err(VmError::NoCgroup)
+    fn set_schedinfo(&mut self, changes: &[SchedParam]) -> Result<SchedInfo, VmError> {
+        for change in changes {
+            let s = &mut self.sched;
+            match *change {
+                SchedParam::CpuShares(v) => s.cpu_shares = v,
+                SchedParam::VcpuPeriod(v) => s.vcpu_period = v,
+                SchedParam::VcpuQuota(v) => s.vcpu_quota = v,
+                SchedParam::EmulatorPeriod(v) => s.emulator_period = v,
+                SchedParam::EmulatorQuota(v) => s.emulator_quota = v,
+                SchedParam::GlobalPeriod(v) => s.global_period = v,
+                SchedParam::GlobalQuota(v) => s.global_quota = v,
+            }
+        }
+        Ok(self.sched)
     }
 
-    fn vcpu_cgroup(&self, _index: u32) -> Option<CgroupCpuStat> {
-        None
+    fn vcpu_cgroup(&self, index: u32) -> Option<CgroupCpuStat> {
+        // vCPU 0 has a group with figures, the others none, so both paths run.
+        (index == 0).then_some(CgroupCpuStat {
+            period_us: self.sched.vcpu_period,
+            quota_us: self.sched.vcpu_quota,
+            nr_periods: 10,
+            nr_throttled: 3,
+            throttled_ns: 1_500_000,
+            usage_ns: Some(7_000_000),
+        })
     }
 }

@@ -13,6 +13,11 @@
 //!   `rvmm_vcpu_context_switches_total{kind="voluntary|involuntary"}`,
 //!   `rvmm_vcpu_migrations_total` (where the kernel has it), `rvmm_vcpu_host_cpu` (gauge:
 //!   the host CPU it last ran on), `rvmm_vcpu_halted` (gauge, 1 when halted).
+//! - Per vCPU cgroup (`vcpuN`, when the VM has a cgroup of its own; `cpu.stat` and the CFS
+//!   bandwidth): `rvmm_vcpu_cgroup_throttled_seconds_total` (time held back by the quota),
+//!   `rvmm_vcpu_cgroup_throttled_periods_total` (periods in which it used up its quota),
+//!   `rvmm_vcpu_cgroup_quota_ratio` (gauge: quota / period, the host CPUs' worth the vCPU
+//!   may use; absent when unlimited).
 //! - Per VM: `rvmm_vm_vcpus`, `rvmm_vm_host_cpus`, `rvmm_vm_emulator_threads`,
 //!   `rvmm_vm_emulator_run_seconds_total` (the non-vCPU threads alive now; a QMP client's
 //!   thread ending lowers it, which `rate()` takes as a counter reset).
@@ -39,6 +44,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write;
 
 use super::sample::{StatsReport, ThreadSample};
+use crate::host::vmcgroup::CgroupCpuStat;
 use crate::machine::stats::{KvmStat, StatType, StatUnit, StatValue};
 use crate::vcpu::info::VcpuState;
 
@@ -486,6 +492,35 @@ fn add_thread(families: &mut Families, t: &ThreadSample, labels: &str) {
     );
 }
 
+fn add_cgroup(families: &mut Families, c: &CgroupCpuStat, labels: &str) {
+    families.sample(
+        "rvmm_vcpu_cgroup_throttled_seconds_total",
+        "Time the vCPU's cgroup was held back by its CFS quota (cpu.stat throttled_time / throttled_usec)",
+        Kind::Counter,
+        labels,
+        "",
+        seconds(c.throttled_ns),
+    );
+    families.sample(
+        "rvmm_vcpu_cgroup_throttled_periods_total",
+        "CFS periods in which the vCPU's cgroup used up its quota (cpu.stat nr_throttled)",
+        Kind::Counter,
+        labels,
+        "",
+        c.nr_throttled.to_string(),
+    );
+    if c.quota_us >= 0 && c.period_us > 0 {
+        families.sample(
+            "rvmm_vcpu_cgroup_quota_ratio",
+            "The vCPU cgroup's CFS quota over its period: how many host CPUs' worth of time it may use (absent when unlimited)",
+            Kind::Gauge,
+            labels,
+            "",
+            float(c.quota_us as f64 / c.period_us as f64),
+        );
+    }
+}
+
 /// The report as Prometheus text (exposition format 0.0.4).
 pub fn render(report: &StatsReport) -> String {
     let mut families = Families::default();
@@ -545,6 +580,9 @@ pub fn render(report: &StatsReport) -> String {
             "",
             u8::from(v.state == VcpuState::Halted).to_string(),
         );
+        if let Some(c) = &v.cgroup {
+            add_cgroup(&mut families, c, &labels);
+        }
     }
     for v in &report.vcpus {
         let labels = format!("{vm},vcpu=\"{}\"", v.vcpu);
@@ -595,6 +633,14 @@ mod tests {
                     kvm: example_kvm_stats(1000),
                     guest_node: None,
                     memory_host_nodes: Vec::new(),
+                    cgroup: Some(CgroupCpuStat {
+                        period_us: 100_000,
+                        quota_us: 25_000,
+                        nr_periods: 50,
+                        nr_throttled: 45,
+                        throttled_ns: 3_750_000_000,
+                        usage_ns: None,
+                    }),
                 },
                 VcpuSample {
                     vcpu: 1,
@@ -603,6 +649,11 @@ mod tests {
                     kvm: example_kvm_stats(10),
                     guest_node: None,
                     memory_host_nodes: Vec::new(),
+                    cgroup: Some(CgroupCpuStat {
+                        period_us: 100_000,
+                        quota_us: -1,
+                        ..CgroupCpuStat::default()
+                    }),
                 },
             ],
             emulator: vec![thread(99, 500_000_000), thread(98, 250_000_000)],
@@ -647,6 +698,42 @@ mod tests {
         )));
         assert!(text.contains("# TYPE rvmm_vcpu_host_cpu gauge\n"));
         assert!(text.contains("# TYPE rvmm_vcpu_migrations_total counter\n"));
+    }
+
+    #[test]
+    fn cgroup_throttling_per_vcpu() {
+        let text = render(&report());
+        assert!(text.contains("# TYPE rvmm_vcpu_cgroup_throttled_seconds_total counter\n"));
+        assert!(text.contains("# TYPE rvmm_vcpu_cgroup_throttled_periods_total counter\n"));
+        assert!(text.contains("# TYPE rvmm_vcpu_cgroup_quota_ratio gauge\n"));
+        assert!(text.contains("# HELP rvmm_vcpu_cgroup_quota_ratio "));
+        assert_eq!(
+            lines_of(&text, "rvmm_vcpu_cgroup_throttled_seconds_total"),
+            [
+                format!("rvmm_vcpu_cgroup_throttled_seconds_total{{{VM},vcpu=\"0\"}} 3.75"),
+                format!("rvmm_vcpu_cgroup_throttled_seconds_total{{{VM},vcpu=\"1\"}} 0"),
+            ]
+        );
+        assert_eq!(
+            lines_of(&text, "rvmm_vcpu_cgroup_throttled_periods_total"),
+            [
+                format!("rvmm_vcpu_cgroup_throttled_periods_total{{{VM},vcpu=\"0\"}} 45"),
+                format!("rvmm_vcpu_cgroup_throttled_periods_total{{{VM},vcpu=\"1\"}} 0"),
+            ]
+        );
+        // vCPU 1 has no quota: no ratio.
+        assert_eq!(
+            lines_of(&text, "rvmm_vcpu_cgroup_quota_ratio"),
+            [format!(
+                "rvmm_vcpu_cgroup_quota_ratio{{{VM},vcpu=\"0\"}} 0.25"
+            )]
+        );
+        // Without a cgroup, none of the families.
+        let mut r = report();
+        for v in &mut r.vcpus {
+            v.cgroup = None;
+        }
+        assert!(!render(&r).contains("rvmm_vcpu_cgroup"));
     }
 
     #[test]

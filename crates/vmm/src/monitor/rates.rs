@@ -246,6 +246,7 @@ mod tests {
             ],
             guest_node: None,
             memory_host_nodes: Vec::new(),
+            cgroup: None,
         }
     }
 

@@ -21,10 +21,17 @@
 //! the vCPU as `vcpu.N.kvm.NAME` and of the VM as `kvm.NAME` (raw values as KVM publishes
 //! them, the unit in the name; a histogram's buckets as a comma list), `kvm.error` when
 //! KVM's statistics are missing, and the emulator threads as `emulator.I.*`.
+//!
+//! When the VM has a cgroup of its own, each vCPU's group (`vcpuN`) adds
+//! `vcpu.N.cgroup.period` and `vcpu.N.cgroup.quota` (CFS bandwidth in microseconds, quota -1
+//! when unlimited), `vcpu.N.cgroup.nr_periods` (periods in which the group had runnable
+//! threads), `vcpu.N.cgroup.nr_throttled` (those in which it used up its quota) and
+//! `vcpu.N.cgroup.throttled_time` (nanoseconds held back), as `cpu.stat` counts them.
 
 use std::fmt::Write as _;
 
 use super::sample::{StatsReport, ThreadSample, VcpuSample};
+use crate::host::vmcgroup::CgroupCpuStat;
 use crate::machine::stats::{KvmStat, StatValue};
 use crate::vcpu::info::VcpuState;
 
@@ -79,6 +86,14 @@ fn thread_lines(out: &mut String, prefix: &str, t: &ThreadSample) {
     }
 }
 
+fn cgroup_lines(out: &mut String, prefix: &str, c: &CgroupCpuStat) {
+    let _ = writeln!(out, "  {prefix}cgroup.period={}", c.period_us);
+    let _ = writeln!(out, "  {prefix}cgroup.quota={}", c.quota_us);
+    let _ = writeln!(out, "  {prefix}cgroup.nr_periods={}", c.nr_periods);
+    let _ = writeln!(out, "  {prefix}cgroup.nr_throttled={}", c.nr_throttled);
+    let _ = writeln!(out, "  {prefix}cgroup.throttled_time={}", c.throttled_ns);
+}
+
 fn vcpu_lines(out: &mut String, v: &VcpuSample) {
     let p = format!("vcpu.{}.", v.vcpu);
     let t = &v.thread;
@@ -94,6 +109,9 @@ fn vcpu_lines(out: &mut String, v: &VcpuSample) {
     let _ = writeln!(out, "  {p}delay={}", t.wait_ns);
     let _ = writeln!(out, "  {p}status={}", v.state.as_str());
     thread_lines(out, &p, t);
+    if let Some(c) = &v.cgroup {
+        cgroup_lines(out, &p, c);
+    }
     kvm_lines(out, &format!("{p}kvm."), &v.kvm);
 }
 
@@ -163,6 +181,14 @@ mod tests {
                     kvm: example_kvm_stats(100),
                     guest_node: None,
                     memory_host_nodes: Vec::new(),
+                    cgroup: Some(CgroupCpuStat {
+                        period_us: 100_000,
+                        quota_us: 25_000,
+                        nr_periods: 40,
+                        nr_throttled: 30,
+                        throttled_ns: 2_250_000_000,
+                        usage_ns: Some(1_000_000_000),
+                    }),
                 },
                 VcpuSample {
                     vcpu: 2,
@@ -174,6 +200,7 @@ mod tests {
                     kvm: vec![],
                     guest_node: None,
                     memory_host_nodes: Vec::new(),
+                    cgroup: None,
                 },
             ],
             emulator: vec![thread(100, "rvmm")],
@@ -216,6 +243,11 @@ mod tests {
             "  vcpu.0.switches.voluntary=6",
             "  vcpu.0.switches.involuntary=7",
             "  vcpu.0.migrations=8",
+            "  vcpu.0.cgroup.period=100000",
+            "  vcpu.0.cgroup.quota=25000",
+            "  vcpu.0.cgroup.nr_periods=40",
+            "  vcpu.0.cgroup.nr_throttled=30",
+            "  vcpu.0.cgroup.throttled_time=2250000000",
             "  vcpu.0.kvm.exits=100",
             "  vcpu.0.kvm.io_exits=50",
             "  vcpu.0.kvm.halt_wait_hist=0,1,2",
@@ -232,6 +264,10 @@ mod tests {
         assert!(
             !text.contains("vcpu.2.migrations"),
             "absent figures are left out"
+        );
+        assert!(
+            !text.contains("vcpu.2.cgroup"),
+            "a vCPU without a group has no cgroup lines"
         );
         assert!(text.ends_with("\n\n"), "a blank line ends the domain");
     }

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::host::thread::{self as host_thread, ThreadError};
+use crate::host::vmcgroup::CgroupCpuStat;
 use crate::machine::stats::{value_of, KvmStat, StatUnit};
 use crate::util::cpulist::{cpulist, parse_cpulist};
 use crate::vcpu::info::{ticks_to_ns, VcpuState};
@@ -61,6 +62,10 @@ pub struct VcpuSample {
     /// it is not bound.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub memory_host_nodes: Vec<u32>,
+    /// The vCPU's own cgroup (`vcpuN`): its CFS quota and how often the kernel throttled
+    /// it. Absent when the VM has no cgroup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<CgroupCpuStat>,
 }
 
 /// One thread as the host scheduler sees it. Times are nanoseconds since the thread
@@ -274,6 +279,7 @@ mod tests {
             kvm: stats,
             guest_node: None,
             memory_host_nodes: Vec::new(),
+            cgroup: None,
         };
         assert_eq!(v.halt_poll_ns(), 3500);
     }

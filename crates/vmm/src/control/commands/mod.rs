@@ -31,6 +31,7 @@ pub mod query_stats_schemas;
 pub mod query_status;
 pub mod query_version;
 pub mod quit;
+pub mod schedinfo;
 pub mod stats;
 pub mod stop;
 pub mod system_powerdown;
@@ -62,6 +63,8 @@ pub const CMD_EMULATORPIN: &str = emulatorpin::NAME;
 pub const CMD_VCPUINFO: &str = vcpuinfo::NAME;
 /// KVM statistics and thread figures of the VM and every vCPU (`rvmm stats`).
 pub const CMD_STATS: &str = stats::NAME;
+/// Reads or sets the VM's cgroup shares and CPU quotas (libvirt's `schedinfo`).
+pub const CMD_SCHEDINFO: &str = schedinfo::NAME;
 
 /// One QMP command: its name, its arguments, how it runs and what it returns.
 pub(crate) trait QmpCommand: Sized {
@@ -154,6 +157,7 @@ command_set! {
     Stats(stats::StatsQuery),
     QueryStats(query_stats::QueryStats),
     QueryStatsSchemas(query_stats_schemas::QueryStatsSchemas),
+    SchedInfo(schedinfo::SchedInfoCommand),
 }
 
 fn reply_value<R: Serialize>(reply: &R) -> Result<Value, QmpError> {

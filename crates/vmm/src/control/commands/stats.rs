@@ -68,6 +68,7 @@ impl QmpCommand for StatsQuery {
                 kvm,
                 guest_node,
                 memory_host_nodes,
+                cgroup: vm.vcpu_cgroup(v.index),
             });
         }
         let mut emulator = Vec::new();

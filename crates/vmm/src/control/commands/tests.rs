@@ -431,7 +431,7 @@ fn query_commands_lists_the_command_enum() {
         }
         assert_eq!(parse(name, arguments).unwrap().name(), *name);
     }
-    assert_eq!(names.len(), 22);
+    assert_eq!(names.len(), 23);
 }
 
 #[test]
@@ -623,4 +623,161 @@ fn client_requests_are_what_the_commands_parse() {
         parse(vcpuinfo::NAME, args(info)),
         Ok(Command::VcpuInfo(vcpuinfo::VcpuInfoQuery {}))
     );
+}
+
+#[test]
+fn schedinfo_reports_with_virshs_names() {
+    let mut vm = FakeVm::new("2");
+    assert_eq!(
+        run(&mut vm, CMD_SCHEDINFO, json!({})),
+        Ok(
+            json!({"cpu_shares": 1024, "vcpu_period": 100000, "vcpu_quota": -1,
+                  "emulator_period": 100000, "emulator_quota": -1,
+                  "global_period": 100000, "global_quota": -1})
+        )
+    );
+    vm.sched = None;
+    assert_eq!(
+        run(&mut vm, CMD_SCHEDINFO, json!({})).unwrap_err().desc,
+        "the VM has no cgroup of its own (it was started with --cgroup off, or --cgroup auto \
+         found no writable cpu controller): its scheduler parameters cannot be read or set"
+    );
+}
+
+#[test]
+fn schedinfo_sets_then_reports() {
+    let mut vm = FakeVm::new("2");
+    let after = run(
+        &mut vm,
+        CMD_SCHEDINFO,
+        json!({"set": {"vcpu_quota": 25000, "cpu_shares": 512, "global_period": 50000}}),
+    )
+    .unwrap();
+    let after: schedinfo::SchedInfoReply = serde_json::from_value(after).unwrap();
+    assert_eq!(after.vcpu_quota, 25_000);
+    assert_eq!(after.cpu_shares, 512);
+    assert_eq!(after.global_period, 50_000);
+    assert_eq!(after.emulator_quota, -1, "what was not set stays");
+    let sched = vm.sched.unwrap();
+    assert_eq!(
+        (sched.vcpu_quota, sched.cpu_shares, sched.global_period),
+        (25_000, 512, 50_000)
+    );
+    // Back to no limit.
+    let again = run(&mut vm, CMD_SCHEDINFO, json!({"set": {"vcpu_quota": -1}})).unwrap();
+    assert_eq!(again["vcpu_quota"], -1);
+    // An empty set only reports.
+    assert_eq!(
+        run(&mut vm, CMD_SCHEDINFO, json!({"set": {}})).unwrap()["cpu_shares"],
+        512
+    );
+}
+
+#[test]
+fn schedinfo_checks_every_key_before_changing_anything() {
+    let mut vm = FakeVm::new("2");
+    let before = vm.sched;
+    let desc = |vm: &mut FakeVm, arguments: Value| {
+        let e = run(vm, CMD_SCHEDINFO, arguments).unwrap_err();
+        assert_eq!(e.class, ErrorClass::GenericError);
+        e.desc
+    };
+    // A good change beside a bad one: neither is applied.
+    assert_eq!(
+        desc(
+            &mut vm,
+            json!({"set": {"cpu_shares": 2048, "vcpu_quota": 0}})
+        ),
+        "schedinfo: vcpu_quota=0: a quota must be -1 (no limit) or 1000 to 17592186044415 microseconds"
+    );
+    assert_eq!(
+        desc(
+            &mut vm,
+            json!({"set": {"vcpu_quota": 30000, "vcpu_bogus": 1}})
+        ),
+        "schedinfo: vcpu_bogus=1: unknown parameter (valid: cpu_shares, vcpu_period, vcpu_quota, \
+         emulator_period, emulator_quota, global_period, global_quota)"
+    );
+    assert_eq!(
+        desc(&mut vm, json!({"set": {"emulator_period": 999}})),
+        "schedinfo: emulator_period=999: a period must be 1000 to 1000000 microseconds"
+    );
+    assert_eq!(
+        desc(&mut vm, json!({"set": {"global_quota": -5}})),
+        "schedinfo: global_quota=-5: a quota must be -1 (no limit) or 1000 to 17592186044415 microseconds"
+    );
+    assert_eq!(
+        desc(&mut vm, json!({"set": {"cpu_shares": 1}})),
+        "schedinfo: cpu_shares=1: shares must be 2 to 262144"
+    );
+    assert_eq!(
+        desc(&mut vm, json!({"set": {"cpu_shares": "1024"}})),
+        "Invalid parameter type for 'set.cpu_shares', expected: integer"
+    );
+    assert_eq!(
+        desc(&mut vm, json!({"set": {"cpu_shares": 1.5}})),
+        "Invalid parameter type for 'set.cpu_shares', expected: integer"
+    );
+    assert_eq!(
+        desc(&mut vm, json!({"set": [1]})),
+        "Invalid parameter type for 'set', expected: object"
+    );
+    assert_eq!(
+        desc(&mut vm, json!({"sett": {}})),
+        "Parameter 'sett' is unexpected"
+    );
+    assert_eq!(vm.sched, before, "refused requests change nothing");
+    // The kernel refusing a change is the VM's error, passed on.
+    vm.sched_error = Some("writing vcpu0/cpu.cfs_quota_us: Invalid argument".into());
+    assert_eq!(
+        desc(&mut vm, json!({"set": {"vcpu_quota": 1000}})),
+        "cgroup: writing vcpu0/cpu.cfs_quota_us: Invalid argument"
+    );
+    assert_eq!(vm.sched, before);
+}
+
+#[test]
+fn schedinfo_request_is_what_the_command_parses() {
+    let changes = [
+        crate::config::cputune::SchedParam::VcpuQuota(25_000),
+        crate::config::cputune::SchedParam::CpuShares(100),
+    ];
+    let sent = serde_json::to_value(schedinfo::SchedInfoRequest::setting(&changes)).unwrap();
+    assert_eq!(
+        sent,
+        json!({"set": {"vcpu_quota": 25000, "cpu_shares": 100}})
+    );
+    let Command::SchedInfo(parsed) = parse(schedinfo::NAME, args(sent)).unwrap() else {
+        panic!("not schedinfo");
+    };
+    assert_eq!(parsed.set.len(), 2);
+    assert!(parsed.set.contains(&changes[0]) && parsed.set.contains(&changes[1]));
+}
+
+#[test]
+fn stats_and_vcpuinfo_carry_each_vcpus_cgroup() {
+    let mut vm = FakeVm::new("2,maxcpus=3");
+    let group = crate::host::vmcgroup::CgroupCpuStat {
+        period_us: 100_000,
+        quota_us: 25_000,
+        nr_periods: 40,
+        nr_throttled: 30,
+        throttled_ns: 2_250_000_000,
+        usage_ns: Some(1_000_000_000),
+    };
+    vm.cgroups.insert(1, group);
+    let report: crate::monitor::sample::StatsReport =
+        serde_json::from_value(run(&mut vm, CMD_STATS, json!({})).unwrap()).unwrap();
+    assert_eq!(report.vcpus[0].cgroup, None);
+    assert_eq!(report.vcpus[1].cgroup, Some(group));
+    let info = run(&mut vm, CMD_VCPUINFO, json!({})).unwrap();
+    assert_eq!(info["vcpus"][0].get("cgroup"), None);
+    assert_eq!(info["vcpus"][1]["cgroup"]["throttled-ns"], 2_250_000_000u64);
+    assert_eq!(
+        info["vcpus"][2].get("cgroup"),
+        None,
+        "an offline slot has none"
+    );
+    let report: vcpuinfo::VcpuInfoReport = serde_json::from_value(info).unwrap();
+    assert_eq!(report.vcpus[1].cgroup, Some(group));
 }

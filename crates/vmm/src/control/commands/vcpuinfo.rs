@@ -1,7 +1,8 @@
 //! `__org.rvmm_vcpuinfo` (libvirt's `vcpuinfo`): every vCPU slot up to maxcpus as the
 //! kernel sees its thread (state, last host CPU, CPU time, affinity); slots without a vCPU
-//! are `offline`, with the affinity their vCPU would get. The record and its virsh layout
-//! are `vcpu::info`'s.
+//! are `offline`, with the affinity their vCPU would get; a present vCPU of a VM with a
+//! cgroup of its own also gets its group's quota and throttling. The record and its virsh
+//! layout are `vcpu::info`'s.
 
 use serde::Serialize;
 
@@ -38,7 +39,10 @@ impl QmpCommand for VcpuInfoQuery {
         let mut vcpus = Vec::new();
         for index in 0..vm.topology().max_cpus() {
             let info = match present.iter().find(|v| v.index == index) {
-                Some(&v) => vm.vcpu_info(v)?,
+                Some(&v) => VcpuInfo {
+                    cgroup: vm.vcpu_cgroup(index),
+                    ..vm.vcpu_info(v)?
+                },
                 None => {
                     let affinity = match vm.configured_pin(index) {
                         Some(cpus) => cpus,
@@ -53,6 +57,7 @@ impl QmpCommand for VcpuInfoQuery {
                         utime: 0,
                         stime: 0,
                         affinity: cpulist(&affinity),
+                        cgroup: None,
                     }
                 }
             };

@@ -2,6 +2,9 @@
 //! CPU it last ran on, its CPU time and its affinity, all read from the kernel
 //! (`/proc/PID/task/TID/stat`, `sched_getaffinity`) so they agree with `ps` and `taskset`.
 //! Also the text layouts of `virsh vcpuinfo`, `virsh vcpupin` and `virsh emulatorpin`.
+//! When the VM has a cgroup of its own, each present vCPU also carries its group's CFS
+//! quota and throttling (`cpu.stat`), which `vcpuinfo` shows as `CPU quota:` and
+//! `Throttled:` lines.
 //!
 //! The record travels as JSON in rvmm's QMP `__org.rvmm_vcpuinfo` reply; rendering is pure.
 
@@ -9,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::host::sysfs::parse_mask;
 use crate::host::thread::{self as host_thread, ThreadError};
+use crate::host::vmcgroup::CgroupCpuStat;
 use crate::util::cpulist::cpulist;
 
 /// A vCPU's state as `vcpuinfo` reports it.
@@ -70,6 +74,10 @@ pub struct VcpuInfo {
     pub stime: u64,
     /// The thread's affinity as a kernel CPU list (`0-3,8`).
     pub affinity: String,
+    /// The vCPU's cgroup (`vcpuN`): quota and throttling; absent without a VM cgroup and
+    /// for offline slots.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cgroup: Option<CgroupCpuStat>,
 }
 
 /// Every vCPU slot and how many host CPUs an affinity map spans.
@@ -95,6 +103,7 @@ pub fn read_vcpu(vcpu: u32, tid: i32, paused: bool) -> Result<VcpuInfo, ThreadEr
         utime: stat.utime,
         stime: stat.stime,
         affinity: cpulist(&affinity),
+        cgroup: None,
     })
 }
 
@@ -105,8 +114,28 @@ pub fn affinity_map(cpus: &[u32], width: u32) -> String {
         .collect()
 }
 
+/// A cgroup's quota as `vcpuinfo` shows it: `25000/100000 us (25%)`, or `unlimited`.
+pub fn quota_text(c: &CgroupCpuStat) -> String {
+    if c.quota_us < 0 || c.period_us == 0 {
+        return "unlimited".to_string();
+    }
+    let percent = c.quota_us as f64 * 100.0 / c.period_us as f64;
+    format!("{}/{} us ({percent:.0}%)", c.quota_us, c.period_us)
+}
+
+/// How much a cgroup was throttled: `2.2s in 30 of 40 periods`.
+pub fn throttled_text(c: &CgroupCpuStat) -> String {
+    format!(
+        "{:.1}s in {} of {} periods",
+        c.throttled_ns as f64 / 1e9,
+        c.nr_throttled,
+        c.nr_periods
+    )
+}
+
 /// `virsh vcpuinfo`'s layout (labels padded to 15 columns, a blank line between vCPUs,
-/// CPU time only when non-zero), with rvmm's `Thread ID:` line added last.
+/// CPU time only when non-zero), with rvmm's `Thread ID:` line added, then, for a vCPU
+/// with a cgroup of its own, `CPU quota:` and `Throttled:`.
 pub fn render_vcpuinfo(report: &VcpuInfoReport) -> String {
     let mut out = String::new();
     for (i, v) in report.vcpus.iter().enumerate() {
@@ -141,6 +170,10 @@ pub fn render_vcpuinfo(report: &VcpuInfoReport) -> String {
             "Thread ID:",
             &v.thread_id.map_or("N/A".to_string(), |t| t.to_string()),
         );
+        if let Some(c) = &v.cgroup {
+            line(&mut out, "CPU quota:", &quota_text(c));
+            line(&mut out, "Throttled:", &throttled_text(c));
+        }
     }
     out
 }
@@ -205,6 +238,7 @@ mod tests {
             utime: 0,
             stime: 0,
             affinity: affinity.into(),
+            cgroup: None,
         }
     }
 
@@ -248,6 +282,54 @@ mod tests {
              State:          offline\n\
              CPU Affinity:   yyyyyyyy\n\
              Thread ID:      N/A\n"
+        );
+    }
+
+    #[test]
+    fn vcpuinfo_shows_the_quota_and_throttling() {
+        let limited = CgroupCpuStat {
+            period_us: 100_000,
+            quota_us: 25_000,
+            nr_periods: 40,
+            nr_throttled: 30,
+            throttled_ns: 2_250_000_000,
+            usage_ns: None,
+        };
+        let mut v0 = info(0, VcpuState::Running, Some(1), 0, "0");
+        v0.cgroup = Some(limited);
+        let mut v1 = info(1, VcpuState::Halted, Some(0), 0, "0");
+        v1.cgroup = Some(CgroupCpuStat {
+            quota_us: -1,
+            ..limited
+        });
+        let report = VcpuInfoReport {
+            host_cpus: 2,
+            vcpus: vec![v0, v1],
+        };
+        assert_eq!(
+            render_vcpuinfo(&report),
+            "VCPU:           0\n\
+             CPU:            1\n\
+             State:          running\n\
+             CPU Affinity:   y-\n\
+             Thread ID:      1000\n\
+             CPU quota:      25000/100000 us (25%)\n\
+             Throttled:      2.2s in 30 of 40 periods\n\
+             \n\
+             VCPU:           1\n\
+             CPU:            0\n\
+             State:          halted\n\
+             CPU Affinity:   y-\n\
+             Thread ID:      1001\n\
+             CPU quota:      unlimited\n\
+             Throttled:      2.2s in 30 of 40 periods\n"
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["vcpus"][0]["cgroup"]["quota-us"], 25_000);
+        assert_eq!(json["vcpus"][1]["cgroup"]["nr-throttled"], 30);
+        assert_eq!(
+            serde_json::from_value::<VcpuInfoReport>(json).unwrap(),
+            report
         );
     }
 

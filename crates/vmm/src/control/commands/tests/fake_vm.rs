@@ -47,6 +47,41 @@ pub(super) struct FakeVm {
     pub plug_error: Option<String>,
     /// When set, reading KVM statistics fails with this text (a kernel without them).
     pub stats_error: Option<String>,
+    /// The VM's cgroup parameters; `None`: the VM has no cgroup.
+    pub sched: Option<SchedInfo>,
+    /// When set, the kernel refuses every schedinfo change with this text.
+    pub sched_error: Option<String>,
+    /// Each vCPU group's bandwidth and throttling, by slot.
+    pub cgroups: BTreeMap<u32, CgroupCpuStat>,
+}
+
+/// libvirt's defaults for a fresh group: shares 1024, the kernel's period, no quota.
+pub(super) fn default_sched() -> SchedInfo {
+    SchedInfo {
+        cpu_shares: 1024,
+        vcpu_period: 100_000,
+        vcpu_quota: -1,
+        emulator_period: 100_000,
+        emulator_quota: -1,
+        global_period: 100_000,
+        global_quota: -1,
+    }
+}
+
+/// `changes` applied to `info` in order, as the VM's cgroup would take them.
+pub(super) fn apply_sched(mut info: SchedInfo, changes: &[SchedParam]) -> SchedInfo {
+    for change in changes {
+        match *change {
+            SchedParam::CpuShares(v) => info.cpu_shares = v,
+            SchedParam::VcpuPeriod(v) => info.vcpu_period = v,
+            SchedParam::VcpuQuota(v) => info.vcpu_quota = v,
+            SchedParam::EmulatorPeriod(v) => info.emulator_period = v,
+            SchedParam::EmulatorQuota(v) => info.emulator_quota = v,
+            SchedParam::GlobalPeriod(v) => info.global_period = v,
+            SchedParam::GlobalQuota(v) => info.global_quota = v,
+        }
+    }
+    info
 }
 
 impl FakeVm {
@@ -87,6 +122,9 @@ impl FakeVm {
             ejected: Vec::new(),
             plug_error: None,
             stats_error: None,
+            sched: Some(default_sched()),
+            sched_error: None,
+            cgroups: BTreeMap::new(),
         }
     }
 }
@@ -168,6 +206,7 @@ impl VmView for FakeVm {
             utime: 0,
             stime: 0,
             affinity: cpulist(&self.affinity[&vcpu.thread_id]),
+            cgroup: None,
         })
     }
     fn configured_pin(&self, index: u32) -> Option<Vec<u32>> {
@@ -256,14 +295,20 @@ impl VmView for FakeVm {
     }
 
     fn schedinfo(&self) -> Result<SchedInfo, VmError> {
-        Err(VmError::NoCgroup)
+        self.sched.ok_or(VmError::NoCgroup)
     }
 
-    fn set_schedinfo(&mut self, _changes: &[SchedParam]) -> Result<SchedInfo, VmError> {
-        Err(VmError::NoCgroup)
+    fn set_schedinfo(&mut self, changes: &[SchedParam]) -> Result<SchedInfo, VmError> {
+        let info = self.sched.ok_or(VmError::NoCgroup)?;
+        if let Some(e) = &self.sched_error {
+            return Err(VmError::Cgroup(e.clone()));
+        }
+        let after = apply_sched(info, changes);
+        self.sched = Some(after);
+        Ok(after)
     }
 
-    fn vcpu_cgroup(&self, _index: u32) -> Option<CgroupCpuStat> {
-        None
+    fn vcpu_cgroup(&self, index: u32) -> Option<CgroupCpuStat> {
+        self.cgroups.get(&index).copied()
     }
 }
