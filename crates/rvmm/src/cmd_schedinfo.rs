@@ -65,8 +65,8 @@ mod tests {
             sets(&["cpu_shares=512", "vcpu_quota=0"])
                 .unwrap_err()
                 .to_string(),
-            "schedinfo: --set vcpu_quota=0: a quota must be -1 (no limit) or 1000 to \
-             17592186044415 microseconds"
+            "schedinfo: --set vcpu_quota: 0 is not a valid quota (a CFS quota is -1 (no limit) \
+             or 1000 to 17592186044415 microseconds; 0 and other negative values are refused)"
         );
         assert_eq!(
             sets(&["vcpu_quota"]).unwrap_err().to_string(),
@@ -74,13 +74,13 @@ mod tests {
         );
         assert_eq!(
             sets(&["iothread_quota=-1"]).unwrap_err().to_string(),
-            "schedinfo: --set iothread_quota=-1: unknown parameter (valid: cpu_shares, \
-             vcpu_period, vcpu_quota, emulator_period, emulator_quota, global_period, \
-             global_quota)"
+            "schedinfo: --set iothread_quota: rvmm has no iothreads (its I/O runs in the \
+             emulator threads: use emulator_period/emulator_quota)"
         );
         assert_eq!(
             sets(&["vcpu_period=fast"]).unwrap_err().to_string(),
-            "schedinfo: --set vcpu_period=fast: not an integer"
+            "schedinfo: --set vcpu_period: 'fast' is not a number (a CFS period is 1000 to 1000000 \
+             microseconds (the kernel's cpu.cfs_period_us range))"
         );
     }
 }

@@ -11,13 +11,10 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use thiserror::Error;
 
 use super::{ClientRequest, QmpCommand};
-use crate::config::cputune::{
-    SchedInfo, SchedParam, PERIOD_MAX_US, PERIOD_MIN_US, QUOTA_MAX_US, QUOTA_MIN_US, SHARES_MAX,
-    SHARES_MIN,
-};
+pub use crate::config::cputune::parse_sched_param;
+use crate::config::cputune::{SchedInfo, SchedParam};
 use crate::control::args::{Args, Presence};
 use crate::control::error::QmpError;
 use crate::control::view::VmView;
@@ -34,68 +31,6 @@ pub const KEYS: [&str; 7] = [
     "global_period",
     "global_quota",
 ];
-
-/// A `KEY=VALUE` the kernel would refuse, or a key virsh does not know.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum SchedParamError {
-    #[error("{key}={value}: unknown parameter (valid: {})", KEYS.join(", "))]
-    UnknownKey { key: String, value: String },
-    #[error("{key}={value}: not an integer")]
-    NotInteger { key: String, value: String },
-    #[error("{key}={value}: shares must be {SHARES_MIN} to {SHARES_MAX}")]
-    Shares { key: String, value: String },
-    #[error("{key}={value}: a period must be {PERIOD_MIN_US} to {PERIOD_MAX_US} microseconds")]
-    Period { key: String, value: String },
-    #[error("{key}={value}: a quota must be -1 (no limit) or {QUOTA_MIN_US} to {QUOTA_MAX_US} microseconds")]
-    Quota { key: String, value: String },
-}
-
-// replaced by config::cputune::parse_sched_param at merge
-/// One virsh schedinfo parameter from its name and its value as text, range-checked.
-pub fn parse_sched_param(key: &str, value: &str) -> Result<SchedParam, SchedParamError> {
-    let owned = || (key.to_string(), value.to_string());
-    if !KEYS.contains(&key) {
-        let (key, value) = owned();
-        return Err(SchedParamError::UnknownKey { key, value });
-    }
-    let number: i128 = value.trim().parse().map_err(|_| {
-        let (key, value) = owned();
-        SchedParamError::NotInteger { key, value }
-    })?;
-    let unsigned = |min: u64, max: u64| {
-        u64::try_from(number)
-            .ok()
-            .filter(|n| (min..=max).contains(n))
-    };
-    let quota = || {
-        i64::try_from(number)
-            .ok()
-            .filter(|&n| n == -1 || (QUOTA_MIN_US..=QUOTA_MAX_US).contains(&n))
-    };
-    let period = || unsigned(PERIOD_MIN_US, PERIOD_MAX_US);
-    let bad_period = || {
-        let (key, value) = owned();
-        SchedParamError::Period { key, value }
-    };
-    let bad_quota = || {
-        let (key, value) = owned();
-        SchedParamError::Quota { key, value }
-    };
-    Ok(match key {
-        "cpu_shares" => {
-            SchedParam::CpuShares(unsigned(SHARES_MIN, SHARES_MAX).ok_or_else(|| {
-                let (key, value) = owned();
-                SchedParamError::Shares { key, value }
-            })?)
-        }
-        "vcpu_period" => SchedParam::VcpuPeriod(period().ok_or_else(bad_period)?),
-        "emulator_period" => SchedParam::EmulatorPeriod(period().ok_or_else(bad_period)?),
-        "global_period" => SchedParam::GlobalPeriod(period().ok_or_else(bad_period)?),
-        "vcpu_quota" => SchedParam::VcpuQuota(quota().ok_or_else(bad_quota)?),
-        "emulator_quota" => SchedParam::EmulatorQuota(quota().ok_or_else(bad_quota)?),
-        _ => SchedParam::GlobalQuota(quota().ok_or_else(bad_quota)?),
-    })
-}
 
 /// A parameter's virsh name and value.
 pub fn param_entry(p: SchedParam) -> (&'static str, i64) {
@@ -243,74 +178,6 @@ mod tests {
 
     fn bad(key: &str, value: &str) -> String {
         parse_sched_param(key, value).unwrap_err().to_string()
-    }
-
-    #[test]
-    fn names_and_kernel_ranges() {
-        assert_eq!(
-            parse_sched_param("cpu_shares", "2"),
-            Ok(SchedParam::CpuShares(2))
-        );
-        assert_eq!(
-            parse_sched_param("cpu_shares", "262144"),
-            Ok(SchedParam::CpuShares(262_144))
-        );
-        assert_eq!(
-            parse_sched_param("vcpu_period", "1000"),
-            Ok(SchedParam::VcpuPeriod(1000))
-        );
-        assert_eq!(
-            parse_sched_param("global_period", "1000000"),
-            Ok(SchedParam::GlobalPeriod(1_000_000))
-        );
-        assert_eq!(
-            parse_sched_param("emulator_period", "5000"),
-            Ok(SchedParam::EmulatorPeriod(5000))
-        );
-        assert_eq!(
-            parse_sched_param("vcpu_quota", "-1"),
-            Ok(SchedParam::VcpuQuota(-1))
-        );
-        assert_eq!(
-            parse_sched_param("emulator_quota", "17592186044415"),
-            Ok(SchedParam::EmulatorQuota(17_592_186_044_415))
-        );
-        assert_eq!(
-            parse_sched_param("global_quota", "1000"),
-            Ok(SchedParam::GlobalQuota(1000))
-        );
-        assert_eq!(
-            bad("cpu_shares", "1"),
-            "cpu_shares=1: shares must be 2 to 262144"
-        );
-        assert_eq!(
-            bad("cpu_shares", "262145"),
-            "cpu_shares=262145: shares must be 2 to 262144"
-        );
-        assert_eq!(
-            bad("vcpu_period", "999"),
-            "vcpu_period=999: a period must be 1000 to 1000000 microseconds"
-        );
-        assert_eq!(
-            bad("global_period", "1000001"),
-            "global_period=1000001: a period must be 1000 to 1000000 microseconds"
-        );
-        let quota = ": a quota must be -1 (no limit) or 1000 to 17592186044415 microseconds";
-        for v in [
-            "0",
-            "-2",
-            "999",
-            "17592186044416",
-            "-99999999999999999999999",
-        ] {
-            assert_eq!(bad("vcpu_quota", v), format!("vcpu_quota={v}{quota}"));
-        }
-        assert_eq!(bad("vcpu_quota", "x"), "vcpu_quota=x: not an integer");
-        assert_eq!(
-            bad("iothread_quota", "-1"),
-            "iothread_quota=-1: unknown parameter (valid: cpu_shares, vcpu_period, vcpu_quota, \
-             emulator_period, emulator_quota, global_period, global_quota)"
-        );
     }
 
     #[test]
