@@ -35,6 +35,7 @@ use crate::control::{Command, QmpError, QmpServer};
 use crate::cpu::topology::CpuTopology;
 use crate::devices::cpu_hotplug::{CpuHotplug, CpuHotplugError};
 use crate::devices::GuestEvent;
+use crate::host::cpus::CpusetSource;
 use crate::host::thread::{self as host_thread, ThreadError};
 use crate::host::vmcgroup::{CgroupCpuStat, CgroupError, Group};
 use crate::host::Host;
@@ -399,7 +400,14 @@ impl VmView for Controller<'_> {
 
     fn check_host_cpus(&self, what: &str, cpus: &[u32]) -> Result<Vec<String>, VmError> {
         let host = Host::real();
-        Ok(check_cpus(what, cpus, host.cpus()?)?)
+        let mut host_cpus = host.cpus()?.clone();
+        // In its own cgroup the process's cpuset is a pin (emulator's, vcpuN's): the CPUs
+        // the VM may use are its scope's.
+        if let Some((file, allowed)) = self.vmm.cgroup.as_ref().and_then(|cg| cg.scope_cpus()) {
+            host_cpus.allowed = allowed;
+            host_cpus.allowed_source = CpusetSource::Cgroup(file);
+        }
+        Ok(check_cpus(what, cpus, &host_cpus)?)
     }
 
     fn host_cpu_count(&self) -> Result<u32, VmError> {

@@ -631,6 +631,23 @@ impl VmCgroup {
         v
     }
 
+    /// The CPUs the VM's groups may be given (the scope's effective cpuset, which is its
+    /// parent's) with the file they were read from; `None` without a cpuset controller.
+    pub fn scope_cpus(&self) -> Option<(PathBuf, Vec<u32>)> {
+        let h = self.hierarchies.iter().find(|h| h.cpuset)?;
+        let scope = self.dir(h, Group::Scope);
+        let files: &[&str] = if h.v2 {
+            &["cpuset.cpus.effective"]
+        } else {
+            &["cpuset.effective_cpus", "cpuset.cpus"]
+        };
+        files.iter().find_map(|f| {
+            let file = scope.join(f);
+            let cpus = super::sysfs::parse_mask(&std::fs::read_to_string(&file).ok()?).ok()?;
+            (!cpus.is_empty()).then_some((file, cpus))
+        })
+    }
+
     /// Sets `vcpuN`'s cpuset.cpus (no-op without a cpuset controller).
     pub fn set_vcpu_cpus(&self, index: u32, cpus: &[u32]) -> Result<(), CgroupError> {
         self.set_cpus(Group::Vcpu(index), cpus)
