@@ -281,3 +281,23 @@ fn empty_pid_scopes_of_dead_processes_are_swept() {
     );
     assert_gone(&stale);
 }
+
+/// A build that fails after the group was made (the kernel is opened after it) leaves
+/// nothing behind.
+#[test]
+fn a_failed_start_leaves_no_group() {
+    if !usable("a_failed_start_leaves_no_group") {
+        return;
+    }
+    let name = format!("cgl-fail-{}", std::process::id());
+    let mut cmd = rvmm();
+    cmd.args(["run", "--name", &name, "--kernel", "/nonexistent/bzImage"]);
+    let out = run_with_timeout(cmd, Duration::from_secs(30));
+    let (code, stderr) = common::failed_cleanly(&out, "a missing --kernel");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("--kernel: cannot open /nonexistent/bzImage"),
+        "{stderr}"
+    );
+    assert_gone(&format!("rvmm-{name}.scope"));
+}
