@@ -324,3 +324,41 @@ fn real_groups_left_behind_are_swept_or_refused() {
     drop(cg2);
     assert!(dirs.iter().all(|d| !d.exists()));
 }
+
+#[test]
+fn real_memory_limit_is_set_at_the_scope_only() {
+    if !real_host() {
+        return;
+    }
+    let name = format!("mem-{}", std::process::id());
+    let spec = CgroupSpec {
+        name: Some(&name),
+        memory_limit: Some(512 << 20),
+        ..Default::default()
+    };
+    let (cg, _) = VmCgroup::create(&HostFs::real(), &spec).unwrap();
+    let h = cg
+        .hierarchies
+        .iter()
+        .find(|h| h.memory)
+        .expect("a memory hierarchy");
+    let scope = cg.dir(h, Group::Scope);
+    let file = if h.v2 {
+        "memory.max"
+    } else {
+        "memory.limit_in_bytes"
+    };
+    assert_eq!(
+        std::fs::read_to_string(scope.join(file)).unwrap().trim(),
+        (512u64 << 20).to_string()
+    );
+    if !h.threaded() {
+        assert!(
+            !scope.join("emulator").exists(),
+            "children in the memory hierarchy"
+        );
+    }
+    let dirs = cg.dirs(Group::Scope);
+    drop(cg);
+    assert!(dirs.iter().all(|d| !d.exists()), "{dirs:?}");
+}
