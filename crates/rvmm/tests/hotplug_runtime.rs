@@ -347,6 +347,7 @@ fn an_ejected_vcpu_parks_and_a_replug_runs_it_again() {
         control: control.clone(),
         ram: ram.clone(),
         boot_msrs: Arc::from(vmm::cpu::msr::boot_msrs(&host.msr_index_list)),
+        cgroup: None,
     };
     let mut handles = vec![spawn(1, fd, shared, None).unwrap()];
     let h = &handles[0];

@@ -190,6 +190,14 @@ impl BackgroundVm {
 impl Drop for BackgroundVm {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            // SIGTERM first, so that rvmm ends as it should (removing its cgroup); SIGKILL
+            // if it has not within 2 s.
+            // SAFETY: kill with a valid signal on our own child, not yet reaped.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let start = Instant::now();
+            while matches!(c.try_wait(), Ok(None)) && start.elapsed() < Duration::from_secs(2) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }

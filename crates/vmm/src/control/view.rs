@@ -65,11 +65,9 @@ pub(crate) enum VmError {
     #[error("acpi: device unplug request for not supported device type: {type_name}")]
     UnplugUnsupported { type_name: String },
     /// The VM runs in the cgroup it was started in.
-    #[allow(dead_code)] // issue 14: schedinfo, landing in the next commits
     #[error("the VM has no cgroup of its own (it was started with --cgroup off, or --cgroup auto found no writable cpu controller): its scheduler parameters cannot be read or set")]
     NoCgroup,
     /// Reading or writing the VM's cgroup failed.
-    #[allow(dead_code)] // issue 14: schedinfo, landing in the next commits
     #[error("cgroup: {0}")]
     Cgroup(String),
 }

@@ -102,6 +102,11 @@ const MAIN: &[i64] = &[
     libc::SYS_faccessat2,
     libc::SYS_unlink,
     libc::SYS_unlinkat,
+    // The VM's cgroup: a hot-plugged vCPU's group is made, the groups are removed at the
+    // end.
+    libc::SYS_mkdir,
+    libc::SYS_mkdirat,
+    libc::SYS_rmdir,
     libc::SYS_pread64,
     libc::SYS_pwrite64,
     // Pinning (vcpupin, emulatorpin) and thread placement.

@@ -35,8 +35,9 @@ use crate::control::{Command, QmpError, QmpServer};
 use crate::cpu::topology::CpuTopology;
 use crate::devices::cpu_hotplug::{CpuHotplug, CpuHotplugError};
 use crate::devices::GuestEvent;
+use crate::host::cpus::CpusetSource;
 use crate::host::thread::{self as host_thread, ThreadError};
-use crate::host::vmcgroup::CgroupCpuStat;
+use crate::host::vmcgroup::{CgroupCpuStat, CgroupError, Group};
 use crate::host::Host;
 use crate::machine::stats::{KvmStat, StatsError, StatsFd};
 use crate::memory::layout::GPE_CPU_HOTPLUG_BIT;
@@ -176,11 +177,16 @@ impl<'a> Controller<'a> {
             .for_vcpu(index)
             .map(<[u32]>::to_vec)
             .or_else(|| self.vcpu_affinity.clone());
+        if let Some(cg) = &self.vmm.cgroup {
+            cg.prepare_vcpu(index, self.vmm.config.pinning.for_vcpu(index))
+                .map_err(cgroup_error)?;
+        }
         let shared = VcpuShared {
             bus: self.vmm.bus.clone(),
             control: self.control.clone(),
             ram: self.vmm.ram.clone(),
             boot_msrs: self.vmm.boot_msrs.clone(),
+            cgroup: self.vmm.cgroup.clone(),
         };
         let handle = spawn(index, fd, shared, pin).map_err(|source| VmError::SpawnVcpu {
             vcpu: index,
@@ -394,7 +400,14 @@ impl VmView for Controller<'_> {
 
     fn check_host_cpus(&self, what: &str, cpus: &[u32]) -> Result<Vec<String>, VmError> {
         let host = Host::real();
-        Ok(check_cpus(what, cpus, host.cpus()?)?)
+        let mut host_cpus = host.cpus()?.clone();
+        // In its own cgroup the process's cpuset is a pin (emulator's, vcpuN's): the CPUs
+        // the VM may use are its scope's.
+        if let Some((file, allowed)) = self.vmm.cgroup.as_ref().and_then(|cg| cg.scope_cpus()) {
+            host_cpus.allowed = allowed;
+            host_cpus.allowed_source = CpusetSource::Cgroup(file);
+        }
+        Ok(check_cpus(what, cpus, &host_cpus)?)
     }
 
     fn host_cpu_count(&self) -> Result<u32, VmError> {
@@ -412,6 +425,10 @@ impl VmView for Controller<'_> {
 
     fn pin_vcpu(&mut self, vcpu: VcpuThread, cpus: &[u32]) -> Result<(), VmError> {
         check_alive(&self.handles, vcpu.index)?;
+        // v1 cpuset bounds the affinity: the group's CPUs first.
+        if let Some(cg) = &self.vmm.cgroup {
+            cg.set_vcpu_cpus(vcpu.index, cpus).map_err(cgroup_error)?;
+        }
         host_thread::set_affinity(vcpu.thread_id, cpus)?;
         self.pinned.insert(vcpu.index, cpus.to_vec());
         Ok(())
@@ -437,6 +454,9 @@ impl VmView for Controller<'_> {
     }
 
     fn pin_emulator(&mut self, cpus: &[u32]) -> Result<(), VmError> {
+        if let Some(cg) = &self.vmm.cgroup {
+            cg.set_emulator_cpus(cpus).map_err(cgroup_error)?;
+        }
         Ok(pin_emulator_threads(&self.handles, cpus)?)
     }
 
@@ -486,18 +506,25 @@ impl VmView for Controller<'_> {
             .collect()
     }
 
-    // Issue 14 in progress: the VM's cgroup is created in a later commit.
     fn schedinfo(&self) -> Result<SchedInfo, VmError> {
-        Err(VmError::NoCgroup)
+        let cg = self.vmm.cgroup.as_ref().ok_or(VmError::NoCgroup)?;
+        cg.schedinfo().map_err(cgroup_error)
     }
 
-    fn set_schedinfo(&mut self, _changes: &[SchedParam]) -> Result<SchedInfo, VmError> {
-        Err(VmError::NoCgroup)
+    fn set_schedinfo(&mut self, changes: &[SchedParam]) -> Result<SchedInfo, VmError> {
+        let cg = self.vmm.cgroup.as_ref().ok_or(VmError::NoCgroup)?;
+        cg.set(changes).map_err(cgroup_error)?;
+        cg.schedinfo().map_err(cgroup_error)
     }
 
-    fn vcpu_cgroup(&self, _index: u32) -> Option<CgroupCpuStat> {
-        None
+    fn vcpu_cgroup(&self, index: u32) -> Option<CgroupCpuStat> {
+        self.vmm.cgroup.as_ref()?.cpu_stat(Group::Vcpu(index)).ok()
     }
+}
+
+/// A cgroup error as a command's (its text starts with "cgroup:" or names the option).
+fn cgroup_error(e: CgroupError) -> VmError {
+    VmError::Cgroup(e.to_string().trim_start_matches("cgroup: ").to_string())
 }
 
 /// Refuses to act on (or read) the thread of a vCPU that has exited: its thread id is stale (the

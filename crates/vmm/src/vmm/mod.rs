@@ -2,7 +2,8 @@
 //!
 //! `Vmm::build` is the boot recipe, one named step per line: host limits → guest memory →
 //! VM (memory slots, in-kernel irqchip and PIT) → devices → firmware tables and kernel →
-//! vCPUs. Each step's mechanics live where they belong (`limits` here, `memory`,
+//! vCPUs, with the VM's cgroup made and joined before guest memory (a memory limit charges
+//! only pages touched after the process joined). Each step's mechanics live where they belong (`limits` here, `memory`,
 //! `machine`, `devices`, `boot`), and nothing is made that cannot be cleaned up: an error at
 //! any step drops what was made before it. `Vmm::run` (`run`, `event_loop`) starts the
 //! vCPU threads, runs the emulator thread's event loop and returns how the VM ended.
@@ -23,6 +24,7 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::boot::acpi::{self, qemu_memory_affinity, AcpiCpu, AcpiPlatform};
 use crate::boot::image::ImageSource;
 use crate::boot::{self, BootEntry, BootError, BootImage};
+use crate::config::cputune::CgroupSwitch;
 use crate::config::machine::Switch;
 use crate::config::{BootSource, ConfigError, GuestNuma, VmConfig};
 use crate::control;
@@ -32,7 +34,8 @@ use crate::devices::cpu_hotplug::CpuHotplug;
 use crate::devices::serial::{com1, SerialOutput};
 use crate::devices::Bus;
 use crate::host::thread::ThreadError;
-use crate::host::{Host, KvmError, KvmHost};
+use crate::host::vmcgroup::{self, CgroupError, CgroupSpec, VmCgroup};
+use crate::host::{Host, HostFs, KvmError, KvmHost};
 use crate::machine::vcpu::{self, VcpuSetup};
 use crate::machine::{IrqLine, MachineError, MachineOptions, RamSlot, Vm};
 use crate::memory::backing::{self, BackingError, BackingPlan};
@@ -86,6 +89,9 @@ pub enum VmmError {
     Qmp(#[from] control::ServerError),
     #[error(transparent)]
     Metrics(#[from] control::MetricsError),
+    /// The VM's cgroup (`--cgroup on` or a tuning option) could not be made or joined.
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
 }
 
 /// How to build: where the guest's serial output goes.
@@ -126,6 +132,20 @@ pub struct Vmm {
     pub cpu_tables: VmCpuTables,
     /// The guest NUMA layout (empty without `--numa`) with each node's host binding.
     pub numa: GuestNuma,
+    /// The VM's own cgroup (`host::vmcgroup`), `None` with `--cgroup off` or when `auto`
+    /// found none to make. Removed when the Vmm is dropped (also if a vCPU thread that
+    /// would not stop still holds it).
+    cgroup: Option<Arc<VmCgroup>>,
+}
+
+impl Drop for Vmm {
+    fn drop(&mut self) {
+        if let Some(cg) = &self.cgroup {
+            if let Err(e) = cg.remove() {
+                eprintln!("rvmm: warning: {e}");
+            }
+        }
+    }
 }
 
 /// The built-in probe guest's image.
@@ -150,6 +170,10 @@ impl Vmm {
             &backing_plan,
             host_facts.memory(),
         )?);
+
+        // The VM's cgroup, joined before guest memory is touched; an error from here on
+        // drops it, which removes it.
+        let cgroup = vm_cgroup(&config, &numa, &mut warnings)?;
 
         // Guest memory, then the VM with it.
         let (ram, map_warnings) = GuestRam::with_backing(&backing_plan, &mut prealloc_progress)?;
@@ -177,7 +201,13 @@ impl Vmm {
             boot_entry,
             cpu_tables,
             numa,
+            cgroup,
         })
+    }
+
+    /// The VM's cgroup, when it has one.
+    pub fn cgroup(&self) -> Option<&Arc<VmCgroup>> {
+        self.cgroup.as_ref()
     }
 
     /// Runs the VM until it ends; see [`RunOptions`].
@@ -196,6 +226,62 @@ fn cpu_tables(
     let tables = crate::vcpu::cpuid::tables_for(config, &host.cpu_support, &host.identity)?;
     warnings.extend(tables.plan.warnings.iter().cloned());
     Ok(tables)
+}
+
+/// The VM's cgroup per `--cgroup`: made and joined (`host::vmcgroup`) unless `off`; under
+/// `auto` without a tuning option only where the host lets rvmm (root, a writable cpu
+/// controller), and a failure is a warning (the VM runs in the cgroup it started in);
+/// otherwise a failure is an error. cpuset.mems are the host nodes guest NUMA nodes are
+/// bound to (`--numa ... host-nodes`), else the parent's.
+fn vm_cgroup(
+    config: &VmConfig,
+    numa: &GuestNuma,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Arc<VmCgroup>>, VmmError> {
+    let cg = &config.cgroup;
+    if cg.switch == CgroupSwitch::Off {
+        return Ok(None);
+    }
+    let required = cg.switch == CgroupSwitch::On
+        || cg.parent.is_some()
+        || config.cputune.is_set()
+        || config.memtune.hard_limit.is_some();
+    let fs = HostFs::real();
+    if !required && !vmcgroup::host_allows(&fs, cg.parent.as_deref()) {
+        return Ok(None);
+    }
+    let mut mems: Vec<u32> = numa
+        .nodes
+        .iter()
+        .filter_map(|n| n.host.as_ref())
+        .flat_map(|h| h.nodes.iter().copied())
+        .collect();
+    mems.sort_unstable();
+    mems.dedup();
+    let spec = CgroupSpec {
+        name: config.name.as_deref(),
+        parent: cg.parent.as_deref(),
+        cputune: config.cputune.clone(),
+        memory_limit: config.memtune.hard_limit,
+        mems: (!mems.is_empty()).then_some(mems),
+    };
+    let made = VmCgroup::create(&fs, &spec).and_then(|(group, found)| {
+        group.enter()?;
+        Ok((group, found))
+    });
+    match made {
+        Ok((group, found)) => {
+            warnings.extend(found);
+            Ok(Some(Arc::new(group)))
+        }
+        Err(e) if !required => {
+            warnings.push(format!(
+                "{e}; the VM runs without a cgroup of its own (--cgroup auto)"
+            ));
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Guest NUMA and how the host backs guest RAM (pools, KSM, THP, host nodes).

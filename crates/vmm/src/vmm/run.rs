@@ -198,11 +198,21 @@ fn start_vcpus(vmm: &mut Vmm, control: &Arc<VmControl>) -> Result<Vec<VcpuHandle
             .iter()
             .find(|p| p.vcpu == index as u32)
             .map(|p| p.cpus.clone());
+        // Its group's cpuset is its pin, --cpuset included.
+        if let Some(cg) = &vmm.cgroup {
+            let cpus = vmm.config.pinning.for_vcpu(index as u32);
+            if let Err(e) = cg.prepare_vcpu(index as u32, cpus) {
+                control.finish(VmOutcome::Quit);
+                stop_all(&mut handles);
+                return Err(e.into());
+            }
+        }
         let shared = VcpuShared {
             bus: vmm.bus.clone(),
             control: control.clone(),
             ram: vmm.ram.clone(),
             boot_msrs: boot_msrs.clone(),
+            cgroup: vmm.cgroup.clone(),
         };
         match spawn(index as u32, vcpu, shared, pin) {
             Ok(h) => handles.push(h),
@@ -214,10 +224,15 @@ fn start_vcpus(vmm: &mut Vmm, control: &Arc<VmControl>) -> Result<Vec<VcpuHandle
         }
     }
     if let Some(cpus) = &vmm.config.pinning.emulator {
-        if let Err(e) = pin_emulator_threads(&handles, cpus) {
+        // The group's cpuset first: v1 cpuset bounds the affinity.
+        let grouped = match &vmm.cgroup {
+            Some(cg) => cg.set_emulator_cpus(cpus).map_err(VmmError::from),
+            None => Ok(()),
+        };
+        if let Err(e) = grouped.and_then(|()| Ok(pin_emulator_threads(&handles, cpus)?)) {
             control.finish(VmOutcome::Quit);
             stop_all(&mut handles);
-            return Err(e.into());
+            return Err(e);
         }
     }
     Ok(handles)

@@ -44,6 +44,7 @@ use super::configure::set_msrs;
 use super::dump::format_registers;
 use super::exit::{handle_exit, ExitAction, VcpuFault};
 use crate::devices::{Bus, GuestEvent};
+use crate::host::vmcgroup::VmCgroup;
 use crate::machine::{kvm_call, MachineError};
 use crate::memory::GuestRam;
 
@@ -509,6 +510,12 @@ pub enum SpawnError {
     },
     #[error("vCPU {vcpu}: the thread ended before starting")]
     Vanished { vcpu: u32 },
+    /// The thread could not join its cgroup.
+    #[error("vCPU {vcpu}: {source}")]
+    Cgroup {
+        vcpu: u32,
+        source: crate::host::vmcgroup::CgroupError,
+    },
 }
 
 /// What a vCPU thread runs with, besides its vCPU: shared with the VMM and every other
@@ -521,10 +528,14 @@ pub struct VcpuShared {
     /// The boot MSRs, set again when a replugged vCPU is reset (as QEMU's CPU reset puts
     /// them back).
     pub boot_msrs: Arc<[(u32, u64)]>,
+    /// The VM's cgroup, whose `vcpuN` (made already) the thread joins first thing, before
+    /// its pin (v1 cpuset limits the affinity a thread may take); dropped once joined.
+    pub cgroup: Option<Arc<VmCgroup>>,
 }
 
-/// Spawns the thread for vCPU `index`, named as QEMU names them (`CPU N/KVM`). With `pin`,
-/// the thread sets its own affinity before its first KVM_RUN. Returns once the thread has
+/// Spawns the thread for vCPU `index`, named as QEMU names them (`CPU N/KVM`). It joins
+/// its cgroup when the VM has one. With `pin`, the thread sets its own affinity before its
+/// first KVM_RUN. Returns once the thread has
 /// published its TID (and pinned itself); a failed pin ends the thread and is returned.
 pub fn spawn(
     index: u32,
@@ -537,6 +548,7 @@ pub fn spawn(
         control,
         ram,
         boot_msrs,
+        cgroup,
     } = shared;
     let stats = StatsFd::open_vcpu(&vcpu).map(Arc::new).map_err(Arc::new);
     let tid = Arc::new(AtomicI32::new(0));
@@ -544,8 +556,7 @@ pub fn spawn(
     let slot = Arc::new(SlotFlags::default());
     let (tid2, state2, control2, slot2) =
         (tid.clone(), state.clone(), control.clone(), slot.clone());
-    let (started_tx, started_rx) =
-        std::sync::mpsc::channel::<Result<(), crate::host::thread::ThreadError>>();
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<Result<(), SpawnError>>();
     let thread = std::thread::Builder::new()
         .name(format!("CPU {index}/KVM"))
         .spawn(move || {
@@ -553,11 +564,25 @@ pub fn spawn(
             let _ram = ram;
             let control = control2;
             // SAFETY: gettid has no preconditions.
-            tid2.store(unsafe { libc::gettid() }, Ordering::SeqCst);
-            if let Some(cpus) = &pin {
-                if let Err(e) = crate::host::thread::set_affinity(0, cpus) {
+            let own_tid = unsafe { libc::gettid() };
+            tid2.store(own_tid, Ordering::SeqCst);
+            if let Some(cg) = cgroup {
+                if let Err(source) = cg.place_vcpu(index, own_tid) {
                     state2.store(VcpuRunState::Finished as u8, Ordering::SeqCst);
-                    let _ = started_tx.send(Err(e));
+                    let _ = started_tx.send(Err(SpawnError::Cgroup {
+                        vcpu: index,
+                        source,
+                    }));
+                    return;
+                }
+            }
+            if let Some(cpus) = &pin {
+                if let Err(source) = crate::host::thread::set_affinity(0, cpus) {
+                    state2.store(VcpuRunState::Finished as u8, Ordering::SeqCst);
+                    let _ = started_tx.send(Err(SpawnError::Pin {
+                        vcpu: index,
+                        source,
+                    }));
                     return;
                 }
             }
@@ -585,12 +610,9 @@ pub fn spawn(
     };
     match started_rx.recv() {
         Ok(Ok(())) => Ok(handle),
-        Ok(Err(source)) => {
+        Ok(Err(e)) => {
             handle.join_ending();
-            Err(SpawnError::Pin {
-                vcpu: index,
-                source,
-            })
+            Err(e)
         }
         Err(_) => {
             handle.join_ending();
