@@ -3,7 +3,7 @@
 //! and in the vCPU group's `cpu.cfs_quota_us` (this host is cgroup v1) and in `vcpuinfo` and
 //! `stats`, the quota's effect on a busy vCPU (25 % ± 5 %, back to a whole CPU without),
 //! and bad `--set`s refused with one message naming them, changing nothing. The tests on a
-//! VM are ignored until the VM cgroup itself (issue 14, helper A) is merged.
+//! VM need the VM cgroup (root and a cpu controller, as on the CI host).
 
 mod common;
 
@@ -80,7 +80,6 @@ fn layout(vcpu_quota: i64) -> String {
 }
 
 #[test]
-#[ignore = "needs the VM cgroup from issue 14 helper A; un-ignore at merge"]
 fn schedinfo_shows_and_sets_the_vcpu_quota_in_the_group() {
     let test = "schedinfo_shows_and_sets_the_vcpu_quota_in_the_group";
     if !kvm_available(test) {
@@ -141,7 +140,7 @@ fn schedinfo_shows_and_sets_the_vcpu_quota_in_the_group() {
     let out = schedinfo(&[&sock, "--set", "cpu_shares=512", "--set", "vcpu_quota=0"]);
     let (_, stderr) = failed_cleanly(&out, "schedinfo --set vcpu_quota=0");
     assert!(
-        stderr.contains("vcpu_quota=0: a quota must be -1 (no limit) or 1000"),
+        stderr.contains("vcpu_quota: 0 is not a valid quota (a CFS quota is -1 (no limit) or 1000"),
         "{stderr}"
     );
     assert_eq!(schedinfo_ok(&[&sock]), layout(25_000));
@@ -157,7 +156,6 @@ fn schedinfo_shows_and_sets_the_vcpu_quota_in_the_group() {
 /// thread's schedstat and the group's cpuacct.usage agree), and goes back to about a whole
 /// CPU once the quota is removed at run time. Needs a host CPU the vCPU can have to itself.
 #[test]
-#[ignore = "needs the VM cgroup from issue 14 helper A; un-ignore at merge"]
 fn a_quarter_quota_holds_a_busy_vcpu_to_a_quarter_of_a_cpu() {
     let test = "a_quarter_quota_holds_a_busy_vcpu_to_a_quarter_of_a_cpu";
     if !kvm_available(test) {
@@ -210,23 +208,24 @@ fn bad_sets_fail_before_the_vm_is_asked() {
     for (set, expected) in [
         (
             "vcpu_quota=0",
-            "rvmm: schedinfo: --set vcpu_quota=0: a quota must be -1 (no limit) or 1000 to \
-             17592186044415 microseconds",
+            "rvmm: schedinfo: --set vcpu_quota: 0 is not a valid quota (a CFS quota is -1 (no \
+             limit) or 1000 to 17592186044415 microseconds; 0 and other negative values are \
+             refused)",
         ),
         (
             "vcpu_period=999",
-            "rvmm: schedinfo: --set vcpu_period=999: a period must be 1000 to 1000000 \
-             microseconds",
+            "rvmm: schedinfo: --set vcpu_period: 999 is out of range (a CFS period is 1000 to \
+             1000000 microseconds (the kernel's cpu.cfs_period_us range))",
         ),
         (
             "cpu_shares=1",
-            "rvmm: schedinfo: --set cpu_shares=1: shares must be 2 to 262144",
+            "rvmm: schedinfo: --set cpu_shares: 1 is out of range (CPU shares are 2 to 262144 \
+             (cgroup v1 cpu.shares, libvirt's <shares>))",
         ),
         (
             "iothread_quota=-1",
-            "rvmm: schedinfo: --set iothread_quota=-1: unknown parameter (valid: cpu_shares, \
-             vcpu_period, vcpu_quota, emulator_period, emulator_quota, global_period, \
-             global_quota)",
+            "rvmm: schedinfo: --set iothread_quota: rvmm has no iothreads (its I/O runs in the \
+             emulator threads: use emulator_period/emulator_quota)",
         ),
         (
             "vcpu_quota",

@@ -193,14 +193,11 @@ pub(crate) trait VmView {
     fn host_nodes(&self) -> Vec<HostNodeCpus>;
 
     /// The VM's scheduler parameters, read back from its cgroup.
-    #[allow(dead_code)] // issue 14: schedinfo, landing in the next commits
     fn schedinfo(&self) -> Result<SchedInfo, VmError>;
     /// Applies `changes` to the VM's cgroup (every change is range-checked when parsed; the
     /// kernel may still refuse one, e.g. a child quota above the VM's) and returns the
     /// parameters after.
-    #[allow(dead_code)] // issue 14: schedinfo, landing in the next commits
     fn set_schedinfo(&mut self, changes: &[SchedParam]) -> Result<SchedInfo, VmError>;
     /// vCPU slot `index`'s group: its quota and throttling; `None` without a cgroup.
-    #[allow(dead_code)] // issue 14: stats and vcpuinfo, landing in the next commits
     fn vcpu_cgroup(&self, index: u32) -> Option<CgroupCpuStat>;
 }

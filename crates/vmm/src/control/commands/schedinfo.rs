@@ -176,10 +176,6 @@ impl QmpCommand for SchedInfoCommand {
 mod tests {
     use super::*;
 
-    fn bad(key: &str, value: &str) -> String {
-        parse_sched_param(key, value).unwrap_err().to_string()
-    }
-
     #[test]
     fn every_key_round_trips_through_a_request() {
         let changes: Vec<SchedParam> = KEYS
