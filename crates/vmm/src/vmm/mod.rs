@@ -24,7 +24,7 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::boot::acpi::{self, qemu_memory_affinity, AcpiCpu, AcpiPlatform};
 use crate::boot::image::ImageSource;
 use crate::boot::{self, BootEntry, BootError, BootImage};
-use crate::config::cputune::CgroupSwitch;
+use crate::config::cputune::{first_tuning_option, CgroupSwitch};
 use crate::config::machine::Switch;
 use crate::config::{BootSource, ConfigError, GuestNuma, VmConfig};
 use crate::control;
@@ -92,6 +92,12 @@ pub enum VmmError {
     /// The VM's cgroup (`--cgroup on` or a tuning option) could not be made or joined.
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    /// The same, named after the option that needs the cgroup.
+    #[error("{option} needs a cgroup of the VM's own: {source}")]
+    CgroupFor {
+        option: &'static str,
+        source: CgroupError,
+    },
 }
 
 /// How to build: where the guest's serial output goes.
@@ -280,7 +286,13 @@ fn vm_cgroup(
             ));
             Ok(None)
         }
-        Err(e) => Err(e.into()),
+        Err(e @ CgroupError::ParentMissing { .. }) => Err(e.into()),
+        Err(e) => Err(
+            match first_tuning_option(&config.cputune, &config.memtune, cg) {
+                Some((option, _)) => VmmError::CgroupFor { option, source: e },
+                None => VmmError::Cgroup(e),
+            },
+        ),
     }
 }
 
