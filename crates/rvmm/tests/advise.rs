@@ -13,7 +13,7 @@ mod common;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::vm::{allowed_cpus, comm, threads, BackgroundVm};
+use common::vm::{allowed_cpus, comm, run_wait, threads, BackgroundVm};
 use common::{failed_cleanly, kvm_available, run_with_timeout, rvmm};
 use serde_json::Value;
 
@@ -70,16 +70,6 @@ fn vcpu_threads(pid: i32) -> Vec<(u32, i32)> {
     v
 }
 
-/// (run ns, wait ns) of a thread from /proc/PID/task/TID/schedstat.
-fn schedstat(pid: i32, tid: i32) -> (u64, u64) {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")).unwrap();
-    let f: Vec<u64> = text
-        .split_whitespace()
-        .map(|x| x.parse().unwrap())
-        .collect();
-    (f[0], f[1])
-}
-
 fn sizing(a: &Value) -> (&str, u64) {
     (
         a["sizing"]["rule"].as_str().unwrap(),
@@ -97,11 +87,11 @@ fn one_busy_vcpu_of_four_is_single_threaded_and_busy_agrees_with_proc() {
     let pid = vm.pid();
     let tids = vcpu_threads(pid);
     assert_eq!(tids.len(), 4, "{tids:?}");
-    let before: Vec<(u64, u64)> = tids.iter().map(|&(_, t)| schedstat(pid, t)).collect();
+    let before: Vec<(u64, u64)> = tids.iter().map(|&(_, t)| run_wait(pid, t)).collect();
     let t0 = Instant::now();
     let a = advise_json(&vm);
     let wall_ns = t0.elapsed().as_nanos() as f64;
-    let after: Vec<(u64, u64)> = tids.iter().map(|&(_, t)| schedstat(pid, t)).collect();
+    let after: Vec<(u64, u64)> = tids.iter().map(|&(_, t)| run_wait(pid, t)).collect();
 
     assert_eq!(sizing(&a), ("single-threaded", 1), "{a:#}");
     let sock = vm.socket.to_str().unwrap();

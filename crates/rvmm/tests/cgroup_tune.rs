@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::vm::{comm, threads, BackgroundVm};
+use common::vm::{comm, run_wait, threads, BackgroundVm};
 use common::{failed_cleanly, kvm_available, run_with_timeout, rvmm};
 
 /// One test measures at a time.
@@ -51,16 +51,6 @@ fn vcpu_tid(pid: i32, index: u32) -> i32 {
         .into_iter()
         .find(|&tid| comm(pid, tid) == format!("CPU {index}/KVM"))
         .expect("the vCPU thread")
-}
-
-/// (run ns, run-delay ns) of a thread.
-fn schedstat(pid: i32, tid: i32) -> (u64, u64) {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")).unwrap();
-    let f: Vec<u64> = text
-        .split_whitespace()
-        .map(|x| x.parse().unwrap())
-        .collect();
-    (f[0], f[1])
 }
 
 /// A 1-vCPU probe keeping its vCPU busy all the time.
@@ -169,9 +159,9 @@ fn shares_2_to_1_split_one_host_cpu_2_to_1() {
     let (pa, pb) = (vm_a.pid(), vm_b.pid());
     let (ta, tb) = (vcpu_tid(pa, 0), vcpu_tid(pb, 0));
     std::thread::sleep(Duration::from_millis(500));
-    let (ra0, rb0) = (schedstat(pa, ta).0, schedstat(pb, tb).0);
+    let (ra0, rb0) = (run_wait(pa, ta).0, run_wait(pb, tb).0);
     std::thread::sleep(Duration::from_secs(4));
-    let (ra1, rb1) = (schedstat(pa, ta).0, schedstat(pb, tb).0);
+    let (ra1, rb1) = (run_wait(pa, ta).0, run_wait(pb, tb).0);
     let ratio = (ra1 - ra0) as f64 / (rb1 - rb0).max(1) as f64;
     assert!(
         (ratio - 2.0).abs() <= 2.0 * SHARES_TOLERANCE,

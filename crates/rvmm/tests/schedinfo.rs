@@ -10,7 +10,7 @@ mod common;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::vm::BackgroundVm;
+use common::vm::{run_wait, BackgroundVm};
 use common::{failed_cleanly, kvm_available, run_with_timeout, rvmm};
 
 fn schedinfo(args: &[&str]) -> Output {
@@ -42,12 +42,6 @@ fn schedinfo_ok_cmd(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The thread's time on a CPU (schedstat), nanoseconds.
-fn run_ns(pid: i32, tid: i32) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")).unwrap();
-    text.split_whitespace().next().unwrap().parse().unwrap()
-}
-
 /// The vCPU thread's share of one host CPU over `window` (1.0 = a whole CPU), and the
 /// vCPU group's `cpuacct.usage` growth over the same window, in nanoseconds.
 fn share_over(pid: i32, tid: i32, usage_file: &str, window: Duration) -> (f64, u64, u64) {
@@ -58,9 +52,9 @@ fn share_over(pid: i32, tid: i32, usage_file: &str, window: Duration) -> (f64, u
             .parse()
             .unwrap()
     };
-    let (t0, u0, start) = (run_ns(pid, tid), usage(), Instant::now());
+    let (t0, u0, start) = (run_wait(pid, tid).0, usage(), Instant::now());
     std::thread::sleep(window);
-    let (t1, u1, wall) = (run_ns(pid, tid), usage(), start.elapsed());
+    let (t1, u1, wall) = (run_wait(pid, tid).0, usage(), start.elapsed());
     ((t1 - t0) as f64 / wall.as_nanos() as f64, t1 - t0, u1 - u0)
 }
 

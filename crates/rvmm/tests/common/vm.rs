@@ -386,6 +386,12 @@ pub fn ps_psr(tids: &[i32]) -> Vec<(i32, u32, String)> {
         .collect()
 }
 
+/// A thread's (run ns, run-delay ns) from its schedstat.
+pub fn run_wait(pid: i32, tid: i32) -> (u64, u64) {
+    let s = vmm::host::thread::schedstat(pid, tid).expect("the thread's schedstat");
+    (s.run_ns, s.wait_ns)
+}
+
 /// The CPUs this test process may use (`Cpus_allowed_list`).
 pub fn allowed_cpus() -> Vec<u32> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();

@@ -13,7 +13,7 @@
 //! in its error; [`validate`] re-checks a whole configuration (however it was built) against
 //! the guest RAM, for `VmConfig::validate`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::size::{format_size, parse_size, DefaultUnit, SizeError};
@@ -122,8 +122,8 @@ pub enum SchedParam {
 }
 
 /// The VM's scheduler parameters as virsh schedinfo lists them (read back from the groups).
-/// Quotas are -1 when unlimited.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+/// Quotas are -1 when unlimited. Its JSON is `__org.rvmm_schedinfo`'s reply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SchedInfo {
     pub cpu_shares: u64,
     pub vcpu_period: u64,

@@ -9,7 +9,7 @@
 //! What the values mean and where they go (each vCPU's group, the emulator's, the VM's
 //! scope) is `host::vmcgroup`'s.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::{ClientRequest, QmpCommand};
@@ -79,31 +79,8 @@ impl ClientRequest for SchedInfoRequest {
     type Reply = SchedInfoReply;
 }
 
-/// The reply: [`SchedInfo`] under virsh's names, in virsh's order.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SchedInfoReply {
-    pub cpu_shares: u64,
-    pub vcpu_period: u64,
-    pub vcpu_quota: i64,
-    pub emulator_period: u64,
-    pub emulator_quota: i64,
-    pub global_period: u64,
-    pub global_quota: i64,
-}
-
-impl From<SchedInfo> for SchedInfoReply {
-    fn from(s: SchedInfo) -> Self {
-        SchedInfoReply {
-            cpu_shares: s.cpu_shares,
-            vcpu_period: s.vcpu_period,
-            vcpu_quota: s.vcpu_quota,
-            emulator_period: s.emulator_period,
-            emulator_quota: s.emulator_quota,
-            global_period: s.global_period,
-            global_quota: s.global_quota,
-        }
-    }
-}
+/// The reply: [`SchedInfo`], whose fields are virsh's names in virsh's order.
+pub type SchedInfoReply = SchedInfo;
 
 impl SchedInfoReply {
     /// Each parameter as (virsh name, value text), in virsh's order.
@@ -168,7 +145,7 @@ impl QmpCommand for SchedInfoCommand {
         } else {
             vm.set_schedinfo(&self.set)?
         };
-        Ok(info.into())
+        Ok(info)
     }
 }
 
