@@ -406,9 +406,11 @@ impl VmCgroup {
             prepare_parent(h, &parent, spec.parent.is_some())?;
         }
         let name = scope_name(spec.name, pid);
+        let mut removed = Vec::new();
         for h in &hierarchies {
-            sweep(fs, h, &parent, &name, pid, &mut warnings)?;
+            sweep(fs, h, &parent, &name, pid, &mut removed)?;
         }
+        warnings.extend(sweep_warnings(&removed));
         let cgroup = VmCgroup {
             v2,
             hierarchies,
@@ -958,6 +960,36 @@ fn prepare_parent(h: &Hierarchy, parent: &str, given: bool) -> Result<(), Cgroup
     Ok(())
 }
 
+/// A group [`sweep`] removed: its scope name, its directory in one hierarchy, and the
+/// process that left it when its name says (`rvmm-pid<N>.scope`).
+struct Swept {
+    scope: String,
+    dir: String,
+    dead: Option<u32>,
+}
+
+/// One warning per removed scope, naming its directories in every hierarchy.
+fn sweep_warnings(removed: &[Swept]) -> Vec<String> {
+    let mut scopes: Vec<&str> = Vec::new();
+    for r in removed {
+        if !scopes.contains(&r.scope.as_str()) {
+            scopes.push(&r.scope);
+        }
+    }
+    scopes
+        .into_iter()
+        .map(|scope| {
+            let of: Vec<&Swept> = removed.iter().filter(|r| r.scope == scope).collect();
+            let dirs: Vec<&str> = of.iter().map(|r| r.dir.as_str()).collect();
+            let by = match of[0].dead {
+                Some(dead) => format!("rvmm process {dead}, which has ended"),
+                None => "an rvmm that did not end cleanly".to_string(),
+            };
+            format!("cgroup: removed {}, left behind by {by}", dirs.join(", "))
+        })
+        .collect()
+}
+
 /// Removes the groups left behind in `h`'s parent: this VM's name when it holds no process
 /// (one that does is an error), and empty `rvmm-pid<N>.scope` groups of dead processes.
 fn sweep(
@@ -966,7 +998,7 @@ fn sweep(
     parent: &str,
     name: &str,
     pid: u32,
-    warnings: &mut Vec<String>,
+    removed: &mut Vec<Swept>,
 ) -> Result<(), CgroupError> {
     let parent_dir = h.dir(parent);
     let ours = parent_dir.join(name);
@@ -978,10 +1010,11 @@ fn sweep(
             });
         }
         remove_tree(&ours)?;
-        warnings.push(format!(
-            "cgroup: removed {}, left behind by an rvmm that did not end cleanly",
-            display(&ours)
-        ));
+        removed.push(Swept {
+            scope: name.to_string(),
+            dir: display(&ours),
+            dead: None,
+        });
     }
     for dir in subdirs(&parent_dir) {
         let Some(dead) = dir
@@ -994,10 +1027,13 @@ fn sweep(
             continue;
         }
         remove_tree(&dir)?;
-        warnings.push(format!(
-            "cgroup: removed {}, left behind by rvmm process {dead}, which has ended",
-            display(&dir)
-        ));
+        removed.push(Swept {
+            scope: dir
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            dir: display(&dir),
+            dead: Some(dead),
+        });
     }
     Ok(())
 }
