@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail, Context, Result};
 use vmm::config::cpu::{parse_cpu, DEFAULT_MODEL};
 use vmm::config::cputune::{CgroupSwitch, TuningOptions};
+use vmm::config::disk::DiskConfig;
 use vmm::config::libvirt::{parse_domain, DomainEnv, DomainHost};
 use vmm::config::machine::parse_machine;
 use vmm::config::memory::parse_memory;
@@ -223,6 +224,7 @@ pub(crate) fn vm_config(args: &RunArgs) -> Result<(VmConfig, Vec<String>)> {
         cputune: tuning.cputune,
         memtune: tuning.memtune,
         cgroup: tuning.cgroup,
+        disks: DiskConfig::parse_all(&args.disk)?,
     };
     config.validate()?;
     Ok((config, Vec::new()))
