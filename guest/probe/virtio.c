@@ -15,6 +15,11 @@
  *   PROBE-VIRTIO dev=K getid status=S serial=TEXT
  *   PROBE-VIRTIO-END devices=N
  *
+ *
+ * With virtio=hostile, then: a write from a buffer outside RAM, a write of a partial sector,
+ * a write past the end, a looping chain (PROBE-VIRTIO dev=K hostile ... lines), and a read
+ * that must still find the pattern.
+ *
  * K counts the devices found (not slots: QEMU fills its transports from the top). Completion
  * is found by polling the used ring; interrupts stay disabled (nothing returns with IRET on
  * this host). Only the BSP runs; APs are never started.
@@ -134,6 +139,34 @@ static void line_start(struct out *o, uint32_t dev)
 	out_char(o, ' ');
 }
 
+/* Waits for used.idx to reach `want`; false on timeout. Acknowledges the interrupt. */
+static bool wait_used(uint64_t base, uint16_t want)
+{
+	for (uint64_t i = 0; i < POLL_LIMIT; i++) {
+		mb();
+		if (*(volatile uint16_t *)&used.idx == want)
+			break;
+		cpu_pause();
+	}
+	mb();
+	uint32_t isr = mmio_rd(base, R_INTERRUPT_STATUS);
+	mmio_wr(base, R_INTERRUPT_ACK, isr);
+	return *(volatile uint16_t *)&used.idx == want;
+}
+
+static void make_available(uint64_t base)
+{
+	avail.ring[avail.idx % QSIZE] = 0;
+	mb();
+	avail.idx++;
+	mb();
+	mmio_wr(base, R_QUEUE_NOTIFY, 0);
+}
+
+static uint64_t data_addr;
+
+static void print_status(uint32_t dev, const char *what, int s);
+
 /* Header, then (if len) one data buffer, then the status byte; waits for the used entry. */
 static int submit(uint64_t base, uint32_t type, uint64_t sector, uint32_t len, bool device_writes)
 {
@@ -145,30 +178,60 @@ static int submit(uint64_t base, uint32_t type, uint64_t sector, uint32_t len, b
 	descs[n] = (struct desc){ (uint64_t)(uintptr_t)&req, sizeof(req), DESC_F_NEXT, 1 };
 	n++;
 	if (len) {
-		descs[n] = (struct desc){ (uint64_t)(uintptr_t)data, len,
+		descs[n] = (struct desc){ data_addr ? data_addr : (uint64_t)(uintptr_t)data, len,
 					  (uint16_t)(DESC_F_NEXT | (device_writes ? DESC_F_WRITE : 0)),
 					  2 };
 		n++;
 	}
 	descs[n] = (struct desc){ (uint64_t)(uintptr_t)&status, 1, DESC_F_WRITE, 0 };
 	uint16_t want = (uint16_t)(used.idx + 1);
-	avail.ring[avail.idx % QSIZE] = 0;
-	mb();
-	avail.idx++;
-	mb();
-	mmio_wr(base, R_QUEUE_NOTIFY, 0);
-	for (uint64_t i = 0; i < POLL_LIMIT; i++) {
-		mb();
-		if (*(volatile uint16_t *)&used.idx == want)
-			break;
-		cpu_pause();
-	}
-	mb();
-	uint32_t isr = mmio_rd(base, R_INTERRUPT_STATUS);
-	mmio_wr(base, R_INTERRUPT_ACK, isr);
-	if (*(volatile uint16_t *)&used.idx != want)
+	make_available(base);
+	if (!wait_used(base, want))
 		return -1;
 	return status;
+}
+
+/*
+ * virtio=hostile (rvmm only: QEMU marks its device broken on the first of these): requests a
+ * device must fail without touching the disk, then a good read that must still work.
+ */
+static void blk_hostile(uint64_t base, uint32_t dev, uint64_t capacity)
+{
+	data_addr = 0x1000000000ull; /* 64 GiB: no RAM there */
+	print_status(dev, "hostile outside", submit(base, BLK_T_OUT, FIRST_SECTOR, SECTOR, false));
+	data_addr = 0;
+	print_status(dev, "hostile partial-sector", submit(base, BLK_T_OUT, 8, 100, false));
+	print_status(dev, "hostile past-end", submit(base, BLK_T_OUT, capacity - 1, DATA_LEN, false));
+
+	/* A chain that loops: 0 -> 1 -> 0. It must come back (unanswered), not hang the device. */
+	req.type = BLK_T_OUT;
+	req.sector = 8;
+	status = 0xff;
+	descs[0] = (struct desc){ (uint64_t)(uintptr_t)&req, sizeof(req), DESC_F_NEXT, 1 };
+	descs[1] = (struct desc){ (uint64_t)(uintptr_t)data, SECTOR, DESC_F_NEXT, 0 };
+	uint16_t want = (uint16_t)(used.idx + 1);
+	make_available(base);
+	bool back = wait_used(base, want);
+	char buf[96];
+	struct out o = OUT_INIT(buf);
+	line_start(&o, dev);
+	out_str(&o, "hostile loop returned=");
+	out_str(&o, back ? "yes" : "no");
+	out_str(&o, " status=");
+	out_dec(&o, status);
+	out_end(&o);
+
+	memset(data, 0, DATA_LEN);
+	int s = submit(base, BLK_T_IN, FIRST_SECTOR, DATA_LEN, true);
+	bool match = true;
+	for (uint32_t i = 0; i < DATA_LEN; i++)
+		if (data[i] != pattern(i))
+			match = false;
+	line_start(&o, dev);
+	out_str(&o, "hostile then-read status=");
+	out_dec(&o, (uint64_t)(s < 0 ? 255 : s));
+	out_str(&o, match ? " match=yes" : " match=no");
+	out_end(&o);
 }
 
 static void print_status(uint32_t dev, const char *what, int s)
@@ -272,6 +335,11 @@ static void blk_run(uint64_t base, uint32_t dev)
 	for (uint32_t i = 0; i < ID_LEN && data[i]; i++)
 		out_char(&o, (data[i] > ' ' && data[i] < 0x7f) ? (char)data[i] : '?');
 	out_end(&o);
+
+	size_t len;
+	const char *v = probe_param("virtio", &len);
+	if (v && len == 7 && memcmp(v, "hostile", 7) == 0)
+		blk_hostile(base, dev, capacity);
 }
 
 __attribute__((noreturn)) void virtio_run(void)

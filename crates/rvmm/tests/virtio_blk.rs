@@ -217,3 +217,45 @@ fn bad_disk_options_name_the_option() {
         assert!(err.contains(msg), "{arg}: {err}");
     }
 }
+
+/// The guest's `virtio=hostile` requests (a buffer outside RAM, a partial sector, a range
+/// past the end, a looping chain) fail or come back unanswered; rvmm goes on serving the
+/// disk, ends normally, and the image holds only the good write. (rvmm only: QEMU marks its
+/// device broken at the first of these, so there is no common answer to compare.)
+#[test]
+fn hostile_requests_fail_and_the_disk_goes_on() {
+    if !kvm_available("hostile_requests_fail_and_the_disk_goes_on") {
+        return;
+    }
+    let dir = tempdir("vblk-hostile");
+    let elf = probe_elf(&dir);
+    let img = image(&dir, "hostile.img");
+    let mut c = rvmm();
+    c.args(["run", "--kernel"])
+        .arg(&elf)
+        .args(["--append", "mode=virtio virtio=hostile", "--disk"])
+        .arg(format!("path={}", img.display()));
+    let out = run_with_timeout(c, Duration::from_secs(60));
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "rvmm failed: {stdout}\n{stderr}");
+    let lines = virtio_lines(&out.stdout);
+    assert_eq!(
+        &lines[5..],
+        [
+            "PROBE-VIRTIO dev=0 hostile outside status=1",
+            "PROBE-VIRTIO dev=0 hostile partial-sector status=1",
+            "PROBE-VIRTIO dev=0 hostile past-end status=1",
+            "PROBE-VIRTIO dev=0 hostile loop returned=yes status=255",
+            "PROBE-VIRTIO dev=0 hostile then-read status=0 match=yes",
+            "PROBE-VIRTIO-END devices=1",
+        ],
+        "{stdout}"
+    );
+    let a = std::fs::read(&img).unwrap();
+    assert_eq!(&a[512..2560], &pattern()[..]);
+    assert!(
+        a[..512].iter().chain(&a[2560..]).all(|&x| x == FILL),
+        "the hostile writes did not land"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
