@@ -24,6 +24,8 @@
  *                        each event: PROBE-HOTPLUG insert slot=S apic=A, that vCPU's
  *                        CPUID lines (cpu=S), PROBE-HOTPLUG online slot=S apic=A; or
  *                        PROBE-HOTPLUG eject slot=S apic=A once it is ejected
+ *   mode=virtio          virtio-blk over virtio-mmio (virtio.c): write, read back, flush and
+ *                        GET_ID on every disk found, PROBE-VIRTIO lines, power off
  *   mode=load duty=D0,D1,... [period=MS]
  *                        every vCPU busy D % of each period (default 100 ms) and halted the
  *                        rest, timed by the TSC (load.c); PROBE-LOAD cpus=N duty=...
@@ -59,7 +61,8 @@ enum mode {
 	MODE_HOSTILE,
 	MODE_DEBUGEXIT,
 	MODE_HOTPLUG,
-	MODE_LOAD
+	MODE_LOAD,
+	MODE_VIRTIO
 };
 
 static char cmdline[CMDLINE_MAX];
@@ -154,6 +157,8 @@ static enum mode parse_mode(uint64_t *pio_count)
 		mode = MODE_HOTPLUG;
 	else if (value_is(v, len, "load"))
 		mode = MODE_LOAD;
+	else if (value_is(v, len, "virtio"))
+		mode = MODE_VIRTIO;
 	else {
 		print_error("unknown mode ", v, len);
 		power_off();
@@ -276,6 +281,8 @@ void probe_main(uint32_t start_info_paddr)
 
 	if (mode == MODE_LOAD)
 		load_run(smp_init(acpi_find("APIC")));
+	if (mode == MODE_VIRTIO)
+		virtio_run();
 
 	out_line("PROBE-BEGIN v1");
 	const uint8_t *madt = acpi_find("APIC");

@@ -213,6 +213,10 @@ uint32_t smp_apic_id(uint32_t cpu);
 /* Whether the AP at MADT position `cpu` answered its last start. */
 bool smp_started(uint32_t cpu);
 
+/* ---- virtio.c: mode=virtio, a polling virtio-blk driver (see virtio.c) --------------- */
+
+__attribute__((noreturn)) void virtio_run(void);
+
 /* ---- hostile.c ------------------------------------------------------------------------ */
 
 /* mode=hostile (see hostile.c): `n` processors from smp_init, RAM below 4 GiB ends at

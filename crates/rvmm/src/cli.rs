@@ -252,6 +252,10 @@ pub struct RunArgs {
     /// the text exposition format (per-vCPU run/steal time, KVM statistics, ...).
     #[arg(long, value_name = "tcp:HOST:PORT|unix:PATH")]
     pub metrics: Option<String>,
+    /// A virtio-blk disk on a raw image (repeatable): path=FILE[,readonly=on][,serial=ID].
+    /// The image is locked against a second writer.
+    #[arg(long, value_name = "path=FILE[,readonly=on][,serial=ID]")]
+    pub disk: Vec<String>,
     /// Pin one vCPU: VCPU=CPULIST (host CPUs in the kernel's list syntax); repeatable.
     #[arg(long = "vcpu-pin", value_name = "VCPU=CPULIST")]
     pub vcpu_pin: Vec<String>,

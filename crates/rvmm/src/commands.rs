@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail, Context, Result};
 use vmm::config::cpu::{parse_cpu, DEFAULT_MODEL};
 use vmm::config::cputune::{CgroupSwitch, TuningOptions};
+use vmm::config::disk::DiskConfig;
 use vmm::config::libvirt::{parse_domain, DomainEnv, DomainHost};
 use vmm::config::machine::parse_machine;
 use vmm::config::memory::parse_memory;
@@ -122,6 +123,8 @@ fn domain_config(args: &RunArgs, path: &Path) -> Result<(VmConfig, Vec<String>)>
     let mut domain = parse_domain(&text, &shown, &env)?;
     domain.config.machine = machine_config(args)?;
     domain.config.cgroup = tuning_options(args).parse()?.cgroup;
+    // No <disk> element yet: --disk adds disks to a domain.
+    domain.config.disks = DiskConfig::parse_all(&args.disk)?;
     check_domain_cgroup(&domain.config, &shown)?;
     check_boot_files(
         &domain.config.boot,
@@ -223,6 +226,7 @@ pub(crate) fn vm_config(args: &RunArgs) -> Result<(VmConfig, Vec<String>)> {
         cputune: tuning.cputune,
         memtune: tuning.memtune,
         cgroup: tuning.cgroup,
+        disks: DiskConfig::parse_all(&args.disk)?,
     };
     config.validate()?;
     Ok((config, Vec::new()))

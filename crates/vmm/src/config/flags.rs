@@ -228,6 +228,9 @@ pub fn run_args(config: &VmConfig) -> Vec<String> {
     if let Some(p) = &config.cgroup.parent {
         add("--cgroup-parent", p.clone());
     }
+    for disk in &config.disks {
+        add("--disk", disk.option());
+    }
     args
 }
 

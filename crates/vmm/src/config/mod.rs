@@ -7,6 +7,7 @@
 
 pub mod cpu;
 pub mod cputune;
+pub mod disk;
 pub mod flags;
 pub mod libvirt;
 pub mod machine;
@@ -91,6 +92,8 @@ pub struct VmConfig {
     pub memtune: cputune::MemTune,
     /// Whether and where the VM gets a cgroup (`--cgroup`, `--cgroup-parent`).
     pub cgroup: cputune::CgroupConfig,
+    /// virtio-blk disks (`--disk`), in virtio-mmio slot order.
+    pub disks: Vec<disk::DiskConfig>,
 }
 
 /// Why a configuration is not acceptable on its own (host limits are checked later).
@@ -136,6 +139,7 @@ impl Default for VmConfig {
             cputune: Default::default(),
             memtune: Default::default(),
             cgroup: Default::default(),
+            disks: Vec::new(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The port-I/O bus: routes each guest IN/OUT to the device that owns the port. Unclaimed
-//! ports read as all-ones and ignore writes, as on a PC with nothing there. There is no
-//! user-space MMIO device yet: the local APICs and the IOAPIC live in KVM. isa-debug-exit
+//! ports read as all-ones and ignore writes, as on a PC with nothing there. The only
+//! user-space MMIO devices are the virtio-mmio transports (the local APICs and the IOAPIC
+//! live in KVM). isa-debug-exit
 //! (port 0xf4) is there only when the machine has it (`--machine debug-exit=`). The CPU
 //! hotplug block (0xaf00) and GPE0 (0xafe0) are QEMU PIIX-PM's.
 
@@ -10,6 +11,8 @@ use super::cpu_hotplug::CpuHotplug;
 use super::gpe::Gpe0;
 use super::pm::Pm;
 use super::serial::Com1;
+use super::virtio::mmio::MmioTransport;
+use super::virtio::VIRTIO_MMIO_SIZE;
 use super::{i8042, GuestEvent};
 use crate::memory::layout::{COM1_PORT, DEBUG_EXIT_PORT, I8042_CMD_PORT, I8042_DATA_PORT};
 
@@ -21,6 +24,16 @@ pub struct Bus {
     pub gpe: Mutex<Gpe0>,
     /// Whether port 0xf4 is QEMU's isa-debug-exit.
     debug_exit: bool,
+    /// The virtio-mmio transports, by slot.
+    virtio: Vec<VirtioMmio>,
+}
+
+/// One virtio-mmio transport on the bus.
+pub struct VirtioMmio {
+    pub base: u64,
+    pub transport: std::sync::Arc<Mutex<MmioTransport>>,
+    /// The device thread's wakeup, for a QueueNotify that KVM's ioeventfd did not take.
+    pub notify: vmm_sys_util::eventfd::EventFd,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -38,7 +51,20 @@ impl Bus {
             cpu_hotplug: Mutex::new(cpu_hotplug),
             gpe: Mutex::new(Gpe0::default()),
             debug_exit,
+            virtio: Vec::new(),
         }
+    }
+
+    /// Adds a virtio-mmio transport.
+    pub fn add_virtio(&mut self, device: VirtioMmio) {
+        self.virtio.push(device);
+    }
+
+    fn virtio_at(&self, addr: u64) -> Option<(&VirtioMmio, u64)> {
+        self.virtio.iter().find_map(|v| {
+            let offset = addr.checked_sub(v.base)?;
+            (offset < VIRTIO_MMIO_SIZE).then_some((v, offset))
+        })
     }
 
     /// Guest `IN` of `data.len()` bytes (a string IN delivers several bytes in one exit).
@@ -90,12 +116,21 @@ impl Bus {
     }
 
     /// Guest MMIO read outside RAM and the in-kernel devices.
-    pub fn mmio_read(&self, _addr: u64, data: &mut [u8]) {
-        data.fill(0xff);
+    pub fn mmio_read(&self, addr: u64, data: &mut [u8]) {
+        match self.virtio_at(addr) {
+            Some((v, offset)) => lock(&v.transport).read(offset, data),
+            None => data.fill(0xff),
+        }
     }
 
     /// Guest MMIO write outside RAM and the in-kernel devices.
-    pub fn mmio_write(&self, _addr: u64, _data: &[u8]) -> Option<GuestEvent> {
+    pub fn mmio_write(&self, addr: u64, data: &[u8]) -> Option<GuestEvent> {
+        if let Some((v, offset)) = self.virtio_at(addr) {
+            if lock(&v.transport).write(offset, data) {
+                // A full counter means the thread has a wakeup pending already.
+                let _ = v.notify.write(1);
+            }
+        }
         None
     }
 }

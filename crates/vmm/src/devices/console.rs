@@ -187,7 +187,7 @@ impl Write for ConsoleOut {
 /// thread's signalfd (a stop signal delivered here would kill rvmm before it could stop the
 /// VM), and a closed stdout must come back as EPIPE, not SIGPIPE. (The thread may start
 /// before the VMM blocks the stop signals, so it cannot rely on inheriting the mask.)
-fn block_all_signals() {
+pub(crate) fn block_all_signals() {
     // SAFETY: a zeroed sigset is valid input for sigfillset, which fills our own set.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: as above.

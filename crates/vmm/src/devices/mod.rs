@@ -1,6 +1,7 @@
 //! Emulated devices and the port-I/O / MMIO bus that routes guest accesses to them: COM1
 //! (8250) with its never-blocking way to stdout (`console`), the i8042 reset line, and the
-//! ACPI power-management registers, the GPE0 block and QEMU's CPU hotplug registers.
+//! ACPI power-management registers, the GPE0 block and QEMU's CPU hotplug registers, and the
+//! virtio-mmio devices (`virtio`).
 //!
 //! Devices never act on the VM themselves: an access that asks for poweroff, reset or a vCPU
 //! eject returns a [`GuestEvent`] and the vCPU loop decides what to do with it.
@@ -12,6 +13,7 @@ pub mod gpe;
 pub mod i8042;
 pub mod pm;
 pub mod serial;
+pub mod virtio;
 
 pub use bus::Bus;
 

@@ -60,7 +60,7 @@ use crate::probe::view::GuestView;
 use crate::util::cpulist::{cpulist, parse_cpulist};
 
 /// The grammars `cli_grammars` dispatches to, by its first byte modulo their number.
-pub const CLI_GRAMMARS: &[&str] = &["smp", "cpu", "memory", "numa", "cpulist", "machine"];
+pub const CLI_GRAMMARS: &[&str] = &["smp", "cpu", "memory", "numa", "cpulist", "machine", "disk"];
 
 /// A target body.
 pub type Target = fn(&[u8]);
@@ -157,6 +157,12 @@ pub fn cli_grammars(data: &[u8]) {
         "machine" => {
             if let Ok(m) = parse_machine(&s) {
                 let _ = m.option_text();
+            }
+        }
+        "disk" => {
+            if let Ok(d) = crate::config::disk::DiskConfig::parse(&s) {
+                // The option text gives the same disk back.
+                assert_eq!(crate::config::disk::DiskConfig::parse(&d.option()), Ok(d));
             }
         }
         _ => unreachable!("CLI_GRAMMARS lists every arm"),

@@ -135,6 +135,38 @@ impl Vm {
         Ok(evt)
     }
 
+    /// A new eventfd wired to a virtio-mmio device's GSI.
+    pub fn irqfd_gsi(&self, gsi: u32) -> Result<EventFd, MachineError> {
+        let evt = EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC).map_err(|source| {
+            MachineError::Eventfd {
+                what: "virtio interrupt eventfd",
+                source,
+            }
+        })?;
+        kvm_call("KVM_IRQFD (virtio)", self.fd.register_irqfd(&evt, gsi))?;
+        Ok(evt)
+    }
+
+    /// A new eventfd that KVM signals, without leaving the kernel, when the guest writes
+    /// 4 bytes (any value) to the MMIO address `addr` (KVM_IOEVENTFD).
+    pub fn ioeventfd_mmio(&self, addr: u64) -> Result<EventFd, MachineError> {
+        let evt = EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC).map_err(|source| {
+            MachineError::Eventfd {
+                what: "virtio notify eventfd",
+                source,
+            }
+        })?;
+        kvm_call(
+            "KVM_IOEVENTFD",
+            self.fd.register_ioevent(
+                &evt,
+                &kvm_ioctls::IoEventAddress::Mmio(addr),
+                kvm_ioctls::NoDatamatch,
+            ),
+        )?;
+        Ok(evt)
+    }
+
     /// Creates the vCPU whose KVM id (and initial APIC ID) is `apic_id`.
     pub fn create_vcpu(&self, apic_id: u32) -> Result<VcpuFd, MachineError> {
         kvm_call("KVM_CREATE_VCPU", self.fd.create_vcpu(apic_id as u64))

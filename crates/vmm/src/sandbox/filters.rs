@@ -153,7 +153,15 @@ const CONTROL: &[i64] = &[
     libc::SYS_pread64,
 ];
 
-const IO: &[i64] = &[];
+const IO: &[i64] = &[
+    // virtio-blk: the image file's reads, writes and flushes.
+    libc::SYS_pread64,
+    libc::SYS_pwrite64,
+    libc::SYS_preadv,
+    libc::SYS_pwritev,
+    libc::SYS_fdatasync,
+    libc::SYS_fsync,
+];
 
 /// ioctl requests besides KVM's own type 0xAE: the terminal (raw mode, its size) and
 /// FIONBIO (set_nonblocking).

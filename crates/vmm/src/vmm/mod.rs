@@ -21,7 +21,7 @@ use kvm_ioctls::VcpuFd;
 use thiserror::Error;
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::boot::acpi::{self, qemu_memory_affinity, AcpiCpu, AcpiPlatform};
+use crate::boot::acpi::{self, qemu_memory_affinity, AcpiCpu, AcpiPlatform, AcpiVirtioMmio};
 use crate::boot::image::ImageSource;
 use crate::boot::{self, BootEntry, BootError, BootImage};
 use crate::config::cputune::{first_tuning_option, CgroupSwitch};
@@ -30,8 +30,13 @@ use crate::config::{BootSource, ConfigError, GuestNuma, VmConfig};
 use crate::control;
 use crate::cpu::builder::{BuilderError, VmCpuTables};
 use crate::cpu::msr;
+use crate::devices::bus::VirtioMmio;
 use crate::devices::cpu_hotplug::CpuHotplug;
 use crate::devices::serial::{com1, SerialOutput};
+use crate::devices::virtio::blk::{Block, DiskError};
+use crate::devices::virtio::mmio::{reg, MmioTransport};
+use crate::devices::virtio::worker::Worker;
+use crate::devices::virtio::{self, VirtioDevice};
 use crate::devices::Bus;
 use crate::host::thread::ThreadError;
 use crate::host::vmcgroup::{self, CgroupError, CgroupSpec, VmCgroup};
@@ -72,6 +77,8 @@ pub enum VmmError {
     Acpi(#[from] acpi::AcpiError),
     #[error(transparent)]
     Machine(#[from] MachineError),
+    #[error(transparent)]
+    Disk(#[from] DiskError),
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -142,6 +149,8 @@ pub struct Vmm {
     /// found none to make. Removed when the Vmm is dropped (also if a vCPU thread that
     /// would not stop still holds it).
     cgroup: Option<Arc<VmCgroup>>,
+    /// The virtio devices' I/O threads (stopped and joined when dropped).
+    _virtio_workers: Vec<Worker>,
 }
 
 impl Drop for Vmm {
@@ -181,6 +190,13 @@ impl Vmm {
         // drops it, which removes it.
         let cgroup = vm_cgroup(&config, &numa, &mut warnings)?;
 
+        // The disks, opened and locked before anything big is made.
+        let disks = config
+            .disks
+            .iter()
+            .map(Block::open)
+            .collect::<Result<Vec<_>, _>>()?;
+
         // Guest memory, then the VM with it.
         let (ram, map_warnings) = GuestRam::with_backing(&backing_plan, &mut prealloc_progress)?;
         warnings.extend(map_warnings);
@@ -189,7 +205,12 @@ impl Vmm {
 
         let debug_exit = config.machine.debug_exit_for(&config.boot) == Switch::On;
         let hotplug = CpuHotplug::new(cpu_tables.topology.apic_ids(), config.smp.cpus);
-        let (bus, sci) = create_devices(&vm, options.serial, debug_exit, hotplug)?;
+        let devices: Vec<Box<dyn VirtioDevice>> = disks
+            .into_iter()
+            .map(|d| Box::new(d) as Box<dyn VirtioDevice>)
+            .collect();
+        let (bus, sci, virtio_workers) =
+            create_devices(&vm, &ram, options.serial, debug_exit, hotplug, devices)?;
         let boot_entry = load_firmware_and_kernel(&config, &cpu_tables, &numa, &ram)?;
         let boot_msrs = msr::boot_msrs(&host.msr_index_list);
         let vcpus = create_vcpus(&vm, &cpu_tables, &boot_msrs, &boot_entry)?;
@@ -208,6 +229,7 @@ impl Vmm {
             cpu_tables,
             numa,
             cgroup,
+            _virtio_workers: virtio_workers,
         })
     }
 
@@ -336,17 +358,43 @@ fn create_vm(host: &KvmHost, ram: &Arc<GuestRam>, config: &VmConfig) -> Result<V
 }
 
 /// The device bus (COM1 on its irqfd, the PM registers, GPE0 and the CPU hotplug block,
-/// isa-debug-exit if wanted) and the SCI's irqfd.
+/// isa-debug-exit if wanted, the virtio-mmio transports in slot order, each with its
+/// ioeventfd, irqfd and I/O thread) and the SCI's irqfd.
 fn create_devices(
     vm: &Vm,
+    ram: &GuestRam,
     serial: SerialOutput,
     debug_exit: bool,
     cpu_hotplug: CpuHotplug,
-) -> Result<(Arc<Bus>, EventFd), VmmError> {
+    virtio_devices: Vec<Box<dyn VirtioDevice>>,
+) -> Result<(Arc<Bus>, EventFd, Vec<Worker>), VmmError> {
     let serial_irq = vm.irqfd(IrqLine::Com1)?;
     let sci = vm.irqfd(IrqLine::Sci)?;
-    let bus = Bus::new(com1(serial_irq, serial), debug_exit, cpu_hotplug);
-    Ok((Arc::new(bus), sci))
+    let mut bus = Bus::new(com1(serial_irq, serial), debug_exit, cpu_hotplug);
+    let mut workers = Vec::new();
+    for (slot, device) in (0u32..).zip(virtio_devices) {
+        let base = virtio::slot_base(slot);
+        let transport = Arc::new(std::sync::Mutex::new(MmioTransport::new(
+            device,
+            ram.memory().clone(),
+        )));
+        let notify = vm.ioeventfd_mmio(base + reg::QUEUE_NOTIFY)?;
+        let irq = vm.irqfd_gsi(virtio::slot_irq(slot))?;
+        let io = |source| VmmError::Io {
+            what: "starting a virtio device thread",
+            source,
+        };
+        let wake = notify.try_clone().map_err(io)?;
+        workers.push(
+            Worker::spawn(format!("virtio-{slot}"), transport.clone(), notify, irq).map_err(io)?,
+        );
+        bus.add_virtio(VirtioMmio {
+            base,
+            transport,
+            notify: wake,
+        });
+    }
+    Ok((Arc::new(bus), sci, workers))
 }
 
 /// The ACPI tables (MADT, SRAT, SLIT, DSDT, ...) and the kernel (or the probe) in guest RAM.
@@ -376,6 +424,14 @@ fn load_firmware_and_kernel(
         )?,
         distances: numa.flat_distances(),
         oem_id: *b"RVMM  ",
+        virtio_mmio: (0..config.disks.len() as u32)
+            .map(|slot| AcpiVirtioMmio {
+                slot,
+                base: virtio::slot_base(slot) as u32,
+                size: virtio::VIRTIO_MMIO_SIZE as u32,
+                gsi: virtio::slot_irq(slot),
+            })
+            .collect(),
     };
     let tables = acpi::build(&platform, ACPI_START)?;
     ram.write(ACPI_START, &tables.bytes)?;

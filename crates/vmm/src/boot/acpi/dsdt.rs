@@ -6,10 +6,10 @@
 //! `\_SB.PCI0.ISA`; we have no PCI, so they sit directly in `\_SB`). The hotplug AML, and
 //! how it differs from QEMU's, is in `cpus.rs`.
 
-use super::aml::{Aml, AmlError, Resource};
+use super::aml::{Aml, AmlError, InterruptFlags, Resource};
 use super::cpus;
 use super::sdt::{OemIds, Sdt};
-use super::AcpiPlatform;
+use super::{AcpiPlatform, AcpiVirtioMmio};
 use crate::memory::layout;
 
 /// DSDT revision 2: integers are 64-bit (revision 1 would make them 32-bit).
@@ -27,6 +27,9 @@ const I8042_KBD_IRQ: u8 = 1;
 pub fn build(platform: &AcpiPlatform, oem: &OemIds) -> Result<Vec<u8>, AmlError> {
     let mut sb = vec![com1()?, keyboard()?];
     sb.extend(cpus::system_bus_devices(&platform.cpus)?);
+    for v in &platform.virtio_mmio {
+        sb.push(virtio_mmio(v)?);
+    }
     let terms = [
         sleep_state_s5()?,
         Aml::scope("\\_SB", sb)?,
@@ -73,6 +76,37 @@ fn com1() -> Result<Aml, AmlError> {
                     },
                     Resource::IrqNoFlags {
                         irq: layout::COM1_IRQ as u8,
+                    },
+                ])?,
+            )?,
+        ],
+    )
+}
+
+/// A virtio-mmio transport as QEMU microvm lists it (`acpi_dsdt_add_virtio`): `VRnn` with
+/// `_HID "LNRO0005"`, `_UID n`, `_CCA One` and its register block and level-triggered,
+/// active-high interrupt. Linux's virtio_mmio driver binds to LNRO0005.
+fn virtio_mmio(v: &AcpiVirtioMmio) -> Result<Aml, AmlError> {
+    Aml::device(
+        &format!("VR{:02}", v.slot),
+        vec![
+            Aml::name("_HID", Aml::string("LNRO0005")?)?,
+            Aml::name("_UID", Aml::int(u64::from(v.slot)))?,
+            Aml::name("_CCA", Aml::int(1))?,
+            Aml::name(
+                "_CRS",
+                Aml::resource_template(&[
+                    Resource::Memory32Fixed {
+                        base: v.base,
+                        len: v.size,
+                    },
+                    Resource::Interrupt {
+                        gsi: v.gsi,
+                        flags: InterruptFlags {
+                            level: true,
+                            active_low: false,
+                            shared: false,
+                        },
                     },
                 ])?,
             )?,
@@ -157,6 +191,29 @@ mod tests {
                 0x01, 0x01, 0x22, 0x02, 0x00, 0x79, 0x00
             ]
         ));
+    }
+
+    #[test]
+    fn virtio_mmio_devices_as_qemu_microvm() {
+        let mut p = platform(cpus(1));
+        p.virtio_mmio = vec![AcpiVirtioMmio {
+            slot: 1,
+            base: 0xfeb0_0200,
+            size: 0x200,
+            gsi: 17,
+        }];
+        let d = build(&p, &OemIds { oem_id: *b"RVMM  " }).unwrap();
+        assert!(contains(&d, b"VR01\x08_HID\x0dLNRO0005\x00"));
+        assert!(contains(&d, b"_CCA\x01"));
+        // Memory32Fixed (ReadWrite, 0xFEB00200, 0x200).
+        assert!(contains(
+            &d,
+            b"\x86\x09\x00\x01\x00\x02\xb0\xfe\x00\x02\x00\x00"
+        ));
+        // Interrupt (ResourceConsumer, Level, ActiveHigh, Exclusive) {17}.
+        assert!(contains(&d, b"\x89\x06\x00\x01\x01\x11\x00\x00\x00"));
+        let none = build(&platform(cpus(1)), &OemIds { oem_id: *b"RVMM  " }).unwrap();
+        assert!(!contains(&none, b"LNRO0005"));
     }
 
     #[test]

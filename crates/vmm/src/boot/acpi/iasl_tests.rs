@@ -568,3 +568,35 @@ fn hotplug_aml_comparison_catches_a_difference() {
         "{message}"
     );
 }
+
+/// The virtio-mmio devices disassemble to what QEMU microvm's DSDT says for its transports.
+#[test]
+fn iasl_virtio_mmio_devices() {
+    let mut platform = super::tests::platform(cpus(1));
+    platform.virtio_mmio = (0..2)
+        .map(|slot| super::AcpiVirtioMmio {
+            slot,
+            base: 0xfeb0_0000 + slot * 0x200,
+            size: 0x200,
+            gsi: 16 + slot,
+        })
+        .collect();
+    let tables = build(&platform, layout::ACPI_START).unwrap();
+    let dir = ScratchDir::new("virtio");
+    let all = disassemble_all(&tables, &dir.0);
+    assert_lines(
+        "DSDT",
+        dsl_of(&all, "dsdt"),
+        &[
+            "Device (VR01)",
+            r#"Name (_HID, "LNRO0005")"#,
+            "Name (_UID, One)",
+            "Name (_CCA, One)",
+            "Memory32Fixed (ReadWrite,",
+            "0xFEB00200, // Address Base",
+            "0x00000200, // Address Length",
+            "Interrupt (ResourceConsumer, Level, ActiveHigh, Exclusive, ,, )",
+            "0x00000011,",
+        ],
+    );
+}

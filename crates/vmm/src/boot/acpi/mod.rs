@@ -65,6 +65,18 @@ pub struct AcpiPlatform {
     pub distances: Vec<u8>,
     /// OEM ID written in every table header (6 bytes, padded).
     pub oem_id: [u8; 6],
+    /// The virtio-mmio transports that have a device, listed in the DSDT.
+    pub virtio_mmio: Vec<AcpiVirtioMmio>,
+}
+
+/// One virtio-mmio transport as the DSDT describes it (QEMU microvm's `VRnn` device).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AcpiVirtioMmio {
+    /// The transport's slot (the device's `_UID` and name).
+    pub slot: u32,
+    pub base: u32,
+    pub size: u32,
+    pub gsi: u32,
 }
 
 /// Where one table sits in the blob.
@@ -356,6 +368,7 @@ pub(crate) mod tests {
             memory_affinity: vec![],
             distances: vec![],
             oem_id: *b"RVMM  ",
+            virtio_mmio: vec![],
         }
     }
 
@@ -375,6 +388,7 @@ pub(crate) mod tests {
             .unwrap(),
             distances: vec![10, 21, 21, 10],
             oem_id: *b"RVMM  ",
+            virtio_mmio: vec![],
         }
     }
 

@@ -453,6 +453,7 @@ pub fn parse_domain(text: &str, file: &str, env: &DomainEnv) -> Result<Domain, D
         cputune,
         memtune,
         cgroup: Default::default(),
+        disks: Vec::new(),
     };
     // The element checks above cover these rules; this is the backstop.
     config

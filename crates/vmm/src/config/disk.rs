@@ -1,0 +1,170 @@
+//! `--disk path=FILE[,readonly=on|off][,serial=ID]` (repeatable): the virtio-blk disks, each on
+//! a raw image file. Only the text is checked here; opening and locking the file is
+//! `devices::virtio::blk`'s work when the VM is built.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// The most disks: one virtio-mmio transport each (QEMU microvm has 8).
+pub const MAX_DISKS: usize = 8;
+/// The longest serial: virtio-blk's GET_ID answers 20 bytes (VIRTIO_BLK_ID_BYTES).
+pub const MAX_SERIAL: usize = 20;
+
+/// One disk as the user gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskConfig {
+    pub path: PathBuf,
+    pub readonly: bool,
+    pub serial: Option<String>,
+}
+
+/// Why a `--disk` value is not a disk.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DiskOptionError {
+    #[error("--disk: '{0}' has no path= (expected path=FILE[,readonly=on][,serial=ID])")]
+    NoPath(String),
+    #[error("--disk: path= is empty")]
+    EmptyPath,
+    #[error("--disk: '{0}' is not KEY=VALUE (keys: path, readonly, serial)")]
+    NotKeyValue(String),
+    #[error("--disk: unknown key '{0}' (keys: path, readonly, serial)")]
+    UnknownKey(String),
+    #[error("--disk: '{key}' is given twice")]
+    Repeated { key: String },
+    #[error("--disk: readonly={0}: expected on or off")]
+    Switch(String),
+    #[error("--disk: serial={serial}: {len} bytes, longer than virtio-blk's {MAX_SERIAL}-byte ID")]
+    SerialTooLong { serial: String, len: usize },
+    #[error("--disk: serial={0}: only printable ASCII without spaces or commas is allowed")]
+    SerialChars(String),
+    #[error("--disk: {count} disks given; at most {MAX_DISKS} (one virtio-mmio slot each)")]
+    TooMany { count: usize },
+}
+
+impl DiskConfig {
+    /// Parses one `--disk` value.
+    pub fn parse(text: &str) -> Result<DiskConfig, DiskOptionError> {
+        let (mut path, mut readonly, mut serial) = (None, None, None);
+        for item in text.split(',') {
+            let Some((key, value)) = item.split_once('=') else {
+                return Err(DiskOptionError::NotKeyValue(item.to_string()));
+            };
+            let slot_taken = match key {
+                "path" => path.replace(value.to_string()).is_some(),
+                "readonly" => readonly.replace(value.to_string()).is_some(),
+                "serial" => serial.replace(value.to_string()).is_some(),
+                _ => return Err(DiskOptionError::UnknownKey(key.to_string())),
+            };
+            if slot_taken {
+                return Err(DiskOptionError::Repeated {
+                    key: key.to_string(),
+                });
+            }
+        }
+        let path = path.ok_or_else(|| DiskOptionError::NoPath(text.to_string()))?;
+        if path.is_empty() {
+            return Err(DiskOptionError::EmptyPath);
+        }
+        let readonly = match readonly.as_deref() {
+            None | Some("off") => false,
+            Some("on") => true,
+            Some(other) => return Err(DiskOptionError::Switch(other.to_string())),
+        };
+        if let Some(s) = &serial {
+            if s.len() > MAX_SERIAL {
+                return Err(DiskOptionError::SerialTooLong {
+                    serial: s.clone(),
+                    len: s.len(),
+                });
+            }
+            if !s.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(DiskOptionError::SerialChars(s.escape_debug().to_string()));
+            }
+        }
+        Ok(DiskConfig {
+            path: PathBuf::from(path),
+            readonly,
+            serial,
+        })
+    }
+
+    /// Parses every `--disk` value.
+    pub fn parse_all(values: &[String]) -> Result<Vec<DiskConfig>, DiskOptionError> {
+        if values.len() > MAX_DISKS {
+            return Err(DiskOptionError::TooMany {
+                count: values.len(),
+            });
+        }
+        values.iter().map(|v| DiskConfig::parse(v)).collect()
+    }
+
+    /// The option text that gives this disk back.
+    pub fn option(&self) -> String {
+        let mut s = format!("path={}", self.path.display());
+        if self.readonly {
+            s.push_str(",readonly=on");
+        }
+        if let Some(serial) = &self.serial {
+            s.push_str(&format!(",serial={serial}"));
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        DiskConfig::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn parses_keys() {
+        let d = DiskConfig::parse("path=/tmp/a.img,readonly=on,serial=ABC-1").unwrap();
+        assert_eq!(d.path, PathBuf::from("/tmp/a.img"));
+        assert!(d.readonly);
+        assert_eq!(d.serial.as_deref(), Some("ABC-1"));
+        assert_eq!(d.option(), "path=/tmp/a.img,readonly=on,serial=ABC-1");
+        let d = DiskConfig::parse("path=x,readonly=off").unwrap();
+        assert!(!d.readonly);
+        assert_eq!(d.serial, None);
+    }
+
+    #[test]
+    fn errors_name_the_option_value_and_rule() {
+        assert_eq!(
+            err("readonly=on"),
+            "--disk: 'readonly=on' has no path= (expected path=FILE[,readonly=on][,serial=ID])"
+        );
+        assert_eq!(err("path="), "--disk: path= is empty");
+        assert_eq!(
+            err("path=a,cache"),
+            "--disk: 'cache' is not KEY=VALUE (keys: path, readonly, serial)"
+        );
+        assert_eq!(
+            err("path=a,format=qcow2"),
+            "--disk: unknown key 'format' (keys: path, readonly, serial)"
+        );
+        assert_eq!(err("path=a,path=b"), "--disk: 'path' is given twice");
+        assert_eq!(
+            err("path=a,readonly=yes"),
+            "--disk: readonly=yes: expected on or off"
+        );
+        assert_eq!(
+            err("path=a,serial=123456789012345678901"),
+            "--disk: serial=123456789012345678901: 21 bytes, longer than virtio-blk's \
+             20-byte ID"
+        );
+        assert_eq!(
+            err("path=a,serial=a b"),
+            "--disk: serial=a b: only printable ASCII without spaces or commas is allowed"
+        );
+        let nine: Vec<String> = (0..9).map(|i| format!("path={i}")).collect();
+        assert_eq!(
+            DiskConfig::parse_all(&nine).unwrap_err().to_string(),
+            "--disk: 9 disks given; at most 8 (one virtio-mmio slot each)"
+        );
+    }
+}

@@ -1,0 +1,442 @@
+//! The virtio-mmio register block, version 2 (virtio 1.2 §4.2.2), in front of one
+//! [`VirtioDevice`]. Pure register logic: a guest read or write goes in, the transport's state
+//! changes; running the queues is [`MmioTransport::service_queues`], which the device's I/O
+//! thread calls (`worker`). Reading InterruptStatus has no side effect; InterruptACK clears
+//! only the bits written. A driver that gets something wrong (a queue that is not valid at
+//! DRIVER_OK or when notified, a device error) finds the device in DEVICE_NEEDS_RESET with a
+//! configuration-change interrupt, as §2.1.2 asks.
+
+use virtio_bindings::virtio_config::{
+    VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FAILED, VIRTIO_CONFIG_S_FEATURES_OK,
+    VIRTIO_CONFIG_S_NEEDS_RESET, VIRTIO_F_VERSION_1,
+};
+use virtio_bindings::virtio_mmio::{VIRTIO_MMIO_INT_CONFIG, VIRTIO_MMIO_INT_VRING};
+use virtio_queue::{Queue, QueueT};
+use vm_memory::GuestMemoryMmap;
+
+use super::VirtioDevice;
+
+/// "virt" in little-endian.
+pub const MAGIC: u32 = 0x7472_6976;
+/// The modern (virtio 1.x) transport.
+pub const VERSION: u32 = 2;
+/// QEMU's vendor ID ("QEMU"), which Linux ignores.
+pub const VENDOR_ID: u32 = 0x554d_4551;
+
+/// Register offsets (virtio 1.2 table 4.1).
+pub mod reg {
+    pub const MAGIC: u64 = 0x000;
+    pub const VERSION: u64 = 0x004;
+    pub const DEVICE_ID: u64 = 0x008;
+    pub const VENDOR_ID: u64 = 0x00c;
+    pub const DEVICE_FEATURES: u64 = 0x010;
+    pub const DEVICE_FEATURES_SEL: u64 = 0x014;
+    pub const DRIVER_FEATURES: u64 = 0x020;
+    pub const DRIVER_FEATURES_SEL: u64 = 0x024;
+    pub const QUEUE_SEL: u64 = 0x030;
+    pub const QUEUE_NUM_MAX: u64 = 0x034;
+    pub const QUEUE_NUM: u64 = 0x038;
+    pub const QUEUE_READY: u64 = 0x044;
+    pub const QUEUE_NOTIFY: u64 = 0x050;
+    pub const INTERRUPT_STATUS: u64 = 0x060;
+    pub const INTERRUPT_ACK: u64 = 0x064;
+    pub const STATUS: u64 = 0x070;
+    pub const QUEUE_DESC_LOW: u64 = 0x080;
+    pub const QUEUE_DESC_HIGH: u64 = 0x084;
+    pub const QUEUE_AVAIL_LOW: u64 = 0x090;
+    pub const QUEUE_AVAIL_HIGH: u64 = 0x094;
+    pub const QUEUE_USED_LOW: u64 = 0x0a0;
+    pub const QUEUE_USED_HIGH: u64 = 0x0a4;
+    pub const CONFIG_GENERATION: u64 = 0x0fc;
+    pub const CONFIG: u64 = 0x100;
+}
+
+/// One virtio-mmio transport and its device.
+pub struct MmioTransport {
+    device: Box<dyn VirtioDevice>,
+    mem: GuestMemoryMmap,
+    queues: Vec<Queue>,
+    /// Per queue: the driver wrote a QueueNum the queue cannot have (0, above the maximum,
+    /// not a power of two); such a queue is never valid.
+    bad_size: Vec<bool>,
+    device_features_sel: u32,
+    driver_features_sel: u32,
+    driver_features: u64,
+    queue_sel: u32,
+    interrupt_status: u32,
+    status: u32,
+}
+
+impl MmioTransport {
+    pub fn new(device: Box<dyn VirtioDevice>, mem: GuestMemoryMmap) -> Self {
+        let queues = device
+            .queue_max_sizes()
+            .iter()
+            // A maximum size that is not a power of two is the device model's bug; fall back to
+            // the smallest legal queue rather than fail.
+            .map(|&max| Queue::new(max).unwrap_or_else(|_| Queue::new(1).expect("size 1")))
+            .collect();
+        let bad_size = vec![false; device.queue_max_sizes().len()];
+        MmioTransport {
+            device,
+            mem,
+            queues,
+            bad_size,
+            device_features_sel: 0,
+            driver_features_sel: 0,
+            driver_features: 0,
+            queue_sel: 0,
+            interrupt_status: 0,
+            status: 0,
+        }
+    }
+
+    /// The device status register.
+    pub fn status(&self) -> u32 {
+        self.status
+    }
+
+    fn queue(&mut self) -> Option<&mut Queue> {
+        self.queues.get_mut(self.queue_sel as usize)
+    }
+
+    fn reset(&mut self) {
+        for q in &mut self.queues {
+            q.reset();
+        }
+        self.bad_size.fill(false);
+        self.device_features_sel = 0;
+        self.driver_features_sel = 0;
+        self.driver_features = 0;
+        self.queue_sel = 0;
+        self.interrupt_status = 0;
+        self.status = 0;
+    }
+
+    /// A guest read of `data.len()` bytes at `offset` into the block.
+    pub fn read(&self, offset: u64, data: &mut [u8]) {
+        if offset >= reg::CONFIG {
+            let config = self.device.config();
+            for (i, d) in data.iter_mut().enumerate() {
+                let at = (offset - reg::CONFIG) as usize + i;
+                *d = config.get(at).copied().unwrap_or(0);
+            }
+            return;
+        }
+        // Registers below the config space are 32 bits wide and read only as such.
+        if data.len() != 4 || offset % 4 != 0 {
+            data.fill(0);
+            return;
+        }
+        let queue = self.queues.get(self.queue_sel as usize);
+        let v = match offset {
+            reg::MAGIC => MAGIC,
+            reg::VERSION => VERSION,
+            reg::DEVICE_ID => self.device.device_id(),
+            reg::VENDOR_ID => VENDOR_ID,
+            reg::DEVICE_FEATURES => match self.device_features_sel {
+                0 => self.device.features() as u32,
+                1 => (self.device.features() >> 32) as u32,
+                _ => 0,
+            },
+            reg::QUEUE_NUM_MAX => queue.map_or(0, |q| u32::from(q.max_size())),
+            reg::QUEUE_READY => queue.map_or(0, |q| u32::from(q.ready())),
+            reg::INTERRUPT_STATUS => self.interrupt_status,
+            reg::STATUS => self.status,
+            reg::CONFIG_GENERATION => 0,
+            _ => 0,
+        };
+        data.copy_from_slice(&v.to_le_bytes());
+    }
+
+    /// A guest write at `offset`. QueueNotify normally never gets here (an ioeventfd takes
+    /// it in the kernel); when it does, the caller wakes the device's I/O thread if this
+    /// returns true.
+    pub fn write(&mut self, offset: u64, data: &[u8]) -> bool {
+        if offset >= reg::CONFIG {
+            // virtio-blk's configuration space is read-only for the features we offer.
+            return false;
+        }
+        let Ok(bytes) = <[u8; 4]>::try_from(data) else {
+            return false;
+        };
+        if offset % 4 != 0 {
+            return false;
+        }
+        let v = u32::from_le_bytes(bytes);
+        let can_set_up_queue = self.status & VIRTIO_CONFIG_S_DRIVER_OK == 0;
+        match offset {
+            reg::DEVICE_FEATURES_SEL => self.device_features_sel = v,
+            reg::DRIVER_FEATURES_SEL => self.driver_features_sel = v,
+            reg::DRIVER_FEATURES if self.status & VIRTIO_CONFIG_S_FEATURES_OK == 0 => {
+                match self.driver_features_sel {
+                    0 => {
+                        self.driver_features = (self.driver_features & !0xffff_ffff) | u64::from(v)
+                    }
+                    1 => {
+                        self.driver_features =
+                            (self.driver_features & 0xffff_ffff) | (u64::from(v) << 32)
+                    }
+                    _ => {}
+                }
+            }
+            reg::QUEUE_SEL => self.queue_sel = v,
+            reg::QUEUE_NUM if can_set_up_queue => {
+                let sel = self.queue_sel as usize;
+                if let Some(q) = self.queues.get_mut(sel) {
+                    let ok = u16::try_from(v).is_ok_and(|size| q.try_set_size(size).is_ok());
+                    self.bad_size[sel] = !ok;
+                }
+            }
+            reg::QUEUE_READY => {
+                if let Some(q) = self.queue() {
+                    q.set_ready(v == 1);
+                }
+            }
+            reg::QUEUE_NOTIFY => return true,
+            reg::INTERRUPT_ACK => self.interrupt_status &= !v,
+            reg::STATUS => self.write_status(v),
+            reg::QUEUE_DESC_LOW if can_set_up_queue => {
+                if let Some(q) = self.queue() {
+                    q.set_desc_table_address(Some(v), None);
+                }
+            }
+            reg::QUEUE_DESC_HIGH if can_set_up_queue => {
+                if let Some(q) = self.queue() {
+                    q.set_desc_table_address(None, Some(v));
+                }
+            }
+            reg::QUEUE_AVAIL_LOW if can_set_up_queue => {
+                if let Some(q) = self.queue() {
+                    q.set_avail_ring_address(Some(v), None);
+                }
+            }
+            reg::QUEUE_AVAIL_HIGH if can_set_up_queue => {
+                if let Some(q) = self.queue() {
+                    q.set_avail_ring_address(None, Some(v));
+                }
+            }
+            reg::QUEUE_USED_LOW if can_set_up_queue => {
+                if let Some(q) = self.queue() {
+                    q.set_used_ring_address(Some(v), None);
+                }
+            }
+            reg::QUEUE_USED_HIGH if can_set_up_queue => {
+                if let Some(q) = self.queue() {
+                    q.set_used_ring_address(None, Some(v));
+                }
+            }
+            _ => {}
+        }
+        false
+    }
+
+    fn write_status(&mut self, v: u32) {
+        if v == 0 {
+            self.reset();
+            return;
+        }
+        let newly = v & !self.status;
+        let mut status = v;
+        if newly & VIRTIO_CONFIG_S_FEATURES_OK != 0 {
+            let offered = self.device.features();
+            let ok = self.driver_features & !offered == 0
+                && self.driver_features & (1 << VIRTIO_F_VERSION_1) != 0;
+            if !ok {
+                // §3.1.1: the driver re-reads the status and sees FEATURES_OK was refused.
+                status &= !VIRTIO_CONFIG_S_FEATURES_OK;
+            }
+        }
+        // The device keeps NEEDS_RESET until the driver resets it.
+        status |= self.status & VIRTIO_CONFIG_S_NEEDS_RESET;
+        self.status = status;
+        let activating =
+            newly & VIRTIO_CONFIG_S_DRIVER_OK != 0 && self.status & VIRTIO_CONFIG_S_FAILED == 0;
+        if activating
+            && (0..self.queues.len()).any(|i| self.queues[i].ready() && !self.queue_valid(i))
+        {
+            self.needs_reset();
+        }
+    }
+
+    fn queue_valid(&self, index: usize) -> bool {
+        !self.bad_size[index] && self.queues[index].is_valid(&self.mem)
+    }
+
+    fn needs_reset(&mut self) {
+        self.status |= VIRTIO_CONFIG_S_NEEDS_RESET;
+        self.interrupt_status |= VIRTIO_MMIO_INT_CONFIG;
+    }
+
+    /// Serves every ready queue (after a notification). Returns whether the guest must get
+    /// an interrupt. Does nothing before DRIVER_OK, after FAILED, or while NEEDS_RESET.
+    pub fn service_queues(&mut self) -> bool {
+        let live = self.status & VIRTIO_CONFIG_S_DRIVER_OK != 0
+            && self.status & (VIRTIO_CONFIG_S_NEEDS_RESET | VIRTIO_CONFIG_S_FAILED) == 0;
+        if !live {
+            return false;
+        }
+        let mut interrupt = false;
+        for index in 0..self.queues.len() {
+            if !self.queues[index].ready() {
+                continue;
+            }
+            if !self.queue_valid(index) {
+                self.needs_reset();
+                return true;
+            }
+            let q = &mut self.queues[index];
+            match self.device.process_queue(index, q, &self.mem) {
+                Ok(used) => interrupt |= used,
+                Err(_) => {
+                    self.needs_reset();
+                    return true;
+                }
+            }
+        }
+        if interrupt {
+            self.interrupt_status |= VIRTIO_MMIO_INT_VRING;
+        }
+        interrupt
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::virtio::DeviceError;
+    use vm_memory::GuestAddress;
+
+    struct Dummy {
+        served: u32,
+    }
+
+    impl VirtioDevice for Dummy {
+        fn device_id(&self) -> u32 {
+            2
+        }
+        fn features(&self) -> u64 {
+            1 << VIRTIO_F_VERSION_1
+        }
+        fn queue_max_sizes(&self) -> &[u16] {
+            &[16]
+        }
+        fn config(&self) -> &[u8] {
+            &[1, 2, 3, 4]
+        }
+        fn process_queue(
+            &mut self,
+            _: usize,
+            _: &mut Queue,
+            _: &GuestMemoryMmap,
+        ) -> Result<bool, DeviceError> {
+            self.served += 1;
+            Ok(true)
+        }
+    }
+
+    fn transport() -> MmioTransport {
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10000)]).unwrap();
+        MmioTransport::new(Box::new(Dummy { served: 0 }), mem)
+    }
+
+    fn rd(t: &MmioTransport, off: u64) -> u32 {
+        let mut b = [0u8; 4];
+        t.read(off, &mut b);
+        u32::from_le_bytes(b)
+    }
+
+    fn wr(t: &mut MmioTransport, off: u64, v: u32) -> bool {
+        t.write(off, &v.to_le_bytes())
+    }
+
+    fn set_up(t: &mut MmioTransport, size: u32) {
+        wr(t, reg::STATUS, 1 | 2);
+        wr(t, reg::DRIVER_FEATURES_SEL, 1);
+        wr(t, reg::DRIVER_FEATURES, 1);
+        wr(t, reg::STATUS, 1 | 2 | 8);
+        wr(t, reg::QUEUE_SEL, 0);
+        wr(t, reg::QUEUE_NUM, size);
+        wr(t, reg::QUEUE_DESC_LOW, 0x1000);
+        wr(t, reg::QUEUE_AVAIL_LOW, 0x2000);
+        wr(t, reg::QUEUE_USED_LOW, 0x3000);
+        wr(t, reg::QUEUE_READY, 1);
+    }
+
+    #[test]
+    fn identity_registers() {
+        let t = transport();
+        assert_eq!(rd(&t, reg::MAGIC), 0x7472_6976);
+        assert_eq!(rd(&t, reg::VERSION), 2);
+        assert_eq!(rd(&t, reg::DEVICE_ID), 2);
+        assert_eq!(rd(&t, reg::QUEUE_NUM_MAX), 16);
+        let mut b = [0u8; 2];
+        t.read(reg::CONFIG + 1, &mut b);
+        assert_eq!(b, [2, 3]);
+    }
+
+    #[test]
+    fn features_ok_needs_version_1_and_a_subset() {
+        let mut t = transport();
+        wr(&mut t, reg::STATUS, 3);
+        wr(&mut t, reg::STATUS, 3 | 8);
+        assert_eq!(rd(&t, reg::STATUS), 3, "no VERSION_1: FEATURES_OK refused");
+        wr(&mut t, reg::DRIVER_FEATURES_SEL, 0);
+        wr(&mut t, reg::DRIVER_FEATURES, 1 << 5);
+        wr(&mut t, reg::DRIVER_FEATURES_SEL, 1);
+        wr(&mut t, reg::DRIVER_FEATURES, 1);
+        wr(&mut t, reg::STATUS, 3 | 8);
+        assert_eq!(rd(&t, reg::STATUS), 3, "a feature not offered: refused");
+        wr(&mut t, reg::DRIVER_FEATURES_SEL, 0);
+        wr(&mut t, reg::DRIVER_FEATURES, 0);
+        wr(&mut t, reg::STATUS, 3 | 8);
+        assert_eq!(rd(&t, reg::STATUS), 3 | 8);
+    }
+
+    #[test]
+    fn notifications_before_driver_ok_are_ignored() {
+        let mut t = transport();
+        set_up(&mut t, 16);
+        assert!(wr(&mut t, reg::QUEUE_NOTIFY, 0));
+        assert!(!t.service_queues());
+        wr(&mut t, reg::STATUS, 1 | 2 | 8 | 4);
+        assert!(t.service_queues());
+        assert_eq!(rd(&t, reg::INTERRUPT_STATUS), 1);
+        assert_eq!(
+            rd(&t, reg::INTERRUPT_STATUS),
+            1,
+            "reading has no side effect"
+        );
+        wr(&mut t, reg::INTERRUPT_ACK, 2);
+        assert_eq!(
+            rd(&t, reg::INTERRUPT_STATUS),
+            1,
+            "ack clears only written bits"
+        );
+        wr(&mut t, reg::INTERRUPT_ACK, 1);
+        assert_eq!(rd(&t, reg::INTERRUPT_STATUS), 0);
+    }
+
+    #[test]
+    fn a_queue_size_not_a_power_of_two_means_needs_reset() {
+        let mut t = transport();
+        set_up(&mut t, 12);
+        wr(&mut t, reg::STATUS, 1 | 2 | 8 | 4);
+        assert_ne!(rd(&t, reg::STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
+        assert_eq!(rd(&t, reg::INTERRUPT_STATUS), VIRTIO_MMIO_INT_CONFIG);
+        assert!(!t.service_queues(), "nothing served while NEEDS_RESET");
+        wr(&mut t, reg::STATUS, 0);
+        assert_eq!(rd(&t, reg::STATUS), 0, "reset clears it");
+    }
+
+    #[test]
+    fn rings_outside_guest_memory_mean_needs_reset() {
+        let mut t = transport();
+        set_up(&mut t, 16);
+        wr(&mut t, reg::QUEUE_READY, 0);
+        wr(&mut t, reg::QUEUE_USED_HIGH, 7);
+        wr(&mut t, reg::QUEUE_READY, 1);
+        wr(&mut t, reg::STATUS, 1 | 2 | 8 | 4);
+        assert_ne!(rd(&t, reg::STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
+    }
+}

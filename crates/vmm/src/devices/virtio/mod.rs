@@ -1,0 +1,64 @@
+//! virtio 1.x devices on the modern virtio-mmio transport (virtio 1.2 §4.2), placed as QEMU's
+//! microvm places them: transport N at `VIRTIO_MMIO_BASE + N * 512`, IRQ `16 + N` (microvm
+//! with ACPI and one IOAPIC), each listed in the DSDT as an `LNRO0005` device.
+//!
+//! `mmio` is the register block (pure: guest reads and writes in, state and "queue N was
+//! notified" out); `blk` is virtio-blk on a raw file. The queues are rust-vmm's
+//! `virtio-queue` over guest memory (`vm-memory`). Who runs a device's queues (an I/O thread
+//! woken by an ioeventfd, interrupts through an irqfd) is `worker`'s business; the vCPU thread
+//! only touches registers.
+
+pub mod blk;
+pub mod mmio;
+pub mod worker;
+
+use virtio_queue::Queue;
+use vm_memory::GuestMemoryMmap;
+
+/// The base of the first virtio-mmio transport (QEMU's `VIRTIO_MMIO_BASE`, hw/i386/microvm.h).
+pub const VIRTIO_MMIO_BASE: u64 = 0xfeb0_0000;
+/// The size of one transport's register block, and the stride between transports.
+pub const VIRTIO_MMIO_SIZE: u64 = 0x200;
+/// The number of transports (QEMU microvm's `virtio_num_transports`).
+pub const VIRTIO_MMIO_SLOTS: u32 = 8;
+/// The GSI of transport 0: QEMU microvm with ACPI and no second IOAPIC uses 16 + N.
+pub const VIRTIO_IRQ_BASE: u32 = 16;
+
+/// Transport `slot`'s MMIO base.
+pub fn slot_base(slot: u32) -> u64 {
+    VIRTIO_MMIO_BASE + u64::from(slot) * VIRTIO_MMIO_SIZE
+}
+
+/// Transport `slot`'s GSI.
+pub fn slot_irq(slot: u32) -> u32 {
+    VIRTIO_IRQ_BASE + slot
+}
+
+/// What a device model gives its transport.
+pub trait VirtioDevice: Send {
+    /// The virtio device ID (blk 2, net 1, balloon 5).
+    fn device_id(&self) -> u32;
+    /// The feature bits the device offers (VERSION_1 included).
+    fn features(&self) -> u64;
+    /// The largest size of each queue; the length is the number of queues.
+    fn queue_max_sizes(&self) -> &[u16];
+    /// The device-specific configuration space.
+    fn config(&self) -> &[u8];
+    /// Serves the available buffers of queue `index`. Returns whether the used ring gained
+    /// entries that the driver wants an interrupt for; `Err` marks the device NEEDS_RESET.
+    fn process_queue(
+        &mut self,
+        index: usize,
+        queue: &mut Queue,
+        mem: &GuestMemoryMmap,
+    ) -> Result<bool, DeviceError>;
+}
+
+/// A failure that leaves the device unusable until the driver resets it.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("virtio queue: {0}")]
+    Queue(#[from] virtio_queue::Error),
+    #[error("guest memory: {0}")]
+    Memory(#[from] vm_memory::GuestMemoryError),
+}

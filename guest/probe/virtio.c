@@ -1,0 +1,373 @@
+/*
+ * virtio.c - mode=virtio: a bare-metal virtio-blk driver over virtio-mmio (version 2).
+ *
+ * Scans the 24 transports QEMU microvm can have at 0xfeb00000 + N * 512 for a device (magic
+ * "virt", device ID non-zero); for each virtio-blk device, in address order: reset,
+ * ACKNOWLEDGE | DRIVER, accept VERSION_1 (and RO / FLUSH when offered), FEATURES_OK, one
+ * split queue of QSIZE entries in this program's own memory, DRIVER_OK; then
+ *   writes a pattern to sectors 1..4, reads it back and compares, flushes, reads the serial
+ *   (GET_ID), and prints one line per step:
+ *
+ *   PROBE-VIRTIO dev=K id=2 capacity=SECTORS ro=0|1 flush=0|1
+ *   PROBE-VIRTIO dev=K write status=S
+ *   PROBE-VIRTIO dev=K read status=S match=yes|no
+ *   PROBE-VIRTIO dev=K flush status=S
+ *   PROBE-VIRTIO dev=K getid status=S serial=TEXT
+ *   PROBE-VIRTIO-END devices=N
+ *
+ *
+ * With virtio=hostile, then: a write from a buffer outside RAM, a write of a partial sector,
+ * a write past the end, a looping chain (PROBE-VIRTIO dev=K hostile ... lines), and a read
+ * that must still find the pattern.
+ *
+ * K counts the devices found (not slots: QEMU fills its transports from the top). Completion
+ * is found by polling the used ring; interrupts stay disabled (nothing returns with IRET on
+ * this host). Only the BSP runs; APs are never started.
+ */
+#include "probe.h"
+
+#define VIRTIO_MMIO_BASE 0xfeb00000ull
+#define VIRTIO_MMIO_STRIDE 0x200
+#define VIRTIO_MMIO_SLOTS 24 /* QEMU microvm with its second IOAPIC has 24; rvmm 8 */
+#define VIRTIO_MAGIC 0x74726976u
+
+#define R_MAGIC 0x000
+#define R_VERSION 0x004
+#define R_DEVICE_ID 0x008
+#define R_DEVICE_FEATURES 0x010
+#define R_DEVICE_FEATURES_SEL 0x014
+#define R_DRIVER_FEATURES 0x020
+#define R_DRIVER_FEATURES_SEL 0x024
+#define R_QUEUE_SEL 0x030
+#define R_QUEUE_NUM_MAX 0x034
+#define R_QUEUE_NUM 0x038
+#define R_QUEUE_READY 0x044
+#define R_QUEUE_NOTIFY 0x050
+#define R_INTERRUPT_STATUS 0x060
+#define R_INTERRUPT_ACK 0x064
+#define R_STATUS 0x070
+#define R_QUEUE_DESC_LOW 0x080
+#define R_QUEUE_DESC_HIGH 0x084
+#define R_QUEUE_AVAIL_LOW 0x090
+#define R_QUEUE_AVAIL_HIGH 0x094
+#define R_QUEUE_USED_LOW 0x0a0
+#define R_QUEUE_USED_HIGH 0x0a4
+#define R_CONFIG 0x100
+
+#define S_ACKNOWLEDGE 1u
+#define S_DRIVER 2u
+#define S_DRIVER_OK 4u
+#define S_FEATURES_OK 8u
+
+#define F_BLK_RO 5
+#define F_BLK_FLUSH 9
+#define F_VERSION_1 32 /* bit 0 of the high word */
+
+#define BLK_T_IN 0
+#define BLK_T_OUT 1
+#define BLK_T_FLUSH 4
+#define BLK_T_GET_ID 8
+
+#define DESC_F_NEXT 1
+#define DESC_F_WRITE 2
+
+#define QSIZE 8
+#define SECTOR 512
+#define FIRST_SECTOR 1
+#define SECTORS 4
+#define DATA_LEN (SECTORS * SECTOR)
+#define ID_LEN 20
+#define POLL_LIMIT 200000000ull
+
+struct desc {
+	uint64_t addr;
+	uint32_t len;
+	uint16_t flags;
+	uint16_t next;
+};
+
+struct blk_req {
+	uint32_t type;
+	uint32_t reserved;
+	uint64_t sector;
+};
+
+static struct desc descs[QSIZE] __attribute__((aligned(16)));
+static struct {
+	uint16_t flags;
+	uint16_t idx;
+	uint16_t ring[QSIZE];
+	uint16_t used_event;
+} avail __attribute__((aligned(2)));
+static struct {
+	uint16_t flags;
+	uint16_t idx;
+	struct {
+		uint32_t id;
+		uint32_t len;
+	} ring[QSIZE];
+	uint16_t avail_event;
+} used __attribute__((aligned(4)));
+static struct blk_req req __attribute__((aligned(16)));
+static uint8_t data[DATA_LEN] __attribute__((aligned(16)));
+static volatile uint8_t status;
+
+static inline uint32_t mmio_rd(uint64_t base, uint32_t off)
+{
+	return *(volatile uint32_t *)phys(base + off);
+}
+
+static inline void mmio_wr(uint64_t base, uint32_t off, uint32_t v)
+{
+	*(volatile uint32_t *)phys(base + off) = v;
+}
+
+static inline void mb(void)
+{
+	__asm__ volatile("mfence" ::: "memory");
+}
+
+static uint8_t pattern(uint32_t i)
+{
+	return (uint8_t)(i * 7 + (i / SECTOR) * 31 + 1);
+}
+
+static void line_start(struct out *o, uint32_t dev)
+{
+	out_str(o, "PROBE-VIRTIO dev=");
+	out_dec(o, dev);
+	out_char(o, ' ');
+}
+
+/* Waits for used.idx to reach `want`; false on timeout. Acknowledges the interrupt. */
+static bool wait_used(uint64_t base, uint16_t want)
+{
+	for (uint64_t i = 0; i < POLL_LIMIT; i++) {
+		mb();
+		if (*(volatile uint16_t *)&used.idx == want)
+			break;
+		cpu_pause();
+	}
+	mb();
+	uint32_t isr = mmio_rd(base, R_INTERRUPT_STATUS);
+	mmio_wr(base, R_INTERRUPT_ACK, isr);
+	return *(volatile uint16_t *)&used.idx == want;
+}
+
+static void make_available(uint64_t base)
+{
+	avail.ring[avail.idx % QSIZE] = 0;
+	mb();
+	avail.idx++;
+	mb();
+	mmio_wr(base, R_QUEUE_NOTIFY, 0);
+}
+
+static uint64_t data_addr;
+
+static void print_status(uint32_t dev, const char *what, int s);
+
+/* Header, then (if len) one data buffer, then the status byte; waits for the used entry. */
+static int submit(uint64_t base, uint32_t type, uint64_t sector, uint32_t len, bool device_writes)
+{
+	req.type = type;
+	req.reserved = 0;
+	req.sector = sector;
+	status = 0xff;
+	uint16_t n = 0;
+	descs[n] = (struct desc){ (uint64_t)(uintptr_t)&req, sizeof(req), DESC_F_NEXT, 1 };
+	n++;
+	if (len) {
+		descs[n] = (struct desc){ data_addr ? data_addr : (uint64_t)(uintptr_t)data, len,
+					  (uint16_t)(DESC_F_NEXT | (device_writes ? DESC_F_WRITE : 0)),
+					  2 };
+		n++;
+	}
+	descs[n] = (struct desc){ (uint64_t)(uintptr_t)&status, 1, DESC_F_WRITE, 0 };
+	uint16_t want = (uint16_t)(used.idx + 1);
+	make_available(base);
+	if (!wait_used(base, want))
+		return -1;
+	return status;
+}
+
+/*
+ * virtio=hostile (rvmm only: QEMU marks its device broken on the first of these): requests a
+ * device must fail without touching the disk, then a good read that must still work.
+ */
+static void blk_hostile(uint64_t base, uint32_t dev, uint64_t capacity)
+{
+	data_addr = 0x1000000000ull; /* 64 GiB: no RAM there */
+	print_status(dev, "hostile outside", submit(base, BLK_T_OUT, FIRST_SECTOR, SECTOR, false));
+	data_addr = 0;
+	print_status(dev, "hostile partial-sector", submit(base, BLK_T_OUT, 8, 100, false));
+	print_status(dev, "hostile past-end", submit(base, BLK_T_OUT, capacity - 1, DATA_LEN, false));
+
+	/* A chain that loops: 0 -> 1 -> 0. It must come back (unanswered), not hang the device. */
+	req.type = BLK_T_OUT;
+	req.sector = 8;
+	status = 0xff;
+	descs[0] = (struct desc){ (uint64_t)(uintptr_t)&req, sizeof(req), DESC_F_NEXT, 1 };
+	descs[1] = (struct desc){ (uint64_t)(uintptr_t)data, SECTOR, DESC_F_NEXT, 0 };
+	uint16_t want = (uint16_t)(used.idx + 1);
+	make_available(base);
+	bool back = wait_used(base, want);
+	char buf[96];
+	struct out o = OUT_INIT(buf);
+	line_start(&o, dev);
+	out_str(&o, "hostile loop returned=");
+	out_str(&o, back ? "yes" : "no");
+	out_str(&o, " status=");
+	out_dec(&o, status);
+	out_end(&o);
+
+	memset(data, 0, DATA_LEN);
+	int s = submit(base, BLK_T_IN, FIRST_SECTOR, DATA_LEN, true);
+	bool match = true;
+	for (uint32_t i = 0; i < DATA_LEN; i++)
+		if (data[i] != pattern(i))
+			match = false;
+	line_start(&o, dev);
+	out_str(&o, "hostile then-read status=");
+	out_dec(&o, (uint64_t)(s < 0 ? 255 : s));
+	out_str(&o, match ? " match=yes" : " match=no");
+	out_end(&o);
+}
+
+static void print_status(uint32_t dev, const char *what, int s)
+{
+	char buf[96];
+	struct out o = OUT_INIT(buf);
+	line_start(&o, dev);
+	out_str(&o, what);
+	out_str(&o, " status=");
+	if (s < 0)
+		out_str(&o, "timeout");
+	else
+		out_dec(&o, (uint64_t)s);
+	out_end(&o);
+}
+
+static void blk_run(uint64_t base, uint32_t dev)
+{
+	char buf[160];
+	struct out o = OUT_INIT(buf);
+
+	mmio_wr(base, R_STATUS, 0);
+	mmio_wr(base, R_STATUS, S_ACKNOWLEDGE | S_DRIVER);
+	mmio_wr(base, R_DEVICE_FEATURES_SEL, 0);
+	uint32_t lo = mmio_rd(base, R_DEVICE_FEATURES);
+	mmio_wr(base, R_DEVICE_FEATURES_SEL, 1);
+	uint32_t hi = mmio_rd(base, R_DEVICE_FEATURES);
+	if (!(hi & 1)) {
+		line_start(&o, dev);
+		out_str(&o, "error=no-version-1");
+		out_end(&o);
+		return;
+	}
+	mmio_wr(base, R_DRIVER_FEATURES_SEL, 0);
+	mmio_wr(base, R_DRIVER_FEATURES, lo & ((1u << F_BLK_RO) | (1u << F_BLK_FLUSH)));
+	mmio_wr(base, R_DRIVER_FEATURES_SEL, 1);
+	mmio_wr(base, R_DRIVER_FEATURES, 1);
+	mmio_wr(base, R_STATUS, S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK);
+	if (!(mmio_rd(base, R_STATUS) & S_FEATURES_OK)) {
+		line_start(&o, dev);
+		out_str(&o, "error=features-refused");
+		out_end(&o);
+		return;
+	}
+	mmio_wr(base, R_QUEUE_SEL, 0);
+	if (mmio_rd(base, R_QUEUE_NUM_MAX) < QSIZE) {
+		line_start(&o, dev);
+		out_str(&o, "error=queue-too-small");
+		out_end(&o);
+		return;
+	}
+	memset(descs, 0, sizeof(descs));
+	memset(&avail, 0, sizeof(avail));
+	memset(&used, 0, sizeof(used));
+	avail.flags = 1; /* VIRTQ_AVAIL_F_NO_INTERRUPT: we poll */
+	mmio_wr(base, R_QUEUE_NUM, QSIZE);
+	mmio_wr(base, R_QUEUE_DESC_LOW, (uint32_t)(uintptr_t)descs);
+	mmio_wr(base, R_QUEUE_DESC_HIGH, 0);
+	mmio_wr(base, R_QUEUE_AVAIL_LOW, (uint32_t)(uintptr_t)&avail);
+	mmio_wr(base, R_QUEUE_AVAIL_HIGH, 0);
+	mmio_wr(base, R_QUEUE_USED_LOW, (uint32_t)(uintptr_t)&used);
+	mmio_wr(base, R_QUEUE_USED_HIGH, 0);
+	mmio_wr(base, R_QUEUE_READY, 1);
+	mmio_wr(base, R_STATUS, S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
+
+	uint64_t capacity = (uint64_t)mmio_rd(base, R_CONFIG) |
+			    ((uint64_t)mmio_rd(base, R_CONFIG + 4) << 32);
+	line_start(&o, dev);
+	out_str(&o, "id=2 capacity=");
+	out_dec(&o, capacity);
+	out_str(&o, " ro=");
+	out_dec(&o, (lo >> F_BLK_RO) & 1);
+	out_str(&o, " flush=");
+	out_dec(&o, (lo >> F_BLK_FLUSH) & 1);
+	out_end(&o);
+
+	for (uint32_t i = 0; i < DATA_LEN; i++)
+		data[i] = pattern(i);
+	print_status(dev, "write", submit(base, BLK_T_OUT, FIRST_SECTOR, DATA_LEN, false));
+
+	memset(data, 0, DATA_LEN);
+	int s = submit(base, BLK_T_IN, FIRST_SECTOR, DATA_LEN, true);
+	bool match = true;
+	for (uint32_t i = 0; i < DATA_LEN; i++)
+		if (data[i] != pattern(i))
+			match = false;
+	line_start(&o, dev);
+	out_str(&o, "read status=");
+	out_dec(&o, (uint64_t)(s < 0 ? 255 : s));
+	out_str(&o, match ? " match=yes" : " match=no");
+	out_end(&o);
+
+	print_status(dev, "flush", submit(base, BLK_T_FLUSH, 0, 0, false));
+
+	memset(data, 0, ID_LEN + 1);
+	s = submit(base, BLK_T_GET_ID, 0, ID_LEN, true);
+	line_start(&o, dev);
+	out_str(&o, "getid status=");
+	out_dec(&o, (uint64_t)(s < 0 ? 255 : s));
+	out_str(&o, " serial=");
+	for (uint32_t i = 0; i < ID_LEN && data[i]; i++)
+		out_char(&o, (data[i] > ' ' && data[i] < 0x7f) ? (char)data[i] : '?');
+	out_end(&o);
+
+	size_t len;
+	const char *v = probe_param("virtio", &len);
+	if (v && len == 7 && memcmp(v, "hostile", 7) == 0)
+		blk_hostile(base, dev, capacity);
+}
+
+__attribute__((noreturn)) void virtio_run(void)
+{
+	uint32_t found = 0;
+	char buf[64];
+	struct out o = OUT_INIT(buf);
+
+	for (uint32_t slot = 0; slot < VIRTIO_MMIO_SLOTS; slot++) {
+		uint64_t base = VIRTIO_MMIO_BASE + (uint64_t)slot * VIRTIO_MMIO_STRIDE;
+		if (mmio_rd(base, R_MAGIC) != VIRTIO_MAGIC || mmio_rd(base, R_VERSION) != 2)
+			continue;
+		uint32_t id = mmio_rd(base, R_DEVICE_ID);
+		if (id == 0)
+			continue;
+		if (id == 2) {
+			blk_run(base, found);
+		} else {
+			line_start(&o, found);
+			out_str(&o, "id=");
+			out_dec(&o, id);
+			out_str(&o, " skipped");
+			out_end(&o);
+		}
+		found++;
+	}
+	out_str(&o, "PROBE-VIRTIO-END devices=");
+	out_dec(&o, found);
+	out_end(&o);
+	power_off();
+}
