@@ -166,6 +166,26 @@ static void make_available(uint64_t base)
 static uint64_t data_addr;
 
 static void print_status(uint32_t dev, const char *what, int s);
+static int submit(uint64_t base, uint32_t type, uint64_t sector, uint32_t len, bool device_writes);
+
+/* Reads the pattern's sectors back and prints "WHAT status=S match=yes|no". */
+static void read_back(uint64_t base, uint32_t dev, const char *what)
+{
+	char buf[96];
+	struct out o = OUT_INIT(buf);
+	memset(data, 0, DATA_LEN);
+	int s = submit(base, BLK_T_IN, FIRST_SECTOR, DATA_LEN, true);
+	bool match = true;
+	for (uint32_t i = 0; i < DATA_LEN; i++)
+		if (data[i] != pattern(i))
+			match = false;
+	line_start(&o, dev);
+	out_str(&o, what);
+	out_str(&o, " status=");
+	out_dec(&o, (uint64_t)(s < 0 ? 255 : s));
+	out_str(&o, match ? " match=yes" : " match=no");
+	out_end(&o);
+}
 
 /* Header, then (if len) one data buffer, then the status byte; waits for the used entry. */
 static int submit(uint64_t base, uint32_t type, uint64_t sector, uint32_t len, bool device_writes)
@@ -221,17 +241,7 @@ static void blk_hostile(uint64_t base, uint32_t dev, uint64_t capacity)
 	out_dec(&o, status);
 	out_end(&o);
 
-	memset(data, 0, DATA_LEN);
-	int s = submit(base, BLK_T_IN, FIRST_SECTOR, DATA_LEN, true);
-	bool match = true;
-	for (uint32_t i = 0; i < DATA_LEN; i++)
-		if (data[i] != pattern(i))
-			match = false;
-	line_start(&o, dev);
-	out_str(&o, "hostile then-read status=");
-	out_dec(&o, (uint64_t)(s < 0 ? 255 : s));
-	out_str(&o, match ? " match=yes" : " match=no");
-	out_end(&o);
+	read_back(base, dev, "hostile then-read");
 }
 
 static void print_status(uint32_t dev, const char *what, int s)
@@ -312,22 +322,12 @@ static void blk_run(uint64_t base, uint32_t dev)
 		data[i] = pattern(i);
 	print_status(dev, "write", submit(base, BLK_T_OUT, FIRST_SECTOR, DATA_LEN, false));
 
-	memset(data, 0, DATA_LEN);
-	int s = submit(base, BLK_T_IN, FIRST_SECTOR, DATA_LEN, true);
-	bool match = true;
-	for (uint32_t i = 0; i < DATA_LEN; i++)
-		if (data[i] != pattern(i))
-			match = false;
-	line_start(&o, dev);
-	out_str(&o, "read status=");
-	out_dec(&o, (uint64_t)(s < 0 ? 255 : s));
-	out_str(&o, match ? " match=yes" : " match=no");
-	out_end(&o);
+	read_back(base, dev, "read");
 
 	print_status(dev, "flush", submit(base, BLK_T_FLUSH, 0, 0, false));
 
 	memset(data, 0, ID_LEN + 1);
-	s = submit(base, BLK_T_GET_ID, 0, ID_LEN, true);
+	int s = submit(base, BLK_T_GET_ID, 0, ID_LEN, true);
 	line_start(&o, dev);
 	out_str(&o, "getid status=");
 	out_dec(&o, (uint64_t)(s < 0 ? 255 : s));
