@@ -83,16 +83,6 @@ fn tids_in(dir: &std::path::Path, file: &str) -> Vec<i32> {
         .collect()
 }
 
-fn vcpu_tids(vm: &BackgroundVm) -> Vec<i32> {
-    vm.client()
-        .ok("query-cpus-fast", None)
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["thread-id"].as_i64().unwrap() as i32)
-        .collect()
-}
-
 /// Every vCPU thread in its `vcpuN`, the main thread in `emulator`, in every hierarchy.
 fn assert_layout(scope: &str, pid: i32, vcpus: &[i32]) {
     for (dir, file) in scope_dirs(scope) {
@@ -144,7 +134,7 @@ fn a_named_vm_has_its_groups_and_sigterm_removes_them() {
         &["--name", &name, "--smp", "2", "--append", "mode=halt"],
     );
     vm.wait_halted();
-    let vcpus = vcpu_tids(&vm);
+    let vcpus = vm.vcpu_tids();
     assert_eq!(vcpus.len(), 2);
     assert_layout(&scope, vm.pid(), &vcpus);
     let out = terminate(vm);
@@ -173,7 +163,7 @@ fn an_unnamed_vm_gets_a_pid_scope_and_a_hot_plugged_vcpu_its_group() {
     );
     vm.wait_line("PROBE-HOTPLUG ready");
     let scope = format!("rvmm-pid{}.scope", vm.pid());
-    assert_layout(&scope, vm.pid(), &vcpu_tids(&vm));
+    assert_layout(&scope, vm.pid(), &vm.vcpu_tids());
     let sock = vm.socket.to_str().unwrap().to_string();
     let mut cmd = rvmm();
     cmd.args(["setvcpus", &sock, "2"]);
@@ -183,7 +173,7 @@ fn an_unnamed_vm_gets_a_pid_scope_and_a_hot_plugged_vcpu_its_group() {
         "setvcpus: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let vcpus = vcpu_tids(&vm);
+    let vcpus = vm.vcpu_tids();
     assert_eq!(vcpus.len(), 2);
     assert_layout(&scope, vm.pid(), &vcpus);
     terminate(vm);
@@ -204,7 +194,7 @@ fn a_group_left_behind_is_removed_with_a_warning() {
     }
     let vm = BackgroundVm::start("cgroup-stale", &["--name", &name, "--append", "mode=halt"]);
     vm.wait_halted();
-    assert_layout(&scope, vm.pid(), &vcpu_tids(&vm));
+    assert_layout(&scope, vm.pid(), &vm.vcpu_tids());
     let out = terminate(vm);
     let stderr = String::from_utf8_lossy(&out.stderr);
     // One warning naming the scope's directory in every hierarchy.
@@ -233,7 +223,7 @@ fn a_second_vm_of_a_running_name_runs_without_a_group_and_says_why() {
     let second = BackgroundVm::start("cgroup-second", &["--name", &name, "--append", "mode=halt"]);
     second.wait_halted();
     // The first VM's groups are untouched.
-    assert_layout(&scope, first.pid(), &vcpu_tids(&first));
+    assert_layout(&scope, first.pid(), &first.vcpu_tids());
     let second_pid = second.pid();
     let out = terminate(second);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -245,7 +235,7 @@ fn a_second_vm_of_a_running_name_runs_without_a_group_and_says_why() {
     );
     assert!(stderr.contains(&expected), "no {expected:?} in:\n{stderr}");
     assert_ne!(second_pid, first.pid());
-    assert_layout(&scope, first.pid(), &vcpu_tids(&first));
+    assert_layout(&scope, first.pid(), &first.vcpu_tids());
     terminate(first);
     assert_gone(&scope);
 }

@@ -42,16 +42,6 @@ fn rvmm_ok(args: &[&str]) -> (String, String) {
     (o, e)
 }
 
-fn vcpu_tids(vm: &BackgroundVm) -> Vec<i32> {
-    vm.client()
-        .ok("query-cpus-fast", None)
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["thread-id"].as_i64().unwrap() as i32)
-        .collect()
-}
-
 /// Waits until every thread has used at least `ticks` of CPU time.
 fn wait_busy(pid: i32, tids: &[i32], ticks: u64) {
     let start = Instant::now();
@@ -142,7 +132,7 @@ fn pinned_busy_vcpus_stay_on_their_cpus_before_and_after_a_repin() {
     );
     let pid = vm.pid();
     let sock = vm.socket.to_str().unwrap().to_string();
-    let tids = vcpu_tids(&vm);
+    let tids = vm.vcpu_tids();
     assert_eq!(tids.len(), 2);
     wait_busy(pid, &tids, 5);
 
@@ -311,7 +301,7 @@ fn cpuset_covers_every_thread_and_halted_vcpus_show_as_halted() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let tids = vcpu_tids(&vm);
+    let tids = vm.vcpu_tids();
     for &t in &tids {
         assert_eq!(task_stat(pid, t).0, 'S');
     }

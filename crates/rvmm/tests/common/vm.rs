@@ -99,6 +99,17 @@ impl BackgroundVm {
     }
 
     /// A negotiated client.
+    /// The vCPU thread ids, in query-cpus-fast's order.
+    pub fn vcpu_tids(&self) -> Vec<i32> {
+        self.client()
+            .ok("query-cpus-fast", None)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["thread-id"].as_i64().unwrap() as i32)
+            .collect()
+    }
+
     pub fn client(&self) -> TestClient {
         let mut c = TestClient::connect(&self.socket);
         assert_eq!(c.execute("qmp_capabilities", None), json!({"return": {}}));

@@ -14,23 +14,15 @@ use serde_json::{Map, Value};
 
 use super::{ClientRequest, QmpCommand};
 pub use crate::config::cputune::parse_sched_param;
-use crate::config::cputune::{SchedInfo, SchedParam};
+use crate::config::cputune::{SchedInfo, SchedParam, SCHED_KEYS};
 use crate::control::args::{Args, Presence};
 use crate::control::error::QmpError;
 use crate::control::view::VmView;
 
 pub const NAME: &str = "__org.rvmm_schedinfo";
 
-/// virsh schedinfo's parameter names, in its order.
-pub const KEYS: [&str; 7] = [
-    "cpu_shares",
-    "vcpu_period",
-    "vcpu_quota",
-    "emulator_period",
-    "emulator_quota",
-    "global_period",
-    "global_quota",
-];
+/// virsh schedinfo's parameter names, in its order (the parser's list).
+pub const KEYS: &[&str] = SCHED_KEYS;
 
 /// A parameter's virsh name and value.
 pub fn param_entry(p: SchedParam) -> (&'static str, i64) {
