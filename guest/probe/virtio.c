@@ -1,5 +1,6 @@
 /*
- * virtio.c - mode=virtio: a bare-metal virtio-blk driver over virtio-mmio (version 2).
+ * virtio.c - mode=virtio: the scan of the virtio-mmio (version 2) transports, the driver
+ * helpers virtio.h declares (at the end), and a bare-metal virtio-blk driver.
  *
  * Scans the 24 transports QEMU microvm can have at 0xfeb00000 + N * 512 for a device (magic
  * "virt", device ID non-zero); for each virtio-blk device, in address order: reset,
@@ -24,52 +25,15 @@
  * is found by polling the used ring; interrupts stay disabled (nothing returns with IRET on
  * this host). Only the BSP runs; APs are never started.
  */
-#include "probe.h"
-
-#define VIRTIO_MMIO_BASE 0xfeb00000ull
-#define VIRTIO_MMIO_STRIDE 0x200
-#define VIRTIO_MMIO_SLOTS 24 /* QEMU microvm with its second IOAPIC has 24; rvmm 8 */
-#define VIRTIO_MAGIC 0x74726976u
-
-#define R_MAGIC 0x000
-#define R_VERSION 0x004
-#define R_DEVICE_ID 0x008
-#define R_DEVICE_FEATURES 0x010
-#define R_DEVICE_FEATURES_SEL 0x014
-#define R_DRIVER_FEATURES 0x020
-#define R_DRIVER_FEATURES_SEL 0x024
-#define R_QUEUE_SEL 0x030
-#define R_QUEUE_NUM_MAX 0x034
-#define R_QUEUE_NUM 0x038
-#define R_QUEUE_READY 0x044
-#define R_QUEUE_NOTIFY 0x050
-#define R_INTERRUPT_STATUS 0x060
-#define R_INTERRUPT_ACK 0x064
-#define R_STATUS 0x070
-#define R_QUEUE_DESC_LOW 0x080
-#define R_QUEUE_DESC_HIGH 0x084
-#define R_QUEUE_AVAIL_LOW 0x090
-#define R_QUEUE_AVAIL_HIGH 0x094
-#define R_QUEUE_USED_LOW 0x0a0
-#define R_QUEUE_USED_HIGH 0x0a4
-#define R_CONFIG 0x100
-
-#define S_ACKNOWLEDGE 1u
-#define S_DRIVER 2u
-#define S_DRIVER_OK 4u
-#define S_FEATURES_OK 8u
+#include "virtio.h"
 
 #define F_BLK_RO 5
 #define F_BLK_FLUSH 9
-#define F_VERSION_1 32 /* bit 0 of the high word */
 
 #define BLK_T_IN 0
 #define BLK_T_OUT 1
 #define BLK_T_FLUSH 4
 #define BLK_T_GET_ID 8
-
-#define DESC_F_NEXT 1
-#define DESC_F_WRITE 2
 
 #define QSIZE 8
 #define SECTOR 512
@@ -77,14 +41,6 @@
 #define SECTORS 4
 #define DATA_LEN (SECTORS * SECTOR)
 #define ID_LEN 20
-#define POLL_LIMIT 200000000ull
-
-struct desc {
-	uint64_t addr;
-	uint32_t len;
-	uint16_t flags;
-	uint16_t next;
-};
 
 struct blk_req {
 	uint32_t type;
@@ -92,75 +48,14 @@ struct blk_req {
 	uint64_t sector;
 };
 
-static struct desc descs[QSIZE] __attribute__((aligned(16)));
-static struct {
-	uint16_t flags;
-	uint16_t idx;
-	uint16_t ring[QSIZE];
-	uint16_t used_event;
-} avail __attribute__((aligned(2)));
-static struct {
-	uint16_t flags;
-	uint16_t idx;
-	struct {
-		uint32_t id;
-		uint32_t len;
-	} ring[QSIZE];
-	uint16_t avail_event;
-} used __attribute__((aligned(4)));
+static struct vq q;
 static struct blk_req req __attribute__((aligned(16)));
 static uint8_t data[DATA_LEN] __attribute__((aligned(16)));
 static volatile uint8_t status;
 
-static inline uint32_t mmio_rd(uint64_t base, uint32_t off)
-{
-	return *(volatile uint32_t *)phys(base + off);
-}
-
-static inline void mmio_wr(uint64_t base, uint32_t off, uint32_t v)
-{
-	*(volatile uint32_t *)phys(base + off) = v;
-}
-
-static inline void mb(void)
-{
-	__asm__ volatile("mfence" ::: "memory");
-}
-
 static uint8_t pattern(uint32_t i)
 {
 	return (uint8_t)(i * 7 + (i / SECTOR) * 31 + 1);
-}
-
-static void line_start(struct out *o, uint32_t dev)
-{
-	out_str(o, "PROBE-VIRTIO dev=");
-	out_dec(o, dev);
-	out_char(o, ' ');
-}
-
-/* Waits for used.idx to reach `want`; false on timeout. Acknowledges the interrupt. */
-static bool wait_used(uint64_t base, uint16_t want)
-{
-	for (uint64_t i = 0; i < POLL_LIMIT; i++) {
-		mb();
-		if (*(volatile uint16_t *)&used.idx == want)
-			break;
-		cpu_pause();
-	}
-	mb();
-	uint32_t isr = mmio_rd(base, R_INTERRUPT_STATUS);
-	mmio_wr(base, R_INTERRUPT_ACK, isr);
-	return *(volatile uint16_t *)&used.idx == want;
-}
-
-static void make_available(uint64_t base)
-{
-	avail.ring[avail.idx % QSIZE] = 0;
-	mb();
-	avail.idx++;
-	mb();
-	mmio_wr(base, R_QUEUE_NOTIFY, 0);
 }
 
 static uint64_t data_addr;
@@ -179,7 +74,7 @@ static void read_back(uint64_t base, uint32_t dev, const char *what)
 	for (uint32_t i = 0; i < DATA_LEN; i++)
 		if (data[i] != pattern(i))
 			match = false;
-	line_start(&o, dev);
+	vio_line_start(&o, dev);
 	out_str(&o, what);
 	out_str(&o, " status=");
 	out_dec(&o, (uint64_t)(s < 0 ? 255 : s));
@@ -195,18 +90,18 @@ static int submit(uint64_t base, uint32_t type, uint64_t sector, uint32_t len, b
 	req.sector = sector;
 	status = 0xff;
 	uint16_t n = 0;
-	descs[n] = (struct desc){ (uint64_t)(uintptr_t)&req, sizeof(req), DESC_F_NEXT, 1 };
+	q.desc[n] = (struct desc){ (uint64_t)(uintptr_t)&req, sizeof(req), DESC_F_NEXT, 1 };
 	n++;
 	if (len) {
-		descs[n] = (struct desc){ data_addr ? data_addr : (uint64_t)(uintptr_t)data, len,
+		q.desc[n] = (struct desc){ data_addr ? data_addr : (uint64_t)(uintptr_t)data, len,
 					  (uint16_t)(DESC_F_NEXT | (device_writes ? DESC_F_WRITE : 0)),
 					  2 };
 		n++;
 	}
-	descs[n] = (struct desc){ (uint64_t)(uintptr_t)&status, 1, DESC_F_WRITE, 0 };
-	uint16_t want = (uint16_t)(used.idx + 1);
-	make_available(base);
-	if (!wait_used(base, want))
+	q.desc[n] = (struct desc){ (uint64_t)(uintptr_t)&status, 1, DESC_F_WRITE, 0 };
+	uint16_t want = (uint16_t)(q.used.idx + 1);
+	vio_kick(base, &q, 0);
+	if (!vio_wait_used(base, &q, want))
 		return -1;
 	return status;
 }
@@ -227,14 +122,14 @@ static void blk_hostile(uint64_t base, uint32_t dev, uint64_t capacity)
 	req.type = BLK_T_OUT;
 	req.sector = 8;
 	status = 0xff;
-	descs[0] = (struct desc){ (uint64_t)(uintptr_t)&req, sizeof(req), DESC_F_NEXT, 1 };
-	descs[1] = (struct desc){ (uint64_t)(uintptr_t)data, SECTOR, DESC_F_NEXT, 0 };
-	uint16_t want = (uint16_t)(used.idx + 1);
-	make_available(base);
-	bool back = wait_used(base, want);
+	q.desc[0] = (struct desc){ (uint64_t)(uintptr_t)&req, sizeof(req), DESC_F_NEXT, 1 };
+	q.desc[1] = (struct desc){ (uint64_t)(uintptr_t)data, SECTOR, DESC_F_NEXT, 0 };
+	uint16_t want = (uint16_t)(q.used.idx + 1);
+	vio_kick(base, &q, 0);
+	bool back = vio_wait_used(base, &q, want);
 	char buf[96];
 	struct out o = OUT_INIT(buf);
-	line_start(&o, dev);
+	vio_line_start(&o, dev);
 	out_str(&o, "hostile loop returned=");
 	out_str(&o, back ? "yes" : "no");
 	out_str(&o, " status=");
@@ -248,7 +143,7 @@ static void print_status(uint32_t dev, const char *what, int s)
 {
 	char buf[96];
 	struct out o = OUT_INIT(buf);
-	line_start(&o, dev);
+	vio_line_start(&o, dev);
 	out_str(&o, what);
 	out_str(&o, " status=");
 	if (s < 0)
@@ -263,53 +158,20 @@ static void blk_run(uint64_t base, uint32_t dev)
 	char buf[160];
 	struct out o = OUT_INIT(buf);
 
-	mmio_wr(base, R_STATUS, 0);
-	mmio_wr(base, R_STATUS, S_ACKNOWLEDGE | S_DRIVER);
-	mmio_wr(base, R_DEVICE_FEATURES_SEL, 0);
-	uint32_t lo = mmio_rd(base, R_DEVICE_FEATURES);
-	mmio_wr(base, R_DEVICE_FEATURES_SEL, 1);
-	uint32_t hi = mmio_rd(base, R_DEVICE_FEATURES);
-	if (!(hi & 1)) {
-		line_start(&o, dev);
-		out_str(&o, "error=no-version-1");
-		out_end(&o);
+	uint32_t lo;
+	if (!vio_negotiate(base, dev, (1u << F_BLK_RO) | (1u << F_BLK_FLUSH), &lo))
 		return;
-	}
-	mmio_wr(base, R_DRIVER_FEATURES_SEL, 0);
-	mmio_wr(base, R_DRIVER_FEATURES, lo & ((1u << F_BLK_RO) | (1u << F_BLK_FLUSH)));
-	mmio_wr(base, R_DRIVER_FEATURES_SEL, 1);
-	mmio_wr(base, R_DRIVER_FEATURES, 1);
-	mmio_wr(base, R_STATUS, S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK);
-	if (!(mmio_rd(base, R_STATUS) & S_FEATURES_OK)) {
-		line_start(&o, dev);
-		out_str(&o, "error=features-refused");
-		out_end(&o);
-		return;
-	}
-	mmio_wr(base, R_QUEUE_SEL, 0);
-	if (mmio_rd(base, R_QUEUE_NUM_MAX) < QSIZE) {
-		line_start(&o, dev);
+	if (!vio_queue(base, &q, 0, QSIZE)) {
+		vio_line_start(&o, dev);
 		out_str(&o, "error=queue-too-small");
 		out_end(&o);
 		return;
 	}
-	memset(descs, 0, sizeof(descs));
-	memset(&avail, 0, sizeof(avail));
-	memset(&used, 0, sizeof(used));
-	avail.flags = 1; /* VIRTQ_AVAIL_F_NO_INTERRUPT: we poll */
-	mmio_wr(base, R_QUEUE_NUM, QSIZE);
-	mmio_wr(base, R_QUEUE_DESC_LOW, (uint32_t)(uintptr_t)descs);
-	mmio_wr(base, R_QUEUE_DESC_HIGH, 0);
-	mmio_wr(base, R_QUEUE_AVAIL_LOW, (uint32_t)(uintptr_t)&avail);
-	mmio_wr(base, R_QUEUE_AVAIL_HIGH, 0);
-	mmio_wr(base, R_QUEUE_USED_LOW, (uint32_t)(uintptr_t)&used);
-	mmio_wr(base, R_QUEUE_USED_HIGH, 0);
-	mmio_wr(base, R_QUEUE_READY, 1);
-	mmio_wr(base, R_STATUS, S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
+	vio_driver_ok(base);
 
 	uint64_t capacity = (uint64_t)mmio_rd(base, R_CONFIG) |
 			    ((uint64_t)mmio_rd(base, R_CONFIG + 4) << 32);
-	line_start(&o, dev);
+	vio_line_start(&o, dev);
 	out_str(&o, "id=2 capacity=");
 	out_dec(&o, capacity);
 	out_str(&o, " ro=");
@@ -328,7 +190,7 @@ static void blk_run(uint64_t base, uint32_t dev)
 
 	memset(data, 0, ID_LEN + 1);
 	int s = submit(base, BLK_T_GET_ID, 0, ID_LEN, true);
-	line_start(&o, dev);
+	vio_line_start(&o, dev);
 	out_str(&o, "getid status=");
 	out_dec(&o, (uint64_t)(s < 0 ? 255 : s));
 	out_str(&o, " serial=");
@@ -340,6 +202,99 @@ static void blk_run(uint64_t base, uint32_t dev)
 	const char *v = probe_param("virtio", &len);
 	if (v && len == 7 && memcmp(v, "hostile", 7) == 0)
 		blk_hostile(base, dev, capacity);
+}
+
+void vio_line_start(struct out *o, uint32_t dev)
+{
+	out_str(o, "PROBE-VIRTIO dev=");
+	out_dec(o, dev);
+	out_char(o, ' ');
+}
+
+static void vio_error(uint32_t dev, const char *what)
+{
+	char buf[96];
+	struct out o = OUT_INIT(buf);
+	vio_line_start(&o, dev);
+	out_str(&o, "error=");
+	out_str(&o, what);
+	out_end(&o);
+}
+
+bool vio_negotiate(uint64_t base, uint32_t dev, uint32_t want_lo, uint32_t *offered_lo)
+{
+	mmio_wr(base, R_STATUS, 0);
+	mmio_wr(base, R_STATUS, S_ACKNOWLEDGE | S_DRIVER);
+	mmio_wr(base, R_DEVICE_FEATURES_SEL, 0);
+	uint32_t lo = mmio_rd(base, R_DEVICE_FEATURES);
+	mmio_wr(base, R_DEVICE_FEATURES_SEL, 1);
+	uint32_t hi = mmio_rd(base, R_DEVICE_FEATURES);
+	*offered_lo = lo;
+	if (!(hi & 1)) {
+		vio_error(dev, "no-version-1");
+		return false;
+	}
+	mmio_wr(base, R_DRIVER_FEATURES_SEL, 0);
+	mmio_wr(base, R_DRIVER_FEATURES, lo & want_lo);
+	mmio_wr(base, R_DRIVER_FEATURES_SEL, 1);
+	mmio_wr(base, R_DRIVER_FEATURES, 1);
+	mmio_wr(base, R_STATUS, S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK);
+	if (!(mmio_rd(base, R_STATUS) & S_FEATURES_OK)) {
+		vio_error(dev, "features-refused");
+		return false;
+	}
+	return true;
+}
+
+bool vio_queue(uint64_t base, struct vq *q, uint16_t index, uint16_t size)
+{
+	mmio_wr(base, R_QUEUE_SEL, index);
+	if (size > VQ_MAX || mmio_rd(base, R_QUEUE_NUM_MAX) < size)
+		return false;
+	memset(q, 0, sizeof(*q));
+	q->size = size;
+	q->index = index;
+	q->avail.flags = 1; /* VIRTQ_AVAIL_F_NO_INTERRUPT: we poll */
+	mmio_wr(base, R_QUEUE_NUM, size);
+	mmio_wr(base, R_QUEUE_DESC_LOW, (uint32_t)(uintptr_t)q->desc);
+	mmio_wr(base, R_QUEUE_DESC_HIGH, 0);
+	mmio_wr(base, R_QUEUE_AVAIL_LOW, (uint32_t)(uintptr_t)&q->avail);
+	mmio_wr(base, R_QUEUE_AVAIL_HIGH, 0);
+	mmio_wr(base, R_QUEUE_USED_LOW, (uint32_t)(uintptr_t)&q->used);
+	mmio_wr(base, R_QUEUE_USED_HIGH, 0);
+	mmio_wr(base, R_QUEUE_READY, 1);
+	return true;
+}
+
+void vio_driver_ok(uint64_t base)
+{
+	mmio_wr(base, R_STATUS, S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
+}
+
+void vio_kick(uint64_t base, struct vq *q, uint16_t head)
+{
+	q->avail.ring[q->avail.idx % q->size] = head;
+	mb();
+	q->avail.idx++;
+	mb();
+	mmio_wr(base, R_QUEUE_NOTIFY, q->index);
+}
+
+bool vio_wait_used(uint64_t base, struct vq *q, uint16_t want)
+{
+	for (uint64_t i = 0; i < VIO_POLL_LIMIT; i++) {
+		mb();
+		if (*(volatile uint16_t *)&q->used.idx == want)
+			break;
+		cpu_pause();
+	}
+	mb();
+	uint32_t isr = mmio_rd(base, R_INTERRUPT_STATUS);
+	mmio_wr(base, R_INTERRUPT_ACK, isr);
+	bool ok = *(volatile uint16_t *)&q->used.idx == want;
+	if (ok)
+		q->seen = want;
+	return ok;
 }
 
 __attribute__((noreturn)) void virtio_run(void)
@@ -358,7 +313,7 @@ __attribute__((noreturn)) void virtio_run(void)
 		if (id == 2) {
 			blk_run(base, found);
 		} else {
-			line_start(&o, found);
+			vio_line_start(&o, found);
 			out_str(&o, "id=");
 			out_dec(&o, id);
 			out_str(&o, " skipped");

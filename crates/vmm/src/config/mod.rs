@@ -113,7 +113,12 @@ pub enum ConfigError {
     Pinning(#[from] pinning::PinningError),
     #[error(transparent)]
     Cputune(#[from] cputune::CputuneError),
+    #[error("{count} virtio devices ({what}); at most {VIRTIO_SLOTS}, one virtio-mmio slot each")]
+    TooManyVirtio { count: usize, what: String },
 }
+
+/// virtio-mmio transports a VM has (devices::virtio::VIRTIO_MMIO_SLOTS, QEMU microvm's 8).
+pub const VIRTIO_SLOTS: usize = 8;
 
 /// Default guest RAM, as QEMU's (128 MiB).
 pub const DEFAULT_MEMORY: u64 = 128 << 20;
@@ -164,7 +169,24 @@ impl VmConfig {
         .validate()?;
         self.numa.resolve(&self.smp, self.memory)?;
         cputune::validate(&self.cputune, &self.memtune, &self.cgroup, self.memory)?;
+        let virtio = self.virtio_devices();
+        let count = virtio.iter().map(|(_, n)| n).sum::<usize>();
+        if count > VIRTIO_SLOTS {
+            let what = virtio
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(kind, n)| format!("{n} {kind}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(ConfigError::TooManyVirtio { count, what });
+        }
         Ok(())
+    }
+
+    /// The virtio devices by kind, in slot order (disks, then ...): what `validate` counts
+    /// against the slots.
+    pub fn virtio_devices(&self) -> Vec<(&'static str, usize)> {
+        vec![("--disk", self.disks.len())]
     }
 }
 

@@ -36,7 +36,7 @@ use crate::devices::serial::{com1, SerialOutput};
 use crate::devices::virtio::blk::{Block, DiskError};
 use crate::devices::virtio::mmio::{reg, MmioTransport};
 use crate::devices::virtio::worker::Worker;
-use crate::devices::virtio::{self, VirtioDevice};
+use crate::devices::virtio::{self, VirtioDevice, VirtioHandle};
 use crate::devices::Bus;
 use crate::host::thread::ThreadError;
 use crate::host::vmcgroup::{self, CgroupError, CgroupSpec, VmCgroup};
@@ -149,6 +149,8 @@ pub struct Vmm {
     /// found none to make. Removed when the Vmm is dropped (also if a vCPU thread that
     /// would not stop still holds it).
     cgroup: Option<Arc<VmCgroup>>,
+    /// The virtio transports in slot order (disks first).
+    pub virtio: Vec<VirtioHandle>,
     /// The virtio devices' I/O threads (stopped and joined when dropped).
     _virtio_workers: Vec<Worker>,
 }
@@ -190,12 +192,8 @@ impl Vmm {
         // drops it, which removes it.
         let cgroup = vm_cgroup(&config, &numa, &mut warnings)?;
 
-        // The disks, opened and locked before anything big is made.
-        let disks = config
-            .disks
-            .iter()
-            .map(Block::open)
-            .collect::<Result<Vec<_>, _>>()?;
+        // The virtio devices (disks opened and locked) before anything big is made.
+        let devices = virtio_devices(&config)?;
 
         // Guest memory, then the VM with it.
         let (ram, map_warnings) = GuestRam::with_backing(&backing_plan, &mut prealloc_progress)?;
@@ -205,13 +203,14 @@ impl Vmm {
 
         let debug_exit = config.machine.debug_exit_for(&config.boot) == Switch::On;
         let hotplug = CpuHotplug::new(cpu_tables.topology.apic_ids(), config.smp.cpus);
-        let devices: Vec<Box<dyn VirtioDevice>> = disks
-            .into_iter()
-            .map(|d| Box::new(d) as Box<dyn VirtioDevice>)
-            .collect();
-        let (bus, sci, virtio_workers) =
-            create_devices(&vm, &ram, options.serial, debug_exit, hotplug, devices)?;
-        let boot_entry = load_firmware_and_kernel(&config, &cpu_tables, &numa, &ram)?;
+        let virtio_slots = devices.len() as u32;
+        let Devices {
+            bus,
+            sci,
+            virtio,
+            workers: virtio_workers,
+        } = create_devices(&vm, &ram, options.serial, debug_exit, hotplug, devices)?;
+        let boot_entry = load_firmware_and_kernel(&config, &cpu_tables, &numa, &ram, virtio_slots)?;
         let boot_msrs = msr::boot_msrs(&host.msr_index_list);
         let vcpus = create_vcpus(&vm, &cpu_tables, &boot_msrs, &boot_entry)?;
 
@@ -229,6 +228,7 @@ impl Vmm {
             cpu_tables,
             numa,
             cgroup,
+            virtio,
             _virtio_workers: virtio_workers,
         })
     }
@@ -357,6 +357,23 @@ fn create_vm(host: &KvmHost, ram: &Arc<GuestRam>, config: &VmConfig) -> Result<V
     Ok(unsafe { Vm::new(&host.kvm, slots, options) }?)
 }
 
+/// The virtio devices in slot order: the disks (`--disk`, opened and locked).
+fn virtio_devices(config: &VmConfig) -> Result<Vec<Box<dyn VirtioDevice>>, VmmError> {
+    let mut devices: Vec<Box<dyn VirtioDevice>> = Vec::new();
+    for disk in &config.disks {
+        devices.push(Box::new(Block::open(disk)?));
+    }
+    Ok(devices)
+}
+
+/// What `create_devices` makes.
+struct Devices {
+    bus: Arc<Bus>,
+    sci: EventFd,
+    virtio: Vec<VirtioHandle>,
+    workers: Vec<Worker>,
+}
+
 /// The device bus (COM1 on its irqfd, the PM registers, GPE0 and the CPU hotplug block,
 /// isa-debug-exit if wanted, the virtio-mmio transports in slot order, each with its
 /// ioeventfd, irqfd and I/O thread) and the SCI's irqfd.
@@ -367,13 +384,15 @@ fn create_devices(
     debug_exit: bool,
     cpu_hotplug: CpuHotplug,
     virtio_devices: Vec<Box<dyn VirtioDevice>>,
-) -> Result<(Arc<Bus>, EventFd, Vec<Worker>), VmmError> {
+) -> Result<Devices, VmmError> {
     let serial_irq = vm.irqfd(IrqLine::Com1)?;
     let sci = vm.irqfd(IrqLine::Sci)?;
     let mut bus = Bus::new(com1(serial_irq, serial), debug_exit, cpu_hotplug);
     let mut workers = Vec::new();
+    let mut handles = Vec::new();
     for (slot, device) in (0u32..).zip(virtio_devices) {
         let base = virtio::slot_base(slot);
+        let device_id = device.device_id();
         let transport = Arc::new(std::sync::Mutex::new(MmioTransport::new(
             device,
             ram.memory().clone(),
@@ -385,6 +404,12 @@ fn create_devices(
             source,
         };
         let wake = notify.try_clone().map_err(io)?;
+        handles.push(VirtioHandle {
+            slot,
+            device_id,
+            transport: transport.clone(),
+            irq: irq.try_clone().map_err(io)?,
+        });
         workers.push(
             Worker::spawn(format!("virtio-{slot}"), transport.clone(), notify, irq).map_err(io)?,
         );
@@ -394,7 +419,12 @@ fn create_devices(
             notify: wake,
         });
     }
-    Ok((Arc::new(bus), sci, workers))
+    Ok(Devices {
+        bus: Arc::new(bus),
+        sci,
+        virtio: handles,
+        workers,
+    })
 }
 
 /// The ACPI tables (MADT, SRAT, SLIT, DSDT, ...) and the kernel (or the probe) in guest RAM.
@@ -403,6 +433,7 @@ fn load_firmware_and_kernel(
     cpu_tables: &VmCpuTables,
     numa: &GuestNuma,
     ram: &GuestRam,
+    virtio_slots: u32,
 ) -> Result<BootEntry, VmmError> {
     let apic_ids = cpu_tables.topology.apic_ids();
     let platform = AcpiPlatform {
@@ -424,7 +455,7 @@ fn load_firmware_and_kernel(
         )?,
         distances: numa.flat_distances(),
         oem_id: *b"RVMM  ",
-        virtio_mmio: (0..config.disks.len() as u32)
+        virtio_mmio: (0..virtio_slots)
             .map(|slot| AcpiVirtioMmio {
                 slot,
                 base: virtio::slot_base(slot) as u32,

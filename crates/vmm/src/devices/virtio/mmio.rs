@@ -65,6 +65,8 @@ pub struct MmioTransport {
     queue_sel: u32,
     interrupt_status: u32,
     status: u32,
+    /// ConfigGeneration: bumped by every [`MmioTransport::config_changed`].
+    config_generation: u32,
 }
 
 impl MmioTransport {
@@ -88,6 +90,7 @@ impl MmioTransport {
             queue_sel: 0,
             interrupt_status: 0,
             status: 0,
+            config_generation: 0,
         }
     }
 
@@ -111,6 +114,7 @@ impl MmioTransport {
         self.queue_sel = 0;
         self.interrupt_status = 0;
         self.status = 0;
+        self.device.reset();
     }
 
     /// A guest read of `data.len()` bytes at `offset` into the block.
@@ -143,7 +147,7 @@ impl MmioTransport {
             reg::QUEUE_READY => queue.map_or(0, |q| u32::from(q.ready())),
             reg::INTERRUPT_STATUS => self.interrupt_status,
             reg::STATUS => self.status,
-            reg::CONFIG_GENERATION => 0,
+            reg::CONFIG_GENERATION => self.config_generation,
             _ => 0,
         };
         data.copy_from_slice(&v.to_le_bytes());
@@ -154,7 +158,7 @@ impl MmioTransport {
     /// returns true.
     pub fn write(&mut self, offset: u64, data: &[u8]) -> bool {
         if offset >= reg::CONFIG {
-            // virtio-blk's configuration space is read-only for the features we offer.
+            self.device.write_config(offset - reg::CONFIG, data);
             return false;
         }
         let Ok(bytes) = <[u8; 4]>::try_from(data) else {
@@ -256,7 +260,22 @@ impl MmioTransport {
             && (0..self.queues.len()).any(|i| self.queues[i].ready() && !self.queue_valid(i))
         {
             self.needs_reset();
+        } else if activating {
+            self.device.activate(self.driver_features);
         }
+    }
+
+    /// The device changed its configuration space (a new balloon target, a link going down):
+    /// bumps ConfigGeneration and raises the configuration-change interrupt. The caller
+    /// signals the device's irqfd when this returns true (the driver is live and must be
+    /// told).
+    pub fn config_changed(&mut self) -> bool {
+        self.config_generation = self.config_generation.wrapping_add(1);
+        if self.status & VIRTIO_CONFIG_S_DRIVER_OK == 0 {
+            return false;
+        }
+        self.interrupt_status |= VIRTIO_MMIO_INT_CONFIG;
+        true
     }
 
     fn queue_valid(&self, index: usize) -> bool {

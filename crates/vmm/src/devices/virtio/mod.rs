@@ -12,15 +12,18 @@ pub mod blk;
 pub mod mmio;
 pub mod worker;
 
+use std::sync::{Arc, Mutex};
+
 use virtio_queue::Queue;
 use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::eventfd::EventFd;
 
 /// The base of the first virtio-mmio transport (QEMU's `VIRTIO_MMIO_BASE`, hw/i386/microvm.h).
 pub const VIRTIO_MMIO_BASE: u64 = 0xfeb0_0000;
 /// The size of one transport's register block, and the stride between transports.
 pub const VIRTIO_MMIO_SIZE: u64 = 0x200;
 /// The number of transports (QEMU microvm's `virtio_num_transports`).
-pub const VIRTIO_MMIO_SLOTS: u32 = 8;
+pub const VIRTIO_MMIO_SLOTS: u32 = crate::config::VIRTIO_SLOTS as u32;
 /// The GSI of transport 0: QEMU microvm with ACPI and no second IOAPIC uses 16 + N.
 pub const VIRTIO_IRQ_BASE: u32 = 16;
 
@@ -52,6 +55,15 @@ pub trait VirtioDevice: Send {
         queue: &mut Queue,
         mem: &GuestMemoryMmap,
     ) -> Result<bool, DeviceError>;
+    /// A driver write of `data` at `offset` into the configuration space (balloon's
+    /// `actual`, for example). Most devices' configuration is read-only: ignored.
+    fn write_config(&mut self, _offset: u64, _data: &[u8]) {}
+    /// The driver set DRIVER_OK having accepted `features` (a subset of [`features`]).
+    ///
+    /// [`features`]: VirtioDevice::features
+    fn activate(&mut self, _features: u64) {}
+    /// The driver reset the device (status 0): forget what `activate` was told.
+    fn reset(&mut self) {}
 }
 
 /// A failure that leaves the device unusable until the driver resets it.
@@ -61,4 +73,29 @@ pub enum DeviceError {
     Queue(#[from] virtio_queue::Error),
     #[error("guest memory: {0}")]
     Memory(#[from] vm_memory::GuestMemoryError),
+}
+
+/// A live transport as the rest of the VMM reaches it (to tell the driver its device's
+/// configuration changed, as the balloon's controller does).
+pub struct VirtioHandle {
+    pub slot: u32,
+    pub device_id: u32,
+    pub transport: Arc<Mutex<mmio::MmioTransport>>,
+    /// The transport's interrupt (an irqfd).
+    pub irq: EventFd,
+}
+
+impl VirtioHandle {
+    /// Raises the configuration-change interrupt when the driver is live.
+    pub fn config_changed(&self) {
+        let raise = self
+            .transport
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .config_changed();
+        if raise {
+            // A full counter only means the interrupt is pending already.
+            let _ = self.irq.write(1);
+        }
+    }
 }
