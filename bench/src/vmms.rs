@@ -227,9 +227,11 @@ impl Tools {
         parts.join(" ")
     }
 
-    /// `rvmm --version` and `qemu-system-x86_64 --version` (first lines).
+    /// `rvmm --version` and `qemu-system-x86_64 --version` (first lines; for rvmm, which
+    /// prints QEMU's `QEMU emulator version 7.2.0 (rvmm X.Y.Z)`, the `rvmm X.Y.Z` in it).
     pub fn versions(&self) -> Result<(String, String), ToolError> {
-        Ok((version(&self.rvmm)?, version(&self.qemu)?))
+        let rvmm = version(&self.rvmm)?;
+        Ok((rvmm_version(&rvmm), version(&self.qemu)?))
     }
 }
 
@@ -256,6 +258,13 @@ fn version(program: &Path) -> Result<String, ToolError> {
         .ok_or_else(|| err("it printed nothing".into()))
 }
 
+/// `rvmm X.Y.Z` from rvmm's QEMU-style first line (the line itself otherwise).
+fn rvmm_version(line: &str) -> String {
+    line.split_once("(rvmm ")
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .map_or_else(|| line.to_string(), |v| format!("rvmm {v}"))
+}
+
 /// Quotes `s` for a POSIX shell when it needs it.
 pub fn shell_quote(s: &str) -> String {
     if !s.is_empty()
@@ -278,6 +287,15 @@ mod tests {
             qemu: QEMU_PATH.into(),
             probe_elf: "/tmp/w/probe.elf".into(),
         }
+    }
+
+    #[test]
+    fn rvmm_version_from_its_qemu_line() {
+        assert_eq!(
+            rvmm_version("QEMU emulator version 7.2.0 (rvmm 0.1.0)"),
+            "rvmm 0.1.0"
+        );
+        assert_eq!(rvmm_version("rvmm 0.1.0"), "rvmm 0.1.0");
     }
 
     #[test]

@@ -248,6 +248,10 @@ pub struct RunArgs {
     /// QMP control socket: unix:PATH (QEMU's ,server=on and ,wait=off are accepted).
     #[arg(long, value_name = "unix:PATH")]
     pub qmp: Option<String>,
+    /// Human monitor (HMP) socket, as QEMU's -monitor: unix:PATH[,server=on][,wait=off];
+    /// system_powerdown, quit, stop, cont, info status, info cpus.
+    #[arg(long, value_name = "unix:PATH")]
+    pub monitor: Option<String>,
     /// Prometheus metrics endpoint: tcp:HOST:PORT or unix:PATH; GET /metrics answers in
     /// the text exposition format (per-vCPU run/steal time, KVM statistics, ...).
     #[arg(long, value_name = "tcp:HOST:PORT|unix:PATH")]

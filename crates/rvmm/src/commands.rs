@@ -26,7 +26,7 @@ use crate::output::{errln, out, outln};
 
 pub fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Run(args) => run(*args),
+        Command::Run(args) => run(*args, None),
         Command::Probe(args) => probe(args),
         Command::Host(args) => crate::cmd_host::host(args),
         Command::CpuModels(args) => crate::cmd_cpu::cpu_models(args),
@@ -257,7 +257,8 @@ fn print_build_warnings(vmm: &Vmm) {
     }
 }
 
-fn run(args: RunArgs) -> Result<ExitCode> {
+/// `rvmm run` (and the QEMU personality, which passes `on_started` for `-daemonize`).
+pub(crate) fn run(args: RunArgs, on_started: Option<Box<dyn FnOnce()>>) -> Result<ExitCode> {
     let (mut config, warnings) = vm_config(&args)?;
     for w in &warnings {
         errln!("rvmm: warning: {w}");
@@ -271,6 +272,11 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         return crate::dry_run::dry_run(&config, args.show_cpuid);
     }
     config.qmp = qmp_socket(args.qmp.as_deref(), config.name.as_deref())?;
+    let monitor = args
+        .monitor
+        .as_deref()
+        .map(ctl::parse_monitor_option)
+        .transpose()?;
     vmm::sandbox::init(args.sandbox.into())?;
     let is_probe = matches!(config.boot, BootSource::Probe { .. });
     if !is_probe {
@@ -279,6 +285,8 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         let outcome = vmm.run(RunOptions {
             console: Console::Stdin,
             serial_watch: None,
+            monitor,
+            on_started,
         })?;
         return Ok(outcome_code(&outcome));
     }
@@ -332,6 +340,8 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             fd: capture.marker(),
             on_ready: Box::new(on_ready),
         }),
+        monitor,
+        on_started,
     })?;
     let code = outcome_code(&outcome);
     if let Some(e) = write_error {

@@ -18,6 +18,7 @@ mod cmd_vcpus;
 mod commands;
 mod dry_run;
 mod output;
+mod qemu_cli;
 mod top_term;
 mod vcpu_plan;
 
@@ -52,6 +53,21 @@ fn uses_sockets(command: &Command) -> bool {
 fn main() -> ExitCode {
     // Help, version and the printing commands end quietly when their reader goes away.
     set_sigpipe(SigPipe::Default);
+    // Invoked as qemu-system-x86_64: QEMU's command line (qemu_cli.rs).
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.first().is_some_and(qemu_cli::invoked_as_qemu) {
+        return qemu_cli::main(argv);
+    }
+    // `rvmm --version` prints QEMU's first line, as the personality does.
+    if argv.len() == 2 && matches!(argv[1].to_str(), Some("--version" | "-V")) {
+        return match output::out!("{}", qemu_cli::version_text()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                errln!("rvmm: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let args = match cli::parse() {
         Ok(a) => a,
         Err(code) => return code,

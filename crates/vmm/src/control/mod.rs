@@ -14,12 +14,15 @@
 //!   which runs them against its `VmView` (`vmm::commands`); `client`: the other end;
 //! - `metrics`: the `--metrics` HTTP endpoint, a second way in for `__org.rvmm_stats`
 //!   (Prometheus's text format);
+//! - `hmp`: the human monitor (`--monitor`, QEMU's `-monitor`), a third way in: text
+//!   commands turned into the same `Command`s;
 //! - `runtime`: where control sockets live (`--name`, `--qmp`, the runtime directory).
 
 pub(crate) mod args;
 pub mod client;
 pub mod commands;
 pub mod error;
+pub mod hmp;
 pub mod metrics;
 pub mod qmp;
 pub mod runtime;
@@ -29,6 +32,7 @@ pub(crate) mod view;
 pub use client::{ClientError, QmpClient};
 pub use commands::Command;
 pub use error::{ErrorClass, QmpError};
+pub use hmp::{parse_monitor_option, HmpError, HmpServer};
 pub use metrics::{MetricsError, MetricsServer};
 pub use runtime::{
     check_name, check_runtime_dir, default_runtime_dir, ensure_runtime_dir, parse_qmp_option,

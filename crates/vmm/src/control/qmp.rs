@@ -369,7 +369,20 @@ impl Session {
     }
 }
 
-/// The version QMP reports (greeting and `query-version`): QEMU's shape, rvmm's numbers.
+/// The QEMU release whose behaviour rvmm follows (its QMP replies, error texts, HMP output
+/// and command line): what QMP reports as the server's version, since clients check it
+/// (libvirt and Kata require QEMU >= 5.0, Nomad parses `--version`).
+pub const QEMU_VERSION: (u32, u32, u32) = (7, 2, 0);
+
+/// [`QEMU_VERSION`] as QEMU prints it: `7.2.0`.
+pub fn qemu_version_text() -> String {
+    let (major, minor, micro) = QEMU_VERSION;
+    format!("{major}.{minor}.{micro}")
+}
+
+/// The version QMP reports (greeting and `query-version`): QEMU's shape, the QEMU version
+/// rvmm follows, and rvmm's own version in `package` (where QEMU puts distribution
+/// suffixes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Version {
     pub major: u32,
@@ -379,13 +392,13 @@ pub struct Version {
 }
 
 impl Version {
-    /// This build of rvmm.
+    /// This build of rvmm: QEMU [`QEMU_VERSION`], package `rvmm X.Y.Z`.
     pub fn rvmm() -> Version {
-        let n = |s: &str| s.parse().unwrap_or(0);
+        let (major, minor, micro) = QEMU_VERSION;
         Version {
-            major: n(env!("CARGO_PKG_VERSION_MAJOR")),
-            minor: n(env!("CARGO_PKG_VERSION_MINOR")),
-            micro: n(env!("CARGO_PKG_VERSION_PATCH")),
+            major,
+            minor,
+            micro,
             package: format!("rvmm {}", env!("CARGO_PKG_VERSION")),
         }
     }
@@ -667,15 +680,19 @@ mod tests {
     #[test]
     fn greeting_and_events() {
         let v = Version {
-            major: 0,
-            minor: 1,
+            major: 7,
+            minor: 2,
             micro: 0,
             package: "rvmm 0.1.0".into(),
         };
         assert_eq!(
             greeting(&v),
-            "{\"QMP\":{\"capabilities\":[],\"version\":{\"package\":\"rvmm 0.1.0\",\"qemu\":{\"major\":0,\"micro\":0,\"minor\":1}}}}\r\n"
+            "{\"QMP\":{\"capabilities\":[],\"version\":{\"package\":\"rvmm 0.1.0\",\"qemu\":{\"major\":7,\"micro\":0,\"minor\":2}}}}\r\n"
         );
+        let ours = Version::rvmm();
+        assert_eq!((ours.major, ours.minor, ours.micro), (7, 2, 0));
+        assert_eq!(ours.package, format!("rvmm {}", env!("CARGO_PKG_VERSION")));
+        assert_eq!(qemu_version_text(), "7.2.0");
         let at = UNIX_EPOCH + Duration::from_micros(1_795_310_514_352_094);
         assert_eq!(
             event_line(Event::Resume, at),

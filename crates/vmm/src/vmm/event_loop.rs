@@ -11,7 +11,7 @@ use super::commands::Controller;
 use super::run::{RunOptions, StopSignals};
 use super::term::{EscapeState, Input, RawMode};
 use super::Vmm;
-use crate::control::{MetricsServer, QmpServer};
+use crate::control::{HmpServer, MetricsServer, QmpServer};
 use crate::devices::{console, Bus};
 use crate::vcpu::{VmControl, VmOutcome};
 
@@ -48,6 +48,8 @@ enum Source {
     Qmp,
     /// A scrape of the metrics endpoint is queued.
     Metrics,
+    /// A human monitor command is queued.
+    Monitor,
     /// Console input (or its end).
     Stdin,
 }
@@ -164,6 +166,13 @@ impl ConsoleInput {
     }
 }
 
+/// The control sockets whose requests the emulator thread runs.
+pub(super) struct Sockets<'a> {
+    pub qmp: Option<&'a QmpServer>,
+    pub metrics: Option<&'a MetricsServer>,
+    pub monitor: Option<&'a HmpServer>,
+}
+
 /// The emulator thread's state while the VM runs.
 pub(super) struct EventLoop<'a, 'o> {
     vmm: &'a Vmm,
@@ -171,6 +180,7 @@ pub(super) struct EventLoop<'a, 'o> {
     controller: Controller<'a>,
     server: Option<&'a QmpServer>,
     metrics: Option<&'a MetricsServer>,
+    monitor: Option<&'a HmpServer>,
     signals: &'a StopSignals,
     serial_watch: Option<SerialWatch<'o>>,
     console: ConsoleInput,
@@ -186,8 +196,7 @@ impl<'a, 'o> EventLoop<'a, 'o> {
         vmm: &'a Vmm,
         control: &'a VmControl,
         controller: Controller<'a>,
-        server: Option<&'a QmpServer>,
-        metrics: Option<&'a MetricsServer>,
+        sockets: Sockets<'a>,
         signals: &'a StopSignals,
         options: RunOptions<'o>,
     ) -> Self {
@@ -195,8 +204,9 @@ impl<'a, 'o> EventLoop<'a, 'o> {
             vmm,
             control,
             controller,
-            server,
-            metrics,
+            server: sockets.qmp,
+            metrics: sockets.metrics,
+            monitor: sockets.monitor,
             signals,
             serial_watch: options.serial_watch,
             console: ConsoleInput::new(options.console),
@@ -256,6 +266,9 @@ impl<'a, 'o> EventLoop<'a, 'o> {
         if let Some(m) = self.metrics {
             poll.watch(Source::Metrics, m.wake_fd());
         }
+        if let Some(m) = self.monitor {
+            poll.watch(Source::Monitor, m.wake_fd());
+        }
         if self.console.wants_input() {
             poll.watch(Source::Stdin, libc::STDIN_FILENO);
         }
@@ -289,6 +302,15 @@ impl<'a, 'o> EventLoop<'a, 'o> {
             // The metrics endpoint's scrapes run the same commands as QMP clients'.
             Source::Metrics => {
                 if let Some(m) = self.metrics {
+                    while let Some(request) = m.next_request() {
+                        let result = self.controller.execute(&request.command);
+                        request.respond(result);
+                    }
+                }
+            }
+            // The monitor's commands are QMP commands too.
+            Source::Monitor => {
+                if let Some(m) = self.monitor {
                     while let Some(request) = m.next_request() {
                         let result = self.controller.execute(&request.command);
                         request.respond(result);

@@ -96,6 +96,8 @@ pub enum VmmError {
     Qmp(#[from] control::ServerError),
     #[error(transparent)]
     Metrics(#[from] control::MetricsError),
+    #[error(transparent)]
+    Monitor(#[from] control::HmpError),
     /// The VM's cgroup (`--cgroup on` or a tuning option) could not be made or joined.
     #[error(transparent)]
     Cgroup(#[from] CgroupError),

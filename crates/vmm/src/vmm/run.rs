@@ -14,10 +14,10 @@ use std::time::Duration;
 use vmm_sys_util::signal::{block_signal, unblock_signal};
 
 use super::commands::{pin_emulator_threads, Controller};
-use super::event_loop::{Console, EventLoop, SerialWatch};
+use super::event_loop::{Console, EventLoop, SerialWatch, Sockets};
 use super::{Vmm, VmmError};
 use crate::control::qmp::Version;
-use crate::control::{MetricsServer, QmpServer};
+use crate::control::{HmpServer, MetricsServer, QmpServer};
 use crate::devices::console;
 use crate::host::thread as host_thread;
 use crate::vcpu::thread::{self, install_kick_handler, spawn, StopReport, VcpuShared};
@@ -33,6 +33,11 @@ pub struct RunOptions<'a> {
     pub console: Console,
     /// A reader of the guest's serial output to wake (the probe's dump markers).
     pub serial_watch: Option<SerialWatch<'a>>,
+    /// A human monitor socket (`--monitor unix:PATH`, QEMU's `-monitor`).
+    pub monitor: Option<std::path::PathBuf>,
+    /// Called once the control sockets listen and the vCPUs run, before the console is
+    /// taken over and the sandbox applies (`-daemonize` tells its parent here).
+    pub on_started: Option<Box<dyn FnOnce() + 'a>>,
 }
 
 const STOP_SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
@@ -102,7 +107,7 @@ impl Drop for StopSignals {
     }
 }
 
-pub(super) fn run(vmm: &mut Vmm, options: RunOptions) -> Result<VmOutcome, VmmError> {
+pub(super) fn run(vmm: &mut Vmm, mut options: RunOptions) -> Result<VmOutcome, VmmError> {
     let signals = StopSignals::new()?;
     install_kick_handler().map_err(io_err("installing the vCPU kick handler"))?;
     let control = Arc::new(VmControl::new().map_err(io_err("stop eventfd"))?);
@@ -126,7 +131,14 @@ pub(super) fn run(vmm: &mut Vmm, options: RunOptions) -> Result<VmOutcome, VmmEr
         Some(path) => Some(QmpServer::start(path, Version::rvmm())?),
         None => None,
     };
+    let monitor = match &options.monitor {
+        Some(path) => Some(HmpServer::start(path)?),
+        None => None,
+    };
     let handles = start_vcpus(vmm, &control)?;
+    if let Some(started) = options.on_started.take() {
+        started();
+    }
     let vmm: &Vmm = vmm;
     let controller = Controller::new(
         vmm,
@@ -140,8 +152,11 @@ pub(super) fn run(vmm: &mut Vmm, options: RunOptions) -> Result<VmOutcome, VmmEr
         vmm,
         &control,
         controller,
-        server.as_ref(),
-        metrics.as_ref(),
+        Sockets {
+            qmp: server.as_ref(),
+            metrics: metrics.as_ref(),
+            monitor: monitor.as_ref(),
+        },
         &signals,
         options,
     );
@@ -158,6 +173,9 @@ pub(super) fn run(vmm: &mut Vmm, options: RunOptions) -> Result<VmOutcome, VmmEr
         s.shutdown();
     }
     if let Some(m) = metrics {
+        m.shutdown();
+    }
+    if let Some(m) = monitor {
         m.shutdown();
     }
     drop(signals);

@@ -1,5 +1,5 @@
-//! `query-version`: QEMU's VersionInfo shape with rvmm's numbers (the same value the
-//! greeting carries).
+//! `query-version`: QEMU's VersionInfo shape with the QEMU version rvmm follows and
+//! `package: "rvmm X.Y.Z"` (the same value the greeting carries).
 
 use super::QmpCommand;
 use crate::control::args::Args;
