@@ -5,7 +5,9 @@
  *                        PROBE-END cpus=N, power off
  *   mode=hello           PROBE-HELLO, power off
  *   mode=busy            the dump, then every vCPU loops on arithmetic; PROBE-BUSY cpus=N
- *   mode=halt            the dump, PROBE-HALT cpus=N, every vCPU halts forever
+ *   mode=halt            the dump, PROBE-HALT cpus=N, the APs halt forever; the BSP waits
+ *                        for the ACPI power button (power.c), then PROBE-POWERBUTTON and
+ *                        powers off
  *   mode=reset           PROBE-RESET, then an i8042 reset pulse (a guest reboot)
  *   mode=triplefault     PROBE-TRIPLEFAULT, then ud2 with an empty IDT (a triple fault)
  *   mode=pio count=K     the dump, K one-byte writes to port 0x80, PROBE-PIO count=K,
@@ -298,7 +300,7 @@ void probe_main(uint32_t start_info_paddr)
 		run_busy(n);
 	case MODE_HALT:
 		print_count("PROBE-HALT cpus=", cpus);
-		halt_forever();
+		power_button_wait();
 	case MODE_HOTPLUG:
 		hotplug_run(madt, n, cpus);
 	case MODE_PIO:

@@ -5,6 +5,16 @@
  *   2. QEMU's isa-debug-exit at port 0xf4 (rvmm treats a write there as poweroff too);
  *   3. a reset pulse through the i8042 keyboard controller;
  *   4. halt forever.
+ *
+ * power_button_wait() is the other half, an OS's reaction to the ACPI power button (what
+ * `system_powerdown` presses): PROBE-POWERBUTTON, then S5 as above.  The fixed-feature
+ * button (ACPI 6.5 4.8.2.2.1.1) on a machine with PM1 registers (rvmm, QEMU pc): PWRBTN_EN
+ * in PM1a_EN, PWRBTN_STS in PM1a_STS (write one to clear) after the SCI.  On a
+ * hardware-reduced machine (QEMU microvm) the button is the Generic Event Device's
+ * power-down event (ACPI 6.5 5.6.9; QEMU hw/acpi/generic_event_device.c): bit 1 of its
+ * event selector register, which a read returns and clears; the GED (_HID ACPI0013) and
+ * its interrupt are found in the DSDT.  The BSP sleeps until the interrupt (routed in the
+ * IOAPIC to the BSP), with a one-second timer as a backstop, and checks the status then.
  */
 #include "probe.h"
 
@@ -38,6 +48,27 @@
 #define AML_BYTE_PREFIX 0x0a
 #define AML_ZERO_OP 0x00
 #define AML_ONE_OP 0x01
+
+/* FADT fields for the power button: SCI_INT (2 bytes), PM1a_EVT_BLK, PM1_EVT_LEN. */
+#define FADT_SCI_INT 46
+#define FADT_PM1A_EVT_BLK 56
+#define FADT_PM1_EVT_LEN 88
+#define PM1_PWRBTN (1u << 8) /* PWRBTN_STS in PM1 status, PWRBTN_EN in PM1 enable */
+#define GED_EVT_PWR_DOWN (1u << 1) /* QEMU's ACPI_GED_PWR_DOWN_EVT */
+#define AML_EXT_OP_PREFIX 0x5b
+#define AML_OP_REGION_OP 0x80 /* after ExtOpPrefix */
+#define AML_DWORD_PREFIX 0x0c
+#define AML_SYSTEM_MEMORY 0x00
+#define AML_EXT_INTERRUPT 0x89 /* large resource 0x09 */
+#define GED_SEARCH_LEN 256
+
+/* The IOAPIC of rvmm and QEMU (pc and microvm's first) at its architectural base. */
+#define IOAPIC_BASE 0xfec00000ull
+#define IOAPIC_IOWIN 0x10
+#define IOAPIC_REDTBL 0x10
+#define IOAPIC_LEVEL (1u << 15)
+#define SCI_VECTOR 0x42
+#define BACKSTOP_TIMER_COUNT 1000000000u /* 1 s at KVM's 1 GHz APIC timer clock */
 
 #define DEBUG_EXIT_PORT 0xf4
 #define I8042_COMMAND_PORT 0x64
@@ -160,6 +191,101 @@ void triple_fault(void)
 
 	__asm__ volatile("lidt %0\n\tud2" : : "m"(empty));
 	halt_forever();
+}
+
+static void ioapic_route(uint32_t gsi, bool level)
+{
+	volatile uint32_t *sel = phys(IOAPIC_BASE);
+	volatile uint32_t *win = phys(IOAPIC_BASE + IOAPIC_IOWIN);
+
+	if (gsi >= 24)
+		return;
+	*sel = IOAPIC_REDTBL + 2 * gsi + 1;
+	*win = apic_self_id() << 24; /* physical destination: this CPU */
+	*sel = IOAPIC_REDTBL + 2 * gsi;
+	*win = SCI_VECTOR | (level ? IOAPIC_LEVEL : 0); /* fixed, active high, unmasked */
+}
+
+/* The DSDT the FADT names, or NULL. */
+static const uint8_t *fadt_dsdt(const uint8_t *fadt)
+{
+	uint32_t len = rd32(fadt + 4);
+	uint64_t dsdt = 0;
+
+	if (len >= FADT_X_DSDT + 8)
+		dsdt = rd64(fadt + FADT_X_DSDT);
+	if (!dsdt || dsdt >= 0x100000000ull)
+		dsdt = rd32(fadt + FADT_DSDT);
+	return dsdt ? phys(dsdt) : NULL;
+}
+
+/*
+ * The Generic Event Device in the DSDT: after its _HID string "ACPI0013", the first
+ * SystemMemory OperationRegion with a DWord offset is its event selector register and the
+ * first Extended Interrupt descriptor (in _CRS) its GSI, as QEMU's build_ged_aml emits
+ * them.  Returns the register's address.
+ */
+static uint64_t find_ged(const uint8_t *dsdt, uint32_t *gsi)
+{
+	if (!dsdt)
+		return 0;
+	uint32_t len = rd32(dsdt + 4);
+	for (uint32_t i = 36; i + 8 < len; i++) {
+		if (dsdt[i] != 'A' || memcmp(dsdt + i, "ACPI0013", 8) != 0)
+			continue;
+		uint64_t base = 0;
+		for (uint32_t j = i + 8; j + 12 < len && j < i + GED_SEARCH_LEN; j++) {
+			/* OperationRegion (NAME, SystemMemory, DWord offset, length) */
+			if (!base && dsdt[j] == AML_EXT_OP_PREFIX && dsdt[j + 1] == AML_OP_REGION_OP &&
+			    dsdt[j + 6] == AML_SYSTEM_MEMORY && dsdt[j + 7] == AML_DWORD_PREFIX)
+				base = rd32(dsdt + j + 8);
+			if (dsdt[j] == AML_EXT_INTERRUPT && dsdt[j + 1] >= 6 && dsdt[j + 4] == 1)
+				*gsi = rd32(dsdt + j + 5);
+		}
+		return base;
+	}
+	return 0;
+}
+
+void power_button_wait(void)
+{
+	const uint8_t *fadt = acpi_find("FACP");
+
+	if (!fadt)
+		halt_forever();
+	uint16_t sts = (uint16_t)rd32(fadt + FADT_PM1A_EVT_BLK);
+	uint16_t en = (uint16_t)(sts + fadt[FADT_PM1_EVT_LEN] / 2);
+	uint32_t gsi = rd16(fadt + FADT_SCI_INT);
+	volatile uint32_t *ged = NULL;
+
+	if (sts) {
+		outw(sts, PM1_PWRBTN); /* anything stale */
+		outw(en, (uint16_t)(inw(en) | PM1_PWRBTN));
+		ioapic_route(gsi, true); /* SCI: level, active high (the MADT's override) */
+	} else {
+		uint64_t base = find_ged(fadt_dsdt(fadt), &gsi);
+		if (!base || base >= 0x100000000ull)
+			halt_forever();
+		ged = phys(base);
+		ioapic_route(gsi, false); /* QEMU's GED interrupt: edge, active high */
+	}
+	for (;;) {
+		apic_timer_oneshot(BACKSTOP_TIMER_COUNT);
+		sleep_until_interrupt();
+		apic_eoi();
+		bool pressed;
+		if (ged) {
+			pressed = *ged & GED_EVT_PWR_DOWN;
+		} else {
+			pressed = inw(sts) & PM1_PWRBTN;
+			if (pressed)
+				outw(sts, PM1_PWRBTN);
+		}
+		if (pressed)
+			break;
+	}
+	out_line("PROBE-POWERBUTTON");
+	power_off();
 }
 
 void power_off(void)

@@ -157,6 +157,8 @@ void acpi_dump(const char sig[4]);
 /* ---- power.c -------------------------------------------------------------------------- */
 
 __attribute__((noreturn)) void power_off(void);
+/* Waits for the ACPI power button, then PROBE-POWERBUTTON and power_off() (power.c). */
+__attribute__((noreturn)) void power_button_wait(void);
 __attribute__((noreturn)) void reset(void);
 __attribute__((noreturn)) void triple_fault(void);
 

@@ -348,9 +348,6 @@ fn lifecycle_events_powerdown_and_reset() {
     // Let the probe finish its dump (rvmm reports a probe that ends before that).
     vm.wait_halted();
     let mut a = vm.client();
-    // The probe has no power button driver: the event is what there is to see.
-    a.ok("system_powerdown", None);
-    assert!(a.event("POWERDOWN").get("data").is_none());
     assert_eq!(a.ok("query-status", None)["status"], "running");
     // Slots up to maxcpus, highest first; the present ones carry their qom-path.
     let slots = a.ok("query-hotpluggable-cpus", None);
@@ -413,6 +410,31 @@ fn lifecycle_events_powerdown_and_reset() {
         String::from_utf8_lossy(&out.stdout).contains("CPU  APIC"),
         "the probe's view was printed"
     );
+}
+
+/// `system_powerdown` presses the ACPI power button: POWERDOWN, the probe (mode=halt) acts
+/// on it like an OS (PROBE-POWERBUTTON, S5), SHUTDOWN from the guest, exit 0.
+#[test]
+fn powerdown_reaches_the_guest() {
+    if !kvm_available("powerdown_reaches_the_guest") {
+        return;
+    }
+    let vm = BackgroundVm::start(
+        "powerdown",
+        &["--smp", "2", "--append", "mode=halt", "--raw"],
+    );
+    vm.wait_halted();
+    let mut a = vm.client();
+    a.ok("system_powerdown", None);
+    assert!(a.event("POWERDOWN").get("data").is_none());
+    assert_eq!(a.event("SHUTDOWN")["data"]["guest"], true);
+    let out = vm.wait(Duration::from_secs(20));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("PROBE-POWERBUTTON"));
 }
 
 #[test]

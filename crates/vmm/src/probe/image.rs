@@ -37,8 +37,10 @@ pub const LINE_HELLO: &str = "PROBE-HELLO";
 pub const PREFIX_END: &str = "PROBE-END cpus=";
 /// `PROBE-BUSY cpus=N`: N vCPUs (the BSP included) now loop forever.
 pub const PREFIX_BUSY: &str = "PROBE-BUSY cpus=";
-/// `PROBE-HALT cpus=N`: every vCPU is about to halt forever.
+/// `PROBE-HALT cpus=N`: the APs halt forever, the BSP waits for the ACPI power button.
 pub const PREFIX_HALT: &str = "PROBE-HALT cpus=";
+/// `PROBE-POWERBUTTON`: in mode=halt, the guest saw the power button and enters S5.
+pub const LINE_POWERBUTTON: &str = "PROBE-POWERBUTTON";
 /// `PROBE-PIO count=K`: the K port writes are done.
 pub const PREFIX_PIO: &str = "PROBE-PIO count=";
 /// `PROBE-ERROR ...`: something the guest could not do (an AP that did not start, an
@@ -55,7 +57,8 @@ pub enum ProbeMode {
     Hello,
     /// Dump, then keep every vCPU busy forever (`PROBE-BUSY cpus=N`).
     Busy,
-    /// Dump, then halt every vCPU forever (`PROBE-HALT cpus=N`).
+    /// Dump, then halt every vCPU (`PROBE-HALT cpus=N`) until the ACPI power button
+    /// (`PROBE-POWERBUTTON`, then S5).
     Halt,
     /// Dump, then write one byte `count` times to [`PIO_PORT`] and power off.
     Pio {
