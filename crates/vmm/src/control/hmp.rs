@@ -313,18 +313,17 @@ fn crlf(text: &str) -> String {
     text.replace('\n', "\r\n")
 }
 
-/// The `hmp-N` thread: banner, then a line at a time until the client goes away.
+/// The `hmp-N` thread: banner, then a line at a time until the client goes away. A client
+/// that writes its command and hangs up at once (Nomad's stop) still has it run: output
+/// that cannot be written is dropped, input is read to its end.
 fn serve(mut stream: UnixStream, shared: &Shared) {
     let banner = format!(
         "QEMU {} monitor - type 'help' for more information\n",
         qemu_version_text()
     );
-    if stream
+    let mut writable = stream
         .write_all(format!("{}{PROMPT}", crlf(&banner)).as_bytes())
-        .is_err()
-    {
-        return;
-    }
+        .is_ok();
     let mut pending: Vec<u8> = Vec::new();
     let mut overlong = false;
     // The last byte was a '\r' ending a line: a '\n' right after it ends nothing.
@@ -363,7 +362,10 @@ fn serve(mut stream: UnixStream, shared: &Shared) {
             } else {
                 format!("{}\r\n{}{PROMPT}", line.trim_end(), crlf(&answer))
             };
-            if stream.write_all(text.as_bytes()).is_err() || quit {
+            if writable {
+                writable = stream.write_all(text.as_bytes()).is_ok();
+            }
+            if quit {
                 return;
             }
         }
