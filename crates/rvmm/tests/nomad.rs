@@ -419,3 +419,53 @@ fn daemonize_and_pidfile() {
         "qemu-system-x86_64: -nographic cannot be used with -daemonize\n"
     );
 }
+
+/// The oracle: the same probe, command and monitor line under QEMU's microvm (its power
+/// button is the Generic Event Device's power-down event) give the same lines, and QEMU
+/// too exits 0 on the guest's S5.
+#[test]
+fn powerbutton_same_under_qemu_microvm() {
+    if !kvm_available("powerbutton_same_under_qemu_microvm") {
+        return;
+    }
+    let q = Qemu::new("nomad-oracle");
+    let elf = q.elf();
+    let mut outputs = Vec::new();
+    for (name, mut cmd) in [("qemu", common::qemu()), ("rvmm", q.command())] {
+        let monitor = q.dir.join(format!("{name}.sock"));
+        let _ = std::fs::remove_file(&monitor);
+        let mut child = cmd
+            .args(["-M", "microvm", "-enable-kvm", "-smp", "2", "-m", "128M"])
+            .args(["-nodefaults", "-no-user-config", "-display", "none"])
+            .args(["-serial", "stdio", "-monitor"])
+            .arg(format!("unix:{},server=on,wait=off", monitor.display()))
+            .arg("-kernel")
+            .arg(&elf)
+            .args(["-append", "mode=halt"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines = Lines::follow(&mut child);
+        lines.wait_for("PROBE-HALT", Duration::from_secs(60));
+        let mut s = UnixStream::connect(&monitor).unwrap();
+        s.write_all(b"system_powerdown\n").unwrap();
+        lines.wait_for("PROBE-POWERBUTTON", Duration::from_secs(10));
+        assert_eq!(
+            wait_exit(&mut child, Duration::from_secs(10)),
+            Some(0),
+            "{name}"
+        );
+        let tail: Vec<String> = lines
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.starts_with("PROBE-HALT") || l.starts_with("PROBE-POWERBUTTON"))
+            .cloned()
+            .collect();
+        outputs.push(tail);
+    }
+    assert_eq!(outputs[0], ["PROBE-HALT cpus=2", "PROBE-POWERBUTTON"]);
+    assert_eq!(outputs[0], outputs[1]);
+}
