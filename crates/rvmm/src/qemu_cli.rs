@@ -72,6 +72,8 @@ pub enum Invocation {
         rvmm_args: Vec<String>,
         daemonize: bool,
         pidfile: Option<PathBuf>,
+        /// `-serial none`: the guest's console goes nowhere (stdout is /dev/null).
+        serial_none: bool,
     },
 }
 
@@ -150,6 +152,7 @@ struct State {
     nets: Vec<String>,
     daemonize: bool,
     pidfile: Option<PathBuf>,
+    serial_none: bool,
     /// The option that puts something on stdio (refused with -daemonize).
     stdio: Option<&'static str>,
 }
@@ -455,9 +458,7 @@ pub fn parse(argv: &[String]) -> Result<Invocation, QemuCliError> {
             "append" => s.push("--append", value),
             "serial" => match value {
                 "stdio" | "mon:stdio" => s.stdio = Some("serial stdio"),
-                // The console goes to stdout; -serial none is for -daemonize, whose stdout
-                // is /dev/null.
-                "none" | "null" => {}
+                "none" | "null" => s.serial_none = true,
                 _ => {
                     return Err(value_err(
                         "serial",
@@ -532,6 +533,7 @@ pub fn parse(argv: &[String]) -> Result<Invocation, QemuCliError> {
         rvmm_args: s.args,
         daemonize: s.daemonize,
         pidfile: s.pidfile,
+        serial_none: s.serial_none,
     })
 }
 
@@ -612,18 +614,23 @@ fn daemonize() -> anyhow::Result<OwnedFd> {
     Ok(write)
 }
 
-/// What the daemon does once the VM runs: tell the parent, and leave the terminal.
-fn detach(ready: OwnedFd) {
+/// Points the standard descriptors `fds` at /dev/null.
+fn to_dev_null(fds: &[i32]) {
     // SAFETY: opening /dev/null with a static C string.
     let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
     if null >= 0 {
-        for fd in [libc::STDIN_FILENO, libc::STDOUT_FILENO, libc::STDERR_FILENO] {
+        for &fd in fds {
             // SAFETY: dup2 of our /dev/null descriptor onto a standard descriptor.
             unsafe { libc::dup2(null, fd) };
         }
         // SAFETY: closing the descriptor we opened.
         unsafe { libc::close(null) };
     }
+}
+
+/// What the daemon does once the VM runs: tell the parent, and leave the terminal.
+fn detach(ready: OwnedFd) {
+    to_dev_null(&[libc::STDIN_FILENO, libc::STDOUT_FILENO, libc::STDERR_FILENO]);
     // SAFETY: writing one byte from a local to the pipe we own.
     unsafe { libc::write(ready.as_raw_fd(), b"R".as_ptr().cast(), 1) };
     drop(ready);
@@ -642,7 +649,7 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
             Err(a) => return fail(format!("{}: not UTF-8", a.to_string_lossy())),
         }
     }
-    let (rvmm_args, daemon, pidfile) = match parse(&args) {
+    let (rvmm_args, daemon, pidfile, serial_none) = match parse(&args) {
         Ok(Invocation::Version) => {
             return match crate::output::out!("{}", version_text()) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -659,7 +666,8 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
             rvmm_args,
             daemonize,
             pidfile,
-        }) => (rvmm_args, daemonize, pidfile),
+            serial_none,
+        }) => (rvmm_args, daemonize, pidfile, serial_none),
         Err(e) => return fail(e.to_string()),
     };
     let cli = match Cli::try_parse_from(
@@ -674,6 +682,10 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
         return fail("internal error: not a run command".into());
     };
     set_sigpipe(SigPipe::Ignore);
+    if serial_none {
+        // With --kernel, stdout carries the guest's console alone.
+        to_dev_null(&[libc::STDOUT_FILENO]);
+    }
     let ready = if daemon {
         match daemonize() {
             Ok(fd) => Some(fd),

@@ -469,3 +469,45 @@ fn powerbutton_same_under_qemu_microvm() {
     assert_eq!(outputs[0], ["PROBE-HALT cpus=2", "PROBE-POWERBUTTON"]);
     assert_eq!(outputs[0], outputs[1]);
 }
+
+/// `-serial none` sends the console nowhere; a daemon that fails before the VM runs makes
+/// its parent fail with the reason on stderr.
+#[test]
+fn serial_none_and_failed_daemon() {
+    if !kvm_available("serial_none_and_failed_daemon") {
+        return;
+    }
+    let q = Qemu::new("nomad-serial");
+    let elf = q.elf();
+    let hello = |serial: &str| {
+        q.command()
+            .args(["-M", "microvm", "-m", "64M", "-serial", serial, "-kernel"])
+            .arg(&elf)
+            .args(["-append", "mode=hello"])
+            .output()
+            .unwrap()
+    };
+    let out = hello("stdio");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("PROBE-HELLO"));
+    let out = hello("none");
+    assert!(out.status.success());
+    assert!(
+        out.stdout.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let missing = q.dir.join("missing.elf");
+    let out = q
+        .command()
+        .args(["-display", "none", "-daemonize", "-kernel"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("qemu-system-x86_64: ") && err.contains("missing.elf"),
+        "{err}"
+    );
+}
