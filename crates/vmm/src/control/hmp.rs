@@ -528,6 +528,54 @@ mod tests {
         );
     }
 
+    /// A real socket, with this thread standing in for the VMM thread.
+    #[test]
+    fn serves_lines_over_a_socket() {
+        let path = std::env::temp_dir().join(format!("rvmm-hmp-unit-{}", std::process::id()));
+        let server = HmpServer::start(&path).unwrap();
+        let mut c = UnixStream::connect(&path).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut got = Vec::new();
+        let mut read_until = |c: &mut UnixStream, prompts: usize| {
+            let mut b = [0u8; 1];
+            while String::from_utf8_lossy(&got).matches(PROMPT).count() < prompts {
+                assert_eq!(c.read(&mut b).unwrap(), 1);
+                got.push(b[0]);
+            }
+            String::from_utf8_lossy(&got).into_owned()
+        };
+        assert_eq!(
+            read_until(&mut c, 1),
+            "QEMU 7.2.0 monitor - type 'help' for more information\r\n(qemu) "
+        );
+        // A terminal's "\r\n" ends one line; the second pair is an empty line.
+        c.write_all(b"info status\r\n\r\n").unwrap();
+        // Answer the one request as the VMM thread would.
+        let mut polls = 0;
+        let request = loop {
+            if let Some(r) = server.next_request() {
+                break r;
+            }
+            polls += 1;
+            assert!(polls < 1000, "no request");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(request.command.name(), "query-status");
+        request.respond(Ok(
+            json!({"running": false, "status": "paused", "singlestep": false}),
+        ));
+        let text = read_until(&mut c, 3);
+        assert!(
+            text.ends_with("(qemu) info status\r\nVM status: paused\r\n(qemu) \r\n(qemu) "),
+            "{text:?}"
+        );
+        c.write_all(&vec![b'x'; MAX_LINE + 10]).unwrap();
+        c.write_all(b"\n").unwrap();
+        assert!(read_until(&mut c, 4).contains("line too long"));
+        server.shutdown();
+        assert!(!path.exists());
+    }
+
     #[test]
     fn status_and_cpus_as_qemu_prints_them() {
         assert_eq!(
