@@ -160,14 +160,15 @@ pub fn restore(dir: &Path, layout: &MemoryLayout, ram: &GuestRam) -> Result<u64,
             file.read_exact_at(&mut mem[a..b], data)
                 .map_err(io(&path, "cannot read"))?;
             read += (b - a) as u64;
-            pos = hole;
-        }
-        // The CRC over the non-zero pages, in order.
-        for i in 0..mem.len() / PAGE {
-            let page = &mem[i * PAGE..(i + 1) * PAGE];
-            if !is_zero(page) {
-                feed(&mut crc, at.file_offset / PAGE as u64 + i as u64, page);
+            // The CRC over the extent's non-zero pages (holes are zero pages: not fed),
+            // in file order as the extents come.
+            for i in a / PAGE..b.div_ceil(PAGE) {
+                let page = &mem[i * PAGE..((i + 1) * PAGE).min(mem.len())];
+                if !is_zero(page) {
+                    feed(&mut crc, at.file_offset / PAGE as u64 + i as u64, page);
+                }
             }
+            pos = hole;
         }
     }
     let computed = crc.finish();

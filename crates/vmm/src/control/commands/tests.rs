@@ -429,9 +429,12 @@ fn query_commands_lists_the_command_enum() {
         if *name == "query-stats" {
             arguments = args(json!({"target": "vm"}));
         }
+        if *name == "__org.rvmm_snapshot" {
+            arguments = args(json!({"path": "/s"}));
+        }
         assert_eq!(parse(name, arguments).unwrap().name(), *name);
     }
-    assert_eq!(names.len(), 23);
+    assert_eq!(names.len(), 24);
 }
 
 #[test]
