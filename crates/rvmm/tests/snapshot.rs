@@ -231,3 +231,64 @@ fn a_vm_with_virtio_devices_is_refused_and_keeps_running() {
     assert_eq!(vm.client().ok("query-status", None)["status"], "running");
     let _ = std::fs::remove_dir_all(&work);
 }
+
+/// A vCPU plugged at run time (device_add, still waiting for INIT/SIPI) is saved and
+/// created again by the restore; the guest goes on.
+#[test]
+fn a_hot_added_vcpu_is_saved_and_restored() {
+    if !kvm_available("snapshot_hotplug") {
+        return;
+    }
+    let work = test_dir("snapshot-hotplug");
+    let snap = work.join("snap");
+    let mut vm = BackgroundVm::start(
+        "snapshot-hotplug-src",
+        &["--smp", "1,maxcpus=2", "--append", "mode=counter", "--raw"],
+    );
+    vm.wait_line("PROBE-COUNTER cpu=0 value=2");
+    let mut c = vm.client();
+    let slots = c.ok("query-hotpluggable-cpus", None);
+    let empty = slots
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s.get("qom-path").is_none())
+        .unwrap()
+        .clone();
+    let mut args = empty["props"].clone();
+    args["driver"] = empty["type"].clone();
+    args["id"] = serde_json::json!("cpu1");
+    c.ok("device_add", Some(args));
+    assert_eq!(c.ok("query-cpus-fast", None).as_array().unwrap().len(), 2);
+    let reply = c.ok(
+        "__org.rvmm_snapshot",
+        Some(serde_json::json!({"path": snap.display().to_string()})),
+    );
+    assert_eq!(reply["vcpus"], 2, "{reply}");
+    assert_eq!(reply["stopped"], false);
+    c.ok("quit", None);
+    vm.wait(Duration::from_secs(10));
+
+    let rdir = test_dir("snapshot-hotplug-restored");
+    let socket = rdir.join("vm.qmp");
+    let mut cmd = rvmm();
+    cmd.args(["run", "--restore"])
+        .arg(&snap)
+        .arg("--qmp")
+        .arg(format!("unix:{}", socket.display()));
+    let mut restored = BackgroundVm::spawn(cmd, rdir, socket);
+    restored.wait_line("PROBE-COUNTER cpu=0");
+    let cpus = restored.client().ok("query-cpus-fast", None);
+    assert_eq!(cpus.as_array().unwrap().len(), 2, "{cpus}");
+    restored.client().ok("quit", None);
+    let out = restored.wait(Duration::from_secs(10));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("rvmm: restored 2 vCPUs"), "{stderr}");
+    let after = counters(&out.stdout);
+    assert!(
+        !after.is_empty() && after.iter().all(|&(_, _, ok)| ok),
+        "{after:?}"
+    );
+    assert!(after[0].1 > 20, "cpu 0 went on: {after:?}");
+    let _ = std::fs::remove_dir_all(&work);
+}
