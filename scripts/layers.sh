@@ -17,8 +17,9 @@ declare -A ALLOWED=(
     [machine]="boot config devices host memory sandbox util"
     [probe]="boot devices memory util config"
     [monitor]="host machine util"
+    [snapshot]="devices machine memory"
     [control]="config host machine monitor sandbox util"
-    [vmm]="boot config control devices host machine memory monitor probe sandbox util"
+    [vmm]="boot config control devices host machine memory monitor probe sandbox snapshot util"
     [fuzz_targets]="boot config control devices host machine memory monitor probe util"
 )
 

@@ -26,6 +26,7 @@ const SOURCES: &[&str] = &[
     "hostile.c",
     "hotplug.c",
     "load.c",
+    "counter.c",
     "virtio.c",
     "util.c",
 ];

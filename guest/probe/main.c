@@ -28,6 +28,8 @@
  *                        PROBE-HOTPLUG eject slot=S apic=A once it is ejected
  *   mode=virtio          virtio-blk over virtio-mmio (virtio.c): write, read back, flush and
  *                        GET_ID on every disk found, PROBE-VIRTIO lines, power off
+ *   mode=counter         every vCPU counts and checks a memory region it owns; the BSP
+ *                        prints PROBE-COUNTER cpu=N value=V sum=ok|bad (counter.c)
  *   mode=load duty=D0,D1,... [period=MS]
  *                        every vCPU busy D % of each period (default 100 ms) and halted the
  *                        rest, timed by the TSC (load.c); PROBE-LOAD cpus=N duty=...
@@ -64,7 +66,8 @@ enum mode {
 	MODE_DEBUGEXIT,
 	MODE_HOTPLUG,
 	MODE_LOAD,
-	MODE_VIRTIO
+	MODE_VIRTIO,
+	MODE_COUNTER
 };
 
 static char cmdline[CMDLINE_MAX];
@@ -161,6 +164,8 @@ static enum mode parse_mode(uint64_t *pio_count)
 		mode = MODE_LOAD;
 	else if (value_is(v, len, "virtio"))
 		mode = MODE_VIRTIO;
+	else if (value_is(v, len, "counter"))
+		mode = MODE_COUNTER;
 	else {
 		print_error("unknown mode ", v, len);
 		power_off();
@@ -285,6 +290,8 @@ void probe_main(uint32_t start_info_paddr)
 		load_run(smp_init(acpi_find("APIC")));
 	if (mode == MODE_VIRTIO)
 		virtio_run();
+	if (mode == MODE_COUNTER)
+		counter_run(smp_init(acpi_find("APIC")));
 
 	out_line("PROBE-BEGIN v1");
 	const uint8_t *madt = acpi_find("APIC");

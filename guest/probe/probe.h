@@ -195,6 +195,7 @@ enum ap_task {
 	AP_TASK_DUMP = 1, /* dump CPUID, report done, park */
 	AP_TASK_BUSY = 2, /* report done, then loop on arithmetic forever */
 	AP_TASK_LOAD = 3, /* report done, then load_loop() (load.c) */
+	AP_TASK_COUNTER = 4, /* report done, then counter_loop() (counter.c) */
 };
 
 /* Reads the MADT; returns the number of enabled processors (at least 1, the BSP). */
@@ -243,5 +244,12 @@ const char *probe_param(const char *key, size_t *len);
 __attribute__((noreturn)) void load_run(uint32_t n);
 /* One vCPU's duty loop (MADT position `cpu`).  Never returns. */
 __attribute__((noreturn)) void load_loop(uint32_t cpu);
+
+/* ---- counter.c ------------------------------------------------------------------------ */
+
+/* mode=counter (see counter.c): `n` processors from smp_init.  Never returns. */
+__attribute__((noreturn)) void counter_run(uint32_t n);
+/* One vCPU's counting loop (MADT position `cpu`).  Never returns. */
+__attribute__((noreturn)) void counter_loop(uint32_t cpu);
 
 #endif

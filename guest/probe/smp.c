@@ -185,6 +185,11 @@ void ap_main(void)
 		report_done();
 		load_loop(cpu);
 	}
+	if (ap_task == AP_TASK_COUNTER) {
+		uint32_t cpu = ap_cpu;
+		report_done();
+		counter_loop(cpu);
+	}
 	cpuid_dump(ap_cpu);
 	report_done();
 	halt_forever();

@@ -51,6 +51,21 @@ pub enum Command {
     Advise(AdviseArgs),
     /// Show or set a running VM's cgroup shares and CPU quotas (virsh schedinfo).
     Schedinfo(SchedinfoArgs),
+    /// Save a running VM's snapshot into a new or empty directory (pauses it, then resumes
+    /// it unless --stop); `rvmm run --restore DIR` runs it again (docs/snapshot.md).
+    Snapshot(SnapshotArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    #[arg(value_name = "VM", help = VM_HELP)]
+    pub vm: String,
+    /// The directory to write state.json and memory.bin into (new, or empty).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Leave the VM paused after the snapshot (QMP `cont` resumes it).
+    #[arg(long)]
+    pub stop: bool,
 }
 
 #[derive(Debug, Args)]
@@ -302,6 +317,11 @@ pub struct RunArgs {
     /// Probe guest: print the decoded view as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Run a snapshot taken by `rvmm snapshot` (docs/snapshot.md): the VM is rebuilt from
+    /// the snapshot's configuration, so flags that shape the machine may not be given;
+    /// --name, --qmp, --metrics, --sandbox, --cgroup and --cgroup-parent may.
+    #[arg(long, value_name = "DIR")]
+    pub restore: Option<PathBuf>,
     /// Resolve and print the configuration (and the equivalent flags), create nothing and
     /// run nothing.
     #[arg(long)]

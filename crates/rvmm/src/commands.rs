@@ -42,12 +42,16 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Top(args) => crate::cmd_top::top(args),
         Command::Advise(args) => crate::cmd_advise::advise(args),
         Command::Schedinfo(args) => crate::cmd_schedinfo::schedinfo(args),
+        Command::Snapshot(args) => crate::cmd_snapshot::snapshot(args),
     }
 }
 
 /// The QMP socket `--qmp` names, else the one the VM's name implies (creating the runtime
 /// directory), else none.
-fn qmp_socket(qmp: Option<&str>, name: Option<&str>) -> Result<Option<std::path::PathBuf>> {
+pub(crate) fn qmp_socket(
+    qmp: Option<&str>,
+    name: Option<&str>,
+) -> Result<Option<std::path::PathBuf>> {
     if let Some(q) = qmp {
         return Ok(Some(ctl::parse_qmp_option(q)?));
     }
@@ -232,7 +236,7 @@ pub(crate) fn vm_config(args: &RunArgs) -> Result<(VmConfig, Vec<String>)> {
     Ok((config, Vec::new()))
 }
 
-fn outcome_code(outcome: &VmOutcome) -> ExitCode {
+pub(crate) fn outcome_code(outcome: &VmOutcome) -> ExitCode {
     match outcome {
         VmOutcome::Fault {
             vcpu,
@@ -251,7 +255,7 @@ fn outcome_code(outcome: &VmOutcome) -> ExitCode {
     }
 }
 
-fn print_build_warnings(vmm: &Vmm) {
+pub(crate) fn print_build_warnings(vmm: &Vmm) {
     for w in &vmm.warnings {
         errln!("rvmm: warning: {w}");
     }
@@ -259,6 +263,9 @@ fn print_build_warnings(vmm: &Vmm) {
 
 /// `rvmm run` (and the QEMU personality, which passes `on_started` for `-daemonize`).
 pub(crate) fn run(args: RunArgs, on_started: Option<Box<dyn FnOnce()>>) -> Result<ExitCode> {
+    if let Some(dir) = args.restore.clone() {
+        return crate::cmd_snapshot::run_restore(args, &dir, on_started);
+    }
     let (mut config, warnings) = vm_config(&args)?;
     for w in &warnings {
         errln!("rvmm: warning: {w}");

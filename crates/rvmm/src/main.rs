@@ -12,6 +12,7 @@ mod cmd_host;
 mod cmd_perf;
 mod cmd_qmp;
 mod cmd_schedinfo;
+mod cmd_snapshot;
 mod cmd_stats;
 mod cmd_top;
 mod cmd_vcpus;
@@ -41,7 +42,8 @@ fn uses_sockets(command: &Command) -> bool {
         | Command::Stats(_)
         | Command::Top(_)
         | Command::Advise(_)
-        | Command::Schedinfo(_) => true,
+        | Command::Schedinfo(_)
+        | Command::Snapshot(_) => true,
         Command::Probe(_)
         | Command::Host(_)
         | Command::CpuModels(_)

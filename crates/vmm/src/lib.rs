@@ -19,6 +19,7 @@ pub mod memory;
 pub mod monitor;
 pub mod probe;
 pub mod sandbox;
+pub mod snapshot;
 pub mod util;
 /// The vCPU layer's old path; it lives in `machine::vcpu` now.
 pub use machine::vcpu;

@@ -70,6 +70,9 @@ pub(crate) enum VmError {
     /// Reading or writing the VM's cgroup failed.
     #[error("cgroup: {0}")]
     Cgroup(String),
+    /// The snapshot could not be taken (the text names the file or the device).
+    #[error("snapshot: {0}")]
+    Snapshot(String),
 }
 
 impl From<VmError> for QmpError {
@@ -200,4 +203,10 @@ pub(crate) trait VmView {
     fn set_schedinfo(&mut self, changes: &[SchedParam]) -> Result<SchedInfo, VmError>;
     /// vCPU slot `index`'s group: its quota and throttling; `None` without a cgroup.
     fn vcpu_cgroup(&self, index: u32) -> Option<CgroupCpuStat>;
+    /// Writes the paused VM's snapshot into `dir` (`stopped`: it stays paused after).
+    fn snapshot(
+        &mut self,
+        dir: &std::path::Path,
+        stopped: bool,
+    ) -> Result<super::commands::snapshot::SnapshotReply, VmError>;
 }

@@ -69,7 +69,7 @@ pub enum CpuHotplugError {
 }
 
 /// One vCPU slot as the block sees it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Slot {
     apic_id: u32,
     enabled: bool,
@@ -81,7 +81,7 @@ struct Slot {
 }
 
 /// The register block and the state of every vCPU slot.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CpuHotplug {
     slots: Vec<Slot>,
     modern: bool,
@@ -90,6 +90,34 @@ pub struct CpuHotplug {
 }
 
 impl CpuHotplug {
+    /// The registers and every slot, for a snapshot.
+    pub fn state(&self) -> CpuHotplug {
+        self.clone()
+    }
+
+    /// Puts saved registers back; the saved slots must have this VM's APIC IDs.
+    pub fn restore(&mut self, state: &CpuHotplug) -> Result<(), String> {
+        let ids = |h: &CpuHotplug| h.slots.iter().map(|s| s.apic_id).collect::<Vec<_>>();
+        if ids(self) != ids(state) {
+            return Err(format!(
+                "the saved CPU hotplug block has slots with APIC IDs {:?}, this VM {:?}",
+                ids(state),
+                ids(self)
+            ));
+        }
+        *self = state.clone();
+        Ok(())
+    }
+
+    /// The slots whose vCPU is present (enabled), in slot order.
+    pub fn present_slots(&self) -> Vec<u32> {
+        (0u32..)
+            .zip(&self.slots)
+            .filter(|(_, s)| s.enabled)
+            .map(|(i, _)| i)
+            .collect()
+    }
+
     /// One slot per APIC ID (slot index = vCPU index); the first `present` are plugged.
     pub fn new(apic_ids: Vec<u32>, present: u32) -> Self {
         let slots = apic_ids

@@ -13,13 +13,23 @@ use crate::memory::layout::{GPE0_LEN, GPE0_PORT};
 const HALF: usize = GPE0_LEN as usize / 2;
 
 /// GPE0's status and enable registers.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Gpe0 {
     status: [u8; HALF],
     enable: [u8; HALF],
 }
 
 impl Gpe0 {
+    /// The registers, for a snapshot.
+    pub fn state(&self) -> Gpe0 {
+        self.clone()
+    }
+
+    /// Puts saved registers back.
+    pub fn restore(&mut self, state: &Gpe0) {
+        *self = state.clone();
+    }
+
     /// Whether `port` is in the block.
     pub fn owns(port: u16) -> bool {
         (GPE0_PORT..GPE0_PORT + GPE0_LEN).contains(&port)

@@ -69,7 +69,40 @@ fn decode(port: u16) -> Option<(u16, usize)> {
     }
 }
 
+/// The PM registers as a snapshot keeps them; the PM timer as its count of nanoseconds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PmState {
+    pub status: u16,
+    pub enable: u16,
+    pub control: u16,
+    pub rcr: u8,
+    pub timer_ns: u64,
+}
+
 impl Pm {
+    /// The registers, for a snapshot.
+    pub fn state(&self) -> PmState {
+        PmState {
+            status: self.status,
+            enable: self.enable,
+            control: self.control,
+            rcr: self.rcr,
+            timer_ns: u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Puts saved registers back; the PM timer goes on from the saved count.
+    pub fn restore(&mut self, state: &PmState) {
+        self.status = state.status;
+        self.enable = state.enable;
+        self.control = state.control;
+        self.rcr = state.rcr;
+        let elapsed = std::time::Duration::from_nanos(state.timer_ns);
+        self.start = Instant::now()
+            .checked_sub(elapsed)
+            .unwrap_or_else(Instant::now);
+    }
+
     /// Whether `port` belongs to this device.
     pub fn owns(port: u16) -> bool {
         decode(port).is_some()

@@ -298,6 +298,17 @@ impl VmView for FakeVm {
         Ok(self.sched)
     }
 
+    /// Never writes files (the path comes from fuzz input): always refused.
+    fn snapshot(
+        &mut self,
+        _dir: &std::path::Path,
+        _stopped: bool,
+    ) -> Result<crate::control::commands::snapshot::SnapshotReply, VmError> {
+        Err(VmError::Snapshot(
+            "the fuzzing VM takes no snapshots".into(),
+        ))
+    }
+
     fn vcpu_cgroup(&self, index: u32) -> Option<CgroupCpuStat> {
         // vCPU 0 has a group with figures, the others none, so both paths run.
         (index == 0).then_some(CgroupCpuStat {

@@ -9,6 +9,7 @@
 //! and handed in as plain data. `stats` reads KVM's binary statistics (KVM_GET_STATS_FD) of
 //! the VM and of each vCPU; the recipe that puts it together is `vmm::Vmm::build`.
 
+pub mod state;
 pub mod stats;
 pub mod vcpu;
 pub mod vm;

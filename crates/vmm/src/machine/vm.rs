@@ -71,6 +71,8 @@ impl IrqLine {
 /// A KVM VM with its memory slots, irqchip and PIT.
 pub struct Vm {
     fd: VmFd,
+    /// Whether the VM has the in-kernel PIT.
+    pit: bool,
 }
 
 impl Vm {
@@ -113,7 +115,10 @@ impl Vm {
             };
             kvm_call("KVM_CREATE_PIT2", fd.create_pit2(pit))?;
         }
-        Ok(Vm { fd })
+        Ok(Vm {
+            fd,
+            pit: options.pit == Switch::On,
+        })
     }
 
     /// The VM's KVM binary statistics.
@@ -165,6 +170,29 @@ impl Vm {
             ),
         )?;
         Ok(evt)
+    }
+
+    /// The VM's irqchip, PIT and clock (`machine::state`); every vCPU must be out of KVM_RUN.
+    pub fn save_state(&self) -> Result<super::state::VmState, super::state::StateError> {
+        super::state::save_vm(&self.fd, self.pit)
+    }
+
+    /// Writes a saved irqchip, PIT and clock back, before any vCPU runs.
+    pub fn restore_state(
+        &self,
+        state: &super::state::VmState,
+    ) -> Result<(), super::state::StateError> {
+        super::state::restore_vm(&self.fd, state)
+    }
+
+    /// Whether the VM has the in-kernel PIT.
+    pub fn has_pit(&self) -> bool {
+        self.pit
+    }
+
+    /// KVM_CAP_XSAVE2's XSAVE area size, 0 when KVM has no KVM_GET_XSAVE2.
+    pub fn xsave_size(&self) -> usize {
+        usize::try_from(self.fd.check_extension_int(kvm_ioctls::Cap::Xsave2)).unwrap_or(0)
     }
 
     /// Creates the vCPU whose KVM id (and initial APIC ID) is `apic_id`.

@@ -109,6 +109,8 @@ const MAIN: &[i64] = &[
     libc::SYS_rmdir,
     libc::SYS_pread64,
     libc::SYS_pwrite64,
+    // A snapshot's memory.bin gets its full length (its zero pages are holes).
+    libc::SYS_ftruncate,
     // Pinning (vcpupin, emulatorpin) and thread placement.
     libc::SYS_sched_setaffinity,
     // Closing client connections at shutdown.

@@ -230,6 +230,14 @@ impl<'a> Controller<'a> {
 }
 
 impl VmView for Controller<'_> {
+    fn snapshot(
+        &mut self,
+        dir: &std::path::Path,
+        stopped: bool,
+    ) -> Result<crate::control::commands::snapshot::SnapshotReply, VmError> {
+        super::snapshot::save(self.vmm, &self.handles, dir, stopped).map_err(VmError::Snapshot)
+    }
+
     fn name(&self) -> Option<&str> {
         self.vmm.config.name.as_deref()
     }

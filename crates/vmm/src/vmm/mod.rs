@@ -13,6 +13,7 @@ mod commands;
 mod event_loop;
 pub mod limits;
 mod run;
+mod snapshot;
 pub mod term;
 
 use std::sync::Arc;
@@ -52,6 +53,7 @@ use crate::vcpu::VmOutcome;
 pub use event_loop::{Console, SerialWatch};
 pub use limits::LimitError;
 pub use run::RunOptions;
+pub use snapshot::RestoreReport;
 
 /// Why a VM could not be built or run.
 #[derive(Debug, Error)]
@@ -79,6 +81,9 @@ pub enum VmmError {
     Machine(#[from] MachineError),
     #[error(transparent)]
     Disk(#[from] DiskError),
+    /// A snapshot could not be restored (`rvmm run --restore`).
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
     #[error("{what}: {source}")]
     Io {
         what: &'static str,

@@ -32,6 +32,7 @@ pub mod query_status;
 pub mod query_version;
 pub mod quit;
 pub mod schedinfo;
+pub mod snapshot;
 pub mod stats;
 pub mod stop;
 pub mod system_powerdown;
@@ -65,6 +66,8 @@ pub const CMD_VCPUINFO: &str = vcpuinfo::NAME;
 pub const CMD_STATS: &str = stats::NAME;
 /// Reads or sets the VM's cgroup shares and CPU quotas (libvirt's `schedinfo`).
 pub const CMD_SCHEDINFO: &str = schedinfo::NAME;
+/// Saves the VM's snapshot into a directory (`rvmm snapshot`).
+pub const CMD_SNAPSHOT: &str = snapshot::NAME;
 
 /// One QMP command: its name, its arguments, how it runs and what it returns.
 pub(crate) trait QmpCommand: Sized {
@@ -158,6 +161,7 @@ command_set! {
     QueryStats(query_stats::QueryStats),
     QueryStatsSchemas(query_stats_schemas::QueryStatsSchemas),
     SchedInfo(schedinfo::SchedInfoCommand),
+    Snapshot(snapshot::SnapshotCommand),
 }
 
 fn reply_value<R: Serialize>(reply: &R) -> Result<Value, QmpError> {

@@ -429,9 +429,12 @@ fn query_commands_lists_the_command_enum() {
         if *name == "query-stats" {
             arguments = args(json!({"target": "vm"}));
         }
+        if *name == "__org.rvmm_snapshot" {
+            arguments = args(json!({"path": "/s"}));
+        }
         assert_eq!(parse(name, arguments).unwrap().name(), *name);
     }
-    assert_eq!(names.len(), 23);
+    assert_eq!(names.len(), 24);
 }
 
 #[test]
@@ -788,4 +791,46 @@ fn stats_and_vcpuinfo_carry_each_vcpus_cgroup() {
     );
     let report: vcpuinfo::VcpuInfoReport = serde_json::from_value(info).unwrap();
     assert_eq!(report.vcpus[1].cgroup, Some(group));
+}
+
+#[test]
+fn snapshot_pauses_saves_and_resumes_or_stays_stopped() {
+    let mut vm = FakeVm::new("2");
+    let reply = run(&mut vm, "__org.rvmm_snapshot", json!({"path": "/tmp/s"})).unwrap();
+    assert_eq!(reply["path"], "/tmp/s");
+    assert_eq!(reply["stopped"], false);
+    assert_eq!(vm.state, RunState::Running);
+    assert!(
+        vm.events.is_empty(),
+        "a snapshot that resumes sends no event"
+    );
+    let reply = run(
+        &mut vm,
+        "__org.rvmm_snapshot",
+        json!({"path": "/tmp/s2", "stop": true}),
+    )
+    .unwrap();
+    assert_eq!(reply["stopped"], true);
+    assert_eq!(vm.state, RunState::Paused);
+    assert_eq!(vm.events, [Event::Stop]);
+    // Failing leaves the VM as it was.
+    run(&mut vm, "cont", json!({})).unwrap();
+    let e = run(&mut vm, "__org.rvmm_snapshot", json!({"path": ""})).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        QmpError::generic("snapshot: no directory").to_string()
+    );
+    assert_eq!(vm.state, RunState::Running);
+    assert_eq!(
+        run(
+            &mut vm,
+            "__org.rvmm_snapshot",
+            json!({"path": "/x", "stop": 1})
+        ),
+        Err(crate::control::args::type_error("stop", "boolean"))
+    );
+    assert_eq!(
+        run(&mut vm, "__org.rvmm_snapshot", json!({})),
+        Err(QmpError::generic("Parameter 'path' is missing"))
+    );
 }

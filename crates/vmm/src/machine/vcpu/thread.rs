@@ -228,12 +228,24 @@ impl VmControl {
         st.parked >= count
     }
 
-    /// Called by a vCPU thread: parks until the pause ends or the VM stops.
-    fn park(&self) {
+    /// Called by a vCPU thread: parks until the pause ends or the VM stops, running the
+    /// jobs posted for its vCPU meanwhile ([`VcpuHandle::run_parked`]).
+    fn park(&self, slot: &SlotFlags, vcpu: &mut VcpuFd) {
         let mut st = self.pause_state();
         st.parked += 1;
         self.pause_cv.notify_all();
         while st.requested && !self.stopping() {
+            // The poster sets the flag before it takes this lock to wake us, so a job is
+            // either seen here or its wake-up finds us waiting.
+            if slot.job_pending.swap(false, Ordering::SeqCst) {
+                drop(st);
+                let job = slot.job.lock().unwrap_or_else(|p| p.into_inner()).take();
+                if let Some(job) = job {
+                    job(vcpu);
+                }
+                st = self.pause_state();
+                continue;
+            }
             st = self.pause_cv.wait(st).unwrap_or_else(|p| p.into_inner());
         }
         st.parked -= 1;
@@ -309,13 +321,19 @@ impl VcpuRunState {
     }
 }
 
-/// A vCPU's hotplug flags, shared by its handle and its thread.
-#[derive(Debug, Default)]
+/// Work for a parked vCPU's thread, on its vCPU (saving its state for a snapshot).
+type VcpuJob = Box<dyn FnOnce(&mut VcpuFd) + Send>;
+
+/// A vCPU's hotplug flags and its job slot, shared by its handle and its thread.
+#[derive(Default)]
 struct SlotFlags {
     /// The guest ejected the vCPU: its thread parks.
     ejected: AtomicBool,
     /// Plugged again after an eject: the thread resets the vCPU before running it.
     reset: AtomicBool,
+    /// A job for the parked thread, and whether one was posted since it last looked.
+    job: Mutex<Option<VcpuJob>>,
+    job_pending: AtomicBool,
 }
 
 /// A running vCPU thread. Dropping it stops and joins the thread (see [`stop_all`]).
@@ -359,6 +377,26 @@ impl VcpuHandle {
     /// Whether the guest ejected this vCPU (and it was not plugged again since).
     pub fn is_ejected(&self) -> bool {
         self.slot.ejected.load(Ordering::SeqCst)
+    }
+
+    /// Runs `f` on this vCPU's own thread while the VM is paused (the thread owns the
+    /// vCPU fd) and returns its result; `None` if the vCPU is not parked for the pause or
+    /// did not answer within `timeout`.
+    pub fn run_parked<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut VcpuFd) -> R + Send + 'static,
+        timeout: Duration,
+    ) -> Option<R> {
+        if self.run_state() != VcpuRunState::Paused {
+            return None;
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        *self.slot.job.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(move |v| {
+            let _ = tx.send(f(v));
+        }));
+        self.slot.job_pending.store(true, Ordering::SeqCst);
+        self.control.wake_parked();
+        rx.recv_timeout(timeout).ok()
     }
 
     /// Interrupts KVM_RUN on this vCPU.
@@ -666,7 +704,7 @@ fn run_loop(index: u32, vcpu: &mut VcpuFd, bus: &Bus, control: &VmControl, flags
         }
         if control.pause_requested() {
             state.store(VcpuRunState::Paused as u8, Ordering::SeqCst);
-            control.park();
+            control.park(slot, vcpu);
             state.store(VcpuRunState::Running as u8, Ordering::SeqCst);
             continue;
         }

@@ -311,4 +311,22 @@ impl VmView for FakeVm {
     fn vcpu_cgroup(&self, index: u32) -> Option<CgroupCpuStat> {
         self.cgroups.get(&index).copied()
     }
+
+    fn snapshot(
+        &mut self,
+        dir: &std::path::Path,
+        stopped: bool,
+    ) -> Result<crate::control::commands::snapshot::SnapshotReply, VmError> {
+        if dir.as_os_str().is_empty() {
+            return Err(VmError::Snapshot("no directory".into()));
+        }
+        Ok(crate::control::commands::snapshot::SnapshotReply {
+            path: dir.display().to_string(),
+            vcpus: 2,
+            memory_bytes: 0,
+            data_bytes: 0,
+            milliseconds: 0,
+            stopped,
+        })
+    }
 }

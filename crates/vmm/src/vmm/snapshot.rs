@@ -1,0 +1,265 @@
+//! Snapshot and restore of a whole VM (the format is `snapshot`'s; docs/snapshot.md).
+//!
+//! Saving (QMP `__org.rvmm_snapshot`, on the emulator thread, with every vCPU parked): each
+//! present vCPU's state is read on its own thread (`VcpuHandle::run_parked`: the thread owns
+//! the vCPU fd), then the VM's irqchip, PIT and clock, the devices' registers, guest RAM
+//! (`memory.bin`) and last `state.json`, so a directory with a `state.json` is complete.
+//!
+//! Restoring (`rvmm run --restore`, after `Vmm::build` made the VM from the saved flags and
+//! before any vCPU runs): this host is checked first (every saved CPUID table's features
+//! within what its KVM supports, every XSAVE area within its size); then guest RAM is read
+//! in, the irqchip, PIT and clock, the devices and every vCPU (its saved CPUID table, then
+//! its state) are written back; hot-added vCPUs are created first. The VM then runs from
+//! where the snapshot was taken, as QEMU's `-incoming` does (a snapshot taken with `stop`
+//! runs too; the flag only kept the source paused).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::{Vmm, VmmError};
+use crate::control::commands::snapshot::SnapshotReply;
+use crate::devices::serial;
+use crate::machine::state::{msrs_to_save, save_vcpu, StateError};
+use crate::snapshot::compat::{entry, missing_features, saved};
+use crate::snapshot::{
+    self, memory, SavedConfig, SavedDevices, SavedVcpu, Snapshot, SnapshotError,
+};
+use crate::vcpu::{VcpuHandle, VcpuSetup};
+
+/// How long one parked vCPU may take to hand over its state.
+const VCPU_SAVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Writes the snapshot of the paused VM into `dir`.
+pub(super) fn save(
+    vmm: &Vmm,
+    handles: &[VcpuHandle],
+    dir: &Path,
+    stopped: bool,
+) -> Result<SnapshotReply, String> {
+    let start = Instant::now();
+    if !vmm.virtio.is_empty() {
+        let names: Vec<String> = vmm
+            .virtio
+            .iter()
+            .map(|h| format!("slot {} (device ID {})", h.slot, h.device_id))
+            .collect();
+        return Err(format!(
+            "the VM has virtio devices ({}); saving virtio device state is not implemented yet",
+            names.join(", ")
+        ));
+    }
+    snapshot::prepare_dir(dir).map_err(|e| e.to_string())?;
+    let msrs: std::sync::Arc<[u32]> = msrs_to_save(&vmm.host.msr_index_list).into();
+    let xsave_size = vmm.vm.xsave_size();
+    let mut vcpus = Vec::new();
+    for h in handles
+        .iter()
+        .filter(|h| !h.is_finished() && !h.is_ejected())
+    {
+        let index = h.index;
+        let list = msrs.clone();
+        let state = h
+            .run_parked(
+                move |fd| save_vcpu(fd, index, &list, xsave_size),
+                VCPU_SAVE_TIMEOUT,
+            )
+            .ok_or_else(|| format!("vCPU {index} did not hand over its state"))?
+            .map_err(|e| format!("vCPU {index}: {e}"))?;
+        let table = vmm
+            .cpu_tables
+            .slot_table(index)
+            .ok_or_else(|| format!("vCPU {index}: no CPUID table for its slot"))?;
+        vcpus.push(SavedVcpu {
+            state,
+            cpuid: table.entries.iter().map(saved).collect(),
+        });
+    }
+    vcpus.sort_by_key(|v| v.state.index);
+    let vm = vmm.vm.save_state().map_err(|e| e.to_string())?;
+    let bus = &vmm.bus;
+    let devices = SavedDevices {
+        serial: serial::state(&lock(&bus.com1)),
+        pm: lock(&bus.pm).state(),
+        gpe: lock(&bus.gpe).state(),
+        cpu_hotplug: lock(&bus.cpu_hotplug).state(),
+    };
+    let memory = memory::save(dir, &vmm.ram).map_err(|e| e.to_string())?;
+    let c = &vmm.config;
+    let s = &c.smp;
+    let snap = Snapshot {
+        rvmm_version: env!("CARGO_PKG_VERSION").to_string(),
+        stopped,
+        config: SavedConfig {
+            flags: crate::config::flags::run_args(c),
+            smp: [s.cpus, s.maxcpus, s.sockets, s.dies, s.cores, s.threads],
+            cpu_model: c.cpu.model.clone(),
+            memory_bytes: c.memory,
+            numa_nodes: vmm.numa.nodes.len(),
+        },
+        vcpus,
+        vm,
+        devices,
+        memory,
+    };
+    snapshot::write_state(dir, &snap).map_err(|e| e.to_string())?;
+    Ok(SnapshotReply {
+        path: dir.display().to_string(),
+        vcpus: snap.vcpus.len() as u32,
+        memory_bytes: snap.memory.size,
+        data_bytes: snap.memory.data_pages * 4096,
+        milliseconds: start.elapsed().as_millis() as u64,
+        stopped,
+    })
+}
+
+/// What a restore did, for the front end's report.
+#[derive(Debug, Clone)]
+pub struct RestoreReport {
+    pub vcpus: usize,
+    /// Guest RAM data read from memory.bin.
+    pub data_bytes: u64,
+    pub elapsed: Duration,
+    /// Things the user should know (MSRs this KVM refused, a TSC frequency change).
+    pub warnings: Vec<String>,
+}
+
+impl Vmm {
+    /// Puts the snapshot `snap` (read from `dir`) into this freshly built VM, before it
+    /// runs; see the module header. Nothing has run when this fails.
+    pub fn restore(&mut self, snap: &Snapshot, dir: &Path) -> Result<RestoreReport, VmmError> {
+        let start = Instant::now();
+        let mut warnings = Vec::new();
+        // The host first.
+        let host_xsave = self.vm.xsave_size().max(4096);
+        let mut problems = Vec::new();
+        for v in &snap.vcpus {
+            let index = v.state.index;
+            let table: Vec<_> = v.cpuid.iter().map(entry).collect();
+            let rebuilt = self
+                .cpu_tables
+                .slot_table(index)
+                .map(|t| t.entries.clone())
+                .ok_or_else(|| {
+                    SnapshotError::Incompatible(format!(
+                        "vCPU {index}: the configuration has no such slot"
+                    ))
+                })?;
+            let missing = missing_features(&table, &rebuilt, &self.host.cpu_support);
+            if !missing.is_empty() {
+                problems.push(format!(
+                    "vCPU {index} needs {} (this host's KVM lacks them)",
+                    missing.join(", ")
+                ));
+            }
+            if v.state.xsave.0.len() > host_xsave {
+                problems.push(format!(
+                    "vCPU {index}: XSAVE area of {} bytes, this host's KVM holds {host_xsave}",
+                    v.state.xsave.0.len()
+                ));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(SnapshotError::Incompatible(problems.join("; ")).into());
+        }
+        // Hot-added vCPUs: created in slot order after the boot ones.
+        for v in &snap.vcpus {
+            let index = v.state.index;
+            if (index as usize) < self.vcpus.len() {
+                continue;
+            }
+            if index as usize != self.vcpus.len() {
+                return Err(SnapshotError::Incompatible(format!(
+                    "vCPU {index}: hot-added vCPUs must fill the slots after the boot vCPUs \
+                     (slot {} is empty); restoring this is not supported yet",
+                    self.vcpus.len()
+                ))
+                .into());
+            }
+            let table = self.cpu_tables.slot_table(index).ok_or_else(|| {
+                SnapshotError::Incompatible(format!("vCPU {index}: no such slot"))
+            })?;
+            let fd = self.vm.create_vcpu(table.apic_id)?;
+            crate::vcpu::configure(
+                &fd,
+                &VcpuSetup {
+                    index,
+                    cpuid: &table.entries,
+                    msrs: &self.boot_msrs,
+                    boot: None,
+                },
+            )?;
+            self.vcpus.push(fd);
+        }
+        if snap.vcpus.len() < self.vcpus.len() {
+            return Err(SnapshotError::Incompatible(format!(
+                "the snapshot has {} vCPUs, its configuration boots {}",
+                snap.vcpus.len(),
+                self.vcpus.len()
+            ))
+            .into());
+        }
+        let data_bytes = memory::restore(dir, &snap.memory, &self.ram)?;
+        self.vm
+            .restore_state(&snap.vm)
+            .map_err(SnapshotError::from)?;
+        {
+            let bus = &self.bus;
+            let d = &snap.devices;
+            serial::restore(&mut lock(&bus.com1), &d.serial).map_err(|source| VmmError::Io {
+                what: "restoring COM1",
+                source,
+            })?;
+            lock(&bus.pm).restore(&d.pm);
+            lock(&bus.gpe).restore(&d.gpe);
+            lock(&bus.cpu_hotplug)
+                .restore(&d.cpu_hotplug)
+                .map_err(SnapshotError::Incompatible)?;
+        }
+        let xsave_size = self.vm.xsave_size();
+        let host_khz = self.vcpus.first().and_then(|v| v.get_tsc_khz().ok());
+        for v in &snap.vcpus {
+            let index = v.state.index;
+            let fd = &self.vcpus[index as usize];
+            let table: Vec<_> = v.cpuid.iter().map(entry).collect();
+            let kvm_table = crate::vcpu::cpuid::to_kvm(&table)
+                .map_err(|e| SnapshotError::Incompatible(format!("vCPU {index}: {e}")))?;
+            fd.set_cpuid2(&kvm_table)
+                .map_err(|source| SnapshotError::Vcpu {
+                    vcpu: index,
+                    source: StateError::Kvm {
+                        what: "KVM_SET_CPUID2",
+                        source,
+                    },
+                })?;
+            let refused = crate::machine::state::restore_vcpu(fd, &v.state, xsave_size).map_err(
+                |source| SnapshotError::Vcpu {
+                    vcpu: index,
+                    source,
+                },
+            )?;
+            if !refused.is_empty() {
+                let list: Vec<String> = refused.iter().map(|m| format!("{m:#x}")).collect();
+                warnings.push(format!(
+                    "vCPU {index}: KVM refused the saved MSRs {}; they keep their reset values",
+                    list.join(", ")
+                ));
+            }
+            if let Some(khz) = host_khz.filter(|&k| k != v.state.tsc_khz) {
+                warnings.push(format!(
+                    "vCPU {index}: the TSC ran at {} kHz, here at {khz} kHz (no TSC scaling: the guest's TSC-based time may drift)",
+                    v.state.tsc_khz
+                ));
+            }
+        }
+        Ok(RestoreReport {
+            vcpus: snap.vcpus.len(),
+            data_bytes,
+            elapsed: start.elapsed(),
+            warnings,
+        })
+    }
+}
