@@ -27,6 +27,7 @@ const SOURCES: &[&str] = &[
     "hotplug.c",
     "load.c",
     "virtio.c",
+    "vnet.c",
     "util.c",
 ];
 
