@@ -133,8 +133,9 @@ fn domain_config(args: &RunArgs, path: &Path) -> Result<(VmConfig, Vec<String>)>
         domain.config.nets.push(NetConfig::parse(text, index)?);
     }
     vmm::config::net::check_unique(&domain.config.nets)?;
-    domain.config.validate()?;
     check_domain_cgroup(&domain.config, &shown)?;
+    // The disks and NICs added count against the virtio slots too.
+    domain.config.validate()?;
     check_boot_files(
         &domain.config.boot,
         [

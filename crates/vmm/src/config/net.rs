@@ -241,6 +241,23 @@ mod tests {
     }
 
     #[test]
+    fn nics_share_the_virtio_slots_with_disks() {
+        let config = crate::config::VmConfig {
+            disks: (0..5)
+                .map(|i| crate::config::disk::DiskConfig::parse(&format!("path={i}")).unwrap())
+                .collect(),
+            nets: (0..4)
+                .map(|i| NetConfig::parse(&format!("tap=t{i}"), i).unwrap())
+                .collect(),
+            ..Default::default()
+        };
+        assert_eq!(
+            config.validate().unwrap_err().to_string(),
+            "9 virtio devices (5 --disk, 4 --net); at most 8, one virtio-mmio slot each"
+        );
+    }
+
+    #[test]
     fn errors_name_the_option_value_and_rule() {
         assert_eq!(
             err("mac=52:54:00:00:00:01"),
