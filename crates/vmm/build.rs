@@ -28,6 +28,7 @@ const SOURCES: &[&str] = &[
     "load.c",
     "counter.c",
     "virtio.c",
+    "vnet.c",
     "util.c",
 ];
 

@@ -275,6 +275,11 @@ pub struct RunArgs {
     /// The image is locked against a second writer.
     #[arg(long, value_name = "path=FILE[,readonly=on][,serial=ID]")]
     pub disk: Vec<String>,
+    /// A virtio-net NIC on a tap (repeatable): tap=NAME attaches to an existing tap (`ip
+    /// tuntap add dev NAME mode tap`), a bare `tap` creates one; mac= defaults to
+    /// 52:54:00:12:34:56 plus the NIC's index.
+    #[arg(long, value_name = "tap[=NAME][,mac=MAC]")]
+    pub net: Vec<String>,
     /// Pin one vCPU: VCPU=CPULIST (host CPUs in the kernel's list syntax); repeatable.
     #[arg(long = "vcpu-pin", value_name = "VCPU=CPULIST")]
     pub vcpu_pin: Vec<String>,

@@ -10,6 +10,7 @@ use vmm::config::disk::DiskConfig;
 use vmm::config::libvirt::{parse_domain, DomainEnv, DomainHost};
 use vmm::config::machine::parse_machine;
 use vmm::config::memory::parse_memory;
+use vmm::config::net::NetConfig;
 use vmm::config::{BootSource, MachineConfig, NumaConfig, PinningConfig, SmpConfig, VmConfig};
 use vmm::control as ctl;
 use vmm::cpu::libvirt_map::LibvirtCpuMap;
@@ -129,7 +130,16 @@ fn domain_config(args: &RunArgs, path: &Path) -> Result<(VmConfig, Vec<String>)>
     domain.config.cgroup = tuning_options(args).parse()?.cgroup;
     // No <disk> element yet: --disk adds disks to a domain.
     domain.config.disks = DiskConfig::parse_all(&args.disk)?;
+    // --net adds NICs after the domain's <interface> ones.
+    let first = domain.config.nets.len();
+    for (i, text) in args.net.iter().enumerate() {
+        let index = first.saturating_add(i);
+        domain.config.nets.push(NetConfig::parse(text, index)?);
+    }
+    vmm::config::net::check_unique(&domain.config.nets)?;
     check_domain_cgroup(&domain.config, &shown)?;
+    // The disks and NICs added count against the virtio slots too.
+    domain.config.validate()?;
     check_boot_files(
         &domain.config.boot,
         [
@@ -231,6 +241,7 @@ pub(crate) fn vm_config(args: &RunArgs) -> Result<(VmConfig, Vec<String>)> {
         memtune: tuning.memtune,
         cgroup: tuning.cgroup,
         disks: DiskConfig::parse_all(&args.disk)?,
+        nets: NetConfig::parse_all(&args.net)?,
     };
     config.validate()?;
     Ok((config, Vec::new()))

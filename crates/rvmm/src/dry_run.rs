@@ -99,6 +99,13 @@ pub fn render_config(config: &VmConfig) -> String {
     render_numa(&mut out, config);
     render_pinning(&mut out, &config.pinning);
     render_cgroup(&mut out, config);
+    for (i, net) in config.nets.iter().enumerate() {
+        let tap = match &net.tap {
+            Some(t) => t.clone(),
+            None => "(created at start; the kernel names it tapN)".to_string(),
+        };
+        let _ = writeln!(out, "net.{i}: tap={tap} mac={}", net.mac);
+    }
     line(&mut out, "flags", &command_line(&run_args(config)));
     out
 }

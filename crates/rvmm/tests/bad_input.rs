@@ -780,3 +780,37 @@ fn cgroup_options_and_domain_files() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ---- issue 15: virtio-net ----
+
+#[test]
+fn net_options_name_the_value_and_the_rule() {
+    let (code, e) = fails(&["run", "--net", "tap=t0,mac=01:02:03:04:05:06"], &[]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        e,
+        "rvmm: --net: mac=01:02:03:04:05:06: a multicast address (the first byte is odd); a \
+         NIC needs a unicast one"
+    );
+    let (_, e) = fails(&["run", "--net", "tap=t0,mac=52:54:00"], &[]);
+    assert_eq!(
+        e,
+        "rvmm: --net: mac=52:54:00: expected six hex bytes like 52:54:00:12:34:56"
+    );
+    let (_, e) = fails(&["run", "--net", "tap=t0,queues=4"], &[]);
+    assert_eq!(e, "rvmm: --net: unknown key 'queues' (keys: tap, mac)");
+    let (_, e) = fails(&["run", "--net", "user"], &[]);
+    assert_eq!(e, "rvmm: --net: 'user' is not KEY=VALUE (keys: tap, mac)");
+    // A tap that does not exist: checked when the VM is built, before the guest runs.
+    let (code, e) = fails(
+        &["run", "--append", "mode=hello", "--net", "tap=rvmm-nosuch0"],
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        e,
+        "rvmm: --net tap=rvmm-nosuch0: no tap device named rvmm-nosuch0: create it with `ip \
+         tuntap add dev rvmm-nosuch0 mode tap` (or leave the name out to let rvmm create one, \
+         which needs CAP_NET_ADMIN)"
+    );
+}

@@ -184,8 +184,8 @@ fn dry_run_of_a_domain_equals_dry_run_of_its_flags() {
              soft limit (v1 memory.soft_limit_in_bytes, v2 memory.high))\n\
              rvmm: warning: --domain {p}:46: domain/devices/disk: ignored (rvmm has no virtio \
              devices yet)\n\
-             rvmm: warning: --domain {p}:51: domain/devices/interface: ignored (rvmm has no \
-             virtio devices yet)\n"
+             rvmm: warning: --domain {p}:51: domain/devices/interface: ignored \
+             (type='network': rvmm attaches virtio NICs to taps, <interface type='ethernet'>)\n"
         )
     );
 }

@@ -231,6 +231,9 @@ pub fn run_args(config: &VmConfig) -> Vec<String> {
     for disk in &config.disks {
         add("--disk", disk.option());
     }
+    for net in &config.nets {
+        add("--net", net.option());
+    }
     args
 }
 

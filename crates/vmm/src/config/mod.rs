@@ -14,6 +14,7 @@ pub mod machine;
 pub mod memory;
 pub mod metrics;
 pub mod name;
+pub mod net;
 pub mod numa;
 pub mod pinning;
 pub mod size;
@@ -94,6 +95,8 @@ pub struct VmConfig {
     pub cgroup: cputune::CgroupConfig,
     /// virtio-blk disks (`--disk`), in virtio-mmio slot order.
     pub disks: Vec<disk::DiskConfig>,
+    /// virtio-net NICs (`--net`), in virtio-mmio slot order after the disks.
+    pub nets: Vec<net::NetConfig>,
 }
 
 /// Why a configuration is not acceptable on its own (host limits are checked later).
@@ -145,6 +148,7 @@ impl Default for VmConfig {
             memtune: Default::default(),
             cgroup: Default::default(),
             disks: Vec::new(),
+            nets: Vec::new(),
         }
     }
 }
@@ -186,7 +190,7 @@ impl VmConfig {
     /// The virtio devices by kind, in slot order (disks, then ...): what `validate` counts
     /// against the slots.
     pub fn virtio_devices(&self) -> Vec<(&'static str, usize)> {
-        vec![("--disk", self.disks.len())]
+        vec![("--disk", self.disks.len()), ("--net", self.nets.len())]
     }
 }
 

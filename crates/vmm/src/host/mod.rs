@@ -14,7 +14,8 @@
 //! `virt` (the KVM modules and device as `rvmm host` reports them). `kvm` opens /dev/kvm and
 //! holds what KVM can give a guest; it is passed beside the snapshot, since the VM build
 //! keeps its fd. `thread` is not a host fact: it reads and sets one thread's placement;
-//! nor is `perf`, which counts one thread's PMU and software events.
+//! nor is `perf`, which counts one thread's PMU and software events, nor `tap`, which opens
+//! the tap devices of virtio-net.
 //! Deciding what the facts allow is left to the callers (`vcpu::affinity`,
 //! `memory::backing`, `memory::numa`, `vmm`).
 
@@ -30,6 +31,7 @@ pub mod numa;
 pub mod perf;
 pub mod report;
 pub mod sysfs;
+pub mod tap;
 pub mod thread;
 pub mod virt;
 pub mod vmcgroup;

@@ -177,6 +177,10 @@ const TTY_IOCTLS: &[u64] = &[
     libc::FIOCLEX,
 ];
 
+/// `TUNSETOFFLOAD` (`_IOW('T', 208, unsigned int)`; host::tap's, which sandbox may not
+/// import).
+const TUNSETOFFLOAD: u64 = 0x4004_54d0;
+
 /// KVM's ioctl type (`_IO(KVMIO, nr)` with KVMIO = 0xAE): bits 8..16 of the request.
 const KVMIO: u64 = 0xAE;
 
@@ -343,7 +347,10 @@ pub fn rules(role: Role) -> Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
             rules.insert(libc::SYS_ioctl, one_of(1, &[libc::FIONBIO, libc::FIOCLEX])?);
             thread_rules(&mut rules)?;
         }
-        Role::Io => {}
+        Role::Io => {
+            // virtio-net sets the tap's offloads from its I/O thread.
+            rules.insert(libc::SYS_ioctl, one_of(1, &[TUNSETOFFLOAD])?);
+        }
     }
     Ok(rules)
 }

@@ -36,9 +36,11 @@ use crate::devices::cpu_hotplug::CpuHotplug;
 use crate::devices::serial::{com1, SerialOutput};
 use crate::devices::virtio::blk::{Block, DiskError};
 use crate::devices::virtio::mmio::{reg, MmioTransport};
+use crate::devices::virtio::net::{FrameIo, Net};
 use crate::devices::virtio::worker::Worker;
 use crate::devices::virtio::{self, VirtioDevice, VirtioHandle};
 use crate::devices::Bus;
+use crate::host::tap::Tap;
 use crate::host::thread::ThreadError;
 use crate::host::vmcgroup::{self, CgroupError, CgroupSpec, VmCgroup};
 use crate::host::{Host, HostFs, KvmError, KvmHost};
@@ -84,6 +86,8 @@ pub enum VmmError {
     /// A snapshot could not be restored (`rvmm run --restore`).
     #[error(transparent)]
     Snapshot(#[from] crate::snapshot::SnapshotError),
+    #[error(transparent)]
+    Tap(#[from] crate::host::tap::TapError),
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -200,7 +204,7 @@ impl Vmm {
         let cgroup = vm_cgroup(&config, &numa, &mut warnings)?;
 
         // The virtio devices (disks opened and locked) before anything big is made.
-        let devices = virtio_devices(&config)?;
+        let devices = virtio_devices(&config, &mut warnings)?;
 
         // Guest memory, then the VM with it.
         let (ram, map_warnings) = GuestRam::with_backing(&backing_plan, &mut prealloc_progress)?;
@@ -364,13 +368,49 @@ fn create_vm(host: &KvmHost, ram: &Arc<GuestRam>, config: &VmConfig) -> Result<V
     Ok(unsafe { Vm::new(&host.kvm, slots, options) }?)
 }
 
-/// The virtio devices in slot order: the disks (`--disk`, opened and locked).
-fn virtio_devices(config: &VmConfig) -> Result<Vec<Box<dyn VirtioDevice>>, VmmError> {
+/// The virtio devices in slot order: the disks (`--disk`, opened and locked), then the NICs
+/// (`--net`, their taps opened or created; a created tap's name is told in `notes`).
+fn virtio_devices(
+    config: &VmConfig,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Box<dyn VirtioDevice>>, VmmError> {
     let mut devices: Vec<Box<dyn VirtioDevice>> = Vec::new();
     for disk in &config.disks {
         devices.push(Box::new(Block::open(disk)?));
     }
+    for (i, net) in config.nets.iter().enumerate() {
+        let tap = Tap::open(net.tap.as_deref())?;
+        if tap.created() {
+            notes.push(format!(
+                "--net tap: NIC {i} ({}) is on tap {}, created by rvmm and gone when it exits",
+                net.mac,
+                tap.name()
+            ));
+        }
+        devices.push(Box::new(Net::new(Box::new(TapIo(tap)), net.mac.0)));
+    }
     Ok(devices)
+}
+
+/// A tap as virtio-net's frame pipe.
+struct TapIo(Tap);
+
+impl FrameIo for TapIo {
+    fn recv(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.recv(buf)
+    }
+    fn send(&mut self, frame: &[u8]) -> std::io::Result<()> {
+        self.0.send(frame)
+    }
+    fn fd(&self) -> std::os::unix::io::RawFd {
+        std::os::unix::io::AsRawFd::as_raw_fd(&self.0)
+    }
+    fn offloads(&self) -> u32 {
+        self.0.offloads()
+    }
+    fn set_offloads(&mut self, flags: u32) -> std::io::Result<()> {
+        self.0.set_offloads(flags)
+    }
 }
 
 /// What `create_devices` makes.

@@ -436,7 +436,11 @@ pub fn parse_domain(text: &str, file: &str, env: &DomainEnv) -> Result<Domain, D
     let (pinning, cputune) = cpu::cputune(&mut ctx, top.cputune, smp.maxcpus, vcpu.cpuset)?;
     let memtune = memory::memtune(&mut ctx, top.memtune, size)?;
     let boot = platform::os(&mut ctx, top.os)?;
-    platform::devices(&mut ctx, top.devices)?;
+    let nets = platform::devices(&mut ctx, top.devices)?;
+    crate::config::net::check_unique(&nets).map_err(|e| {
+        let rule = e.to_string();
+        ctx.domain_err(rule.replace("--net: ", "<interface>: "))
+    })?;
 
     let config = VmConfig {
         name: Some(name),
@@ -454,6 +458,7 @@ pub fn parse_domain(text: &str, file: &str, env: &DomainEnv) -> Result<Domain, D
         memtune,
         cgroup: Default::default(),
         disks: Vec::new(),
+        nets,
     };
     // The element checks above cover these rules; this is the backstop.
     config

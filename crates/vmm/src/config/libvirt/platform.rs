@@ -1,6 +1,7 @@
 //! The rest of a domain: `<domain type>`, `<name>`, `<os>` (kernel, initrd, cmdline; no
 //! kernel boots the probe guest), `<features>` (`<pmu>`; `<acpi/>` is always on in rvmm),
-//! `<devices>` (the serial console is rvmm's stdio; disks and NICs are warned about) and
+//! `<devices>` (the serial console is rvmm's stdio; `<interface type='ethernet'>` with a
+//! virtio model is a `--net` NIC; disks and other NICs are warned about) and
 //! the top-level elements rvmm ignores or refuses.
 
 use std::path::PathBuf;
@@ -9,6 +10,7 @@ use roxmltree::Node;
 
 use super::{elements, text, Ctx, DomainError};
 use crate::config::name::check_name;
+use crate::config::net::{Mac, NetConfig};
 use crate::config::BootSource;
 
 /// `<domain type=>`: rvmm runs KVM domains.
@@ -203,11 +205,13 @@ fn os_type(ctx: &mut Ctx, c: Node) -> Result<(), DomainError> {
     Ok(())
 }
 
-/// `<devices>`: the console is accepted; everything else is warned about, except memory
-/// devices (the guest would get less RAM than libvirt gives it).
-pub(super) fn devices(ctx: &mut Ctx, n: Option<Node>) -> Result<(), DomainError> {
+/// `<devices>`: the console and virtio NICs on taps are accepted (the NICs returned);
+/// everything else is warned about, except memory devices (the guest would get less RAM
+/// than libvirt gives it).
+pub(super) fn devices(ctx: &mut Ctx, n: Option<Node>) -> Result<Vec<NetConfig>, DomainError> {
+    let mut nets = Vec::new();
     let Some(n) = n else {
-        return Ok(());
+        return Ok(nets);
     };
     let mut serials = 0;
     for c in elements(n) {
@@ -226,9 +230,12 @@ pub(super) fn devices(ctx: &mut Ctx, n: Option<Node>) -> Result<(), DomainError>
                     _ => ctx.warn(c, "the console is rvmm's stdio whatever its type"),
                 }
             }
-            "disk" | "interface" | "filesystem" | "hostdev" => {
-                ctx.ignored(c, "rvmm has no virtio devices yet")
+            "interface" => {
+                if let Some(net) = interface(ctx, c, nets.len())? {
+                    nets.push(net);
+                }
             }
+            "disk" | "filesystem" | "hostdev" => ctx.ignored(c, "rvmm has no virtio devices yet"),
             "memballoon" => {
                 if c.attribute("model") != Some("none") {
                     ctx.ignored(c, "rvmm has no balloon device");
@@ -244,5 +251,71 @@ pub(super) fn devices(ctx: &mut Ctx, n: Option<Node>) -> Result<(), DomainError>
             _ => ctx.ignored(c, "rvmm does not emulate this device"),
         }
     }
-    Ok(())
+    Ok(nets)
+}
+
+/// `<interface type='ethernet'>` with `<model type='virtio'/>`: a virtio-net NIC on the tap
+/// `<target dev=>` names (rvmm creates one when there is no target), with `<mac address=>`
+/// or the default MAC of NIC `index`. Other types and models are warned about and left out.
+fn interface(ctx: &mut Ctx, n: Node, index: usize) -> Result<Option<NetConfig>, DomainError> {
+    let kind = n.attribute("type").unwrap_or("");
+    if kind != "ethernet" {
+        ctx.ignored(
+            n,
+            &format!(
+                "type='{kind}': rvmm attaches virtio NICs to taps, <interface type='ethernet'>"
+            ),
+        );
+        return Ok(None);
+    }
+    ctx.check_attrs(n, &["type"]);
+    let (mut tap, mut mac, mut model) = (None, None, None);
+    for c in elements(n) {
+        match c.tag_name().name() {
+            "target" => {
+                ctx.check_attrs(c, &["dev", "managed"]);
+                tap = c.attribute("dev").map(str::to_string);
+            }
+            "mac" => {
+                ctx.check_attrs(c, &["address"]);
+                let Some(a) = c.attribute("address") else {
+                    return Err(ctx.text_err(c, "the 'address' attribute is missing"));
+                };
+                let m = Mac::parse(a).map_err(|e| {
+                    let rule = e.to_string();
+                    let prefix = format!("--net: mac={a}: ");
+                    let rule = rule.strip_prefix(&prefix).unwrap_or(&rule).to_string();
+                    ctx.attr_err(c, "address", rule)
+                })?;
+                mac = Some(m);
+            }
+            "model" => model = c.attribute("type").map(str::to_string),
+            "alias" | "address" => {}
+            _ => ctx.ignored(c, "rvmm's NIC is a virtio-net device on a tap"),
+        }
+    }
+    match model.as_deref() {
+        Some("virtio") => {}
+        None => ctx.warn(n, "no <model>: rvmm's NIC is virtio (model type='virtio')"),
+        Some(other) => {
+            ctx.ignored(
+                n,
+                &format!("model '{other}': rvmm emulates virtio NICs only (model type='virtio')"),
+            );
+            return Ok(None);
+        }
+    }
+    let text = match &tap {
+        Some(t) => format!("tap={t}"),
+        None => "tap".to_string(),
+    };
+    let mut net = NetConfig::parse(&text, index).map_err(|e| {
+        let rule = e.to_string();
+        let rule = rule.strip_prefix("--net: ").unwrap_or(&rule).to_string();
+        ctx.text_err(n, rule)
+    })?;
+    if let Some(m) = mac {
+        net.mac = m;
+    }
+    Ok(Some(net))
 }

@@ -287,6 +287,14 @@ impl MmioTransport {
         self.interrupt_status |= VIRTIO_MMIO_INT_CONFIG;
     }
 
+    /// The device's own descriptor for the I/O thread to poll ([`VirtioDevice::poll_fd`]),
+    /// while the device is live.
+    pub fn poll_fd(&self) -> Option<std::os::unix::io::RawFd> {
+        let live = self.status & VIRTIO_CONFIG_S_DRIVER_OK != 0
+            && self.status & (VIRTIO_CONFIG_S_NEEDS_RESET | VIRTIO_CONFIG_S_FAILED) == 0;
+        live.then(|| self.device.poll_fd()).flatten()
+    }
+
     /// Serves every ready queue (after a notification). Returns whether the guest must get
     /// an interrupt. Does nothing before DRIVER_OK, after FAILED, or while NEEDS_RESET.
     pub fn service_queues(&mut self) -> bool {

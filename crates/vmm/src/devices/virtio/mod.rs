@@ -3,13 +3,14 @@
 //! with ACPI and one IOAPIC), each listed in the DSDT as an `LNRO0005` device.
 //!
 //! `mmio` is the register block (pure: guest reads and writes in, state and "queue N was
-//! notified" out); `blk` is virtio-blk on a raw file. The queues are rust-vmm's
+//! notified" out); `blk` is virtio-blk on a raw file; `net` is virtio-net on a tap. The queues are rust-vmm's
 //! `virtio-queue` over guest memory (`vm-memory`). Who runs a device's queues (an I/O thread
 //! woken by an ioeventfd, interrupts through an irqfd) is `worker`'s business; the vCPU thread
 //! only touches registers.
 
 pub mod blk;
 pub mod mmio;
+pub mod net;
 pub mod worker;
 
 use std::sync::{Arc, Mutex};
@@ -64,6 +65,12 @@ pub trait VirtioDevice: Send {
     fn activate(&mut self, _features: u64) {}
     /// The driver reset the device (status 0): forget what `activate` was told.
     fn reset(&mut self) {}
+    /// A descriptor the I/O thread also waits on, now: when it polls readable the queues are
+    /// served (net's tap while its receive queue has buffers). `None` (the default): only
+    /// notifications wake the device.
+    fn poll_fd(&self) -> Option<std::os::unix::io::RawFd> {
+        None
+    }
 }
 
 /// A failure that leaves the device unusable until the driver resets it.

@@ -1,7 +1,10 @@
 //! The I/O thread of one virtio-mmio device: it sleeps on the device's notify eventfd (which
 //! KVM signals itself through KVM_IOEVENTFD when a vCPU writes QueueNotify, so the vCPU
 //! never leaves the kernel for it), serves the queues under the transport's lock, and raises
-//! the device's interrupt through its irqfd. Dropping the [`Worker`] stops and joins it.
+//! the device's interrupt through its irqfd. A device with a descriptor of its own (net's
+//! tap) has it polled too, while the device offers it ([`MmioTransport::poll_fd`]): the tap
+//! is left alone while the receive queue has no buffers, so a readable tap cannot make the
+//! thread spin. Dropping the [`Worker`] stops and joins it.
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -45,21 +48,27 @@ impl Worker {
 
 fn serve(transport: &Mutex<MmioTransport>, notify: &EventFd, stop: &EventFd, irq: &EventFd) {
     use std::os::unix::io::AsRawFd;
-    let mut fds = [
-        libc::pollfd {
-            fd: notify.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: stop.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
+    let pollfd = |fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     loop {
-        // SAFETY: `fds` is a valid array of two pollfds for the duration of the call.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        // The device's descriptor is asked for anew each time: the queues may have run out.
+        let mut fds = [
+            pollfd(notify.as_raw_fd()),
+            pollfd(stop.as_raw_fd()),
+            pollfd(-1),
+        ];
+        let count = match lock(transport).poll_fd() {
+            Some(fd) => {
+                fds[2] = pollfd(fd);
+                3
+            }
+            None => 2,
+        };
+        // SAFETY: `fds` holds `count` valid pollfds for the duration of the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), count as libc::nfds_t, -1) };
         if n < 0 {
             if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
                 continue;
@@ -69,13 +78,14 @@ fn serve(transport: &Mutex<MmioTransport>, notify: &EventFd, stop: &EventFd, irq
         if fds[1].revents != 0 {
             return;
         }
-        if fds[0].revents & libc::POLLIN != 0 {
+        let notified = fds[0].revents & libc::POLLIN != 0;
+        if notified {
             // The count is not needed: every wakeup serves every queue.
             let _ = notify.read();
-            if lock(transport).service_queues() {
-                // A full counter only means the interrupt is pending already.
-                let _ = irq.write(1);
-            }
+        }
+        // A full counter only means the interrupt is pending already.
+        if (notified || fds[2].revents != 0) && lock(transport).service_queues() {
+            let _ = irq.write(1);
         }
     }
 }

@@ -264,7 +264,8 @@ fn os_devices_and_other_elements() {
             "--domain vm.xml:4: domain/os/loader: ignored (rvmm boots a kernel or its probe guest, \
              without firmware)",
             "--domain vm.xml:8: domain/devices/disk: ignored (rvmm has no virtio devices yet)",
-            "--domain vm.xml:9: domain/devices/interface: ignored (rvmm has no virtio devices yet)",
+            "--domain vm.xml:9: domain/devices/interface: ignored (type='network': rvmm attaches \
+             virtio NICs to taps, <interface type='ethernet'>)",
             "--domain vm.xml:10: domain/devices/serial: ignored (rvmm has one serial port (COM1, \
              on stdio))",
             "--domain vm.xml:11: domain/devices/graphics: ignored (rvmm does not emulate this \
@@ -470,4 +471,52 @@ fn memtune_hard_limit() {
     .unwrap_err()
     .to_string()
     .contains("<memtune>: appears more than once"));
+}
+
+#[test]
+fn ethernet_interfaces_are_virtio_nics_on_taps() {
+    use crate::config::net::Mac;
+    let d = parse(&dom("<memory>131072</memory><devices>\n\
+         <interface type='ethernet'><target dev='vnet7'/><mac address='52:54:00:aa:bb:cc'/>\
+         <model type='virtio'/></interface>\n\
+         <interface type='ethernet'><model type='virtio'/></interface>\n\
+         <interface type='ethernet'><target dev='vnet8'/><model type='e1000'/></interface>\n\
+         <interface type='bridge'><source bridge='br0'/></interface>\n\
+         <interface type='ethernet'><target dev='vnet9'/></interface>\n\
+         </devices>"))
+    .unwrap();
+    let nets = &d.config.nets;
+    assert_eq!(nets.len(), 3);
+    assert_eq!(nets[0].tap.as_deref(), Some("vnet7"));
+    assert_eq!(nets[0].mac, Mac([0x52, 0x54, 0, 0xaa, 0xbb, 0xcc]));
+    assert_eq!(nets[1].tap, None, "no target: rvmm creates the tap");
+    assert_eq!(nets[1].mac.to_string(), "52:54:00:12:34:57");
+    assert_eq!(nets[2].tap.as_deref(), Some("vnet9"));
+    assert_eq!(
+        d.warnings,
+        [
+            "--domain vm.xml:6: domain/devices/interface: ignored (model 'e1000': rvmm emulates \
+             virtio NICs only (model type='virtio'))",
+            "--domain vm.xml:7: domain/devices/interface: ignored (type='bridge': rvmm attaches \
+             virtio NICs to taps, <interface type='ethernet'>)",
+            "--domain vm.xml:8: domain/devices/interface: no <model>: rvmm's NIC is virtio \
+             (model type='virtio')",
+        ]
+    );
+    assert_eq!(
+        err(&dom(
+            "<memory>131072</memory><devices><interface type='ethernet'>\
+             <mac address='01:00:5e:00:00:01'/></interface></devices>"
+        )),
+        "--domain vm.xml:3: <mac address='01:00:5e:00:00:01'>: a multicast address (the first \
+         byte is odd); a NIC needs a unicast one"
+    );
+    assert_eq!(
+        err(&dom(
+            "<memory>131072</memory><devices><interface type='ethernet'><target dev='a/b'/>\
+             <model type='virtio'/></interface></devices>"
+        )),
+        "--domain vm.xml:3: <interface>: tap=a/b: an interface name is at most 15 bytes, \
+         without '/', ':', spaces or commas"
+    );
 }

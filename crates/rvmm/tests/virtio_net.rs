@@ -1,0 +1,287 @@
+//! Issue 15, virtio-net: the probe guest's bare-metal virtio-net driver (`mode=virtio`) reads
+//! its MAC, asks the host for its MAC with ARP and pings it, over a tap in a network
+//! namespace of its own whose host side is the kernel (10.99.0.1/24 on the tap). Under rvmm
+//! (`--net tap=T`) and under QEMU 7.2 microvm (`-device virtio-net-device`) it prints the
+//! same lines; the host sees it (the guest's MAC for 10.99.0.2 in the namespace's neighbour
+//! table, the tap's packet counters). A hostile guest (a frame outside RAM, a receive buffer
+//! smaller than the header, a looping chain) leaves the device working. Needs root (network
+//! namespaces, taps) and /dev/kvm.
+
+mod common;
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+const GUEST_MAC: &str = "52:54:00:12:34:56";
+const OTHER_MAC: &str = "02:52:56:00:00:07";
+
+/// A network namespace with one tap (10.99.0.1/24, up); deleted on drop, tap and all.
+struct NetNs {
+    ns: String,
+    tap: String,
+}
+
+fn ip(args: &[&str]) -> String {
+    let out = Command::new("ip").args(args).output().expect("ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl NetNs {
+    fn new(tag: &str) -> NetNs {
+        let ns = format!("rvmm-{tag}-{}", std::process::id());
+        let tap = "rvtap0".to_string();
+        let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        ip(&["netns", "add", &ns]);
+        let n = NetNs { ns, tap };
+        n.ip(&["tuntap", "add", "dev", &n.tap, "mode", "tap"]);
+        n.ip(&["addr", "add", "10.99.0.1/24", "dev", &n.tap]);
+        n.ip(&["link", "set", &n.tap, "up"]);
+        n
+    }
+
+    fn ip(&self, args: &[&str]) -> String {
+        let mut all = vec!["-n", self.ns.as_str()];
+        all.extend_from_slice(args);
+        ip(&all)
+    }
+
+    /// `cmd` run inside the namespace.
+    fn exec(&self, program: &Path) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns]).arg(program);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// (rx packets, tx packets) of the tap as the host counts them.
+    fn counters(&self) -> (u64, u64) {
+        let read = |dir: &str| -> u64 {
+            let out = self.ip(&["-s", "-j", "link", "show", &self.tap]);
+            let v: serde_json::Value = serde_json::from_str(&out).expect("ip -j");
+            v[0]["stats64"][dir]["packets"].as_u64().expect("packets")
+        };
+        (read("rx"), read("tx"))
+    }
+
+    fn tap_mac(&self) -> String {
+        let out = self.ip(&["-j", "link", "show", &self.tap]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("ip -j");
+        v[0]["address"].as_str().expect("address").to_string()
+    }
+
+    /// `ip monitor neigh` in the namespace, for the neighbour entries made while it runs
+    /// (the kernel flushes them when the tap loses its carrier at the VMM's exit).
+    fn monitor(&self) -> Child {
+        let child = Command::new("ip")
+            .args(["-n", &self.ns, "monitor", "neigh"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ip monitor");
+        // Give it time to subscribe before the guest starts (setup, not a measurement).
+        std::thread::sleep(Duration::from_millis(300));
+        child
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+fn stop(mut c: Child) -> String {
+    let _ = c.kill();
+    let mut s = String::new();
+    if let Some(mut out) = c.stdout.take() {
+        let _ = out.read_to_string(&mut s);
+    }
+    let _ = c.wait();
+    s
+}
+
+fn root(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    skip(test, "needs root for a network namespace and a tap");
+    false
+}
+
+fn virtio_lines(stdout: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter(|l| l.starts_with("PROBE-VIRTIO"))
+        .map(str::to_string)
+        .collect()
+}
+
+fn under_rvmm(n: &NetNs, elf: &Path, net: &str, append: &str) -> Vec<String> {
+    let mut c = n.exec(Path::new(env!("CARGO_BIN_EXE_rvmm")));
+    c.args(["run", "--kernel"])
+        .arg(elf)
+        .args(["--append", append, "--net", net]);
+    let out = run_with_timeout(c, Duration::from_secs(60));
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "rvmm failed: {stdout}\n{stderr}");
+    virtio_lines(&out.stdout)
+}
+
+fn under_qemu(n: &NetNs, elf: &Path, mac: &str) -> Vec<String> {
+    let mut q = n.exec(Path::new("/usr/bin/qemu-system-x86_64"));
+    q.args([
+        "-M",
+        MICROVM,
+        "-nodefaults",
+        "-no-user-config",
+        "-enable-kvm",
+    ])
+    .args(["-m", "128", "-kernel"])
+    .arg(elf)
+    .args(["-append", "mode=virtio"])
+    .args(["-global", "virtio-mmio.force-legacy=false"])
+    .args([
+        "-netdev",
+        &format!("tap,id=n0,ifname={},script=no,downscript=no", n.tap),
+        "-device",
+        &format!("virtio-net-device,netdev=n0,mac={mac}"),
+    ])
+    .args(["-serial", "stdio", "-display", "none"]);
+    let out = run_with_timeout(q, Duration::from_secs(60));
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "qemu failed: {stdout}\n{stderr}");
+    virtio_lines(&out.stdout)
+}
+
+fn expected(mac: &str, host_mac: &str) -> Vec<String> {
+    vec![
+        format!("PROBE-VIRTIO dev=0 id=1 mac={mac} status=1"),
+        format!("PROBE-VIRTIO dev=0 arp reply mac={host_mac}"),
+        "PROBE-VIRTIO dev=0 ping reply seq=1 match=yes".to_string(),
+        "PROBE-VIRTIO-END devices=1".to_string(),
+    ]
+}
+
+#[test]
+fn arp_and_ping_the_host_as_under_qemu() {
+    let test = "arp_and_ping_the_host_as_under_qemu";
+    if !kvm_available(test) || !root(test) {
+        return;
+    }
+    let dir = tempdir("vnet");
+    let elf = probe_elf(&dir);
+    let n = NetNs::new("vnet");
+    let host_mac = n.tap_mac();
+    let before = n.counters();
+    let mon = n.monitor();
+    let lines = under_rvmm(&n, &elf, &format!("tap={}", n.tap), "mode=virtio");
+    let events = stop(mon);
+    assert_eq!(lines, expected(GUEST_MAC, &host_mac));
+    let after = n.counters();
+    // The host received the ARP request and the echo request, and sent both replies.
+    assert!(after.0 >= before.0 + 2, "tap rx {before:?} -> {after:?}");
+    assert!(after.1 >= before.1 + 2, "tap tx {before:?} -> {after:?}");
+    assert!(
+        events
+            .lines()
+            .any(|l| l.starts_with("10.99.0.2 ") && l.contains(&format!("lladdr {GUEST_MAC}"))),
+        "the host learnt the guest's MAC: {events}"
+    );
+
+    // The oracle, with another MAC given both ways.
+    let ours = under_rvmm(
+        &n,
+        &elf,
+        &format!("tap={},mac={OTHER_MAC}", n.tap),
+        "mode=virtio",
+    );
+    assert_eq!(ours, expected(OTHER_MAC, &host_mac));
+    assert_eq!(under_qemu(&n, &elf, OTHER_MAC), ours);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_hostile_guest_leaves_the_nic_working() {
+    let test = "a_hostile_guest_leaves_the_nic_working";
+    if !kvm_available(test) || !root(test) {
+        return;
+    }
+    let dir = tempdir("vnet-hostile");
+    let elf = probe_elf(&dir);
+    let n = NetNs::new("vnet-h");
+    let host_mac = n.tap_mac();
+    let lines = under_rvmm(
+        &n,
+        &elf,
+        &format!("tap={}", n.tap),
+        "mode=virtio virtio=hostile",
+    );
+    let mut want = expected(GUEST_MAC, &host_mac);
+    want.splice(
+        1..1,
+        [
+            "PROBE-VIRTIO dev=0 hostile tx-outside returned=yes len=0".to_string(),
+            "PROBE-VIRTIO dev=0 hostile rx-small returned=yes len=0".to_string(),
+            "PROBE-VIRTIO dev=0 hostile tx-loop returned=yes len=0".to_string(),
+        ],
+    );
+    assert_eq!(lines, want);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_created_tap_is_named_at_start() {
+    let test = "a_created_tap_is_named_at_start";
+    if !kvm_available(test) || !root(test) {
+        return;
+    }
+    let n = NetNs::new("vnet-c");
+    let mut c = n.exec(Path::new(env!("CARGO_BIN_EXE_rvmm")));
+    c.args(["run", "--append", "mode=hello", "--net", "tap"]);
+    let out = run_with_timeout(c, Duration::from_secs(60));
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "--net tap: NIC 0 ({GUEST_MAC}) is on tap tap0, created by rvmm and gone when it \
+             exits"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !n.ip(&["link", "show"]).contains(": tap0:"),
+        "the created tap is gone"
+    );
+}
+
+#[test]
+fn a_missing_tap_is_one_error_line() {
+    let test = "a_missing_tap_is_one_error_line";
+    if !root(test) {
+        return;
+    }
+    let n = NetNs::new("vnet-m");
+    let mut c = n.exec(Path::new(env!("CARGO_BIN_EXE_rvmm")));
+    c.args(["run", "--append", "mode=hello", "--net", "tap=nosuchtap"]);
+    let out = run_with_timeout(c, Duration::from_secs(60));
+    let (code, err) = failed_cleanly(&out, "rvmm on a missing tap");
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(
+            "--net tap=nosuchtap: no tap device named nosuchtap: create it with `ip tuntap add \
+             dev nosuchtap mode tap`"
+        ),
+        "{err}"
+    );
+}

@@ -1,0 +1,326 @@
+//! virtio-net against a real GuestMemoryMmap and a real frame pipe (a SOCK_SEQPACKET socket
+//! pair standing in for the tap: one frame per message, as a tap reads and writes): chains
+//! built by hand in guest memory, good and hostile. The tap itself is tests/virtio_net.rs'.
+
+use super::*;
+use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+use virtio_queue::desc::split::Descriptor;
+
+const DESC: u64 = 0x1000;
+const AVAIL: u64 = 0x2000;
+const USED: u64 = 0x3000;
+const BUF: u64 = 0x4000;
+const MEM_SIZE: usize = 0x30000;
+const NEXT: u16 = 1;
+const WRITE: u16 = 2;
+
+/// One end of a socket pair as the device's frame pipe; `set` records offload calls.
+struct Pipe {
+    fd: OwnedFd,
+    offloads: u32,
+    set: Arc<Mutex<Vec<u32>>>,
+}
+
+impl FrameIo for Pipe {
+    fn recv(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // SAFETY: `buf` is valid for writes of its length for the call.
+        let n = unsafe {
+            libc::recv(
+                self.fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+    fn send(&mut self, frame: &[u8]) -> std::io::Result<()> {
+        // SAFETY: `frame` is valid for reads of its length for the call.
+        let n = unsafe {
+            libc::send(
+                self.fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+    fn offloads(&self) -> u32 {
+        self.offloads
+    }
+    fn set_offloads(&mut self, flags: u32) -> std::io::Result<()> {
+        self.set.lock().unwrap().push(flags);
+        Ok(())
+    }
+}
+
+fn pair() -> (OwnedFd, OwnedFd) {
+    let mut fds = [0; 2];
+    // SAFETY: socketpair writes two descriptors into `fds`.
+    let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0, fds.as_mut_ptr()) };
+    assert_eq!(r, 0);
+    // SAFETY: both descriptors are new and owned by nobody else.
+    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+}
+
+struct Harness {
+    mem: GuestMemoryMmap,
+    queue: Queue,
+    net: Net,
+    /// The host's end of the pipe.
+    host: OwnedFd,
+    set: Arc<Mutex<Vec<u32>>>,
+    avail_idx: u16,
+    used_seen: u16,
+}
+
+fn harness(offloads: u32) -> Harness {
+    let (dev, host) = pair();
+    let set = Arc::new(Mutex::new(Vec::new()));
+    let pipe = Pipe {
+        fd: dev,
+        offloads,
+        set: set.clone(),
+    };
+    let net = Net::new(Box::new(pipe), [0x52, 0x54, 0, 0x12, 0x34, 0x56]);
+    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
+    let mut queue = Queue::new(16).unwrap();
+    queue.set_size(16);
+    queue.set_desc_table_address(Some(DESC as u32), Some(0));
+    queue.set_avail_ring_address(Some(AVAIL as u32), Some(0));
+    queue.set_used_ring_address(Some(USED as u32), Some(0));
+    queue.set_ready(true);
+    Harness {
+        mem,
+        queue,
+        net,
+        host,
+        set,
+        avail_idx: 0,
+        used_seen: 0,
+    }
+}
+
+impl Harness {
+    /// Puts `descs` at table entries 0.. and makes entry 0 available (no processing).
+    fn offer(&mut self, descs: &[Descriptor]) {
+        for (i, d) in descs.iter().enumerate() {
+            self.mem
+                .write_obj(*d, GuestAddress(DESC + 16 * i as u64))
+                .unwrap();
+        }
+        let slot = AVAIL + 4 + 2 * u64::from(self.avail_idx % 16);
+        self.mem.write_obj(0u16, GuestAddress(slot)).unwrap();
+        self.avail_idx = self.avail_idx.wrapping_add(1);
+        self.mem
+            .write_obj(self.avail_idx, GuestAddress(AVAIL + 2))
+            .unwrap();
+    }
+
+    fn process(&mut self, index: usize) {
+        self.net
+            .process_queue(index, &mut self.queue, &self.mem)
+            .unwrap();
+    }
+
+    /// The used entries added since the last call: their lengths.
+    fn used(&mut self) -> Vec<u32> {
+        let idx: u16 = self.mem.read_obj(GuestAddress(USED + 2)).unwrap();
+        let mut lens = Vec::new();
+        while self.used_seen != idx {
+            let entry = USED + 4 + 8 * u64::from(self.used_seen % 16);
+            lens.push(self.mem.read_obj(GuestAddress(entry + 4)).unwrap());
+            self.used_seen = self.used_seen.wrapping_add(1);
+        }
+        lens
+    }
+
+    fn host_send(&self, frame: &[u8]) {
+        // SAFETY: `frame` is valid for reads of its length.
+        let n = unsafe { libc::send(self.host.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+        assert_eq!(n, frame.len() as isize);
+    }
+
+    fn host_recv(&self) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; MAX_FRAME + 16];
+        // SAFETY: `buf` is valid for writes of its length.
+        let n = unsafe {
+            libc::recv(
+                self.host.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        (n >= 0).then(|| {
+            buf.truncate(n as usize);
+            buf
+        })
+    }
+}
+
+/// A frame with its 12-byte header: `len` bytes in all.
+fn frame(len: usize, seed: u8) -> Vec<u8> {
+    let mut f = vec![0u8; len];
+    for (i, b) in f.iter_mut().enumerate().skip(HDR_LEN) {
+        *b = (i as u8).wrapping_mul(7).wrapping_add(seed);
+    }
+    f
+}
+
+#[test]
+fn config_space_and_features_follow_the_tap() {
+    let h = harness(0);
+    assert_eq!(h.net.device_id(), 1);
+    assert_eq!(h.net.config(), &[0x52, 0x54, 0, 0x12, 0x34, 0x56, 1, 0]);
+    assert_eq!(h.net.queue_max_sizes(), &[256, 256]);
+    let base = (1u64 << 32) | (1 << 5) | (1 << 16);
+    assert_eq!(h.net.features(), base, "no offload a tap does not take");
+    let all = harness(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6);
+    let offl = (1 << 0) | (1 << 1) | (1 << 7) | (1 << 8) | (1 << 11) | (1 << 12);
+    assert_eq!(all.net.features(), base | offl);
+    assert_eq!(
+        offered_features(TUN_F_TSO4),
+        base,
+        "TSO needs checksum offload"
+    );
+    // What the tap is told: what the driver can take undone.
+    assert_eq!(
+        tap_offloads(base | offl),
+        TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6
+    );
+    assert_eq!(tap_offloads(base | (1 << 0) | (1 << 11)), 0, "HOST_* only");
+    assert_eq!(
+        tap_offloads(base | (1 << 1) | (1 << 8)),
+        TUN_F_CSUM | TUN_F_TSO6
+    );
+}
+
+#[test]
+fn activate_sets_the_accepted_offloads_from_the_io_side() {
+    let mut h = harness(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6);
+    h.net.activate(h.net.features() & !(1 << 8));
+    assert!(h.set.lock().unwrap().is_empty(), "not on the vCPU thread");
+    h.process(TX);
+    assert_eq!(*h.set.lock().unwrap(), [TUN_F_CSUM | TUN_F_TSO4]);
+    h.net.reset();
+    h.process(TX);
+    assert_eq!(*h.set.lock().unwrap(), [TUN_F_CSUM | TUN_F_TSO4, 0]);
+}
+
+#[test]
+fn transmit_sends_header_and_frame_as_one() {
+    let mut h = harness(0);
+    h.net.activate(h.net.features());
+    let f = frame(HDR_LEN + 60, 1);
+    h.mem.write_slice(&f, GuestAddress(BUF)).unwrap();
+    // Header and frame in two descriptors.
+    h.offer(&[
+        Descriptor::new(BUF, HDR_LEN as u32, NEXT, 1),
+        Descriptor::new(BUF + HDR_LEN as u64, 60, 0, 0),
+    ]);
+    h.process(TX);
+    assert_eq!(h.used(), [0]);
+    assert_eq!(h.host_recv().unwrap(), f);
+    assert_eq!(h.net.tx_frames, 1);
+}
+
+#[test]
+fn receive_waits_for_buffers_and_stops_polling_without_them() {
+    let mut h = harness(0);
+    h.net.activate(h.net.features());
+    assert_eq!(
+        h.net.poll_fd(),
+        None,
+        "not polled before the first rx service"
+    );
+    let f = frame(HDR_LEN + 98, 3);
+    h.host_send(&f);
+    // No buffer: the frame waits, and the tap is not polled.
+    h.process(RX);
+    assert_eq!(h.used(), Vec::<u32>::new());
+    assert_eq!(h.net.poll_fd(), None, "starved: the tap is left alone");
+    // A buffer in two pieces arrives with the driver's notification.
+    h.offer(&[
+        Descriptor::new(BUF, 40, WRITE | NEXT, 1),
+        Descriptor::new(BUF + 0x1000, 2000, WRITE, 0),
+    ]);
+    h.process(RX);
+    assert_eq!(h.used(), [f.len() as u32]);
+    let mut got = vec![0u8; f.len()];
+    h.mem.read_slice(&mut got[..40], GuestAddress(BUF)).unwrap();
+    h.mem
+        .read_slice(&mut got[40..], GuestAddress(BUF + 0x1000))
+        .unwrap();
+    let mut want = f.clone();
+    want[10] = 1; // num_buffers
+    assert_eq!(got, want);
+    assert!(
+        h.net.poll_fd().is_some(),
+        "buffers may be left: polled again"
+    );
+}
+
+#[test]
+fn hostile_chains_come_back_with_length_zero() {
+    let mut h = harness(0);
+    h.net.activate(h.net.features());
+    // tx: a buffer outside guest memory.
+    h.offer(&[Descriptor::new(0x10_0000_0000, 60, 0, 0)]);
+    h.process(TX);
+    assert_eq!(h.used(), [0]);
+    // tx: a chain that loops 0 -> 1 -> 0.
+    h.offer(&[
+        Descriptor::new(BUF, 12, NEXT, 1),
+        Descriptor::new(BUF, 60, NEXT, 0),
+    ]);
+    h.process(TX);
+    assert_eq!(h.used(), [0]);
+    // tx: a frame above the limit (in guest memory, in two pieces).
+    h.offer(&[
+        Descriptor::new(BUF, 0x10000, NEXT, 1),
+        Descriptor::new(BUF, 0x10000, 0, 0),
+    ]);
+    h.process(TX);
+    assert_eq!(h.used(), [0]);
+    // tx: a write-only buffer, and one shorter than the header.
+    h.offer(&[Descriptor::new(BUF, 60, WRITE, 0)]);
+    h.process(TX);
+    h.offer(&[Descriptor::new(BUF, 4, 0, 0)]);
+    h.process(TX);
+    assert_eq!(h.used(), [0, 0]);
+    assert_eq!(h.host_recv(), None, "nothing reached the tap");
+    assert_eq!((h.net.tx_frames, h.net.dropped), (0, 5));
+
+    // rx: a buffer smaller than the header, a readable buffer, a buffer outside memory.
+    let mut h = harness(0);
+    h.net.activate(h.net.features());
+    for descs in [
+        [Descriptor::new(BUF, 4, WRITE, 0)],
+        [Descriptor::new(BUF, 2048, 0, 0)],
+        [Descriptor::new(0x10_0000_0000, 2048, WRITE, 0)],
+    ] {
+        h.host_send(&frame(HDR_LEN + 60, 9));
+        h.offer(&descs);
+        h.process(RX);
+        assert_eq!(h.used(), [0]);
+    }
+    // The device still works.
+    let f = frame(HDR_LEN + 60, 5);
+    h.host_send(&f);
+    h.offer(&[Descriptor::new(BUF, 2048, WRITE, 0)]);
+    h.process(RX);
+    assert_eq!(h.used(), [f.len() as u32]);
+    assert_eq!(h.net.rx_frames, 1);
+}

@@ -1,0 +1,298 @@
+//! A tap device for virtio-net: opened through `/dev/net/tun` by name (an existing tap, as
+//! libvirt's `<interface type='ethernet'>` and QEMU's `-netdev tap,ifname=` use it) or
+//! created with a kernel-chosen name (gone again when rvmm closes it), always with
+//! `IFF_TAP | IFF_NO_PI | IFF_VNET_HDR`, a 12-byte virtio 1.x header (with `num_buffers`) and
+//! non-blocking. Which receive offloads the tap can give (`TUNSETOFFLOAD`: checksum, TSO) is
+//! found by trying them once at open; the device model sets exactly what its driver accepted.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::io::{AsRawFd, RawFd};
+
+use thiserror::Error;
+
+/// The tun/tap control device.
+pub const TUN_PATH: &str = "/dev/net/tun";
+/// The vnet header rvmm uses: `struct virtio_net_hdr_mrg_rxbuf` (virtio 1.x).
+pub const VNET_HDR_LEN: usize = 12;
+
+const IFF_TAP: libc::c_short = 0x0002;
+const IFF_NO_PI: libc::c_short = 0x1000;
+const IFF_VNET_HDR: libc::c_short = 0x4000;
+/// `_IOW('T', 202, int)`
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+/// `_IOW('T', 208, unsigned int)`
+pub const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+/// `_IOW('T', 216, int)`
+const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
+
+/// `TUNSETOFFLOAD` flags: the tap may hand over frames with a partial checksum...
+pub const TUN_F_CSUM: u32 = 0x01;
+/// ...TCPv4 segmentation left undone...
+pub const TUN_F_TSO4: u32 = 0x02;
+/// ...TCPv6 segmentation left undone.
+pub const TUN_F_TSO6: u32 = 0x04;
+
+/// The longest interface name, NUL excluded (`IFNAMSIZ - 1`).
+pub const MAX_NAME: usize = libc::IFNAMSIZ - 1;
+
+/// Why a tap could not be opened.
+#[derive(Debug, Error)]
+pub enum TapError {
+    #[error("--net: cannot open {TUN_PATH}: {0} (is the tun module loaded?)")]
+    Tun(std::io::Error),
+    #[error(
+        "--net tap={0}: no tap device named {0}: create it with `ip tuntap add dev {0} mode tap` \
+         (or leave the name out to let rvmm create one, which needs CAP_NET_ADMIN)"
+    )]
+    NoSuchTap(String),
+    #[error(
+        "--net tap={name}: not permitted to attach ({error}); a tap made with \
+         `ip tuntap add dev {name} mode tap user USER` can be used by USER, otherwise \
+         rvmm needs CAP_NET_ADMIN"
+    )]
+    Permission { name: String, error: std::io::Error },
+    #[error(
+        "--net tap={0}: the device is busy: another process holds it (a tap takes one \
+         user unless made with `multi_queue`), or {0} is not a tap (a tun device or another \
+         kind of interface with that name)"
+    )]
+    Busy(String),
+    #[error(
+        "--net tap: not permitted to create a tap ({0}); rvmm needs CAP_NET_ADMIN, or use \
+             an existing tap with tap=NAME (`ip tuntap add dev NAME mode tap user USER`)"
+    )]
+    CreatePermission(std::io::Error),
+    #[error("--net tap={name}: {what}: {error}")]
+    Ioctl {
+        name: String,
+        what: &'static str,
+        error: std::io::Error,
+    },
+    #[error("--net tap={0}: the name is longer than {MAX_NAME} bytes or holds a NUL")]
+    BadName(String),
+}
+
+/// `struct ifreq` as TUNSETIFF uses it: the name and the flags.
+#[repr(C)]
+struct IfReq {
+    name: [u8; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+/// An open tap.
+#[derive(Debug)]
+pub struct Tap {
+    file: File,
+    name: String,
+    /// Whether rvmm created it (no name was given).
+    created: bool,
+    /// The `TUN_F_*` offloads the tap accepted.
+    offloads: u32,
+}
+
+impl Tap {
+    /// Opens the tap `name`, or creates one when `name` is `None`.
+    pub fn open(name: Option<&str>) -> Result<Tap, TapError> {
+        let shown = name.unwrap_or("").to_string();
+        if shown.len() > MAX_NAME || shown.contains('\0') {
+            return Err(TapError::BadName(shown));
+        }
+        // TUNSETIFF on a missing name would create a tap (with CAP_NET_ADMIN): an existing
+        // one was asked for.
+        if let Some(n) = name {
+            if !exists(n) {
+                return Err(TapError::NoSuchTap(n.to_string()));
+            }
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(TUN_PATH)
+            .map_err(TapError::Tun)?;
+        let mut req = IfReq {
+            name: [0; libc::IFNAMSIZ],
+            flags: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR,
+            _pad: [0; 22],
+        };
+        req.name[..shown.len()].copy_from_slice(shown.as_bytes());
+        // SAFETY: TUNSETIFF reads and writes the ifreq we pass, which outlives the call.
+        let r = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF as _, &mut req) };
+        if r < 0 {
+            let error = std::io::Error::last_os_error();
+            return Err(match (name, error.raw_os_error()) {
+                (None, Some(libc::EPERM | libc::EACCES)) => TapError::CreatePermission(error),
+                (Some(n), Some(libc::EPERM | libc::EACCES)) => TapError::Permission {
+                    name: n.to_string(),
+                    error,
+                },
+                (Some(n), Some(libc::EBUSY | libc::EINVAL)) => TapError::Busy(n.to_string()),
+                _ => TapError::Ioctl {
+                    name: shown,
+                    what: "TUNSETIFF",
+                    error,
+                },
+            });
+        }
+        let len = req.name.iter().position(|&b| b == 0).unwrap_or(MAX_NAME);
+        let actual = String::from_utf8_lossy(&req.name[..len]).into_owned();
+        let mut tap = Tap {
+            file,
+            name: actual,
+            created: name.is_none(),
+            offloads: 0,
+        };
+        let hdr = VNET_HDR_LEN as libc::c_int;
+        // SAFETY: TUNSETVNETHDRSZ reads the int we pass.
+        let r = unsafe { libc::ioctl(tap.file.as_raw_fd(), TUNSETVNETHDRSZ as _, &hdr) };
+        if r < 0 {
+            return Err(tap.ioctl_err("TUNSETVNETHDRSZ 12"));
+        }
+        tap.offloads = tap.probe_offloads();
+        Ok(tap)
+    }
+
+    fn ioctl_err(&self, what: &'static str) -> TapError {
+        TapError::Ioctl {
+            name: self.name.clone(),
+            what,
+            error: std::io::Error::last_os_error(),
+        }
+    }
+
+    /// Tries checksum, then each TSO on top of it; leaves the tap with no offload on.
+    fn probe_offloads(&self) -> u32 {
+        let mut ok = 0;
+        if self.set_offloads(TUN_F_CSUM).is_ok() {
+            ok = TUN_F_CSUM;
+            for f in [TUN_F_TSO4, TUN_F_TSO6] {
+                if self.set_offloads(ok | f).is_ok() {
+                    ok |= f;
+                }
+            }
+        }
+        let _ = self.set_offloads(0);
+        ok
+    }
+
+    /// `TUNSETOFFLOAD`: the offloads the tap may leave to the reader.
+    pub fn set_offloads(&self, flags: u32) -> std::io::Result<()> {
+        // SAFETY: TUNSETOFFLOAD takes its argument by value; the fd is open.
+        let r = unsafe {
+            libc::ioctl(
+                self.file.as_raw_fd(),
+                TUNSETOFFLOAD as _,
+                flags as libc::c_ulong,
+            )
+        };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// The interface's name (the kernel's choice for a created tap).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether rvmm created the tap (it disappears when rvmm exits).
+    pub fn created(&self) -> bool {
+        self.created
+    }
+
+    /// The `TUN_F_*` offloads the tap accepted.
+    pub fn offloads(&self) -> u32 {
+        self.offloads
+    }
+
+    /// Reads one frame (vnet header first); `WouldBlock` when none is queued.
+    pub fn recv(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.file.read(buf)
+    }
+
+    /// Writes one frame (vnet header first).
+    pub fn send(&mut self, frame: &[u8]) -> std::io::Result<()> {
+        self.file.write(frame).map(|_| ())
+    }
+}
+
+impl AsRawFd for Tap {
+    fn as_raw_fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+}
+
+/// Whether a network interface `name` exists in this network namespace.
+fn exists(name: &str) -> bool {
+    let Ok(c) = std::ffi::CString::new(name) else {
+        return false;
+    };
+    // SAFETY: `c` is a NUL-terminated string that outlives the call.
+    unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> bool {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    #[test]
+    fn a_missing_tap_is_named_with_the_command_that_makes_it() {
+        let name = format!("rvnone{}", std::process::id() % 100_000);
+        let e = Tap::open(Some(&name)).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "--net tap={name}: no tap device named {name}: create it with \
+                 `ip tuntap add dev {name} mode tap`"
+            )),
+            "{e}"
+        );
+        assert!(
+            !exists(&name),
+            "asking for a missing tap does not create it"
+        );
+        let e = Tap::open(Some("a-name-far-too-long-for-ifnamsiz")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--net tap=a-name-far-too-long-for-ifnamsiz: the name is longer than 15 \
+             bytes or holds a NUL"
+        );
+    }
+
+    #[test]
+    fn a_non_tap_interface_is_refused() {
+        if !root() {
+            return;
+        }
+        // `lo` exists and is not a tap: TUNSETIFF refuses to attach to it.
+        let e = Tap::open(Some("lo")).unwrap_err().to_string();
+        assert!(e.starts_with("--net tap=lo: the device is busy"), "{e}");
+    }
+
+    #[test]
+    fn a_created_tap_has_a_kernel_name_and_offloads() {
+        if !root() || !std::path::Path::new(TUN_PATH).exists() {
+            // Creating a tap needs CAP_NET_ADMIN; checked by tests/virtio_net.rs as root.
+            let e = Tap::open(None).unwrap_err().to_string();
+            assert!(e.contains("CAP_NET_ADMIN") || e.contains(TUN_PATH), "{e}");
+            return;
+        }
+        let tap = Tap::open(None).unwrap();
+        assert!(tap.created());
+        assert!(tap.name().starts_with("tap"), "{}", tap.name());
+        assert!(exists(tap.name()));
+        // Every Linux tap with a vnet header takes checksum and TSO offloads.
+        assert_eq!(tap.offloads(), TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6);
+        let name = tap.name().to_string();
+        drop(tap);
+        assert!(!exists(&name), "a created tap goes with its last fd");
+    }
+}
