@@ -256,6 +256,15 @@ pub struct RunArgs {
     /// The image is locked against a second writer.
     #[arg(long, value_name = "path=FILE[,readonly=on][,serial=ID]")]
     pub disk: Vec<String>,
+    /// The virtio-balloon (off unless given, as in QEMU; a --domain has one unless its
+    /// <memballoon model='none'/>): [on|off][,deflate-on-oom=on|off][,free-page-reporting=on|off].
+    #[arg(
+        long,
+        value_name = "[on|off][,deflate-on-oom=on|off][,free-page-reporting=on|off]",
+        num_args = 0..=1,
+        default_missing_value = "on"
+    )]
+    pub balloon: Option<String>,
     /// Pin one vCPU: VCPU=CPULIST (host CPUs in the kernel's list syntax); repeatable.
     #[arg(long = "vcpu-pin", value_name = "VCPU=CPULIST")]
     pub vcpu_pin: Vec<String>,

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
+use vmm::config::balloon::BalloonConfig;
 use vmm::config::cpu::{parse_cpu, DEFAULT_MODEL};
 use vmm::config::cputune::{CgroupSwitch, TuningOptions};
 use vmm::config::disk::DiskConfig;
@@ -77,6 +78,7 @@ fn domain_conflict(args: &RunArgs) -> Option<&'static str> {
         ("--cpu-shares", args.cpu_shares.is_some()),
         ("--cpu-quota", !args.cpu_quota.is_empty()),
         ("--memory-limit", args.memory_limit.is_some()),
+        ("--balloon", args.balloon.is_some()),
     ]
     .into_iter()
     .find_map(|(flag, given)| given.then_some(flag))
@@ -227,6 +229,10 @@ pub(crate) fn vm_config(args: &RunArgs) -> Result<(VmConfig, Vec<String>)> {
         memtune: tuning.memtune,
         cgroup: tuning.cgroup,
         disks: DiskConfig::parse_all(&args.disk)?,
+        balloon: match &args.balloon {
+            Some(text) => BalloonConfig::parse(text)?,
+            None => None,
+        },
     };
     config.validate()?;
     Ok((config, Vec::new()))

@@ -231,6 +231,9 @@ pub fn run_args(config: &VmConfig) -> Vec<String> {
     for disk in &config.disks {
         add("--disk", disk.option());
     }
+    if let Some(b) = &config.balloon {
+        add("--balloon", b.option());
+    }
     args
 }
 

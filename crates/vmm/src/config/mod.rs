@@ -5,6 +5,7 @@
 //! option, the value and the rule; nothing here touches KVM or the host. Checks that need
 //! the host (vCPU limits, free memory) happen when the VM is built.
 
+pub mod balloon;
 pub mod cpu;
 pub mod cputune;
 pub mod disk;
@@ -94,6 +95,9 @@ pub struct VmConfig {
     pub cgroup: cputune::CgroupConfig,
     /// virtio-blk disks (`--disk`), in virtio-mmio slot order.
     pub disks: Vec<disk::DiskConfig>,
+    /// The virtio-balloon (`--balloon`; a libvirt domain's `<memballoon>`), after the other
+    /// virtio devices.
+    pub balloon: Option<balloon::BalloonConfig>,
 }
 
 /// Why a configuration is not acceptable on its own (host limits are checked later).
@@ -113,6 +117,8 @@ pub enum ConfigError {
     Pinning(#[from] pinning::PinningError),
     #[error(transparent)]
     Cputune(#[from] cputune::CputuneError),
+    #[error(transparent)]
+    Balloon(#[from] balloon::BalloonOptionError),
     #[error("{count} virtio devices ({what}); at most {VIRTIO_SLOTS}, one virtio-mmio slot each")]
     TooManyVirtio { count: usize, what: String },
 }
@@ -145,6 +151,7 @@ impl Default for VmConfig {
             memtune: Default::default(),
             cgroup: Default::default(),
             disks: Vec::new(),
+            balloon: None,
         }
     }
 }
@@ -169,6 +176,9 @@ impl VmConfig {
         .validate()?;
         self.numa.resolve(&self.smp, self.memory)?;
         cputune::validate(&self.cputune, &self.memtune, &self.cgroup, self.memory)?;
+        if let Some(b) = &self.balloon {
+            b.validate(self.memory)?;
+        }
         let virtio = self.virtio_devices();
         let count = virtio.iter().map(|(_, n)| n).sum::<usize>();
         if count > VIRTIO_SLOTS {
@@ -186,7 +196,10 @@ impl VmConfig {
     /// The virtio devices by kind, in slot order (disks, then ...): what `validate` counts
     /// against the slots.
     pub fn virtio_devices(&self) -> Vec<(&'static str, usize)> {
-        vec![("--disk", self.disks.len())]
+        vec![
+            ("--disk", self.disks.len()),
+            ("--balloon", usize::from(self.balloon.is_some())),
+        ]
     }
 }
 
