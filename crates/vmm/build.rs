@@ -27,6 +27,7 @@ const SOURCES: &[&str] = &[
     "hotplug.c",
     "load.c",
     "virtio.c",
+    "balloon.c",
     "util.c",
 ];
 

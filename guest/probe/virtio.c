@@ -312,6 +312,8 @@ __attribute__((noreturn)) void virtio_run(void)
 			continue;
 		if (id == 2) {
 			blk_run(base, found);
+		} else if (id == 5) {
+			balloon_run(base, found);
 		} else {
 			vio_line_start(&o, found);
 			out_str(&o, "id=");

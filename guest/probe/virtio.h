@@ -116,5 +116,6 @@ bool vio_wait_used(uint64_t base, struct vq *q, uint16_t want);
 void vio_line_start(struct out *o, uint32_t dev);
 
 /* The device drivers other than virtio-blk: each takes a transport found by the scan. */
+void balloon_run(uint64_t base, uint32_t dev); /* balloon.c */
 
 #endif
