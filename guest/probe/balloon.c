@@ -22,6 +22,9 @@
  *
  *   PROBE-VIRTIO dev=K balloon deflated=N zero=yes|no
  *
+ * Then it waits for the target to rise again (or the deadline) before it goes on, so the
+ * host can measure it while it is still running.
+ *
  * With balloon.report=on it then reports the first 4 MiB of the region as free through the
  * reporting queue: "balloon reported=PAGES status=ok". With balloon.hostile=on (rvmm only:
  * QEMU marks the device broken on a buffer outside RAM), before waiting: an inflate array of
@@ -211,4 +214,6 @@ void balloon_run(uint64_t base, uint32_t dev)
 		bool ok = send(base, &report_q, REGION_BASE, REPORT_LEN, DESC_F_WRITE);
 		line(dev, "balloon reported=", REPORT_LEN / PAGE, ok ? " status=ok" : " status=timeout");
 	}
+	/* Stay (until the target rises again, or the deadline) so the host can look. */
+	wait_target(base, deadline, true, lower);
 }

@@ -173,10 +173,7 @@ fn hostile_pfns_are_refused_not_fatal() {
     assert_eq!(h.shared.refused(), 3);
     // An array that runs past guest memory: what is inside is served, the rest refused.
     let before = h.shared.refused();
-    h.submit(
-        INFLATE,
-        &[Descriptor::new((MEM_SIZE - 8) as u64, !3, 0, 0)],
-    );
+    h.submit(INFLATE, &[Descriptor::new((MEM_SIZE - 8) as u64, !3, 0, 0)]);
     assert!(h.shared.refused() > before);
     // A descriptor chain that loops is returned unserved.
     h.submit(INFLATE, &[Descriptor::new(PFNS, 4, 1, 0)]);
