@@ -41,6 +41,10 @@ pub enum Command {
     Setvcpus(SetvcpusArgs),
     /// A running VM's maximum and current vCPU counts (virsh vcpucount).
     Vcpucount(VcpucountArgs),
+    /// Ask a running VM's balloon for the guest to have SIZE of memory (virsh setmem).
+    Setmem(SetmemArgs),
+    /// A running VM's balloon size and RSS in KiB (virsh dommemstat).
+    Dommemstat(DommemstatArgs),
     /// Send one raw QMP command to a running VM and print the reply.
     Qmp(QmpArgs),
     /// A running VM's KVM statistics and vCPU thread figures (virsh domstats --vcpu).
@@ -176,6 +180,22 @@ pub struct SetvcpusArgs {
     /// Same as --live for a running VM (virsh's flag).
     #[arg(long)]
     pub current: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SetmemArgs {
+    #[arg(value_name = "VM", help = VM_HELP)]
+    pub vm: String,
+    /// The guest memory wanted: a number with an optional unit (B, K/KiB, M/MiB, G/GiB,
+    /// T/TiB; KB, MB, GB, TB are decimal); a bare number is KiB, as virsh's.
+    #[arg(value_name = "SIZE", allow_hyphen_values = true)]
+    pub size: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DommemstatArgs {
+    #[arg(value_name = "VM", help = VM_HELP)]
+    pub vm: String,
 }
 
 #[derive(Debug, Args)]

@@ -38,6 +38,8 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Emulatorpin(args) => crate::cmd_qmp::emulatorpin(args),
         Command::Setvcpus(args) => crate::cmd_vcpus::setvcpus(args),
         Command::Vcpucount(args) => crate::cmd_vcpus::vcpucount(args),
+        Command::Setmem(args) => crate::cmd_balloon::setmem(args),
+        Command::Dommemstat(args) => crate::cmd_balloon::dommemstat(args),
         Command::Qmp(args) => crate::cmd_qmp::qmp(args),
         Command::Stats(args) => crate::cmd_stats::stats(args),
         Command::Top(args) => crate::cmd_top::top(args),

@@ -356,3 +356,52 @@ fn dry_run_shows_the_balloon() {
     );
     let _: PathBuf = repo();
 }
+
+#[test]
+fn setmem_and_dommemstat() {
+    if !kvm_available("setmem_and_dommemstat") {
+        return;
+    }
+    let mut vm = rvmm_vm("vballoon-setmem", "mode=virtio balloon.wait=60", "on");
+    vm.wait_line("PROBE-VIRTIO dev=0 id=5");
+    let socket = vm.socket.display().to_string();
+    let cli = |args: &[&str]| {
+        let mut c = rvmm();
+        c.args(args);
+        run_with_timeout(c, Duration::from_secs(20))
+    };
+    // virsh's unit: a bare number is KiB.
+    let out = cli(&["setmem", &socket, &((RAM - INFLATE) >> 10).to_string()]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    vm.wait_line("PROBE-VIRTIO dev=0 balloon inflated=16384");
+    let start = std::time::Instant::now();
+    let stat = loop {
+        let out = cli(&["dommemstat", &socket]);
+        assert!(out.status.success(), "{:?}", text(&out));
+        let stat = String::from_utf8(out.stdout).unwrap();
+        if stat.starts_with(&format!("actual {}\n", (RAM - INFLATE) >> 10))
+            || start.elapsed() > Duration::from_secs(10)
+        {
+            break stat;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let lines: Vec<&str> = stat.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!("actual {}", (RAM - INFLATE) >> 10),
+        "{stat}"
+    );
+    let rss: u64 = lines[1].strip_prefix("rss ").unwrap().parse().unwrap();
+    assert!(rss > 0 && rss < (RAM >> 10), "{stat}");
+    let out = cli(&["setmem", &socket, "0"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).1.contains("SIZE must be above 0"),
+        "{:?}",
+        text(&out)
+    );
+    let out = cli(&["setmem", &socket, "256M"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    vm.wait_line("PROBE-VIRTIO dev=0 balloon deflated=16384 zero=yes");
+}
