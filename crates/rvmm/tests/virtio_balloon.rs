@@ -121,11 +121,16 @@ fn check_rss(who: &str, run: &Run) {
 }
 
 fn rvmm_vm(tag: &str, append: &str, balloon: &str) -> BackgroundVm {
+    rvmm_vm_with(tag, append, balloon, "")
+}
+
+/// With `-m 256M{memory_options}`.
+fn rvmm_vm_with(tag: &str, append: &str, balloon: &str, memory_options: &str) -> BackgroundVm {
     BackgroundVm::start_probe_elf(
         tag,
         &[
             "-m",
-            &format!("{RAM_MIB}M"),
+            &format!("{RAM_MIB}M{memory_options}"),
             "--append",
             append,
             "--balloon",
@@ -186,6 +191,23 @@ fn inflate_and_deflate_give_memory_back_as_qemu() {
     assert_eq!(theirs.changes, ours.changes);
     assert_eq!(theirs.queried, ours.queried);
     check_rss("qemu", &theirs);
+}
+
+#[test]
+fn shared_memory_is_given_back_with_a_hole() {
+    if !kvm_available("shared_memory_is_given_back_with_a_hole") {
+        return;
+    }
+    // A memfd (shared=on): MADV_REMOVE punches the pages out of the file; VmRSS counts the
+    // shared pages mapped (RssShmem), so it drops and comes back the same way.
+    let run = drive(rvmm_vm_with(
+        "vballoon-shared",
+        "mode=virtio balloon.wait=60",
+        "on",
+        ",shared=on",
+    ));
+    assert!(run.lines[3].ends_with("zero=yes"), "{:?}", run.lines);
+    check_rss("rvmm shared=on", &run);
 }
 
 #[test]
