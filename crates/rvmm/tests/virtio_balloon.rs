@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -376,7 +375,6 @@ fn dry_run_shows_the_balloon() {
         out.contains("--balloon on,deflate-on-oom=on,current-memory=96M"),
         "{out}"
     );
-    let _: PathBuf = repo();
 }
 
 #[test]
