@@ -29,6 +29,7 @@ const SOURCES: &[&str] = &[
     "counter.c",
     "virtio.c",
     "vnet.c",
+    "balloon.c",
     "util.c",
 ];
 

@@ -314,6 +314,8 @@ __attribute__((noreturn)) void virtio_run(void)
 			blk_run(base, found);
 		} else if (id == 1) {
 			vnet_run(base, found);
+		} else if (id == 5) {
+			balloon_run(base, found);
 		} else {
 			vio_line_start(&o, found);
 			out_str(&o, "id=");

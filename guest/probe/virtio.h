@@ -117,5 +117,6 @@ void vio_line_start(struct out *o, uint32_t dev);
 
 /* The device drivers other than virtio-blk: each takes a transport found by the scan. */
 void vnet_run(uint64_t base, uint32_t dev); /* vnet.c */
+void balloon_run(uint64_t base, uint32_t dev); /* balloon.c */
 
 #endif

@@ -41,6 +41,10 @@ pub enum Command {
     Setvcpus(SetvcpusArgs),
     /// A running VM's maximum and current vCPU counts (virsh vcpucount).
     Vcpucount(VcpucountArgs),
+    /// Ask a running VM's balloon for the guest to have SIZE of memory (virsh setmem).
+    Setmem(SetmemArgs),
+    /// A running VM's balloon size and RSS in KiB (virsh dommemstat).
+    Dommemstat(DommemstatArgs),
     /// Send one raw QMP command to a running VM and print the reply.
     Qmp(QmpArgs),
     /// A running VM's KVM statistics and vCPU thread figures (virsh domstats --vcpu).
@@ -194,6 +198,22 @@ pub struct SetvcpusArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct SetmemArgs {
+    #[arg(value_name = "VM", help = VM_HELP)]
+    pub vm: String,
+    /// The guest memory wanted: a number with an optional unit (B, K/KiB, M/MiB, G/GiB,
+    /// T/TiB; KB, MB, GB, TB are decimal); a bare number is KiB, as virsh's.
+    #[arg(value_name = "SIZE", allow_hyphen_values = true)]
+    pub size: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DommemstatArgs {
+    #[arg(value_name = "VM", help = VM_HELP)]
+    pub vm: String,
+}
+
+#[derive(Debug, Args)]
 pub struct VcpucountArgs {
     #[arg(value_name = "VM", help = VM_HELP)]
     pub vm: String,
@@ -280,6 +300,15 @@ pub struct RunArgs {
     /// 52:54:00:12:34:56 plus the NIC's index.
     #[arg(long, value_name = "tap[=NAME][,mac=MAC]")]
     pub net: Vec<String>,
+    /// The virtio-balloon (off unless given, as in QEMU; a --domain has one unless its
+    /// <memballoon model='none'/>): [on|off][,deflate-on-oom=on|off][,free-page-reporting=on|off].
+    #[arg(
+        long,
+        value_name = "[on|off][,deflate-on-oom=on|off][,free-page-reporting=on|off]",
+        num_args = 0..=1,
+        default_missing_value = "on"
+    )]
+    pub balloon: Option<String>,
     /// Pin one vCPU: VCPU=CPULIST (host CPUs in the kernel's list syntax); repeatable.
     #[arg(long = "vcpu-pin", value_name = "VCPU=CPULIST")]
     pub vcpu_pin: Vec<String>,

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
+use vmm::config::balloon::BalloonConfig;
 use vmm::config::cpu::{parse_cpu, DEFAULT_MODEL};
 use vmm::config::cputune::{CgroupSwitch, TuningOptions};
 use vmm::config::disk::DiskConfig;
@@ -38,6 +39,8 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Emulatorpin(args) => crate::cmd_qmp::emulatorpin(args),
         Command::Setvcpus(args) => crate::cmd_vcpus::setvcpus(args),
         Command::Vcpucount(args) => crate::cmd_vcpus::vcpucount(args),
+        Command::Setmem(args) => crate::cmd_balloon::setmem(args),
+        Command::Dommemstat(args) => crate::cmd_balloon::dommemstat(args),
         Command::Qmp(args) => crate::cmd_qmp::qmp(args),
         Command::Stats(args) => crate::cmd_stats::stats(args),
         Command::Top(args) => crate::cmd_top::top(args),
@@ -82,6 +85,7 @@ fn domain_conflict(args: &RunArgs) -> Option<&'static str> {
         ("--cpu-shares", args.cpu_shares.is_some()),
         ("--cpu-quota", !args.cpu_quota.is_empty()),
         ("--memory-limit", args.memory_limit.is_some()),
+        ("--balloon", args.balloon.is_some()),
     ]
     .into_iter()
     .find_map(|(flag, given)| given.then_some(flag))
@@ -242,6 +246,10 @@ pub(crate) fn vm_config(args: &RunArgs) -> Result<(VmConfig, Vec<String>)> {
         cgroup: tuning.cgroup,
         disks: DiskConfig::parse_all(&args.disk)?,
         nets: NetConfig::parse_all(&args.net)?,
+        balloon: match &args.balloon {
+            Some(text) => BalloonConfig::parse(text)?,
+            None => None,
+        },
     };
     config.validate()?;
     Ok((config, Vec::new()))

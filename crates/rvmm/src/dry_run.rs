@@ -106,8 +106,25 @@ pub fn render_config(config: &VmConfig) -> String {
         };
         let _ = writeln!(out, "net.{i}: tap={tap} mac={}", net.mac);
     }
+    line(&mut out, "balloon", &balloon_line(config));
     line(&mut out, "flags", &command_line(&run_args(config)));
     out
+}
+
+/// The balloon: off, or its features and the first target (libvirt's `<currentMemory>`).
+fn balloon_line(config: &VmConfig) -> String {
+    let Some(b) = &config.balloon else {
+        return "off".to_string();
+    };
+    let mut s = format!(
+        "on deflate-on-oom={} free-page-reporting={}",
+        switch(b.deflate_on_oom),
+        switch(b.free_page_reporting)
+    );
+    if let Some(m) = b.initial_memory {
+        let _ = write!(s, " initial-memory={} ({m} bytes)", format_size(m));
+    }
+    s
 }
 
 fn switch(on: bool) -> &'static str {

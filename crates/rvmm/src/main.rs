@@ -7,6 +7,7 @@
 
 mod cli;
 mod cmd_advise;
+mod cmd_balloon;
 mod cmd_cpu;
 mod cmd_host;
 mod cmd_perf;
@@ -38,6 +39,8 @@ fn uses_sockets(command: &Command) -> bool {
         | Command::Emulatorpin(_)
         | Command::Setvcpus(_)
         | Command::Vcpucount(_)
+        | Command::Setmem(_)
+        | Command::Dommemstat(_)
         | Command::Qmp(_)
         | Command::Stats(_)
         | Command::Top(_)

@@ -133,12 +133,13 @@ const TUNED_FLAGS: &str = "--name rvmm-domain-tuned --kernel /etc/passwd \
 --numa node,nodeid=0,cpus=0-3,mem=512M,host-nodes=0,policy=bind \
 --numa node,nodeid=1,cpus=4-7,mem=512M,host-nodes=0,policy=interleave \
 --vcpu-pin 5=1 --cpuset 0-1 --cpu-shares 1024 \
---cpu-quota vcpu_period=100000,vcpu_quota=25000,emulator_quota=-1 --memory-limit 2G";
+--cpu-quota vcpu_period=100000,vcpu_quota=25000,emulator_quota=-1 --memory-limit 2G \
+--balloon on,current-memory=768M";
 
 /// hotplug.xml: 2 of 4 vCPUs online at boot (`<vcpu current>` and `<vcpus>`), the others
 /// hot-pluggable slots.
 const HOTPLUG_FLAGS: &str = "--name rvmm-domain-hotplug --append mode=halt \
---smp 2,maxcpus=4,sockets=4,dies=1,cores=1,threads=1 --cpu qemu64 -m 128M";
+--smp 2,maxcpus=4,sockets=4,dies=1,cores=1,threads=1 --cpu qemu64 -m 128M --balloon on";
 
 #[test]
 fn dry_run_of_a_domain_equals_dry_run_of_its_flags() {
@@ -175,9 +176,7 @@ fn dry_run_of_a_domain_equals_dry_run_of_its_flags() {
     assert_eq!(
         stderr,
         format!(
-            "rvmm: warning: --domain {p}:4: domain/currentMemory: the guest gets all 1G of \
-             <memory>: rvmm has no balloon device to hold 256M back\n\
-             rvmm: warning: --domain {p}:17: domain/cputune/iothread_quota: ignored (rvmm has \
+            "rvmm: warning: --domain {p}:17: domain/cputune/iothread_quota: ignored (rvmm has \
              no I/O threads; their work runs in the emulator group \
              (<emulator_period>/<emulator_quota>))\n\
              rvmm: warning: --domain {p}:21: domain/memtune/soft_limit: ignored (rvmm sets no \

@@ -234,6 +234,9 @@ pub fn run_args(config: &VmConfig) -> Vec<String> {
     for net in &config.nets {
         add("--net", net.option());
     }
+    if let Some(b) = &config.balloon {
+        add("--balloon", b.option());
+    }
     args
 }
 

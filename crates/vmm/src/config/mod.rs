@@ -5,6 +5,7 @@
 //! option, the value and the rule; nothing here touches KVM or the host. Checks that need
 //! the host (vCPU limits, free memory) happen when the VM is built.
 
+pub mod balloon;
 pub mod cpu;
 pub mod cputune;
 pub mod disk;
@@ -97,6 +98,9 @@ pub struct VmConfig {
     pub disks: Vec<disk::DiskConfig>,
     /// virtio-net NICs (`--net`), in virtio-mmio slot order after the disks.
     pub nets: Vec<net::NetConfig>,
+    /// The virtio-balloon (`--balloon`; a libvirt domain's `<memballoon>`), after the other
+    /// virtio devices.
+    pub balloon: Option<balloon::BalloonConfig>,
 }
 
 /// Why a configuration is not acceptable on its own (host limits are checked later).
@@ -116,6 +120,8 @@ pub enum ConfigError {
     Pinning(#[from] pinning::PinningError),
     #[error(transparent)]
     Cputune(#[from] cputune::CputuneError),
+    #[error(transparent)]
+    Balloon(#[from] balloon::BalloonOptionError),
     #[error("{count} virtio devices ({what}); at most {VIRTIO_SLOTS}, one virtio-mmio slot each")]
     TooManyVirtio { count: usize, what: String },
 }
@@ -149,6 +155,7 @@ impl Default for VmConfig {
             cgroup: Default::default(),
             disks: Vec::new(),
             nets: Vec::new(),
+            balloon: None,
         }
     }
 }
@@ -173,6 +180,9 @@ impl VmConfig {
         .validate()?;
         self.numa.resolve(&self.smp, self.memory)?;
         cputune::validate(&self.cputune, &self.memtune, &self.cgroup, self.memory)?;
+        if let Some(b) = &self.balloon {
+            b.validate(self.memory)?;
+        }
         let virtio = self.virtio_devices();
         let count = virtio.iter().map(|(_, n)| n).sum::<usize>();
         if count > VIRTIO_SLOTS {
@@ -190,7 +200,11 @@ impl VmConfig {
     /// The virtio devices by kind, in slot order (disks, then ...): what `validate` counts
     /// against the slots.
     pub fn virtio_devices(&self) -> Vec<(&'static str, usize)> {
-        vec![("--disk", self.disks.len()), ("--net", self.nets.len())]
+        vec![
+            ("--disk", self.disks.len()),
+            ("--net", self.nets.len()),
+            ("--balloon", usize::from(self.balloon.is_some())),
+        ]
     }
 }
 

@@ -515,6 +515,11 @@ pub enum Event {
     },
     /// The guest's `_OST` report for a slot (qapi/acpi.json).
     AcpiDeviceOst(AcpiOstInfo),
+    /// The balloon driver changed the balloon's size: the guest's memory now, in bytes
+    /// (qapi/machine.json).
+    BalloonChange {
+        actual: u64,
+    },
 }
 
 /// An event line stamped with `at`.
@@ -556,6 +561,7 @@ pub fn event_line(event: Event, at: SystemTime) -> String {
             data.insert("status".into(), info.status.into());
             ("ACPI_DEVICE_OST", Some(json!({ "info": data })))
         }
+        Event::BalloonChange { actual } => ("BALLOON_CHANGE", Some(json!({ "actual": actual }))),
     };
     obj.insert("event".into(), Value::String(name.into()));
     if let Some(d) = data {

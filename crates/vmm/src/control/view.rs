@@ -209,4 +209,26 @@ pub(crate) trait VmView {
         dir: &std::path::Path,
         stopped: bool,
     ) -> Result<super::commands::snapshot::SnapshotReply, VmError>;
+    /// The balloon, when the VM has one.
+    fn balloon(&self) -> Option<BalloonStatus>;
+    /// Sets the balloon's target (pages it should hold) and tells the driver.
+    fn set_balloon_target(&mut self, pages: u32);
+}
+
+/// The balloon as commands see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BalloonStatus {
+    /// Guest RAM in bytes.
+    pub ram: u64,
+    /// The target in 4 KiB pages.
+    pub target: u32,
+    /// The pages the driver says the balloon holds.
+    pub actual: u32,
+}
+
+impl BalloonStatus {
+    /// The guest's memory as QEMU reports it: RAM less the balloon.
+    pub fn actual_bytes(&self) -> u64 {
+        self.ram.saturating_sub(u64::from(self.actual) << 12)
+    }
 }

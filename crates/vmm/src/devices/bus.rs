@@ -126,10 +126,12 @@ impl Bus {
     /// Guest MMIO write outside RAM and the in-kernel devices.
     pub fn mmio_write(&self, addr: u64, data: &[u8]) -> Option<GuestEvent> {
         if let Some((v, offset)) = self.virtio_at(addr) {
-            if lock(&v.transport).write(offset, data) {
+            let mut transport = lock(&v.transport);
+            if transport.write(offset, data) {
                 // A full counter means the thread has a wakeup pending already.
                 let _ = v.notify.write(1);
             }
+            return transport.take_guest_event();
         }
         None
     }

@@ -31,4 +31,6 @@ pub enum GuestEvent {
     CpuEject { slot: u32 },
     /// The guest reported an OST event and status for a vCPU slot (`_OST`).
     CpuOst { slot: u32, event: u32, status: u32 },
+    /// The balloon driver wrote a new `actual` (pages the balloon holds).
+    BalloonChange { actual: u32 },
 }

@@ -320,4 +320,15 @@ impl VmView for FakeVm {
             usage_ns: Some(7_000_000),
         })
     }
+
+    fn balloon(&self) -> Option<crate::control::view::BalloonStatus> {
+        // A 128 MiB guest whose driver holds 16 MiB.
+        Some(crate::control::view::BalloonStatus {
+            ram: 128 << 20,
+            target: 0,
+            actual: 4096,
+        })
+    }
+
+    fn set_balloon_target(&mut self, _pages: u32) {}
 }

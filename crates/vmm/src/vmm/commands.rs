@@ -29,7 +29,7 @@ use crate::config::cputune::{SchedInfo, SchedParam};
 use crate::control::commands::cpu_slot::{guest_ejected, guest_ost, type_name, CpuSlots};
 use crate::control::qmp::{Event, ShutdownCause};
 use crate::control::view::{
-    EmulatorThread, EndRequest, HostCpuView, RunState, VcpuThread, VmError, VmView,
+    BalloonStatus, EmulatorThread, EndRequest, HostCpuView, RunState, VcpuThread, VmError, VmView,
 };
 use crate::control::{Command, QmpError, QmpServer};
 use crate::cpu::topology::CpuTopology;
@@ -130,6 +130,14 @@ impl<'a> Controller<'a> {
                 event,
                 status,
             } => guest_ost(self, slot, event, status),
+            GuestEvent::BalloonChange { actual } => {
+                let bytes = self
+                    .vmm
+                    .config
+                    .memory
+                    .saturating_sub(u64::from(actual) << 12);
+                self.emit(Event::BalloonChange { actual: bytes });
+            }
             // Ends of the VM never come this way (the vCPU thread finishes the VM).
             GuestEvent::Poweroff | GuestEvent::Reset | GuestEvent::DebugExit(_) => {}
         }
@@ -527,6 +535,32 @@ impl VmView for Controller<'_> {
 
     fn vcpu_cgroup(&self, index: u32) -> Option<CgroupCpuStat> {
         self.vmm.cgroup.as_ref()?.cpu_stat(Group::Vcpu(index)).ok()
+    }
+
+    fn balloon(&self) -> Option<BalloonStatus> {
+        let b = self.vmm.balloon.as_ref()?;
+        Some(BalloonStatus {
+            ram: self.vmm.config.memory,
+            target: b.target(),
+            actual: b.actual(),
+        })
+    }
+
+    fn set_balloon_target(&mut self, pages: u32) {
+        let Some(b) = &self.vmm.balloon else {
+            return;
+        };
+        b.set_target(pages);
+        // The balloon is the last virtio device.
+        if let Some(h) = self
+            .vmm
+            .virtio
+            .iter()
+            .rev()
+            .find(|h| h.device_id == crate::devices::virtio::balloon::DEVICE_ID)
+        {
+            h.config_changed();
+        }
     }
 }
 

@@ -34,6 +34,7 @@ use crate::cpu::msr;
 use crate::devices::bus::VirtioMmio;
 use crate::devices::cpu_hotplug::CpuHotplug;
 use crate::devices::serial::{com1, SerialOutput};
+use crate::devices::virtio::balloon::{Balloon, BalloonShared, GiveBack};
 use crate::devices::virtio::blk::{Block, DiskError};
 use crate::devices::virtio::mmio::{reg, MmioTransport};
 use crate::devices::virtio::net::{FrameIo, Net};
@@ -162,6 +163,8 @@ pub struct Vmm {
     cgroup: Option<Arc<VmCgroup>>,
     /// The virtio transports in slot order (disks first).
     pub virtio: Vec<VirtioHandle>,
+    /// The balloon's state shared with its device (target, actual), when it has one.
+    pub balloon: Option<Arc<BalloonShared>>,
     /// The virtio devices' I/O threads (stopped and joined when dropped).
     _virtio_workers: Vec<Worker>,
 }
@@ -204,7 +207,7 @@ impl Vmm {
         let cgroup = vm_cgroup(&config, &numa, &mut warnings)?;
 
         // The virtio devices (disks opened and locked) before anything big is made.
-        let devices = virtio_devices(&config, &mut warnings)?;
+        let (devices, balloon) = virtio_devices(&config, &backing_plan, &mut warnings)?;
 
         // Guest memory, then the VM with it.
         let (ram, map_warnings) = GuestRam::with_backing(&backing_plan, &mut prealloc_progress)?;
@@ -240,6 +243,7 @@ impl Vmm {
             numa,
             cgroup,
             virtio,
+            balloon,
             _virtio_workers: virtio_workers,
         })
     }
@@ -368,12 +372,15 @@ fn create_vm(host: &KvmHost, ram: &Arc<GuestRam>, config: &VmConfig) -> Result<V
     Ok(unsafe { Vm::new(&host.kvm, slots, options) }?)
 }
 
-/// The virtio devices in slot order: the disks (`--disk`, opened and locked), then the NICs
-/// (`--net`, their taps opened or created; a created tap's name is told in `notes`).
+/// The virtio devices in slot order: the disks (`--disk`, opened and locked), the NICs
+/// (`--net`, their taps opened or created; a created tap's name is told in `notes`), then the
+/// balloon (with its first target, and its state for the controller).
+#[allow(clippy::type_complexity)]
 fn virtio_devices(
     config: &VmConfig,
+    backing: &BackingPlan,
     notes: &mut Vec<String>,
-) -> Result<Vec<Box<dyn VirtioDevice>>, VmmError> {
+) -> Result<(Vec<Box<dyn VirtioDevice>>, Option<Arc<BalloonShared>>), VmmError> {
     let mut devices: Vec<Box<dyn VirtioDevice>> = Vec::new();
     for disk in &config.disks {
         devices.push(Box::new(Block::open(disk)?));
@@ -389,7 +396,18 @@ fn virtio_devices(
         }
         devices.push(Box::new(Net::new(Box::new(TapIo(tap)), net.mac.0)));
     }
-    Ok(devices)
+    let mut balloon = None;
+    if let Some(b) = &config.balloon {
+        let shared = Arc::new(BalloonShared::default());
+        if let Some(initial) = b.initial_memory {
+            let pages = config.memory.saturating_sub(initial) >> 12;
+            shared.set_target(u32::try_from(pages).unwrap_or(u32::MAX));
+        }
+        let give_back = GiveBack::new(backing.shared, backing.huge_page());
+        devices.push(Box::new(Balloon::new(b, give_back, shared.clone())));
+        balloon = Some(shared);
+    }
+    Ok((devices, balloon))
 }
 
 /// A tap as virtio-net's frame pipe.

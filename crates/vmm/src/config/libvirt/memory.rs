@@ -174,15 +174,17 @@ pub(super) fn cells<'d, 'i>(
     Ok(cells)
 }
 
-/// Guest RAM: `<memory>`, or the cells' total with NUMA; `<currentMemory>` and
-/// `<maxMemory>` are warned about.
+/// Guest RAM: `<memory>`, or the cells' total with NUMA, and `<currentMemory>` when it is
+/// below it (the balloon's first target, as libvirt sets it at start; warned about when
+/// the domain has no balloon, `balloon` false). `<maxMemory>` is warned about.
 pub(super) fn memory(
     ctx: &mut Ctx,
     memory: Option<Node>,
     current: Option<Node>,
     max: Option<Node>,
     cells: &[Cell],
-) -> Result<u64, DomainError> {
+    balloon: bool,
+) -> Result<(u64, Option<u64>), DomainError> {
     let given = match memory {
         Some(n) => {
             ctx.check_attrs(n, &["unit", "dumpCore"]);
@@ -246,14 +248,19 @@ pub(super) fn memory(
             format!("{size} bytes is not a multiple of 4 KiB (rvmm maps guest RAM in pages)"),
         ));
     }
+    let mut initial = None;
     if let Some(n) = current {
         ctx.check_attrs(n, &["unit"]);
         let cur = kib_round(ctx.size(n, None, "unit")?);
-        if cur < size {
+        if cur < size && balloon {
+            // 4 KiB pages are the balloon's unit.
+            initial = Some(cur - cur % BASE_PAGE);
+        } else if cur < size {
             ctx.warn(
                 n,
                 format!(
-                    "the guest gets all {} of <memory>: rvmm has no balloon device to hold {} back",
+                    "the guest gets all {} of <memory>: with <memballoon model='none'/> there is \
+                     no balloon to hold {} back",
                     format_size(size),
                     format_size(size - cur)
                 ),
@@ -263,7 +270,7 @@ pub(super) fn memory(
     if let Some(n) = max {
         ctx.ignored(n, "memory hotplug is not supported");
     }
-    Ok(size)
+    Ok((size, initial))
 }
 
 /// libvirt's numatune modes as host policies.

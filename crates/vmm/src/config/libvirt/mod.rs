@@ -47,6 +47,7 @@ use std::fmt::Write as _;
 use roxmltree::{Document, Node};
 use thiserror::Error;
 
+use super::balloon::BalloonConfig;
 use super::VmConfig;
 use crate::cpu::filter::HostCpuSupport;
 use crate::cpu::libvirt_map::LibvirtCpuMap;
@@ -423,12 +424,13 @@ pub fn parse_domain(text: &str, file: &str, env: &DomainEnv) -> Result<Domain, D
     let pmu = platform::features(&mut ctx, root, top.features)?;
     let cpu_config = cpu::cpu(&mut ctx, top.cpu, pmu, env)?;
     let mut cells = memory::cells(&mut ctx, top.cpu, smp.maxcpus)?;
-    let size = memory::memory(
+    let (size, initial_memory) = memory::memory(
         &mut ctx,
         top.memory,
         top.current_memory,
         top.max_memory,
         &cells,
+        platform::has_balloon(top.devices),
     )?;
     memory::numatune(&mut ctx, top.numatune, &mut cells)?;
     let backing = memory::backing(&mut ctx, top.memory_backing, &cells, size)?;
@@ -436,11 +438,15 @@ pub fn parse_domain(text: &str, file: &str, env: &DomainEnv) -> Result<Domain, D
     let (pinning, cputune) = cpu::cputune(&mut ctx, top.cputune, smp.maxcpus, vcpu.cpuset)?;
     let memtune = memory::memtune(&mut ctx, top.memtune, size)?;
     let boot = platform::os(&mut ctx, top.os)?;
-    let nets = platform::devices(&mut ctx, top.devices)?;
+    let (nets, balloon) = platform::devices(&mut ctx, top.devices)?;
     crate::config::net::check_unique(&nets).map_err(|e| {
         let rule = e.to_string();
         ctx.domain_err(rule.replace("--net: ", "<interface>: "))
     })?;
+    let balloon = balloon.map(|b| BalloonConfig {
+        initial_memory,
+        ..b
+    });
 
     let config = VmConfig {
         name: Some(name),
@@ -459,6 +465,7 @@ pub fn parse_domain(text: &str, file: &str, env: &DomainEnv) -> Result<Domain, D
         cgroup: Default::default(),
         disks: Vec::new(),
         nets,
+        balloon,
     };
     // The element checks above cover these rules; this is the backstop.
     config

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use roxmltree::Node;
 
 use super::{elements, text, Ctx, DomainError};
+use crate::config::balloon::BalloonConfig;
 use crate::config::name::check_name;
 use crate::config::net::{Mac, NetConfig};
 use crate::config::BootSource;
@@ -205,13 +206,71 @@ fn os_type(ctx: &mut Ctx, c: Node) -> Result<(), DomainError> {
     Ok(())
 }
 
-/// `<devices>`: the console and virtio NICs on taps are accepted (the NICs returned);
-/// everything else is warned about, except memory devices (the guest would get less RAM
-/// than libvirt gives it).
-pub(super) fn devices(ctx: &mut Ctx, n: Option<Node>) -> Result<Vec<NetConfig>, DomainError> {
+/// Whether the domain has a balloon: libvirt adds a virtio `<memballoon>` unless one says
+/// `model='none'` (and so does a domain without `<devices>`).
+pub(super) fn has_balloon(devices: Option<Node>) -> bool {
+    !devices.is_some_and(|d| {
+        elements(d).any(|c| c.has_tag_name("memballoon") && c.attribute("model") == Some("none"))
+    })
+}
+
+/// `<memballoon>`: virtio (or libvirt's default when absent) with `autodeflate` and
+/// `freePageReporting`; `none` for no balloon. Statistics are not supported (warned about).
+fn memballoon(ctx: &mut Ctx, c: Node) -> Result<Option<BalloonConfig>, DomainError> {
+    let model = ctx.attr_choice(
+        c,
+        "model",
+        &[
+            "virtio",
+            "virtio-transitional",
+            "virtio-non-transitional",
+            "xen",
+            "none",
+        ],
+    )?;
+    match model {
+        Some("none") => return Ok(None),
+        Some("xen") => {
+            return Err(ctx.attr_err(
+                c,
+                "model",
+                "'xen' needs a Xen host; rvmm's balloon is virtio",
+            ))
+        }
+        None => return Err(ctx.attr_err(c, "model", "missing (libvirt requires one)")),
+        _ => {}
+    }
+    ctx.check_attrs(c, &["model", "autodeflate", "freePageReporting"]);
+    let onoff = |ctx: &Ctx, attr: &str| -> Result<bool, DomainError> {
+        Ok(ctx.attr_choice(c, attr, &["on", "off"])? == Some("on"))
+    };
+    let config = BalloonConfig {
+        deflate_on_oom: onoff(ctx, "autodeflate")?,
+        free_page_reporting: onoff(ctx, "freePageReporting")?,
+        initial_memory: None,
+    };
+    for child in elements(c) {
+        match child.tag_name().name() {
+            "address" | "alias" => {}
+            "stats" => ctx.ignored(child, "rvmm's balloon has no statistics queue"),
+            _ => ctx.ignored(child, "rvmm's balloon does not support this element"),
+        }
+    }
+    Ok(Some(config))
+}
+
+/// `<devices>`: the console, virtio NICs on taps and the balloon are accepted; everything
+/// else is warned about, except memory devices (the guest would get less RAM than libvirt
+/// gives it). Returns the NICs and the balloon (libvirt's default virtio one when there is
+/// no `<memballoon>`).
+pub(super) fn devices(
+    ctx: &mut Ctx,
+    n: Option<Node>,
+) -> Result<(Vec<NetConfig>, Option<BalloonConfig>), DomainError> {
     let mut nets = Vec::new();
+    let mut balloon = Some(BalloonConfig::default());
     let Some(n) = n else {
-        return Ok(nets);
+        return Ok((nets, balloon));
     };
     let mut serials = 0;
     for c in elements(n) {
@@ -236,11 +295,7 @@ pub(super) fn devices(ctx: &mut Ctx, n: Option<Node>) -> Result<Vec<NetConfig>, 
                 }
             }
             "disk" | "filesystem" | "hostdev" => ctx.ignored(c, "rvmm has no virtio devices yet"),
-            "memballoon" => {
-                if c.attribute("model") != Some("none") {
-                    ctx.ignored(c, "rvmm has no balloon device");
-                }
-            }
+            "memballoon" => balloon = memballoon(ctx, c)?,
             "memory" => {
                 return Err(ctx.text_err(
                     c,
@@ -251,7 +306,7 @@ pub(super) fn devices(ctx: &mut Ctx, n: Option<Node>) -> Result<Vec<NetConfig>, 
             _ => ctx.ignored(c, "rvmm does not emulate this device"),
         }
     }
-    Ok(nets)
+    Ok((nets, balloon))
 }
 
 /// `<interface type='ethernet'>` with `<model type='virtio'/>`: a virtio-net NIC on the tap

@@ -15,11 +15,13 @@
 //! The wire protocol (`qmp`) sees this set only through [`ParseCommand`]; running a command
 //! is the VMM thread's call to [`Command::execute`].
 
+pub mod balloon;
 pub mod cont;
 pub mod cpu_slot;
 pub mod device_add;
 pub mod device_del;
 pub mod emulatorpin;
+pub mod query_balloon;
 pub mod query_commands;
 pub mod query_cpu_definitions;
 pub mod query_cpu_model_expansion;
@@ -162,6 +164,8 @@ command_set! {
     QueryStatsSchemas(query_stats_schemas::QueryStatsSchemas),
     SchedInfo(schedinfo::SchedInfoCommand),
     Snapshot(snapshot::SnapshotCommand),
+    Balloon(balloon::Balloon),
+    QueryBalloon(query_balloon::QueryBalloon),
 }
 
 fn reply_value<R: Serialize>(reply: &R) -> Result<Value, QmpError> {

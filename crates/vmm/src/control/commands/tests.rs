@@ -432,9 +432,12 @@ fn query_commands_lists_the_command_enum() {
         if *name == "__org.rvmm_snapshot" {
             arguments = args(json!({"path": "/s"}));
         }
+        if *name == "balloon" {
+            arguments = args(json!({"value": 1}));
+        }
         assert_eq!(parse(name, arguments).unwrap().name(), *name);
     }
-    assert_eq!(names.len(), 24);
+    assert_eq!(names.len(), 26);
 }
 
 #[test]
@@ -832,5 +835,71 @@ fn snapshot_pauses_saves_and_resumes_or_stays_stopped() {
     assert_eq!(
         run(&mut vm, "__org.rvmm_snapshot", json!({})),
         Err(QmpError::generic("Parameter 'path' is missing"))
+    );
+}
+
+#[test]
+fn balloon_and_query_balloon() {
+    use crate::control::view::BalloonStatus;
+    let mut vm = FakeVm::new("1");
+    // No balloon: QEMU's DeviceNotActive.
+    for (name, arguments) in [
+        ("balloon", json!({"value": 1 << 20})),
+        ("query-balloon", json!({})),
+    ] {
+        let e = run(&mut vm, name, arguments).unwrap_err();
+        assert_eq!(e.class, ErrorClass::DeviceNotActive);
+        assert_eq!(e.desc, "No balloon device has been activated");
+    }
+    let ram: u64 = 256 << 20;
+    vm.balloon = Some(BalloonStatus {
+        ram,
+        target: 0,
+        actual: 0,
+    });
+    assert_eq!(
+        run(&mut vm, "query-balloon", json!({})),
+        Ok(json!({"actual": ram}))
+    );
+    run(&mut vm, "balloon", json!({"value": ram - (64 << 20)})).unwrap();
+    assert_eq!(vm.balloon.unwrap().target, 16384);
+    // Above RAM: an empty balloon, as QEMU clamps it.
+    run(&mut vm, "balloon", json!({"value": ram * 2})).unwrap();
+    assert_eq!(vm.balloon.unwrap().target, 0);
+    // A value not above zero: QEMU's error, with its C parameter's name.
+    for v in [0i64, -4096] {
+        let e = run(&mut vm, "balloon", json!({ "value": v })).unwrap_err();
+        assert_eq!(e.desc, "Parameter 'target' expects a size");
+        assert_eq!(e.class, ErrorClass::GenericError);
+    }
+    assert_eq!(err("balloon", json!({})), "Parameter 'value' is missing");
+    assert_eq!(
+        err("balloon", json!({"value": "1G"})),
+        "Invalid parameter type for 'value', expected: integer"
+    );
+    assert_eq!(
+        err("balloon", json!({"value": 1, "extra": 2})),
+        "Parameter 'extra' is unexpected"
+    );
+    vm.balloon = Some(BalloonStatus {
+        ram,
+        target: 16384,
+        actual: 16384,
+    });
+    assert_eq!(
+        run(&mut vm, "query-balloon", json!({})),
+        Ok(json!({"actual": ram - (64 << 20)}))
+    );
+}
+
+#[test]
+fn balloon_change_event_line() {
+    let line = crate::control::qmp::event_line(
+        Event::BalloonChange { actual: 1 << 30 },
+        std::time::UNIX_EPOCH,
+    );
+    assert!(
+        line.contains(r#"{"data":{"actual":1073741824},"event":"BALLOON_CHANGE""#),
+        "{line}"
     );
 }

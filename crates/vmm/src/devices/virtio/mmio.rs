@@ -270,12 +270,18 @@ impl MmioTransport {
     /// signals the device's irqfd when this returns true (the driver is live and must be
     /// told).
     pub fn config_changed(&mut self) -> bool {
+        self.device.refresh_config();
         self.config_generation = self.config_generation.wrapping_add(1);
         if self.status & VIRTIO_CONFIG_S_DRIVER_OK == 0 {
             return false;
         }
         self.interrupt_status |= VIRTIO_MMIO_INT_CONFIG;
         true
+    }
+
+    /// What the device's last configuration write raised for the VMM, if anything.
+    pub fn take_guest_event(&mut self) -> Option<crate::devices::GuestEvent> {
+        self.device.take_guest_event()
     }
 
     fn queue_valid(&self, index: usize) -> bool {

@@ -8,6 +8,7 @@
 //! woken by an ioeventfd, interrupts through an irqfd) is `worker`'s business; the vCPU thread
 //! only touches registers.
 
+pub mod balloon;
 pub mod blk;
 pub mod mmio;
 pub mod net;
@@ -69,6 +70,14 @@ pub trait VirtioDevice: Send {
     /// served (net's tap while its receive queue has buffers). `None` (the default): only
     /// notifications wake the device.
     fn poll_fd(&self) -> Option<std::os::unix::io::RawFd> {
+        None
+    }
+    /// The host changed what the configuration space shows (the balloon's target): bring
+    /// it up to date. Called by the transport's `config_changed`.
+    fn refresh_config(&mut self) {}
+    /// An event a driver write raised for the rest of the VMM (the balloon's new `actual`),
+    /// taken by the bus after each write.
+    fn take_guest_event(&mut self) -> Option<crate::devices::GuestEvent> {
         None
     }
 }

@@ -724,9 +724,11 @@ fn run_loop(index: u32, vcpu: &mut VcpuFd, bus: &Bus, control: &VmControl, flags
             ExitAction::Guest(GuestEvent::DebugExit(value)) => {
                 control.finish(VmOutcome::DebugExit(value))
             }
-            // The emulator thread's business (vCPU hotplug).
+            // The emulator thread's business (vCPU hotplug, the balloon's events).
             ExitAction::Guest(
-                event @ (GuestEvent::CpuEject { .. } | GuestEvent::CpuOst { .. }),
+                event @ (GuestEvent::CpuEject { .. }
+                | GuestEvent::CpuOst { .. }
+                | GuestEvent::BalloonChange { .. }),
             ) => {
                 control.post_guest_event(event);
             }

@@ -327,7 +327,6 @@ fn approximations_are_warned_about() {
                 "{w}/numatune/memory: ignored (rvmm binds memory per guest NUMA node; without \
                  <numa> cells it is not bound)"
             ),
-            format!("{w}/devices/memballoon: ignored (rvmm has no balloon device)"),
             format!("{w}/devices/serial: the console is rvmm's stdio whatever its type"),
         ]
     );
@@ -519,4 +518,65 @@ fn ethernet_interfaces_are_virtio_nics_on_taps() {
         "--domain vm.xml:3: <interface>: tap=a/b: an interface name is at most 15 bytes, \
          without '/', ':', spaces or commas"
     );
+}
+
+#[test]
+fn memballoon_and_current_memory() {
+    use crate::config::balloon::BalloonConfig;
+    // No <memballoon>: libvirt's default virtio balloon; <currentMemory> is its first target.
+    let d = parse(&dom(
+        "<memory unit='MiB'>256</memory><currentMemory unit='MiB'>192</currentMemory>",
+    ))
+    .unwrap();
+    assert_eq!(
+        d.config.balloon,
+        Some(BalloonConfig {
+            initial_memory: Some(192 << 20),
+            ..Default::default()
+        })
+    );
+    assert_eq!(d.warnings, Vec::<String>::new());
+    let d = parse(&dom(
+        "<memory unit='MiB'>256</memory><devices><memballoon model='virtio' autodeflate='on' \
+         freePageReporting='on'><stats period='10'/><address type='pci'/></memballoon></devices>",
+    ))
+    .unwrap();
+    assert_eq!(
+        d.config.balloon,
+        Some(BalloonConfig {
+            deflate_on_oom: true,
+            free_page_reporting: true,
+            initial_memory: None,
+        })
+    );
+    assert_eq!(
+        d.warnings,
+        [
+            "--domain vm.xml:3: domain/devices/memballoon/stats: ignored (rvmm's balloon has no \
+          statistics queue)"
+        ]
+    );
+    // model='none': no balloon, and <currentMemory> cannot be honoured.
+    let d = parse(&dom(
+        "<memory unit='MiB'>256</memory><currentMemory unit='MiB'>192</currentMemory>\
+         <devices><memballoon model='none'/></devices>",
+    ))
+    .unwrap();
+    assert_eq!(d.config.balloon, None);
+    assert_eq!(
+        d.warnings,
+        [
+            "--domain vm.xml:3: domain/currentMemory: the guest gets all 256M of <memory>: with \
+          <memballoon model='none'/> there is no balloon to hold 64M back"
+        ]
+    );
+    assert!(err(&dom(
+        "<memory unit='MiB'>256</memory><devices><memballoon model='virtio' \
+             autodeflate='yes'/></devices>"
+    ))
+    .contains("autodeflate"),);
+    assert!(err(&dom(
+        "<memory unit='MiB'>256</memory><devices><memballoon model='xen'/></devices>"
+    ))
+    .contains("'xen' needs a Xen host"));
 }

@@ -11,7 +11,7 @@ use crate::config::smp::SmpConfig;
 use crate::control::commands::cpu_slot::CpuSlots;
 use crate::control::qmp::Event;
 use crate::control::view::{
-    EmulatorThread, EndRequest, HostCpuView, RunState, VcpuThread, VmError, VmView,
+    BalloonStatus, EmulatorThread, EndRequest, HostCpuView, RunState, VcpuThread, VmError, VmView,
 };
 use crate::cpu::filter::HostCpuSupport;
 use crate::cpu::models::expand::HostIdentity;
@@ -53,6 +53,7 @@ pub(super) struct FakeVm {
     pub sched_error: Option<String>,
     /// Each vCPU group's bandwidth and throttling, by slot.
     pub cgroups: BTreeMap<u32, CgroupCpuStat>,
+    pub balloon: Option<BalloonStatus>,
 }
 
 /// libvirt's defaults for a fresh group: shares 1024, the kernel's period, no quota.
@@ -125,6 +126,7 @@ impl FakeVm {
             sched: Some(default_sched()),
             sched_error: None,
             cgroups: BTreeMap::new(),
+            balloon: None,
         }
     }
 }
@@ -328,5 +330,14 @@ impl VmView for FakeVm {
             milliseconds: 0,
             stopped,
         })
+    }
+
+    fn balloon(&self) -> Option<BalloonStatus> {
+        self.balloon
+    }
+    fn set_balloon_target(&mut self, pages: u32) {
+        if let Some(b) = &mut self.balloon {
+            b.target = pages;
+        }
     }
 }
