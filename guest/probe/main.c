@@ -25,7 +25,8 @@
  *                        CPUID lines (cpu=S), PROBE-HOTPLUG online slot=S apic=A; or
  *                        PROBE-HOTPLUG eject slot=S apic=A once it is ejected
  *   mode=virtio          virtio-blk over virtio-mmio (virtio.c): write, read back, flush and
- *                        GET_ID on every disk found, PROBE-VIRTIO lines, power off
+ *                        GET_ID on every disk found, PROBE-VIRTIO lines, power off;
+ *                        virtio=hostile|discard|bench add steps (virtio.c's header)
  *   mode=load duty=D0,D1,... [period=MS]
  *                        every vCPU busy D % of each period (default 100 ms) and halted the
  *                        rest, timed by the TSC (load.c); PROBE-LOAD cpus=N duty=...

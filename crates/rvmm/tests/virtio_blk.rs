@@ -3,7 +3,10 @@
 //! (`--disk`) and under QEMU 7.2 microvm (`-device virtio-blk-device`) it prints the same
 //! lines, and the image each leaves behind is byte-identical and holds the pattern. A
 //! read-only disk refuses the write in both and stays untouched; a second rvmm on an image in
-//! use is refused; bad `--disk` values fail with the option's message.
+//! use is refused; bad `--disk` values fail with the option's message. `cache=none` (O_DIRECT)
+//! gives the same lines and image as QEMU's `cache=none`; `virtio=discard` discards and
+//! write-zeroes the pattern's sectors in both, the images agree, and the host file's
+//! allocated blocks drop.
 
 mod common;
 
@@ -42,11 +45,16 @@ fn virtio_lines(stdout: &[u8]) -> Vec<String> {
 
 fn under_rvmm(elf: &Path, img: &Path, readonly: bool) -> Vec<String> {
     let ro = if readonly { ",readonly=on" } else { "" };
+    rvmm_with(elf, img, ro, "mode=virtio")
+}
+
+/// rvmm on `img` with `extra` disk options and guest command line `append`.
+fn rvmm_with(elf: &Path, img: &Path, extra: &str, append: &str) -> Vec<String> {
     let mut c = rvmm();
     c.args(["run", "--kernel"])
         .arg(elf)
-        .args(["--append", "mode=virtio", "--disk"])
-        .arg(format!("path={}{ro},serial={SERIAL}", img.display()));
+        .args(["--append", append, "--disk"])
+        .arg(format!("path={}{extra},serial={SERIAL}", img.display()));
     let out = run_with_timeout(c, Duration::from_secs(60));
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "rvmm failed: {stdout}\n{stderr}");
@@ -55,6 +63,11 @@ fn under_rvmm(elf: &Path, img: &Path, readonly: bool) -> Vec<String> {
 
 fn under_qemu(elf: &Path, img: &Path, readonly: bool) -> Vec<String> {
     let ro = if readonly { ",readonly=on" } else { "" };
+    qemu_with(elf, img, ro, "mode=virtio")
+}
+
+/// QEMU microvm on `img` with `extra` -drive options and guest command line `append`.
+fn qemu_with(elf: &Path, img: &Path, extra: &str, append: &str) -> Vec<String> {
     let mut q = qemu();
     q.args([
         "-M",
@@ -65,11 +78,11 @@ fn under_qemu(elf: &Path, img: &Path, readonly: bool) -> Vec<String> {
     ])
     .args(["-m", "128", "-kernel"])
     .arg(elf)
-    .args(["-append", "mode=virtio"])
+    .args(["-append", append])
     // microvm's transports are legacy (version 1) unless told otherwise.
     .args(["-global", "virtio-mmio.force-legacy=false", "-drive"])
     .arg(format!(
-        "if=none,id=d0,format=raw,file={}{ro}",
+        "if=none,id=d0,format=raw,file={}{extra}",
         img.display()
     ))
     .args([
@@ -256,6 +269,139 @@ fn hostile_requests_fail_and_the_disk_goes_on() {
     assert!(
         a[..512].iter().chain(&a[2560..]).all(|&x| x == FILL),
         "the hostile writes did not land"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The allocated 512-byte blocks of `path` (stat's st_blocks).
+fn allocated(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().blocks()
+}
+
+/// Whether `dir` is on a tmpfs (where cache=none or holes would not show what a disk does).
+fn on_tmpfs(dir: &Path) -> bool {
+    let out = std::process::Command::new("stat")
+        .args(["-f", "-c", "%T"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim() == "tmpfs"
+}
+
+/// A directory on a disk-backed file system: the temporary one unless it is a tmpfs.
+fn disk_dir(tag: &str) -> PathBuf {
+    let d = tempdir(tag);
+    if !on_tmpfs(&d) {
+        return d;
+    }
+    let _ = std::fs::remove_dir_all(&d);
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(tag);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// cache=none: the guest's unaligned buffers go through rvmm's bounce buffer with O_DIRECT;
+/// the lines, and the image on a disk-backed file system, are QEMU's with cache=none.
+#[test]
+fn cache_none_matches_qemu_cache_none() {
+    if !kvm_available("cache_none_matches_qemu_cache_none") {
+        return;
+    }
+    let dir = disk_dir("vblk-direct");
+    assert!(!on_tmpfs(&dir));
+    let elf = probe_elf(&dir);
+    let (ours, theirs) = (image(&dir, "rvmm.img"), image(&dir, "qemu.img"));
+    let lines = rvmm_with(&elf, &ours, ",cache=none", "mode=virtio");
+    assert_eq!(
+        lines[1..4],
+        [
+            "PROBE-VIRTIO dev=0 write status=0",
+            "PROBE-VIRTIO dev=0 read status=0 match=yes",
+            "PROBE-VIRTIO dev=0 flush status=0",
+        ]
+    );
+    assert_eq!(
+        qemu_with(&elf, &theirs, ",cache=none", "mode=virtio"),
+        lines
+    );
+    let a = std::fs::read(&ours).unwrap();
+    assert!(a == std::fs::read(&theirs).unwrap(), "the images differ");
+    assert_eq!(&a[512..2560], &pattern()[..], "the data reached the file");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn cache_none_on_a_file_system_without_o_direct_is_refused() {
+    // procfs refuses O_DIRECT (as tmpfs did before Linux 6.6; this host's tmpfs takes it).
+    let out = rvmm()
+        .args(["run", "--disk", "path=/proc/version,readonly=on,cache=none"])
+        .output()
+        .unwrap();
+    let (code, err) = failed_cleanly(&out, "cache=none on procfs");
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(
+            "--disk cache=none: /proc/version: its file system refuses O_DIRECT (EINVAL), \
+             which cache=none needs; use cache=writeback on this file system"
+        ),
+        "{err}"
+    );
+}
+
+/// virtio=discard: discard sectors 0..63, write the pattern again, write-zeroes it, read
+/// zeroes back. QEMU (its drive with discard=unmap, without which QEMU acknowledges a discard
+/// and keeps the data) prints the same lines and leaves the same image; the host file has
+/// fewer allocated blocks after either.
+#[test]
+fn discard_and_write_zeroes_match_qemu_and_free_blocks() {
+    if !kvm_available("discard_and_write_zeroes_match_qemu_and_free_blocks") {
+        return;
+    }
+    let dir = disk_dir("vblk-discard");
+    let elf = probe_elf(&dir);
+    let (ours, theirs) = (image(&dir, "rvmm.img"), image(&dir, "qemu.img"));
+    std::fs::File::open(&ours).unwrap().sync_all().unwrap();
+    std::fs::File::open(&theirs).unwrap().sync_all().unwrap();
+    let (before_ours, before_theirs) = (allocated(&ours), allocated(&theirs));
+    let lines = rvmm_with(&elf, &ours, "", "mode=virtio virtio=discard");
+    assert_eq!(
+        lines[5..],
+        [
+            "PROBE-VIRTIO dev=0 discard status=0",
+            "PROBE-VIRTIO dev=0 rewrite status=0",
+            "PROBE-VIRTIO dev=0 write-zeroes status=0",
+            "PROBE-VIRTIO dev=0 read-zeroes status=0 match=yes",
+            "PROBE-VIRTIO-END devices=1",
+        ]
+    );
+    assert_eq!(
+        qemu_with(
+            &elf,
+            &theirs,
+            ",discard=unmap",
+            "mode=virtio virtio=discard"
+        ),
+        lines
+    );
+    let a = std::fs::read(&ours).unwrap();
+    assert!(a == std::fs::read(&theirs).unwrap(), "the images differ");
+    assert!(
+        a[..64 * 512].iter().all(|&b| b == 0),
+        "sectors 0..63 read zero"
+    );
+    assert!(a[64 * 512..].iter().all(|&b| b == FILL));
+    let (after_ours, after_theirs) = (allocated(&ours), allocated(&theirs));
+    assert!(
+        after_ours < before_ours,
+        "rvmm: st_blocks {before_ours} -> {after_ours}"
+    );
+    assert!(
+        after_theirs < before_theirs,
+        "QEMU: st_blocks {before_theirs} -> {after_theirs}"
+    );
+    eprintln!(
+        "st_blocks: rvmm {before_ours} -> {after_ours}, QEMU {before_theirs} -> {after_theirs}"
     );
     let _ = std::fs::remove_dir_all(dir);
 }
