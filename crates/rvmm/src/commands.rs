@@ -123,8 +123,12 @@ fn domain_config(args: &RunArgs, path: &Path) -> Result<(VmConfig, Vec<String>)>
     let mut domain = parse_domain(&text, &shown, &env)?;
     domain.config.machine = machine_config(args)?;
     domain.config.cgroup = tuning_options(args).parse()?.cgroup;
-    // No <disk> element yet: --disk adds disks to a domain.
-    domain.config.disks = DiskConfig::parse_all(&args.disk)?;
+    // --disk adds disks after the domain's own.
+    domain
+        .config
+        .disks
+        .extend(DiskConfig::parse_all(&args.disk)?);
+    domain.config.validate()?;
     check_domain_cgroup(&domain.config, &shown)?;
     check_boot_files(
         &domain.config.boot,

@@ -450,3 +450,83 @@ fn virtio_cmdline_lists_the_devices_in_slot_order() {
     assert_eq!(virtio_lines(&out.stdout), under_rvmm(&elf, &img, false));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/domains")
+        .join(name)
+}
+
+/// A libvirt domain's `<disk>` elements are rvmm's disks, in document order and before
+/// `--disk` ones: the fixture passes libvirt's schema, `--dry-run` shows them as `--disk`
+/// flags, and a copy pointing at real images runs the probe on all three (the domain's
+/// cache='none' disk, its read-only one, then the command line's).
+#[test]
+fn domain_disks_come_first_and_run() {
+    let path = fixture("disk.xml");
+    let out = std::process::Command::new("/usr/bin/virt-xml-validate")
+        .arg(&path)
+        .arg("domain")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+
+    let out = rvmm()
+        .args(["run", "--dry-run", "--domain"])
+        .arg(&path)
+        .args(["--disk", "path=/extra.img"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let flags = stdout.lines().find(|l| l.starts_with("flags: ")).unwrap();
+    assert!(
+        flags.ends_with(
+            "--disk path=/var/lib/rvmm/images/root.img,cache=none,serial=RVMM-DISK-7 \
+             --disk path=/var/lib/rvmm/images/data.img,readonly=on,serial=DATA \
+             --disk path=/extra.img"
+        ),
+        "{flags}"
+    );
+
+    if !kvm_available("domain_disks_come_first_and_run") {
+        return;
+    }
+    let dir = disk_dir("vblk-domain");
+    let (root, data, extra) = (
+        image(&dir, "root.img"),
+        image(&dir, "data.img"),
+        image(&dir, "extra.img"),
+    );
+    let xml = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("/var/lib/rvmm/images/root.img", root.to_str().unwrap())
+        .replace("/var/lib/rvmm/images/data.img", data.to_str().unwrap());
+    let copy = dir.join("disk.xml");
+    std::fs::write(&copy, xml).unwrap();
+    let mut c = rvmm();
+    c.args(["run", "--domain"])
+        .arg(&copy)
+        .arg("--disk")
+        .arg(format!("path={},serial=EXTRA", extra.display()));
+    let out = run_with_timeout(c, Duration::from_secs(60));
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let lines = virtio_lines(&out.stdout);
+    for want in [
+        "PROBE-VIRTIO dev=0 id=2 capacity=2048 ro=0 flush=1",
+        "PROBE-VIRTIO dev=0 getid status=0 serial=RVMM-DISK-7",
+        "PROBE-VIRTIO dev=1 id=2 capacity=2048 ro=1 flush=1",
+        "PROBE-VIRTIO dev=1 write status=1",
+        "PROBE-VIRTIO dev=1 getid status=0 serial=DATA",
+        "PROBE-VIRTIO dev=2 read status=0 match=yes",
+        "PROBE-VIRTIO dev=2 getid status=0 serial=EXTRA",
+        "PROBE-VIRTIO-END devices=3",
+    ] {
+        assert!(lines.iter().any(|l| l == want), "{want} not in {lines:#?}");
+    }
+    assert_eq!(&std::fs::read(&root).unwrap()[512..2560], &pattern()[..]);
+    assert!(std::fs::read(&data).unwrap().iter().all(|&b| b == FILL));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -76,6 +76,20 @@ pub enum DiskOptionError {
     TooMany { count: usize },
 }
 
+/// Whether `s` can be a disk's serial (GET_ID's 20 bytes, printable ASCII).
+pub fn check_serial(s: &str) -> Result<(), DiskOptionError> {
+    if s.len() > MAX_SERIAL {
+        return Err(DiskOptionError::SerialTooLong {
+            serial: s.to_string(),
+            len: s.len(),
+        });
+    }
+    if !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(DiskOptionError::SerialChars(s.escape_debug().to_string()));
+    }
+    Ok(())
+}
+
 impl DiskConfig {
     /// Parses one `--disk` value.
     pub fn parse(text: &str) -> Result<DiskConfig, DiskOptionError> {
@@ -113,15 +127,7 @@ impl DiskConfig {
             }
         };
         if let Some(s) = &serial {
-            if s.len() > MAX_SERIAL {
-                return Err(DiskOptionError::SerialTooLong {
-                    serial: s.clone(),
-                    len: s.len(),
-                });
-            }
-            if !s.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(DiskOptionError::SerialChars(s.escape_debug().to_string()));
-            }
+            check_serial(s)?;
         }
         Ok(DiskConfig {
             path: PathBuf::from(path),

@@ -226,7 +226,9 @@ pub(super) fn devices(ctx: &mut Ctx, n: Option<Node>) -> Result<(), DomainError>
                     _ => ctx.warn(c, "the console is rvmm's stdio whatever its type"),
                 }
             }
-            "disk" | "interface" | "filesystem" | "hostdev" => {
+            // disk.rs.
+            "disk" => {}
+            "interface" | "filesystem" | "hostdev" => {
                 ctx.ignored(c, "rvmm has no virtio devices yet")
             }
             "memballoon" => {
