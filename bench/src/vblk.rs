@@ -170,6 +170,19 @@ impl Bench<'_> {
             .spawn()
             .map_err(|e| fail(format!("cannot start: {e}")))?;
         let start = Instant::now();
+        // A VMM that hangs without output is killed at the plan's timeout (which ends the
+        // reads below with EOF).
+        let pid = child.id() as libc::pid_t;
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let timeout = self.plan.timeout;
+        let watchdog = std::thread::spawn(move || {
+            if stop_rx.recv_timeout(timeout).is_err() {
+                // SAFETY: kill(2) with a pid and a signal; the child is not yet reaped
+                // (the wait below comes after this thread is joined), so the pid is still
+                // its own.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        });
         let mut lines = Vec::new();
         let stdout = child
             .stdout
@@ -182,10 +195,12 @@ impl Bench<'_> {
             if line.starts_with("PROBE-VBENCH") || done {
                 lines.push((t, line));
             }
-            if done || t > self.plan.timeout {
+            if done {
                 break;
             }
         }
+        let _ = stop_tx.send(());
+        let _ = watchdog.join();
         let _ = child.kill();
         let _ = child.wait();
         rates(&lines).map_err(fail)
