@@ -7,7 +7,7 @@
 //! `smaps` (reading /proc), `plan` (what to run), `benches`, `scaling` and `hotplug` (the
 //! benchmarks), `kvm_loop`
 //! (the bare loop), `stats`, `results`, `targets`, `report` and `svg` (the output),
-//! `machine` (what it ran on).
+//! `machine` (what it ran on), `vblk` (virtio-blk).
 
 pub mod benches;
 pub mod hotplug;
@@ -23,6 +23,7 @@ pub mod smaps;
 pub mod stats;
 pub mod svg;
 pub mod targets;
+pub mod vblk;
 pub mod vmms;
 
 use std::path::{Path, PathBuf};
@@ -89,6 +90,7 @@ pub struct Selection {
     pub scaling: bool,
     pub hotplug: bool,
     pub monitoring: bool,
+    pub vblk: bool,
 }
 
 impl Selection {
@@ -100,6 +102,7 @@ impl Selection {
         scaling: true,
         hotplug: true,
         monitoring: true,
+        vblk: true,
     };
 
     /// Nothing selected (a single benchmark starts from this).
@@ -111,6 +114,7 @@ impl Selection {
         scaling: false,
         hotplug: false,
         monitoring: false,
+        vblk: false,
     };
 }
 
@@ -155,6 +159,10 @@ pub fn run(
     if which.monitoring {
         let dir = tools.probe_elf.parent().unwrap_or(Path::new("."));
         r.monitoring = Some(b.monitoring(dir)?);
+    }
+    if which.vblk {
+        let dir = tools.probe_elf.parent().unwrap_or(Path::new("."));
+        r.vblk = Some(b.vblk(dir)?);
     }
     r.meta.loadavg_end = machine::loadavg();
     r.meta.duration_s = began.elapsed().as_secs_f64();

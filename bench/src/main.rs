@@ -59,6 +59,8 @@ enum Command {
     Hotplug,
     /// 7. The cost of watching: pio exits/s unwatched, and sampled 1/s (QMP, `rvmm top`, /metrics).
     Monitoring,
+    /// 8. virtio-blk: 4 KiB random-read IOPS, sequential 64 KiB read and write MiB/s.
+    VirtioBlk,
     /// Re-render the page and plots from the plot directory's results.json.
     Report,
     /// The bare KVM_RUN loop alone.
@@ -138,6 +140,7 @@ fn real_main() -> Result<()> {
         Command::Scaling => only(|s| s.scaling = true),
         Command::Hotplug => only(|s| s.hotplug = true),
         Command::Monitoring => only(|s| s.monitoring = true),
+        Command::VirtioBlk => only(|s| s.vblk = true),
     };
     if cli.runs == 0 {
         bail!("--runs: 0 runs measure nothing; give at least 1");
@@ -205,6 +208,9 @@ fn merge(all: &mut Results, new: Results, which: Selection) {
     if which.monitoring {
         all.monitoring = new.monitoring;
     }
+    if which.vblk {
+        all.vblk = new.vblk;
+    }
     all.meta.updates.push(format!(
         "{} at {} ({})",
         selection_names(which),
@@ -222,6 +228,7 @@ fn selection_names(s: Selection) -> String {
         (s.scaling, "scaling"),
         (s.hotplug, "hotplug"),
         (s.monitoring, "monitoring"),
+        (s.vblk, "virtio-blk"),
     ];
     names
         .iter()

@@ -35,6 +35,8 @@ pub struct Plan {
     pub scale_exits_count: u64,
     pub scale_rate_concurrency: usize,
     pub scale_rate_vms: usize,
+    /// virtio-blk: requests per phase (vblk.rs).
+    pub vblk_ops: u64,
     /// A run longer than this is killed and the benchmark fails.
     pub timeout: Duration,
 }
@@ -73,6 +75,7 @@ impl Plan {
             scale_exits_count: 30_000,
             scale_rate_concurrency: 4,
             scale_rate_vms: 16,
+            vblk_ops: crate::vblk::FULL_OPS,
             timeout: Duration::from_secs(300),
         }
     }
@@ -97,6 +100,7 @@ impl Plan {
             scale_exits_count: 500,
             scale_rate_concurrency: 2,
             scale_rate_vms: 2,
+            vblk_ops: crate::vblk::SMOKE_OPS,
             timeout: Duration::from_secs(60),
         }
     }

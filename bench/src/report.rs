@@ -526,6 +526,31 @@ fn section_monitoring(s: &mut String, r: &Results) {
     let _ = writeln!(s);
 }
 
+fn section_vblk(s: &mut String, r: &Results) {
+    let Some(v) = &r.vblk else {
+        return;
+    };
+    let _ = writeln!(s, "## 8. virtio-blk\n");
+    let _ = writeln!(
+        s,
+        "The probe guest's `virtio=bench` on one virtio-blk disk, a {} MiB raw image in the host's page cache \
+         (rvmm `--disk path=IMG`, QEMU `-drive if=none,format=raw,cache=writeback,file=IMG -device virtio-blk-device`), \
+         1 vCPU, queue depth one, the guest polling the used ring: {} requests per phase, 4 KiB reads at random \
+         4 KiB-aligned offsets, then sequential {} KiB reads and writes. Each phase is timed on the host from the \
+         arrival of its `PROBE-VBENCH ... phase=begin` line to its `phase=end` line.\n",
+        v.image_mib,
+        v.ops,
+        v.seq_size / 1024
+    );
+    let _ = writeln!(
+        s,
+        "| | rvmm | QEMU | rvmm/QEMU |\n|---|---|---|---|\n| 4 KiB random read, IOPS | {} |\n| sequential read, MiB/s | {} |\n| sequential write, MiB/s | {} |\n",
+        pair_cells(&v.randread_iops, 0),
+        pair_cells(&v.seqread_mib_s, 1),
+        pair_cells(&v.seqwrite_mib_s, 1)
+    );
+}
+
 fn section_scaling(s: &mut String, r: &Results, plot_dir: &str) {
     let Some(sc) = &r.scaling else {
         return;
@@ -603,6 +628,7 @@ pub fn markdown(r: &Results, analysis: Option<&str>, plot_dir: &str) -> String {
     section_scaling(&mut s, r, plot_dir);
     section_hotplug(&mut s, r);
     section_monitoring(&mut s, r);
+    section_vblk(&mut s, r);
     s
 }
 
@@ -616,6 +642,7 @@ pub fn tables(r: &Results) -> String {
     section_scaling(&mut s, r, ".");
     section_hotplug(&mut s, r);
     section_monitoring(&mut s, r);
+    section_vblk(&mut s, r);
     s
 }
 

@@ -143,6 +143,19 @@ pub struct Meta {
     pub updates: Vec<String>,
 }
 
+/// Benchmark 8: virtio-blk from the probe guest (vblk.rs).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct VblkResult {
+    /// Requests per phase.
+    pub ops: u64,
+    /// The sequential phases' transfer size in bytes.
+    pub seq_size: u64,
+    pub image_mib: u64,
+    pub randread_iops: Pair,
+    pub seqread_mib_s: Pair,
+    pub seqwrite_mib_s: Pair,
+}
+
 /// Everything one `rvmm-bench all` measured.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Results {
@@ -156,4 +169,6 @@ pub struct Results {
     pub hotplug: Option<HotplugResult>,
     #[serde(default)]
     pub monitoring: Option<MonitoringResult>,
+    #[serde(default)]
+    pub vblk: Option<VblkResult>,
 }

@@ -78,6 +78,10 @@ fn every_benchmark_once() {
         assert_eq!(v.len(), 1, "monitoring {what}: {v:?}");
         assert!(v[0] > 0.0, "monitoring {what}: {v:?}");
     }
+    let v = r.vblk.as_ref().expect("the virtio-blk benchmark ran");
+    one_sample_each("virtio-blk randread", &v.randread_iops);
+    one_sample_each("virtio-blk seqread", &v.seqread_mib_s);
+    one_sample_each("virtio-blk seqwrite", &v.seqwrite_mib_s);
     let exits = r.exits.as_ref().unwrap();
     one_sample_each("exits", &exits.per_sec);
     assert_eq!(exits.bare_per_sec.len(), 1);

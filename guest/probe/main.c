@@ -27,7 +27,8 @@
  *                        CPUID lines (cpu=S), PROBE-HOTPLUG online slot=S apic=A; or
  *                        PROBE-HOTPLUG eject slot=S apic=A once it is ejected
  *   mode=virtio          virtio-blk over virtio-mmio (virtio.c): write, read back, flush and
- *                        GET_ID on every disk found, PROBE-VIRTIO lines, power off
+ *                        GET_ID on every disk found, PROBE-VIRTIO lines, power off;
+ *                        virtio=hostile|discard|bench add steps (virtio.c's header)
  *   mode=counter         every vCPU counts and checks a memory region it owns; the BSP
  *                        prints PROBE-COUNTER cpu=N value=V sum=ok|bad (counter.c)
  *   mode=load duty=D0,D1,... [period=MS]

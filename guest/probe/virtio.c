@@ -21,6 +21,24 @@
  * a write past the end, a looping chain (PROBE-VIRTIO dev=K hostile ... lines), and a read
  * that must still find the pattern.
  *
+ * With virtio=discard, then (on a device offering DISCARD and WRITE_ZEROES, else
+ * "discard status=unoffered"): discard sectors 0..63 (the pattern's and the file system
+ * blocks around them), write the pattern again, write-zeroes its sectors, read them back:
+ *
+ *   PROBE-VIRTIO dev=K discard status=S
+ *   PROBE-VIRTIO dev=K rewrite status=S
+ *   PROBE-VIRTIO dev=K write-zeroes status=S
+ *   PROBE-VIRTIO dev=K read-zeroes status=S match=yes|no
+ *
+ * With virtio=bench [bench-ops=N] [bench-seq=BYTES], then three timed phases at queue depth
+ * one: N 4 KiB reads at pseudo-random 4 KiB-aligned offsets, N sequential reads of
+ * bench-seq bytes (default 64 KiB, at most 64 KiB), N sequential writes of as many (both
+ * wrapping at the end of the disk). Each phase prints a begin and an end line, so the host
+ * can time it by when they arrive; tsc= is the guest's TSC ticks for the phase:
+ *
+ *   PROBE-VBENCH dev=K phase=begin op=randread|seqread|seqwrite size=BYTES ops=N
+ *   PROBE-VBENCH dev=K phase=end op=... size=BYTES ops=N errors=E tsc=TICKS
+ *
  * K counts the devices found (not slots: QEMU fills its transports from the top). Completion
  * is found by polling the used ring; interrupts stay disabled (nothing returns with IRET on
  * this host). Only the BSP runs; APs are never started.
@@ -29,11 +47,15 @@
 
 #define F_BLK_RO 5
 #define F_BLK_FLUSH 9
+#define F_BLK_DISCARD 13
+#define F_BLK_WRITE_ZEROES 14
 
 #define BLK_T_IN 0
 #define BLK_T_OUT 1
 #define BLK_T_FLUSH 4
 #define BLK_T_GET_ID 8
+#define BLK_T_DISCARD 11
+#define BLK_T_WRITE_ZEROES 13
 
 #define QSIZE 8
 #define SECTOR 512
@@ -41,6 +63,9 @@
 #define SECTORS 4
 #define DATA_LEN (SECTORS * SECTOR)
 #define ID_LEN 20
+#define DISCARD_SECTORS 64
+#define BENCH_MAX 65536
+#define BENCH_DEFAULT_OPS 20000
 
 struct blk_req {
 	uint32_t type;
@@ -51,6 +76,7 @@ struct blk_req {
 static struct vq q;
 static struct blk_req req __attribute__((aligned(16)));
 static uint8_t data[DATA_LEN] __attribute__((aligned(16)));
+static uint8_t bench_buf[BENCH_MAX] __attribute__((aligned(4096)));
 static volatile uint8_t status;
 
 static uint8_t pattern(uint32_t i)
@@ -153,13 +179,138 @@ static void print_status(uint32_t dev, const char *what, int s)
 	out_end(&o);
 }
 
+/* One discard / write-zeroes segment in `data`. */
+static int dwz(uint64_t base, uint32_t type, uint64_t sector, uint32_t count)
+{
+	memset(data, 0, 16);
+	memcpy(data, &sector, 8);
+	memcpy(data + 8, &count, 4);
+	return submit(base, type, 0, 16, false);
+}
+
+/* virtio=discard (see the top of the file). */
+static void blk_discard(uint64_t base, uint32_t dev, uint32_t offered)
+{
+	uint32_t both = (1u << F_BLK_DISCARD) | (1u << F_BLK_WRITE_ZEROES);
+	if ((offered & both) != both) {
+		char buf[96];
+		struct out o = OUT_INIT(buf);
+		vio_line_start(&o, dev);
+		out_str(&o, "discard status=unoffered");
+		out_end(&o);
+		return;
+	}
+	print_status(dev, "discard", dwz(base, BLK_T_DISCARD, 0, DISCARD_SECTORS));
+	for (uint32_t i = 0; i < DATA_LEN; i++)
+		data[i] = pattern(i);
+	print_status(dev, "rewrite", submit(base, BLK_T_OUT, FIRST_SECTOR, DATA_LEN, false));
+	print_status(dev, "write-zeroes", dwz(base, BLK_T_WRITE_ZEROES, FIRST_SECTOR, SECTORS));
+
+	char buf[96];
+	struct out o = OUT_INIT(buf);
+	memset(data, 0xff, DATA_LEN);
+	int s = submit(base, BLK_T_IN, FIRST_SECTOR, DATA_LEN, true);
+	bool zero = true;
+	for (uint32_t i = 0; i < DATA_LEN; i++)
+		if (data[i])
+			zero = false;
+	vio_line_start(&o, dev);
+	out_str(&o, "read-zeroes status=");
+	out_dec(&o, (uint64_t)(s < 0 ? 255 : s));
+	out_str(&o, zero ? " match=yes" : " match=no");
+	out_end(&o);
+}
+
+/* A decimal parameter, or `dflt` when absent or not a number. */
+static uint64_t num_param(const char *key, uint64_t dflt)
+{
+	size_t len;
+	const char *v = probe_param(key, &len);
+	if (!v || len == 0 || len > 18)
+		return dflt;
+	uint64_t n = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (v[i] < '0' || v[i] > '9')
+			return dflt;
+		n = n * 10 + (uint64_t)(v[i] - '0');
+	}
+	return n;
+}
+
+static void bench_line(uint32_t dev, bool end, const char *op, uint32_t size, uint64_t ops,
+		       uint64_t errors, uint64_t tsc)
+{
+	char buf[160];
+	struct out o = OUT_INIT(buf);
+	out_str(&o, "PROBE-VBENCH dev=");
+	out_dec(&o, dev);
+	out_str(&o, end ? " phase=end op=" : " phase=begin op=");
+	out_str(&o, op);
+	out_str(&o, " size=");
+	out_dec(&o, size);
+	out_str(&o, " ops=");
+	out_dec(&o, ops);
+	if (end) {
+		out_str(&o, " errors=");
+		out_dec(&o, errors);
+		out_str(&o, " tsc=");
+		out_dec(&o, tsc);
+	}
+	out_end(&o);
+}
+
+/* One timed phase: `ops` requests of `size` bytes; random offsets or sequential ones. */
+static void bench_phase(uint64_t base, uint32_t dev, uint64_t capacity, const char *op,
+			uint32_t type, uint32_t size, uint64_t ops, bool random)
+{
+	uint64_t step = size / SECTOR;
+	uint64_t slots = capacity / step;
+	if (slots == 0)
+		return;
+	bench_line(dev, false, op, size, ops, 0, 0);
+	uint64_t errors = 0, x = 0x9e3779b97f4a7c15ull;
+	data_addr = (uint64_t)(uintptr_t)bench_buf;
+	uint64_t t0 = rdtsc();
+	for (uint64_t i = 0; i < ops; i++) {
+		uint64_t slot = i % slots;
+		if (random) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			slot = x % slots;
+		}
+		if (submit(base, type, slot * step, size, type == BLK_T_IN) != 0)
+			errors++;
+	}
+	uint64_t t1 = rdtsc();
+	data_addr = 0;
+	bench_line(dev, true, op, size, ops, errors, t1 - t0);
+}
+
+/* virtio=bench (see the top of the file). */
+static void blk_bench(uint64_t base, uint32_t dev, uint64_t capacity)
+{
+	uint64_t ops = num_param("bench-ops", BENCH_DEFAULT_OPS);
+	uint64_t seq = num_param("bench-seq", BENCH_MAX);
+	if (seq < SECTOR || seq > BENCH_MAX || seq % SECTOR)
+		seq = BENCH_MAX;
+	for (uint32_t i = 0; i < BENCH_MAX; i++)
+		bench_buf[i] = (uint8_t)(i * 3 + 1);
+	bench_phase(base, dev, capacity, "randread", BLK_T_IN, 4096, ops, true);
+	bench_phase(base, dev, capacity, "seqread", BLK_T_IN, (uint32_t)seq, ops, false);
+	bench_phase(base, dev, capacity, "seqwrite", BLK_T_OUT, (uint32_t)seq, ops, false);
+}
+
 static void blk_run(uint64_t base, uint32_t dev)
 {
 	char buf[160];
 	struct out o = OUT_INIT(buf);
 
 	uint32_t lo;
-	if (!vio_negotiate(base, dev, (1u << F_BLK_RO) | (1u << F_BLK_FLUSH), &lo))
+	if (!vio_negotiate(base, dev,
+			   (1u << F_BLK_RO) | (1u << F_BLK_FLUSH) | (1u << F_BLK_DISCARD) |
+				   (1u << F_BLK_WRITE_ZEROES),
+			   &lo))
 		return;
 	if (!vio_queue(base, &q, 0, QSIZE)) {
 		vio_line_start(&o, dev);
@@ -202,6 +353,10 @@ static void blk_run(uint64_t base, uint32_t dev)
 	const char *v = probe_param("virtio", &len);
 	if (v && len == 7 && memcmp(v, "hostile", 7) == 0)
 		blk_hostile(base, dev, capacity);
+	if (v && len == 7 && memcmp(v, "discard", 7) == 0)
+		blk_discard(base, dev, lo);
+	if (v && len == 5 && memcmp(v, "bench", 5) == 0)
+		blk_bench(base, dev, capacity);
 }
 
 void vio_line_start(struct out *o, uint32_t dev)

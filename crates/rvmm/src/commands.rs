@@ -132,8 +132,11 @@ fn domain_config(args: &RunArgs, path: &Path) -> Result<(VmConfig, Vec<String>)>
     let mut domain = parse_domain(&text, &shown, &env)?;
     domain.config.machine = machine_config(args)?;
     domain.config.cgroup = tuning_options(args).parse()?.cgroup;
-    // No <disk> element yet: --disk adds disks to a domain.
-    domain.config.disks = DiskConfig::parse_all(&args.disk)?;
+    // --disk adds disks after the domain's own.
+    domain
+        .config
+        .disks
+        .extend(DiskConfig::parse_all(&args.disk)?);
     // --net adds NICs after the domain's <interface> ones.
     let first = domain.config.nets.len();
     for (i, text) in args.net.iter().enumerate() {

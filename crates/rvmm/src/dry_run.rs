@@ -31,23 +31,19 @@ pub fn render_config(config: &VmConfig) -> String {
     };
     line(&mut out, "name", config.name.as_deref().unwrap_or("-"));
     match &config.boot {
-        BootSource::Probe { cmdline, initrd } => {
+        BootSource::Probe { initrd, .. } => {
             line(&mut out, "boot", "probe");
             line(&mut out, "kernel", "-");
             let initrd = initrd.as_ref().map(|p| p.display().to_string());
             line(&mut out, "initrd", initrd.as_deref().unwrap_or("-"));
-            line(&mut out, "cmdline", cmdline);
+            line(&mut out, "cmdline", &vmm::vmm::guest_cmdline(config));
         }
-        BootSource::Kernel {
-            kernel,
-            initrd,
-            cmdline,
-        } => {
+        BootSource::Kernel { kernel, initrd, .. } => {
             line(&mut out, "boot", "kernel");
             line(&mut out, "kernel", &kernel.display().to_string());
             let initrd = initrd.as_ref().map(|p| p.display().to_string());
             line(&mut out, "initrd", initrd.as_deref().unwrap_or("-"));
-            line(&mut out, "cmdline", cmdline);
+            line(&mut out, "cmdline", &vmm::vmm::guest_cmdline(config));
         }
     }
     let s = &config.smp;

@@ -129,7 +129,7 @@ fn machine_options_name_the_key_and_the_rule() {
     let (_, e) = fails(&["run", "--machine", "hpet=off"], &[]);
     assert_eq!(
         e,
-        "rvmm: --machine: unknown option 'hpet' (expected pit, debug-exit)"
+        "rvmm: --machine: unknown option 'hpet' (expected pit, debug-exit, virtio-cmdline)"
     );
 }
 

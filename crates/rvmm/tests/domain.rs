@@ -134,7 +134,7 @@ const TUNED_FLAGS: &str = "--name rvmm-domain-tuned --kernel /etc/passwd \
 --numa node,nodeid=1,cpus=4-7,mem=512M,host-nodes=0,policy=interleave \
 --vcpu-pin 5=1 --cpuset 0-1 --cpu-shares 1024 \
 --cpu-quota vcpu_period=100000,vcpu_quota=25000,emulator_quota=-1 --memory-limit 2G \
---balloon on,current-memory=768M";
+--disk path=/var/lib/libvirt/images/tuned.img --balloon on,current-memory=768M";
 
 /// hotplug.xml: 2 of 4 vCPUs online at boot (`<vcpu current>` and `<vcpus>`), the others
 /// hot-pluggable slots.
@@ -181,8 +181,6 @@ fn dry_run_of_a_domain_equals_dry_run_of_its_flags() {
              (<emulator_period>/<emulator_quota>))\n\
              rvmm: warning: --domain {p}:21: domain/memtune/soft_limit: ignored (rvmm sets no \
              soft limit (v1 memory.soft_limit_in_bytes, v2 memory.high))\n\
-             rvmm: warning: --domain {p}:46: domain/devices/disk: ignored (rvmm has no virtio \
-             devices yet)\n\
              rvmm: warning: --domain {p}:51: domain/devices/interface: ignored \
              (type='network': rvmm attaches virtio NICs to taps, <interface type='ethernet'>)\n"
         )

@@ -9,6 +9,12 @@
 //! interrupt reaches the IOAPIC at boot (`check_timer`). This module owns text →
 //! [`MachineConfig`]; the machine layer creates (or not) the device.
 //!
+//! `virtio-cmdline` (default off) adds `virtio_mmio.device=512@0xfeb00000:16` for each
+//! virtio device, in slot order and in QEMU microvm's spelling, to the kernel command line:
+//! for kernels with CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES booted without ACPI. Off by default
+//! because the DSDT describes the devices already, and an unmodified kernel with ACPI finds
+//! them there (with both, it would register each device twice).
+//!
 //! `debug-exit` is QEMU's isa-debug-exit at port 0xf4 (`-device
 //! isa-debug-exit,iobase=0xf4,iosize=0x04`): a guest write of `v` ends rvmm with exit status
 //! `(v << 1) | 1`. QEMU makes it opt-in, and so does rvmm for a `--kernel`; the built-in
@@ -19,7 +25,7 @@ use thiserror::Error;
 use super::BootSource;
 
 /// The keys `--machine` accepts, for error messages.
-const KEYS: &str = "pit, debug-exit";
+const KEYS: &str = "pit, debug-exit, virtio-cmdline";
 
 /// What `--machine` asked for; `None` is "the default for this guest".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -28,6 +34,8 @@ pub struct MachineConfig {
     pub pit: Option<Switch>,
     /// isa-debug-exit at port 0xf4 (`debug-exit=on|off`).
     pub debug_exit: Option<Switch>,
+    /// The virtio devices on the kernel command line (`virtio-cmdline=on|off`).
+    pub virtio_cmdline: Option<Switch>,
 }
 
 /// An on/off machine property.
@@ -66,6 +74,11 @@ impl MachineConfig {
         })
     }
 
+    /// Whether the virtio devices go on the kernel command line (default off).
+    pub fn virtio_cmdline_on(&self) -> bool {
+        self.virtio_cmdline == Some(Switch::On)
+    }
+
     /// The option text that gives this configuration back (`pit=off`); empty when every
     /// property is left to its default.
     pub fn option_text(&self) -> String {
@@ -75,6 +88,9 @@ impl MachineConfig {
         }
         if let Some(debug_exit) = self.debug_exit {
             items.push(format!("debug-exit={}", debug_exit.as_str()));
+        }
+        if let Some(v) = self.virtio_cmdline {
+            items.push(format!("virtio-cmdline={}", v.as_str()));
         }
         items.join(",")
     }
@@ -122,6 +138,7 @@ pub fn parse_machine(text: &str) -> Result<MachineConfig, MachineOptionError> {
         match key {
             "pit" => config.pit = Some(parse_switch(key, value)?),
             "debug-exit" => config.debug_exit = Some(parse_switch(key, value)?),
+            "virtio-cmdline" => config.virtio_cmdline = Some(parse_switch(key, value)?),
             _ => {
                 return Err(MachineOptionError::UnknownKey {
                     key: key.to_string(),
@@ -180,15 +197,30 @@ mod tests {
     }
 
     #[test]
+    fn virtio_cmdline_is_opt_in() {
+        assert!(!MachineConfig::default().virtio_cmdline_on());
+        let on = parse_machine("virtio-cmdline=on").unwrap();
+        assert!(on.virtio_cmdline_on());
+        assert_eq!(on.option_text(), "virtio-cmdline=on");
+        assert!(!parse_machine("virtio-cmdline=off")
+            .unwrap()
+            .virtio_cmdline_on());
+        assert_eq!(
+            err("virtio-cmdline=1"),
+            "--machine: virtio-cmdline='1' is not on or off"
+        );
+    }
+
+    #[test]
     fn errors_name_option_value_and_rule() {
         assert_eq!(err("pit=maybe"), "--machine: pit='maybe' is not on or off");
         assert_eq!(
             err("hpet=off"),
-            "--machine: unknown option 'hpet' (expected pit, debug-exit)"
+            "--machine: unknown option 'hpet' (expected pit, debug-exit, virtio-cmdline)"
         );
         assert_eq!(
             err("microvm"),
-            "--machine: 'microvm' is not key=value (rvmm has one machine type; give its options: pit, debug-exit)"
+            "--machine: 'microvm' is not key=value (rvmm has one machine type; give its options: pit, debug-exit, virtio-cmdline)"
         );
         assert_eq!(err("pit=on,"), "--machine: empty item in 'pit=on,'");
         assert_eq!(err(""), "--machine: empty item in ''");

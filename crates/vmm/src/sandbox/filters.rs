@@ -156,7 +156,10 @@ const CONTROL: &[i64] = &[
 ];
 
 const IO: &[i64] = &[
-    // virtio-blk: the image file's reads, writes and flushes.
+    // virtio-blk: the image file's reads, writes and flushes; discard and write-zeroes
+    // (fallocate), and cache=none's read-modify-write of the last block (ftruncate).
+    libc::SYS_fallocate,
+    libc::SYS_ftruncate,
     libc::SYS_pread64,
     libc::SYS_pwrite64,
     libc::SYS_preadv,

@@ -492,6 +492,24 @@ fn create_devices(
     })
 }
 
+/// The guest's command line: `--append`, and with `--machine virtio-cmdline=on` each virtio
+/// device's `virtio_mmio.device=` in slot order (config::machine says why it is opt-in).
+pub fn guest_cmdline(config: &VmConfig) -> String {
+    let mut line = match &config.boot {
+        BootSource::Probe { cmdline, .. } | BootSource::Kernel { cmdline, .. } => cmdline.clone(),
+    };
+    if config.machine.virtio_cmdline_on() {
+        let count: usize = config.virtio_devices().iter().map(|(_, n)| n).sum();
+        for slot in 0..count as u32 {
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(&virtio::cmdline_device(slot));
+        }
+    }
+    line
+}
+
 /// The ACPI tables (MADT, SRAT, SLIT, DSDT, ...) and the kernel (or the probe) in guest RAM.
 fn load_firmware_and_kernel(
     config: &VmConfig,
@@ -531,8 +549,9 @@ fn load_firmware_and_kernel(
     };
     let tables = acpi::build(&platform, ACPI_START)?;
     ram.write(ACPI_START, &tables.bytes)?;
+    let cmdline = &guest_cmdline(config);
     let boot_entry = match &config.boot {
-        BootSource::Probe { cmdline, initrd } => boot::load(
+        BootSource::Probe { initrd, .. } => boot::load(
             ram,
             &BootImage {
                 kernel: ImageSource::Bytes {
@@ -544,11 +563,7 @@ fn load_firmware_and_kernel(
             },
             tables.rsdp_address(),
         )?,
-        BootSource::Kernel {
-            kernel,
-            initrd,
-            cmdline,
-        } => boot::load(
+        BootSource::Kernel { kernel, initrd, .. } => boot::load(
             ram,
             &BootImage {
                 kernel: ImageSource::open("--kernel", kernel).map_err(BootError::from)?,

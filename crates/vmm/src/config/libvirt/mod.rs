@@ -24,6 +24,7 @@
 //! | `<cputune><emulator_period>`, `<emulator_quota>`   | `cputune.emulator` (`--cpu-quota emulator_period=,emulator_quota=`) |
 //! | `<memtune><hard_limit unit>` (default KiB)         | `memtune.hard_limit` (`--memory-limit`)    |
 //! | `<os><kernel><initrd><cmdline>`                    | `boot` (no kernel: the probe guest, `<cmdline>` its mode) |
+//! | `<devices><disk type='file' device='disk'>`         | `disks` (`--disk`; disk.rs)                |
 //!
 //! Anything else is either ignored with a warning that names it (`domain/devices/disk`), or
 //! refused when ignoring it would change what the guest sees. Malformed XML, unknown units
@@ -34,6 +35,7 @@
 //! policies) when it has them; without a host those checks are skipped with a warning.
 
 mod cpu;
+mod disk;
 mod memory;
 mod platform;
 mod units;
@@ -447,6 +449,7 @@ pub fn parse_domain(text: &str, file: &str, env: &DomainEnv) -> Result<Domain, D
         initial_memory,
         ..b
     });
+    let disks = disk::disks(&mut ctx, top.devices)?;
 
     let config = VmConfig {
         name: Some(name),
@@ -463,7 +466,7 @@ pub fn parse_domain(text: &str, file: &str, env: &DomainEnv) -> Result<Domain, D
         cputune,
         memtune,
         cgroup: Default::default(),
-        disks: Vec::new(),
+        disks,
         nets,
         balloon,
     };

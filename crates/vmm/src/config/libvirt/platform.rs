@@ -294,7 +294,9 @@ pub(super) fn devices(
                     nets.push(net);
                 }
             }
-            "disk" | "filesystem" | "hostdev" => ctx.ignored(c, "rvmm has no virtio devices yet"),
+            // disk.rs.
+            "disk" => {}
+            "filesystem" | "hostdev" => ctx.ignored(c, "rvmm does not emulate this device"),
             "memballoon" => balloon = memballoon(ctx, c)?,
             "memory" => {
                 return Err(ctx.text_err(

@@ -24,17 +24,41 @@ struct Harness {
     avail_idx: u16,
 }
 
+/// A directory on a disk-backed file system (O_DIRECT and holes behave as on real disks):
+/// the temporary directory unless it is a tmpfs, else the build's target directory.
+fn disk_dir() -> PathBuf {
+    let tmp = std::env::temp_dir();
+    let c = std::ffi::CString::new(tmp.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: an all-zero statfs is a valid value of this plain C struct.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `fs` a valid statfs for the call.
+    let r = unsafe { libc::statfs(c.as_ptr(), &mut fs) };
+    if r == 0 && fs.f_type != libc::TMPFS_MAGIC {
+        return tmp;
+    }
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
+    std::fs::create_dir_all(&target).unwrap();
+    target
+}
+
 fn image(name: &str, sectors: u64) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("rvmm-blk-{}-{name}.img", std::process::id()));
+    let path = disk_dir().join(format!("rvmm-blk-{}-{name}.img", std::process::id()));
     std::fs::write(&path, vec![0u8; (sectors * SECTOR_SIZE) as usize]).unwrap();
     path
 }
 
 fn harness(name: &str, readonly: bool) -> Harness {
-    let path = image(name, 64);
+    harness_with(name, readonly, Cache::Writeback, 64, 0)
+}
+
+/// A harness on an image of `sectors` sectors, each byte `fill`.
+fn harness_with(name: &str, readonly: bool, cache: Cache, sectors: u64, fill: u8) -> Harness {
+    let path = image(name, sectors);
+    std::fs::write(&path, vec![fill; (sectors * SECTOR_SIZE) as usize]).unwrap();
     let block = Block::open(&DiskConfig {
         path: path.clone(),
         readonly,
+        cache,
         serial: Some("SER-42".into()),
     })
     .unwrap();
@@ -234,6 +258,7 @@ fn a_second_writer_is_refused() {
     let disk = |readonly| DiskConfig {
         path: h.path.clone(),
         readonly,
+        cache: Cache::Writeback,
         serial: None,
     };
     let err = Block::open(&disk(false)).err().unwrap().to_string();
@@ -247,6 +272,7 @@ fn a_second_writer_is_refused() {
     let d = DiskConfig {
         path: path.clone(),
         readonly: true,
+        cache: Cache::Writeback,
         serial: None,
     };
     let a = Block::open(&d).unwrap();
@@ -262,11 +288,12 @@ fn a_second_writer_is_refused() {
 
 #[test]
 fn odd_sized_and_missing_images_are_refused() {
-    let path = std::env::temp_dir().join(format!("rvmm-blk-{}-odd.img", std::process::id()));
+    let path = disk_dir().join(format!("rvmm-blk-{}-odd.img", std::process::id()));
     std::fs::write(&path, [0u8; 700]).unwrap();
     let d = DiskConfig {
         path: path.clone(),
         readonly: false,
+        cache: Cache::Writeback,
         serial: None,
     };
     assert_eq!(
@@ -292,6 +319,7 @@ fn random_register_writes_never_panic() {
     let block = Block::open(&DiskConfig {
         path: path.clone(),
         readonly: true,
+        cache: Cache::Writeback,
         serial: None,
     })
     .unwrap();
@@ -335,4 +363,219 @@ fn random_register_writes_never_panic() {
     }
     assert!(std::fs::read(&path).unwrap().iter().all(|&b| b == 0));
     let _ = std::fs::remove_file(path);
+}
+
+/// The allocated 512-byte blocks of `path` (stat's st_blocks).
+fn allocated(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().blocks()
+}
+
+impl Harness {
+    /// A discard / write-zeroes request with `segs` (sector, count, flags) at DATA.
+    fn dwz(&mut self, kind: u32, segs: &[(u64, u32, u32)]) -> u8 {
+        let mut bytes = Vec::new();
+        for &(sector, count, flags) in segs {
+            bytes.extend_from_slice(&sector.to_le_bytes());
+            bytes.extend_from_slice(&count.to_le_bytes());
+            bytes.extend_from_slice(&flags.to_le_bytes());
+        }
+        self.mem.write_slice(&bytes, GuestAddress(DATA)).unwrap();
+        assert_eq!(self.request(kind, 0, DATA, bytes.len() as u32, 0), 1);
+        self.status()
+    }
+}
+
+#[test]
+fn cache_none_moves_unaligned_guest_buffers_to_the_file() {
+    let mut h = harness_with("direct", false, Cache::None, 64, 0x11);
+    assert!(h.block.image.direct.is_some(), "opened with O_DIRECT");
+    // SAFETY: F_GETFL only reads the descriptor's flags.
+    let fl = unsafe { libc::fcntl(h.block.image.file.as_raw_fd(), libc::F_GETFL) };
+    assert_ne!(fl & libc::O_DIRECT, 0);
+    // Odd guest addresses, two segments, the first not a whole sector.
+    let pattern: Vec<u8> = (0..1536u32).map(|i| (i * 13 + 5) as u8).collect();
+    h.mem
+        .write_slice(&pattern[..700], GuestAddress(DATA + 3))
+        .unwrap();
+    h.mem
+        .write_slice(&pattern[700..], GuestAddress(DATA + 0x1001))
+        .unwrap();
+    h.header(VIRTIO_BLK_T_OUT, 5);
+    h.submit(&[
+        Descriptor::new(HDR, 16, NEXT, 1),
+        Descriptor::new(DATA + 3, 700, NEXT, 2),
+        Descriptor::new(DATA + 0x1001, 836, NEXT, 3),
+        Descriptor::new(STATUS, 1, WRITE, 0),
+    ]);
+    assert_eq!(h.status(), VIRTIO_BLK_S_OK as u8);
+    let file = h.file();
+    assert_eq!(
+        &file[5 * 512..8 * 512],
+        &pattern[..],
+        "the data reached the file"
+    );
+    assert!(file[..5 * 512]
+        .iter()
+        .chain(&file[8 * 512..])
+        .all(|&b| b == 0x11));
+    h.mem
+        .write_slice(&[0u8; 1536], GuestAddress(DATA + 7))
+        .unwrap();
+    assert_eq!(h.request(VIRTIO_BLK_T_IN, 5, DATA + 7, 1536, WRITE), 1537);
+    let mut back = vec![0u8; 1536];
+    h.mem.read_slice(&mut back, GuestAddress(DATA + 7)).unwrap();
+    assert_eq!(back, pattern);
+    h.header(VIRTIO_BLK_T_FLUSH, 0);
+    h.submit(&[
+        Descriptor::new(HDR, 16, NEXT, 1),
+        Descriptor::new(STATUS, 1, WRITE, 0),
+    ]);
+    assert_eq!(h.status(), VIRTIO_BLK_S_OK as u8);
+}
+
+/// A file system whose O_DIRECT wants 4096-byte blocks: a 512-byte write is read-modify-
+/// written, and one in the image's last, partial block leaves the image its size.
+#[test]
+fn cache_none_read_modify_writes_partial_blocks() {
+    let mut h = harness_with("rmw", false, Cache::None, 9, 0x22);
+    h.block.image.direct = Some(4096);
+    h.mem
+        .write_slice(&[0xabu8; 512], GuestAddress(DATA))
+        .unwrap();
+    h.request(VIRTIO_BLK_T_OUT, 8, DATA, 512, 0);
+    assert_eq!(h.status(), VIRTIO_BLK_S_OK as u8);
+    h.request(VIRTIO_BLK_T_OUT, 1, DATA, 512, 0);
+    assert_eq!(h.status(), VIRTIO_BLK_S_OK as u8);
+    let file = h.file();
+    assert_eq!(file.len(), 9 * 512, "the image keeps its size");
+    for (i, &b) in file.iter().enumerate() {
+        let want = if (512..1024).contains(&i) || i >= 8 * 512 {
+            0xab
+        } else {
+            0x22
+        };
+        assert_eq!(b, want, "byte {i}");
+    }
+    h.mem.write_slice(&[0u8; 1024], GuestAddress(DATA)).unwrap();
+    assert_eq!(h.request(VIRTIO_BLK_T_IN, 7, DATA + 1, 1024, WRITE), 1025);
+    let mut back = [0u8; 1024];
+    h.mem.read_slice(&mut back, GuestAddress(DATA + 1)).unwrap();
+    assert!(back[..512].iter().all(|&b| b == 0x22) && back[512..].iter().all(|&b| b == 0xab));
+}
+
+#[test]
+fn cache_none_on_a_file_system_without_o_direct_is_an_error() {
+    // procfs refuses O_DIRECT at open with EINVAL, as tmpfs did before Linux 6.6.
+    let d = DiskConfig {
+        path: PathBuf::from("/proc/version"),
+        readonly: true,
+        cache: Cache::None,
+        serial: None,
+    };
+    assert_eq!(
+        Block::open(&d).err().unwrap().to_string(),
+        "--disk cache=none: /proc/version: its file system refuses O_DIRECT (EINVAL), which \
+         cache=none needs; use cache=writeback on this file system"
+    );
+}
+
+#[test]
+fn discard_and_write_zeroes_are_offered_on_writable_disks_only() {
+    let h = harness("dwz-config", false);
+    let f = h.block.features();
+    assert_ne!(f & (1 << VIRTIO_BLK_F_DISCARD), 0);
+    assert_ne!(f & (1 << VIRTIO_BLK_F_WRITE_ZEROES), 0);
+    let c = h.block.config();
+    let word = |at: usize| u32::from_le_bytes(c[at..at + 4].try_into().unwrap());
+    assert_eq!(c.len(), 60);
+    assert_eq!((word(36), word(40)), (MAX_DWZ_SECTORS, MAX_DWZ_SEG));
+    assert!(word(44) >= 1, "discard_sector_alignment");
+    assert_eq!(
+        (word(48), word(52), c[56]),
+        (MAX_DWZ_SECTORS, MAX_DWZ_SEG, 1)
+    );
+    let ro = harness("dwz-ro", true);
+    let f = ro.block.features();
+    assert_eq!(
+        f & (1 << VIRTIO_BLK_F_DISCARD | 1 << VIRTIO_BLK_F_WRITE_ZEROES),
+        0
+    );
+    assert!(ro.block.config()[36..60].iter().all(|&b| b == 0));
+}
+
+#[test]
+fn discard_punches_holes_and_write_zeroes_zeroes() {
+    for cache in [Cache::Writeback, Cache::None] {
+        let mut h = harness_with("dwz", false, cache, 256, 0x33);
+        std::fs::File::open(&h.path).unwrap().sync_all().unwrap();
+        let before = allocated(&h.path);
+        assert!(before >= 256, "the image is allocated: {before}");
+        assert_eq!(h.dwz(VIRTIO_BLK_T_DISCARD, &[(0, 64, 0), (128, 64, 0)]), 0);
+        let after = allocated(&h.path);
+        assert!(after + 128 <= before, "st_blocks {before} -> {after}");
+        let file = h.file();
+        assert_eq!(file.len(), 256 * 512, "KEEP_SIZE");
+        assert!(file[..64 * 512].iter().all(|&b| b == 0));
+        assert!(file[64 * 512..128 * 512].iter().all(|&b| b == 0x33));
+
+        // Write-zeroes without and with unmap, on unaligned sector ranges.
+        assert_eq!(h.dwz(VIRTIO_BLK_T_WRITE_ZEROES, &[(65, 3, 0)]), 0);
+        assert_eq!(h.dwz(VIRTIO_BLK_T_WRITE_ZEROES, &[(100, 20, 1)]), 0);
+        let file = h.file();
+        for (i, &b) in file.iter().enumerate().take(128 * 512).skip(64 * 512) {
+            let s = i / 512;
+            let zero = (65..68).contains(&s) || (100..120).contains(&s);
+            assert_eq!(b, if zero { 0 } else { 0x33 }, "sector {s}");
+        }
+        h.request(VIRTIO_BLK_T_IN, 65, DATA, 512, WRITE);
+        assert_eq!(h.status(), VIRTIO_BLK_S_OK as u8);
+    }
+}
+
+#[test]
+fn bad_discard_and_write_zeroes_requests_are_refused_before_anything_is_done() {
+    use virtio_bindings::virtio_blk::{VIRTIO_BLK_T_DISCARD as D, VIRTIO_BLK_T_WRITE_ZEROES as Z};
+    let mut h = harness_with("dwz-bad", false, Cache::Writeback, 64, 0x44);
+    let (ok, ioerr, unsupp) = (
+        VIRTIO_BLK_S_OK as u8,
+        VIRTIO_BLK_S_IOERR as u8,
+        VIRTIO_BLK_S_UNSUPP as u8,
+    );
+    // Reserved flag bits; unmap on a discard (§5.2.6.2: UNSUPP). The good first segment
+    // is not acted on either.
+    assert_eq!(h.dwz(Z, &[(0, 8, 0), (8, 8, 2)]), unsupp);
+    assert_eq!(h.dwz(D, &[(0, 8, 0), (8, 8, 1)]), unsupp);
+    assert_eq!(h.dwz(D, &[(0, 8, 1 << 31)]), unsupp);
+    // Past the end, overflowing, larger than max_*_sectors.
+    assert_eq!(h.dwz(D, &[(0, 8, 0), (60, 8, 0)]), ioerr);
+    assert_eq!(h.dwz(Z, &[(u64::MAX, 1, 0)]), ioerr);
+    assert_eq!(h.dwz(Z, &[(0, MAX_DWZ_SECTORS + 1, 0)]), ioerr);
+    // More segments than max_*_seg.
+    let many = vec![(0u64, 1u32, 0u32); MAX_DWZ_SEG as usize + 1];
+    assert_eq!(h.dwz(D, &many), unsupp);
+    // No segment, or a partial one.
+    assert_eq!(h.request(D, 0, DATA, 0, 0), 1);
+    assert_eq!(h.status(), ioerr);
+    assert_eq!(h.request(Z, 0, DATA, 12, 0), 1);
+    assert_eq!(h.status(), ioerr);
+    // Segments outside guest memory.
+    h.header(D, 0);
+    h.submit(&[
+        Descriptor::new(HDR, 16, NEXT, 1),
+        Descriptor::new(1 << 40, 16, NEXT, 2),
+        Descriptor::new(STATUS, 1, WRITE, 0),
+    ]);
+    assert_eq!(h.status(), ioerr);
+    assert!(
+        h.file().iter().all(|&b| b == 0x44),
+        "nothing was discarded or zeroed"
+    );
+    // A zero-sector segment is a no-op.
+    assert_eq!(h.dwz(D, &[(3, 0, 0)]), ok);
+    // A read-only disk (features not offered, the driver sends them anyway).
+    let mut ro = harness_with("dwz-bad-ro", true, Cache::Writeback, 64, 0x44);
+    assert_eq!(ro.dwz(D, &[(0, 8, 0)]), ioerr);
+    assert_eq!(ro.dwz(Z, &[(0, 8, 0)]), ioerr);
+    assert!(ro.file().iter().all(|&b| b == 0x44));
 }

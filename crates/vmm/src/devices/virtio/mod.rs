@@ -39,6 +39,17 @@ pub fn slot_irq(slot: u32) -> u32 {
     VIRTIO_IRQ_BASE + slot
 }
 
+/// Transport `slot` in the kernel command-line form of QEMU microvm (`--machine
+/// virtio-cmdline=on`): `virtio_mmio.device=512@0xfeb00000:16`.
+pub fn cmdline_device(slot: u32) -> String {
+    format!(
+        "virtio_mmio.device={}@{:#x}:{}",
+        VIRTIO_MMIO_SIZE,
+        slot_base(slot),
+        slot_irq(slot)
+    )
+}
+
 /// What a device model gives its transport.
 pub trait VirtioDevice: Send {
     /// The virtio device ID (blk 2, net 1, balloon 5).

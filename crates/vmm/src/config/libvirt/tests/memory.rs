@@ -240,7 +240,8 @@ fn os_devices_and_other_elements() {
          <cmdline>console=ttyS0</cmdline><loader>/x/OVMF.fd</loader></os>\n\
          <features><acpi/><apic/><hyperv/></features>\n<clock offset='utc'/>\n\
          <devices><emulator>/usr/bin/qemu-system-x86_64</emulator>\n\
-         <disk type='file' device='disk'/>\n<interface type='network'/>\n\
+         <disk type='file' device='disk'><source file='/d.img'/></disk>\n\
+         <interface type='network'/>\n\
          <serial type='pty'/><console type='pty'/><serial type='file'/>\n\
          <graphics type='vnc'/></devices>\n</domain>",
     )
@@ -263,7 +264,6 @@ fn os_devices_and_other_elements() {
              QEMU's pc (i440FX), not q35",
             "--domain vm.xml:4: domain/os/loader: ignored (rvmm boots a kernel or its probe guest, \
              without firmware)",
-            "--domain vm.xml:8: domain/devices/disk: ignored (rvmm has no virtio devices yet)",
             "--domain vm.xml:9: domain/devices/interface: ignored (type='network': rvmm attaches \
              virtio NICs to taps, <interface type='ethernet'>)",
             "--domain vm.xml:10: domain/devices/serial: ignored (rvmm has one serial port (COM1, \

@@ -1,6 +1,7 @@
 //! Unit tests of the domain parser: the acceptance domain, defaults, units, errors and
 //! the CPU side; memory.rs has the memory, NUMA, pinning and platform side.
 
+mod disk;
 mod hostile;
 mod memory;
 mod vcpus;
