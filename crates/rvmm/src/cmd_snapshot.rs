@@ -63,6 +63,8 @@ fn restore_conflicts(args: &RunArgs) -> Vec<&'static str> {
         ("--machine", args.machine.is_some()),
         ("--numa", !args.numa.is_empty()),
         ("--disk", !args.disk.is_empty()),
+        ("--net", !args.net.is_empty()),
+        ("--balloon", args.balloon.is_some()),
         ("--vcpu-pin", !args.vcpu_pin.is_empty()),
         ("--cpuset", args.cpuset.is_some()),
         ("--emulator-pin", args.emulator_pin.is_some()),

@@ -13,7 +13,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 use thiserror::Error;
 
 use crate::cli::{Cli, Command};
@@ -54,8 +54,6 @@ pub enum QemuCliError {
     NoDrive { device: String, id: String },
     #[error("-drive id={0}: no -device uses this drive (if=none needs -device virtio-blk-device,drive={0})")]
     UnusedDrive(String),
-    #[error("-netdev: not supported by this build (rvmm has no --net)")]
-    NoNet,
     #[error("-{0} cannot be used with -daemonize")]
     Daemonize(&'static str),
 }
@@ -163,13 +161,6 @@ fn value_err(option: &'static str, value: &str, why: impl Into<String>) -> QemuC
         value: value.to_string(),
         why: why.into(),
     }
-}
-
-/// Whether `rvmm run` has a `--net` option (the virtio-net slice adds it).
-pub fn run_has_net() -> bool {
-    Cli::command()
-        .find_subcommand("run")
-        .is_some_and(|run| run.get_arguments().any(|a| a.get_long() == Some("net")))
 }
 
 impl State {
@@ -346,36 +337,59 @@ impl State {
                 self.nets.push(net);
                 Ok(())
             }
+            "virtio-balloon-device" | "virtio-balloon-pci" => {
+                if let Some(e) = unknown(&["id", "deflate-on-oom", "free-page-reporting"]) {
+                    return Err(e);
+                }
+                let mut balloon = "on".to_string();
+                for key in ["deflate-on-oom", "free-page-reporting"] {
+                    match prop(key) {
+                        None => {}
+                        Some(v @ ("on" | "off")) => balloon.push_str(&format!(",{key}={v}")),
+                        Some(v) => {
+                            return Err(value_err(
+                                "device",
+                                value,
+                                format!("{key}={v}: expected on or off"),
+                            ))
+                        }
+                    }
+                }
+                self.push("--balloon", &balloon);
+                Ok(())
+            }
             _ => Err(QemuCliError::Device(driver.to_string())),
         }
     }
 
-    /// `-netdev tap,id=ID,ifname=NAME|fd=N[,script=no,downscript=no,vhost=off]`: kept for
-    /// its `-device virtio-net-*`, which becomes `--net tap=NAME|fd=N[,mac=MAC]`.
+    /// `-netdev tap,id=ID,ifname=NAME[,script=no,downscript=no,vhost=off]`: kept for its
+    /// `-device virtio-net-*`, which becomes `--net tap=NAME[,mac=MAC]`.
     fn netdev(&mut self, value: &str) -> Result<(), QemuCliError> {
-        if !run_has_net() {
-            return Err(QemuCliError::NoNet);
-        }
         let (mut id, mut backend) = (None, None);
         for (key, v) in key_values(value, "type") {
             match (key, v) {
                 ("type", "tap") => {}
                 ("id", _) => id = Some(v.to_string()),
                 ("ifname", _) => backend = Some(format!("tap={v}")),
-                ("fd", _) => backend = Some(format!("fd={v}")),
+                ("fd", _) => {
+                    return Err(value_err(
+                        "netdev",
+                        value,
+                        "fd=: rvmm opens its tap by name (ifname=NAME)",
+                    ))
+                }
                 ("script" | "downscript", "no") | ("vhost", "off") => {}
                 _ => {
                     return Err(value_err(
                         "netdev",
                         value,
-                        format!("{key}={v}: rvmm's networking is tap,ifname=|fd= only"),
+                        format!("{key}={v}: rvmm's networking is tap,ifname=NAME only"),
                     ))
                 }
             }
         }
         let id = id.ok_or_else(|| value_err("netdev", value, "id= is required"))?;
-        let backend =
-            backend.ok_or_else(|| value_err("netdev", value, "ifname= or fd= is required"))?;
+        let backend = backend.ok_or_else(|| value_err("netdev", value, "ifname= is required"))?;
         self.netdevs.push(Netdev { id, backend });
         Ok(())
     }
@@ -777,6 +791,31 @@ mod tests {
     }
 
     #[test]
+    fn netdev_and_balloon_devices() {
+        assert_eq!(
+            run_args(
+                "-netdev tap,id=n0,ifname=tap7,script=no,downscript=no \
+                 -device virtio-net-device,netdev=n0,mac=52:54:00:00:00:07 \
+                 -device virtio-balloon-device,free-page-reporting=on"
+            ),
+            [
+                "--balloon",
+                "on,free-page-reporting=on",
+                "--net",
+                "tap=tap7,mac=52:54:00:00:00:07"
+            ]
+        );
+        assert_eq!(
+            err("-device virtio-balloon-device,deflate-on-oom=yes"),
+            "-device virtio-balloon-device,deflate-on-oom=yes: deflate-on-oom=yes: expected on or off"
+        );
+        assert_eq!(
+            err("-netdev user,id=n0"),
+            "-netdev user,id=n0: type=user: rvmm's networking is tap,ifname=NAME only"
+        );
+    }
+
+    #[test]
     fn refusals_name_the_option() {
         assert_eq!(err("-usb"), "-usb: rvmm does not emulate this option");
         assert_eq!(
@@ -808,12 +847,10 @@ mod tests {
             err("-daemonize -nographic"),
             "-nographic cannot be used with -daemonize"
         );
-        if !run_has_net() {
-            assert_eq!(
-                err("-netdev tap,id=n0,ifname=tap0"),
-                "-netdev: not supported by this build (rvmm has no --net)"
-            );
-        }
+        assert_eq!(
+            err("-netdev tap,id=n0,fd=3"),
+            "-netdev tap,id=n0,fd=3: fd=: rvmm opens its tap by name (ifname=NAME)"
+        );
     }
 
     #[test]
