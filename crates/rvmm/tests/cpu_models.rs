@@ -218,7 +218,7 @@ smp: cpus=4 maxcpus=4 sockets=2 dies=1 cores=2 threads=1\ncpu.model: Haswell-noT
 cpu.resolved: Haswell-v2\ncpu.features: +avx512f,-hle\ncpu.pmu: default\ncpu.check: check\n\
 memory: 1G (1073741824 bytes)\nmemory.hugepages: off\nmemory.mem-path: -\nmemory.prealloc: off\n\
 memory.merge: default\nmemory.thp: default\nmemory.shared: off\nnuma.nodes: 0\nnuma.distances: -\n\
-pinning.cpuset: -\npinning.emulator: -\ncgroup: auto /rvmm.slice/rvmm-vm1.scope\n\
+pinning.cpuset: -\npinning.emulator: -\ncgroup: auto /rvmm.slice/rvmm-vm1.scope\nballoon: off\n\
 flags: --name vm1 --append mode=halt --smp 4,maxcpus=4,sockets=2,dies=1,cores=2,threads=1 \
 --cpu Haswell-noTSX,+avx512f,-hle -m 1G\n"
     );
