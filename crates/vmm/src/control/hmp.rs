@@ -19,7 +19,7 @@
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,7 +35,8 @@ use vmm_sys_util::eventfd::EventFd;
 use super::commands::{self, Command};
 use super::error::QmpError;
 use super::qmp::qemu_version_text;
-use super::server::{kind_of, wait_for_client, Request, Wakeup};
+use super::server::{wait_for_client, Request, Wakeup};
+use super::socket::{self, BindError};
 
 /// Clients served at once.
 pub const MAX_CLIENTS: usize = 8;
@@ -63,6 +64,8 @@ pub enum HmpError {
     NotASocket { path: String, kind: &'static str },
     #[error("--monitor: {path}: another process is listening on this socket")]
     InUse { path: String },
+    #[error("--monitor: {path}: after bind the socket has mode {mode:o}, expected 600")]
+    Mode { path: String, mode: u32 },
     #[error("--monitor: {path}: {what}: {error}")]
     Io {
         path: String,
@@ -121,48 +124,25 @@ pub struct HmpServer {
     acceptor: Option<JoinHandle<()>>,
 }
 
-/// Binds `path` as a 0600 socket, replacing only a stale socket.
+/// Binds `path` as a 0600 socket, replacing only a stale socket (`socket::bind_private`).
 fn bind(path: &Path) -> Result<UnixListener, HmpError> {
-    let io = |what: &'static str| {
-        move |error| HmpError::Io {
-            path: path.display().to_string(),
+    let path_text = || path.display().to_string();
+    socket::bind_private(path).map_err(|e| match e {
+        BindError::NotASocket(kind) => HmpError::NotASocket {
+            path: path_text(),
+            kind,
+        },
+        BindError::InUse => HmpError::InUse { path: path_text() },
+        BindError::Io(what, error) => HmpError::Io {
+            path: path_text(),
             what,
             error,
-        }
-    };
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => {
-            if UnixStream::connect(path).is_ok() {
-                return Err(HmpError::InUse {
-                    path: path.display().to_string(),
-                });
-            }
-            std::fs::remove_file(path).map_err(io("removing the stale socket"))?;
-        }
-        Ok(meta) => {
-            return Err(HmpError::NotASocket {
-                path: path.display().to_string(),
-                kind: kind_of(&meta),
-            })
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io("lstat")(e)),
-    }
-    // SAFETY: umask only swaps the process's file creation mask (the socket node is
-    // created 0600); no other thread creates files while the servers start.
-    let old = unsafe { libc::umask(0o177) };
-    let listener = UnixListener::bind(path);
-    // SAFETY: as above, restoring the previous mask.
-    unsafe { libc::umask(old) };
-    let listener = listener.map_err(io("bind"))?;
-    let meta = std::fs::symlink_metadata(path).map_err(io("lstat after bind"))?;
-    if meta.permissions().mode() & 0o777 != 0o600 {
-        let _ = std::fs::remove_file(path);
-        return Err(io("mode after bind")(std::io::Error::other(
-            "the socket is not mode 600",
-        )));
-    }
-    Ok(listener)
+        },
+        BindError::Mode(mode) => HmpError::Mode {
+            path: path_text(),
+            mode,
+        },
+    })
 }
 
 impl HmpServer {

@@ -36,7 +36,8 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::commands::stats::StatsQuery;
 use super::commands::Command;
-use super::server::{kind_of, wait_for_client, Request, Wakeup};
+use super::server::{wait_for_client, Request, Wakeup};
+use super::socket::{self, BindError};
 use crate::config::metrics::MetricsAddress;
 use crate::monitor::prometheus;
 use crate::monitor::sample::StatsReport;
@@ -70,6 +71,8 @@ pub enum MetricsError {
         "--metrics: {address}: the path exists and is {kind}, not a socket; refusing to replace it"
     )]
     NotASocket { address: String, kind: &'static str },
+    #[error("--metrics: {address}: after bind the socket has mode {mode:o}, expected 600")]
+    Mode { address: String, mode: u32 },
 }
 
 enum Listener {
@@ -157,39 +160,23 @@ pub struct MetricsServer {
 
 /// Binds `path` as a 0600 socket, replacing only a stale socket.
 fn bind_unix(path: &Path, address: &str) -> Result<UnixListener, MetricsError> {
-    let io = |what: &'static str| {
-        move |error| MetricsError::Io {
-            address: address.to_string(),
+    let address = || address.to_string();
+    socket::bind_private(path).map_err(|e| match e {
+        BindError::NotASocket(kind) => MetricsError::NotASocket {
+            address: address(),
+            kind,
+        },
+        BindError::InUse => MetricsError::InUse { address: address() },
+        BindError::Io(what, error) => MetricsError::Io {
+            address: address(),
             what,
             error,
-        }
-    };
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => {
-            if UnixStream::connect(path).is_ok() {
-                return Err(MetricsError::InUse {
-                    address: address.to_string(),
-                });
-            }
-            std::fs::remove_file(path).map_err(io("removing the stale socket"))?;
-        }
-        Ok(meta) => {
-            return Err(MetricsError::NotASocket {
-                address: address.to_string(),
-                kind: kind_of(&meta),
-            })
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io("lstat")(e)),
-    }
-    // As the QMP socket: the umask makes bind create the node as 0600 from the start. No
-    // other thread creates files while the VM starts.
-    // SAFETY: umask only swaps the process's file creation mask.
-    let old = unsafe { libc::umask(0o177) };
-    let listener = UnixListener::bind(path);
-    // SAFETY: as above, restoring the previous mask.
-    unsafe { libc::umask(old) };
-    listener.map_err(io("bind"))
+        },
+        BindError::Mode(mode) => MetricsError::Mode {
+            address: address(),
+            mode,
+        },
+    })
 }
 
 impl MetricsServer {

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod qmp;
 pub mod runtime;
 pub mod server;
+pub mod socket;
 pub(crate) mod view;
 
 pub use client::{ClientError, QmpClient};

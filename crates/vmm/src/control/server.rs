@@ -38,7 +38,7 @@
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -54,6 +54,7 @@ use vmm_sys_util::eventfd::EventFd;
 use super::commands::Command;
 use super::error::QmpError;
 use super::qmp::{self, Event, Session, Splitter, Step, Version, MAX_MESSAGE};
+use super::socket::{self, BindError};
 
 /// Clients served at once (see the module rules for who gets a slot when it is full).
 pub const MAX_CLIENTS: usize = 16;
@@ -295,67 +296,25 @@ pub struct QmpServer {
     acceptor: Option<JoinHandle<()>>,
 }
 
-/// What a path that is not our socket is, for messages (the QMP socket and the metrics
-/// endpoint's).
-pub(crate) fn kind_of(meta: &std::fs::Metadata) -> &'static str {
-    let t = meta.file_type();
-    if t.is_symlink() {
-        "a symbolic link"
-    } else if t.is_dir() {
-        "a directory"
-    } else if t.is_file() {
-        "a regular file"
-    } else {
-        "a special file"
-    }
-}
-
-/// Binds `path` as a 0600 socket, replacing only a stale socket.
+/// Binds `path` as a 0600 socket, replacing only a stale socket (`socket::bind_private`).
 fn bind(path: &Path) -> Result<UnixListener, ServerError> {
-    let io = |what: &'static str| {
-        move |error| ServerError::Io {
-            path: path.display().to_string(),
+    let path_text = || path.display().to_string();
+    socket::bind_private(path).map_err(|e| match e {
+        BindError::NotASocket(kind) => ServerError::NotASocket {
+            path: path_text(),
+            kind,
+        },
+        BindError::InUse => ServerError::InUse { path: path_text() },
+        BindError::Io(what, error) => ServerError::Io {
+            path: path_text(),
             what,
             error,
-        }
-    };
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => {
-            if UnixStream::connect(path).is_ok() {
-                return Err(ServerError::InUse {
-                    path: path.display().to_string(),
-                });
-            }
-            std::fs::remove_file(path).map_err(io("removing the stale socket"))?;
-        }
-        Ok(meta) => {
-            return Err(ServerError::NotASocket {
-                path: path.display().to_string(),
-                kind: kind_of(&meta),
-            })
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io("lstat")(e)),
-    }
-    // The umask makes bind create the node as 0600 from the start (the mode of a socket
-    // node comes from the umask; fchmod on the socket does not reach it). The process has
-    // no other thread creating files while the server starts.
-    // SAFETY: umask only swaps the process's file creation mask.
-    let old = unsafe { libc::umask(0o177) };
-    let listener = UnixListener::bind(path);
-    // SAFETY: as above, restoring the previous mask.
-    unsafe { libc::umask(old) };
-    let listener = listener.map_err(io("bind"))?;
-    let meta = std::fs::symlink_metadata(path).map_err(io("lstat after bind"))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode != 0o600 {
-        let _ = std::fs::remove_file(path);
-        return Err(ServerError::Mode {
-            path: path.display().to_string(),
+        },
+        BindError::Mode(mode) => ServerError::Mode {
+            path: path_text(),
             mode,
-        });
-    }
-    Ok(listener)
+        },
+    })
 }
 
 impl QmpServer {
@@ -838,7 +797,10 @@ mod tests {
         drop(UnixListener::bind(&path).unwrap());
         let server = QmpServer::start(&path, version()).unwrap();
         let meta = std::fs::symlink_metadata(&path).unwrap();
-        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+            0o600
+        );
         // A second server on the same live socket is refused.
         assert!(matches!(
             QmpServer::start(&path, version()),
