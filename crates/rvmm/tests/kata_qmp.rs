@@ -118,6 +118,33 @@ fn kata_typed_client_handshakes_queries_pauses_and_hot_adds_a_vcpu() {
         .expect("query-hotpluggable-cpus");
     assert!(slots.iter().all(|s| s.qom_path.is_some()), "{slots:?}");
 
+    // A refusal reaches the client as a typed QMP error (class and desc), not an I/O error:
+    // a `device_add` for a slot that is already plugged (all of them are now).
+    let again = slots[0].props.clone();
+    let mut args = Dictionary::new();
+    for (k, v) in [
+        ("socket-id", again.socket_id),
+        ("die-id", again.die_id),
+        ("core-id", again.core_id),
+        ("thread-id", again.thread_id),
+    ] {
+        if let Some(v) = v {
+            args.insert(k.into(), v.into());
+        }
+    }
+    match q.execute(&qmp::device_add {
+        bus: None,
+        id: Some("cpu-again".into()),
+        driver: slots[0].type_.clone(),
+        arguments: args,
+    }) {
+        Err(qapi::ExecuteError::Qapi(e)) => {
+            assert!(matches!(e.class, qapi::ErrorClass::GenericError), "{e:?}");
+            assert!(!e.desc.is_empty());
+        }
+        other => panic!("device_add of a plugged slot: {other:?}"),
+    }
+
     q.execute(&qmp::quit {}).expect("quit");
     let out = vm.wait(Duration::from_secs(20));
     assert!(
