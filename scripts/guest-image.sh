@@ -7,7 +7,8 @@
 #   bzImage            the kernel as Debian ships it (linux-image-6.1.*-cloud-amd64)
 #   vmlinux            the uncompressed ELF64 inside it, with a PVH entry note
 #   initramfs.cpio.gz  static busybox, guest/initramfs/* (the /init), lscpu, numactl and
-#                      the virtio modules (virtio-mmio, -pci, -blk, -net and dependencies)
+#                      the virtio modules (virtio-mmio, -pci, -blk, -net, -balloon and
+#                      dependencies)
 #   kernel-config      the kernel's .config
 #   image.env          the KEY=VALUE lines printed below
 #   debs/              the downloaded .deb files
@@ -30,7 +31,7 @@ ENV_FILE="$GUEST/image.env"
 
 KERNEL_META=linux-image-cloud-amd64
 # Modules wanted in the initramfs; their dependencies are added from each .ko's modinfo.
-MODULES=(virtio_mmio virtio_pci virtio_blk virtio_net)
+MODULES=(virtio_mmio virtio_pci virtio_blk virtio_net virtio_balloon)
 # ELF note type XEN_ELFNOTE_PHYS32_ENTRY (xen/include/public/elfnote.h): the PVH entry.
 XEN_ELFNOTE_PHYS32_ENTRY=0x00000012
 
@@ -338,8 +339,17 @@ build_initramfs() {
     mv "$TMP/initramfs.cpio.gz" "$GUEST/initramfs.cpio.gz"
 }
 
+# modules_complete: every module in MODULES is in the cached modules/ (a cache built before
+# one was added to the list is rebuilt).
+modules_complete() {
+    local m
+    for m in "${MODULES[@]}"; do
+        grep -q "/$m\.ko:" "$GUEST/modules/modules.dep" 2>/dev/null || return 1
+    done
+}
+
 if ((REFRESH)) || [[ ! -s "$GUEST/bzImage" || ! -s "$GUEST/vmlinux" || ! -s "$GUEST/pvh-entry" ||
-    ! -s "$GUEST/kernel-release" || ! -d "$GUEST/modules" ]]; then
+    ! -s "$GUEST/kernel-release" || ! -d "$GUEST/modules" ]] || ! modules_complete; then
     build_kernel
 fi
 build_initramfs
