@@ -36,6 +36,10 @@ pub enum BenchError {
     KvmLoop(#[from] KvmLoopError),
     #[error("virtio-blk, {vmm}: {why}")]
     Vblk { vmm: &'static str, why: String },
+    #[error("virtio-net, {vmm}: {why}")]
+    Vnet { vmm: &'static str, why: String },
+    #[error("virtio-balloon, {vmm}: {why}")]
+    Vballoon { vmm: &'static str, why: String },
     #[error("{vmm}: the pio guest's PROBE-PIO line came {loop_ms:.3} ms after PROBE-END; cannot compute a rate")]
     NoLoopTime { vmm: &'static str, loop_ms: f64 },
 }

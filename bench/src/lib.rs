@@ -7,7 +7,8 @@
 //! `smaps` (reading /proc), `plan` (what to run), `benches`, `scaling` and `hotplug` (the
 //! benchmarks), `kvm_loop`
 //! (the bare loop), `stats`, `results`, `targets`, `report` and `svg` (the output),
-//! `machine` (what it ran on), `vblk` (virtio-blk).
+//! `machine` (what it ran on), `vblk` (virtio-blk), `vnet` (virtio-net),
+//! `vballoon` (virtio-balloon).
 
 pub mod benches;
 pub mod hotplug;
@@ -23,8 +24,10 @@ pub mod smaps;
 pub mod stats;
 pub mod svg;
 pub mod targets;
+pub mod vballoon;
 pub mod vblk;
 pub mod vmms;
+pub mod vnet;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -91,6 +94,8 @@ pub struct Selection {
     pub hotplug: bool,
     pub monitoring: bool,
     pub vblk: bool,
+    pub vnet: bool,
+    pub vballoon: bool,
 }
 
 impl Selection {
@@ -103,6 +108,8 @@ impl Selection {
         hotplug: true,
         monitoring: true,
         vblk: true,
+        vnet: true,
+        vballoon: true,
     };
 
     /// Nothing selected (a single benchmark starts from this).
@@ -115,6 +122,8 @@ impl Selection {
         hotplug: false,
         monitoring: false,
         vblk: false,
+        vnet: false,
+        vballoon: false,
     };
 }
 
@@ -163,6 +172,13 @@ pub fn run(
     if which.vblk {
         let dir = tools.probe_elf.parent().unwrap_or(Path::new("."));
         r.vblk = Some(b.vblk(dir)?);
+    }
+    if which.vnet {
+        r.vnet = Some(b.vnet()?);
+    }
+    if which.vballoon {
+        let dir = tools.probe_elf.parent().unwrap_or(Path::new("."));
+        r.vballoon = Some(b.vballoon(dir)?);
     }
     r.meta.loadavg_end = machine::loadavg();
     r.meta.duration_s = began.elapsed().as_secs_f64();

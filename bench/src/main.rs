@@ -61,6 +61,10 @@ enum Command {
     Monitoring,
     /// 8. virtio-blk: 4 KiB random-read IOPS, sequential 64 KiB read and write MiB/s.
     VirtioBlk,
+    /// 9. virtio-net: frames per second (64 and 1500 bytes) from the guest to a tap.
+    VirtioNet,
+    /// 10. virtio-balloon: the time to give back 1 GiB through the balloon, and the RSS.
+    VirtioBalloon,
     /// Re-render the page and plots from the plot directory's results.json.
     Report,
     /// The bare KVM_RUN loop alone.
@@ -141,6 +145,8 @@ fn real_main() -> Result<()> {
         Command::Hotplug => only(|s| s.hotplug = true),
         Command::Monitoring => only(|s| s.monitoring = true),
         Command::VirtioBlk => only(|s| s.vblk = true),
+        Command::VirtioNet => only(|s| s.vnet = true),
+        Command::VirtioBalloon => only(|s| s.vballoon = true),
     };
     if cli.runs == 0 {
         bail!("--runs: 0 runs measure nothing; give at least 1");
@@ -211,6 +217,12 @@ fn merge(all: &mut Results, new: Results, which: Selection) {
     if which.vblk {
         all.vblk = new.vblk;
     }
+    if which.vnet {
+        all.vnet = new.vnet;
+    }
+    if which.vballoon {
+        all.vballoon = new.vballoon;
+    }
     all.meta.updates.push(format!(
         "{} at {} ({})",
         selection_names(which),
@@ -229,6 +241,8 @@ fn selection_names(s: Selection) -> String {
         (s.hotplug, "hotplug"),
         (s.monitoring, "monitoring"),
         (s.vblk, "virtio-blk"),
+        (s.vnet, "virtio-net"),
+        (s.vballoon, "virtio-balloon"),
     ];
     names
         .iter()

@@ -37,6 +37,10 @@ pub struct Plan {
     pub scale_rate_vms: usize,
     /// virtio-blk: requests per phase (vblk.rs).
     pub vblk_ops: u64,
+    /// virtio-net: frames per run (vnet.rs).
+    pub vnet_frames: u64,
+    /// virtio-balloon: MiB given back (vballoon.rs).
+    pub vballoon_mib: u64,
     /// A run longer than this is killed and the benchmark fails.
     pub timeout: Duration,
 }
@@ -76,6 +80,8 @@ impl Plan {
             scale_rate_concurrency: 4,
             scale_rate_vms: 16,
             vblk_ops: crate::vblk::FULL_OPS,
+            vnet_frames: crate::vnet::FULL_FRAMES,
+            vballoon_mib: crate::vballoon::FULL_MIB,
             timeout: Duration::from_secs(300),
         }
     }
@@ -103,6 +109,8 @@ impl Plan {
             scale_rate_concurrency: 2,
             scale_rate_vms: 2,
             vblk_ops: crate::vblk::SMOKE_OPS,
+            vnet_frames: crate::vnet::SMOKE_FRAMES,
+            vballoon_mib: crate::vballoon::SMOKE_MIB,
             timeout: Duration::from_secs(60),
         }
     }

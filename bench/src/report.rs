@@ -551,6 +551,55 @@ fn section_vblk(s: &mut String, r: &Results) {
     );
 }
 
+fn section_vnet(s: &mut String, r: &Results) {
+    let Some(v) = &r.vnet else {
+        return;
+    };
+    let _ = writeln!(s, "## 9. virtio-net\n");
+    let _ = writeln!(
+        s,
+        "The probe guest's `net.bench=N` on one virtio-net device whose backend is a tap in a network namespace \
+         the bench makes (rvmm `--net tap=T`, QEMU `-netdev tap,ifname=T,script=no,downscript=no -device virtio-net-device`), \
+         1 vCPU: {} broadcast Ethernet frames per run, sent one at a time (the guest polls the used ring for each), \
+         one run per frame size. Frames per second are the frames the tap received (its rx_packets counter, which \
+         must have grown by at least as many) over the time between the arrivals of the guest's `PROBE-NBENCH ... \
+         phase=begin` and `phase=end` lines.\n",
+        v.frames
+    );
+    let _ = writeln!(
+        s,
+        "| | rvmm | QEMU | rvmm/QEMU |\n|---|---|---|---|\n| 64-byte frames/s | {} |\n| 1500-byte frames/s | {} |\n",
+        pair_cells(&v.small_fps, 0),
+        pair_cells(&v.large_fps, 0)
+    );
+}
+
+fn section_vballoon(s: &mut String, r: &Results) {
+    let Some(v) = &r.vballoon else {
+        return;
+    };
+    let _ = writeln!(s, "## 10. virtio-balloon\n");
+    let _ = writeln!(
+        s,
+        "Giving back {} MiB: the probe guest (`balloon.mib={}`, {} MiB of RAM, 1 vCPU; rvmm `--balloon on`, \
+         QEMU `-device virtio-balloon-device`) writes every page of {} MiB of its RAM, then the bench sends QMP \
+         `balloon` with the RAM less that, and times from sending the command to the arrival of the guest's \
+         `balloon inflated=` line (printed once the device has returned every PFN array). The VMM's VmRSS is read \
+         at the guest's `touched=` line and at `inflated=`.\n",
+        v.mib,
+        v.mib,
+        v.mib + 512,
+        v.mib
+    );
+    let _ = writeln!(
+        s,
+        "| | rvmm | QEMU | rvmm/QEMU |\n|---|---|---|---|\n| inflate, ms | {} |\n| VmRSS before, MiB | {} |\n| VmRSS after, MiB | {} |\n",
+        pair_cells(&v.inflate_ms, 1),
+        pair_cells(&v.rss_before_mib, 1),
+        pair_cells(&v.rss_after_mib, 1)
+    );
+}
+
 fn section_scaling(s: &mut String, r: &Results, plot_dir: &str) {
     let Some(sc) = &r.scaling else {
         return;
@@ -629,6 +678,8 @@ pub fn markdown(r: &Results, analysis: Option<&str>, plot_dir: &str) -> String {
     section_hotplug(&mut s, r);
     section_monitoring(&mut s, r);
     section_vblk(&mut s, r);
+    section_vnet(&mut s, r);
+    section_vballoon(&mut s, r);
     s
 }
 
@@ -643,6 +694,8 @@ pub fn tables(r: &Results) -> String {
     section_hotplug(&mut s, r);
     section_monitoring(&mut s, r);
     section_vblk(&mut s, r);
+    section_vnet(&mut s, r);
+    section_vballoon(&mut s, r);
     s
 }
 

@@ -156,6 +156,29 @@ pub struct VblkResult {
     pub seqwrite_mib_s: Pair,
 }
 
+/// Benchmark 9: virtio-net from the probe guest to a tap (vnet.rs).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct VnetResult {
+    /// Frames per run.
+    pub frames: u64,
+    /// 64-byte frames per second.
+    pub small_fps: Pair,
+    /// 1500-byte frames per second.
+    pub large_fps: Pair,
+}
+
+/// Benchmark 10: giving memory back through virtio-balloon (vballoon.rs).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct VballoonResult {
+    /// MiB the guest touched and the balloon took.
+    pub mib: u64,
+    /// From QMP `balloon` to the guest's `inflated=` line.
+    pub inflate_ms: Pair,
+    /// The VMM's VmRSS at `touched=` and at `inflated=`.
+    pub rss_before_mib: Pair,
+    pub rss_after_mib: Pair,
+}
+
 /// Everything one `rvmm-bench all` measured.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Results {
@@ -171,4 +194,8 @@ pub struct Results {
     pub monitoring: Option<MonitoringResult>,
     #[serde(default)]
     pub vblk: Option<VblkResult>,
+    #[serde(default)]
+    pub vnet: Option<VnetResult>,
+    #[serde(default)]
+    pub vballoon: Option<VballoonResult>,
 }

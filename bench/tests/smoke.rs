@@ -82,6 +82,16 @@ fn every_benchmark_once() {
     one_sample_each("virtio-blk randread", &v.randread_iops);
     one_sample_each("virtio-blk seqread", &v.seqread_mib_s);
     one_sample_each("virtio-blk seqwrite", &v.seqwrite_mib_s);
+    let n = r.vnet.as_ref().expect("the virtio-net benchmark ran");
+    one_sample_each("virtio-net 64-byte frames/s", &n.small_fps);
+    one_sample_each("virtio-net 1500-byte frames/s", &n.large_fps);
+    let b = r
+        .vballoon
+        .as_ref()
+        .expect("the virtio-balloon benchmark ran");
+    one_sample_each("virtio-balloon inflate ms", &b.inflate_ms);
+    one_sample_each("virtio-balloon RSS before", &b.rss_before_mib);
+    one_sample_each("virtio-balloon RSS after", &b.rss_after_mib);
     let exits = r.exits.as_ref().unwrap();
     one_sample_each("exits", &exits.per_sec);
     assert_eq!(exits.bare_per_sec.len(), 1);
@@ -114,6 +124,9 @@ fn every_benchmark_once() {
         "## 3. Exit round trip",
         "## 4. Start rate",
         "## 5. Scaling",
+        "## 8. virtio-blk",
+        "## 9. virtio-net",
+        "## 10. virtio-balloon",
         "## Hot spots",
     ] {
         assert!(md.contains(heading), "{heading} missing from:\n{md}");

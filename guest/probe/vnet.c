@@ -12,6 +12,13 @@
  *   PROBE-VIRTIO dev=K ping reply seq=1 match=yes|no
  *
  * (or "arp timeout" / "ping timeout"). Frames carry the 12-byte virtio 1.x net header.
+ * With net.bench=N [net.size=BYTES] (default 64, at most 1514), instead of the ARP and ping:
+ * N Ethernet frames of net.size bytes (broadcast, ethertype 0x88b5, local experimental) sent
+ * one at a time (each waited for in the used ring, polled), between two lines the host
+ * timestamps:
+ *
+ *   PROBE-NBENCH dev=K phase=begin size=BYTES frames=N
+ *   PROBE-NBENCH dev=K phase=end size=BYTES frames=N errors=E tsc=TICKS
  * With virtio=hostile (rvmm only), first: a transmit chain outside RAM, a receive buffer
  * smaller than the header, a transmit chain that loops; each must come back
  * ("PROBE-VIRTIO dev=K hostile WHAT returned=yes len=N"), and the ARP and ping after them
@@ -269,6 +276,63 @@ static void hostile(uint64_t base, uint32_t dev)
 	hostile_line(dev, "tx-loop", vio_wait_used(base, &txq, want), 0);
 }
 
+static uint64_t bench_param(const char *key, uint64_t dflt)
+{
+	size_t len;
+	const char *v = probe_param(key, &len);
+	if (!v || len == 0)
+		return dflt;
+	uint64_t n = 0;
+	for (size_t i = 0; i < len && i < 12; i++) {
+		if (v[i] < '0' || v[i] > '9')
+			return dflt;
+		n = n * 10 + (uint64_t)(v[i] - '0');
+	}
+	return n;
+}
+
+static void bench_line(uint32_t dev, bool end, uint32_t size, uint64_t frames, uint64_t errors,
+		       uint64_t tsc)
+{
+	char buf[160];
+	struct out o = OUT_INIT(buf);
+	out_str(&o, "PROBE-NBENCH dev=");
+	out_dec(&o, dev);
+	out_str(&o, end ? " phase=end size=" : " phase=begin size=");
+	out_dec(&o, size);
+	out_str(&o, " frames=");
+	out_dec(&o, frames);
+	if (end) {
+		out_str(&o, " errors=");
+		out_dec(&o, errors);
+		out_str(&o, " tsc=");
+		out_dec(&o, tsc);
+	}
+	out_end(&o);
+}
+
+/* net.bench=N (see the top of the file). */
+static void bench(uint64_t base, uint32_t dev, uint64_t frames)
+{
+	uint64_t size = bench_param("net.size", 64);
+	if (size < ETH)
+		size = ETH;
+	if (size > 1514)
+		size = 1514;
+	uint8_t *f = tx_buf + HDR;
+	memset(f, 0xff, 6);
+	memcpy(f + 6, mac, 6);
+	put16(f + 12, 0x88b5);
+	for (uint64_t i = ETH; i < size; i++)
+		f[i] = (uint8_t)i;
+	bench_line(dev, false, (uint32_t)size, frames, 0, 0);
+	uint64_t errors = 0, t0 = rdtsc();
+	for (uint64_t i = 0; i < frames; i++)
+		if (!send(base, (uint32_t)size))
+			errors++;
+	bench_line(dev, true, (uint32_t)size, frames, errors, rdtsc() - t0);
+}
+
 void vnet_run(uint64_t base, uint32_t dev)
 {
 	char buf[160];
@@ -303,6 +367,12 @@ void vnet_run(uint64_t base, uint32_t dev)
 	const char *v = probe_param("virtio", &len);
 	if (v && len == 7 && memcmp(v, "hostile", 7) == 0)
 		hostile(base, dev);
+
+	uint64_t frames = bench_param("net.bench", 0);
+	if (frames) {
+		bench(base, dev, frames);
+		return;
+	}
 
 	for (uint16_t i = 0; i < RX_BUFS; i++)
 		post_rx(base, i);
