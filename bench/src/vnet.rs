@@ -20,7 +20,7 @@ use crate::vmms::{Vmm, QEMU_ARGS};
 use crate::BenchError;
 
 /// Frames per run in the full plan.
-pub const FULL_FRAMES: u64 = 200_000;
+pub const FULL_FRAMES: u64 = 20_000;
 /// Frames per run in a smoke run.
 pub const SMOKE_FRAMES: u64 = 500;
 /// The frame sizes measured (bytes, Ethernet header included, no FCS).
