@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use super::{Vmm, VmmError};
 use crate::control::commands::snapshot::SnapshotReply;
 use crate::devices::serial;
-use crate::machine::state::{msrs_to_save, save_vcpu, StateError};
+use crate::machine::state::{msrs_to_save, save_vcpu, StateError, VmState};
 use crate::snapshot::compat::{entry, missing_features, saved};
 use crate::snapshot::{
     self, memory, SavedConfig, SavedDevices, SavedVcpu, Snapshot, SnapshotError,
@@ -41,18 +41,57 @@ pub(super) fn save(
     stopped: bool,
 ) -> Result<SnapshotReply, String> {
     let start = Instant::now();
-    if !vmm.virtio.is_empty() {
-        let names: Vec<String> = vmm
-            .virtio
-            .iter()
-            .map(|h| format!("slot {} (device ID {})", h.slot, h.device_id))
-            .collect();
-        return Err(format!(
-            "the VM has virtio devices ({}); saving virtio device state is not implemented yet",
-            names.join(", ")
-        ));
-    }
+    // Refused before the directory is made (a VM with virtio devices, a vCPU that will
+    // not hand over its state): nothing is left behind.
+    let parts = collect(vmm, handles)?;
     snapshot::prepare_dir(dir).map_err(|e| e.to_string())?;
+    let memory = memory::save(dir, &vmm.ram).map_err(|e| e.to_string())?;
+    let snap = Snapshot {
+        rvmm_version: env!("CARGO_PKG_VERSION").to_string(),
+        stopped,
+        config: saved_config(vmm),
+        vcpus: parts.vcpus,
+        vm: parts.vm,
+        devices: parts.devices,
+        memory,
+    };
+    snapshot::write_state(dir, &snap).map_err(|e| e.to_string())?;
+    Ok(SnapshotReply {
+        path: dir.display().to_string(),
+        vcpus: snap.vcpus.len() as u32,
+        memory_bytes: snap.memory.size,
+        data_bytes: snap.memory.data_pages * 4096,
+        milliseconds: start.elapsed().as_millis() as u64,
+        stopped,
+    })
+}
+
+/// Everything of a paused VM but its guest RAM: what `state.json` holds beside the memory
+/// layout, and what a migration's final message carries.
+#[derive(Debug, Clone)]
+pub(super) struct MachineParts {
+    pub vcpus: Vec<SavedVcpu>,
+    pub vm: VmState,
+    pub devices: SavedDevices,
+}
+
+/// The configuration summary and the flags that rebuild this VM.
+pub(super) fn saved_config(vmm: &Vmm) -> SavedConfig {
+    let c = &vmm.config;
+    let s = &c.smp;
+    SavedConfig {
+        flags: crate::config::flags::run_args(c),
+        smp: [s.cpus, s.maxcpus, s.sockets, s.dies, s.cores, s.threads],
+        cpu_model: c.cpu.model.clone(),
+        memory_bytes: c.memory,
+        numa_nodes: vmm.numa.nodes.len(),
+    }
+}
+
+/// Reads every present vCPU's state (each on its own thread, parked), the VM's in-kernel
+/// devices and clock, and the emulated devices. Every vCPU must be parked.
+pub(super) fn collect(vmm: &Vmm, handles: &[VcpuHandle]) -> Result<MachineParts, String> {
+    let devices = save_devices(vmm)?;
     let msrs: std::sync::Arc<[u32]> = msrs_to_save(&vmm.host.msr_index_list).into();
     let xsave_size = vmm.vm.xsave_size();
     let mut vcpus = Vec::new();
@@ -80,39 +119,28 @@ pub(super) fn save(
     }
     vcpus.sort_by_key(|v| v.state.index);
     let vm = vmm.vm.save_state().map_err(|e| e.to_string())?;
+    Ok(MachineParts { vcpus, vm, devices })
+}
+
+/// The emulated devices' state (the paused VM's).
+fn save_devices(vmm: &Vmm) -> Result<SavedDevices, String> {
+    if !vmm.virtio.is_empty() {
+        let names: Vec<String> = vmm
+            .virtio
+            .iter()
+            .map(|h| format!("slot {} (device ID {})", h.slot, h.device_id))
+            .collect();
+        return Err(format!(
+            "the VM has virtio devices ({}); saving virtio device state is not implemented yet",
+            names.join(", ")
+        ));
+    }
     let bus = &vmm.bus;
-    let devices = SavedDevices {
+    Ok(SavedDevices {
         serial: serial::state(&lock(&bus.com1)),
         pm: lock(&bus.pm).state(),
         gpe: lock(&bus.gpe).state(),
         cpu_hotplug: lock(&bus.cpu_hotplug).state(),
-    };
-    let memory = memory::save(dir, &vmm.ram).map_err(|e| e.to_string())?;
-    let c = &vmm.config;
-    let s = &c.smp;
-    let snap = Snapshot {
-        rvmm_version: env!("CARGO_PKG_VERSION").to_string(),
-        stopped,
-        config: SavedConfig {
-            flags: crate::config::flags::run_args(c),
-            smp: [s.cpus, s.maxcpus, s.sockets, s.dies, s.cores, s.threads],
-            cpu_model: c.cpu.model.clone(),
-            memory_bytes: c.memory,
-            numa_nodes: vmm.numa.nodes.len(),
-        },
-        vcpus,
-        vm,
-        devices,
-        memory,
-    };
-    snapshot::write_state(dir, &snap).map_err(|e| e.to_string())?;
-    Ok(SnapshotReply {
-        path: dir.display().to_string(),
-        vcpus: snap.vcpus.len() as u32,
-        memory_bytes: snap.memory.size,
-        data_bytes: snap.memory.data_pages * 4096,
-        milliseconds: start.elapsed().as_millis() as u64,
-        stopped,
     })
 }
 
@@ -132,13 +160,29 @@ impl Vmm {
     /// runs; see the module header. Nothing has run when this fails.
     pub fn restore(&mut self, snap: &Snapshot, dir: &Path) -> Result<RestoreReport, VmmError> {
         let start = Instant::now();
-        let mut warnings = Vec::new();
         // The host first.
-        let host_xsave = self.vm.xsave_size().max(4096);
+        self.check_host_cpus(snap.vcpus.iter().map(|v| (v.state.index, &v.cpuid[..])))?;
+        self.check_xsave(&snap.vcpus)?;
+        let data_bytes = memory::restore(dir, &snap.memory, &self.ram)?;
+        let warnings = self.restore_machine(&snap.vcpus, &snap.vm, &snap.devices)?;
+        Ok(RestoreReport {
+            vcpus: snap.vcpus.len(),
+            data_bytes,
+            elapsed: start.elapsed(),
+            warnings,
+        })
+    }
+
+    /// Checks that this host's KVM can run vCPUs with the saved CPUID tables (`(slot,
+    /// table)`): every feature within what it supports or what rvmm's own table for the
+    /// slot has. The error names each vCPU's missing features.
+    pub(super) fn check_host_cpus<'s>(
+        &self,
+        tables: impl Iterator<Item = (u32, &'s [[u32; 7]])>,
+    ) -> Result<(), SnapshotError> {
         let mut problems = Vec::new();
-        for v in &snap.vcpus {
-            let index = v.state.index;
-            let table: Vec<_> = v.cpuid.iter().map(entry).collect();
+        for (index, cpuid) in tables {
+            let table: Vec<_> = cpuid.iter().map(entry).collect();
             let rebuilt = self
                 .cpu_tables
                 .slot_table(index)
@@ -155,18 +199,47 @@ impl Vmm {
                     missing.join(", ")
                 ));
             }
-            if v.state.xsave.0.len() > host_xsave {
-                problems.push(format!(
-                    "vCPU {index}: XSAVE area of {} bytes, this host's KVM holds {host_xsave}",
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(SnapshotError::Incompatible(problems.join("; ")))
+        }
+    }
+
+    /// Checks that every saved XSAVE area fits this host's.
+    pub(super) fn check_xsave(&self, vcpus: &[SavedVcpu]) -> Result<(), SnapshotError> {
+        let host_xsave = self.vm.xsave_size().max(4096);
+        let problems: Vec<String> = vcpus
+            .iter()
+            .filter(|v| v.state.xsave.0.len() > host_xsave)
+            .map(|v| {
+                format!(
+                    "vCPU {}: XSAVE area of {} bytes, this host's KVM holds {host_xsave}",
+                    v.state.index,
                     v.state.xsave.0.len()
-                ));
-            }
+                )
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(SnapshotError::Incompatible(problems.join("; ")))
         }
-        if !problems.is_empty() {
-            return Err(SnapshotError::Incompatible(problems.join("; ")).into());
-        }
+    }
+
+    /// Puts everything but guest RAM back into this freshly built VM (hot-added vCPUs are
+    /// created first): the irqchip, PIT and clock, the devices, every vCPU's CPUID table
+    /// and state. Returns warnings (MSRs KVM refused, a TSC frequency change).
+    pub(super) fn restore_machine(
+        &mut self,
+        vcpus: &[SavedVcpu],
+        vm: &VmState,
+        devices: &SavedDevices,
+    ) -> Result<Vec<String>, VmmError> {
+        let mut warnings = Vec::new();
         // Hot-added vCPUs: created in slot order after the boot ones.
-        for v in &snap.vcpus {
+        for v in vcpus {
             let index = v.state.index;
             if (index as usize) < self.vcpus.len() {
                 continue;
@@ -194,34 +267,19 @@ impl Vmm {
             )?;
             self.vcpus.push(fd);
         }
-        if snap.vcpus.len() < self.vcpus.len() {
+        if vcpus.len() < self.vcpus.len() {
             return Err(SnapshotError::Incompatible(format!(
                 "the snapshot has {} vCPUs, its configuration boots {}",
-                snap.vcpus.len(),
+                vcpus.len(),
                 self.vcpus.len()
             ))
             .into());
         }
-        let data_bytes = memory::restore(dir, &snap.memory, &self.ram)?;
-        self.vm
-            .restore_state(&snap.vm)
-            .map_err(SnapshotError::from)?;
-        {
-            let bus = &self.bus;
-            let d = &snap.devices;
-            serial::restore(&mut lock(&bus.com1), &d.serial).map_err(|source| VmmError::Io {
-                what: "restoring COM1",
-                source,
-            })?;
-            lock(&bus.pm).restore(&d.pm);
-            lock(&bus.gpe).restore(&d.gpe);
-            lock(&bus.cpu_hotplug)
-                .restore(&d.cpu_hotplug)
-                .map_err(SnapshotError::Incompatible)?;
-        }
+        self.vm.restore_state(vm).map_err(SnapshotError::from)?;
+        self.restore_devices(devices)?;
         let xsave_size = self.vm.xsave_size();
         let host_khz = self.vcpus.first().and_then(|v| v.get_tsc_khz().ok());
-        for v in &snap.vcpus {
+        for v in vcpus {
             let index = v.state.index;
             let fd = &self.vcpus[index as usize];
             let table: Vec<_> = v.cpuid.iter().map(entry).collect();
@@ -255,11 +313,21 @@ impl Vmm {
                 ));
             }
         }
-        Ok(RestoreReport {
-            vcpus: snap.vcpus.len(),
-            data_bytes,
-            elapsed: start.elapsed(),
-            warnings,
-        })
+        Ok(warnings)
+    }
+
+    /// Puts the emulated devices' saved state back.
+    fn restore_devices(&self, d: &SavedDevices) -> Result<(), VmmError> {
+        let bus = &self.bus;
+        serial::restore(&mut lock(&bus.com1), &d.serial).map_err(|source| VmmError::Io {
+            what: "restoring COM1",
+            source,
+        })?;
+        lock(&bus.pm).restore(&d.pm);
+        lock(&bus.gpe).restore(&d.gpe);
+        lock(&bus.cpu_hotplug)
+            .restore(&d.cpu_hotplug)
+            .map_err(SnapshotError::Incompatible)?;
+        Ok(())
     }
 }
