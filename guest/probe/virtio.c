@@ -39,6 +39,16 @@
  *   PROBE-VBENCH dev=K phase=begin op=randread|seqread|seqwrite size=BYTES ops=N
  *   PROBE-VBENCH dev=K phase=end op=... size=BYTES ops=N errors=E tsc=TICKS
  *
+ * With virtio=loop (the guest that proves a snapshot/restore kept the device going), then
+ * forever, on the first disk: write a sector holding the counter n (le64, then a pattern
+ * of n) to sector LOOP_SECTOR, read it back and compare, then sleep ~50 ms on the local
+ * APIC's one-shot timer (sti; hlt, as counter.c: the vCPU's host thread really sleeps; the
+ * wake-up never returns with IRET), counting n = 1, 2, ...; every LOOP_PRINT_EVERY rounds
+ *
+ *   PROBE-VLOOP n=N ok|bad
+ *
+ * where bad (kept once seen) means a request failed, timed out or read back something else.
+ *
  * K counts the devices found (not slots: QEMU fills its transports from the top). Completion
  * is found by polling the used ring; interrupts stay disabled (nothing returns with IRET on
  * this host). Only the BSP runs; APs are never started.
@@ -66,6 +76,9 @@
 #define DISCARD_SECTORS 64
 #define BENCH_MAX 65536
 #define BENCH_DEFAULT_OPS 20000
+#define LOOP_SECTOR 16
+#define LOOP_SLEEP_NS 50000000u /* the APIC timer counts at 1 GHz */
+#define LOOP_PRINT_EVERY 4u	/* ~200 ms between reports */
 
 struct blk_req {
 	uint32_t type;
@@ -301,6 +314,45 @@ static void blk_bench(uint64_t base, uint32_t dev, uint64_t capacity)
 	bench_phase(base, dev, capacity, "seqwrite", BLK_T_OUT, (uint32_t)seq, ops, false);
 }
 
+static uint8_t loop_byte(uint64_t n, uint32_t i)
+{
+	return (uint8_t)(n * 13 + i * 7 + (i >> 5));
+}
+
+/* virtio=loop (see the top of the file): never returns. */
+__attribute__((noreturn)) static void blk_loop(uint64_t base)
+{
+	bool ok = true;
+	apic_init_bsp();
+	for (uint64_t n = 1;; n++) {
+		memcpy(data, &n, 8);
+		for (uint32_t i = 8; i < SECTOR; i++)
+			data[i] = loop_byte(n, i);
+		if (submit(base, BLK_T_OUT, LOOP_SECTOR, SECTOR, false) != 0)
+			ok = false;
+		memset(data, 0, SECTOR);
+		if (submit(base, BLK_T_IN, LOOP_SECTOR, SECTOR, true) != 0)
+			ok = false;
+		uint64_t back;
+		memcpy(&back, data, 8);
+		if (back != n)
+			ok = false;
+		for (uint32_t i = 8; i < SECTOR; i++)
+			if (data[i] != loop_byte(n, i))
+				ok = false;
+		if (n % LOOP_PRINT_EVERY == 0) {
+			char buf[64];
+			struct out o = OUT_INIT(buf);
+			out_str(&o, "PROBE-VLOOP n=");
+			out_dec(&o, n);
+			out_str(&o, ok ? " ok" : " bad");
+			out_end(&o);
+		}
+		apic_timer_oneshot(LOOP_SLEEP_NS);
+		sleep_until_interrupt();
+	}
+}
+
 static void blk_run(uint64_t base, uint32_t dev)
 {
 	char buf[160];
@@ -357,6 +409,8 @@ static void blk_run(uint64_t base, uint32_t dev)
 		blk_discard(base, dev, lo);
 	if (v && len == 5 && memcmp(v, "bench", 5) == 0)
 		blk_bench(base, dev, capacity);
+	if (v && len == 4 && memcmp(v, "loop", 4) == 0)
+		blk_loop(base);
 }
 
 void vio_line_start(struct out *o, uint32_t dev)

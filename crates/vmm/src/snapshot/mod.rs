@@ -27,6 +27,7 @@ use crate::devices::cpu_hotplug::CpuHotplug;
 use crate::devices::gpe::Gpe0;
 use crate::devices::pm::PmState;
 use crate::devices::serial::SerialSnapshot;
+use crate::devices::virtio::SavedVirtio;
 use crate::machine::state::{StateError, VcpuState, VmState};
 
 /// The format's name in `state.json`.
@@ -85,6 +86,9 @@ pub enum SnapshotError {
     Machine(#[from] StateError),
     #[error("this host cannot run the snapshot's vCPUs: {0}")]
     Incompatible(String),
+    /// A virtio device of the snapshot does not fit the rebuilt VM's.
+    #[error("virtio slot {slot}: {detail}")]
+    Virtio { slot: u32, detail: String },
 }
 
 /// What a snapshot holds (the `state` member of `state.json`).
@@ -130,6 +134,10 @@ pub struct SavedDevices {
     pub pm: PmState,
     pub gpe: Gpe0,
     pub cpu_hotplug: CpuHotplug,
+    /// Every virtio transport in slot order (docs/snapshot.md); absent in snapshots of VMs
+    /// without virtio devices written before it existed (the format version is still 1).
+    #[serde(default)]
+    pub virtio: Vec<SavedVirtio>,
 }
 
 /// How `memory.bin` maps onto guest RAM.
@@ -404,6 +412,7 @@ mod tests {
                 },
                 gpe: Gpe0::default(),
                 cpu_hotplug: CpuHotplug::new(vec![0, 1], 1),
+                virtio: vec![],
             },
             memory: MemoryLayout {
                 file: MEMORY_FILE.into(),
@@ -461,6 +470,58 @@ mod tests {
                 .to_string(),
             "/snap/state.json: not an rvmm snapshot (format \"qemu\", expected \"rvmm-snapshot\")"
         );
+    }
+
+    #[test]
+    fn virtio_state_round_trips_and_a_v1_snapshot_without_it_still_reads() {
+        use crate::devices::virtio::mmio::{SavedQueue, TransportState};
+        use crate::devices::virtio::{DeviceState, SavedVirtio};
+        let path = Path::new("/snap/state.json");
+        let mut snap = sample();
+        snap.devices.virtio.push(SavedVirtio {
+            slot: 0,
+            device_id: 2,
+            transport: TransportState {
+                status: 15,
+                device_features_sel: 1,
+                driver_features_sel: 1,
+                driver_features: 1 << 32,
+                queue_sel: 0,
+                interrupt_status: 1,
+                config_generation: 0,
+                queues: vec![SavedQueue {
+                    max_size: 256,
+                    size: 8,
+                    bad_size: false,
+                    ready: true,
+                    desc_table: 0x1000,
+                    avail_ring: 0x2000,
+                    used_ring: 0x3000,
+                    next_avail: 65535,
+                    next_used: 65535,
+                }],
+            },
+            device: DeviceState::Block {
+                path: "/d.img".into(),
+                size: 1 << 20,
+                readonly: false,
+            },
+        });
+        let back = parse_state(path, state_text(&snap).as_bytes()).unwrap();
+        assert_eq!(back.devices.virtio, snap.devices.virtio);
+
+        // A v1 state.json written before `virtio` existed: no such member at all.
+        let mut value = serde_json::to_value(sample()).unwrap();
+        let devices = value["devices"].as_object_mut().unwrap();
+        assert!(devices.remove("virtio").is_some());
+        let body = serde_json::to_string_pretty(&value).unwrap();
+        assert!(!body.contains("virtio"));
+        let text = format!(
+            "{{\"format\":\"rvmm-snapshot\",\"version\":1,\"crc32\":\"{:08x}\",\"state\":{body}}}",
+            Crc32::of(body.as_bytes())
+        );
+        let old = parse_state(path, text.as_bytes()).unwrap();
+        assert!(old.devices.virtio.is_empty());
     }
 
     #[test]

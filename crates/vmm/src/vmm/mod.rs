@@ -429,6 +429,9 @@ impl FrameIo for TapIo {
     fn set_offloads(&mut self, flags: u32) -> std::io::Result<()> {
         self.0.set_offloads(flags)
     }
+    fn name(&self) -> String {
+        self.0.name().to_string()
+    }
 }
 
 /// What `create_devices` makes.
@@ -474,6 +477,7 @@ fn create_devices(
             device_id,
             transport: transport.clone(),
             irq: irq.try_clone().map_err(io)?,
+            notify: notify.try_clone().map_err(io)?,
         });
         workers.push(
             Worker::spawn(format!("virtio-{slot}"), transport.clone(), notify, irq).map_err(io)?,

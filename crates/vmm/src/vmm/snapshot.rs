@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use super::{Vmm, VmmError};
 use crate::control::commands::snapshot::SnapshotReply;
 use crate::devices::serial;
+use crate::devices::virtio::{self, SavedVirtio};
 use crate::machine::state::{msrs_to_save, save_vcpu, StateError, VmState};
 use crate::snapshot::compat::{entry, missing_features, saved};
 use crate::snapshot::{
@@ -33,16 +34,29 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Writes the snapshot of the paused VM into `dir`.
+/// Writes the snapshot of the paused VM into `dir`. The virtio devices are quiesced from
+/// before their state is read until guest RAM is written, and serve their queues again
+/// afterwards, whatever the outcome.
 pub(super) fn save(
     vmm: &Vmm,
     handles: &[VcpuHandle],
     dir: &Path,
     stopped: bool,
 ) -> Result<SnapshotReply, String> {
+    let result = save_quiesced(vmm, handles, dir, stopped);
+    resume_devices(vmm);
+    result
+}
+
+fn save_quiesced(
+    vmm: &Vmm,
+    handles: &[VcpuHandle],
+    dir: &Path,
+    stopped: bool,
+) -> Result<SnapshotReply, String> {
     let start = Instant::now();
-    // Refused before the directory is made (a VM with virtio devices, a vCPU that will
-    // not hand over its state): nothing is left behind.
+    // Refused before the directory is made (a vCPU that will not hand over its state):
+    // nothing is left behind.
     let parts = collect(vmm, handles)?;
     snapshot::prepare_dir(dir).map_err(|e| e.to_string())?;
     let memory = memory::save(dir, &vmm.ram).map_err(|e| e.to_string())?;
@@ -122,26 +136,38 @@ pub(super) fn collect(vmm: &Vmm, handles: &[VcpuHandle]) -> Result<MachineParts,
     Ok(MachineParts { vcpus, vm, devices })
 }
 
-/// The emulated devices' state (the paused VM's).
+/// The emulated devices' state (the paused VM's). Every virtio transport is paused first
+/// (`MmioTransport::pause`: taking its lock waits for a request in flight to complete, and
+/// its I/O thread takes no new one), so guest RAM read after this agrees with the saved
+/// rings; [`resume_devices`] lets them go on. A caller that keeps the VM running after
+/// `collect` (a migration that failed) must call it.
 fn save_devices(vmm: &Vmm) -> Result<SavedDevices, String> {
-    if !vmm.virtio.is_empty() {
-        let names: Vec<String> = vmm
-            .virtio
-            .iter()
-            .map(|h| format!("slot {} (device ID {})", h.slot, h.device_id))
-            .collect();
-        return Err(format!(
-            "the VM has virtio devices ({}); saving virtio device state is not implemented yet",
-            names.join(", ")
-        ));
-    }
+    let virtio = vmm
+        .virtio
+        .iter()
+        .map(|h| {
+            let mut t = lock(&h.transport);
+            t.pause();
+            t.save(h.slot)
+        })
+        .collect();
     let bus = &vmm.bus;
     Ok(SavedDevices {
         serial: serial::state(&lock(&bus.com1)),
         pm: lock(&bus.pm).state(),
         gpe: lock(&bus.gpe).state(),
         cpu_hotplug: lock(&bus.cpu_hotplug).state(),
+        virtio,
     })
+}
+
+/// Lets every virtio transport serve its queues again after [`save_devices`], and wakes its
+/// I/O thread for whatever the driver made available meanwhile.
+pub(super) fn resume_devices(vmm: &Vmm) {
+    for h in &vmm.virtio {
+        lock(&h.transport).resume();
+        h.wake();
+    }
 }
 
 /// What a restore did, for the front end's report.
@@ -328,6 +354,49 @@ impl Vmm {
         lock(&bus.cpu_hotplug)
             .restore(&d.cpu_hotplug)
             .map_err(SnapshotError::Incompatible)?;
+        self.restore_virtio(&d.virtio)
+    }
+
+    /// Puts every virtio transport back (registers, queues, the device's own state; a
+    /// device whose driver was live is activated), then wakes each I/O thread so that it
+    /// serves what the driver had made available and polls the device's descriptor (net's
+    /// tap) again. Guest RAM must be in place. A slot whose device differs (another kind,
+    /// another disk or size, another MAC, a device the other side lacks) is one error
+    /// naming the slot.
+    fn restore_virtio(&self, saved: &[SavedVirtio]) -> Result<(), VmmError> {
+        for h in &self.virtio {
+            if !saved.iter().any(|s| s.slot == h.slot) {
+                return Err(SnapshotError::Virtio {
+                    slot: h.slot,
+                    detail: format!(
+                        "this VM has a {} there, the snapshot no device",
+                        virtio::kind_name(h.device_id)
+                    ),
+                }
+                .into());
+            }
+        }
+        for s in saved {
+            let Some(h) = self.virtio.iter().find(|h| h.slot == s.slot) else {
+                return Err(SnapshotError::Virtio {
+                    slot: s.slot,
+                    detail: format!(
+                        "the snapshot has a {} there, this VM no device",
+                        virtio::kind_name(s.device_id)
+                    ),
+                }
+                .into());
+            };
+            lock(&h.transport)
+                .restore(s)
+                .map_err(|detail| SnapshotError::Virtio {
+                    slot: s.slot,
+                    detail,
+                })?;
+        }
+        for h in &self.virtio {
+            h.wake();
+        }
         Ok(())
     }
 }

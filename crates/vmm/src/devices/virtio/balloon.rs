@@ -363,6 +363,65 @@ impl VirtioDevice for Balloon {
             .take()
             .map(|actual| GuestEvent::BalloonChange { actual })
     }
+
+    fn save_state(&self) -> super::DeviceState {
+        let s = &self.shared;
+        super::DeviceState::Balloon {
+            target: s.target(),
+            actual: s.actual(),
+            deflate_on_oom: self.features & (1 << F_DEFLATE_ON_OOM) != 0,
+            free_page_reporting: self.features & (1 << F_REPORTING) != 0,
+            given_back: s.given_back(),
+            deflated: s.deflated(),
+            reported: s.reported(),
+            refused: s.refused(),
+        }
+    }
+
+    /// The optional features must be the same (the driver negotiated them); the target,
+    /// `actual` (in the configuration space too) and the counters are taken over. A
+    /// BALLOON_CHANGE not yet told to the controller at the snapshot is not told again.
+    fn restore_state(&mut self, state: &super::DeviceState) -> Result<(), String> {
+        let super::DeviceState::Balloon {
+            target,
+            actual,
+            deflate_on_oom,
+            free_page_reporting,
+            given_back,
+            deflated,
+            reported,
+            refused,
+        } = *state
+        else {
+            return Err(format!(
+                "the snapshot has a {} there, this VM a virtio-balloon",
+                state.kind()
+            ));
+        };
+        let here = (
+            self.features & (1 << F_DEFLATE_ON_OOM) != 0,
+            self.features & (1 << F_REPORTING) != 0,
+        );
+        if (deflate_on_oom, free_page_reporting) != here {
+            return Err(format!(
+                "the snapshot's balloon has deflate-on-oom={deflate_on_oom} \
+                 free-page-reporting={free_page_reporting}, this VM's deflate-on-oom={} \
+                 free-page-reporting={}",
+                here.0, here.1
+            ));
+        }
+        let s = &self.shared;
+        s.set_target(target);
+        s.actual.store(actual, Ordering::SeqCst);
+        s.given_back.store(given_back, Ordering::Relaxed);
+        s.deflated.store(deflated, Ordering::Relaxed);
+        s.reported.store(reported, Ordering::Relaxed);
+        s.refused.store(refused, Ordering::Relaxed);
+        self.config[4..8].copy_from_slice(&actual.to_le_bytes());
+        self.refresh_config();
+        self.pending = None;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

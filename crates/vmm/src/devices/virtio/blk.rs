@@ -246,6 +246,8 @@ fn aligned(offset: u64, len: usize, align: u64) -> (u64, u64) {
 
 /// One virtio-blk device.
 pub struct Block {
+    /// The image's path as the user gave it (empty in unit tests), for snapshots.
+    path: PathBuf,
     image: Image,
     readonly: bool,
     /// The disk's size in sectors.
@@ -321,12 +323,14 @@ impl Block {
             size,
             bounce: Bounce::default(),
         };
-        Ok(Block::new(
+        let mut block = Block::new(
             image,
             disk.readonly,
             granularity as u32,
             disk.serial.as_deref(),
-        ))
+        );
+        block.path = path.clone();
+        Ok(block)
     }
 
     fn new(image: Image, readonly: bool, granularity: u32, serial: Option<&str>) -> Block {
@@ -357,6 +361,7 @@ impl Block {
             put(56, &[1]);
         }
         Block {
+            path: PathBuf::new(),
             image,
             readonly,
             capacity,
@@ -717,6 +722,52 @@ impl VirtioDevice for Block {
             used_any = true;
         }
         Ok(used_any && queue.needs_notification(mem)?)
+    }
+
+    fn save_state(&self) -> super::DeviceState {
+        super::DeviceState::Block {
+            path: self.path.display().to_string(),
+            size: self.image.size,
+            readonly: self.readonly,
+        }
+    }
+
+    /// The data is the image's own: only that it is the same image, as large and as
+    /// writable, is checked.
+    fn restore_state(&mut self, state: &super::DeviceState) -> Result<(), String> {
+        let super::DeviceState::Block {
+            path,
+            size,
+            readonly,
+        } = state
+        else {
+            return Err(format!(
+                "the snapshot has a {} there, this VM a virtio-blk",
+                state.kind()
+            ));
+        };
+        let here = self.path.display().to_string();
+        if *path != here {
+            return Err(format!("the snapshot's disk is {path}, this VM's {here}"));
+        }
+        if *size != self.image.size {
+            return Err(format!(
+                "the disk {here} was {size} bytes when the snapshot was taken, it is {} bytes now",
+                self.image.size
+            ));
+        }
+        if *readonly != self.readonly {
+            return Err(format!(
+                "the disk {here} was {} in the snapshot, it is {} here",
+                if *readonly { "read-only" } else { "writable" },
+                if self.readonly {
+                    "read-only"
+                } else {
+                    "writable"
+                }
+            ));
+        }
+        Ok(())
     }
 }
 

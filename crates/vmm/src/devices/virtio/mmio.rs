@@ -5,7 +5,14 @@
 //! only the bits written. A driver that gets something wrong (a queue that is not valid at
 //! DRIVER_OK or when notified, a device error) finds the device in DEVICE_NEEDS_RESET with a
 //! configuration-change interrupt, as §2.1.2 asks.
+//!
+//! For snapshots the transport can be paused ([`MmioTransport::pause`]: its I/O thread
+//! serves nothing and polls no device descriptor until [`MmioTransport::resume`]), saved
+//! ([`MmioTransport::save`]: registers, every queue's setup and ring positions, the device's
+//! own state) and restored ([`MmioTransport::restore`], which activates a device whose driver
+//! had set DRIVER_OK, as the driver's own write of it does).
 
+use serde::{Deserialize, Serialize};
 use virtio_bindings::virtio_config::{
     VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FAILED, VIRTIO_CONFIG_S_FEATURES_OK,
     VIRTIO_CONFIG_S_NEEDS_RESET, VIRTIO_F_VERSION_1,
@@ -14,7 +21,7 @@ use virtio_bindings::virtio_mmio::{VIRTIO_MMIO_INT_CONFIG, VIRTIO_MMIO_INT_VRING
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
 
-use super::VirtioDevice;
+use super::{SavedVirtio, VirtioDevice};
 
 /// "virt" in little-endian.
 pub const MAGIC: u32 = 0x7472_6976;
@@ -67,6 +74,38 @@ pub struct MmioTransport {
     status: u32,
     /// ConfigGeneration: bumped by every [`MmioTransport::config_changed`].
     config_generation: u32,
+    /// A snapshot is being taken: the queues are not served (see [`MmioTransport::pause`]).
+    paused: bool,
+}
+
+/// A transport's registers and queues in a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransportState {
+    pub status: u32,
+    pub device_features_sel: u32,
+    pub driver_features_sel: u32,
+    pub driver_features: u64,
+    pub queue_sel: u32,
+    pub interrupt_status: u32,
+    pub config_generation: u32,
+    pub queues: Vec<SavedQueue>,
+}
+
+/// One virtqueue in a snapshot: what the driver set up and where the device is in its rings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedQueue {
+    pub max_size: u16,
+    pub size: u16,
+    /// The driver wrote a size the queue cannot have (never valid until reset).
+    pub bad_size: bool,
+    pub ready: bool,
+    pub desc_table: u64,
+    pub avail_ring: u64,
+    pub used_ring: u64,
+    /// The next available-ring entry the device takes.
+    pub next_avail: u16,
+    /// The next used-ring entry the device fills.
+    pub next_used: u16,
 }
 
 impl MmioTransport {
@@ -91,6 +130,7 @@ impl MmioTransport {
             interrupt_status: 0,
             status: 0,
             config_generation: 0,
+            paused: false,
         }
     }
 
@@ -296,7 +336,8 @@ impl MmioTransport {
     /// The device's own descriptor for the I/O thread to poll ([`VirtioDevice::poll_fd`]),
     /// while the device is live.
     pub fn poll_fd(&self) -> Option<std::os::unix::io::RawFd> {
-        let live = self.status & VIRTIO_CONFIG_S_DRIVER_OK != 0
+        let live = !self.paused
+            && self.status & VIRTIO_CONFIG_S_DRIVER_OK != 0
             && self.status & (VIRTIO_CONFIG_S_NEEDS_RESET | VIRTIO_CONFIG_S_FAILED) == 0;
         live.then(|| self.device.poll_fd()).flatten()
     }
@@ -304,7 +345,8 @@ impl MmioTransport {
     /// Serves every ready queue (after a notification). Returns whether the guest must get
     /// an interrupt. Does nothing before DRIVER_OK, after FAILED, or while NEEDS_RESET.
     pub fn service_queues(&mut self) -> bool {
-        let live = self.status & VIRTIO_CONFIG_S_DRIVER_OK != 0
+        let live = !self.paused
+            && self.status & VIRTIO_CONFIG_S_DRIVER_OK != 0
             && self.status & (VIRTIO_CONFIG_S_NEEDS_RESET | VIRTIO_CONFIG_S_FAILED) == 0;
         if !live {
             return false;
@@ -331,6 +373,117 @@ impl MmioTransport {
             self.interrupt_status |= VIRTIO_MMIO_INT_VRING;
         }
         interrupt
+    }
+
+    /// Stops serving the queues: taken under the transport's lock, which the I/O thread
+    /// holds for the whole of a [`MmioTransport::service_queues`], so a request in flight
+    /// has completed (its used entry and data in guest RAM, the disk written) and none is
+    /// taken until [`MmioTransport::resume`]. A notification meanwhile stays in the rings;
+    /// the caller wakes the thread after resuming.
+    pub fn pause(&mut self) {
+        self.paused = true;
+    }
+
+    /// Serves the queues again (after [`MmioTransport::pause`]).
+    pub fn resume(&mut self) {
+        self.paused = false;
+    }
+
+    /// The transport's registers and queues with the device's own state, for `slot`.
+    pub fn save(&self, slot: u32) -> SavedVirtio {
+        let queues = self
+            .queues
+            .iter()
+            .zip(&self.bad_size)
+            .map(|(q, &bad_size)| SavedQueue {
+                max_size: q.max_size(),
+                size: q.size(),
+                bad_size,
+                ready: q.ready(),
+                desc_table: q.desc_table(),
+                avail_ring: q.avail_ring(),
+                used_ring: q.used_ring(),
+                next_avail: q.next_avail(),
+                next_used: q.next_used(),
+            })
+            .collect();
+        SavedVirtio {
+            slot,
+            device_id: self.device.device_id(),
+            transport: TransportState {
+                status: self.status,
+                device_features_sel: self.device_features_sel,
+                driver_features_sel: self.driver_features_sel,
+                driver_features: self.driver_features,
+                queue_sel: self.queue_sel,
+                interrupt_status: self.interrupt_status,
+                config_generation: self.config_generation,
+                queues,
+            },
+            device: self.device.save_state(),
+        }
+    }
+
+    /// Checks that `saved` fits this transport (the same device kind, the same queues, the
+    /// device's own check) and, if so, puts it back; a device whose driver had set
+    /// DRIVER_OK (and not FAILED, nor got NEEDS_RESET) is activated with the accepted
+    /// features, as the driver's write of DRIVER_OK does. `Err` says what differs; nothing
+    /// was changed then. The caller then wakes the device's thread, which serves whatever
+    /// the driver had made available and picks up the device's descriptor.
+    pub fn restore(&mut self, saved: &SavedVirtio) -> Result<(), String> {
+        let id = self.device.device_id();
+        if saved.device_id != id {
+            return Err(format!(
+                "the snapshot has a {} there, this VM a {}",
+                super::kind_name(saved.device_id),
+                super::kind_name(id)
+            ));
+        }
+        let t = &saved.transport;
+        let maxes: Vec<u16> = self.queues.iter().map(|q| q.max_size()).collect();
+        let saved_maxes: Vec<u16> = t.queues.iter().map(|q| q.max_size).collect();
+        if maxes != saved_maxes {
+            return Err(format!(
+                "the snapshot's {} has queues of sizes {saved_maxes:?}, this VM's {maxes:?}",
+                super::kind_name(id)
+            ));
+        }
+        let mut queues = Vec::with_capacity(t.queues.len());
+        for (i, sq) in t.queues.iter().enumerate() {
+            let mut q = Queue::new(sq.max_size)
+                .map_err(|e| format!("queue {i}: maximum size {}: {e}", sq.max_size))?;
+            if !sq.bad_size {
+                q.try_set_size(sq.size)
+                    .map_err(|e| format!("queue {i}: size {}: {e}", sq.size))?;
+            }
+            let split = |a: u64| (Some(a as u32), Some((a >> 32) as u32));
+            let (lo, hi) = split(sq.desc_table);
+            q.set_desc_table_address(lo, hi);
+            let (lo, hi) = split(sq.avail_ring);
+            q.set_avail_ring_address(lo, hi);
+            let (lo, hi) = split(sq.used_ring);
+            q.set_used_ring_address(lo, hi);
+            q.set_next_avail(sq.next_avail);
+            q.set_next_used(sq.next_used);
+            q.set_ready(sq.ready);
+            queues.push(q);
+        }
+        self.device.restore_state(&saved.device)?;
+        self.queues = queues;
+        self.bad_size = t.queues.iter().map(|q| q.bad_size).collect();
+        self.device_features_sel = t.device_features_sel;
+        self.driver_features_sel = t.driver_features_sel;
+        self.driver_features = t.driver_features;
+        self.queue_sel = t.queue_sel;
+        self.interrupt_status = t.interrupt_status;
+        self.config_generation = t.config_generation;
+        self.status = t.status;
+        let live = self.status & VIRTIO_CONFIG_S_DRIVER_OK != 0
+            && self.status & (VIRTIO_CONFIG_S_NEEDS_RESET | VIRTIO_CONFIG_S_FAILED) == 0;
+        if live {
+            self.device.activate(self.driver_features);
+        }
+        Ok(())
     }
 }
 
@@ -365,6 +518,21 @@ mod tests {
         ) -> Result<bool, DeviceError> {
             self.served += 1;
             Ok(true)
+        }
+        fn save_state(&self) -> crate::devices::virtio::DeviceState {
+            crate::devices::virtio::DeviceState::Block {
+                path: "dummy".into(),
+                size: 512,
+                readonly: false,
+            }
+        }
+        fn restore_state(
+            &mut self,
+            state: &crate::devices::virtio::DeviceState,
+        ) -> Result<(), String> {
+            (*state == self.save_state())
+                .then_some(())
+                .ok_or_else(|| "another dummy".to_string())
         }
     }
 

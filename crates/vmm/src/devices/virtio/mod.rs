@@ -7,6 +7,12 @@
 //! `virtio-queue` over guest memory (`vm-memory`). Who runs a device's queues (an I/O thread
 //! woken by an ioeventfd, interrupts through an irqfd) is `worker`'s business; the vCPU thread
 //! only touches registers.
+//!
+//! Snapshots: [`SavedVirtio`] is one transport's registers and queues
+//! ([`mmio::MmioTransport::save`]) with its device's own state ([`DeviceState`], from
+//! [`VirtioDevice::save_state`]); `vmm::snapshot` quiesces every transport first
+//! ([`mmio::MmioTransport::pause`]: its I/O thread then takes no new request) so that what is
+//! saved and guest RAM agree.
 
 pub mod balloon;
 pub mod blk;
@@ -16,6 +22,7 @@ pub mod worker;
 
 use std::sync::{Arc, Mutex};
 
+use serde::{Deserialize, Serialize};
 use virtio_queue::Queue;
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
@@ -91,6 +98,69 @@ pub trait VirtioDevice: Send {
     fn take_guest_event(&mut self) -> Option<crate::devices::GuestEvent> {
         None
     }
+    /// The device's own state for a snapshot (beyond its transport's registers and queues).
+    fn save_state(&self) -> DeviceState;
+    /// Checks that `state` (saved from a device in the same slot) fits this device, and
+    /// takes what it holds. `Err` says what differs; nothing was changed then.
+    fn restore_state(&mut self, state: &DeviceState) -> Result<(), String>;
+}
+
+/// One virtio transport in a snapshot: its slot, device ID, registers, queues and the
+/// device's own state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedVirtio {
+    pub slot: u32,
+    pub device_id: u32,
+    pub transport: mmio::TransportState,
+    pub device: DeviceState,
+}
+
+/// A device's own state in a snapshot, by kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum DeviceState {
+    /// virtio-blk: which image and how large (checked on restore; the data is the file's).
+    Block {
+        path: String,
+        size: u64,
+        readonly: bool,
+    },
+    /// virtio-net: the MAC and the tap the NIC was on (the restored VM opens its tap by the
+    /// saved flags; a tap rvmm created gets a new one).
+    Net { mac: String, tap: String },
+    /// virtio-balloon: the target and what the driver reported, the optional features and
+    /// the counters of what was given back.
+    Balloon {
+        target: u32,
+        actual: u32,
+        deflate_on_oom: bool,
+        free_page_reporting: bool,
+        given_back: u64,
+        deflated: u64,
+        reported: u64,
+        refused: u64,
+    },
+}
+
+impl DeviceState {
+    /// The kind's name, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DeviceState::Block { .. } => "virtio-blk",
+            DeviceState::Net { .. } => "virtio-net",
+            DeviceState::Balloon { .. } => "virtio-balloon",
+        }
+    }
+}
+
+/// A device ID's name, for messages.
+pub fn kind_name(device_id: u32) -> String {
+    match device_id {
+        1 => "virtio-net".to_string(),
+        2 => "virtio-blk".to_string(),
+        5 => "virtio-balloon".to_string(),
+        id => format!("virtio device ID {id}"),
+    }
 }
 
 /// A failure that leaves the device unusable until the driver resets it.
@@ -110,6 +180,10 @@ pub struct VirtioHandle {
     pub transport: Arc<Mutex<mmio::MmioTransport>>,
     /// The transport's interrupt (an irqfd).
     pub irq: EventFd,
+    /// The device thread's wakeup (the ioeventfd of QueueNotify): a restore or a resume
+    /// after a snapshot signals it so that the thread serves the queues and asks for the
+    /// device's descriptor again.
+    pub notify: EventFd,
 }
 
 impl VirtioHandle {
@@ -124,5 +198,10 @@ impl VirtioHandle {
             // A full counter only means the interrupt is pending already.
             let _ = self.irq.write(1);
         }
+    }
+
+    /// Wakes the device thread (a full counter means it has a wakeup pending already).
+    pub fn wake(&self) {
+        let _ = self.notify.write(1);
     }
 }

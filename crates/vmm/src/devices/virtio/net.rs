@@ -55,6 +55,10 @@ pub trait FrameIo: Send {
     fn offloads(&self) -> u32;
     /// Lets the other end hand over frames with these offloads left undone.
     fn set_offloads(&mut self, flags: u32) -> std::io::Result<()>;
+    /// The other end's name (a tap's interface name), for snapshots; empty by default.
+    fn name(&self) -> String {
+        String::new()
+    }
 }
 
 /// One virtio-net device.
@@ -310,6 +314,39 @@ impl VirtioDevice for Net {
     fn poll_fd(&self) -> Option<RawFd> {
         (self.active && !self.rx_starved).then(|| self.io.fd())
     }
+
+    fn save_state(&self) -> super::DeviceState {
+        super::DeviceState::Net {
+            mac: format_mac(&self.config[..6]),
+            tap: self.io.name(),
+        }
+    }
+
+    /// The MAC must be the same (the guest's driver read it); the tap is the one the
+    /// restored VM opened from the saved flags (a tap rvmm created is a new one, so its name
+    /// may differ). A frame held for a receive buffer at the snapshot is not saved: it is
+    /// lost, as on a wire.
+    fn restore_state(&mut self, state: &super::DeviceState) -> Result<(), String> {
+        let super::DeviceState::Net { mac, .. } = state else {
+            return Err(format!(
+                "the snapshot has a {} there, this VM a virtio-net",
+                state.kind()
+            ));
+        };
+        let here = format_mac(&self.config[..6]);
+        if *mac != here {
+            return Err(format!(
+                "the snapshot's NIC has MAC {mac}, this VM's {here}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A MAC as `52:54:00:12:34:56`.
+fn format_mac(mac: &[u8]) -> String {
+    let parts: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
+    parts.join(":")
 }
 
 #[cfg(test)]
