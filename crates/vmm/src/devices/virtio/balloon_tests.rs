@@ -3,6 +3,7 @@
 //! zero afterwards.
 
 use super::*;
+use crate::devices::virtio::DeviceState;
 use virtio_queue::desc::split::Descriptor;
 
 const DESC: u64 = 0x1000;
@@ -218,4 +219,48 @@ fn huge_pages_release_only_whole_ones() {
     h.pfns(INFLATE, &(DATA_PFN..DATA_PFN + 16).collect::<Vec<_>>());
     assert_eq!(h.byte(DATA_PFN), 0);
     assert_eq!(h.byte(DATA_PFN + 16), 0xa5);
+}
+
+#[test]
+fn the_balloon_state_round_trips_and_other_features_are_refused() {
+    let h = harness(true);
+    h.shared.set_target(300);
+    let mut b = h.balloon;
+    b.write_config(4, &120u32.to_le_bytes());
+    let saved = b.save_state();
+    assert_eq!(
+        saved,
+        DeviceState::Balloon {
+            target: 300,
+            actual: 120,
+            deflate_on_oom: false,
+            free_page_reporting: true,
+            given_back: 0,
+            deflated: 0,
+            reported: 0,
+            refused: 0,
+        }
+    );
+
+    let fresh = harness(true);
+    let mut b2 = fresh.balloon;
+    b2.restore_state(&saved).unwrap();
+    assert_eq!((fresh.shared.target(), fresh.shared.actual()), (300, 120));
+    assert_eq!(&b2.config()[..8], &[44, 1, 0, 0, 120, 0, 0, 0]);
+    assert!(
+        b2.take_guest_event().is_none(),
+        "no BALLOON_CHANGE for a restore"
+    );
+
+    let mut other = harness(false).balloon;
+    let e = other.restore_state(&saved).unwrap_err();
+    assert!(e.contains("free-page-reporting=true, this VM's"), "{e}");
+    let net = DeviceState::Net {
+        mac: "52:54:00:12:34:56".into(),
+        tap: String::new(),
+    };
+    assert_eq!(
+        other.restore_state(&net).unwrap_err(),
+        "the snapshot has a virtio-net there, this VM a virtio-balloon"
+    );
 }

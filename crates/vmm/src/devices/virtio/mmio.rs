@@ -640,4 +640,65 @@ mod tests {
         wr(&mut t, reg::STATUS, 1 | 2 | 8 | 4);
         assert_ne!(rd(&t, reg::STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
     }
+
+    #[test]
+    fn save_and_restore_carry_registers_and_queues_and_activate_a_live_device() {
+        let mut t = transport();
+        set_up(&mut t, 8);
+        wr(&mut t, reg::STATUS, 1 | 2 | 8 | 4);
+        assert!(t.service_queues());
+        let saved = t.save(3);
+        assert_eq!(saved.slot, 3);
+        assert_eq!(saved.transport.status, 15);
+        assert_eq!(saved.transport.driver_features, 1 << 32);
+        assert_eq!(saved.transport.interrupt_status, 1);
+        let q = saved.transport.queues[0];
+        assert_eq!(
+            (q.size, q.ready, q.desc_table, q.avail_ring, q.used_ring),
+            (8, true, 0x1000, 0x2000, 0x3000)
+        );
+
+        let mut fresh = transport();
+        fresh.restore(&saved).unwrap();
+        assert_eq!(fresh.save(3), saved);
+        assert_eq!(rd(&fresh, reg::STATUS), 15);
+        assert_eq!(rd(&fresh, reg::QUEUE_READY), 1);
+        assert!(fresh.service_queues(), "live again: the queue is served");
+    }
+
+    #[test]
+    fn a_restore_that_does_not_fit_changes_nothing() {
+        let mut t = transport();
+        set_up(&mut t, 8);
+        let mut saved = t.save(0);
+        saved.device_id = 1;
+        let mut fresh = transport();
+        assert_eq!(
+            fresh.restore(&saved).unwrap_err(),
+            "the snapshot has a virtio-net there, this VM a virtio-blk"
+        );
+        saved.device_id = 2;
+        saved.transport.queues[0].max_size = 32;
+        let e = fresh.restore(&saved).unwrap_err();
+        assert!(e.contains("queues of sizes [32], this VM's [16]"), "{e}");
+        saved.transport.queues[0].max_size = 16;
+        saved.device = crate::devices::virtio::DeviceState::Block {
+            path: "other".into(),
+            size: 512,
+            readonly: false,
+        };
+        assert_eq!(fresh.restore(&saved).unwrap_err(), "another dummy");
+        assert_eq!(rd(&fresh, reg::STATUS), 0, "nothing changed");
+    }
+
+    #[test]
+    fn a_paused_transport_serves_nothing_until_resumed() {
+        let mut t = transport();
+        set_up(&mut t, 8);
+        wr(&mut t, reg::STATUS, 1 | 2 | 8 | 4);
+        t.pause();
+        assert!(!t.service_queues());
+        t.resume();
+        assert!(t.service_queues());
+    }
 }

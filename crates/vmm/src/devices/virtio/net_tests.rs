@@ -3,6 +3,7 @@
 //! built by hand in guest memory, good and hostile. The tap itself is tests/virtio_net.rs'.
 
 use super::*;
+use crate::devices::virtio::DeviceState;
 use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use virtio_queue::desc::split::Descriptor;
@@ -323,4 +324,26 @@ fn hostile_chains_come_back_with_length_zero() {
     h.process(RX);
     assert_eq!(h.used(), [f.len() as u32]);
     assert_eq!(h.net.rx_frames, 1);
+}
+
+#[test]
+fn the_mac_is_saved_and_must_match_on_restore() {
+    let mut net = harness(0).net;
+    let saved = net.save_state();
+    assert_eq!(
+        saved,
+        DeviceState::Net {
+            mac: "52:54:00:12:34:56".into(),
+            tap: String::new(),
+        }
+    );
+    net.restore_state(&saved).unwrap();
+    let other = DeviceState::Net {
+        mac: "52:54:00:00:00:01".into(),
+        tap: "tap0".into(),
+    };
+    assert_eq!(
+        net.restore_state(&other).unwrap_err(),
+        "the snapshot's NIC has MAC 52:54:00:00:00:01, this VM's 52:54:00:12:34:56"
+    );
 }
