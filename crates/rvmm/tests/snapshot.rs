@@ -6,6 +6,11 @@
 //! bad inputs: a flipped byte in state.json, another format version, a truncated
 //! memory.bin and a conflicting `--smp` each give one message and exit 1, and nothing
 //! starts (no QMP socket appears, the guest prints nothing).
+//!
+//! virtio (issue 16): a guest that keeps using a virtio-blk disk (probe `virtio=loop`) goes
+//! on after a restore with its counter and its disk; a snapshot without `--stop` leaves the
+//! disk serving; a balloon keeps its target, `actual` and queues; a disk that changed size
+//! is refused, naming the slot.
 
 mod common;
 

@@ -4,14 +4,18 @@
 //! present vCPU's state is read on its own thread (`VcpuHandle::run_parked`: the thread owns
 //! the vCPU fd), then the VM's irqchip, PIT and clock, the devices' registers, guest RAM
 //! (`memory.bin`) and last `state.json`, so a directory with a `state.json` is complete.
+//! The virtio devices are paused (no request in flight, none taken) from before their
+//! state is read until guest RAM is written, then resumed.
 //!
 //! Restoring (`rvmm run --restore`, after `Vmm::build` made the VM from the saved flags and
 //! before any vCPU runs): this host is checked first (every saved CPUID table's features
 //! within what its KVM supports, every XSAVE area within its size); then guest RAM is read
-//! in, the irqchip, PIT and clock, the devices and every vCPU (its saved CPUID table, then
-//! its state) are written back; hot-added vCPUs are created first. The VM then runs from
-//! where the snapshot was taken, as QEMU's `-incoming` does (a snapshot taken with `stop`
-//! runs too; the flag only kept the source paused).
+//! in, the irqchip, PIT and clock, the devices (virtio ones checked against the rebuilt
+//! VM's slot by slot, put back, activated if their driver was live, their threads woken)
+//! and every vCPU (its saved CPUID table, then its state) are written back; hot-added
+//! vCPUs are created first. The VM then runs from where the snapshot was taken, as QEMU's
+//! `-incoming` does (a snapshot taken with `stop` runs too; the flag only kept the source
+//! paused).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
