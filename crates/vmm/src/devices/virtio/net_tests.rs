@@ -347,3 +347,77 @@ fn the_mac_is_saved_and_must_match_on_restore() {
         "the snapshot's NIC has MAC 52:54:00:00:00:01, this VM's 52:54:00:12:34:56"
     );
 }
+
+/// A NIC whose driver is live, saved from one transport and restored into a new one (a
+/// new tap, the same guest RAM): activated again, it receives the next frame into the next
+/// buffer the driver had given, and the tap is polled.
+#[test]
+fn a_live_nic_restored_into_a_new_transport_receives_into_the_next_buffer() {
+    use crate::devices::virtio::mmio::{reg, MmioTransport};
+    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
+    let set = Arc::new(Mutex::new(Vec::new()));
+    let nic = |fd: OwnedFd| -> Box<dyn VirtioDevice> {
+        let pipe = Pipe {
+            fd,
+            offloads: 0,
+            set: set.clone(),
+        };
+        Box::new(Net::new(Box::new(pipe), [0x52, 0x54, 0, 0x12, 0x34, 0x56]))
+    };
+    let wr = |t: &mut MmioTransport, off: u64, v: u32| {
+        t.write(off, &v.to_le_bytes());
+    };
+    let send = |fd: &OwnedFd, f: &[u8]| {
+        // SAFETY: `f` is valid for reads of its length.
+        let n = unsafe { libc::send(fd.as_raw_fd(), f.as_ptr().cast(), f.len(), 0) };
+        assert_eq!(n, f.len() as isize);
+    };
+    let used = |i: u64| -> (u16, u32) {
+        let idx: u16 = mem.read_obj(GuestAddress(USED + 2)).unwrap();
+        let id: u32 = mem.read_obj(GuestAddress(USED + 4 + 8 * i)).unwrap();
+        (idx, id)
+    };
+
+    let (dev, host) = pair();
+    let mut t = MmioTransport::new(nic(dev), mem.clone());
+    wr(&mut t, reg::STATUS, 1 | 2);
+    wr(&mut t, reg::DRIVER_FEATURES_SEL, 1);
+    wr(&mut t, reg::DRIVER_FEATURES, 1);
+    wr(&mut t, reg::STATUS, 1 | 2 | 8);
+    wr(&mut t, reg::QUEUE_SEL, RX as u32);
+    wr(&mut t, reg::QUEUE_NUM, 16);
+    wr(&mut t, reg::QUEUE_DESC_LOW, DESC as u32);
+    wr(&mut t, reg::QUEUE_AVAIL_LOW, AVAIL as u32);
+    wr(&mut t, reg::QUEUE_USED_LOW, USED as u32);
+    wr(&mut t, reg::QUEUE_READY, 1);
+    wr(&mut t, reg::STATUS, 1 | 2 | 8 | 4);
+    // Two receive buffers, both available.
+    for i in 0..2u16 {
+        let d = Descriptor::new(BUF + 0x1000 * u64::from(i), 2048, WRITE, 0);
+        mem.write_obj(d, GuestAddress(DESC + 16 * u64::from(i)))
+            .unwrap();
+        mem.write_obj(i, GuestAddress(AVAIL + 4 + 2 * u64::from(i)))
+            .unwrap();
+    }
+    mem.write_obj(2u16, GuestAddress(AVAIL + 2)).unwrap();
+    send(&host, &frame(HDR_LEN + 60, 1));
+    assert!(t.service_queues());
+    assert_eq!(used(0), (1, 0), "the first frame took buffer 0");
+    let saved = t.save(1);
+    assert_eq!(saved.transport.queues[RX].next_avail, 1);
+    drop(t);
+
+    let (dev2, host2) = pair();
+    let mut t2 = MmioTransport::new(nic(dev2), mem.clone());
+    t2.restore(&saved).unwrap();
+    assert_eq!(t2.save(1), saved);
+    let f = frame(HDR_LEN + 80, 9);
+    send(&host2, &f);
+    t2.service_queues();
+    assert_eq!(used(1), (2, 1), "the next frame took buffer 1");
+    let mut got = vec![0u8; f.len()];
+    mem.read_slice(&mut got, GuestAddress(BUF + 0x1000))
+        .unwrap();
+    assert_eq!(got[HDR_LEN..], f[HDR_LEN..]);
+    assert!(t2.poll_fd().is_some(), "the new tap is polled");
+}
