@@ -22,6 +22,15 @@ use std::time::Duration;
 use common::vm::{test_dir, BackgroundVm};
 use common::{failed_cleanly, kvm_available, run_with_timeout, rvmm};
 
+/// The tests here run one at a time: the balloon's driver polls its configuration (a vCPU
+/// always busy), and beside it on a small host the counting guests' reports come too
+/// seldom for the checks that they go on.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// (cpu, value, sum ok) of every `PROBE-COUNTER cpu=N value=V sum=S` line.
 fn counters(stdout: &[u8]) -> Vec<(u32, u64, bool)> {
     String::from_utf8_lossy(stdout)
@@ -79,6 +88,7 @@ fn a_counting_guest_goes_on_after_snapshot_and_restore_and_bad_snapshots_are_ref
     if !kvm_available("snapshot") {
         return;
     }
+    let _one = one_at_a_time();
     let work = test_dir("snapshot-work");
     let snap: PathBuf = work.join("snap");
 
@@ -250,6 +260,7 @@ fn a_guest_using_a_disk_goes_on_after_snapshot_and_restore() {
     if !kvm_available("snapshot_virtio_blk") {
         return;
     }
+    let _one = one_at_a_time();
     let work = test_dir("snapshot-vblk");
     let disk = work.join("disk.img");
     std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
@@ -338,6 +349,7 @@ fn a_vm_with_a_disk_keeps_using_it_after_a_snapshot() {
     if !kvm_available("snapshot_virtio_running") {
         return;
     }
+    let _one = one_at_a_time();
     let work = test_dir("snapshot-vrun");
     let disk = work.join("disk.img");
     std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
@@ -374,6 +386,7 @@ fn a_balloon_keeps_its_target_and_queues_across_snapshot_and_restore() {
     if !kvm_available("snapshot_virtio_balloon") {
         return;
     }
+    let _one = one_at_a_time();
     const RAM: u64 = 256 << 20;
     let work = test_dir("snapshot-vballoon");
     let snap = work.join("snap");
@@ -448,6 +461,7 @@ fn a_hot_added_vcpu_is_saved_and_restored() {
     if !kvm_available("snapshot_hotplug") {
         return;
     }
+    let _one = one_at_a_time();
     let work = test_dir("snapshot-hotplug");
     let snap = work.join("snap");
     let mut vm = BackgroundVm::start(
