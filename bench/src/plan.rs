@@ -48,6 +48,8 @@ pub struct Plan {
     pub migrate_dirty: u32,
     pub migrate_dirty_mib: u32,
     pub migrate_downtime_ms: u64,
+    /// Reports of every vCPU (one per 20 rounds) the source prints before it migrates.
+    pub migrate_settle_reports: usize,
     /// A run longer than this is killed and the benchmark fails.
     pub timeout: Duration,
 }
@@ -92,8 +94,9 @@ impl Plan {
             snapshot_shapes: vec![Shape::new(2, 512), Shape::new(2, 2 * GIB)],
             migrate_shape: Shape::new(2, 512),
             migrate_dirty: 2000,
-            migrate_dirty_mib: 64,
+            migrate_dirty_mib: 16,
             migrate_downtime_ms: 300,
+            migrate_settle_reports: 10,
             timeout: Duration::from_secs(300),
         }
     }
@@ -128,6 +131,7 @@ impl Plan {
             migrate_dirty: 200,
             migrate_dirty_mib: 4,
             migrate_downtime_ms: 300,
+            migrate_settle_reports: 2,
             timeout: Duration::from_secs(60),
         }
     }

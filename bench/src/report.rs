@@ -659,7 +659,7 @@ fn section_migrate(s: &mut String, r: &Results) {
         "The probe's counting guest dirtying memory (`mode=counter dirty={} dirty-mib={}`: each vCPU rewrites {} \
          pages a second of its own {} MiB buffer, one word per 64 bytes, checking each page's previous pattern), {}, \
          migrates over loopback TCP to a second VMM of the same kind started with `--incoming tcp:127.0.0.1:PORT` \
-         (rvmm) / `-incoming tcp:127.0.0.1:PORT` (QEMU microvm), once every vCPU has reported twice. Both get a \
+         (rvmm) / `-incoming tcp:127.0.0.1:PORT` (QEMU microvm), once every vCPU has reported {} times (one report per 20 rounds). Both get a \
          downtime limit of {} ms and a bandwidth cap of {} GiB/s; rvmm `rvmm migrate SOCKET URI --downtime-limit MS \
          --max-bandwidth B`, QEMU `migrate-set-parameters` then QMP `migrate`. Total time, downtime and bytes sent \
          are the source's `query-migrate`; wall is from starting the migration to `completed`. The destination's \
@@ -670,6 +670,7 @@ fn section_migrate(s: &mut String, r: &Results) {
         v.dirty_pages_per_s,
         v.dirty_mib,
         v.shape.label(),
+        v.settle_reports,
         v.downtime_limit_ms,
         v.max_bandwidth >> 30
     );
@@ -678,13 +679,14 @@ fn section_migrate(s: &mut String, r: &Results) {
     }
     let _ = writeln!(
         s,
-        "| | rvmm | QEMU | rvmm/QEMU |\n|---|---|---|---|\n| wall, ms | {} |\n| total-time, ms | {} |\n| downtime, ms | {} |\n| sent, MiB | {} |\n| largest gap the guest saw after, ms | {} |\n| largest gap before (normal running), ms | {} |\n| dirty-pages-rate at the end, pages/s | {} |\n",
+        "| | rvmm | QEMU | rvmm/QEMU |\n|---|---|---|---|\n| wall, ms | {} |\n| total-time, ms | {} |\n| downtime, ms | {} |\n| sent, MiB | {} |\n| largest gap the guest saw after, ms | {} |\n| largest gap before (normal running), ms | {} |\n| pages the guest rewrote per s per vCPU | {} |\n| dirty-pages-rate at the end, pages/s | {} |\n",
         pair_cells(&v.wall_ms, 1),
         pair_cells(&v.total_ms, 1),
         pair_cells(&v.downtime_ms, 1),
         pair_cells(&v.transferred_mib, 1),
         pair_cells(&v.guest_gap_ms, 0),
         pair_cells(&v.guest_gap_before_ms, 0),
+        pair_cells(&v.guest_dirty_rate, 0),
         pair_cells(&v.dirty_pages_rate, 0)
     );
 }

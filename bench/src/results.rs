@@ -210,6 +210,9 @@ pub struct MigrateResult {
     /// Both VMMs' downtime limit (ms) and bandwidth cap (bytes/s).
     pub downtime_limit_ms: u64,
     pub max_bandwidth: u64,
+    /// Reports of every vCPU the source printed before it migrated.
+    #[serde(default)]
+    pub settle_reports: usize,
     /// Why rvmm has no samples (no live migration in that build), if so.
     pub rvmm_note: Option<String>,
     /// From starting the migration to the source's `query-migrate` saying completed.
@@ -223,6 +226,11 @@ pub struct MigrateResult {
     /// The same on the source in the two reports before the migration (the normal gap).
     #[serde(default)]
     pub guest_gap_before_ms: Pair,
+    /// Pages the guest really rewrote per second per vCPU before the migration (its rounds
+    /// per second × dirty/100): below `dirty_pages_per_s` when a round takes longer than
+    /// its 10 ms.
+    #[serde(default)]
+    pub guest_dirty_rate: Pair,
     /// The source's `ram.dirty-pages-rate` at the end (pages/s), when it gives one.
     #[serde(default)]
     pub dirty_pages_rate: Pair,

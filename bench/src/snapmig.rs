@@ -178,25 +178,37 @@ pub fn allocated_bytes(path: &Path) -> std::io::Result<u64> {
     Ok(sum)
 }
 
+/// What the counter lines waited for by [`counted`] showed.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Counted {
+    /// The largest gap_ms.
+    gap_ms: u64,
+    /// Rounds per second per vCPU between each vCPU's first and last line (0 with one line).
+    rounds_per_s: f64,
+}
+
 /// Waits for counter lines: until every one of `cpus` vCPUs reported `lines_each` times
-/// (from now on). Every line must say sum=ok; returns the largest gap_ms seen.
+/// (from now on). Every line must say sum=ok.
 fn counted(
     rx: &Receiver<(Duration, String)>,
     cpus: u32,
     lines_each: usize,
     limit: Duration,
-) -> Result<u64, String> {
+) -> Result<Counted, String> {
     let deadline = Instant::now() + limit;
     let mut seen = vec![0usize; cpus as usize];
+    // (arrival, value) of each vCPU's first and last line.
+    let mut first = vec![None; cpus as usize];
+    let mut last = vec![None; cpus as usize];
     let mut gap = 0;
     while seen.iter().any(|&n| n < lines_each) {
-        let (_, line) = rx
+        let (at, line) = rx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .map_err(|_| format!("no PROBE-COUNTER lines from every vCPU within {limit:?}"))?;
         if line.starts_with("PROBE-ERROR") {
             return Err(format!("the guest: {line}"));
         }
-        let Some((cpu, _, ok, g)) = counter_line(&line) else {
+        let Some((cpu, value, ok, g)) = counter_line(&line) else {
             continue;
         };
         if !ok {
@@ -204,10 +216,29 @@ fn counted(
         }
         if let Some(n) = seen.get_mut(cpu as usize) {
             *n += 1;
+            first[cpu as usize].get_or_insert((at, value));
+            last[cpu as usize] = Some((at, value));
         }
         gap = gap.max(g.unwrap_or(0));
     }
-    Ok(gap)
+    let rates: Vec<f64> = first
+        .iter()
+        .zip(&last)
+        .filter_map(|(f, l)| {
+            let ((t0, v0), (t1, v1)) = ((*f)?, (*l)?);
+            let dt = t1.saturating_sub(t0).as_secs_f64();
+            (dt > 0.0).then(|| v1.saturating_sub(v0) as f64 / dt)
+        })
+        .collect();
+    let rounds_per_s = if rates.is_empty() {
+        0.0
+    } else {
+        rates.iter().sum::<f64>() / rates.len() as f64
+    };
+    Ok(Counted {
+        gap_ms: gap,
+        rounds_per_s,
+    })
 }
 
 /// Kills and reaps a VMM process.
@@ -257,6 +288,7 @@ pub struct RunMigrate {
     pub transferred_mib: f64,
     pub guest_gap_ms: f64,
     pub guest_gap_before_ms: f64,
+    pub guest_dirty_rate: f64,
     pub dirty_pages_rate: Option<f64>,
 }
 
@@ -503,7 +535,7 @@ impl Bench<'_> {
             let mut dq = Qmp::connect(&dst_sock, limit)?;
             dq.execute("query-status", json!({}))?;
             // Let the guest dirty its buffers for a while (two reports of every vCPU).
-            let before = counted(&src_rx, shape.vcpus, 2, limit)?;
+            let before = counted(&src_rx, shape.vcpus, p.migrate_settle_reports, limit)?;
             let t0 = Instant::now();
             match vmm {
                 Vmm::Rvmm => {
@@ -548,8 +580,10 @@ impl Bench<'_> {
                 total_ms,
                 downtime_ms,
                 transferred_mib: transferred / (1u64 << 20) as f64,
-                guest_gap_ms: gap as f64,
-                guest_gap_before_ms: before as f64,
+                guest_gap_ms: gap.gap_ms as f64,
+                guest_gap_before_ms: before.gap_ms as f64,
+                // Each round rewrites dirty/100 pages (the remainder carried over).
+                guest_dirty_rate: before.rounds_per_s * f64::from(p.migrate_dirty) / 100.0,
                 dirty_pages_rate: m["ram"]["dirty-pages-rate"].as_f64(),
             })
         })();
@@ -571,6 +605,7 @@ impl Bench<'_> {
             dirty_mib: p.migrate_dirty_mib,
             downtime_limit_ms: p.migrate_downtime_ms,
             max_bandwidth: MAX_BANDWIDTH,
+            settle_reports: p.migrate_settle_reports,
             rvmm_note: (!available).then(|| RVMM_NO_MIGRATION.to_string()),
             ..MigrateResult::default()
         };
@@ -604,6 +639,7 @@ impl Bench<'_> {
                     (&mut r.transferred_mib, m.transferred_mib),
                     (&mut r.guest_gap_ms, m.guest_gap_ms),
                     (&mut r.guest_gap_before_ms, m.guest_gap_before_ms),
+                    (&mut r.guest_dirty_rate, m.guest_dirty_rate),
                 ] {
                     match vmm {
                         Vmm::Rvmm => pair.rvmm.push(v),
@@ -618,6 +654,7 @@ impl Bench<'_> {
             ("MiB sent", &r.transferred_mib),
             ("guest-seen gap ms", &r.guest_gap_ms),
             ("guest gap before ms", &r.guest_gap_before_ms),
+            ("guest dirtied pages/s per vCPU", &r.guest_dirty_rate),
             ("dirty pages/s", &r.dirty_pages_rate),
         ] {
             (self.log)(&format!(
