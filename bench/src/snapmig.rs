@@ -514,14 +514,20 @@ impl Bench<'_> {
             p.migrate_dirty, p.migrate_dirty_mib
         );
         let uri = format!("tcp:127.0.0.1:{}", free_port()?);
-        let flag = match vmm {
-            Vmm::Rvmm => "--incoming",
-            Vmm::Qemu => "-incoming",
+        // rvmm's seccomp sandbox forbids the socket a migration opens (rvmm migrate says so):
+        // both ends run without it.
+        let (src_extra, dst_extra): (&[&str], &[&str]) = match vmm {
+            Vmm::Rvmm => (
+                &["--sandbox", "off"],
+                &["--sandbox", "off", "--incoming", &uri],
+            ),
+            Vmm::Qemu => (&[], &["-incoming", &uri]),
         };
         let limit = p.timeout;
         let (dst, dst_rx) =
-            self.spawn(self.counter_command(vmm, shape, &append, &dst_sock, &[flag, &uri]))?;
-        let src = match self.spawn(self.counter_command(vmm, shape, &append, &src_sock, &[])) {
+            self.spawn(self.counter_command(vmm, shape, &append, &dst_sock, dst_extra))?;
+        let src = match self.spawn(self.counter_command(vmm, shape, &append, &src_sock, src_extra))
+        {
             Ok(s) => s,
             Err(e) => {
                 end(dst);
