@@ -40,6 +40,14 @@ pub enum BenchError {
     Vnet { vmm: &'static str, why: String },
     #[error("virtio-balloon, {vmm}: {why}")]
     Vballoon { vmm: &'static str, why: String },
+    #[error("snapshot, {vmm}, {shape}: {why}")]
+    Snapshot {
+        vmm: &'static str,
+        shape: String,
+        why: String,
+    },
+    #[error("migrate, {vmm}: {why}")]
+    Migrate { vmm: &'static str, why: String },
     #[error("{vmm}: the pio guest's PROBE-PIO line came {loop_ms:.3} ms after PROBE-END; cannot compute a rate")]
     NoLoopTime { vmm: &'static str, loop_ms: f64 },
 }

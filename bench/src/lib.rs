@@ -8,7 +8,7 @@
 //! benchmarks), `kvm_loop`
 //! (the bare loop), `stats`, `results`, `targets`, `report` and `svg` (the output),
 //! `machine` (what it ran on), `vblk` (virtio-blk), `vnet` (virtio-net),
-//! `vballoon` (virtio-balloon).
+//! `vballoon` (virtio-balloon), `snapmig` (snapshot/restore and live migration).
 
 pub mod benches;
 pub mod hotplug;
@@ -21,6 +21,7 @@ pub mod report;
 pub mod results;
 pub mod scaling;
 pub mod smaps;
+pub mod snapmig;
 pub mod stats;
 pub mod svg;
 pub mod targets;
@@ -96,6 +97,8 @@ pub struct Selection {
     pub vblk: bool,
     pub vnet: bool,
     pub vballoon: bool,
+    pub snapshot: bool,
+    pub migrate: bool,
 }
 
 impl Selection {
@@ -110,6 +113,8 @@ impl Selection {
         vblk: true,
         vnet: true,
         vballoon: true,
+        snapshot: true,
+        migrate: true,
     };
 
     /// Nothing selected (a single benchmark starts from this).
@@ -124,6 +129,8 @@ impl Selection {
         vblk: false,
         vnet: false,
         vballoon: false,
+        snapshot: false,
+        migrate: false,
     };
 }
 
@@ -179,6 +186,14 @@ pub fn run(
     if which.vballoon {
         let dir = tools.probe_elf.parent().unwrap_or(Path::new("."));
         r.vballoon = Some(b.vballoon(dir)?);
+    }
+    if which.snapshot {
+        let dir = tools.probe_elf.parent().unwrap_or(Path::new("."));
+        r.snapshot = Some(b.snapshot(dir)?);
+    }
+    if which.migrate {
+        let dir = tools.probe_elf.parent().unwrap_or(Path::new("."));
+        r.migrate = Some(b.migrate(dir)?);
     }
     r.meta.loadavg_end = machine::loadavg();
     r.meta.duration_s = began.elapsed().as_secs_f64();

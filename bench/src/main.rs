@@ -65,6 +65,10 @@ enum Command {
     VirtioNet,
     /// 10. virtio-balloon: the time to give back 1 GiB through the balloon, and the RSS.
     VirtioBalloon,
+    /// 11. Snapshot and restore of the counting guest (2 vCPUs, 512 MiB and 2 GiB).
+    Snapshot,
+    /// 12. Live migration of the dirtying guest over loopback TCP.
+    Migrate,
     /// Re-render the page and plots from the plot directory's results.json.
     Report,
     /// The bare KVM_RUN loop alone.
@@ -147,6 +151,8 @@ fn real_main() -> Result<()> {
         Command::VirtioBlk => only(|s| s.vblk = true),
         Command::VirtioNet => only(|s| s.vnet = true),
         Command::VirtioBalloon => only(|s| s.vballoon = true),
+        Command::Snapshot => only(|s| s.snapshot = true),
+        Command::Migrate => only(|s| s.migrate = true),
     };
     if cli.runs == 0 {
         bail!("--runs: 0 runs measure nothing; give at least 1");
@@ -223,6 +229,12 @@ fn merge(all: &mut Results, new: Results, which: Selection) {
     if which.vballoon {
         all.vballoon = new.vballoon;
     }
+    if which.snapshot {
+        all.snapshot = new.snapshot;
+    }
+    if which.migrate {
+        all.migrate = new.migrate;
+    }
     all.meta.updates.push(format!(
         "{} at {} ({})",
         selection_names(which),
@@ -243,6 +255,8 @@ fn selection_names(s: Selection) -> String {
         (s.vblk, "virtio-blk"),
         (s.vnet, "virtio-net"),
         (s.vballoon, "virtio-balloon"),
+        (s.snapshot, "snapshot"),
+        (s.migrate, "migrate"),
     ];
     names
         .iter()

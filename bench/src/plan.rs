@@ -41,6 +41,15 @@ pub struct Plan {
     pub vnet_frames: u64,
     /// virtio-balloon: MiB given back (vballoon.rs).
     pub vballoon_mib: u64,
+    /// Snapshot and restore: the counting guest's shapes (snapmig.rs).
+    pub snapshot_shapes: Vec<Shape>,
+    /// Live migration: the shape, the guest's dirty= and dirty-mib=, the downtime limit.
+    pub migrate_shape: Shape,
+    pub migrate_dirty: u32,
+    pub migrate_dirty_mib: u32,
+    pub migrate_downtime_ms: u64,
+    /// Reports of every vCPU (one per 20 rounds) the source prints before it migrates.
+    pub migrate_settle_reports: usize,
     /// A run longer than this is killed and the benchmark fails.
     pub timeout: Duration,
 }
@@ -82,6 +91,12 @@ impl Plan {
             vblk_ops: crate::vblk::FULL_OPS,
             vnet_frames: crate::vnet::FULL_FRAMES,
             vballoon_mib: crate::vballoon::FULL_MIB,
+            snapshot_shapes: vec![Shape::new(2, 512), Shape::new(2, 2 * GIB)],
+            migrate_shape: Shape::new(2, 512),
+            migrate_dirty: 2000,
+            migrate_dirty_mib: 16,
+            migrate_downtime_ms: 300,
+            migrate_settle_reports: 10,
             timeout: Duration::from_secs(300),
         }
     }
@@ -111,6 +126,12 @@ impl Plan {
             vblk_ops: crate::vblk::SMOKE_OPS,
             vnet_frames: crate::vnet::SMOKE_FRAMES,
             vballoon_mib: crate::vballoon::SMOKE_MIB,
+            snapshot_shapes: vec![Shape::new(2, MIB_128)],
+            migrate_shape: Shape::new(2, MIB_128),
+            migrate_dirty: 200,
+            migrate_dirty_mib: 4,
+            migrate_downtime_ms: 300,
+            migrate_settle_reports: 2,
             timeout: Duration::from_secs(60),
         }
     }

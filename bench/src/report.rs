@@ -600,6 +600,97 @@ fn section_vballoon(s: &mut String, r: &Results) {
     );
 }
 
+fn section_snapshot(s: &mut String, r: &Results) {
+    let Some(v) = &r.snapshot else {
+        return;
+    };
+    let _ = writeln!(s, "## 11. Snapshot and restore\n");
+    let _ = writeln!(
+        s,
+        "The probe's counting guest (`mode=counter`: every vCPU counts and checks a page of its own) runs until \
+         both vCPUs have reported, then is saved and run again. rvmm: `rvmm snapshot SOCKET DIR --stop` (pause, \
+         save state.json and a sparse memory.bin), timed from spawning the command to its exit, beside the time \
+         it prints; restore `rvmm run --restore DIR`. QEMU (microvm, same ELF): QMP `stop`, `migrate-set-parameters \
+         max-bandwidth` raised to {} GiB/s (its default cap would set the pace), `migrate {{\"uri\": \"exec:cat > FILE\"}}` \
+         polled with `query-migrate` every 1 ms until `completed`, beside its `total-time`; restore `-incoming \
+         \"exec:cat FILE\"`, then `cont` once it is loaded (QEMU keeps a VM saved while stopped paused, as \
+         rvmm's `--stop` does not). A restore is timed from spawning the VMM until QMP `query-status` answers `running`, \
+         and the restored guest must then print a `PROBE-COUNTER ... sum=ok` line. On disk is what `du` counts \
+         (allocated blocks). Firecracker's snapshots are not compared: it cannot be built in the time available here.\n",
+        crate::snapmig::MAX_BANDWIDTH >> 30
+    );
+    let _ = writeln!(
+        s,
+        "| guest | | rvmm | QEMU | rvmm/QEMU |\n|---|---|---|---|---|"
+    );
+    for row in &v.rows {
+        let l = row.shape.label();
+        let _ = writeln!(
+            s,
+            "| {l} | save, ms (wall) | {} |",
+            pair_cells(&row.save_ms, 1)
+        );
+        let _ = writeln!(
+            s,
+            "| {l} | save, ms (the VMM's own figure) | {} |",
+            pair_cells(&row.save_vmm_ms, 1)
+        );
+        let _ = writeln!(
+            s,
+            "| {l} | restore → running, ms | {} |",
+            pair_cells(&row.restore_ms, 1)
+        );
+        let _ = writeln!(
+            s,
+            "| {l} | on disk, KiB | {} |",
+            pair_cells(&row.size_kib, 0)
+        );
+    }
+    let _ = writeln!(s);
+}
+
+fn section_migrate(s: &mut String, r: &Results) {
+    let Some(v) = &r.migrate else {
+        return;
+    };
+    let _ = writeln!(s, "## 12. Live migration\n");
+    let _ = writeln!(
+        s,
+        "The probe's counting guest dirtying memory (`mode=counter dirty={} dirty-mib={}`: each vCPU rewrites {} \
+         pages a second of its own {} MiB buffer, one word per 64 bytes, checking each page's previous pattern), {}, \
+         migrates over loopback TCP to a second VMM of the same kind started with `--incoming tcp:127.0.0.1:PORT` \
+         (rvmm) / `-incoming tcp:127.0.0.1:PORT` (QEMU microvm), once every vCPU has reported {} times (one report per 20 rounds). Both get a \
+         downtime limit of {} ms and a bandwidth cap of {} GiB/s; rvmm `rvmm migrate SOCKET URI --downtime-limit MS \
+         --max-bandwidth B`, QEMU `migrate-set-parameters` then QMP `migrate`. Total time, downtime and bytes sent \
+         are the source's `query-migrate`; wall is from starting the migration to `completed`. The destination's \
+         guest must go on with `sum=ok`; its largest `gap_ms` (the longest time between two of its 10 ms rounds, \
+         TSC time) is the pause the guest itself saw.\n",
+        v.dirty_pages_per_s,
+        v.dirty_mib,
+        v.dirty_pages_per_s,
+        v.dirty_mib,
+        v.shape.label(),
+        v.settle_reports,
+        v.downtime_limit_ms,
+        v.max_bandwidth >> 30
+    );
+    if let Some(note) = &v.rvmm_note {
+        let _ = writeln!(s, "**{note}**: only QEMU's half ran.\n");
+    }
+    let _ = writeln!(
+        s,
+        "| | rvmm | QEMU | rvmm/QEMU |\n|---|---|---|---|\n| wall, ms | {} |\n| total-time, ms | {} |\n| downtime, ms | {} |\n| sent, MiB | {} |\n| largest gap the guest saw after, ms | {} |\n| largest gap before (normal running), ms | {} |\n| pages the guest rewrote per s per vCPU | {} |\n| dirty-pages-rate at the end, pages/s | {} |\n",
+        pair_cells(&v.wall_ms, 1),
+        pair_cells(&v.total_ms, 1),
+        pair_cells(&v.downtime_ms, 1),
+        pair_cells(&v.transferred_mib, 1),
+        pair_cells(&v.guest_gap_ms, 0),
+        pair_cells(&v.guest_gap_before_ms, 0),
+        pair_cells(&v.guest_dirty_rate, 0),
+        pair_cells(&v.dirty_pages_rate, 0)
+    );
+}
+
 fn section_scaling(s: &mut String, r: &Results, plot_dir: &str) {
     let Some(sc) = &r.scaling else {
         return;
@@ -680,6 +771,8 @@ pub fn markdown(r: &Results, analysis: Option<&str>, plot_dir: &str) -> String {
     section_vblk(&mut s, r);
     section_vnet(&mut s, r);
     section_vballoon(&mut s, r);
+    section_snapshot(&mut s, r);
+    section_migrate(&mut s, r);
     s
 }
 
@@ -696,6 +789,8 @@ pub fn tables(r: &Results) -> String {
     section_vblk(&mut s, r);
     section_vnet(&mut s, r);
     section_vballoon(&mut s, r);
+    section_snapshot(&mut s, r);
+    section_migrate(&mut s, r);
     s
 }
 

@@ -179,6 +179,63 @@ pub struct VballoonResult {
     pub rss_after_mib: Pair,
 }
 
+/// Benchmark 11, one guest size: saving the counting guest and running it again (snapmig.rs).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotRow {
+    pub shape: Shape,
+    /// rvmm: `rvmm snapshot --stop` from spawn to exit; QEMU: from QMP `migrate` to
+    /// `query-migrate` saying completed (the VM stopped first).
+    pub save_ms: Pair,
+    /// What the VMM itself says: the ms `rvmm snapshot` prints, QEMU's `total-time`.
+    pub save_vmm_ms: Pair,
+    /// From spawning the restoring VMM to `query-status` answering `running`.
+    pub restore_ms: Pair,
+    /// The snapshot's allocated size on disk (`du`), KiB.
+    pub size_kib: Pair,
+}
+
+/// Benchmark 11: snapshot and restore.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotResult {
+    pub rows: Vec<SnapshotRow>,
+}
+
+/// Benchmark 12: live migration of the dirtying guest over loopback TCP (snapmig.rs).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MigrateResult {
+    pub shape: Shape,
+    /// The guest's `dirty=` (pages per second per vCPU) and `dirty-mib=`.
+    pub dirty_pages_per_s: u32,
+    pub dirty_mib: u32,
+    /// Both VMMs' downtime limit (ms) and bandwidth cap (bytes/s).
+    pub downtime_limit_ms: u64,
+    pub max_bandwidth: u64,
+    /// Reports of every vCPU the source printed before it migrated.
+    #[serde(default)]
+    pub settle_reports: usize,
+    /// Why rvmm has no samples (no live migration in that build), if so.
+    pub rvmm_note: Option<String>,
+    /// From starting the migration to the source's `query-migrate` saying completed.
+    pub wall_ms: Pair,
+    /// The source's `query-migrate`: `total-time`, `downtime`, `ram.transferred` (MiB).
+    pub total_ms: Pair,
+    pub downtime_ms: Pair,
+    pub transferred_mib: Pair,
+    /// The largest `gap_ms` the destination's guest printed after the migration.
+    pub guest_gap_ms: Pair,
+    /// The same on the source in the two reports before the migration (the normal gap).
+    #[serde(default)]
+    pub guest_gap_before_ms: Pair,
+    /// Pages the guest really rewrote per second per vCPU before the migration (its rounds
+    /// per second × dirty/100): below `dirty_pages_per_s` when a round takes longer than
+    /// its 10 ms.
+    #[serde(default)]
+    pub guest_dirty_rate: Pair,
+    /// The source's `ram.dirty-pages-rate` at the end (pages/s), when it gives one.
+    #[serde(default)]
+    pub dirty_pages_rate: Pair,
+}
+
 /// Everything one `rvmm-bench all` measured.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Results {
@@ -198,4 +255,8 @@ pub struct Results {
     pub vnet: Option<VnetResult>,
     #[serde(default)]
     pub vballoon: Option<VballoonResult>,
+    #[serde(default)]
+    pub snapshot: Option<SnapshotResult>,
+    #[serde(default)]
+    pub migrate: Option<MigrateResult>,
 }

@@ -76,7 +76,7 @@ impl Vmm {
 }
 
 /// vCPUs and guest memory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shape {
     pub vcpus: u32,
     pub mem_mib: u64,

@@ -92,6 +92,30 @@ fn every_benchmark_once() {
     one_sample_each("virtio-balloon inflate ms", &b.inflate_ms);
     one_sample_each("virtio-balloon RSS before", &b.rss_before_mib);
     one_sample_each("virtio-balloon RSS after", &b.rss_after_mib);
+    let snap = r.snapshot.as_ref().expect("the snapshot benchmark ran");
+    assert_eq!(snap.rows.len(), 1);
+    for row in &snap.rows {
+        one_sample_each("snapshot save", &row.save_ms);
+        one_sample_each("snapshot save (VMM's own)", &row.save_vmm_ms);
+        one_sample_each("snapshot restore", &row.restore_ms);
+        one_sample_each("snapshot on disk", &row.size_kib);
+    }
+    let mig = r.migrate.as_ref().expect("the migrate benchmark ran");
+    // rvmm's half runs once this build has live migration; QEMU's always.
+    let rvmm_runs = usize::from(mig.rvmm_note.is_none());
+    for (what, p) in [
+        ("migrate wall", &mig.wall_ms),
+        ("migrate total", &mig.total_ms),
+        ("migrate sent", &mig.transferred_mib),
+    ] {
+        assert_eq!(
+            (p.rvmm.len(), p.qemu.len()),
+            (rvmm_runs, 1),
+            "{what}: {p:?}"
+        );
+        assert!(p.qemu[0] > 0.0, "{what}: {p:?}");
+    }
+    assert_eq!(mig.guest_gap_ms.qemu.len(), 1);
     let exits = r.exits.as_ref().unwrap();
     one_sample_each("exits", &exits.per_sec);
     assert_eq!(exits.bare_per_sec.len(), 1);
@@ -127,6 +151,8 @@ fn every_benchmark_once() {
         "## 8. virtio-blk",
         "## 9. virtio-net",
         "## 10. virtio-balloon",
+        "## 11. Snapshot and restore",
+        "## 12. Live migration",
         "## Hot spots",
     ] {
         assert!(md.contains(heading), "{heading} missing from:\n{md}");

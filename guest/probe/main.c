@@ -29,8 +29,15 @@
  *   mode=virtio          virtio-blk over virtio-mmio (virtio.c): write, read back, flush and
  *                        GET_ID on every disk found, PROBE-VIRTIO lines, power off;
  *                        virtio=hostile|discard|bench add steps (virtio.c's header)
- *   mode=counter         every vCPU counts and checks a memory region it owns; the BSP
- *                        prints PROBE-COUNTER cpu=N value=V sum=ok|bad (counter.c)
+ *   mode=counter [dirty=PAGES] [dirty-mib=M]
+ *                        every vCPU counts and checks a memory region it owns; the BSP
+ *                        prints PROBE-COUNTER cpu=N value=V sum=ok|bad gap_ms=G
+ *                        (counter.c); gap_ms is the vCPU's largest gap between two 10 ms
+ *                        rounds since the last line (TSC time: a pause it could see);
+ *                        dirty= also rewrites PAGES pages a second (default 0, at most
+ *                        100000) of each vCPU's own M MiB buffer (default 4, 1..1024, all
+ *                        of them must fit the RAM), checking each page's previous pattern
+ *                        (a mismatch is sum=bad); a bad value is PROBE-ERROR bad dirty...
  *   mode=load duty=D0,D1,... [period=MS]
  *                        every vCPU busy D % of each period (default 100 ms) and halted the
  *                        rest, timed by the TSC (load.c); PROBE-LOAD cpus=N duty=...
@@ -292,7 +299,7 @@ void probe_main(uint32_t start_info_paddr)
 	if (mode == MODE_VIRTIO)
 		virtio_run();
 	if (mode == MODE_COUNTER)
-		counter_run(smp_init(acpi_find("APIC")));
+		counter_run(smp_init(acpi_find("APIC")), ram_end_below_4g(si));
 
 	out_line("PROBE-BEGIN v1");
 	const uint8_t *madt = acpi_find("APIC");

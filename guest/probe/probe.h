@@ -248,7 +248,7 @@ __attribute__((noreturn)) void load_loop(uint32_t cpu);
 /* ---- counter.c ------------------------------------------------------------------------ */
 
 /* mode=counter (see counter.c): `n` processors from smp_init.  Never returns. */
-__attribute__((noreturn)) void counter_run(uint32_t n);
+__attribute__((noreturn)) void counter_run(uint32_t n, uint64_t ram_end);
 /* One vCPU's counting loop (MADT position `cpu`).  Never returns. */
 __attribute__((noreturn)) void counter_loop(uint32_t cpu);
 

@@ -130,3 +130,121 @@ fn probe_runs_with_and_without_the_pit() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// (cpu, value, sum ok, gap_ms) of a `PROBE-COUNTER cpu=N value=V sum=S gap_ms=G` line.
+fn counter_line(l: &str) -> Option<(u32, u64, bool, Option<u64>)> {
+    let rest = l.strip_prefix("PROBE-COUNTER cpu=")?;
+    let (cpu, rest) = rest.split_once(" value=")?;
+    let (value, rest) = rest.split_once(" sum=")?;
+    let mut words = rest.split(' ');
+    let sum = words.next()? == "ok";
+    let gap = words
+        .find_map(|w| w.strip_prefix("gap_ms="))
+        .and_then(|g| g.parse().ok());
+    Some((cpu.parse().ok()?, value.parse().ok()?, sum, gap))
+}
+
+/// The counting guest with `dirty=`: 2000 pages/s of a 1 MiB buffer (256 pages, so every
+/// page is rewritten, and checked against its previous generation, about every 13 rounds)
+/// runs until both vCPUs passed round 40; every line says sum=ok, each vCPU's value climbs,
+/// and every line ends with a parseable gap_ms, above 0 once a vCPU has had two rounds.
+#[test]
+fn probe_counter_dirties_and_checks_pages_and_reports_gaps() {
+    if !kvm_available("probe_counter_dirty") {
+        return;
+    }
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let mut cmd = rvmm();
+    cmd.args(["run", "--smp", "2", "--raw", "--append"])
+        .arg("mode=counter dirty=2000 dirty-mib=1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().expect("spawn rvmm");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let start = std::time::Instant::now();
+    let mut lines = Vec::new();
+    let mut top = [0u64; 2];
+    while top.iter().any(|&v| v < 40) && start.elapsed() < Duration::from_secs(120) {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            if let Some((cpu, value, _, _)) = counter_line(&line) {
+                top[cpu as usize] = value;
+            }
+            lines.push(line);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let all = lines.join("\n");
+    assert!(top.iter().all(|&v| v >= 40), "both vCPUs reach 40:\n{all}");
+    let counted: Vec<_> = lines.iter().filter_map(|l| counter_line(l)).collect();
+    for cpu in 0..2u32 {
+        let mine: Vec<_> = counted.iter().filter(|c| c.0 == cpu).collect();
+        assert!(mine.len() >= 2, "cpu {cpu} reported twice:\n{all}");
+        assert!(
+            mine.windows(2).all(|w| w[1].1 > w[0].1),
+            "cpu {cpu} climbs:\n{all}"
+        );
+        assert!(mine.iter().all(|c| c.2), "cpu {cpu} sum=ok:\n{all}");
+        assert!(
+            mine.iter().all(|c| c.3.is_some()),
+            "cpu {cpu} gap_ms on every line:\n{all}"
+        );
+        assert!(
+            mine.iter().filter(|c| c.1 >= 2).all(|c| c.3 > Some(0)),
+            "cpu {cpu}: a gap between rounds once there were two:\n{all}"
+        );
+    }
+}
+
+/// A bad `dirty=` or `dirty-mib=` value is one PROBE-ERROR line naming the parameter and
+/// the value, then the guest powers off (no counting starts).
+#[test]
+fn probe_counter_refuses_bad_dirty_values() {
+    if !kvm_available("probe_counter_bad_dirty") {
+        return;
+    }
+    for (append, expect) in [
+        (
+            "mode=counter dirty=abc",
+            "PROBE-ERROR bad dirty (0..100000 pages/s) abc",
+        ),
+        (
+            "mode=counter dirty=100001",
+            "PROBE-ERROR bad dirty (0..100000 pages/s) 100001",
+        ),
+        (
+            "mode=counter dirty=10 dirty-mib=0",
+            "PROBE-ERROR bad dirty-mib (1..1024) 0",
+        ),
+        (
+            "mode=counter dirty=10 dirty-mib=100",
+            "PROBE-ERROR bad dirty-mib (every vCPU's buffer must fit the guest RAM) 100",
+        ),
+    ] {
+        let mut cmd = rvmm();
+        cmd.args([
+            "run", "--smp", "2", "-m", "128", "--raw", "--append", append,
+        ]);
+        let out = run_with_timeout(cmd, Duration::from_secs(60));
+        let (stdout, stderr) = text(&out);
+        assert!(
+            out.status.success(),
+            "{append}: the guest powers off: {stderr}"
+        );
+        assert!(stdout.lines().any(|l| l == expect), "{append}:\n{stdout}");
+        assert!(
+            !stdout.contains("PROBE-COUNTER"),
+            "{append}: nothing counted:\n{stdout}"
+        );
+    }
+}

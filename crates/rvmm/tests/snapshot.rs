@@ -31,14 +31,16 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// (cpu, value, sum ok) of every `PROBE-COUNTER cpu=N value=V sum=S` line.
+/// (cpu, value, sum ok) of every `PROBE-COUNTER cpu=N value=V sum=S [gap_ms=G]` line.
 fn counters(stdout: &[u8]) -> Vec<(u32, u64, bool)> {
     String::from_utf8_lossy(stdout)
         .lines()
         .filter_map(|l| {
             let rest = l.strip_prefix("PROBE-COUNTER cpu=")?;
             let (cpu, rest) = rest.split_once(" value=")?;
-            let (value, sum) = rest.split_once(" sum=")?;
+            let (value, rest) = rest.split_once(" sum=")?;
+            // Later fields (gap_ms=) follow the sum after a space.
+            let sum = rest.split(' ').next()?;
             Some((cpu.parse().ok()?, value.parse().ok()?, sum == "ok"))
         })
         .collect()
@@ -147,7 +149,9 @@ fn a_counting_guest_goes_on_after_snapshot_and_restore_and_bad_snapshots_are_ref
         .arg(format!("unix:{}", socket.display()));
     let mut restored = BackgroundVm::spawn(cmd, rdir, socket);
     restored.wait_line("PROBE-COUNTER cpu=1");
-    std::thread::sleep(Duration::from_millis(500));
+    // Reports come every 20 rounds (~200 ms idle, ~0.5 s with the 2 host cores loaded): wait
+    // for a few so that every vCPU reports at least twice.
+    std::thread::sleep(Duration::from_millis(1500));
     restored.client().ok("quit", None);
     let after_out = restored.wait(Duration::from_secs(10));
     let after = counters(&after_out.stdout);
