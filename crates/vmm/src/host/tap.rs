@@ -421,10 +421,8 @@ mod tests {
         assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
         // As a launcher leaves it: inheritable (std opens with O_CLOEXEC).
         // SAFETY: F_SETFD on the descriptor `file` owns.
-        assert_eq!(
-            unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFD, 0) },
-            0
-        );
+        let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFD, 0) };
+        assert_eq!(r, 0);
         std::os::unix::io::IntoRawFd::into_raw_fd(file)
     }
 
