@@ -191,6 +191,7 @@ static void round_of(uint32_t cpu)
 
 static void report(uint32_t n)
 {
+	power_poll(); /* the ACPI power button (power.c) */
 	for (uint32_t cpu = 0; cpu < n && cpu < COUNTER_MAX_CPUS; cpu++) {
 		if (!cpus[cpu].running)
 			continue;

@@ -260,6 +260,7 @@ void hotplug_run(const uint8_t *madt, uint32_t n, uint32_t cpus)
 	for (;;) {
 		apic_timer_oneshot(POLL_TIMER_COUNT);
 		sleep_until_interrupt();
+		power_poll();
 		if (!(inb(gpe0_sts) & GPE_CPU_HOTPLUG_BIT))
 			continue;
 		scan();

@@ -188,6 +188,8 @@ static void use_load_idt(void)
 void load_loop(uint32_t cpu)
 {
 	uint32_t d = cpu < LOAD_MAX_CPUS ? duty[cpu] : 0;
+	/* The BSP goes round the period loop whatever its duty, to see the power button. */
+	bool bsp = cpu == smp_bsp_index();
 
 	use_load_idt();
 	while (!__atomic_load_n(&started, __ATOMIC_ACQUIRE)) {
@@ -195,9 +197,9 @@ void load_loop(uint32_t cpu)
 		load_sleep();
 	}
 	apic_timer_oneshot(0);
-	if (d == 100)
+	if (d == 100 && !bsp)
 		busy_forever();
-	if (d == 0)
+	if (d == 0 && !bsp)
 		halt_forever();
 	uint64_t busy_ticks = period_ticks * d / 100;
 	uint64_t start = rdtsc();
@@ -208,6 +210,8 @@ void load_loop(uint32_t cpu)
 		/* Descheduled for longer than a period: start afresh rather than catch up. */
 		if (rdtsc() > start + period_ticks)
 			start = rdtsc();
+		if (bsp)
+			power_poll();
 	}
 }
 
@@ -241,6 +245,7 @@ void load_run(uint32_t n)
 	out_dec(&o, period_ms);
 	out_str(&o, " tsc_khz=");
 	out_dec(&o, ticks_per_s / 1000);
+	power_poll(); /* armed before the line that says the guest runs */
 	out_end(&o);
 
 	__atomic_store_n(&started, 1, __ATOMIC_RELEASE);

@@ -5,6 +5,10 @@
  *                        PROBE-END cpus=N, power off
  *   mode=hello           PROBE-HELLO, power off
  *   mode=busy            the dump, then every vCPU loops on arithmetic; PROBE-BUSY cpus=N
+ *
+ *   mode=busy, load, counter and hotplug run until stopped; their BSP acts on the ACPI
+ *   power button as mode=halt does (power_poll in power.c): PROBE-POWERBUTTON, power off.
+ *
  *   mode=halt            the dump, PROBE-HALT cpus=N, the APs halt forever; the BSP waits
  *                        for the ACPI power button (power.c), then PROBE-POWERBUTTON and
  *                        powers off
@@ -61,6 +65,7 @@
 #define DEBUG_EXIT_VALUE 0x31 /* QEMU exits with (0x31 << 1) | 1 = 99 */
 #define PIO_DEFAULT_COUNT 1000000ull
 #define CMDLINE_MAX 256
+#define BUSY_POLL_STEPS 4096 /* arithmetic steps between power_poll() calls */
 
 enum mode {
 	MODE_DUMP,
@@ -233,8 +238,16 @@ __attribute__((noreturn)) static void run_busy(uint32_t n)
 	for (uint32_t cpu = 0; cpu < n; cpu++)
 		if (cpu != smp_bsp_index() && smp_started(cpu) && smp_run_ap(cpu, AP_TASK_BUSY))
 			busy++;
+	power_poll(); /* armed before the line that says the guest runs */
 	print_count("PROBE-BUSY cpus=", busy);
-	busy_forever();
+	/* The BSP's arithmetic, as busy_forever, with a look at the power button between. */
+	for (uint64_t x = 1;;) {
+		for (uint32_t i = 0; i < BUSY_POLL_STEPS; i++) {
+			x = x * 6364136223846793005ull + 1442695040888963407ull;
+			__asm__ volatile("" : "+r"(x));
+		}
+		power_poll();
+	}
 }
 
 /* The end of the RAM below 4 GiB, from hvm_start_info's memory map (version 1). */

@@ -15,6 +15,12 @@
  * event selector register, which a read returns and clears; the GED (_HID ACPI0013) and
  * its interrupt are found in the DSDT.  The BSP sleeps until the interrupt (routed in the
  * IOAPIC to the BSP), with a one-second timer as a backstop, and checks the status then.
+ *
+ * power_poll() is the same reaction for the modes that keep the BSP busy until the VMM
+ * stops them (busy, load, counter, hotplug): no interrupt, the status is read when the BSP
+ * calls it, at most POLLS_PER_SECOND times a second (a read is a VM exit).  Its first call
+ * sets PWRBTN_EN (QEMU sets PWRBTN_STS only when it is enabled; rvmm sets it either way),
+ * leaving the SCI's IOAPIC pin masked and the PICs masked (apic_init_bsp).
  */
 #include "probe.h"
 
@@ -69,6 +75,7 @@
 #define IOAPIC_LEVEL (1u << 15)
 #define SCI_VECTOR 0x42
 #define BACKSTOP_TIMER_COUNT 1000000000u /* 1 s at KVM's 1 GHz APIC timer clock */
+#define POLLS_PER_SECOND 100
 
 #define DEBUG_EXIT_PORT 0xf4
 #define I8042_COMMAND_PORT 0x64
@@ -247,6 +254,60 @@ static uint64_t find_ged(const uint8_t *dsdt, uint32_t *gsi)
 	return 0;
 }
 
+/* Whether the button was pressed (PM1a's PWRBTN_STS, cleared here, or the GED's event). */
+static bool button_pressed(uint16_t sts, volatile uint32_t *ged)
+{
+	if (ged)
+		return *ged & GED_EVT_PWR_DOWN;
+	if (!sts || !(inw(sts) & PM1_PWRBTN))
+		return false;
+	outw(sts, PM1_PWRBTN);
+	return true;
+}
+
+static struct {
+	bool ready;
+	uint16_t sts; /* PM1a_STS, or 0 */
+	volatile uint32_t *ged; /* the GED's event selector, or NULL */
+	uint64_t next, interval; /* TSC ticks */
+} poll;
+
+static void power_poll_init(void)
+{
+	const uint8_t *fadt = acpi_find("FACP");
+
+	poll.ready = true;
+	poll.interval = tsc_hz() / POLLS_PER_SECOND;
+	if (!fadt)
+		return;
+	uint16_t sts = (uint16_t)rd32(fadt + FADT_PM1A_EVT_BLK);
+	if (sts) {
+		uint16_t en = (uint16_t)(sts + fadt[FADT_PM1_EVT_LEN] / 2);
+		/* No stale-status clear: a press before this first call still counts. */
+		outw(en, (uint16_t)(inw(en) | PM1_PWRBTN));
+		poll.sts = sts;
+		return;
+	}
+	uint32_t gsi = 0;
+	uint64_t base = find_ged(fadt_dsdt(fadt), &gsi);
+	if (base && base < 0x100000000ull)
+		poll.ged = phys(base);
+}
+
+void power_poll(void)
+{
+	if (!poll.ready)
+		power_poll_init();
+	uint64_t now = rdtsc();
+	if (now < poll.next)
+		return;
+	poll.next = now + poll.interval;
+	if (!button_pressed(poll.sts, poll.ged))
+		return;
+	out_line("PROBE-POWERBUTTON");
+	power_off();
+}
+
 void power_button_wait(void)
 {
 	const uint8_t *fadt = acpi_find("FACP");
@@ -273,15 +334,7 @@ void power_button_wait(void)
 		apic_timer_oneshot(BACKSTOP_TIMER_COUNT);
 		sleep_until_interrupt();
 		apic_eoi();
-		bool pressed;
-		if (ged) {
-			pressed = *ged & GED_EVT_PWR_DOWN;
-		} else {
-			pressed = inw(sts) & PM1_PWRBTN;
-			if (pressed)
-				outw(sts, PM1_PWRBTN);
-		}
-		if (pressed)
+		if (button_pressed(ged ? 0 : sts, ged))
 			break;
 	}
 	out_line("PROBE-POWERBUTTON");

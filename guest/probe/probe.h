@@ -159,6 +159,11 @@ void acpi_dump(const char sig[4]);
 __attribute__((noreturn)) void power_off(void);
 /* Waits for the ACPI power button, then PROBE-POWERBUTTON and power_off() (power.c). */
 __attribute__((noreturn)) void power_button_wait(void);
+/*
+ * The same for a BSP that runs on: if the power button was pressed, PROBE-POWERBUTTON and
+ * power_off(); else returns at once (reads the status at most 100 times a second).
+ */
+void power_poll(void);
 __attribute__((noreturn)) void reset(void);
 __attribute__((noreturn)) void triple_fault(void);
 

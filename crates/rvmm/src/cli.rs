@@ -296,9 +296,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "path=FILE[,readonly=on][,serial=ID]")]
     pub disk: Vec<String>,
     /// A virtio-net NIC on a tap (repeatable): tap=NAME attaches to an existing tap (`ip
-    /// tuntap add dev NAME mode tap`), a bare `tap` creates one; mac= defaults to
+    /// tuntap add dev NAME mode tap`), a bare `tap` creates one, fd=N takes a tap descriptor
+    /// the launcher left open (IFF_TAP|IFF_NO_PI|IFF_VNET_HDR); mac= defaults to
     /// 52:54:00:12:34:56 plus the NIC's index.
-    #[arg(long, value_name = "tap[=NAME][,mac=MAC]")]
+    #[arg(long, value_name = "tap[=NAME]|fd=N[,mac=MAC]")]
     pub net: Vec<String>,
     /// The virtio-balloon (off unless given, as in QEMU; a --domain has one unless its
     /// <memballoon model='none'/>): [on|off][,deflate-on-oom=on|off][,free-page-reporting=on|off].

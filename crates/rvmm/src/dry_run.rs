@@ -96,11 +96,12 @@ pub fn render_config(config: &VmConfig) -> String {
     render_pinning(&mut out, &config.pinning);
     render_cgroup(&mut out, config);
     for (i, net) in config.nets.iter().enumerate() {
-        let tap = match &net.tap {
-            Some(t) => t.clone(),
-            None => "(created at start; the kernel names it tapN)".to_string(),
+        let tap = match (&net.tap, net.fd) {
+            (Some(t), _) => format!("tap={t}"),
+            (None, Some(fd)) => format!("fd={fd} (inherited; checked at start)"),
+            (None, None) => "tap=(created at start; the kernel names it tapN)".to_string(),
         };
-        let _ = writeln!(out, "net.{i}: tap={tap} mac={}", net.mac);
+        let _ = writeln!(out, "net.{i}: {tap} mac={}", net.mac);
     }
     line(&mut out, "balloon", &balloon_line(config));
     line(&mut out, "flags", &command_line(&run_args(config)));

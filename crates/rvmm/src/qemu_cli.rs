@@ -362,34 +362,40 @@ impl State {
         }
     }
 
-    /// `-netdev tap,id=ID,ifname=NAME[,script=no,downscript=no,vhost=off]`: kept for its
-    /// `-device virtio-net-*`, which becomes `--net tap=NAME[,mac=MAC]`.
+    /// `-netdev tap,id=ID,ifname=NAME[,script=no,downscript=no,vhost=off]` or
+    /// `-netdev tap,id=ID,fd=N[,vnet_hdr=on]` (a tap the launcher opened): kept for its
+    /// `-device virtio-net-*`, which becomes `--net tap=NAME[,mac=MAC]` or
+    /// `--net fd=N[,mac=MAC]`.
     fn netdev(&mut self, value: &str) -> Result<(), QemuCliError> {
         let (mut id, mut backend) = (None, None);
         for (key, v) in key_values(value, "type") {
             match (key, v) {
                 ("type", "tap") => {}
                 ("id", _) => id = Some(v.to_string()),
-                ("ifname", _) => backend = Some(format!("tap={v}")),
-                ("fd", _) => {
-                    return Err(value_err(
-                        "netdev",
-                        value,
-                        "fd=: rvmm opens its tap by name (ifname=NAME)",
-                    ))
+                ("ifname" | "fd", _) => {
+                    let name = if key == "ifname" { "tap" } else { "fd" };
+                    if backend.replace(format!("{name}={v}")).is_some() {
+                        return Err(value_err(
+                            "netdev",
+                            value,
+                            "give one of ifname=NAME and fd=N",
+                        ));
+                    }
                 }
-                ("script" | "downscript", "no") | ("vhost", "off") => {}
+                // rvmm's taps always carry the vnet header (an fd= tap is checked for it).
+                ("script" | "downscript", "no") | ("vhost", "off") | ("vnet_hdr", "on") => {}
                 _ => {
                     return Err(value_err(
                         "netdev",
                         value,
-                        format!("{key}={v}: rvmm's networking is tap,ifname=NAME only"),
+                        format!("{key}={v}: rvmm's networking is tap,ifname=NAME or tap,fd=N only"),
                     ))
                 }
             }
         }
         let id = id.ok_or_else(|| value_err("netdev", value, "id= is required"))?;
-        let backend = backend.ok_or_else(|| value_err("netdev", value, "ifname= is required"))?;
+        let backend =
+            backend.ok_or_else(|| value_err("netdev", value, "ifname=NAME or fd=N is required"))?;
         self.netdevs.push(Netdev { id, backend });
         Ok(())
     }
@@ -811,8 +817,25 @@ mod tests {
         );
         assert_eq!(
             err("-netdev user,id=n0"),
-            "-netdev user,id=n0: type=user: rvmm's networking is tap,ifname=NAME only"
+            "-netdev user,id=n0: type=user: rvmm's networking is tap,ifname=NAME or tap,fd=N only"
         );
+        assert_eq!(
+            run_args(
+                "-netdev tap,id=n1,fd=7,vnet_hdr=on -device virtio-net-pci,netdev=n1 \
+                 -netdev tap,id=n0,fd=9 -device virtio-net-device,netdev=n0,mac=52:54:00:00:00:09"
+            ),
+            ["--net", "fd=7", "--net", "fd=9,mac=52:54:00:00:00:09"]
+        );
+        assert_eq!(
+            err("-netdev tap,id=n0,fd=3,ifname=t"),
+            "-netdev tap,id=n0,fd=3,ifname=t: give one of ifname=NAME and fd=N"
+        );
+        assert_eq!(
+            err("-netdev tap,id=n0"),
+            "-netdev tap,id=n0: ifname=NAME or fd=N is required"
+        );
+        assert!(err("-netdev tap,id=n0,fd=3,vnet_hdr=off").contains("vnet_hdr=off: rvmm's"));
+        assert!(err("-netdev tap,id=n0,fds=3:4").contains("fds=3:4: rvmm's"));
     }
 
     #[test]
@@ -846,10 +869,6 @@ mod tests {
         assert_eq!(
             err("-daemonize -nographic"),
             "-nographic cannot be used with -daemonize"
-        );
-        assert_eq!(
-            err("-netdev tap,id=n0,fd=3"),
-            "-netdev tap,id=n0,fd=3: fd=: rvmm opens its tap by name (ifname=NAME)"
         );
     }
 

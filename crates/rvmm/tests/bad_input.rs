@@ -798,9 +798,12 @@ fn net_options_name_the_value_and_the_rule() {
         "rvmm: --net: mac=52:54:00: expected six hex bytes like 52:54:00:12:34:56"
     );
     let (_, e) = fails(&["run", "--net", "tap=t0,queues=4"], &[]);
-    assert_eq!(e, "rvmm: --net: unknown key 'queues' (keys: tap, mac)");
+    assert_eq!(e, "rvmm: --net: unknown key 'queues' (keys: tap, fd, mac)");
     let (_, e) = fails(&["run", "--net", "user"], &[]);
-    assert_eq!(e, "rvmm: --net: 'user' is not KEY=VALUE (keys: tap, mac)");
+    assert_eq!(
+        e,
+        "rvmm: --net: 'user' is not KEY=VALUE (keys: tap, fd, mac)"
+    );
     // A tap that does not exist: checked when the VM is built, before the guest runs.
     let (code, e) = fails(
         &["run", "--append", "mode=hello", "--net", "tap=rvmm-nosuch0"],

@@ -470,6 +470,79 @@ fn powerbutton_same_under_qemu_microvm() {
     assert_eq!(outputs[0], outputs[1]);
 }
 
+/// Starts `cmd` with a monitor at `monitor`, waits for `ready`, presses the power button
+/// through the monitor (as Nomad stops a task) and returns the exit code and the lines.
+fn powerdown(mut cmd: Command, monitor: &Path, ready: &str) -> (Option<i32>, Vec<String>) {
+    let _ = std::fs::remove_file(monitor);
+    let mut child = cmd
+        .arg("-monitor")
+        .arg(format!("unix:{},server=on,wait=off", monitor.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = Lines::follow(&mut child);
+    lines.wait_for(ready, Duration::from_secs(60));
+    let mut s = UnixStream::connect(monitor).unwrap();
+    s.write_all(b"system_powerdown\n").unwrap();
+    // Kept open until the guest answers: QEMU may see the hang-up before the line and drop
+    // it (nomad_replay closes at once, as Nomad does, against rvmm).
+    lines.wait_for("PROBE-POWERBUTTON", Duration::from_secs(10));
+    drop(s);
+    let code = wait_exit(&mut child, Duration::from_secs(10));
+    let out = lines.0.lock().unwrap().clone();
+    (code, out)
+}
+
+/// Every mode that runs until stopped acts on the power button as mode=halt does (the
+/// probe's power_poll): `system_powerdown` ends mode=counter, busy, load and hotplug with
+/// PROBE-POWERBUTTON and exit 0, on pc (PM1's PWRBTN_STS) and on microvm (the GED's
+/// event), where QEMU does the same for counter and busy.
+#[test]
+fn powerbutton_ends_every_running_mode() {
+    if !kvm_available("powerbutton_ends_every_running_mode") {
+        return;
+    }
+    let q = Qemu::new("nomad-modes");
+    let elf = q.elf();
+    let cases = [
+        ("pc", "2", "mode=counter", "PROBE-COUNTER cpu=1 "),
+        ("pc", "1", "mode=busy", "PROBE-BUSY cpus=1"),
+        ("pc", "2", "mode=load duty=20", "PROBE-LOAD cpus=2"),
+        ("pc", "2", "mode=hotplug", "PROBE-HOTPLUG ready cpus=2"),
+        ("microvm", "2", "mode=counter", "PROBE-COUNTER cpu=1 "),
+        ("microvm", "1", "mode=busy", "PROBE-BUSY cpus=1"),
+    ];
+    for (machine, smp, append, ready) in cases {
+        let mut runners = vec![("rvmm", q.command())];
+        if machine == "microvm" {
+            runners.push(("qemu", common::qemu()));
+        }
+        for (name, mut cmd) in runners {
+            cmd.args(["-M", machine, "-enable-kvm", "-smp", smp, "-m", "128M"])
+                .args(["-nodefaults", "-no-user-config", "-display", "none"])
+                .args(["-serial", "stdio", "-kernel"])
+                .arg(&elf)
+                .args(["-append", append]);
+            let what = format!("{name} -M {machine} {append}");
+            eprintln!("{what}"); // (shown with a failure: which case it was)
+            let monitor = q.dir.join(format!("{name}.sock"));
+            let (code, lines) = powerdown(cmd, &monitor, ready);
+            assert_eq!(code, Some(0), "{what}:\n{}", lines.join("\n"));
+            assert_eq!(
+                lines.iter().filter(|l| *l == "PROBE-POWERBUTTON").count(),
+                1,
+                "{what}"
+            );
+            assert!(
+                !lines.iter().any(|l| l.starts_with("PROBE-ERROR")),
+                "{what}:\n{}",
+                lines.join("\n")
+            );
+        }
+    }
+}
+
 /// `-serial none` sends the console nowhere; a daemon that fails before the VM runs makes
 /// its parent fail with the reason on stderr.
 #[test]

@@ -4,12 +4,17 @@
 //! (`--net tap=T`) and under QEMU 7.2 microvm (`-device virtio-net-device`) it prints the
 //! same lines; the host sees it (the guest's MAC for 10.99.0.2 in the namespace's neighbour
 //! table, the tap's packet counters). A hostile guest (a frame outside RAM, a receive buffer
-//! smaller than the header, a looping chain) leaves the device working. Needs root (network
-//! namespaces, taps) and /dev/kvm.
+//! smaller than the header, a looping chain) leaves the device working. A tap the launcher
+//! opened and left open (`--net fd=N`, and `-netdev tap,fd=N` through the QEMU personality)
+//! carries the same frames; a descriptor that is not open or not a tap is one error line.
+//! Needs root (network namespaces, taps) and /dev/kvm.
 
 mod common;
 
+use std::fs::File;
 use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -284,4 +289,174 @@ fn a_missing_tap_is_one_error_line() {
         ),
         "{err}"
     );
+}
+
+/// `/dev/net/tun` attached to `n`'s tap as libvirt opens one for a guest: TUNSETIFF with
+/// IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, from a thread that joined the namespace (a tap lives
+/// in its opener's namespace). The descriptor is close-on-exec here; [`inherit`] clears that
+/// in the child only, so tests running beside this one never inherit it.
+fn open_tap_in(n: &NetNs) -> OwnedFd {
+    let ns = format!("/run/netns/{}", n.ns);
+    let name = n.tap.clone();
+    std::thread::spawn(move || {
+        let ns = File::open(&ns).expect("netns");
+        // SAFETY: setns on an open namespace file; it moves this thread only.
+        let r = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+        let tun = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/net/tun")
+            .expect("/dev/net/tun");
+        // struct ifreq: the name, then the flags (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR).
+        let mut req = [0u8; 40];
+        req[..name.len()].copy_from_slice(name.as_bytes());
+        req[16..18].copy_from_slice(&(0x0002u16 | 0x1000 | 0x4000).to_ne_bytes());
+        const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+        // SAFETY: TUNSETIFF reads and writes the 40-byte ifreq, which outlives the call.
+        let r = unsafe { libc::ioctl(tun.as_raw_fd(), TUNSETIFF as _, req.as_mut_ptr()) };
+        assert_eq!(r, 0, "TUNSETIFF: {}", std::io::Error::last_os_error());
+        OwnedFd::from(tun)
+    })
+    .join()
+    .expect("the tap opener")
+}
+
+/// `c` with descriptor `fd` left open across exec in the child (as a launcher passes it).
+fn inherit(c: &mut Command, fd: i32) {
+    // SAFETY: the hook runs in the forked child before exec and only calls fcntl, which is
+    // async-signal-safe; `fd` is open in the parent for as long as `c` is spawned.
+    unsafe {
+        c.pre_exec(move || {
+            if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn an_inherited_tap_descriptor_carries_frames() {
+    let test = "an_inherited_tap_descriptor_carries_frames";
+    if !kvm_available(test) || !root(test) {
+        return;
+    }
+    let dir = tempdir("vnet-fd");
+    let elf = probe_elf(&dir);
+    let n = NetNs::new("vnet-fd");
+    let host_mac = n.tap_mac();
+    let tap = open_tap_in(&n);
+    let fd = tap.as_raw_fd();
+    let before = n.counters();
+    let mon = n.monitor();
+
+    // rvmm in the test's own namespace: the descriptor alone reaches the namespace's tap.
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rvmm"));
+    c.stdin(Stdio::null())
+        .args(["run", "--kernel"])
+        .arg(&elf)
+        .args(["--append", "mode=virtio", "--net", &format!("fd={fd}")]);
+    inherit(&mut c, fd);
+    let out = run_with_timeout(c, Duration::from_secs(60));
+    let (stdout, stderr) = text(&out);
+    assert!(
+        out.status.success(),
+        "rvmm --net fd={fd}: {stdout}\n{stderr}"
+    );
+    let events = stop(mon);
+    assert_eq!(virtio_lines(&out.stdout), expected(GUEST_MAC, &host_mac));
+    let after = n.counters();
+    assert!(after.0 >= before.0 + 2, "tap rx {before:?} -> {after:?}");
+    assert!(after.1 >= before.1 + 2, "tap tx {before:?} -> {after:?}");
+    assert!(
+        events
+            .lines()
+            .any(|l| l.starts_with("10.99.0.2 ") && l.contains(&format!("lladdr {GUEST_MAC}"))),
+        "the host learnt the guest's MAC: {events}"
+    );
+
+    // The same descriptor (still the test's) through the QEMU personality, another MAC.
+    let qemu = dir.join("qemu-system-x86_64");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_rvmm"), &qemu).unwrap();
+    let mut q = Command::new(&qemu);
+    q.stdin(Stdio::null())
+        .env("XDG_RUNTIME_DIR", &dir)
+        .args([
+            "-M",
+            "microvm",
+            "-enable-kvm",
+            "-nodefaults",
+            "-no-user-config",
+        ])
+        .args(["-m", "128", "-kernel"])
+        .arg(&elf)
+        .args(["-append", "mode=virtio"])
+        .args(["-netdev", &format!("tap,id=n0,fd={fd}"), "-device"])
+        .arg(format!("virtio-net-device,netdev=n0,mac={OTHER_MAC}"))
+        .args(["-serial", "stdio", "-display", "none"]);
+    inherit(&mut q, fd);
+    let out = run_with_timeout(q, Duration::from_secs(60));
+    let (stdout, stderr) = text(&out);
+    assert!(
+        out.status.success(),
+        "-netdev tap,fd={fd}: {stdout}\n{stderr}"
+    );
+    assert_eq!(virtio_lines(&out.stdout), expected(OTHER_MAC, &host_mac));
+    drop(tap);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `--net fd=N` on a descriptor that is not open, one that is a regular file and one of
+/// stdio: one error line each, naming the option, the value and the rule.
+#[test]
+fn a_descriptor_that_is_not_a_tap_is_one_error_line() {
+    let test = "a_descriptor_that_is_not_a_tap_is_one_error_line";
+    if !kvm_available(test) {
+        return;
+    }
+    let run = |fd: i32, keep: Option<i32>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_rvmm"));
+        c.stdin(Stdio::null()).args([
+            "run",
+            "--append",
+            "mode=hello",
+            "--net",
+            &format!("fd={fd}"),
+        ]);
+        if let Some(k) = keep {
+            inherit(&mut c, k);
+        }
+        let out = run_with_timeout(c, Duration::from_secs(60));
+        let (code, err) = failed_cleanly(&out, &format!("rvmm --net fd={fd}"));
+        assert_eq!(code, 1, "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        err
+    };
+    // std opens close-on-exec, so nothing of this test's is open at 97 in the child.
+    let err = run(97, None);
+    assert!(
+        err.contains(
+            "--net fd=97: not an open file descriptor (the launcher must leave the tap open, \
+             without close-on-exec, when it starts rvmm)"
+        ),
+        "{err}"
+    );
+    let dir = tempdir("vnet-fd-file");
+    let file = File::create(dir.join("not-a-tap")).unwrap();
+    let fd = file.as_raw_fd();
+    let err = run(fd, Some(fd));
+    assert!(
+        err.contains(&format!(
+            "--net fd={fd}: not a TAP device (TUNGETIFF: Inappropriate ioctl for device"
+        )),
+        "{err}"
+    );
+    let err = run(2, None);
+    assert!(
+        err.contains("--net fd=2: fd=0..2 are stdio; the tap's descriptor is 3 or above"),
+        "{err}"
+    );
+    drop(file);
+    let _ = std::fs::remove_dir_all(dir);
 }

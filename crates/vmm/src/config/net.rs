@@ -1,6 +1,8 @@
-//! `--net tap=NAME[,mac=MAC]` and `--net tap[,mac=MAC]` (repeatable): the virtio-net
-//! devices, each on a tap. Only the text is checked here; opening the tap is `host::tap`'s
-//! work when the VM is built. A NIC without `mac=` gets QEMU's default, 52:54:00:12:34:56
+//! `--net tap=NAME[,mac=MAC]`, `--net tap[,mac=MAC]` and `--net fd=N[,mac=MAC]`
+//! (repeatable): the virtio-net devices, each on a tap — named, created by rvmm, or already
+//! open on descriptor N, inherited from the launcher (libvirt, Nomad-style drivers, QEMU's
+//! `-netdev tap,fd=N`). Only the text is checked here; opening or taking the tap is
+//! `host::tap`'s work when the VM is built. A NIC without `mac=` gets QEMU's default, 52:54:00:12:34:56
 //! for the first and one more in the last byte for each next NIC.
 
 use std::fmt;
@@ -67,23 +69,40 @@ impl fmt::Display for Mac {
 /// One NIC as the user gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetConfig {
-    /// The tap to attach to; `None` makes rvmm create one (the kernel names it tapN).
+    /// The tap to attach to; `None` (and no `fd`) makes rvmm create one (the kernel names it
+    /// tapN).
     pub tap: Option<String>,
     pub mac: Mac,
+    /// An inherited, already open tap descriptor (`fd=N`, 3 or above); `tap` is `None` then.
+    pub fd: Option<i32>,
 }
 
 /// Why a `--net` value is not a NIC.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum NetOptionError {
-    #[error("--net: '{0}' has no tap (expected tap=NAME[,mac=MAC] or tap[,mac=MAC])")]
+    #[error(
+        "--net: '{0}' has no tap (expected tap=NAME[,mac=MAC], tap[,mac=MAC] or fd=N[,mac=MAC])"
+    )]
     NoTap(String),
+    #[error("--net: tap and fd= are both given; a NIC is on one tap (tap=NAME, tap or fd=N)")]
+    TapAndFd,
+    #[error("--net fd={0}: expected a file descriptor number (3 or above)")]
+    BadFd(String),
+    #[error("--net fd={0}: fd=0..2 are stdio; the tap's descriptor is 3 or above")]
+    StdioFd(i32),
+    #[error("--net fd={fd} is given to NIC {first} and NIC {second}; a tap takes one NIC")]
+    DuplicateFd {
+        fd: i32,
+        first: usize,
+        second: usize,
+    },
     #[error("--net: tap= is empty (leave out '=' to let rvmm create a tap: --net tap)")]
     EmptyTap,
     #[error("--net: tap={0}: an interface name is at most {MAX_TAP_NAME} bytes, without '/', ':', spaces or commas")]
     BadTap(String),
-    #[error("--net: '{0}' is not KEY=VALUE (keys: tap, mac)")]
+    #[error("--net: '{0}' is not KEY=VALUE (keys: tap, fd, mac)")]
     NotKeyValue(String),
-    #[error("--net: unknown key '{0}' (keys: tap, mac)")]
+    #[error("--net: unknown key '{0}' (keys: tap, fd, mac)")]
     UnknownKey(String),
     #[error("--net: '{key}' is given twice")]
     Repeated { key: String },
@@ -124,7 +143,7 @@ fn valid_ifname(name: &str) -> bool {
 impl NetConfig {
     /// Parses the `--net` value of NIC `index` (which picks the default MAC).
     pub fn parse(text: &str, index: usize) -> Result<NetConfig, NetOptionError> {
-        let (mut tap, mut mac) = (None::<Option<String>>, None);
+        let (mut tap, mut mac, mut fd) = (None::<Option<String>>, None, None);
         for item in text.split(',') {
             if item == "tap" {
                 if tap.replace(None).is_some() {
@@ -138,6 +157,7 @@ impl NetConfig {
             let taken = match key {
                 "tap" => tap.replace(Some(value.to_string())).is_some(),
                 "mac" => mac.replace(value.to_string()).is_some(),
+                "fd" => fd.replace(value.to_string()).is_some(),
                 _ => return Err(NetOptionError::UnknownKey(key.to_string())),
             };
             if taken {
@@ -146,7 +166,25 @@ impl NetConfig {
                 });
             }
         }
-        let tap = tap.ok_or_else(|| NetOptionError::NoTap(text.to_string()))?;
+        let fd = match fd {
+            None => None,
+            Some(_) if tap.is_some() => return Err(NetOptionError::TapAndFd),
+            Some(v) => {
+                let n: i32 = v.parse().map_err(|_| NetOptionError::BadFd(v.clone()))?;
+                if n < 0 || v.starts_with('+') {
+                    return Err(NetOptionError::BadFd(v));
+                }
+                if n <= 2 {
+                    return Err(NetOptionError::StdioFd(n));
+                }
+                Some(n)
+            }
+        };
+        let tap = match (tap, fd) {
+            (Some(t), _) => t,
+            (None, Some(_)) => None,
+            (None, None) => return Err(NetOptionError::NoTap(text.to_string())),
+        };
         if let Some(name) = &tap {
             if name.is_empty() {
                 return Err(NetOptionError::EmptyTap);
@@ -159,7 +197,7 @@ impl NetConfig {
             Some(m) => Mac::parse(&m)?,
             None => Mac::default_for(index),
         };
-        Ok(NetConfig { tap, mac })
+        Ok(NetConfig { tap, mac, fd })
     }
 
     /// Parses every `--net` value; two NICs may share neither a MAC nor a tap.
@@ -180,14 +218,16 @@ impl NetConfig {
 
     /// The option text that gives this NIC back.
     pub fn option(&self) -> String {
-        match &self.tap {
-            Some(t) => format!("tap={t},mac={}", self.mac),
-            None => format!("tap,mac={}", self.mac),
+        match (&self.tap, self.fd) {
+            (Some(t), _) => format!("tap={t},mac={}", self.mac),
+            (None, Some(fd)) => format!("fd={fd},mac={}", self.mac),
+            (None, None) => format!("tap,mac={}", self.mac),
         }
     }
 }
 
-/// Two NICs may share neither a MAC nor a named tap (NICs are numbered from 0).
+/// Two NICs may share neither a MAC nor a named tap nor a descriptor (NICs are numbered
+/// from 0).
 pub fn check_unique(nets: &[NetConfig]) -> Result<(), NetOptionError> {
     for (second, b) in nets.iter().enumerate() {
         for (first, a) in nets[..second].iter().enumerate() {
@@ -204,6 +244,11 @@ pub fn check_unique(nets: &[NetConfig]) -> Result<(), NetOptionError> {
                     first,
                     second,
                 });
+            }
+            if let (Some(fd), Some(other)) = (a.fd, b.fd) {
+                if fd == other {
+                    return Err(NetOptionError::DuplicateFd { fd, first, second });
+                }
             }
         }
     }
@@ -241,6 +286,38 @@ mod tests {
     }
 
     #[test]
+    fn an_inherited_descriptor_is_a_tap() {
+        let n = NetConfig::parse("fd=7,mac=02:00:00:00:00:07", 0).unwrap();
+        assert_eq!((n.tap.as_deref(), n.fd), (None, Some(7)));
+        assert_eq!(n.option(), "fd=7,mac=02:00:00:00:00:07");
+        assert_eq!(NetConfig::parse(&n.option(), 0).unwrap(), n);
+        assert_eq!(
+            NetConfig::parse("fd=3", 1).unwrap().option(),
+            "fd=3,mac=52:54:00:12:34:57"
+        );
+        assert_eq!(
+            err("fd=1"),
+            "--net fd=1: fd=0..2 are stdio; the tap's descriptor is 3 or above"
+        );
+        for bad in ["", "-4", "+4", "x", "99999999999"] {
+            assert_eq!(
+                err(&format!("fd={bad}")),
+                format!("--net fd={bad}: expected a file descriptor number (3 or above)")
+            );
+        }
+        let both = "--net: tap and fd= are both given; a NIC is on one tap (tap=NAME, tap or fd=N)";
+        assert_eq!(err("tap=a,fd=5"), both);
+        assert_eq!(err("fd=5,tap"), both);
+        assert_eq!(err("fd=5,fd=6"), "--net: 'fd' is given twice");
+        let dup = NetConfig::parse_all(&["fd=5".into(), "tap".into(), "fd=5".into()]);
+        assert_eq!(
+            dup.unwrap_err().to_string(),
+            "--net fd=5 is given to NIC 0 and NIC 2; a tap takes one NIC"
+        );
+        assert!(NetConfig::parse_all(&["fd=5".into(), "fd=6".into(), "tap".into()]).is_ok());
+    }
+
+    #[test]
     fn nics_share_the_virtio_slots_with_disks() {
         let config = crate::config::VmConfig {
             disks: (0..5)
@@ -261,8 +338,8 @@ mod tests {
     fn errors_name_the_option_value_and_rule() {
         assert_eq!(
             err("mac=52:54:00:00:00:01"),
-            "--net: 'mac=52:54:00:00:00:01' has no tap (expected tap=NAME[,mac=MAC] or \
-             tap[,mac=MAC])"
+            "--net: 'mac=52:54:00:00:00:01' has no tap (expected tap=NAME[,mac=MAC], \
+             tap[,mac=MAC] or fd=N[,mac=MAC])"
         );
         assert_eq!(
             err("tap="),
@@ -276,11 +353,11 @@ mod tests {
         assert!(err("tap=abcdefghijklmnop").starts_with("--net: tap=abcdefghijklmnop: "));
         assert_eq!(
             err("tap=a,model=e1000"),
-            "--net: unknown key 'model' (keys: tap, mac)"
+            "--net: unknown key 'model' (keys: tap, fd, mac)"
         );
         assert_eq!(
             err("tap=a,vhost"),
-            "--net: 'vhost' is not KEY=VALUE (keys: tap, mac)"
+            "--net: 'vhost' is not KEY=VALUE (keys: tap, fd, mac)"
         );
         assert_eq!(err("tap=a,tap=b"), "--net: 'tap' is given twice");
         assert_eq!(err("tap,tap"), "--net: 'tap' is given twice");

@@ -1,14 +1,15 @@
 //! A tap device for virtio-net: opened through `/dev/net/tun` by name (an existing tap, as
-//! libvirt's `<interface type='ethernet'>` and QEMU's `-netdev tap,ifname=` use it) or
-//! created with a kernel-chosen name (gone again when rvmm closes it), always with
-//! `IFF_TAP | IFF_NO_PI | IFF_VNET_HDR`, a 12-byte virtio 1.x header (with `num_buffers`) and
+//! libvirt's `<interface type='ethernet'>` and QEMU's `-netdev tap,ifname=` use it),
+//! created with a kernel-chosen name (gone again when rvmm closes it), or taken over from a
+//! descriptor the launcher opened and left to rvmm (`--net fd=N`, QEMU's `-netdev tap,fd=N`;
+//! checked with `TUNGETIFF`), always with `IFF_TAP | IFF_NO_PI | IFF_VNET_HDR`, a 12-byte virtio 1.x header (with `num_buffers`) and
 //! non-blocking. Which receive offloads the tap can give (`TUNSETOFFLOAD`: checksum, TSO) is
 //! found by trying them once at open; the device model sets exactly what its driver accepted.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::io::{AsRawFd, RawFd};
+use std::os::unix::io::{AsRawFd, FromRawFd, RawFd};
 
 use thiserror::Error;
 
@@ -17,11 +18,14 @@ pub const TUN_PATH: &str = "/dev/net/tun";
 /// The vnet header rvmm uses: `struct virtio_net_hdr_mrg_rxbuf` (virtio 1.x).
 pub const VNET_HDR_LEN: usize = 12;
 
+const IFF_TUN: libc::c_short = 0x0001;
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
 const IFF_VNET_HDR: libc::c_short = 0x4000;
 /// `_IOW('T', 202, int)`
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+/// `_IOR('T', 210, unsigned int)`
+const TUNGETIFF: libc::c_ulong = 0x8004_54d2;
 /// `_IOW('T', 208, unsigned int)`
 pub const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
 /// `_IOW('T', 216, int)`
@@ -64,14 +68,38 @@ pub enum TapError {
              an existing tap with tap=NAME (`ip tuntap add dev NAME mode tap user USER`)"
     )]
     CreatePermission(std::io::Error),
-    #[error("--net tap={name}: {what}: {error}")]
+    #[error("--net {option}: {what}: {error}")]
     Ioctl {
-        name: String,
+        /// `tap=NAME` or `fd=N`.
+        option: String,
         what: &'static str,
         error: std::io::Error,
     },
     #[error("--net tap={0}: the name is longer than {MAX_NAME} bytes or holds a NUL")]
     BadName(String),
+    #[error(
+        "--net fd={0}: not an open file descriptor (the launcher must leave the tap open, \
+         without close-on-exec, when it starts rvmm)"
+    )]
+    NotOpen(RawFd),
+    #[error("--net fd={fd}: fd=0..2 are stdio; the tap's descriptor is 3 or above")]
+    Stdio { fd: RawFd },
+    #[error("--net fd={fd}: not a TAP device (TUNGETIFF: {error})")]
+    NotTap { fd: RawFd, error: std::io::Error },
+    #[error(
+        "--net fd={fd}: {name} is a TUN device (IP packets); a NIC needs a TAP (IFF_TAP, \
+         Ethernet frames)"
+    )]
+    TunMode { fd: RawFd, name: String },
+    #[error(
+        "--net fd={fd}: tap {name} was opened without {missing}; rvmm reads frames as \
+         IFF_TAP|IFF_NO_PI|IFF_VNET_HDR gives them"
+    )]
+    Flags {
+        fd: RawFd,
+        name: String,
+        missing: &'static str,
+    },
 }
 
 /// `struct ifreq` as TUNSETIFF uses it: the name and the flags.
@@ -82,11 +110,21 @@ struct IfReq {
     _pad: [u8; 22],
 }
 
+impl IfReq {
+    /// The interface name the kernel wrote back.
+    fn name(&self) -> String {
+        let len = self.name.iter().position(|&b| b == 0).unwrap_or(MAX_NAME);
+        String::from_utf8_lossy(&self.name[..len]).into_owned()
+    }
+}
+
 /// An open tap.
 #[derive(Debug)]
 pub struct Tap {
     file: File,
     name: String,
+    /// How the user named it: `tap=NAME` or `fd=N` (for errors).
+    option: String,
     /// Whether rvmm created it (no name was given).
     created: bool,
     /// The `TUN_F_*` offloads the tap accepted.
@@ -131,33 +169,96 @@ impl Tap {
                 },
                 (Some(n), Some(libc::EBUSY | libc::EINVAL)) => TapError::Busy(n.to_string()),
                 _ => TapError::Ioctl {
-                    name: shown,
+                    option: format!("tap={shown}"),
                     what: "TUNSETIFF",
                     error,
                 },
             });
         }
-        let len = req.name.iter().position(|&b| b == 0).unwrap_or(MAX_NAME);
-        let actual = String::from_utf8_lossy(&req.name[..len]).into_owned();
         let mut tap = Tap {
             file,
-            name: actual,
+            name: req.name(),
+            option: String::new(),
             created: name.is_none(),
             offloads: 0,
         };
+        tap.option = format!("tap={}", tap.name);
+        tap.set_up()?;
+        Ok(tap)
+    }
+
+    /// Takes over the tap the launcher opened on descriptor `fd` (`--net fd=N`): checks it
+    /// is open and a tap with `IFF_TAP | IFF_NO_PI | IFF_VNET_HDR`, then owns it (closed when
+    /// the tap is dropped, close-on-exec from now on) and sets it up as [`Tap::open`] does.
+    /// On an error before the checks pass, `fd` is left alone.
+    pub fn from_fd(fd: RawFd) -> Result<Tap, TapError> {
+        if (0..=2).contains(&fd) {
+            return Err(TapError::Stdio { fd });
+        }
+        // SAFETY: F_GETFD only reads the descriptor's flags; an unused number gives EBADF.
+        if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            return Err(TapError::NotOpen(fd));
+        }
+        let mut req = IfReq {
+            name: [0; libc::IFNAMSIZ],
+            flags: 0,
+            _pad: [0; 22],
+        };
+        // SAFETY: TUNGETIFF writes the ifreq we pass, which outlives the call; on a
+        // descriptor that is not an attached tun/tap it fails without writing.
+        if unsafe { libc::ioctl(fd, TUNGETIFF as _, &mut req) } < 0 {
+            let error = std::io::Error::last_os_error();
+            return Err(TapError::NotTap { fd, error });
+        }
+        let name = req.name();
+        if req.flags & IFF_TAP == 0 || req.flags & IFF_TUN != 0 {
+            return Err(TapError::TunMode { fd, name });
+        }
+        for (flag, missing) in [(IFF_NO_PI, "IFF_NO_PI"), (IFF_VNET_HDR, "IFF_VNET_HDR")] {
+            if req.flags & flag == 0 {
+                return Err(TapError::Flags { fd, name, missing });
+            }
+        }
+        // SAFETY: `fd` is open (F_GETFD) and a tap the launcher handed to rvmm: nothing else
+        // in rvmm owns it, as the VMM takes `fd=` taps before it opens taps of its own
+        // (`vmm::virtio_devices`) and `config::net` refuses one number for two NICs.
+        let file = unsafe { File::from_raw_fd(fd) };
+        let mut tap = Tap {
+            file,
+            name,
+            option: format!("fd={fd}"),
+            created: false,
+            offloads: 0,
+        };
+        // SAFETY: F_SETFD on a descriptor we own.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+            return Err(tap.ioctl_err("F_SETFD FD_CLOEXEC"));
+        }
+        // SAFETY: F_GETFL/F_SETFL on a descriptor we own.
+        let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        // SAFETY: as above.
+        if fl < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) } < 0 {
+            return Err(tap.ioctl_err("F_SETFL O_NONBLOCK"));
+        }
+        tap.set_up()?;
+        Ok(tap)
+    }
+
+    /// The vnet header size, then which offloads the tap takes.
+    fn set_up(&mut self) -> Result<(), TapError> {
         let hdr = VNET_HDR_LEN as libc::c_int;
         // SAFETY: TUNSETVNETHDRSZ reads the int we pass.
-        let r = unsafe { libc::ioctl(tap.file.as_raw_fd(), TUNSETVNETHDRSZ as _, &hdr) };
+        let r = unsafe { libc::ioctl(self.file.as_raw_fd(), TUNSETVNETHDRSZ as _, &hdr) };
         if r < 0 {
-            return Err(tap.ioctl_err("TUNSETVNETHDRSZ 12"));
+            return Err(self.ioctl_err("TUNSETVNETHDRSZ 12"));
         }
-        tap.offloads = tap.probe_offloads();
-        Ok(tap)
+        self.offloads = self.probe_offloads();
+        Ok(())
     }
 
     fn ioctl_err(&self, what: &'static str) -> TapError {
         TapError::Ioctl {
-            name: self.name.clone(),
+            option: self.option.clone(),
             what,
             error: std::io::Error::last_os_error(),
         }
@@ -275,6 +376,112 @@ mod tests {
         // `lo` exists and is not a tap: TUNSETIFF refuses to attach to it.
         let e = Tap::open(Some("lo")).unwrap_err().to_string();
         assert!(e.starts_with("--net tap=lo: the device is busy"), "{e}");
+    }
+
+    #[test]
+    fn a_descriptor_that_is_not_a_tap_is_refused_and_left_open() {
+        assert_eq!(
+            Tap::from_fd(1).unwrap_err().to_string(),
+            "--net fd=1: fd=0..2 are stdio; the tap's descriptor is 3 or above"
+        );
+        let file = File::open("/proc/self/status").unwrap();
+        let fd = file.as_raw_fd();
+        let e = Tap::from_fd(fd).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("--net fd={fd}: not a TAP device (TUNGETIFF: ")),
+            "{e}"
+        );
+        // The refused descriptor is still the caller's.
+        // SAFETY: F_GETFD only reads flags.
+        assert!(unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0);
+        drop(file);
+        // (A number far above any this process opens: one just closed could be reused by
+        // a test running beside this one.)
+        assert_eq!(
+            Tap::from_fd(999_999).unwrap_err().to_string(),
+            "--net fd=999999: not an open file descriptor (the launcher must leave the tap \
+             open, without close-on-exec, when it starts rvmm)"
+        );
+    }
+
+    /// `/dev/net/tun` attached with `flags` to a new tap (needs CAP_NET_ADMIN).
+    fn tun_with(flags: libc::c_short) -> RawFd {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(TUN_PATH)
+            .unwrap();
+        let mut req = IfReq {
+            name: [0; libc::IFNAMSIZ],
+            flags,
+            _pad: [0; 22],
+        };
+        // SAFETY: TUNSETIFF reads and writes the ifreq, which outlives the call.
+        let r = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF as _, &mut req) };
+        assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+        // As a launcher leaves it: inheritable (std opens with O_CLOEXEC).
+        // SAFETY: F_SETFD on the descriptor `file` owns.
+        let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFD, 0) };
+        assert_eq!(r, 0);
+        std::os::unix::io::IntoRawFd::into_raw_fd(file)
+    }
+
+    #[test]
+    fn an_inherited_tap_is_checked_then_owned() {
+        if !root() || !std::path::Path::new(TUN_PATH).exists() {
+            return; // tests/virtio_net.rs covers --net fd=N as root.
+        }
+        let close = |fd| {
+            // SAFETY: the test owns `fd`, refused (so left open) by from_fd.
+            unsafe { libc::close(fd) };
+        };
+        let fd = tun_with(IFF_TUN | IFF_NO_PI);
+        let e = Tap::from_fd(fd).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("--net fd={fd}: tun")), "{e}");
+        assert!(
+            e.ends_with(
+                "is a TUN device (IP packets); a NIC needs a TAP (IFF_TAP, Ethernet frames)"
+            ),
+            "{e}"
+        );
+        close(fd);
+        let fd = tun_with(IFF_TAP | IFF_NO_PI);
+        let e = Tap::from_fd(fd).unwrap_err().to_string();
+        assert!(
+            e.contains(" was opened without IFF_VNET_HDR; rvmm reads frames as"),
+            "{e}"
+        );
+        close(fd);
+        let fd = tun_with(IFF_TAP | IFF_NO_PI | IFF_VNET_HDR);
+        // SAFETY: F_GETFD/F_GETFL only read flags.
+        let (fd_flags, fl) = unsafe {
+            (
+                libc::fcntl(fd, libc::F_GETFD),
+                libc::fcntl(fd, libc::F_GETFL),
+            )
+        };
+        assert_eq!((fd_flags & libc::FD_CLOEXEC, fl & libc::O_NONBLOCK), (0, 0));
+        let tap = Tap::from_fd(fd).unwrap();
+        assert!(!tap.created());
+        assert!(tap.name().starts_with("tap"), "{}", tap.name());
+        assert_eq!(tap.offloads(), TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6);
+        // SAFETY: as above.
+        let (fd_flags, fl) = unsafe {
+            (
+                libc::fcntl(fd, libc::F_GETFD),
+                libc::fcntl(fd, libc::F_GETFL),
+            )
+        };
+        assert_eq!(
+            (fd_flags & libc::FD_CLOEXEC, fl & libc::O_NONBLOCK),
+            (libc::FD_CLOEXEC, libc::O_NONBLOCK)
+        );
+        let name = tap.name().to_string();
+        drop(tap);
+        assert!(
+            !exists(&name),
+            "the tap is closed with the Tap that owns it"
+        );
     }
 
     #[test]

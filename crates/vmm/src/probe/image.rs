@@ -39,7 +39,8 @@ pub const PREFIX_END: &str = "PROBE-END cpus=";
 pub const PREFIX_BUSY: &str = "PROBE-BUSY cpus=";
 /// `PROBE-HALT cpus=N`: the APs halt forever, the BSP waits for the ACPI power button.
 pub const PREFIX_HALT: &str = "PROBE-HALT cpus=";
-/// `PROBE-POWERBUTTON`: in mode=halt, the guest saw the power button and enters S5.
+/// `PROBE-POWERBUTTON`: in mode=halt (and busy, load, counter, hotplug, which look at the
+/// button as they run), the guest saw the power button and enters S5.
 pub const LINE_POWERBUTTON: &str = "PROBE-POWERBUTTON";
 /// `PROBE-PIO count=K`: the K port writes are done.
 pub const PREFIX_PIO: &str = "PROBE-PIO count=";
@@ -55,7 +56,8 @@ pub enum ProbeMode {
     Dump,
     /// Print `PROBE-HELLO` and power off: the smallest guest, for start-time benchmarks.
     Hello,
-    /// Dump, then keep every vCPU busy forever (`PROBE-BUSY cpus=N`).
+    /// Dump, then keep every vCPU busy (`PROBE-BUSY cpus=N`) until the ACPI power button
+    /// (`PROBE-POWERBUTTON`, then S5).
     Busy,
     /// Dump, then halt every vCPU (`PROBE-HALT cpus=N`) until the ACPI power button
     /// (`PROBE-POWERBUTTON`, then S5).

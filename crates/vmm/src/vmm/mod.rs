@@ -373,8 +373,8 @@ fn create_vm(host: &KvmHost, ram: &Arc<GuestRam>, config: &VmConfig) -> Result<V
 }
 
 /// The virtio devices in slot order: the disks (`--disk`, opened and locked), the NICs
-/// (`--net`, their taps opened or created; a created tap's name is told in `notes`), then the
-/// balloon (with its first target, and its state for the controller).
+/// (`--net`, their taps taken over, opened or created; a created tap's name is told in
+/// `notes`), then the balloon (with its first target, and its state for the controller).
 #[allow(clippy::type_complexity)]
 fn virtio_devices(
     config: &VmConfig,
@@ -385,8 +385,18 @@ fn virtio_devices(
     for disk in &config.disks {
         devices.push(Box::new(Block::open(disk)?));
     }
+    // Inherited taps (`fd=N`) are taken before rvmm opens any tap of its own, so a number
+    // given by the user cannot name one of rvmm's.
+    let mut inherited = config
+        .nets
+        .iter()
+        .map(|net| net.fd.map(Tap::from_fd).transpose())
+        .collect::<Result<Vec<_>, _>>()?;
     for (i, net) in config.nets.iter().enumerate() {
-        let tap = Tap::open(net.tap.as_deref())?;
+        let tap = match inherited[i].take() {
+            Some(tap) => tap,
+            None => Tap::open(net.tap.as_deref())?,
+        };
         if tap.created() {
             notes.push(format!(
                 "--net tap: NIC {i} ({}) is on tap {}, created by rvmm and gone when it exits",
