@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::control::commands::cpu_slot::CpuSlots;
 use crate::devices::cpu_hotplug::CpuHotplug;
 use crate::devices::gpe::Gpe0;
 use crate::devices::pm::PmState;
@@ -104,6 +105,12 @@ pub struct Snapshot {
     pub vm: VmState,
     pub devices: SavedDevices,
     pub memory: MemoryLayout,
+    /// How QMP names the vCPUs (ids given to `device_add`, QOM paths, which were
+    /// hot-added), in QEMU's order; absent in snapshots written before it was saved (the
+    /// format version is still 1), whose vCPUs beyond the boot ones come back as hot-added
+    /// without an id.
+    #[serde(default)]
+    pub cpu_slots: Option<CpuSlots>,
 }
 
 /// The configuration: `flags` rebuild the VM; the rest says what they mean.
@@ -425,6 +432,7 @@ mod tests {
                 data_pages: 3,
                 crc32: 7,
             },
+            cpu_slots: Some(CpuSlots::boot(1)),
         }
     }
 
@@ -522,6 +530,32 @@ mod tests {
         );
         let old = parse_state(path, text.as_bytes()).unwrap();
         assert!(old.devices.virtio.is_empty());
+    }
+
+    #[test]
+    fn cpu_slots_round_trip_and_a_v1_snapshot_without_them_still_reads() {
+        let path = Path::new("/snap/state.json");
+        let mut snap = sample();
+        let mut slots = CpuSlots::boot(1);
+        slots.plug(2, Some("cpu2".into()));
+        slots.plug(3, None);
+        snap.cpu_slots = Some(slots.clone());
+        let back = parse_state(path, state_text(&snap).as_bytes()).unwrap();
+        assert_eq!(back.cpu_slots.as_ref(), Some(&slots));
+        assert_eq!(
+            back.cpu_slots.unwrap().find("cpu2").map(|c| c.index),
+            Some(2)
+        );
+
+        // A v1 state.json written before `cpu_slots` existed.
+        let mut value = serde_json::to_value(sample()).unwrap();
+        assert!(value.as_object_mut().unwrap().remove("cpu_slots").is_some());
+        let body = serde_json::to_string_pretty(&value).unwrap();
+        let text = format!(
+            "{{\"format\":\"rvmm-snapshot\",\"version\":1,\"crc32\":\"{:08x}\",\"state\":{body}}}",
+            Crc32::of(body.as_bytes())
+        );
+        assert_eq!(parse_state(path, text.as_bytes()).unwrap().cpu_slots, None);
     }
 
     #[test]

@@ -92,7 +92,9 @@ impl<'a> Controller<'a> {
             .collect();
         Controller {
             vmm,
-            slots: CpuSlots::boot(handles.len() as u32),
+            // A restored VM's as saved.
+            slots: (vmm.restored_slots.clone())
+                .unwrap_or_else(|| CpuSlots::boot(handles.len() as u32)),
             handles,
             control,
             server,
@@ -243,7 +245,11 @@ impl VmView for Controller<'_> {
         dir: &std::path::Path,
         stopped: bool,
     ) -> Result<crate::control::commands::snapshot::SnapshotReply, VmError> {
-        super::snapshot::save(self.vmm, &self.handles, dir, stopped).map_err(VmError::Snapshot)
+        // An eject the guest made is carried out first: the saved slots are then those
+        // the CPU hotplug block shows.
+        self.guest_events();
+        super::snapshot::save(self.vmm, &self.handles, &self.slots, dir, stopped)
+            .map_err(VmError::Snapshot)
     }
 
     fn name(&self) -> Option<&str> {

@@ -29,6 +29,7 @@ use crate::config::cputune::{first_tuning_option, CgroupSwitch};
 use crate::config::machine::Switch;
 use crate::config::{BootSource, ConfigError, GuestNuma, VmConfig};
 use crate::control;
+use crate::control::commands::cpu_slot::CpuSlots;
 use crate::cpu::builder::{BuilderError, VmCpuTables};
 use crate::cpu::msr;
 use crate::devices::bus::VirtioMmio;
@@ -146,6 +147,12 @@ pub struct Vmm {
     ram: Arc<GuestRam>,
     bus: Arc<Bus>,
     vcpus: Vec<VcpuFd>,
+    /// The hot-added vCPUs a restore created, with their slots: `run` starts them beside
+    /// the boot vCPUs (`vcpus`, whose slot is their position).
+    restored_vcpus: Vec<(u32, VcpuFd)>,
+    /// The vCPU slots a restore gave back (ids and QOM paths as saved), which the running
+    /// VM starts from; a boot vCPU not among them (ejected when saved) parks at once.
+    restored_slots: Option<CpuSlots>,
     /// The boot MSRs, which a hot-plugged vCPU gets too.
     boot_msrs: Arc<[(u32, u64)]>,
     /// Raises the ACPI SCI (IRQ 9): the power button of `system_powerdown`.
@@ -236,6 +243,8 @@ impl Vmm {
             ram,
             bus,
             vcpus,
+            restored_vcpus: Vec::new(),
+            restored_slots: None,
             boot_msrs: Arc::from(boot_msrs),
             sci,
             boot_entry,

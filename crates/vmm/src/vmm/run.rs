@@ -207,7 +207,10 @@ fn report_console() {
 fn start_vcpus(vmm: &mut Vmm, control: &Arc<VmControl>) -> Result<Vec<VcpuHandle>, VmmError> {
     let mut handles: Vec<VcpuHandle> = Vec::new();
     let boot_msrs = vmm.boot_msrs.clone();
-    for (index, vcpu) in std::mem::take(&mut vmm.vcpus).into_iter().enumerate() {
+    // The boot vCPUs (slot = position), then those a restore created in their slots.
+    let restored = std::mem::take(&mut vmm.restored_vcpus).into_iter();
+    let vcpus = std::mem::take(&mut vmm.vcpus).into_iter().enumerate();
+    for (index, vcpu) in vcpus.chain(restored.map(|(slot, fd)| (slot as usize, fd))) {
         // Only an explicit --vcpu-pin: --cpuset is inherited from this thread.
         let pin = vmm
             .config
@@ -239,6 +242,12 @@ fn start_vcpus(vmm: &mut Vmm, control: &Arc<VmControl>) -> Result<Vec<VcpuHandle
                 stop_all(&mut handles);
                 return Err(VmmError::Spawn(e));
             }
+        }
+    }
+    // A restored VM's boot vCPUs the guest had ejected park at once, as they were.
+    if let Some(slots) = &vmm.restored_slots {
+        for h in handles.iter().filter(|h| slots.get(h.index).is_none()) {
+            h.eject();
         }
     }
     if let Some(cpus) = &vmm.config.pinning.emulator {

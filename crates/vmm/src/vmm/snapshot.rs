@@ -13,14 +13,19 @@
 //! in, the irqchip, PIT and clock, the devices (virtio ones checked against the rebuilt
 //! VM's slot by slot, put back, activated if their driver was live, their threads woken)
 //! and every vCPU (its saved CPUID table, then its state) are written back; hot-added
-//! vCPUs are created first. The VM then runs from where the snapshot was taken, as QEMU's
+//! vCPUs are created first, each in its own slot whatever slots are empty between them,
+//! and the running VM names them as the saved one did (`device_add` ids, QOM paths: the
+//! saved [`CpuSlots`]). The VM then runs from where the snapshot was taken, as QEMU's
 //! `-incoming` does (a snapshot taken with `stop` runs too; the flag only kept the source
 //! paused).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use kvm_ioctls::VcpuFd;
+
 use super::{Vmm, VmmError};
+use crate::control::commands::cpu_slot::CpuSlots;
 use crate::control::commands::snapshot::SnapshotReply;
 use crate::devices::serial;
 use crate::devices::virtio::{self, SavedVirtio};
@@ -44,10 +49,11 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub(super) fn save(
     vmm: &Vmm,
     handles: &[VcpuHandle],
+    slots: &CpuSlots,
     dir: &Path,
     stopped: bool,
 ) -> Result<SnapshotReply, String> {
-    let result = save_quiesced(vmm, handles, dir, stopped);
+    let result = save_quiesced(vmm, handles, slots, dir, stopped);
     resume_devices(vmm);
     result
 }
@@ -55,6 +61,7 @@ pub(super) fn save(
 fn save_quiesced(
     vmm: &Vmm,
     handles: &[VcpuHandle],
+    slots: &CpuSlots,
     dir: &Path,
     stopped: bool,
 ) -> Result<SnapshotReply, String> {
@@ -62,6 +69,8 @@ fn save_quiesced(
     // Refused before the directory is made (a vCPU that will not hand over its state):
     // nothing is left behind.
     let parts = collect(vmm, handles)?;
+    let present: Vec<u32> = parts.vcpus.iter().map(|v| v.state.index).collect();
+    slots.check_present(&present)?;
     snapshot::prepare_dir(dir).map_err(|e| e.to_string())?;
     let memory = memory::save(dir, &vmm.ram).map_err(|e| e.to_string())?;
     let snap = Snapshot {
@@ -72,6 +81,7 @@ fn save_quiesced(
         vm: parts.vm,
         devices: parts.devices,
         memory,
+        cpu_slots: Some(slots.clone()),
     };
     snapshot::write_state(dir, &snap).map_err(|e| e.to_string())?;
     Ok(SnapshotReply {
@@ -193,8 +203,17 @@ impl Vmm {
         // The host first.
         self.check_host_cpus(snap.vcpus.iter().map(|v| (v.state.index, &v.cpuid[..])))?;
         self.check_xsave(&snap.vcpus)?;
+        if let Some(slots) = &snap.cpu_slots {
+            let present: Vec<u32> = snap.vcpus.iter().map(|v| v.state.index).collect();
+            slots
+                .check_present(&present)
+                .map_err(SnapshotError::Incompatible)?;
+        }
         let data_bytes = memory::restore(dir, &snap.memory, &self.ram)?;
         let warnings = self.restore_machine(&snap.vcpus, &snap.vm, &snap.devices)?;
+        if let Some(slots) = &snap.cpu_slots {
+            self.restored_slots = Some(slots.clone());
+        }
         Ok(RestoreReport {
             vcpus: snap.vcpus.len(),
             data_bytes,
@@ -259,8 +278,12 @@ impl Vmm {
     }
 
     /// Puts everything but guest RAM back into this freshly built VM (hot-added vCPUs are
-    /// created first): the irqchip, PIT and clock, the devices, every vCPU's CPUID table
-    /// and state. Returns warnings (MSRs KVM refused, a TSC frequency change).
+    /// created first, each in its own slot): the irqchip, PIT and clock, the devices, every
+    /// vCPU's CPUID table and state. The vCPUs' slots must be those the saved CPU hotplug
+    /// block shows present; a boot vCPU missing from `vcpus` (the guest had ejected it)
+    /// parks once the VM runs. Until the caller gives the saved ids, the hot-added vCPUs
+    /// are named by their slot ([`CpuSlots::restored`]). Returns warnings (MSRs KVM
+    /// refused, a TSC frequency change).
     pub(super) fn restore_machine(
         &mut self,
         vcpus: &[SavedVcpu],
@@ -268,20 +291,23 @@ impl Vmm {
         devices: &SavedDevices,
     ) -> Result<Vec<String>, VmmError> {
         let mut warnings = Vec::new();
-        // Hot-added vCPUs: created in slot order after the boot ones.
-        for v in vcpus {
+        let boot = self.vcpus.len() as u32;
+        let mut present: Vec<u32> = vcpus.iter().map(|v| v.state.index).collect();
+        present.sort_unstable();
+        if let Some(w) = present.windows(2).find(|w| w[0] == w[1]) {
+            return Err(
+                SnapshotError::Incompatible(format!("vCPU {} is saved twice", w[0])).into(),
+            );
+        }
+        if present.first() != Some(&0) {
+            return Err(SnapshotError::Incompatible(
+                "the snapshot has no vCPU 0 (the boot CPU)".into(),
+            )
+            .into());
+        }
+        // Hot-added vCPUs: each created in its own slot.
+        for v in vcpus.iter().filter(|v| v.state.index >= boot) {
             let index = v.state.index;
-            if (index as usize) < self.vcpus.len() {
-                continue;
-            }
-            if index as usize != self.vcpus.len() {
-                return Err(SnapshotError::Incompatible(format!(
-                    "vCPU {index}: hot-added vCPUs must fill the slots after the boot vCPUs \
-                     (slot {} is empty); restoring this is not supported yet",
-                    self.vcpus.len()
-                ))
-                .into());
-            }
             let table = self.cpu_tables.slot_table(index).ok_or_else(|| {
                 SnapshotError::Incompatible(format!("vCPU {index}: no such slot"))
             })?;
@@ -295,23 +321,25 @@ impl Vmm {
                     boot: None,
                 },
             )?;
-            self.vcpus.push(fd);
-        }
-        if vcpus.len() < self.vcpus.len() {
-            return Err(SnapshotError::Incompatible(format!(
-                "the snapshot has {} vCPUs, its configuration boots {}",
-                vcpus.len(),
-                self.vcpus.len()
-            ))
-            .into());
+            self.restored_vcpus.push((index, fd));
         }
         self.vm.restore_state(vm).map_err(SnapshotError::from)?;
         self.restore_devices(devices)?;
+        let enabled = lock(&self.bus.cpu_hotplug).present_slots();
+        if enabled != present {
+            return Err(SnapshotError::Incompatible(format!(
+                "the saved CPU hotplug block shows the slots {enabled:?} present, the saved vCPUs are those of {present:?}"
+            ))
+            .into());
+        }
+        self.restored_slots = Some(CpuSlots::restored(&present, boot));
         let xsave_size = self.vm.xsave_size();
         let host_khz = self.vcpus.first().and_then(|v| v.get_tsc_khz().ok());
         for v in vcpus {
             let index = v.state.index;
-            let fd = &self.vcpus[index as usize];
+            let fd = self.vcpu_fd(index).ok_or_else(|| {
+                SnapshotError::Incompatible(format!("vCPU {index}: no such slot"))
+            })?;
             let table: Vec<_> = v.cpuid.iter().map(entry).collect();
             let kvm_table = crate::vcpu::cpuid::to_kvm(&table)
                 .map_err(|e| SnapshotError::Incompatible(format!("vCPU {index}: {e}")))?;
@@ -344,6 +372,16 @@ impl Vmm {
             }
         }
         Ok(warnings)
+    }
+
+    /// The vCPU of slot `index`: a boot one or one a restore created.
+    fn vcpu_fd(&self, index: u32) -> Option<&VcpuFd> {
+        self.vcpus.get(index as usize).or_else(|| {
+            self.restored_vcpus
+                .iter()
+                .find(|(slot, _)| *slot == index)
+                .map(|(_, fd)| fd)
+        })
     }
 
     /// Puts the emulated devices' saved state back.

@@ -54,7 +54,7 @@ impl CpuInstanceProperties {
 }
 
 /// A vCPU slot that holds a vCPU.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluggedCpu {
     /// The slot's index (QEMU's cpu-index).
     pub index: u32,
@@ -66,8 +66,9 @@ pub struct PluggedCpu {
 }
 
 /// The slots holding a vCPU, in the order QEMU lists CPUs (creation order: the boot vCPUs,
-/// then each plugged one as it was plugged).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// then each plugged one as it was plugged). A snapshot saves it (`snapshot::Snapshot`), so
+/// that a restored VM names its vCPUs as the saved one did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CpuSlots {
     cpus: Vec<PluggedCpu>,
     /// Id-less devices added so far (QEMU's peripheral-anon counter, never reused).
@@ -87,6 +88,40 @@ impl CpuSlots {
                 })
                 .collect(),
             anon_count: 0,
+        }
+    }
+
+    /// The slots of a restored VM whose ids were not saved (a snapshot written before
+    /// they were, a migration): the vCPUs of slots `present`, those below `boot` as boot
+    /// vCPUs, the others as plugged without an id, named by their slot as boot vCPUs are.
+    pub fn restored(present: &[u32], boot: u32) -> CpuSlots {
+        CpuSlots {
+            cpus: present
+                .iter()
+                .map(|&index| PluggedCpu {
+                    index,
+                    id: None,
+                    qom_path: qom_path(index),
+                    hotplugged: index >= boot,
+                })
+                .collect(),
+            anon_count: 0,
+        }
+    }
+
+    /// Checks that these are the slots `present` (a restored VM's vCPUs), each once; the
+    /// error says how they differ.
+    pub fn check_present(&self, present: &[u32]) -> Result<(), String> {
+        let mut mine: Vec<u32> = self.cpus.iter().map(|c| c.index).collect();
+        mine.sort_unstable();
+        let mut theirs = present.to_vec();
+        theirs.sort_unstable();
+        if mine == theirs {
+            Ok(())
+        } else {
+            Err(format!(
+                "the saved vCPU slots {mine:?} are not those of the saved vCPUs {theirs:?}"
+            ))
         }
     }
 
