@@ -683,10 +683,17 @@ fn a_restored_hot_added_vcpu_can_be_unplugged_by_its_id() {
     let _one = one_at_a_time();
     let work = test_dir("snapshot-hotplug-unplug");
     let snap = work.join("snap");
-    let mut vm = BackgroundVm::start(
-        "snapshot-hotplug-unplug-src",
-        &["--smp", "1,maxcpus=4", "--append", "mode=hotplug", "--raw"],
-    );
+    // The probe as a plain kernel (kept in `work` for the restore): stdout carries its
+    // serial lines alone, with no decoded view of its boot dump landing among them.
+    let elf = common::probe_elf(&work);
+    let sdir = test_dir("snapshot-hotplug-unplug-src");
+    let socket = sdir.join("vm.qmp");
+    let mut cmd = rvmm();
+    cmd.args(["run", "--kernel"])
+        .arg(&elf)
+        .args(["--smp", "1,maxcpus=4", "--append", "mode=hotplug", "--qmp"])
+        .arg(format!("unix:{}", socket.display()));
+    let mut vm = BackgroundVm::spawn(cmd, sdir, socket);
     vm.wait_line("PROBE-HOTPLUG ready cpus=1 max=4");
     let mut c = vm.client();
     add_vcpu(&mut c, "cpu2", 2);
