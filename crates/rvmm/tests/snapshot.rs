@@ -734,3 +734,63 @@ fn a_restored_hot_added_vcpu_can_be_unplugged_by_its_id() {
     restored.wait(Duration::from_secs(10));
     let _ = std::fs::remove_dir_all(&work);
 }
+
+/// A boot vCPU the guest ejected before the snapshot (`--smp 2,maxcpus=4`, `device_del` of
+/// vCPU 1): the restore brings the VM back with slot 1 empty (query-cpus-fast lists vCPU 0
+/// alone, query-hotpluggable-cpus as before), and a device_add of that slot plugs it again.
+#[test]
+fn a_boot_vcpu_ejected_before_the_snapshot_stays_out_and_can_be_plugged_again() {
+    if !kvm_available("snapshot_boot_vcpu_ejected") {
+        return;
+    }
+    let _one = one_at_a_time();
+    let work = test_dir("snapshot-boot-ejected");
+    let snap = work.join("snap");
+    let elf = common::probe_elf(&work);
+    let sdir = test_dir("snapshot-boot-ejected-src");
+    let socket = sdir.join("vm.qmp");
+    let mut cmd = rvmm();
+    cmd.args(["run", "--kernel"])
+        .arg(&elf)
+        .args(["--smp", "2,maxcpus=4", "--append", "mode=hotplug", "--qmp"])
+        .arg(format!("unix:{}", socket.display()));
+    let mut vm = BackgroundVm::spawn(cmd, sdir, socket);
+    vm.wait_line("PROBE-HOTPLUG ready cpus=2 max=4");
+    let mut c = vm.client();
+    c.ok(
+        "device_del",
+        Some(serde_json::json!({"id": "/machine/unattached/device[1]"})),
+    );
+    vm.wait_line("PROBE-HOTPLUG eject slot=1 apic=1");
+    let slots = c.ok("query-hotpluggable-cpus", None);
+    assert_eq!(slot_paths(&slots)[&1], None, "{slots}");
+    let reply = c.ok(
+        "__org.rvmm_snapshot",
+        Some(serde_json::json!({"path": snap.display().to_string(), "stop": true})),
+    );
+    assert_eq!(reply["vcpus"], 1, "{reply}");
+    c.ok("quit", None);
+    vm.wait(Duration::from_secs(10));
+
+    let rdir = test_dir("snapshot-boot-ejected-restored");
+    let socket = rdir.join("vm.qmp");
+    let mut cmd = rvmm();
+    cmd.args(["run", "--restore"])
+        .arg(&snap)
+        .arg("--qmp")
+        .arg(format!("unix:{}", socket.display()));
+    let mut restored = BackgroundVm::spawn(cmd, rdir, socket);
+    let mut c = restored.client();
+    assert_eq!(c.ok("query-hotpluggable-cpus", None), slots);
+    let cpus = cpus_fast(&mut c);
+    assert_eq!(cpus.as_array().unwrap().len(), 1, "{cpus}");
+    assert_eq!(cpus[0]["cpu-index"], 0, "{cpus}");
+    add_vcpu(&mut c, "cpu1", 1);
+    restored.wait_line("PROBE-HOTPLUG online slot=1 apic=1");
+    assert_eq!(cpus_fast(&mut c).as_array().unwrap().len(), 2);
+    c.ok("quit", None);
+    let out = restored.wait(Duration::from_secs(10));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("rvmm: restored 1 vCPUs"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&work);
+}
