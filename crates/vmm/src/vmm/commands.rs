@@ -13,12 +13,19 @@
 //! whose vCPU the guest ejected earlier reuses that parked vCPU instead. Only then does the
 //! CPU hotplug block show the slot present and the GPE tell the guest.
 //!
+//! `migrate` starts the migration thread (`migration::precopy`) and keeps what it shares
+//! with it; the thread's messages wake the event loop ([`Controller::migration_fd`]), and
+//! its hand-over runs the final phase here: park every vCPU as `stop` does, send the last
+//! pages and the state (`vmm::migrate`), then stay paused (`postmigrate`) or, on a failure,
+//! resume.
+//!
 //! `stop` parks every vCPU (the pause state machine in `vcpu::thread`) and returns once they
 //! are all parked. The power button sets PWRBTN_STS in PM1a and, when the guest enabled
 //! PWRBTN_EN, pulses the SCI (IRQ 9) through its irqfd. Ending the VM (`system_reset`,
 //! `quit`) finishes the run loop with outcome Reset or Quit.
 
 use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,6 +48,10 @@ use crate::host::vmcgroup::{CgroupCpuStat, CgroupError, Group};
 use crate::host::Host;
 use crate::machine::stats::{KvmStat, StatsError, StatsFd};
 use crate::memory::layout::GPE_CPU_HOTPLUG_BIT;
+use crate::migration::precopy::{self, Job, Sender, Shared, ToEmulator};
+use crate::migration::{
+    MigrationError, MigrationInfo, MigrationParameters, MigrationStatus, MigrationUri,
+};
 use crate::monitor::sample::{read_thread, HostNodeCpus, ThreadSample};
 use crate::util::cpulist::cpulist;
 use crate::vcpu::affinity::{check_cpus, AffinityError};
@@ -73,6 +84,11 @@ pub(super) struct Controller<'a> {
     final_event_sent: bool,
     /// The VM's KVM statistics (or why this kernel has none).
     vm_stats: Result<StatsFd, StatsError>,
+    /// The current or last migration's shared state.
+    migration: Option<Arc<Shared>>,
+    migration_params: MigrationParameters,
+    /// Migrated away: paused for good (until `cont`).
+    postmigrate: bool,
 }
 
 impl<'a> Controller<'a> {
@@ -101,6 +117,81 @@ impl<'a> Controller<'a> {
             pinned,
             final_event_sent: false,
             vm_stats: vmm.vm.stats(),
+            migration: None,
+            migration_params: MigrationParameters::default(),
+            postmigrate: false,
+        }
+    }
+
+    /// The migration thread's wake-up fd while there is a migration.
+    pub(super) fn migration_fd(&self) -> Option<RawFd> {
+        self.migration.as_ref().map(|m| m.wake.as_raw_fd())
+    }
+
+    /// Handles what the migration thread said: status events, its end, the final phase.
+    pub(super) fn migration_events(&mut self) {
+        let Some(shared) = self.migration.clone() else {
+            return;
+        };
+        for m in shared.take() {
+            match m {
+                ToEmulator::Status(status) => self.emit(Event::Migration {
+                    status: status.as_str(),
+                }),
+                ToEmulator::Ended => {
+                    let info = shared.info().clone();
+                    eprintln!(
+                        "rvmm: warning: migration {}: {}; the VM keeps running",
+                        info.status.map_or("failed", |s| s.as_str()),
+                        info.error_desc.unwrap_or_default()
+                    );
+                }
+                ToEmulator::Final(sender) => self.finish_migration(*sender),
+            }
+        }
+    }
+
+    /// The final phase: every vCPU parked, the last pages and the state sent, DONE
+    /// awaited; then postmigrate, or on a failure the VM resumes.
+    fn finish_migration(&mut self, mut sender: Sender) {
+        let shared = sender.shared.clone();
+        let was_running = self.run_state() == RunState::Running;
+        let paused = Instant::now();
+        let result = match was_running.then(|| self.pause()) {
+            Some(Err(e)) => Err(MigrationError::Protocol(e.to_string())),
+            _ => {
+                if was_running {
+                    self.emit(Event::Stop);
+                }
+                super::migrate::final_phase(self.vmm, &self.handles, &mut sender)
+            }
+        };
+        sender.stop_logging();
+        {
+            let mut info = shared.info();
+            info.total_time = Some(sender.start.elapsed().as_millis() as u64);
+            if result.is_ok() {
+                info.downtime = Some(paused.elapsed().as_millis() as u64);
+                if let Some(r) = &mut info.ram {
+                    r.remaining = 0;
+                }
+            }
+        }
+        match result {
+            Ok(()) => {
+                self.postmigrate = true;
+                shared.set_status(MigrationStatus::Completed);
+            }
+            Err(e) => {
+                sender.conn.shutdown();
+                if was_running {
+                    self.resume();
+                    self.emit(Event::Resume);
+                }
+                shared.info().error_desc = Some(e.to_string());
+                shared.set_status(MigrationStatus::Failed);
+                eprintln!("rvmm: warning: migration failed: {e}; the VM keeps running");
+            }
         }
     }
 
@@ -266,7 +357,9 @@ impl VmView for Controller<'_> {
     }
 
     fn run_state(&self) -> RunState {
-        if self.control.pause_requested() {
+        if self.postmigrate && self.control.pause_requested() {
+            RunState::Postmigrate
+        } else if self.control.pause_requested() {
             RunState::Paused
         } else {
             RunState::Running
@@ -306,7 +399,76 @@ impl VmView for Controller<'_> {
     }
 
     fn resume(&mut self) {
+        self.postmigrate = false;
         self.control.resume();
+    }
+
+    fn migrate(&mut self, uri: &str) -> Result<(), VmError> {
+        let busy = self
+            .migration
+            .as_ref()
+            .is_some_and(|m| !m.info().status.is_some_and(MigrationStatus::finished));
+        if busy {
+            return Err(VmError::Migration(
+                "a migration is already in progress (query-migrate follows it)".into(),
+            ));
+        }
+        if self.postmigrate {
+            return Err(VmError::Migration(
+                "the VM has migrated away already (postmigrate)".into(),
+            ));
+        }
+        super::migrate::check_migratable(self.vmm).map_err(VmError::Migration)?;
+        // The seccomp filters forbid socket(2) in every thread (docs/security.md); the
+        // migration thread would be ended by them.
+        if crate::sandbox::mode() == crate::sandbox::SandboxMode::On {
+            return Err(VmError::Migration(
+                "the seccomp sandbox (--sandbox on, the default) forbids the socket a migration \
+                 opens; start the VM with --sandbox off or --sandbox log to migrate it"
+                    .into(),
+            ));
+        }
+        let parsed = MigrationUri::parse(uri).map_err(|e| VmError::Migration(e.to_string()))?;
+        let hello = super::migrate::hello(self.vmm, &self.handles).map_err(VmError::Migration)?;
+        let shared = Shared::new()
+            .map_err(|e| VmError::Migration(format!("the migration's eventfd: {e}")))?;
+        shared.set_status(MigrationStatus::Setup);
+        let job = Job {
+            uri: parsed,
+            hello,
+            ram: self.vmm.ram.clone(),
+            log: self.vmm.vm.dirty_log(self.vmm.ram.clone()),
+            params: self.migration_params,
+            shared: shared.clone(),
+            start: Instant::now(),
+        };
+        std::thread::Builder::new()
+            .name("migration".into())
+            .spawn(move || precopy::run(job))
+            .map_err(|e| VmError::Migration(format!("starting the migration thread: {e}")))?;
+        self.migration = Some(shared);
+        Ok(())
+    }
+
+    fn query_migrate(&self) -> MigrationInfo {
+        self.migration
+            .as_ref()
+            .map(|m| m.info().clone())
+            .unwrap_or_default()
+    }
+
+    fn migration_parameters(&self) -> MigrationParameters {
+        self.migration_params
+    }
+
+    fn set_migration_parameters(&mut self, p: MigrationParameters) {
+        self.migration_params = p;
+    }
+
+    fn migrate_cancel(&mut self) {
+        if let Some(m) = &self.migration {
+            m.cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 
     fn press_power_button(&mut self) -> Result<(), VmError> {
