@@ -144,6 +144,11 @@ fn migrate_and_check(src: &mut BackgroundVm, mut dst: BackgroundVm, uri: &str) -
     assert_eq!(info["status"], "completed", "{info}");
     assert_eq!(info["ram"]["total"], 128 << 20, "{info}");
     assert_eq!(info["ram"]["remaining"], 0, "{info}");
+    // One dirty-log read after the first pass, one in the final phase at least.
+    assert!(
+        info["ram"]["dirty-sync-count"].as_u64() >= Some(2),
+        "{info}"
+    );
     assert!(
         info["ram"]["normal"].as_u64().unwrap() > 0 && info["downtime"].is_u64(),
         "{info}"

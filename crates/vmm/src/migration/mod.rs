@@ -337,6 +337,17 @@ mod tests {
     }
 
     #[test]
+    fn a_port_in_use_is_one_message() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let uri = MigrationUri::parse(&format!("tcp:127.0.0.1:{port}")).unwrap();
+        assert_eq!(
+            Listener::bind(&uri, "--incoming").unwrap_err().to_string(),
+            format!("--incoming tcp:127.0.0.1:{port}: address in use")
+        );
+    }
+
+    #[test]
     fn query_migrate_has_qemus_member_names() {
         let info = MigrationInfo {
             status: Some(MigrationStatus::Active),

@@ -446,6 +446,54 @@ mod tests {
     }
 
     #[test]
+    fn the_downtime_moves_kvmclock_and_the_tsc_on() {
+        use crate::machine::state::{Blob, VcpuState};
+        let blob = || Blob(vec![0; 4]);
+        let mut clock = 5_000u64.to_le_bytes().to_vec();
+        clock.extend([0u8; 40]);
+        let mut state = FinalState {
+            vcpus: vec![SavedVcpu {
+                state: VcpuState {
+                    index: 0,
+                    mp_state: 0,
+                    regs: blob(),
+                    sregs: blob(),
+                    xsave: blob(),
+                    xcrs: blob(),
+                    debugregs: blob(),
+                    lapic: blob(),
+                    tsc_khz: 2_000_000,
+                    msrs: vec![(0x10, 100), (0x11, 7)],
+                    vcpu_events: blob(),
+                },
+                cpuid: vec![],
+            }],
+            vm: VmState {
+                pic_master: blob(),
+                pic_slave: blob(),
+                ioapic: blob(),
+                pit: None,
+                clock: Blob(clock),
+            },
+            devices: serde_json::from_value(serde_json::json!({
+                "serial": {"baud_divisor_low": 12, "baud_divisor_high": 0, "interrupt_enable": 0,
+                    "interrupt_identification": 1, "line_control": 3, "line_status": 96,
+                    "modem_control": 8, "modem_status": 176, "scratch": 0, "in_buffer": []},
+                "pm": {"status": 0, "enable": 0, "control": 1, "rcr": 0, "timer_ns": 0},
+                "gpe": serde_json::to_value(crate::devices::gpe::Gpe0::default()).unwrap(),
+                "cpu_hotplug": serde_json::to_value(
+                    crate::devices::cpu_hotplug::CpuHotplug::new(vec![0], 1)).unwrap(),
+            }))
+            .unwrap(),
+            paused_at_ns: 0,
+        };
+        // 1.5 ms at 2 GHz: 3 000 000 TSC ticks; kvmclock by 1 500 000 ns.
+        advance_time(&mut state, 1_500_000);
+        assert_eq!(&state.vm.clock.0[..8], &1_505_000u64.to_le_bytes());
+        assert_eq!(state.vcpus[0].state.msrs, [(0x10, 3_000_100), (0x11, 7)]);
+    }
+
+    #[test]
     fn machine_flags_are_compared_and_runtime_ones_are_not() {
         let a = v(&["--name", "a", "--smp", "2", "--cpu", "host", "-m", "128M"]);
         let b = v(&["--name", "b", "--smp", "2", "--cpu", "qemu64", "-m", "128M"]);
