@@ -309,7 +309,8 @@ fn counts_on(vm: &BackgroundVm, seen: usize, what: &str) {
 }
 
 #[test]
-fn a_destination_killed_during_pre_copy_or_a_cancel_leaves_the_source_running() {
+fn a_destination_killed_during_pre_copy_or_a_cancel_leaves_the_source_running_and_it_migrates_after(
+) {
     if !kvm_available("migration_failures") {
         return;
     }
@@ -381,6 +382,35 @@ fn a_destination_killed_during_pre_copy_or_a_cancel_leaves_the_source_running() 
     let (code, stderr) = failed_cleanly(&out, "the cancelled destination");
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("incoming migration failed"), "{stderr}");
+
+    // After both, a migration still works. With a downtime limit of 0, pre-copy ends only
+    // on a round that finds nothing dirty, or at its cap of 30 rounds (the final phase
+    // reads the log once more).
+    let uri = format!("unix:{}", work.join("c.sock").display());
+    let mut dst = start("mig-after-dst", &["--incoming", &uri], None);
+    let out = migrate_cli(
+        &src.socket,
+        &uri,
+        &["--downtime-limit", "0", "--max-bandwidth", "0"],
+    );
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rounds: u64 = said
+        .split(" dirty-log rounds")
+        .next()
+        .and_then(|h| h.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!((2..=31).contains(&rounds), "{said}");
+    assert_eq!(c.ok("query-status", None)["status"], "postmigrate");
+    dst.wait_line("PROBE-COUNTER cpu=1");
+    dst.client().ok("quit", None);
+    let dout = dst.wait(Duration::from_secs(10));
+    assert!(counters(&out_lines(&dout)).iter().all(|&(_, _, ok)| ok));
 
     c.ok("quit", None);
     let out = src.wait(Duration::from_secs(10));
