@@ -123,6 +123,13 @@ impl<'a> Controller<'a> {
         }
     }
 
+    /// Whether a migration is under way.
+    fn migrating(&self) -> bool {
+        self.migration
+            .as_ref()
+            .is_some_and(|m| !m.info().status.is_some_and(MigrationStatus::finished))
+    }
+
     /// The migration thread's wake-up fd while there is a migration.
     pub(super) fn migration_fd(&self) -> Option<RawFd> {
         self.migration.as_ref().map(|m| m.wake.as_raw_fd())
@@ -404,11 +411,7 @@ impl VmView for Controller<'_> {
     }
 
     fn migrate(&mut self, uri: &str) -> Result<(), VmError> {
-        let busy = self
-            .migration
-            .as_ref()
-            .is_some_and(|m| !m.info().status.is_some_and(MigrationStatus::finished));
-        if busy {
+        if self.migrating() {
             return Err(VmError::Migration(
                 "a migration is already in progress (query-migrate follows it)".into(),
             ));
@@ -520,6 +523,12 @@ impl VmView for Controller<'_> {
     }
 
     fn plug_vcpu(&mut self, index: u32) -> Result<(), VmError> {
+        // The destination checked the source's vCPUs when the migration began.
+        if self.migrating() {
+            return Err(VmError::Hotplug(
+                "a migration is in progress; plug vCPUs before or after it".into(),
+            ));
+        }
         // The vCPU exists (waiting for INIT/SIPI) before the guest can see the slot enabled.
         match self.handle(index) {
             Some(h) if h.is_finished() => return Err(AffinityError::Exited { vcpu: index }.into()),
