@@ -34,7 +34,7 @@ pub enum MigrationError {
     /// The destination refused the source's VM (its reason).
     #[error("the destination refused the migration: {0}")]
     Refused(String),
-    #[error("cancelled")]
+    #[error("cancelled by migrate_cancel")]
     Cancelled,
 }
 
