@@ -7,8 +7,9 @@
 
 pub mod precopy;
 pub mod wire;
+pub mod worker;
 
-use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 
@@ -171,7 +172,47 @@ impl Drop for Listener {
     }
 }
 
-/// Connects to the destination at `uri`.
+/// The addresses of an IP literal or `localhost`, found without the resolver (no file, no
+/// DNS query).
+fn literal_addrs(host: &str, port: u16) -> Option<Vec<SocketAddr>> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Some(vec![SocketAddr::new(ip, port)]);
+    }
+    host.eq_ignore_ascii_case("localhost").then(|| {
+        vec![
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port),
+            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), port),
+        ]
+    })
+}
+
+impl MigrationUri {
+    /// Under `--sandbox on`, the migration thread's filter (`sandbox::Role::Migration`)
+    /// opens no file and no datagram socket, so it cannot resolve a host name (/etc/hosts,
+    /// DNS): a `tcp:` host must be an IP address or `localhost`.
+    pub fn check_sandboxed(&self) -> Result<(), MigrationError> {
+        match self {
+            MigrationUri::Tcp { host, port }
+                if crate::sandbox::mode() == crate::sandbox::SandboxMode::On
+                    && literal_addrs(host, *port).is_none() =>
+            {
+                Err(MigrationError::BadUri {
+                    uri: self.to_string(),
+                    rule: format!(
+                        "under --sandbox on the migration thread does not resolve host names \
+                         (its seccomp filter opens no file and sends no DNS query); give \
+                         {host}'s IP address (tcp:192.0.2.1:{port}, tcp:[2001:db8::1]:{port}) \
+                         or localhost"
+                    ),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Connects to the destination at `uri` (an IP literal or `localhost` without the
+/// resolver: see [`MigrationUri::check_sandboxed`]).
 pub fn connect(uri: &MigrationUri) -> Result<wire::Conn, MigrationError> {
     let io = |what, source| MigrationError::Io {
         uri: uri.to_string(),
@@ -180,13 +221,18 @@ pub fn connect(uri: &MigrationUri) -> Result<wire::Conn, MigrationError> {
     };
     match uri {
         MigrationUri::Tcp { host, port } => {
-            let addrs = (host.as_str(), *port)
-                .to_socket_addrs()
-                .map_err(|e| io("cannot resolve the host", e))?;
+            uri.check_sandboxed()?;
+            let addrs = match literal_addrs(host, *port) {
+                Some(a) => a,
+                None => (host.as_str(), *port)
+                    .to_socket_addrs()
+                    .map_err(|e| io("cannot resolve the host", e))?
+                    .collect(),
+            };
             let mut last = std::io::Error::from(std::io::ErrorKind::NotFound);
             for a in addrs {
-                // A blocking connect: the emulator thread's seccomp filter (which the
-                // migration thread inherits) has no fcntl/ioctl for a non-blocking one.
+                // A blocking connect (the migration thread's filter has no fcntl/ioctl for
+                // a non-blocking one).
                 match TcpStream::connect(a) {
                     Ok(s) => {
                         let _ = s.set_nodelay(true);

@@ -1,5 +1,6 @@
-//! The source's migration thread: connects, sends HELLO and waits for the destination's
-//! answer, turns KVM's dirty page logging on, sends every page once (zero pages as a
+//! The source's migration thread (`worker`, under its own seccomp filter): connects,
+//! sends HELLO and waits for the destination's answer, then, with KVM's dirty page logging
+//! on (the emulator thread turned it on before handing the job over), sends every page once (zero pages as a
 //! marker: the destination's RAM is not zero, its build wrote the boot image there), then
 //! rounds of the pages written since the last round until what is left would take no more
 //! than the downtime limit at the measured bandwidth (or [`MAX_ROUNDS`] rounds were done).
@@ -27,6 +28,9 @@ use crate::memory::GuestRam;
 pub const MAX_ROUNDS: u64 = 30;
 /// How long the destination may take to answer HELLO.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the source waits for DONE once the final state is sent (set here: the
+/// emulator thread's filter has no setsockopt).
+const DONE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the migration thread tells the emulator thread.
 pub enum ToEmulator {
@@ -218,7 +222,8 @@ impl Sender {
         Ok((maps, count))
     }
 
-    /// Turns dirty logging off (once).
+    /// Turns dirty logging off (once). The emulator thread's to call: the migration
+    /// thread's filter has no KVM_SET_USER_MEMORY_REGION.
     pub fn stop_logging(&mut self) {
         if self.logging {
             self.logging = false;
@@ -250,13 +255,9 @@ impl Sender {
     }
 }
 
-impl Drop for Sender {
-    fn drop(&mut self) {
-        self.stop_logging();
-    }
-}
-
-/// What a migration thread starts with.
+/// What a migration thread starts with. The emulator thread turned dirty logging on
+/// (`log`) before it handed the job over, and turns it off when the migration ends, either
+/// way (`Sender::stop_logging`, or on [`ToEmulator::Ended`]).
 pub struct Job {
     pub uri: MigrationUri,
     pub hello: Hello,
@@ -268,7 +269,8 @@ pub struct Job {
 }
 
 /// The migration thread's body: pre-copy, then the hand-over to the emulator thread. On a
-/// failure the status says why (`failed`, or `cancelled`) and dirty logging is off.
+/// failure the status says why (`failed`, or `cancelled`); the emulator thread turns dirty
+/// logging off when it reads [`ToEmulator::Ended`].
 pub fn run(job: Job) {
     let shared = job.shared.clone();
     let start = job.start;
@@ -337,7 +339,7 @@ fn precopy(job: Job) -> Result<Sender, MigrationError> {
             remaining: total,
             ..Default::default()
         },
-        logging: false,
+        logging: true,
         pending: Vec::new(),
         page: vec![0; PAGE],
     };
@@ -347,10 +349,6 @@ fn precopy(job: Job) -> Result<Sender, MigrationError> {
         info.ram = Some(s.stats);
     }
     shared.set_status(MigrationStatus::Active);
-    s.log
-        .enable()
-        .map_err(|e| MigrationError::Protocol(e.to_string()))?;
-    s.logging = true;
     s.send_all()?;
     let limit = params.downtime_limit as f64 / 1000.0;
     let mut round_start = Instant::now();
@@ -365,6 +363,7 @@ fn precopy(job: Job) -> Result<Sender, MigrationError> {
         s.publish(Some((expected * 1000.0) as u64));
         if expected <= limit || s.stats.dirty_sync_count >= MAX_ROUNDS {
             s.pending = maps;
+            s.conn.set_read_timeout(Some(DONE_TIMEOUT));
             return Ok(s);
         }
         s.send_dirty(&maps, true)?;

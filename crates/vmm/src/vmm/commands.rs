@@ -48,7 +48,8 @@ use crate::host::vmcgroup::{CgroupCpuStat, CgroupError, Group};
 use crate::host::Host;
 use crate::machine::stats::{KvmStat, StatsError, StatsFd};
 use crate::memory::layout::GPE_CPU_HOTPLUG_BIT;
-use crate::migration::precopy::{self, Job, Sender, Shared, ToEmulator};
+use crate::migration::precopy::{Job, Sender, Shared, ToEmulator};
+use crate::migration::worker::Worker;
 use crate::migration::{
     MigrationError, MigrationInfo, MigrationParameters, MigrationStatus, MigrationUri,
 };
@@ -89,6 +90,8 @@ pub(super) struct Controller<'a> {
     migration_params: MigrationParameters,
     /// Migrated away: paused for good (until `cont`).
     postmigrate: bool,
+    /// The dormant `migration` thread (`migration::worker`), started under its own filter.
+    migration_worker: Worker,
 }
 
 impl<'a> Controller<'a> {
@@ -98,6 +101,7 @@ impl<'a> Controller<'a> {
         control: Arc<VmControl>,
         server: Option<&'a QmpServer>,
         vcpu_affinity: Option<Vec<u32>>,
+        migration_worker: Worker,
     ) -> Self {
         let pinned = vmm
             .config
@@ -120,6 +124,7 @@ impl<'a> Controller<'a> {
             migration: None,
             migration_params: MigrationParameters::default(),
             postmigrate: false,
+            migration_worker,
         }
     }
 
@@ -146,6 +151,7 @@ impl<'a> Controller<'a> {
                     status: status.as_str(),
                 }),
                 ToEmulator::Ended => {
+                    self.stop_dirty_log();
                     let info = shared.info().clone();
                     eprintln!(
                         "rvmm: warning: migration {}: {}; the VM keeps running",
@@ -155,6 +161,13 @@ impl<'a> Controller<'a> {
                 }
                 ToEmulator::Final(sender) => self.finish_migration(*sender),
             }
+        }
+    }
+
+    /// Turns dirty logging off after a migration that ended before its final phase.
+    fn stop_dirty_log(&self) {
+        if let Err(e) = self.vmm.vm.dirty_log(self.vmm.ram.clone()).disable() {
+            eprintln!("rvmm: warning: migration: turning dirty logging off: {e}");
         }
     }
 
@@ -422,33 +435,32 @@ impl VmView for Controller<'_> {
             ));
         }
         super::migrate::check_migratable(self.vmm).map_err(VmError::Migration)?;
-        // The seccomp filters forbid socket(2) in every thread (docs/security.md); the
-        // migration thread would be ended by them.
-        if crate::sandbox::mode() == crate::sandbox::SandboxMode::On {
-            return Err(VmError::Migration(
-                "the seccomp sandbox (--sandbox on, the default) forbids the socket a migration \
-                 opens; start the VM with --sandbox off or --sandbox log to migrate it"
-                    .into(),
-            ));
-        }
         let parsed = MigrationUri::parse(uri).map_err(|e| VmError::Migration(e.to_string()))?;
+        parsed
+            .check_sandboxed()
+            .map_err(|e| VmError::Migration(e.to_string()))?;
         let hello = super::migrate::hello(self.vmm, &self.handles).map_err(VmError::Migration)?;
         let shared = Shared::new()
             .map_err(|e| VmError::Migration(format!("the migration's eventfd: {e}")))?;
         shared.set_status(MigrationStatus::Setup);
+        // Dirty logging is turned on and off here: the migration thread's filter has no
+        // KVM_SET_USER_MEMORY_REGION.
+        let log = self.vmm.vm.dirty_log(self.vmm.ram.clone());
+        log.enable()
+            .map_err(|e| VmError::Migration(format!("turning dirty logging on: {e}")))?;
         let job = Job {
             uri: parsed,
             hello,
             ram: self.vmm.ram.clone(),
-            log: self.vmm.vm.dirty_log(self.vmm.ram.clone()),
+            log,
             params: self.migration_params,
             shared: shared.clone(),
             start: Instant::now(),
         };
-        std::thread::Builder::new()
-            .name("migration".into())
-            .spawn(move || precopy::run(job))
-            .map_err(|e| VmError::Migration(format!("starting the migration thread: {e}")))?;
+        if let Err(e) = self.migration_worker.submit(job) {
+            self.stop_dirty_log();
+            return Err(VmError::Migration(e.to_string()));
+        }
         self.migration = Some(shared);
         Ok(())
     }

@@ -32,8 +32,6 @@ use crate::vcpu::VcpuHandle;
 
 /// IA32_TSC.
 const MSR_IA32_TSC: u32 = 0x10;
-/// How long the source waits for DONE once the state is sent.
-const DONE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the destination waits for the next frame once the source is connected.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -237,8 +235,9 @@ pub(super) fn final_phase(
         paused_at_ns,
     };
     let body = serde_json::to_vec(&state).unwrap_or_default();
+    // write(2) and recvfrom(2) on the open stream are in this thread's filter; the DONE
+    // timeout was set by the migration thread (no setsockopt here).
     sender.conn.send(wire::STATE, &body)?;
-    sender.conn.set_read_timeout(Some(DONE_TIMEOUT));
     let (tag, payload) = sender.conn.recv("before answering the final state")?;
     match tag {
         wire::DONE => Ok(()),

@@ -143,12 +143,17 @@ pub(super) fn run(vmm: &mut Vmm, mut options: RunOptions) -> Result<VmOutcome, V
         started();
     }
     let vmm: &Vmm = vmm;
+    // The migration thread starts now, before this thread applies Role::Main (whose filter
+    // a thread started later would inherit), and applies Role::Migration itself.
+    let migration_worker = crate::migration::worker::Worker::start()
+        .map_err(io_err("starting the migration thread"))?;
     let controller = Controller::new(
         vmm,
         handles,
         control.clone(),
         server.as_ref(),
         vcpu_affinity,
+        migration_worker,
     );
 
     let mut events = EventLoop::new(
