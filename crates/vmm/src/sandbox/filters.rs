@@ -412,10 +412,7 @@ pub fn rules(role: Role) -> Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
             rules.insert(libc::SYS_socket, migration_socket_rules()?);
             // The dirty log is read here; turning it on and off (KVM_SET_USER_MEMORY_REGION,
             // which could map any memory into the guest) is the emulator thread's.
-            rules.insert(
-                libc::SYS_ioctl,
-                one_of(1, &[u64::from(KVM_GET_DIRTY_LOG())])?,
-            );
+            rules.insert(libc::SYS_ioctl, one_of(1, &[KVM_GET_DIRTY_LOG()])?);
         }
     }
     Ok(rules)

@@ -13,8 +13,9 @@
 //! whose vCPU the guest ejected earlier reuses that parked vCPU instead. Only then does the
 //! CPU hotplug block show the slot present and the GPE tell the guest.
 //!
-//! `migrate` starts the migration thread (`migration::precopy`) and keeps what it shares
-//! with it; the thread's messages wake the event loop ([`Controller::migration_fd`]), and
+//! `migrate` turns dirty logging on and hands the job to the dormant `migration` thread
+//! (`migration::worker`, under its own seccomp filter; `migration::precopy`) and keeps what
+//! it shares with it; the thread's messages wake the event loop ([`Controller::migration_fd`]), and
 //! its hand-over runs the final phase here: park every vCPU as `stop` does, send the last
 //! pages and the state (`vmm::migrate`), then stay paused (`postmigrate`) or, on a failure,
 //! resume.
