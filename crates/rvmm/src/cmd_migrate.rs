@@ -13,8 +13,9 @@ use crate::cli::{MigrateArgs, RunArgs};
 use crate::cmd_qmp::connect;
 use crate::output::outln;
 
-/// How often the migration's progress is read.
-const POLL: Duration = Duration::from_millis(100);
+/// How often the migration's progress is read (the command ends at most this long after
+/// the migration).
+const POLL: Duration = Duration::from_millis(20);
 
 /// `--incoming URI`: checked and bound before anything else (a port in use is one
 /// message, exit 1, nothing built).

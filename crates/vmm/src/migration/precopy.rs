@@ -351,11 +351,16 @@ fn precopy(job: Job) -> Result<Sender, MigrationError> {
     shared.set_status(MigrationStatus::Active);
     s.send_all()?;
     let limit = params.downtime_limit as f64 / 1000.0;
-    let mut round_start = Instant::now();
+    // The dirty rate is QEMU's: the pages a sync found over the time since the previous
+    // sync. The first sync's period starts when logging was turned on (just before `start`,
+    // on the emulator thread), so it covers HELLO and the first pass, whose writes it
+    // counts.
+    let mut last_sync = start;
     loop {
         let (maps, dirty) = s.fetch_dirty()?;
-        let secs = round_start.elapsed().as_secs_f64().max(1e-3);
-        round_start = Instant::now();
+        let now = Instant::now();
+        let secs = now.duration_since(last_sync).as_secs_f64().max(1e-3);
+        last_sync = now;
         s.stats.dirty_pages_rate = (dirty as f64 / secs) as u64;
         s.stats.remaining = dirty * PAGE as u64;
         let bw = s.bandwidth().max(1.0);
