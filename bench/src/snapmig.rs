@@ -514,13 +514,9 @@ impl Bench<'_> {
             p.migrate_dirty, p.migrate_dirty_mib
         );
         let uri = format!("tcp:127.0.0.1:{}", free_port()?);
-        // rvmm's seccomp sandbox forbids the socket a migration opens (rvmm migrate says so):
-        // both ends run without it.
+        // Both ends with their default sandbox (rvmm's migration thread has a role of its own).
         let (src_extra, dst_extra): (&[&str], &[&str]) = match vmm {
-            Vmm::Rvmm => (
-                &["--sandbox", "off"],
-                &["--sandbox", "off", "--incoming", &uri],
-            ),
+            Vmm::Rvmm => (&[], &["--incoming", &uri]),
             Vmm::Qemu => (&[], &["-incoming", &uri]),
         };
         let limit = p.timeout;

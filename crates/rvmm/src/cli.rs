@@ -58,6 +58,25 @@ pub enum Command {
     /// Save a running VM's snapshot into a new or empty directory (pauses it, then resumes
     /// it unless --stop); `rvmm run --restore DIR` runs it again (docs/snapshot.md).
     Snapshot(SnapshotArgs),
+    /// Live-migrate a running VM to an `rvmm run --incoming URI` started with the same
+    /// flags (QMP `migrate`; docs/migration.md): waits, then prints the total time, the
+    /// downtime and what was sent.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[arg(value_name = "VM", help = VM_HELP)]
+    pub vm: String,
+    /// Where the destination listens: tcp:HOST:PORT or unix:PATH.
+    #[arg(value_name = "URI")]
+    pub uri: String,
+    /// The longest pause of the VM to aim for, in ms [default: 300].
+    #[arg(long = "downtime-limit", value_name = "MS")]
+    pub downtime_limit: Option<u64>,
+    /// The most bytes per second the migration may send [default: no limit].
+    #[arg(long = "max-bandwidth", value_name = "BYTES")]
+    pub max_bandwidth: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -357,6 +376,10 @@ pub struct RunArgs {
     /// --name, --qmp, --metrics, --sandbox, --cgroup and --cgroup-parent may.
     #[arg(long, value_name = "DIR")]
     pub restore: Option<PathBuf>,
+    /// Wait for a live migration on URI (tcp:HOST:PORT or unix:PATH) and run the VM it
+    /// brings (docs/migration.md); give the source's machine flags.
+    #[arg(long, value_name = "URI")]
+    pub incoming: Option<String>,
     /// Resolve and print the configuration (and the equivalent flags), create nothing and
     /// run nothing.
     #[arg(long)]

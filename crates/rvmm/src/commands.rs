@@ -47,6 +47,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Advise(args) => crate::cmd_advise::advise(args),
         Command::Schedinfo(args) => crate::cmd_schedinfo::schedinfo(args),
         Command::Snapshot(args) => crate::cmd_snapshot::snapshot(args),
+        Command::Migrate(args) => crate::cmd_migrate::migrate(args),
     }
 }
 
@@ -285,6 +286,8 @@ pub(crate) fn print_build_warnings(vmm: &Vmm) {
 
 /// `rvmm run` (and the QEMU personality, which passes `on_started` for `-daemonize`).
 pub(crate) fn run(args: RunArgs, on_started: Option<Box<dyn FnOnce()>>) -> Result<ExitCode> {
+    // --incoming listens first: a port in use is the one message, nothing is built.
+    let incoming = crate::cmd_migrate::incoming_listener(&args)?;
     if let Some(dir) = args.restore.clone() {
         return crate::cmd_snapshot::run_restore(args, &dir, on_started);
     }
@@ -311,6 +314,9 @@ pub(crate) fn run(args: RunArgs, on_started: Option<Box<dyn FnOnce()>>) -> Resul
     if !is_probe {
         let mut vmm = Vmm::build(config, BuildOptions::default())?;
         print_build_warnings(&vmm);
+        if let Some(l) = incoming {
+            vmm.set_incoming(l);
+        }
         let outcome = vmm.run(RunOptions {
             console: Console::Stdin,
             serial_watch: None,
@@ -330,6 +336,9 @@ pub(crate) fn run(args: RunArgs, on_started: Option<Box<dyn FnOnce()>>) -> Resul
         },
     )?;
     print_build_warnings(&vmm);
+    if let Some(l) = incoming {
+        vmm.set_incoming(l);
+    }
     let mut printed = false;
     let mut decode_error: Option<String> = None;
     let mut write_error: Option<anyhow::Error> = None;

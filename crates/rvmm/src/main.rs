@@ -10,6 +10,7 @@ mod cmd_advise;
 mod cmd_balloon;
 mod cmd_cpu;
 mod cmd_host;
+mod cmd_migrate;
 mod cmd_perf;
 mod cmd_qmp;
 mod cmd_schedinfo;
@@ -46,7 +47,8 @@ fn uses_sockets(command: &Command) -> bool {
         | Command::Top(_)
         | Command::Advise(_)
         | Command::Schedinfo(_)
-        | Command::Snapshot(_) => true,
+        | Command::Snapshot(_)
+        | Command::Migrate(_) => true,
         Command::Probe(_)
         | Command::Host(_)
         | Command::CpuModels(_)

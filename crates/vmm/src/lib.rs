@@ -16,6 +16,7 @@ pub mod fuzz_targets;
 pub mod host;
 pub mod machine;
 pub mod memory;
+pub mod migration;
 pub mod monitor;
 pub mod probe;
 pub mod sandbox;

@@ -147,6 +147,14 @@ impl BackgroundVm {
         }
     }
 
+    /// The guest's serial lines read so far (empty before the first `wait_line`).
+    pub fn lines(&self) -> Vec<String> {
+        self.lines
+            .as_ref()
+            .map(|l| l.lock().unwrap().clone())
+            .unwrap_or_default()
+    }
+
     /// Waits until every present vCPU is halted (the probe's `mode=halt` after its dump).
     pub fn wait_halted(&self) {
         let mut c = self.client();

@@ -2,8 +2,8 @@
 //! (repeatable): the virtio-net devices, each on a tap — named, created by rvmm, or already
 //! open on descriptor N, inherited from the launcher (libvirt, Nomad-style drivers, QEMU's
 //! `-netdev tap,fd=N`). Only the text is checked here; opening or taking the tap is
-//! `host::tap`'s work when the VM is built. A NIC without `mac=` gets QEMU's default, 52:54:00:12:34:56
-//! for the first and one more in the last byte for each next NIC.
+//! `host::tap`'s work when the VM is built. A NIC without `mac=` gets QEMU's default,
+//! 52:54:00:12:34:56 for the first and one more in the last byte for each next NIC.
 
 use std::fmt;
 

@@ -520,6 +520,10 @@ pub enum Event {
     BalloonChange {
         actual: u64,
     },
+    /// A live migration's status changed (qapi/migration.json's MIGRATION).
+    Migration {
+        status: &'static str,
+    },
 }
 
 /// An event line stamped with `at`.
@@ -562,6 +566,7 @@ pub fn event_line(event: Event, at: SystemTime) -> String {
             ("ACPI_DEVICE_OST", Some(json!({ "info": data })))
         }
         Event::BalloonChange { actual } => ("BALLOON_CHANGE", Some(json!({ "actual": actual }))),
+        Event::Migration { status } => ("MIGRATION", Some(json!({ "status": status }))),
     };
     obj.insert("event".into(), Value::String(name.into()));
     if let Some(d) = data {

@@ -73,6 +73,9 @@ pub(crate) enum VmError {
     /// The snapshot could not be taken (the text names the file or the device).
     #[error("snapshot: {0}")]
     Snapshot(String),
+    /// A migration could not start (the text says why).
+    #[error("migrate: {0}")]
+    Migration(String),
 }
 
 impl From<VmError> for QmpError {
@@ -88,6 +91,10 @@ pub enum RunState {
     Running,
     /// Every vCPU parked by `stop`.
     Paused,
+    /// `rvmm run --incoming`: built, waiting for the migration source (nothing runs).
+    Inmigrate,
+    /// Migrated away: paused for good on the source (`cont` would run it again, as QEMU).
+    Postmigrate,
 }
 
 /// How a command ends the VM.
@@ -209,6 +216,23 @@ pub(crate) trait VmView {
         dir: &std::path::Path,
         stopped: bool,
     ) -> Result<super::commands::snapshot::SnapshotReply, VmError>;
+    /// Starts a live migration to `uri` on a migration thread (docs/migration.md).
+    fn migrate(&mut self, uri: &str) -> Result<(), VmError> {
+        Err(VmError::Migration(format!("{uri}: this VM cannot migrate")))
+    }
+    /// The current or last migration (`{}` before any).
+    fn query_migrate(&self) -> crate::migration::MigrationInfo {
+        crate::migration::MigrationInfo::default()
+    }
+    /// The migration parameters.
+    fn migration_parameters(&self) -> crate::migration::MigrationParameters {
+        crate::migration::MigrationParameters::default()
+    }
+    /// Sets the migration parameters (for the next migration).
+    fn set_migration_parameters(&mut self, _p: crate::migration::MigrationParameters) {}
+    /// Cancels the migration under way (nothing to do when none is).
+    fn migrate_cancel(&mut self) {}
+
     /// The balloon, when the VM has one.
     fn balloon(&self) -> Option<BalloonStatus>;
     /// Sets the balloon's target (pages it should hold) and tells the driver.

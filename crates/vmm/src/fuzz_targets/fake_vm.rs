@@ -193,7 +193,7 @@ impl VmView for FakeVm {
             vcpu: vcpu.index,
             thread_id: Some(vcpu.thread_id),
             state: match self.state {
-                RunState::Paused => VcpuState::Paused,
+                RunState::Paused | RunState::Inmigrate | RunState::Postmigrate => VcpuState::Paused,
                 RunState::Running => VcpuState::Running,
             },
             cpu: Some(0),

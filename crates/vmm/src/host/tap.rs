@@ -2,9 +2,10 @@
 //! libvirt's `<interface type='ethernet'>` and QEMU's `-netdev tap,ifname=` use it),
 //! created with a kernel-chosen name (gone again when rvmm closes it), or taken over from a
 //! descriptor the launcher opened and left to rvmm (`--net fd=N`, QEMU's `-netdev tap,fd=N`;
-//! checked with `TUNGETIFF`), always with `IFF_TAP | IFF_NO_PI | IFF_VNET_HDR`, a 12-byte virtio 1.x header (with `num_buffers`) and
-//! non-blocking. Which receive offloads the tap can give (`TUNSETOFFLOAD`: checksum, TSO) is
-//! found by trying them once at open; the device model sets exactly what its driver accepted.
+//! checked with `TUNGETIFF`), always with `IFF_TAP | IFF_NO_PI | IFF_VNET_HDR`, a 12-byte
+//! virtio 1.x header (with `num_buffers`) and non-blocking. Which receive offloads the tap
+//! can give (`TUNSETOFFLOAD`: checksum, TSO) is found by trying them once at open; the device
+//! model sets exactly what its driver accepted.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};

@@ -6,8 +6,16 @@
 //! kernel (~6 ms per start, docs/benchmarks.md hot spot 1). Devices reach the guest's
 //! interrupt controllers through irqfds ([`Vm::irqfd`]). Guest RAM itself (mapping, backing,
 //! prealloc) belongs to `memory`; this module only tells KVM where it is.
+//!
+//! For live migration the VM keeps its RAM slots: [`Vm::dirty_log`] hands a migration thread
+//! what it needs to turn KVM's dirty page logging on and off (the slots registered again with
+//! KVM_MEM_LOG_DIRTY_PAGES, or without) and to read each slot's log (KVM_GET_DIRTY_LOG, which
+//! also clears it).
 
 use kvm_bindings::{kvm_pit_config, kvm_userspace_memory_region, KVM_PIT_SPEAKER_DUMMY};
+use std::sync::Arc;
+
+use kvm_bindings::KVM_MEM_LOG_DIRTY_PAGES;
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -70,9 +78,77 @@ impl IrqLine {
 
 /// A KVM VM with its memory slots, irqchip and PIT.
 pub struct Vm {
-    fd: VmFd,
+    fd: Arc<VmFd>,
     /// Whether the VM has the in-kernel PIT.
     pit: bool,
+    /// The RAM slots as registered (slot number = index).
+    slots: Vec<SlotInfo>,
+}
+
+/// One registered RAM slot (the host address as a number: it is only handed back to KVM).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotInfo {
+    pub slot: u32,
+    pub guest_addr: u64,
+    pub size: u64,
+    host_addr: u64,
+}
+
+impl SlotInfo {
+    fn region(&self, flags: u32) -> kvm_userspace_memory_region {
+        kvm_userspace_memory_region {
+            slot: self.slot,
+            flags,
+            guest_phys_addr: self.guest_addr,
+            memory_size: self.size,
+            userspace_addr: self.host_addr,
+        }
+    }
+}
+
+/// KVM's dirty page log over every RAM slot, for a migration thread. It holds the VM fd
+/// and the guest RAM, so the slots it registers again stay valid while it lives.
+pub struct DirtyLog {
+    fd: Arc<VmFd>,
+    slots: Vec<SlotInfo>,
+    _ram: Arc<crate::memory::GuestRam>,
+}
+
+impl DirtyLog {
+    /// The RAM slots.
+    pub fn slots(&self) -> &[SlotInfo] {
+        &self.slots
+    }
+
+    fn set_flags(&self, flags: u32) -> Result<(), MachineError> {
+        for s in &self.slots {
+            // SAFETY: the same mapping the slot was created with (`Vm::new`'s contract);
+            // `_ram` keeps it mapped while this lives.
+            kvm_call("KVM_SET_USER_MEMORY_REGION (dirty log)", unsafe {
+                self.fd.set_user_memory_region(s.region(flags))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Turns dirty page logging on for every slot (the logs start empty).
+    pub fn enable(&self) -> Result<(), MachineError> {
+        self.set_flags(KVM_MEM_LOG_DIRTY_PAGES)
+    }
+
+    /// Turns it off again.
+    pub fn disable(&self) -> Result<(), MachineError> {
+        self.set_flags(0)
+    }
+
+    /// The slot's pages written since the last call (one bit per page, from the slot's
+    /// base), and clears the log.
+    pub fn fetch(&self, slot: &SlotInfo) -> Result<Vec<u64>, MachineError> {
+        kvm_call(
+            "KVM_GET_DIRTY_LOG",
+            self.fd.get_dirty_log(slot.slot, slot.size as usize),
+        )
+    }
 }
 
 impl Vm {
@@ -93,14 +169,16 @@ impl Vm {
             "KVM_SET_IDENTITY_MAP_ADDR",
             fd.set_identity_map_address(KVM_IDENTITY_MAP_ADDRESS),
         )?;
+        let mut slots = Vec::new();
         for (slot, r) in ram.into_iter().enumerate() {
-            let region = kvm_userspace_memory_region {
+            let info = SlotInfo {
                 slot: slot as u32,
-                flags: 0,
-                guest_phys_addr: r.guest_addr,
-                memory_size: r.size,
-                userspace_addr: r.host_addr as u64,
+                guest_addr: r.guest_addr,
+                size: r.size,
+                host_addr: r.host_addr as u64,
             };
+            slots.push(info);
+            let region = info.region(0);
             // SAFETY: the caller guarantees the mapping is live, of this size, and outlives
             // the VM (this function's contract).
             kvm_call("KVM_SET_USER_MEMORY_REGION", unsafe {
@@ -116,9 +194,19 @@ impl Vm {
             kvm_call("KVM_CREATE_PIT2", fd.create_pit2(pit))?;
         }
         Ok(Vm {
-            fd,
+            fd: Arc::new(fd),
             pit: options.pit == Switch::On,
+            slots,
         })
+    }
+
+    /// The dirty page log over this VM's RAM slots (`ram` is the RAM they map).
+    pub fn dirty_log(&self, ram: Arc<crate::memory::GuestRam>) -> DirtyLog {
+        DirtyLog {
+            fd: self.fd.clone(),
+            slots: self.slots.clone(),
+            _ram: ram,
+        }
     }
 
     /// The VM's KVM binary statistics.

@@ -26,10 +26,19 @@ pub enum Role {
     Control = 2,
     /// Helper threads that only touch guest memory (preallocation).
     Io = 3,
+    /// The source's `migration` thread: connects to the destination, reads guest RAM and
+    /// KVM's dirty log, and streams pages (docs/migration.md).
+    Migration = 4,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Main, Role::Vcpu, Role::Control, Role::Io];
+    pub const ALL: [Role; 5] = [
+        Role::Main,
+        Role::Vcpu,
+        Role::Control,
+        Role::Io,
+        Role::Migration,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -37,6 +46,7 @@ impl Role {
             Role::Vcpu => "vcpu",
             Role::Control => "control",
             Role::Io => "io",
+            Role::Migration => "migration",
         }
     }
 }
@@ -167,6 +177,49 @@ const IO: &[i64] = &[
     libc::SYS_fdatasync,
     libc::SYS_fsync,
 ];
+
+const MIGRATION: &[i64] = &[
+    // The stream to the destination (socket(2) itself is argument-checked:
+    // [`migration_socket_rules`]). std's reads are recvfrom, its writes write(2).
+    libc::SYS_connect,
+    libc::SYS_sendto,
+    libc::SYS_sendmsg,
+    libc::SYS_recvfrom,
+    libc::SYS_shutdown,
+    // TCP_NODELAY, and the read timeouts (SO_RCVTIMEO) for the destination's answers.
+    libc::SYS_setsockopt,
+    libc::SYS_getsockopt,
+    libc::SYS_getsockname,
+    libc::SYS_getpeername,
+];
+
+/// The families a migration connects over (`unix:`, `tcp:` on IPv4 and IPv6).
+const MIGRATION_FAMILIES: [libc::c_int; 3] = [libc::AF_UNIX, libc::AF_INET, libc::AF_INET6];
+
+/// socket(2) for the migration thread: a stream socket of [`MIGRATION_FAMILIES`] (the
+/// SOCK_CLOEXEC and SOCK_NONBLOCK bits may be set), protocol 0. No datagram, raw or
+/// packet socket, no netlink.
+fn migration_socket_rules() -> Result<Vec<SeccompRule>, String> {
+    let flags = (libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK) as u32;
+    let type_mask = u64::from(!flags);
+    MIGRATION_FAMILIES
+        .iter()
+        .map(|&family| {
+            SeccompRule::new(vec![
+                cond(0, SeccompCmpOp::Eq, family as u64)?,
+                cond(
+                    1,
+                    SeccompCmpOp::MaskedEq(type_mask),
+                    libc::SOCK_STREAM as u64,
+                )?,
+                cond(2, SeccompCmpOp::Eq, 0)?,
+            ])
+            .map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+vmm_sys_util::ioctl_iow_nr!(KVM_GET_DIRTY_LOG, 0xAE, 0x42, kvm_bindings::kvm_dirty_log);
 
 /// ioctl requests besides KVM's own type 0xAE: the terminal (raw mode, its size) and
 /// FIONBIO (set_nonblocking).
@@ -330,6 +383,7 @@ pub fn rules(role: Role) -> Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
         Role::Vcpu => VCPU,
         Role::Control => CONTROL,
         Role::Io => IO,
+        Role::Migration => MIGRATION,
     };
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = COMMON
         .iter()
@@ -353,6 +407,12 @@ pub fn rules(role: Role) -> Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
         Role::Io => {
             // virtio-net sets the tap's offloads from its I/O thread.
             rules.insert(libc::SYS_ioctl, one_of(1, &[TUNSETOFFLOAD])?);
+        }
+        Role::Migration => {
+            rules.insert(libc::SYS_socket, migration_socket_rules()?);
+            // The dirty log is read here; turning it on and off (KVM_SET_USER_MEMORY_REGION,
+            // which could map any memory into the guest) is the emulator thread's.
+            rules.insert(libc::SYS_ioctl, one_of(1, &[KVM_GET_DIRTY_LOG()])?);
         }
     }
     Ok(rules)

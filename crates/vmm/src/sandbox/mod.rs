@@ -3,7 +3,7 @@
 //!
 //! [`init`] runs once, early in `rvmm run`, on the main thread before any other thread
 //! starts: it sets PR_SET_NO_NEW_PRIVS (inherited by every thread created afterwards),
-//! compiles the four filters (so a compile error is a clean startup error), installs the
+//! compiles the five filters (so a compile error is a clean startup error), installs the
 //! SIGSYS handler and records the mode. Each thread then calls [`apply`] with its role as
 //! its first act, before it handles anything the guest or a client controls:
 //!
@@ -13,6 +13,7 @@
 //! | [`Role::Control`] | `qmp-accept` (and `qmp-in-N` / `qmp-out-N`, which inherit it), `metrics` | start of the accept thread, of the metrics thread |
 //! | [`Role::Main`] | the emulator thread (event loop, QMP commands) | after setup, before the event loop |
 //! | [`Role::Io`] | preallocation workers, `console-out` | start of each worker; the console writer after blocking signals |
+//! | [`Role::Migration`] | `migration` (the source's pre-copy) | start of the thread, which `rvmm run` starts dormant before the emulator thread applies [`Role::Main`]; it then waits for a `migrate` |
 //!
 //! A thread created by a filtered thread inherits its creator's filter (the kernel copies
 //! it), so no thread of a running VM is unfiltered. A call outside the allow-list:
@@ -47,9 +48,11 @@ pub const EXIT_FORBIDDEN: i32 = 128 + libc::SIGSYS;
 /// unfiltered code when the sandbox was asked for).
 pub const EXIT_SETUP_FAILED: i32 = 1;
 
-/// Test hook: `RVMM_SANDBOX_SELFTEST=<role>` (vcpu, control, main, io) makes the first
-/// thread of that role call socket(2) right after its filter is applied, which every filter
-/// forbids; tests use it to see a real thread of a real VM die with the message.
+/// Test hook: `RVMM_SANDBOX_SELFTEST=<role>` (vcpu, control, main, io, migration) makes the
+/// first thread of that role call socket(2) right after its filter is applied, with
+/// arguments its filter forbids (every role but `migration` forbids socket(2) outright;
+/// `migration` forbids a packet socket); tests use it to see a real thread of a real VM die
+/// with the message.
 pub const SELFTEST_ENV: &str = "RVMM_SANDBOX_SELFTEST";
 
 /// `--sandbox`: whether and how the threads are filtered.
@@ -210,12 +213,13 @@ pub fn apply(role: Role) {
     }
 }
 
-/// The self-test's forbidden call: socket(2), which no role's filter allows.
+/// The self-test's forbidden call: socket(2), which no role's filter allows with these
+/// arguments.
 fn selftest_forbidden_call() {
     // SAFETY: socket takes integer arguments; a descriptor it returns (if the filter let it
     // through) is closed at once.
     unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
         if fd >= 0 {
             libc::close(fd);
         }

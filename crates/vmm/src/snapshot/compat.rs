@@ -5,6 +5,10 @@
 //! puts in the table for this configuration (the bits it sets on any host, like
 //! `hypervisor`); and each saved XSAVE area must fit this host's KVM (KVM_CAP_XSAVE2).
 //! The missing features are named, e.g. `vCPU 0: avx512f, avx512bw`.
+//!
+//! A live migration's destination is stricter ([`missing_from_own`]): every feature of the
+//! source's table must be in the destination's own table for that slot, the one its
+//! `--cpu` model and features made, so a destination started with a narrower model refuses.
 
 use crate::cpu::cpuid::{CpuidEntry, CpuidReg};
 use crate::cpu::features::{name_of, reg_name, FeatureWord, WordLocation};
@@ -42,14 +46,31 @@ pub fn missing_features(
     rebuilt: &[CpuidEntry],
     host: &HostCpuSupport,
 ) -> Vec<String> {
+    lacking(table, |word, leaf, subleaf, reg| {
+        host.supported_word(word) | word_value(rebuilt, leaf, subleaf, reg)
+    })
+}
+
+/// The features `table` (a migration source's) has that `own` (the destination's table
+/// for the same slot) lacks, by name.
+pub fn missing_from_own(table: &[CpuidEntry], own: &[CpuidEntry]) -> Vec<String> {
+    lacking(table, |_, leaf, subleaf, reg| {
+        word_value(own, leaf, subleaf, reg)
+    })
+}
+
+/// The feature bits of `table` outside what `ok` allows for each feature word.
+fn lacking(
+    table: &[CpuidEntry],
+    ok: impl Fn(FeatureWord, u32, Option<u32>, CpuidReg) -> u64,
+) -> Vec<String> {
     let mut missing = Vec::new();
     for word in FeatureWord::all() {
         let WordLocation::Cpuid { leaf, subleaf, reg } = word.info().location else {
             continue;
         };
         let have = word_value(table, leaf, subleaf, reg);
-        let ok = host.supported_word(word) | word_value(rebuilt, leaf, subleaf, reg);
-        let lacking = have & !ok;
+        let lacking = have & !ok(word, leaf, subleaf, reg);
         for bit in 0..32u8 {
             if lacking & (1 << bit) != 0 {
                 missing.push(match name_of(word, bit) {
@@ -94,5 +115,38 @@ mod tests {
         assert!(missing_features(&wide, &wide, &narrow).is_empty());
         let e = saved(&wide[0]);
         assert_eq!(entry(&e), wide[0]);
+    }
+
+    #[test]
+    fn a_migration_destination_needs_every_feature_in_its_own_table() {
+        let host = testing::host();
+        let table: Vec<CpuidEntry> = host.cpuid.clone();
+        assert!(missing_from_own(&table, &table).is_empty());
+        let mut wide = table.clone();
+        for e in wide.iter_mut().filter(|e| e.function == 7 && e.index == 0) {
+            e.ebx |= 1 << 16;
+        }
+        let mut narrow = table.clone();
+        for e in narrow
+            .iter_mut()
+            .filter(|e| e.function == 7 && e.index == 0)
+        {
+            e.ebx &= !(1 << 16);
+        }
+        // The host supports it, but the destination's own table does not have it.
+        assert_eq!(missing_from_own(&wide, &narrow), ["avx512f"]);
+        assert!(missing_features(&wide, &narrow, &host_with_avx512f(&host)).is_empty());
+    }
+
+    fn host_with_avx512f(host: &HostCpuSupport) -> HostCpuSupport {
+        let mut h = host.clone();
+        for e in h
+            .cpuid
+            .iter_mut()
+            .filter(|e| e.function == 7 && e.index == 0)
+        {
+            e.ebx |= 1 << 16;
+        }
+        h
     }
 }

@@ -13,12 +13,20 @@
 //! whose vCPU the guest ejected earlier reuses that parked vCPU instead. Only then does the
 //! CPU hotplug block show the slot present and the GPE tell the guest.
 //!
+//! `migrate` turns dirty logging on and hands the job to the dormant `migration` thread
+//! (`migration::worker`, under its own seccomp filter; `migration::precopy`) and keeps what
+//! it shares with it; the thread's messages wake the event loop ([`Controller::migration_fd`]), and
+//! its hand-over runs the final phase here: park every vCPU as `stop` does, send the last
+//! pages and the state (`vmm::migrate`), then stay paused (`postmigrate`) or, on a failure,
+//! resume.
+//!
 //! `stop` parks every vCPU (the pause state machine in `vcpu::thread`) and returns once they
 //! are all parked. The power button sets PWRBTN_STS in PM1a and, when the guest enabled
 //! PWRBTN_EN, pulses the SCI (IRQ 9) through its irqfd. Ending the VM (`system_reset`,
 //! `quit`) finishes the run loop with outcome Reset or Quit.
 
 use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,6 +49,11 @@ use crate::host::vmcgroup::{CgroupCpuStat, CgroupError, Group};
 use crate::host::Host;
 use crate::machine::stats::{KvmStat, StatsError, StatsFd};
 use crate::memory::layout::GPE_CPU_HOTPLUG_BIT;
+use crate::migration::precopy::{Job, Sender, Shared, ToEmulator};
+use crate::migration::worker::Worker;
+use crate::migration::{
+    MigrationError, MigrationInfo, MigrationParameters, MigrationStatus, MigrationUri,
+};
 use crate::monitor::sample::{read_thread, HostNodeCpus, ThreadSample};
 use crate::util::cpulist::cpulist;
 use crate::vcpu::affinity::{check_cpus, AffinityError};
@@ -73,6 +86,13 @@ pub(super) struct Controller<'a> {
     final_event_sent: bool,
     /// The VM's KVM statistics (or why this kernel has none).
     vm_stats: Result<StatsFd, StatsError>,
+    /// The current or last migration's shared state.
+    migration: Option<Arc<Shared>>,
+    migration_params: MigrationParameters,
+    /// Migrated away: paused for good (until `cont`).
+    postmigrate: bool,
+    /// The dormant `migration` thread (`migration::worker`), started under its own filter.
+    migration_worker: Worker,
 }
 
 impl<'a> Controller<'a> {
@@ -82,6 +102,7 @@ impl<'a> Controller<'a> {
         control: Arc<VmControl>,
         server: Option<&'a QmpServer>,
         vcpu_affinity: Option<Vec<u32>>,
+        migration_worker: Worker,
     ) -> Self {
         let pinned = vmm
             .config
@@ -103,6 +124,97 @@ impl<'a> Controller<'a> {
             pinned,
             final_event_sent: false,
             vm_stats: vmm.vm.stats(),
+            migration: None,
+            migration_params: MigrationParameters::default(),
+            postmigrate: false,
+            migration_worker,
+        }
+    }
+
+    /// Whether a migration is under way.
+    fn migrating(&self) -> bool {
+        self.migration
+            .as_ref()
+            .is_some_and(|m| !m.info().status.is_some_and(MigrationStatus::finished))
+    }
+
+    /// The migration thread's wake-up fd while there is a migration.
+    pub(super) fn migration_fd(&self) -> Option<RawFd> {
+        self.migration.as_ref().map(|m| m.wake.as_raw_fd())
+    }
+
+    /// Handles what the migration thread said: status events, its end, the final phase.
+    pub(super) fn migration_events(&mut self) {
+        let Some(shared) = self.migration.clone() else {
+            return;
+        };
+        for m in shared.take() {
+            match m {
+                ToEmulator::Status(status) => self.emit(Event::Migration {
+                    status: status.as_str(),
+                }),
+                ToEmulator::Ended => {
+                    self.stop_dirty_log();
+                    let info = shared.info().clone();
+                    eprintln!(
+                        "rvmm: warning: migration {}: {}; the VM keeps running",
+                        info.status.map_or("failed", |s| s.as_str()),
+                        info.error_desc.unwrap_or_default()
+                    );
+                }
+                ToEmulator::Final(sender) => self.finish_migration(*sender),
+            }
+        }
+    }
+
+    /// Turns dirty logging off after a migration that ended before its final phase.
+    fn stop_dirty_log(&self) {
+        if let Err(e) = self.vmm.vm.dirty_log(self.vmm.ram.clone()).disable() {
+            eprintln!("rvmm: warning: migration: turning dirty logging off: {e}");
+        }
+    }
+
+    /// The final phase: every vCPU parked, the last pages and the state sent, DONE
+    /// awaited; then postmigrate, or on a failure the VM resumes.
+    fn finish_migration(&mut self, mut sender: Sender) {
+        let shared = sender.shared.clone();
+        let was_running = self.run_state() == RunState::Running;
+        let paused = Instant::now();
+        let result = match was_running.then(|| self.pause()) {
+            Some(Err(e)) => Err(MigrationError::Protocol(e.to_string())),
+            _ => {
+                if was_running {
+                    self.emit(Event::Stop);
+                }
+                super::migrate::final_phase(self.vmm, &self.handles, &mut sender)
+            }
+        };
+        sender.stop_logging();
+        {
+            let mut info = shared.info();
+            info.total_time = Some(sender.start.elapsed().as_millis() as u64);
+            if result.is_ok() {
+                info.downtime = Some(paused.elapsed().as_millis() as u64);
+                if let Some(r) = &mut info.ram {
+                    r.remaining = 0;
+                }
+            }
+        }
+        match result {
+            Ok(()) => {
+                self.postmigrate = true;
+                shared.set_status(MigrationStatus::Completed);
+            }
+            Err(e) => {
+                sender.conn.shutdown();
+                if was_running {
+                    self.resume();
+                    self.emit(Event::Resume);
+                }
+                shared.info().error_desc = Some(e.to_string());
+                shared.set_status(MigrationStatus::Failed);
+                eprintln!("rvmm: warning: migration failed: {e}; the VM keeps running");
+            }
         }
     }
 
@@ -272,7 +384,9 @@ impl VmView for Controller<'_> {
     }
 
     fn run_state(&self) -> RunState {
-        if self.control.pause_requested() {
+        if self.postmigrate && self.control.pause_requested() {
+            RunState::Postmigrate
+        } else if self.control.pause_requested() {
             RunState::Paused
         } else {
             RunState::Running
@@ -312,7 +426,71 @@ impl VmView for Controller<'_> {
     }
 
     fn resume(&mut self) {
+        self.postmigrate = false;
         self.control.resume();
+    }
+
+    fn migrate(&mut self, uri: &str) -> Result<(), VmError> {
+        if self.migrating() {
+            return Err(VmError::Migration(
+                "a migration is already in progress (query-migrate follows it)".into(),
+            ));
+        }
+        if self.postmigrate {
+            return Err(VmError::Migration(
+                "the VM has migrated away already (postmigrate)".into(),
+            ));
+        }
+        super::migrate::check_migratable(self.vmm).map_err(VmError::Migration)?;
+        let parsed = MigrationUri::parse(uri).map_err(|e| VmError::Migration(e.to_string()))?;
+        parsed
+            .check_sandboxed()
+            .map_err(|e| VmError::Migration(e.to_string()))?;
+        let hello = super::migrate::hello(self.vmm, &self.handles).map_err(VmError::Migration)?;
+        let shared = Shared::new()
+            .map_err(|e| VmError::Migration(format!("the migration's eventfd: {e}")))?;
+        shared.set_status(MigrationStatus::Setup);
+        // Dirty logging is turned on and off here: the migration thread's filter has no
+        // KVM_SET_USER_MEMORY_REGION.
+        let log = self.vmm.vm.dirty_log(self.vmm.ram.clone());
+        log.enable()
+            .map_err(|e| VmError::Migration(format!("turning dirty logging on: {e}")))?;
+        let job = Job {
+            uri: parsed,
+            hello,
+            ram: self.vmm.ram.clone(),
+            log,
+            params: self.migration_params,
+            shared: shared.clone(),
+            start: Instant::now(),
+        };
+        if let Err(e) = self.migration_worker.submit(job) {
+            self.stop_dirty_log();
+            return Err(VmError::Migration(e.to_string()));
+        }
+        self.migration = Some(shared);
+        Ok(())
+    }
+
+    fn query_migrate(&self) -> MigrationInfo {
+        self.migration
+            .as_ref()
+            .map(|m| m.info().clone())
+            .unwrap_or_default()
+    }
+
+    fn migration_parameters(&self) -> MigrationParameters {
+        self.migration_params
+    }
+
+    fn set_migration_parameters(&mut self, p: MigrationParameters) {
+        self.migration_params = p;
+    }
+
+    fn migrate_cancel(&mut self) {
+        if let Some(m) = &self.migration {
+            m.cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 
     fn press_power_button(&mut self) -> Result<(), VmError> {
@@ -364,6 +542,12 @@ impl VmView for Controller<'_> {
     }
 
     fn plug_vcpu(&mut self, index: u32) -> Result<(), VmError> {
+        // The destination checked the source's vCPUs when the migration began.
+        if self.migrating() {
+            return Err(VmError::Hotplug(
+                "a migration is in progress; plug vCPUs before or after it".into(),
+            ));
+        }
         // The vCPU exists (waiting for INIT/SIPI) before the guest can see the slot enabled.
         match self.handle(index) {
             Some(h) if h.is_finished() => return Err(AffinityError::Exited { vcpu: index }.into()),

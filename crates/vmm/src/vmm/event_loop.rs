@@ -1,7 +1,7 @@
 //! The emulator thread's event loop while the VM runs, keyed by [`Source`]: stop signals,
 //! the VM's stop event (a vCPU or a command ended it), guest events vCPU threads pass on
-//! (CPU ejects, `_OST` reports), the serial watcher's wake-up, queued QMP requests, and
-//! console input, which is fed into COM1's FIFO as room frees up.
+//! (CPU ejects, `_OST` reports), the serial watcher's wake-up, queued QMP requests, the
+//! migration thread's messages, and console input, which is fed into COM1's FIFO as room frees up.
 //! Each iteration polls the sources that are live, then handles each ready one by name.
 
 use std::os::fd::{AsRawFd, RawFd};
@@ -52,6 +52,8 @@ enum Source {
     Monitor,
     /// Console input (or its end).
     Stdin,
+    /// The migration thread said something (`Controller::migration_events`).
+    Migration,
 }
 
 /// One `poll(2)` over the live sources.
@@ -272,6 +274,9 @@ impl<'a, 'o> EventLoop<'a, 'o> {
         if self.console.wants_input() {
             poll.watch(Source::Stdin, libc::STDIN_FILENO);
         }
+        if let Some(fd) = self.controller.migration_fd() {
+            poll.watch(Source::Migration, fd);
+        }
         poll
     }
 
@@ -317,6 +322,7 @@ impl<'a, 'o> EventLoop<'a, 'o> {
                     }
                 }
             }
+            Source::Migration => self.controller.migration_events(),
             Source::Stdin => {
                 if let Input::Quit(_) = self.console.read() {
                     self.control.finish(VmOutcome::Quit);

@@ -12,6 +12,7 @@
 mod commands;
 mod event_loop;
 pub mod limits;
+mod migrate;
 mod run;
 mod snapshot;
 pub mod term;
@@ -56,6 +57,7 @@ use crate::vcpu::VmOutcome;
 
 pub use event_loop::{Console, SerialWatch};
 pub use limits::LimitError;
+pub use migrate::IncomingReport;
 pub use run::RunOptions;
 pub use snapshot::RestoreReport;
 
@@ -90,6 +92,9 @@ pub enum VmmError {
     Snapshot(#[from] crate::snapshot::SnapshotError),
     #[error(transparent)]
     Tap(#[from] crate::host::tap::TapError),
+    /// A live migration could not be received (`rvmm run --incoming`).
+    #[error("{0}")]
+    Migration(String),
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -174,6 +179,9 @@ pub struct Vmm {
     pub balloon: Option<Arc<BalloonShared>>,
     /// The virtio devices' I/O threads (stopped and joined when dropped).
     _virtio_workers: Vec<Worker>,
+    /// `--incoming`: the socket the migration source connects to; `run` receives the VM
+    /// through it before any vCPU runs.
+    incoming: Option<crate::migration::Listener>,
 }
 
 impl Drop for Vmm {
@@ -254,7 +262,14 @@ impl Vmm {
             virtio,
             balloon,
             _virtio_workers: virtio_workers,
+            incoming: None,
         })
+    }
+
+    /// Makes `run` wait for an incoming migration on `listener` (bound before the build)
+    /// and take the VM over from it before anything runs (docs/migration.md).
+    pub fn set_incoming(&mut self, listener: crate::migration::Listener) {
+        self.incoming = Some(listener);
     }
 
     /// The VM's cgroup, when it has one.

@@ -135,17 +135,25 @@ pub(super) fn run(vmm: &mut Vmm, mut options: RunOptions) -> Result<VmOutcome, V
         Some(path) => Some(HmpServer::start(path)?),
         None => None,
     };
+    if let Some(listener) = vmm.incoming.take() {
+        receive_incoming(vmm, &listener, server.as_ref(), &signals)?;
+    }
     let handles = start_vcpus(vmm, &control)?;
     if let Some(started) = options.on_started.take() {
         started();
     }
     let vmm: &Vmm = vmm;
+    // The migration thread starts now, before this thread applies Role::Main (whose filter
+    // a thread started later would inherit), and applies Role::Migration itself.
+    let migration_worker = crate::migration::worker::Worker::start()
+        .map_err(io_err("starting the migration thread"))?;
     let controller = Controller::new(
         vmm,
         handles,
         control.clone(),
         server.as_ref(),
         vcpu_affinity,
+        migration_worker,
     );
 
     let mut events = EventLoop::new(
@@ -186,6 +194,78 @@ pub(super) fn run(vmm: &mut Vmm, mut options: RunOptions) -> Result<VmOutcome, V
         (watch.on_ready)();
     }
     Ok(outcome)
+}
+
+/// `--incoming`: takes the VM over from the migration source before any vCPU runs, while
+/// the QMP socket answers `query-status` with `inmigrate` (other commands wait for the VM:
+/// they are refused with a message saying so). Then RESUME goes out.
+fn receive_incoming(
+    vmm: &mut Vmm,
+    listener: &crate::migration::Listener,
+    server: Option<&QmpServer>,
+    signals: &StopSignals,
+) -> Result<(), VmmError> {
+    let stop_fd = signals.fd();
+    // The VM is taken over on a thread of its own while this one answers QMP.
+    let report = std::thread::scope(|scope| {
+        let receiver = scope.spawn(move || vmm.receive_incoming(listener, stop_fd));
+        while !receiver.is_finished() {
+            match server {
+                Some(server) => serve_inmigrate(server),
+                None => std::thread::sleep(std::time::Duration::from_millis(50)),
+            }
+        }
+        receiver.join().unwrap_or_else(|_| {
+            Err(VmmError::Migration(
+                "the incoming migration's thread panicked".into(),
+            ))
+        })
+    })?;
+    for w in &report.warnings {
+        eprintln!("rvmm: warning: {w}");
+    }
+    eprintln!(
+        "rvmm: migration received: {} vCPUs, {} pages ({} with data) in {} ms; the guest was paused {} ms",
+        report.vcpus,
+        report.pages,
+        report.data_pages,
+        report.elapsed.as_millis(),
+        report.downtime_ns / 1_000_000
+    );
+    if let Some(s) = server {
+        s.emit(crate::control::qmp::Event::Resume);
+    }
+    Ok(())
+}
+
+/// Answers the QMP requests that arrive within 50 ms while the VM waits for its incoming
+/// migration.
+fn serve_inmigrate(server: &QmpServer) {
+    use crate::control::commands::query_status::{RunState, StatusInfo};
+    use crate::control::commands::Command;
+    {
+        let mut fds = [libc::pollfd {
+            fd: server.wake_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(fds.as_mut_ptr(), 1, 50) };
+        while let Some(request) = server.next_request() {
+            let result = match &request.command {
+                Command::QueryStatus(_) => {
+                    serde_json::to_value(StatusInfo::of(RunState::Inmigrate))
+                        .map_err(|e| crate::control::QmpError::generic(e.to_string()))
+                }
+                Command::QueryMigrate(_) => Ok(serde_json::json!({})),
+                c => Err(crate::control::QmpError::generic(format!(
+                    "{}: the VM is waiting for an incoming migration (--incoming); only query-status and query-migrate answer until it has arrived",
+                    c.name()
+                ))),
+            };
+            request.respond(result);
+        }
+    }
 }
 
 /// Lets the guest's last console bytes reach stdout (within [`CONSOLE_FLUSH`]) and says how

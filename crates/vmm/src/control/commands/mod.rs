@@ -21,12 +21,17 @@ pub mod cpu_slot;
 pub mod device_add;
 pub mod device_del;
 pub mod emulatorpin;
+pub mod migrate;
+pub mod migrate_cancel;
+pub mod migrate_set_parameters;
 pub mod query_balloon;
 pub mod query_commands;
 pub mod query_cpu_definitions;
 pub mod query_cpu_model_expansion;
 pub mod query_cpus_fast;
 pub mod query_hotpluggable_cpus;
+pub mod query_migrate;
+pub mod query_migrate_parameters;
 pub mod query_name;
 pub mod query_stats;
 pub mod query_stats_schemas;
@@ -166,6 +171,11 @@ command_set! {
     Snapshot(snapshot::SnapshotCommand),
     Balloon(balloon::Balloon),
     QueryBalloon(query_balloon::QueryBalloon),
+    Migrate(migrate::Migrate),
+    QueryMigrate(query_migrate::QueryMigrate),
+    MigrateSetParameters(migrate_set_parameters::MigrateSetParameters),
+    QueryMigrateParameters(query_migrate_parameters::QueryMigrateParameters),
+    MigrateCancel(migrate_cancel::MigrateCancel),
 }
 
 fn reply_value<R: Serialize>(reply: &R) -> Result<Value, QmpError> {

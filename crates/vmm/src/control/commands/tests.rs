@@ -435,9 +435,12 @@ fn query_commands_lists_the_command_enum() {
         if *name == "balloon" {
             arguments = args(json!({"value": 1}));
         }
+        if *name == "migrate" {
+            arguments = args(json!({"uri": "unix:/m"}));
+        }
         assert_eq!(parse(name, arguments).unwrap().name(), *name);
     }
-    assert_eq!(names.len(), 26);
+    assert_eq!(names.len(), 31);
 }
 
 #[test]

@@ -1,0 +1,633 @@
+//! Live migration end to end (docs/migration.md), with the probe's `mode=counter` guest
+//! (2 vCPUs; each counts and checks a page it owns): a migration over a unix socket on
+//! this host (the destination's counters go on from the source's, never reset, every
+//! check `sum=ok`; the source ends `postmigrate`); A→B and back B→A between two network
+//! namespaces linked by a veth pair (TCP); a destination killed during pre-copy and a
+//! cancelled migration (the source keeps running and counting, `query-migrate` says why);
+//! a destination with a narrower CPU refuses before any page, naming the features; and
+//! the bad inputs (`--incoming` port in use, a bad URI, `migrate` to a port nobody
+//! listens on).
+//!
+//! Both ends run with the default sandbox (`--sandbox on`): the source's `migration`
+//! thread has a filter of its own (docs/security.md); one test also gives `--sandbox on`
+//! explicitly on both ends and checks that thread is filtered.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use common::vm::{comm, test_dir, threads, BackgroundVm, TestClient};
+use common::{failed_cleanly, kvm_available, run_with_timeout, rvmm, skip};
+
+const MACHINE: &[&str] = &["--smp", "2", "--append", "mode=counter", "--raw"];
+
+/// (cpu, value, sum ok) of every `PROBE-COUNTER cpu=N value=V sum=S ...` line (fields
+/// after `sum` are ignored).
+fn counters(lines: &[String]) -> Vec<(u32, u64, bool)> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("PROBE-COUNTER cpu=")?;
+            let (cpu, rest) = rest.split_once(" value=")?;
+            let (value, rest) = rest.split_once(" sum=")?;
+            let sum = rest.split_whitespace().next().unwrap_or("");
+            Some((cpu.parse().ok()?, value.parse().ok()?, sum == "ok"))
+        })
+        .collect()
+}
+
+fn out_lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+fn last_per_cpu(c: &[(u32, u64, bool)]) -> BTreeMap<u32, u64> {
+    c.iter().map(|&(cpu, v, _)| (cpu, v)).collect()
+}
+
+fn first_per_cpu(c: &[(u32, u64, bool)]) -> BTreeMap<u32, u64> {
+    let mut m = BTreeMap::new();
+    for &(cpu, v, _) in c {
+        m.entry(cpu).or_insert(v);
+    }
+    m
+}
+
+/// `rvmm run MACHINE EXTRA --qmp ...` (the default sandbox), optionally inside network namespace
+/// `netns`.
+fn start(tag: &str, extra: &[&str], netns: Option<&str>) -> BackgroundVm {
+    let dir = test_dir(tag);
+    let socket = dir.join("vm.qmp");
+    let program = rvmm().get_program().to_owned();
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(&program);
+            c
+        }
+        None => rvmm(),
+    };
+    cmd.arg("run")
+        .args(MACHINE)
+        .args(extra)
+        .arg("--qmp")
+        .arg(format!("unix:{}", socket.display()));
+    BackgroundVm::spawn(cmd, dir, socket)
+}
+
+/// Polls `query-migrate` until the migration is over (60 s at most).
+fn wait_finished(c: &mut TestClient) -> Value {
+    let start = Instant::now();
+    loop {
+        let info = c.ok("query-migrate", None);
+        let status = info["status"].as_str().unwrap_or("");
+        if matches!(status, "completed" | "failed" | "cancelled") {
+            return info;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "migration not over after 60 s: {info}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `rvmm migrate SOCKET URI EXTRA`.
+fn migrate_cli(socket: &Path, uri: &str, extra: &[&str]) -> Output {
+    let mut c = rvmm();
+    c.arg("migrate").arg(socket).arg(uri).args(extra);
+    run_with_timeout(c, Duration::from_secs(90))
+}
+
+/// Migrates `src` to `dst` (listening on `uri`), checks both ends, and returns the
+/// destination (running).
+fn migrate_and_check(src: &mut BackgroundVm, mut dst: BackgroundVm, uri: &str) -> BackgroundVm {
+    src.wait_line("PROBE-COUNTER cpu=1");
+    assert_eq!(
+        dst.client().ok("query-status", None)["status"],
+        "inmigrate",
+        "the destination waits"
+    );
+    let mut events = src.client();
+    let out = migrate_cli(&src.socket, uri, &[]);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "rvmm migrate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.starts_with(&format!("migrated to {uri} in ")) && said.contains("(downtime "),
+        "{said}"
+    );
+    let mut statuses = Vec::new();
+    while statuses.last().map(String::as_str) != Some("completed") {
+        let e = events.event("MIGRATION");
+        statuses.push(e["data"]["status"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        statuses,
+        ["setup", "active", "completed"],
+        "MIGRATION events"
+    );
+    events.event("STOP");
+    let mut c = src.client();
+    assert_eq!(c.ok("query-status", None)["status"], "postmigrate");
+    let info = c.ok("query-migrate", None);
+    assert_eq!(info["status"], "completed", "{info}");
+    assert_eq!(info["ram"]["total"], 128 << 20, "{info}");
+    assert_eq!(info["ram"]["remaining"], 0, "{info}");
+    // One dirty-log read after the first pass, one in the final phase at least.
+    assert!(
+        info["ram"]["dirty-sync-count"].as_u64() >= Some(2),
+        "{info}"
+    );
+    assert!(
+        info["ram"]["normal"].as_u64().unwrap() > 0 && info["downtime"].is_u64(),
+        "{info}"
+    );
+    // The destination runs.
+    dst.wait_line("PROBE-COUNTER cpu=1");
+    let mut d = dst.client();
+    assert_eq!(d.ok("query-status", None)["status"], "running");
+    let before = counters(&src.lines());
+    assert!(
+        before.iter().all(|&(_, _, ok)| ok),
+        "source sums: {before:?}"
+    );
+    // Counting goes on from where the source stopped (the source is paused: what it
+    // printed last is from before the migration).
+    let last_before = last_per_cpu(&before);
+    assert_eq!(last_before.len(), 2, "both vCPUs counted: {before:?}");
+    let start = Instant::now();
+    loop {
+        let after = counters(&dst.lines());
+        let first = first_per_cpu(&after);
+        let last = last_per_cpu(&after);
+        let grown = last_before.keys().all(|c| last.get(c) > first.get(c));
+        if grown {
+            assert!(after.iter().all(|&(_, _, ok)| ok), "sums after: {after:?}");
+            for (cpu, &b) in &last_before {
+                let f = first[cpu];
+                assert!(
+                    f >= b && f < b + 200,
+                    "vCPU {cpu}: {b} on the source, {f} first on the destination (a reset or a jump)"
+                );
+            }
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the destination does not count on: {after:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    dst
+}
+
+#[test]
+fn a_counting_guest_migrates_over_a_unix_socket_and_goes_on() {
+    if !kvm_available("migration_unix") {
+        return;
+    }
+    let mut src = start("mig-src", &[], None);
+    let work = test_dir("mig-sock");
+    let uri = format!("unix:{}", work.join("mig.sock").display());
+    let dst = start("mig-dst", &["--incoming", &uri], None);
+    let dst = migrate_and_check(&mut src, dst, &uri);
+    src.client().ok("quit", None);
+    let out = src.wait(Duration::from_secs(10));
+    assert!(out.status.success());
+    dst.client().ok("quit", None);
+    let out = dst.wait(Duration::from_secs(10));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("rvmm: migration received: 2 vCPUs, "),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// The `Seccomp:` field of thread `tid` of `pid` (2: a filter).
+fn seccomp_of(pid: i32, tid: i32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Seccomp:"))
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn a_guest_migrates_with_the_sandbox_on_at_both_ends() {
+    if !kvm_available("migration_sandbox_on") {
+        return;
+    }
+    let mut src = start("mig-sb-src", &["--sandbox", "on"], None);
+    let work = test_dir("mig-sb-sock");
+    let uri = format!("unix:{}", work.join("mig.sock").display());
+    let dst = start("mig-sb-dst", &["--sandbox", "on", "--incoming", &uri], None);
+    // The source's migration thread exists before any `migrate`, filtered.
+    let pid = src.pid();
+    let migration: Vec<i32> = threads(pid)
+        .into_iter()
+        .filter(|&t| comm(pid, t) == "migration")
+        .collect();
+    assert_eq!(migration.len(), 1, "one migration thread");
+    assert_eq!(
+        seccomp_of(pid, migration[0]),
+        "2",
+        "the migration thread is filtered"
+    );
+    // A host name would need the resolver (files, DNS), which the filter does not allow:
+    // refused before anything starts, naming the rule.
+    let named = src
+        .client()
+        .execute("migrate", Some(json!({"uri": "tcp:nowhere.invalid:4444"})));
+    let desc = named["error"]["desc"].as_str().unwrap_or("");
+    assert!(
+        desc.contains(
+            "tcp:nowhere.invalid:4444: under --sandbox on the migration thread does not \
+             resolve host names"
+        ),
+        "{named}"
+    );
+    let dst = migrate_and_check(&mut src, dst, &uri);
+    src.client().ok("quit", None);
+    let out = src.wait(Duration::from_secs(10));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("seccomp"), "{stderr}");
+    dst.client().ok("quit", None);
+    let out = dst.wait(Duration::from_secs(10));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("seccomp"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// Two network namespaces linked by a veth pair, removed on drop.
+struct Netns {
+    a: String,
+    b: String,
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+impl Netns {
+    fn new() -> Result<Netns, String> {
+        let id = std::process::id() % 100_000;
+        let n = Netns {
+            a: format!("rvmm-mig-a-{id}"),
+            b: format!("rvmm-mig-b-{id}"),
+        };
+        let (va, vb) = (format!("rma{id}"), format!("rmb{id}"));
+        ip(&["netns", "add", &n.a])?;
+        ip(&["netns", "add", &n.b])?;
+        ip(&["link", "add", &va, "type", "veth", "peer", "name", &vb])?;
+        ip(&["link", "set", &va, "netns", &n.a])?;
+        ip(&["link", "set", &vb, "netns", &n.b])?;
+        for (ns, dev, addr) in [(&n.a, &va, "10.231.77.1/24"), (&n.b, &vb, "10.231.77.2/24")] {
+            ip(&["-n", ns, "addr", "add", addr, "dev", dev])?;
+            ip(&["-n", ns, "link", "set", dev, "up"])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(n)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = ip(&["netns", "del", &self.a]);
+        let _ = ip(&["netns", "del", &self.b]);
+    }
+}
+
+#[test]
+fn a_guest_migrates_between_network_namespaces_and_back() {
+    const TEST: &str = "migration_netns";
+    if !kvm_available(TEST) {
+        return;
+    }
+    if Command::new("ip").arg("-V").output().is_err() {
+        return skip(TEST, "no `ip` command (iproute2)");
+    }
+    let net = match Netns::new() {
+        Ok(n) => n,
+        Err(e) => return skip(TEST, &format!("cannot make network namespaces: {e}")),
+    };
+    let mut a = start("mig-ns-a", &[], Some(&net.a));
+    let to_b = "tcp:10.231.77.2:4444";
+    let b = start("mig-ns-b", &["--incoming", to_b], Some(&net.b));
+    let mut b = migrate_and_check(&mut a, b, to_b);
+    a.client().ok("quit", None);
+    a.wait(Duration::from_secs(10));
+    // And back, to a new VM in namespace A.
+    let to_a = "tcp:10.231.77.1:4445";
+    let a2 = start("mig-ns-a2", &["--incoming", to_a], Some(&net.a));
+    let a2 = migrate_and_check(&mut b, a2, to_a);
+    b.client().ok("quit", None);
+    b.wait(Duration::from_secs(10));
+    a2.client().ok("quit", None);
+    a2.wait(Duration::from_secs(10));
+    drop(net);
+}
+
+/// Waits until the source printed more counter lines than `seen`.
+fn counts_on(vm: &BackgroundVm, seen: usize, what: &str) {
+    let start = Instant::now();
+    while counters(&vm.lines()).len() <= seen {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{what}: the source stopped counting"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_destination_killed_during_pre_copy_or_a_cancel_leaves_the_source_running_and_it_migrates_after(
+) {
+    if !kvm_available("migration_failures") {
+        return;
+    }
+    let mut src = start("mig-fail-src", &[], None);
+    src.wait_line("PROBE-COUNTER cpu=1");
+    let work = test_dir("mig-fail");
+    let mut c = src.client();
+    // ~100 kB/s: pre-copy of 128 MiB (mostly zero pages) takes seconds.
+    c.ok(
+        "migrate-set-parameters",
+        Some(json!({"max-bandwidth": 100_000})),
+    );
+    assert_eq!(
+        c.ok("query-migrate-parameters", None),
+        json!({"downtime-limit": 300, "max-bandwidth": 100_000})
+    );
+
+    // The destination dies half-way.
+    let uri = format!("unix:{}", work.join("a.sock").display());
+    let mut dst = start("mig-fail-dst", &["--incoming", &uri], None);
+    c.ok("migrate", Some(json!({ "uri": uri })));
+    let busy = c.execute("migrate", Some(json!({ "uri": uri })));
+    assert!(
+        busy["error"]["desc"]
+            .as_str()
+            .unwrap()
+            .contains("a migration is already in progress"),
+        "{busy}"
+    );
+    let start_wait = Instant::now();
+    loop {
+        let info = c.ok("query-migrate", None);
+        if info["status"] == "active" && info["ram"]["transferred"].as_u64() > Some(0) {
+            break;
+        }
+        assert!(
+            start_wait.elapsed() < Duration::from_secs(20),
+            "never active: {info}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: SIGKILL to our own child.
+    unsafe { libc::kill(dst.pid(), libc::SIGKILL) };
+    let info = wait_finished(&mut c);
+    assert_eq!(info["status"], "failed", "{info}");
+    assert!(
+        info["error-desc"].as_str().is_some_and(|d| !d.is_empty()),
+        "{info}"
+    );
+    assert!(!dst.alive());
+    assert_eq!(c.ok("query-status", None)["status"], "running");
+    counts_on(
+        &src,
+        counters(&src.lines()).len(),
+        "after the destination died",
+    );
+
+    // A cancel during pre-copy.
+    let uri = format!("unix:{}", work.join("b.sock").display());
+    let dst = start("mig-cancel-dst", &["--incoming", &uri], None);
+    c.ok("migrate", Some(json!({ "uri": uri })));
+    std::thread::sleep(Duration::from_millis(300));
+    c.ok("migrate_cancel", None);
+    let info = wait_finished(&mut c);
+    assert_eq!(info["status"], "cancelled", "{info}");
+    assert_eq!(c.ok("query-status", None)["status"], "running");
+    counts_on(&src, counters(&src.lines()).len(), "after the cancel");
+    let out = dst.wait(Duration::from_secs(10));
+    let (code, stderr) = failed_cleanly(&out, "the cancelled destination");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("incoming migration failed"), "{stderr}");
+
+    // After both, a migration still works. With a downtime limit of 0, pre-copy ends only
+    // on a round that finds nothing dirty, or at its cap of 30 rounds (the final phase
+    // reads the log once more).
+    let uri = format!("unix:{}", work.join("c.sock").display());
+    let mut dst = start("mig-after-dst", &["--incoming", &uri], None);
+    let out = migrate_cli(
+        &src.socket,
+        &uri,
+        &["--downtime-limit", "0", "--max-bandwidth", "0"],
+    );
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rounds: u64 = said
+        .split(" dirty-log rounds")
+        .next()
+        .and_then(|h| h.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!((2..=31).contains(&rounds), "{said}");
+    assert_eq!(c.ok("query-status", None)["status"], "postmigrate");
+    dst.wait_line("PROBE-COUNTER cpu=1");
+    dst.client().ok("quit", None);
+    let dout = dst.wait(Duration::from_secs(10));
+    assert!(counters(&out_lines(&dout)).iter().all(|&(_, _, ok)| ok));
+
+    c.ok("quit", None);
+    let out = src.wait(Duration::from_secs(10));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("rvmm: warning: migration failed:")
+            && stderr.contains("rvmm: warning: migration cancelled:"),
+        "{stderr}"
+    );
+    assert!(counters(&out_lines(&out)).iter().all(|&(_, _, ok)| ok));
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+#[test]
+fn a_destination_with_a_narrower_cpu_refuses_before_any_page() {
+    if !kvm_available("migration_cpu") {
+        return;
+    }
+    let mut src = start("mig-cpu-src", &["--cpu", "host"], None);
+    src.wait_line("PROBE-COUNTER cpu=1");
+    let work = test_dir("mig-cpu");
+    let uri = format!("unix:{}", work.join("m.sock").display());
+    let dst = start(
+        "mig-cpu-dst",
+        &["--cpu", "qemu64", "--incoming", &uri],
+        None,
+    );
+    let out = migrate_cli(&src.socket, &uri, &[]);
+    let (code, said) = failed_cleanly(&out, "rvmm migrate to a narrower CPU");
+    assert_eq!(code, 1, "{said}");
+    assert!(
+        said.contains("the destination refused the migration: this VM's CPU is narrower than the source's: vCPU 0 needs ")
+            && said.contains("(this VM's --cpu qemu64 lacks them)"),
+        "{said}"
+    );
+    // Named features (what `--cpu host` has beyond qemu64 depends on the host).
+    let named = said
+        .split("vCPU 0 needs ")
+        .nth(1)
+        .and_then(|r| r.split(" (this VM's").next())
+        .unwrap_or("");
+    assert!(
+        !named.is_empty() && named.split(", ").all(|f| !f.is_empty() && !f.contains(' ')),
+        "{said}"
+    );
+    let dout = dst.wait(Duration::from_secs(10));
+    let (code, stderr) = failed_cleanly(&dout, "the refusing destination");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("refused the incoming migration: this VM's CPU is narrower"),
+        "{stderr}"
+    );
+    assert!(dout.stdout.is_empty(), "the destination's guest never ran");
+    let mut c = src.client();
+    let info = c.ok("query-migrate", None);
+    assert_eq!(info["status"], "failed");
+    assert!(info["ram"].is_null(), "no page was sent: {info}");
+    assert_eq!(c.ok("query-status", None)["status"], "running");
+    counts_on(&src, counters(&src.lines()).len(), "after the refusal");
+
+    // Another machine flag is named.
+    let dst = start(
+        "mig-flag-dst",
+        &["--cpu", "host", "--machine", "pit=on", "--incoming", &uri],
+        None,
+    );
+    let out = migrate_cli(&src.socket, &uri, &[]);
+    let (_, said) = failed_cleanly(&out, "rvmm migrate to another --machine");
+    assert!(
+        said.contains("--machine differs: the source has none, this VM has \"pit=on\""),
+        "{said}"
+    );
+    drop(dst);
+    c.ok("quit", None);
+    src.wait(Duration::from_secs(10));
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+#[test]
+fn bad_migration_input_is_refused_with_one_message() {
+    if !kvm_available("migration_bad_input") {
+        return;
+    }
+    let work = test_dir("mig-bad");
+    let qmp: PathBuf = work.join("never.qmp");
+    let run = |extra: &[&str]| {
+        let mut c = rvmm();
+        c.arg("run")
+            .args(MACHINE)
+            .args(extra)
+            .arg("--qmp")
+            .arg(format!("unix:{}", qmp.display()));
+        run_with_timeout(c, Duration::from_secs(30))
+    };
+    let one_line = |out: &Output, what: &str, expect: &str| {
+        let (code, stderr) = failed_cleanly(out, what);
+        assert_eq!(code, 1, "{what}: {stderr}");
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.starts_with("rvmm: warning:"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{what}: one message: {stderr}");
+        assert!(lines[0].contains(expect), "{what}: {stderr}");
+        assert!(out.stdout.is_empty(), "{what}: the guest printed nothing");
+        assert!(!qmp.exists(), "{what}: nothing started");
+    };
+    // A port in use.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let uri = format!("tcp:127.0.0.1:{port}");
+    one_line(
+        &run(&["--incoming", &uri]),
+        "--incoming on a port in use",
+        &format!("--incoming tcp:127.0.0.1:{port}: address in use"),
+    );
+    // Bad URIs.
+    one_line(
+        &run(&["--incoming", "exec:cat"]),
+        "--incoming exec:",
+        "--incoming exec:cat: a migration address is tcp:HOST:PORT or unix:PATH",
+    );
+    one_line(
+        &run(&["--incoming", "tcp:127.0.0.1:0"]),
+        "--incoming port 0",
+        "tcp:127.0.0.1:0: the port must be a number from 1 to 65535",
+    );
+    let out = migrate_cli(&work.join("none.qmp"), "tcp:nowhere", &[]);
+    let (code, said) = failed_cleanly(&out, "rvmm migrate to a bad URI");
+    assert_eq!(code, 1);
+    assert!(
+        said.contains("tcp:nowhere: tcp: needs a host and a port (tcp:HOST:PORT)"),
+        "{said}"
+    );
+    // Nobody listens.
+    drop(taken);
+    let mut src = start("mig-bad-src", &[], None);
+    src.wait_line("PROBE-COUNTER cpu=1");
+    let out = migrate_cli(&src.socket, &uri, &[]);
+    let (code, said) = failed_cleanly(&out, "rvmm migrate to a closed port");
+    assert_eq!(code, 1, "{said}");
+    assert!(
+        said.contains(&format!(
+            "migration to {uri} failed: {uri}: cannot connect:"
+        )) && said.contains("the VM keeps running"),
+        "{said}"
+    );
+    let mut c = src.client();
+    assert_eq!(c.ok("query-status", None)["status"], "running");
+    let bad = c.execute("migrate", Some(json!({"uri": "fd:3"})));
+    assert!(
+        bad["error"]["desc"]
+            .as_str()
+            .unwrap()
+            .contains("fd:3: a migration address is tcp:HOST:PORT or unix:PATH"),
+        "{bad}"
+    );
+    counts_on(&src, counters(&src.lines()).len(), "after the failures");
+    c.ok("quit", None);
+    src.wait(Duration::from_secs(10));
+    let _ = std::fs::remove_dir_all(&work);
+}
