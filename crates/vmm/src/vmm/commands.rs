@@ -186,7 +186,9 @@ impl<'a> Controller<'a> {
                 if was_running {
                     self.emit(Event::Stop);
                 }
-                super::migrate::final_phase(self.vmm, &self.handles, &mut sender)
+                // An eject the guest made is carried out first (as for a snapshot).
+                self.guest_events();
+                super::migrate::final_phase(self.vmm, &self.handles, &self.slots, &mut sender)
             }
         };
         sender.stop_logging();

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::snapshot::{collect, saved_config};
 use super::{Vmm, VmmError};
+use crate::control::commands::cpu_slot::CpuSlots;
 use crate::machine::state::VmState;
 use crate::migration::precopy::Sender;
 use crate::migration::wire::{self, Conn, Hello, HelloVcpu, PageEntry, RamRange};
@@ -43,6 +44,10 @@ pub(super) struct FinalState {
     pub devices: SavedDevices,
     /// The source's CLOCK_REALTIME when it paused, in ns since the epoch.
     pub paused_at_ns: u64,
+    /// How QMP names the vCPUs (ids, QOM paths), as a snapshot keeps them; absent from
+    /// sources older than it, whose hot-added vCPUs the destination names by slot.
+    #[serde(default)]
+    pub cpu_slots: Option<CpuSlots>,
 }
 
 fn realtime_ns() -> u64 {
@@ -223,6 +228,7 @@ fn check_hello(vmm: &Vmm, hello: &Hello) -> Result<(), String> {
 pub(super) fn final_phase(
     vmm: &Vmm,
     handles: &[VcpuHandle],
+    slots: &CpuSlots,
     sender: &mut Sender,
 ) -> Result<(), MigrationError> {
     let paused_at_ns = realtime_ns();
@@ -233,6 +239,7 @@ pub(super) fn final_phase(
         vm: parts.vm,
         devices: parts.devices,
         paused_at_ns,
+        cpu_slots: Some(slots.clone()),
     };
     let body = serde_json::to_vec(&state).unwrap_or_default();
     // write(2) and recvfrom(2) on the open stream are in this thread's filter; the DONE
@@ -372,9 +379,16 @@ impl Vmm {
                 let delta = realtime_ns().saturating_sub(state.paused_at_ns);
                 advance_time(&mut state, delta);
                 self.check_xsave(&state.vcpus).map_err(|e| e.to_string())?;
+                if let Some(slots) = &state.cpu_slots {
+                    let present: Vec<u32> = state.vcpus.iter().map(|v| v.state.index).collect();
+                    slots.check_present(&present)?;
+                }
                 let warnings = self
                     .restore_machine(&state.vcpus, &state.vm, &state.devices)
                     .map_err(|e| e.to_string())?;
+                if let Some(slots) = state.cpu_slots.take() {
+                    self.restored_slots = Some(slots);
+                }
                 Ok((state.vcpus.len(), delta, warnings))
             });
         let (vcpus, delta, warnings) = match restored {
@@ -485,6 +499,7 @@ mod tests {
             }))
             .unwrap(),
             paused_at_ns: 0,
+            cpu_slots: None,
         };
         // 1.5 ms at 2 GHz: 3 000 000 TSC ticks; kvmclock by 1 500 000 ns.
         advance_time(&mut state, 1_500_000);
