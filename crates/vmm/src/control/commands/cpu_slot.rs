@@ -202,3 +202,47 @@ pub(crate) fn guest_ost(vm: &mut dyn VmView, slot: u32, event: u32, status: u32)
         status,
     }));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restored_slots_without_ids_name_hot_added_vcpus_by_slot() {
+        let slots = CpuSlots::restored(&[0, 2], 1);
+        let cpus: Vec<_> = slots.iter().cloned().collect();
+        assert_eq!(
+            cpus,
+            [
+                PluggedCpu {
+                    index: 0,
+                    id: None,
+                    qom_path: qom_path(0),
+                    hotplugged: false,
+                },
+                PluggedCpu {
+                    index: 2,
+                    id: None,
+                    qom_path: qom_path(2),
+                    hotplugged: true,
+                },
+            ]
+        );
+        assert_eq!(
+            slots.find("/machine/unattached/device[2]").map(|c| c.index),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn saved_slots_must_be_those_of_the_saved_vcpus() {
+        let mut slots = CpuSlots::boot(1);
+        slots.plug(2, Some("cpu2".into()));
+        assert_eq!(slots.check_present(&[2, 0]), Ok(()));
+        assert_eq!(
+            slots.check_present(&[0, 1]),
+            Err("the saved vCPU slots [0, 2] are not those of the saved vCPUs [0, 1]".into())
+        );
+        assert!(slots.check_present(&[0, 2, 2]).is_err());
+    }
+}
