@@ -68,6 +68,19 @@ fn restore(dir: &Path, extra: &[&str], qmp: &Path) -> Output {
     run_with_timeout(c, Duration::from_secs(30))
 }
 
+/// `rvmm run --restore SNAP` in the background, with a QMP socket in a test directory
+/// named `dir`.
+fn spawn_restored(snap: &Path, dir: &str) -> BackgroundVm {
+    let rdir = test_dir(dir);
+    let socket = rdir.join("vm.qmp");
+    let mut cmd = rvmm();
+    cmd.args(["run", "--restore"])
+        .arg(snap)
+        .arg("--qmp")
+        .arg(format!("unix:{}", socket.display()));
+    BackgroundVm::spawn(cmd, rdir, socket)
+}
+
 /// Runs `--restore` that must fail: exit 1, one line on stderr containing `expect`, no
 /// socket, no guest output.
 fn refused(dir: &Path, extra: &[&str], expect: &str, what: &str) {
@@ -140,14 +153,7 @@ fn a_counting_guest_goes_on_after_snapshot_and_restore_and_bad_snapshots_are_ref
     assert!(state.starts_with("{\"format\":\"rvmm-snapshot\",\"version\":1,\"crc32\":\""));
 
     // Restore and let it count for a while.
-    let rdir = test_dir("snapshot-restored");
-    let socket = rdir.join("vm.qmp");
-    let mut cmd = rvmm();
-    cmd.args(["run", "--restore"])
-        .arg(&snap)
-        .arg("--qmp")
-        .arg(format!("unix:{}", socket.display()));
-    let mut restored = BackgroundVm::spawn(cmd, rdir, socket);
+    let mut restored = spawn_restored(&snap, "snapshot-restored");
     restored.wait_line("PROBE-COUNTER cpu=1");
     // Reports come every 20 rounds (~200 ms idle, ~0.5 s with the 2 host cores loaded): wait
     // for a few so that every vCPU reports at least twice.
@@ -298,14 +304,7 @@ fn a_guest_using_a_disk_goes_on_after_snapshot_and_restore() {
         "state.json has the disk's transport and queue"
     );
 
-    let rdir = test_dir("snapshot-vblk-restored");
-    let socket = rdir.join("vm.qmp");
-    let mut cmd = rvmm();
-    cmd.args(["run", "--restore"])
-        .arg(&snap)
-        .arg("--qmp")
-        .arg(format!("unix:{}", socket.display()));
-    let mut restored = BackgroundVm::spawn(cmd, rdir, socket);
+    let mut restored = spawn_restored(&snap, "snapshot-vblk-restored");
     restored.wait_line(&format!("PROBE-VLOOP n={} ", last_before + 16));
     restored.client().ok("quit", None);
     let after_out = restored.wait(Duration::from_secs(10));
@@ -423,14 +422,7 @@ fn a_balloon_keeps_its_target_and_queues_across_snapshot_and_restore() {
     c.ok("quit", None);
     vm.wait(Duration::from_secs(10));
 
-    let rdir = test_dir("snapshot-vballoon-restored");
-    let socket = rdir.join("vm.qmp");
-    let mut cmd = rvmm();
-    cmd.args(["run", "--restore"])
-        .arg(&snap)
-        .arg("--qmp")
-        .arg(format!("unix:{}", socket.display()));
-    let mut restored = BackgroundVm::spawn(cmd, rdir, socket);
+    let mut restored = spawn_restored(&snap, "snapshot-vballoon-restored");
     let mut c = restored.client();
     assert_eq!(
         c.ok("query-balloon", None)["actual"].as_u64(),
@@ -496,14 +488,7 @@ fn a_hot_added_vcpu_is_saved_and_restored() {
     c.ok("quit", None);
     vm.wait(Duration::from_secs(10));
 
-    let rdir = test_dir("snapshot-hotplug-restored");
-    let socket = rdir.join("vm.qmp");
-    let mut cmd = rvmm();
-    cmd.args(["run", "--restore"])
-        .arg(&snap)
-        .arg("--qmp")
-        .arg(format!("unix:{}", socket.display()));
-    let mut restored = BackgroundVm::spawn(cmd, rdir, socket);
+    let mut restored = spawn_restored(&snap, "snapshot-hotplug-restored");
     restored.wait_line("PROBE-COUNTER cpu=0");
     let cpus = restored.client().ok("query-cpus-fast", None);
     assert_eq!(cpus.as_array().unwrap().len(), 2, "{cpus}");
@@ -628,14 +613,7 @@ fn a_hot_added_vcpu_after_a_gap_comes_back_in_its_slot_with_its_id() {
         "the id is saved"
     );
 
-    let rdir = test_dir("snapshot-hotplug-gap-restored");
-    let socket = rdir.join("vm.qmp");
-    let mut cmd = rvmm();
-    cmd.args(["run", "--restore"])
-        .arg(&snap)
-        .arg("--qmp")
-        .arg(format!("unix:{}", socket.display()));
-    let mut restored = BackgroundVm::spawn(cmd, rdir, socket);
+    let mut restored = spawn_restored(&snap, "snapshot-hotplug-gap-restored");
     restored.wait_line("PROBE-COUNTER cpu=0");
     let mut c = restored.client();
     assert_eq!(c.ok("query-hotpluggable-cpus", None), slots);
@@ -705,14 +683,7 @@ fn a_restored_hot_added_vcpu_can_be_unplugged_by_its_id() {
     c.ok("quit", None);
     vm.wait(Duration::from_secs(10));
 
-    let rdir = test_dir("snapshot-hotplug-unplug-restored");
-    let socket = rdir.join("vm.qmp");
-    let mut cmd = rvmm();
-    cmd.args(["run", "--restore"])
-        .arg(&snap)
-        .arg("--qmp")
-        .arg(format!("unix:{}", socket.display()));
-    let mut restored = BackgroundVm::spawn(cmd, rdir, socket);
+    let mut restored = spawn_restored(&snap, "snapshot-hotplug-unplug-restored");
     let mut c = restored.client();
     c.ok("device_del", Some(serde_json::json!({"id": "cpu2"})));
     let deleted = loop {
@@ -772,14 +743,7 @@ fn a_boot_vcpu_ejected_before_the_snapshot_stays_out_and_can_be_plugged_again() 
     c.ok("quit", None);
     vm.wait(Duration::from_secs(10));
 
-    let rdir = test_dir("snapshot-boot-ejected-restored");
-    let socket = rdir.join("vm.qmp");
-    let mut cmd = rvmm();
-    cmd.args(["run", "--restore"])
-        .arg(&snap)
-        .arg("--qmp")
-        .arg(format!("unix:{}", socket.display()));
-    let mut restored = BackgroundVm::spawn(cmd, rdir, socket);
+    let mut restored = spawn_restored(&snap, "snapshot-boot-ejected-restored");
     let mut c = restored.client();
     assert_eq!(c.ok("query-hotpluggable-cpus", None), slots);
     let cpus = cpus_fast(&mut c);
