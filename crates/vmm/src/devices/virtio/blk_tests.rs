@@ -1,4 +1,4 @@
-//! virtio-blk against a real GuestMemoryMmap and a real image file: requests built by hand in
+//! virtio-blk against a real GuestMem and a real image file: requests built by hand in
 //! guest memory, good and hostile.
 
 use super::*;
@@ -17,7 +17,7 @@ const NEXT: u16 = 1;
 const WRITE: u16 = 2;
 
 struct Harness {
-    mem: GuestMemoryMmap,
+    mem: GuestMem,
     queue: Queue,
     block: Block,
     path: PathBuf,
@@ -62,7 +62,7 @@ fn harness_with(name: &str, readonly: bool, cache: Cache, sectors: u64, fill: u8
         serial: Some("SER-42".into()),
     })
     .unwrap();
-    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
+    let mem = GuestMem::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
     let mut queue = Queue::new(16).unwrap();
     queue.set_size(16);
     queue.set_desc_table_address(Some(DESC as u32), Some(0));
@@ -323,7 +323,7 @@ fn random_register_writes_never_panic() {
         serial: None,
     })
     .unwrap();
-    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
+    let mem = GuestMem::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
     let mut t = MmioTransport::new(Box::new(block), mem.clone());
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = || {
