@@ -3,15 +3,17 @@
 //!
 //! Source: [`hello`] describes the VM (its flags, every present vCPU's CPUID table, the RAM
 //! ranges) for the destination's checks; once pre-copy is done the emulator thread parks
-//! every vCPU and runs [`final_phase`]: the last dirty pages, then the machine state
-//! (`snapshot::collect`) with the source's CLOCK_REALTIME at the pause, then it waits for
-//! the destination's DONE.
+//! every vCPU and runs [`final_phase`]: the virtio devices quiesced (`snapshot::collect`),
+//! the last dirty pages (KVM's and the VMM's own), the disks flushed and unlocked, then the
+//! machine state with the source's CLOCK_REALTIME at the pause, then it waits for the
+//! destination's DONE (on a failure the disks are locked again and the devices resume).
 //!
 //! Destination (`rvmm run --incoming`): [`Vmm::receive_incoming`] runs after the VM is built
 //! and before any vCPU runs. It accepts one connection, checks the HELLO before any page
 //! (same RAM layout, same machine flags, every CPU feature of each source vCPU in this
 //! VM's own table for the slot) and answers ACCEPT or REFUSE, writes the pages into guest
-//! RAM, restores the machine (`restore_machine`) with kvmclock and every vCPU's IA32_TSC
+//! RAM, takes its disks' locks (it opened them unlocked, the source held them), restores
+//! the machine (`restore_machine`, virtio devices included) with kvmclock and every vCPU's IA32_TSC
 //! moved on by the real time since the source paused (the guest sees the downtime, as on
 //! real hardware; a snapshot restore does not do this), and answers DONE.
 
