@@ -6,7 +6,8 @@
 //! cancelled migration (the source keeps running and counting, `query-migrate` says why);
 //! a destination with a narrower CPU refuses before any page, naming the features; and
 //! the bad inputs (`--incoming` port in use, a bad URI, `migrate` to a port nobody
-//! listens on).
+//! listens on). virtio: a guest using a virtio-blk disk (probe `virtio=loop`) and an
+//! inflated balloon migrate and go on at the destination.
 //!
 //! Both ends run with the default sandbox (`--sandbox on`): the source's `migration`
 //! thread has a filter of its own (docs/security.md); one test also gives `--sandbox on`
@@ -748,6 +749,74 @@ fn a_guest_using_a_disk_migrates_over_a_unix_socket_and_goes_on() {
     assert!(
         on_disk >= last_after && on_disk < last_after + 8,
         "the disk holds counter {on_disk}, the guest reported {last_after} last"
+    );
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// A balloon inflated on the source migrates: the destination's `actual` is the
+/// source's, and a lower target there is deflated through the migrated queues, the pages
+/// reading zero.
+#[test]
+fn an_inflated_balloon_migrates_and_deflates_on_the_destination() {
+    if !kvm_available("migration_virtio_balloon") {
+        return;
+    }
+    const RAM: u64 = 256 << 20;
+    let machine = [
+        "-m",
+        "256M",
+        "--balloon",
+        "--append",
+        "mode=virtio balloon.wait=300",
+        "--raw",
+    ];
+    let mut src = BackgroundVm::start("mig-vballoon-src", &machine);
+    src.wait_line("PROBE-VIRTIO dev=0 id=5");
+    let mut c = src.client();
+    c.ok("balloon", Some(json!({ "value": RAM - (64 << 20) })));
+    src.wait_line("PROBE-VIRTIO dev=0 balloon inflated=16384");
+    let work = test_dir("mig-vballoon");
+    let uri = format!("unix:{}", work.join("mig.sock").display());
+    let mut dst_args = machine.to_vec();
+    dst_args.extend(["--incoming", &uri]);
+    let mut dst = BackgroundVm::start("mig-vballoon-dst", &dst_args);
+    let out = migrate_cli(&src.socket, &uri, &[]);
+    assert!(
+        out.status.success(),
+        "rvmm migrate: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(c.ok("query-status", None)["status"], "postmigrate");
+    let mut d = dst.client();
+    // DONE reaches the source just before the destination's vCPUs start.
+    let start = Instant::now();
+    while d.ok("query-status", None)["status"] != "running" {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the destination does not run"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        d.ok("query-balloon", None)["actual"].as_u64(),
+        Some(RAM - (64 << 20)),
+        "the driver's actual came over"
+    );
+    d.ok("balloon", Some(json!({ "value": RAM - (32 << 20) })));
+    dst.wait_line("PROBE-VIRTIO dev=0 balloon deflated=");
+    assert_eq!(
+        d.ok("query-balloon", None)["actual"].as_u64(),
+        Some(RAM - (32 << 20))
+    );
+    c.ok("quit", None);
+    src.wait(Duration::from_secs(10));
+    d.ok("quit", None);
+    let out = dst.wait(Duration::from_secs(10));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("PROBE-VIRTIO dev=0 balloon deflated=8192 zero=yes"),
+        "{text}"
     );
     let _ = std::fs::remove_dir_all(&work);
 }
