@@ -312,7 +312,13 @@ pub(crate) fn run(args: RunArgs, on_started: Option<Box<dyn FnOnce()>>) -> Resul
     vmm::sandbox::init(args.sandbox.into())?;
     let is_probe = matches!(config.boot, BootSource::Probe { .. });
     if !is_probe {
-        let mut vmm = Vmm::build(config, BuildOptions::default())?;
+        let mut vmm = Vmm::build(
+            config,
+            BuildOptions {
+                incoming: incoming.is_some(),
+                ..BuildOptions::default()
+            },
+        )?;
         print_build_warnings(&vmm);
         if let Some(l) = incoming {
             vmm.set_incoming(l);
@@ -333,6 +339,7 @@ pub(crate) fn run(args: RunArgs, on_started: Option<Box<dyn FnOnce()>>) -> Resul
         config,
         BuildOptions {
             serial: SerialOutput::To(capture.sink()),
+            incoming: incoming.is_some(),
         },
     )?;
     print_build_warnings(&vmm);

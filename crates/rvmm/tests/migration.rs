@@ -6,7 +6,8 @@
 //! cancelled migration (the source keeps running and counting, `query-migrate` says why);
 //! a destination with a narrower CPU refuses before any page, naming the features; and
 //! the bad inputs (`--incoming` port in use, a bad URI, `migrate` to a port nobody
-//! listens on).
+//! listens on). virtio: a guest using a virtio-blk disk (probe `virtio=loop`) and an
+//! inflated balloon migrate and go on at the destination.
 //!
 //! Both ends run with the default sandbox (`--sandbox on`): the source's `migration`
 //! thread has a filter of its own (docs/security.md); one test also gives `--sandbox on`
@@ -701,6 +702,194 @@ fn a_hot_added_vcpu_after_a_gap_migrates_in_its_slot_with_its_id() {
     assert!(
         stderr.contains("rvmm: migration received: 2 vCPUs, "),
         "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// `PROBE-VLOOP n=N ok|bad` lines (probe `virtio=loop`): (n, ok); a line with no status
+/// word (cut by the migration) is skipped.
+fn vloop(lines: &[String]) -> Vec<(u64, bool)> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let (n, status) = l.strip_prefix("PROBE-VLOOP n=")?.split_once(' ')?;
+            let ok = match status.trim() {
+                "ok" => true,
+                "bad" => false,
+                _ => return None,
+            };
+            Some((n.parse().ok()?, ok))
+        })
+        .collect()
+}
+
+/// The probe's `virtio=loop` sector and what it holds for counter `n` (virtio.c).
+const LOOP_SECTOR: u64 = 16;
+
+/// The counter the disk image holds in the loop's sector, checked against its pattern.
+fn disk_counter(disk: &Path) -> u64 {
+    let image = std::fs::read(disk).unwrap();
+    let at = (LOOP_SECTOR * 512) as usize;
+    let sector = &image[at..at + 512];
+    let n = u64::from_le_bytes(sector[..8].try_into().unwrap());
+    let mut want = n.to_le_bytes().to_vec();
+    want.extend((8u64..512).map(|i| (n * 13 + i * 7 + (i >> 5)) as u8));
+    assert_eq!(
+        sector,
+        &want[..],
+        "sector {LOOP_SECTOR} holds counter {n}'s pattern"
+    );
+    n
+}
+
+/// A guest that keeps writing and reading back a virtio-blk sector (probe `virtio=loop`)
+/// migrates over a unix socket on this host: the destination
+/// opens the same image while the source holds its lock (it locks it only when the
+/// migration completes), the guest's counter goes on from the source's with every request
+/// answered right (the rings, the device state and the pages the disk thread wrote came
+/// over), the image holds the latest counter, the source is postmigrate, and the
+/// destination holds the disk's lock (a third VM on it is refused).
+#[test]
+fn a_guest_using_a_disk_migrates_over_a_unix_socket_and_goes_on() {
+    if !kvm_available("migration_virtio_blk") {
+        return;
+    }
+    let work = test_dir("mig-vblk");
+    let disk = work.join("disk.img");
+    std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
+    let disk_arg = format!("path={}", disk.display());
+    let machine = [
+        "--append",
+        "mode=virtio virtio=loop",
+        "--raw",
+        "--disk",
+        &disk_arg,
+    ];
+    let mut src = BackgroundVm::start("mig-vblk-src", &machine);
+    src.wait_line("PROBE-VLOOP n=8 ");
+    let uri = format!("unix:{}", work.join("mig.sock").display());
+    let mut dst_args = machine.to_vec();
+    dst_args.extend(["--incoming", &uri]);
+    let mut dst = BackgroundVm::start("mig-vblk-dst", &dst_args);
+    assert_eq!(
+        dst.client().ok("query-status", None)["status"],
+        "inmigrate",
+        "the destination waits, its disk open beside the source's"
+    );
+    let out = migrate_cli(&src.socket, &uri, &[]);
+    assert!(
+        out.status.success(),
+        "rvmm migrate: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut c = src.client();
+    assert_eq!(c.ok("query-status", None)["status"], "postmigrate");
+    let info = c.ok("query-migrate", None);
+    assert_eq!(info["status"], "completed", "{info}");
+    let before = vloop(&src.lines());
+    assert!(before.iter().all(|&(_, ok)| ok), "source: {before:?}");
+    let last_before = before.last().unwrap().0;
+    dst.wait_line(&format!("PROBE-VLOOP n={} ", last_before + 16));
+    assert_eq!(dst.client().ok("query-status", None)["status"], "running");
+
+    // The source let the disk go, the destination has it.
+    c.ok("quit", None);
+    let out = src.wait(Duration::from_secs(10));
+    assert!(out.status.success());
+    let mut third = rvmm();
+    third.arg("run").args(machine);
+    let out = run_with_timeout(third, Duration::from_secs(30));
+    let (_, said) = failed_cleanly(&out, "a third VM on the migrated disk");
+    assert!(
+        said.contains("the image is locked by another process"),
+        "{said}"
+    );
+
+    dst.client().ok("quit", None);
+    let out = dst.wait(Duration::from_secs(10));
+    let after = vloop(&out_lines(&out));
+    assert!(after.iter().all(|&(_, ok)| ok), "destination: {after:?}");
+    let first_after = after[0].0;
+    // Reports come every 4 rounds; the one in flight at the pause may be cut in two.
+    assert!(
+        first_after > last_before && first_after <= last_before + 8,
+        "{last_before} last on the source, {first_after} first on the destination (a reset \
+         or a jump)"
+    );
+    let last_after = after.last().unwrap().0;
+    let on_disk = disk_counter(&disk);
+    assert!(
+        on_disk >= last_after && on_disk < last_after + 8,
+        "the disk holds counter {on_disk}, the guest reported {last_after} last"
+    );
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// A balloon inflated on the source migrates: the destination's `actual` is the
+/// source's, and a lower target there is deflated through the migrated queues, the pages
+/// reading zero.
+#[test]
+fn an_inflated_balloon_migrates_and_deflates_on_the_destination() {
+    if !kvm_available("migration_virtio_balloon") {
+        return;
+    }
+    const RAM: u64 = 256 << 20;
+    let machine = [
+        "-m",
+        "256M",
+        "--balloon",
+        "--append",
+        "mode=virtio balloon.wait=300",
+        "--raw",
+    ];
+    let mut src = BackgroundVm::start("mig-vballoon-src", &machine);
+    src.wait_line("PROBE-VIRTIO dev=0 id=5");
+    let mut c = src.client();
+    c.ok("balloon", Some(json!({ "value": RAM - (64 << 20) })));
+    src.wait_line("PROBE-VIRTIO dev=0 balloon inflated=16384");
+    let work = test_dir("mig-vballoon");
+    let uri = format!("unix:{}", work.join("mig.sock").display());
+    let mut dst_args = machine.to_vec();
+    dst_args.extend(["--incoming", &uri]);
+    let mut dst = BackgroundVm::start("mig-vballoon-dst", &dst_args);
+    let out = migrate_cli(&src.socket, &uri, &[]);
+    assert!(
+        out.status.success(),
+        "rvmm migrate: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(c.ok("query-status", None)["status"], "postmigrate");
+    let mut d = dst.client();
+    // DONE reaches the source just before the destination's vCPUs start.
+    let start = Instant::now();
+    while d.ok("query-status", None)["status"] != "running" {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the destination does not run"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        d.ok("query-balloon", None)["actual"].as_u64(),
+        Some(RAM - (64 << 20)),
+        "the driver's actual came over"
+    );
+    d.ok("balloon", Some(json!({ "value": RAM - (32 << 20) })));
+    dst.wait_line("PROBE-VIRTIO dev=0 balloon deflated=");
+    assert_eq!(
+        d.ok("query-balloon", None)["actual"].as_u64(),
+        Some(RAM - (32 << 20))
+    );
+    c.ok("quit", None);
+    src.wait(Duration::from_secs(10));
+    d.ok("quit", None);
+    let out = dst.wait(Duration::from_secs(10));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("PROBE-VIRTIO dev=0 balloon deflated=8192 zero=yes"),
+        "{text}"
     );
     let _ = std::fs::remove_dir_all(&work);
 }

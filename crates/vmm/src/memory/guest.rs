@@ -20,6 +20,7 @@
 use std::io;
 
 use thiserror::Error;
+use vm_memory::bitmap::AtomicBitmap;
 use vm_memory::mmap::MmapRegionBuilder;
 use vm_memory::{
     ByteValued, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryError, GuestMemoryMmap,
@@ -30,6 +31,20 @@ use vm_memory::{
 use super::backing::{self, BackingError, BackingPlan, HostMapping};
 use super::layout::{ram_ranges, RamRange};
 use super::prealloc::PreallocEvent;
+
+/// Guest RAM as the devices see it: `vm-memory`'s regions with a dirty bitmap (one bit per
+/// 4 KiB page) that every write through `vm-memory` marks (`write_slice`, `write_obj`,
+/// `store`, reads from files into a slice, virtio-queue's used ring). KVM's dirty log sees
+/// only the guest's own writes; live migration ORs this one in for the VMM's
+/// ([`GuestRam::take_vmm_dirty`]).
+pub type GuestMem = GuestMemoryMmap<AtomicBitmap>;
+/// A volatile view of guest RAM whose writes mark the dirty bitmap.
+pub type GuestSlice<'a> = VolatileSlice<'a, vm_memory::bitmap::BS<'a, AtomicBitmap>>;
+/// One region of [`GuestMem`].
+pub type GuestRegion = GuestRegionMmap<AtomicBitmap>;
+
+/// The dirty bitmap's page size.
+const DIRTY_PAGE: usize = 4096;
 
 /// Why guest RAM could not be mapped or accessed.
 #[derive(Debug, Error)]
@@ -98,7 +113,7 @@ pub enum MemoryError {
 pub struct GuestRam {
     /// The regions, which do not own their memory (declared before `backing`, so they go
     /// first on drop).
-    memory: GuestMemoryMmap,
+    memory: GuestMem,
     /// Owns the host mapping the regions point into; unmaps it on drop.
     backing: HostMapping,
 }
@@ -131,14 +146,23 @@ impl GuestRam {
             regions.push(region_over(&backing, offset, range)?);
             offset += range.size;
         }
-        let memory = GuestMemoryMmap::from_regions(regions)?;
+        let memory = GuestMem::from_regions(regions)?;
         Ok((GuestRam { memory, backing }, warnings))
     }
 
     /// The `vm-memory` view of guest RAM, for code written against its traits (linux-loader,
     /// virtio queues).
-    pub fn memory(&self) -> &GuestMemoryMmap {
+    pub fn memory(&self) -> &GuestMem {
         &self.memory
+    }
+
+    /// The pages the VMM wrote (devices, loaders, incoming pages) in the RAM range starting
+    /// at guest address `base` since the last call, as a KVM-style dirty bitmap (bit `i` of
+    /// word `w` is page `64 w + i` of the range), and clears them; `None` when no range
+    /// starts there.
+    pub fn take_vmm_dirty(&self, base: u64) -> Option<Vec<u64>> {
+        let region = self.memory.iter().find(|r| r.start_addr().0 == base)?;
+        Some(vm_memory::MmapRegion::bitmap(region).get_and_reset())
     }
 
     /// The host address of guest RAM offset 0 (RAM counted without the MMIO gap).
@@ -180,7 +204,7 @@ impl GuestRam {
     }
 
     /// A volatile view of `[addr, addr + len)`, which must lie within one RAM range.
-    pub fn slice(&self, addr: u64, len: u64) -> Result<VolatileSlice<'_>, MemoryError> {
+    pub fn slice(&self, addr: u64, len: u64) -> Result<GuestSlice<'_>, MemoryError> {
         self.check(addr, len)?;
         self.memory
             .get_slice(GuestAddress(addr), len as usize)
@@ -262,7 +286,7 @@ fn region_over(
     backing: &HostMapping,
     offset: u64,
     range: RamRange,
-) -> Result<GuestRegionMmap, MemoryError> {
+) -> Result<GuestRegion, MemoryError> {
     assert!(
         offset + range.size <= backing.size(),
         "RAM ranges add up to the mapping's size"
@@ -274,7 +298,11 @@ fn region_over(
     };
     // SAFETY: `offset` is inside the mapping (asserted above: the ranges add up to its size).
     let host = unsafe { backing.as_ptr().add(offset as usize) };
-    let builder = MmapRegionBuilder::new(range.size as usize)
+    let bitmap = AtomicBitmap::new(
+        range.size as usize,
+        std::num::NonZeroUsize::new(DIRTY_PAGE).unwrap_or(std::num::NonZeroUsize::MIN),
+    );
+    let builder = MmapRegionBuilder::new_with_bitmap(range.size as usize, bitmap)
         .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
         .with_mmap_flags(backing.flags())
         .with_hugetlbfs(backing.is_hugetlb());
@@ -388,6 +416,28 @@ mod tests {
         }
         assert_eq!(ram.read_obj::<u64>(0x3000).unwrap(), 999);
         assert_eq!(ram.read_obj::<u64>(0x3008).unwrap(), 999);
+    }
+
+    #[test]
+    fn vmm_writes_mark_their_pages_dirty() {
+        use super::super::layout::MMIO_GAP_END;
+        let ram = GuestRam::new((3 << 30) + (8 << 20)).unwrap();
+        assert!(ram.take_vmm_dirty(0).unwrap().iter().all(|&w| w == 0));
+        // A device's write through the vm-memory view (write_obj: a used ring's element or
+        // a status byte), a read from a file into guest RAM (a block read), a write across
+        // a page boundary.
+        ram.memory().write_obj(7u32, GuestAddress(0x5004)).unwrap();
+        ram.read_from(0x9000, &mut [1u8; 16].as_slice(), 16)
+            .unwrap();
+        ram.write(0xcffe, &[1, 2, 3, 4]).unwrap();
+        ram.write(MMIO_GAP_END + 0x2000, b"x").unwrap();
+        let map = ram.take_vmm_dirty(0).unwrap();
+        assert_eq!(map[0], (1 << 5) | (1 << 9) | (1 << 0xc) | (1 << 0xd));
+        assert!(map[1..].iter().all(|&w| w == 0));
+        assert_eq!(ram.take_vmm_dirty(MMIO_GAP_END).unwrap()[0], 1 << 2);
+        // Taken means cleared.
+        assert!(ram.take_vmm_dirty(0).unwrap().iter().all(|&w| w == 0));
+        assert_eq!(ram.take_vmm_dirty(0x1000), None);
     }
 
     #[test]

@@ -37,6 +37,13 @@ pub enum MigrationError {
     Refused(String),
     #[error("cancelled by migrate_cancel")]
     Cancelled,
+    /// The final phase failed after the source handed its disks over, and it could not
+    /// lock them again: it stays paused rather than risk a second writer.
+    #[error(
+        "{failure}; the source handed its disks over and cannot lock them again ({lock}): \
+         it stays paused"
+    )]
+    DisksNotBack { failure: String, lock: String },
 }
 
 /// Where a migration goes (`migrate`) or comes from (`--incoming`).

@@ -177,6 +177,10 @@ impl Sender {
     fn send_all(&mut self) -> Result<(), MigrationError> {
         let mut batch = Batch::default();
         let slots: Vec<_> = self.log.slots().to_vec();
+        // What the VMM wrote before this pass is in it.
+        for s in &slots {
+            let _ = self.ram.take_vmm_dirty(s.guest_addr);
+        }
         for s in &slots {
             for p in 0..s.size / PAGE as u64 {
                 self.stats.remaining = self.stats.total.saturating_sub((p + 1) * PAGE as u64);
@@ -206,15 +210,25 @@ impl Sender {
         self.flush(&mut batch, throttle)
     }
 
-    /// Reads (and clears) every slot's dirty log: the bitmaps and how many pages are set.
+    /// Reads (and clears) every slot's dirty log, ORed with the pages the VMM itself wrote
+    /// meanwhile (the devices' threads: used rings, read blocks, discarded balloon pages,
+    /// which KVM does not see): the bitmaps and how many pages are set.
     fn fetch_dirty(&mut self) -> Result<(Vec<Vec<u64>>, u64), MigrationError> {
         let mut maps = Vec::new();
         let mut count = 0;
         for s in self.log.slots() {
-            let map = self
+            let mut map = self
                 .log
                 .fetch(s)
                 .map_err(|e| MigrationError::Protocol(e.to_string()))?;
+            if let Some(vmm) = self.ram.take_vmm_dirty(s.guest_addr) {
+                if map.len() < vmm.len() {
+                    map.resize(vmm.len(), 0);
+                }
+                for (w, v) in map.iter_mut().zip(vmm) {
+                    *w |= v;
+                }
+            }
             count += map.iter().map(|w| u64::from(w.count_ones())).sum::<u64>();
             maps.push(map);
         }

@@ -123,6 +123,8 @@ const MAIN: &[i64] = &[
     libc::SYS_ftruncate,
     // Pinning (vcpupin, emulatorpin) and thread placement.
     libc::SYS_sched_setaffinity,
+    // A migration's final phase flushes the disks before it hands them over.
+    libc::SYS_fdatasync,
     // Closing client connections at shutdown.
     libc::SYS_shutdown,
     libc::SYS_sendto,
@@ -395,6 +397,11 @@ pub fn rules(role: Role) -> Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
         Role::Main => {
             rules.insert(libc::SYS_ioctl, ioctl_rules()?);
             thread_rules(&mut rules)?;
+            // A migration's disk locks: released by the source's final phase, taken by
+            // the destination's (OFD locks, docs/migration.md).
+            if let Some(fcntl) = rules.get_mut(&libc::SYS_fcntl) {
+                fcntl.extend(one_of(1, &[libc::F_OFD_SETLK as u64])?);
+            }
         }
         Role::Vcpu => {
             rules.insert(libc::SYS_ioctl, vcpu_ioctl_rules()?);

@@ -209,7 +209,7 @@ impl<'a> Controller<'a> {
             }
             Err(e) => {
                 sender.conn.shutdown();
-                if was_running {
+                if was_running && !matches!(e, MigrationError::DisksNotBack { .. }) {
                     self.resume();
                     self.emit(Event::Resume);
                 }

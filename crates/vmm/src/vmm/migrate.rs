@@ -3,15 +3,17 @@
 //!
 //! Source: [`hello`] describes the VM (its flags, every present vCPU's CPUID table, the RAM
 //! ranges) for the destination's checks; once pre-copy is done the emulator thread parks
-//! every vCPU and runs [`final_phase`]: the last dirty pages, then the machine state
-//! (`snapshot::collect`) with the source's CLOCK_REALTIME at the pause, then it waits for
-//! the destination's DONE.
+//! every vCPU and runs [`final_phase`]: the virtio devices quiesced (`snapshot::collect`),
+//! the last dirty pages (KVM's and the VMM's own), the disks flushed and unlocked, then the
+//! machine state with the source's CLOCK_REALTIME at the pause, then it waits for the
+//! destination's DONE (on a failure the disks are locked again and the devices resume).
 //!
 //! Destination (`rvmm run --incoming`): [`Vmm::receive_incoming`] runs after the VM is built
 //! and before any vCPU runs. It accepts one connection, checks the HELLO before any page
 //! (same RAM layout, same machine flags, every CPU feature of each source vCPU in this
 //! VM's own table for the slot) and answers ACCEPT or REFUSE, writes the pages into guest
-//! RAM, restores the machine (`restore_machine`) with kvmclock and every vCPU's IA32_TSC
+//! RAM, takes its disks' locks (it opened them unlocked, the source held them), restores
+//! the machine (`restore_machine`, virtio devices included) with kvmclock and every vCPU's IA32_TSC
 //! moved on by the real time since the source paused (the guest sees the downtime, as on
 //! real hardware; a snapshot restore does not do this), and answers DONE.
 
@@ -20,9 +22,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::snapshot::{collect, saved_config};
+use super::snapshot::{collect, resume_devices, saved_config};
 use super::{Vmm, VmmError};
 use crate::control::commands::cpu_slot::CpuSlots;
+use crate::devices::virtio::VirtioHandle;
 use crate::machine::state::VmState;
 use crate::migration::precopy::Sender;
 use crate::migration::wire::{self, Conn, Hello, HelloVcpu, PageEntry, RamRange};
@@ -67,21 +70,53 @@ fn ram_ranges(vmm: &Vmm) -> Vec<RamRange> {
         .collect()
 }
 
-/// Refuses a VM the migration cannot carry yet.
+/// Refuses a VM the migration cannot carry yet: one with a virtio-net device (its tap is
+/// a host resource the two ends cannot share on one host, and the frames in flight are not
+/// carried).
 pub(super) fn check_migratable(vmm: &Vmm) -> Result<(), String> {
-    if !vmm.virtio.is_empty() {
-        let names: Vec<String> = vmm
-            .virtio
-            .iter()
-            .map(|h| format!("slot {} (device ID {})", h.slot, h.device_id))
-            .collect();
+    let nets: Vec<String> = vmm
+        .virtio
+        .iter()
+        .filter(|h| h.device_id == virtio_bindings::virtio_ids::VIRTIO_ID_NET)
+        .map(|h| format!("slot {}", h.slot))
+        .collect();
+    if !nets.is_empty() {
         return Err(format!(
-            "the VM has virtio devices ({}); migrating them is not implemented yet (rvmm writes \
-             guest RAM on their behalf, which KVM's dirty log does not see)",
-            names.join(", ")
+            "the VM has virtio-net devices ({}); migrating them is not implemented yet (a tap \
+             is held by one process: the destination on the same host cannot open it while \
+             the source does)",
+            nets.join(", ")
         ));
     }
     Ok(())
+}
+
+/// How long the source keeps trying to lock its disks again after a failed final phase
+/// (the destination releases them as it fails, or when it exits).
+const RELOCK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Hands every virtio device's host locks over (blk: flushed, then unlocked); on an error
+/// the ones released are taken back.
+fn release_locks(vmm: &Vmm) -> Result<(), String> {
+    for (i, h) in vmm.virtio.iter().enumerate() {
+        if let Err(e) = lock(&h.transport).release_host_locks() {
+            let _ = take_locks(&vmm.virtio[..i]);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Takes the host locks of `devices` (the first error).
+fn take_locks(devices: &[VirtioHandle]) -> Result<(), String> {
+    for h in devices {
+        lock(&h.transport).take_host_locks()?;
+    }
+    Ok(())
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The source's HELLO.
@@ -224,7 +259,11 @@ fn check_hello(vmm: &Vmm, hello: &Hello) -> Result<(), String> {
 }
 
 /// The source's final phase, with every vCPU parked (the caller paused them and resumes
-/// them on an error): the last dirty pages, the machine state, then DONE.
+/// them on an error but [`MigrationError::DisksNotBack`]): the last dirty pages, the
+/// machine state, then DONE. The virtio devices are quiesced by `collect` and stay so on
+/// success (postmigrate); their disks are flushed and unlocked before the state goes, so
+/// the destination can lock them before anything runs there. On a failure the disks are
+/// locked again and the devices resume.
 pub(super) fn final_phase(
     vmm: &Vmm,
     handles: &[VcpuHandle],
@@ -232,8 +271,44 @@ pub(super) fn final_phase(
     sender: &mut Sender,
 ) -> Result<(), MigrationError> {
     let paused_at_ns = realtime_ns();
-    sender.send_last_pages()?;
-    let parts = collect(vmm, handles).map_err(MigrationError::Protocol)?;
+    let parts = collect(vmm, handles).map_err(MigrationError::Protocol);
+    // After the devices are quiesced: what they wrote is in the last dirty set.
+    let result = parts.and_then(|parts| {
+        sender.send_last_pages()?;
+        release_locks(vmm).map_err(MigrationError::Protocol)?;
+        send_state(sender, parts, slots, paused_at_ns).or_else(|e| {
+            // The disks were handed over: take them back (the destination unlocks them
+            // as it fails, or exits).
+            let deadline = Instant::now() + RELOCK_TIMEOUT;
+            loop {
+                match take_locks(&vmm.virtio) {
+                    Ok(()) => return Err(e),
+                    Err(lock) if Instant::now() >= deadline => {
+                        return Err(MigrationError::DisksNotBack {
+                            failure: e.to_string(),
+                            lock,
+                        })
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        })
+    });
+    if let Err(e) = &result {
+        if !matches!(e, MigrationError::DisksNotBack { .. }) {
+            resume_devices(vmm);
+        }
+    }
+    result
+}
+
+/// Sends the machine state and waits for DONE.
+fn send_state(
+    sender: &mut Sender,
+    parts: super::snapshot::MachineParts,
+    slots: &CpuSlots,
+    paused_at_ns: u64,
+) -> Result<(), MigrationError> {
     let state = FinalState {
         vcpus: parts.vcpus,
         vm: parts.vm,
@@ -383,6 +458,11 @@ impl Vmm {
                     let present: Vec<u32> = state.vcpus.iter().map(|v| v.state.index).collect();
                     slots.check_present(&present)?;
                 }
+                // The source unlocked its disks before sending the state: they are this
+                // VM's from before a device here can serve a request.
+                take_locks(&self.virtio).map_err(|e| {
+                    format!("taking the disks over (the source released them): {e}")
+                })?;
                 let warnings = self
                     .restore_machine(&state.vcpus, &state.vm, &state.devices)
                     .map_err(|e| e.to_string())?;
@@ -394,6 +474,8 @@ impl Vmm {
         let (vcpus, delta, warnings) = match restored {
             Ok(r) => r,
             Err(reason) => {
+                // Handed back before the answer, so the source can lock them again.
+                let _ = release_locks(self);
                 let _ = conn.send(wire::REFUSE, reason.as_bytes());
                 return Err(failed(reason));
             }

@@ -125,15 +125,19 @@ pub enum VmmError {
     },
 }
 
-/// How to build: where the guest's serial output goes.
+/// How to build: where the guest's serial output goes, and whether the VM is a migration's
+/// destination (`--incoming`: its disks are opened without their locks, which the source
+/// still holds; they are taken when the migration completes).
 pub struct BuildOptions {
     pub serial: SerialOutput,
+    pub incoming: bool,
 }
 
 impl Default for BuildOptions {
     fn default() -> Self {
         BuildOptions {
             serial: SerialOutput::Stdout,
+            incoming: false,
         }
     }
 }
@@ -222,7 +226,8 @@ impl Vmm {
         let cgroup = vm_cgroup(&config, &numa, &mut warnings)?;
 
         // The virtio devices (disks opened and locked) before anything big is made.
-        let (devices, balloon) = virtio_devices(&config, &backing_plan, &mut warnings)?;
+        let (devices, balloon) =
+            virtio_devices(&config, &backing_plan, options.incoming, &mut warnings)?;
 
         // Guest memory, then the VM with it.
         let (ram, map_warnings) = GuestRam::with_backing(&backing_plan, &mut prealloc_progress)?;
@@ -403,11 +408,16 @@ fn create_vm(host: &KvmHost, ram: &Arc<GuestRam>, config: &VmConfig) -> Result<V
 fn virtio_devices(
     config: &VmConfig,
     backing: &BackingPlan,
+    incoming: bool,
     notes: &mut Vec<String>,
 ) -> Result<(Vec<Box<dyn VirtioDevice>>, Option<Arc<BalloonShared>>), VmmError> {
     let mut devices: Vec<Box<dyn VirtioDevice>> = Vec::new();
     for disk in &config.disks {
-        devices.push(Box::new(Block::open(disk)?));
+        devices.push(Box::new(if incoming {
+            Block::open_unlocked(disk)?
+        } else {
+            Block::open(disk)?
+        }));
     }
     // Inherited taps (`fd=N`) are taken before rvmm opens any tap of its own, so a number
     // given by the user cannot name one of rvmm's.

@@ -81,7 +81,7 @@ fn save_quiesced(
         vm: parts.vm,
         devices: parts.devices,
         memory,
-        cpu_slots: Some(slots.clone()),
+        cpu_slots: serde_json::to_value(slots).ok(),
     };
     snapshot::write_state(dir, &snap).map_err(|e| e.to_string())?;
     Ok(SnapshotReply {
@@ -203,7 +203,16 @@ impl Vmm {
         // The host first.
         self.check_host_cpus(snap.vcpus.iter().map(|v| (v.state.index, &v.cpuid[..])))?;
         self.check_xsave(&snap.vcpus)?;
-        if let Some(slots) = &snap.cpu_slots {
+        let slots = snap
+            .cpu_slots
+            .clone()
+            .map(serde_json::from_value::<CpuSlots>)
+            .transpose()
+            .map_err(|e| SnapshotError::Content {
+                path: dir.join(snapshot::STATE_FILE),
+                detail: format!("cpu_slots: {e}"),
+            })?;
+        if let Some(slots) = &slots {
             let present: Vec<u32> = snap.vcpus.iter().map(|v| v.state.index).collect();
             slots
                 .check_present(&present)
@@ -211,8 +220,8 @@ impl Vmm {
         }
         let data_bytes = memory::restore(dir, &snap.memory, &self.ram)?;
         let warnings = self.restore_machine(&snap.vcpus, &snap.vm, &snap.devices)?;
-        if let Some(slots) = &snap.cpu_slots {
-            self.restored_slots = Some(slots.clone());
+        if let Some(slots) = slots {
+            self.restored_slots = Some(slots);
         }
         Ok(RestoreReport {
             vcpus: snap.vcpus.len(),

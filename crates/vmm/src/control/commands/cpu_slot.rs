@@ -208,6 +208,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn slots_round_trip_through_the_snapshots_json() {
+        let mut slots = CpuSlots::boot(1);
+        slots.plug(2, Some("cpu2".into()));
+        slots.plug(3, None);
+        let back: CpuSlots = serde_json::from_value(serde_json::to_value(&slots).unwrap()).unwrap();
+        assert_eq!(back, slots);
+        assert_eq!(back.find("cpu2").map(|c| c.index), Some(2));
+    }
+
+    #[test]
     fn restored_slots_without_ids_name_hot_added_vcpus_by_slot() {
         let slots = CpuSlots::restored(&[0, 2], 1);
         let cpus: Vec<_> = slots.iter().cloned().collect();

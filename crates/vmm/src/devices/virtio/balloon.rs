@@ -24,9 +24,10 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::memory::guest::GuestMem;
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
 
 use super::{DeviceError, VirtioDevice};
 use crate::config::balloon::BalloonConfig;
@@ -151,7 +152,7 @@ impl Balloon {
 
     /// Gives `[addr, addr + len)` of guest RAM back to the host: false (nothing done) when
     /// the range is not inside one RAM region.
-    fn release(&self, mem: &GuestMemoryMmap, addr: u64, len: u64) -> bool {
+    fn release(&self, mem: &GuestMem, addr: u64, len: u64) -> bool {
         let Some(region) = mem.find_region(GuestAddress(addr)) else {
             return false;
         };
@@ -187,12 +188,19 @@ impl Balloon {
             // SAFETY: as above.
             unsafe { libc::madvise(host.cast(), (to - from) as usize, libc::MADV_DONTNEED) };
         }
+        // The pages now read as zero: a migration must send them again (KVM's dirty log
+        // does not see a discard).
+        vm_memory::bitmap::Bitmap::mark_dirty(
+            &region.bitmap(),
+            from as usize,
+            (to - from) as usize,
+        );
         true
     }
 
     /// Gives back the pages of `pfns`, contiguous runs at once. Returns the pages given
     /// back; PFNs outside guest RAM are counted as refused.
-    fn release_pfns(&self, mem: &GuestMemoryMmap, pfns: &[u32]) -> u64 {
+    fn release_pfns(&self, mem: &GuestMem, pfns: &[u32]) -> u64 {
         let mut done = 0;
         let mut i = 0;
         while i < pfns.len() {
@@ -219,7 +227,7 @@ impl Balloon {
     }
 
     /// The PFN arrays of one inflate or deflate buffer, in chunks: (pages in RAM).
-    fn pfn_buffers(&self, mem: &GuestMemoryMmap, bufs: &[(GuestAddress, u32)], give: bool) -> u64 {
+    fn pfn_buffers(&self, mem: &GuestMem, bufs: &[(GuestAddress, u32)], give: bool) -> u64 {
         let mut pages = 0;
         let mut raw = vec![0u8; PFN_CHUNK * 4];
         for &(addr, len) in bufs {
@@ -262,7 +270,7 @@ impl Balloon {
 /// Every buffer of a chain, readable or writable (bounded by the queue size; `None` when
 /// the chain loops).
 fn buffers(
-    chain: virtio_queue::DescriptorChain<&GuestMemoryMmap>,
+    chain: virtio_queue::DescriptorChain<&GuestMem>,
     limit: usize,
 ) -> Option<Vec<(GuestAddress, u32)>> {
     let mut out = Vec::new();
@@ -298,7 +306,7 @@ impl VirtioDevice for Balloon {
         &mut self,
         index: usize,
         queue: &mut Queue,
-        mem: &GuestMemoryMmap,
+        mem: &GuestMem,
     ) -> Result<bool, DeviceError> {
         let limit = usize::from(queue.size());
         let mut used = false;

@@ -1,4 +1,4 @@
-//! virtio-balloon against a real GuestMemoryMmap (private anonymous, as rvmm's default RAM):
+//! virtio-balloon against a real GuestMem (private anonymous, as rvmm's default RAM):
 //! PFN arrays built by hand in guest memory, good and hostile; given-back pages read as
 //! zero afterwards.
 
@@ -16,7 +16,7 @@ const MEM_SIZE: usize = 0x40000;
 const WRITE: u16 = 2;
 
 struct Harness {
-    mem: GuestMemoryMmap,
+    mem: GuestMem,
     queue: Queue,
     balloon: Balloon,
     shared: Arc<BalloonShared>,
@@ -30,7 +30,7 @@ fn harness(reporting: bool) -> Harness {
         ..Default::default()
     };
     let balloon = Balloon::new(&config, GiveBack::new(false, None), shared.clone());
-    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
+    let mem = GuestMem::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
     let mut queue = Queue::new(16).unwrap();
     queue.set_size(16);
     queue.set_desc_table_address(Some(DESC as u32), Some(0));

@@ -22,6 +22,7 @@ use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
+use crate::memory::guest::GuestMem;
 use thiserror::Error;
 use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX,
@@ -33,7 +34,7 @@ use virtio_bindings::virtio_blk::{
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
 use super::{DeviceError, VirtioDevice};
 use crate::config::disk::{Cache, DiskConfig};
@@ -255,6 +256,8 @@ pub struct Block {
     serial: Vec<u8>,
     config: [u8; CONFIG_LEN],
     features: u64,
+    /// Whether this process holds the image's OFD lock.
+    locked: bool,
 }
 
 /// Locks the whole file with an open-file-description lock (released when the file is
@@ -281,9 +284,38 @@ fn ofd_lock(file: &File, path: &Path, write: bool) -> Result<(), DiskError> {
     }
 }
 
+/// Drops the OFD lock [`ofd_lock`] took.
+fn ofd_unlock(file: &File, path: &Path) -> Result<(), DiskError> {
+    // SAFETY: an all-zero flock is a valid value of this plain C struct.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_UNLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: F_OFD_SETLK reads the flock we pass; the fd is open for the call.
+    let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(DiskError::Lock {
+            path: path.to_path_buf(),
+            error: std::io::Error::last_os_error(),
+        })
+    }
+}
+
 impl Block {
     /// Opens and locks the image `disk` names.
     pub fn open(disk: &DiskConfig) -> Result<Block, DiskError> {
+        Block::open_with(disk, true)
+    }
+
+    /// Opens the image `disk` names without locking it (`rvmm run --incoming`: the source
+    /// still holds it); [`VirtioDevice::take_host_locks`] locks it when the migration
+    /// completes, before the guest runs here.
+    pub fn open_unlocked(disk: &DiskConfig) -> Result<Block, DiskError> {
+        Block::open_with(disk, false)
+    }
+
+    fn open_with(disk: &DiskConfig, lock: bool) -> Result<Block, DiskError> {
         use std::os::unix::fs::OpenOptionsExt;
         let path = &disk.path;
         let direct = disk.cache == Cache::None;
@@ -302,7 +334,9 @@ impl Block {
                     }
                 }
             })?;
-        ofd_lock(&file, path, !disk.readonly)?;
+        if lock {
+            ofd_lock(&file, path, !disk.readonly)?;
+        }
         let meta = file.metadata().map_err(|error| DiskError::Open {
             path: path.clone(),
             error,
@@ -330,6 +364,7 @@ impl Block {
             disk.serial.as_deref(),
         );
         block.path = path.clone();
+        block.locked = lock;
         Ok(block)
     }
 
@@ -368,6 +403,7 @@ impl Block {
             serial: serial.unwrap_or("").as_bytes().to_vec(),
             config,
             features,
+            locked: false,
         }
     }
 }
@@ -380,7 +416,7 @@ struct Chain {
 
 /// Walks a descriptor chain. `None` when it loops, is longer than the queue, or puts a
 /// readable descriptor after a writable one (§2.7.4.2).
-fn walk(chain: virtio_queue::DescriptorChain<&GuestMemoryMmap>, limit: usize) -> Option<Chain> {
+fn walk(chain: virtio_queue::DescriptorChain<&GuestMem>, limit: usize) -> Option<Chain> {
     let mut c = Chain {
         readable: Vec::new(),
         writable: Vec::new(),
@@ -405,7 +441,7 @@ fn walk(chain: virtio_queue::DescriptorChain<&GuestMemoryMmap>, limit: usize) ->
 }
 
 /// Reads `buf.len()` bytes from the start of `segs`.
-fn gather(mem: &GuestMemoryMmap, segs: &[(GuestAddress, u32)], buf: &mut [u8]) -> Option<()> {
+fn gather(mem: &GuestMem, segs: &[(GuestAddress, u32)], buf: &mut [u8]) -> Option<()> {
     let mut done = 0;
     for &(addr, len) in segs {
         if done == buf.len() {
@@ -429,7 +465,7 @@ fn status_place(c: &Chain) -> Option<GuestAddress> {
 
 impl Block {
     /// Serves one request; returns (status, bytes written into the guest before the status).
-    fn request(&mut self, mem: &GuestMemoryMmap, c: &Chain) -> (u32, u32) {
+    fn request(&mut self, mem: &GuestMem, c: &Chain) -> (u32, u32) {
         let mut header = [0u8; HEADER_LEN];
         if gather(mem, &c.readable, &mut header).is_none() {
             return (VIRTIO_BLK_S_IOERR, 0);
@@ -476,12 +512,7 @@ impl Block {
         (end <= self.capacity).then(|| sector * SECTOR_SIZE)
     }
 
-    fn read(
-        &mut self,
-        mem: &GuestMemoryMmap,
-        sector: u64,
-        segs: &[(GuestAddress, u32)],
-    ) -> (u32, u32) {
+    fn read(&mut self, mem: &GuestMem, sector: u64, segs: &[(GuestAddress, u32)]) -> (u32, u32) {
         let total: u64 = segs.iter().map(|s| u64::from(s.1)).sum();
         let Some(mut offset) = self.range(sector, total) else {
             return (VIRTIO_BLK_S_IOERR, 0);
@@ -509,12 +540,7 @@ impl Block {
         (VIRTIO_BLK_S_OK, total as u32)
     }
 
-    fn write(
-        &mut self,
-        mem: &GuestMemoryMmap,
-        sector: u64,
-        readable: &[(GuestAddress, u32)],
-    ) -> u32 {
+    fn write(&mut self, mem: &GuestMem, sector: u64, readable: &[(GuestAddress, u32)]) -> u32 {
         if self.readonly {
             return VIRTIO_BLK_S_IOERR;
         }
@@ -567,7 +593,7 @@ impl Block {
     /// IOERR.
     fn discard_write_zeroes(
         &mut self,
-        mem: &GuestMemoryMmap,
+        mem: &GuestMem,
         readable: &[(GuestAddress, u32)],
         zeroes: bool,
     ) -> u32 {
@@ -660,14 +686,14 @@ impl Block {
 }
 
 /// Whether every `(address, length)` lies in guest memory.
-fn in_memory(mem: &GuestMemoryMmap, mut segs: impl Iterator<Item = (GuestAddress, u64)>) -> bool {
+fn in_memory(mem: &GuestMem, mut segs: impl Iterator<Item = (GuestAddress, u64)>) -> bool {
     segs.all(|(addr, len)| {
         usize::try_from(len).is_ok_and(|len| GuestMemoryBackend::check_range(mem, addr, len))
     })
 }
 
 /// Writes `data` across `segs`.
-fn scatter(mem: &GuestMemoryMmap, segs: &[(GuestAddress, u32)], data: &[u8]) -> Option<()> {
+fn scatter(mem: &GuestMem, segs: &[(GuestAddress, u32)], data: &[u8]) -> Option<()> {
     let mut done = 0;
     for &(addr, len) in segs {
         if done == data.len() {
@@ -683,6 +709,32 @@ fn scatter(mem: &GuestMemoryMmap, segs: &[(GuestAddress, u32)], data: &[u8]) -> 
 impl VirtioDevice for Block {
     fn device_id(&self) -> u32 {
         VIRTIO_ID_BLOCK
+    }
+
+    fn release_host_locks(&mut self) -> Result<(), String> {
+        if !self.locked {
+            return Ok(());
+        }
+        // What was written reaches the file (or the shared storage) before another
+        // process may open it for writing.
+        self.image.file.sync_data().map_err(|e| {
+            format!(
+                "--disk path={}: flushing it before handing it over: {e}",
+                self.path.display()
+            )
+        })?;
+        ofd_unlock(&self.image.file, &self.path).map_err(|e| e.to_string())?;
+        self.locked = false;
+        Ok(())
+    }
+
+    fn take_host_locks(&mut self) -> Result<(), String> {
+        if self.locked {
+            return Ok(());
+        }
+        ofd_lock(&self.image.file, &self.path, !self.readonly).map_err(|e| e.to_string())?;
+        self.locked = true;
+        Ok(())
     }
 
     fn features(&self) -> u64 {
@@ -701,7 +753,7 @@ impl VirtioDevice for Block {
         &mut self,
         _index: usize,
         queue: &mut Queue,
-        mem: &GuestMemoryMmap,
+        mem: &GuestMem,
     ) -> Result<bool, DeviceError> {
         let limit = usize::from(queue.size());
         let mut used_any = false;

@@ -1,4 +1,4 @@
-//! virtio-blk against a real GuestMemoryMmap and a real image file: requests built by hand in
+//! virtio-blk against a real GuestMem and a real image file: requests built by hand in
 //! guest memory, good and hostile.
 
 use super::*;
@@ -17,7 +17,7 @@ const NEXT: u16 = 1;
 const WRITE: u16 = 2;
 
 struct Harness {
-    mem: GuestMemoryMmap,
+    mem: GuestMem,
     queue: Queue,
     block: Block,
     path: PathBuf,
@@ -62,7 +62,7 @@ fn harness_with(name: &str, readonly: bool, cache: Cache, sectors: u64, fill: u8
         serial: Some("SER-42".into()),
     })
     .unwrap();
-    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
+    let mem = GuestMem::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
     let mut queue = Queue::new(16).unwrap();
     queue.set_size(16);
     queue.set_desc_table_address(Some(DESC as u32), Some(0));
@@ -323,7 +323,7 @@ fn random_register_writes_never_panic() {
         serial: None,
     })
     .unwrap();
-    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
+    let mem = GuestMem::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
     let mut t = MmioTransport::new(Box::new(block), mem.clone());
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = || {
@@ -578,4 +578,72 @@ fn bad_discard_and_write_zeroes_requests_are_refused_before_anything_is_done() {
     assert_eq!(ro.dwz(D, &[(0, 8, 0)]), ioerr);
     assert_eq!(ro.dwz(Z, &[(0, 8, 0)]), ioerr);
     assert!(ro.file().iter().all(|&b| b == 0x44));
+}
+
+/// The dirty bitmap of the harness's one region (what a migration ORs into KVM's log).
+fn bitmap(mem: &GuestMem) -> &vm_memory::bitmap::AtomicBitmap {
+    vm_memory::MmapRegion::bitmap(mem.iter().next().unwrap())
+}
+
+#[test]
+fn a_read_request_marks_the_pages_the_device_wrote() {
+    let mut h = harness("dirty", false);
+    // Sector 2 onwards holds a pattern, read into DATA across a page boundary.
+    h.request(VIRTIO_BLK_T_OUT, 2, DATA, 4608, 0);
+    h.header(VIRTIO_BLK_T_IN, 2);
+    let descs = [
+        Descriptor::new(HDR, 16, NEXT, 1),
+        Descriptor::new(DATA + 0x800, 4096, WRITE | NEXT, 2),
+        Descriptor::new(STATUS, 1, WRITE, 0),
+    ];
+    for (i, d) in descs.iter().enumerate() {
+        h.mem
+            .write_obj(*d, GuestAddress(DESC + 16 * i as u64))
+            .unwrap();
+    }
+    let slot = AVAIL + 4 + 2 * u64::from(h.avail_idx % 16);
+    h.mem.write_obj(0u16, GuestAddress(slot)).unwrap();
+    h.avail_idx += 1;
+    h.mem
+        .write_obj(h.avail_idx, GuestAddress(AVAIL + 2))
+        .unwrap();
+    // What the "driver" wrote is forgotten: only the device's writes are left to see.
+    bitmap(&h.mem).reset();
+    h.block.process_queue(0, &mut h.queue, &h.mem).unwrap();
+    assert_eq!(h.status(), 0);
+    let dirty = |a: u64| bitmap(&h.mem).is_addr_set(a as usize);
+    // The read data (two pages), the status byte, the used ring.
+    for a in [DATA, DATA + 0x1000, STATUS, USED] {
+        assert!(dirty(a), "page {a:#x} written by the device is marked");
+    }
+    // What the device only read.
+    for a in [DESC, AVAIL, HDR, DATA + 0x2000] {
+        assert!(!dirty(a), "page {a:#x} is not marked");
+    }
+}
+
+#[test]
+fn a_disk_opened_unlocked_takes_the_lock_once_the_holder_lets_go() {
+    let path = image("handover", 8);
+    let d = DiskConfig {
+        path: path.clone(),
+        readonly: false,
+        cache: Cache::Writeback,
+        serial: None,
+    };
+    let mut source = Block::open(&d).unwrap();
+    // A migration's destination opens the image beside the source's lock...
+    let mut dest = Block::open_unlocked(&d).unwrap();
+    let err = dest.take_host_locks().unwrap_err();
+    assert!(err.contains("is locked by another process"), "{err}");
+    // ... and takes it once the source handed it over.
+    source.release_host_locks().unwrap();
+    dest.take_host_locks().unwrap();
+    let err = source.take_host_locks().unwrap_err();
+    assert!(err.contains("is locked by another process"), "{err}");
+    assert!(Block::open(&d).is_err(), "one writer at a time");
+    drop(dest);
+    source.take_host_locks().unwrap();
+    drop(source);
+    let _ = std::fs::remove_file(&path);
 }

@@ -12,6 +12,7 @@
 //! own state) and restored ([`MmioTransport::restore`], which activates a device whose driver
 //! had set DRIVER_OK, as the driver's own write of it does).
 
+use crate::memory::guest::GuestMem;
 use serde::{Deserialize, Serialize};
 use virtio_bindings::virtio_config::{
     VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FAILED, VIRTIO_CONFIG_S_FEATURES_OK,
@@ -19,7 +20,6 @@ use virtio_bindings::virtio_config::{
 };
 use virtio_bindings::virtio_mmio::{VIRTIO_MMIO_INT_CONFIG, VIRTIO_MMIO_INT_VRING};
 use virtio_queue::{Queue, QueueT};
-use vm_memory::GuestMemoryMmap;
 
 use super::{SavedVirtio, VirtioDevice};
 
@@ -61,7 +61,7 @@ pub mod reg {
 /// One virtio-mmio transport and its device.
 pub struct MmioTransport {
     device: Box<dyn VirtioDevice>,
-    mem: GuestMemoryMmap,
+    mem: GuestMem,
     queues: Vec<Queue>,
     /// Per queue: the driver wrote a QueueNum the queue cannot have (0, above the maximum,
     /// not a power of two); such a queue is never valid.
@@ -109,7 +109,7 @@ pub struct SavedQueue {
 }
 
 impl MmioTransport {
-    pub fn new(device: Box<dyn VirtioDevice>, mem: GuestMemoryMmap) -> Self {
+    pub fn new(device: Box<dyn VirtioDevice>, mem: GuestMem) -> Self {
         let queues = device
             .queue_max_sizes()
             .iter()
@@ -389,6 +389,16 @@ impl MmioTransport {
         self.paused = false;
     }
 
+    /// The device's [`VirtioDevice::release_host_locks`].
+    pub fn release_host_locks(&mut self) -> Result<(), String> {
+        self.device.release_host_locks()
+    }
+
+    /// The device's [`VirtioDevice::take_host_locks`].
+    pub fn take_host_locks(&mut self) -> Result<(), String> {
+        self.device.take_host_locks()
+    }
+
     /// The transport's registers and queues with the device's own state, for `slot`.
     pub fn save(&self, slot: u32) -> SavedVirtio {
         let queues = self
@@ -514,7 +524,7 @@ mod tests {
             &mut self,
             _: usize,
             _: &mut Queue,
-            _: &GuestMemoryMmap,
+            _: &GuestMem,
         ) -> Result<bool, DeviceError> {
             self.served += 1;
             Ok(true)
@@ -537,7 +547,7 @@ mod tests {
     }
 
     fn transport() -> MmioTransport {
-        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10000)]).unwrap();
+        let mem = GuestMem::from_ranges(&[(GuestAddress(0), 0x10000)]).unwrap();
         MmioTransport::new(Box::new(Dummy { served: 0 }), mem)
     }
 

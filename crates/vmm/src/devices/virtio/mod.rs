@@ -22,9 +22,9 @@ pub mod worker;
 
 use std::sync::{Arc, Mutex};
 
+use crate::memory::guest::GuestMem;
 use serde::{Deserialize, Serialize};
 use virtio_queue::Queue;
-use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
 /// The base of the first virtio-mmio transport (QEMU's `VIRTIO_MMIO_BASE`, hw/i386/microvm.h).
@@ -73,7 +73,7 @@ pub trait VirtioDevice: Send {
         &mut self,
         index: usize,
         queue: &mut Queue,
-        mem: &GuestMemoryMmap,
+        mem: &GuestMem,
     ) -> Result<bool, DeviceError>;
     /// A driver write of `data` at `offset` into the configuration space (balloon's
     /// `actual`, for example). Most devices' configuration is read-only: ignored.
@@ -97,6 +97,17 @@ pub trait VirtioDevice: Send {
     /// taken by the bus after each write.
     fn take_guest_event(&mut self) -> Option<crate::devices::GuestEvent> {
         None
+    }
+    /// Drops the host locks the device holds on its backend (blk's image lock), flushing
+    /// what it wrote first: a migration source hands its disks over before the destination
+    /// takes them. The default: nothing to drop.
+    fn release_host_locks(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+    /// Takes the host locks back or for the first time (a migration destination opened its
+    /// disks without them); an error names the backend another process holds.
+    fn take_host_locks(&mut self) -> Result<(), String> {
+        Ok(())
     }
     /// The device's own state for a snapshot (beyond its transport's registers and queues).
     fn save_state(&self) -> DeviceState;

@@ -13,6 +13,7 @@
 
 use std::os::unix::io::RawFd;
 
+use crate::memory::guest::GuestMem;
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::virtio_ids::VIRTIO_ID_NET;
 use virtio_bindings::virtio_net::{
@@ -21,7 +22,7 @@ use virtio_bindings::virtio_net::{
     VIRTIO_NET_S_LINK_UP,
 };
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 
 use super::{DeviceError, VirtioDevice};
 
@@ -117,7 +118,7 @@ pub fn tap_offloads(driver: u64) -> u32 {
 
 /// A chain's buffers in order, all of one direction.
 fn walk(
-    chain: virtio_queue::DescriptorChain<&GuestMemoryMmap>,
+    chain: virtio_queue::DescriptorChain<&GuestMem>,
     limit: usize,
     writable: bool,
 ) -> Option<Vec<(GuestAddress, u32)>> {
@@ -167,7 +168,7 @@ impl Net {
         }
     }
 
-    fn transmit(&mut self, queue: &mut Queue, mem: &GuestMemoryMmap) -> Result<bool, DeviceError> {
+    fn transmit(&mut self, queue: &mut Queue, mem: &GuestMem) -> Result<bool, DeviceError> {
         let limit = usize::from(queue.size());
         let mut used_any = false;
         while let Some(chain) = queue.pop_descriptor_chain(mem) {
@@ -188,7 +189,7 @@ impl Net {
     }
 
     /// Copies a transmit chain into `frame`: its length, if it holds a header and fits.
-    fn gather(&mut self, mem: &GuestMemoryMmap, segs: &[(GuestAddress, u32)]) -> Option<usize> {
+    fn gather(&mut self, mem: &GuestMem, segs: &[(GuestAddress, u32)]) -> Option<usize> {
         let mut done = 0usize;
         for &(addr, len) in segs {
             let end = done.checked_add(len as usize).filter(|&e| e <= MAX_FRAME)?;
@@ -198,7 +199,7 @@ impl Net {
         (done >= HDR_LEN).then_some(done)
     }
 
-    fn receive(&mut self, queue: &mut Queue, mem: &GuestMemoryMmap) -> Result<bool, DeviceError> {
+    fn receive(&mut self, queue: &mut Queue, mem: &GuestMem) -> Result<bool, DeviceError> {
         let limit = usize::from(queue.size());
         let mut used_any = false;
         self.rx_starved = false;
@@ -250,7 +251,7 @@ impl Net {
 }
 
 /// Writes `data` across `segs`; `None` if it does not fit or a buffer is outside memory.
-fn scatter(mem: &GuestMemoryMmap, segs: &[(GuestAddress, u32)], data: &[u8]) -> Option<()> {
+fn scatter(mem: &GuestMem, segs: &[(GuestAddress, u32)], data: &[u8]) -> Option<()> {
     let mut done = 0;
     for &(addr, len) in segs {
         if done == data.len() {
@@ -284,7 +285,7 @@ impl VirtioDevice for Net {
         &mut self,
         index: usize,
         queue: &mut Queue,
-        mem: &GuestMemoryMmap,
+        mem: &GuestMem,
     ) -> Result<bool, DeviceError> {
         self.apply_offloads();
         let used = match index {

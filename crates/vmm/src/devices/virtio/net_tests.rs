@@ -1,4 +1,4 @@
-//! virtio-net against a real GuestMemoryMmap and a real frame pipe (a SOCK_SEQPACKET socket
+//! virtio-net against a real GuestMem and a real frame pipe (a SOCK_SEQPACKET socket
 //! pair standing in for the tap: one frame per message, as a tap reads and writes): chains
 //! built by hand in guest memory, good and hostile. The tap itself is tests/virtio_net.rs'.
 
@@ -76,7 +76,7 @@ fn pair() -> (OwnedFd, OwnedFd) {
 }
 
 struct Harness {
-    mem: GuestMemoryMmap,
+    mem: GuestMem,
     queue: Queue,
     net: Net,
     /// The host's end of the pipe.
@@ -95,7 +95,7 @@ fn harness(offloads: u32) -> Harness {
         set: set.clone(),
     };
     let net = Net::new(Box::new(pipe), [0x52, 0x54, 0, 0x12, 0x34, 0x56]);
-    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
+    let mem = GuestMem::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
     let mut queue = Queue::new(16).unwrap();
     queue.set_size(16);
     queue.set_desc_table_address(Some(DESC as u32), Some(0));
@@ -354,7 +354,7 @@ fn the_mac_is_saved_and_must_match_on_restore() {
 #[test]
 fn a_live_nic_restored_into_a_new_transport_receives_into_the_next_buffer() {
     use crate::devices::virtio::mmio::{reg, MmioTransport};
-    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
+    let mem = GuestMem::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
     let set = Arc::new(Mutex::new(Vec::new()));
     let nic = |fd: OwnedFd| -> Box<dyn VirtioDevice> {
         let pipe = Pipe {
