@@ -356,6 +356,63 @@ fn a_guest_migrates_between_network_namespaces_and_back() {
     drop(net);
 }
 
+/// The link between the two "hosts" goes away during pre-copy (the veth pair deleted: no
+/// RST, no FIN reaches the source): the source's writes stall, it gives up after the send
+/// timeout with a reason, and goes on running and counting.
+#[test]
+fn a_link_removed_during_pre_copy_leaves_the_source_running() {
+    const TEST: &str = "migration_link_removed";
+    if !kvm_available(TEST) {
+        return;
+    }
+    if Command::new("ip").arg("-V").output().is_err() {
+        return skip(TEST, "no `ip` command (iproute2)");
+    }
+    let net = match Netns::new() {
+        Ok(n) => n,
+        Err(e) => return skip(TEST, &format!("cannot make network namespaces: {e}")),
+    };
+    let mut src = start("mig-link-src", &[], Some(&net.a));
+    let to_b = "tcp:10.231.77.2:4446";
+    let dst = start("mig-link-dst", &["--incoming", to_b], Some(&net.b));
+    src.wait_line("PROBE-COUNTER cpu=1");
+    let mut c = src.client();
+    // ~20 kB/s: the first pass alone takes seconds, so the link goes during pre-copy (the
+    // migration thread's writes stall, not the final phase's).
+    c.ok(
+        "migrate-set-parameters",
+        Some(json!({"max-bandwidth": 20_000})),
+    );
+    c.ok("migrate", Some(json!({ "uri": to_b })));
+    let start_wait = Instant::now();
+    loop {
+        let info = c.ok("query-migrate", None);
+        if info["status"] == "active" && info["ram"]["transferred"].as_u64() > Some(0) {
+            break;
+        }
+        assert!(
+            start_wait.elapsed() < Duration::from_secs(20),
+            "never active: {info}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let id = std::process::id() % 100_000;
+    ip(&["-n", &net.a, "link", "del", &format!("rma{id}")]).unwrap();
+    let info = wait_finished(&mut c);
+    assert_eq!(info["status"], "failed", "{info}");
+    // The stalled write's timeout, or the kernel's own error for the vanished route.
+    let desc = info["error-desc"].as_str().unwrap_or("");
+    assert!(desc.contains("peer"), "{info}");
+    assert_eq!(c.ok("query-status", None)["status"], "running");
+    let seen = counters(&src.lines()).len();
+    counts_on(&src, seen, "after the link went away");
+    assert!(counters(&src.lines()).iter().all(|&(_, _, ok)| ok));
+    c.ok("quit", None);
+    src.wait(Duration::from_secs(10));
+    drop(dst);
+    drop(net);
+}
+
 /// Waits until the source printed more counter lines than `seen`.
 fn counts_on(vm: &BackgroundVm, seen: usize, what: &str) {
     let start = Instant::now();

@@ -318,6 +318,7 @@ fn precopy(job: Job) -> Result<Sender, MigrationError> {
         start,
     } = job;
     let mut conn = connect(&uri)?;
+    conn.set_write_timeout(Some(wire::SEND_TIMEOUT));
     if shared.cancel.load(Ordering::SeqCst) {
         return Err(MigrationError::Cancelled);
     }

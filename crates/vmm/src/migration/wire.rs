@@ -36,6 +36,11 @@ pub const DONE: u8 = b'D';
 pub const ZERO_PAGE: u8 = 0;
 pub const DATA_PAGE: u8 = 1;
 
+/// How long a write may wait with the peer taking nothing before the migration fails: a
+/// link that went away (no RST, no FIN) would otherwise block the source until TCP gives up
+/// (many minutes). Set by the migration thread right after it connects.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The connection, either transport.
 #[derive(Debug)]
 pub enum Conn {
@@ -49,6 +54,14 @@ impl Conn {
         let _ = match self {
             Conn::Tcp(s) => s.set_read_timeout(t),
             Conn::Unix(s) => s.set_read_timeout(t),
+        };
+    }
+
+    /// Limits how long a write may wait for room in the send buffer (`None`: forever).
+    pub fn set_write_timeout(&self, t: Option<Duration>) {
+        let _ = match self {
+            Conn::Tcp(s) => s.set_write_timeout(t),
+            Conn::Unix(s) => s.set_write_timeout(t),
         };
     }
 
@@ -67,7 +80,19 @@ impl Conn {
         head[1..].copy_from_slice(&(payload.len() as u32).to_le_bytes());
         self.write_all(&head)
             .and_then(|()| self.write_all(payload))
-            .map_err(|e| MigrationError::Protocol(format!("sending to the peer: {e}")))
+            .map_err(|e| {
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) {
+                    MigrationError::Protocol(format!(
+                        "the peer took nothing for {} s (is the link down?)",
+                        SEND_TIMEOUT.as_secs()
+                    ))
+                } else {
+                    MigrationError::Protocol(format!("sending to the peer: {e}"))
+                }
+            })
     }
 
     /// Reads one frame: its tag and payload. `during` says what was expected, for messages.
