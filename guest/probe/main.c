@@ -32,7 +32,9 @@
  *                        PROBE-HOTPLUG eject slot=S apic=A once it is ejected
  *   mode=virtio          virtio-blk over virtio-mmio (virtio.c): write, read back, flush and
  *                        GET_ID on every disk found, PROBE-VIRTIO lines, power off;
- *                        virtio=hostile|discard|bench add steps (virtio.c's header)
+ *                        virtio=hostile|discard|bench add steps (virtio.c's header);
+ *                        virtio=loop never ends: a disk written and read back, or a
+ *                        NIC pinging the host, forever (virtio.c's, vnet.c's header)
  *   mode=counter [dirty=PAGES] [dirty-mib=M]
  *                        every vCPU counts and checks a memory region it owns; the BSP
  *                        prints PROBE-COUNTER cpu=N value=V sum=ok|bad gap_ms=G

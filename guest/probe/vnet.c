@@ -11,7 +11,9 @@
  *   PROBE-VIRTIO dev=K arp reply mac=HOSTMAC
  *   PROBE-VIRTIO dev=K ping reply seq=1 match=yes|no
  *
- * (or "arp timeout" / "ping timeout"). Frames carry the 12-byte virtio 1.x net header.
+ * (or "arp timeout" / "ping timeout"). Frames carry the 12-byte virtio 1.x net header. While
+ * it waits for a reply it answers ARP requests for net.ip (the host asks when it has
+ * forgotten the guest's MAC).
  * With net.bench=N [net.size=BYTES] (default 64, at most 1514), instead of the ARP and ping:
  * N Ethernet frames of net.size bytes (broadcast, ethertype 0x88b5, local experimental) sent
  * one at a time (each waited for in the used ring, polled), between two lines the host
@@ -23,6 +25,14 @@
  * smaller than the header, a transmit chain that loops; each must come back
  * ("PROBE-VIRTIO dev=K hostile WHAT returned=yes len=N"), and the ARP and ping after them
  * must still work.
+ * With virtio=loop (the guest that proves a migration kept the NIC going), after the first
+ * ping, forever: ping the host with seq n = 2, 3, ..., wait for that reply, then sleep
+ * ~50 ms on the local APIC's one-shot timer (as virtio.c's disk loop); every
+ * VNLOOP_PRINT_EVERY pings
+ *
+ *   PROBE-VNLOOP dev=K n=N replies=R lost=L
+ *
+ * where R counts the pings answered with the right data and L those that were not.
  */
 #include "virtio.h"
 
@@ -190,8 +200,33 @@ static void echo_request(uint64_t base, uint16_t seq)
 	send(base, ETH + 20 + 8 + PING_DATA);
 }
 
+/* Answers an ARP request for our address, as any host on a LAN does (the host's kernel asks
+ * again whenever it forgot us, e.g. when the tap lost its carrier during a migration). */
+static void answer_arp(uint64_t base, const uint8_t *f, uint32_t len)
+{
+	if (len < ETH + 28 || get16(f + 12) != 0x0806)
+		return;
+	const uint8_t *a = f + ETH;
+	if (get16(a + 6) != 1 || memcmp(a + 24, guest_ip, 4) != 0)
+		return;
+	uint8_t *r = tx_buf + HDR;
+	memcpy(r, a + 8, 6);
+	memcpy(r + 6, mac, 6);
+	put16(r + 12, 0x0806);
+	uint8_t *ra = r + ETH;
+	put16(ra, 1);
+	put16(ra + 2, 0x0800);
+	ra[4] = 6;
+	ra[5] = 4;
+	put16(ra + 6, 2);
+	memcpy(ra + 8, mac, 6);
+	memcpy(ra + 14, guest_ip, 4);
+	memcpy(ra + 18, a + 8, 10); /* the asker's MAC and IP */
+	send(base, ETH + 28);
+}
+
 /* Receives until a frame `want` accepts (returning true) or the wait runs out; every buffer
- * goes back to the device. */
+ * goes back to the device; ARP requests for us are answered on the way. */
 static bool receive(uint64_t base, bool (*want)(const uint8_t *f, uint32_t len, uint16_t arg),
 		    uint16_t arg, bool *matched)
 {
@@ -202,6 +237,8 @@ static bool receive(uint64_t base, bool (*want)(const uint8_t *f, uint32_t len, 
 		if (id >= RX_BUFS)
 			continue; /* the hostile small buffer */
 		bool ok = len > HDR + ETH && want(rx_buf[id] + HDR, len - HDR, arg);
+		if (!ok && len > HDR + ETH)
+			answer_arp(base, rx_buf[id] + HDR, len - HDR);
 		if (ok && matched) {
 			const uint8_t *icmp = rx_buf[id] + HDR + ETH + 20;
 			*matched = true;
@@ -333,6 +370,39 @@ static void bench(uint64_t base, uint32_t dev, uint64_t frames)
 	bench_line(dev, true, (uint32_t)size, frames, errors, rdtsc() - t0);
 }
 
+#define VNLOOP_SLEEP_NS 50000000u /* the APIC timer counts at 1 GHz */
+#define VNLOOP_PRINT_EVERY 4u
+
+/* virtio=loop (see the top of the file): never returns. */
+__attribute__((noreturn)) static void vnet_loop(uint64_t base, uint32_t dev)
+{
+	uint64_t replies = 0, lost = 0;
+	apic_init_bsp();
+	for (uint64_t n = 2;; n++) {
+		bool matched = false;
+		echo_request(base, (uint16_t)n);
+		if (receive(base, is_echo_reply, (uint16_t)n, &matched) && matched)
+			replies++;
+		else
+			lost++;
+		if (n % VNLOOP_PRINT_EVERY == 0) {
+			char buf[96];
+			struct out o = OUT_INIT(buf);
+			out_str(&o, "PROBE-VNLOOP dev=");
+			out_dec(&o, dev);
+			out_str(&o, " n=");
+			out_dec(&o, n);
+			out_str(&o, " replies=");
+			out_dec(&o, replies);
+			out_str(&o, " lost=");
+			out_dec(&o, lost);
+			out_end(&o);
+		}
+		apic_timer_oneshot(VNLOOP_SLEEP_NS);
+		sleep_until_interrupt();
+	}
+}
+
 void vnet_run(uint64_t base, uint32_t dev)
 {
 	char buf[160];
@@ -404,4 +474,6 @@ void vnet_run(uint64_t base, uint32_t dev)
 		out_str(&o, "ping timeout");
 	}
 	out_end(&o);
+	if (got && v && len == 4 && memcmp(v, "loop", 4) == 0)
+		vnet_loop(base, dev);
 }

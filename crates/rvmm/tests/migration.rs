@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use common::netns::NetNs;
 use common::vm::{comm, test_dir, threads, BackgroundVm, TestClient};
 use common::{failed_cleanly, kvm_available, run_with_timeout, rvmm, skip};
 
@@ -947,6 +948,132 @@ fn an_inflated_balloon_migrates_and_deflates_on_the_destination() {
     assert!(
         text.contains("PROBE-VIRTIO dev=0 balloon deflated=8192 zero=yes"),
         "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// (n, replies, lost) of every `PROBE-VNLOOP dev=0 n=N replies=R lost=L` line.
+fn vnloop(lines: &[String]) -> Vec<(u64, u64, u64)> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("PROBE-VNLOOP dev=0 ")?;
+            let field = |name: &str| -> Option<u64> {
+                rest.split(' ')
+                    .find_map(|f| f.strip_prefix(name))?
+                    .parse()
+                    .ok()
+            };
+            Some((field("n=")?, field("replies=")?, field("lost=")?))
+        })
+        .collect()
+}
+
+/// `rvmm run ARGS --qmp ...` inside `n`'s network namespace.
+fn start_in(n: &NetNs, tag: &str, args: &[&str]) -> BackgroundVm {
+    let dir = test_dir(tag);
+    let socket = dir.join("vm.qmp");
+    let mut cmd = n.exec(Path::new(env!("CARGO_BIN_EXE_rvmm")));
+    cmd.arg("run")
+        .args(args)
+        .arg("--qmp")
+        .arg(format!("unix:{}", socket.display()));
+    BackgroundVm::spawn(cmd, dir, socket)
+}
+
+/// A guest pinging the host through a named tap migrates on this host: the source closes
+/// the tap at the handover and the destination opens it, the pings go on (at most the one
+/// in flight lost), the destination announces the NIC. The source cannot run again while
+/// the destination holds the tap; once it is gone, `cont` takes the tap back and the pings
+/// go on there.
+#[test]
+fn a_guest_on_a_named_tap_migrates_and_its_pings_go_on() {
+    const TEST: &str = "migration_virtio_net";
+    if !kvm_available(TEST) {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        skip(TEST, "needs root for a network namespace and a tap");
+        return;
+    }
+    let n = NetNs::new("mig-net");
+    let work = test_dir("mig-vnet");
+    let uri = format!("unix:{}", work.join("mig.sock").display());
+    let net = format!("tap={}", n.tap);
+    let machine = [
+        "--append",
+        "mode=virtio virtio=loop",
+        "--raw",
+        "--net",
+        &net,
+    ];
+    let mut src = start_in(&n, "mig-vnet-src", &machine);
+    src.wait_line("PROBE-VNLOOP dev=0 n=8 ");
+    let mut dst_args = machine.to_vec();
+    dst_args.extend(["--incoming", &uri]);
+    let mut dst = start_in(&n, "mig-vnet-dst", &dst_args);
+    assert_eq!(
+        dst.client().ok("query-status", None)["status"],
+        "inmigrate",
+        "the destination waits, its tap not yet opened (the source holds it)"
+    );
+    let out = migrate_cli(&src.socket, &uri, &[]);
+    assert!(
+        out.status.success(),
+        "rvmm migrate: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut c = src.client();
+    assert_eq!(c.ok("query-status", None)["status"], "postmigrate");
+    let before = vnloop(&src.lines());
+    let &(last_n, _, last_lost) = before.last().unwrap();
+    assert_eq!(last_lost, 0, "source: {before:?}");
+    dst.wait_line(&format!("PROBE-VNLOOP dev=0 n={} ", last_n + 16));
+
+    // The destination holds the tap: the source cannot run again, and says why.
+    let refused = c.execute("cont", None);
+    let desc = refused["error"]["desc"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        desc.starts_with(
+            "migrate: cannot run again: the destination still holds what the migration handed over"
+        ) && desc.contains(&format!("--net tap={}: the device is busy", n.tap)),
+        "{refused}"
+    );
+    assert_eq!(c.ok("query-status", None)["status"], "postmigrate");
+
+    dst.client().ok("quit", None);
+    let out = dst.wait(Duration::from_secs(10));
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(said.contains("; 1 NIC(s) announced (RARP)"), "{said}");
+    let after = vnloop(&out_lines(&out));
+    let &(first_n, _, _) = after.first().unwrap();
+    let &(end_n, end_replies, end_lost) = after.last().unwrap();
+    // Reports come every 4 pings; the one in flight at the pause may be cut in two.
+    assert!(
+        first_n > last_n && first_n <= last_n + 8,
+        "{last_n} last on the source, {first_n} first on the destination"
+    );
+    assert!(
+        end_lost <= 1 && end_replies + end_lost == end_n - 1,
+        "the pings went on through the tap the destination took over: {after:?}"
+    );
+
+    // With the destination gone, the source takes its tap back and the pings go on there.
+    c.ok("cont", None);
+    assert_eq!(c.ok("query-status", None)["status"], "running");
+    src.wait_line(&format!("PROBE-VNLOOP dev=0 n={} ", last_n + 8));
+    c.ok("quit", None);
+    let out = src.wait(Duration::from_secs(10));
+    let resumed = vnloop(&out_lines(&out));
+    let &(n_end, replies_end, lost_end) = resumed.last().unwrap();
+    assert!(
+        n_end >= last_n + 8 && lost_end <= 1 && replies_end + lost_end == n_end - 1,
+        "{resumed:?}"
     );
     let _ = std::fs::remove_dir_all(&work);
 }

@@ -3,6 +3,7 @@
 //! was an exit and not a crash, finding QEMU and the cached guest image.
 #![allow(dead_code)]
 
+pub mod netns;
 pub mod vm;
 
 use std::path::{Path, PathBuf};

@@ -146,6 +146,13 @@ pub(crate) trait VmView {
     fn pause(&mut self) -> Result<(), VmError>;
     /// Lets parked vCPUs run again.
     fn resume(&mut self);
+    /// Runs a VM that migrated away again (`cont` in postmigrate): its disks and taps are
+    /// taken back from the destination first; an error names what is still held there.
+    fn resume_after_migration(&mut self) -> Result<(), VmError> {
+        Err(VmError::Migration(
+            "this VM cannot run again after its migration".into(),
+        ))
+    }
     /// Presses the ACPI power button.
     fn press_power_button(&mut self) -> Result<(), VmError>;
     /// Ends the VM. The caller has sent the event that says so.

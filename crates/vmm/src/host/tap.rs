@@ -122,65 +122,39 @@ impl IfReq {
 /// An open tap.
 #[derive(Debug)]
 pub struct Tap {
-    file: File,
+    /// `None` while a migration has it handed over ([`Tap::detach`], [`Tap::detached`]).
+    file: Option<File>,
     name: String,
     /// How the user named it: `tap=NAME` or `fd=N` (for errors).
     option: String,
     /// Whether rvmm created it (no name was given).
     created: bool,
+    /// Opened by name (`tap=NAME`): the one kind a migration hands over, as two processes
+    /// cannot hold one tap.
+    by_name: bool,
     /// The `TUN_F_*` offloads the tap accepted.
     offloads: u32,
 }
 
+/// What every Linux tap takes (`TUNSETOFFLOAD` has accepted them since 2.6.27): the
+/// offloads a tap opened only later, at a migration's handover, is assumed to take.
+pub const LINUX_TAP_OFFLOADS: u32 = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+
+/// How long [`Tap::attach`] retries a tap that is still busy: the process handing it over
+/// closed it, and the kernel lets it go once no thread of that process polls it any more.
+const ATTACH_RETRY: std::time::Duration = std::time::Duration::from_secs(3);
+
 impl Tap {
     /// Opens the tap `name`, or creates one when `name` is `None`.
     pub fn open(name: Option<&str>) -> Result<Tap, TapError> {
-        let shown = name.unwrap_or("").to_string();
-        if shown.len() > MAX_NAME || shown.contains('\0') {
-            return Err(TapError::BadName(shown));
-        }
-        // TUNSETIFF on a missing name would create a tap (with CAP_NET_ADMIN): an existing
-        // one was asked for.
-        if let Some(n) = name {
-            if !exists(n) {
-                return Err(TapError::NoSuchTap(n.to_string()));
-            }
-        }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(TUN_PATH)
-            .map_err(TapError::Tun)?;
-        let mut req = IfReq {
-            name: [0; libc::IFNAMSIZ],
-            flags: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR,
-            _pad: [0; 22],
-        };
-        req.name[..shown.len()].copy_from_slice(shown.as_bytes());
-        // SAFETY: TUNSETIFF reads and writes the ifreq we pass, which outlives the call.
-        let r = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF as _, &mut req) };
-        if r < 0 {
-            let error = std::io::Error::last_os_error();
-            return Err(match (name, error.raw_os_error()) {
-                (None, Some(libc::EPERM | libc::EACCES)) => TapError::CreatePermission(error),
-                (Some(n), Some(libc::EPERM | libc::EACCES)) => TapError::Permission {
-                    name: n.to_string(),
-                    error,
-                },
-                (Some(n), Some(libc::EBUSY | libc::EINVAL)) => TapError::Busy(n.to_string()),
-                _ => TapError::Ioctl {
-                    option: format!("tap={shown}"),
-                    what: "TUNSETIFF",
-                    error,
-                },
-            });
-        }
+        check_name(name)?;
+        let (file, kernel_name) = set_iff(name)?;
         let mut tap = Tap {
-            file,
-            name: req.name(),
+            file: Some(file),
+            name: kernel_name,
             option: String::new(),
             created: name.is_none(),
+            by_name: name.is_some(),
             offloads: 0,
         };
         tap.option = format!("tap={}", tap.name);
@@ -188,6 +162,117 @@ impl Tap {
         Ok(tap)
     }
 
+    /// The existing tap `name`, checked but not opened: `rvmm run --incoming` takes it
+    /// over only when the source has closed it ([`Tap::attach`]). It is assumed to take
+    /// [`LINUX_TAP_OFFLOADS`], which the device offers the guest meanwhile.
+    pub fn detached(name: &str) -> Result<Tap, TapError> {
+        check_name(Some(name))?;
+        Ok(Tap {
+            file: None,
+            name: name.to_string(),
+            option: format!("tap={name}"),
+            created: false,
+            by_name: true,
+            offloads: LINUX_TAP_OFFLOADS,
+        })
+    }
+
+    /// Whether a migration hands this tap over (one opened by name): a created tap or an
+    /// inherited descriptor is each end's own.
+    pub fn hands_over(&self) -> bool {
+        self.by_name
+    }
+
+    /// Closes a tap opened by name so that another process can attach to it (a
+    /// migration's source, at the final phase). Frames queued in it are dropped, as a
+    /// wire drops them while a cable is moved; the interface stays.
+    pub fn detach(&mut self) {
+        if self.by_name {
+            self.file = None;
+        }
+    }
+
+    /// Whether the tap is open.
+    pub fn attached(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// Opens a detached tap again by its name (a migration's destination at the handover,
+    /// or its source taking it back after a failure), retrying while the process that
+    /// handed it over still lets it go; then sets it up as [`Tap::open`] does. Nothing
+    /// to do for an open tap.
+    pub fn attach(&mut self) -> Result<(), TapError> {
+        if self.file.is_some() {
+            return Ok(());
+        }
+        let deadline = std::time::Instant::now() + ATTACH_RETRY;
+        let file = loop {
+            match set_iff(Some(&self.name)) {
+                Ok((file, _)) => break file,
+                Err(TapError::Busy(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        self.file = Some(file);
+        self.set_up()
+    }
+}
+
+/// A tap name the kernel can take, naming an existing interface: TUNSETIFF on a missing
+/// name would create a tap (with CAP_NET_ADMIN), and an existing one was asked for.
+fn check_name(name: Option<&str>) -> Result<(), TapError> {
+    let shown = name.unwrap_or("");
+    if shown.len() > MAX_NAME || shown.contains('\0') {
+        return Err(TapError::BadName(shown.to_string()));
+    }
+    if let Some(n) = name {
+        if !exists(n) {
+            return Err(TapError::NoSuchTap(n.to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// Opens `/dev/net/tun` and attaches it to the tap `name` (a new tap for `None`): the file
+/// and the interface's name.
+fn set_iff(name: Option<&str>) -> Result<(File, String), TapError> {
+    let shown = name.unwrap_or("");
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(TUN_PATH)
+        .map_err(TapError::Tun)?;
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        flags: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR,
+        _pad: [0; 22],
+    };
+    req.name[..shown.len()].copy_from_slice(shown.as_bytes());
+    // SAFETY: TUNSETIFF reads and writes the ifreq we pass, which outlives the call.
+    let r = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF as _, &mut req) };
+    if r < 0 {
+        let error = std::io::Error::last_os_error();
+        return Err(match (name, error.raw_os_error()) {
+            (None, Some(libc::EPERM | libc::EACCES)) => TapError::CreatePermission(error),
+            (Some(n), Some(libc::EPERM | libc::EACCES)) => TapError::Permission {
+                name: n.to_string(),
+                error,
+            },
+            (Some(n), Some(libc::EBUSY | libc::EINVAL)) => TapError::Busy(n.to_string()),
+            _ => TapError::Ioctl {
+                option: format!("tap={shown}"),
+                what: "TUNSETIFF",
+                error,
+            },
+        });
+    }
+    Ok((file, req.name()))
+}
+
+impl Tap {
     /// Takes over the tap the launcher opened on descriptor `fd` (`--net fd=N`): checks it
     /// is open and a tap with `IFF_TAP | IFF_NO_PI | IFF_VNET_HDR`, then owns it (closed when
     /// the tap is dropped, close-on-exec from now on) and sets it up as [`Tap::open`] does.
@@ -225,10 +310,11 @@ impl Tap {
         // (`vmm::virtio_devices`) and `config::net` refuses one number for two NICs.
         let file = unsafe { File::from_raw_fd(fd) };
         let mut tap = Tap {
-            file,
+            file: Some(file),
             name,
             option: format!("fd={fd}"),
             created: false,
+            by_name: false,
             offloads: 0,
         };
         // SAFETY: F_SETFD on a descriptor we own.
@@ -249,7 +335,7 @@ impl Tap {
     fn set_up(&mut self) -> Result<(), TapError> {
         let hdr = VNET_HDR_LEN as libc::c_int;
         // SAFETY: TUNSETVNETHDRSZ reads the int we pass.
-        let r = unsafe { libc::ioctl(self.file.as_raw_fd(), TUNSETVNETHDRSZ as _, &hdr) };
+        let r = unsafe { libc::ioctl(self.as_raw_fd(), TUNSETVNETHDRSZ as _, &hdr) };
         if r < 0 {
             return Err(self.ioctl_err("TUNSETVNETHDRSZ 12"));
         }
@@ -282,14 +368,10 @@ impl Tap {
 
     /// `TUNSETOFFLOAD`: the offloads the tap may leave to the reader.
     pub fn set_offloads(&self, flags: u32) -> std::io::Result<()> {
-        // SAFETY: TUNSETOFFLOAD takes its argument by value; the fd is open.
-        let r = unsafe {
-            libc::ioctl(
-                self.file.as_raw_fd(),
-                TUNSETOFFLOAD as _,
-                flags as libc::c_ulong,
-            )
-        };
+        // SAFETY: TUNSETOFFLOAD takes its argument by value; the fd is open (or -1 while
+        // detached, which the kernel refuses with EBADF).
+        let r =
+            unsafe { libc::ioctl(self.as_raw_fd(), TUNSETOFFLOAD as _, flags as libc::c_ulong) };
         if r < 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -311,20 +393,31 @@ impl Tap {
         self.offloads
     }
 
-    /// Reads one frame (vnet header first); `WouldBlock` when none is queued.
+    /// Reads one frame (vnet header first); `WouldBlock` when none is queued,
+    /// `NotConnected` while detached.
     pub fn recv(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.file.read(buf)
+        self.open_file()?.read(buf)
     }
 
-    /// Writes one frame (vnet header first).
+    /// Writes one frame (vnet header first); `NotConnected` while detached.
     pub fn send(&mut self, frame: &[u8]) -> std::io::Result<()> {
-        self.file.write(frame).map(|_| ())
+        self.open_file()?.write(frame).map(|_| ())
+    }
+
+    fn open_file(&mut self) -> std::io::Result<&mut File> {
+        self.file.as_mut().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                format!("tap {} is handed over (detached)", self.name),
+            )
+        })
     }
 }
 
 impl AsRawFd for Tap {
+    /// The tap's descriptor; -1 while detached.
     fn as_raw_fd(&self) -> RawFd {
-        self.file.as_raw_fd()
+        self.file.as_ref().map_or(-1, AsRawFd::as_raw_fd)
     }
 }
 
@@ -482,6 +575,70 @@ mod tests {
         assert!(
             !exists(&name),
             "the tap is closed with the Tap that owns it"
+        );
+    }
+
+    /// `TUNSETPERSIST` (`_IOW('T', 203, int)`): the tap outlives its descriptor.
+    fn set_persist(tap: &Tap, on: bool) {
+        // SAFETY: TUNSETPERSIST takes its argument by value; the tap's fd is open.
+        let r = unsafe { libc::ioctl(tap.as_raw_fd(), 0x4004_54cb as _, libc::c_ulong::from(on)) };
+        assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+    }
+
+    #[test]
+    fn a_named_tap_is_handed_over_between_two_holders() {
+        if !root() || !std::path::Path::new(TUN_PATH).exists() {
+            return; // tests/migration.rs hands a tap over between two rvmm as root.
+        }
+        let mut created = Tap::open(None).unwrap();
+        // A created tap is this process's own: it is never handed over.
+        created.detach();
+        assert!(created.attached() && !created.hands_over());
+        drop(created);
+        // A persistent tap of our own name, as one made with `ip tuntap add`.
+        let name = format!("rvho{}", std::process::id() % 100_000);
+        let made = Tap {
+            file: Some(set_iff(Some(&name)).unwrap().0),
+            name: name.clone(),
+            option: String::new(),
+            created: true,
+            by_name: false,
+            offloads: 0,
+        };
+        set_persist(&made, true);
+        drop(made);
+        assert!(exists(&name));
+
+        let mut source = Tap::open(Some(&name)).unwrap();
+        assert!(source.hands_over() && !source.created());
+        let mut dest = Tap::detached(&name).unwrap();
+        assert!(!dest.attached());
+        assert_eq!(dest.as_raw_fd(), -1);
+        assert_eq!(dest.offloads(), LINUX_TAP_OFFLOADS);
+        let frame = [0u8; VNET_HDR_LEN + 60];
+        assert_eq!(
+            dest.send(&frame).unwrap_err().kind(),
+            std::io::ErrorKind::NotConnected
+        );
+        source.detach();
+        assert!(!source.attached());
+        dest.attach().unwrap();
+        assert!(dest.attached() && dest.as_raw_fd() >= 0);
+        dest.set_offloads(TUN_F_CSUM).unwrap();
+        // The source cannot take it back while the destination holds it (after retrying).
+        let e = source.attach().unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("--net tap={name}: the device is busy")),
+            "{e}"
+        );
+        dest.detach();
+        source.attach().unwrap();
+        set_persist(&source, false);
+        drop((source, dest));
+        assert!(!exists(&name));
+        assert_eq!(
+            Tap::detached(&name).unwrap_err().to_string(),
+            TapError::NoSuchTap(name).to_string()
         );
     }
 

@@ -238,6 +238,11 @@ const TTY_IOCTLS: &[u64] = &[
 /// `TUNSETOFFLOAD` (`_IOW('T', 208, unsigned int)`; host::tap's, which sandbox may not
 /// import).
 const TUNSETOFFLOAD: u64 = 0x4004_54d0;
+/// `TUNSETIFF` (`_IOW('T', 202, int)`) and `TUNSETVNETHDRSZ` (`_IOW('T', 216, int)`): a
+/// migration source opens a tap it handed over again (a failed final phase, `cont` after
+/// postmigrate), by the name it was started with.
+const TUNSETIFF: u64 = 0x4004_54ca;
+const TUNSETVNETHDRSZ: u64 = 0x4004_54d8;
 
 /// KVM's ioctl type (`_IO(KVMIO, nr)` with KVMIO = 0xAE): bits 8..16 of the request.
 const KVMIO: u64 = 0xAE;
@@ -395,7 +400,9 @@ pub fn rules(role: Role) -> Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
     common_rules(&mut rules)?;
     match role {
         Role::Main => {
-            rules.insert(libc::SYS_ioctl, ioctl_rules()?);
+            let mut ioctls = ioctl_rules()?;
+            ioctls.extend(one_of(1, &[TUNSETIFF, TUNSETVNETHDRSZ, TUNSETOFFLOAD])?);
+            rules.insert(libc::SYS_ioctl, ioctls);
             thread_rules(&mut rules)?;
             // A migration's disk locks: released by the source's final phase, taken by
             // the destination's (OFD locks, docs/migration.md).

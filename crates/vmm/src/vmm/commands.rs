@@ -432,6 +432,20 @@ impl VmView for Controller<'_> {
         self.control.resume();
     }
 
+    fn resume_after_migration(&mut self) -> Result<(), VmError> {
+        super::migrate::take_locks(&self.vmm.virtio).map_err(|e| {
+            // None kept: what was taken goes back, for the destination that runs.
+            let _ = super::migrate::release_locks(self.vmm);
+            VmError::Migration(format!(
+                "cannot run again: the destination still holds what the migration handed \
+                 over ({e}); stop the destination first"
+            ))
+        })?;
+        super::snapshot::resume_devices(self.vmm);
+        self.resume();
+        Ok(())
+    }
+
     fn migrate(&mut self, uri: &str) -> Result<(), VmError> {
         if self.migrating() {
             return Err(VmError::Migration(
@@ -443,7 +457,6 @@ impl VmView for Controller<'_> {
                 "the VM has migrated away already (postmigrate)".into(),
             ));
         }
-        super::migrate::check_migratable(self.vmm).map_err(VmError::Migration)?;
         let parsed = MigrationUri::parse(uri).map_err(|e| VmError::Migration(e.to_string()))?;
         parsed
             .check_sandboxed()

@@ -4,18 +4,20 @@
 //! Source: [`hello`] describes the VM (its flags, every present vCPU's CPUID table, the RAM
 //! ranges) for the destination's checks; once pre-copy is done the emulator thread parks
 //! every vCPU and runs [`final_phase`]: the virtio devices quiesced (`snapshot::collect`),
-//! the last dirty pages (KVM's and the VMM's own), the disks flushed and unlocked, then the
-//! machine state with the source's CLOCK_REALTIME at the pause, then it waits for the
-//! destination's DONE (on a failure the disks are locked again and the devices resume).
+//! the last dirty pages (KVM's and the VMM's own), the disks flushed and unlocked and the
+//! named taps closed, then the machine state with the source's CLOCK_REALTIME at the
+//! pause, then it waits for the destination's DONE (on a failure the disks are locked and
+//! the taps opened again, and the devices resume).
 //!
 //! Destination (`rvmm run --incoming`): [`Vmm::receive_incoming`] runs after the VM is built
 //! and before any vCPU runs. It accepts one connection, checks the HELLO before any page
 //! (same RAM layout, same machine flags, every CPU feature of each source vCPU in this
 //! VM's own table for the slot) and answers ACCEPT or REFUSE, writes the pages into guest
-//! RAM, takes its disks' locks (it opened them unlocked, the source held them), restores
-//! the machine (`restore_machine`, virtio devices included) with kvmclock and every vCPU's IA32_TSC
-//! moved on by the real time since the source paused (the guest sees the downtime, as on
-//! real hardware; a snapshot restore does not do this), and answers DONE.
+//! RAM, takes its disks' locks and opens its named taps (the source held both), restores
+//! the machine (`restore_machine`, virtio devices included) with kvmclock and every vCPU's
+//! IA32_TSC moved on by the real time since the source paused (the guest sees the
+//! downtime, as on real hardware; a snapshot restore does not do this), answers DONE and
+//! announces each NIC with a RARP frame.
 
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -70,45 +72,27 @@ fn ram_ranges(vmm: &Vmm) -> Vec<RamRange> {
         .collect()
 }
 
-/// Refuses a VM the migration cannot carry yet: one with a virtio-net device (its tap is
-/// a host resource the two ends cannot share on one host, and the frames in flight are not
-/// carried).
-pub(super) fn check_migratable(vmm: &Vmm) -> Result<(), String> {
-    let nets: Vec<String> = vmm
-        .virtio
-        .iter()
-        .filter(|h| h.device_id == virtio_bindings::virtio_ids::VIRTIO_ID_NET)
-        .map(|h| format!("slot {}", h.slot))
-        .collect();
-    if !nets.is_empty() {
-        return Err(format!(
-            "the VM has virtio-net devices ({}); migrating them is not implemented yet (a tap \
-             is held by one process: the destination on the same host cannot open it while \
-             the source does)",
-            nets.join(", ")
-        ));
-    }
-    Ok(())
-}
-
 /// How long the source keeps trying to lock its disks again after a failed final phase
 /// (the destination releases them as it fails, or when it exits).
 const RELOCK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Hands every virtio device's host locks over (blk: flushed, then unlocked); on an error
-/// the ones released are taken back.
-fn release_locks(vmm: &Vmm) -> Result<(), String> {
+/// Hands every virtio device's host resources over (blk: flushed, then unlocked; net: a
+/// tap opened by name closed); on an error the ones released are taken back. Each device
+/// thread is woken so that it asks for its descriptor anew: a thread still polling a
+/// closed tap would keep it attached to this process.
+pub(super) fn release_locks(vmm: &Vmm) -> Result<(), String> {
     for (i, h) in vmm.virtio.iter().enumerate() {
         if let Err(e) = lock(&h.transport).release_host_locks() {
             let _ = take_locks(&vmm.virtio[..i]);
             return Err(e);
         }
+        h.wake();
     }
     Ok(())
 }
 
-/// Takes the host locks of `devices` (the first error).
-fn take_locks(devices: &[VirtioHandle]) -> Result<(), String> {
+/// Takes the host resources of `devices` (disk locks, taps handed over; the first error).
+pub(super) fn take_locks(devices: &[VirtioHandle]) -> Result<(), String> {
     for h in devices {
         lock(&h.transport).take_host_locks()?;
     }
@@ -162,15 +146,26 @@ const NOT_MACHINE_FLAGS: &[&str] = &[
     "--cgroup-parent",
 ];
 
-/// The machine flags of a `run_args` list (flag, value pairs), in order.
+/// The machine flags of a `run_args` list (flag, value pairs), in order. A NIC counts by
+/// its MAC only (the guest sees that): its tap is a host resource, named or numbered as each
+/// host's launcher chose (`tap=vnet3` here, `fd=27` there).
 fn machine_flags(flags: &[String]) -> Vec<(&str, &str)> {
     flags
         .chunks(2)
         .filter_map(|c| match c {
+            [f, v] if f == "--net" => Some((f.as_str(), nic_mac(v))),
             [f, v] if !NOT_MACHINE_FLAGS.contains(&f.as_str()) => Some((f.as_str(), v.as_str())),
             _ => None,
         })
         .collect()
+}
+
+/// The `mac=…` of a `--net` value as `run_args` writes it (always there), else the value.
+fn nic_mac(value: &str) -> &str {
+    value
+        .split(',')
+        .find(|p| p.starts_with("mac="))
+        .unwrap_or(value)
 }
 
 /// The first machine flag the two lists disagree on, as a message.
@@ -359,6 +354,8 @@ pub struct IncomingReport {
     pub elapsed: Duration,
     /// From the source's pause to the restore here (its clock against ours).
     pub downtime_ns: u64,
+    /// The NICs announced on the network after DONE.
+    pub announced: usize,
     pub warnings: Vec<String>,
 }
 
@@ -458,10 +455,10 @@ impl Vmm {
                     let present: Vec<u32> = state.vcpus.iter().map(|v| v.state.index).collect();
                     slots.check_present(&present)?;
                 }
-                // The source unlocked its disks before sending the state: they are this
-                // VM's from before a device here can serve a request.
+                // The source unlocked its disks and closed its named taps before sending the
+                // state: they are this VM's from before a device here can serve a request.
                 take_locks(&self.virtio).map_err(|e| {
-                    format!("taking the disks over (the source released them): {e}")
+                    format!("taking the disks and taps over (the source released them): {e}")
                 })?;
                 let warnings = self
                     .restore_machine(&state.vcpus, &state.vm, &state.devices)
@@ -481,12 +478,19 @@ impl Vmm {
             }
         };
         conn.send(wire::DONE, &[]).map_err(failed)?;
+        // Switches and bridges learn where the NICs are now (one RARP frame each).
+        let announced = self
+            .virtio
+            .iter()
+            .filter(|h| lock(&h.transport).announce())
+            .count();
         Ok(IncomingReport {
             vcpus,
             pages,
             data_pages,
             elapsed: start.elapsed(),
             downtime_ns: delta,
+            announced,
             warnings,
         })
     }

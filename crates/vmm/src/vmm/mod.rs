@@ -404,6 +404,8 @@ fn create_vm(host: &KvmHost, ram: &Arc<GuestRam>, config: &VmConfig) -> Result<V
 /// The virtio devices in slot order: the disks (`--disk`, opened and locked), the NICs
 /// (`--net`, their taps taken over, opened or created; a created tap's name is told in
 /// `notes`), then the balloon (with its first target, and its state for the controller).
+/// With `incoming` (a migration's destination) disks are opened unlocked and named taps
+/// are only checked: the source holds both until the handover.
 #[allow(clippy::type_complexity)]
 fn virtio_devices(
     config: &VmConfig,
@@ -427,9 +429,11 @@ fn virtio_devices(
         .map(|net| net.fd.map(Tap::from_fd).transpose())
         .collect::<Result<Vec<_>, _>>()?;
     for (i, net) in config.nets.iter().enumerate() {
-        let tap = match inherited[i].take() {
-            Some(tap) => tap,
-            None => Tap::open(net.tap.as_deref())?,
+        let tap = match (inherited[i].take(), &net.tap) {
+            (Some(tap), _) => tap,
+            // The source holds it until the handover (a tap takes one process).
+            (None, Some(name)) if incoming => Tap::detached(name)?,
+            (None, name) => Tap::open(name.as_deref())?,
         };
         if tap.created() {
             notes.push(format!(
@@ -475,6 +479,12 @@ impl FrameIo for TapIo {
     }
     fn name(&self) -> String {
         self.0.name().to_string()
+    }
+    fn release_host(&mut self) {
+        self.0.detach();
+    }
+    fn take_host(&mut self) -> Result<(), String> {
+        self.0.attach().map_err(|e| e.to_string())
     }
 }
 

@@ -225,12 +225,16 @@ fn receive_incoming(
         eprintln!("rvmm: warning: {w}");
     }
     eprintln!(
-        "rvmm: migration received: {} vCPUs, {} pages ({} with data) in {} ms; the guest was paused {} ms",
+        "rvmm: migration received: {} vCPUs, {} pages ({} with data) in {} ms; the guest was paused {} ms{}",
         report.vcpus,
         report.pages,
         report.data_pages,
         report.elapsed.as_millis(),
-        report.downtime_ns / 1_000_000
+        report.downtime_ns / 1_000_000,
+        match report.announced {
+            0 => String::new(),
+            n => format!("; {n} NIC(s) announced (RARP)"),
+        }
     );
     if let Some(s) = server {
         s.emit(crate::control::qmp::Event::Resume);

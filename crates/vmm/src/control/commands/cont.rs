@@ -1,4 +1,7 @@
-//! `cont`: resumes a paused VM and sends `RESUME`; nothing to do when it runs.
+//! `cont`: resumes a paused VM and sends `RESUME`; nothing to do when it runs. A source
+//! that migrated away (postmigrate) runs again only once it has its disks and taps back
+//! from the destination (as QEMU reactivates its images): libvirt does this when the
+//! destination fails after the handover.
 
 use super::{Empty, QmpCommand};
 use crate::control::args::Args;
@@ -20,10 +23,12 @@ impl QmpCommand for Cont {
     }
 
     fn execute(&self, vm: &mut dyn VmView) -> Result<Empty, QmpError> {
-        if vm.run_state() == RunState::Paused {
-            vm.resume();
-            vm.emit(Event::Resume);
+        match vm.run_state() {
+            RunState::Paused => vm.resume(),
+            RunState::Postmigrate => vm.resume_after_migration()?,
+            RunState::Running | RunState::Inmigrate => return Ok(Empty {}),
         }
+        vm.emit(Event::Resume);
         Ok(Empty {})
     }
 }

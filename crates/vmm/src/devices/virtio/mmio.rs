@@ -399,6 +399,11 @@ impl MmioTransport {
         self.device.take_host_locks()
     }
 
+    /// The device's [`VirtioDevice::announce`].
+    pub fn announce(&mut self) -> bool {
+        self.device.announce()
+    }
+
     /// The transport's registers and queues with the device's own state, for `slot`.
     pub fn save(&self, slot: u32) -> SavedVirtio {
         let queues = self

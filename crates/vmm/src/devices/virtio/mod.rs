@@ -109,6 +109,11 @@ pub trait VirtioDevice: Send {
     fn take_host_locks(&mut self) -> Result<(), String> {
         Ok(())
     }
+    /// Tells the network where the device now is (a NIC after a migration: one RARP frame);
+    /// whether something was sent. The default: nothing to tell.
+    fn announce(&mut self) -> bool {
+        false
+    }
     /// The device's own state for a snapshot (beyond its transport's registers and queues).
     fn save_state(&self) -> DeviceState;
     /// Checks that `state` (saved from a device in the same slot) fits this device, and

@@ -60,6 +60,14 @@ pub trait FrameIo: Send {
     fn name(&self) -> String {
         String::new()
     }
+    /// Lets go of the other end for a migration's handover (a tap opened by name is
+    /// closed, so the destination can open it); the default keeps it.
+    fn release_host(&mut self) {}
+    /// Takes the other end (back) after [`FrameIo::release_host`], or for the first time on
+    /// a migration's destination; an error names it.
+    fn take_host(&mut self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// One virtio-net device.
@@ -72,6 +80,8 @@ pub struct Net {
     pending_offloads: Option<u32>,
     /// DRIVER_OK was set and no reset since.
     active: bool,
+    /// The features the driver accepted (at DRIVER_OK).
+    driver_features: u64,
     /// The receive queue ran out of buffers: the tap is not polled until it is served again.
     rx_starved: bool,
     /// A frame read from the tap that found no buffer yet (its length in `frame`).
@@ -149,6 +159,7 @@ impl Net {
             features,
             pending_offloads: None,
             active: false,
+            driver_features: 0,
             rx_starved: false,
             held: None,
             frame: vec![0; MAX_FRAME],
@@ -298,6 +309,7 @@ impl VirtioDevice for Net {
 
     fn activate(&mut self, features: u64) {
         self.pending_offloads = Some(tap_offloads(features));
+        self.driver_features = features;
         self.active = true;
         // Not polled until the driver's first receive notification finds the queue.
         self.rx_starved = true;
@@ -313,7 +325,31 @@ impl VirtioDevice for Net {
     }
 
     fn poll_fd(&self) -> Option<RawFd> {
-        (self.active && !self.rx_starved).then(|| self.io.fd())
+        let fd = self.io.fd();
+        // A tap handed over (fd -1) is not polled until it is taken back.
+        (self.active && !self.rx_starved && fd >= 0).then_some(fd)
+    }
+
+    /// A frame held for a receive buffer is dropped with the tap (frames on a wire being
+    /// moved are lost; the guest's TCP sends them again).
+    fn release_host_locks(&mut self) -> Result<(), String> {
+        self.held = None;
+        self.io.release_host();
+        Ok(())
+    }
+
+    /// The tap is opened again (the destination's, or the source's own after a failed
+    /// handover) and gets the offloads the driver accepted.
+    fn take_host_locks(&mut self) -> Result<(), String> {
+        self.io.take_host()?;
+        if self.active {
+            self.pending_offloads = Some(tap_offloads(self.driver_features));
+        }
+        Ok(())
+    }
+
+    fn announce(&mut self) -> bool {
+        self.io.send(&rarp_announcement(&self.config[..6])).is_ok()
     }
 
     fn save_state(&self) -> super::DeviceState {
@@ -342,6 +378,23 @@ impl VirtioDevice for Net {
         }
         Ok(())
     }
+}
+
+/// The frame that tells the network where `mac` now is, after a migration: a broadcast
+/// RARP request (ethertype 0x8035, opcode 3) from `mac` about itself, padded to Ethernet's
+/// 60-byte minimum, after a zero virtio header. Switches and bridges learn the port from
+/// its source address; QEMU's self-announce sends the same kind of frame.
+pub fn rarp_announcement(mac: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8; HDR_LEN + 60];
+    let e = &mut f[HDR_LEN..];
+    e[..6].fill(0xff);
+    e[6..12].copy_from_slice(mac);
+    e[12..14].copy_from_slice(&0x8035u16.to_be_bytes());
+    // htype Ethernet, ptype IPv4, hlen 6, plen 4, op 3 (reverse request).
+    e[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 3]);
+    e[22..28].copy_from_slice(mac);
+    e[32..38].copy_from_slice(mac);
+    f
 }
 
 /// A MAC as `52:54:00:12:34:56`.

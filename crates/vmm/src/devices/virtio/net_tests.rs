@@ -421,3 +421,30 @@ fn a_live_nic_restored_into_a_new_transport_receives_into_the_next_buffer() {
     assert_eq!(got[HDR_LEN..], f[HDR_LEN..]);
     assert!(t2.poll_fd().is_some(), "the new tap is polled");
 }
+
+#[test]
+fn the_announcement_is_a_broadcast_rarp_from_the_nic() {
+    let mac = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
+    let f = rarp_announcement(&mac);
+    assert_eq!(f.len(), HDR_LEN + 60);
+    assert!(
+        f[..HDR_LEN].iter().all(|&b| b == 0),
+        "a plain frame: no offload"
+    );
+    let e = &f[HDR_LEN..];
+    assert_eq!(&e[..6], &[0xff; 6]);
+    assert_eq!(&e[6..12], &mac);
+    assert_eq!(&e[12..14], &[0x80, 0x35]);
+    // Ethernet/IPv4, opcode 3: the sender and target hardware addresses are the NIC's.
+    assert_eq!(&e[14..22], &[0, 1, 8, 0, 6, 4, 0, 3]);
+    assert_eq!((&e[22..28], &e[32..38]), (&mac[..], &mac[..]));
+    assert!(e[28..32].iter().chain(&e[38..]).all(|&b| b == 0));
+
+    // The device sends it on its pipe, and it is what the host reads.
+    let mut h = harness(0);
+    assert!(h.net.announce());
+    let mut buf = [0u8; 128];
+    // SAFETY: `buf` is valid for writes of its length for the call.
+    let n = unsafe { libc::recv(h.host.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    assert_eq!(&buf[..n as usize], &f[..]);
+}
