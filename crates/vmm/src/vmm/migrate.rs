@@ -604,6 +604,21 @@ mod tests {
             d.starts_with("--smp differs: the source has \"2\", this VM has \"1\""),
             "{d}"
         );
+        // A NIC is its MAC: each host names or numbers its own tap.
+        let nic = |n: &str| v(&["--smp", "2", "--net", n]);
+        let here = nic("tap=vnet3,mac=52:54:00:12:34:56");
+        assert_eq!(
+            flags_differ(&here, &nic("fd=27,mac=52:54:00:12:34:56")),
+            None
+        );
+        assert_eq!(flags_differ(&here, &nic("tap,mac=52:54:00:12:34:56")), None);
+        let d = flags_differ(&here, &nic("tap=vnet3,mac=52:54:00:12:34:57")).unwrap();
+        assert!(
+            d.starts_with(
+                "--net differs: the source has \"mac=52:54:00:12:34:56\", this VM has \"mac=52:54:00:12:34:57\""
+            ),
+            "{d}"
+        );
         let e = v(&["--smp", "2", "-m", "128M", "--machine", "pit=on"]);
         let d = flags_differ(&a, &e).unwrap();
         assert!(
