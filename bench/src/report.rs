@@ -623,7 +623,7 @@ fn section_snapshot(s: &mut String, r: &Results) {
     if let Some(version) = v.firecracker.as_deref().filter(|_| with_fc) {
         let _ = writeln!(
             s,
-            "Firecracker ({version}, built by hand from a fetched copy of its source; see the reading below): \
+            "Firecracker ({version}, built by hand from a fetched copy of its source, as the reading \"Snapshot, restore and live migration\" above says): \
              the same ELF booted through its PVH note with the command line `mode=counter`, driven over its API \
              socket: `PUT /boot-source`, `/machine-config`, `/actions InstanceStart`; once both vCPUs reported, \
              `PATCH /vm {{\"state\": \"Paused\"}}`, then `PUT /snapshot/create {{\"snapshot_type\": \"Full\"}}` timed \
@@ -663,8 +663,17 @@ fn section_snapshot(s: &mut String, r: &Results) {
             ("on disk, KiB", &row.size_kib, &f.size_kib, 0),
         ] {
             if with_fc {
-                let fc_ratio = crate::stats::ratio(&pair.rvmm, fc)
-                    .map_or_else(|| "-".into(), |r| format!("{r:.3}"));
+                // Three decimals would print rvmm's sparse 176 KiB against a full RAM file as 0.000.
+                let fc_ratio = crate::stats::ratio(&pair.rvmm, fc).map_or_else(
+                    || "-".into(),
+                    |r| {
+                        if r < 0.01 {
+                            format!("{r:.1e}")
+                        } else {
+                            format!("{r:.3}")
+                        }
+                    },
+                );
                 let _ = writeln!(
                     s,
                     "| {l} | {name} | {} | {} | {} | {} | {fc_ratio} |",
@@ -978,6 +987,17 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("| on disk, KiB | 100 / **100** / 100 | 200 / **200** / 200 | 400 / **400** / 400 | 0.500 | 0.250 |"));
+        let mut tiny = snapshot_result(vec![15.0]);
+        tiny.rows[0].firecracker.size_kib = vec![524_320.0];
+        let mut s = String::new();
+        section_snapshot(
+            &mut s,
+            &Results {
+                snapshot: Some(tiny),
+                ..Results::default()
+            },
+        );
+        assert!(s.contains("| 0.500 | 1.9e-4 |"), "{s}");
     }
 
     #[test]
