@@ -128,7 +128,8 @@ impl Api {
     }
 }
 
-/// The first line of `firecracker --version` (e.g. `Firecracker v1.16.1`).
+/// The first line of `firecracker --version` (e.g. `Firecracker v1.16.1`); a program that
+/// does not answer so is not Firecracker.
 pub fn version(binary: &Path) -> Result<String, String> {
     let out = Command::new(binary)
         .arg("--version")
@@ -143,7 +144,14 @@ pub fn version(binary: &Path) -> Result<String, String> {
         ));
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    Ok(text.lines().next().unwrap_or_default().trim().to_string())
+    let first = text.lines().next().unwrap_or_default().trim();
+    if !first.starts_with("Firecracker v") {
+        return Err(format!(
+            "{} --version said {first:?}, not `Firecracker vX.Y.Z`",
+            binary.display()
+        ));
+    }
+    Ok(first.to_string())
 }
 
 /// A Firecracker process with its API socket and serial lines.

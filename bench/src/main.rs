@@ -167,6 +167,15 @@ fn real_main() -> Result<()> {
         Plan::full(cli.runs)
     };
     plan.firecracker = rvmm_bench::firecracker::binary(cli.firecracker.clone());
+    if let Some(fc) = &plan.firecracker {
+        // A binary given but unusable is a mistake to say before anything runs.
+        if let Err(why) = rvmm_bench::firecracker::version(fc) {
+            bail!(
+                "--firecracker (or ${}): {why}; give a Firecracker binary, or neither to leave it out",
+                rvmm_bench::firecracker::ENV
+            );
+        }
+    }
     let rvmm = match cli.rvmm {
         Some(p) => p,
         None => rvmm_beside(&std::env::current_exe().context("finding rvmm-bench's own path")?),
