@@ -8,9 +8,11 @@
 //! benchmarks), `kvm_loop`
 //! (the bare loop), `stats`, `results`, `targets`, `report` and `svg` (the output),
 //! `machine` (what it ran on), `vblk` (virtio-blk), `vnet` (virtio-net),
-//! `vballoon` (virtio-balloon), `snapmig` (snapshot/restore and live migration).
+//! `vballoon` (virtio-balloon), `snapmig` (snapshot/restore and live migration),
+//! `firecracker` (Firecracker's API, for the snapshot benchmark).
 
 pub mod benches;
+pub mod firecracker;
 pub mod hotplug;
 pub mod kvm_loop;
 pub mod machine;

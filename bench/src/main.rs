@@ -35,6 +35,10 @@ struct Cli {
     /// Where `all` and `report` write the plots and results.json.
     #[arg(long, value_name = "DIR", global = true)]
     plots: Option<PathBuf>,
+    /// The Firecracker binary the snapshot benchmark (11) measures beside rvmm and QEMU
+    /// (default: $RVMM_BENCH_FIRECRACKER; neither: Firecracker is not measured).
+    #[arg(long, value_name = "PATH", global = true)]
+    firecracker: Option<PathBuf>,
     /// For a single benchmark: put its figures into the plot directory's results.json
     /// (replacing that benchmark's) and re-render the page, instead of printing its table.
     #[arg(long, global = true)]
@@ -157,11 +161,21 @@ fn real_main() -> Result<()> {
     if cli.runs == 0 {
         bail!("--runs: 0 runs measure nothing; give at least 1");
     }
-    let plan = if cli.smoke {
+    let mut plan = if cli.smoke {
         Plan::smoke()
     } else {
         Plan::full(cli.runs)
     };
+    plan.firecracker = rvmm_bench::firecracker::binary(cli.firecracker.clone());
+    if let Some(fc) = &plan.firecracker {
+        // A binary given but unusable is a mistake to say before anything runs.
+        if let Err(why) = rvmm_bench::firecracker::version(fc) {
+            bail!(
+                "--firecracker (or ${}): {why}; give a Firecracker binary, or neither to leave it out",
+                rvmm_bench::firecracker::ENV
+            );
+        }
+    }
     let rvmm = match cli.rvmm {
         Some(p) => p,
         None => rvmm_beside(&std::env::current_exe().context("finding rvmm-bench's own path")?),

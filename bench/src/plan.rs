@@ -1,6 +1,7 @@
 //! What to measure and how often: the full plan behind docs/benchmarks.md and the tiny one
 //! the smoke test runs. Also how runs alternate between the VMMs.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::vmms::{Shape, Vmm};
@@ -52,6 +53,8 @@ pub struct Plan {
     pub migrate_settle_reports: usize,
     /// A run longer than this is killed and the benchmark fails.
     pub timeout: Duration,
+    /// The Firecracker binary benchmark 11 measures beside rvmm and QEMU, if given.
+    pub firecracker: Option<PathBuf>,
 }
 
 const MIB_128: u64 = 128;
@@ -98,6 +101,7 @@ impl Plan {
             migrate_downtime_ms: 300,
             migrate_settle_reports: 10,
             timeout: Duration::from_secs(300),
+            firecracker: None,
         }
     }
 
@@ -133,6 +137,7 @@ impl Plan {
             migrate_downtime_ms: 300,
             migrate_settle_reports: 2,
             timeout: Duration::from_secs(60),
+            firecracker: None,
         }
     }
 

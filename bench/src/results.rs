@@ -192,12 +192,31 @@ pub struct SnapshotRow {
     pub restore_ms: Pair,
     /// The snapshot's allocated size on disk (`du`), KiB.
     pub size_kib: Pair,
+    /// Firecracker's samples of the same, when it was measured (firecracker.rs).
+    #[serde(default)]
+    pub firecracker: FirecrackerSamples,
+}
+
+/// Firecracker's samples for one guest size: `PUT /snapshot/create` request to response,
+/// spawning the restoring process to the response of `PUT /snapshot/load` (resumed), and the
+/// state and memory files' allocated size (KiB).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FirecrackerSamples {
+    pub save_ms: Vec<f64>,
+    pub restore_ms: Vec<f64>,
+    pub size_kib: Vec<f64>,
 }
 
 /// Benchmark 11: snapshot and restore.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotResult {
     pub rows: Vec<SnapshotRow>,
+    /// The Firecracker measured (`firecracker --version`'s first line), if one was.
+    #[serde(default)]
+    pub firecracker: Option<String>,
+    /// Why Firecracker has no (or not every) sample: no binary given, or what failed.
+    #[serde(default)]
+    pub firecracker_note: Option<String>,
 }
 
 /// Benchmark 12: live migration of the dirtying guest over loopback TCP (snapmig.rs).

@@ -9,7 +9,8 @@
 //!     raised so QEMU's default cap does not set the pace. The restore is timed from spawning
 //!     `rvmm run --restore DIR` / `qemu ... -incoming "exec:cat FILE"` until QMP
 //!     `query-status` answers `running`; a `PROBE-COUNTER ... sum=ok` line must follow. The
-//!     snapshot's size on disk is what `du` counts (allocated blocks).
+//!     snapshot's size on disk is what `du` counts (allocated blocks). With a Firecracker
+//!     binary given, Firecracker's full snapshot of the same guest too (firecracker.rs).
 //! 12. migrate: the guest dirtying memory (`mode=counter dirty=N dirty-mib=M`, 2 vCPUs,
 //!     512 MiB) migrates over loopback TCP to a second VMM started with
 //!     `--incoming tcp:127.0.0.1:PORT` (rvmm) / `-incoming tcp:127.0.0.1:PORT` (QEMU), with
@@ -29,8 +30,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::benches::{brief, Bench};
+use crate::firecracker::Instance;
 use crate::plan::Plan;
-use crate::results::{MigrateResult, SnapshotResult, SnapshotRow};
+use crate::results::{FirecrackerSamples, MigrateResult, SnapshotResult, SnapshotRow};
 use crate::stats::Pair;
 use crate::vmms::{Shape, Vmm, QEMU_ARGS};
 use crate::BenchError;
@@ -446,9 +448,83 @@ impl Bench<'_> {
         })
     }
 
+    /// One Firecracker snapshot run (firecracker.rs): the same guest, saved and restored.
+    fn firecracker_run(&self, fc: &Path, shape: Shape, dir: &Path) -> Result<RunSnapshot, String> {
+        let tag = format!("firecracker-{}", shape.mem_mib);
+        let socket = dir.join(format!("{tag}-snap.sock"));
+        let socket2 = dir.join(format!("{tag}-restored.sock"));
+        let log = dir.join(format!("{tag}.log"));
+        let target = dir.join(format!("{tag}-snapshot"));
+        let _ = std::fs::remove_dir_all(&target);
+        std::fs::create_dir_all(&target).map_err(|e| format!("{}: {e}", target.display()))?;
+        let (state, memory) = (target.join("vmstate"), target.join("memory"));
+        let limit = self.plan.timeout;
+        let with_log = |e: String| {
+            let said = std::fs::read_to_string(&log).unwrap_or_default();
+            match said.trim() {
+                "" => e,
+                said => format!("{e}; its log: {said}"),
+            }
+        };
+        let mut src = Instance::start(fc, &socket, &log, limit)?;
+        let saved = (|| {
+            src.boot(
+                &self.tools.probe_elf,
+                "mode=counter",
+                shape.vcpus,
+                shape.mem_mib,
+            )?;
+            counted(&src.lines, shape.vcpus, 1, limit)?;
+            src.pause()?;
+            let t0 = Instant::now();
+            src.snapshot(&state, &memory)?;
+            Ok(crate::benches::ms(t0.elapsed()))
+        })();
+        src.end();
+        let save_ms = saved.map_err(with_log)?;
+        let size = allocated_bytes(&target).map_err(|e| format!("{}: {e}", target.display()))?;
+
+        let t0 = Instant::now();
+        let mut dst = Instance::start(fc, &socket2, &log, limit).map_err(with_log)?;
+        let restored = (|| -> Result<f64, String> {
+            dst.load(&state, &memory)?;
+            let ms = crate::benches::ms(t0.elapsed());
+            counted(&dst.lines, shape.vcpus, 1, limit)?;
+            Ok(ms)
+        })();
+        dst.end();
+        let restore_ms = restored.map_err(with_log)?;
+        let _ = std::fs::remove_dir_all(&target);
+        for p in [&socket, &socket2, &log] {
+            let _ = std::fs::remove_file(p);
+        }
+        Ok(RunSnapshot {
+            save_ms,
+            save_vmm_ms: save_ms,
+            restore_ms,
+            size_kib: size as f64 / 1024.0,
+        })
+    }
+
     /// The snapshot benchmark.
     pub fn snapshot(&self, dir: &Path) -> Result<SnapshotResult, BenchError> {
         let mut rows = Vec::new();
+        let mut fc = self.plan.firecracker.clone();
+        let mut fc_version = None;
+        let mut fc_note = None;
+        match &fc {
+            None => fc_note = Some(crate::firecracker::NOT_GIVEN.to_string()),
+            Some(bin) => match crate::firecracker::version(bin) {
+                Ok(v) => fc_version = Some(v),
+                Err(why) => {
+                    fc_note = Some(format!("Firecracker: not measured ({why})"));
+                    fc = None;
+                }
+            },
+        }
+        if let Some(note) = &fc_note {
+            (self.log)(note);
+        }
         for &shape in &self.plan.snapshot_shapes {
             let mut row = SnapshotRow {
                 shape,
@@ -456,8 +532,27 @@ impl Bench<'_> {
                 save_vmm_ms: Pair::default(),
                 restore_ms: Pair::default(),
                 size_kib: Pair::default(),
+                firecracker: FirecrackerSamples::default(),
             };
             for round in self.plan.rounds() {
+                if let Some(bin) = fc.clone() {
+                    // Firecracker first: its runs neither follow nor precede one VMM always.
+                    match self.firecracker_run(&bin, shape, dir) {
+                        Ok(r) if self.plan.counted(round) => {
+                            row.firecracker.save_ms.push(r.save_ms);
+                            row.firecracker.restore_ms.push(r.restore_ms);
+                            row.firecracker.size_kib.push(r.size_kib);
+                        }
+                        Ok(_) => {}
+                        Err(why) => {
+                            let why = why.split_whitespace().collect::<Vec<_>>().join(" ");
+                            let note = format!("Firecracker failed ({}): {why}", shape.label());
+                            (self.log)(&note);
+                            fc_note = Some(note);
+                            fc = None;
+                        }
+                    }
+                }
                 for vmm in Plan::order(round) {
                     let r =
                         self.snapshot_run(vmm, shape, dir)
@@ -482,14 +577,19 @@ impl Bench<'_> {
                     }
                 }
             }
-            for (name, p) in [
-                ("save ms", &row.save_ms),
-                ("save ms (VMM's own)", &row.save_vmm_ms),
-                ("restore → running ms", &row.restore_ms),
-                ("on disk KiB", &row.size_kib),
+            let f = &row.firecracker;
+            for (name, p, fc_samples) in [
+                ("save ms", &row.save_ms, Some(&f.save_ms)),
+                ("save ms (VMM's own)", &row.save_vmm_ms, None),
+                ("restore → running ms", &row.restore_ms, Some(&f.restore_ms)),
+                ("on disk KiB", &row.size_kib, Some(&f.size_kib)),
             ] {
+                let fc_text = match fc_samples {
+                    Some(v) if !v.is_empty() => format!(" Firecracker {}", brief(v)),
+                    _ => String::new(),
+                };
                 (self.log)(&format!(
-                    "snapshot {} {name}: rvmm {} QEMU {}",
+                    "snapshot {} {name}: rvmm {} QEMU {}{fc_text}",
                     shape.label(),
                     brief(&p.rvmm),
                     brief(&p.qemu)
@@ -497,7 +597,11 @@ impl Bench<'_> {
             }
             rows.push(row);
         }
-        Ok(SnapshotResult { rows })
+        Ok(SnapshotResult {
+            rows,
+            firecracker: fc_version,
+            firecracker_note: fc_note,
+        })
     }
 
     fn migrate_run(&self, vmm: Vmm, dir: &Path) -> Result<RunMigrate, String> {

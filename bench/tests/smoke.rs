@@ -94,6 +94,11 @@ fn every_benchmark_once() {
     one_sample_each("virtio-balloon RSS after", &b.rss_after_mib);
     let snap = r.snapshot.as_ref().expect("the snapshot benchmark ran");
     assert_eq!(snap.rows.len(), 1);
+    // The smoke plan gives no Firecracker binary: the section says so instead of a column.
+    assert_eq!(
+        snap.firecracker_note.as_deref(),
+        Some(rvmm_bench::firecracker::NOT_GIVEN)
+    );
     for row in &snap.rows {
         one_sample_each("snapshot save", &row.save_ms);
         one_sample_each("snapshot save (VMM's own)", &row.save_vmm_ms);
