@@ -243,6 +243,22 @@ __attribute__((noreturn)) void hotplug_run(const uint8_t *madt, uint32_t n, uint
  * NULL. */
 const char *probe_param(const char *key, size_t *len);
 
+/* ---- timer.c -------------------------------------------------------------------------- */
+
+/* The APIC timer's counts per second (1 GHz, divide by 1). */
+#define TIMER_COUNTS_PER_S 1000000000ull
+
+/* Fills the IDT whose gates wake timer_sleep() (once, before any vCPU loads it). */
+void timer_idt_init(void);
+/* Loads that IDT on this vCPU. */
+void timer_use_idt(void);
+/* sti; hlt, returning (with IF clear) once an interrupt came in; any number of vCPUs at
+ * once, with timer_use_idt() loaded. */
+void timer_sleep(void);
+/* TSC ticks per second, measured over `counts` counts of the APIC timer (tsc_hz()'s guess
+ * if the timer does not count). */
+uint64_t timer_calibrate_tsc_hz(uint32_t counts);
+
 /* ---- load.c --------------------------------------------------------------------------- */
 
 /* mode=load (see load.c): `n` processors from smp_init.  Never returns. */
