@@ -191,38 +191,6 @@ void counter_loop(uint32_t cpu)
 	}
 }
 
-__attribute__((noreturn)) static void bad_param(const char *what, const char *v, size_t len)
-{
-	char buf[160];
-	struct out o = OUT_INIT(buf);
-
-	out_str(&o, "PROBE-ERROR ");
-	out_str(&o, what);
-	for (size_t i = 0; i < len && i < 32; i++)
-		out_char(&o, v[i]);
-	out_end(&o);
-	power_off();
-}
-
-/* `key=` as a decimal in min..max, or `dflt` when absent; PROBE-ERROR otherwise. */
-static uint32_t number_param(const char *key, uint32_t dflt, uint32_t min, uint32_t max,
-			     const char *what)
-{
-	size_t len = 0;
-	const char *v = probe_param(key, &len);
-	if (!v)
-		return dflt;
-	uint64_t n = 0;
-	for (size_t i = 0; i < len; i++) {
-		if (v[i] < '0' || v[i] > '9' || n > max)
-			bad_param(what, v, len);
-		n = n * 10 + (uint64_t)(v[i] - '0');
-	}
-	if (len == 0 || n < min || n > max)
-		bad_param(what, v, len);
-	return (uint32_t)n;
-}
-
 /*
  * dirty= and dirty-mib=: every vCPU's buffer goes above the image and the AP stacks
  * (smp.c), 2 MiB aligned, and must end below `ram_end`.
@@ -231,8 +199,8 @@ static void parse_dirty(uint32_t n, uint64_t ram_end)
 {
 	extern uint8_t __image_end[];
 
-	dirty_rate = number_param("dirty", 0, 0, DIRTY_MAX, "bad dirty (0..100000 pages/s) ");
-	uint32_t mib = number_param("dirty-mib", DIRTY_MIB_DEFAULT, 1, DIRTY_MIB_MAX,
+	dirty_rate = probe_number_param("dirty", 0, 0, DIRTY_MAX, "bad dirty (0..100000 pages/s) ");
+	uint32_t mib = probe_number_param("dirty-mib", DIRTY_MIB_DEFAULT, 1, DIRTY_MIB_MAX,
 				    "bad dirty-mib (1..1024) ");
 	dirty_pages = (uint64_t)mib * (1u << 20) / PAGE_SIZE;
 	uint64_t above = (uint64_t)(uintptr_t)__image_end + (uint64_t)(n + 1) * AP_STACK_SIZE;
@@ -244,7 +212,7 @@ static void parse_dirty(uint32_t n, uint64_t ram_end)
 			v = "4";
 			len = 1;
 		}
-		bad_param("bad dirty-mib (every vCPU's buffer must fit the guest RAM) ", v, len);
+		probe_bad_param("bad dirty-mib (every vCPU's buffer must fit the guest RAM) ", v, len);
 	}
 }
 
