@@ -34,19 +34,6 @@ static uint64_t period_ticks;
 static uint64_t ticks_per_s;
 static volatile uint32_t started;
 
-static void print_load_error(const char *what, const char *v, size_t len)
-{
-	char buf[128];
-	struct out o = OUT_INIT(buf);
-
-	out_str(&o, "PROBE-ERROR ");
-	out_str(&o, what);
-	for (size_t i = 0; i < len && i < 64; i++)
-		out_char(&o, v[i]);
-	out_end(&o);
-	power_off();
-}
-
 /* A decimal number in [0, max]; prints PROBE-ERROR and powers off otherwise. */
 static uint32_t parse_number(const char *v, size_t len, uint32_t max, const char *what,
 			     const char *whole, size_t whole_len)
@@ -54,13 +41,13 @@ static uint32_t parse_number(const char *v, size_t len, uint32_t max, const char
 	uint64_t n = 0;
 
 	if (len == 0)
-		print_load_error(what, whole, whole_len);
+		probe_bad_param(what, whole, whole_len);
 	for (size_t i = 0; i < len; i++) {
 		if (v[i] < '0' || v[i] > '9')
-			print_load_error(what, whole, whole_len);
+			probe_bad_param(what, whole, whole_len);
 		n = n * 10 + (uint64_t)(v[i] - '0');
 		if (n > max)
-			print_load_error(what, whole, whole_len);
+			probe_bad_param(what, whole, whole_len);
 	}
 	return (uint32_t)n;
 }
@@ -79,7 +66,7 @@ static void parse_params(void)
 			if (i < len && v[i] != ',')
 				continue;
 			if (count == LOAD_MAX_CPUS)
-				print_load_error("bad duty (more than 1024 vCPUs) ", v, len);
+				probe_bad_param("bad duty (more than 1024 vCPUs) ", v, len);
 			duty[count++] = (uint8_t)parse_number(v + start, i - start, 100,
 							       "bad duty (0..100 per vCPU) ", v, len);
 			start = i + 1;
@@ -91,7 +78,7 @@ static void parse_params(void)
 	if (v) {
 		period_ms = parse_number(v, len, PERIOD_MAX_MS, "bad period (1..10000 ms) ", v, len);
 		if (period_ms == 0)
-			print_load_error("bad period (1..10000 ms) ", v, len);
+			probe_bad_param("bad period (1..10000 ms) ", v, len);
 	}
 	period_ticks = ticks_per_s * period_ms / 1000;
 }

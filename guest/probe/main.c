@@ -127,7 +127,7 @@ void probe_bad_param(const char *what, const char *v, size_t len)
 
 	out_str(&o, "PROBE-ERROR ");
 	out_str(&o, what);
-	for (size_t i = 0; i < len && i < 32; i++)
+	for (size_t i = 0; i < len && i < 64; i++)
 		out_char(&o, v[i]);
 	out_end(&o);
 	power_off();

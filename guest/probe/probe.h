@@ -242,7 +242,7 @@ __attribute__((noreturn)) void hotplug_run(const uint8_t *madt, uint32_t n, uint
 /* The value of `key=` on the guest command line (up to the next space) and its length, or
  * NULL. */
 const char *probe_param(const char *key, size_t *len);
-/* PROBE-ERROR `what` and the value (its first 32 characters), then power off. */
+/* PROBE-ERROR `what` and the value (its first 64 characters), then power off. */
 __attribute__((noreturn)) void probe_bad_param(const char *what, const char *v, size_t len);
 /* `key=` as a decimal in min..max, or `dflt` when absent; probe_bad_param(`what`) otherwise. */
 uint32_t probe_number_param(const char *key, uint32_t dflt, uint32_t min, uint32_t max,
