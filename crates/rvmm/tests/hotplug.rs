@@ -19,16 +19,18 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::vm::TestClient;
-use common::{is_kvm_pvm, kvm_available, probe_elf, qemu, run_with_timeout, rvmm, tempdir, text};
+use common::{
+    is_kvm_pvm, kvm_available, probe_elf, qemu, run_with_timeout, rvmm, stdout_lines, tempdir, text,
+};
 use serde_json::{json, Value};
 use vmm::probe::decode::parse;
 
@@ -60,16 +62,7 @@ impl HotplugVm {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn the VMM");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = stdout_lines(&mut child);
         let stderr: Arc<Mutex<String>> = Arc::default();
         let mut pipe = child.stderr.take().unwrap();
         let sink = stderr.clone();
