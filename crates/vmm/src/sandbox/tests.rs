@@ -316,6 +316,9 @@ fn the_migration_thread_opens_only_unix_and_ip_stream_sockets() {
 
 /// The ioctl request the next forked child makes (fork copies it into the child).
 static REQUEST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Held from setting REQUEST until the child is forked: tests run on parallel threads, and
+/// another test's request stored in between would be the one this child makes.
+static REQUEST_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// ioctl(-1, REQUEST, &zeroed memory): EBADF if the filter lets it through.
 fn ioctl_request() {
@@ -329,6 +332,7 @@ fn ioctl_request() {
 /// ioctl request `nr` (as [`ioctl_request`]) in a child named `thread` under `role`'s
 /// filter, with the SIGSYS handler: how the child ended.
 fn ioctl_in(thread: &str, role: Role, nr: u64) -> ChildEnd {
+    let _only_us = REQUEST_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     REQUEST.store(nr, std::sync::atomic::Ordering::Relaxed);
     in_child(thread, &program(role, SandboxMode::On), true, ioctl_request)
 }
