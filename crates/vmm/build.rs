@@ -25,6 +25,7 @@ const SOURCES: &[&str] = &[
     "power.c",
     "hostile.c",
     "hotplug.c",
+    "timer.c",
     "load.c",
     "counter.c",
     "virtio.c",

@@ -30,8 +30,7 @@
  * dirties the page for a migration.  A bad value prints PROBE-ERROR naming the parameter
  * and powers off.
  *
- * The wake-up never returns with IRET (this host's instruction emulator cannot do one):
- * counter_irq_entry drops the frame and returns from counter_sleep(), as load.c does.
+ * Every vCPU sleeps with timer_sleep() (timer.c), as load.c does.
  */
 #include "probe.h"
 
@@ -39,10 +38,6 @@
 #define REGION_WORDS (4096 / 8)
 #define COUNTER_SLEEP_NS 10000000u /* 10 ms: APIC timer counts at 1 GHz */
 #define PRINT_EVERY 20u /* ~200 ms between reports */
-#define IDT_ENTRIES 256
-#define FIRST_EXTERNAL_VECTOR 32
-#define IDT_INTERRUPT_GATE (0xeull << 40)
-#define IDT_PRESENT (1ull << 47)
 #define PAGE_SIZE 4096u
 #define DIRTY_STRIDE 64u /* bytes between two written words of a dirtied page */
 #define DIRTY_WORDS (PAGE_SIZE / DIRTY_STRIDE)
@@ -51,8 +46,7 @@
 #define DIRTY_MIB_DEFAULT 4u
 #define DIRTY_MIB_MAX 1024u
 #define DIRTY_ALIGN (2u << 20)
-#define APIC_TIMER_PER_MS 1000000u /* the APIC timer counts at 1 GHz (divide by 1) */
-#define CALIBRATE_MS 10u
+#define CALIBRATE_COUNT 10000000u /* APIC timer counts: 10 ms at 1 GHz */
 
 struct cpu_state {
 	volatile uint64_t value;
@@ -73,42 +67,12 @@ static uint64_t tsc_per_ms;
 
 static struct cpu_state cpus[COUNTER_MAX_CPUS];
 static uint64_t regions[COUNTER_MAX_CPUS][REGION_WORDS] __attribute__((aligned(4096)));
-static uint64_t counter_idt[IDT_ENTRIES * 2] __attribute__((aligned(16)));
 static volatile uint32_t go;
-
-void counter_sleep(void);
-void counter_irq_entry(void);
-
-__asm__(".pushsection .text\n"
-	".globl counter_sleep\n"
-	"counter_sleep:\n"
-	"	sti\n"
-	"	hlt\n"
-	"	cli\n"
-	"	ret\n"
-	".globl counter_irq_entry\n"
-	"counter_irq_entry:\n"
-	"	movq 24(%rsp), %rsp\n" /* the sleeper's stack, its return address on top */
-	"	subq $8, %rsp\n"
-	"	call apic_eoi\n"
-	"	addq $8, %rsp\n"
-	"	ret\n"
-	".popsection\n");
-
-static void use_counter_idt(void)
-{
-	struct __attribute__((packed)) {
-		uint16_t limit;
-		uint64_t base;
-	} idtr = { sizeof(counter_idt) - 1, (uint64_t)(uintptr_t)counter_idt };
-
-	__asm__ volatile("lidt %0" : : "m"(idtr));
-}
 
 static void nap(void)
 {
 	apic_timer_oneshot(COUNTER_SLEEP_NS);
-	counter_sleep();
+	timer_sleep();
 }
 
 /* The pattern of `value` in `cpu`'s region; returns its sum. */
@@ -218,45 +182,13 @@ static void start_cpu(uint32_t cpu)
 
 void counter_loop(uint32_t cpu)
 {
-	use_counter_idt();
+	timer_use_idt();
 	while (!__atomic_load_n(&go, __ATOMIC_ACQUIRE))
 		nap();
 	for (;;) {
 		round_of(cpu);
 		nap();
 	}
-}
-
-__attribute__((noreturn)) static void bad_param(const char *what, const char *v, size_t len)
-{
-	char buf[160];
-	struct out o = OUT_INIT(buf);
-
-	out_str(&o, "PROBE-ERROR ");
-	out_str(&o, what);
-	for (size_t i = 0; i < len && i < 32; i++)
-		out_char(&o, v[i]);
-	out_end(&o);
-	power_off();
-}
-
-/* `key=` as a decimal in min..max, or `dflt` when absent; PROBE-ERROR otherwise. */
-static uint32_t number_param(const char *key, uint32_t dflt, uint32_t min, uint32_t max,
-			     const char *what)
-{
-	size_t len = 0;
-	const char *v = probe_param(key, &len);
-	if (!v)
-		return dflt;
-	uint64_t n = 0;
-	for (size_t i = 0; i < len; i++) {
-		if (v[i] < '0' || v[i] > '9' || n > max)
-			bad_param(what, v, len);
-		n = n * 10 + (uint64_t)(v[i] - '0');
-	}
-	if (len == 0 || n < min || n > max)
-		bad_param(what, v, len);
-	return (uint32_t)n;
 }
 
 /*
@@ -267,8 +199,8 @@ static void parse_dirty(uint32_t n, uint64_t ram_end)
 {
 	extern uint8_t __image_end[];
 
-	dirty_rate = number_param("dirty", 0, 0, DIRTY_MAX, "bad dirty (0..100000 pages/s) ");
-	uint32_t mib = number_param("dirty-mib", DIRTY_MIB_DEFAULT, 1, DIRTY_MIB_MAX,
+	dirty_rate = probe_number_param("dirty", 0, 0, DIRTY_MAX, "bad dirty (0..100000 pages/s) ");
+	uint32_t mib = probe_number_param("dirty-mib", DIRTY_MIB_DEFAULT, 1, DIRTY_MIB_MAX,
 				    "bad dirty-mib (1..1024) ");
 	dirty_pages = (uint64_t)mib * (1u << 20) / PAGE_SIZE;
 	uint64_t above = (uint64_t)(uintptr_t)__image_end + (uint64_t)(n + 1) * AP_STACK_SIZE;
@@ -280,26 +212,8 @@ static void parse_dirty(uint32_t n, uint64_t ram_end)
 			v = "4";
 			len = 1;
 		}
-		bad_param("bad dirty-mib (every vCPU's buffer must fit the guest RAM) ", v, len);
+		probe_bad_param("bad dirty-mib (every vCPU's buffer must fit the guest RAM) ", v, len);
 	}
-}
-
-/* TSC ticks per ms, measured against the APIC timer (1 GHz) over CALIBRATE_MS. */
-static uint64_t calibrate_tsc_per_ms(void)
-{
-	apic_timer_oneshot(0xffffffffu);
-	uint32_t c0 = apic_timer_current();
-	uint64_t t0 = rdtsc();
-	uint64_t give_up = tsc_hz(); /* ~1 s by the CPUID guess: a timer that does not count */
-	uint32_t c1;
-	uint64_t t1;
-	do {
-		c1 = apic_timer_current();
-		t1 = rdtsc();
-	} while (c0 - c1 < CALIBRATE_MS * APIC_TIMER_PER_MS && c1 != 0 && t1 - t0 < give_up);
-	apic_timer_oneshot(0);
-	uint64_t per_ms = c0 == c1 ? tsc_hz() / 1000 : (t1 - t0) * APIC_TIMER_PER_MS / (c0 - c1);
-	return per_ms ? per_ms : 1;
 }
 
 void counter_run(uint32_t n, uint64_t ram_end)
@@ -307,13 +221,11 @@ void counter_run(uint32_t n, uint64_t ram_end)
 	if (n > COUNTER_MAX_CPUS)
 		n = COUNTER_MAX_CPUS;
 	parse_dirty(n, ram_end);
-	tsc_per_ms = calibrate_tsc_per_ms();
-	uint64_t a = (uint64_t)(uintptr_t)counter_irq_entry;
-	for (uint32_t v = FIRST_EXTERNAL_VECTOR; v < IDT_ENTRIES; v++) {
-		counter_idt[2 * v] = (a & 0xffff) | ((uint64_t)GDT_CODE64_SEL << 16) |
-				     IDT_INTERRUPT_GATE | IDT_PRESENT | ((a >> 16 & 0xffff) << 48);
-		counter_idt[2 * v + 1] = a >> 32;
-	}
+	/* TSC ticks per whole ms (at least 1: gap_ms divides by it) */
+	tsc_per_ms = timer_calibrate_tsc_hz(CALIBRATE_COUNT) / 1000;
+	if (tsc_per_ms == 0)
+		tsc_per_ms = 1;
+	timer_idt_init();
 	uint32_t bsp = smp_bsp_index();
 	uint32_t running = 1;
 	start_cpu(bsp);
@@ -331,7 +243,7 @@ void counter_run(uint32_t n, uint64_t ram_end)
 	out_str(&o, "PROBE-COUNTER-START cpus=");
 	out_dec(&o, running);
 	out_end(&o);
-	use_counter_idt();
+	timer_use_idt();
 	__atomic_store_n(&go, 1, __ATOMIC_RELEASE);
 	for (uint64_t r = 0;; r++) {
 		round_of(bsp);

@@ -28,6 +28,11 @@
  *      then clear GPE0 status bit 2, and walk again if an event came in meanwhile.
  *   Forever (until the VMM powers the VM off).
  *
+ * wait-cpus=N (1..256) first waits, before step 1, until the legacy bitmap shows N CPUs, so
+ * that a vCPU plugged right after the VMM starts is surely plugged before the switch (the
+ * VMM may boot the guest faster than its plug comes); it polls every ~10 ms, for at most
+ * WAIT_CPUS_POLLS polls (~60 s), then PROBE-ERROR hotplug ... and power off.
+ *
  * A failure prints PROBE-ERROR hotplug ...: no modern interface (then power off), an
  * inserted CPU that is not enabled or did not start (its _OST status is then 1, failure).
  *
@@ -72,6 +77,10 @@
 
 /* The poll period: KVM's APIC timer counts at 1 GHz, so this is 10 ms there. */
 #define POLL_TIMER_COUNT 10000000u
+/* wait-cpus: ~60 s of polls at POLL_TIMER_COUNT. */
+#define WAIT_CPUS_POLLS 6000u
+/* The legacy CPU bitmap's length in bytes (one bit per APIC ID 0..255). */
+#define LEGACY_BITMAP_LEN 32u
 /* Events handled per GPE before giving up on a block that always reports one. */
 #define MAX_EVENTS_PER_SCAN 64
 /* AP stacks of hot-plugged CPUs, above those of the boot-time APs. */
@@ -91,6 +100,41 @@ static void print_slot(const char *what, uint32_t slot, uint32_t apic)
 	out_str(&o, " apic=");
 	out_dec(&o, apic);
 	out_end(&o);
+}
+
+/* The CPUs the legacy bitmap shows (before the switch to modern). */
+static uint32_t legacy_cpus(void)
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < LEGACY_BITMAP_LEN; i++)
+		for (uint8_t b = inb((uint16_t)(CPUHP_BASE + i)); b; b &= (uint8_t)(b - 1))
+			n++;
+	return n;
+}
+
+/* wait-cpus=N (see the header); nothing without it. */
+static void wait_for_cpus(void)
+{
+	uint32_t want = probe_number_param("wait-cpus", 0, 1, 256, "bad wait-cpus (1..256) ");
+	if (want == 0)
+		return;
+	uint32_t have = legacy_cpus();
+	for (uint32_t i = 0; have < want && i < WAIT_CPUS_POLLS; i++) {
+		apic_timer_oneshot(POLL_TIMER_COUNT);
+		sleep_until_interrupt();
+		have = legacy_cpus();
+	}
+	apic_timer_oneshot(0);
+	if (have >= want)
+		return;
+	char buf[96];
+	struct out o = OUT_INIT(buf);
+	out_str(&o, "PROBE-ERROR hotplug: wait-cpus=");
+	out_dec(&o, want);
+	out_str(&o, " not reached in ~60 s, the legacy bitmap shows ");
+	out_dec(&o, have);
+	out_end(&o);
+	power_off();
 }
 
 /* Steps 1 and 2 of "Detecting and enabling modern CPU hotplug interface" and the checks. */
@@ -240,6 +284,7 @@ void hotplug_run(const uint8_t *madt, uint32_t n, uint32_t cpus)
 {
 	uint32_t slots = smp_madt_slots(madt);
 
+	wait_for_cpus();
 	if (!switch_to_modern()) {
 		out_line("PROBE-ERROR hotplug: no modern CPU hotplug interface at 0xaf00");
 		power_off();

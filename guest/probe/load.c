@@ -14,11 +14,8 @@
  *
  * Busy: integer arithmetic until the TSC deadline.  Idle: the APIC one-shot timer armed for
  * the rest of the period and sti; hlt, repeated until the TSC deadline has passed, so the
- * vCPU really is halted (its host thread sleeps).  The interrupt that wakes it never
- * returns with IRET (this host's instruction emulator cannot do one): load_irq_entry drops
- * the frame and returns from load_sleep(), finding the sleeper's stack in the frame itself
- * (the RSP the CPU pushed), so every vCPU can sleep at once.  entry.S's irq_entry keeps one
- * saved stack pointer for the BSP and is not used here.
+ * vCPU really is halted (its host thread sleeps): timer_sleep() (timer.c), with which every
+ * vCPU can sleep at once.
  */
 #include "probe.h"
 
@@ -28,59 +25,14 @@
 #define PERIOD_MAX_MS 10000
 /* TSC calibration: this many APIC timer counts (ns at 1 GHz). */
 #define CALIBRATE_COUNT 50000000u
-#define APIC_NS_PER_S 1000000000ull
 /* How often an AP waiting for the start looks at the flag (APIC counts, 1 ms). */
 #define START_POLL_COUNT 1000000u
-/* Offset of the interrupted RSP in a 64-bit interrupt frame (RIP, CS, RFLAGS, RSP, SS). */
-#define FRAME_RSP 24
-
-/* 64-bit interrupt gate, present (SDM Vol. 3A 6.14.1). */
-#define IDT_INTERRUPT_GATE (0xeull << 40)
-#define IDT_PRESENT (1ull << 47)
-#define IDT_ENTRIES 256
-#define FIRST_EXTERNAL_VECTOR 32
 
 static uint8_t duty[LOAD_MAX_CPUS];
 static uint32_t period_ms = PERIOD_DEFAULT_MS;
 static uint64_t period_ticks;
 static uint64_t ticks_per_s;
 static volatile uint32_t started;
-static uint64_t load_idt[IDT_ENTRIES * 2] __attribute__((aligned(16)));
-
-void load_sleep(void);
-void load_irq_entry(void);
-
-/* load_sleep: sti; hlt, returning (with IF clear) once an interrupt came in. */
-__asm__(".pushsection .text\n"
-	".globl load_sleep\n"
-	"load_sleep:\n"
-	"	sti\n"
-	"	hlt\n"
-	"	cli\n"
-	"	ret\n"
-	".globl load_irq_entry\n"
-	"load_irq_entry:\n"
-	"	movq 24(%rsp), %rsp\n" /* FRAME_RSP: the sleeper's stack, its return address on top */
-	"	subq $8, %rsp\n" /* the ABI's 16-byte alignment at the call */
-	"	call apic_eoi\n"
-	"	addq $8, %rsp\n"
-	"	ret\n"
-	".popsection\n");
-
-_Static_assert(FRAME_RSP == 24, "load_irq_entry's frame offset");
-
-static void print_load_error(const char *what, const char *v, size_t len)
-{
-	char buf[128];
-	struct out o = OUT_INIT(buf);
-
-	out_str(&o, "PROBE-ERROR ");
-	out_str(&o, what);
-	for (size_t i = 0; i < len && i < 64; i++)
-		out_char(&o, v[i]);
-	out_end(&o);
-	power_off();
-}
 
 /* A decimal number in [0, max]; prints PROBE-ERROR and powers off otherwise. */
 static uint32_t parse_number(const char *v, size_t len, uint32_t max, const char *what,
@@ -89,13 +41,13 @@ static uint32_t parse_number(const char *v, size_t len, uint32_t max, const char
 	uint64_t n = 0;
 
 	if (len == 0)
-		print_load_error(what, whole, whole_len);
+		probe_bad_param(what, whole, whole_len);
 	for (size_t i = 0; i < len; i++) {
 		if (v[i] < '0' || v[i] > '9')
-			print_load_error(what, whole, whole_len);
+			probe_bad_param(what, whole, whole_len);
 		n = n * 10 + (uint64_t)(v[i] - '0');
 		if (n > max)
-			print_load_error(what, whole, whole_len);
+			probe_bad_param(what, whole, whole_len);
 	}
 	return (uint32_t)n;
 }
@@ -114,7 +66,7 @@ static void parse_params(void)
 			if (i < len && v[i] != ',')
 				continue;
 			if (count == LOAD_MAX_CPUS)
-				print_load_error("bad duty (more than 1024 vCPUs) ", v, len);
+				probe_bad_param("bad duty (more than 1024 vCPUs) ", v, len);
 			duty[count++] = (uint8_t)parse_number(v + start, i - start, 100,
 							       "bad duty (0..100 per vCPU) ", v, len);
 			start = i + 1;
@@ -126,28 +78,9 @@ static void parse_params(void)
 	if (v) {
 		period_ms = parse_number(v, len, PERIOD_MAX_MS, "bad period (1..10000 ms) ", v, len);
 		if (period_ms == 0)
-			print_load_error("bad period (1..10000 ms) ", v, len);
+			probe_bad_param("bad period (1..10000 ms) ", v, len);
 	}
 	period_ticks = ticks_per_s * period_ms / 1000;
-}
-
-/* TSC ticks per second, measured against the APIC timer's current count. */
-static uint64_t calibrate_tsc(void)
-{
-	apic_timer_oneshot(0xffffffffu);
-	uint32_t c0 = apic_timer_current();
-	uint64_t t0 = rdtsc();
-	uint64_t give_up = tsc_hz(); /* ~1 s by the CPUID guess: a timer that does not count */
-	uint32_t c1;
-	uint64_t t1;
-	do {
-		c1 = apic_timer_current();
-		t1 = rdtsc();
-	} while (c0 - c1 < CALIBRATE_COUNT && c1 != 0 && t1 - t0 < give_up);
-	apic_timer_oneshot(0);
-	if (c0 == c1)
-		return tsc_hz();
-	return (t1 - t0) * APIC_NS_PER_S / (c0 - c1);
 }
 
 /* Halts until the TSC reaches `deadline` (the APIC timer wakes it; early wakes sleep again). */
@@ -157,9 +90,9 @@ static void idle_until(uint64_t deadline)
 		uint64_t now = rdtsc();
 		if (now >= deadline)
 			break;
-		uint64_t ns = (deadline - now) * APIC_NS_PER_S / ticks_per_s;
+		uint64_t ns = (deadline - now) * TIMER_COUNTS_PER_S / ticks_per_s;
 		apic_timer_oneshot(ns == 0 ? 1 : ns > 0xffffffffull ? 0xffffffffu : (uint32_t)ns);
-		load_sleep();
+		timer_sleep();
 	}
 	apic_timer_oneshot(0);
 }
@@ -175,26 +108,16 @@ static void busy_until(uint64_t deadline)
 	}
 }
 
-static void use_load_idt(void)
-{
-	struct __attribute__((packed)) {
-		uint16_t limit;
-		uint64_t base;
-	} idtr = { sizeof(load_idt) - 1, (uint64_t)(uintptr_t)load_idt };
-
-	__asm__ volatile("lidt %0" : : "m"(idtr));
-}
-
 void load_loop(uint32_t cpu)
 {
 	uint32_t d = cpu < LOAD_MAX_CPUS ? duty[cpu] : 0;
 	/* The BSP goes round the period loop whatever its duty, to see the power button. */
 	bool bsp = cpu == smp_bsp_index();
 
-	use_load_idt();
+	timer_use_idt();
 	while (!__atomic_load_n(&started, __ATOMIC_ACQUIRE)) {
 		apic_timer_oneshot(START_POLL_COUNT);
-		load_sleep();
+		timer_sleep();
 	}
 	apic_timer_oneshot(0);
 	if (d == 100 && !bsp)
@@ -217,13 +140,8 @@ void load_loop(uint32_t cpu)
 
 void load_run(uint32_t n)
 {
-	uint64_t a = (uint64_t)(uintptr_t)load_irq_entry;
-	for (uint32_t v = FIRST_EXTERNAL_VECTOR; v < IDT_ENTRIES; v++) {
-		load_idt[2 * v] = (a & 0xffff) | ((uint64_t)GDT_CODE64_SEL << 16) |
-				  IDT_INTERRUPT_GATE | IDT_PRESENT | ((a >> 16 & 0xffff) << 48);
-		load_idt[2 * v + 1] = a >> 32;
-	}
-	ticks_per_s = calibrate_tsc();
+	timer_idt_init();
+	ticks_per_s = timer_calibrate_tsc_hz(CALIBRATE_COUNT);
 	parse_params();
 
 	uint32_t running = 1;

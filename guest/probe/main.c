@@ -29,7 +29,8 @@
  *                        PROBE-HOTPLUG ready cpus=N max=M; then, forever, for
  *                        each event: PROBE-HOTPLUG insert slot=S apic=A, that vCPU's
  *                        CPUID lines (cpu=S), PROBE-HOTPLUG online slot=S apic=A; or
- *                        PROBE-HOTPLUG eject slot=S apic=A once it is ejected
+ *                        PROBE-HOTPLUG eject slot=S apic=A once it is ejected;
+ *                        wait-cpus=N first waits for N CPUs plugged (hotplug.c's header)
  *   mode=virtio          virtio-blk over virtio-mmio (virtio.c): write, read back, flush and
  *                        GET_ID on every disk found, PROBE-VIRTIO lines, power off;
  *                        virtio=hostile|discard|bench add steps (virtio.c's header);
@@ -119,6 +120,37 @@ static const char *param(const char *key, size_t *len)
 const char *probe_param(const char *key, size_t *len)
 {
 	return param(key, len);
+}
+
+void probe_bad_param(const char *what, const char *v, size_t len)
+{
+	char buf[160];
+	struct out o = OUT_INIT(buf);
+
+	out_str(&o, "PROBE-ERROR ");
+	out_str(&o, what);
+	for (size_t i = 0; i < len && i < 64; i++)
+		out_char(&o, v[i]);
+	out_end(&o);
+	power_off();
+}
+
+uint32_t probe_number_param(const char *key, uint32_t dflt, uint32_t min, uint32_t max,
+			    const char *what)
+{
+	size_t len = 0;
+	const char *v = param(key, &len);
+	if (!v)
+		return dflt;
+	uint64_t n = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (v[i] < '0' || v[i] > '9' || n > max)
+			probe_bad_param(what, v, len);
+		n = n * 10 + (uint64_t)(v[i] - '0');
+	}
+	if (len == 0 || n < min || n > max)
+		probe_bad_param(what, v, len);
+	return (uint32_t)n;
 }
 
 static bool value_is(const char *v, size_t len, const char *s)

@@ -242,6 +242,27 @@ __attribute__((noreturn)) void hotplug_run(const uint8_t *madt, uint32_t n, uint
 /* The value of `key=` on the guest command line (up to the next space) and its length, or
  * NULL. */
 const char *probe_param(const char *key, size_t *len);
+/* PROBE-ERROR `what` and the value (its first 64 characters), then power off. */
+__attribute__((noreturn)) void probe_bad_param(const char *what, const char *v, size_t len);
+/* `key=` as a decimal in min..max, or `dflt` when absent; probe_bad_param(`what`) otherwise. */
+uint32_t probe_number_param(const char *key, uint32_t dflt, uint32_t min, uint32_t max,
+			    const char *what);
+
+/* ---- timer.c -------------------------------------------------------------------------- */
+
+/* The APIC timer's counts per second (1 GHz, divide by 1). */
+#define TIMER_COUNTS_PER_S 1000000000ull
+
+/* Fills the IDT whose gates wake timer_sleep() (once, before any vCPU loads it). */
+void timer_idt_init(void);
+/* Loads that IDT on this vCPU. */
+void timer_use_idt(void);
+/* sti; hlt, returning (with IF clear) once an interrupt came in; any number of vCPUs at
+ * once, with timer_use_idt() loaded. */
+void timer_sleep(void);
+/* TSC ticks per second, measured over `counts` counts of the APIC timer (tsc_hz()'s guess
+ * if the timer does not count). */
+uint64_t timer_calibrate_tsc_hz(uint32_t counts);
 
 /* ---- load.c --------------------------------------------------------------------------- */
 

@@ -19,16 +19,18 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::vm::TestClient;
-use common::{is_kvm_pvm, kvm_available, probe_elf, qemu, rvmm, tempdir};
+use common::{
+    is_kvm_pvm, kvm_available, probe_elf, qemu, run_with_timeout, rvmm, stdout_lines, tempdir, text,
+};
 use serde_json::{json, Value};
 use vmm::probe::decode::parse;
 
@@ -60,16 +62,7 @@ impl HotplugVm {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn the VMM");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = stdout_lines(&mut child);
         let stderr: Arc<Mutex<String>> = Arc::default();
         let mut pipe = child.stderr.take().unwrap();
         let sink = stderr.clone();
@@ -459,10 +452,16 @@ fn replug(vm: &mut HotplugVm, boot_leaves: &[(u32, u32)]) {
     assert_eq!(vm.execute("quit", json!({})), json!({"return": {}}));
 }
 
+/// The early plug's guest: it waits (wait-cpus=2) for the plug before it switches the block,
+/// since rvmm boots the probe in milliseconds, and the plug may come after that on a busy
+/// host.
+const EARLY_APPEND: &str = "mode=hotplug wait-cpus=2";
+
 /// A vCPU plugged right after the VMM starts, before the guest switched the block to the
-/// modern interface: no insert event will come for it, so the probe starts it while it boots,
-/// either from the MADT (if the firmware built the tables after the plug) or from the block's
-/// enabled bit (PROBE-HOTPLUG present), as an OS's boot-time scan does. Then it unplugs.
+/// modern interface (the guest waits for it: EARLY_APPEND): no insert event will come for it,
+/// so the probe starts it while it boots, either from the MADT (if the firmware built the
+/// tables after the plug) or from the block's enabled bit (PROBE-HOTPLUG present), as an OS's
+/// boot-time scan does. Then it unplugs.
 fn early_plug(vm: &mut HotplugVm) {
     assert_eq!(
         vm.execute("device_add", add_args("cpu1", 1)),
@@ -522,8 +521,9 @@ fn early_plug(vm: &mut HotplugVm) {
     assert_eq!(vm.execute("quit", json!({})), json!({"return": {}}));
 }
 
-/// QEMU -M pc with KVM, `-smp 1,maxcpus=4`, the probe in `mode=hotplug`, QMP on `socket`.
-fn qemu_hotplug(dir: &Path, socket: &Path) -> Command {
+/// QEMU -M pc with KVM, `-smp 1,maxcpus=4`, the probe with `append` (`mode=hotplug`, maybe
+/// more), QMP on `socket`.
+fn qemu_hotplug(dir: &Path, socket: &Path, append: &str) -> Command {
     let elf = probe_elf(dir);
     let mut q = qemu();
     q.args([
@@ -541,9 +541,8 @@ fn qemu_hotplug(dir: &Path, socket: &Path) -> Command {
         "-kernel",
     ])
     .arg(&elf)
+    .args(["-append", append])
     .args([
-        "-append",
-        "mode=hotplug",
         "-device",
         "isa-debug-exit,iobase=0xf4,iosize=4",
         "-serial",
@@ -556,10 +555,11 @@ fn qemu_hotplug(dir: &Path, socket: &Path) -> Command {
     q
 }
 
-/// `rvmm run` with the probe in `mode=hotplug`, `--smp 1,maxcpus=4`, QMP on `socket`.
+/// `rvmm run` with the probe's `append` (`mode=hotplug`, maybe more), `--smp 1,maxcpus=4`,
+/// QMP on `socket`.
 /// The probe ELF boots as a `--kernel` so that stdout carries the guest's lines alone (the
 /// built-in probe's `--raw` also prints the decoded view, which can land among them).
-fn rvmm_hotplug(dir: &Path, socket: &Path) -> Command {
+fn rvmm_hotplug(dir: &Path, socket: &Path, append: &str) -> Command {
     let mut cmd = rvmm();
     cmd.args(["run", "--kernel"]).arg(probe_elf(dir));
     cmd.args([
@@ -568,7 +568,7 @@ fn rvmm_hotplug(dir: &Path, socket: &Path) -> Command {
         "--smp",
         "1,maxcpus=4",
         "--append",
-        "mode=hotplug",
+        append,
         "--qmp",
     ])
     .arg(format!("unix:{}", socket.display()));
@@ -582,7 +582,7 @@ fn qemu_vcpu_plugged_before_the_guest_is_ready() {
     }
     let dir = tempdir("hotplug-qemu-early");
     let socket = dir.join("qmp.sock");
-    let mut vm = HotplugVm::start(qemu_hotplug(&dir, &socket), &socket, dir);
+    let mut vm = HotplugVm::start(qemu_hotplug(&dir, &socket, EARLY_APPEND), &socket, dir);
     early_plug(&mut vm);
 }
 
@@ -593,7 +593,7 @@ fn rvmm_vcpu_plugged_before_the_guest_is_ready() {
     }
     let dir = tempdir("hotplug-rvmm-early");
     let socket = dir.join("qmp.sock");
-    let mut vm = HotplugVm::start(rvmm_hotplug(&dir, &socket), &socket, dir);
+    let mut vm = HotplugVm::start(rvmm_hotplug(&dir, &socket, EARLY_APPEND), &socket, dir);
     early_plug(&mut vm);
 }
 
@@ -604,7 +604,7 @@ fn qemu_hotplug_oracle() {
     }
     let dir = tempdir("hotplug-qemu");
     let socket = dir.join("qmp.sock");
-    let q = qemu_hotplug(&dir, &socket);
+    let q = qemu_hotplug(&dir, &socket, "mode=hotplug");
     let mut vm = HotplugVm::start(q, &socket, dir);
     let boot_leaves = first_plugs(&mut vm);
     if !is_kvm_pvm() {
@@ -647,7 +647,7 @@ fn rvmm_hotplug_matches_qemu() {
     }
     let dir = tempdir("hotplug-rvmm");
     let socket = dir.join("qmp.sock");
-    let cmd = rvmm_hotplug(&dir, &socket);
+    let cmd = rvmm_hotplug(&dir, &socket, "mode=hotplug");
     let mut vm = HotplugVm::start(cmd, &socket, dir);
     let boot_leaves = first_plugs(&mut vm);
     replug(&mut vm, &boot_leaves);
@@ -668,7 +668,7 @@ fn rvmm_hot_added_vcpu_sees_the_cpuid_of_its_boot_time_slot() {
     }
     let dir = tempdir("hotplug-rvmm-cpuid");
     let socket = dir.join("qmp.sock");
-    let mut vm = HotplugVm::start(rvmm_hotplug(&dir, &socket), &socket, dir);
+    let mut vm = HotplugVm::start(rvmm_hotplug(&dir, &socket, "mode=hotplug"), &socket, dir);
     boot(&mut vm);
     assert_eq!(
         vm.execute("device_add", add_args("cpu3", 3)),
@@ -705,4 +705,27 @@ fn rvmm_hot_added_vcpu_sees_the_cpuid_of_its_boot_time_slot() {
         .collect();
     assert!(!boot_time.is_empty(), "the --smp 4 dump has vCPU 3");
     assert_eq!(hot, boot_time, "hot-added vs boot-time vCPU 3");
+}
+
+/// A bad `wait-cpus=` is one PROBE-ERROR line naming it and the value, then the guest powers
+/// off before it touches the hotplug block.
+#[test]
+fn rvmm_probe_refuses_bad_wait_cpus() {
+    if !kvm_available("rvmm_probe_refuses_bad_wait_cpus") {
+        return;
+    }
+    for value in ["0", "257", "x"] {
+        let append = format!("mode=hotplug wait-cpus={value}");
+        let mut cmd = rvmm();
+        cmd.args(["run", "--smp", "1,maxcpus=4", "--raw", "--append", &append]);
+        let out = run_with_timeout(cmd, Duration::from_secs(60));
+        let (stdout, stderr) = text(&out);
+        assert!(
+            out.status.success(),
+            "{append}: the guest powers off: {stderr}"
+        );
+        let expect = format!("PROBE-ERROR bad wait-cpus (1..256) {value}");
+        assert!(stdout.lines().any(|l| l == expect), "{append}:\n{stdout}");
+        assert!(!stdout.contains("PROBE-HOTPLUG"), "{append}:\n{stdout}");
+    }
 }

@@ -153,7 +153,6 @@ fn probe_counter_dirties_and_checks_pages_and_reports_gaps() {
     if !kvm_available("probe_counter_dirty") {
         return;
     }
-    use std::io::BufRead;
     use std::process::Stdio;
     let mut cmd = rvmm();
     cmd.args(["run", "--smp", "2", "--raw", "--append"])
@@ -161,16 +160,7 @@ fn probe_counter_dirties_and_checks_pages_and_reports_gaps() {
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     let mut child = cmd.spawn().expect("spawn rvmm");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = stdout_lines(&mut child);
     let start = std::time::Instant::now();
     let mut lines = Vec::new();
     let mut top = [0u64; 2];

@@ -25,6 +25,21 @@ use common::*;
 const GUEST_MAC: &str = "52:54:00:12:34:56";
 const OTHER_MAC: &str = "02:52:56:00:00:07";
 
+/// Checks the host side of one ARP and ping exchange since `before` (`counters()` then):
+/// the tap received the ARP and echo requests and sent both replies, and the neighbour
+/// table (`events`, from `monitor()`) learnt the guest's MAC.
+fn assert_saw_the_guest(n: &NetNs, before: (u64, u64), events: &str) {
+    let after = n.counters();
+    assert!(after.0 >= before.0 + 2, "tap rx {before:?} -> {after:?}");
+    assert!(after.1 >= before.1 + 2, "tap tx {before:?} -> {after:?}");
+    assert!(
+        events
+            .lines()
+            .any(|l| l.starts_with("10.99.0.2 ") && l.contains(&format!("lladdr {GUEST_MAC}"))),
+        "the host learnt the guest's MAC: {events}"
+    );
+}
+
 fn stop(mut c: Child) -> String {
     let _ = c.kill();
     let mut s = String::new();
@@ -113,16 +128,7 @@ fn arp_and_ping_the_host_as_under_qemu() {
     let lines = under_rvmm(&n, &elf, &format!("tap={}", n.tap), "mode=virtio");
     let events = stop(mon);
     assert_eq!(lines, expected(GUEST_MAC, &host_mac));
-    let after = n.counters();
-    // The host received the ARP request and the echo request, and sent both replies.
-    assert!(after.0 >= before.0 + 2, "tap rx {before:?} -> {after:?}");
-    assert!(after.1 >= before.1 + 2, "tap tx {before:?} -> {after:?}");
-    assert!(
-        events
-            .lines()
-            .any(|l| l.starts_with("10.99.0.2 ") && l.contains(&format!("lladdr {GUEST_MAC}"))),
-        "the host learnt the guest's MAC: {events}"
-    );
+    assert_saw_the_guest(&n, before, &events);
 
     // The oracle, with another MAC given both ways.
     let ours = under_rvmm(
@@ -286,15 +292,7 @@ fn an_inherited_tap_descriptor_carries_frames() {
     );
     let events = stop(mon);
     assert_eq!(virtio_lines(&out.stdout), expected(GUEST_MAC, &host_mac));
-    let after = n.counters();
-    assert!(after.0 >= before.0 + 2, "tap rx {before:?} -> {after:?}");
-    assert!(after.1 >= before.1 + 2, "tap tx {before:?} -> {after:?}");
-    assert!(
-        events
-            .lines()
-            .any(|l| l.starts_with("10.99.0.2 ") && l.contains(&format!("lladdr {GUEST_MAC}"))),
-        "the host learnt the guest's MAC: {events}"
-    );
+    assert_saw_the_guest(&n, before, &events);
 
     // The same descriptor (still the test's) through the QEMU personality, another MAC.
     let qemu = dir.join("qemu-system-x86_64");

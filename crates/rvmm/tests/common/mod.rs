@@ -193,15 +193,11 @@ pub fn guest_image() -> GuestImage {
     }
 }
 
-/// Runs `cmd` until a line of its stdout contains `needle` (or `limit` passes), then kills it;
-/// returns the stdout read so far. For VMMs that keep running after the part we test (QEMU
-/// stays paused after a KVM internal error).
-pub fn run_until(mut cmd: Command, needle: &str, limit: Duration) -> String {
+/// `child`'s stdout (piped) line by line as it comes, from a reader thread that ends with it.
+pub fn stdout_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
     use std::io::BufRead;
-    cmd.stdout(Stdio::piped()).stderr(Stdio::null());
-    let mut child = cmd.spawn().expect("spawn");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
@@ -210,6 +206,16 @@ pub fn run_until(mut cmd: Command, needle: &str, limit: Duration) -> String {
             }
         }
     });
+    rx
+}
+
+/// Runs `cmd` until a line of its stdout contains `needle` (or `limit` passes), then kills it;
+/// returns the stdout read so far. For VMMs that keep running after the part we test (QEMU
+/// stays paused after a KVM internal error).
+pub fn run_until(mut cmd: Command, needle: &str, limit: Duration) -> String {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = cmd.spawn().expect("spawn");
+    let rx = stdout_lines(&mut child);
     let start = Instant::now();
     let mut out = String::new();
     while start.elapsed() < limit {

@@ -170,6 +170,28 @@ pub struct VcpuState {
     pub vcpu_events: Blob,
 }
 
+#[cfg(test)]
+impl VcpuState {
+    /// A boot vCPU's state for tests that never give it to KVM: every blob is `fill`, the
+    /// TSC at 2 GHz, the MSRs `msrs`.
+    pub(crate) fn fixture(fill: &[u8], msrs: Vec<(u32, u64)>) -> Self {
+        let blob = || Blob(fill.to_vec());
+        VcpuState {
+            index: 0,
+            mp_state: 0,
+            regs: blob(),
+            sregs: blob(),
+            xsave: blob(),
+            xcrs: blob(),
+            debugregs: blob(),
+            lapic: blob(),
+            tsc_khz: 2_000_000,
+            msrs,
+            vcpu_events: blob(),
+        }
+    }
+}
+
 /// Reads the state of a vCPU that is out of KVM_RUN (on its own thread). `msrs` is
 /// [`msrs_to_save`]'s list; `xsave_size` is KVM_CAP_XSAVE2's size (0: KVM_GET_XSAVE).
 pub fn save_vcpu(

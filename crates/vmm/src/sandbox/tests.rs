@@ -290,25 +290,13 @@ fn the_migration_thread_opens_only_unix_and_ip_stream_sockets() {
         );
     }
     // It reads the dirty log; it may not remap guest memory nor build anything.
-    REQUEST.store(0x4010_AE42, std::sync::atomic::Ordering::Relaxed); // KVM_GET_DIRTY_LOG
-    let end = in_child(
-        "migration",
-        &program(Role::Migration, SandboxMode::On),
-        true,
-        ioctl_request,
-    );
+    let end = ioctl_in("migration", Role::Migration, 0x4010_AE42); // KVM_GET_DIRTY_LOG
     assert_eq!(end.status, Ok(0), "KVM_GET_DIRTY_LOG: {end:?}");
     for nr in super::filters::vm_building_ioctls()
         .into_iter()
         .chain([0xAE80u64])
     {
-        REQUEST.store(nr, std::sync::atomic::Ordering::Relaxed);
-        let end = in_child(
-            "migration",
-            &program(Role::Migration, SandboxMode::On),
-            true,
-            ioctl_request,
-        );
+        let end = ioctl_in("migration", Role::Migration, nr);
         assert_eq!(end.status, Ok(EXIT_FORBIDDEN), "ioctl {nr:#x}: {end:?}");
     }
     // No file, no thread, no program.
@@ -328,6 +316,9 @@ fn the_migration_thread_opens_only_unix_and_ip_stream_sockets() {
 
 /// The ioctl request the next forked child makes (fork copies it into the child).
 static REQUEST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Held from setting REQUEST until the child is forked: tests run on parallel threads, and
+/// another test's request stored in between would be the one this child makes.
+static REQUEST_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// ioctl(-1, REQUEST, &zeroed memory): EBADF if the filter lets it through.
 fn ioctl_request() {
@@ -338,26 +329,23 @@ fn ioctl_request() {
     unsafe { libc::ioctl(-1, nr as libc::c_ulong, arg.as_ptr()) };
 }
 
+/// ioctl request `nr` (as [`ioctl_request`]) in a child named `thread` under `role`'s
+/// filter, with the SIGSYS handler: how the child ended.
+fn ioctl_in(thread: &str, role: Role, nr: u64) -> ChildEnd {
+    let _only_us = REQUEST_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    REQUEST.store(nr, std::sync::atomic::Ordering::Relaxed);
+    in_child(thread, &program(role, SandboxMode::On), true, ioctl_request)
+}
+
 #[test]
 fn vcpu_threads_cannot_rebuild_the_vm() {
     // Mapping memory into the guest (possibly over rvmm's own heap), new VMs, vCPUs, devices,
     // interrupt routes and CPUID tables are the emulator thread's to make: a vCPU thread that
     // asks dies, the emulator thread (which builds the VM and hot-plugs vCPUs) may.
     for nr in super::filters::vm_building_ioctls() {
-        REQUEST.store(nr, std::sync::atomic::Ordering::Relaxed);
-        let end = in_child(
-            "CPU 0/KVM",
-            &program(Role::Vcpu, SandboxMode::On),
-            true,
-            ioctl_request,
-        );
+        let end = ioctl_in("CPU 0/KVM", Role::Vcpu, nr);
         assert_eq!(end.status, Ok(EXIT_FORBIDDEN), "ioctl {nr:#x}: {end:?}");
-        let end = in_child(
-            "rvmm",
-            &program(Role::Main, SandboxMode::On),
-            true,
-            ioctl_request,
-        );
+        let end = ioctl_in("rvmm", Role::Main, nr);
         assert_eq!(
             end.status,
             Ok(0),
@@ -368,13 +356,7 @@ fn vcpu_threads_cannot_rebuild_the_vm() {
     for nr in [0xAE80u64, 0x8090_AE81, 0x8138_AE83, 0x4004_AE99] {
         // KVM_RUN, KVM_GET_REGS, KVM_GET_SREGS, and KVM_SET_MP_STATE (a replugged vCPU
         // resets itself to wait for INIT/SIPI).
-        REQUEST.store(nr, std::sync::atomic::Ordering::Relaxed);
-        let end = in_child(
-            "CPU 0/KVM",
-            &program(Role::Vcpu, SandboxMode::On),
-            true,
-            ioctl_request,
-        );
+        let end = ioctl_in("CPU 0/KVM", Role::Vcpu, nr);
         assert_eq!(end.status, Ok(0), "ioctl {nr:#x}: {end:?}");
     }
 }

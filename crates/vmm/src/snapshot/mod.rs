@@ -375,19 +375,7 @@ mod tests {
                 numa_nodes: 0,
             },
             vcpus: vec![SavedVcpu {
-                state: VcpuState {
-                    index: 0,
-                    mp_state: 0,
-                    regs: blob(),
-                    sregs: blob(),
-                    xsave: blob(),
-                    xcrs: blob(),
-                    debugregs: blob(),
-                    lapic: blob(),
-                    tsc_khz: 2_000_000,
-                    msrs: vec![(0x10, 12345)],
-                    vcpu_events: blob(),
-                },
+                state: VcpuState::fixture(&[1, 2, 3], vec![(0x10, 12345)]),
                 cpuid: vec![[0, 0, 0, 0xd, 1, 2, 3]],
             }],
             vm: VmState {

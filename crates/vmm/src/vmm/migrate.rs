@@ -552,19 +552,7 @@ mod tests {
         clock.extend([0u8; 40]);
         let mut state = FinalState {
             vcpus: vec![SavedVcpu {
-                state: VcpuState {
-                    index: 0,
-                    mp_state: 0,
-                    regs: blob(),
-                    sregs: blob(),
-                    xsave: blob(),
-                    xcrs: blob(),
-                    debugregs: blob(),
-                    lapic: blob(),
-                    tsc_khz: 2_000_000,
-                    msrs: vec![(0x10, 100), (0x11, 7)],
-                    vcpu_events: blob(),
-                },
+                state: VcpuState::fixture(&[0; 4], vec![(0x10, 100), (0x11, 7)]),
                 cpuid: vec![],
             }],
             vm: VmState {

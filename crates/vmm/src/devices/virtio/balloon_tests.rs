@@ -3,12 +3,10 @@
 //! zero afterwards.
 
 use super::*;
+use crate::devices::virtio::test_ring::{offer, queue, USED};
 use crate::devices::virtio::DeviceState;
 use virtio_queue::desc::split::Descriptor;
 
-const DESC: u64 = 0x1000;
-const AVAIL: u64 = 0x2000;
-const USED: u64 = 0x3000;
 const PFNS: u64 = 0x4000;
 /// Pages 0x10.. hold data the tests inflate.
 const DATA_PFN: u32 = 0x10;
@@ -31,12 +29,7 @@ fn harness(reporting: bool) -> Harness {
     };
     let balloon = Balloon::new(&config, GiveBack::new(false, None), shared.clone());
     let mem = GuestMem::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
-    let mut queue = Queue::new(16).unwrap();
-    queue.set_size(16);
-    queue.set_desc_table_address(Some(DESC as u32), Some(0));
-    queue.set_avail_ring_address(Some(AVAIL as u32), Some(0));
-    queue.set_used_ring_address(Some(USED as u32), Some(0));
-    queue.set_ready(true);
+    let queue = queue();
     Harness {
         mem,
         queue,
@@ -48,17 +41,7 @@ fn harness(reporting: bool) -> Harness {
 
 impl Harness {
     fn submit(&mut self, queue: usize, descs: &[Descriptor]) {
-        for (i, d) in descs.iter().enumerate() {
-            self.mem
-                .write_obj(*d, GuestAddress(DESC + 16 * i as u64))
-                .unwrap();
-        }
-        let slot = AVAIL + 4 + 2 * u64::from(self.avail_idx % 16);
-        self.mem.write_obj(0u16, GuestAddress(slot)).unwrap();
-        self.avail_idx = self.avail_idx.wrapping_add(1);
-        self.mem
-            .write_obj(self.avail_idx, GuestAddress(AVAIL + 2))
-            .unwrap();
+        offer(&self.mem, &mut self.avail_idx, descs);
         self.balloon
             .process_queue(queue, &mut self.queue, &self.mem)
             .unwrap();

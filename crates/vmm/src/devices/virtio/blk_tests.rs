@@ -2,13 +2,11 @@
 //! guest memory, good and hostile.
 
 use super::*;
+use crate::devices::virtio::test_ring::{offer, queue, AVAIL, DESC, USED};
 use std::io::Read;
 use virtio_bindings::virtio_blk::VIRTIO_BLK_T_GET_ID;
 use virtio_queue::desc::split::Descriptor;
 
-const DESC: u64 = 0x1000;
-const AVAIL: u64 = 0x2000;
-const USED: u64 = 0x3000;
 const HDR: u64 = 0x4000;
 const DATA: u64 = 0x5000;
 const STATUS: u64 = 0x8000;
@@ -63,12 +61,7 @@ fn harness_with(name: &str, readonly: bool, cache: Cache, sectors: u64, fill: u8
     })
     .unwrap();
     let mem = GuestMem::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
-    let mut queue = Queue::new(16).unwrap();
-    queue.set_size(16);
-    queue.set_desc_table_address(Some(DESC as u32), Some(0));
-    queue.set_avail_ring_address(Some(AVAIL as u32), Some(0));
-    queue.set_used_ring_address(Some(USED as u32), Some(0));
-    queue.set_ready(true);
+    let queue = queue();
     assert!(queue.is_valid(&mem));
     Harness {
         mem,
@@ -83,17 +76,7 @@ impl Harness {
     /// Puts `descs` at table entries 0.. and makes entry 0 available; returns the used
     /// length the device gave.
     fn submit(&mut self, descs: &[Descriptor]) -> u32 {
-        for (i, d) in descs.iter().enumerate() {
-            self.mem
-                .write_obj(*d, GuestAddress(DESC + 16 * i as u64))
-                .unwrap();
-        }
-        let slot = AVAIL + 4 + 2 * u64::from(self.avail_idx % 16);
-        self.mem.write_obj(0u16, GuestAddress(slot)).unwrap();
-        self.avail_idx = self.avail_idx.wrapping_add(1);
-        self.mem
-            .write_obj(self.avail_idx, GuestAddress(AVAIL + 2))
-            .unwrap();
+        offer(&self.mem, &mut self.avail_idx, descs);
         self.block
             .process_queue(0, &mut self.queue, &self.mem)
             .unwrap();
@@ -596,17 +579,7 @@ fn a_read_request_marks_the_pages_the_device_wrote() {
         Descriptor::new(DATA + 0x800, 4096, WRITE | NEXT, 2),
         Descriptor::new(STATUS, 1, WRITE, 0),
     ];
-    for (i, d) in descs.iter().enumerate() {
-        h.mem
-            .write_obj(*d, GuestAddress(DESC + 16 * i as u64))
-            .unwrap();
-    }
-    let slot = AVAIL + 4 + 2 * u64::from(h.avail_idx % 16);
-    h.mem.write_obj(0u16, GuestAddress(slot)).unwrap();
-    h.avail_idx += 1;
-    h.mem
-        .write_obj(h.avail_idx, GuestAddress(AVAIL + 2))
-        .unwrap();
+    offer(&h.mem, &mut h.avail_idx, &descs);
     // What the "driver" wrote is forgotten: only the device's writes are left to see.
     bitmap(&h.mem).reset();
     h.block.process_queue(0, &mut h.queue, &h.mem).unwrap();

@@ -20,6 +20,9 @@ pub mod mmio;
 pub mod net;
 pub mod worker;
 
+#[cfg(test)]
+mod test_ring;
+
 use std::sync::{Arc, Mutex};
 
 use crate::memory::guest::GuestMem;

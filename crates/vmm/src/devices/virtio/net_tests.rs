@@ -3,14 +3,12 @@
 //! built by hand in guest memory, good and hostile. The tap itself is tests/virtio_net.rs'.
 
 use super::*;
+use crate::devices::virtio::test_ring::{offer, queue, AVAIL, DESC, USED};
 use crate::devices::virtio::DeviceState;
 use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use virtio_queue::desc::split::Descriptor;
 
-const DESC: u64 = 0x1000;
-const AVAIL: u64 = 0x2000;
-const USED: u64 = 0x3000;
 const BUF: u64 = 0x4000;
 const MEM_SIZE: usize = 0x30000;
 const NEXT: u16 = 1;
@@ -96,12 +94,7 @@ fn harness(offloads: u32) -> Harness {
     };
     let net = Net::new(Box::new(pipe), [0x52, 0x54, 0, 0x12, 0x34, 0x56]);
     let mem = GuestMem::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
-    let mut queue = Queue::new(16).unwrap();
-    queue.set_size(16);
-    queue.set_desc_table_address(Some(DESC as u32), Some(0));
-    queue.set_avail_ring_address(Some(AVAIL as u32), Some(0));
-    queue.set_used_ring_address(Some(USED as u32), Some(0));
-    queue.set_ready(true);
+    let queue = queue();
     Harness {
         mem,
         queue,
@@ -116,17 +109,7 @@ fn harness(offloads: u32) -> Harness {
 impl Harness {
     /// Puts `descs` at table entries 0.. and makes entry 0 available (no processing).
     fn offer(&mut self, descs: &[Descriptor]) {
-        for (i, d) in descs.iter().enumerate() {
-            self.mem
-                .write_obj(*d, GuestAddress(DESC + 16 * i as u64))
-                .unwrap();
-        }
-        let slot = AVAIL + 4 + 2 * u64::from(self.avail_idx % 16);
-        self.mem.write_obj(0u16, GuestAddress(slot)).unwrap();
-        self.avail_idx = self.avail_idx.wrapping_add(1);
-        self.mem
-            .write_obj(self.avail_idx, GuestAddress(AVAIL + 2))
-            .unwrap();
+        offer(&self.mem, &mut self.avail_idx, descs);
     }
 
     fn process(&mut self, index: usize) {
