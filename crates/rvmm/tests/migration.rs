@@ -950,3 +950,242 @@ fn an_inflated_balloon_migrates_and_deflates_on_the_destination() {
     );
     let _ = std::fs::remove_dir_all(&work);
 }
+
+// ---- pause-before-switchover (QEMU's capability): a long pause the guest must notice ----
+
+/// (cpu, gap_ms) of every `PROBE-COUNTER cpu=N ... gap_ms=G` line.
+fn gaps(lines: &[String]) -> Vec<(u32, u64)> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("PROBE-COUNTER cpu=")?;
+            let cpu = rest.split_whitespace().next()?.parse().ok()?;
+            let gap = rest
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("gap_ms="))?
+                .parse()
+                .ok()?;
+            Some((cpu, gap))
+        })
+        .collect()
+}
+
+/// Polls `query-migrate` until its status is `status` (20 s at most).
+fn wait_status(c: &mut TestClient, status: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        let info = c.ok("query-migrate", None);
+        if info["status"] == status {
+            return info;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "never {status}: {info}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The error `desc` of `cmd`, which must fail.
+fn error_desc(c: &mut TestClient, cmd: &str, args: Option<Value>) -> String {
+    let r = c.execute(cmd, args);
+    r["error"]["desc"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{cmd} did not fail: {r}"))
+        .to_string()
+}
+
+/// Turns `pause-before-switchover` on (and checks the capability list before and after).
+fn pause_before_switchover(c: &mut TestClient) {
+    assert_eq!(
+        c.ok("query-migrate-capabilities", None),
+        json!([
+            {"capability": "events", "state": true},
+            {"capability": "pause-before-switchover", "state": false},
+        ])
+    );
+    c.ok(
+        "migrate-set-capabilities",
+        Some(json!({"capabilities": [
+            {"capability": "pause-before-switchover", "state": true}]})),
+    );
+    assert_eq!(
+        c.ok("query-migrate-capabilities", None)[1],
+        json!({"capability": "pause-before-switchover", "state": true})
+    );
+}
+
+/// The source waits in `pre-switchover` for 1.5 s before `migrate-continue`: `downtime`
+/// (ms, measured by the source from its pause to DONE) includes the wait, and the guest
+/// on the destination saw the same pause as its largest gap between two rounds (TSC time:
+/// the destination moved kvmclock and the TSCs on by the time since the source read them).
+/// Two measurements of one run are compared, not a fixed speed.
+#[test]
+fn a_pause_before_switchover_is_seen_by_the_guest_as_the_measured_downtime() {
+    if !kvm_available("migration_pre_switchover") {
+        return;
+    }
+    let mut src = start("mig-psw-src", &[], None);
+    let work = test_dir("mig-psw-sock");
+    let uri = format!("unix:{}", work.join("mig.sock").display());
+    let mut dst = start("mig-psw-dst", &["--incoming", &uri], None);
+    src.wait_line("PROBE-COUNTER cpu=1");
+    let mut c = src.client();
+    let mut events = src.client();
+    pause_before_switchover(&mut c);
+    c.ok("migrate", Some(json!({ "uri": uri })));
+    let info = wait_status(&mut c, "pre-switchover");
+    assert!(info.get("downtime").is_none(), "{info}");
+    // Paused, and the emulator thread serves QMP meanwhile.
+    assert_eq!(c.ok("query-status", None)["status"], "paused");
+    let desc = error_desc(
+        &mut c,
+        "migrate-set-capabilities",
+        Some(json!({"capabilities": [{"capability": "events", "state": false}]})),
+    );
+    assert_eq!(desc, "There's a migration process in progress");
+    let desc = error_desc(&mut c, "migrate-continue", Some(json!({"state": "active"})));
+    assert!(
+        desc.starts_with("Migration not in expected state: pre-switchover"),
+        "{desc}"
+    );
+    let seen = counters(&src.lines()).len();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        counters(&src.lines()).len(),
+        seen,
+        "the guest counted while paused"
+    );
+    c.ok("migrate-continue", Some(json!({"state": "pre-switchover"})));
+    let info = wait_finished(&mut c);
+    assert_eq!(info["status"], "completed", "{info}");
+    let downtime = info["downtime"].as_u64().unwrap();
+    assert!(downtime >= 1500, "the wait is paused time: {info}");
+    let mut statuses = Vec::new();
+    while statuses.last().map(String::as_str) != Some("completed") {
+        let e = events.event("MIGRATION");
+        statuses.push(e["data"]["status"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        statuses,
+        ["setup", "active", "pre-switchover", "device", "completed"]
+    );
+    assert_eq!(c.ok("query-status", None)["status"], "postmigrate");
+
+    // Every vCPU's first report on the destination holds the pause.
+    dst.wait_line("PROBE-COUNTER cpu=1");
+    let start_wait = Instant::now();
+    let first = loop {
+        let g = gaps(&dst.lines());
+        let mut first = BTreeMap::new();
+        for &(cpu, gap) in &g {
+            first.entry(cpu).or_insert(gap);
+        }
+        if first.len() == 2 {
+            break first;
+        }
+        assert!(
+            start_wait.elapsed() < Duration::from_secs(30),
+            "the destination does not report: {g:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for (cpu, gap) in &first {
+        assert!(
+            *gap >= 1000 && gap.abs_diff(downtime) < 400,
+            "vCPU {cpu}: the guest saw a {gap} ms gap, the source measured {downtime} ms of \
+             downtime"
+        );
+    }
+    eprintln!("pre-switchover: downtime {downtime} ms, the guest's gaps {first:?} ms");
+    assert!(counters(&dst.lines()).iter().all(|&(_, _, ok)| ok));
+    src.client().ok("quit", None);
+    src.wait(Duration::from_secs(10));
+    dst.client().ok("quit", None);
+    dst.wait(Duration::from_secs(10));
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// `migrate_cancel` in `pre-switchover`: the source resumes (RESUME, counting goes on),
+/// the status is `cancelled`, the destination fails cleanly; and the bad inputs of the
+/// capability commands and `migrate-continue` are one clear error each.
+#[test]
+fn a_cancel_in_pre_switchover_resumes_the_source_and_bad_capability_input_is_refused() {
+    if !kvm_available("migration_pre_switchover_cancel") {
+        return;
+    }
+    let mut src = start("mig-pswc-src", &[], None);
+    let work = test_dir("mig-pswc-sock");
+    let uri = format!("unix:{}", work.join("mig.sock").display());
+    let dst = start("mig-pswc-dst", &["--incoming", &uri], None);
+    src.wait_line("PROBE-COUNTER cpu=1");
+    let mut c = src.client();
+    let desc = error_desc(
+        &mut c,
+        "migrate-continue",
+        Some(json!({"state": "pre-switchover"})),
+    );
+    assert!(
+        desc.starts_with("Migration not in expected state: none"),
+        "{desc}"
+    );
+    let desc = error_desc(&mut c, "migrate-continue", Some(json!({"state": "later"})));
+    assert_eq!(desc, "Parameter 'state' does not accept value 'later'");
+    let desc = error_desc(
+        &mut c,
+        "migrate-set-capabilities",
+        Some(json!({"capabilities": [
+            {"capability": "pause-before-switchover", "state": true},
+            {"capability": "xbzrle", "state": true}]})),
+    );
+    assert_eq!(
+        desc,
+        "Parameter 'capabilities[1].capability' does not accept value 'xbzrle' (rvmm's \
+         migration capabilities: events, pause-before-switchover)"
+    );
+    let desc = error_desc(
+        &mut c,
+        "migrate-set-capabilities",
+        Some(json!({"capabilities": [{"capability": "events", "state": "on"}]})),
+    );
+    assert_eq!(
+        desc,
+        "Invalid parameter type for 'capabilities[0].state', expected: boolean"
+    );
+    // Nothing of a refused list was applied.
+    pause_before_switchover(&mut c);
+
+    let mut events = src.client();
+    c.ok("migrate", Some(json!({ "uri": uri })));
+    wait_status(&mut c, "pre-switchover");
+    events.event("STOP");
+    c.ok("migrate_cancel", None);
+    let info = wait_finished(&mut c);
+    assert_eq!(info["status"], "cancelled", "{info}");
+    assert_eq!(info["error-desc"], "cancelled by migrate_cancel", "{info}");
+    events.event("RESUME");
+    assert_eq!(c.ok("query-status", None)["status"], "running");
+    counts_on(&src, counters(&src.lines()).len(), "after the cancel");
+    let desc = error_desc(
+        &mut c,
+        "migrate-continue",
+        Some(json!({"state": "pre-switchover"})),
+    );
+    assert!(
+        desc.starts_with("Migration not in expected state: cancelled"),
+        "{desc}"
+    );
+    let out = dst.wait(Duration::from_secs(10));
+    let (code, stderr) = failed_cleanly(&out, "the destination of the cancelled migration");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("incoming migration failed"), "{stderr}");
+    c.ok("quit", None);
+    let out = src.wait(Duration::from_secs(10));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("rvmm: warning: migration cancelled: cancelled by migrate_cancel"),
+        "{stderr}"
+    );
+    assert!(counters(&out_lines(&out)).iter().all(|&(_, _, ok)| ok));
+    let _ = std::fs::remove_dir_all(&work);
+}

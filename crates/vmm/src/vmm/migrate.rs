@@ -45,7 +45,11 @@ pub(super) struct FinalState {
     pub vcpus: Vec<SavedVcpu>,
     pub vm: VmState,
     pub devices: SavedDevices,
-    /// The source's CLOCK_REALTIME when it paused, in ns since the epoch.
+    /// The source's CLOCK_REALTIME when it read the guest's clocks, in ns since the epoch
+    /// (the name is the wire's). kvmclock and the TSCs go on counting while the vCPUs are
+    /// parked, so the state read holds the guest's time at the read, not at the pause: the
+    /// destination moves it on by the time since then, and the guest sees the whole pause
+    /// once (a `pre-switchover` wait included, which the read's values already hold).
     pub paused_at_ns: u64,
     /// How QMP names the vCPUs (ids, QOM paths), as a snapshot keeps them; absent from
     /// sources older than it, whose hot-added vCPUs the destination names by slot.
@@ -270,6 +274,8 @@ pub(super) fn final_phase(
     slots: &CpuSlots,
     sender: &mut Sender,
 ) -> Result<(), MigrationError> {
+    // Taken with the guest's clocks, not at the park: they counted on since (see
+    // `FinalState::paused_at_ns`).
     let paused_at_ns = realtime_ns();
     let parts = collect(vmm, handles).map_err(MigrationError::Protocol);
     // After the devices are quiesced: what they wrote is in the last dirty set.

@@ -438,9 +438,15 @@ fn query_commands_lists_the_command_enum() {
         if *name == "migrate" {
             arguments = args(json!({"uri": "unix:/m"}));
         }
+        if *name == "migrate-set-capabilities" {
+            arguments = args(json!({"capabilities": []}));
+        }
+        if *name == "migrate-continue" {
+            arguments = args(json!({"state": "pre-switchover"}));
+        }
         assert_eq!(parse(name, arguments).unwrap().name(), *name);
     }
-    assert_eq!(names.len(), 31);
+    assert_eq!(names.len(), 34);
 }
 
 #[test]
