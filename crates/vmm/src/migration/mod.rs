@@ -493,6 +493,37 @@ mod tests {
     }
 
     #[test]
+    fn capabilities_list_by_qemus_names_and_an_unknown_one_is_named() {
+        let mut c = MigrationCapabilities::default();
+        assert_eq!(
+            serde_json::to_value(c.list()).unwrap(),
+            serde_json::json!([
+                {"capability": "events", "state": true},
+                {"capability": "pause-before-switchover", "state": false},
+            ])
+        );
+        c.set("pause-before-switchover", true).unwrap();
+        c.set("events", false).unwrap();
+        assert!(c.pause_before_switchover && !c.events);
+        assert_eq!(
+            c.set("xbzrle", true).unwrap_err(),
+            "migration capability 'xbzrle' is not supported by rvmm (it has: events, \
+             pause-before-switchover)"
+        );
+        assert_eq!(
+            "pre-switchover".parse::<MigrationStatus>(),
+            Ok(MigrationStatus::PreSwitchover)
+        );
+        assert_eq!(
+            serde_json::to_value(MigrationStatus::PreSwitchover).unwrap(),
+            "pre-switchover"
+        );
+        assert_eq!(MigrationStatus::Device.as_str(), "device");
+        assert!(!MigrationStatus::PreSwitchover.finished());
+        assert_eq!("later".parse::<MigrationStatus>(), Err(()));
+    }
+
+    #[test]
     fn query_migrate_has_qemus_member_names() {
         let info = MigrationInfo {
             status: Some(MigrationStatus::Active),

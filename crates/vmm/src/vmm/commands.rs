@@ -18,7 +18,10 @@
 //! it shares with it; the thread's messages wake the event loop ([`Controller::migration_fd`]), and
 //! its hand-over runs the final phase here: park every vCPU as `stop` does, send the last
 //! pages and the state (`vmm::migrate`), then stay paused (`postmigrate`) or, on a failure,
-//! resume.
+//! resume. With capability `pause-before-switchover` the parked VM first waits in
+//! `pre-switchover`: the stream is kept here ([`Switchover`]) and the event loop goes on
+//! serving QMP until `migrate-continue` (the final phase, on the loop's next turn) or
+//! `migrate_cancel` (the VM resumes).
 //!
 //! `stop` parks every vCPU (the pause state machine in `vcpu::thread`) and returns once they
 //! are all parked. The power button sets PWRBTN_STS in PM1a and, when the guest enabled

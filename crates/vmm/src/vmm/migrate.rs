@@ -5,7 +5,7 @@
 //! ranges) for the destination's checks; once pre-copy is done the emulator thread parks
 //! every vCPU and runs [`final_phase`]: the virtio devices quiesced (`snapshot::collect`),
 //! the last dirty pages (KVM's and the VMM's own), the disks flushed and unlocked, then the
-//! machine state with the source's CLOCK_REALTIME at the pause, then it waits for the
+//! machine state with the source's CLOCK_REALTIME when it read it, then it waits for the
 //! destination's DONE (on a failure the disks are locked again and the devices resume).
 //!
 //! Destination (`rvmm run --incoming`): [`Vmm::receive_incoming`] runs after the VM is built
@@ -14,7 +14,7 @@
 //! VM's own table for the slot) and answers ACCEPT or REFUSE, writes the pages into guest
 //! RAM, takes its disks' locks (it opened them unlocked, the source held them), restores
 //! the machine (`restore_machine`, virtio devices included) with kvmclock and every vCPU's IA32_TSC
-//! moved on by the real time since the source paused (the guest sees the downtime, as on
+//! moved on by the real time since the source read them (the guest sees the downtime, as on
 //! real hardware; a snapshot restore does not do this), and answers DONE.
 
 use std::os::fd::AsRawFd;
