@@ -1111,8 +1111,9 @@ fn a_pause_before_switchover_is_seen_by_the_guest_as_the_measured_downtime() {
 }
 
 /// `migrate_cancel` in `pre-switchover`: the source resumes (RESUME, counting goes on),
-/// the status is `cancelled`, the destination fails cleanly; and the bad inputs of the
-/// capability commands and `migrate-continue` are one clear error each.
+/// the status is `cancelled`, the destination fails cleanly; with capability `events` off
+/// no MIGRATION event goes out; and the bad inputs of the capability commands and
+/// `migrate-continue` are one clear error each.
 #[test]
 fn a_cancel_in_pre_switchover_resumes_the_source_and_bad_capability_input_is_refused() {
     if !kvm_available("migration_pre_switchover_cancel") {
@@ -1158,6 +1159,18 @@ fn a_cancel_in_pre_switchover_resumes_the_source_and_bad_capability_input_is_ref
     );
     // Nothing of a refused list was applied.
     pause_before_switchover(&mut c);
+    // Capability `events` off: no MIGRATION event (as in QEMU); STOP and RESUME still go.
+    c.ok(
+        "migrate-set-capabilities",
+        Some(json!({"capabilities": [{"capability": "events", "state": false}]})),
+    );
+    assert_eq!(
+        c.ok("query-migrate-capabilities", None),
+        json!([
+            {"capability": "events", "state": false},
+            {"capability": "pause-before-switchover", "state": true},
+        ])
+    );
 
     let mut events = src.client();
     c.ok("migrate", Some(json!({ "uri": uri })));
@@ -1170,6 +1183,13 @@ fn a_cancel_in_pre_switchover_resumes_the_source_and_bad_capability_input_is_ref
     events.event("RESUME");
     assert_eq!(c.ok("query-status", None)["status"], "running");
     counts_on(&src, counters(&src.lines()).len(), "after the cancel");
+    // Events queued before this reply are in `events.events` now.
+    events.ok("query-status", None);
+    assert!(
+        events.events.iter().all(|e| e["event"] != "MIGRATION"),
+        "MIGRATION events with the capability off: {:?}",
+        events.events
+    );
     let desc = error_desc(
         &mut c,
         "migrate-continue",
