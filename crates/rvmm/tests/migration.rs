@@ -1145,8 +1145,8 @@ fn a_cancel_in_pre_switchover_resumes_the_source_and_bad_capability_input_is_ref
     );
     assert_eq!(
         desc,
-        "Parameter 'capabilities[1].capability' does not accept value 'xbzrle' (rvmm's \
-         migration capabilities: events, pause-before-switchover)"
+        "Parameter 'capability' does not accept value 'xbzrle' (rvmm's migration \
+         capabilities: events, pause-before-switchover)"
     );
     let desc = error_desc(
         &mut c,
@@ -1212,4 +1212,117 @@ fn a_cancel_in_pre_switchover_resumes_the_source_and_bad_capability_input_is_ref
     );
     assert!(counters(&out_lines(&out)).iter().all(|&(_, _, ok)| ok));
     let _ = std::fs::remove_dir_all(&work);
+}
+
+/// QEMU 7.2 as the oracle: `query-migrate-capabilities` has the same shape and lists
+/// `events` and `pause-before-switchover` among its capabilities, and the errors of
+/// `migrate-continue` with no migration and of bad `migrate-set-capabilities` lists begin
+/// with QEMU's texts (rvmm adds what it supports and what it needs after them).
+#[test]
+fn the_capability_commands_answer_in_qemus_shape_and_words() {
+    if !kvm_available("migration_capabilities_qemu") {
+        return;
+    }
+    let requests: Vec<(&str, Option<Value>)> = vec![
+        ("query-migrate-capabilities", None),
+        ("migrate-continue", Some(json!({"state": "pre-switchover"}))),
+        ("migrate-continue", Some(json!({"state": "later"}))),
+        (
+            "migrate-set-capabilities",
+            Some(json!({"capabilities": [{"capability": "foo", "state": true}]})),
+        ),
+        (
+            "migrate-set-capabilities",
+            Some(json!({"capabilities": [{"capability": "events", "state": "on"}]})),
+        ),
+        (
+            "migrate-set-capabilities",
+            Some(json!({"capabilities": [{"state": true}]})),
+        ),
+        (
+            "migrate-set-capabilities",
+            Some(json!({"capabilities": [{"capability": "events", "state": true, "x": 1}]})),
+        ),
+        (
+            "migrate-set-capabilities",
+            Some(json!({"capabilities": {}})),
+        ),
+    ];
+    let mut input = String::from("{\"execute\":\"qmp_capabilities\"}\n");
+    for (cmd, args) in &requests {
+        let mut r = json!({ "execute": cmd });
+        if let Some(a) = args {
+            r["arguments"] = a.clone();
+        }
+        input.push_str(&format!("{r}\n"));
+    }
+    input.push_str("{\"execute\":\"quit\"}\n");
+    let mut child = common::qemu()
+        .args([
+            "-machine",
+            "none",
+            "-qmp",
+            "stdio",
+            "-nodefaults",
+            "-display",
+            "none",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let qemu: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("return").is_some() || v.get("error").is_some())
+        .skip(1) // qmp_capabilities
+        .take(requests.len())
+        .collect();
+    assert_eq!(qemu.len(), requests.len(), "QEMU answered: {qemu:?}");
+
+    let vm = start("mig-caps-qemu", &[], None);
+    let mut c = vm.client();
+    for ((cmd, args), q) in requests.iter().zip(&qemu) {
+        let r = c.execute(cmd, args.clone());
+        match (q.get("return"), r.get("return")) {
+            (Some(Value::Array(theirs)), Some(Value::Array(ours))) => {
+                for mine in ours {
+                    let name = &mine["capability"];
+                    let same = theirs.iter().find(|t| &t["capability"] == name);
+                    let keys = |v: &Value| {
+                        v.as_object()
+                            .map(|o| o.keys().cloned().collect::<Vec<_>>())
+                            .unwrap_or_default()
+                    };
+                    assert!(
+                        same.is_some_and(|t| keys(t) == keys(mine) && t["state"].is_boolean()),
+                        "{cmd}: QEMU has no {name} of the same shape as {mine}: {theirs:?}"
+                    );
+                }
+            }
+            (None, None) => {
+                let (theirs, ours) = (
+                    q["error"]["desc"].as_str().unwrap(),
+                    r["error"]["desc"].as_str().unwrap(),
+                );
+                assert!(
+                    ours.starts_with(theirs),
+                    "{cmd} {args:?}: QEMU says {theirs:?}, rvmm {ours:?}"
+                );
+                assert_eq!(q["error"]["class"], r["error"]["class"]);
+            }
+            _ => panic!("{cmd} {args:?}: QEMU answered {q}, rvmm {r}"),
+        }
+    }
+    c.ok("quit", None);
+    vm.wait(Duration::from_secs(10));
 }

@@ -36,7 +36,7 @@ fn element(i: usize, v: Value) -> Result<CapabilityState, QmpError> {
     let mut args = Args::new(map);
     let named = |e: QmpError| {
         QmpError::generic(
-            e.to_string()
+            e.desc
                 .replacen("'capability'", &format!("'{at}.capability'"), 1)
                 .replacen("'state'", &format!("'{at}.state'"), 1),
         )
@@ -52,7 +52,7 @@ fn element(i: usize, v: Value) -> Result<CapabilityState, QmpError> {
     args.finish(&format!("{at}."))?;
     if !MigrationCapabilities::NAMES.contains(&capability.as_str()) {
         return Err(QmpError::generic(format!(
-            "Parameter '{at}.capability' does not accept value '{capability}' (rvmm's \
+            "Parameter 'capability' does not accept value '{capability}' (rvmm's \
              migration capabilities: {})",
             MigrationCapabilities::NAMES.join(", ")
         )));
