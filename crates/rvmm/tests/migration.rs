@@ -102,6 +102,23 @@ fn wait_finished(c: &mut TestClient) -> Value {
     }
 }
 
+/// Polls `query-migrate` until the migration is active and has sent something (20 s at
+/// most): pre-copy is under way.
+fn wait_active(c: &mut TestClient) {
+    let start = Instant::now();
+    loop {
+        let info = c.ok("query-migrate", None);
+        if info["status"] == "active" && info["ram"]["transferred"].as_u64() > Some(0) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "never active: {info}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// `rvmm migrate SOCKET URI EXTRA`.
 fn migrate_cli(socket: &Path, uri: &str, extra: &[&str]) -> Output {
     let mut c = rvmm();
@@ -319,6 +336,25 @@ impl Netns {
         }
         Ok(n)
     }
+
+    /// The two namespaces for test `test`, or `None` once the test is skipped (no KVM under
+    /// RVMM_SKIP_KVM=1, no `ip` command, or namespaces cannot be made here).
+    fn for_test(test: &str) -> Option<Netns> {
+        if !kvm_available(test) {
+            return None;
+        }
+        if Command::new("ip").arg("-V").output().is_err() {
+            skip(test, "no `ip` command (iproute2)");
+            return None;
+        }
+        match Netns::new() {
+            Ok(n) => Some(n),
+            Err(e) => {
+                skip(test, &format!("cannot make network namespaces: {e}"));
+                None
+            }
+        }
+    }
 }
 
 impl Drop for Netns {
@@ -331,15 +367,8 @@ impl Drop for Netns {
 #[test]
 fn a_guest_migrates_between_network_namespaces_and_back() {
     const TEST: &str = "migration_netns";
-    if !kvm_available(TEST) {
+    let Some(net) = Netns::for_test(TEST) else {
         return;
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        return skip(TEST, "no `ip` command (iproute2)");
-    }
-    let net = match Netns::new() {
-        Ok(n) => n,
-        Err(e) => return skip(TEST, &format!("cannot make network namespaces: {e}")),
     };
     let mut a = start("mig-ns-a", &[], Some(&net.a));
     let to_b = "tcp:10.231.77.2:4444";
@@ -364,15 +393,8 @@ fn a_guest_migrates_between_network_namespaces_and_back() {
 #[test]
 fn a_link_removed_during_pre_copy_leaves_the_source_running() {
     const TEST: &str = "migration_link_removed";
-    if !kvm_available(TEST) {
+    let Some(net) = Netns::for_test(TEST) else {
         return;
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        return skip(TEST, "no `ip` command (iproute2)");
-    }
-    let net = match Netns::new() {
-        Ok(n) => n,
-        Err(e) => return skip(TEST, &format!("cannot make network namespaces: {e}")),
     };
     let mut src = start("mig-link-src", &[], Some(&net.a));
     let to_b = "tcp:10.231.77.2:4446";
@@ -386,18 +408,7 @@ fn a_link_removed_during_pre_copy_leaves_the_source_running() {
         Some(json!({"max-bandwidth": 20_000})),
     );
     c.ok("migrate", Some(json!({ "uri": to_b })));
-    let start_wait = Instant::now();
-    loop {
-        let info = c.ok("query-migrate", None);
-        if info["status"] == "active" && info["ram"]["transferred"].as_u64() > Some(0) {
-            break;
-        }
-        assert!(
-            start_wait.elapsed() < Duration::from_secs(20),
-            "never active: {info}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_active(&mut c);
     let id = std::process::id() % 100_000;
     ip(&["-n", &net.a, "link", "del", &format!("rma{id}")]).unwrap();
     let info = wait_finished(&mut c);
@@ -459,18 +470,7 @@ fn a_destination_killed_during_pre_copy_or_a_cancel_leaves_the_source_running_an
             .contains("a migration is already in progress"),
         "{busy}"
     );
-    let start_wait = Instant::now();
-    loop {
-        let info = c.ok("query-migrate", None);
-        if info["status"] == "active" && info["ram"]["transferred"].as_u64() > Some(0) {
-            break;
-        }
-        assert!(
-            start_wait.elapsed() < Duration::from_secs(20),
-            "never active: {info}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_active(&mut c);
     // SAFETY: SIGKILL to our own child.
     unsafe { libc::kill(dst.pid(), libc::SIGKILL) };
     let info = wait_finished(&mut c);
