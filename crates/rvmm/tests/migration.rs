@@ -1326,3 +1326,52 @@ fn the_capability_commands_answer_in_qemus_shape_and_words() {
     c.ok("quit", None);
     vm.wait(Duration::from_secs(10));
 }
+
+/// `cont` during `pre-switchover` runs the guest again (it counts); `migrate-continue` then
+/// parks it once more and completes, and the destination goes on from the source's last
+/// values (what the guest wrote while it ran again went over too).
+#[test]
+fn a_cont_during_pre_switchover_runs_the_guest_until_migrate_continue() {
+    if !kvm_available("migration_pre_switchover_cont") {
+        return;
+    }
+    let mut src = start("mig-pswr-src", &[], None);
+    let work = test_dir("mig-pswr-sock");
+    let uri = format!("unix:{}", work.join("mig.sock").display());
+    let mut dst = start("mig-pswr-dst", &["--incoming", &uri], None);
+    src.wait_line("PROBE-COUNTER cpu=1");
+    let mut c = src.client();
+    pause_before_switchover(&mut c);
+    c.ok("migrate", Some(json!({ "uri": uri })));
+    wait_status(&mut c, "pre-switchover");
+    assert_eq!(c.ok("query-status", None)["status"], "paused");
+    c.ok("cont", None);
+    assert_eq!(c.ok("query-status", None)["status"], "running");
+    counts_on(
+        &src,
+        counters(&src.lines()).len(),
+        "after cont in pre-switchover",
+    );
+    assert_eq!(c.ok("query-migrate", None)["status"], "pre-switchover");
+    c.ok("migrate-continue", Some(json!({"state": "pre-switchover"})));
+    let info = wait_finished(&mut c);
+    assert_eq!(info["status"], "completed", "{info}");
+    assert_eq!(c.ok("query-status", None)["status"], "postmigrate");
+    let last_before = last_per_cpu(&counters(&src.lines()));
+    dst.wait_line("PROBE-COUNTER cpu=1");
+    let after = counters(&dst.lines());
+    let first = first_per_cpu(&after);
+    for (cpu, b) in &last_before {
+        let f = first.get(cpu).copied().unwrap_or(0);
+        assert!(
+            f >= *b && f < b + 200,
+            "vCPU {cpu}: {b} last on the source, {f} first on the destination"
+        );
+    }
+    assert!(after.iter().all(|&(_, _, ok)| ok), "{after:?}");
+    src.client().ok("quit", None);
+    src.wait(Duration::from_secs(10));
+    dst.client().ok("quit", None);
+    dst.wait(Duration::from_secs(10));
+    let _ = std::fs::remove_dir_all(&work);
+}
