@@ -7,7 +7,10 @@
 //! a destination with a narrower CPU refuses before any page, naming the features; and
 //! the bad inputs (`--incoming` port in use, a bad URI, `migrate` to a port nobody
 //! listens on). virtio: a guest using a virtio-blk disk (probe `virtio=loop`) and an
-//! inflated balloon migrate and go on at the destination.
+//! inflated balloon migrate and go on at the destination. QEMU's `pause-before-switchover`:
+//! a 1.5 s wait in `pre-switchover` shows in the guest as the measured downtime, and a
+//! cancel there resumes the source. virtio-net: a guest pinging the host through a named
+//! tap goes on pinging at the destination, which took the tap over.
 //!
 //! Both ends run with the default sandbox (`--sandbox on`): the source's `migration`
 //! thread has a filter of its own (docs/security.md); one test also gives `--sandbox on`
@@ -98,6 +101,23 @@ fn wait_finished(c: &mut TestClient) -> Value {
             "migration not over after 60 s: {info}"
         );
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Polls `query-migrate` until the migration is active and has sent something (20 s at
+/// most): pre-copy is under way.
+fn wait_active(c: &mut TestClient) {
+    let start = Instant::now();
+    loop {
+        let info = c.ok("query-migrate", None);
+        if info["status"] == "active" && info["ram"]["transferred"].as_u64() > Some(0) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "never active: {info}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -318,6 +338,25 @@ impl Netns {
         }
         Ok(n)
     }
+
+    /// The two namespaces for test `test`, or `None` once the test is skipped (no KVM under
+    /// RVMM_SKIP_KVM=1, no `ip` command, or namespaces cannot be made here).
+    fn for_test(test: &str) -> Option<Netns> {
+        if !kvm_available(test) {
+            return None;
+        }
+        if Command::new("ip").arg("-V").output().is_err() {
+            skip(test, "no `ip` command (iproute2)");
+            return None;
+        }
+        match Netns::new() {
+            Ok(n) => Some(n),
+            Err(e) => {
+                skip(test, &format!("cannot make network namespaces: {e}"));
+                None
+            }
+        }
+    }
 }
 
 impl Drop for Netns {
@@ -330,15 +369,8 @@ impl Drop for Netns {
 #[test]
 fn a_guest_migrates_between_network_namespaces_and_back() {
     const TEST: &str = "migration_netns";
-    if !kvm_available(TEST) {
+    let Some(net) = Netns::for_test(TEST) else {
         return;
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        return skip(TEST, "no `ip` command (iproute2)");
-    }
-    let net = match Netns::new() {
-        Ok(n) => n,
-        Err(e) => return skip(TEST, &format!("cannot make network namespaces: {e}")),
     };
     let mut a = start("mig-ns-a", &[], Some(&net.a));
     let to_b = "tcp:10.231.77.2:4444";
@@ -363,15 +395,8 @@ fn a_guest_migrates_between_network_namespaces_and_back() {
 #[test]
 fn a_link_removed_during_pre_copy_leaves_the_source_running() {
     const TEST: &str = "migration_link_removed";
-    if !kvm_available(TEST) {
+    let Some(net) = Netns::for_test(TEST) else {
         return;
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        return skip(TEST, "no `ip` command (iproute2)");
-    }
-    let net = match Netns::new() {
-        Ok(n) => n,
-        Err(e) => return skip(TEST, &format!("cannot make network namespaces: {e}")),
     };
     let mut src = start("mig-link-src", &[], Some(&net.a));
     let to_b = "tcp:10.231.77.2:4446";
@@ -385,18 +410,7 @@ fn a_link_removed_during_pre_copy_leaves_the_source_running() {
         Some(json!({"max-bandwidth": 20_000})),
     );
     c.ok("migrate", Some(json!({ "uri": to_b })));
-    let start_wait = Instant::now();
-    loop {
-        let info = c.ok("query-migrate", None);
-        if info["status"] == "active" && info["ram"]["transferred"].as_u64() > Some(0) {
-            break;
-        }
-        assert!(
-            start_wait.elapsed() < Duration::from_secs(20),
-            "never active: {info}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_active(&mut c);
     let id = std::process::id() % 100_000;
     ip(&["-n", &net.a, "link", "del", &format!("rma{id}")]).unwrap();
     let info = wait_finished(&mut c);
@@ -458,18 +472,7 @@ fn a_destination_killed_during_pre_copy_or_a_cancel_leaves_the_source_running_an
             .contains("a migration is already in progress"),
         "{busy}"
     );
-    let start_wait = Instant::now();
-    loop {
-        let info = c.ok("query-migrate", None);
-        if info["status"] == "active" && info["ram"]["transferred"].as_u64() > Some(0) {
-            break;
-        }
-        assert!(
-            start_wait.elapsed() < Duration::from_secs(20),
-            "never active: {info}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_active(&mut c);
     // SAFETY: SIGKILL to our own child.
     unsafe { libc::kill(dst.pid(), libc::SIGKILL) };
     let info = wait_finished(&mut c);
@@ -951,6 +954,431 @@ fn an_inflated_balloon_migrates_and_deflates_on_the_destination() {
     );
     let _ = std::fs::remove_dir_all(&work);
 }
+
+// ---- pause-before-switchover (QEMU's capability): a long pause the guest must notice ----
+
+/// (cpu, gap_ms) of every `PROBE-COUNTER cpu=N ... gap_ms=G` line.
+fn gaps(lines: &[String]) -> Vec<(u32, u64)> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("PROBE-COUNTER cpu=")?;
+            let cpu = rest.split_whitespace().next()?.parse().ok()?;
+            let gap = rest
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("gap_ms="))?
+                .parse()
+                .ok()?;
+            Some((cpu, gap))
+        })
+        .collect()
+}
+
+/// Polls `query-migrate` until its status is `status` (20 s at most).
+fn wait_status(c: &mut TestClient, status: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        let info = c.ok("query-migrate", None);
+        if info["status"] == status {
+            return info;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "never {status}: {info}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The error `desc` of `cmd`, which must fail.
+fn error_desc(c: &mut TestClient, cmd: &str, args: Option<Value>) -> String {
+    let r = c.execute(cmd, args);
+    r["error"]["desc"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{cmd} did not fail: {r}"))
+        .to_string()
+}
+
+/// Turns `pause-before-switchover` on (and checks the capability list before and after).
+fn pause_before_switchover(c: &mut TestClient) {
+    assert_eq!(
+        c.ok("query-migrate-capabilities", None),
+        json!([
+            {"capability": "events", "state": true},
+            {"capability": "pause-before-switchover", "state": false},
+        ])
+    );
+    c.ok(
+        "migrate-set-capabilities",
+        Some(json!({"capabilities": [
+            {"capability": "pause-before-switchover", "state": true}]})),
+    );
+    assert_eq!(
+        c.ok("query-migrate-capabilities", None)[1],
+        json!({"capability": "pause-before-switchover", "state": true})
+    );
+}
+
+/// The source waits in `pre-switchover` for 1.5 s before `migrate-continue`: `downtime`
+/// (ms, measured by the source from its pause to DONE) includes the wait, and the guest
+/// on the destination saw the same pause as its largest gap between two rounds (TSC time:
+/// the destination moved kvmclock and the TSCs on by the time since the source read them).
+/// Two measurements of one run are compared, not a fixed speed. Under kvm-pvm the guest's
+/// TSC is the host's (writing IA32_TSC does not move it), so there the gap is wall time and
+/// this does not check how far the destination moved the clocks; under VMX/SVM it does.
+#[test]
+fn a_pause_before_switchover_is_seen_by_the_guest_as_the_measured_downtime() {
+    if !kvm_available("migration_pre_switchover") {
+        return;
+    }
+    let mut src = start("mig-psw-src", &[], None);
+    let work = test_dir("mig-psw-sock");
+    let uri = format!("unix:{}", work.join("mig.sock").display());
+    let mut dst = start("mig-psw-dst", &["--incoming", &uri], None);
+    src.wait_line("PROBE-COUNTER cpu=1");
+    let mut c = src.client();
+    let mut events = src.client();
+    pause_before_switchover(&mut c);
+    c.ok("migrate", Some(json!({ "uri": uri })));
+    let info = wait_status(&mut c, "pre-switchover");
+    assert!(info.get("downtime").is_none(), "{info}");
+    // Paused, and the emulator thread serves QMP meanwhile.
+    assert_eq!(c.ok("query-status", None)["status"], "paused");
+    let desc = error_desc(
+        &mut c,
+        "migrate-set-capabilities",
+        Some(json!({"capabilities": [{"capability": "events", "state": false}]})),
+    );
+    assert_eq!(desc, "There's a migration process in progress");
+    let desc = error_desc(&mut c, "migrate-continue", Some(json!({"state": "active"})));
+    assert!(
+        desc.starts_with("Migration not in expected state: pre-switchover"),
+        "{desc}"
+    );
+    let seen = counters(&src.lines()).len();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        counters(&src.lines()).len(),
+        seen,
+        "the guest counted while paused"
+    );
+    c.ok("migrate-continue", Some(json!({"state": "pre-switchover"})));
+    let info = wait_finished(&mut c);
+    assert_eq!(info["status"], "completed", "{info}");
+    let downtime = info["downtime"].as_u64().unwrap();
+    assert!(downtime >= 1500, "the wait is paused time: {info}");
+    let mut statuses = Vec::new();
+    while statuses.last().map(String::as_str) != Some("completed") {
+        let e = events.event("MIGRATION");
+        statuses.push(e["data"]["status"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        statuses,
+        ["setup", "active", "pre-switchover", "device", "completed"]
+    );
+    assert_eq!(c.ok("query-status", None)["status"], "postmigrate");
+
+    // Every vCPU's first report on the destination holds the pause.
+    dst.wait_line("PROBE-COUNTER cpu=1");
+    let start_wait = Instant::now();
+    let first = loop {
+        let g = gaps(&dst.lines());
+        let mut first = BTreeMap::new();
+        for &(cpu, gap) in &g {
+            first.entry(cpu).or_insert(gap);
+        }
+        if first.len() == 2 {
+            break first;
+        }
+        assert!(
+            start_wait.elapsed() < Duration::from_secs(30),
+            "the destination does not report: {g:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for (cpu, gap) in &first {
+        assert!(
+            *gap >= 1000 && gap.abs_diff(downtime) < 400,
+            "vCPU {cpu}: the guest saw a {gap} ms gap, the source measured {downtime} ms of \
+             downtime"
+        );
+    }
+    eprintln!("pre-switchover: downtime {downtime} ms, the guest's gaps {first:?} ms");
+    assert!(counters(&dst.lines()).iter().all(|&(_, _, ok)| ok));
+    src.client().ok("quit", None);
+    src.wait(Duration::from_secs(10));
+    dst.client().ok("quit", None);
+    dst.wait(Duration::from_secs(10));
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// `migrate_cancel` in `pre-switchover`: the source resumes (RESUME, counting goes on),
+/// the status is `cancelled`, the destination fails cleanly; with capability `events` off
+/// no MIGRATION event goes out; and the bad inputs of the capability commands and
+/// `migrate-continue` are one clear error each.
+#[test]
+fn a_cancel_in_pre_switchover_resumes_the_source_and_bad_capability_input_is_refused() {
+    if !kvm_available("migration_pre_switchover_cancel") {
+        return;
+    }
+    let mut src = start("mig-pswc-src", &[], None);
+    let work = test_dir("mig-pswc-sock");
+    let uri = format!("unix:{}", work.join("mig.sock").display());
+    let dst = start("mig-pswc-dst", &["--incoming", &uri], None);
+    src.wait_line("PROBE-COUNTER cpu=1");
+    let mut c = src.client();
+    let desc = error_desc(
+        &mut c,
+        "migrate-continue",
+        Some(json!({"state": "pre-switchover"})),
+    );
+    assert!(
+        desc.starts_with("Migration not in expected state: none"),
+        "{desc}"
+    );
+    let desc = error_desc(&mut c, "migrate-continue", Some(json!({"state": "later"})));
+    assert_eq!(desc, "Parameter 'state' does not accept value 'later'");
+    let desc = error_desc(
+        &mut c,
+        "migrate-set-capabilities",
+        Some(json!({"capabilities": [
+            {"capability": "pause-before-switchover", "state": true},
+            {"capability": "xbzrle", "state": true}]})),
+    );
+    assert_eq!(
+        desc,
+        "Parameter 'capability' does not accept value 'xbzrle' (rvmm's migration \
+         capabilities: events, pause-before-switchover)"
+    );
+    let desc = error_desc(
+        &mut c,
+        "migrate-set-capabilities",
+        Some(json!({"capabilities": [{"capability": "events", "state": "on"}]})),
+    );
+    assert_eq!(
+        desc,
+        "Invalid parameter type for 'capabilities[0].state', expected: boolean"
+    );
+    // Nothing of a refused list was applied.
+    pause_before_switchover(&mut c);
+    // Capability `events` off: no MIGRATION event (as in QEMU); STOP and RESUME still go.
+    c.ok(
+        "migrate-set-capabilities",
+        Some(json!({"capabilities": [{"capability": "events", "state": false}]})),
+    );
+    assert_eq!(
+        c.ok("query-migrate-capabilities", None),
+        json!([
+            {"capability": "events", "state": false},
+            {"capability": "pause-before-switchover", "state": true},
+        ])
+    );
+
+    let mut events = src.client();
+    c.ok("migrate", Some(json!({ "uri": uri })));
+    wait_status(&mut c, "pre-switchover");
+    events.event("STOP");
+    c.ok("migrate_cancel", None);
+    let info = wait_finished(&mut c);
+    assert_eq!(info["status"], "cancelled", "{info}");
+    assert_eq!(info["error-desc"], "cancelled by migrate_cancel", "{info}");
+    events.event("RESUME");
+    assert_eq!(c.ok("query-status", None)["status"], "running");
+    counts_on(&src, counters(&src.lines()).len(), "after the cancel");
+    // Events queued before this reply are in `events.events` now.
+    events.ok("query-status", None);
+    assert!(
+        events.events.iter().all(|e| e["event"] != "MIGRATION"),
+        "MIGRATION events with the capability off: {:?}",
+        events.events
+    );
+    let desc = error_desc(
+        &mut c,
+        "migrate-continue",
+        Some(json!({"state": "pre-switchover"})),
+    );
+    assert!(
+        desc.starts_with("Migration not in expected state: cancelled"),
+        "{desc}"
+    );
+    let out = dst.wait(Duration::from_secs(10));
+    let (code, stderr) = failed_cleanly(&out, "the destination of the cancelled migration");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("incoming migration failed"), "{stderr}");
+    c.ok("quit", None);
+    let out = src.wait(Duration::from_secs(10));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("rvmm: warning: migration cancelled: cancelled by migrate_cancel"),
+        "{stderr}"
+    );
+    assert!(counters(&out_lines(&out)).iter().all(|&(_, _, ok)| ok));
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// QEMU 7.2 as the oracle: `query-migrate-capabilities` has the same shape and lists
+/// `events` and `pause-before-switchover` among its capabilities, and the errors of
+/// `migrate-continue` with no migration and of bad `migrate-set-capabilities` lists begin
+/// with QEMU's texts (rvmm adds what it supports and what it needs after them).
+#[test]
+fn the_capability_commands_answer_in_qemus_shape_and_words() {
+    if !kvm_available("migration_capabilities_qemu") {
+        return;
+    }
+    let requests: Vec<(&str, Option<Value>)> = vec![
+        ("query-migrate-capabilities", None),
+        ("migrate-continue", Some(json!({"state": "pre-switchover"}))),
+        ("migrate-continue", Some(json!({"state": "later"}))),
+        (
+            "migrate-set-capabilities",
+            Some(json!({"capabilities": [{"capability": "foo", "state": true}]})),
+        ),
+        (
+            "migrate-set-capabilities",
+            Some(json!({"capabilities": [{"capability": "events", "state": "on"}]})),
+        ),
+        (
+            "migrate-set-capabilities",
+            Some(json!({"capabilities": [{"state": true}]})),
+        ),
+        (
+            "migrate-set-capabilities",
+            Some(json!({"capabilities": [{"capability": "events", "state": true, "x": 1}]})),
+        ),
+        (
+            "migrate-set-capabilities",
+            Some(json!({"capabilities": {}})),
+        ),
+    ];
+    let mut input = String::from("{\"execute\":\"qmp_capabilities\"}\n");
+    for (cmd, args) in &requests {
+        let mut r = json!({ "execute": cmd });
+        if let Some(a) = args {
+            r["arguments"] = a.clone();
+        }
+        input.push_str(&format!("{r}\n"));
+    }
+    input.push_str("{\"execute\":\"quit\"}\n");
+    let mut child = common::qemu()
+        .args([
+            "-machine",
+            "none",
+            "-qmp",
+            "stdio",
+            "-nodefaults",
+            "-display",
+            "none",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let qemu: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("return").is_some() || v.get("error").is_some())
+        .skip(1) // qmp_capabilities
+        .take(requests.len())
+        .collect();
+    assert_eq!(qemu.len(), requests.len(), "QEMU answered: {qemu:?}");
+
+    let vm = start("mig-caps-qemu", &[], None);
+    let mut c = vm.client();
+    for ((cmd, args), q) in requests.iter().zip(&qemu) {
+        let r = c.execute(cmd, args.clone());
+        match (q.get("return"), r.get("return")) {
+            (Some(Value::Array(theirs)), Some(Value::Array(ours))) => {
+                for mine in ours {
+                    let name = &mine["capability"];
+                    let same = theirs.iter().find(|t| &t["capability"] == name);
+                    let keys = |v: &Value| {
+                        v.as_object()
+                            .map(|o| o.keys().cloned().collect::<Vec<_>>())
+                            .unwrap_or_default()
+                    };
+                    assert!(
+                        same.is_some_and(|t| keys(t) == keys(mine) && t["state"].is_boolean()),
+                        "{cmd}: QEMU has no {name} of the same shape as {mine}: {theirs:?}"
+                    );
+                }
+            }
+            (None, None) => {
+                let (theirs, ours) = (
+                    q["error"]["desc"].as_str().unwrap(),
+                    r["error"]["desc"].as_str().unwrap(),
+                );
+                assert!(
+                    ours.starts_with(theirs),
+                    "{cmd} {args:?}: QEMU says {theirs:?}, rvmm {ours:?}"
+                );
+                assert_eq!(q["error"]["class"], r["error"]["class"]);
+            }
+            _ => panic!("{cmd} {args:?}: QEMU answered {q}, rvmm {r}"),
+        }
+    }
+    c.ok("quit", None);
+    vm.wait(Duration::from_secs(10));
+}
+
+/// `cont` during `pre-switchover` runs the guest again (it counts); `migrate-continue` then
+/// parks it once more and completes, and the destination goes on from the source's last
+/// values (what the guest wrote while it ran again went over too).
+#[test]
+fn a_cont_during_pre_switchover_runs_the_guest_until_migrate_continue() {
+    if !kvm_available("migration_pre_switchover_cont") {
+        return;
+    }
+    let mut src = start("mig-pswr-src", &[], None);
+    let work = test_dir("mig-pswr-sock");
+    let uri = format!("unix:{}", work.join("mig.sock").display());
+    let mut dst = start("mig-pswr-dst", &["--incoming", &uri], None);
+    src.wait_line("PROBE-COUNTER cpu=1");
+    let mut c = src.client();
+    pause_before_switchover(&mut c);
+    c.ok("migrate", Some(json!({ "uri": uri })));
+    wait_status(&mut c, "pre-switchover");
+    assert_eq!(c.ok("query-status", None)["status"], "paused");
+    c.ok("cont", None);
+    assert_eq!(c.ok("query-status", None)["status"], "running");
+    counts_on(
+        &src,
+        counters(&src.lines()).len(),
+        "after cont in pre-switchover",
+    );
+    assert_eq!(c.ok("query-migrate", None)["status"], "pre-switchover");
+    c.ok("migrate-continue", Some(json!({"state": "pre-switchover"})));
+    let info = wait_finished(&mut c);
+    assert_eq!(info["status"], "completed", "{info}");
+    assert_eq!(c.ok("query-status", None)["status"], "postmigrate");
+    let last_before = last_per_cpu(&counters(&src.lines()));
+    dst.wait_line("PROBE-COUNTER cpu=1");
+    let after = counters(&dst.lines());
+    let first = first_per_cpu(&after);
+    for (cpu, b) in &last_before {
+        let f = first.get(cpu).copied().unwrap_or(0);
+        assert!(
+            f >= *b && f < b + 200,
+            "vCPU {cpu}: {b} last on the source, {f} first on the destination"
+        );
+    }
+    assert!(after.iter().all(|&(_, _, ok)| ok), "{after:?}");
+    src.client().ok("quit", None);
+    src.wait(Duration::from_secs(10));
+    dst.client().ok("quit", None);
+    dst.wait(Duration::from_secs(10));
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+// ---- virtio-net: a named tap handed over ----
 
 /// (n, replies, lost) of every `PROBE-VNLOOP dev=0 n=N replies=R lost=L` line.
 fn vnloop(lines: &[String]) -> Vec<(u64, u64, u64)> {

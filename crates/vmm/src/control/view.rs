@@ -76,6 +76,10 @@ pub(crate) enum VmError {
     /// A migration could not start (the text says why).
     #[error("migrate: {0}")]
     Migration(String),
+    /// A migration command that does not fit the migration's state (the text says why;
+    /// QEMU's texts where it has one).
+    #[error("{0}")]
+    MigrationState(String),
 }
 
 impl From<VmError> for QmpError {
@@ -239,6 +243,24 @@ pub(crate) trait VmView {
     fn set_migration_parameters(&mut self, _p: crate::migration::MigrationParameters) {}
     /// Cancels the migration under way (nothing to do when none is).
     fn migrate_cancel(&mut self) {}
+    /// The migration capabilities.
+    fn migration_capabilities(&self) -> crate::migration::MigrationCapabilities {
+        crate::migration::MigrationCapabilities::default()
+    }
+    /// Sets the migration capabilities (refused while a migration is under way).
+    fn set_migration_capabilities(
+        &mut self,
+        _c: crate::migration::MigrationCapabilities,
+    ) -> Result<(), VmError> {
+        Err(VmError::MigrationState("this VM cannot migrate".into()))
+    }
+    /// Lets a migration waiting in `state` (only `pre-switchover` waits) go on.
+    fn migrate_continue(
+        &mut self,
+        _state: crate::migration::MigrationStatus,
+    ) -> Result<(), VmError> {
+        Err(VmError::MigrationState("this VM cannot migrate".into()))
+    }
 
     /// The balloon, when the VM has one.
     fn balloon(&self) -> Option<BalloonStatus>;

@@ -265,6 +265,11 @@ pub enum MigrationStatus {
     Completed,
     Failed,
     Cancelled,
+    /// Paused, waiting for `migrate-continue` (capability `pause-before-switchover`).
+    #[serde(rename = "pre-switchover")]
+    PreSwitchover,
+    /// Paused, sending the machine state (after `pre-switchover`).
+    Device,
 }
 
 impl MigrationStatus {
@@ -275,6 +280,8 @@ impl MigrationStatus {
             MigrationStatus::Completed => "completed",
             MigrationStatus::Failed => "failed",
             MigrationStatus::Cancelled => "cancelled",
+            MigrationStatus::PreSwitchover => "pre-switchover",
+            MigrationStatus::Device => "device",
         }
     }
 
@@ -284,6 +291,91 @@ impl MigrationStatus {
             self,
             MigrationStatus::Completed | MigrationStatus::Failed | MigrationStatus::Cancelled
         )
+    }
+}
+
+impl std::str::FromStr for MigrationStatus {
+    type Err = ();
+
+    /// QEMU's name of a status rvmm has (`migrate-continue`'s `state`).
+    fn from_str(s: &str) -> Result<Self, ()> {
+        [
+            MigrationStatus::Setup,
+            MigrationStatus::Active,
+            MigrationStatus::Completed,
+            MigrationStatus::Failed,
+            MigrationStatus::Cancelled,
+            MigrationStatus::PreSwitchover,
+            MigrationStatus::Device,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == s)
+        .ok_or(())
+    }
+}
+
+/// The migration capabilities rvmm has (`migrate-set-capabilities`,
+/// `query-migrate-capabilities`), by QEMU's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrationCapabilities {
+    /// MIGRATION events at each status change. On by default (QEMU's default is off).
+    pub events: bool,
+    /// Once the VM is paused, wait in `pre-switchover` for `migrate-continue` before the
+    /// machine state goes.
+    pub pause_before_switchover: bool,
+}
+
+impl Default for MigrationCapabilities {
+    fn default() -> Self {
+        MigrationCapabilities {
+            events: true,
+            pause_before_switchover: false,
+        }
+    }
+}
+
+/// One capability and its state, QEMU's MigrationCapabilityStatus.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapabilityState {
+    pub capability: String,
+    pub state: bool,
+}
+
+impl MigrationCapabilities {
+    /// Every capability rvmm knows, by QEMU's name, in `query-migrate-capabilities` order.
+    pub const NAMES: &'static [&'static str] = &["events", "pause-before-switchover"];
+
+    /// The capability named `name`.
+    fn slot(&mut self, name: &str) -> Option<&mut bool> {
+        match name {
+            "events" => Some(&mut self.events),
+            "pause-before-switchover" => Some(&mut self.pause_before_switchover),
+            _ => None,
+        }
+    }
+
+    /// Sets capability `name`; an error naming it and the supported ones if rvmm has
+    /// no such capability.
+    pub fn set(&mut self, name: &str, state: bool) -> Result<(), String> {
+        *self.slot(name).ok_or_else(|| {
+            format!(
+                "migration capability '{name}' is not supported by rvmm (it has: {})",
+                Self::NAMES.join(", ")
+            )
+        })? = state;
+        Ok(())
+    }
+
+    /// Every capability and its state.
+    pub fn list(&self) -> Vec<CapabilityState> {
+        let mut c = *self;
+        Self::NAMES
+            .iter()
+            .map(|n| CapabilityState {
+                capability: n.to_string(),
+                state: c.slot(n).is_some_and(|s| *s),
+            })
+            .collect()
     }
 }
 
@@ -398,6 +490,37 @@ mod tests {
             Listener::bind(&uri, "--incoming").unwrap_err().to_string(),
             format!("--incoming tcp:127.0.0.1:{port}: address in use")
         );
+    }
+
+    #[test]
+    fn capabilities_list_by_qemus_names_and_an_unknown_one_is_named() {
+        let mut c = MigrationCapabilities::default();
+        assert_eq!(
+            serde_json::to_value(c.list()).unwrap(),
+            serde_json::json!([
+                {"capability": "events", "state": true},
+                {"capability": "pause-before-switchover", "state": false},
+            ])
+        );
+        c.set("pause-before-switchover", true).unwrap();
+        c.set("events", false).unwrap();
+        assert!(c.pause_before_switchover && !c.events);
+        assert_eq!(
+            c.set("xbzrle", true).unwrap_err(),
+            "migration capability 'xbzrle' is not supported by rvmm (it has: events, \
+             pause-before-switchover)"
+        );
+        assert_eq!(
+            "pre-switchover".parse::<MigrationStatus>(),
+            Ok(MigrationStatus::PreSwitchover)
+        );
+        assert_eq!(
+            serde_json::to_value(MigrationStatus::PreSwitchover).unwrap(),
+            "pre-switchover"
+        );
+        assert_eq!(MigrationStatus::Device.as_str(), "device");
+        assert!(!MigrationStatus::PreSwitchover.finished());
+        assert_eq!("later".parse::<MigrationStatus>(), Err(()));
     }
 
     #[test]

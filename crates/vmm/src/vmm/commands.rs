@@ -18,7 +18,10 @@
 //! it shares with it; the thread's messages wake the event loop ([`Controller::migration_fd`]), and
 //! its hand-over runs the final phase here: park every vCPU as `stop` does, send the last
 //! pages and the state (`vmm::migrate`), then stay paused (`postmigrate`) or, on a failure,
-//! resume.
+//! resume. With capability `pause-before-switchover` the parked VM first waits in
+//! `pre-switchover`: the stream is kept here ([`Switchover`]) and the event loop goes on
+//! serving QMP until `migrate-continue` (the final phase, on the loop's next turn) or
+//! `migrate_cancel` (the VM resumes).
 //!
 //! `stop` parks every vCPU (the pause state machine in `vcpu::thread`) and returns once they
 //! are all parked. The power button sets PWRBTN_STS in PM1a and, when the guest enabled
@@ -52,7 +55,8 @@ use crate::memory::layout::GPE_CPU_HOTPLUG_BIT;
 use crate::migration::precopy::{Job, Sender, Shared, ToEmulator};
 use crate::migration::worker::Worker;
 use crate::migration::{
-    MigrationError, MigrationInfo, MigrationParameters, MigrationStatus, MigrationUri,
+    MigrationCapabilities, MigrationError, MigrationInfo, MigrationParameters, MigrationStatus,
+    MigrationUri,
 };
 use crate::monitor::sample::{read_thread, HostNodeCpus, ThreadSample};
 use crate::util::cpulist::cpulist;
@@ -93,6 +97,20 @@ pub(super) struct Controller<'a> {
     postmigrate: bool,
     /// The dormant `migration` thread (`migration::worker`), started under its own filter.
     migration_worker: Worker,
+    migration_caps: MigrationCapabilities,
+    /// A migration paused in `pre-switchover`, waiting for `migrate-continue`.
+    switchover: Option<Switchover>,
+}
+
+/// A migration whose source is paused and waits (capability `pause-before-switchover`).
+struct Switchover {
+    sender: Sender,
+    /// When the vCPUs were parked (`downtime` counts from here).
+    paused: Instant,
+    /// Whether the VM ran before the pause (it runs again if the migration fails).
+    was_running: bool,
+    /// `migrate-continue` came: the final phase runs on the next turn of the event loop.
+    continued: bool,
 }
 
 impl<'a> Controller<'a> {
@@ -128,6 +146,8 @@ impl<'a> Controller<'a> {
             migration_params: MigrationParameters::default(),
             postmigrate: false,
             migration_worker,
+            migration_caps: MigrationCapabilities::default(),
+            switchover: None,
         }
     }
 
@@ -150,9 +170,13 @@ impl<'a> Controller<'a> {
         };
         for m in shared.take() {
             match m {
-                ToEmulator::Status(status) => self.emit(Event::Migration {
-                    status: status.as_str(),
-                }),
+                // Capability `events` off: no MIGRATION event, as in QEMU.
+                ToEmulator::Status(status) if self.migration_caps.events => {
+                    self.emit(Event::Migration {
+                        status: status.as_str(),
+                    })
+                }
+                ToEmulator::Status(_) => {}
                 ToEmulator::Ended => {
                     self.stop_dirty_log();
                     let info = shared.info().clone();
@@ -165,6 +189,11 @@ impl<'a> Controller<'a> {
                 ToEmulator::Final(sender) => self.finish_migration(*sender),
             }
         }
+        if self.switchover.as_ref().is_some_and(|p| p.continued) {
+            if let Some(pending) = self.switchover.take() {
+                self.switchover_now(pending);
+            }
+        }
     }
 
     /// Turns dirty logging off after a migration that ended before its final phase.
@@ -174,23 +203,73 @@ impl<'a> Controller<'a> {
         }
     }
 
-    /// The final phase: every vCPU parked, the last pages and the state sent, DONE
-    /// awaited; then postmigrate, or on a failure the VM resumes.
-    fn finish_migration(&mut self, mut sender: Sender) {
-        let shared = sender.shared.clone();
+    /// Pre-copy is over: every vCPU is parked (STOP), then either the final phase runs at
+    /// once, or (capability `pause-before-switchover`) the migration waits in
+    /// `pre-switchover` for `migrate-continue` while this thread goes on serving QMP.
+    fn finish_migration(&mut self, sender: Sender) {
         let was_running = self.run_state() == RunState::Running;
-        let paused = Instant::now();
-        let result = match was_running.then(|| self.pause()) {
-            Some(Err(e)) => Err(MigrationError::Protocol(e.to_string())),
-            _ => {
-                if was_running {
-                    self.emit(Event::Stop);
-                }
-                // An eject the guest made is carried out first (as for a snapshot).
-                self.guest_events();
-                super::migrate::final_phase(self.vmm, &self.handles, &self.slots, &mut sender)
+        if was_running {
+            if let Err(e) = self.pause() {
+                let pending = Switchover {
+                    sender,
+                    paused: Instant::now(),
+                    was_running: false,
+                    continued: false,
+                };
+                self.end_migration(pending, Err(MigrationError::Protocol(e.to_string())));
+                return;
             }
+            self.emit(Event::Stop);
+        }
+        let pending = Switchover {
+            sender,
+            paused: Instant::now(),
+            was_running,
+            continued: false,
         };
+        if self.migration_caps.pause_before_switchover {
+            pending
+                .sender
+                .shared
+                .set_status(MigrationStatus::PreSwitchover);
+            self.switchover = Some(pending);
+        } else {
+            self.switchover_now(pending);
+        }
+    }
+
+    /// The final phase (`vmm::migrate::final_phase`): the last pages and the state sent,
+    /// DONE awaited.
+    fn switchover_now(&mut self, mut pending: Switchover) {
+        // A `cont` during the wait ran the guest again: park it first (the downtime counts
+        // from this pause).
+        if self.run_state() == RunState::Running {
+            if let Err(e) = self.pause() {
+                pending.was_running = false;
+                self.end_migration(pending, Err(MigrationError::Protocol(e.to_string())));
+                return;
+            }
+            self.emit(Event::Stop);
+            pending.paused = Instant::now();
+            pending.was_running = true;
+        }
+        // An eject the guest made is carried out first (as for a snapshot).
+        self.guest_events();
+        let result =
+            super::migrate::final_phase(self.vmm, &self.handles, &self.slots, &mut pending.sender);
+        self.end_migration(pending, result);
+    }
+
+    /// The migration's end, either way: postmigrate, or on a failure (or a cancel in
+    /// `pre-switchover`) the VM resumes if it ran before.
+    fn end_migration(&mut self, pending: Switchover, result: Result<(), MigrationError>) {
+        let Switchover {
+            mut sender,
+            paused,
+            was_running,
+            ..
+        } = pending;
+        let shared = sender.shared.clone();
         sender.stop_logging();
         {
             let mut info = shared.info();
@@ -213,9 +292,17 @@ impl<'a> Controller<'a> {
                     self.resume();
                     self.emit(Event::Resume);
                 }
+                let status = if matches!(e, MigrationError::Cancelled) {
+                    MigrationStatus::Cancelled
+                } else {
+                    MigrationStatus::Failed
+                };
                 shared.info().error_desc = Some(e.to_string());
-                shared.set_status(MigrationStatus::Failed);
-                eprintln!("rvmm: warning: migration failed: {e}; the VM keeps running");
+                shared.set_status(status);
+                eprintln!(
+                    "rvmm: warning: migration {}: {e}; the VM keeps running",
+                    status.as_str()
+                );
             }
         }
     }
@@ -505,6 +592,46 @@ impl VmView for Controller<'_> {
     fn migrate_cancel(&mut self) {
         if let Some(m) = &self.migration {
             m.cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        // Waiting in pre-switchover: nothing has left but pages; the destination sees the
+        // stream close and fails.
+        if let Some(pending) = self.switchover.take_if(|p| !p.continued) {
+            self.end_migration(pending, Err(MigrationError::Cancelled));
+        }
+    }
+
+    fn migration_capabilities(&self) -> MigrationCapabilities {
+        self.migration_caps
+    }
+
+    fn set_migration_capabilities(&mut self, c: MigrationCapabilities) -> Result<(), VmError> {
+        if self.migrating() {
+            return Err(VmError::MigrationState(
+                "There's a migration process in progress".into(),
+            ));
+        }
+        self.migration_caps = c;
+        Ok(())
+    }
+
+    fn migrate_continue(&mut self, state: MigrationStatus) -> Result<(), VmError> {
+        let current = self.migration.as_ref().and_then(|m| m.info().status);
+        let waiting = self.switchover.as_mut().filter(|p| !p.continued);
+        match waiting {
+            Some(pending) if current == Some(state) && state == MigrationStatus::PreSwitchover => {
+                // The final phase runs on the next turn of the event loop (woken by the
+                // status change), after this command's reply.
+                pending.continued = true;
+                pending.sender.shared.set_status(MigrationStatus::Device);
+                Ok(())
+            }
+            _ => Err(VmError::MigrationState(format!(
+                "Migration not in expected state: {} (migrate-continue {{\"state\": \"{}\"}} \
+                 lets a migration waiting in that state go on; only pre-switchover waits, \
+                 with capability pause-before-switchover)",
+                current.map_or("none", MigrationStatus::as_str),
+                state.as_str(),
+            ))),
         }
     }
 

@@ -5,9 +5,9 @@
 //! ranges) for the destination's checks; once pre-copy is done the emulator thread parks
 //! every vCPU and runs [`final_phase`]: the virtio devices quiesced (`snapshot::collect`),
 //! the last dirty pages (KVM's and the VMM's own), the disks flushed and unlocked and the
-//! named taps closed, then the machine state with the source's CLOCK_REALTIME at the
-//! pause, then it waits for the destination's DONE (on a failure the disks are locked and
-//! the taps opened again, and the devices resume).
+//! named taps closed, then the machine state with the source's CLOCK_REALTIME when it read
+//! it, then it waits for the destination's DONE (on a failure the disks are locked and the
+//! taps opened again, and the devices resume).
 //!
 //! Destination (`rvmm run --incoming`): [`Vmm::receive_incoming`] runs after the VM is built
 //! and before any vCPU runs. It accepts one connection, checks the HELLO before any page
@@ -15,7 +15,7 @@
 //! VM's own table for the slot) and answers ACCEPT or REFUSE, writes the pages into guest
 //! RAM, takes its disks' locks and opens its named taps (the source held both), restores
 //! the machine (`restore_machine`, virtio devices included) with kvmclock and every vCPU's
-//! IA32_TSC moved on by the real time since the source paused (the guest sees the
+//! IA32_TSC moved on by the real time since the source read them (the guest sees the
 //! downtime, as on real hardware; a snapshot restore does not do this), answers DONE and
 //! announces each NIC with a RARP frame.
 
@@ -47,7 +47,11 @@ pub(super) struct FinalState {
     pub vcpus: Vec<SavedVcpu>,
     pub vm: VmState,
     pub devices: SavedDevices,
-    /// The source's CLOCK_REALTIME when it paused, in ns since the epoch.
+    /// The source's CLOCK_REALTIME when it read the guest's clocks, in ns since the epoch
+    /// (the name is the wire's). kvmclock and the TSCs go on counting while the vCPUs are
+    /// parked, so the state read holds the guest's time at the read, not at the pause: the
+    /// destination moves it on by the time since then, and the guest sees the whole pause
+    /// once (a `pre-switchover` wait included, which the read's values already hold).
     pub paused_at_ns: u64,
     /// How QMP names the vCPUs (ids, QOM paths), as a snapshot keeps them; absent from
     /// sources older than it, whose hot-added vCPUs the destination names by slot.
@@ -265,6 +269,8 @@ pub(super) fn final_phase(
     slots: &CpuSlots,
     sender: &mut Sender,
 ) -> Result<(), MigrationError> {
+    // Taken with the guest's clocks, not at the park: they counted on since (see
+    // `FinalState::paused_at_ns`).
     let paused_at_ns = realtime_ns();
     let parts = collect(vmm, handles).map_err(MigrationError::Protocol);
     // After the devices are quiesced: what they wrote is in the last dirty set.

@@ -23,6 +23,8 @@ pub mod device_del;
 pub mod emulatorpin;
 pub mod migrate;
 pub mod migrate_cancel;
+pub mod migrate_continue;
+pub mod migrate_set_capabilities;
 pub mod migrate_set_parameters;
 pub mod query_balloon;
 pub mod query_commands;
@@ -31,6 +33,7 @@ pub mod query_cpu_model_expansion;
 pub mod query_cpus_fast;
 pub mod query_hotpluggable_cpus;
 pub mod query_migrate;
+pub mod query_migrate_capabilities;
 pub mod query_migrate_parameters;
 pub mod query_name;
 pub mod query_stats;
@@ -176,6 +179,9 @@ command_set! {
     MigrateSetParameters(migrate_set_parameters::MigrateSetParameters),
     QueryMigrateParameters(query_migrate_parameters::QueryMigrateParameters),
     MigrateCancel(migrate_cancel::MigrateCancel),
+    MigrateSetCapabilities(migrate_set_capabilities::MigrateSetCapabilities),
+    QueryMigrateCapabilities(query_migrate_capabilities::QueryMigrateCapabilities),
+    MigrateContinue(migrate_continue::MigrateContinue),
 }
 
 fn reply_value<R: Serialize>(reply: &R) -> Result<Value, QmpError> {

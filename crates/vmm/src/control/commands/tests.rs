@@ -438,9 +438,15 @@ fn query_commands_lists_the_command_enum() {
         if *name == "migrate" {
             arguments = args(json!({"uri": "unix:/m"}));
         }
+        if *name == "migrate-set-capabilities" {
+            arguments = args(json!({"capabilities": []}));
+        }
+        if *name == "migrate-continue" {
+            arguments = args(json!({"state": "pre-switchover"}));
+        }
         assert_eq!(parse(name, arguments).unwrap().name(), *name);
     }
-    assert_eq!(names.len(), 31);
+    assert_eq!(names.len(), 34);
 }
 
 #[test]
@@ -904,5 +910,47 @@ fn balloon_change_event_line() {
     assert!(
         line.contains(r#"{"data":{"actual":1073741824},"event":"BALLOON_CHANGE""#),
         "{line}"
+    );
+}
+
+#[test]
+fn migration_capability_commands_check_their_arguments_as_qemu() {
+    let err = |name: &str, a: Value| parse(name, args(a)).unwrap_err().desc;
+    assert_eq!(
+        err(
+            "migrate-set-capabilities",
+            json!({"capabilities": [{"capability": "events", "state": true},
+                {"capability": "postcopy-ram", "state": true}]})
+        ),
+        "Parameter 'capability' does not accept value 'postcopy-ram' (rvmm's migration \
+         capabilities: events, pause-before-switchover)"
+    );
+    assert_eq!(
+        err(
+            "migrate-set-capabilities",
+            json!({"capabilities": [{"capability": "events"}]})
+        ),
+        "Parameter 'capabilities[0].state' is missing"
+    );
+    assert_eq!(
+        err("migrate-set-capabilities", json!({})),
+        "Parameter 'capabilities' is missing"
+    );
+    assert_eq!(
+        err("migrate-continue", json!({"state": 1})),
+        "Invalid parameter type for 'state', expected: string"
+    );
+    let ok = parse(
+        "migrate-set-capabilities",
+        args(json!({"capabilities": [{"capability": "pause-before-switchover", "state": true}]})),
+    )
+    .unwrap();
+    assert_eq!(ok.name(), "migrate-set-capabilities");
+    // A VM that cannot migrate (the view's default) refuses, and nothing is listed as set.
+    let mut vm = FakeVm::new("1");
+    assert!(ok.execute(&mut vm).is_err());
+    assert_eq!(
+        run(&mut vm, "query-migrate-capabilities", json!({})).unwrap()[1],
+        json!({"capability": "pause-before-switchover", "state": false})
     );
 }
