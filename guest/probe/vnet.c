@@ -151,10 +151,12 @@ static bool next_rx(uint64_t base, uint32_t *id, uint32_t *len)
 	return false;
 }
 
-static void arp_request(uint64_t base)
+/* Sends an ARP packet (opcode `op`) from us to `dst` (its Ethernet address; the target
+ * hardware address too, or zeros for a request) about `target_ip`. */
+static void arp_send(uint64_t base, uint16_t op, const uint8_t *dst, const uint8_t *target_ip)
 {
 	uint8_t *f = tx_buf + HDR;
-	memset(f, 0xff, 6);
+	memcpy(f, dst, 6);
 	memcpy(f + 6, mac, 6);
 	put16(f + 12, 0x0806);
 	uint8_t *a = f + ETH;
@@ -162,12 +164,21 @@ static void arp_request(uint64_t base)
 	put16(a + 2, 0x0800);
 	a[4] = 6;
 	a[5] = 4;
-	put16(a + 6, 1);
+	put16(a + 6, op);
 	memcpy(a + 8, mac, 6);
 	memcpy(a + 14, guest_ip, 4);
-	memset(a + 18, 0, 6);
-	memcpy(a + 24, host_ip, 4);
+	if (op == 1)
+		memset(a + 18, 0, 6);
+	else
+		memcpy(a + 18, dst, 6);
+	memcpy(a + 24, target_ip, 4);
 	send(base, ETH + 28);
+}
+
+static void arp_request(uint64_t base)
+{
+	static const uint8_t broadcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+	arp_send(base, 1, broadcast, host_ip);
 }
 
 #define PING_ID 0x5276
@@ -209,20 +220,7 @@ static void answer_arp(uint64_t base, const uint8_t *f, uint32_t len)
 	const uint8_t *a = f + ETH;
 	if (get16(a + 6) != 1 || memcmp(a + 24, guest_ip, 4) != 0)
 		return;
-	uint8_t *r = tx_buf + HDR;
-	memcpy(r, a + 8, 6);
-	memcpy(r + 6, mac, 6);
-	put16(r + 12, 0x0806);
-	uint8_t *ra = r + ETH;
-	put16(ra, 1);
-	put16(ra + 2, 0x0800);
-	ra[4] = 6;
-	ra[5] = 4;
-	put16(ra + 6, 2);
-	memcpy(ra + 8, mac, 6);
-	memcpy(ra + 14, guest_ip, 4);
-	memcpy(ra + 18, a + 8, 10); /* the asker's MAC and IP */
-	send(base, ETH + 28);
+	arp_send(base, 2, a + 8, a + 14); /* to the asker's MAC, about its IP */
 }
 
 /* Receives until a frame `want` accepts (returning true) or the wait runs out; every buffer

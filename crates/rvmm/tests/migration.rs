@@ -87,38 +87,41 @@ fn start(tag: &str, extra: &[&str], netns: Option<&str>) -> BackgroundVm {
     BackgroundVm::spawn(cmd, dir, socket)
 }
 
-/// Polls `query-migrate` until the migration is over (60 s at most).
-fn wait_finished(c: &mut TestClient) -> Value {
+/// Polls `query-migrate` every 20 ms until `done` holds of its answer (which it returns),
+/// failing after `limit` with `what` and the last answer.
+fn poll_migrate(
+    c: &mut TestClient,
+    limit: Duration,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let start = Instant::now();
     loop {
         let info = c.ok("query-migrate", None);
-        let status = info["status"].as_str().unwrap_or("");
-        if matches!(status, "completed" | "failed" | "cancelled") {
+        if done(&info) {
             return info;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "migration not over after 60 s: {info}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+        assert!(start.elapsed() < limit, "{what} after {limit:?}: {info}");
+        std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Polls `query-migrate` until the migration is over (60 s at most).
+fn wait_finished(c: &mut TestClient) -> Value {
+    poll_migrate(c, Duration::from_secs(60), "migration not over", |info| {
+        matches!(
+            info["status"].as_str(),
+            Some("completed" | "failed" | "cancelled")
+        )
+    })
 }
 
 /// Polls `query-migrate` until the migration is active and has sent something (20 s at
 /// most): pre-copy is under way.
 fn wait_active(c: &mut TestClient) {
-    let start = Instant::now();
-    loop {
-        let info = c.ok("query-migrate", None);
-        if info["status"] == "active" && info["ram"]["transferred"].as_u64() > Some(0) {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "never active: {info}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    poll_migrate(c, Duration::from_secs(20), "never active", |info| {
+        info["status"] == "active" && info["ram"]["transferred"].as_u64() > Some(0)
+    });
 }
 
 /// `rvmm migrate SOCKET URI EXTRA`.
@@ -976,18 +979,12 @@ fn gaps(lines: &[String]) -> Vec<(u32, u64)> {
 
 /// Polls `query-migrate` until its status is `status` (20 s at most).
 fn wait_status(c: &mut TestClient, status: &str) -> Value {
-    let start = Instant::now();
-    loop {
-        let info = c.ok("query-migrate", None);
-        if info["status"] == status {
-            return info;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "never {status}: {info}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    poll_migrate(
+        c,
+        Duration::from_secs(20),
+        &format!("never {status}"),
+        |info| info["status"] == status,
+    )
 }
 
 /// The error `desc` of `cmd`, which must fail.
