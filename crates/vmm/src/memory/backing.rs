@@ -427,6 +427,13 @@ impl HostMapping {
     pub fn is_hugetlb(&self) -> bool {
         self.hugetlb
     }
+
+    /// Whether it is private anonymous memory of normal pages: where a page that has no
+    /// entry in this process's page tables (and is not swapped out) has never been
+    /// written, and reads as zero.
+    pub fn is_private_anonymous(&self) -> bool {
+        self._file.is_none() && !self.hugetlb && self.flags & libc::MAP_PRIVATE != 0
+    }
 }
 
 impl Drop for HostMapping {

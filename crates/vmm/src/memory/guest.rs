@@ -116,6 +116,9 @@ pub struct GuestRam {
     memory: GuestMem,
     /// Owns the host mapping the regions point into; unmaps it on drop.
     backing: HostMapping,
+    /// `/proc/self/pagemap`, opened with the mapping when it is private anonymous memory
+    /// ([`GuestRam::touched_pages`]).
+    pagemap: Option<std::fs::File>,
 }
 
 impl std::fmt::Debug for GuestRam {
@@ -147,7 +150,18 @@ impl GuestRam {
             offset += range.size;
         }
         let memory = GuestMem::from_regions(regions)?;
-        Ok((GuestRam { memory, backing }, warnings))
+        let pagemap = backing
+            .is_private_anonymous()
+            .then(|| std::fs::File::open("/proc/self/pagemap").ok())
+            .flatten();
+        Ok((
+            GuestRam {
+                memory,
+                backing,
+                pagemap,
+            },
+            warnings,
+        ))
     }
 
     /// The `vm-memory` view of guest RAM, for code written against its traits (linux-loader,
@@ -163,6 +177,54 @@ impl GuestRam {
     pub fn take_vmm_dirty(&self, base: u64) -> Option<Vec<u64>> {
         let region = self.memory.iter().find(|r| r.start_addr().0 == base)?;
         Some(vm_memory::MmapRegion::bitmap(region).get_and_reset())
+    }
+
+    /// Whether the VMM wrote the page holding guest address `addr` since the bitmap of its
+    /// range was last taken ([`GuestRam::take_vmm_dirty`]): before any vCPU runs, the only
+    /// pages of a fresh VM that can be non-zero. False outside RAM.
+    pub fn vmm_wrote(&self, addr: u64) -> bool {
+        use vm_memory::bitmap::Bitmap;
+        self.memory
+            .iter()
+            .find(|r| addr >= r.start_addr().0 && addr - r.start_addr().0 < r.len())
+            .is_some_and(|r| {
+                vm_memory::MmapRegion::bitmap(r).dirty_at((addr - r.start_addr().0) as usize)
+            })
+    }
+
+    /// The pages of the RAM range starting at guest address `base` that were ever touched,
+    /// as a bitmap like [`GuestRam::take_vmm_dirty`]'s: present or swapped out, per
+    /// `/proc/self/pagemap` (bits 63 and 62). Every other page has never been written and
+    /// reads as zero, so a snapshot or a migration need not read it (reading would fault it
+    /// in). `None` when the RAM is shared, file-backed or hugetlb (a page can hold data with
+    /// no entry in this process's page tables there), or pagemap cannot be read.
+    pub fn touched_pages(&self, base: u64) -> Option<Vec<u64>> {
+        use std::os::unix::fs::FileExt;
+        /// Pages asked of pagemap at once (8 bytes each).
+        const CHUNK: u64 = 8192;
+        let pagemap = self.pagemap.as_ref()?;
+        let region = self.memory.iter().find(|r| r.start_addr().0 == base)?;
+        let page = DIRTY_PAGE as u64;
+        let first = region.as_ptr() as u64 / page;
+        let pages = region.len() / page;
+        let mut map = vec![0u64; pages.div_ceil(64) as usize];
+        let mut buf = vec![0u8; (CHUNK * 8) as usize];
+        let mut done = 0u64;
+        while done < pages {
+            let n = (pages - done).min(CHUNK);
+            let bytes = &mut buf[..(n * 8) as usize];
+            pagemap.read_exact_at(bytes, (first + done) * 8).ok()?;
+            for (i, entry) in bytes.chunks_exact(8).enumerate() {
+                // A short entry cannot happen (chunks_exact); counted as touched if it did.
+                let v = entry.try_into().map_or(u64::MAX, u64::from_le_bytes);
+                if v & (3 << 62) != 0 {
+                    let p = done as usize + i;
+                    map[p / 64] |= 1 << (p % 64);
+                }
+            }
+            done += n;
+        }
+        Some(map)
     }
 
     /// The host address of guest RAM offset 0 (RAM counted without the MMIO gap).
@@ -431,13 +493,45 @@ mod tests {
             .unwrap();
         ram.write(0xcffe, &[1, 2, 3, 4]).unwrap();
         ram.write(MMIO_GAP_END + 0x2000, b"x").unwrap();
+        assert!(ram.vmm_wrote(0x5fff) && ram.vmm_wrote(0xd000) && ram.vmm_wrote(0x9000));
+        assert!(!ram.vmm_wrote(0x6000) && !ram.vmm_wrote(MMIO_GAP_END + 0x1fff));
+        assert!(!ram.vmm_wrote(3 << 30), "in the MMIO gap: not RAM");
         let map = ram.take_vmm_dirty(0).unwrap();
         assert_eq!(map[0], (1 << 5) | (1 << 9) | (1 << 0xc) | (1 << 0xd));
         assert!(map[1..].iter().all(|&w| w == 0));
         assert_eq!(ram.take_vmm_dirty(MMIO_GAP_END).unwrap()[0], 1 << 2);
         // Taken means cleared.
         assert!(ram.take_vmm_dirty(0).unwrap().iter().all(|&w| w == 0));
+        assert!(!ram.vmm_wrote(0x5000));
         assert_eq!(ram.take_vmm_dirty(0x1000), None);
+    }
+
+    #[test]
+    fn touched_pages_are_the_ones_written_or_read() {
+        let ram = GuestRam::new(64 << 20).unwrap();
+        let map = ram.touched_pages(0).expect("anonymous RAM has a pagemap");
+        assert_eq!(map.len(), (64 << 20) / DIRTY_PAGE / 64);
+        assert!(map.iter().all(|&w| w == 0), "nothing touched yet");
+        ram.write(0x3000, b"x").unwrap();
+        let mut buf = [0u8; 8];
+        ram.read(0x10_0000 + 8, &mut buf).unwrap();
+        let map = ram.touched_pages(0).unwrap();
+        assert_eq!(map[0], 1 << 3);
+        assert_eq!(
+            map[0x100 / 64],
+            1 << (0x100 % 64),
+            "a read maps the zero page"
+        );
+        assert_eq!(map.iter().map(|w| w.count_ones()).sum::<u32>(), 2);
+        assert_eq!(ram.touched_pages(0x1000), None, "no range starts there");
+        // Shared memory keeps pages no page table of ours names: no answer there.
+        let shared = BackingPlan {
+            shared: true,
+            source: backing::Source::Memfd { huge_page: None },
+            ..BackingPlan::anonymous(4 << 20)
+        };
+        let (ram, _) = GuestRam::with_backing(&shared, &mut |_| {}).unwrap();
+        assert_eq!(ram.touched_pages(0), None);
     }
 
     #[test]

@@ -182,9 +182,25 @@ impl Sender {
             let _ = self.ram.take_vmm_dirty(s.guest_addr);
         }
         for s in &slots {
+            // A page never touched is zero: sent as such without reading it (which would
+            // fault it in). One the guest writes from now on is in the dirty log.
+            let touched = self.ram.touched_pages(s.guest_addr);
             for p in 0..s.size / PAGE as u64 {
                 self.stats.remaining = self.stats.total.saturating_sub((p + 1) * PAGE as u64);
-                self.add_page(s.guest_addr + p * PAGE as u64, &mut batch, true)?;
+                let gpa = s.guest_addr + p * PAGE as u64;
+                let i = p as usize;
+                if touched
+                    .as_ref()
+                    .is_some_and(|t| t[i / 64] & (1 << (i % 64)) == 0)
+                {
+                    batch.push_zero(gpa);
+                    self.stats.duplicate += 1;
+                    if batch.full() {
+                        self.flush(&mut batch, true)?;
+                    }
+                } else {
+                    self.add_page(gpa, &mut batch, true)?;
+                }
             }
         }
         self.flush(&mut batch, true)

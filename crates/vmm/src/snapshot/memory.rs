@@ -1,8 +1,9 @@
 //! `memory.bin`: guest RAM as a sparse file. Saving writes each run of non-zero 4 KiB pages
 //! with one pwrite at its file offset and leaves zero pages as holes (the file gets its full
-//! length with ftruncate). Restoring walks the file's data extents (lseek SEEK_DATA /
+//! length with ftruncate); pages never touched (`GuestRam::touched_pages`) are not read. Restoring walks the file's data extents (lseek SEEK_DATA /
 //! SEEK_HOLE), reads them straight into guest RAM, and zeroes whatever the VM's build wrote
-//! into guest RAM where the file has holes. Both sides take the same CRC-32 over the non-zero
+//! into guest RAM where the file has holes: the pages its dirty bitmap names (the loaders
+//! write through it and no vCPU has run), so the rest of guest RAM is never touched. Both sides take the same CRC-32 over the non-zero
 //! pages (see the `snapshot` module header).
 
 use std::fs::File;
@@ -63,10 +64,17 @@ pub fn save(dir: &Path, ram: &GuestRam) -> Result<MemoryLayout, SnapshotError> {
         // SAFETY: `host` maps `at.size` bytes of guest RAM, alive as long as `ram`; the
         // vCPUs are parked, so nothing writes it while we read.
         let mem = unsafe { std::slice::from_raw_parts(*host as *const u8, at.size as usize) };
+        // Pages never touched are zero without reading them (which would fault them in).
+        let touched = ram.touched_pages(at.guest_addr);
+        let maybe_data = |i: usize| {
+            touched
+                .as_ref()
+                .is_none_or(|t| t[i / 64] & (1 << (i % 64)) != 0)
+        };
         let mut run_start: Option<usize> = None;
         let pages = mem.len() / PAGE;
         for i in 0..=pages {
-            let nonzero = i < pages && !is_zero(&mem[i * PAGE..(i + 1) * PAGE]);
+            let nonzero = i < pages && maybe_data(i) && !is_zero(&mem[i * PAGE..(i + 1) * PAGE]);
             if nonzero {
                 let page_no = (at.file_offset / PAGE as u64) + i as u64;
                 feed(&mut crc, page_no, &mem[i * PAGE..(i + 1) * PAGE]);
@@ -130,6 +138,8 @@ pub fn restore(dir: &Path, layout: &MemoryLayout, ram: &GuestRam) -> Result<u64,
     let mut crc = Crc32::default();
     let mut read = 0u64;
     for (at, host) in &ranges {
+        // What the build wrote: the only pages of this fresh VM that can be non-zero.
+        let written = ram.take_vmm_dirty(at.guest_addr).unwrap_or_default();
         // SAFETY: `host` maps `at.size` bytes of guest RAM, alive as long as `ram`; no vCPU
         // runs yet.
         let mem = unsafe { std::slice::from_raw_parts_mut(*host, at.size as usize) };
@@ -141,8 +151,9 @@ pub fn restore(dir: &Path, layout: &MemoryLayout, ram: &GuestRam) -> Result<u64,
                 .unwrap_or(end)
                 .min(end);
             // [pos, data) is a hole: guest RAM must be zero there.
-            zero_range(
+            zero_written(
                 mem,
+                &written,
                 (pos - at.file_offset) as usize,
                 (data - at.file_offset) as usize,
             );
@@ -182,15 +193,17 @@ pub fn restore(dir: &Path, layout: &MemoryLayout, ram: &GuestRam) -> Result<u64,
     Ok(read)
 }
 
-/// Zeroes the pages of `mem[from..to]` that are not zero already (touching only those).
-fn zero_range(mem: &mut [u8], from: usize, to: usize) {
-    let mut i = from;
-    while i < to {
-        let end = (i + PAGE).min(to);
-        if !is_zero(&mem[i..end]) {
-            mem[i..end].fill(0);
+/// Zeroes what `written` (a dirty bitmap of `mem`'s pages) marks in `mem[from..to]`;
+/// nothing else is read or written, so untouched guest RAM stays unmapped.
+fn zero_written(mem: &mut [u8], written: &[u64], from: usize, to: usize) {
+    for (w, &word) in written.iter().enumerate().filter(|(_, &word)| word != 0) {
+        for bit in (0..64).filter(|b| word & (1u64 << b) != 0) {
+            let page = (w * 64 + bit) * PAGE;
+            let (a, b) = (page.max(from), (page + PAGE).min(to).min(mem.len()));
+            if a < b {
+                mem[a..b].fill(0);
+            }
         }
-        i = end;
     }
 }
 
@@ -231,6 +244,19 @@ mod tests {
         let mut buf = [1u8; 17];
         dst.read(0x5000, &mut buf).unwrap();
         assert_eq!(buf, [0; 17], "a hole zeroes what was there");
+        // Nothing else of guest RAM was touched: resident are the three data pages and the
+        // page the build wrote, at most (the old page-by-page check mapped all 4096).
+        let (_, host) = layout_of(&dst)[0];
+        let mut vec = vec![0u8; (16 << 20) / PAGE];
+        // SAFETY: `host` is the start of dst's 16 MiB mapping (page-aligned); `vec` has a
+        // byte for each of its pages.
+        let r = unsafe { libc::mincore(host.cast(), 16 << 20, vec.as_mut_ptr()) };
+        assert_eq!(r, 0);
+        let resident = vec.iter().filter(|&&b| b & 1 != 0).count();
+        assert!(
+            resident <= 4,
+            "{resident} pages of guest RAM resident after the restore"
+        );
 
         // One flipped byte.
         let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();

@@ -404,7 +404,6 @@ impl Vmm {
     /// PAGES frames until STATE: the pages, the data pages and STATE's payload.
     fn receive_pages(&self, conn: &mut Conn) -> Result<(u64, u64, Vec<u8>), VmmError> {
         let (mut pages, mut data) = (0u64, 0u64);
-        let mut scratch = vec![0u8; wire::PAGE];
         loop {
             let (tag, payload) = conn.recv("while sending pages").map_err(failed)?;
             match tag {
@@ -423,15 +422,13 @@ impl Vmm {
                                 data += 1;
                                 self.ram.write(gpa, b)
                             }
-                            // Only a page the build wrote is zeroed: writing every zero
-                            // page would fault all of guest RAM in.
-                            None => self.ram.read(gpa, &mut scratch).and_then(|()| {
-                                if wire::is_zero(&scratch) {
-                                    Ok(())
-                                } else {
-                                    self.ram.zero(gpa, wire::PAGE as u64)
-                                }
-                            }),
+                            // Only a page the VMM wrote here (the build, or an earlier
+                            // round's data) can be non-zero: the rest of guest RAM is not
+                            // touched (reading it would fault every page in).
+                            None if self.ram.vmm_wrote(gpa) => {
+                                self.ram.zero(gpa, wire::PAGE as u64)
+                            }
+                            None => Ok(()),
                         };
                         written.map_err(failed)?;
                         pages += 1;
