@@ -3,8 +3,9 @@
 //! on (the emulator thread turned it on before handing the job over), sends every page once (zero pages as a
 //! marker: the destination's RAM is not zero, its build wrote the boot image there), then
 //! rounds of the pages written since the last round until what is left would take no more
-//! than the downtime limit at the measured bandwidth (or [`MAX_ROUNDS`] rounds were done).
-//! Then it hands the stream over to the emulator thread ([`ToEmulator::Final`]), which
+//! than the downtime limit at the measured bandwidth (or [`MAX_ROUNDS`] rounds were done);
+//! the first time it would, it waits for the destination to catch up (SYNC) and does one
+//! more round, so that the destination's backlog is not paid with the VM paused. Then it hands the stream over to the emulator thread ([`ToEmulator::Final`]), which
 //! pauses the VM, sends the last dirty pages and the machine state (`vmm::migrate`).
 //!
 //! Every byte sent counts against `max-bandwidth` (the thread sleeps to keep under it) and
@@ -265,6 +266,23 @@ impl Sender {
 
     /// The final phase's pages, with every vCPU parked: the dirty set left by pre-copy and
     /// what was written since (not throttled: the VM is paused).
+    /// SYNC, then waits for SYNCED: the destination has written every page sent so far.
+    fn wait_caught_up(&mut self) -> Result<(), MigrationError> {
+        self.conn.send(wire::SYNC, &[])?;
+        self.conn.set_read_timeout(Some(DONE_TIMEOUT));
+        let answer = self.conn.recv("before catching up with the pages");
+        self.conn.set_read_timeout(None);
+        match answer?.0 {
+            wire::SYNCED => Ok(()),
+            wire::REFUSE => Err(MigrationError::Protocol(
+                "the destination refused the pages".into(),
+            )),
+            t => Err(MigrationError::Protocol(format!(
+                "the destination answered SYNC with frame {t:#04x}"
+            ))),
+        }
+    }
+
     pub fn send_last_pages(&mut self) -> Result<(), MigrationError> {
         let (maps, _) = self.fetch_dirty()?;
         let merged: Vec<Vec<u64>> = maps
@@ -387,6 +405,7 @@ fn precopy(job: Job) -> Result<Sender, MigrationError> {
     // on the emulator thread), so it covers HELLO and the first pass, whose writes it
     // counts.
     let mut last_sync = start;
+    let mut caught_up = false;
     loop {
         let (maps, dirty) = s.fetch_dirty()?;
         let now = Instant::now();
@@ -397,11 +416,19 @@ fn precopy(job: Job) -> Result<Sender, MigrationError> {
         let bw = s.bandwidth().max(1.0);
         let expected = s.stats.remaining as f64 / bw;
         s.publish(Some((expected * 1000.0) as u64));
-        if expected <= limit || s.stats.dirty_sync_count >= MAX_ROUNDS {
+        if (expected <= limit && caught_up) || s.stats.dirty_sync_count >= MAX_ROUNDS {
             s.pending = maps;
             s.conn.set_read_timeout(Some(DONE_TIMEOUT));
             return Ok(s);
         }
         s.send_dirty(&maps, true)?;
+        if expected <= limit {
+            // The destination may still be writing pages sent earlier (they wait in the
+            // sockets' buffers, and its first write to a page faults it in): it catches up
+            // now, while the guest runs, not in the final phase with the VM paused. One
+            // more round then sends what the guest wrote meanwhile.
+            s.wait_caught_up()?;
+            caught_up = true;
+        }
     }
 }

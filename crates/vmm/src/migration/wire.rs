@@ -2,8 +2,9 @@
 //! a sequence of frames, each a tag byte, the payload's length (u32, little-endian) and
 //! the payload. The source sends HELLO (JSON), the destination answers ACCEPT or REFUSE
 //! (the reason as text); then PAGES frames (entries of gpa u64 LE, kind u8: 0 a zero page,
-//! 1 a data page followed by its 4096 bytes), one STATE (JSON), and the destination answers
-//! DONE once the VM runs there.
+//! 1 a data page followed by its 4096 bytes), one SYNC (empty) that the destination answers
+//! with SYNCED once it has written every page sent before it, one STATE (JSON), and the
+//! destination answers DONE once the VM runs there.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -17,8 +18,8 @@ use crate::snapshot::SavedConfig;
 
 /// The format's name in HELLO.
 pub const FORMAT: &str = "rvmm-migration";
-/// The version this rvmm speaks.
-pub const VERSION: u32 = 1;
+/// The version this rvmm speaks (2: SYNC and SYNCED).
+pub const VERSION: u32 = 2;
 /// A guest page.
 pub const PAGE: usize = 4096;
 /// The largest payload a frame may carry (a PAGES batch is far smaller).
@@ -31,6 +32,8 @@ pub const REFUSE: u8 = b'R';
 pub const PAGES: u8 = b'P';
 pub const STATE: u8 = b'S';
 pub const DONE: u8 = b'D';
+pub const SYNC: u8 = b'Y';
+pub const SYNCED: u8 = b'y';
 
 /// A page entry's kinds.
 pub const ZERO_PAGE: u8 = 0;
@@ -286,8 +289,8 @@ mod tests {
             .unwrap_err()
             .contains("not an rvmm migration"));
         assert_eq!(
-            parse_hello(br#"{"format":"rvmm-migration","version":2}"#).unwrap_err(),
-            "migration format v2 from the source, this rvmm speaks v1"
+            parse_hello(br#"{"format":"rvmm-migration","version":1}"#).unwrap_err(),
+            "migration format v1 from the source, this rvmm speaks v2"
         );
     }
 }

@@ -434,6 +434,7 @@ impl Vmm {
                         pages += 1;
                     }
                 }
+                wire::SYNC => conn.send(wire::SYNCED, &[]).map_err(failed)?,
                 wire::STATE => return Ok((pages, data, payload)),
                 t => return Err(failed(format!("unexpected frame {t:#04x} among the pages"))),
             }
