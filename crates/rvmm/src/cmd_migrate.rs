@@ -51,12 +51,23 @@ pub fn migrate(args: MigrateArgs) -> Result<ExitCode> {
     }
     client.execute("migrate", Some(json!({ "uri": args.uri })))?;
     let start = Instant::now();
+    let mut told = false;
     let info = loop {
         let info: MigrationInfo = client
             .call("query-migrate", None)
             .context("query-migrate")?;
         if info.status.is_some_and(MigrationStatus::finished) {
             break info;
+        }
+        // Capability `pause-before-switchover`: someone else lets it go on.
+        if info.status == Some(MigrationStatus::PreSwitchover) && !told {
+            told = true;
+            eprintln!(
+                "rvmm migrate: the VM is paused in pre-switchover (capability \
+                 pause-before-switchover); waiting for QMP migrate-continue \
+                 {{\"state\": \"pre-switchover\"}} (or migrate_cancel) on {}",
+                args.vm
+            );
         }
         std::thread::sleep(POLL);
     };

@@ -1036,7 +1036,15 @@ fn a_pause_before_switchover_is_seen_by_the_guest_as_the_measured_downtime() {
     let mut c = src.client();
     let mut events = src.client();
     pause_before_switchover(&mut c);
-    c.ok("migrate", Some(json!({ "uri": uri })));
+    // `rvmm migrate` waits through the pause, saying what it waits for.
+    let cli = rvmm()
+        .arg("migrate")
+        .arg(&src.socket)
+        .arg(&uri)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let info = wait_status(&mut c, "pre-switchover");
     assert!(info.get("downtime").is_none(), "{info}");
     // Paused, and the emulator thread serves QMP meanwhile.
@@ -1062,6 +1070,19 @@ fn a_pause_before_switchover_is_seen_by_the_guest_as_the_measured_downtime() {
     c.ok("migrate-continue", Some(json!({"state": "pre-switchover"})));
     let info = wait_finished(&mut c);
     assert_eq!(info["status"], "completed", "{info}");
+    let out = cli.wait_with_output().unwrap();
+    let (said, told) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success() && said.starts_with(&format!("migrated to {uri} in ")),
+        "{said}{told}"
+    );
+    assert!(
+        told.contains("the VM is paused in pre-switchover (capability pause-before-switchover); waiting for QMP migrate-continue"),
+        "{told}"
+    );
     let downtime = info["downtime"].as_u64().unwrap();
     assert!(downtime >= 1500, "the wait is paused time: {info}");
     let mut statuses = Vec::new();
