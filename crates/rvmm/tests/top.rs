@@ -232,9 +232,11 @@ fn top_batch_shows_busy_vcpus() {
             assert!(tid > 0);
             // mode=busy never halts: its thread runs or waits for a host CPU the whole time.
             // The 2-CPU test hosts are shared (other tests, other VMs), so the share it gets
-            // varies; what it wants does not.
+            // varies; what it wants does not. The two counters are read a moment apart and
+            // the interval is the sampler's own, so on a loaded host their sum falls short of
+            // 100 % (79.8 % seen under CI); a halting vCPU would be near 0.
             assert!(
-                busy + steal > 80.0 && busy > 5.0,
+                busy + steal > 65.0 && busy > 5.0,
                 "vCPU {v}: busy {busy} % + steal {steal} %: {stdout}"
             );
         }
