@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use common::vm::{test_dir, BackgroundVm};
+use common::vm::{test_dir, BackgroundVm, TestClient};
 use common::{failed_cleanly, kvm_available, run_with_timeout, rvmm};
 
 /// The tests here run one at a time: the balloon's driver polls its configuration (a vCPU
@@ -66,6 +66,15 @@ fn restore(dir: &Path, extra: &[&str], qmp: &Path) -> Output {
         .arg("--qmp")
         .arg(format!("unix:{}", qmp.display()));
     run_with_timeout(c, Duration::from_secs(30))
+}
+
+/// `__org.rvmm_snapshot` of the VM `c` talks to into `dir` (`stop`: it stays paused): the
+/// reply.
+fn snapshot(c: &mut TestClient, dir: &Path, stop: bool) -> serde_json::Value {
+    c.ok(
+        "__org.rvmm_snapshot",
+        Some(serde_json::json!({"path": dir.display().to_string(), "stop": stop})),
+    )
 }
 
 /// `rvmm run --restore SNAP` in the background, with a QMP socket in a test directory
@@ -367,10 +376,7 @@ fn a_vm_with_a_disk_keeps_using_it_after_a_snapshot() {
         ],
     );
     vm.wait_line("PROBE-VLOOP n=4 ");
-    let reply = vm.client().ok(
-        "__org.rvmm_snapshot",
-        Some(serde_json::json!({"path": work.join("s").display().to_string()})),
-    );
+    let reply = snapshot(&mut vm.client(), &work.join("s"), false);
     assert_eq!(reply["stopped"], false, "{reply}");
     assert_eq!(vm.client().ok("query-status", None)["status"], "running");
     vm.wait_line("PROBE-VLOOP n=24 ");
@@ -415,10 +421,7 @@ fn a_balloon_keeps_its_target_and_queues_across_snapshot_and_restore() {
         c.ok("query-balloon", None)["actual"].as_u64(),
         Some(RAM - (64 << 20))
     );
-    c.ok(
-        "__org.rvmm_snapshot",
-        Some(serde_json::json!({"path": snap.display().to_string(), "stop": true})),
-    );
+    snapshot(&mut c, &snap, true);
     c.ok("quit", None);
     vm.wait(Duration::from_secs(10));
 
@@ -479,10 +482,7 @@ fn a_hot_added_vcpu_is_saved_and_restored() {
     args["id"] = serde_json::json!("cpu1");
     c.ok("device_add", Some(args));
     assert_eq!(c.ok("query-cpus-fast", None).as_array().unwrap().len(), 2);
-    let reply = c.ok(
-        "__org.rvmm_snapshot",
-        Some(serde_json::json!({"path": snap.display().to_string()})),
-    );
+    let reply = snapshot(&mut c, &snap, false);
     assert_eq!(reply["vcpus"], 2, "{reply}");
     assert_eq!(reply["stopped"], false);
     c.ok("quit", None);
@@ -506,7 +506,7 @@ fn a_hot_added_vcpu_is_saved_and_restored() {
 }
 
 /// `query-cpus-fast` without the thread ids (a restored VM's threads are new).
-fn cpus_fast(c: &mut common::vm::TestClient) -> serde_json::Value {
+fn cpus_fast(c: &mut TestClient) -> serde_json::Value {
     let mut cpus = c.ok("query-cpus-fast", None);
     for cpu in cpus.as_array_mut().unwrap() {
         cpu.as_object_mut().unwrap().remove("thread-id");
@@ -516,7 +516,7 @@ fn cpus_fast(c: &mut common::vm::TestClient) -> serde_json::Value {
 
 /// device_add of the vCPU at core-id `core` (socket 0, thread 0) with `id`, of the type
 /// query-hotpluggable-cpus names.
-fn add_vcpu(c: &mut common::vm::TestClient, id: &str, core: u32) {
+fn add_vcpu(c: &mut TestClient, id: &str, core: u32) {
     let slots = c.ok("query-hotpluggable-cpus", None);
     let slot = slots
         .as_array()
@@ -599,10 +599,7 @@ fn a_hot_added_vcpu_after_a_gap_comes_back_in_its_slot_with_its_id() {
             .starts_with("acpi: device unplug request for not supported device type"),
         "{del}"
     );
-    let reply = c.ok(
-        "__org.rvmm_snapshot",
-        Some(serde_json::json!({"path": snap.display().to_string()})),
-    );
+    let reply = snapshot(&mut c, &snap, false);
     assert_eq!(reply["vcpus"], 2, "{reply}");
     c.ok("quit", None);
     let out = vm.wait(Duration::from_secs(10));
@@ -676,10 +673,7 @@ fn a_restored_hot_added_vcpu_can_be_unplugged_by_its_id() {
     let mut c = vm.client();
     add_vcpu(&mut c, "cpu2", 2);
     vm.wait_line("PROBE-HOTPLUG online slot=2 apic=2");
-    c.ok(
-        "__org.rvmm_snapshot",
-        Some(serde_json::json!({"path": snap.display().to_string(), "stop": true})),
-    );
+    snapshot(&mut c, &snap, true);
     c.ok("quit", None);
     vm.wait(Duration::from_secs(10));
 
@@ -735,10 +729,7 @@ fn a_boot_vcpu_ejected_before_the_snapshot_stays_out_and_can_be_plugged_again() 
     vm.wait_line("PROBE-HOTPLUG eject slot=1 apic=1");
     let slots = c.ok("query-hotpluggable-cpus", None);
     assert_eq!(slot_paths(&slots)[&1], None, "{slots}");
-    let reply = c.ok(
-        "__org.rvmm_snapshot",
-        Some(serde_json::json!({"path": snap.display().to_string(), "stop": true})),
-    );
+    let reply = snapshot(&mut c, &snap, true);
     assert_eq!(reply["vcpus"], 1, "{reply}");
     c.ok("quit", None);
     vm.wait(Duration::from_secs(10));
