@@ -388,6 +388,7 @@ pub(crate) fn run(args: RunArgs, on_started: Option<Box<dyn FnOnce()>>) -> Resul
         monitor,
         on_started,
     })?;
+    capture.finish_echo(std::time::Duration::from_secs(5));
     let code = outcome_code(&outcome);
     if let Some(e) = write_error {
         return Err(e);

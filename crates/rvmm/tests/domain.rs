@@ -283,8 +283,10 @@ fn cpus_allowed(pid: i32, tid: i32) -> String {
 
 fn observe(tag: &str, args: &[String]) -> Observed {
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let vm = BackgroundVm::start(tag, &refs);
-    vm.wait_halted();
+    let mut vm = BackgroundVm::start(tag, &refs);
+    // The decoded view (its first line) is printed once the guest's dump is complete; all
+    // vCPUs halted is not enough, since the boot CPU halts between steps of its dump.
+    vm.wait_line("vCPUs ");
     let pid = vm.pid();
     let (json, _) = ok(&strings(&[
         "vcpuinfo",

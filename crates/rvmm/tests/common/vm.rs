@@ -20,6 +20,8 @@ pub struct BackgroundVm {
     pub socket: PathBuf,
     /// The guest's serial lines so far, once [`BackgroundVm::wait_line`] started reading them.
     lines: Option<std::sync::Arc<std::sync::Mutex<Vec<String>>>>,
+    /// The thread reading them, joined once the process is gone.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 /// A fresh private directory for one test.
@@ -68,6 +70,7 @@ impl BackgroundVm {
             dir,
             socket,
             lines: None,
+            reader: None,
         };
         let start = Instant::now();
         loop {
@@ -124,16 +127,18 @@ impl BackgroundVm {
 
     /// [`BackgroundVm::wait_line`] with a limit of its own.
     pub fn wait_line_within(&mut self, prefix: &str, limit: Duration) {
+        let reader = &mut self.reader;
+        let child = self.child.as_mut().unwrap();
         let lines = self.lines.get_or_insert_with(|| {
             let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-            let stdout = self.child.as_mut().unwrap().stdout.take().unwrap();
+            let stdout = child.stdout.take().unwrap();
             let sink = lines.clone();
-            std::thread::spawn(move || {
+            *reader = Some(std::thread::spawn(move || {
                 for line in BufReader::new(stdout).lines() {
                     let Ok(line) = line else { break };
                     sink.lock().unwrap().push(line);
                 }
-            });
+            }));
             lines
         });
         let start = Instant::now();
@@ -197,7 +202,9 @@ impl BackgroundVm {
         let mut out = child.wait_with_output().unwrap();
         if let Some(lines) = &self.lines {
             // The reader thread sees the pipe's end once the process is gone.
-            std::thread::sleep(Duration::from_millis(50));
+            if let Some(reader) = self.reader.take() {
+                reader.join().unwrap();
+            }
             let mut text = lines.lock().unwrap().join("\n");
             text.push('\n');
             out.stdout = text.into_bytes();

@@ -25,6 +25,9 @@ pub const MARKER: &[u8] = b"PROBE-";
 /// How much guest output a capture keeps (a dump of the largest VM is a few MiB).
 pub const CAPTURE_LIMIT: usize = 64 << 20;
 
+/// The longest line the echo holds back before it lets it out unfinished.
+const ECHO_LINE_MAX: usize = 4096;
+
 /// Whether captured output also goes to stdout as it arrives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Echo {
@@ -44,6 +47,9 @@ struct Captured {
     line_marked: bool,
     /// Bytes beyond [`CAPTURE_LIMIT`], not kept.
     dropped: u64,
+    /// The echo's unfinished line, held back until its newline (or [`ECHO_LINE_MAX`] bytes)
+    /// so that what the reader prints between two lines never lands inside one.
+    echo_line: Vec<u8>,
 }
 
 impl Captured {
@@ -149,6 +155,19 @@ impl ProbeCapture {
         self.captured().bytes.clone()
     }
 
+    /// Lets the echo's unfinished last line out (the VM has ended) and waits up to
+    /// `timeout` for the console to write it.
+    pub fn finish_echo(&self, timeout: std::time::Duration) {
+        let Some(echo) = &self.shared.echo else {
+            return;
+        };
+        let line = std::mem::take(&mut self.captured().echo_line);
+        if !line.is_empty() {
+            echo.push(&line);
+            echo.flush(timeout);
+        }
+    }
+
     /// How many bytes of guest output were beyond [`CAPTURE_LIMIT`] and not kept.
     pub fn dropped(&self) -> u64 {
         self.captured().dropped
@@ -158,13 +177,21 @@ impl ProbeCapture {
 impl Write for ProbeCapture {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let s = &self.shared;
-        let marked = self.captured().append(buf, s.limit);
-        // Echo first, then wake the reader: the emulator thread flushes the console before
-        // it hands over to the reader, so what the reader prints after a marker comes after
-        // the marker line on stdout, never in the middle of it.
+        let mut captured = self.captured();
+        let marked = captured.append(buf, s.limit);
+        // Echo whole lines first, then wake the reader: the emulator thread flushes the
+        // console before it hands over to the reader, and the line the guest has begun since
+        // is held back here, so what the reader prints after a marker comes between two
+        // lines on stdout, never in the middle of one.
         if let Some(echo) = &s.echo {
-            echo.push(buf);
+            let line = &mut captured.echo_line;
+            line.extend_from_slice(buf);
+            if buf.contains(&b'\n') || line.len() >= ECHO_LINE_MAX {
+                echo.push(line);
+                line.clear();
+            }
         }
+        drop(captured);
         if marked {
             let _ = s.marker.write(1);
         }
@@ -262,10 +289,21 @@ mod tests {
         };
         let console = ConsoleOut::spawn(w, 1024);
         let capture = ProbeCapture::with(Some(console.clone()), CAPTURE_LIMIT).unwrap();
-        capture.sink().write_all(b"PROBE-HELLO\n").unwrap();
+        let mut sink = capture.sink();
+        sink.write_all(b"PROBE-HELLO\n").unwrap();
+        // The next line, begun byte by byte, is held back until it ends...
+        for &b in b"PROBE-" {
+            sink.write_all(&[b]).unwrap();
+        }
         assert!(console.flush(std::time::Duration::from_secs(30)));
-        let mut got = [0u8; 12];
+        // ... so what another writer puts on the console now lands between the lines.
+        console.push(b"view\n");
+        sink.write_all(b"NEXT\nlast").unwrap();
+        capture.finish_echo(std::time::Duration::from_secs(30));
+        drop((sink, capture, console));
+        let want = b"PROBE-HELLO\nview\nPROBE-NEXT\nlast";
+        let mut got = vec![0u8; want.len()];
         std::io::Read::read_exact(&mut &r, &mut got).unwrap();
-        assert_eq!(&got, b"PROBE-HELLO\n");
+        assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want));
     }
 }
