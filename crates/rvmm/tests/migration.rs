@@ -1267,6 +1267,22 @@ fn the_capability_commands_answer_in_qemus_shape_and_words() {
             "migrate-set-capabilities",
             Some(json!({"capabilities": {}})),
         ),
+        ("announce-self", Some(json!({}))),
+        ("announce-self", Some(json!({"initial": 50}))),
+        (
+            "announce-self",
+            Some(json!({"initial": 50, "max": 550, "rounds": 5, "step": 100})),
+        ),
+        (
+            "migrate-set-parameters",
+            Some(json!({"announce-rounds": 1001})),
+        ),
+        ("migrate-set-parameters", Some(json!({"announce-step": 0}))),
+        (
+            "migrate-set-parameters",
+            Some(json!({"announce-initial": 100001})),
+        ),
+        ("query-migrate-parameters", None),
     ];
     let mut input = String::from("{\"execute\":\"qmp_capabilities\"}\n");
     for (cmd, args) in &requests {
@@ -1327,6 +1343,15 @@ fn the_capability_commands_answer_in_qemus_shape_and_words() {
                         same.is_some_and(|t| keys(t) == keys(mine) && t["state"].is_boolean()),
                         "{cmd}: QEMU has no {name} of the same shape as {mine}: {theirs:?}"
                     );
+                }
+            }
+            (Some(Value::Object(theirs)), Some(Value::Object(ours))) => {
+                // Every member rvmm answers, QEMU has; the announce ones (defaults) agree.
+                for (k, v) in ours {
+                    assert!(theirs.contains_key(k), "{cmd}: QEMU has no {k}: {theirs:?}");
+                    if k.starts_with("announce-") {
+                        assert_eq!(&theirs[k], v, "{cmd}: {k}");
+                    }
                 }
             }
             (None, None) => {
@@ -1464,6 +1489,7 @@ fn a_guest_on_a_named_tap_migrates_and_its_pings_go_on() {
         "inmigrate",
         "the destination waits, its tap not yet opened (the source holds it)"
     );
+    let sniffer = n.sniff_rarp();
     let out = migrate_cli(&src.socket, &uri, &[]);
     assert!(
         out.status.success(),
@@ -1473,6 +1499,20 @@ fn a_guest_on_a_named_tap_migrates_and_its_pings_go_on() {
     );
     let mut c = src.client();
     assert_eq!(c.ok("query-status", None)["status"], "postmigrate");
+    // The destination announces the NIC in QEMU's default rounds: 5 RARP requests about
+    // the guest's MAC, from it, the first at once and then 50, 150, 250 and 350 ms apart
+    // (at least; sleeps end late, never early).
+    let frames = sniffer.wait_frames(5, Duration::from_secs(10));
+    assert_eq!(frames.len(), 5, "{frames:?}");
+    assert!(
+        frames
+            .iter()
+            .all(|f| f.op == 3 && f.source == f.target && f.source == frames[0].source),
+        "{frames:?}"
+    );
+    assert!(frames[4].ms - frames[0].ms >= 700, "{frames:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sniffer.frames().len(), 5, "no more than 5 rounds");
     let before = vnloop(&src.lines());
     let &(last_n, _, last_lost) = before.last().unwrap();
     assert_eq!(last_lost, 0, "source: {before:?}");
@@ -1492,10 +1532,37 @@ fn a_guest_on_a_named_tap_migrates_and_its_pings_go_on() {
     );
     assert_eq!(c.ok("query-status", None)["status"], "postmigrate");
 
-    dst.client().ok("quit", None);
+    // announce-self on the destination: the NIC by its tap's name, 2 rounds.
+    let resent = n.sniff_rarp();
+    let mut d = dst.client();
+    let announce = |rounds: u64, interfaces: Value| {
+        json!({"initial": 100, "max": 100, "rounds": rounds, "step": 1,
+               "interfaces": interfaces})
+    };
+    d.ok("announce-self", Some(announce(2, json!([n.tap]))));
+    let again = resent.wait_frames(2, Duration::from_secs(10));
+    assert_eq!(again.len(), 2, "{again:?}");
+    assert_eq!(again[0].source, frames[0].source);
+    // By its libvirt-style name too; a name no NIC has is refused, naming the NICs.
+    d.ok("announce-self", Some(announce(1, json!(["net0"]))));
+    assert_eq!(resent.wait_frames(3, Duration::from_secs(10)).len(), 3);
+    let refused = d.execute("announce-self", Some(announce(1, json!(["eth9"]))));
+    assert_eq!(
+        refused["error"]["desc"],
+        format!(
+            "announce-self: no NIC named 'eth9' (this VM's NICs: net0 (tap {}))",
+            n.tap
+        ),
+        "{refused}"
+    );
+
+    d.ok("quit", None);
     let out = dst.wait(Duration::from_secs(10));
     let said = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(said.contains("; 1 NIC(s) announced (RARP)"), "{said}");
+    assert!(
+        said.contains("; 1 NIC(s) announced (RARP, in QEMU's 5 rounds)"),
+        "{said}"
+    );
     let after = vnloop(&out_lines(&out));
     let &(first_n, _, _) = after.first().unwrap();
     let &(end_n, end_replies, end_lost) = after.last().unwrap();

@@ -81,6 +81,107 @@ impl NetNs {
     }
 }
 
+/// Python run in the namespace: a packet socket on the tap for RARP (ethertype 0x8035),
+/// printing `ready`, then one line per frame that arrives on the host side of the tap:
+/// milliseconds since ready, the source MAC, the opcode and the target MAC.
+const RARP_SNIFFER: &str = r#"
+import socket, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x8035))
+s.bind((sys.argv[1], 0x8035))
+t0 = time.monotonic()
+print("ready", flush=True)
+while True:
+    f = s.recv(2048)
+    mac = lambda b: ":".join("%02x" % x for x in b)
+    print("%d %s %d %s" % ((time.monotonic() - t0) * 1000, mac(f[6:12]),
+                           int.from_bytes(f[20:22], "big"), mac(f[32:38])), flush=True)
+"#;
+
+/// The RARP frames a [`NetNs::sniff_rarp`] saw, as they arrive.
+pub struct RarpSniffer {
+    child: Child,
+    frames: std::sync::Arc<std::sync::Mutex<Vec<RarpFrame>>>,
+}
+
+/// One RARP frame: when (ms after the sniffer was ready), from which MAC, its opcode and
+/// the MAC it asks about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RarpFrame {
+    pub ms: u64,
+    pub source: String,
+    pub op: u16,
+    pub target: String,
+}
+
+impl NetNs {
+    /// Starts a RARP sniffer on the tap (python3 in the namespace); returns once it listens.
+    pub fn sniff_rarp(&self) -> RarpSniffer {
+        use std::io::BufRead;
+        let mut child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns,
+                "python3",
+                "-c",
+                RARP_SNIFFER,
+                &self.tap,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 in the namespace");
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().and_then(Result::ok);
+        assert_eq!(
+            first.as_deref(),
+            Some("ready"),
+            "the RARP sniffer did not start"
+        );
+        let frames = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = frames.clone();
+        std::thread::spawn(move || {
+            for line in lines {
+                let Ok(line) = line else { break };
+                let w: Vec<&str> = line.split_whitespace().collect();
+                if let [ms, source, op, target] = w[..] {
+                    sink.lock().unwrap().push(RarpFrame {
+                        ms: ms.parse().unwrap(),
+                        source: source.into(),
+                        op: op.parse().unwrap(),
+                        target: target.into(),
+                    });
+                }
+            }
+        });
+        RarpSniffer { child, frames }
+    }
+}
+
+impl RarpSniffer {
+    /// The frames seen so far.
+    pub fn frames(&self) -> Vec<RarpFrame> {
+        self.frames.lock().unwrap().clone()
+    }
+
+    /// Waits (up to `limit`) until `n` frames have been seen; returns them all.
+    pub fn wait_frames(&self, n: usize, limit: Duration) -> Vec<RarpFrame> {
+        let start = std::time::Instant::now();
+        while self.frames().len() < n && start.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.frames()
+    }
+}
+
+impl Drop for RarpSniffer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for NetNs {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();

@@ -80,6 +80,9 @@ pub(crate) enum VmError {
     /// QEMU's texts where it has one).
     #[error("{0}")]
     MigrationState(String),
+    /// announce-self's NICs (the text names the one not found).
+    #[error("{0}")]
+    Announce(String),
 }
 
 impl From<VmError> for QmpError {
@@ -260,6 +263,16 @@ pub(crate) trait VmView {
         _state: crate::migration::MigrationStatus,
     ) -> Result<(), VmError> {
         Err(VmError::MigrationState("this VM cannot migrate".into()))
+    }
+
+    /// Sends the NICs' self-announcements (all, or those `interfaces` names) in
+    /// `params`' rounds, replacing an announcement still running.
+    fn announce_self(
+        &mut self,
+        _params: crate::devices::virtio::announce::AnnounceParams,
+        _interfaces: Option<&[String]>,
+    ) -> Result<(), VmError> {
+        Err(VmError::Announce("this VM has no NIC".into()))
     }
 
     /// The balloon, when the VM has one.

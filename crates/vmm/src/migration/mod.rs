@@ -13,6 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, T
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 
+use crate::devices::virtio::announce::AnnounceParams;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -436,13 +437,54 @@ pub struct MigrationParameters {
     pub downtime_limit: u64,
     /// Bytes per second the stream may use; 0 is no limit.
     pub max_bandwidth: u64,
+    /// The NICs' self-announcement after a migration (QEMU's announce-* parameters, ms
+    /// and a count): the destination's own are used, which `rvmm run --incoming` keeps at
+    /// QEMU's defaults.
+    #[serde(default = "default_announce_initial")]
+    pub announce_initial: u64,
+    #[serde(default = "default_announce_max")]
+    pub announce_max: u64,
+    #[serde(default = "default_announce_rounds")]
+    pub announce_rounds: u64,
+    #[serde(default = "default_announce_step")]
+    pub announce_step: u64,
+}
+
+fn default_announce_initial() -> u64 {
+    AnnounceParams::default().initial
+}
+fn default_announce_max() -> u64 {
+    AnnounceParams::default().max
+}
+fn default_announce_rounds() -> u64 {
+    AnnounceParams::default().rounds
+}
+fn default_announce_step() -> u64 {
+    AnnounceParams::default().step
+}
+
+impl MigrationParameters {
+    /// The announce-* members as announce-self's parameters.
+    pub fn announce(&self) -> AnnounceParams {
+        AnnounceParams {
+            initial: self.announce_initial,
+            max: self.announce_max,
+            rounds: self.announce_rounds,
+            step: self.announce_step,
+        }
+    }
 }
 
 impl Default for MigrationParameters {
     fn default() -> Self {
+        let a = AnnounceParams::default();
         MigrationParameters {
             downtime_limit: DEFAULT_DOWNTIME_LIMIT,
             max_bandwidth: 0,
+            announce_initial: a.initial,
+            announce_max: a.max,
+            announce_rounds: a.rounds,
+            announce_step: a.step,
         }
     }
 }

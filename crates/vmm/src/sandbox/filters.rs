@@ -123,8 +123,14 @@ const MAIN: &[i64] = &[
     libc::SYS_ftruncate,
     // Pinning (vcpupin, emulatorpin) and thread placement.
     libc::SYS_sched_setaffinity,
-    // A migration's final phase flushes the disks before it hands them over.
+    // A migration's final phase flushes the disks before it hands them over; a snapshot
+    // flushes them and syncs its files (memory.bin, state.json, the directory), writing
+    // state.json under a temporary name first.
     libc::SYS_fdatasync,
+    libc::SYS_fsync,
+    libc::SYS_rename,
+    libc::SYS_renameat,
+    libc::SYS_renameat2,
     // Closing client connections at shutdown.
     libc::SYS_shutdown,
     libc::SYS_sendto,

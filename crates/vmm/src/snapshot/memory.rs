@@ -92,6 +92,7 @@ pub fn save(dir: &Path, ram: &GuestRam) -> Result<MemoryLayout, SnapshotError> {
     }
     file.set_len(size)
         .map_err(io(&path, "cannot set the length"))?;
+    file.sync_data().map_err(io(&path, "cannot sync"))?;
     Ok(MemoryLayout {
         file: MEMORY_FILE.to_string(),
         size,

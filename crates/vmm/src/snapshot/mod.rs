@@ -259,10 +259,35 @@ pub fn state_text(snapshot: &Snapshot) -> String {
     )
 }
 
-/// Writes `state.json` into `dir`.
+/// Writes `state.json` into `dir`, durably: the text goes to a temporary file that is
+/// synced and then renamed, and the directory (and its parent, which may have just
+/// gained it) is synced, so after a crash `state.json` is either absent or complete, and
+/// with it everything written before it (memory.bin is synced by [`memory::save`]).
 pub fn write_state(dir: &Path, snapshot: &Snapshot) -> Result<(), SnapshotError> {
     let path = dir.join(STATE_FILE);
-    std::fs::write(&path, state_text(snapshot)).map_err(io(&path, "cannot write"))
+    let temp = dir.join(format!("{STATE_FILE}.tmp"));
+    let written = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        std::io::Write::write_all(&mut file, state_text(snapshot).as_bytes())?;
+        file.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&temp);
+        return Err(io(&path, "cannot write")(e));
+    }
+    std::fs::rename(&temp, &path).map_err(io(&path, "cannot rename state.json.tmp to it"))?;
+    sync_dir(dir)?;
+    match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
+        _ => Ok(()),
+    }
+}
+
+/// fsync of a directory: its entries (a new or renamed file) reach the disk.
+fn sync_dir(dir: &Path) -> Result<(), SnapshotError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir, "cannot sync the directory"))
 }
 
 /// Reads and checks `dir/state.json` and the size of `dir/memory.bin`.
@@ -422,6 +447,33 @@ mod tests {
             },
             cpu_slots: Some(serde_json::json!({"cpus": [], "anon_count": 0})),
         }
+    }
+
+    /// state.json is renamed into place: the directory ends with it alone (no temporary
+    /// file), holding exactly the text; a directory that cannot be written is one error
+    /// naming state.json, and leaves nothing.
+    #[test]
+    fn state_json_is_written_under_a_temporary_name_and_renamed() {
+        let dir = std::env::temp_dir().join(format!("rvmm-state-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        write_state(&dir, &sample()).unwrap();
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, [STATE_FILE]);
+        let text = std::fs::read_to_string(dir.join(STATE_FILE)).unwrap();
+        assert_eq!(text, state_text(&sample()));
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        let missing = dir.join("gone");
+        let e = write_state(&missing, &sample()).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("{}/state.json: cannot write: ", missing.display())),
+            "{e}"
+        );
+        assert!(!missing.exists());
     }
 
     #[test]

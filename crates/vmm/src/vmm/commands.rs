@@ -635,6 +635,18 @@ impl VmView for Controller<'_> {
         }
     }
 
+    fn announce_self(
+        &mut self,
+        params: crate::devices::virtio::announce::AnnounceParams,
+        interfaces: Option<&[String]>,
+    ) -> Result<(), VmError> {
+        let targets =
+            crate::devices::virtio::announce::choose(&self.vmm.announce_targets(), interfaces)
+                .map_err(|e| VmError::Announce(e.to_string()))?;
+        self.vmm.announcer.start(targets, params);
+        Ok(())
+    }
+
     fn press_power_button(&mut self) -> Result<(), VmError> {
         let raise = self
             .vmm

@@ -17,7 +17,7 @@
 //! the machine (`restore_machine`, virtio devices included) with kvmclock and every vCPU's
 //! IA32_TSC moved on by the real time since the source read them (the guest sees the
 //! downtime, as on real hardware; a snapshot restore does not do this), answers DONE and
-//! announces each NIC with a RARP frame.
+//! announces each NIC with RARP frames (QEMU's default rounds).
 
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -482,12 +482,12 @@ impl Vmm {
             }
         };
         conn.send(wire::DONE, &[]).map_err(failed)?;
-        // Switches and bridges learn where the NICs are now (one RARP frame each).
-        let announced = self
-            .virtio
-            .iter()
-            .filter(|h| lock(&h.transport).announce())
-            .count();
+        // Switches and bridges learn where the NICs are now: RARP frames in QEMU's default
+        // rounds (the first now, the rest on the announcer's thread).
+        let announced = self.announcer.start(
+            self.announce_targets(),
+            crate::migration::MigrationParameters::default().announce(),
+        );
         Ok(IncomingReport {
             vcpus,
             pages,

@@ -177,6 +177,8 @@ pub struct Vmm {
     /// found none to make. Removed when the Vmm is dropped (also if a vCPU thread that
     /// would not stop still holds it).
     cgroup: Option<Arc<VmCgroup>>,
+    /// The NICs' self-announcement still running (after a migration, announce-self).
+    pub(crate) announcer: crate::devices::virtio::announce::Announcer,
     /// The virtio transports in slot order (disks first).
     pub virtio: Vec<VirtioHandle>,
     /// The balloon's state shared with its device (target, actual), when it has one.
@@ -264,6 +266,7 @@ impl Vmm {
             cpu_tables,
             numa,
             cgroup,
+            announcer: Default::default(),
             virtio,
             balloon,
             _virtio_workers: virtio_workers,
@@ -275,6 +278,25 @@ impl Vmm {
     /// and take the VM over from it before anything runs (docs/migration.md).
     pub fn set_incoming(&mut self, listener: crate::migration::Listener) {
         self.incoming = Some(listener);
+    }
+
+    /// The NICs as announce-self names them (`netN` in `--net` order, and the tap a
+    /// `tap=NAME` gave), with their transports.
+    pub(crate) fn announce_targets(&self) -> Vec<crate::devices::virtio::announce::AnnounceTarget> {
+        let nics = self
+            .virtio
+            .iter()
+            .filter(|h| h.device_id == virtio_bindings::virtio_ids::VIRTIO_ID_NET);
+        nics.zip(&self.config.nets)
+            .enumerate()
+            .map(
+                |(i, (h, net))| crate::devices::virtio::announce::AnnounceTarget {
+                    name: format!("net{i}"),
+                    tap: net.tap.clone(),
+                    transport: h.transport.clone(),
+                },
+            )
+            .collect()
     }
 
     /// The VM's cgroup, when it has one.

@@ -177,6 +177,7 @@ pub(super) fn run(vmm: &mut Vmm, mut options: RunOptions) -> Result<VmOutcome, V
     controller.emit_end(&outcome);
     let mut handles = controller.into_handles();
     stop_all(&mut handles);
+    vmm.announcer.stop();
     if let Some(s) = server {
         s.shutdown();
     }
@@ -233,7 +234,7 @@ fn receive_incoming(
         report.downtime_ns / 1_000_000,
         match report.announced {
             0 => String::new(),
-            n => format!("; {n} NIC(s) announced (RARP)"),
+            n => format!("; {n} NIC(s) announced (RARP, in QEMU's 5 rounds)"),
         }
     );
     if let Some(s) = server {

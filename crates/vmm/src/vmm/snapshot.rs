@@ -3,7 +3,8 @@
 //! Saving (QMP `__org.rvmm_snapshot`, on the emulator thread, with every vCPU parked): each
 //! present vCPU's state is read on its own thread (`VcpuHandle::run_parked`: the thread owns
 //! the vCPU fd), then the VM's irqchip, PIT and clock, the devices' registers, guest RAM
-//! (`memory.bin`) and last `state.json`, so a directory with a `state.json` is complete.
+//! (`memory.bin`, synced), each disk flushed (fdatasync) and last `state.json` (synced,
+//! renamed into place), so a directory with a `state.json` is complete, after a crash too.
 //! The virtio devices are paused (no request in flight, none taken) from before their
 //! state is read until guest RAM is written, then resumed.
 //!
@@ -73,6 +74,11 @@ fn save_quiesced(
     slots.check_present(&present)?;
     snapshot::prepare_dir(dir).map_err(|e| e.to_string())?;
     let memory = memory::save(dir, &vmm.ram).map_err(|e| e.to_string())?;
+    // The disks as the guest's memory knows them, on stable storage before state.json
+    // says the snapshot is complete.
+    for h in &vmm.virtio {
+        lock(&h.transport).flush_backend()?;
+    }
     let snap = Snapshot {
         rvmm_version: env!("CARGO_PKG_VERSION").to_string(),
         stopped,

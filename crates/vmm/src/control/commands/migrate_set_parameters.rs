@@ -1,6 +1,8 @@
-//! `migrate-set-parameters {"downtime-limit"?: ms, "max-bandwidth"?: bytes/s}`: the
-//! parameters of the next migration, range-checked with QEMU's texts (downtime-limit up to
-//! 2000 s, max-bandwidth up to 2 TiB/s; 0 is no bandwidth limit). Other QEMU parameters are
+//! `migrate-set-parameters {"downtime-limit"?: ms, "max-bandwidth"?: bytes/s,
+//! "announce-initial"?: ms, "announce-max"?: ms, "announce-rounds"?: n, "announce-step"?:
+//! ms}`: the parameters of the next migration, range-checked with QEMU's texts
+//! (downtime-limit up to 2000 s, max-bandwidth up to 2 TiB/s, 0 being no bandwidth limit;
+//! the announce ones as `devices::virtio::announce` says). Other QEMU parameters are
 //! refused as unexpected.
 
 use serde::Serialize;
@@ -10,6 +12,7 @@ use super::{ClientRequest, Empty, QmpCommand};
 use crate::control::args::{type_error, Args, Presence};
 use crate::control::error::QmpError;
 use crate::control::view::VmView;
+use crate::devices::virtio::announce::AnnounceParams;
 
 pub const NAME: &str = "migrate-set-parameters";
 
@@ -25,6 +28,14 @@ pub struct MigrateSetParameters {
     pub downtime_limit: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_bandwidth: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub announce_initial: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub announce_max: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub announce_rounds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub announce_step: Option<u64>,
 }
 
 impl ClientRequest for MigrateSetParameters {
@@ -60,9 +71,27 @@ impl QmpCommand for MigrateSetParameters {
                 "Parameter 'max_bandwidth' expects an integer in the range of 0 to 2199023255552 bytes/second",
             ));
         }
+        let announce_initial = uint(args, "announce-initial")?;
+        let announce_max = uint(args, "announce-max")?;
+        let announce_rounds = uint(args, "announce-rounds")?;
+        let announce_step = uint(args, "announce-step")?;
+        // Each given value within QEMU's range (the others are the defaults, within it).
+        let given = AnnounceParams {
+            initial: announce_initial.unwrap_or(0),
+            max: announce_max.unwrap_or(0),
+            rounds: announce_rounds.unwrap_or(0),
+            step: announce_step.unwrap_or(1),
+        };
+        given
+            .check("announce_")
+            .map_err(|e| QmpError::generic(e.to_string()))?;
         Ok(MigrateSetParameters {
             downtime_limit,
             max_bandwidth,
+            announce_initial,
+            announce_max,
+            announce_rounds,
+            announce_step,
         })
     }
 
@@ -74,6 +103,10 @@ impl QmpCommand for MigrateSetParameters {
         if let Some(b) = self.max_bandwidth {
             p.max_bandwidth = b;
         }
+        p.announce_initial = self.announce_initial.unwrap_or(p.announce_initial);
+        p.announce_max = self.announce_max.unwrap_or(p.announce_max);
+        p.announce_rounds = self.announce_rounds.unwrap_or(p.announce_rounds);
+        p.announce_step = self.announce_step.unwrap_or(p.announce_step);
         vm.set_migration_parameters(p);
         Ok(Empty {})
     }

@@ -15,6 +15,7 @@
 //! The wire protocol (`qmp`) sees this set only through [`ParseCommand`]; running a command
 //! is the VMM thread's call to [`Command::execute`].
 
+pub mod announce_self;
 pub mod balloon;
 pub mod cont;
 pub mod cpu_slot;
@@ -182,6 +183,7 @@ command_set! {
     MigrateSetCapabilities(migrate_set_capabilities::MigrateSetCapabilities),
     QueryMigrateCapabilities(query_migrate_capabilities::QueryMigrateCapabilities),
     MigrateContinue(migrate_continue::MigrateContinue),
+    AnnounceSelf(announce_self::AnnounceSelf),
 }
 
 fn reply_value<R: Serialize>(reply: &R) -> Result<Value, QmpError> {

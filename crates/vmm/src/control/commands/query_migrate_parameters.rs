@@ -1,5 +1,6 @@
 //! `query-migrate-parameters`: the parameters rvmm has (downtime-limit in ms,
-//! max-bandwidth in bytes/s, 0 for none).
+//! max-bandwidth in bytes/s, 0 for none; announce-initial, -max and -step in ms,
+//! announce-rounds).
 
 use super::QmpCommand;
 use crate::control::args::Args;

@@ -444,9 +444,12 @@ fn query_commands_lists_the_command_enum() {
         if *name == "migrate-continue" {
             arguments = args(json!({"state": "pre-switchover"}));
         }
+        if *name == "announce-self" {
+            arguments = args(json!({"initial": 50, "max": 550, "rounds": 5, "step": 100}));
+        }
         assert_eq!(parse(name, arguments).unwrap().name(), *name);
     }
-    assert_eq!(names.len(), 34);
+    assert_eq!(names.len(), 35);
 }
 
 #[test]
@@ -939,6 +942,66 @@ fn migration_capability_commands_check_their_arguments_as_qemu() {
     assert_eq!(
         err("migrate-continue", json!({"state": 1})),
         "Invalid parameter type for 'state', expected: string"
+    );
+    // announce-self: the four numbers required, each in QEMU's announce range.
+    assert_eq!(
+        err("announce-self", json!({})),
+        "Parameter 'initial' is missing"
+    );
+    assert_eq!(
+        err(
+            "announce-self",
+            json!({"initial": 50, "max": 550, "rounds": 5})
+        ),
+        "Parameter 'step' is missing"
+    );
+    assert_eq!(
+        err(
+            "announce-self",
+            json!({"initial": -1, "max": 550, "rounds": 5, "step": 100})
+        ),
+        "Parameter 'initial' expects a value between 0 and 100000"
+    );
+    assert_eq!(
+        err(
+            "announce-self",
+            json!({"initial": 50, "max": 550, "rounds": "5", "step": 100})
+        ),
+        "Invalid parameter type for 'rounds', expected: integer"
+    );
+    assert_eq!(
+        err(
+            "announce-self",
+            json!({"initial": 50, "max": 550, "rounds": 5, "step": 100, "interfaces": ["net0", 1]})
+        ),
+        "Invalid parameter type for 'interfaces[1]', expected: string"
+    );
+    assert_eq!(
+        err(
+            "announce-self",
+            json!({"initial": 50, "max": 550, "rounds": 5, "step": 100, "ifaces": []})
+        ),
+        "Parameter 'ifaces' is unexpected"
+    );
+    assert_eq!(
+        err("migrate-set-parameters", json!({"announce-rounds": 1001})),
+        "Parameter 'announce_rounds' expects a value between 0 and 1000"
+    );
+    assert_eq!(
+        err("migrate-set-parameters", json!({"announce-step": 0})),
+        "Parameter 'announce_step' expects a value between 0 and 10000"
+    );
+    // A view without NICs (the default) refuses.
+    let mut vm = FakeVm::new("1");
+    assert_eq!(
+        run(
+            &mut vm,
+            "announce-self",
+            json!({"initial": 50, "max": 550, "rounds": 5, "step": 100})
+        )
+        .unwrap_err()
+        .desc,
+        "this VM has no NIC"
     );
     let ok = parse(
         "migrate-set-capabilities",

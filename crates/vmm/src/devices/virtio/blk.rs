@@ -711,18 +711,21 @@ impl VirtioDevice for Block {
         VIRTIO_ID_BLOCK
     }
 
+    fn flush_backend(&mut self) -> Result<(), String> {
+        self.image
+            .file
+            .sync_data()
+            .map_err(|e| format!("--disk path={}: flushing it: {e}", self.path.display()))
+    }
+
     fn release_host_locks(&mut self) -> Result<(), String> {
         if !self.locked {
             return Ok(());
         }
         // What was written reaches the file (or the shared storage) before another
         // process may open it for writing.
-        self.image.file.sync_data().map_err(|e| {
-            format!(
-                "--disk path={}: flushing it before handing it over: {e}",
-                self.path.display()
-            )
-        })?;
+        self.flush_backend()
+            .map_err(|e| format!("{e} (before handing it over)"))?;
         ofd_unlock(&self.image.file, &self.path).map_err(|e| e.to_string())?;
         self.locked = false;
         Ok(())

@@ -389,6 +389,11 @@ impl MmioTransport {
         self.paused = false;
     }
 
+    /// The device's [`VirtioDevice::flush_backend`].
+    pub fn flush_backend(&mut self) -> Result<(), String> {
+        self.device.flush_backend()
+    }
+
     /// The device's [`VirtioDevice::release_host_locks`].
     pub fn release_host_locks(&mut self) -> Result<(), String> {
         self.device.release_host_locks()

@@ -14,6 +14,7 @@
 //! ([`mmio::MmioTransport::pause`]: its I/O thread then takes no new request) so that what is
 //! saved and guest RAM agree.
 
+pub mod announce;
 pub mod balloon;
 pub mod blk;
 pub mod mmio;
@@ -100,6 +101,11 @@ pub trait VirtioDevice: Send {
     /// taken by the bus after each write.
     fn take_guest_event(&mut self) -> Option<crate::devices::GuestEvent> {
         None
+    }
+    /// Makes what the device wrote to its backend durable (blk: fdatasync of the image), for
+    /// a snapshot taken while the device is paused. The default: nothing to flush.
+    fn flush_backend(&mut self) -> Result<(), String> {
+        Ok(())
     }
     /// Drops the host locks the device holds on its backend (blk's image lock), flushing
     /// what it wrote first: a migration source hands its disks over before the destination

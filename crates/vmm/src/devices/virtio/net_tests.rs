@@ -431,3 +431,104 @@ fn the_announcement_is_a_broadcast_rarp_from_the_nic() {
     let n = unsafe { libc::recv(h.host.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
     assert_eq!(&buf[..n as usize], &f[..]);
 }
+
+/// The announcer sends `rounds` frames per chosen NIC (the first before `start` returns),
+/// a NIC not chosen gets none, a new announcement replaces the running one, and `stop`
+/// ends it at once; `choose` refuses a name no NIC has, listing the NICs.
+#[test]
+fn the_announcer_sends_its_rounds_to_the_chosen_nics() {
+    use crate::devices::virtio::announce::{choose, AnnounceParams, AnnounceTarget, Announcer};
+    use crate::devices::virtio::mmio::MmioTransport;
+    let mem = GuestMem::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
+    let mut hosts = Vec::new();
+    let mut targets = Vec::new();
+    for (i, tap) in [Some("vnet7"), None].into_iter().enumerate() {
+        let (dev, host) = pair();
+        let pipe = Pipe {
+            fd: dev,
+            offloads: 0,
+            set: Arc::new(Mutex::new(Vec::new())),
+        };
+        let net = Net::new(Box::new(pipe), [0x52, 0x54, 0, 0, 0, i as u8]);
+        hosts.push(host);
+        targets.push(AnnounceTarget {
+            name: format!("net{i}"),
+            tap: tap.map(str::to_string),
+            transport: Arc::new(Mutex::new(MmioTransport::new(Box::new(net), mem.clone()))),
+        });
+    }
+    // Frames waiting on a host end (non-blocking reads until none is left).
+    let drain = |fd: &OwnedFd| -> Vec<Vec<u8>> {
+        let mut frames = Vec::new();
+        let mut buf = [0u8; 128];
+        loop {
+            // SAFETY: `buf` is valid for writes of its length for the call.
+            let n = unsafe {
+                libc::recv(
+                    fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n <= 0 {
+                return frames;
+            }
+            frames.push(buf[..n as usize].to_vec());
+        }
+    };
+    let quick = AnnounceParams {
+        initial: 1,
+        max: 2,
+        rounds: 3,
+        step: 1,
+    };
+    let announcer = Announcer::default();
+    let only_tap = choose(&targets, Some(&["vnet7".to_string()])).unwrap();
+    assert_eq!(
+        announcer.start(only_tap, quick),
+        1,
+        "the first round at once"
+    );
+    // The thread's rounds: wait for them (bounded), not for a time.
+    let mut first = Vec::new();
+    for _ in 0..500 {
+        first.extend(drain(&hosts[0]));
+        if first.len() == 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    announcer.stop();
+    first.extend(drain(&hosts[0]));
+    assert_eq!(first.len(), 3);
+    assert!(first
+        .iter()
+        .all(|f| f[..] == rarp_announcement(&[0x52, 0x54, 0, 0, 0, 0])));
+    assert!(drain(&hosts[1]).is_empty(), "net1 was not chosen");
+
+    // Long gaps: only the first round goes out before stop ends the thread.
+    let slow = AnnounceParams {
+        initial: 100_000,
+        max: 100_000,
+        rounds: 1000,
+        step: 1,
+    };
+    let all = choose(&targets, None).unwrap();
+    assert_eq!(announcer.start(all.clone(), slow), 2);
+    // Replaced by a new one (the old thread stopped), then stopped.
+    assert_eq!(announcer.start(all, slow), 2);
+    announcer.stop();
+    assert_eq!(drain(&hosts[0]).len(), 2);
+    assert_eq!(drain(&hosts[1]).len(), 2);
+    let none = AnnounceParams { rounds: 0, ..slow };
+    assert_eq!(announcer.start(targets.clone(), none), 0);
+
+    let e = choose(&targets, Some(&["net0".into(), "eth9".into()]))
+        .err()
+        .unwrap();
+    assert_eq!(
+        e.to_string(),
+        "announce-self: no NIC named 'eth9' (this VM's NICs: net0 (tap vnet7), net1)"
+    );
+}
