@@ -460,7 +460,8 @@ fn a_destination_killed_during_pre_copy_or_a_cancel_leaves_the_source_running_an
     );
     assert_eq!(
         c.ok("query-migrate-parameters", None),
-        json!({"downtime-limit": 300, "max-bandwidth": 100_000})
+        json!({"downtime-limit": 300, "max-bandwidth": 100_000, "announce-initial": 50,
+               "announce-max": 550, "announce-rounds": 5, "announce-step": 100})
     );
 
     // The destination dies half-way.
