@@ -5,6 +5,7 @@
 //! option, the value and the rule; nothing here touches KVM or the host. Checks that need
 //! the host (vCPU limits, free memory) happen when the VM is built.
 
+pub mod announce;
 pub mod balloon;
 pub mod cpu;
 pub mod cputune;

@@ -269,7 +269,7 @@ pub(crate) trait VmView {
     /// `params`' rounds, replacing an announcement still running.
     fn announce_self(
         &mut self,
-        _params: crate::devices::virtio::announce::AnnounceParams,
+        _params: crate::config::announce::AnnounceParams,
         _interfaces: Option<&[String]>,
     ) -> Result<(), VmError> {
         Err(VmError::Announce("this VM has no NIC".into()))

@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, T
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 
-use crate::devices::virtio::announce::AnnounceParams;
+use crate::config::announce::AnnounceParams;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 

@@ -637,7 +637,7 @@ impl VmView for Controller<'_> {
 
     fn announce_self(
         &mut self,
-        params: crate::devices::virtio::announce::AnnounceParams,
+        params: crate::config::announce::AnnounceParams,
         interfaces: Option<&[String]>,
     ) -> Result<(), VmError> {
         let targets =

@@ -2,7 +2,7 @@
 //! [name], "id"?: str}` (QEMU's qapi/net.json): sends the NICs' RARP self-announcements
 //! again, in QEMU's rounds (`devices::virtio::announce`), as after a migration. The four
 //! numbers are required, as in QEMU, and range-checked with the texts QEMU uses for its
-//! announce parameters (QEMU 7.2 itself takes any integer here). `interfaces` names NICs as
+//! announce parameters (`config::announce`; QEMU 7.2 itself takes any integer here). `interfaces` names NICs as
 //! `netN` (their place in the `--net` order) or by tap; a name no NIC has is refused, where
 //! QEMU would ignore it. `id` is accepted for QEMU's sake: rvmm keeps one announcement per
 //! VM, and a new one replaces the one still running.
@@ -11,10 +11,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{ClientRequest, Empty, QmpCommand};
+use crate::config::announce::AnnounceParams;
 use crate::control::args::{type_error, Args, Presence};
 use crate::control::error::QmpError;
 use crate::control::view::VmView;
-use crate::devices::virtio::announce::AnnounceParams;
 
 pub const NAME: &str = "announce-self";
 

@@ -2,17 +2,17 @@
 //! "announce-initial"?: ms, "announce-max"?: ms, "announce-rounds"?: n, "announce-step"?:
 //! ms}`: the parameters of the next migration, range-checked with QEMU's texts
 //! (downtime-limit up to 2000 s, max-bandwidth up to 2 TiB/s, 0 being no bandwidth limit;
-//! the announce ones as `devices::virtio::announce` says). Other QEMU parameters are
+//! the announce ones as `config::announce` says). Other QEMU parameters are
 //! refused as unexpected.
 
 use serde::Serialize;
 use serde_json::Value;
 
 use super::{ClientRequest, Empty, QmpCommand};
+use crate::config::announce::AnnounceParams;
 use crate::control::args::{type_error, Args, Presence};
 use crate::control::error::QmpError;
 use crate::control::view::VmView;
-use crate::devices::virtio::announce::AnnounceParams;
 
 pub const NAME: &str = "migrate-set-parameters";
 
