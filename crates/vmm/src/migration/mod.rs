@@ -431,7 +431,7 @@ pub const DEFAULT_DOWNTIME_LIMIT: u64 = 300;
 
 /// `migrate-set-parameters` / `query-migrate-parameters` (the members rvmm has).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case", default)]
 pub struct MigrationParameters {
     /// How long the VM may stay paused for the final phase, in ms.
     pub downtime_limit: u64,
@@ -440,27 +440,10 @@ pub struct MigrationParameters {
     /// The NICs' self-announcement after a migration (QEMU's announce-* parameters, ms
     /// and a count): the destination's own are used, which `rvmm run --incoming` keeps at
     /// QEMU's defaults.
-    #[serde(default = "default_announce_initial")]
     pub announce_initial: u64,
-    #[serde(default = "default_announce_max")]
     pub announce_max: u64,
-    #[serde(default = "default_announce_rounds")]
     pub announce_rounds: u64,
-    #[serde(default = "default_announce_step")]
     pub announce_step: u64,
-}
-
-fn default_announce_initial() -> u64 {
-    AnnounceParams::default().initial
-}
-fn default_announce_max() -> u64 {
-    AnnounceParams::default().max
-}
-fn default_announce_rounds() -> u64 {
-    AnnounceParams::default().rounds
-}
-fn default_announce_step() -> u64 {
-    AnnounceParams::default().step
 }
 
 impl MigrationParameters {
