@@ -317,6 +317,11 @@ fn a_guest_using_a_disk_goes_on_after_snapshot_and_restore() {
     restored.wait_line(&format!("PROBE-VLOOP n={} ", last_before + 16));
     restored.client().ok("quit", None);
     let after_out = restored.wait(Duration::from_secs(10));
+    let written_since = "virtio slot 0: the disk ";
+    assert!(
+        !String::from_utf8_lossy(&after_out.stderr).contains(written_since),
+        "the image is as the snapshot left it: no warning"
+    );
     let after = vloop(&after_out.stdout);
     assert!(after.iter().all(|&(_, ok)| ok), "after: {after:?}");
     let first_after = after[0].0;
@@ -332,6 +337,20 @@ fn a_guest_using_a_disk_goes_on_after_snapshot_and_restore() {
     assert!(
         on_disk >= last_after && on_disk < last_after + 8,
         "the disk holds counter {on_disk}, the guest reported {last_after} last"
+    );
+
+    // The restored VM wrote the image: a second restore of the same snapshot warns that
+    // the guest's memory no longer matches it (and runs: a backup copied back has a new
+    // time with the old data).
+    let again = spawn_restored(&snap, "snapshot-vblk-again");
+    again.client().ok("quit", None);
+    let said = String::from_utf8_lossy(&again.wait(Duration::from_secs(10)).stderr).into_owned();
+    assert!(
+        said.contains(&format!(
+            "rvmm: warning: virtio slot 0: the disk {} was modified after the snapshot was taken",
+            disk.display()
+        )),
+        "{said}"
     );
 
     // The disk grown since: refused, naming the slot.

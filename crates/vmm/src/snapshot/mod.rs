@@ -553,6 +553,7 @@ mod tests {
                 path: "/d.img".into(),
                 size: 1 << 20,
                 readonly: false,
+                modified_ns: None,
             },
         });
         let back = parse_state(path, state_text(&snap).as_bytes()).unwrap();

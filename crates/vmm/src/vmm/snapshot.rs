@@ -190,6 +190,38 @@ pub(super) fn resume_devices(vmm: &Vmm) {
     }
 }
 
+/// A warning for each saved disk whose image was modified after the snapshot (its
+/// modification time differs): the guest's memory, its page cache and file systems
+/// included, is of the disk as it was then. Not an error: an image copied back from a
+/// backup has a new time with the old data.
+fn disks_written_since(saved: &[SavedVirtio]) -> Vec<String> {
+    saved
+        .iter()
+        .filter_map(|s| match &s.device {
+            virtio::DeviceState::Block {
+                path,
+                modified_ns: Some(then),
+                ..
+            } => {
+                let now = std::fs::metadata(path)
+                    .ok()
+                    .as_ref()
+                    .and_then(virtio::modified_ns)?;
+                (now != *then).then(|| {
+                    format!(
+                        "virtio slot {}: the disk {path} was modified after the snapshot was \
+                         taken; if it was written since (the VM ran on), the guest's memory \
+                         no longer matches it: restore a copy of the image kept with the \
+                         snapshot",
+                        s.slot
+                    )
+                })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// What a restore did, for the front end's report.
 #[derive(Debug, Clone)]
 pub struct RestoreReport {
@@ -225,7 +257,8 @@ impl Vmm {
                 .map_err(SnapshotError::Incompatible)?;
         }
         let data_bytes = memory::restore(dir, &snap.memory, &self.ram)?;
-        let warnings = self.restore_machine(&snap.vcpus, &snap.vm, &snap.devices)?;
+        let mut warnings = self.restore_machine(&snap.vcpus, &snap.vm, &snap.devices)?;
+        warnings.extend(disks_written_since(&snap.devices.virtio));
         if let Some(slots) = slots {
             self.restored_slots = Some(slots);
         }

@@ -784,16 +784,24 @@ impl VirtioDevice for Block {
             path: self.path.display().to_string(),
             size: self.image.size,
             readonly: self.readonly,
+            modified_ns: self
+                .image
+                .file
+                .metadata()
+                .ok()
+                .as_ref()
+                .and_then(super::modified_ns),
         }
     }
 
     /// The data is the image's own: only that it is the same image, as large and as
-    /// writable, is checked.
+    /// writable, is checked (whether it was written since is the restore's warning).
     fn restore_state(&mut self, state: &super::DeviceState) -> Result<(), String> {
         let super::DeviceState::Block {
             path,
             size,
             readonly,
+            ..
         } = state
         else {
             return Err(format!(

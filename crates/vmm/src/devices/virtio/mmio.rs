@@ -544,6 +544,7 @@ mod tests {
                 path: "dummy".into(),
                 size: 512,
                 readonly: false,
+                modified_ns: None,
             }
         }
         fn restore_state(
@@ -706,6 +707,7 @@ mod tests {
             path: "other".into(),
             size: 512,
             readonly: false,
+            modified_ns: None,
         };
         assert_eq!(fresh.restore(&saved).unwrap_err(), "another dummy");
         assert_eq!(rd(&fresh, reg::STATUS), 0, "nothing changed");

@@ -149,6 +149,10 @@ pub enum DeviceState {
         path: String,
         size: u64,
         readonly: bool,
+        /// The image's modification time (ns since the epoch) when the device was paused:
+        /// a restore warns when the image was written since (absent in older snapshots).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        modified_ns: Option<u64>,
     },
     /// virtio-net: the MAC and the tap the NIC was on (the restored VM opens its tap by the
     /// saved flags; a tap rvmm created gets a new one).
@@ -165,6 +169,16 @@ pub enum DeviceState {
         reported: u64,
         refused: u64,
     },
+}
+
+/// A file's modification time in ns since the epoch, if the file system keeps one.
+pub fn modified_ns(meta: &std::fs::Metadata) -> Option<u64> {
+    let since = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    u64::try_from(since.as_nanos()).ok()
 }
 
 impl DeviceState {
