@@ -143,10 +143,10 @@ impl<'a> Controller<'a> {
             final_event_sent: false,
             vm_stats: vmm.vm.stats(),
             migration: None,
-            migration_params: MigrationParameters::default(),
+            migration_params: vmm.migration_settings.0,
             postmigrate: false,
             migration_worker,
-            migration_caps: MigrationCapabilities::default(),
+            migration_caps: vmm.migration_settings.1,
             switchover: None,
         }
     }

@@ -377,6 +377,7 @@ impl Vmm {
         &mut self,
         listener: &Listener,
         stop_fd: i32,
+        params: &std::sync::Mutex<crate::migration::MigrationParameters>,
     ) -> Result<IncomingReport, VmmError> {
         wait_readable(listener_fd(listener), stop_fd)
             .map_err(|e| failed(format!("{}: {e}", listener.name())))?;
@@ -398,7 +399,13 @@ impl Vmm {
         }
         conn.send(wire::ACCEPT, &[]).map_err(failed)?;
         let (pages, data_pages, state) = self.receive_pages(&mut conn)?;
-        self.finish_incoming(conn, &state, start, pages, data_pages)
+        let mut report = self.finish_incoming(conn, &state, start, pages, data_pages)?;
+        // DONE went out. Switches and bridges learn where the NICs are now: RARP frames in
+        // the rounds of this VM's announce parameters (QEMU's defaults unless set while it
+        // waited; the first now, the rest on the announcer's thread).
+        let announce = lock(params).announce();
+        report.announced = self.announcer.start(self.announce_targets(), announce);
+        Ok(report)
     }
 
     /// PAGES frames until STATE: the pages, the data pages and STATE's payload.
@@ -482,19 +489,13 @@ impl Vmm {
             }
         };
         conn.send(wire::DONE, &[]).map_err(failed)?;
-        // Switches and bridges learn where the NICs are now: RARP frames in QEMU's default
-        // rounds (the first now, the rest on the announcer's thread).
-        let announced = self.announcer.start(
-            self.announce_targets(),
-            crate::migration::MigrationParameters::default().announce(),
-        );
         Ok(IncomingReport {
             vcpus,
             pages,
             data_pages,
             elapsed: start.elapsed(),
             downtime_ns: delta,
-            announced,
+            announced: 0,
             warnings,
         })
     }

@@ -177,6 +177,13 @@ pub struct Vmm {
     /// found none to make. Removed when the Vmm is dropped (also if a vCPU thread that
     /// would not stop still holds it).
     cgroup: Option<Arc<VmCgroup>>,
+    /// The migration parameters and capabilities the VM starts with: QEMU's defaults, or
+    /// what `migrate-set-parameters` / `migrate-set-capabilities` set while an
+    /// `--incoming` VM waited (the announce parameters apply to its own arrival).
+    pub(crate) migration_settings: (
+        crate::migration::MigrationParameters,
+        crate::migration::MigrationCapabilities,
+    ),
     /// The NICs' self-announcement still running (after a migration, announce-self).
     pub(crate) announcer: crate::devices::virtio::announce::Announcer,
     /// The virtio transports in slot order (disks first).
@@ -266,6 +273,7 @@ impl Vmm {
             cpu_tables,
             numa,
             cgroup,
+            migration_settings: Default::default(),
             announcer: Default::default(),
             virtio,
             balloon,

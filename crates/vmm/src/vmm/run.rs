@@ -207,12 +207,16 @@ fn receive_incoming(
     signals: &StopSignals,
 ) -> Result<(), VmmError> {
     let stop_fd = signals.fd();
+    let params = std::sync::Mutex::new(vmm.migration_settings.0);
+    let mut caps = vmm.migration_settings.1;
     // The VM is taken over on a thread of its own while this one answers QMP.
     let report = std::thread::scope(|scope| {
-        let receiver = scope.spawn(move || vmm.receive_incoming(listener, stop_fd));
+        let params = &params;
+        let vmm = &mut *vmm;
+        let receiver = scope.spawn(move || vmm.receive_incoming(listener, stop_fd, params));
         while !receiver.is_finished() {
             match server {
-                Some(server) => serve_inmigrate(server),
+                Some(server) => serve_inmigrate(server, params, &mut caps),
                 None => std::thread::sleep(std::time::Duration::from_millis(50)),
             }
         }
@@ -222,6 +226,8 @@ fn receive_incoming(
             ))
         })
     })?;
+    let params = params.into_inner().unwrap_or_else(|p| p.into_inner());
+    vmm.migration_settings = (params, caps);
     for w in &report.warnings {
         eprintln!("rvmm: warning: {w}");
     }
@@ -234,7 +240,10 @@ fn receive_incoming(
         report.downtime_ns / 1_000_000,
         match report.announced {
             0 => String::new(),
-            n => format!("; {n} NIC(s) announced (RARP, in QEMU's 5 rounds)"),
+            n => format!(
+                "; {n} NIC(s) announced (RARP, {} round(s))",
+                params.announce_rounds
+            ),
         }
     );
     if let Some(s) = server {
@@ -244,10 +253,19 @@ fn receive_incoming(
 }
 
 /// Answers the QMP requests that arrive within 50 ms while the VM waits for its incoming
-/// migration.
-fn serve_inmigrate(server: &QmpServer) {
+/// migration: its status, and the migration parameters and capabilities (QEMU, and libvirt
+/// with it, set them on the destination before the migration; the announce parameters
+/// rule this VM's announcement when it arrives).
+fn serve_inmigrate(
+    server: &QmpServer,
+    params: &std::sync::Mutex<crate::migration::MigrationParameters>,
+    caps: &mut crate::migration::MigrationCapabilities,
+) {
     use crate::control::commands::query_status::{RunState, StatusInfo};
     use crate::control::commands::Command;
+    let to_value = |v: serde_json::Result<serde_json::Value>| {
+        v.map_err(|e| crate::control::QmpError::generic(e.to_string()))
+    };
     {
         let mut fds = [libc::pollfd {
             fd: server.wake_fd(),
@@ -263,8 +281,23 @@ fn serve_inmigrate(server: &QmpServer) {
                         .map_err(|e| crate::control::QmpError::generic(e.to_string()))
                 }
                 Command::QueryMigrate(_) => Ok(serde_json::json!({})),
+                Command::QueryMigrateParameters(_) => {
+                    to_value(serde_json::to_value(*params.lock().unwrap_or_else(|p| p.into_inner())))
+                }
+                Command::MigrateSetParameters(set) => {
+                    set.apply(&mut params.lock().unwrap_or_else(|p| p.into_inner()));
+                    Ok(serde_json::json!({}))
+                }
+                Command::QueryMigrateCapabilities(_) => to_value(serde_json::to_value(caps.list())),
+                Command::MigrateSetCapabilities(set) => {
+                    let mut next = *caps;
+                    set.apply(&mut next).map(|()| {
+                        *caps = next;
+                        serde_json::json!({})
+                    })
+                }
                 c => Err(crate::control::QmpError::generic(format!(
-                    "{}: the VM is waiting for an incoming migration (--incoming); only query-status and query-migrate answer until it has arrived",
+                    "{}: the VM is waiting for an incoming migration (--incoming); only query-status, query-migrate and the migration parameters and capabilities answer until it has arrived",
                     c.name()
                 ))),
             };

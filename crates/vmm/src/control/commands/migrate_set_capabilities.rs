@@ -60,6 +60,18 @@ fn element(i: usize, v: Value) -> Result<CapabilityState, QmpError> {
     Ok(CapabilityState { capability, state })
 }
 
+impl MigrateSetCapabilities {
+    /// Sets the listed capabilities in `caps` (also what an `--incoming` VM does before
+    /// the migration arrives).
+    pub fn apply(&self, caps: &mut MigrationCapabilities) -> Result<(), QmpError> {
+        for c in &self.capabilities {
+            caps.set(&c.capability, c.state)
+                .map_err(QmpError::generic)?;
+        }
+        Ok(())
+    }
+}
+
 impl QmpCommand for MigrateSetCapabilities {
     const NAME: &'static str = NAME;
     type Reply = Empty;
@@ -78,10 +90,7 @@ impl QmpCommand for MigrateSetCapabilities {
 
     fn execute(&self, vm: &mut dyn VmView) -> Result<Empty, QmpError> {
         let mut caps = vm.migration_capabilities();
-        for c in &self.capabilities {
-            caps.set(&c.capability, c.state)
-                .map_err(QmpError::generic)?;
-        }
+        self.apply(&mut caps)?;
         vm.set_migration_capabilities(caps)?;
         Ok(Empty {})
     }

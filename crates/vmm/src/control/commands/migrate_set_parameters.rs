@@ -13,6 +13,7 @@ use crate::config::announce::AnnounceParams;
 use crate::control::args::{type_error, Args, Presence};
 use crate::control::error::QmpError;
 use crate::control::view::VmView;
+use crate::migration::MigrationParameters;
 
 pub const NAME: &str = "migrate-set-parameters";
 
@@ -36,6 +37,19 @@ pub struct MigrateSetParameters {
     pub announce_rounds: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub announce_step: Option<u64>,
+}
+
+impl MigrateSetParameters {
+    /// Sets in `p` the members given (also what an `--incoming` VM answers before the
+    /// migration arrives).
+    pub fn apply(&self, p: &mut MigrationParameters) {
+        p.downtime_limit = self.downtime_limit.unwrap_or(p.downtime_limit);
+        p.max_bandwidth = self.max_bandwidth.unwrap_or(p.max_bandwidth);
+        p.announce_initial = self.announce_initial.unwrap_or(p.announce_initial);
+        p.announce_max = self.announce_max.unwrap_or(p.announce_max);
+        p.announce_rounds = self.announce_rounds.unwrap_or(p.announce_rounds);
+        p.announce_step = self.announce_step.unwrap_or(p.announce_step);
+    }
 }
 
 impl ClientRequest for MigrateSetParameters {
@@ -97,16 +111,7 @@ impl QmpCommand for MigrateSetParameters {
 
     fn execute(&self, vm: &mut dyn VmView) -> Result<Empty, QmpError> {
         let mut p = vm.migration_parameters();
-        if let Some(d) = self.downtime_limit {
-            p.downtime_limit = d;
-        }
-        if let Some(b) = self.max_bandwidth {
-            p.max_bandwidth = b;
-        }
-        p.announce_initial = self.announce_initial.unwrap_or(p.announce_initial);
-        p.announce_max = self.announce_max.unwrap_or(p.announce_max);
-        p.announce_rounds = self.announce_rounds.unwrap_or(p.announce_rounds);
-        p.announce_step = self.announce_step.unwrap_or(p.announce_step);
+        self.apply(&mut p);
         vm.set_migration_parameters(p);
         Ok(Empty {})
     }
