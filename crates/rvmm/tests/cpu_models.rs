@@ -7,10 +7,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::Stdio;
 
-use common::{kvm_available, qemu, rvmm, text};
+use common::{kvm_available, qemu, qemu_qmp, rvmm, text};
 use serde_json::Value;
 
 fn run_ok(args: &[&str]) -> String {
@@ -23,58 +21,22 @@ fn run_ok(args: &[&str]) -> String {
 /// QEMU's `query-cpu-definitions` under KVM: name → unavailable features, in QEMU's order
 /// with repeats dropped (QEMU lists a name twice when two filtered bits carry it).
 fn qemu_definitions() -> BTreeMap<String, Vec<String>> {
-    let mut child = qemu()
-        .args([
-            "-machine",
-            "none",
-            "-accel",
-            "kvm",
-            "-qmp",
-            "stdio",
-            "-nodefaults",
-            "-display",
-            "none",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(
-            b"{\"execute\":\"qmp_capabilities\"}\n{\"execute\":\"query-cpu-definitions\"}\n{\"execute\":\"quit\"}\n",
-        )
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    for line in stdout.lines() {
-        let Ok(v) = serde_json::from_str::<Value>(line) else {
-            continue;
-        };
-        let Some(list) = v["return"].as_array() else {
-            continue;
-        };
-        return list
-            .iter()
-            .map(|m| {
-                let mut feats: Vec<String> = Vec::new();
-                for f in m["unavailable-features"].as_array().unwrap() {
-                    let f = f.as_str().unwrap().to_string();
-                    if !feats.contains(&f) {
-                        feats.push(f);
-                    }
+    let answers = qemu_qmp(&["-accel", "kvm"], &[("query-cpu-definitions", None)]);
+    let list = answers[0]["return"]
+        .as_array()
+        .unwrap_or_else(|| panic!("QEMU gave no query-cpu-definitions answer: {answers:?}"));
+    list.iter()
+        .map(|m| {
+            let mut feats: Vec<String> = Vec::new();
+            for f in m["unavailable-features"].as_array().unwrap() {
+                let f = f.as_str().unwrap().to_string();
+                if !feats.contains(&f) {
+                    feats.push(f);
                 }
-                (m["name"].as_str().unwrap().to_string(), feats)
-            })
-            .collect();
-    }
-    panic!(
-        "QEMU gave no query-cpu-definitions answer: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+            }
+            (m["name"].as_str().unwrap().to_string(), feats)
+        })
+        .collect()
 }
 
 #[test]

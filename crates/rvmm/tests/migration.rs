@@ -1285,46 +1285,7 @@ fn the_capability_commands_answer_in_qemus_shape_and_words() {
         ),
         ("query-migrate-parameters", None),
     ];
-    let mut input = String::from("{\"execute\":\"qmp_capabilities\"}\n");
-    for (cmd, args) in &requests {
-        let mut r = json!({ "execute": cmd });
-        if let Some(a) = args {
-            r["arguments"] = a.clone();
-        }
-        input.push_str(&format!("{r}\n"));
-    }
-    input.push_str("{\"execute\":\"quit\"}\n");
-    let mut child = common::qemu()
-        .args([
-            "-machine",
-            "none",
-            "-qmp",
-            "stdio",
-            "-nodefaults",
-            "-display",
-            "none",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let qemu: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v.get("return").is_some() || v.get("error").is_some())
-        .skip(1) // qmp_capabilities
-        .take(requests.len())
-        .collect();
-    assert_eq!(qemu.len(), requests.len(), "QEMU answered: {qemu:?}");
+    let qemu = common::qemu_qmp(&[], &requests);
 
     let vm = start("mig-caps-qemu", &[], None);
     let mut c = vm.client();

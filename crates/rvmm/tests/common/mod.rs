@@ -122,6 +122,57 @@ pub fn qemu() -> Command {
     c
 }
 
+/// QEMU as a QMP oracle without a guest: `qemu -machine none EXTRA -qmp stdio`, given
+/// `qmp_capabilities`, then each of `requests` (a command and its arguments), then `quit`.
+/// Returns QEMU's answer (`{"return": ...}` or `{"error": ...}`) to each request, in order;
+/// panics with QEMU's output if it answered fewer.
+pub fn qemu_qmp(
+    extra: &[&str],
+    requests: &[(&str, Option<serde_json::Value>)],
+) -> Vec<serde_json::Value> {
+    use std::io::Write as _;
+    let mut input = String::from("{\"execute\":\"qmp_capabilities\"}\n");
+    for (cmd, args) in requests {
+        let mut r = serde_json::json!({ "execute": cmd });
+        if let Some(a) = args {
+            r["arguments"] = a.clone();
+        }
+        input.push_str(&format!("{r}\n"));
+    }
+    input.push_str("{\"execute\":\"quit\"}\n");
+    let mut child = qemu()
+        .args(["-machine", "none"])
+        .args(extra)
+        .args(["-qmp", "stdio", "-nodefaults", "-display", "none"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let answers: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.get("return").is_some() || v.get("error").is_some())
+        .skip(1) // qmp_capabilities
+        .take(requests.len())
+        .collect();
+    assert_eq!(
+        answers.len(),
+        requests.len(),
+        "QEMU answered {answers:?}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    answers
+}
+
 /// Runs a command with a time limit, returning its output (stdout and stderr).
 pub fn run_with_timeout(mut cmd: Command, limit: Duration) -> Output {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
